@@ -1,0 +1,57 @@
+// Package secrets composes a store and the envelope crypto into plaintext
+// secrets: Get decrypts, Put encrypts with a fresh document key and commits
+// with one conditional write. The mount (fs/) and the admin verbs
+// (cmd/secretfs) both go through a Source, so they cannot disagree about
+// formats, names or limits.
+//
+// This package never logs, and never puts a value into an error.
+package secrets
+
+import (
+	"context"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/store"
+)
+
+// Secret is one decrypted secret: its metadata and its value. The holder
+// owns Value and must Wipe it when done.
+type Secret struct {
+	store.Meta
+	Value crypto.Plaintext
+}
+
+// Source gives plaintext access to secrets. Implementations: Keeper (store
+// + crypto, always fresh) and cache.Plaintext (a TTL cache in front of a
+// Keeper). Every method honours ctx and returns *fault.Error values with
+// the Kinds of the store.Store contract, plus fault.Integrity for an item
+// that fails authentication and fault.Permission for a key that cannot
+// decrypt. Safe for concurrent use.
+type Source interface {
+	// Stat returns k's metadata without decrypting. When fresh is false
+	// the answer may come from a cache, no older than its TTL.
+	Stat(ctx context.Context, k store.Key, fresh bool) (store.Meta, error)
+
+	// Get returns k's decrypted value. When fresh is false the answer may
+	// come from a cache, no older than its TTL. The caller owns the
+	// returned Value and must Wipe it.
+	Get(ctx context.Context, k store.Key, fresh bool) (Secret, error)
+
+	// Put encrypts value with a fresh document key and IV and stores it
+	// on the condition that the stored Version is expected
+	// (store.Absent for a new secret). It returns the new metadata. Put
+	// does not keep or modify value; the caller still owns it.
+	Put(ctx context.Context, k store.Key, value []byte, expected store.Version) (store.Meta, error)
+
+	// Delete removes k if its stored Version is expected.
+	Delete(ctx context.Context, k store.Key, expected store.Version) error
+
+	// List returns one page of app's metadata, as store.Store.List.
+	List(ctx context.Context, app string, after string, limit int) ([]store.Meta, string, error)
+
+	// Apps lists the applications, as store.Store.Apps.
+	Apps(ctx context.Context) ([]string, error)
+
+	// MaxValueSize is the largest value Put accepts, in bytes.
+	MaxValueSize() int64
+}

@@ -1,0 +1,202 @@
+// Package store keeps protected items: the encrypted form of each secret,
+// keyed by application and secret name. A Store never sees plaintext; it
+// holds what crypto produced and returns it byte for byte.
+//
+// Implementations: store/sqlite (the embedded default), store/dynamodb (the
+// production backend, compatible with the original Secret Store table) and
+// store/memory (tests). store/storetest is the conformance suite every
+// implementation passes.
+package store
+
+import (
+	"context"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/secretfs/secretfs/fault"
+)
+
+// Key names one secret: the DynamoDB HASH key (App) and RANGE key (Name).
+type Key struct {
+	App  string
+	Name string
+}
+
+func (k Key) String() string { return k.App + "/" + k.Name }
+
+// Path is k as a fault.Path, for error messages.
+func (k Key) Path() fault.Path { return fault.Path(k.String()) }
+
+// Version counts the writes of one item. Every successful Put stores
+// expected.Next(); writes are conditional on the stored Version, so two
+// writers that read the same Version cannot both succeed.
+type Version int64
+
+const (
+	// Absent is the expected Version of an item that must not exist yet.
+	Absent Version = -1
+	// Unversioned is the Version of a legacy item written by the original
+	// Secret Store, which has no Version attribute. Such an item can be
+	// overwritten once, on the condition that it is still unversioned.
+	Unversioned Version = 0
+)
+
+// Next is the Version a successful write stores when v was expected.
+func (v Version) Next() Version {
+	if v < Unversioned {
+		return 1
+	}
+	return v + 1
+}
+
+func (v Version) String() string {
+	switch v {
+	case Absent:
+		return "absent"
+	case Unversioned:
+		return "unversioned"
+	}
+	return strconv.FormatInt(int64(v), 10)
+}
+
+// Meta is what can be known of a secret without decrypting it: enough for
+// stat(2) and for conditional writes. Listings return Meta only.
+type Meta struct {
+	Key
+	Format   string    // "" for a legacy item (read as v1), else "v1" or "v2"
+	Version  Version   // Unversioned for a legacy item
+	Size     int64     // plaintext length in bytes; -1 when unknown (legacy items)
+	Modified time.Time // stored at millisecond precision; zero when unknown (legacy items)
+}
+
+// Item is one stored secret in protected form. The field names follow the
+// attributes of the original Secret Store table (docs/FORMAT.md).
+type Item struct {
+	Meta
+	MasterKeyID          string // the master key that wrapped the document key
+	ProtectedDocumentKey []byte // the wrapped document key
+	InitialisationVector []byte // the IV or nonce of the value encryption
+	ProtectedSecretValue []byte // the encrypted value
+}
+
+// Store is the persistence boundary. Every method honours ctx's deadline
+// and cancellation, returns *fault.Error values with Kinds documented
+// below, and is safe for concurrent use. Returned items and slices belong
+// to the caller.
+type Store interface {
+	// Get returns the item at k, read with strong consistency.
+	// A missing item is fault.NotFound.
+	Get(ctx context.Context, k Key) (*Item, error)
+
+	// Put stores item on the condition that the stored Version is
+	// expected: Absent means the item must not exist, Unversioned that it
+	// exists without a Version. item.Version must be expected.Next(); the
+	// one exception is writing a legacy item (item.Version Unversioned,
+	// expected Absent), which tests use to play the original Secret Store.
+	// A failed condition is fault.Exist when expected was Absent and
+	// fault.Conflict otherwise; an item over the store's size limit is
+	// fault.TooLarge. A failed Put changes nothing.
+	Put(ctx context.Context, item *Item, expected Version) error
+
+	// Delete removes the item at k if its stored Version is expected.
+	// A missing item is fault.NotFound, another Version fault.Conflict.
+	Delete(ctx context.Context, k Key, expected Version) error
+
+	// List returns one page of app's items, in ascending byte order of
+	// Name, starting after the name `after` ("" for the first page), with
+	// at most limit entries (limit <= 0 lets the store choose). next is
+	// the `after` of the following page, or "" when there is none. A page
+	// may be shorter than limit and still have a next. An application
+	// without items lists empty, without error.
+	List(ctx context.Context, app string, after string, limit int) (page []Meta, next string, err error)
+
+	// Apps returns the names of the applications that hold at least one
+	// item, sorted and without duplicates.
+	Apps(ctx context.Context) ([]string, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Sizer is implemented by stores with a limit on the size of a value. The
+// secrets layer checks plaintext against it before encrypting, so an
+// oversized write fails early with fault.TooLarge and harms nothing.
+type Sizer interface {
+	MaxValueSize() int64
+}
+
+// MaxNameLen is the longest application or secret name, in bytes: NAME_MAX,
+// so that every stored name is also a valid file name.
+const MaxNameLen = 255
+
+// ValidName reports whether s can name an application or a secret: valid
+// UTF-8 (DynamoDB keys are strings), 1 to MaxNameLen bytes, no '/' or NUL,
+// and not "." or "..". The error is fault.NameTooLong or fault.Invalid.
+func ValidName(s string) error {
+	const op fault.Op = "store.ValidName"
+	switch {
+	case len(s) > MaxNameLen:
+		return fault.E(op, fault.NameTooLong, "name is "+strconv.Itoa(len(s))+" bytes; the limit is "+strconv.Itoa(MaxNameLen))
+	case s == "":
+		return fault.E(op, fault.Invalid, "empty name")
+	case s == "." || s == "..":
+		return fault.E(op, fault.Invalid, "name "+strconv.Quote(s)+" is reserved")
+	case !utf8.ValidString(s):
+		return fault.E(op, fault.Invalid, "name is not valid UTF-8")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' || s[i] == 0 {
+			return fault.E(op, fault.Invalid, "name contains '/' or NUL")
+		}
+	}
+	return nil
+}
+
+// Validate checks both parts of k with ValidName.
+func (k Key) Validate() error {
+	if err := ValidName(k.App); err != nil {
+		return fault.E(fault.Path(k.App), err)
+	}
+	if err := ValidName(k.Name); err != nil {
+		return fault.E(k.Path(), err)
+	}
+	return nil
+}
+
+// CheckPut validates the arguments of Store.Put the same way for every
+// implementation: a valid key, a Version that follows expected, and the
+// protected fields present.
+func CheckPut(item *Item, expected Version) error {
+	const op fault.Op = "store.Put"
+	if err := item.Key.Validate(); err != nil {
+		return fault.E(op, err)
+	}
+	legacy := item.Version == Unversioned && expected == Absent
+	if item.Version != expected.Next() && !legacy {
+		return fault.E(op, item.Path(), fault.Invalid,
+			"version "+item.Version.String()+" does not follow expected "+expected.String())
+	}
+	if item.MasterKeyID == "" || len(item.ProtectedDocumentKey) == 0 ||
+		len(item.InitialisationVector) == 0 || len(item.ProtectedSecretValue) == 0 {
+		return fault.E(op, item.Path(), fault.Invalid, "protected fields missing")
+	}
+	return nil
+}
+
+// ListAll collects every page of app's listing.
+func ListAll(ctx context.Context, s Store, app string) ([]Meta, error) {
+	var all []Meta
+	after := ""
+	for {
+		page, next, err := s.List(ctx, app, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all, nil
+		}
+		after = next
+	}
+}
