@@ -6,6 +6,11 @@ import "fmt"
 // every fmt verb, JSON and text marshalling show Redacted instead of the
 // bytes. The holder of a Plaintext owns its memory and must Wipe it when
 // done.
+//
+// One hole remains that no method can close: fmt cannot call methods on
+// an unexported struct field, so printing a struct that keeps a Plaintext
+// in an unexported field (struct{ value Plaintext }) shows the raw bytes.
+// Keep a Plaintext in an exported field, or never print its holder.
 type Plaintext []byte
 
 // Redacted is what a Plaintext shows instead of its contents.
