@@ -1,0 +1,216 @@
+package secrets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// DefaultTimeout bounds each backend call (one store request or one key
+// operation) when Options.Timeout is zero. A dead backend must give a
+// clear error quickly, never a hung mount.
+const DefaultTimeout = 5 * time.Second
+
+// DefaultMaxValueSize is the value size limit of a store that does not
+// report one (store.Sizer).
+const DefaultMaxValueSize = 1 << 20
+
+// Options configures a Keeper.
+type Options struct {
+	// Timeout bounds every single backend call; DefaultTimeout if zero.
+	Timeout time.Duration
+	// Now returns the current time, for Modified; time.Now if nil.
+	Now func() time.Time
+}
+
+// Keeper is the composition of a store and an envelope: the Source that
+// always goes to the backend. cache.Plaintext fronts it.
+type Keeper struct {
+	store    store.Store
+	envelope *crypto.Envelope
+	timeout  time.Duration
+	maxValue int64
+	now      func() time.Time
+}
+
+var _ Source = (*Keeper)(nil)
+
+// NewKeeper returns a Keeper that keeps secrets in s, sealed by e.
+func NewKeeper(s store.Store, e *crypto.Envelope, opts Options) *Keeper {
+	k := &Keeper{store: s, envelope: e, timeout: opts.Timeout, now: opts.Now, maxValue: DefaultMaxValueSize}
+	if k.timeout <= 0 {
+		k.timeout = DefaultTimeout
+	}
+	if k.now == nil {
+		k.now = time.Now
+	}
+	if sz, ok := s.(store.Sizer); ok {
+		k.maxValue = sz.MaxValueSize()
+	}
+	return k
+}
+
+// call runs one backend call under the Keeper's deadline. A call that ran
+// out of time says so, and how long it was given: that is the first thing
+// an operator needs to know about a dead backend.
+func (k *Keeper) call(ctx context.Context, op fault.Op, p fault.Path, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	err := f(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fault.E(op, p, fault.Unavailable, fmt.Errorf("no answer within %s: %w", k.timeout, err))
+	}
+	return err
+}
+
+// Fetch reads k's protected item.
+func (k *Keeper) Fetch(ctx context.Context, key store.Key) (*store.Item, error) {
+	const op fault.Op = "secrets.Fetch"
+	if err := key.Validate(); err != nil {
+		return nil, fault.E(op, err)
+	}
+	var item *store.Item
+	err := k.call(ctx, op, key.Path(), func(ctx context.Context) (err error) {
+		item, err = k.store.Get(ctx, key)
+		return err
+	})
+	return item, err
+}
+
+// Open decrypts item. The Size of the result is the true plaintext length,
+// whatever the item's Size attribute said (legacy items have none).
+func (k *Keeper) Open(ctx context.Context, item *store.Item) (Secret, error) {
+	const op fault.Op = "secrets.Open"
+	var value crypto.Plaintext
+	err := k.call(ctx, op, item.Path(), func(ctx context.Context) (err error) {
+		value, err = k.envelope.Open(ctx, item.App, item.Name, sealedOf(item))
+		return err
+	})
+	if err != nil {
+		return Secret{}, err
+	}
+	s := Secret{Meta: item.Meta, Value: value}
+	s.Size = int64(len(value))
+	return s, nil
+}
+
+// Stat reads k's metadata from the store; Keeper has no cache, so fresh is
+// irrelevant.
+func (k *Keeper) Stat(ctx context.Context, key store.Key, fresh bool) (store.Meta, error) {
+	item, err := k.Fetch(ctx, key)
+	if err != nil {
+		return store.Meta{}, err
+	}
+	return item.Meta, nil
+}
+
+// Get reads and decrypts k.
+func (k *Keeper) Get(ctx context.Context, key store.Key, fresh bool) (Secret, error) {
+	item, err := k.Fetch(ctx, key)
+	if err != nil {
+		return Secret{}, err
+	}
+	return k.Open(ctx, item)
+}
+
+// Put seals value with a fresh document key and IV and commits it with one
+// conditional write.
+func (k *Keeper) Put(ctx context.Context, key store.Key, value []byte, expected store.Version) (store.Meta, error) {
+	item, err := k.Write(ctx, key, value, expected)
+	if err != nil {
+		return store.Meta{}, err
+	}
+	return item.Meta, nil
+}
+
+// Write is Put returning the item as stored.
+func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expected store.Version) (*store.Item, error) {
+	const op fault.Op = "secrets.Put"
+	if err := key.Validate(); err != nil {
+		return nil, fault.E(op, err)
+	}
+	if int64(len(value)) > k.maxValue {
+		return nil, fault.E(op, key.Path(), fault.TooLarge,
+			"value is "+strconv.Itoa(len(value))+" bytes; the limit is "+strconv.FormatInt(k.maxValue, 10))
+	}
+	var sealed crypto.Sealed
+	err := k.call(ctx, op, key.Path(), func(ctx context.Context) (err error) {
+		sealed, err = k.envelope.Seal(ctx, key.App, key.Name, value)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	item := &store.Item{
+		Meta: store.Meta{
+			Key:      key,
+			Format:   string(sealed.Format),
+			Version:  expected.Next(),
+			Size:     int64(len(value)),
+			Modified: k.now().Truncate(time.Millisecond),
+		},
+		MasterKeyID:          sealed.MasterKeyID,
+		ProtectedDocumentKey: sealed.WrappedKey,
+		InitialisationVector: sealed.IV,
+		ProtectedSecretValue: sealed.Ciphertext,
+	}
+	err = k.call(ctx, op, key.Path(), func(ctx context.Context) error {
+		return k.store.Put(ctx, item, expected)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return item, nil
+}
+
+// Delete removes k if its stored Version is expected.
+func (k *Keeper) Delete(ctx context.Context, key store.Key, expected store.Version) error {
+	const op fault.Op = "secrets.Delete"
+	if err := key.Validate(); err != nil {
+		return fault.E(op, err)
+	}
+	return k.call(ctx, op, key.Path(), func(ctx context.Context) error {
+		return k.store.Delete(ctx, key, expected)
+	})
+}
+
+// List returns one page of app's metadata.
+func (k *Keeper) List(ctx context.Context, app, after string, limit int) (page []store.Meta, next string, err error) {
+	const op fault.Op = "secrets.List"
+	if err := store.ValidName(app); err != nil {
+		return nil, "", fault.E(op, fault.Path(app), err)
+	}
+	err = k.call(ctx, op, fault.Path(app), func(ctx context.Context) (err error) {
+		page, next, err = k.store.List(ctx, app, after, limit)
+		return err
+	})
+	return page, next, err
+}
+
+// Apps lists the applications that hold secrets.
+func (k *Keeper) Apps(ctx context.Context) (apps []string, err error) {
+	err = k.call(ctx, "secrets.Apps", "", func(ctx context.Context) (err error) {
+		apps, err = k.store.Apps(ctx)
+		return err
+	})
+	return apps, err
+}
+
+// MaxValueSize is the store's limit on a value.
+func (k *Keeper) MaxValueSize() int64 { return k.maxValue }
+
+func sealedOf(item *store.Item) crypto.Sealed {
+	return crypto.Sealed{
+		Format:      crypto.Format(item.Format),
+		MasterKeyID: item.MasterKeyID,
+		WrappedKey:  item.ProtectedDocumentKey,
+		IV:          item.InitialisationVector,
+		Ciphertext:  item.ProtectedSecretValue,
+	}
+}
