@@ -86,7 +86,8 @@ type Item struct {
 // to the caller.
 type Store interface {
 	// Get returns the item at k, read with strong consistency.
-	// A missing item is fault.NotFound.
+	// A missing item is fault.NotFound (so is an invalid key: nothing
+	// invalid can have been stored).
 	Get(ctx context.Context, k Key) (*Item, error)
 
 	// Put stores item on the condition that the stored Version is
@@ -96,7 +97,8 @@ type Store interface {
 	// expected Absent), which tests use to play the original Secret Store.
 	// A failed condition is fault.Exist when expected was Absent and
 	// fault.Conflict otherwise; an item over the store's size limit is
-	// fault.TooLarge. A failed Put changes nothing.
+	// fault.TooLarge. Argument errors (store.CheckPut) come first, before
+	// any condition is checked. A failed Put changes nothing.
 	Put(ctx context.Context, item *Item, expected Version) error
 
 	// Delete removes the item at k if its stored Version is expected.
@@ -121,10 +123,16 @@ type Store interface {
 
 // Sizer is implemented by stores with a limit on the size of a value. The
 // secrets layer checks plaintext against it before encrypting, so an
-// oversized write fails early with fault.TooLarge and harms nothing.
+// oversized write fails early with fault.TooLarge and harms nothing. The
+// store itself refuses, with fault.TooLarge, a ProtectedSecretValue more
+// than ValueOverhead bytes over the limit.
 type Sizer interface {
 	MaxValueSize() int64
 }
+
+// ValueOverhead is how far a ProtectedSecretValue may exceed a Sizer's
+// MaxValueSize: room for any format's nonce, tag or padding.
+const ValueOverhead = 4096
 
 // MaxNameLen is the longest application or secret name, in bytes: NAME_MAX,
 // so that every stored name is also a valid file name.

@@ -1,0 +1,400 @@
+// Package sqlite is the embedded default store: one SQLite file holding the
+// same items, under the same attribute names, as the DynamoDB table of the
+// original Secret Store. A running mount and the admin verbs (separate
+// processes) use the file at the same time; WAL mode, a busy timeout and
+// single-statement conditional writes keep them from losing each other's
+// updates.
+//
+// Like every store it holds only protected items: it must never see
+// plaintext. The file holds key material wrapped by the master key, so it
+// is created readable by its owner only.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	msqlite "modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// MaxValueSize is the largest plaintext value, in bytes. Secrets are
+// passwords, tokens and certificates; a larger value is more likely a
+// mistake than a secret.
+const MaxValueSize = 1 << 20
+
+// pageSize is the default and the largest page of List.
+const pageSize = 1000
+
+// busyTimeout is how long a statement waits for a lock held by another
+// connection or process before failing with fault.Unavailable. Writes
+// hold the lock for one statement, so a longer wait means something is
+// wrong; a caller's shorter deadline ends the wait sooner.
+const busyTimeout = 5 * time.Second
+
+// schemaVersion is kept in PRAGMA user_version. Version 0 is a new, empty
+// file.
+const schemaVersion = 1
+
+// schema is the table, in the attribute names of the original Secret
+// Store (docs/FORMAT.md). NULL in Format, Version, Size and Modified marks
+// what a legacy item lacks. BINARY collation orders names by their UTF-8
+// bytes, as DynamoDB orders sort keys.
+const schema = `
+CREATE TABLE secrets (
+	ApplicationName      TEXT NOT NULL COLLATE BINARY,
+	SecretName           TEXT NOT NULL COLLATE BINARY,
+	MasterKeyId          TEXT NOT NULL,
+	ProtectedDocumentKey BLOB NOT NULL,
+	InitialisationVector BLOB NOT NULL,
+	ProtectedSecretValue BLOB NOT NULL,
+	Format               TEXT,    -- NULL: legacy item, read as v1
+	Version              INTEGER, -- NULL: legacy item (store.Unversioned)
+	Size                 INTEGER, -- plaintext bytes; NULL: unknown
+	Modified             INTEGER, -- unix milliseconds; NULL: unknown
+	PRIMARY KEY (ApplicationName, SecretName)
+) STRICT, WITHOUT ROWID`
+
+// Store is a store.Store in a SQLite file. It is safe for concurrent use,
+// also with other processes that open the same file.
+type Store struct {
+	db   *sql.DB
+	busy time.Duration
+}
+
+var (
+	_ store.Store = (*Store)(nil)
+	_ store.Sizer = (*Store)(nil)
+)
+
+// Open opens the store in the file at path, creating the file (mode 0600)
+// and its table if missing. The directory must exist.
+func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, busyTimeout)
+}
+
+func open(ctx context.Context, path string, busy time.Duration) (*Store, error) {
+	const op fault.Op = "sqlite.Open"
+	// SQLite would create the file with mode 0644 minus the umask; create
+	// it first. Its -wal and -shm files inherit the file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fault.E(op, fault.Permission, err)
+		}
+		return nil, fault.E(op, err)
+	}
+	f.Close()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fault.E(op, err)
+	}
+
+	// Pragmas go in the DSN so that every pooled connection gets them.
+	// synchronous=FULL: a committed write survives a power cut.
+	// _txlock=immediate: a write transaction takes the write lock at BEGIN,
+	// where the busy timeout applies, instead of failing when it upgrades.
+	q := url.Values{
+		"_pragma": {
+			"busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")",
+			"journal_mode(WAL)",
+			"synchronous(FULL)",
+		},
+		"_txlock": {"immediate"},
+	}
+	dsn := (&url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}).String()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fault.E(op, err)
+	}
+	s := &Store{db: db, busy: busy}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fault.E(op, fmt.Errorf("%s: %w", path, err))
+	}
+	return s, nil
+}
+
+// migrate creates the schema in a new file, in one write transaction, so
+// that two processes opening a new file at once create it once.
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap(ctx, "", "", err)
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return s.wrap(ctx, "", "", err)
+	}
+	switch v {
+	case schemaVersion:
+		return nil
+	case 0:
+		if _, err := tx.ExecContext(ctx, schema); err != nil {
+			return s.wrap(ctx, "", "", err)
+		}
+		if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(schemaVersion)); err != nil {
+			return s.wrap(ctx, "", "", err)
+		}
+		return s.wrap(ctx, "", "", tx.Commit())
+	}
+	return fmt.Errorf("schema version %d is not %d: the file was written by another version of secretfs", v, schemaVersion)
+}
+
+// MaxValueSize implements store.Sizer.
+func (s *Store) MaxValueSize() int64 { return MaxValueSize }
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
+	const op fault.Op = "sqlite.Get"
+	it := &store.Item{}
+	var m nullMeta
+	// Scanning into *[]byte copies: the caller owns the returned slices.
+	dest := append([]any{&it.MasterKeyID, &it.ProtectedDocumentKey, &it.InitialisationVector, &it.ProtectedSecretValue},
+		m.dest()...)
+	err := s.db.QueryRowContext(ctx, `
+		SELECT MasterKeyId, ProtectedDocumentKey, InitialisationVector, ProtectedSecretValue,
+		       Format, Version, Size, Modified
+		FROM secrets WHERE ApplicationName = ? AND SecretName = ?`, k.App, k.Name).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fault.E(op, k.Path(), fault.NotFound)
+	}
+	if err != nil {
+		return nil, s.wrap(ctx, op, k.Path(), err)
+	}
+	it.Meta = m.meta(k)
+	return it, nil
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Version) error {
+	const op fault.Op = "sqlite.Put"
+	if err := store.CheckPut(item, expected); err != nil {
+		return fault.E(op, err)
+	}
+	if n := len(item.ProtectedSecretValue); n > MaxValueSize+store.ValueOverhead {
+		return fault.E(op, item.Path(), fault.TooLarge,
+			fmt.Sprintf("protected value is %d bytes; the limit is %d", n, MaxValueSize+store.ValueOverhead))
+	}
+	args := []any{
+		item.MasterKeyID, item.ProtectedDocumentKey, item.InitialisationVector, item.ProtectedSecretValue,
+		nullIf(item.Format, item.Format == ""),
+		nullIf(int64(item.Version), item.Version == store.Unversioned),
+		nullIf(item.Size, item.Size < 0),
+		nullIf(item.Modified.UnixMilli(), item.Modified.IsZero()),
+		item.App, item.Name,
+	}
+	return s.write(ctx, op, item.Key, func(tx *sql.Tx) (sql.Result, error) {
+		if expected == store.Absent {
+			return tx.ExecContext(ctx, `
+				INSERT INTO secrets (MasterKeyId, ProtectedDocumentKey, InitialisationVector, ProtectedSecretValue,
+				                     Format, Version, Size, Modified, ApplicationName, SecretName)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (ApplicationName, SecretName) DO NOTHING`, args...)
+		}
+		// IS compares NULL (a legacy item) like any other value.
+		return tx.ExecContext(ctx, `
+			UPDATE secrets SET MasterKeyId = ?, ProtectedDocumentKey = ?, InitialisationVector = ?, ProtectedSecretValue = ?,
+			                   Format = ?, Version = ?, Size = ?, Modified = ?
+			WHERE ApplicationName = ? AND SecretName = ? AND Version IS ?`,
+			append(args, versionArg(expected))...)
+	}, func(stored store.Version, found bool) error {
+		switch {
+		case expected == store.Absent:
+			return fault.E(op, item.Path(), fault.Exist)
+		case !found:
+			return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", but the item does not exist")
+		}
+		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", stored "+stored.String())
+	})
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Version) error {
+	const op fault.Op = "sqlite.Delete"
+	return s.write(ctx, op, k, func(tx *sql.Tx) (sql.Result, error) {
+		return tx.ExecContext(ctx, `
+			DELETE FROM secrets WHERE ApplicationName = ? AND SecretName = ? AND Version IS ?`,
+			k.App, k.Name, versionArg(expected))
+	}, func(stored store.Version, found bool) error {
+		if !found {
+			return fault.E(op, k.Path(), fault.NotFound)
+		}
+		return fault.E(op, k.Path(), fault.Conflict, "expected version "+expected.String()+", stored "+stored.String())
+	})
+}
+
+// write runs change, a single conditional statement, in a write
+// transaction. When change matched no row, the condition failed: failed
+// reports why, given the stored Version read in the same transaction, and
+// nothing is committed.
+func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
+	change func(*sql.Tx) (sql.Result, error),
+	failed func(stored store.Version, found bool) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap(ctx, op, k.Path(), err)
+	}
+	defer tx.Rollback()
+	res, err := change(tx)
+	if err != nil {
+		return s.wrap(ctx, op, k.Path(), err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return s.wrap(ctx, op, k.Path(), err)
+	}
+	if n == 0 {
+		var v sql.NullInt64
+		err := tx.QueryRowContext(ctx,
+			"SELECT Version FROM secrets WHERE ApplicationName = ? AND SecretName = ?", k.App, k.Name).Scan(&v)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return s.wrap(ctx, op, k.Path(), err)
+		}
+		return failed(store.Version(v.Int64), err == nil)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.wrap(ctx, op, k.Path(), err)
+	}
+	return nil
+}
+
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, app string, after string, limit int) ([]store.Meta, string, error) {
+	const op fault.Op = "sqlite.List"
+	if limit <= 0 || limit > pageSize {
+		limit = pageSize
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT SecretName, Format, Version, Size, Modified FROM secrets
+		WHERE ApplicationName = ? AND SecretName > ?
+		ORDER BY SecretName LIMIT ?`, app, after, limit)
+	if err != nil {
+		return nil, "", s.wrap(ctx, op, fault.Path(app), err)
+	}
+	defer rows.Close()
+	var page []store.Meta
+	for rows.Next() {
+		var name string
+		var m nullMeta
+		if err := rows.Scan(append([]any{&name}, m.dest()...)...); err != nil {
+			return nil, "", s.wrap(ctx, op, fault.Path(app), err)
+		}
+		page = append(page, m.meta(store.Key{App: app, Name: name}))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", s.wrap(ctx, op, fault.Path(app), err)
+	}
+	if len(page) < limit {
+		return page, "", nil
+	}
+	return page, page[len(page)-1].Name, nil
+}
+
+// Apps implements store.Store.
+func (s *Store) Apps(ctx context.Context) ([]string, error) {
+	const op fault.Op = "sqlite.Apps"
+	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT ApplicationName FROM secrets ORDER BY 1")
+	if err != nil {
+		return nil, s.wrap(ctx, op, "", err)
+	}
+	defer rows.Close()
+	var apps []string
+	for rows.Next() {
+		var app string
+		if err := rows.Scan(&app); err != nil {
+			return nil, s.wrap(ctx, op, "", err)
+		}
+		apps = append(apps, app)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(ctx, op, "", err)
+	}
+	return apps, nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fault.E(fault.Op("sqlite.Close"), err)
+	}
+	return nil
+}
+
+// wrap classifies a database error. A lock that stayed busy past the busy
+// timeout and an expired or cancelled context are fault.Unavailable: the
+// backend did not answer in time, and trying later may work.
+func (s *Store) wrap(ctx context.Context, op fault.Op, path fault.Path, err error) error {
+	if err == nil {
+		return nil
+	}
+	// database/sql may report a call cut short by ctx as, say, ErrTxDone.
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w (%w)", cerr, err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fault.E(op, path, fault.Unavailable, fmt.Errorf("gave up waiting for the database: %w", err))
+	}
+	var e *msqlite.Error
+	if errors.As(err, &e) {
+		switch e.Code() & 0xff { // the primary result code
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return fault.E(op, path, fault.Unavailable,
+				fmt.Errorf("the database stayed locked by another connection or process for the busy timeout (%v): %w", s.busy, err))
+		case sqlite3.SQLITE_INTERRUPT:
+			return fault.E(op, path, fault.Unavailable, err)
+		}
+	}
+	return fault.E(op, path, fault.Other, err)
+}
+
+// nullMeta receives the metadata columns, which are NULL on legacy items.
+type nullMeta struct {
+	format                  sql.NullString
+	version, size, modified sql.NullInt64
+}
+
+func (m *nullMeta) dest() []any {
+	return []any{&m.format, &m.version, &m.size, &m.modified}
+}
+
+func (m *nullMeta) meta(k store.Key) store.Meta {
+	meta := store.Meta{
+		Key:     k,
+		Format:  m.format.String,
+		Version: store.Version(m.version.Int64), // NULL: 0, store.Unversioned
+		Size:    -1,
+	}
+	if m.size.Valid {
+		meta.Size = m.size.Int64
+	}
+	if m.modified.Valid {
+		meta.Modified = time.UnixMilli(m.modified.Int64).UTC()
+	}
+	return meta
+}
+
+// nullIf is v, or NULL when null is true.
+func nullIf(v any, null bool) any {
+	if null {
+		return nil
+	}
+	return v
+}
+
+// versionArg is the stored value that stands for v: NULL for a legacy item.
+func versionArg(v store.Version) any {
+	return nullIf(int64(v), v == store.Unversioned)
+}
