@@ -1,0 +1,280 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// appNode is "/<app>/": the secrets of one application.
+type appNode struct {
+	gofs.Inode
+	m   *mount
+	app string
+}
+
+var (
+	_ gofs.NodeGetattrer      = (*appNode)(nil)
+	_ gofs.NodeSetattrer      = (*appNode)(nil)
+	_ gofs.NodeLookuper       = (*appNode)(nil)
+	_ gofs.NodeOpendirHandler = (*appNode)(nil)
+	_ gofs.NodeCreater        = (*appNode)(nil)
+	_ gofs.NodeUnlinker       = (*appNode)(nil)
+	_ gofs.NodeRenamer        = (*appNode)(nil)
+	_ gofs.NodeMkdirer        = (*appNode)(nil)
+)
+
+func (a *appNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a.m.dirAttr(&out.Attr)
+	return 0
+}
+
+func (a *appNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := a.m.checkSetattr("setattr "+a.app, in, a.m.opts.DirMode); errno != 0 {
+		return errno
+	}
+	a.m.dirAttr(&out.Attr)
+	return 0
+}
+
+func (a *appNode) key(name string) store.Key { return store.Key{App: a.app, Name: name} }
+
+func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	const op = "lookup"
+	k := a.key(name)
+	if err := k.Validate(); err != nil {
+		return nil, a.m.errno(op, err)
+	}
+	if n := a.secretChild(name); n != nil {
+		n.settle(ctx)
+	}
+	meta, err := a.m.src.Stat(ctx, k, false)
+	if err != nil {
+		return nil, a.m.errno(op, err)
+	}
+	return a.secretInode(ctx, meta, out), 0
+}
+
+// secretInode returns the inode for the secret described by meta, reusing
+// the existing one so that open handles and the kernel agree on identity.
+func (a *appNode) secretInode(ctx context.Context, meta store.Meta, out *fuse.EntryOut) *gofs.Inode {
+	if n := a.secretChild(meta.Name); n != nil {
+		n.update(meta)
+		n.attr(ctx, nil, &out.Attr)
+		return &n.Inode
+	}
+	n := &secretNode{m: a.m, key: meta.Key, meta: meta}
+	n.attr(ctx, nil, &out.Attr)
+	return a.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG})
+}
+
+// secretChild returns the node of a secret this mount already knows.
+func (a *appNode) secretChild(name string) *secretNode {
+	if child := a.GetChild(name); child != nil {
+		n, _ := child.Operations().(*secretNode)
+		return n
+	}
+	return nil
+}
+
+func (a *appNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	// A listing right after `touch new` must show it.
+	for _, child := range a.Children() {
+		if n, ok := child.Operations().(*secretNode); ok {
+			n.settle(ctx)
+		}
+	}
+	return &dirHandle{a: a}, 0, 0
+}
+
+// Create makes a new secret. Nothing is stored until the handle is flushed:
+// the new value is committed whole, with the condition that no secret of
+// that name appeared in the meantime.
+func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	const op = "create"
+	if a.m.opts.ReadOnly {
+		return nil, nil, 0, syscall.EROFS
+	}
+	k := a.key(name)
+	if err := k.Validate(); err != nil {
+		return nil, nil, 0, a.m.errno(op, err)
+	}
+	// The kernel calls Create when it believes the name is free; another
+	// host may have made it since. Ask the store, not the cache.
+	meta, err := a.m.src.Stat(ctx, k, true)
+	switch {
+	case err == nil:
+		if flags&syscall.O_EXCL != 0 {
+			return nil, nil, 0, syscall.EEXIST
+		}
+		inode := a.secretInode(ctx, meta, out)
+		fh, fuseFlags, errno := inode.Operations().(*secretNode).Open(ctx, flags)
+		return inode, fh, fuseFlags, errno
+	case fault.Is(fault.NotFound, err):
+		meta = store.Meta{Key: k, Version: store.Absent, Modified: time.Now()}
+		inode := a.secretInode(ctx, meta, out)
+		h := newWriteHandle(inode.Operations().(*secretNode), nil, store.Absent, true, flags)
+		return inode, h, fuse.FOPEN_DIRECT_IO, 0
+	default:
+		return nil, nil, 0, a.m.errno(op, err)
+	}
+}
+
+// Unlink deletes a secret, on the condition that it is still the version
+// just read: a secret rewritten meanwhile is not deleted blind.
+func (a *appNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	const op = "unlink"
+	if a.m.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	k := a.key(name)
+	meta, err := a.m.src.Stat(ctx, k, true)
+	if err == nil {
+		err = a.m.src.Delete(ctx, k, meta.Version)
+	}
+	if err != nil {
+		return a.m.errno(op, err)
+	}
+	a.m.log.WithField("secret", k.String()).Info("secret removed")
+	return 0
+}
+
+// Rename re-encrypts: the ciphertext is bound to its application and name,
+// so the value is written under the new name with a fresh document key,
+// then the old item is deleted. The new item is written first, so a
+// failure in between leaves two copies, never none.
+func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	const op = "rename"
+	if a.m.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	dst, ok := newParent.(*appNode)
+	if !ok {
+		a.m.log.WithField("secret", a.key(name).String()).Warn("rename: a secret can only move into an application directory")
+		return syscall.EPERM
+	}
+	if flags&unix.RENAME_EXCHANGE != 0 {
+		return syscall.ENOTSUP
+	}
+	from, to := a.key(name), dst.key(newName)
+	if err := to.Validate(); err != nil {
+		return a.m.errno(op, err)
+	}
+	if from == to {
+		return 0
+	}
+	old, err := a.m.src.Get(ctx, from, true)
+	if err != nil {
+		return a.m.errno(op, err)
+	}
+	defer old.Value.Wipe()
+	expected := store.Absent
+	if flags&unix.RENAME_NOREPLACE == 0 {
+		meta, err := a.m.src.Stat(ctx, to, true)
+		switch {
+		case err == nil:
+			expected = meta.Version
+		case !fault.Is(fault.NotFound, err):
+			return a.m.errno(op, err)
+		}
+	}
+	meta, err := a.m.src.Put(ctx, to, old.Value, expected)
+	if err != nil {
+		return a.m.errno(op, err)
+	}
+	if err := a.m.src.Delete(ctx, from, old.Version); err != nil {
+		a.m.log.WithFields(map[string]any{"from": from.String(), "to": to.String()}).
+			Error("rename: the secret was written under its new name but the old one could not be removed")
+		return a.m.errno(op, err)
+	}
+	if n := a.secretChild(name); n != nil {
+		n.update(meta)
+	}
+	a.m.log.WithFields(map[string]any{"from": from.String(), "to": to.String()}).Info("secret renamed")
+	return 0
+}
+
+// Mkdir refuses: applications hold secrets, not directories.
+func (a *appNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if a.m.opts.ReadOnly {
+		return nil, syscall.EROFS
+	}
+	a.m.log.WithField("app", a.app).Warn("mkdir: applications cannot hold directories")
+	return nil, syscall.EPERM
+}
+
+// dirHandle lists one application a page at a time, and answers the
+// lookups of READDIRPLUS from the page it just listed: `ls -l` of an
+// application costs its listing pages and nothing per file.
+type dirHandle struct {
+	a    *appNode
+	page []store.Meta
+	i    int
+	next string
+	done bool
+	last *store.Meta
+}
+
+var (
+	_ gofs.FileReaddirenter = (*dirHandle)(nil)
+	_ gofs.FileLookuper     = (*dirHandle)(nil)
+	_ gofs.FileSeekdirer    = (*dirHandle)(nil)
+)
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	for h.i >= len(h.page) {
+		if h.done {
+			return nil, 0
+		}
+		page, next, err := h.a.m.src.List(ctx, h.a.app, h.next, 0)
+		if err != nil {
+			return nil, h.a.m.errno("readdir "+h.a.app, err)
+		}
+		h.page, h.i, h.next, h.done = page, 0, next, next == ""
+	}
+	h.last = &h.page[h.i]
+	h.i++
+	return &fuse.DirEntry{Name: h.last.Name, Mode: syscall.S_IFREG}, 0
+}
+
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if h.last != nil && h.last.Name == name {
+		return h.a.secretInode(ctx, *h.last, out), 0
+	}
+	return h.a.Lookup(ctx, name, out)
+}
+
+// Seekdir supports rewinding (offset 0), which is all that readdir(3)
+// users such as ls do; go-fuse itself replays interrupted reads.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off != 0 {
+		return syscall.ENOTSUP
+	}
+	*h = dirHandle{a: h.a}
+	return 0
+}
+
+// checkSetattr refuses changes of owner and mode, which come from mount
+// options for the whole file system. Setting them to what they already
+// are, and setting times, is accepted (and times ignored), so that
+// touch(1), cp(1) and install(1) work.
+func (m *mount) checkSetattr(op string, in *fuse.SetAttrIn, mode uint32) syscall.Errno {
+	if mo, ok := in.GetMode(); ok && mo&07777 != mode {
+		m.log.WithField("op", op).Info("chmod refused: modes come from --file-mode and --dir-mode")
+		return syscall.EPERM
+	}
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	if (uok && uid != m.opts.UID) || (gok && gid != m.opts.GID) {
+		m.log.WithField("op", op).Info("chown refused: owners come from --uid and --gid")
+		return syscall.EPERM
+	}
+	return 0
+}

@@ -1,0 +1,72 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/secretfs/secretfs/fault"
+)
+
+// kindErrno is the one mapping from error kinds to errnos. Anything not
+// listed, and any error that is not a *fault.Error, is EIO: the kernel
+// must never see an errno that promises more than we know.
+var kindErrno = map[fault.Kind]syscall.Errno{
+	fault.NotFound:     syscall.ENOENT,
+	fault.Exist:        syscall.EEXIST,
+	fault.Conflict:     syscall.ESTALE, // another writer committed first; reopen and retry
+	fault.Permission:   syscall.EACCES,
+	fault.Invalid:      syscall.EINVAL,
+	fault.NameTooLong:  syscall.ENAMETOOLONG,
+	fault.TooLarge:     syscall.EFBIG,
+	fault.NotEmpty:     syscall.ENOTEMPTY,
+	fault.ReadOnly:     syscall.EROFS,
+	fault.NotSupported: syscall.ENOTSUP,
+	fault.Integrity:    syscall.EIO,
+	fault.Unavailable:  syscall.EIO,
+}
+
+// logLevel says how loud a failure of each kind is. Lookups of missing
+// names are routine (shells probe for files); a refused request is worth a
+// warning; a failed decryption or a dead backend is an error an operator
+// must see.
+var logLevel = map[fault.Kind]logrus.Level{
+	fault.NotFound:     logrus.DebugLevel,
+	fault.Exist:        logrus.InfoLevel,
+	fault.Conflict:     logrus.WarnLevel,
+	fault.Permission:   logrus.WarnLevel,
+	fault.Invalid:      logrus.WarnLevel,
+	fault.NameTooLong:  logrus.WarnLevel,
+	fault.TooLarge:     logrus.WarnLevel,
+	fault.NotEmpty:     logrus.InfoLevel,
+	fault.ReadOnly:     logrus.InfoLevel,
+	fault.NotSupported: logrus.InfoLevel,
+}
+
+// errno logs err once and returns the errno for it. Every file system
+// operation that fails returns through here. err never holds plaintext
+// (package fault's rule), so logging it is safe.
+func (m *mount) errno(op string, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	// An interrupted request (the caller gave up, e.g. ^C) is not a
+	// backend failure.
+	if errors.Is(err, context.Canceled) {
+		m.log.WithField("op", op).Debug("interrupted")
+		return syscall.EINTR
+	}
+	kind := fault.KindOf(err)
+	e, ok := kindErrno[kind]
+	if !ok {
+		e = syscall.EIO
+	}
+	level, ok := logLevel[kind]
+	if !ok {
+		level = logrus.ErrorLevel
+	}
+	m.log.WithFields(logrus.Fields{"op": op, "errno": e.Error()}).Log(level, err.Error())
+	return e
+}

@@ -1,0 +1,82 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/fault"
+)
+
+func quietMount() *mount {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	return newMount(nil, Options{Log: log})
+}
+
+func TestErrnoMapsEveryKind(t *testing.T) {
+	m := quietMount()
+	want := map[fault.Kind]syscall.Errno{
+		fault.Other:        syscall.EIO,
+		fault.NotFound:     syscall.ENOENT,
+		fault.Exist:        syscall.EEXIST,
+		fault.Conflict:     syscall.ESTALE,
+		fault.Permission:   syscall.EACCES,
+		fault.Invalid:      syscall.EINVAL,
+		fault.NameTooLong:  syscall.ENAMETOOLONG,
+		fault.TooLarge:     syscall.EFBIG,
+		fault.NotEmpty:     syscall.ENOTEMPTY,
+		fault.ReadOnly:     syscall.EROFS,
+		fault.Integrity:    syscall.EIO,
+		fault.Unavailable:  syscall.EIO,
+		fault.NotSupported: syscall.ENOTSUP,
+	}
+	for kind, errno := range want {
+		err := fmt.Errorf("wrapped: %w", fault.E(fault.Op("test"), kind))
+		if got := m.errno("test", err); got != errno {
+			t.Errorf("%v: errno %v, want %v", kind, got, errno)
+		}
+	}
+}
+
+func TestErrnoOfPlainErrorIsEIOAndOfInterruptionEINTR(t *testing.T) {
+	m := quietMount()
+	if got := m.errno("test", errors.New("boom")); got != syscall.EIO {
+		t.Errorf("plain error: %v, want EIO", got)
+	}
+	if got := m.errno("test", fault.E(fault.Op("test"), context.Canceled)); got != syscall.EINTR {
+		t.Errorf("cancelled: %v, want EINTR", got)
+	}
+	if got := m.errno("test", nil); got != 0 {
+		t.Errorf("nil: %v, want 0", got)
+	}
+}
+
+func TestResizeWipesWhatItLeavesBehind(t *testing.T) {
+	v := crypto.Plaintext("secret")
+	backing := v[:cap(v)]
+	shrunk := resize(v, 2)
+	if string(shrunk) != "se" || string(backing[2:6]) != "\x00\x00\x00\x00" {
+		t.Fatalf("shrink: %q, cut bytes %q", shrunk, backing[2:6])
+	}
+	regrown := resize(shrunk, 4)
+	if string(regrown) != "se\x00\x00" {
+		t.Fatalf("regrow within capacity reads %q, want zeros after the kept bytes", regrown)
+	}
+	old := regrown
+	grown := resize(regrown, int64(cap(regrown))+10)
+	if string(grown[:2]) != "se" {
+		t.Fatalf("grow lost the value: %q", grown[:2])
+	}
+	for _, c := range old[:cap(old)] {
+		if c != 0 {
+			t.Fatal("growing left the old array unwiped")
+		}
+	}
+}
