@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/fs"
+	"github.com/secretfs/secretfs/secrets"
+)
+
+type mountFlags struct {
+	ttl        time.Duration
+	cacheSize  int
+	readOnly   bool
+	allowOther bool
+	uid, gid   uint32
+	fileMode   octal
+	dirMode    octal
+	apps       []string
+}
+
+func newMountCommand(c *config) *cobra.Command {
+	mf := mountFlags{fileMode: 0o600, dirMode: 0o700}
+	cmd := &cobra.Command{
+		Use:   "mount MOUNTPOINT",
+		Short: "Mount the secrets at MOUNTPOINT, in the foreground; SIGINT or SIGTERM unmounts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.mount(cmd.Context(), args[0], mf)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&mf.ttl, "ttl", 30*time.Second, "how long decrypted values, names and attributes are cached; 0 disables caching")
+	f.IntVar(&mf.cacheSize, "cache-size", cache.DefaultSize, "most secrets kept decrypted in memory")
+	f.BoolVar(&mf.readOnly, "read-only", false, "refuse every change with EROFS")
+	f.BoolVar(&mf.allowOther, "allow-other", false, "let users other than the mounter in (file modes still apply)")
+	f.Uint32Var(&mf.uid, "uid", uint32(os.Getuid()), "owner of every file and directory")
+	f.Uint32Var(&mf.gid, "gid", uint32(os.Getgid()), "group of every file and directory")
+	f.Var(&mf.fileMode, "file-mode", "permission bits of secrets (octal)")
+	f.Var(&mf.dirMode, "dir-mode", "permission bits of directories (octal)")
+	f.StringSliceVar(&mf.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
+	return cmd
+}
+
+func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {
+	log := c.log
+	if err := prepareMountpoint(dir, log); err != nil {
+		return err
+	}
+	b, err := c.open(ctx, true, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	harden(log)
+	var src secrets.Source = cache.New(b.Keeper, cache.Options{TTL: mf.ttl, Size: mf.cacheSize})
+	if b.writeOnly {
+		// Nothing decrypted may be served, not even what was just written.
+		src = b.Keeper
+	}
+	server, err := fs.Mount(dir, src, fs.Options{
+		ReadOnly:   mf.readOnly,
+		WriteOnly:  b.writeOnly,
+		AllowOther: mf.allowOther,
+		UID:        mf.uid,
+		GID:        mf.gid,
+		FileMode:   uint32(mf.fileMode),
+		DirMode:    uint32(mf.dirMode),
+		Apps:       mf.apps,
+		TTL:        mf.ttl,
+		Log:        log,
+	})
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dir, err)
+	}
+	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String()}).Info("mounted")
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	served := make(chan struct{})
+	go func() { server.Wait(); close(served) }()
+	select {
+	case <-served:
+		log.WithField("mountpoint", dir).Info("unmounted from outside")
+		return nil
+	case sig := <-signals:
+		log.WithField("signal", sig.String()).Info("unmounting")
+	}
+	return unmount(server, dir, served, log)
+}
+
+// unmount unmounts cleanly if it can. A mount still in use (a shell inside
+// it, an open file) cannot be unmounted at once; it is then detached
+// lazily, so that the process can exit and no hung mount stays behind.
+func unmount(server *fuse.Server, dir string, served <-chan struct{}, log *logrus.Logger) error {
+	err := server.Unmount()
+	if err == nil {
+		<-served
+		log.WithField("mountpoint", dir).Info("unmounted")
+		return nil
+	}
+	log.WithError(err).Warn("the mount is busy; detaching it lazily")
+	if err := detach(dir); err != nil {
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
+	select {
+	case <-served:
+	case <-time.After(2 * time.Second):
+	}
+	log.WithField("mountpoint", dir).Info("detached")
+	return nil
+}
+
+// detach lazily unmounts dir: directly when root, else with fusermount3.
+func detach(dir string) error {
+	if os.Geteuid() == 0 {
+		return unix.Unmount(dir, unix.MNT_DETACH)
+	}
+	out, err := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fusermount3 -u -z: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// prepareMountpoint makes dir if it is missing, and recovers it if an
+// earlier secretfs was killed and left a dead mount behind ("transport
+// endpoint is not connected"). A live mount there is an error: two
+// daemons must not stack on one path.
+func prepareMountpoint(dir string, log *logrus.Logger) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if isMountpoint(abs) {
+		// statfs always reaches the daemon; stat may be answered from
+		// the kernel's attribute cache even when the daemon is gone.
+		var st unix.Statfs_t
+		switch err := unix.Statfs(abs, &st); {
+		case errors.Is(err, syscall.ENOTCONN):
+			log.WithField("mountpoint", abs).Warn("found a stale mount left by a process that died; recovering it")
+			if err := detach(abs); err != nil {
+				return fmt.Errorf("recover stale mount %s: %w", abs, err)
+			}
+		case err == nil:
+			return fmt.Errorf("%s is already a mountpoint (is another secretfs serving it?)", abs)
+		default:
+			return fmt.Errorf("%s: %w", abs, err)
+		}
+	}
+	if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
+		return os.MkdirAll(abs, 0o755)
+	}
+	return nil
+}
+
+// isMountpoint reports whether dir, an absolute path, is in the mount
+// table.
+func isMountpoint(dir string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	unescape := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	for _, line := range strings.Split(string(data), "\n") {
+		// Field 5 is the mount point (proc(5)).
+		if f := strings.Fields(line); len(f) > 4 && unescape.Replace(f[4]) == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// harden keeps decrypted values out of core dumps and away from ptrace by
+// other processes of the same user.
+func harden(log *logrus.Logger) {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.WithError(err).Warn("could not disable core dumps")
+	}
+}
+
+// octal is a file mode flag written in octal, as chmod takes it.
+type octal uint32
+
+func (o *octal) String() string { return fmt.Sprintf("%#o", uint32(*o)) }
+func (o *octal) Type() string   { return "mode" }
+func (o *octal) Set(s string) error {
+	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+	if err != nil || v > 0o7777 {
+		return fmt.Errorf("%q is not an octal file mode such as 0600", s)
+	}
+	*o = octal(v)
+	return nil
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// parseKey reads "APP/NAME".
+func parseKey(arg string) (store.Key, error) {
+	app, name, ok := strings.Cut(arg, "/")
+	if !ok {
+		return store.Key{}, fmt.Errorf("%q: want APPLICATION/SECRET", arg)
+	}
+	k := store.Key{App: app, Name: name}
+	return k, k.Validate()
+}
+
+func newPutCommand(c *config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "put APP/NAME [FILE]",
+		Short: "Store a secret, read from FILE or standard input, byte for byte",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := parseKey(args[0])
+			if err != nil {
+				return err
+			}
+			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			in := cmd.InOrStdin()
+			if len(args) == 2 {
+				f, err := os.Open(args[1])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			value, err := readValue(in, b.MaxValueSize())
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			defer value.Wipe()
+			// Overwrite what is there now, on the condition that it is still
+			// there when the write lands: a concurrent change is reported,
+			// never silently lost.
+			expected := store.Absent
+			meta, err := b.Stat(cmd.Context(), k, true)
+			switch {
+			case err == nil:
+				expected = meta.Version
+			case !fault.Is(fault.NotFound, err):
+				return err
+			}
+			_, err = b.Put(cmd.Context(), k, value, expected)
+			return err
+		},
+	}
+}
+
+// readValue reads all of r, up to limit bytes, into a buffer it wipes as it
+// grows, so no stray copy of the value is left for the garbage collector.
+func readValue(r io.Reader, limit int64) (crypto.Plaintext, error) {
+	buf := make(crypto.Plaintext, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			grown := make(crypto.Plaintext, len(buf), 2*cap(buf))
+			copy(grown, buf)
+			buf.Wipe()
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			buf.Wipe()
+			return nil, fault.E(fault.TooLarge, fmt.Sprintf("the value is over the limit of %d bytes", limit))
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			buf.Wipe()
+			return nil, err
+		}
+	}
+}
+
+func newGetCommand(c *config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get APP/NAME",
+		Short: "Print a secret's value to standard output, byte for byte",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := parseKey(args[0])
+			if err != nil {
+				return err
+			}
+			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			s, err := b.Get(cmd.Context(), k, true)
+			if err != nil {
+				return err
+			}
+			defer s.Value.Wipe()
+			_, err = cmd.OutOrStdout().Write(s.Value)
+			return err
+		},
+	}
+}
+
+func newRmCommand(c *config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm APP/NAME",
+		Short: "Delete a secret",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := parseKey(args[0])
+			if err != nil {
+				return err
+			}
+			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			meta, err := b.Stat(cmd.Context(), k, true)
+			if err != nil {
+				return err
+			}
+			return b.Delete(cmd.Context(), k, meta.Version)
+		},
+	}
+}
+
+func newLsCommand(c *config) *cobra.Command {
+	var long bool
+	cmd := &cobra.Command{
+		Use:   "ls [APP]",
+		Short: "List the applications, or the secrets of one application",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			out := cmd.OutOrStdout()
+			if len(args) == 0 {
+				apps, err := b.Apps(cmd.Context())
+				for _, a := range apps {
+					fmt.Fprintln(out, a)
+				}
+				return err
+			}
+			after := ""
+			for {
+				page, next, err := b.List(cmd.Context(), args[0], after, 0)
+				if err != nil {
+					return err
+				}
+				for _, m := range page {
+					if long {
+						fmt.Fprintf(out, "%8d  %s  v%-4s %-3s %s\n", m.Size, m.Modified.Format("2006-01-02 15:04:05"), m.Version, formatOf(m), m.Name)
+					} else {
+						fmt.Fprintln(out, m.Name)
+					}
+				}
+				if next == "" {
+					return nil
+				}
+				after = next
+			}
+		},
+	}
+	cmd.Flags().BoolVarP(&long, "long", "l", false, "show size, modification time, version and format")
+	return cmd
+}
+
+func formatOf(m store.Meta) string {
+	if m.Format == "" {
+		return "v1 (legacy)"
+	}
+	return m.Format
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/secretfs/secretfs/secrets"
+)
+
+// envPrefix: every flag --some-flag can also be set as SECRETFS_SOME_FLAG.
+const envPrefix = "SECRETFS_"
+
+// config holds the flags every verb shares: which backend, which keys,
+// how to log.
+type config struct {
+	backend   string
+	dataDir   string
+	rsaKey    string
+	format    string
+	timeout   time.Duration
+	logLevel  string
+	logFormat string
+
+	log *logrus.Logger
+}
+
+func newRootCommand() *cobra.Command {
+	c := &config{log: logrus.New()}
+	root := &cobra.Command{
+		Use:   "secretfs",
+		Short: "Encrypted secrets as files: cat decrypts, echo > file encrypts, ls lists",
+		Long: `secretfs mounts a table of encrypted secrets as a directory tree,
+/<application>/<secret>, and administers it from the shell.
+
+Out of the box it keeps secrets in a local store file, encrypted under a
+generated RSA key pair: no cloud account needed.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return c.setupLogging(cmd)
+		},
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&c.backend, "backend", "local", "where secrets are kept: local (a store file and an RSA key pair)")
+	f.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "local backend: directory of the store file and the generated key pair")
+	f.StringVar(&c.rsaKey, "rsa-key", "", "PEM key: a private key reads and writes, a public key only writes (default: the data dir's key.pem)")
+	f.StringVar(&c.format, "format", "v2", "format of new writes: v2 (AES-256-GCM) or v1 (the original Secret Store's AES-128-CBC)")
+	f.DurationVar(&c.timeout, "timeout", secrets.DefaultTimeout, "deadline of each backend call")
+	f.StringVar(&c.logLevel, "log-level", "", "debug, info, warn or error (default: info for mount, warn otherwise)")
+	f.StringVar(&c.logFormat, "log-format", "text", "text or json")
+
+	root.AddCommand(
+		newMountCommand(c),
+		newInitCommand(c),
+		newPutCommand(c),
+		newGetCommand(c),
+		newLsCommand(c),
+		newRmCommand(c),
+		newVersionCommand(),
+	)
+	return root
+}
+
+// applyEnv sets every flag not given on the command line from its
+// SECRETFS_* variable, if set.
+func applyEnv(flags *pflag.FlagSet) error {
+	var err error
+	flags.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := flags.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
+
+func (c *config) setupLogging(cmd *cobra.Command) error {
+	c.log.SetOutput(cmd.ErrOrStderr())
+	switch c.logFormat {
+	case "text":
+		c.log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "json":
+		c.log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	}
+	level := c.logLevel
+	if level == "" {
+		level = "warn"
+		if cmd.Name() == "mount" {
+			level = "info"
+		}
+	}
+	l, err := logrus.ParseLevel(level)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	c.log.SetLevel(l)
+	return nil
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return d + "/secretfs"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return home + "/.local/share/secretfs"
+	}
+	return ".secretfs"
+}
