@@ -1,0 +1,521 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// eachBackend runs test once per backend, each on a fresh one.
+func eachBackend(t *testing.T, test func(t *testing.T, b *backend)) {
+	for _, nb := range backends {
+		t.Run(nb.name, func(t *testing.T) { test(t, nb.new(t)) })
+	}
+}
+
+// backends lists every backend the shell-level suite runs against.
+var backends = []struct {
+	name string
+	new  func(t *testing.T) *backend
+}{
+	{"local", localBackend},
+}
+
+// unique returns a value that appears nowhere else: a secret to look for.
+func unique(prefix string) string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return prefix + "-" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// writeTemp writes data to a file outside the mount, for cp and cmp.
+func writeTemp(t *testing.T, data []byte) string {
+	p := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestEchoThenCatReturnsTheSameBytes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app")
+
+		text := m.secret(unique("text"))
+		m.mustSh("echo '" + text + "' > app/text")
+		if got := m.mustSh("cat app/text"); got != text+"\n" {
+			t.Errorf("text: cat returned %q, want %q", got, text+"\n")
+		}
+
+		binary := make([]byte, 4096)
+		rand.Read(binary)
+		binary = append(binary, 0, 0xff, 0, '\n') // NULs and a trailing newline survive
+		m.mustSh("cp " + writeTemp(t, binary) + " app/binary")
+		if got := m.mustSh("cat app/binary"); got != string(binary) {
+			t.Errorf("binary: cat returned %d bytes that differ from the %d written", len(got), len(binary))
+		}
+
+		m.mustSh(": > app/empty")
+		if got := m.mustSh("test -f app/empty && cat app/empty | wc -c"); strings.TrimSpace(got) != "0" {
+			t.Errorf("empty: cat returned %s bytes, want 0", got)
+		}
+
+		large := []byte(strings.Repeat(m.secret(unique("large")), 300*1024/20))[:300*1024]
+		m.mustSh("cat " + writeTemp(t, large) + " > app/large")
+		if got := m.mustSh("cat app/large"); got != string(large) {
+			t.Errorf("300 KiB: cat returned %d bytes that differ from the %d written", len(got), len(large))
+		}
+	})
+}
+
+func TestLsShowsNamesAndTrueSizes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		want := map[string]int{"a": 1, "bb": 22, "ccc": 4000, "empty": 0}
+		m.mustSh("mkdir app")
+		for name, size := range want {
+			m.mustSh(fmt.Sprintf("head -c %d /dev/urandom > app/%s", size, name))
+		}
+		got := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(m.mustSh("ls -l app")), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 9 || f[0] == "total" {
+				continue
+			}
+			size, err := strconv.Atoi(f[4])
+			if err != nil {
+				t.Fatalf("ls -l line %q: %v", line, err)
+			}
+			got[f[8]] = size
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("ls -l shows %v, want %v", got, want)
+		}
+		if out := m.mustSh("ls"); out != "app\n" {
+			t.Errorf("ls of the root shows %q, want the application", out)
+		}
+	})
+}
+
+func TestCpMvRmMkdirRmdir(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		value := m.secret(unique("cp"))
+		in := writeTemp(t, []byte(value))
+		out := filepath.Join(t.TempDir(), "out")
+
+		m.mustSh("mkdir app && cp " + in + " app/one")
+		m.mustSh("cp app/one " + out + " && cmp " + in + " " + out)
+		m.failSh("mkdir app", "File exists")
+
+		m.mustSh("mv app/one app/two")
+		m.failSh("cat app/one", "No such file")
+		if got := m.mustSh("cat app/two"); got != value {
+			t.Errorf("after mv, cat returned %q, want %q", got, value)
+		}
+
+		m.mustSh("mkdir other && mv app/two other/three")
+		if got := m.mustSh("cat other/three"); got != value {
+			t.Errorf("after mv to another application, cat returned %q, want %q", got, value)
+		}
+		if got := m.mustSh("ls app"); got != "" {
+			t.Errorf("app still lists %q after its only secret moved out", got)
+		}
+
+		m.failSh("rmdir other", "Directory not empty")
+		if got := m.mustSh("cat other/three"); got != value {
+			t.Errorf("a failed rmdir changed the secret: %q", got)
+		}
+		m.mustSh("rm other/three && rmdir other")
+		m.failSh("ls other", "No such file")
+
+		m.mustSh("mkdir empty && rmdir empty")
+		m.failSh("ls empty", "No such file")
+	})
+}
+
+func TestAppendAddsToTheValue(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo one > app/log && echo two >> app/log")
+		if got := m.mustSh("cat app/log"); got != "one\ntwo\n" {
+			t.Errorf("cat after >> returned %q", got)
+		}
+	})
+}
+
+func TestRemountKeepsSecretsAndStoreHoldsNoPlaintext(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		values := map[string]string{}
+		m.mustSh("mkdir app")
+		for _, name := range []string{"db", "api", "cert"} {
+			values[name] = m.secret(unique(name))
+			m.mustSh("printf %s '" + values[name] + "' > app/" + name)
+		}
+		if err := m.stop(); err != nil {
+			t.Fatalf("stopping the first mount: %v", err)
+		}
+		files := b.storeFiles()
+		if b.name == "local" && len(files) == 0 {
+			t.Fatal("no store file found to inspect")
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, v := range values {
+				if bytes.Contains(data, []byte(v)) {
+					t.Errorf("%s holds the plaintext of %s", f, name)
+				}
+			}
+		}
+		m2 := mountAt(t, b, m.dir)
+		for name, v := range values {
+			if got := m2.mustSh("cat app/" + name); got != v {
+				t.Errorf("after remount, %s is %q, want %q", name, got, v)
+			}
+		}
+	})
+}
+
+func TestReadOnlyMountRefusesWrites(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		value := unique("ro")
+		b.cli(t, nil, "init")
+		b.cli(t, []byte(value), "put", "app/s")
+		m := mount(t, b, "--read-only")
+		m.secret(value)
+		m.failSh("echo new > app/s", "Read-only file system")
+		m.failSh("echo new > app/t", "Read-only file system")
+		m.failSh("rm app/s", "Read-only file system")
+		m.failSh("mkdir other", "Read-only file system")
+		m.failSh("mv app/s app/u", "Read-only file system")
+		if got := m.mustSh("cat app/s"); got != value {
+			t.Errorf("cat on the read-only mount returned %q, want %q", got, value)
+		}
+	})
+}
+
+// Two handles open the same secret; the first to close commits, the
+// second finds the Version it expected gone and gets ESTALE at close.
+func TestStaleWriterGetsErrorAtCloseAndFirstValueSurvives(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo original > app/s")
+		first, second := m.secret(unique("first")), m.secret(unique("second"))
+		f1, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f2, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f1.WriteString(first); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f2.WriteString(second); err != nil {
+			t.Fatal(err)
+		}
+		if err := f1.Close(); err != nil {
+			t.Fatalf("first close: %v", err)
+		}
+		err = f2.Close()
+		if !errors.Is(err, syscall.ESTALE) {
+			t.Fatalf("second close returned %v, want ESTALE", err)
+		}
+		if got := m.mustSh("cat app/s"); got != first {
+			t.Errorf("after the conflict the secret is %q, want the first value %q", got, first)
+		}
+		if !strings.Contains(m.log(), "changed concurrently") {
+			t.Error("the conflict was not logged")
+		}
+	})
+}
+
+// A writer fills a large value in many writes; readers running cat all
+// the while see the old value or the new one, never a mix, never empty.
+func TestReaderDuringMultiWriteSeesOldOrNew(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		const size = 200 * 1024
+		old := strings.Repeat("o", size)
+		fresh := strings.Repeat("n", size)
+		m.mustSh("mkdir app")
+		m.mustSh("cat " + writeTemp(t, []byte(old)) + " > app/s")
+
+		var reads atomic.Int64
+		var wrong atomic.Value
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					got, _, err := m.sh("cat app/s")
+					if err != nil || (got != old && got != fresh) {
+						wrong.Store(fmt.Sprintf("a reader got %d bytes (err %v), neither the old nor the new value", len(got), err))
+					}
+					reads.Add(1)
+				}
+			}()
+		}
+
+		f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const chunk = 4096
+		for off := 0; off < size; off += chunk {
+			if _, err := f.WriteString(fresh[off : off+chunk]); err != nil {
+				t.Fatal(err)
+			}
+			if off == size/2 {
+				// Let readers run against the half-written handle.
+				before := reads.Load()
+				eventually(t, 30*time.Second, "readers make progress mid-write", func() bool { return reads.Load() >= before+3 })
+			}
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		after := reads.Load()
+		eventually(t, 30*time.Second, "readers make progress after the commit", func() bool { return reads.Load() >= after+3 })
+		close(stop)
+		wg.Wait()
+		if w := wrong.Load(); w != nil {
+			t.Fatal(w)
+		}
+		if got := m.mustSh("cat app/s"); got != fresh {
+			t.Errorf("after the commit cat returned %d bytes, not the new value", len(got))
+		}
+	})
+}
+
+// Permissions come from the mount options and the kernel enforces them.
+func TestFileModeAndOwnerAreEnforcedForOtherUsers(t *testing.T) {
+	requireRoot(t)
+	eachBackend(t, func(t *testing.T, b *backend) {
+		value := unique("mode")
+		b.cli(t, nil, "init")
+		b.cli(t, []byte(value), "put", "app/s")
+		dir := traversableDir(t)
+		m := mountAt(t, b, dir, "--file-mode", "0400", "--dir-mode", "0755", "--uid", "0", "--gid", "0", "--allow-other")
+		m.secret(value)
+		const asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups "
+		// The other user can reach and list the directory...
+		if got := m.mustSh(asNobody + "ls app"); got != "s\n" {
+			t.Fatalf("nobody lists %q, want the secret's name", got)
+		}
+		// ...but the file's mode keeps it out.
+		m.failSh(asNobody+"cat app/s", "Permission denied")
+		if got := m.mustSh("cat app/s"); got != value {
+			t.Errorf("root reads %q, want %q", got, value)
+		}
+		if got := m.mustSh("stat -c '%a %u %g' app/s"); got != "400 0 0\n" {
+			t.Errorf("stat shows %q, want mode 400 owned by 0:0", got)
+		}
+	})
+}
+
+// A host given only the public key can write secrets but not read them.
+func TestPublicKeyOnlyMountWritesButCannotRead(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		b.cli(t, nil, "init")
+		value := unique("wo")
+		m := mount(t, b, "--rsa-key", filepath.Join(b.dataDir(), "key.pub.pem"))
+		m.secret(value)
+		m.mustSh("mkdir app && printf %s '" + value + "' > app/s")
+		m.failSh("cat app/s", "Permission denied")
+		if err := m.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.cli(t, nil, "get", "app/s"); got != value {
+			t.Errorf("the private key reads %q, want %q", got, value)
+		}
+	})
+}
+
+func TestNameOf300BytesIsTooLongAndChangesNothing(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		long := strings.Repeat("n", 300)
+		m.mustSh("mkdir app && echo keep > app/s")
+		m.failSh("echo x > app/"+long, "File name too long")
+		m.failSh("mkdir "+long, "File name too long")
+		m.failSh("mv app/s app/"+long, "File name too long")
+		if got := m.mustSh("ls app"); got != "s\n" {
+			t.Errorf("after the refused names, app lists %q", got)
+		}
+		if got := m.mustSh("cat app/s"); got != "keep\n" {
+			t.Errorf("after the refused names, app/s is %q", got)
+		}
+	})
+}
+
+// The log at debug level, after writes, reads, a conflict and refused
+// requests, holds no plaintext. (Every test checks its log at cleanup;
+// this one provokes as many log lines as it can.)
+func TestLogNeverHoldsPlaintext(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		v1, v2 := m.secret(unique("log1")), m.secret(unique("log2"))
+		m.mustSh("mkdir app && printf %s '" + v1 + "' > app/s && cat app/s && printf %s '" + v2 + "' >> app/s && cat app/s")
+		m.failSh("printf %s '"+v1+"' > app/"+strings.Repeat("x", 300), "File name too long")
+		m.mustSh("mv app/s app/t && cp app/t app/u && rm app/t")
+		if !strings.Contains(m.log(), "secret written") {
+			t.Fatal("the log holds no write records at all; the check below would prove nothing")
+		}
+		for _, v := range []string{v1, v2} {
+			if strings.Contains(m.log(), v) {
+				t.Errorf("the log holds a plaintext value")
+			}
+		}
+	})
+}
+
+// A mount whose process was killed leaves "transport endpoint is not
+// connected" behind; the next mount on that path recovers it.
+func TestStaleMountIsRecovered(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo kept > app/s")
+		m.kill()
+		if _, _, err := m.sh("ls"); err == nil {
+			t.Fatal("after SIGKILL, ls of the mountpoint still works; the mount is not stale")
+		}
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(m.dir, &st); !errors.Is(err, syscall.ENOTCONN) {
+			t.Fatalf("after SIGKILL, statfs of the mountpoint gave %v, want ENOTCONN", err)
+		}
+		m2 := mountAt(t, b, m.dir)
+		if got := m2.mustSh("cat app/s"); got != "kept\n" {
+			t.Errorf("after recovery cat returned %q", got)
+		}
+	})
+}
+
+// The admin verbs work on the store while it is mounted.
+func TestCLIAndMountShareTheStore(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b, "--ttl", "0")
+		value := m.secret(unique("cli"))
+		b.cli(t, []byte(value), "put", "app/from-cli")
+		if got := m.mustSh("cat app/from-cli"); got != value {
+			t.Errorf("the mount reads %q, want what the CLI put", got)
+		}
+		m.mustSh("echo from-mount > app/from-mount")
+		if got := b.cli(t, nil, "get", "app/from-mount"); got != "from-mount\n" {
+			t.Errorf("the CLI reads %q, want what the mount wrote", got)
+		}
+		if got := b.cli(t, nil, "ls", "app"); got != "from-cli\nfrom-mount\n" {
+			t.Errorf("secretfs ls app = %q", got)
+		}
+		b.cli(t, nil, "rm", "app/from-cli")
+		m.failSh("cat app/from-cli", "No such file")
+	})
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test switches users and needs root; run the tests as root (scripts/test)")
+	}
+}
+
+// traversableDir returns a fresh mountpoint that other users can reach:
+// t.TempDir's directories are 0700.
+func traversableDir(t *testing.T) string {
+	t.Helper()
+	base := t.TempDir() // $TMPDIR/TestName<random>/<n>, both 0700
+	for _, d := range []string{base, filepath.Dir(base)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(base, "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Children of a writer inherit its descriptor and close it when they
+// exec or exit, which the kernel reports as a close (FLUSH) of the open
+// file. Only the writer's own close commits, so nobody sees a part.
+func TestChildrenClosingAWritersDescriptorCommitNothing(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo original > app/s")
+		// The test process is the writer: it holds one descriptor and
+		// never closes a copy of it until it is done.
+		f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString("part1\n"); err != nil {
+			t.Fatal(err)
+		}
+		m.mustSh("sh -c 'exit 0'") // children of the writer come and go
+		if got := m.mustSh("cat app/s"); got != "original\n" {
+			t.Errorf("mid-write, cat returned %q, want the committed value", got)
+		}
+		if _, err := f.WriteString("part2\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.mustSh("cat app/s"); got != "part1\npart2\n" {
+			t.Errorf("after the writer's close, cat returned %q", got)
+		}
+	})
+}
+
+// `echo new > file` is one commit, whatever the shell does with its
+// descriptors in between: the version goes up by exactly one.
+func TestRedirectionCommitsOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo one > app/s && echo two > app/s && /bin/echo three > app/s")
+		if got := b.cli(t, nil, "ls", "-l", "app"); !strings.Contains(got, " v3 ") {
+			t.Errorf("after three redirections: %q, want version 3", got)
+		}
+	})
+}
+
+// What a command committed is what the next command reads, even for an
+// open that only creates or truncates and commits at its last close.
+func TestTouchAndTruncateAreSeenByTheNextCommand(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo old > app/s")
+		if got := m.mustSh("touch app/new && cat app/new && ls app"); got != "new\ns\n" {
+			t.Errorf("touch then cat and ls: %q", got)
+		}
+		if got := m.mustSh(": > app/s && wc -c < app/s"); strings.TrimSpace(got) != "0" {
+			t.Errorf("after : > app/s, it holds %s bytes", got)
+		}
+	})
+}
