@@ -16,19 +16,19 @@ import (
 type Kind uint8
 
 const (
-	Other       Kind = iota // unclassified; becomes EIO
-	NotFound                // no such application or secret
-	Exist                   // the item exists but was expected not to
-	Conflict                // the stored Version is not the expected one: a concurrent writer won
-	Permission              // the backend or the key refused (AccessDenied, public key only)
-	Invalid                 // bad input: a malformed name or argument
-	NameTooLong             // a name over the length limit
-	TooLarge                // a value over the store's size limit
-	NotEmpty                // an application that still holds secrets
-	ReadOnly                // a write on a read-only mount
-	Integrity               // authentication failed: tampered item, wrong key, malformed ciphertext
-	Unavailable             // the backend did not answer in time, or kept throttling
-	NotSupported            // an operation secretfs does not offer
+	Other        Kind = iota // unclassified; becomes EIO
+	NotFound                 // no such application or secret
+	Exist                    // the item exists but was expected not to
+	Conflict                 // the stored Version is not the expected one: a concurrent writer won
+	Permission               // the backend or the key refused (AccessDenied, public key only)
+	Invalid                  // bad input: a malformed name or argument
+	NameTooLong              // a name over the length limit
+	TooLarge                 // a value over the store's size limit
+	NotEmpty                 // an application that still holds secrets
+	ReadOnly                 // a write on a read-only mount
+	Integrity                // authentication failed: tampered item, wrong key, malformed ciphertext
+	Unavailable              // the backend did not answer in time, or kept throttling
+	NotSupported             // an operation secretfs does not offer
 )
 
 var kindNames = [...]string{
