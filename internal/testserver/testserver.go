@@ -1,0 +1,267 @@
+// Package testserver runs the real servers the tests talk to on loopback:
+// dynalite (a DynamoDB implementation, from npm, pinned in this folder's
+// package-lock.json) and local-kms (a KMS implementation, `go install`ed at
+// a pinned version by scripts/install-test-deps). Each runs on a free port
+// behind a proxy that counts API calls by operation, so a test can assert
+// how many GetItem or Decrypt calls something cost, observed from outside
+// secretfs.
+//
+// A missing server is an error, never a skip: CI must not pass by testing
+// nothing. Servers die with the test process (Pdeathsig) even if it
+// crashes, and Close stops them.
+package testserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Region and Account are what the local servers and the SDK clients of
+// tests agree on.
+const (
+	Region  = "eu-west-1"
+	Account = "111122223333"
+)
+
+// Env is the environment an AWS SDK client (or the secretfs binary) needs
+// to talk to local servers: static credentials and the region. Endpoints
+// are per server (Server.URL).
+func Env() []string {
+	return []string{
+		"AWS_ACCESS_KEY_ID=AKIDLOCALTEST",
+		"AWS_SECRET_ACCESS_KEY=local-test-secret",
+		"AWS_REGION=" + Region,
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+	}
+}
+
+// Server is one running server behind its counting proxy.
+type Server struct {
+	URL string // the proxy's address: point clients here
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+	proxy  *http.Server
+	dir    string
+
+	mu    sync.Mutex
+	calls map[string]int64
+}
+
+// StartDynalite starts dynalite, in memory, on a free port.
+func StartDynalite() (*Server, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(root, "internal", "testserver", "node_modules", ".bin", "dynalite")
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("dynalite is not installed (%v): run scripts/install-test-deps", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// Tables become ACTIVE at once, as tests create many.
+	return start(exec.Command(bin, "--port", port, "--host", "127.0.0.1", "--createTableMs", "0", "--deleteTableMs", "0"), port, "")
+}
+
+// StartLocalKMS starts local-kms on a free port, keeping its keys in a
+// fresh temporary directory.
+func StartLocalKMS() (*Server, error) {
+	bin, err := localKMSBinary()
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "local-kms-")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "PORT="+port, "KMS_DATA_PATH="+dir, "KMS_REGION="+Region, "KMS_ACCOUNT_ID="+Account,
+		"KMS_SEED_PATH="+filepath.Join(dir, "no-seed.yaml"))
+	return start(cmd, port, dir)
+}
+
+func start(cmd *exec.Cmd, port, dir string) (*Server, error) {
+	name := filepath.Base(cmd.Path)
+	log, err := os.CreateTemp("", name+"-*.log")
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	// The server must not outlive the test process, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s := &Server{cmd: cmd, exited: make(chan struct{}), dir: dir, calls: map[string]int64{}}
+	go func() { cmd.Wait(); close(s.exited) }()
+
+	backend := "127.0.0.1:" + port
+	if err := waitListening(backend, s.exited); err != nil {
+		s.Close()
+		out, _ := os.ReadFile(log.Name())
+		return nil, fmt.Errorf("%s did not start: %w\n%s", name, err, out)
+	}
+	os.Remove(log.Name())
+	if err := s.serveProxy(backend); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// serveProxy puts a counting reverse proxy in front of backend.
+func (s *Server) serveProxy(backend string) error {
+	target := &url.URL{Scheme: "http", Host: backend}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	s.proxy = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// "DynamoDB_20120810.GetItem" -> "GetItem"; "TrentService.Decrypt" -> "Decrypt"
+		target := r.Header.Get("X-Amz-Target")
+		if i := strings.LastIndexByte(target, '.'); i >= 0 {
+			s.mu.Lock()
+			s.calls[target[i+1:]]++
+			s.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go s.proxy.Serve(ln)
+	s.URL = "http://" + ln.Addr().String()
+	return nil
+}
+
+// Calls returns how many requests of operation op (e.g. "GetItem",
+// "Query", "Decrypt", "GenerateDataKey") the server has received.
+func (s *Server) Calls(op string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op]
+}
+
+// ResetCalls zeroes the counters.
+func (s *Server) ResetCalls() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.calls)
+}
+
+// Stop kills the server process but keeps the proxy, so that clients see a
+// dead backend: connections refused.
+func (s *Server) Stop() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(5 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	}
+}
+
+// Close stops the server and its proxy and removes its files.
+func (s *Server) Close() error {
+	s.Stop()
+	if s.proxy != nil {
+		s.proxy.Close()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+	return nil
+}
+
+func waitListening(addr string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("the process exited")
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listening on %s after 30s", addr)
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	return port, err
+}
+
+// localKMSBinary finds local-kms: $SECRETFS_LOCAL_KMS, then where `go
+// install` puts it, then $PATH.
+func localKMSBinary() (string, error) {
+	if p := os.Getenv("SECRETFS_LOCAL_KMS"); p != "" {
+		return p, nil
+	}
+	var candidates []string
+	if gobin := os.Getenv("GOBIN"); gobin != "" {
+		candidates = append(candidates, filepath.Join(gobin, "local-kms"))
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, p := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			candidates = append(candidates, filepath.Join(p, "bin", "local-kms"))
+		}
+	}
+	for _, c := range candidates {
+		if _, err := os.Stat(c); err == nil {
+			return c, nil
+		}
+	}
+	if p, err := exec.LookPath("local-kms"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("local-kms is not installed: run scripts/install-test-deps")
+}
+
+// repoRoot is the directory holding go.mod, found upwards from the working
+// directory (go test runs in the package's directory).
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
