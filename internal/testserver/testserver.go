@@ -57,8 +57,9 @@ type Server struct {
 	proxy  *http.Server
 	dir    string
 
-	mu    sync.Mutex
-	calls map[string]int64
+	mu      sync.Mutex
+	calls   map[string]int64
+	stopped bool
 }
 
 // StartDynalite starts dynalite, in memory, on a free port.
@@ -141,10 +142,15 @@ func (s *Server) serveProxy(backend string) error {
 	s.proxy = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// "DynamoDB_20120810.GetItem" -> "GetItem"; "TrentService.Decrypt" -> "Decrypt"
 		target := r.Header.Get("X-Amz-Target")
+		s.mu.Lock()
 		if i := strings.LastIndexByte(target, '.'); i >= 0 {
-			s.mu.Lock()
 			s.calls[target[i+1:]]++
-			s.mu.Unlock()
+		}
+		stopped := s.stopped
+		s.mu.Unlock()
+		if stopped {
+			<-r.Context().Done() // a dead host: no answer, ever
+			return
 		}
 		rp.ServeHTTP(w, r)
 	})}
@@ -168,9 +174,13 @@ func (s *Server) ResetCalls() {
 	clear(s.calls)
 }
 
-// Stop kills the server process but keeps the proxy, so that clients see a
-// dead backend: connections refused.
+// Stop kills the server process; its proxy then takes requests and never
+// answers, as a dead or unreachable host does, so a client can only give
+// up at its own deadline.
 func (s *Server) Stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
 	if s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -186,7 +196,7 @@ func (s *Server) Stop() {
 func (s *Server) Close() error {
 	s.Stop()
 	if s.proxy != nil {
-		s.proxy.Close()
+		s.proxy.Close() // also ends the requests the stopped proxy holds
 	}
 	if s.dir != "" {
 		os.RemoveAll(s.dir)
