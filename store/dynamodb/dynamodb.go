@@ -1,0 +1,306 @@
+// Package dynamodb is the production store: protected items in a DynamoDB
+// table, one item per secret, compatible with the tables of the original
+// Secret Store so that they mount unchanged. The item (HASH key
+// ApplicationName, RANGE key SecretName, the original's four protected
+// attributes and secretfs's Format, Version, Size and Modified) is
+// documented in docs/FORMAT.md; EnsureTable creates the table.
+//
+// Like every store it holds only protected items and never sees plaintext.
+// It must never:
+//   - Scan to list an application: a listing is a Query on the partition
+//     key, so IAM can confine a host to its applications
+//     (dynamodb:LeadingKeys). Only Apps scans, and says so;
+//   - send an item it knows to be over DynamoDB's 400 KB limit: the size
+//     is computed before the request, and such a Put fails with
+//     fault.TooLarge having changed nothing;
+//   - write unconditionally: every PutItem and DeleteItem is conditional on
+//     the Version the caller read, so no concurrent update is lost.
+//
+// Retries with backoff (throttling, transient errors) are the SDK's
+// standard retryer's, configured on the client; deadlines are the caller's
+// context's.
+package dynamodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// pageSize is the default and the largest page of List.
+const pageSize = 1000
+
+// Store is a store.Store on one DynamoDB table. It is safe for concurrent
+// use.
+type Store struct {
+	client *awsdynamodb.Client
+	table  string
+}
+
+var (
+	_ store.Store = (*Store)(nil)
+	_ store.Sizer = (*Store)(nil)
+)
+
+// New returns the store on table, which must exist (EnsureTable). It sends
+// no request: a missing table or missing permissions show in the first
+// call's error.
+func New(client *awsdynamodb.Client, table string) *Store {
+	return &Store{client: client, table: table}
+}
+
+// MaxValueSize implements store.Sizer.
+func (s *Store) MaxValueSize() int64 { return MaxValueSize }
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
+	const op fault.Op = "dynamodb.Get"
+	if k.Validate() != nil {
+		return nil, fault.E(op, k.Path(), fault.NotFound) // nothing invalid can have been stored
+	}
+	out, err := s.client.GetItem(ctx, &awsdynamodb.GetItemInput{
+		TableName:      &s.table,
+		Key:            key(k),
+		ConsistentRead: new(true),
+	})
+	if err != nil {
+		return nil, wrap(op, k.Path(), s.table, err)
+	}
+	if out.Item == nil {
+		return nil, fault.E(op, k.Path(), fault.NotFound)
+	}
+	it, err := unmarshal(out.Item)
+	if err != nil {
+		return nil, fault.E(op, k.Path(), fault.Integrity, fmt.Errorf("malformed item: %w", err))
+	}
+	return it, nil
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Version) error {
+	const op fault.Op = "dynamodb.Put"
+	if err := store.CheckPut(item, expected); err != nil {
+		return fault.E(op, err)
+	}
+	av := marshal(item)
+	if n := itemSize(av); n > MaxItemSize {
+		return fault.E(op, item.Path(), fault.TooLarge, fmt.Sprintf(
+			"the item would be %d bytes (protected value %d bytes); DynamoDB's limit is %d",
+			n, len(item.ProtectedSecretValue), MaxItemSize))
+	}
+	c := condition(expected)
+	_, err := s.client.PutItem(ctx, &awsdynamodb.PutItemInput{
+		TableName:                 &s.table,
+		Item:                      av,
+		ConditionExpression:       &c.expr,
+		ExpressionAttributeNames:  c.names,
+		ExpressionAttributeValues: c.values,
+	})
+	var failed *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &failed) && expected == store.Absent:
+		return fault.E(op, item.Path(), fault.Exist)
+	case errors.As(err, &failed):
+		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+" is not the stored one")
+	}
+	return wrap(op, item.Path(), s.table, err)
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Version) error {
+	const op fault.Op = "dynamodb.Delete"
+	if k.Validate() != nil {
+		return fault.E(op, k.Path(), fault.NotFound)
+	}
+	if expected < store.Unversioned {
+		// No stored item has the Version Absent: nothing to delete, and
+		// nothing to send but the look-up that says why.
+		return s.whyNot(ctx, op, k, expected)
+	}
+	c := condition(expected)
+	_, err := s.client.DeleteItem(ctx, &awsdynamodb.DeleteItemInput{
+		TableName:                 &s.table,
+		Key:                       key(k),
+		ConditionExpression:       &c.expr,
+		ExpressionAttributeNames:  c.names,
+		ExpressionAttributeValues: c.values,
+	})
+	var failed *types.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		return s.whyNot(ctx, op, k, expected)
+	}
+	return wrap(op, k.Path(), s.table, err)
+}
+
+// whyNot explains a Delete whose condition failed: fault.NotFound when the
+// item is gone, else fault.Conflict naming the stored Version.
+func (s *Store) whyNot(ctx context.Context, op fault.Op, k store.Key, expected store.Version) error {
+	out, err := s.client.GetItem(ctx, &awsdynamodb.GetItemInput{
+		TableName:                &s.table,
+		Key:                      key(k),
+		ConsistentRead:           new(true),
+		ProjectionExpression:     new(phName + ", " + phVersion),
+		ExpressionAttributeNames: map[string]string{phName: attrName, phVersion: attrVersion},
+	})
+	if err != nil {
+		return wrap(op, k.Path(), s.table, err)
+	}
+	if out.Item == nil {
+		return fault.E(op, k.Path(), fault.NotFound)
+	}
+	stored := "unreadable"
+	if v, ok, err := getN(out.Item, attrVersion); err == nil {
+		stored = store.Unversioned.String()
+		if ok {
+			stored = store.Version(v).String()
+		}
+	}
+	return fault.E(op, k.Path(), fault.Conflict, "expected version "+expected.String()+", stored "+stored)
+}
+
+// List implements store.Store. It is one Query on the partition key,
+// strongly consistent, projecting the key and metadata attributes only:
+// never the protected ones, and never a Scan.
+func (s *Store) List(ctx context.Context, app string, after string, limit int) ([]store.Meta, string, error) {
+	const op fault.Op = "dynamodb.List"
+	if limit <= 0 || limit > pageSize {
+		limit = pageSize
+	}
+	if store.ValidName(app) != nil {
+		return nil, "", nil // nothing invalid can have been stored
+	}
+	if !utf8.ValidString(after) {
+		return nil, "", fault.E(op, fault.Path(app), fault.Invalid, "the name to list after is not valid UTF-8")
+	}
+	in := &awsdynamodb.QueryInput{
+		TableName:              &s.table,
+		KeyConditionExpression: new(phApp + " = :app"),
+		ProjectionExpression: new(phApp + ", " + phName + ", " + phFormat + ", " + phVersion + ", " +
+			phSize + ", " + phModified),
+		ExpressionAttributeNames: map[string]string{
+			phApp: attrApp, phName: attrName, phFormat: attrFormat,
+			phVersion: attrVersion, phSize: attrSize, phModified: attrModified,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":app": &types.AttributeValueMemberS{Value: app},
+		},
+		ConsistentRead: new(true),
+		Limit:          new(int32(limit)),
+	}
+	if after != "" {
+		in.ExclusiveStartKey = key(store.Key{App: app, Name: after})
+	}
+	out, err := s.client.Query(ctx, in)
+	if err != nil {
+		return nil, "", wrap(op, fault.Path(app), s.table, err)
+	}
+	page := make([]store.Meta, 0, len(out.Items))
+	for _, av := range out.Items {
+		m, err := unmarshalMeta(av)
+		if err != nil {
+			name, _, _ := getS(av, attrName, true)
+			return nil, "", fault.E(op, store.Key{App: app, Name: name}.Path(), fault.Integrity,
+				fmt.Errorf("malformed item: %w", err))
+		}
+		page = append(page, m)
+	}
+	next := ""
+	if len(out.LastEvaluatedKey) > 0 {
+		if next, _, err = getS(out.LastEvaluatedKey, attrName, true); err != nil || next == "" {
+			return nil, "", fault.E(op, fault.Path(app), fault.Other, "Query returned a LastEvaluatedKey without "+attrName)
+		}
+	}
+	return page, next, nil
+}
+
+// Apps implements store.Store with a Scan of the whole table, projecting
+// ApplicationName and following LastEvaluatedKey over every page. It reads
+// (and is billed for) every item, and needs table-wide read permission
+// (dynamodb:Scan on the table): a mount whose IAM policy confines it to
+// some applications (dynamodb:LeadingKeys) cannot call it and must be
+// given its applications with --apps instead.
+func (s *Store) Apps(ctx context.Context) ([]string, error) {
+	const op fault.Op = "dynamodb.Apps"
+	seen := map[string]bool{}
+	in := &awsdynamodb.ScanInput{
+		TableName:                &s.table,
+		ProjectionExpression:     new(phApp),
+		ExpressionAttributeNames: map[string]string{phApp: attrApp},
+		// Strong consistency: an application whose last secret was just
+		// deleted is not listed again.
+		ConsistentRead: new(true),
+	}
+	for {
+		out, err := s.client.Scan(ctx, in)
+		if err != nil {
+			return nil, wrap(op, "", s.table, err)
+		}
+		for _, av := range out.Items {
+			app, _, err := getS(av, attrApp, true)
+			if err != nil {
+				return nil, fault.E(op, fault.Other, fmt.Errorf("malformed item: %w", err))
+			}
+			seen[app] = true
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			break
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+	apps := make([]string, 0, len(seen))
+	for app := range seen {
+		apps = append(apps, app)
+	}
+	slices.Sort(apps) // byte order, as DynamoDB orders keys
+	return apps, nil
+}
+
+// Close implements store.Store. The client holds no resources that need
+// releasing.
+func (s *Store) Close() error { return nil }
+
+// key is the primary key of k.
+func key(k store.Key) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		attrApp:  &types.AttributeValueMemberS{Value: k.App},
+		attrName: &types.AttributeValueMemberS{Value: k.Name},
+	}
+}
+
+// cond is a ConditionExpression with its placeholders.
+type cond struct {
+	expr   string
+	names  map[string]string
+	values map[string]types.AttributeValue // nil when empty: DynamoDB refuses an empty map
+}
+
+// condition is the condition of a write expecting the stored Version to
+// be expected.
+func condition(expected store.Version) cond {
+	switch {
+	case expected == store.Absent:
+		return cond{
+			expr:  "attribute_not_exists(" + phName + ")",
+			names: map[string]string{phName: attrName},
+		}
+	case expected == store.Unversioned:
+		// A legacy item can be overwritten once: the write adds a Version.
+		return cond{
+			expr:  "attribute_exists(" + phName + ") AND attribute_not_exists(" + phVersion + ")",
+			names: map[string]string{phName: attrName, phVersion: attrVersion},
+		}
+	}
+	return cond{
+		expr:   phVersion + " = :expected",
+		names:  map[string]string{phVersion: attrVersion},
+		values: map[string]types.AttributeValue{":expected": number(int64(expected))},
+	}
+}
