@@ -130,6 +130,11 @@ type Sizer interface {
 	MaxValueSize() int64
 }
 
+// DefaultMaxValueSize is the value limit of the embedded store, and of
+// any store that reports none. Secrets are passwords, tokens and
+// certificates; a larger value is more likely a mistake than a secret.
+const DefaultMaxValueSize = 1 << 20
+
 // ValueOverhead is how far a ProtectedSecretValue may exceed a Sizer's
 // MaxValueSize: room for any format's nonce, tag or padding.
 const ValueOverhead = 4096

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -56,7 +57,10 @@ type Wrapper struct {
 	id   string
 }
 
-var _ crypto.KeyWrapper = (*Wrapper)(nil)
+var (
+	_ crypto.KeyWrapper = (*Wrapper)(nil)
+	_ crypto.Owner      = (*Wrapper)(nil)
+)
 
 // Load reads an RSA key from a PEM file: a private key (PKCS#8 "PRIVATE
 // KEY" or PKCS#1 "RSA PRIVATE KEY") gives a Wrapper that can wrap and
@@ -186,6 +190,14 @@ func KeyID(k *rsa.PublicKey) (string, error) {
 
 // MasterKeyID is the id this Wrapper records in the items it writes.
 func (w *Wrapper) MasterKeyID() string { return w.id }
+
+// Owns reports whether masterKeyID is an RSA key id: any, not only w's,
+// so that an item of another RSA key reaches Unwrap and gets its clear
+// "wrapped by X, this key is Y" error rather than being passed on to a
+// wrapper that knows nothing of RSA.
+func (w *Wrapper) Owns(masterKeyID string) bool {
+	return strings.HasPrefix(masterKeyID, KeyIDPrefix)
+}
 
 // CanUnwrap reports whether w holds the private key, i.e. can read.
 func (w *Wrapper) CanUnwrap() bool { return w.priv != nil }

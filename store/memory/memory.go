@@ -17,10 +17,6 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// DefaultMaxValueSize is the plaintext limit of a store made by New, the
-// same as the embedded SQLite store's.
-const DefaultMaxValueSize = 1 << 20
-
 // pageSize is the page length when the caller lets the store choose. It is
 // small so that callers' tests walk several pages, as they must against
 // DynamoDB.
@@ -40,7 +36,7 @@ var (
 )
 
 // New returns an empty Store with the default size limit.
-func New() *Store { return NewWithLimit(DefaultMaxValueSize) }
+func New() *Store { return NewWithLimit(store.DefaultMaxValueSize) }
 
 // NewWithLimit returns an empty Store that refuses values whose plaintext
 // could exceed maxValue bytes.

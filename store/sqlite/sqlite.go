@@ -29,10 +29,8 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// MaxValueSize is the largest plaintext value, in bytes. Secrets are
-// passwords, tokens and certificates; a larger value is more likely a
-// mistake than a secret.
-const MaxValueSize = 1 << 20
+// MaxValueSize is the largest plaintext value, in bytes.
+const MaxValueSize = store.DefaultMaxValueSize
 
 // pageSize is the default and the largest page of List.
 const pageSize = 1000
