@@ -269,6 +269,10 @@ func (c *Plaintext) fetch(ctx context.Context, k store.Key) (*entry, error) {
 	gen := c.begin(k)
 	defer c.end(k)
 	item, err := c.origin.Fetch(ctx, k)
+	if fault.Is(fault.NotFound, err) {
+		// Removed elsewhere: whatever is cached for it is stale.
+		c.Invalidate(k)
+	}
 	if err != nil {
 		return nil, err
 	}

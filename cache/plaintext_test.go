@@ -823,3 +823,24 @@ func TestFlightKeysAreUnambiguous(t *testing.T) {
 		t.Errorf("two keys share the flight key %q", a)
 	}
 }
+
+// A fresh read that finds the secret gone drops what was cached, so the
+// next cached read does not resurrect it.
+func TestFreshNotFoundDropsTheEntry(t *testing.T) {
+	f := newFake()
+	k := key("removed-elsewhere")
+	f.set(k, "old", 1)
+	c := New(f, Options{TTL: long})
+	mustGet(t, c, k, false)
+	old := f.handedOut()[0]
+	f.remove(k)
+	if _, err := c.Stat(context.Background(), k, true); !fault.Is(fault.NotFound, err) {
+		t.Fatalf("fresh Stat of a removed secret: %v", err)
+	}
+	if _, err := c.Stat(context.Background(), k, false); !fault.Is(fault.NotFound, err) {
+		t.Errorf("cached Stat after a fresh NotFound: %v, want NotFound", err)
+	}
+	if !wiped(old) {
+		t.Error("the dropped value was not wiped")
+	}
+}

@@ -29,6 +29,8 @@ const (
 	Integrity                // authentication failed: tampered item, wrong key, malformed ciphertext
 	Unavailable              // the backend did not answer in time, or kept throttling
 	NotSupported             // an operation secretfs does not offer
+	NotPermitted             // an operation the layout forbids: a file at the root, a directory in an application, chmod
+	CrossDevice              // a move secretfs leaves to the caller, file by file (renaming an application)
 )
 
 var kindNames = [...]string{
@@ -45,6 +47,8 @@ var kindNames = [...]string{
 	Integrity:    "integrity check failed",
 	Unavailable:  "backend unavailable",
 	NotSupported: "not supported",
+	NotPermitted: "not permitted",
+	CrossDevice:  "cannot be moved in one step",
 }
 
 func (k Kind) String() string {
@@ -70,9 +74,9 @@ type Error struct {
 
 // E builds an *Error from its arguments, which may come in any order:
 // an Op, a Path, a Kind, an error (the cause) or a string (a message that
-// becomes the cause). When the cause is itself an *Error and no Kind is
-// given, the cause's Kind is inherited, so wrapping keeps the
-// classification.
+// becomes the cause). A nil error is ignored. When the cause is itself an
+// *Error and no Kind is given, the cause's Kind is inherited, so wrapping
+// keeps the classification.
 func E(args ...any) error {
 	e := &Error{}
 	for _, a := range args {
@@ -83,6 +87,7 @@ func E(args ...any) error {
 			e.Path = a
 		case Kind:
 			e.Kind = a
+		case nil:
 		case error:
 			e.Err = a
 		case string:

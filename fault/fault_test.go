@@ -49,3 +49,11 @@ func TestErrorStringNamesOpPathKindOnce(t *testing.T) {
 		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
 	}
 }
+
+func TestENilCauseIsIgnored(t *testing.T) {
+	var cause error
+	err := E(Op("x.Y"), Path("app/db"), NotFound, cause)
+	if got := err.Error(); got != "x.Y: app/db: not found" {
+		t.Fatalf("Error() = %q", got)
+	}
+}
