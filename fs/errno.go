@@ -24,6 +24,8 @@ var kindErrno = map[fault.Kind]syscall.Errno{
 	fault.NotEmpty:     syscall.ENOTEMPTY,
 	fault.ReadOnly:     syscall.EROFS,
 	fault.NotSupported: syscall.ENOTSUP,
+	fault.NotPermitted: syscall.EPERM,
+	fault.CrossDevice:  syscall.EXDEV, // mv(1) then copies and deletes, file by file
 	fault.Integrity:    syscall.EIO,
 	fault.Unavailable:  syscall.EIO,
 }
@@ -43,6 +45,8 @@ var logLevel = map[fault.Kind]logrus.Level{
 	fault.NotEmpty:     logrus.InfoLevel,
 	fault.ReadOnly:     logrus.InfoLevel,
 	fault.NotSupported: logrus.InfoLevel,
+	fault.NotPermitted: logrus.InfoLevel,
+	fault.CrossDevice:  logrus.DebugLevel,
 }
 
 // errno logs err once and returns the errno for it. Every file system

@@ -36,6 +36,8 @@ func TestErrnoMapsEveryKind(t *testing.T) {
 		fault.Integrity:    syscall.EIO,
 		fault.Unavailable:  syscall.EIO,
 		fault.NotSupported: syscall.ENOTSUP,
+		fault.NotPermitted: syscall.EPERM,
+		fault.CrossDevice:  syscall.EXDEV,
 	}
 	for kind, errno := range want {
 		err := fmt.Errorf("wrapped: %w", fault.E(fault.Op("test"), kind))

@@ -49,11 +49,11 @@ type Options struct {
 
 // mount is the state shared by all nodes of one mounted file system.
 type mount struct {
-	src     secrets.Source
-	opts    Options
-	log     logrus.FieldLogger
-	started time.Time
-	owners  *lockOwners
+	src      secrets.Source
+	opts     Options
+	log      logrus.FieldLogger
+	started  time.Time
+	requests *requests
 
 	mu sync.Mutex
 	// made holds applications created by mkdir. The store has no empty
@@ -92,8 +92,8 @@ func Mount(dir string, src secrets.Source, opts Options) (*fuse.Server, error) {
 	}
 	// As gofs.Mount, with the lock owner tracking between the kernel and
 	// the node API.
-	m.owners.RawFileSystem = gofs.NewNodeFS(&rootNode{m: m}, options)
-	server, err := fuse.NewServer(m.owners, dir, &options.MountOptions)
+	m.requests.RawFileSystem = gofs.NewNodeFS(&rootNode{m: m}, options)
+	server, err := fuse.NewServer(m.requests, dir, &options.MountOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func newMount(src secrets.Source, opts Options) *mount {
 	if opts.Log == nil {
 		opts.Log = logrus.StandardLogger()
 	}
-	return &mount{src: src, opts: opts, log: opts.Log, started: time.Now(), owners: &lockOwners{}, made: map[string]bool{}}
+	return &mount{src: src, opts: opts, log: opts.Log, started: time.Now(), requests: &requests{}, made: map[string]bool{}}
 }
 
 // appExists reports whether app is an application: in the --apps list when

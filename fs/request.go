@@ -7,65 +7,88 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// lockOwners recovers what go-fuse's node API does not pass on: the lock
-// owner of WRITE, FLUSH and truncating SETATTR requests. The kernel sets
-// it to the (scrambled) file table of the calling process, so it tells
-// the process that wrote through a descriptor apart from one that only
-// inherited it. That matters because every close(2) sends FLUSH: a shell
-// closes its copy of a redirection before writing (open, dup2, close,
-// write), and every fork+exec of a writer closes the inherited
-// descriptor. Committing on those flushes would publish empty or partial
-// values.
+// requests recovers two facts about a request that go-fuse's node API
+// does not pass on.
+//
+// The lock owner of WRITE, FLUSH and truncating SETATTR requests: the
+// kernel sets it to the (scrambled) file table of the calling process, so
+// it tells the process that wrote through a descriptor from one that only
+// inherited it. Every close(2) sends FLUSH: a shell closes its copy of a
+// redirection before writing (open, dup2, close, write), and every
+// fork+exec of a writer closes the inherited descriptor. Committing on
+// those flushes would publish empty or partial values.
+//
+// Whether a GETATTR came through an open descriptor (fstat) or a path
+// (stat): go-fuse hands Getattr some open file of the inode in both cases,
+// and a stat by another process must not see a writer's private buffer.
 //
 // Each request's cancel channel is unique while the request is in flight
 // and reaches the node API unchanged as fuse.Context.Cancel, so it keys
-// the owner for the duration of the call.
-type lockOwners struct {
+// the facts for the duration of the call.
+type requests struct {
 	fuse.RawFileSystem
-	byRequest sync.Map // <-chan struct{} -> uint64
+	facts sync.Map // <-chan struct{} -> requestFacts
+}
+
+type requestFacts struct {
+	owner     uint64 // lock owner, or anyOwner
+	viaHandle bool   // GETATTR through a descriptor
 }
 
 // anyOwner stands for a writer whose lock owner the kernel did not send:
 // then any flush commits, as the plain FUSE model would.
 const anyOwner uint64 = 0
 
-func (o *lockOwners) track(cancel <-chan struct{}, owner uint64) func() {
-	o.byRequest.Store(cancel, owner)
-	return func() { o.byRequest.Delete(cancel) }
+func (r *requests) note(cancel <-chan struct{}, f requestFacts) func() {
+	r.facts.Store(cancel, f)
+	return func() { r.facts.Delete(cancel) }
 }
 
-// of returns the lock owner of the request behind ctx, or anyOwner.
-func (o *lockOwners) of(ctx context.Context) uint64 {
+func (r *requests) of(ctx context.Context) requestFacts {
 	if fc, ok := ctx.(*fuse.Context); ok && fc.Cancel != nil {
-		if v, ok := o.byRequest.Load(fc.Cancel); ok {
-			return v.(uint64)
+		if v, ok := r.facts.Load(fc.Cancel); ok {
+			return v.(requestFacts)
 		}
 	}
-	return anyOwner
+	return requestFacts{}
 }
 
-func (o *lockOwners) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+// owner returns the lock owner of the request behind ctx, or anyOwner.
+func (r *requests) owner(ctx context.Context) uint64 { return r.of(ctx).owner }
+
+// viaHandle reports whether the GETATTR behind ctx came through an open
+// descriptor of the caller.
+func (r *requests) viaHandle(ctx context.Context) bool { return r.of(ctx).viaHandle }
+
+func (r *requests) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	if in.WriteFlags&fuse.WRITE_LOCKOWNER != 0 {
-		defer o.track(cancel, in.LockOwner)()
+		defer r.note(cancel, requestFacts{owner: in.LockOwner})()
 	}
-	return o.RawFileSystem.Write(cancel, in, data)
+	return r.RawFileSystem.Write(cancel, in, data)
 }
 
-func (o *lockOwners) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+func (r *requests) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
 	if in.WriteFlags&fuse.WRITE_LOCKOWNER != 0 {
-		defer o.track(cancel, in.LockOwner)()
+		defer r.note(cancel, requestFacts{owner: in.LockOwner})()
 	}
-	return o.RawFileSystem.Writev(cancel, in, data)
+	return r.RawFileSystem.Writev(cancel, in, data)
 }
 
-func (o *lockOwners) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
-	defer o.track(cancel, in.LockOwner)()
-	return o.RawFileSystem.Flush(cancel, in)
+func (r *requests) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	defer r.note(cancel, requestFacts{owner: in.LockOwner})()
+	return r.RawFileSystem.Flush(cancel, in)
 }
 
-func (o *lockOwners) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+func (r *requests) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if in.Valid&fuse.FATTR_LOCKOWNER != 0 {
-		defer o.track(cancel, in.LockOwner)()
+		defer r.note(cancel, requestFacts{owner: in.LockOwner})()
 	}
-	return o.RawFileSystem.SetAttr(cancel, in, out)
+	return r.RawFileSystem.SetAttr(cancel, in, out)
+}
+
+func (r *requests) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	if in.Flags()&fuse.FUSE_GETATTR_FH != 0 {
+		defer r.note(cancel, requestFacts{viaHandle: true})()
+	}
+	return r.RawFileSystem.GetAttr(cancel, in, out)
 }

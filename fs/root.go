@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"slices"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -39,11 +40,11 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return nil, r.m.errno(op, fault.E(fault.Path(name), err))
 	}
 	ok, err := r.m.appExists(ctx, name)
+	if err == nil && !ok {
+		err = fault.E(fault.Path(name), fault.NotFound, "no such application")
+	}
 	if err != nil {
 		return nil, r.m.errno(op, err)
-	}
-	if !ok {
-		return nil, syscall.ENOENT
 	}
 	return r.appInode(ctx, name, out), 0
 }
@@ -61,9 +62,9 @@ func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	if err != nil {
 		return nil, r.m.errno("readdir /", err)
 	}
-	entries := make([]fuse.DirEntry, len(apps))
-	for i, a := range apps {
-		entries[i] = fuse.DirEntry{Name: a, Mode: syscall.S_IFDIR}
+	entries := []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR}, {Name: "..", Mode: syscall.S_IFDIR}}
+	for _, a := range apps {
+		entries = append(entries, fuse.DirEntry{Name: a, Mode: syscall.S_IFDIR})
 	}
 	return gofs.NewListDirStream(entries), 0
 }
@@ -71,18 +72,18 @@ func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 // Mkdir makes a new, empty application.
 func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	const op = "mkdir"
-	if r.m.opts.ReadOnly {
-		return nil, syscall.EROFS
+	if err := r.m.writable(fault.Path(name)); err != nil {
+		return nil, r.m.errno(op, err)
 	}
 	if err := store.ValidName(name); err != nil {
 		return nil, r.m.errno(op, fault.E(fault.Path(name), err))
 	}
 	ok, err := r.m.appExists(ctx, name)
+	if err == nil && ok {
+		err = fault.E(fault.Path(name), fault.Exist)
+	}
 	if err != nil {
 		return nil, r.m.errno(op, err)
-	}
-	if ok {
-		return nil, syscall.EEXIST
 	}
 	r.m.mu.Lock()
 	r.m.made[name] = true
@@ -94,8 +95,16 @@ func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 // Rmdir removes an application that holds no secrets.
 func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	const op = "rmdir"
-	if r.m.opts.ReadOnly {
-		return syscall.EROFS
+	if err := r.m.writable(fault.Path(name)); err != nil {
+		return r.m.errno(op, err)
+	}
+	if slices.Contains(r.m.opts.Apps, name) {
+		return r.m.errno(op, fault.E(fault.Path(name), fault.NotPermitted, "listed by --apps"))
+	}
+	if child := r.GetChild(name); child != nil {
+		if a, ok := child.Operations().(*appNode); ok {
+			a.settleAll(ctx) // a secret created and closed just now counts
+		}
 	}
 	nonEmpty, err := r.m.hasSecrets(ctx, name)
 	if err != nil {
@@ -115,19 +124,19 @@ func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 // (the ciphertext is bound to the application's name). EXDEV makes mv(1)
 // do exactly that, file by file, through the file system.
 func (r *rootNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	if r.m.opts.ReadOnly {
-		return syscall.EROFS
+	if err := r.m.writable(fault.Path(name)); err != nil {
+		return r.m.errno("rename", err)
 	}
-	return syscall.EXDEV
+	return r.m.errno("rename", fault.E(fault.Path(name), fault.CrossDevice, "an application is moved secret by secret"))
 }
 
 // Create refuses files at the root: every secret belongs to an application.
 func (r *rootNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	if r.m.opts.ReadOnly {
-		return nil, nil, 0, syscall.EROFS
+	err := r.m.writable(fault.Path(name))
+	if err == nil {
+		err = fault.E(fault.Path(name), fault.NotPermitted, "secrets live in an application directory, not at the root")
 	}
-	r.m.log.WithField("name", name).Warn("create: secrets live in an application directory, not at the root")
-	return nil, nil, 0, syscall.EPERM
+	return nil, nil, 0, r.m.errno("create", err)
 }
 
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {

@@ -9,6 +9,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -21,17 +22,44 @@ type secretNode struct {
 	m *mount
 
 	mu      sync.Mutex
-	key     store.Key     // changes on rename
-	meta    store.Meta    // last known; attributes come from here
-	closing int           // handles in the closing state (see handle.Flush)
-	settled chan struct{} // closed when closing drops to zero
+	key     store.Key            // changes on rename
+	meta    store.Meta           // last known; attributes come from here
+	writers map[*handle]struct{} // open writable handles
+	closing int                  // handles in the closing state (see handle.Flush)
+	settled chan struct{}        // closed when closing drops to zero
 }
 
-// settleTimeout bounds how long a reader waits for a closing writer: a
+var (
+	_ gofs.NodeGetattrer = (*secretNode)(nil)
+	_ gofs.NodeSetattrer = (*secretNode)(nil)
+	_ gofs.NodeOpener    = (*secretNode)(nil)
+)
+
+// settleTimeout bounds how long a request waits for a closing writer: a
 // RELEASE follows the last close within moments, so only a process that
-// holds a truncated file open without writing makes readers wait this
+// holds a truncated file open without writing makes others wait this
 // long, after which they see the committed value.
 const settleTimeout = time.Second
+
+func (n *secretNode) current() store.Key {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.key
+}
+
+func (n *secretNode) update(meta store.Meta) {
+	n.mu.Lock()
+	n.key, n.meta = meta.Key, meta
+	n.mu.Unlock()
+}
+
+// createdHere reports whether n is being created through this mount: an
+// open handle made it and nothing has been committed yet.
+func (n *secretNode) createdHere() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.meta.Version == store.Absent && len(n.writers) > 0
+}
 
 func (n *secretNode) closingChanged(closing bool) {
 	n.mu.Lock()
@@ -47,8 +75,10 @@ func (n *secretNode) closingChanged(closing bool) {
 	}
 }
 
-// settle waits until no handle of n is closing, so that `touch f && cat f`
-// or `: > f && cat f` reads what the first command committed.
+// settle waits until no handle of n is closing, so that `touch f && cat f`,
+// `: > f && cat f` or vim's create-close-unlink of its swap file act on
+// what the first step committed. Every operation that reads or changes
+// the secret through the store settles first.
 func (n *secretNode) settle(ctx context.Context) {
 	n.mu.Lock()
 	ch := n.settled
@@ -66,72 +96,101 @@ func (n *secretNode) settle(ctx context.Context) {
 	}
 }
 
-var (
-	_ gofs.NodeGetattrer = (*secretNode)(nil)
-	_ gofs.NodeSetattrer = (*secretNode)(nil)
-	_ gofs.NodeOpener    = (*secretNode)(nil)
-)
-
-func (n *secretNode) current() store.Key {
+// openWriters returns n's open writable handles. Callers lock each handle
+// themselves, after n.mu is released: a handle locks its node while
+// holding its own lock, never the other way round.
+func (n *secretNode) openWriters() []*handle {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.key
+	hs := make([]*handle, 0, len(n.writers))
+	for h := range n.writers {
+		hs = append(hs, h)
+	}
+	return hs
 }
 
-// createdHere reports whether n was created through this mount and has
-// not been committed yet.
-func (n *secretNode) createdHere() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.meta.Version == store.Absent
+// orphan detaches n's open writers from the store: the secret was removed
+// under them, and as with any unlinked file their writes succeed and
+// vanish instead of bringing it back.
+func (n *secretNode) orphan() {
+	for _, h := range n.openWriters() {
+		h.mu.Lock()
+		h.orphaned = true
+		h.pending = false
+		h.setClosing(false)
+		h.mu.Unlock()
+	}
 }
 
-func (n *secretNode) update(meta store.Meta) {
-	n.mu.Lock()
-	n.key, n.meta = meta.Key, meta
-	n.mu.Unlock()
+// moved records that n now lives at meta (a rename). Open writers follow
+// the file, as on any file system: those that expected the old version
+// now expect the new item's.
+func (n *secretNode) moved(oldVersion store.Version, meta store.Meta) {
+	n.update(meta)
+	for _, h := range n.openWriters() {
+		h.mu.Lock()
+		if h.expected == oldVersion {
+			h.expected = meta.Version
+		}
+		h.mu.Unlock()
+	}
 }
 
-// attr fills out from the last known metadata, or from fh's private
-// buffer when the caller asks about its own open handle (fstat after
-// write sees what it wrote).
-func (n *secretNode) attr(ctx context.Context, fh gofs.FileHandle, out *fuse.Attr) {
+// gone turns "not in the store" for a node the kernel still holds into
+// ESTALE: the kernel then looks the name up again and retries the open,
+// creating the file if O_CREAT asks for it.
+func (n *secretNode) gone(err error) error {
+	if fault.Is(fault.NotFound, err) {
+		return fault.E(n.current().Path(), fault.Conflict, "removed elsewhere; looking it up again", err)
+	}
+	return err
+}
+
+// attr fills out from the last known metadata.
+func (n *secretNode) attr(out *fuse.Attr) {
 	n.mu.Lock()
 	meta := n.meta
 	n.mu.Unlock()
-	if h, ok := fh.(*handle); ok && h.writable {
-		meta.Size = h.size()
-	}
 	n.m.fileAttr(meta, out)
 }
 
 func (n *secretNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if h, ok := fh.(*handle); ok && h.writable {
-		n.attr(ctx, fh, &out.Attr)
+	// fstat answers from the caller's own handle: a reader sees the size
+	// of the snapshot it reads, a writer that of its private buffer. A
+	// stat by path gets some open handle from go-fuse too, and must not.
+	if h, ok := fh.(*handle); ok && n.m.requests.viaHandle(ctx) {
+		n.m.fileAttr(h.metadata(), &out.Attr)
 		return 0
 	}
 	n.settle(ctx)
 	k := n.current()
 	meta, err := n.m.src.Stat(ctx, k, false)
-	if fault.Is(fault.NotFound, err) && n.createdHere() {
+	switch {
+	case fault.Is(fault.NotFound, err) && n.createdHere():
 		// Created through this mount and not committed yet (touch sets
 		// the times of its new file before closing it).
-		n.attr(ctx, fh, &out.Attr)
+		n.attr(&out.Attr)
 		return 0
-	}
-	if err != nil {
+	case err != nil:
 		return n.m.errno("getattr", err)
 	}
-	if meta.Size < 0 {
-		// A legacy item does not record its size; only decryption tells.
-		if s, err := n.m.src.Get(ctx, k, false); err == nil {
-			meta.Size = s.Size
-			s.Value.Wipe()
-		}
-	}
+	n.learnSize(ctx, &meta)
 	n.update(meta)
-	n.attr(ctx, fh, &out.Attr)
+	n.attr(&out.Attr)
 	return 0
+}
+
+// learnSize fills in the size of a legacy item, which records none: only
+// decrypting it tells. The cache keeps the value for the open that
+// usually follows.
+func (n *secretNode) learnSize(ctx context.Context, meta *store.Meta) {
+	if meta.Size >= 0 || n.m.opts.WriteOnly {
+		return
+	}
+	if s, err := n.m.src.Get(ctx, meta.Key, false); err == nil {
+		meta.Size = s.Size
+		s.Value.Wipe()
+	}
 }
 
 // Setattr truncates (through the handle's private buffer when there is
@@ -139,27 +198,29 @@ func (n *secretNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 // are mount-wide (see checkSetattr).
 func (n *secretNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	const op = "truncate"
-	if errno := n.m.checkSetattr("setattr "+n.current().String(), in, n.m.opts.FileMode); errno != 0 {
-		return errno
+	if err := n.m.checkSetattr(n.current().Path(), in, n.m.opts.FileMode); err != nil {
+		return n.m.errno("setattr", err)
 	}
 	size, ok := in.GetSize()
 	if !ok {
 		return n.Getattr(ctx, fh, out)
 	}
-	if n.m.opts.ReadOnly {
-		return syscall.EROFS
+	if err := n.m.writable(n.current().Path()); err != nil {
+		return n.m.errno(op, err)
 	}
 	if int64(size) > n.m.src.MaxValueSize() {
 		return n.m.errno(op, n.tooLarge(int64(size)))
 	}
 	if h, ok := fh.(*handle); ok && h.writable {
 		h.truncate(ctx, int64(size))
-		return n.Getattr(ctx, fh, out)
+		n.m.fileAttr(h.metadata(), &out.Attr)
+		return 0
 	}
+	n.settle(ctx)
 	k := n.current()
 	s, err := n.m.src.Get(ctx, k, true)
 	if err != nil {
-		return n.m.errno(op, err)
+		return n.m.errno(op, n.gone(err))
 	}
 	v := resize(s.Value, int64(size))
 	meta, err := n.m.src.Put(context.WithoutCancel(ctx), k, v, s.Version)
@@ -168,7 +229,7 @@ func (n *secretNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.S
 		return n.m.errno(op, err)
 	}
 	n.update(meta)
-	n.attr(ctx, nil, &out.Attr)
+	n.attr(&out.Attr)
 	return 0
 }
 
@@ -183,42 +244,87 @@ func (n *secretNode) tooLarge(size int64) error {
 // that only a real concurrent writer can make its commit fail.
 func (n *secretNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	const op = "open"
+	k := n.current()
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
-	if write && n.m.opts.ReadOnly {
-		return nil, 0, syscall.EROFS
+	if write {
+		if err := n.m.writable(k.Path()); err != nil {
+			return nil, 0, n.m.errno(op, err)
+		}
 	}
 	// A write-only host can replace a value, never read one: not for
 	// reading, not to append to it, not to edit it in place.
 	readsValue := flags&syscall.O_ACCMODE != syscall.O_WRONLY || flags&syscall.O_TRUNC == 0
 	if n.m.opts.WriteOnly && readsValue {
-		n.m.log.WithField("secret", n.current().String()).Warn("open refused: this mount holds only a public key and cannot decrypt")
-		return nil, 0, syscall.EACCES
+		return nil, 0, n.m.errno(op, fault.E(k.Path(), fault.Permission, "this mount holds only a public key: it can replace secrets, not read them"))
 	}
 	n.settle(ctx)
-	k := n.current()
+	k = n.current()
 	switch {
 	case !write:
 		s, err := n.m.src.Get(ctx, k, false)
 		if err != nil {
-			return nil, 0, n.m.errno(op, err)
+			return nil, 0, n.m.errno(op, n.gone(err))
 		}
-		n.update(s.Meta)
-		return &handle{n: n, data: s.Value}, fuse.FOPEN_DIRECT_IO, 0
+		n.learned(s.Meta)
+		return &handle{n: n, data: s.Value, meta: s.Meta}, fuse.FOPEN_DIRECT_IO, 0
 	case flags&syscall.O_TRUNC != 0:
 		meta, err := n.m.src.Stat(ctx, k, true)
-		if err != nil {
-			return nil, 0, n.m.errno(op, err)
+		switch {
+		case fault.Is(fault.NotFound, err) && n.createdHere():
+			// Another handle of this mount is creating it: race it.
+			meta = n.metadata()
+		case err != nil:
+			return nil, 0, n.m.errno(op, n.gone(err))
+		default:
+			n.update(meta)
 		}
-		n.update(meta)
-		return newWriteHandle(n, nil, meta.Version, true, flags), fuse.FOPEN_DIRECT_IO, 0
+		return n.newWriteHandle(nil, meta, true, flags), fuse.FOPEN_DIRECT_IO, 0
 	default:
 		s, err := n.m.src.Get(ctx, k, true)
-		if err != nil {
-			return nil, 0, n.m.errno(op, err)
+		switch {
+		case fault.Is(fault.NotFound, err) && n.createdHere():
+			s.Meta = n.metadata()
+		case err != nil:
+			return nil, 0, n.m.errno(op, n.gone(err))
+		default:
+			n.learned(s.Meta)
 		}
-		n.update(s.Meta)
-		return newWriteHandle(n, s.Value, s.Version, false, flags), fuse.FOPEN_DIRECT_IO, 0
+		return n.newWriteHandle(s.Value, s.Meta, false, flags), fuse.FOPEN_DIRECT_IO, 0
 	}
+}
+
+func (n *secretNode) metadata() store.Meta {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.meta
+}
+
+// learned records metadata that came with a decrypted value, and tells
+// the kernel when the size it holds was wrong (a legacy item listed
+// without one).
+func (n *secretNode) learned(meta store.Meta) {
+	n.mu.Lock()
+	changed := n.meta.Size != meta.Size
+	n.key, n.meta = meta.Key, meta
+	n.mu.Unlock()
+	if changed {
+		notifyAttr(&n.Inode)
+	}
+}
+
+// newWriteHandle opens a writable handle on n, which takes ownership of
+// data. A handle for a new or truncated secret starts pending: closed
+// without a write, it commits an empty value, as `: > file` expects.
+func (n *secretNode) newWriteHandle(data crypto.Plaintext, meta store.Meta, pending bool, flags uint32) *handle {
+	h := &handle{n: n, data: data, meta: meta, writable: true, append: flags&syscall.O_APPEND != 0,
+		expected: meta.Version, pending: pending, writers: map[uint64]bool{}}
+	n.mu.Lock()
+	if n.writers == nil {
+		n.writers = map[*handle]struct{}{}
+	}
+	n.writers[h] = struct{}{}
+	n.mu.Unlock()
+	return h
 }
 
 // handle is one open file. A read-only handle holds a snapshot of the
@@ -233,18 +339,21 @@ func (n *secretNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 //     truncating or creating open that never wrote (`: > file`, touch),
 //     whose failure can only be logged.
 //
-// FLUSH from a process that did not write commits nothing: see lockOwners.
+// FLUSH from a process that did not write commits nothing: see requests.
 type handle struct {
 	n *secretNode
 
 	mu       sync.Mutex
 	data     crypto.Plaintext
+	meta     store.Meta // of the snapshot (reader), or of what the buffer replaces (writer)
 	writable bool
 	append   bool            // O_APPEND: every write goes to the end of the buffer
 	expected store.Version   // what the commit's condition expects in the store
 	pending  bool            // data differs from what is committed
 	writers  map[uint64]bool // lock owners that wrote since the last commit
 	closing  bool            // a descriptor closed with only a truncation or creation pending
+	orphaned bool            // the secret was removed: nothing is committed any more
+	failed   error           // a write or commit failed for good: nothing more is committed, closes report it
 }
 
 var (
@@ -255,18 +364,14 @@ var (
 	_ gofs.FileReleaser = (*handle)(nil)
 )
 
-// newWriteHandle takes ownership of data. A handle for a new or truncated
-// secret starts pending: closed without a write, it commits an empty
-// value, as `: > file` expects.
-func newWriteHandle(n *secretNode, data crypto.Plaintext, expected store.Version, pending bool, flags uint32) *handle {
-	return &handle{n: n, data: data, writable: true, append: flags&syscall.O_APPEND != 0,
-		expected: expected, pending: pending, writers: map[uint64]bool{}}
-}
-
-func (h *handle) size() int64 {
+// metadata describes what the caller of this handle sees: the snapshot it
+// reads, or its own private buffer.
+func (h *handle) metadata() store.Meta {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return int64(len(h.data))
+	meta := h.meta
+	meta.Size = int64(len(h.data))
+	return meta
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -284,20 +389,23 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.writable {
-		return 0, syscall.EBADF
+		return 0, h.n.m.errno("write", fault.E(h.n.current().Path(), fault.Invalid, "not open for writing"))
 	}
 	if h.append {
 		off = int64(len(h.data))
 	}
 	end := off + int64(len(data))
 	if end > h.n.m.src.MaxValueSize() {
-		return 0, h.n.m.errno("write", h.n.tooLarge(end))
+		// What the writer meant cannot be stored; what it wrote so far
+		// is a part, and must not be committed at its close.
+		h.fail(h.n.tooLarge(end))
+		return 0, h.n.m.errno("write", h.failed)
 	}
 	if end > int64(len(h.data)) {
 		h.data = resize(h.data, end)
 	}
 	copy(h.data[off:], data)
-	h.changedBy(h.n.m.owners.of(ctx))
+	h.changedBy(h.n.m.requests.owner(ctx))
 	return uint32(len(data)), 0
 }
 
@@ -306,22 +414,35 @@ func (h *handle) truncate(ctx context.Context, size int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.data = resize(h.data, size)
-	h.changedBy(h.n.m.owners.of(ctx))
+	h.changedBy(h.n.m.requests.owner(ctx))
 }
 
 // changedBy records that owner changed the buffer. h.mu must be held.
 func (h *handle) changedBy(owner uint64) {
+	if h.orphaned || h.failed != nil {
+		return
+	}
 	h.pending = true
 	h.writers[owner] = true
 	h.setClosing(false)
 }
 
+// fail discards the buffer for good: the handle will not commit, and
+// every later close or fsync reports err. h.mu must be held.
+func (h *handle) fail(err error) {
+	h.pending, h.failed = false, err
+	clear(h.writers)
+	h.setClosing(false)
+}
+
 // Flush runs on every close(2) of a descriptor of this handle.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	owner := h.n.m.owners.of(ctx)
+	owner := h.n.m.requests.owner(ctx)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
+	case h.failed != nil:
+		return h.n.m.errno("close", h.failed)
 	case !h.pending:
 		return 0
 	case h.writers[owner] || h.writers[anyOwner]:
@@ -330,7 +451,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 		// Only a truncation or creation is pending. Either this is the
 		// last close and RELEASE follows, or a shell closed its copy of
 		// a redirection and is about to write. Until one of the two
-		// happens, readers wait (secretNode.settle) rather than see a
+		// happens, others wait (secretNode.settle) rather than act on a
 		// state that is about to change.
 		h.setClosing(true)
 	}
@@ -340,7 +461,10 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.pending {
+	switch {
+	case h.failed != nil:
+		return h.n.m.errno("fsync", h.failed)
+	case !h.pending:
 		return 0
 	}
 	return h.commit(ctx, "fsync")
@@ -350,39 +474,68 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pending {
-		h.commit(ctx, "release") // its failure is logged; nobody waits for RELEASE
+		if h.commit(ctx, "release") != 0 && h.pending {
+			h.n.m.log.WithField("secret", h.n.current().String()).Error("the last close could not commit; the value written is lost")
+		}
 	}
 	h.setClosing(false)
 	h.data.Wipe()
 	h.data = nil
+	h.n.mu.Lock()
+	delete(h.n.writers, h)
+	h.n.mu.Unlock()
 	return 0
 }
 
 // commit writes the private buffer with one conditional write. It is not
 // interruptible: once started, the store decides it whole or not at all,
 // and the caller learns which (the backend's own deadline still applies).
-// A failed commit discards the buffer: its error goes to the caller once,
-// and a later close does not retry a write that would fail the same way.
-// h.mu must be held.
+//
+// A commit that failed for good (a concurrent writer won, the value is
+// too large, the key refused) discards the buffer and keeps reporting the
+// error at every later flush or fsync: reopen to try again. One that may
+// succeed later (the backend did not answer) stays pending, so a retried
+// fsync, or the last close, tries again. h.mu must be held.
 func (h *handle) commit(ctx context.Context, when string) syscall.Errno {
 	k := h.n.current()
+	if h.orphaned {
+		return 0
+	}
 	meta, err := h.n.m.src.Put(context.WithoutCancel(ctx), k, h.data, h.expected)
+	if fault.Is(fault.Exist, err) {
+		// It was created while this handle was creating it: the other
+		// writer won, as for any concurrent writer.
+		err = fault.E(k.Path(), fault.Conflict, "created concurrently", err)
+	}
+	if err != nil {
+		if permanent(err) {
+			h.fail(err)
+			h.n.m.log.WithField("secret", k.String()).Warn("the value written through this file was not committed and is discarded")
+		}
+		return h.n.m.errno("commit at "+when, err)
+	}
 	h.pending = false
 	clear(h.writers)
 	h.setClosing(false)
-	if err != nil {
-		h.n.m.log.WithField("secret", k.String()).Warn("the value written through this file was not committed and is discarded")
-		return h.n.m.errno("commit at "+when, err)
-	}
-	h.expected = meta.Version
+	h.expected, h.meta = meta.Version, meta
 	h.n.update(meta)
 	notifyAttr(&h.n.Inode)
-	h.n.m.log.WithFields(map[string]any{"secret": k.String(), "version": int64(meta.Version), "size": meta.Size, "at": when}).Info("secret written")
+	h.n.m.log.WithFields(logrus.Fields{"secret": k.String(), "version": int64(meta.Version), "size": meta.Size, "at": when}).Info("secret written")
 	return 0
 }
 
+// permanent reports whether a failed commit would fail the same way if
+// retried.
+func permanent(err error) bool {
+	switch fault.KindOf(err) {
+	case fault.Unavailable, fault.Other:
+		return false
+	}
+	return true
+}
+
 // setClosing moves the handle in or out of the closing state, which
-// readers of the node wait out. h.mu must be held.
+// others wait out. h.mu must be held.
 func (h *handle) setClosing(closing bool) {
 	if h.closing == closing {
 		return
