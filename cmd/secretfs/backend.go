@@ -9,10 +9,16 @@ import (
 	"os"
 	"path/filepath"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+
 	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/crypto/kms"
 	"github.com/secretfs/secretfs/crypto/rsakey"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
+	"github.com/secretfs/secretfs/store/dynamodb"
 	"github.com/secretfs/secretfs/store/sqlite"
 )
 
@@ -28,31 +34,45 @@ type backend struct {
 	*secrets.Keeper
 	store     store.Store
 	about     string // where the secrets are, for humans
+	canWrite  bool   // there is a key to wrap new document keys with
 	writeOnly bool   // the key can wrap but not unwrap
+	// prepare makes the backend ready for use, for `secretfs init`: the
+	// DynamoDB table. It reports what it did.
+	prepare func(ctx context.Context) (string, error)
 }
 
 func (b *backend) Close() error { return b.store.Close() }
 
-// open opens the configured backend. With create, a missing local data dir
-// and key pair are made (mount and init); otherwise they must exist.
+// open opens the configured backend. With firstUse, a missing local data
+// dir and key pair are made (mount and init); otherwise they must exist.
 // Notices about what was created go to say.
-func (c *config) open(ctx context.Context, create bool, say io.Writer) (*backend, error) {
+func (c *config) open(ctx context.Context, firstUse bool, say io.Writer) (*backend, error) {
 	format, err := crypto.ParseFormat(c.format)
 	if err != nil {
 		return nil, fmt.Errorf("--format: %w", err)
 	}
 	switch c.backend {
 	case "local":
-		return c.openLocal(ctx, create, format, say)
+		return c.openLocal(ctx, firstUse, format, say)
+	case "dynamodb":
+		return c.openDynamoDB(ctx, format)
 	default:
-		return nil, fmt.Errorf("--backend %q: want local", c.backend)
+		return nil, fmt.Errorf("--backend %q: want local or dynamodb", c.backend)
 	}
 }
 
-func (c *config) openLocal(ctx context.Context, create bool, format crypto.Format, say io.Writer) (*backend, error) {
+func (c *config) keeper(st store.Store, w crypto.KeyWrapper, format crypto.Format) (*secrets.Keeper, error) {
+	envelope, err := crypto.NewEnvelope(w, format)
+	if err != nil {
+		return nil, err
+	}
+	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout}), nil
+}
+
+func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.Format, say io.Writer) (*backend, error) {
 	dir := c.dataDir
 	dbPath := filepath.Join(dir, storeFile)
-	if create {
+	if firstUse {
 		if err := ensurePrivateDir(dir, say); err != nil {
 			return nil, err
 		}
@@ -62,7 +82,7 @@ func (c *config) openLocal(ctx context.Context, create bool, format crypto.Forma
 	keyPath := c.rsaKey
 	if keyPath == "" {
 		keyPath = filepath.Join(dir, privateKey)
-		if _, err := os.Stat(keyPath); create && errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(keyPath); firstUse && errors.Is(err, fs.ErrNotExist) {
 			pub := filepath.Join(dir, publicKey)
 			if err := rsakey.Generate(keyPath, pub); err != nil {
 				return nil, err
@@ -70,11 +90,7 @@ func (c *config) openLocal(ctx context.Context, create bool, format crypto.Forma
 			fmt.Fprintf(say, "generated an RSA key pair:\n  %s  private: reads and writes; keep it safe, back it up\n  %s  public: give it to hosts that may only write\n", keyPath, pub)
 		}
 	}
-	wrapper, err := rsakey.Load(keyPath)
-	if err != nil {
-		return nil, err
-	}
-	envelope, err := crypto.NewEnvelope(wrapper, format)
+	wrapper, err := loadRSAKey(keyPath, say)
 	if err != nil {
 		return nil, err
 	}
@@ -82,16 +98,98 @@ func (c *config) openLocal(ctx context.Context, create bool, format crypto.Forma
 	if err != nil {
 		return nil, err
 	}
+	k, err := c.keeper(st, wrapper, format)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	about := fmt.Sprintf("local store %s, key %s", dbPath, wrapper.MasterKeyID())
 	if !wrapper.CanUnwrap() {
 		about += " (public key only: write-only)"
 	}
 	return &backend{
-		Keeper:    secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout}),
+		Keeper:    k,
 		store:     st,
 		about:     about,
+		canWrite:  true,
 		writeOnly: !wrapper.CanUnwrap(),
+		prepare:   func(context.Context) (string, error) { return "", nil },
 	}, nil
+}
+
+// openDynamoDB opens the table with the AWS SDK's standard configuration
+// chain: environment, shared config and profiles, web identity, IMDS, and
+// the endpoint variables AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_KMS.
+// New writes are wrapped by --kms-key (or an RSA key, --rsa-key); reads go
+// to whichever key wrapped each item.
+func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backend, error) {
+	var opts []func(*awsconfig.LoadOptions) error
+	if c.region != "" {
+		opts = append(opts, awsconfig.WithRegion(c.region))
+	}
+	loadCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	cfg, err := awsconfig.LoadDefaultConfig(loadCtx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("no AWS region: pass --region or set AWS_REGION")
+	}
+	ddb := awsdynamodb.NewFromConfig(cfg)
+	kmsWrapper := kms.New(awskms.NewFromConfig(cfg), c.kmsKey)
+
+	var write crypto.KeyWrapper
+	readers := []crypto.KeyWrapper{}
+	keyDesc := "no key for new writes"
+	if c.rsaKey != "" {
+		rsa, err := loadRSAKey(c.rsaKey, os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		readers = append(readers, rsa)
+		write, keyDesc = rsa, "writes with "+rsa.MasterKeyID()
+	}
+	if c.kmsKey != "" {
+		write, keyDesc = kmsWrapper, "writes with KMS key "+c.kmsKey
+	}
+	readers = append(readers, kmsWrapper)
+
+	st := dynamodb.New(ddb, c.table)
+	k, err := c.keeper(st, crypto.NewKeyring(write, readers...), format)
+	if err != nil {
+		return nil, err
+	}
+	return &backend{
+		Keeper:   k,
+		store:    st,
+		about:    fmt.Sprintf("dynamodb table %s in %s, %s", c.table, cfg.Region, keyDesc),
+		canWrite: write != nil,
+		prepare: func(ctx context.Context) (string, error) {
+			created, err := dynamodb.EnsureTable(ctx, ddb, c.table)
+			switch {
+			case err != nil:
+				return "", err
+			case created:
+				return fmt.Sprintf("created the DynamoDB table %s (on demand) in %s", c.table, cfg.Region), nil
+			default:
+				return fmt.Sprintf("the DynamoDB table %s in %s already exists with the right key schema", c.table, cfg.Region), nil
+			}
+		},
+	}, nil
+}
+
+// loadRSAKey loads an RSA key and warns when a private key file can be
+// read by others, as ssh does.
+func loadRSAKey(path string, say io.Writer) (*rsakey.Wrapper, error) {
+	w, err := rsakey.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(path); err == nil && w.CanUnwrap() && fi.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(say, "warning: the private key %s has mode %#o; anyone who can read it can read every secret: chmod 600 it\n", path, fi.Mode().Perm())
+	}
+	return w, nil
 }
 
 // ensurePrivateDir makes dir with mode 0700 if it is missing, and warns if

@@ -9,7 +9,7 @@ import (
 func newInitCommand(c *config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "init",
-		Short: "Prepare the backend: the local data directory, key pair and store file",
+		Short: "Prepare the backend: local data directory, key pair and store file; or the DynamoDB table",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := c.open(cmd.Context(), true, cmd.OutOrStdout())
@@ -17,6 +17,13 @@ func newInitCommand(c *config) *cobra.Command {
 				return err
 			}
 			defer b.Close()
+			did, err := b.prepare(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if did != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), did)
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), "ready:", b.about)
 			return nil
 		},

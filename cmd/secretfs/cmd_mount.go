@@ -68,8 +68,13 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {
 	}
 	defer b.Close()
 
-	harden(log)
-	var src secrets.Source = cache.New(b.Keeper, cache.Options{TTL: mf.ttl, Size: mf.cacheSize})
+	if !b.canWrite && !mf.readOnly {
+		log.Warn("no key to write with (--kms-key or --rsa-key): mounting read-only")
+		mf.readOnly = true
+	}
+	plaintext := cache.New(b.Keeper, cache.Options{TTL: mf.ttl, Size: mf.cacheSize})
+	defer plaintext.Purge() // wipe what is cached before the process ends
+	var src secrets.Source = plaintext
 	if b.writeOnly {
 		// Nothing decrypted may be served, not even what was just written.
 		src = b.Keeper
@@ -91,7 +96,7 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {
 	}
 	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String()}).Info("mounted")
 
-	signals := make(chan os.Signal, 1)
+	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
@@ -102,25 +107,28 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {
 	case sig := <-signals:
 		log.WithField("signal", sig.String()).Info("unmounting")
 	}
-	return unmount(server, dir, served, log)
+	return unmount(server, dir, served, signals, log)
 }
 
 // unmount unmounts cleanly if it can. A mount still in use (a shell inside
 // it, an open file) cannot be unmounted at once; it is then detached
 // lazily, so that the process can exit and no hung mount stays behind.
-func unmount(server *fuse.Server, dir string, served <-chan struct{}, log *logrus.Logger) error {
+// Files still open lose what they have not committed; a second signal
+// stops waiting for them.
+func unmount(server *fuse.Server, dir string, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) error {
 	err := server.Unmount()
 	if err == nil {
 		<-served
 		log.WithField("mountpoint", dir).Info("unmounted")
 		return nil
 	}
-	log.WithError(err).Warn("the mount is busy; detaching it lazily")
+	log.WithError(err).Warn("the mount is busy: files are open in it; detaching it lazily, and uncommitted writes in open files are lost")
 	if err := detach(dir); err != nil {
 		return fmt.Errorf("unmount %s: %w", dir, err)
 	}
 	select {
 	case <-served:
+	case <-signals:
 	case <-time.After(2 * time.Second):
 	}
 	log.WithField("mountpoint", dir).Info("detached")
@@ -144,7 +152,7 @@ func detach(dir string) error {
 // endpoint is not connected"). A live mount there is an error: two
 // daemons must not stack on one path.
 func prepareMountpoint(dir string, log *logrus.Logger) error {
-	abs, err := filepath.Abs(dir)
+	abs, err := resolve(dir)
 	if err != nil {
 		return err
 	}
@@ -170,6 +178,21 @@ func prepareMountpoint(dir string, log *logrus.Logger) error {
 	return nil
 }
 
+// resolve returns dir as the mount table names it: absolute, with the
+// symlinks of its parent resolved. The last element is not followed: a
+// dead mount cannot be stat'ed.
+func resolve(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(parent, filepath.Base(abs)), nil
+}
+
 // isMountpoint reports whether dir, an absolute path, is in the mount
 // table.
 func isMountpoint(dir string) bool {
@@ -185,14 +208,6 @@ func isMountpoint(dir string) bool {
 		}
 	}
 	return false
-}
-
-// harden keeps decrypted values out of core dumps and away from ptrace by
-// other processes of the same user.
-func harden(log *logrus.Logger) {
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		log.WithError(err).Warn("could not disable core dumps")
-	}
 }
 
 // octal is a file mode flag written in octal, as chmod takes it.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -174,7 +175,7 @@ func newLsCommand(c *config) *cobra.Command {
 				}
 				for _, m := range page {
 					if long {
-						fmt.Fprintf(out, "%8d  %s  v%-4s %-3s %s\n", m.Size, m.Modified.Format("2006-01-02 15:04:05"), m.Version, formatOf(m), m.Name)
+						fmt.Fprintln(out, longLine(m))
 					} else {
 						fmt.Fprintln(out, m.Name)
 					}
@@ -190,9 +191,22 @@ func newLsCommand(c *config) *cobra.Command {
 	return cmd
 }
 
-func formatOf(m store.Meta) string {
-	if m.Format == "" {
-		return "v1 (legacy)"
+// longLine is one line of `ls -l`: size, modification time, version,
+// format and name. A legacy item written by the original Secret Store
+// records no size, time or version: those columns show "-".
+func longLine(m store.Meta) string {
+	size, modified, version, format := "-", "-", "-", m.Format
+	if m.Size >= 0 {
+		size = strconv.FormatInt(m.Size, 10)
 	}
-	return m.Format
+	if !m.Modified.IsZero() {
+		modified = m.Modified.Local().Format("2006-01-02 15:04:05")
+	}
+	if m.Version != store.Unversioned {
+		version = "v" + m.Version.String()
+	}
+	if format == "" {
+		format = "v1-legacy"
+	}
+	return fmt.Sprintf("%8s  %-19s  %-5s %-9s %s", size, modified, version, format, m.Name)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/secrets"
 )
@@ -21,6 +22,9 @@ const envPrefix = "SECRETFS_"
 type config struct {
 	backend   string
 	dataDir   string
+	table     string
+	region    string
+	kmsKey    string
 	rsaKey    string
 	format    string
 	timeout   time.Duration
@@ -46,12 +50,19 @@ generated RSA key pair: no cloud account needed.`,
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			return c.setupLogging(cmd)
+			if err := c.setupLogging(cmd); err != nil {
+				return err
+			}
+			harden(c.log) // every verb may hold plaintext
+			return nil
 		},
 	}
 	f := root.PersistentFlags()
-	f.StringVar(&c.backend, "backend", "local", "where secrets are kept: local (a store file and an RSA key pair)")
+	f.StringVar(&c.backend, "backend", "local", "where secrets are kept: local (a store file and an RSA key pair) or dynamodb (a DynamoDB table, keys from KMS)")
 	f.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "local backend: directory of the store file and the generated key pair")
+	f.StringVar(&c.table, "table", "secrets", "dynamodb backend: the table")
+	f.StringVar(&c.region, "region", "", "AWS region (default: from the AWS SDK chain: AWS_REGION, profile, IMDS)")
+	f.StringVar(&c.kmsKey, "kms-key", "", "KMS key id, alias or ARN that wraps new writes (reads use whichever key wrapped the item)")
 	f.StringVar(&c.rsaKey, "rsa-key", "", "PEM key: a private key reads and writes, a public key only writes (default: the data dir's key.pem)")
 	f.StringVar(&c.format, "format", "v2", "format of new writes: v2 (AES-256-GCM) or v1 (the original Secret Store's AES-128-CBC)")
 	f.DurationVar(&c.timeout, "timeout", secrets.DefaultTimeout, "deadline of each backend call")
@@ -121,4 +132,12 @@ func defaultDataDir() string {
 		return home + "/.local/share/secretfs"
 	}
 	return ".secretfs"
+}
+
+// harden keeps decrypted values out of core dumps and away from ptrace by
+// other processes of the same user.
+func harden(log *logrus.Logger) {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.WithError(err).Warn("could not disable core dumps")
+	}
 }
