@@ -9,37 +9,60 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/secretfs/secretfs/internal/testserver"
 )
 
 // binary is the secretfs built for this test run, with the race detector.
 var binary string
 
+// dynalite and localKMS serve every DynamoDB-backed test of the run; each
+// test gets its own table and KMS key.
+var dynalite, localKMS *testserver.Server
+
 func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "secretfs-integration-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
+	defer os.RemoveAll(dir)
 	binary = filepath.Join(dir, "secretfs")
 	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/secretfs")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building secretfs:", err)
-		os.Exit(1)
+		return 1
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	// A missing server fails the run: the DynamoDB suite never skips.
+	if dynalite, err = testserver.StartDynalite(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer dynalite.Close()
+	if localKMS, err = testserver.StartLocalKMS(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer localKMS.Close()
+	return m.Run()
 }
 
 // requireFUSE fails the test when this machine cannot mount FUSE.
@@ -55,15 +78,17 @@ func requireFUSE(t *testing.T) {
 	}
 }
 
-// backend is where a test's secrets live; every flag the binary needs to
-// reach it is in flags. Issue #3 adds DynamoDB + KMS beside the local one.
+// backend is where a test's secrets live; every flag and variable the
+// binary needs to reach it is in flags and env.
 type backend struct {
 	name  string
 	flags []string
 	env   []string
-	// storeFiles are the files holding the store, to be scanned for
-	// plaintext; empty for remote backends.
-	storeFiles func() []string
+	// stored returns everything the store holds, as raw bytes, to be
+	// searched for plaintext.
+	stored func(t *testing.T) [][]byte
+
+	table, alias string // dynamodb: the table and the KMS key alias
 }
 
 // localBackend is the embedded default in a fresh data directory.
@@ -72,9 +97,20 @@ func localBackend(t *testing.T) *backend {
 	return &backend{
 		name:  "local",
 		flags: []string{"--data-dir", dataDir},
-		storeFiles: func() []string {
+		stored: func(t *testing.T) [][]byte {
 			files, _ := filepath.Glob(filepath.Join(dataDir, "secrets.db*"))
-			return files
+			if len(files) == 0 {
+				t.Fatal("no store file found to inspect")
+			}
+			var all [][]byte
+			for _, f := range files {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, data)
+			}
+			return all
 		},
 	}
 }
@@ -152,6 +188,8 @@ func mountAt(t *testing.T, b *backend, dir string, extra ...string) *mounted {
 	m.cmd = exec.Command(binary, append(args, extra...)...)
 	m.cmd.Env = append(os.Environ(), b.env...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
+	// The mount dies with the test process, even if a timeout kills it.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +251,11 @@ func (m *mounted) cleanup() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.secrets {
-		if bytes.Contains([]byte(log), s) {
-			t.Errorf("the mount's log contains a secret value")
+		// The value as written, and as the usual encodings would show it.
+		for _, form := range []string{string(s), hex.EncodeToString(s), base64.StdEncoding.EncodeToString(s), strconv.Quote(string(s))} {
+			if strings.Contains(log, form) {
+				t.Errorf("the mount's log contains a secret value")
+			}
 		}
 	}
 	if t.Failed() {

@@ -57,9 +57,9 @@ type Server struct {
 	proxy  *http.Server
 	dir    string
 
-	mu      sync.Mutex
-	calls   map[string]int64
-	stopped bool
+	mu     sync.Mutex
+	calls  map[string]int64
+	paused bool
 }
 
 // StartDynalite starts dynalite, in memory, on a free port.
@@ -146,10 +146,10 @@ func (s *Server) serveProxy(backend string) error {
 		if i := strings.LastIndexByte(target, '.'); i >= 0 {
 			s.calls[target[i+1:]]++
 		}
-		stopped := s.stopped
+		paused := s.paused
 		s.mu.Unlock()
-		if stopped {
-			<-r.Context().Done() // a dead host: no answer, ever
+		if paused {
+			<-r.Context().Done() // an unreachable host: no answer
 			return
 		}
 		rp.ServeHTTP(w, r)
@@ -174,13 +174,24 @@ func (s *Server) ResetCalls() {
 	clear(s.calls)
 }
 
-// Stop kills the server process; its proxy then takes requests and never
-// answers, as a dead or unreachable host does, so a client can only give
-// up at its own deadline.
-func (s *Server) Stop() {
+// Pause makes the server unreachable, as a network partition does: its
+// proxy takes requests and never answers, so a client can only give up at
+// its own deadline. Resume ends the partition; the data is still there.
+func (s *Server) Pause() { s.setPaused(true) }
+
+// Resume undoes Pause.
+func (s *Server) Resume() { s.setPaused(false) }
+
+func (s *Server) setPaused(p bool) {
 	s.mu.Lock()
-	s.stopped = true
+	s.paused = p
 	s.mu.Unlock()
+}
+
+// Stop kills the server process and leaves it unreachable for good (see
+// Pause): a dead host.
+func (s *Server) Stop() {
+	s.Pause()
 	if s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {

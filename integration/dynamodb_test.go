@@ -1,0 +1,472 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/secretfs/secretfs/internal/testserver"
+)
+
+// The test's own SDK clients reach the same servers as the binary, to
+// inspect and forge raw items: they never go through secretfs's code.
+
+func awsConfig(t *testing.T) aws.Config {
+	t.Helper()
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background(),
+		awsconfig.WithRegion(testserver.Region),
+		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDLOCALTEST", "local-test-secret", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func rawDynamo(t *testing.T) *awsdynamodb.Client {
+	return awsdynamodb.NewFromConfig(awsConfig(t), func(o *awsdynamodb.Options) { o.BaseEndpoint = aws.String(dynalite.URL) })
+}
+
+func rawKMS(t *testing.T) *awskms.Client {
+	return awskms.NewFromConfig(awsConfig(t), func(o *awskms.Options) { o.BaseEndpoint = aws.String(localKMS.URL) })
+}
+
+var tables atomic.Int64
+
+// dynamoBackend is a fresh table and a fresh KMS key (behind an alias, as
+// the original Secret Store was used), prepared with `secretfs init`.
+func dynamoBackend(t *testing.T) *backend {
+	t.Helper()
+	table := fmt.Sprintf("secrets-%d-%d", os.Getpid(), tables.Add(1))
+	_, alias := newKMSKey(t, table)
+	b := &backend{
+		name:  "dynamodb",
+		table: table,
+		alias: alias,
+		flags: []string{"--backend", "dynamodb", "--table", table, "--kms-key", alias},
+		env:   dynamoEnv(),
+		stored: func(t *testing.T) [][]byte {
+			var all [][]byte
+			for _, item := range scanTable(t, table) {
+				for _, v := range item {
+					all = append(all, attributeBytes(v))
+				}
+			}
+			return all
+		},
+	}
+	out := b.cli(t, nil, "init")
+	if !strings.Contains(out, "created the DynamoDB table "+table) {
+		t.Fatalf("secretfs init said %q", out)
+	}
+	return b
+}
+
+// newKMSKey makes a KMS key and an alias for it, as the original Secret
+// Store was used: one key per application and environment.
+func newKMSKey(t *testing.T, name string) (keyID, alias string) {
+	t.Helper()
+	ctx := context.Background()
+	key, err := rawKMS(t).CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias = "alias/" + name
+	if _, err := rawKMS(t).CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: key.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	return *key.KeyMetadata.KeyId, alias
+}
+
+// dynamoEnv points the binary at the local servers through the AWS SDK's
+// own endpoint variables.
+func dynamoEnv() []string {
+	return append(testserver.Env(), "AWS_ENDPOINT_URL_DYNAMODB="+dynalite.URL, "AWS_ENDPOINT_URL_KMS="+localKMS.URL)
+}
+
+func scanTable(t *testing.T, table string) []map[string]types.AttributeValue {
+	t.Helper()
+	var items []map[string]types.AttributeValue
+	p := awsdynamodb.NewScanPaginator(rawDynamo(t), &awsdynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, page.Items...)
+	}
+	return items
+}
+
+func attributeBytes(v types.AttributeValue) []byte {
+	switch v := v.(type) {
+	case *types.AttributeValueMemberS:
+		return []byte(v.Value)
+	case *types.AttributeValueMemberB:
+		return v.Value
+	case *types.AttributeValueMemberN:
+		return []byte(v.Value)
+	}
+	return nil
+}
+
+func rawItem(t *testing.T, b *backend, app, name string) map[string]types.AttributeValue {
+	t.Helper()
+	out, err := rawDynamo(t).GetItem(context.Background(), &awsdynamodb.GetItemInput{
+		TableName:      aws.String(b.table),
+		Key:            itemKey(app, name),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Item == nil {
+		t.Fatalf("no item %s/%s in %s", app, name, b.table)
+	}
+	return out.Item
+}
+
+func itemKey(app, name string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"ApplicationName": &types.AttributeValueMemberS{Value: app},
+		"SecretName":      &types.AttributeValueMemberS{Value: name},
+	}
+}
+
+func bin(item map[string]types.AttributeValue, name string) []byte {
+	v, _ := item[name].(*types.AttributeValueMemberB)
+	if v == nil {
+		return nil
+	}
+	return v.Value
+}
+
+func str(item map[string]types.AttributeValue, name string) string {
+	switch v := item[name].(type) {
+	case *types.AttributeValueMemberS:
+		return v.Value
+	case *types.AttributeValueMemberN:
+		return v.Value
+	}
+	return ""
+}
+
+var protectedFields = []string{"MasterKeyId", "ProtectedDocumentKey", "InitialisationVector", "ProtectedSecretValue"}
+
+func TestDynamoRawItemHoldsNoPlaintextAndEveryWriteIsFresh(t *testing.T) {
+	b := dynamoBackend(t)
+	m := mount(t, b)
+	value := m.secret(unique("raw"))
+	m.mustSh("mkdir app && printf %s '" + value + "' > app/s")
+	first := rawItem(t, b, "app", "s")
+	m.mustSh("printf %s '" + value + "' > app/s")
+	second := rawItem(t, b, "app", "s")
+
+	for _, item := range []map[string]types.AttributeValue{first, second} {
+		for name, v := range item {
+			if bytes.Contains(attributeBytes(v), []byte(value)) {
+				t.Errorf("attribute %s holds the plaintext", name)
+			}
+		}
+	}
+	for _, f := range []string{"InitialisationVector", "ProtectedDocumentKey", "ProtectedSecretValue"} {
+		if bytes.Equal(bin(first, f), bin(second, f)) {
+			t.Errorf("two writes of the same value share their %s", f)
+		}
+	}
+	if got := fmt.Sprint(str(second, "Format"), " ", str(second, "Version"), " ", str(second, "Size"), " ", str(second, "MasterKeyId")); got != "v2 2 "+strconv.Itoa(len(value))+" "+b.alias {
+		t.Errorf("Format, Version, Size, MasterKeyId = %s", got)
+	}
+}
+
+func TestDynamoWrappedKeyDoesNotDecryptWithoutItsEncryptionContext(t *testing.T) {
+	b := dynamoBackend(t)
+	b.cli(t, []byte("v"), "put", "app/s")
+	wrapped := bin(rawItem(t, b, "app", "s"), "ProtectedDocumentKey")
+	ctx := context.Background()
+	if _, err := rawKMS(t).Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: wrapped}); err == nil {
+		t.Error("KMS decrypted a v2 document key without its encryption context")
+	}
+	out, err := rawKMS(t).Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: wrapped,
+		EncryptionContext: map[string]string{"ApplicationName": "app", "SecretName": "s"}})
+	if err != nil || len(out.Plaintext) != 32 {
+		t.Fatalf("with its context the key should decrypt to 32 bytes: %v", err)
+	}
+}
+
+func TestDynamoProtectedFieldsCopiedOntoAnotherItemGiveEIO(t *testing.T) {
+	b := dynamoBackend(t)
+	b.cli(t, []byte("value of a"), "put", "app/a")
+	b.cli(t, []byte("value of b"), "put", "app/b")
+	a := rawItem(t, b, "app", "a")
+	forged := rawItem(t, b, "app", "b")
+	for _, f := range protectedFields {
+		forged[f] = a[f]
+	}
+	if _, err := rawDynamo(t).PutItem(context.Background(), &awsdynamodb.PutItemInput{TableName: aws.String(b.table), Item: forged}); err != nil {
+		t.Fatal(err)
+	}
+	m := mount(t, b)
+	m.failSh("cat app/b", "Input/output error")
+	if got := m.mustSh("cat app/a"); got != "value of a" {
+		t.Errorf("the original item reads %q", got)
+	}
+	if !regexp.MustCompile(`"level":"error".*app/b`).MatchString(m.log()) {
+		t.Errorf("no error log line names app/b:\n%s", m.log())
+	}
+}
+
+// `ls -l` of a large application costs its Query pages: no GetItem, no
+// KMS Decrypt, no Scan.
+func TestDynamoLsOf2500SecretsCostsQueryPagesOnly(t *testing.T) {
+	b := dynamoBackend(t)
+	const n = 2500
+	b.cli(t, []byte("one real value"), "put", "big/s0000")
+	model := rawItem(t, b, "big", "s0000")
+	var batch []types.WriteRequest
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		out, err := rawDynamo(t).BatchWriteItem(context.Background(), &awsdynamodb.BatchWriteItemInput{
+			RequestItems: map[string][]types.WriteRequest{b.table: batch}})
+		if err != nil || len(out.UnprocessedItems) > 0 {
+			t.Fatalf("batch write: %v (%d unprocessed)", err, len(out.UnprocessedItems))
+		}
+		batch = batch[:0]
+	}
+	for i := 1; i < n; i++ {
+		item := map[string]types.AttributeValue{}
+		for k, v := range model {
+			item[k] = v
+		}
+		item["SecretName"] = &types.AttributeValueMemberS{Value: fmt.Sprintf("s%04d", i)}
+		batch = append(batch, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
+		if len(batch) == 25 {
+			flush()
+		}
+	}
+	flush()
+
+	m := mount(t, b)
+	dynalite.ResetCalls()
+	localKMS.ResetCalls()
+	out := m.mustSh("ls -l big")
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) == 9 {
+			names = append(names, f[8])
+		}
+	}
+	if len(names) != n || !sort.StringsAreSorted(names) || names[0] != "s0000" || names[n-1] != fmt.Sprintf("s%04d", n-1) {
+		t.Fatalf("ls -l listed %d names (first %q), want %d", len(names), names[:min(3, len(names))], n)
+	}
+	queries, gets, scans, decrypts := dynalite.Calls("Query"), dynalite.Calls("GetItem"), dynalite.Calls("Scan"), localKMS.Calls("Decrypt")
+	t.Logf("ls -l of %d secrets: %d Query, %d GetItem, %d Scan, %d Decrypt", n, queries, gets, scans, decrypts)
+	if decrypts != 0 || gets != 0 || scans != 0 {
+		t.Errorf("ls -l cost %d Decrypt, %d GetItem, %d Scan; want none", decrypts, gets, scans)
+	}
+	// One Query to find the application, then pages of 1000.
+	if queries < 1+(n+999)/1000 || queries > 2+(n+999)/1000 {
+		t.Errorf("ls -l cost %d Query calls, want about %d", queries, 1+(n+999)/1000)
+	}
+}
+
+func TestDynamoLargeSecretWorksAndOneOverTheItemLimitIsEFBIG(t *testing.T) {
+	b := dynamoBackend(t)
+	m := mount(t, b)
+	big := make([]byte, 350*1024)
+	rand.Read(big)
+	in := writeTemp(t, big)
+	m.mustSh("mkdir app && cp " + in + " app/big && cmp " + in + " app/big")
+	before := str(rawItem(t, b, "app", "big"), "Version")
+
+	tooBig := make([]byte, 401*1024)
+	rand.Read(tooBig)
+	m.failSh("cp "+writeTemp(t, tooBig)+" app/big", "File too large")
+	m.mustSh("cmp " + in + " app/big")
+	if after := str(rawItem(t, b, "app", "big"), "Version"); after != before {
+		t.Errorf("the refused write changed the item's version from %s to %s", before, after)
+	}
+}
+
+// A cold read costs one GetItem and one Decrypt, however many readers
+// arrive at once; a warm read costs nothing.
+func TestDynamoConcurrentColdReadersCostOneDecrypt(t *testing.T) {
+	b := dynamoBackend(t)
+	value := unique("cold")
+	b.cli(t, []byte(value), "put", "app/shared")
+	b.cli(t, []byte(value), "put", "app/single")
+	m := mount(t, b)
+	m.secret(value)
+	m.mustSh("ls app >/dev/null") // the application is known; its secrets are not read
+
+	reset := func() { dynalite.ResetCalls(); localKMS.ResetCalls() }
+	costs := func(what string, wantGets, wantDecrypts int64) {
+		t.Helper()
+		gets, decrypts := dynalite.Calls("GetItem"), localKMS.Calls("Decrypt")
+		t.Logf("%s: %d GetItem, %d Decrypt", what, gets, decrypts)
+		if gets != wantGets || decrypts != wantDecrypts {
+			t.Errorf("%s cost %d GetItem and %d Decrypt, want %d and %d", what, gets, decrypts, wantGets, wantDecrypts)
+		}
+	}
+
+	reset()
+	if got := m.mustSh("cat app/single"); got != value {
+		t.Fatalf("cat: %q", got)
+	}
+	costs("cold read", 1, 1)
+
+	reset()
+	m.mustSh("cat app/single")
+	costs("warm read", 0, 0)
+
+	reset()
+	out := m.mustSh(`for i in $(seq 32); do cat app/shared > /tmp/secretfs-reader.$$.$i & done; wait
+for i in $(seq 32); do cat /tmp/secretfs-reader.$$.$i; echo; done; rm -f /tmp/secretfs-reader.$$.*`)
+	if want := strings.Repeat(value+"\n", 32); out != want {
+		t.Errorf("32 readers did not all read the value")
+	}
+	costs("32 concurrent cold reads", 1, 1)
+}
+
+// An item written the way the original Secret Store writes it — a KMS
+// AES_128 data key with no encryption context, AES-128-CBC with PKCS#7,
+// a random 16-byte IV, MasterKeyId the key name, none of secretfs's
+// attributes — mounts and reads byte-exact. The item is built here with
+// the SDK and the standard library, independently of secretfs's crypto.
+func TestDynamoReadsItemsWrittenByTheOriginalSecretStore(t *testing.T) {
+	b := dynamoBackend(t)
+	ctx := context.Background()
+	value := "Pässwörd ✓ from the original"
+	dk, err := rawKMS(t).GenerateDataKey(ctx, &awskms.GenerateDataKeyInput{KeyId: aws.String(b.alias), KeySpec: kmstypes.DataKeySpecAes128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv := make([]byte, aes.BlockSize)
+	rand.Read(iv)
+	block, _ := aes.NewCipher(dk.Plaintext)
+	pad := aes.BlockSize - len(value)%aes.BlockSize
+	padded := append([]byte(value), bytes.Repeat([]byte{byte(pad)}, pad)...)
+	ciphertext := make([]byte, len(padded))
+	cipher.NewCBCEncrypter(block, iv).CryptBlocks(ciphertext, padded)
+	item := itemKey("legacy", "db-password")
+	item["MasterKeyId"] = &types.AttributeValueMemberS{Value: b.alias}
+	item["ProtectedDocumentKey"] = &types.AttributeValueMemberB{Value: dk.CiphertextBlob}
+	item["InitialisationVector"] = &types.AttributeValueMemberB{Value: iv}
+	item["ProtectedSecretValue"] = &types.AttributeValueMemberB{Value: ciphertext}
+	if _, err := rawDynamo(t).PutItem(ctx, &awsdynamodb.PutItemInput{TableName: aws.String(b.table), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+
+	m := mount(t, b)
+	m.secret(value)
+	// The item records no size; stat must still tell the truth, before
+	// anything has read the value.
+	if got := m.mustSh("ls -l legacy | awk 'NF == 9 { print $5 }'"); strings.TrimSpace(got) != strconv.Itoa(len(value)) {
+		t.Errorf("ls -l shows size %q, want %d", got, len(value))
+	}
+	if got := m.mustSh("cat legacy/db-password"); got != value {
+		t.Fatalf("cat of the original's item: %q, want %q", got, value)
+	}
+	// Rewriting it once moves it to v2 with a version.
+	m.mustSh("echo rewritten > legacy/db-password")
+	if got := rawItem(t, b, "legacy", "db-password"); str(got, "Format") != "v2" || str(got, "Version") != "1" {
+		t.Errorf("after a rewrite: Format %q Version %q, want v2 1", str(got, "Format"), str(got, "Version"))
+	}
+}
+
+// With --format v1, secretfs writes what the original Secret Store reads:
+// decoded here with the SDK and the standard library only.
+func TestDynamoFormatV1IsReadableByTheOriginal(t *testing.T) {
+	b := dynamoBackend(t)
+	value := "for old readers ✓"
+	b.cli(t, []byte(value), "put", "app/s", "--format", "v1")
+	item := rawItem(t, b, "app", "s")
+	if str(item, "Format") != "v1" || str(item, "MasterKeyId") != b.alias {
+		t.Errorf("Format %q, MasterKeyId %q", str(item, "Format"), str(item, "MasterKeyId"))
+	}
+	key, err := rawKMS(t).Decrypt(context.Background(), &awskms.DecryptInput{CiphertextBlob: bin(item, "ProtectedDocumentKey")})
+	if err != nil || len(key.Plaintext) != 16 {
+		t.Fatalf("the original decrypts the document key without context to 16 bytes: %v", err)
+	}
+	block, _ := aes.NewCipher(key.Plaintext)
+	ct := bin(item, "ProtectedSecretValue")
+	plain := make([]byte, len(ct))
+	cipher.NewCBCDecrypter(block, bin(item, "InitialisationVector")).CryptBlocks(plain, ct)
+	plain = plain[:len(plain)-int(plain[len(plain)-1])]
+	if string(plain) != value {
+		t.Errorf("decoded %q (%s), want %q", plain, hex.EncodeToString(plain), value)
+	}
+}
+
+func TestDynamoInitAndMissingTableErrors(t *testing.T) {
+	ctx := context.Background()
+	wrong := fmt.Sprintf("wrong-schema-%d", os.Getpid())
+	_, err := rawDynamo(t).CreateTable(ctx, &awsdynamodb.CreateTableInput{
+		TableName:            aws.String(wrong),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{name: "dynamodb", env: dynamoEnv(), flags: []string{"--backend", "dynamodb", "--table", wrong}}
+	if _, errOut, err := b.run(nil, "init"); err == nil || !strings.Contains(errOut, "ApplicationName") {
+		t.Errorf("init on a table with another key schema: err %v, stderr %q; want a failure naming the schema needed", err, errOut)
+	}
+
+	good := dynamoBackend(t)
+	if out := good.cli(t, nil, "init"); !strings.Contains(out, "already exists") {
+		t.Errorf("a second init said %q, want that the table already exists", out)
+	}
+
+	missing := &backend{name: "dynamodb", env: dynamoEnv(), flags: []string{"--backend", "dynamodb", "--table", "no-such-table"}}
+	if _, errOut, err := missing.run(nil, "get", "app/s"); err == nil || !strings.Contains(errOut, "secretfs init") {
+		t.Errorf("get from a missing table: err %v, stderr %q; want an error naming secretfs init", err, errOut)
+	}
+}
+
+// A backend that stops answering gives EIO within the deadline, never a
+// hung mount; the mount serves again when the backend is back.
+func TestDynamoDeadBackendGivesEIOQuickly(t *testing.T) {
+	own, err := testserver.StartDynalite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	table := fmt.Sprintf("dead-%d", os.Getpid())
+	b := &backend{name: "dynamodb",
+		env:   append(testserver.Env(), "AWS_ENDPOINT_URL_DYNAMODB="+own.URL, "AWS_ENDPOINT_URL_KMS="+localKMS.URL),
+		flags: []string{"--backend", "dynamodb", "--table", table, "--timeout", "2s"}}
+	b.cli(t, nil, "init")
+	m := mount(t, b, "--ttl", "0", "--read-only")
+	m.mustSh("ls")
+	own.Stop()
+	start := time.Now()
+	m.failSh("ls app", "Input/output error")
+	t.Logf("ls against a dead DynamoDB failed after %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(m.log(), "backend unavailable") {
+		t.Errorf("the log does not say the backend is unavailable:\n%s", m.log())
+	}
+}

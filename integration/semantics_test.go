@@ -1,0 +1,246 @@
+package integration
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/secretfs/secretfs/internal/testserver"
+)
+
+// What editors and tools do with temporary files: create, close, then at
+// once remove or rename (vim's swap file, sed -i). The close commits only
+// at the kernel's RELEASE, which close(2) does not wait for; the next step
+// must still find the file.
+func TestCreateCloseThenUnlinkOrRenameAtOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app")
+		for i := range 10 {
+			p := m.path(fmt.Sprintf("app/.swp%d", i))
+			f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if err := os.Remove(p); err != nil {
+				t.Fatalf("remove right after create and close: %v", err)
+			}
+			final := m.path(fmt.Sprintf("app/final%d", i))
+			f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if err := os.Rename(p, final); err != nil {
+				t.Fatalf("rename right after create and close: %v", err)
+			}
+		}
+		if got := m.mustSh("ls -a app | tr '\\n' ' '"); got != ". .. final0 final1 final2 final3 final4 final5 final6 final7 final8 final9 " {
+			t.Errorf("app lists %q; want the renamed files only", got)
+		}
+	})
+}
+
+// An open file follows a rename, as on any file system: what its writer
+// commits lands under the new name.
+func TestRenameWithAnOpenWriterMovesItsWrite(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo old > app/s")
+		f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.mustSh("mv app/s app/t")
+		if _, err := f.WriteString("written after the rename\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatalf("close after the rename: %v", err)
+		}
+		if got := m.mustSh("cat app/t; ls app"); got != "written after the rename\nt\n" {
+			t.Errorf("after rename and close: %q", got)
+		}
+	})
+}
+
+// Writes to a removed file vanish; its close does not bring it back.
+func TestUnlinkWithAnOpenWriterDiscardsItsWrite(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo old > app/s")
+		f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.mustSh("rm app/s")
+		if _, err := f.WriteString("into the void\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatalf("close of a removed file: %v", err)
+		}
+		if got := m.mustSh("ls app"); got != "" {
+			t.Errorf("the removed secret came back: ls shows %q", got)
+		}
+	})
+}
+
+// A secret removed elsewhere while the kernel still has its name cached
+// is written anew by the next `echo >`, not refused.
+func TestWriteAfterRemovalElsewhereCreatesItAgain(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo one > app/g")
+		b.cli(t, nil, "rm", "app/g")
+		m.mustSh("echo two > app/g")
+		if got := m.mustSh("cat app/g"); got != "two\n" {
+			t.Errorf("cat: %q", got)
+		}
+	})
+}
+
+// A reader reads the whole value it opened, even after a rewrite; stat
+// describes what is committed, never another process's uncommitted
+// buffer. (fstat is answered from the kernel's cache of the inode, which
+// is shared by every descriptor, so it shows the committed size too.)
+func TestReadersKeepTheirSnapshotAndStatShowsTheCommittedSize(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && printf %0100d 0 > app/s")
+		r, err := os.Open(m.path("app/s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		m.mustSh("printf %010d 1 > app/s")
+		buf := make([]byte, 200)
+		if n, _ := r.Read(buf); n != 100 {
+			t.Errorf("the reader read %d bytes, want its snapshot's 100", n)
+		}
+
+		w, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if _, err := w.Write(make([]byte, 5000)); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.mustSh("stat -c %s app/s"); got != "10\n" {
+			t.Errorf("another process's stat during the write shows %q, want the committed 10", got)
+		}
+	})
+}
+
+// A value over the store's limit is refused with EFBIG, and what was
+// written before the refusal is not committed either.
+func TestValueOverTheLimitIsEFBIGAndChangesNothing(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo keep > app/s")
+		m.failSh("head -c 1100000 /dev/zero > "+m.path("app/s"), "File too large")
+		m.failSh("cp "+writeTemp(t, make([]byte, 1100000))+" app/s", "File too large")
+		m.failSh("head -c 1100000 /dev/zero > app/new", "File too large")
+		if got := m.mustSh("cat app/s; ls app"); got != "keep\ns\n" {
+			t.Errorf("after refused writes: %q", got)
+		}
+	})
+}
+
+// A commit that failed because the backend did not answer stays pending:
+// fsync again once it is back, and the value is stored.
+func TestFsyncRetriesAfterTheBackendReturns(t *testing.T) {
+	own, err := testserver.StartDynalite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	b := &backend{name: "dynamodb", env: append(testserver.Env(), "AWS_ENDPOINT_URL_DYNAMODB="+own.URL, "AWS_ENDPOINT_URL_KMS="+localKMS.URL)}
+	_, alias := newKMSKey(t, fmt.Sprintf("retry-%d", os.Getpid()))
+	b.flags = []string{"--backend", "dynamodb", "--table", "retry", "--kms-key", alias, "--timeout", "1s"}
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("before"), "put", "app/s")
+	m := mount(t, b)
+	f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("after"); err != nil {
+		t.Fatal(err)
+	}
+	own.Pause()
+	err = f.Sync()
+	own.Resume()
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("fsync with the backend unreachable: %v, want EIO", err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync once the backend is back: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if got := b.cli(t, nil, "get", "app/s"); got != "after" {
+		t.Errorf("stored value %q, want the retried write", got)
+	}
+}
+
+// Every flag can be given as SECRETFS_<FLAG>.
+func TestEnvironmentVariablesSetFlags(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b := &backend{name: "local", env: []string{"SECRETFS_DATA_DIR=" + dataDir, "SECRETFS_FORMAT=v1"}}
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("from the environment"), "put", "app/s")
+	if got := b.cli(t, nil, "ls", "-l", "app"); !strings.Contains(got, " v1 ") {
+		t.Errorf("SECRETFS_FORMAT=v1 did not apply: %q", got)
+	}
+	if got := b.cli(t, nil, "get", "app/s", "--data-dir", dataDir); got != "from the environment" {
+		t.Errorf("get: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "secrets.db")); err != nil {
+		t.Errorf("SECRETFS_DATA_DIR did not apply: %v", err)
+	}
+}
+
+// The first mount makes a private data directory and a private key.
+func TestFirstMountCreatesAPrivateDataDirAndKey(t *testing.T) {
+	b := localBackend(t)
+	m := mount(t, b)
+	m.mustSh("mkdir app && echo x > app/s")
+	for path, want := range map[string]os.FileMode{
+		b.dataDir():                                  0o700 | os.ModeDir,
+		filepath.Join(b.dataDir(), "key.pem"):        0o600,
+		filepath.Join(b.dataDir(), "key.pub.pem"):    0o644,
+		filepath.Join(b.dataDir(), "secrets.db"):     0o600,
+		filepath.Join(b.dataDir(), "secrets.db-wal"): 0o600,
+	} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+		} else if fi.Mode() != want {
+			t.Errorf("%s has mode %v, want %v", path, fi.Mode(), want)
+		}
+	}
+}
+
+// ^C (SIGINT) unmounts and exits cleanly, like SIGTERM.
+func TestSIGINTUnmountsCleanly(t *testing.T) {
+	m := mount(t, localBackend(t))
+	m.mustSh("mkdir app && echo x > app/s")
+	if err := m.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.stop(); err != nil {
+		t.Fatalf("after SIGINT: %v", err)
+	}
+	if isMounted(m.dir) {
+		t.Error("still mounted after SIGINT")
+	}
+}
