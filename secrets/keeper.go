@@ -17,10 +17,6 @@ import (
 // clear error quickly, never a hung mount.
 const DefaultTimeout = 5 * time.Second
 
-// DefaultMaxValueSize is the value size limit of a store that does not
-// report one (store.Sizer).
-const DefaultMaxValueSize = 1 << 20
-
 // Options configures a Keeper.
 type Options struct {
 	// Timeout bounds every single backend call; DefaultTimeout if zero.
@@ -43,7 +39,7 @@ var _ Source = (*Keeper)(nil)
 
 // NewKeeper returns a Keeper that keeps secrets in s, sealed by e.
 func NewKeeper(s store.Store, e *crypto.Envelope, opts Options) *Keeper {
-	k := &Keeper{store: s, envelope: e, timeout: opts.Timeout, now: opts.Now, maxValue: DefaultMaxValueSize}
+	k := &Keeper{store: s, envelope: e, timeout: opts.Timeout, now: opts.Now, maxValue: store.DefaultMaxValueSize}
 	if k.timeout <= 0 {
 		k.timeout = DefaultTimeout
 	}
