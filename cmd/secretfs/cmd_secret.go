@@ -24,50 +24,62 @@ func parseKey(arg string) (store.Key, error) {
 	return k, k.Validate()
 }
 
+// onSecret runs do with the secret named by arg ("APP/NAME") and the
+// opened backend, which it closes afterwards.
+func (c *config) onSecret(cmd *cobra.Command, arg string, do func(*backend, store.Key) error) error {
+	k, err := parseKey(arg)
+	if err != nil {
+		return err
+	}
+	b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return do(b, k)
+}
+
 func newPutCommand(c *config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "put APP/NAME [FILE]",
 		Short: "Store a secret, read from FILE or standard input, byte for byte",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := parseKey(args[0])
-			if err != nil {
-				return err
-			}
-			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			in := cmd.InOrStdin()
-			if len(args) == 2 {
-				f, err := os.Open(args[1])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				in = f
-			}
-			value, err := readValue(in, b.MaxValueSize())
-			if err != nil {
-				return fmt.Errorf("%s: %w", k, err)
-			}
-			defer value.Wipe()
-			// Overwrite what is there now, on the condition that it is still
-			// there when the write lands: a concurrent change is reported,
-			// never silently lost.
-			expected := store.Absent
-			meta, err := b.Stat(cmd.Context(), k, true)
-			switch {
-			case err == nil:
-				expected = meta.Version
-			case !fault.Is(fault.NotFound, err):
-				return err
-			}
-			_, err = b.Put(cmd.Context(), k, value, expected)
-			return err
+			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
+				return put(cmd, b, k, args[1:])
+			})
 		},
 	}
+}
+
+// put stores the value read from the file named in args, or from stdin.
+// It overwrites what is there now, on the condition that it is still there
+// when the write lands: a concurrent change is reported, never lost.
+func put(cmd *cobra.Command, b *backend, k store.Key, args []string) error {
+	in := cmd.InOrStdin()
+	if len(args) == 1 {
+		f, err := os.Open(args[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	value, err := readValue(in, b.MaxValueSize())
+	if err != nil {
+		return fmt.Errorf("%s: %w", k, err)
+	}
+	defer value.Wipe()
+	expected := store.Absent
+	meta, err := b.Stat(cmd.Context(), k, true)
+	switch {
+	case err == nil:
+		expected = meta.Version
+	case !fault.Is(fault.NotFound, err):
+		return err
+	}
+	_, err = b.Put(cmd.Context(), k, value, expected)
+	return err
 }
 
 // readValue reads all of r, up to limit bytes, into a buffer it wipes as it
@@ -103,22 +115,15 @@ func newGetCommand(c *config) *cobra.Command {
 		Short: "Print a secret's value to standard output, byte for byte",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := parseKey(args[0])
-			if err != nil {
+			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
+				s, err := b.Get(cmd.Context(), k, true)
+				if err != nil {
+					return err
+				}
+				defer s.Value.Wipe()
+				_, err = cmd.OutOrStdout().Write(s.Value)
 				return err
-			}
-			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			s, err := b.Get(cmd.Context(), k, true)
-			if err != nil {
-				return err
-			}
-			defer s.Value.Wipe()
-			_, err = cmd.OutOrStdout().Write(s.Value)
-			return err
+			})
 		},
 	}
 }
@@ -129,20 +134,13 @@ func newRmCommand(c *config) *cobra.Command {
 		Short: "Delete a secret",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := parseKey(args[0])
-			if err != nil {
-				return err
-			}
-			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			meta, err := b.Stat(cmd.Context(), k, true)
-			if err != nil {
-				return err
-			}
-			return b.Delete(cmd.Context(), k, meta.Version)
+			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
+				meta, err := b.Stat(cmd.Context(), k, true)
+				if err != nil {
+					return err
+				}
+				return b.Delete(cmd.Context(), k, meta.Version)
+			})
 		},
 	}
 }
