@@ -84,11 +84,7 @@ func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	case err != nil:
 		return nil, a.m.errno(op, err)
 	}
-	if n != nil {
-		n.learnSize(ctx, &meta)
-	} else if meta.Size < 0 {
-		(&secretNode{m: a.m}).learnSize(ctx, &meta)
-	}
+	a.m.learnSize(ctx, &meta)
 	return a.secretInode(ctx, meta, out), 0
 }
 

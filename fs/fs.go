@@ -194,6 +194,19 @@ func (m *mount) fileAttr(meta store.Meta, out *fuse.Attr) {
 	out.SetTimes(&t, &t, &t)
 }
 
+// learnSize fills in the size of a legacy item, which records none: only
+// decrypting it tells. The cache keeps the value for the open that
+// usually follows. A write-only mount cannot decrypt and does not try.
+func (m *mount) learnSize(ctx context.Context, meta *store.Meta) {
+	if meta.Size >= 0 || m.opts.WriteOnly {
+		return
+	}
+	if s, err := m.src.Get(ctx, meta.Key, false); err == nil {
+		meta.Size = s.Size
+		s.Value.Wipe()
+	}
+}
+
 // notifyAttr tells the kernel that n's attributes changed. It runs in its
 // own goroutine: a notification sent from inside a request handler, or
 // while holding a lock a handler needs, can deadlock the mount.

@@ -174,23 +174,10 @@ func (n *secretNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 	case err != nil:
 		return n.m.errno("getattr", err)
 	}
-	n.learnSize(ctx, &meta)
+	n.m.learnSize(ctx, &meta)
 	n.update(meta)
 	n.attr(&out.Attr)
 	return 0
-}
-
-// learnSize fills in the size of a legacy item, which records none: only
-// decrypting it tells. The cache keeps the value for the open that
-// usually follows.
-func (n *secretNode) learnSize(ctx context.Context, meta *store.Meta) {
-	if meta.Size >= 0 || n.m.opts.WriteOnly {
-		return
-	}
-	if s, err := n.m.src.Get(ctx, meta.Key, false); err == nil {
-		meta.Size = s.Size
-		s.Value.Wipe()
-	}
 }
 
 // Setattr truncates (through the handle's private buffer when there is
