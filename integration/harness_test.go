@@ -248,6 +248,9 @@ func (m *mounted) cleanup() {
 		t.Errorf("secretfs mount did not exit cleanly: %v\n%s", err, m.log())
 	}
 	log := m.log()
+	if strings.Contains(log, "WARNING: DATA RACE") {
+		t.Errorf("the race detector found a data race in the mount")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.secrets {
