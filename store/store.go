@@ -9,6 +9,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"time"
@@ -28,9 +29,9 @@ func (k Key) String() string { return k.App + "/" + k.Name }
 // Path is k as a fault.Path, for error messages.
 func (k Key) Path() fault.Path { return fault.Path(k.String()) }
 
-// Version counts the writes of one item. Every successful Put stores
-// expected.Next(); writes are conditional on the stored Version, so two
-// writers that read the same Version cannot both succeed.
+// Version counts the writes of one item: 1 on the first, +1 on every
+// write. It starts over when an item is deleted and created again, so a
+// conditional write expects a Revision, not a Version alone.
 type Version int64
 
 const (
@@ -50,6 +51,38 @@ func (v Version) Next() Version {
 	return v + 1
 }
 
+// Revision names one write of an item: its Version and its
+// InitialisationVector, which is fresh on every write. Every Put and
+// Delete is conditional on the Revision the writer read, so two writers
+// that read the same Revision cannot both succeed, and a writer that read
+// an item since deleted and created again cannot overwrite the new one
+// (the Versions may match; the IVs do not).
+type Revision struct {
+	Version Version
+	IV      []byte // nil for NoItem
+}
+
+// NoItem is the Revision expected by a write that creates an item, which
+// must not exist yet.
+var NoItem = Revision{Version: Absent}
+
+// Equal reports whether r and o name the same write.
+func (r Revision) Equal(o Revision) bool {
+	return r.Version == o.Version && bytes.Equal(r.IV, o.IV)
+}
+
+func (r Revision) String() string { return r.Version.String() }
+
+// Conflict is the fault.Conflict of a write that expected r and found
+// stored, for every Store to report the same way.
+func (r Revision) Conflict(op fault.Op, k Key, stored Revision) error {
+	msg := "expected version " + r.String() + ", stored " + stored.String()
+	if r.Version == stored.Version {
+		msg += " of another write"
+	}
+	return fault.E(op, k.Path(), fault.Conflict, msg)
+}
+
 func (v Version) String() string {
 	switch v {
 	case Absent:
@@ -64,19 +97,23 @@ func (v Version) String() string {
 // stat(2) and for conditional writes. Listings return Meta only.
 type Meta struct {
 	Key
-	Format   string    // "" for a legacy item (read as v1), else "v1" or "v2"
-	Version  Version   // Unversioned for a legacy item
-	Size     int64     // plaintext length in bytes; -1 when unknown (legacy items)
-	Modified time.Time // stored at millisecond precision; zero when unknown (legacy items)
+	Format               string    // "" for a legacy item (read as v1), else "v1" or "v2"
+	Version              Version   // Unversioned for a legacy item
+	InitialisationVector []byte    // the IV or nonce of the value encryption: fresh on every write
+	Size                 int64     // plaintext length in bytes; -1 when unknown (legacy items)
+	Modified             time.Time // stored at millisecond precision; zero when unknown (legacy items)
 }
 
+// Revision is the write that m describes.
+func (m Meta) Revision() Revision { return Revision{Version: m.Version, IV: m.InitialisationVector} }
+
 // Item is one stored secret in protected form. The field names follow the
-// attributes of the original Secret Store table (docs/FORMAT.md).
+// attributes of the original Secret Store table (docs/FORMAT.md); the
+// InitialisationVector is in Meta.
 type Item struct {
 	Meta
 	MasterKeyID          string // the master key that wrapped the document key
 	ProtectedDocumentKey []byte // the wrapped document key
-	InitialisationVector []byte // the IV or nonce of the value encryption
 	ProtectedSecretValue []byte // the encrypted value
 }
 
@@ -90,20 +127,22 @@ type Store interface {
 	// invalid can have been stored).
 	Get(ctx context.Context, k Key) (*Item, error)
 
-	// Put stores item on the condition that the stored Version is
-	// expected: Absent means the item must not exist, Unversioned that it
-	// exists without a Version. item.Version must be expected.Next(); the
-	// one exception is writing a legacy item (item.Version Unversioned,
-	// expected Absent), which tests use to play the original Secret Store.
-	// A failed condition is fault.Exist when expected was Absent and
-	// fault.Conflict otherwise; an item over the store's size limit is
-	// fault.TooLarge. Argument errors (store.CheckPut) come first, before
-	// any condition is checked. A failed Put changes nothing.
-	Put(ctx context.Context, item *Item, expected Version) error
+	// Put stores item on the condition that the stored item is the
+	// expected Revision (same Version and same InitialisationVector):
+	// NoItem means the item must not exist; a Revision with Version
+	// Unversioned means a legacy item without a Version. item.Version must
+	// be expected.Version.Next(); the one exception is writing a legacy
+	// item (item.Version Unversioned, expected NoItem), which tests use to
+	// play the original Secret Store. A failed condition is fault.Exist
+	// when NoItem was expected and fault.Conflict otherwise; an item over
+	// the store's size limit is fault.TooLarge. Argument errors
+	// (store.CheckPut) come first, before any condition is checked. A
+	// failed Put changes nothing.
+	Put(ctx context.Context, item *Item, expected Revision) error
 
-	// Delete removes the item at k if its stored Version is expected.
-	// A missing item is fault.NotFound, another Version fault.Conflict.
-	Delete(ctx context.Context, k Key, expected Version) error
+	// Delete removes the item at k if it is the expected Revision. A
+	// missing item is fault.NotFound, another Revision fault.Conflict.
+	Delete(ctx context.Context, k Key, expected Revision) error
 
 	// List returns one page of app's items, in ascending byte order of
 	// Name, starting after the name `after` ("" for the first page), with
@@ -178,21 +217,43 @@ func (k Key) Validate() error {
 }
 
 // CheckPut validates the arguments of Store.Put the same way for every
-// implementation: a valid key, a Version that follows expected, and the
+// implementation: a valid key, a Version that follows the expected one, an
+// expected Revision that names a write (an IV unless NoItem), and the
 // protected fields present.
-func CheckPut(item *Item, expected Version) error {
+func CheckPut(item *Item, expected Revision) error {
 	const op fault.Op = "store.Put"
 	if err := item.Key.Validate(); err != nil {
 		return fault.E(op, err)
 	}
-	legacy := item.Version == Unversioned && expected == Absent
-	if item.Version != expected.Next() && !legacy {
+	legacy := item.Version == Unversioned && expected.Version == Absent
+	if item.Version != expected.Version.Next() && !legacy {
 		return fault.E(op, item.Path(), fault.Invalid,
-			"version "+item.Version.String()+" does not follow expected "+expected.String())
+			"version "+item.Version.String()+" does not follow expected "+expected.Version.String())
+	}
+	if err := CheckExpected(expected); err != nil {
+		return fault.E(op, item.Path(), err)
+	}
+	if expected.IV != nil && bytes.Equal(item.InitialisationVector, expected.IV) {
+		// Every write has a fresh IV; a Revision is only unique if so.
+		return fault.E(op, item.Path(), fault.Invalid, "the new item reuses the IV of the one it replaces")
 	}
 	if item.MasterKeyID == "" || len(item.ProtectedDocumentKey) == 0 ||
 		len(item.InitialisationVector) == 0 || len(item.ProtectedSecretValue) == 0 {
 		return fault.E(op, item.Path(), fault.Invalid, "protected fields missing")
+	}
+	return nil
+}
+
+// CheckExpected validates a Revision a write expects: NoItem, or a
+// Version with the IV of the write it names.
+func CheckExpected(expected Revision) error {
+	switch {
+	case expected.Version < Absent:
+		return fault.E(fault.Invalid, "expected version "+expected.Version.String()+" is not a version")
+	case expected.Version == Absent && expected.IV != nil:
+		return fault.E(fault.Invalid, "an absent item has no IV")
+	case expected.Version != Absent && len(expected.IV) == 0:
+		return fault.E(fault.Invalid, "the expected revision has no IV: it would not name one write")
 	}
 	return nil
 }

@@ -14,11 +14,15 @@
 //     is computed before the request, and such a Put fails with
 //     fault.TooLarge having changed nothing;
 //   - write unconditionally: every PutItem and DeleteItem is conditional on
-//     the Version the caller read, so no concurrent update is lost.
+//     the Revision (Version and InitialisationVector) the caller read, so
+//     no concurrent update is lost, not even to an item deleted and
+//     created again since it was read.
 //
 // Retries with backoff (throttling, transient errors) are the SDK's
 // standard retryer's, configured on the client; deadlines are the caller's
-// context's.
+// context's. A retried conditional PutItem whose first attempt was stored
+// but whose answer was lost fails its own condition; Put recognises its
+// own write by its Revision and reports success.
 package dynamodb
 
 import (
@@ -84,8 +88,14 @@ func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 	return it, nil
 }
 
-// Put implements store.Store.
-func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Version) error {
+// Put implements store.Store. When the condition fails, the item is read
+// (strongly consistent) to say why; if it is the very write Put was
+// making (same Version and InitialisationVector, which is fresh on every
+// write), an earlier attempt of this PutItem was stored and its answer
+// lost, and Put succeeds. (Had another writer overwritten it since, Put
+// reports a Conflict although its write was stored: nothing tells the two
+// apart, and a Conflict loses nothing.)
+func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
 	const op fault.Op = "dynamodb.Put"
 	if err := store.CheckPut(item, expected); err != nil {
 		return fault.E(op, err)
@@ -105,22 +115,36 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Versio
 		ExpressionAttributeValues: c.values,
 	})
 	var failed *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &failed) && expected == store.Absent:
-		return fault.E(op, item.Path(), fault.Exist)
-	case errors.As(err, &failed):
-		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+" is not the stored one")
+	if !errors.As(err, &failed) {
+		return wrap(op, item.Path(), s.table, err)
 	}
-	return wrap(op, item.Path(), s.table, err)
+	stored, found, err := s.storedRevision(ctx, op, item.Key)
+	switch {
+	case err != nil:
+		return err
+	case found && stored.Equal(item.Revision()):
+		return nil // our own write, stored by an attempt whose answer was lost
+	case expected.Version == store.Absent:
+		return fault.E(op, item.Path(), fault.Exist)
+	case !found:
+		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", but the item does not exist")
+	}
+	return expected.Conflict(op, item.Key, stored)
 }
 
-// Delete implements store.Store.
-func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Version) error {
+// Delete implements store.Store. When the condition fails, the item is
+// read to say why. (A retried DeleteItem whose first attempt removed the
+// item and whose answer was lost reports fault.NotFound: nothing tells it
+// apart from another writer's delete.)
+func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision) error {
 	const op fault.Op = "dynamodb.Delete"
+	if err := store.CheckExpected(expected); err != nil {
+		return fault.E(op, k.Path(), err)
+	}
 	if k.Validate() != nil {
 		return fault.E(op, k.Path(), fault.NotFound)
 	}
-	if expected < store.Unversioned {
+	if expected.Version == store.Absent {
 		// No stored item has the Version Absent: nothing to delete, and
 		// nothing to send but the look-up that says why.
 		return s.whyNot(ctx, op, k, expected)
@@ -142,33 +166,45 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Version)
 
 // whyNot explains a Delete whose condition failed: fault.NotFound when the
 // item is gone, else fault.Conflict naming the stored Version.
-func (s *Store) whyNot(ctx context.Context, op fault.Op, k store.Key, expected store.Version) error {
+func (s *Store) whyNot(ctx context.Context, op fault.Op, k store.Key, expected store.Revision) error {
+	stored, found, err := s.storedRevision(ctx, op, k)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return fault.E(op, k.Path(), fault.NotFound)
+	}
+	return expected.Conflict(op, k, stored)
+}
+
+// storedRevision reads the Revision of the item at k, strongly
+// consistent, projecting only the attributes it needs; found is false
+// when there is no item. A Version or IV of the wrong type is
+// fault.Integrity.
+func (s *Store) storedRevision(ctx context.Context, op fault.Op, k store.Key) (rev store.Revision, found bool, err error) {
 	out, err := s.client.GetItem(ctx, &awsdynamodb.GetItemInput{
 		TableName:                &s.table,
 		Key:                      key(k),
 		ConsistentRead:           new(true),
-		ProjectionExpression:     new(phName + ", " + phVersion),
-		ExpressionAttributeNames: map[string]string{phName: attrName, phVersion: attrVersion},
+		ProjectionExpression:     new(phName + ", " + phVersion + ", " + phIV),
+		ExpressionAttributeNames: map[string]string{phName: attrName, phVersion: attrVersion, phIV: attrIV},
 	})
 	if err != nil {
-		return wrap(op, k.Path(), s.table, err)
+		return rev, false, wrap(op, k.Path(), s.table, err)
 	}
 	if out.Item == nil {
-		return fault.E(op, k.Path(), fault.NotFound)
+		return rev, false, nil
 	}
-	stored := "unreadable"
-	if v, ok, err := getN(out.Item, attrVersion); err == nil {
-		stored = store.Unversioned.String()
-		if ok {
-			stored = store.Version(v).String()
-		}
+	if rev, err = unmarshalRevision(out.Item); err != nil {
+		return rev, true, fault.E(op, k.Path(), fault.Integrity, fmt.Errorf("malformed item: %w", err))
 	}
-	return fault.E(op, k.Path(), fault.Conflict, "expected version "+expected.String()+", stored "+stored)
+	return rev, true, nil
 }
 
 // List implements store.Store. It is one Query on the partition key,
-// strongly consistent, projecting the key and metadata attributes only:
-// never the protected ones, and never a Scan.
+// strongly consistent, projecting the key and metadata attributes only
+// (the InitialisationVector among them, for conditional writes): never
+// the protected ones, and never a Scan.
 func (s *Store) List(ctx context.Context, app string, after string, limit int) ([]store.Meta, string, error) {
 	const op fault.Op = "dynamodb.List"
 	if limit <= 0 || limit > pageSize {
@@ -184,10 +220,10 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 		TableName:              &s.table,
 		KeyConditionExpression: new(phApp + " = :app"),
 		ProjectionExpression: new(phApp + ", " + phName + ", " + phFormat + ", " + phVersion + ", " +
-			phSize + ", " + phModified),
+			phIV + ", " + phSize + ", " + phModified),
 		ExpressionAttributeNames: map[string]string{
 			phApp: attrApp, phName: attrName, phFormat: attrFormat,
-			phVersion: attrVersion, phSize: attrSize, phModified: attrModified,
+			phVersion: attrVersion, phIV: attrIV, phSize: attrSize, phModified: attrModified,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":app": &types.AttributeValueMemberS{Value: app},
@@ -282,25 +318,28 @@ type cond struct {
 	values map[string]types.AttributeValue // nil when empty: DynamoDB refuses an empty map
 }
 
-// condition is the condition of a write expecting the stored Version to
-// be expected.
-func condition(expected store.Version) cond {
-	switch {
-	case expected == store.Absent:
+// condition is the condition of a write expecting the stored item to be
+// the Revision expected, which store.CheckExpected has accepted.
+func condition(expected store.Revision) cond {
+	if expected.Version == store.Absent {
 		return cond{
 			expr:  "attribute_not_exists(" + phName + ")",
 			names: map[string]string{phName: attrName},
 		}
-	case expected == store.Unversioned:
+	}
+	iv := &types.AttributeValueMemberB{Value: expected.IV}
+	if expected.Version == store.Unversioned {
 		// A legacy item can be overwritten once: the write adds a Version.
+		// (A missing item has no IV: the comparison fails.)
 		return cond{
-			expr:  "attribute_exists(" + phName + ") AND attribute_not_exists(" + phVersion + ")",
-			names: map[string]string{phName: attrName, phVersion: attrVersion},
+			expr:   "attribute_not_exists(" + phVersion + ") AND " + phIV + " = :iv",
+			names:  map[string]string{phVersion: attrVersion, phIV: attrIV},
+			values: map[string]types.AttributeValue{":iv": iv},
 		}
 	}
 	return cond{
-		expr:   phVersion + " = :expected",
-		names:  map[string]string{phVersion: attrVersion},
-		values: map[string]types.AttributeValue{":expected": number(int64(expected))},
+		expr:   phVersion + " = :expected AND " + phIV + " = :iv",
+		names:  map[string]string{phVersion: attrVersion, phIV: attrIV},
+		values: map[string]types.AttributeValue{":expected": number(int64(expected.Version)), ":iv": iv},
 	}
 }

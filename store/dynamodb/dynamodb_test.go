@@ -3,6 +3,7 @@ package dynamodb
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"maps"
 	"slices"
@@ -27,20 +28,27 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// item returns a version-1 item with a value of n bytes.
+// freshIV returns a 12-byte nonce, fresh as every write's is.
+func freshIV() []byte {
+	iv := make([]byte, 12)
+	rand.Read(iv)
+	return iv
+}
+
+// item returns a version-1 item with a value of n bytes and a fresh IV.
 func item(app, name string, n int) *store.Item {
 	v := bytes.Repeat([]byte{0xa5}, n)
 	return &store.Item{
 		Meta: store.Meta{
-			Key:      store.Key{App: app, Name: name},
-			Format:   "v2",
-			Version:  1,
-			Size:     int64(n),
-			Modified: time.Date(2025, 6, 1, 12, 0, 0, 345_000_000, time.UTC),
+			Key:                  store.Key{App: app, Name: name},
+			Format:               "v2",
+			Version:              1,
+			InitialisationVector: freshIV(),
+			Size:                 int64(n),
+			Modified:             time.Date(2025, 6, 1, 12, 0, 0, 345_000_000, time.UTC),
 		},
 		MasterKeyID:          "arn:aws:kms:eu-west-1:111122223333:key/0b6b5f1c-5a3e-4c55-9d8f-1d2f3c4b5a69",
 		ProtectedDocumentKey: bytes.Repeat([]byte{0x01}, 184),
-		InitialisationVector: bytes.Repeat([]byte{0x02}, 12),
 		ProtectedSecretValue: v,
 	}
 }
@@ -81,12 +89,13 @@ func TestRawItem(t *testing.T) {
 	table := newTable(t)
 	s := New(client, table)
 	it := item("app", "raw", 100)
-	if err := s.Put(t.Context(), it, store.Absent); err != nil {
+	if err := s.Put(t.Context(), it, store.NoItem); err != nil {
 		t.Fatal(err)
 	}
 	next := *it
 	next.Version, next.Size, next.Modified = 2, 42, time.UnixMilli(1_750_000_000_123)
-	if err := s.Put(t.Context(), &next, 1); err != nil {
+	next.InitialisationVector = freshIV()
+	if err := s.Put(t.Context(), &next, it.Revision()); err != nil {
 		t.Fatal(err)
 	}
 	av := rawGet(t, table, it.Key)
@@ -121,7 +130,7 @@ func TestRawItem(t *testing.T) {
 	// original's six attributes only.
 	old := item("app", "legacy", 10)
 	old.Format, old.Version, old.Size, old.Modified = "", store.Unversioned, -1, time.Time{}
-	if err := s.Put(t.Context(), old, store.Absent); err != nil {
+	if err := s.Put(t.Context(), old, store.NoItem); err != nil {
 		t.Fatal(err)
 	}
 	want = map[string]string{
@@ -168,19 +177,20 @@ func TestOriginalSecretStoreItem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 1 || all[0] != got.Meta {
+	if len(all) != 1 || all[0].Key != got.Key || all[0].Format != "" || all[0].Size != -1 || !all[0].Modified.IsZero() ||
+		!all[0].Revision().Equal(got.Revision()) {
 		t.Fatalf("ListAll = %+v, want [%+v]", all, got.Meta)
 	}
 
 	upgraded := item(k.App, k.Name, 20)
-	if err := s.Put(t.Context(), upgraded, store.Unversioned); err != nil {
+	if err := s.Put(t.Context(), upgraded, all[0].Revision()); err != nil {
 		t.Fatalf("first overwrite of the legacy item: %v", err)
 	}
 	if v := rawGet(t, table, k)["Version"]; typeName(v) != "N" || v.(*types.AttributeValueMemberN).Value != "1" {
 		t.Fatalf("after the upgrade, Version is %#v, want N 1", v)
 	}
 	again := item(k.App, k.Name, 30)
-	wantKind(t, s.Put(t.Context(), again, store.Unversioned), fault.Conflict, "second overwrite expecting Unversioned")
+	wantKind(t, s.Put(t.Context(), again, all[0].Revision()), fault.Conflict, "second overwrite expecting Unversioned")
 	got, err = s.Get(t.Context(), k)
 	if err != nil || len(got.ProtectedSecretValue) != 20 || got.Version != 1 {
 		t.Fatalf("after the refused overwrite: %+v, %v; want the upgraded item", got, err)
@@ -209,7 +219,7 @@ func TestItemSizeLimit(t *testing.T) {
 	if n := legacySize(exact); n != 409600 {
 		t.Fatalf("test item is %d bytes", n)
 	}
-	if err := s.Put(t.Context(), exact, store.Absent); err != nil {
+	if err := s.Put(t.Context(), exact, store.NoItem); err != nil {
 		t.Fatalf("Put of an item of exactly 400 KB: %v", err)
 	}
 
@@ -217,16 +227,17 @@ func TestItemSizeLimit(t *testing.T) {
 	// item is unharmed.
 	over := *exact
 	over.Version, over.Format, over.Size, over.Modified = 1, "v2", 1, time.Now()
+	over.InitialisationVector = append([]byte("another write "), exact.InitialisationVector...)[:len(exact.InitialisationVector)]
 	over.ProtectedSecretValue = make([]byte, len(exact.ProtectedSecretValue)+1)
 	overLegacy := *exact
 	overLegacy.ProtectedSecretValue = over.ProtectedSecretValue
 	dynalite.ResetCalls()
-	err := s.Put(t.Context(), &over, store.Unversioned)
+	err := s.Put(t.Context(), &over, exact.Revision())
 	wantKind(t, err, fault.TooLarge, "Put of an item over 400 KB")
 	if !strings.Contains(err.Error(), "app/exact") {
 		t.Errorf("error %q does not name the secret", err)
 	}
-	wantKind(t, s.Put(t.Context(), &overLegacy, store.Absent), fault.TooLarge, "Put of a legacy item 1 byte over 400 KB")
+	wantKind(t, s.Put(t.Context(), &overLegacy, store.NoItem), fault.TooLarge, "Put of a legacy item 1 byte over 400 KB")
 	if n := dynalite.Calls("PutItem"); n != 0 {
 		t.Fatalf("%d PutItem calls for items over the limit, want 0", n)
 	}
@@ -248,7 +259,7 @@ func TestItemSizeLimit(t *testing.T) {
 	// A 350 KB value works.
 	big := item("app", "350k", 350*1024)
 	big.ProtectedSecretValue[12345] = 0x5a
-	if err := s.Put(t.Context(), big, store.Absent); err != nil {
+	if err := s.Put(t.Context(), big, store.NoItem); err != nil {
 		t.Fatalf("Put of a 350 KB value: %v", err)
 	}
 	got, err = s.Get(t.Context(), big.Key)
@@ -283,7 +294,7 @@ func TestMaxValueSizeFits(t *testing.T) {
 		if len(it.App) != 255 || len(it.Name) != 255 {
 			t.Fatalf("names of %d and %d bytes", len(it.App), len(it.Name))
 		}
-		if err := s.Put(t.Context(), it, store.Absent); err != nil {
+		if err := s.Put(t.Context(), it, store.NoItem); err != nil {
 			t.Fatalf("%s: Put of a sealed value of MaxValueSize: %v", c.format, err)
 		}
 	}
@@ -300,11 +311,11 @@ func TestListIsAQueryOfMetadata(t *testing.T) {
 	}
 	s := New(c, table)
 	for _, n := range []string{"a", "b", "c"} {
-		if err := s.Put(t.Context(), item("app", n, 64), store.Absent); err != nil {
+		if err := s.Put(t.Context(), item("app", n, 64), store.NoItem); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Put(t.Context(), item("other", "x", 64), store.Absent); err != nil {
+	if err := s.Put(t.Context(), item("other", "x", 64), store.NoItem); err != nil {
 		t.Fatal(err)
 	}
 	rec.take()
@@ -357,7 +368,7 @@ func TestListIsAQueryOfMetadata(t *testing.T) {
 			projected = append(projected, p)
 		}
 		slices.Sort(projected)
-		want := []string{"ApplicationName", "Format", "Modified", "SecretName", "Size", "Version"}
+		want := []string{"ApplicationName", "Format", "InitialisationVector", "Modified", "SecretName", "Size", "Version"}
 		if !slices.Equal(projected, want) {
 			t.Errorf("Query %d projects %q, want %q", i, projected, want)
 		}
@@ -426,10 +437,10 @@ func TestAppsFollowsScanPages(t *testing.T) {
 	for i := range 5 {
 		app := "app" + strconv.Itoa(4-i)
 		want = append(want, app)
-		if err := s.Put(t.Context(), item(app, "big", 300*1024), store.Absent); err != nil {
+		if err := s.Put(t.Context(), item(app, "big", 300*1024), store.NoItem); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Put(t.Context(), item(app, "small", 1), store.Absent); err != nil {
+		if err := s.Put(t.Context(), item(app, "small", 1), store.NoItem); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -451,8 +462,8 @@ func TestMissingTable(t *testing.T) {
 	_, _, listErr := s.List(t.Context(), "app", "", 0)
 	for what, err := range map[string]error{
 		"Get":    err,
-		"Put":    s.Put(t.Context(), item("app", "x", 1), store.Absent),
-		"Delete": s.Delete(t.Context(), k, 1),
+		"Put":    s.Put(t.Context(), item("app", "x", 1), store.NoItem),
+		"Delete": s.Delete(t.Context(), k, store.Revision{Version: 1, IV: freshIV()}),
 		"List":   listErr,
 	} {
 		if err == nil || !strings.Contains(err.Error(), "secretfs init --backend dynamodb") ||
@@ -479,11 +490,12 @@ func TestDeadBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	const table = "secretfs-dead"
-	if _, err := EnsureTable(t.Context(), c, table); err != nil {
+	if _, err := EnsureTable(t.Context(), c, table, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	s := New(c, table)
-	if err := s.Put(t.Context(), item("app", "x", 1), store.Absent); err != nil {
+	first := item("app", "x", 1)
+	if err := s.Put(t.Context(), first, store.NoItem); err != nil {
 		t.Fatal(err)
 	}
 	dead.Stop() // the proxy stays: requests reach it and find no server
@@ -497,9 +509,9 @@ func TestDeadBackend(t *testing.T) {
 		"Put": func(ctx context.Context) error {
 			next := item("app", "x", 2)
 			next.Version = 2
-			return s.Put(ctx, next, 1)
+			return s.Put(ctx, next, first.Revision())
 		},
-		"Delete": func(ctx context.Context) error { return s.Delete(ctx, store.Key{App: "app", Name: "x"}, 1) },
+		"Delete": func(ctx context.Context) error { return s.Delete(ctx, first.Key, first.Revision()) },
 		"List": func(ctx context.Context) error {
 			_, _, err := s.List(ctx, "app", "", 0)
 			return err
@@ -543,17 +555,22 @@ func TestDeadBackend(t *testing.T) {
 func TestDeleteExplainsFailure(t *testing.T) {
 	s := New(client, newTable(t))
 	it := item("app", "x", 1)
-	if err := s.Put(t.Context(), it, store.Absent); err != nil {
+	if err := s.Put(t.Context(), it, store.NoItem); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Delete(t.Context(), it.Key, 5)
+	err := s.Delete(t.Context(), it.Key, store.Revision{Version: 5, IV: it.InitialisationVector})
 	wantKind(t, err, fault.Conflict, "Delete expecting version 5")
 	if !strings.Contains(err.Error(), "stored 1") {
 		t.Errorf("Conflict %q does not name the stored version", err)
 	}
-	wantKind(t, s.Delete(t.Context(), it.Key, store.Absent), fault.Conflict, "Delete expecting Absent of an existing item")
-	wantKind(t, s.Delete(t.Context(), store.Key{App: "app", Name: "y"}, store.Absent), fault.NotFound,
-		"Delete expecting Absent of a missing item")
+	err = s.Delete(t.Context(), it.Key, store.Revision{Version: 1, IV: freshIV()})
+	wantKind(t, err, fault.Conflict, "Delete expecting version 1 with another IV")
+	if !strings.Contains(err.Error(), "stored 1 of another write") {
+		t.Errorf("Conflict %q does not say the stored item is another write", err)
+	}
+	wantKind(t, s.Delete(t.Context(), it.Key, store.NoItem), fault.Conflict, "Delete expecting NoItem of an existing item")
+	wantKind(t, s.Delete(t.Context(), store.Key{App: "app", Name: "y"}, store.NoItem), fault.NotFound,
+		"Delete expecting NoItem of a missing item")
 	if _, err := s.Get(t.Context(), it.Key); err != nil {
 		t.Fatalf("item gone after refused Deletes: %v", err)
 	}

@@ -1,83 +1,34 @@
 package dynamodb
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
-
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/internal/awserr"
 )
 
-// Error codes, as DynamoDB and the AWS request signing layer send them.
-var (
-	// permissionCodes: the caller is not allowed, or not recognised.
-	permissionCodes = map[string]bool{
-		"AccessDeniedException":               true,
-		"AccessDenied":                        true,
-		"UnrecognizedClientException":         true,
-		"InvalidSignatureException":           true,
-		"SignatureDoesNotMatch":               true,
-		"IncompleteSignatureException":        true,
-		"IncompleteSignature":                 true,
-		"MissingAuthenticationTokenException": true,
-		"MissingAuthenticationToken":          true,
-		"ExpiredTokenException":               true,
-		"ExpiredToken":                        true,
-		"InvalidClientTokenId":                true,
-		"NotAuthorized":                       true,
-	}
-	// unavailableCodes: throttling, which the SDK's standard retryer has
-	// already retried with backoff before the error reaches us, and the
-	// service saying it is unavailable.
-	unavailableCodes = map[string]bool{
-		"ProvisionedThroughputExceededException": true,
-		"ThrottlingException":                    true,
-		"Throttling":                             true,
-		"RequestLimitExceeded":                   true,
-		"ServiceUnavailable":                     true,
-	}
-)
-
-// classify gives the fault.Kind of an error from the SDK. A missing table
-// (ResourceNotFoundException) is fault.Other, not fault.NotFound: it is a
-// configuration problem (EIO), not a missing secret (ENOENT); wrap says
-// how to fix it. ConditionalCheckFailedException is not classified here:
-// what it means depends on the condition, which only the caller knows.
+// classify gives the fault.Kind of an error from the SDK: DynamoDB's own
+// codes first, then what every AWS service shares (awserr: throttling,
+// credentials, transport, deadlines, HTTP 5xx and 429).
+//
+// A missing table (ResourceNotFoundException) is fault.Other, not
+// fault.NotFound: it is a configuration problem (EIO), not a missing
+// secret (ENOENT); wrap says how to fix it. ConditionalCheckFailedException
+// is fault.Other here: what it means depends on the condition, which only
+// the caller knows.
 func classify(err error) fault.Kind {
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		code := api.ErrorCode()
-		switch {
-		case permissionCodes[code]:
-			return fault.Permission
-		case unavailableCodes[code]:
-			return fault.Unavailable
-		case code == "ValidationException" && isItemSizeMessage(api.ErrorMessage()):
+	switch code := awserr.Code(err); {
+	case code == "ResourceNotFoundException", code == "ConditionalCheckFailedException":
+		return fault.Other
+	case code == "ValidationException":
+		if isItemSizeMessage(err) {
 			return fault.TooLarge
 		}
+		return fault.Other
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return fault.Unavailable
-	}
-	// A proxy or load balancer in front of a dead backend answers 502,
-	// 503 or 504 without a DynamoDB error code.
-	var resp *smithyhttp.ResponseError
-	if errors.As(err, &resp) {
-		switch resp.HTTPStatusCode() {
-		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			return fault.Unavailable
-		}
-	}
-	var send *smithyhttp.RequestSendError
-	var netErr net.Error
-	if errors.As(err, &send) || errors.As(err, &netErr) {
-		return fault.Unavailable
+	if kind, ok := awserr.Kind(err); ok {
+		return kind
 	}
 	return fault.Other
 }
@@ -85,15 +36,14 @@ func classify(err error) fault.Kind {
 // isItemSizeMessage reports whether a ValidationException says the item is
 // too large: "Item size has exceeded the maximum allowed size" (PutItem),
 // "Item size to update has exceeded ..." (UpdateItem).
-func isItemSizeMessage(msg string) bool {
-	msg = strings.ToLower(msg)
+func isItemSizeMessage(err error) bool {
+	msg := strings.ToLower(awserr.Message(err))
 	return strings.Contains(msg, "item size") && strings.Contains(msg, "exceed")
 }
 
 // hasCode reports whether err is a DynamoDB error with the given code.
 func hasCode(err error, code string) bool {
-	var api smithy.APIError
-	return errors.As(err, &api) && api.ErrorCode() == code
+	return awserr.Code(err) == code
 }
 
 // wrap turns an error of the SDK into a *fault.Error of op on path. A

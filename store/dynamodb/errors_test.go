@@ -62,7 +62,9 @@ func TestClassify(t *testing.T) {
 		{"update too large", sdkError(400, generic("ValidationException", "Item size to update has exceeded the maximum allowed size")), fault.TooLarge},
 		{"other validation", sdkError(400, generic("ValidationException", "One or more parameter values were invalid")), fault.Other},
 		{"condition failed", sdkError(400, &types.ConditionalCheckFailedException{}), fault.Other},
-		{"internal error", sdkError(500, &types.InternalServerError{}), fault.Other},
+		// Any 5xx is the service failing, as for KMS (internal/awserr).
+		{"internal error", sdkError(500, &types.InternalServerError{}), fault.Unavailable},
+		{"too many requests", sdkError(429, generic("UnknownError", "")), fault.Unavailable},
 		{"service unavailable", sdkError(503, generic("ServiceUnavailable", "")), fault.Unavailable},
 		{"bad gateway", sdkError(502, generic("UnknownError", "UnknownError")), fault.Unavailable},
 		{"gateway timeout", sdkError(504, generic("UnknownError", "UnknownError")), fault.Unavailable},

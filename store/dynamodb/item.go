@@ -32,6 +32,7 @@ const (
 	phName     = "#name"
 	phFormat   = "#format"
 	phVersion  = "#version"
+	phIV       = "#iv"
 	phSize     = "#size"
 	phModified = "#modified"
 )
@@ -105,20 +106,11 @@ func unmarshal(av map[string]types.AttributeValue) (*store.Item, error) {
 	if it.MasterKeyID, _, err = getS(av, attrMasterKeyID, true); err != nil {
 		return nil, err
 	}
-	for _, f := range []struct {
-		name string
-		dst  *[]byte
-	}{
-		{attrDocumentKey, &it.ProtectedDocumentKey},
-		{attrIV, &it.InitialisationVector},
-		{attrValue, &it.ProtectedSecretValue},
-	} {
-		b, ok := av[f.name].(*types.AttributeValueMemberB)
-		if !ok {
-			return nil, malformed(f.name, "B", av[f.name])
-		}
-		// The SDK decoded the bytes into a fresh slice: the caller owns it.
-		*f.dst = b.Value
+	if it.ProtectedDocumentKey, err = getB(av, attrDocumentKey); err != nil {
+		return nil, err
+	}
+	if it.ProtectedSecretValue, err = getB(av, attrValue); err != nil {
+		return nil, err
 	}
 	return &it, nil
 }
@@ -137,14 +129,11 @@ func unmarshalMeta(av map[string]types.AttributeValue) (store.Meta, error) {
 	if m.Format, _, err = getS(av, attrFormat, false); err != nil {
 		return m, err
 	}
-	if v, ok, err := getN(av, attrVersion); err != nil {
+	rev, err := unmarshalRevision(av)
+	if err != nil {
 		return m, err
-	} else if ok {
-		if v < 1 {
-			return m, fmt.Errorf("attribute %s is %d; stored versions start at 1", attrVersion, v)
-		}
-		m.Version = store.Version(v)
 	}
+	m.Version, m.InitialisationVector = rev.Version, rev.IV
 	if n, ok, err := getN(av, attrSize); err != nil {
 		return m, err
 	} else if ok {
@@ -159,6 +148,33 @@ func unmarshalMeta(av map[string]types.AttributeValue) (store.Meta, error) {
 		m.Modified = time.UnixMilli(ms).UTC()
 	}
 	return m, nil
+}
+
+// unmarshalRevision reads the Version (absent on legacy items) and the
+// InitialisationVector (always present).
+func unmarshalRevision(av map[string]types.AttributeValue) (store.Revision, error) {
+	rev := store.Revision{Version: store.Unversioned}
+	if v, ok, err := getN(av, attrVersion); err != nil {
+		return rev, err
+	} else if ok {
+		if v < 1 {
+			return rev, fmt.Errorf("attribute %s is %d; stored versions start at 1", attrVersion, v)
+		}
+		rev.Version = store.Version(v)
+	}
+	var err error
+	rev.IV, err = getB(av, attrIV)
+	return rev, err
+}
+
+// getB reads a required binary attribute. The SDK decoded the bytes into
+// a fresh slice: the caller owns it.
+func getB(av map[string]types.AttributeValue, name string) ([]byte, error) {
+	b, ok := av[name].(*types.AttributeValueMemberB)
+	if !ok {
+		return nil, malformed(name, "B", av[name])
+	}
+	return b.Value, nil
 }
 
 func getS(av map[string]types.AttributeValue, name string, required bool) (string, bool, error) {

@@ -70,7 +70,7 @@ var tableSeq atomic.Int64
 func newTable(t *testing.T) string {
 	t.Helper()
 	table := fmt.Sprintf("secretfs-test-%d", tableSeq.Add(1))
-	created, err := EnsureTable(t.Context(), client, table)
+	created, err := EnsureTable(t.Context(), client, table, 10*time.Second)
 	if err != nil || !created {
 		t.Fatalf("EnsureTable(%s) = %v, %v; want a new table", table, created, err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/secretfs/secretfs/fault"
 )
@@ -35,9 +36,16 @@ type keyAttr struct {
 // Secret Store, is left unchanged. A table with another key schema is
 // fault.Invalid, with both schemas in the message. Either way it waits,
 // up to five minutes, for the table to be ACTIVE.
-func EnsureTable(ctx context.Context, client *awsdynamodb.Client, table string) (created bool, err error) {
+//
+// Every DescribeTable and CreateTable call, the waiter's included, gets
+// its own deadline of callTimeout (retries included; <= 0: none but ctx's),
+// so that a backend that never answers fails EnsureTable with
+// fault.Unavailable after about callTimeout, however long ctx allows. The
+// wait for ACTIVE keeps its own overall bound.
+func EnsureTable(ctx context.Context, client *awsdynamodb.Client, table string, callTimeout time.Duration) (created bool, err error) {
 	const op fault.Op = "dynamodb.EnsureTable"
-	desc, err := client.DescribeTable(ctx, &awsdynamodb.DescribeTableInput{TableName: &table})
+	bound := perCall(callTimeout)
+	desc, err := client.DescribeTable(ctx, &awsdynamodb.DescribeTableInput{TableName: &table}, bound)
 	switch {
 	case err == nil:
 		if err := checkSchema(table, desc.Table); err != nil {
@@ -46,7 +54,7 @@ func EnsureTable(ctx context.Context, client *awsdynamodb.Client, table string) 
 		if desc.Table.TableStatus == types.TableStatusActive {
 			return false, nil
 		}
-		_, err := waitActive(ctx, op, client, table)
+		_, err := waitActive(ctx, op, client, table, bound)
 		return false, err
 	case !hasCode(err, "ResourceNotFoundException"):
 		return false, fault.E(op, classify(err), fmt.Errorf("table %q: %w", table, err))
@@ -61,11 +69,11 @@ func EnsureTable(ctx context.Context, client *awsdynamodb.Client, table string) 
 		in.AttributeDefinitions = append(in.AttributeDefinitions,
 			types.AttributeDefinition{AttributeName: new(k.name), AttributeType: k.typ})
 	}
-	_, err = client.CreateTable(ctx, in)
+	_, err = client.CreateTable(ctx, in, bound)
 	switch {
 	case hasCode(err, "ResourceInUseException"):
 		// Created by someone else since we looked: it must still be ours.
-		t, err := waitActive(ctx, op, client, table)
+		t, err := waitActive(ctx, op, client, table, bound)
 		if err != nil {
 			return false, err
 		}
@@ -76,17 +84,40 @@ func EnsureTable(ctx context.Context, client *awsdynamodb.Client, table string) 
 	case err != nil:
 		return false, fault.E(op, classify(err), fmt.Errorf("create table %q: %w", table, err))
 	}
-	if _, err := waitActive(ctx, op, client, table); err != nil {
+	if _, err := waitActive(ctx, op, client, table, bound); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
+// perCall bounds each call of an operation, the SDK's retries included,
+// by d; d <= 0 adds no bound. The deadline is set in the Initialize step,
+// the first of the call's middleware stack.
+func perCall(d time.Duration) func(*awsdynamodb.Options) {
+	return func(o *awsdynamodb.Options) {
+		if d <= 0 {
+			return
+		}
+		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("secretfs-call-timeout",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
+					middleware.InitializeOutput, middleware.Metadata, error) {
+					ctx, cancel := context.WithTimeout(ctx, d)
+					defer cancel()
+					return next.HandleInitialize(ctx, in)
+				}), middleware.Before)
+		})
+	}
+}
+
 // waitActive waits until table is ACTIVE and returns its description.
-func waitActive(ctx context.Context, op fault.Op, client *awsdynamodb.Client, table string) (*types.TableDescription, error) {
+// bound applies to each of the waiter's DescribeTable calls.
+func waitActive(ctx context.Context, op fault.Op, client *awsdynamodb.Client, table string,
+	bound func(*awsdynamodb.Options)) (*types.TableDescription, error) {
 	w := awsdynamodb.NewTableExistsWaiter(client, func(o *awsdynamodb.TableExistsWaiterOptions) {
 		o.MinDelay = time.Second
 		o.MaxDelay = 10 * time.Second
+		o.ClientOptions = append(o.ClientOptions, bound)
 	})
 	out, err := w.WaitForOutput(ctx, &awsdynamodb.DescribeTableInput{TableName: &table}, activeTimeout)
 	if err == nil {
@@ -96,7 +127,7 @@ func waitActive(ctx context.Context, op fault.Op, client *awsdynamodb.Client, ta
 	if kind == fault.Other {
 		kind = fault.Unavailable // the waiter gave up
 	}
-	return nil, fault.E(op, kind, fmt.Errorf("table %q did not become ACTIVE within %v: %w", table, activeTimeout, err))
+	return nil, fault.E(op, kind, fmt.Errorf("waiting (up to %v) for table %q to become ACTIVE: %w", activeTimeout, table, err))
 }
 
 // checkSchema returns an error unless t has exactly secretfs's key schema.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -30,11 +31,11 @@ func TestEnsureTableCreatesOnce(t *testing.T) {
 
 	// Items survive a second EnsureTable, which changes nothing.
 	s := New(client, table)
-	if err := s.Put(t.Context(), item("app", "kept", 3), store.Absent); err != nil {
+	if err := s.Put(t.Context(), item("app", "kept", 3), store.NoItem); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
-		created, err := EnsureTable(t.Context(), client, table)
+		created, err := EnsureTable(t.Context(), client, table, 10*time.Second)
 		if err != nil || created {
 			t.Fatalf("EnsureTable of an existing table = %v, %v; want false, nil", created, err)
 		}
@@ -107,7 +108,7 @@ func TestEnsureTableRefusesOtherSchemas(t *testing.T) {
 			}
 			defer client.DeleteTable(t.Context(), &awsdynamodb.DeleteTableInput{TableName: &table})
 
-			created, err := EnsureTable(t.Context(), client, table)
+			created, err := EnsureTable(t.Context(), client, table, 10*time.Second)
 			if created || !fault.Is(fault.Invalid, err) {
 				t.Fatalf("EnsureTable of a table with key schema %s = %v, %v; want fault.Invalid", c.shown, created, err)
 			}

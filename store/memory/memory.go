@@ -63,7 +63,7 @@ func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 }
 
 // Put implements store.Store.
-func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Version) error {
+func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
 	const op fault.Op = "memory.Put"
 	if err := store.CheckPut(item, expected); err != nil {
 		return fault.E(op, err)
@@ -82,20 +82,23 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Versio
 	defer s.mu.Unlock()
 	cur, ok := s.items[item.Key]
 	switch {
-	case expected == store.Absent && ok:
+	case expected.Version == store.Absent && ok:
 		return fault.E(op, item.Path(), fault.Exist)
-	case expected != store.Absent && !ok:
+	case expected.Version != store.Absent && !ok:
 		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", but the item does not exist")
-	case expected != store.Absent && cur.Version != expected:
-		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", stored "+cur.Version.String())
+	case expected.Version != store.Absent && !cur.Revision().Equal(expected):
+		return expected.Conflict(op, item.Key, cur.Revision())
 	}
 	s.items[item.Key] = it
 	return nil
 }
 
 // Delete implements store.Store.
-func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Version) error {
+func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision) error {
 	const op fault.Op = "memory.Delete"
+	if err := store.CheckExpected(expected); err != nil {
+		return fault.E(op, k.Path(), err)
+	}
 	if err := ctx.Err(); err != nil {
 		return fault.E(op, k.Path(), fault.Unavailable, err)
 	}
@@ -105,8 +108,8 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Version)
 	switch {
 	case !ok:
 		return fault.E(op, k.Path(), fault.NotFound)
-	case cur.Version != expected:
-		return fault.E(op, k.Path(), fault.Conflict, "expected version "+expected.String()+", stored "+cur.Version.String())
+	case !cur.Revision().Equal(expected):
+		return expected.Conflict(op, k, cur.Revision())
 	}
 	delete(s.items, k)
 	return nil
@@ -125,7 +128,9 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	var page []store.Meta
 	for k, it := range s.items {
 		if k.App == app && k.Name > after {
-			page = append(page, it.Meta)
+			m := it.Meta
+			m.InitialisationVector = slices.Clone(m.InitialisationVector)
+			page = append(page, m)
 		}
 	}
 	s.mu.RUnlock()

@@ -160,11 +160,9 @@ func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 	it := &store.Item{}
 	var m nullMeta
 	// Scanning into *[]byte copies: the caller owns the returned slices.
-	dest := append([]any{&it.MasterKeyID, &it.ProtectedDocumentKey, &it.InitialisationVector, &it.ProtectedSecretValue},
-		m.dest()...)
+	dest := append([]any{&it.MasterKeyID, &it.ProtectedDocumentKey, &it.ProtectedSecretValue}, m.dest()...)
 	err := s.db.QueryRowContext(ctx, `
-		SELECT MasterKeyId, ProtectedDocumentKey, InitialisationVector, ProtectedSecretValue,
-		       Format, Version, Size, Modified
+		SELECT MasterKeyId, ProtectedDocumentKey, ProtectedSecretValue, `+metaColumns+`
 		FROM secrets WHERE ApplicationName = ? AND SecretName = ?`, k.App, k.Name).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fault.E(op, k.Path(), fault.NotFound)
@@ -177,7 +175,7 @@ func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 }
 
 // Put implements store.Store.
-func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Version) error {
+func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
 	const op fault.Op = "sqlite.Put"
 	if err := store.CheckPut(item, expected); err != nil {
 		return fault.E(op, err)
@@ -195,7 +193,7 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Versio
 		item.App, item.Name,
 	}
 	return s.write(ctx, op, item.Key, func(tx *sql.Tx) (sql.Result, error) {
-		if expected == store.Absent {
+		if expected.Version == store.Absent {
 			return tx.ExecContext(ctx, `
 				INSERT INTO secrets (MasterKeyId, ProtectedDocumentKey, InitialisationVector, ProtectedSecretValue,
 				                     Format, Version, Size, Modified, ApplicationName, SecretName)
@@ -206,41 +204,48 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Versio
 		return tx.ExecContext(ctx, `
 			UPDATE secrets SET MasterKeyId = ?, ProtectedDocumentKey = ?, InitialisationVector = ?, ProtectedSecretValue = ?,
 			                   Format = ?, Version = ?, Size = ?, Modified = ?
-			WHERE ApplicationName = ? AND SecretName = ? AND Version IS ?`,
-			append(args, versionArg(expected))...)
-	}, func(stored store.Version, found bool) error {
+			WHERE ApplicationName = ? AND SecretName = ? AND Version IS ? AND InitialisationVector = ?`,
+			append(args, versionArg(expected.Version), expected.IV)...)
+	}, func(stored store.Revision, found bool) error {
 		switch {
-		case expected == store.Absent:
+		case expected.Version == store.Absent:
 			return fault.E(op, item.Path(), fault.Exist)
 		case !found:
 			return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", but the item does not exist")
 		}
-		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", stored "+stored.String())
+		return expected.Conflict(op, item.Key, stored)
 	})
 }
 
 // Delete implements store.Store.
-func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Version) error {
+func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision) error {
 	const op fault.Op = "sqlite.Delete"
+	if err := store.CheckExpected(expected); err != nil {
+		return fault.E(op, k.Path(), err)
+	}
+	// Expecting NoItem matches no row (no stored Version is Absent, and
+	// NULL equals nothing): the statement only takes the lock, and the
+	// classification says why.
 	return s.write(ctx, op, k, func(tx *sql.Tx) (sql.Result, error) {
 		return tx.ExecContext(ctx, `
-			DELETE FROM secrets WHERE ApplicationName = ? AND SecretName = ? AND Version IS ?`,
-			k.App, k.Name, versionArg(expected))
-	}, func(stored store.Version, found bool) error {
+			DELETE FROM secrets
+			WHERE ApplicationName = ? AND SecretName = ? AND Version IS ? AND InitialisationVector = ?`,
+			k.App, k.Name, versionArg(expected.Version), expected.IV)
+	}, func(stored store.Revision, found bool) error {
 		if !found {
 			return fault.E(op, k.Path(), fault.NotFound)
 		}
-		return fault.E(op, k.Path(), fault.Conflict, "expected version "+expected.String()+", stored "+stored.String())
+		return expected.Conflict(op, k, stored)
 	})
 }
 
 // write runs change, a single conditional statement, in a write
 // transaction. When change matched no row, the condition failed: failed
-// reports why, given the stored Version read in the same transaction, and
+// reports why, given the stored Revision read in the same transaction, and
 // nothing is committed.
 func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 	change func(*sql.Tx) (sql.Result, error),
-	failed func(stored store.Version, found bool) error) error {
+	failed func(stored store.Revision, found bool) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(ctx, op, k.Path(), err)
@@ -256,12 +261,14 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 	}
 	if n == 0 {
 		var v sql.NullInt64
+		var iv []byte
 		err := tx.QueryRowContext(ctx,
-			"SELECT Version FROM secrets WHERE ApplicationName = ? AND SecretName = ?", k.App, k.Name).Scan(&v)
+			"SELECT Version, InitialisationVector FROM secrets WHERE ApplicationName = ? AND SecretName = ?",
+			k.App, k.Name).Scan(&v, &iv)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return s.wrap(ctx, op, k.Path(), err)
 		}
-		return failed(store.Version(v.Int64), err == nil)
+		return failed(store.Revision{Version: store.Version(v.Int64), IV: iv}, err == nil)
 	}
 	if err := tx.Commit(); err != nil {
 		return s.wrap(ctx, op, k.Path(), err)
@@ -275,8 +282,10 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	if limit <= 0 || limit > pageSize {
 		limit = pageSize
 	}
+	// The IV is in every Meta, for conditional writes; the protected
+	// columns are never listed.
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT SecretName, Format, Version, Size, Modified FROM secrets
+		SELECT SecretName, `+metaColumns+` FROM secrets
 		WHERE ApplicationName = ? AND SecretName > ?
 		ORDER BY SecretName LIMIT ?`, app, after, limit)
 	if err != nil {
@@ -358,22 +367,28 @@ func (s *Store) wrap(ctx context.Context, op fault.Op, path fault.Path, err erro
 	return fault.E(op, path, fault.Other, err)
 }
 
-// nullMeta receives the metadata columns, which are NULL on legacy items.
+// metaColumns are the columns of a store.Meta besides the key, in the
+// order of nullMeta.dest.
+const metaColumns = "InitialisationVector, Format, Version, Size, Modified"
+
+// nullMeta receives metaColumns. All but the IV are NULL on legacy items.
 type nullMeta struct {
+	iv                      []byte
 	format                  sql.NullString
 	version, size, modified sql.NullInt64
 }
 
 func (m *nullMeta) dest() []any {
-	return []any{&m.format, &m.version, &m.size, &m.modified}
+	return []any{&m.iv, &m.format, &m.version, &m.size, &m.modified}
 }
 
 func (m *nullMeta) meta(k store.Key) store.Meta {
 	meta := store.Meta{
-		Key:     k,
-		Format:  m.format.String,
-		Version: store.Version(m.version.Int64), // NULL: 0, store.Unversioned
-		Size:    -1,
+		Key:                  k,
+		Format:               m.format.String,
+		Version:              store.Version(m.version.Int64), // NULL: 0, store.Unversioned
+		InitialisationVector: m.iv,                           // scanning into *[]byte copied it
+		Size:                 -1,
 	}
 	if m.size.Valid {
 		meta.Size = m.size.Int64

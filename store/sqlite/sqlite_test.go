@@ -45,7 +45,7 @@ var counter = store.Key{App: "app", Name: "counter"}
 
 func newCounter(t *testing.T, s *Store, slots int) {
 	t.Helper()
-	if err := s.Put(t.Context(), storetest.NewCounter(counter, slots), store.Absent); err != nil {
+	if err := s.Put(t.Context(), storetest.NewCounter(counter, slots), store.NoItem); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -317,7 +317,11 @@ func TestBusyTimeoutIsUnavailable(t *testing.T) {
 	if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "busy timeout") {
 		t.Fatalf("Put while locked: %v (kind %q), want Unavailable naming the busy timeout", err, fault.KindOf(err))
 	}
-	err = s.Delete(t.Context(), counter, 1)
+	it, err := s.Get(t.Context(), counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Delete(t.Context(), counter, it.Revision())
 	if !fault.Is(fault.Unavailable, err) {
 		t.Fatalf("Delete while locked: %v (kind %q), want Unavailable", err, fault.KindOf(err))
 	}
