@@ -57,13 +57,15 @@ func (k *Keyring) Unwrap(ctx context.Context, masterKeyID string, wrapped []byte
 			return r.Unwrap(ctx, masterKeyID, wrapped, ec)
 		}
 	}
-	return nil, fault.E(op, fault.Permission, fmt.Sprintf("item wrapped by %s: no configured key can open it", quoteID(masterKeyID)))
+	return nil, fault.E(op, fault.Permission, fmt.Sprintf("item wrapped by %s: no configured key can open it", QuoteID(masterKeyID)))
 }
 
-// quoteID quotes a stored master key id for a message, cut short: ids
-// are public, but a stored field may be arbitrary. Longer than
-// quoteCapped's limit, so that whole RSA ids and ARNs are shown.
-func quoteID(id string) string {
+// QuoteID quotes a stored master key id for a message, cut short: ids
+// are public (KMS key names, RSA fingerprints), but a stored field may be
+// arbitrary. The cap, 160 bytes, is above any KMS key or alias ARN in
+// practice and above an RSA id (75 bytes), so real ids are shown whole.
+// Every key wrapper names ids in its errors through it.
+func QuoteID(id string) string {
 	const max = 160
 	if len(id) > max {
 		return fmt.Sprintf("%q...", id[:max])

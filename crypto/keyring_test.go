@@ -193,3 +193,23 @@ func TestRSAOwns(t *testing.T) {
 		}
 	}
 }
+
+// Real ids are shown whole; an arbitrary stored field is cut short and
+// quoted, so it cannot forge a line of a log.
+func TestQuoteID(t *testing.T) {
+	arn := "arn:aws:kms:ap-southeast-2:111122223333:alias/" + strings.Repeat("k", 100)
+	rsaID := rsakey.KeyIDPrefix + strings.Repeat("ab", 32)
+	for _, id := range []string{arn, rsaID, "alias/app"} {
+		if got := crypto.QuoteID(id); got != `"`+id+`"` {
+			t.Errorf("QuoteID(%s) = %s, want it whole", id, got)
+		}
+	}
+	long := strings.Repeat("x", 1000) + "\nforged log line"
+	got := crypto.QuoteID(long)
+	if len(got) > 170 || !strings.HasSuffix(got, `"...`) || strings.Contains(got, "\n") {
+		t.Errorf("QuoteID of a 1000-byte field = %s", got)
+	}
+	if got := crypto.QuoteID("a\nb"); got != `"a\nb"` {
+		t.Errorf("QuoteID of a newline = %s", got)
+	}
+}

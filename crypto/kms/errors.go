@@ -1,38 +1,29 @@
 package kms
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
-
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/internal/awserr"
 )
 
 // Error codes of KMS (the names of its typed exceptions in
 // service/kms/types), by what a caller can do about them. Codes are
 // compared rather than types so that an error is classified the same
-// whether the SDK models it or not.
+// whether the SDK models it or not. What every AWS service shares
+// (throttling, credentials, transport, HTTP status) is awserr's.
 var (
 	// The wrapped key is not what it claims: modified, moved to another
 	// item (wrong encryption context), or wrapped under another key.
 	integrityCodes = codes("InvalidCiphertextException", "IncorrectKeyException")
 	// The key cannot be used by this host, now or until someone changes
-	// a policy, the key's state or the credentials.
+	// a policy or the key's state.
 	permissionCodes = codes(
-		"AccessDeniedException", "NotFoundException", "DisabledException",
+		"NotFoundException", "DisabledException",
 		"KMSInvalidStateException", "KeyUnavailableException", "InvalidKeyUsageException",
-		"UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
 	)
-	// KMS failed or was slow; a later attempt may succeed. Throttling
-	// codes come from the SDK's own list (retry.DefaultThrottleErrorCodes).
-	unavailableCodes = codes("KMSInternalException", "DependencyTimeoutException",
-		"RequestTimeout", "RequestTimeoutException")
+	// KMS failed or was slow; a later attempt may succeed.
+	unavailableCodes = codes("KMSInternalException", "DependencyTimeoutException")
 )
 
 func codes(c ...string) map[string]bool {
@@ -43,41 +34,21 @@ func codes(c ...string) map[string]bool {
 	return m
 }
 
-// kindOf classifies an error returned by the KMS client. An API error is
-// classified by its code before anything else: KeyUnavailableException,
-// for one, comes with HTTP status 500 but is about the key, not about
-// KMS being down.
+// kindOf classifies an error returned by the KMS client. KMS's own codes
+// come before anything else: KeyUnavailableException, for one, comes with
+// HTTP status 500 but is about the key, not about KMS being down.
 func kindOf(err error) fault.Kind {
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		code := apiErr.ErrorCode()
-		switch {
-		case integrityCodes[code]:
-			return fault.Integrity
-		case permissionCodes[code]:
-			return fault.Permission
-		case unavailableCodes[code]:
-			return fault.Unavailable
-		}
-		if _, ok := retry.DefaultThrottleErrorCodes[code]; ok {
-			return fault.Unavailable
-		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	code := awserr.Code(err)
+	switch {
+	case integrityCodes[code]:
+		return fault.Integrity
+	case permissionCodes[code]:
+		return fault.Permission
+	case unavailableCodes[code]:
 		return fault.Unavailable
 	}
-	var sendErr *smithyhttp.RequestSendError
-	var netErr net.Error
-	if errors.As(err, &sendErr) || errors.As(err, &netErr) {
-		return fault.Unavailable // no answer: connection refused or reset, DNS, timeout
-	}
-	// An answer that is no KMS error, such as a proxy's 502 in front of
-	// a dead KMS.
-	var status interface{ HTTPStatusCode() int }
-	if errors.As(err, &status) {
-		if c := status.HTTPStatusCode(); c >= 500 || c == http.StatusTooManyRequests {
-			return fault.Unavailable
-		}
+	if kind, ok := awserr.Kind(err); ok {
+		return kind
 	}
 	return fault.Other
 }

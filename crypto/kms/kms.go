@@ -113,12 +113,12 @@ func (w *Wrapper) NewDocumentKey(ctx context.Context, size int, ec crypto.Encryp
 	}
 	out, err := w.client.GenerateDataKey(ctx, in)
 	if err != nil {
-		return nil, nil, "", callError(op, "KMS GenerateDataKey with key "+quoteID(w.keyID), "GenerateDataKey", err)
+		return nil, nil, "", callError(op, "KMS GenerateDataKey with key "+crypto.QuoteID(w.keyID), "GenerateDataKey", err)
 	}
 	if len(out.Plaintext) != size || len(out.CiphertextBlob) == 0 {
 		crypto.Zero(out.Plaintext)
 		return nil, nil, "", fault.E(op, fmt.Sprintf("KMS GenerateDataKey with key %s returned a %d-byte key (want %d) and a %d-byte wrapped key",
-			quoteID(w.keyID), len(out.Plaintext), size, len(out.CiphertextBlob)))
+			crypto.QuoteID(w.keyID), len(out.Plaintext), size, len(out.CiphertextBlob)))
 	}
 	return out.Plaintext, out.CiphertextBlob, w.keyID, nil
 }
@@ -137,17 +137,7 @@ func (w *Wrapper) Unwrap(ctx context.Context, masterKeyID string, wrapped []byte
 	}
 	out, err := w.client.Decrypt(ctx, in)
 	if err != nil {
-		return nil, callError(op, "KMS Decrypt of a document key wrapped by "+quoteID(masterKeyID), "Decrypt", err)
+		return nil, callError(op, "KMS Decrypt of a document key wrapped by "+crypto.QuoteID(masterKeyID), "Decrypt", err)
 	}
 	return out.Plaintext, nil
-}
-
-// quoteID prints a key id for a message. Ids are public, but a stored
-// MasterKeyId may be arbitrary, so it is quoted and cut short.
-func quoteID(id string) string {
-	const max = 160 // longer than any KMS key or alias ARN in practice
-	if len(id) > max {
-		return fmt.Sprintf("%q...", id[:max])
-	}
-	return fmt.Sprintf("%q", id)
 }

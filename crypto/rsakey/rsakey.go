@@ -240,7 +240,7 @@ func (w *Wrapper) Unwrap(ctx context.Context, masterKeyID string, wrapped []byte
 		return nil, fault.E(op, fault.Permission, "this host holds only the public key: it can write secrets but not read them")
 	}
 	if masterKeyID != w.id {
-		return nil, fault.E(op, fault.Integrity, fmt.Sprintf("document key was wrapped by %s, this key is %s", quoteID(masterKeyID), w.id))
+		return nil, fault.E(op, fault.Integrity, fmt.Sprintf("document key was wrapped by %s, this key is %s", crypto.QuoteID(masterKeyID), w.id))
 	}
 	// The random source of DecryptOAEP is unused (blinding uses its own).
 	key, err := rsa.DecryptOAEP(sha256.New(), nil, w.priv, wrapped, ec.Canonical())
@@ -248,17 +248,6 @@ func (w *Wrapper) Unwrap(ctx context.Context, masterKeyID string, wrapped []byte
 		return nil, fault.E(op, fault.Integrity, "wrapped document key does not decrypt: it was modified or moved from another item")
 	}
 	return key, nil
-}
-
-// quoteID prints a stored master key id for a message. Ids are public
-// (they are fingerprints or KMS key names), but a stored field may be
-// arbitrary, so it is quoted and cut short.
-func quoteID(id string) string {
-	const max = 96
-	if len(id) > max {
-		return fmt.Sprintf("%q...", id[:max])
-	}
-	return fmt.Sprintf("%q", id)
 }
 
 // Generate makes a new DefaultBits RSA key and writes it to privatePath
