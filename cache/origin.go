@@ -28,5 +28,5 @@ type Origin interface {
 	// Write is Put returning the item as stored, so that the cache can
 	// later recognise it by Version and InitialisationVector and skip
 	// decrypting what it wrote itself.
-	Write(ctx context.Context, k store.Key, value []byte, expected store.Version) (*store.Item, error)
+	Write(ctx context.Context, k store.Key, value []byte, expected store.Revision) (*store.Item, error)
 }

@@ -161,7 +161,7 @@ func (c *Plaintext) Get(ctx context.Context, k store.Key, fresh bool) (secrets.S
 // Put writes through the origin. On success the cache holds a copy of
 // value (the caller keeps its slice); when the store says the cached entry
 // is stale, it is dropped; other failures leave the cache alone.
-func (c *Plaintext) Put(ctx context.Context, k store.Key, value []byte, expected store.Version) (store.Meta, error) {
+func (c *Plaintext) Put(ctx context.Context, k store.Key, value []byte, expected store.Revision) (store.Meta, error) {
 	if c.lru == nil {
 		return c.origin.Put(ctx, k, value, expected)
 	}
@@ -192,7 +192,7 @@ func (c *Plaintext) Put(ctx context.Context, k store.Key, value []byte, expected
 
 // Delete deletes through the origin and drops the entry unless the store
 // refused for reasons that say nothing about it.
-func (c *Plaintext) Delete(ctx context.Context, k store.Key, expected store.Version) error {
+func (c *Plaintext) Delete(ctx context.Context, k store.Key, expected store.Revision) error {
 	err := c.origin.Delete(ctx, k, expected)
 	if err == nil || fault.Is(fault.NotFound, err) || fault.Is(fault.Conflict, err) {
 		c.Invalidate(k)
@@ -201,7 +201,7 @@ func (c *Plaintext) Delete(ctx context.Context, k store.Key, expected store.Vers
 }
 
 // List passes through to the origin and uses the page as a cheap
-// freshness signal: a cached entry whose Version or Modified differs from
+// freshness signal: a cached entry whose Revision or Modified differs from
 // the listing, or whose name falls in the page's range but is not listed
 // (deleted elsewhere), is dropped.
 func (c *Plaintext) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
@@ -225,7 +225,7 @@ func (c *Plaintext) List(ctx context.Context, app, after string, limit int) ([]s
 		}
 		m, found := listed[k.Name]
 		cached := e.metadata()
-		if !found || m.Version != cached.Version || !m.Modified.Equal(cached.Modified) {
+		if !found || !m.Revision().Equal(cached.Revision()) || !m.Modified.Equal(cached.Modified) {
 			c.Invalidate(k)
 		}
 	}

@@ -192,7 +192,7 @@ func TestPutReplacesTheValue(t *testing.T) {
 	old := f.handedOut()[0]
 
 	value := []byte("new")
-	meta, err := c.Put(context.Background(), k, value, 1)
+	meta, err := c.Put(context.Background(), k, value, rev(1))
 	if err != nil || meta.Version != 2 {
 		t.Fatalf("Put: %+v, %v", meta, err)
 	}
@@ -215,7 +215,7 @@ func TestFreshGetAfterPutNeedsNoOpen(t *testing.T) {
 	f := newFake()
 	k := key("written")
 	c := New(f, Options{TTL: long})
-	if _, err := c.Put(context.Background(), k, []byte("mine"), store.Absent); err != nil {
+	if _, err := c.Put(context.Background(), k, []byte("mine"), store.NoItem); err != nil {
 		t.Fatal(err)
 	}
 	if v := mustGet(t, c, k, true); v != "mine" {
@@ -229,7 +229,7 @@ func TestFreshGetAfterPutNeedsNoOpen(t *testing.T) {
 func TestPutFailureThatShowsTheEntryStaleDropsIt(t *testing.T) {
 	for _, tc := range []struct {
 		kind     fault.Kind
-		expected store.Version
+		expected store.Version // compared by the fake; see fakeOrigin.Write
 		inject   bool
 	}{
 		{fault.Conflict, 7, false},
@@ -245,7 +245,7 @@ func TestPutFailureThatShowsTheEntryStaleDropsIt(t *testing.T) {
 			if tc.inject {
 				f.failNext("Put", fault.E(fault.Op("fake.Put"), k.Path(), tc.kind))
 			}
-			_, err := c.Put(context.Background(), k, []byte("lost"), tc.expected)
+			_, err := c.Put(context.Background(), k, []byte("lost"), rev(tc.expected))
 			if !fault.Is(tc.kind, err) {
 				t.Fatalf("Put: %v, want %v", err, tc.kind)
 			}
@@ -269,7 +269,7 @@ func TestPutFailureForOtherReasonsKeepsTheEntry(t *testing.T) {
 	c := New(f, Options{TTL: long})
 	mustGet(t, c, k, false)
 	f.failNext("Put", fault.E(fault.Op("fake.Put"), k.Path(), fault.Unavailable))
-	if _, err := c.Put(context.Background(), k, []byte("lost"), 1); !fault.Is(fault.Unavailable, err) {
+	if _, err := c.Put(context.Background(), k, []byte("lost"), rev(1)); !fault.Is(fault.Unavailable, err) {
 		t.Fatalf("Put: %v", err)
 	}
 	before := f.counts()
@@ -348,12 +348,15 @@ func TestLoadOvertakenByAWriteIsNotFiled(t *testing.T) {
 
 func put(v string) func(*Plaintext, store.Key) error {
 	return func(c *Plaintext, k store.Key) error {
-		_, err := c.Put(context.Background(), k, []byte(v), 1)
+		_, err := c.Put(context.Background(), k, []byte(v), rev(1))
 		return err
 	}
 }
 
-func del(c *Plaintext, k store.Key) error { return c.Delete(context.Background(), k, 1) }
+func del(c *Plaintext, k store.Key) error { return c.Delete(context.Background(), k, rev(1)) }
+
+// rev is the Revision a test expects; the fake origin compares Versions.
+func rev(v store.Version) store.Revision { return store.Revision{Version: v, IV: []byte{1}} }
 
 func invalidate(c *Plaintext, k store.Key) error { c.Invalidate(k); return nil }
 
@@ -370,11 +373,11 @@ func TestPutOvertakenByAnotherPutIsNotFiled(t *testing.T) {
 	release := f.holdNext("Put committed")
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Put(ctx, k, []byte("two"), 1)
+		_, err := c.Put(ctx, k, []byte("two"), rev(1))
 		done <- err
 	}()
 	waitEntered(t, f, "Put committed") // "two" is stored as Version 2
-	if _, err := c.Put(ctx, k, []byte("three"), 2); err != nil {
+	if _, err := c.Put(ctx, k, []byte("three"), rev(2)); err != nil {
 		t.Fatal(err)
 	}
 	release()
@@ -407,7 +410,7 @@ func TestGetAfterAWriteDoesNotJoinAnOlderLoad(t *testing.T) {
 	waitEntered(t, f, "Fetch")
 	// A failed conditional write: the cache cannot know what is stored
 	// now, so a Get that starts after it must read the store itself.
-	if _, err := c.Put(context.Background(), k, []byte("x"), 5); !fault.Is(fault.Conflict, err) {
+	if _, err := c.Put(context.Background(), k, []byte("x"), rev(5)); !fault.Is(fault.Conflict, err) {
 		t.Fatalf("Put: %v", err)
 	}
 	go get()
@@ -616,7 +619,7 @@ func TestTTLZeroPassesThrough(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Put(ctx, k, []byte("again"), 1); err != nil {
+	if _, err := c.Put(ctx, k, []byte("again"), rev(1)); err != nil {
 		t.Fatal(err)
 	}
 	if s, err := c.Get(ctx, k, false); err != nil || string(s.Value) != "again" {
@@ -689,7 +692,7 @@ func TestOriginErrorsAreReturnedAndNotCached(t *testing.T) {
 func TestDeleteDropsTheEntry(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		expected store.Version
+		expected store.Version // compared by the fake; see fakeOrigin.Write
 		kind     fault.Kind
 	}{
 		{"success", 1, fault.Other},
@@ -701,7 +704,7 @@ func TestDeleteDropsTheEntry(t *testing.T) {
 			f.set(k, "value", 1)
 			c := New(f, Options{TTL: long})
 			mustGet(t, c, k, false)
-			err := c.Delete(context.Background(), k, tc.expected)
+			err := c.Delete(context.Background(), k, rev(tc.expected))
 			if fault.KindOf(err) != tc.kind {
 				t.Fatalf("Delete: %v", err)
 			}
@@ -780,7 +783,7 @@ func TestReadersNeverSeeAWipedValue(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				_, err = c.Put(ctx, k, []byte(fmt.Sprintf("value-%d-%d", i, n)), meta.Version)
+				_, err = c.Put(ctx, k, []byte(fmt.Sprintf("value-%d-%d", i, n)), meta.Revision())
 				if err != nil && !fault.Is(fault.Conflict, err) {
 					t.Error(err)
 					return

@@ -117,7 +117,7 @@ func (k *Keeper) Get(ctx context.Context, key store.Key, fresh bool) (Secret, er
 
 // Put seals value with a fresh document key and IV and commits it with one
 // conditional write.
-func (k *Keeper) Put(ctx context.Context, key store.Key, value []byte, expected store.Version) (store.Meta, error) {
+func (k *Keeper) Put(ctx context.Context, key store.Key, value []byte, expected store.Revision) (store.Meta, error) {
 	item, err := k.Write(ctx, key, value, expected)
 	if err != nil {
 		return store.Meta{}, err
@@ -126,7 +126,7 @@ func (k *Keeper) Put(ctx context.Context, key store.Key, value []byte, expected 
 }
 
 // Write is Put returning the item as stored.
-func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expected store.Version) (*store.Item, error) {
+func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expected store.Revision) (*store.Item, error) {
 	const op fault.Op = "secrets.Put"
 	if err := key.Validate(); err != nil {
 		return nil, fault.E(op, err)
@@ -145,15 +145,15 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	}
 	item := &store.Item{
 		Meta: store.Meta{
-			Key:      key,
-			Format:   string(sealed.Format),
-			Version:  expected.Next(),
-			Size:     int64(len(value)),
-			Modified: k.now().Truncate(time.Millisecond),
+			Key:                  key,
+			Format:               string(sealed.Format),
+			Version:              expected.Version.Next(),
+			InitialisationVector: sealed.IV,
+			Size:                 int64(len(value)),
+			Modified:             k.now().Truncate(time.Millisecond),
 		},
 		MasterKeyID:          sealed.MasterKeyID,
 		ProtectedDocumentKey: sealed.WrappedKey,
-		InitialisationVector: sealed.IV,
 		ProtectedSecretValue: sealed.Ciphertext,
 	}
 	err = k.call(ctx, op, key.Path(), func(ctx context.Context) error {
@@ -165,8 +165,8 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	return item, nil
 }
 
-// Delete removes k if its stored Version is expected.
-func (k *Keeper) Delete(ctx context.Context, key store.Key, expected store.Version) error {
+// Delete removes k if the stored item is the expected Revision.
+func (k *Keeper) Delete(ctx context.Context, key store.Key, expected store.Revision) error {
 	const op fault.Op = "secrets.Delete"
 	if err := key.Validate(); err != nil {
 		return fault.E(op, err)

@@ -28,21 +28,25 @@ func TestPutThenGetRoundTripsAndRecordsMetadata(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 123456789, time.UTC)
 	k, _ := newKeeper(t, memory.New(), Options{Now: func() time.Time { return now }})
 	key := store.Key{App: "app", Name: "db"}
-	meta, err := k.Put(context.Background(), key, []byte("hunter2"), store.Absent)
+	meta, err := k.Put(context.Background(), key, []byte("hunter2"), store.NoItem)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := store.Meta{Key: key, Format: "v2", Version: 1, Size: 7, Modified: now.Truncate(time.Millisecond)}
-	if meta != want {
-		t.Fatalf("Put returned %+v, want %+v", meta, want)
+	want := store.Meta{Key: key, Format: "v2", Version: 1, InitialisationVector: meta.InitialisationVector, Size: 7, Modified: now.Truncate(time.Millisecond)}
+	if !sameMeta(meta, want) || len(meta.InitialisationVector) != crypto.NonceSizeV2 {
+		t.Fatalf("Put returned %+v, want %+v with a %d-byte nonce", meta, want, crypto.NonceSizeV2)
 	}
 	s, err := k.Get(context.Background(), key, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(s.Value) != "hunter2" || s.Meta != want {
+	if string(s.Value) != "hunter2" || !sameMeta(s.Meta, want) {
 		t.Fatalf("Get returned %q %+v", s.Value, s.Meta)
 	}
+}
+
+func sameMeta(a, b store.Meta) bool {
+	return a.Key == b.Key && a.Format == b.Format && a.Revision().Equal(b.Revision()) && a.Size == b.Size && a.Modified.Equal(b.Modified)
 }
 
 func TestStoredItemHoldsNoPlaintext(t *testing.T) {
@@ -50,7 +54,7 @@ func TestStoredItemHoldsNoPlaintext(t *testing.T) {
 	k, _ := newKeeper(t, st, Options{})
 	key := store.Key{App: "app", Name: "db"}
 	value := []byte("a-distinctive-secret-value")
-	item, err := k.Write(context.Background(), key, value, store.Absent)
+	item, err := k.Write(context.Background(), key, value, store.NoItem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +67,7 @@ func TestStoredItemHoldsNoPlaintext(t *testing.T) {
 
 func TestOversizedValueIsRefusedBeforeAnyKeyIsMade(t *testing.T) {
 	k, w := newKeeper(t, memory.NewWithLimit(10), Options{})
-	_, err := k.Put(context.Background(), store.Key{App: "app", Name: "big"}, make([]byte, 11), store.Absent)
+	_, err := k.Put(context.Background(), store.Key{App: "app", Name: "big"}, make([]byte, 11), store.NoItem)
 	if !fault.Is(fault.TooLarge, err) {
 		t.Fatalf("Put of 11 bytes over a 10-byte limit: %v, want TooLarge", err)
 	}
@@ -76,7 +80,7 @@ func TestInvalidNamesAreRefusedWithoutBackendCalls(t *testing.T) {
 	k, w := newKeeper(t, memory.New(), Options{})
 	ctx := context.Background()
 	for _, key := range []store.Key{{App: "app", Name: "a/b"}, {App: "..", Name: "x"}, {App: "app", Name: strings.Repeat("n", 256)}} {
-		if _, err := k.Put(ctx, key, []byte("v"), store.Absent); err == nil {
+		if _, err := k.Put(ctx, key, []byte("v"), store.NoItem); err == nil {
 			t.Errorf("Put(%q) succeeded", key)
 		}
 		if _, err := k.Get(ctx, key, true); err == nil {
@@ -118,7 +122,7 @@ func TestTamperedItemIsIntegrityErrorWithoutValue(t *testing.T) {
 	k, _ := newKeeper(t, st, Options{})
 	ctx := context.Background()
 	key := store.Key{App: "app", Name: "db"}
-	item, err := k.Write(ctx, key, []byte("hunter2"), store.Absent)
+	item, err := k.Write(ctx, key, []byte("hunter2"), store.NoItem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +135,7 @@ func TestTamperedItemIsIntegrityErrorWithoutValue(t *testing.T) {
 
 func TestOpenReportsTheTrueSizeOfALegacyItem(t *testing.T) {
 	k, _ := newKeeper(t, memory.New(), Options{})
-	item, err := k.Write(context.Background(), store.Key{App: "app", Name: "old"}, []byte("12345"), store.Absent)
+	item, err := k.Write(context.Background(), store.Key{App: "app", Name: "old"}, []byte("12345"), store.NoItem)
 	if err != nil {
 		t.Fatal(err)
 	}

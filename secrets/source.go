@@ -38,13 +38,14 @@ type Source interface {
 	Get(ctx context.Context, k store.Key, fresh bool) (Secret, error)
 
 	// Put encrypts value with a fresh document key and IV and stores it
-	// on the condition that the stored Version is expected
-	// (store.Absent for a new secret). It returns the new metadata. Put
+	// on the condition that the stored item is the expected Revision
+	// (store.NoItem for a new secret; else the Revision of the item the
+	// caller read, Meta.Revision()). It returns the new metadata. Put
 	// does not keep or modify value; the caller still owns it.
-	Put(ctx context.Context, k store.Key, value []byte, expected store.Version) (store.Meta, error)
+	Put(ctx context.Context, k store.Key, value []byte, expected store.Revision) (store.Meta, error)
 
-	// Delete removes k if its stored Version is expected.
-	Delete(ctx context.Context, k store.Key, expected store.Version) error
+	// Delete removes k if the stored item is the expected Revision.
+	Delete(ctx context.Context, k store.Key, expected store.Revision) error
 
 	// List returns one page of app's metadata, as store.Store.List.
 	List(ctx context.Context, app string, after string, limit int) ([]store.Meta, string, error)
