@@ -59,6 +59,8 @@ func (a *appNode) secretChild(name string) *secretNode {
 // settleAll waits out the closing writers of every secret of a (see
 // secretNode.settle).
 func (a *appNode) settleAll(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout) // for all of them together
+	defer cancel()
 	for _, child := range a.Children() {
 		if n, ok := child.Operations().(*secretNode); ok {
 			n.settle(ctx)
@@ -160,7 +162,7 @@ func (a *appNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	case err != nil:
 		return a.m.errno(op, err)
 	default:
-		if err := a.m.src.Delete(context.WithoutCancel(ctx), k, meta.Version); err != nil {
+		if err := a.m.src.Delete(context.WithoutCancel(ctx), k, meta.Revision()); err != nil {
 			return a.m.errno(op, err)
 		}
 	}
@@ -202,12 +204,12 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 			n.settle(ctx)
 		}
 	}
-	expected := store.Absent
+	expected := store.NoItem
 	if flags&unix.RENAME_NOREPLACE == 0 {
 		meta, err := a.m.src.Stat(ctx, to, true)
 		switch {
 		case err == nil:
-			expected = meta.Version
+			expected = meta.Revision()
 		case !fault.Is(fault.NotFound, err):
 			return a.m.errno(op, err)
 		}
@@ -217,7 +219,7 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 	if fault.Is(fault.NotFound, err) && src != nil && src.createdHere() {
 		// Being created and not committed yet: the open handles follow
 		// the name and will commit it at its new place.
-		src.moved(store.Absent, store.Meta{Key: to, Version: expected, Modified: time.Now()})
+		src.moved(store.NoItem, store.Meta{Key: to, Version: expected.Version, InitialisationVector: expected.IV, Modified: time.Now()})
 		return 0
 	}
 	if err != nil {
@@ -229,7 +231,7 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 	if err != nil {
 		return a.m.errno(op, err)
 	}
-	if err := a.m.src.Delete(ctx, from, old.Version); err != nil {
+	if err := a.m.src.Delete(ctx, from, old.Revision()); err != nil {
 		a.m.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).
 			Error("rename: the secret was written under its new name but the old one could not be removed")
 		return a.m.errno(op, err)
@@ -238,7 +240,7 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		replaced.orphan()
 	}
 	if src != nil {
-		src.moved(old.Version, meta)
+		src.moved(old.Revision(), meta)
 	}
 	a.m.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("secret renamed")
 	return 0

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"sync"
@@ -21,12 +22,13 @@ type secretNode struct {
 	gofs.Inode
 	m *mount
 
-	mu      sync.Mutex
-	key     store.Key            // changes on rename
-	meta    store.Meta           // last known; attributes come from here
-	writers map[*handle]struct{} // open writable handles
-	closing int                  // handles in the closing state (see handle.Flush)
-	settled chan struct{}        // closed when closing drops to zero
+	mu         sync.Mutex
+	key        store.Key            // changes on rename
+	meta       store.Meta           // last known; attributes come from here
+	writers    map[*handle]struct{} // open writable handles
+	closing    int                  // handles in the closing state (see handle.Flush)
+	committing int                  // commits in flight
+	changed    chan struct{}        // closed and replaced when closing or committing changes
 }
 
 var (
@@ -38,7 +40,8 @@ var (
 // settleTimeout bounds how long a request waits for a closing writer: a
 // RELEASE follows the last close within moments, so only a process that
 // holds a truncated file open without writing makes others wait this
-// long, after which they see the committed value.
+// long, after which they see the committed value. A commit in flight is
+// waited for until it ends: the backend's deadline bounds it.
 const settleTimeout = time.Second
 
 func (n *secretNode) current() store.Key {
@@ -61,39 +64,69 @@ func (n *secretNode) createdHere() bool {
 	return n.meta.Version == store.Absent && len(n.writers) > 0
 }
 
-func (n *secretNode) closingChanged(closing bool) {
+// busy adds d closing handles and c commits in flight. n.mu must not be
+// held.
+func (n *secretNode) busy(d, c int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if closing {
-		if n.closing++; n.closing == 1 {
-			n.settled = make(chan struct{})
-		}
-		return
-	}
-	if n.closing--; n.closing == 0 {
-		close(n.settled)
+	n.closing += d
+	n.committing += c
+	if n.changed != nil {
+		close(n.changed)
+		n.changed = nil
 	}
 }
 
-// settle waits until no handle of n is closing, so that `touch f && cat f`,
-// `: > f && cat f` or vim's create-close-unlink of its swap file act on
-// what the first step committed. Every operation that reads or changes
-// the secret through the store settles first.
+// settle waits until no handle of n is closing and no commit of n is in
+// flight, so that `touch f && cat f`, `: > f && cat f` or vim's
+// create-close-unlink of its swap file act on what the first step
+// committed. Operations that read or change the secret through the store
+// settle first; attributes never wait (see Getattr).
 func (n *secretNode) settle(ctx context.Context) {
-	n.mu.Lock()
-	ch := n.settled
-	closing := n.closing > 0
-	n.mu.Unlock()
-	if !closing {
-		return
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		n.mu.Lock()
+		closing, committing := n.closing, n.committing
+		if n.changed == nil {
+			n.changed = make(chan struct{})
+		}
+		changed := n.changed
+		n.mu.Unlock()
+		if closing == 0 && committing == 0 {
+			return
+		}
+		wait := time.Until(deadline)
+		if committing > 0 {
+			wait = time.Hour // the commit's own deadline ends it long before
+		} else if wait <= 0 {
+			n.m.log.WithField("secret", n.current().String()).Debug("stopped waiting for a writer that closed a descriptor without writing")
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return
+		}
 	}
-	t := time.NewTimer(settleTimeout)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-	case <-ctx.Done():
+}
+
+// closingMetadata describes what a closing handle of n is about to
+// commit: the answer to a stat while it does.
+func (n *secretNode) closingMetadata() (store.Meta, bool) {
+	for _, h := range n.openWriters() {
+		h.mu.Lock()
+		closing := h.closing
+		h.mu.Unlock()
+		if closing {
+			return h.metadata(), true
+		}
 	}
+	return store.Meta{}, false
 }
 
 // openWriters returns n's open writable handles. Callers lock each handle
@@ -122,15 +155,18 @@ func (n *secretNode) orphan() {
 	}
 }
 
-// moved records that n now lives at meta (a rename). Open writers follow
-// the file, as on any file system: those that expected the old version
-// now expect the new item's.
-func (n *secretNode) moved(oldVersion store.Version, meta store.Meta) {
+// moved records that n now lives at meta (a rename of the item that was
+// old). Open writers follow the file, as on any file system: those that
+// expected old now expect the new item. Those that expected an earlier
+// write were already stale, and fail as they would have in place.
+func (n *secretNode) moved(old store.Revision, meta store.Meta) {
 	n.update(meta)
 	for _, h := range n.openWriters() {
 		h.mu.Lock()
-		if h.expected == oldVersion {
-			h.expected = meta.Version
+		if h.expected.Equal(old) {
+			h.expected = meta.Revision()
+		} else if h.writable && !h.orphaned {
+			h.fail(fault.E(meta.Path(), fault.Conflict, "renamed after another writer changed it"))
 		}
 		h.mu.Unlock()
 	}
@@ -155,14 +191,23 @@ func (n *secretNode) attr(out *fuse.Attr) {
 }
 
 func (n *secretNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	// fstat answers from the caller's own handle: a reader sees the size
-	// of the snapshot it reads, a writer that of its private buffer. A
-	// stat by path gets some open handle from go-fuse too, and must not.
+	// A GETATTR that comes through a descriptor is answered from that
+	// handle: a reader sees its snapshot's size, a writer its buffer's.
+	// (The kernel sends one only to refresh its cache, e.g. for lseek to
+	// the end; fstat is mostly answered from the kernel's inode cache.)
+	// A stat by path gets some open handle from go-fuse too, and must not
+	// see another process's buffer.
 	if h, ok := fh.(*handle); ok && n.m.requests.viaHandle(ctx) {
 		n.m.fileAttr(h.metadata(), &out.Attr)
 		return 0
 	}
-	n.settle(ctx)
+	// No waiting here: the closing writer may be the caller itself (a
+	// program's first fstat of the stdout its shell redirected). A
+	// closing handle describes what it is about to commit.
+	if meta, ok := n.closingMetadata(); ok {
+		n.m.fileAttr(meta, &out.Attr)
+		return 0
+	}
 	k := n.current()
 	meta, err := n.m.src.Stat(ctx, k, false)
 	switch {
@@ -210,7 +255,7 @@ func (n *secretNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.S
 		return n.m.errno(op, n.gone(err))
 	}
 	v := resize(s.Value, int64(size))
-	meta, err := n.m.src.Put(context.WithoutCancel(ctx), k, v, s.Version)
+	meta, err := n.m.src.Put(context.WithoutCancel(ctx), k, v, s.Revision())
 	v.Wipe()
 	if err != nil {
 		return n.m.errno(op, err)
@@ -249,6 +294,9 @@ func (n *secretNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	switch {
 	case !write:
 		s, err := n.m.src.Get(ctx, k, false)
+		if fault.Is(fault.NotFound, err) && n.createdHere() {
+			return nil, 0, n.m.errno(op, fault.E(k.Path(), fault.NotFound, "being created; nothing committed yet"))
+		}
 		if err != nil {
 			return nil, 0, n.m.errno(op, n.gone(err))
 		}
@@ -280,6 +328,16 @@ func (n *secretNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	}
 }
 
+// committed records a commit of n's item, unless n was renamed while it
+// ran: then n already describes its new place.
+func (n *secretNode) committed(meta store.Meta) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.key == meta.Key {
+		n.meta = meta
+	}
+}
+
 func (n *secretNode) metadata() store.Meta {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -304,7 +362,7 @@ func (n *secretNode) learned(meta store.Meta) {
 // without a write, it commits an empty value, as `: > file` expects.
 func (n *secretNode) newWriteHandle(data crypto.Plaintext, meta store.Meta, pending bool, flags uint32) *handle {
 	h := &handle{n: n, data: data, meta: meta, writable: true, append: flags&syscall.O_APPEND != 0,
-		expected: meta.Version, pending: pending, writers: map[uint64]bool{}}
+		expected: meta.Revision(), pending: pending, writers: map[uint64]bool{}}
 	n.mu.Lock()
 	if n.writers == nil {
 		n.writers = map[*handle]struct{}{}
@@ -335,12 +393,13 @@ type handle struct {
 	meta     store.Meta // of the snapshot (reader), or of what the buffer replaces (writer)
 	writable bool
 	append   bool            // O_APPEND: every write goes to the end of the buffer
-	expected store.Version   // what the commit's condition expects in the store
+	expected store.Revision  // what the commit's condition expects in the store
 	pending  bool            // data differs from what is committed
 	writers  map[uint64]bool // lock owners that wrote since the last commit
 	closing  bool            // a descriptor closed with only a truncation or creation pending
 	orphaned bool            // the secret was removed: nothing is committed any more
 	failed   error           // a write or commit failed for good: nothing more is committed, closes report it
+	unsure   bool            // a commit failed without an answer: it may have landed after all
 }
 
 var (
@@ -488,7 +547,20 @@ func (h *handle) commit(ctx context.Context, when string) syscall.Errno {
 	if h.orphaned {
 		return 0
 	}
-	meta, err := h.n.m.src.Put(context.WithoutCancel(ctx), k, h.data, h.expected)
+	h.n.busy(0, 1)
+	defer h.n.busy(0, -1)
+	ctx = context.WithoutCancel(ctx)
+	meta, err := h.n.m.src.Put(ctx, k, h.data, h.expected)
+	if h.unsure && (fault.Is(fault.Conflict, err) || fault.Is(fault.Exist, err)) {
+		// A commit that got no answer may have landed once the backend
+		// came back: if the store holds exactly this buffer, it did.
+		if s, gerr := h.n.m.src.Get(ctx, k, true); gerr == nil {
+			if bytes.Equal(s.Value, h.data) {
+				meta, err = s.Meta, nil
+			}
+			s.Value.Wipe()
+		}
+	}
 	if fault.Is(fault.Exist, err) {
 		// It was created while this handle was creating it: the other
 		// writer won, as for any concurrent writer.
@@ -498,14 +570,16 @@ func (h *handle) commit(ctx context.Context, when string) syscall.Errno {
 		if permanent(err) {
 			h.fail(err)
 			h.n.m.log.WithField("secret", k.String()).Warn("the value written through this file was not committed and is discarded")
+		} else {
+			h.unsure = true
 		}
 		return h.n.m.errno("commit at "+when, err)
 	}
-	h.pending = false
+	h.pending, h.unsure = false, false
 	clear(h.writers)
 	h.setClosing(false)
-	h.expected, h.meta = meta.Version, meta
-	h.n.update(meta)
+	h.expected, h.meta = meta.Revision(), meta
+	h.n.committed(meta)
 	notifyAttr(&h.n.Inode)
 	h.n.m.log.WithFields(logrus.Fields{"secret": k.String(), "version": int64(meta.Version), "size": meta.Size, "at": when}).Info("secret written")
 	return 0
@@ -528,7 +602,11 @@ func (h *handle) setClosing(closing bool) {
 		return
 	}
 	h.closing = closing
-	h.n.closingChanged(closing)
+	if closing {
+		h.n.busy(1, 0)
+	} else {
+		h.n.busy(-1, 0)
+	}
 }
 
 // resize returns v with length size. Growing may move the bytes to a new
