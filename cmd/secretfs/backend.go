@@ -55,7 +55,7 @@ func (c *config) open(ctx context.Context, firstUse bool, say io.Writer) (*backe
 	case "local":
 		return c.openLocal(ctx, firstUse, format, say)
 	case "dynamodb":
-		return c.openDynamoDB(ctx, format)
+		return c.openDynamoDB(ctx, format, say)
 	default:
 		return nil, fmt.Errorf("--backend %q: want local or dynamodb", c.backend)
 	}
@@ -122,8 +122,9 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 // the endpoint variables AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_KMS.
 // New writes are wrapped by --kms-key (or an RSA key, --rsa-key); reads go
 // to whichever key wrapped each item.
-func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backend, error) {
-	var opts []func(*awsconfig.LoadOptions) error
+func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, say io.Writer) (*backend, error) {
+	// On EC2 without a configured region, ask the instance's metadata.
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithEC2IMDSRegion()}
 	if c.region != "" {
 		opts = append(opts, awsconfig.WithRegion(c.region))
 	}
@@ -139,19 +140,23 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backe
 	ddb := awsdynamodb.NewFromConfig(cfg)
 	kmsWrapper := kms.New(awskms.NewFromConfig(cfg), c.kmsKey)
 
+	// KMS owns every key id that is not an RSA one, so the RSA reader
+	// goes first.
 	var write crypto.KeyWrapper
 	readers := []crypto.KeyWrapper{}
 	keyDesc := "no key for new writes"
+	writeOnly := false
 	if c.rsaKey != "" {
-		rsa, err := loadRSAKey(c.rsaKey, os.Stderr)
+		rsa, err := loadRSAKey(c.rsaKey, say)
 		if err != nil {
 			return nil, err
 		}
 		readers = append(readers, rsa)
 		write, keyDesc = rsa, "writes with "+rsa.MasterKeyID()
+		writeOnly = !rsa.CanUnwrap()
 	}
 	if c.kmsKey != "" {
-		write, keyDesc = kmsWrapper, "writes with KMS key "+c.kmsKey
+		write, keyDesc, writeOnly = kmsWrapper, "writes with KMS key "+c.kmsKey, false
 	}
 	readers = append(readers, kmsWrapper)
 
@@ -161,12 +166,13 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backe
 		return nil, err
 	}
 	return &backend{
-		Keeper:   k,
-		store:    st,
-		about:    fmt.Sprintf("dynamodb table %s in %s, %s", c.table, cfg.Region, keyDesc),
-		canWrite: write != nil,
+		Keeper:    k,
+		store:     st,
+		about:     fmt.Sprintf("dynamodb table %s in %s, %s", c.table, cfg.Region, keyDesc),
+		canWrite:  write != nil,
+		writeOnly: writeOnly,
 		prepare: func(ctx context.Context) (string, error) {
-			created, err := dynamodb.EnsureTable(ctx, ddb, c.table)
+			created, err := dynamodb.EnsureTable(ctx, ddb, c.table, c.timeout)
 			switch {
 			case err != nil:
 				return "", err

@@ -21,6 +21,7 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
 )
 
 type mountFlags struct {
@@ -59,6 +60,16 @@ func newMountCommand(c *config) *cobra.Command {
 
 func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {
 	log := c.log
+	for _, app := range mf.apps {
+		if err := store.ValidName(app); err != nil {
+			return fmt.Errorf("--apps %q: %w", app, err)
+		}
+	}
+	// Listen before mounting: a signal in between must not leave a mount
+	// behind.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
 	if err := prepareMountpoint(dir, log); err != nil {
 		return err
 	}
@@ -96,8 +107,6 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {
 	}
 	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String()}).Info("mounted")
 
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
 	select {

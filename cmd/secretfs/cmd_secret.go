@@ -70,11 +70,11 @@ func put(cmd *cobra.Command, b *backend, k store.Key, args []string) error {
 		return fmt.Errorf("%s: %w", k, err)
 	}
 	defer value.Wipe()
-	expected := store.Absent
+	expected := store.NoItem
 	meta, err := b.Stat(cmd.Context(), k, true)
 	switch {
 	case err == nil:
-		expected = meta.Version
+		expected = meta.Revision()
 	case !fault.Is(fault.NotFound, err):
 		return err
 	}
@@ -139,7 +139,7 @@ func newRmCommand(c *config) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return b.Delete(cmd.Context(), k, meta.Version)
+				return b.Delete(cmd.Context(), k, meta.Revision())
 			})
 		},
 	}
