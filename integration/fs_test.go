@@ -334,13 +334,17 @@ func TestFileModeAndOwnerAreEnforcedForOtherUsers(t *testing.T) {
 	})
 }
 
-// A host given only the public key can write secrets but not read them.
-// (The key pair is the local backend's; on DynamoDB, KMS and IAM decide.)
+// A host given only the public key can write secrets but not read them,
+// not even what it just wrote.
 func TestPublicKeyOnlyMountWritesButCannotRead(t *testing.T) {
-	func(t *testing.T, b *backend) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		keys := localBackend(t) // a key pair of its own
+		keys.cli(t, nil, "init")
+		private, public := filepath.Join(keys.dataDir(), "key.pem"), filepath.Join(keys.dataDir(), "key.pub.pem")
 		b.cli(t, nil, "init")
 		value := unique("wo")
-		m := mount(t, b, "--rsa-key", filepath.Join(b.dataDir(), "key.pub.pem"))
+		// --kms-key "": on DynamoDB the RSA key is the only key to write with.
+		m := mount(t, b, "--rsa-key", public, "--kms-key", "")
 		m.secret(value)
 		m.mustSh("mkdir app && printf %s '" + value + "' > app/s")
 		m.failSh("cat app/s", "Permission denied")
@@ -348,10 +352,10 @@ func TestPublicKeyOnlyMountWritesButCannotRead(t *testing.T) {
 		if err := m.stop(); err != nil {
 			t.Fatal(err)
 		}
-		if got := b.cli(t, nil, "get", "app/s"); got != value {
+		if got := b.cli(t, nil, "get", "app/s", "--rsa-key", private); got != value {
 			t.Errorf("the private key reads %q, want %q", got, value)
 		}
-	}(t, localBackend(t))
+	})
 }
 
 func TestNameOf300BytesIsTooLongAndChangesNothing(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/secretfs/secretfs/internal/testserver"
 )
@@ -162,7 +163,7 @@ func TestFsyncRetriesAfterTheBackendReturns(t *testing.T) {
 	}
 	defer own.Close()
 	b := &backend{name: "dynamodb", env: append(testserver.Env(), "AWS_ENDPOINT_URL_DYNAMODB="+own.URL, "AWS_ENDPOINT_URL_KMS="+localKMS.URL)}
-	_, alias := newKMSKey(t, fmt.Sprintf("retry-%d", os.Getpid()))
+	alias := localKMSKey(t)
 	b.flags = []string{"--backend", "dynamodb", "--table", "retry", "--kms-key", alias, "--timeout", "1s"}
 	b.cli(t, nil, "init")
 	b.cli(t, []byte("before"), "put", "app/s")
@@ -242,5 +243,148 @@ func TestSIGINTUnmountsCleanly(t *testing.T) {
 	}
 	if isMounted(m.dir) {
 		t.Error("still mounted after SIGINT")
+	}
+}
+
+// A writer that read a secret since deleted and created again cannot
+// overwrite the new one: the Versions start over and may match, but the
+// revision it expects is gone. (Conditions name a write, not a number.)
+func TestWriterOfADeletedAndRecreatedSecretGetsESTALE(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b, "--ttl", "0")
+		m.mustSh("mkdir app && echo original > app/s")
+		f, err := os.OpenFile(m.path("app/s"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b.cli(t, nil, "rm", "app/s")
+		b.cli(t, []byte("new value from the admin"), "put", "app/s") // Version 1 again
+		if _, err := f.WriteAt([]byte("STALE"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); !errors.Is(err, syscall.ESTALE) {
+			t.Errorf("close of the stale writer: %v, want ESTALE", err)
+		}
+		if got := b.cli(t, nil, "get", "app/s"); got != "new value from the admin" {
+			t.Errorf("the admin's value became %q", got)
+		}
+	})
+}
+
+// A writer that was already stale when its file was renamed stays stale
+// at the new name.
+func TestStaleWriterFollowingARenameGetsESTALE(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo v1 > app/a")
+		f, err := os.OpenFile(m.path("app/a"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		m.mustSh("echo v2-from-another-writer > app/a && mv app/a app/b")
+		f.WriteAt([]byte("stale buffer\n"), 0)
+		if err := f.Close(); !errors.Is(err, syscall.ESTALE) {
+			t.Errorf("close of the stale writer after the rename: %v, want ESTALE", err)
+		}
+		if got := m.mustSh("cat app/b"); got != "v2-from-another-writer\n" {
+			t.Errorf("app/b is %q", got)
+		}
+	})
+}
+
+// While a file is being created, others see no file: not its partial
+// content, not an error that says otherwise.
+func TestFileBeingCreatedIsNotThereForReaders(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app")
+		f, err := os.OpenFile(m.path("app/new"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		f.WriteString("partial")
+		m.failSh("cat app/new", "No such file or directory")
+		f.WriteString(" and the rest\n")
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.mustSh("cat app/new"); got != "partial and the rest\n" {
+			t.Errorf("after the close: %q", got)
+		}
+	})
+}
+
+// The editors people use on secrets: vim (with its swap file) and sed -i
+// (a temporary file renamed over the original).
+func TestEditingWithVimAndSed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && printf 'user=admin\npassword=old\n' > app/config")
+		m.mustSh("vim -u NONE -i NONE -Es -c '%s/password=old/password=new/' -c wq app/config")
+		if got := m.mustSh("cat app/config; ls -a app"); got != "user=admin\npassword=new\n.\n..\nconfig\n" {
+			t.Errorf("after vim: %q (a leftover swap file would show here)", got)
+		}
+		m.mustSh("sed -i 's/user=admin/user=root/' app/config")
+		if got := m.mustSh("cat app/config; ls -a app"); got != "user=root\npassword=new\n.\n..\nconfig\n" {
+			t.Errorf("after sed -i: %q", got)
+		}
+	})
+}
+
+// A commit at the last close may take as long as the backend allows. An
+// unlink or rename that follows waits for it, and acts on what it
+// committed.
+func TestUnlinkAndRenameWaitForACommitInFlight(t *testing.T) {
+	own, err := testserver.StartDynalite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	alias := localKMSKey(t)
+	b := &backend{name: "dynamodb", env: append(testserver.Env(), "AWS_ENDPOINT_URL_DYNAMODB="+own.URL, "AWS_ENDPOINT_URL_KMS="+localKMS.URL),
+		flags: []string{"--backend", "dynamodb", "--table", "slow", "--kms-key", alias}}
+	b.cli(t, nil, "init")
+	m := mount(t, b)
+	m.mustSh("mkdir app")
+	for _, step := range []struct{ name, then string }{
+		{"swap", "rm app/swap"},
+		{"tmp", "mv app/tmp app/final"},
+	} {
+		f, err := os.Create(m.path("app/" + step.name)) // nothing written: commits at RELEASE
+		if err != nil {
+			t.Fatal(err)
+		}
+		own.Pause() // the RELEASE commit hangs until Resume
+		f.Close()
+		resumed := make(chan struct{})
+		go func() { time.Sleep(1500 * time.Millisecond); own.Resume(); close(resumed) }()
+		m.mustSh(step.then)
+		<-resumed
+	}
+	if got := m.mustSh("ls app"); got != "final\n" {
+		t.Errorf("after rm and mv behind slow commits, app lists %q, want only final", got)
+	}
+}
+
+// Throttling is retried by the SDK with backoff; throttling that does not
+// stop ends in EIO and a log line, not a hang.
+func TestThrottlingIsRetriedThenEIO(t *testing.T) {
+	b := dynamoBackend(t)
+	b.cli(t, []byte("value"), "put", "app/s")
+	b.cli(t, []byte("value"), "put", "app/t")
+	m := mount(t, b, "--ttl", "0")
+	m.mustSh("ls app >/dev/null")
+	dynalite.Throttle(1)
+	if got := m.mustSh("cat app/s"); got != "value" {
+		t.Errorf("cat after one throttled request: %q", got)
+	}
+	dynalite.Throttle(1000)
+	defer dynalite.Throttle(0)
+	m.failSh("cat app/t", "Input/output error")
+	if !strings.Contains(m.log(), "backend unavailable") {
+		t.Errorf("the log does not say the backend is unavailable")
 	}
 }

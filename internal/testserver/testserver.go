@@ -57,9 +57,10 @@ type Server struct {
 	proxy  *http.Server
 	dir    string
 
-	mu     sync.Mutex
-	calls  map[string]int64
-	paused bool
+	mu        sync.Mutex
+	calls     map[string]int64
+	resumed   chan struct{} // nil when not paused; closed by Resume
+	throttled int           // requests still to refuse with a throttling error
 }
 
 // StartDynalite starts dynalite, in memory, on a free port.
@@ -146,10 +147,25 @@ func (s *Server) serveProxy(backend string) error {
 		if i := strings.LastIndexByte(target, '.'); i >= 0 {
 			s.calls[target[i+1:]]++
 		}
-		paused := s.paused
+		resumed, throttle := s.resumed, s.throttled > 0
+		if throttle {
+			s.throttled--
+		}
 		s.mu.Unlock()
-		if paused {
-			<-r.Context().Done() // an unreachable host: no answer
+		if resumed != nil {
+			// An unreachable host: no answer, unless the partition
+			// heals before the client gives up.
+			select {
+			case <-resumed:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if throttle {
+			// What DynamoDB and KMS answer a client over its rate.
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}`))
 			return
 		}
 		rp.ServeHTTP(w, r)
@@ -175,17 +191,33 @@ func (s *Server) ResetCalls() {
 }
 
 // Pause makes the server unreachable, as a network partition does: its
-// proxy takes requests and never answers, so a client can only give up at
-// its own deadline. Resume ends the partition; the data is still there.
-func (s *Server) Pause() { s.setPaused(true) }
+// proxy takes requests and does not answer, so a client can only give up
+// at its own deadline. Resume ends the partition: requests still waiting
+// go through, and the data is still there.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resumed == nil {
+		s.resumed = make(chan struct{})
+	}
+}
+
+// Throttle refuses the next n requests with a ThrottlingException, as a
+// service does to a client over its rate.
+func (s *Server) Throttle(n int) {
+	s.mu.Lock()
+	s.throttled = n
+	s.mu.Unlock()
+}
 
 // Resume undoes Pause.
-func (s *Server) Resume() { s.setPaused(false) }
-
-func (s *Server) setPaused(p bool) {
+func (s *Server) Resume() {
 	s.mu.Lock()
-	s.paused = p
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.resumed != nil {
+		close(s.resumed)
+		s.resumed = nil
+	}
 }
 
 // Stop kills the server process and leaves it unreachable for good (see
