@@ -134,7 +134,7 @@ func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	case fault.Is(fault.NotFound, err):
 		meta = store.Meta{Key: k, Version: store.Absent, Modified: time.Now()}
 		inode := a.secretInode(ctx, meta, out)
-		h := inode.Operations().(*secretNode).newWriteHandle(nil, meta, true, flags)
+		h := inode.Operations().(*secretNode).newWriteHandle(ctx, nil, meta, true, flags)
 		return inode, h, fuse.FOPEN_DIRECT_IO, 0
 	default:
 		return nil, nil, 0, a.m.errno(op, err)

@@ -2,6 +2,9 @@ package fs
 
 import (
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -51,6 +54,30 @@ func (r *requests) of(ctx context.Context) requestFacts {
 		}
 	}
 	return requestFacts{}
+}
+
+// process returns the process (thread group) that made the request behind
+// ctx, or 0 when it cannot be told. The kernel sends the calling thread's
+// id; a multi-threaded program opens and closes on any of its threads, so
+// the thread id alone would not recognise it.
+func process(ctx context.Context) uint32 {
+	fc, ok := ctx.(*fuse.Context)
+	if !ok || fc.Caller.Pid == 0 {
+		return 0
+	}
+	tid := fc.Caller.Pid
+	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
+	if err != nil {
+		return tid // gone already, or not visible: the thread id is the best guess
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			if tgid, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+				return uint32(tgid)
+			}
+		}
+	}
+	return tid
 }
 
 // owner returns the lock owner of the request behind ctx, or anyOwner.

@@ -313,7 +313,7 @@ func (n *secretNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 		default:
 			n.update(meta)
 		}
-		return n.newWriteHandle(nil, meta, true, flags), fuse.FOPEN_DIRECT_IO, 0
+		return n.newWriteHandle(ctx, nil, meta, true, flags), fuse.FOPEN_DIRECT_IO, 0
 	default:
 		s, err := n.m.src.Get(ctx, k, true)
 		switch {
@@ -324,7 +324,7 @@ func (n *secretNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 		default:
 			n.learned(s.Meta)
 		}
-		return n.newWriteHandle(s.Value, s.Meta, false, flags), fuse.FOPEN_DIRECT_IO, 0
+		return n.newWriteHandle(ctx, s.Value, s.Meta, false, flags), fuse.FOPEN_DIRECT_IO, 0
 	}
 }
 
@@ -360,9 +360,9 @@ func (n *secretNode) learned(meta store.Meta) {
 // newWriteHandle opens a writable handle on n, which takes ownership of
 // data. A handle for a new or truncated secret starts pending: closed
 // without a write, it commits an empty value, as `: > file` expects.
-func (n *secretNode) newWriteHandle(data crypto.Plaintext, meta store.Meta, pending bool, flags uint32) *handle {
+func (n *secretNode) newWriteHandle(ctx context.Context, data crypto.Plaintext, meta store.Meta, pending bool, flags uint32) *handle {
 	h := &handle{n: n, data: data, meta: meta, writable: true, append: flags&syscall.O_APPEND != 0,
-		expected: meta.Revision(), pending: pending, writers: map[uint64]bool{}}
+		expected: meta.Revision(), pending: pending, writers: map[uint64]bool{}, opener: process(ctx)}
 	n.mu.Lock()
 	if n.writers == nil {
 		n.writers = map[*handle]struct{}{}
@@ -400,6 +400,7 @@ type handle struct {
 	orphaned bool            // the secret was removed: nothing is committed any more
 	failed   error           // a write or commit failed for good: nothing more is committed, closes report it
 	unsure   bool            // a commit failed without an answer: it may have landed after all
+	opener   uint32          // the process that opened it (see process)
 }
 
 var (
@@ -493,12 +494,14 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 		return 0
 	case h.writers[owner] || h.writers[anyOwner]:
 		return h.commit(ctx, "close")
-	case len(h.writers) == 0:
-		// Only a truncation or creation is pending. Either this is the
-		// last close and RELEASE follows, or a shell closed its copy of
-		// a redirection and is about to write. Until one of the two
-		// happens, others wait (secretNode.settle) rather than act on a
-		// state that is about to change.
+	case len(h.writers) == 0 && process(ctx) == h.opener:
+		// Only a truncation or creation is pending, and the process
+		// that opened the file closed a descriptor of it. Either this is
+		// its last close and RELEASE follows, or it is a shell that
+		// closed its copy of a redirection and is about to write. Until
+		// one of the two happens, others wait (secretNode.settle) rather
+		// than act on a state that is about to change. A child closing
+		// an inherited copy says nothing about either.
 		h.setClosing(true)
 	}
 	return 0

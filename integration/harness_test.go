@@ -251,6 +251,11 @@ func (m *mounted) cleanup() {
 	if strings.Contains(log, "WARNING: DATA RACE") {
 		t.Errorf("the race detector found a data race in the mount")
 	}
+	// No test holds a truncated file open without writing, so no request
+	// should ever have waited out a closing writer (a one-second stall).
+	if strings.Contains(log, "stopped waiting for a writer") {
+		t.Errorf("a request waited the full settle timeout for a closing writer")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.secrets {
