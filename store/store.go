@@ -73,11 +73,31 @@ func (r Revision) Equal(o Revision) bool {
 
 func (r Revision) String() string { return r.Version.String() }
 
-// Conflict is the fault.Conflict of a write that expected r and found
-// stored, for every Store to report the same way.
-func (r Revision) Conflict(op fault.Op, k Key, stored Revision) error {
-	msg := "expected version " + r.String() + ", stored " + stored.String()
-	if r.Version == stored.Version {
+// PutRefused explains a Put at k whose condition (expected) failed, given
+// the stored Revision (found false: no item), the same way for every
+// Store: fault.Exist when none was expected, else fault.Conflict.
+func PutRefused(op fault.Op, k Key, expected, stored Revision, found bool) error {
+	switch {
+	case expected.Version == Absent:
+		return fault.E(op, k.Path(), fault.Exist)
+	case !found:
+		return fault.E(op, k.Path(), fault.Conflict, "expected version "+expected.String()+", but the item does not exist")
+	}
+	return conflict(op, k, expected, stored)
+}
+
+// DeleteRefused explains a Delete at k whose condition failed, as
+// PutRefused: fault.NotFound when there is no item, else fault.Conflict.
+func DeleteRefused(op fault.Op, k Key, expected, stored Revision, found bool) error {
+	if !found {
+		return fault.E(op, k.Path(), fault.NotFound)
+	}
+	return conflict(op, k, expected, stored)
+}
+
+func conflict(op fault.Op, k Key, expected, stored Revision) error {
+	msg := "expected version " + expected.String() + ", stored " + stored.String()
+	if expected.Version == stored.Version {
 		msg += " of another write"
 	}
 	return fault.E(op, k.Path(), fault.Conflict, msg)

@@ -124,12 +124,8 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revisi
 		return err
 	case found && stored.Equal(item.Revision()):
 		return nil // our own write, stored by an attempt whose answer was lost
-	case expected.Version == store.Absent:
-		return fault.E(op, item.Path(), fault.Exist)
-	case !found:
-		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", but the item does not exist")
 	}
-	return expected.Conflict(op, item.Key, stored)
+	return store.PutRefused(op, item.Key, expected, stored, found)
 }
 
 // Delete implements store.Store. When the condition fails, the item is
@@ -168,13 +164,10 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision
 // item is gone, else fault.Conflict naming the stored Version.
 func (s *Store) whyNot(ctx context.Context, op fault.Op, k store.Key, expected store.Revision) error {
 	stored, found, err := s.storedRevision(ctx, op, k)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case !found:
-		return fault.E(op, k.Path(), fault.NotFound)
 	}
-	return expected.Conflict(op, k, stored)
+	return store.DeleteRefused(op, k, expected, stored, found)
 }
 
 // storedRevision reads the Revision of the item at k, strongly

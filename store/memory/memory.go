@@ -81,13 +81,9 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revisi
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.items[item.Key]
-	switch {
-	case expected.Version == store.Absent && ok:
-		return fault.E(op, item.Path(), fault.Exist)
-	case expected.Version != store.Absent && !ok:
-		return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", but the item does not exist")
-	case expected.Version != store.Absent && !cur.Revision().Equal(expected):
-		return expected.Conflict(op, item.Key, cur.Revision())
+	// The condition: an item exactly when one is expected, and that one.
+	if ok != (expected.Version != store.Absent) || ok && !cur.Revision().Equal(expected) {
+		return store.PutRefused(op, item.Key, expected, revision(cur), ok)
 	}
 	s.items[item.Key] = it
 	return nil
@@ -105,11 +101,8 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.items[k]
-	switch {
-	case !ok:
-		return fault.E(op, k.Path(), fault.NotFound)
-	case !cur.Revision().Equal(expected):
-		return expected.Conflict(op, k, cur.Revision())
+	if !ok || !cur.Revision().Equal(expected) {
+		return store.DeleteRefused(op, k, expected, revision(cur), ok)
 	}
 	delete(s.items, k)
 	return nil
@@ -163,6 +156,14 @@ func (s *Store) Apps(ctx context.Context) ([]string, error) {
 // Close implements store.Store. The items stay: a test may still inspect
 // them.
 func (s *Store) Close() error { return nil }
+
+// revision is it's Revision, or the zero Revision for no item.
+func revision(it *store.Item) store.Revision {
+	if it == nil {
+		return store.Revision{}
+	}
+	return it.Revision()
+}
 
 func clone(it *store.Item) *store.Item {
 	c := *it

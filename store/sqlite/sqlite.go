@@ -207,13 +207,7 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revisi
 			WHERE ApplicationName = ? AND SecretName = ? AND Version IS ? AND InitialisationVector = ?`,
 			append(args, versionArg(expected.Version), expected.IV)...)
 	}, func(stored store.Revision, found bool) error {
-		switch {
-		case expected.Version == store.Absent:
-			return fault.E(op, item.Path(), fault.Exist)
-		case !found:
-			return fault.E(op, item.Path(), fault.Conflict, "expected version "+expected.String()+", but the item does not exist")
-		}
-		return expected.Conflict(op, item.Key, stored)
+		return store.PutRefused(op, item.Key, expected, stored, found)
 	})
 }
 
@@ -232,10 +226,7 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision
 			WHERE ApplicationName = ? AND SecretName = ? AND Version IS ? AND InitialisationVector = ?`,
 			k.App, k.Name, versionArg(expected.Version), expected.IV)
 	}, func(stored store.Revision, found bool) error {
-		if !found {
-			return fault.E(op, k.Path(), fault.NotFound)
-		}
-		return expected.Conflict(op, k, stored)
+		return store.DeleteRefused(op, k, expected, stored, found)
 	})
 }
 
