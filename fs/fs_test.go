@@ -131,23 +131,29 @@ func TestWriteOnlyMountOpensOnlyForReplacing(t *testing.T) {
 	wantErrno(t, "read-write", err, syscall.EACCES)
 }
 
-// Of two handles that read the same version, the second to commit fails
-// with ESTALE at close, and the first value survives.
-func TestSecondWriterGetsESTALE(t *testing.T) {
-	dir := mountMemory(t, fs.Options{})
-	p := filepath.Join(dir, "app", "s")
+// twoWriters opens the secret p twice for writing, both handles expecting
+// the same version.
+func twoWriters(t *testing.T) (p string, a, b *os.File) {
+	t.Helper()
+	p = filepath.Join(mountMemory(t, fs.Options{}), "app", "s")
 	os.Mkdir(filepath.Dir(p), 0o700)
 	if err := os.WriteFile(p, []byte("0"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := open(t, p, os.O_WRONLY|os.O_TRUNC)
-	if err != nil {
+	var err error
+	if a, err = open(t, p, os.O_WRONLY|os.O_TRUNC); err != nil {
 		t.Fatal(err)
 	}
-	b, err := open(t, p, os.O_WRONLY|os.O_TRUNC)
-	if err != nil {
+	if b, err = open(t, p, os.O_WRONLY|os.O_TRUNC); err != nil {
 		t.Fatal(err)
 	}
+	return p, a, b
+}
+
+// Of two handles that read the same version, the second to commit fails
+// with ESTALE at close, and the first value survives.
+func TestSecondWriterGetsESTALE(t *testing.T) {
+	p, a, b := twoWriters(t)
 	a.WriteString("a")
 	b.WriteString("b")
 	if err := a.Close(); err != nil {
@@ -162,20 +168,7 @@ func TestSecondWriterGetsESTALE(t *testing.T) {
 // A commit that failed for good keeps failing: a later fsync does not
 // pretend the value is stored.
 func TestFailedCommitIsReportedAgainByFsync(t *testing.T) {
-	dir := mountMemory(t, fs.Options{})
-	p := filepath.Join(dir, "app", "s")
-	os.Mkdir(filepath.Dir(p), 0o700)
-	if err := os.WriteFile(p, []byte("0"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := open(t, p, os.O_WRONLY|os.O_TRUNC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := open(t, p, os.O_WRONLY|os.O_TRUNC)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, a, b := twoWriters(t)
 	a.WriteString("a")
 	a.Close()
 	b.WriteString("b")

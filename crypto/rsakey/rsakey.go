@@ -73,14 +73,7 @@ func Load(path string) (*Wrapper, error) {
 	data, err := os.ReadFile(path)
 	defer crypto.Zero(data)
 	if err != nil {
-		kind := fault.Other
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			kind = fault.NotFound
-		case errors.Is(err, fs.ErrPermission):
-			kind = fault.Permission
-		}
-		return nil, fault.E(op, kind, err)
+		return nil, fault.E(op, fileKind(err), err)
 	}
 	w, err := parsePEM(data)
 	if err != nil {
@@ -289,22 +282,26 @@ func generate(privatePath, publicPath string, bits int) error {
 	return nil
 }
 
+// fileKind classifies an error of the file system holding a key.
+func fileKind(err error) fault.Kind {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fault.NotFound
+	case errors.Is(err, fs.ErrExist):
+		return fault.Exist
+	case errors.Is(err, fs.ErrPermission):
+		return fault.Permission
+	}
+	return fault.Other
+}
+
 // writeNew creates path, which must not exist, with exactly mode (whatever
 // the umask), and writes data durably. On failure it removes what it
 // created.
 func writeNew(path string, data []byte, mode os.FileMode) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
-		kind := fault.Other
-		switch {
-		case errors.Is(err, fs.ErrExist):
-			kind = fault.Exist
-		case errors.Is(err, fs.ErrPermission):
-			kind = fault.Permission
-		case errors.Is(err, fs.ErrNotExist):
-			kind = fault.NotFound
-		}
-		return fault.E(kind, err)
+		return fault.E(fileKind(err), err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
