@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -123,19 +125,9 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 // New writes are wrapped by --kms-key (or an RSA key, --rsa-key); reads go
 // to whichever key wrapped each item.
 func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, say io.Writer) (*backend, error) {
-	// On EC2 without a configured region, ask the instance's metadata.
-	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithEC2IMDSRegion()}
-	if c.region != "" {
-		opts = append(opts, awsconfig.WithRegion(c.region))
-	}
-	loadCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	cfg, err := awsconfig.LoadDefaultConfig(loadCtx, opts...)
+	cfg, err := c.awsConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, errors.New("no AWS region: pass --region or set AWS_REGION")
+		return nil, err
 	}
 	ddb := awsdynamodb.NewFromConfig(cfg)
 	kmsWrapper := kms.New(awskms.NewFromConfig(cfg), c.kmsKey)
@@ -183,6 +175,44 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, say io.
 			}
 		},
 	}, nil
+}
+
+// imdsRegionTimeout bounds the question to the EC2 instance metadata
+// service for the region. On EC2 it answers in milliseconds; elsewhere its
+// address usually does not answer at all, and the SDK's client would keep
+// retrying for seconds before the real problem (no region) could be said.
+const imdsRegionTimeout = 2 * time.Second
+
+// awsConfig loads the AWS SDK's standard configuration. The region comes
+// from --region, else from the SDK's chain (AWS_REGION, AWS_DEFAULT_REGION,
+// the profile), else from the EC2 instance metadata. The metadata service
+// is asked only when nothing else named a region, and on its own: loading
+// with it from the start makes any failure to reach it fail the whole
+// configuration, which hides the advice that matters off EC2.
+func (c *config) awsConfig(ctx context.Context) (aws.Config, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var opts []func(*awsconfig.LoadOptions) error
+	if c.region != "" {
+		opts = append(opts, awsconfig.WithRegion(c.region))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
+	}
+	if cfg.Region != "" {
+		return cfg, nil
+	}
+	imdsCtx, cancelIMDS := context.WithTimeout(ctx, imdsRegionTimeout)
+	defer cancelIMDS()
+	cfg, err = awsconfig.LoadDefaultConfig(imdsCtx, awsconfig.WithEC2IMDSRegion())
+	if err == nil && cfg.Region == "" {
+		err = errors.New("it named no region")
+	}
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("no AWS region: pass --region or set AWS_REGION (asking the EC2 instance metadata failed: %w)", err)
+	}
+	return cfg, nil
 }
 
 // loadRSAKey loads an RSA key and warns when a private key file can be
