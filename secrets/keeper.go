@@ -13,7 +13,8 @@ import (
 )
 
 // DefaultTimeout bounds each backend call (one store request or one key
-// operation) when Options.Timeout is zero. A dead backend must give a
+// operation) when Options.Timeout is zero; see Keeper.Apps for the one
+// operation that may make many store requests. A dead backend must give a
 // clear error quickly, never a hung mount.
 const DefaultTimeout = 5 * time.Second
 
@@ -189,9 +190,27 @@ func (k *Keeper) List(ctx context.Context, app, after string, limit int) (page [
 	return page, next, err
 }
 
+// callBounder is implemented by stores that give each of their backend
+// calls a deadline of their own (store/dynamodb with WithCallTimeout);
+// CallTimeout is that deadline, or 0 when calls have none.
+type callBounder interface {
+	CallTimeout() time.Duration
+}
+
 // Apps lists the applications that hold secrets.
+//
+// On a store that bounds each of its calls (callBounder), Apps sets no
+// deadline of its own: listing applications may take many backend calls
+// (DynamoDB's Scan reads the table 1 MB per page), so one deadline for all
+// of them would fail every listing of a large table. Each call is still
+// bounded, by the store, and the whole listing by ctx. On any other store
+// the listing is one call under the Keeper's deadline.
 func (k *Keeper) Apps(ctx context.Context) (apps []string, err error) {
-	err = k.call(ctx, "secrets.Apps", "", func(ctx context.Context) (err error) {
+	const op fault.Op = "secrets.Apps"
+	if b, ok := k.store.(callBounder); ok && b.CallTimeout() > 0 {
+		return k.store.Apps(ctx)
+	}
+	err = k.call(ctx, op, "", func(ctx context.Context) (err error) {
 		apps, err = k.store.Apps(ctx)
 		return err
 	})

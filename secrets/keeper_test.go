@@ -3,6 +3,7 @@ package secrets
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +144,97 @@ func TestOpenReportsTheTrueSizeOfALegacyItem(t *testing.T) {
 	s, err := k.Open(context.Background(), item)
 	if err != nil || s.Size != 5 {
 		t.Fatalf("Open: size %d, %v; want 5", s.Size, err)
+	}
+}
+
+// pagedStore lists applications in pages, as DynamoDB's Scan does: each
+// page is one backend call taking pageDelay under a deadline of its own,
+// callTimeout, as store/dynamodb with WithCallTimeout bounds its calls.
+type pagedStore struct {
+	store.Store
+	callTimeout, pageDelay time.Duration
+	pages                  int
+}
+
+func (s pagedStore) CallTimeout() time.Duration { return s.callTimeout }
+
+func (s pagedStore) Apps(ctx context.Context) ([]string, error) {
+	var apps []string
+	for i := range s.pages {
+		if err := s.page(ctx); err != nil {
+			return nil, fault.E(fault.Op("paged.Apps"), fault.Unavailable, err)
+		}
+		apps = append(apps, "app"+strconv.Itoa(i))
+	}
+	return apps, nil
+}
+
+func (s pagedStore) page(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
+	select {
+	case <-time.After(s.pageDelay):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// On a store that bounds each call, listing applications takes as many
+// calls as it needs: every page is under the timeout, all of them together
+// are not, and the listing succeeds.
+func TestAppsOfManyPagesOutlastTheTimeout(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	st := pagedStore{Store: memory.New(), callTimeout: timeout, pageDelay: timeout / 2, pages: 4}
+	k, _ := newKeeper(t, st, Options{Timeout: timeout})
+	start := time.Now()
+	apps, err := k.Apps(context.Background())
+	if err != nil || len(apps) != st.pages {
+		t.Fatalf("Apps over %d pages of %v with a %v timeout: %q, %v; want %d applications",
+			st.pages, st.pageDelay, timeout, apps, err, st.pages)
+	}
+	if elapsed := time.Since(start); elapsed <= timeout {
+		t.Fatalf("the listing took %v, not more than the timeout %v: the test tested nothing", elapsed, timeout)
+	}
+}
+
+// A page that never answers fails the listing at that page's deadline.
+func TestAppsPageThatHangsIsUnavailable(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	st := pagedStore{Store: memory.New(), callTimeout: timeout, pageDelay: time.Hour, pages: 2}
+	k, _ := newKeeper(t, st, Options{Timeout: timeout})
+	start := time.Now()
+	_, err := k.Apps(context.Background())
+	if !fault.Is(fault.Unavailable, err) {
+		t.Fatalf("Apps with a page that hangs: %v, want Unavailable", err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Fatalf("Apps with a page that hangs took %v with a %v timeout", elapsed, timeout)
+	}
+}
+
+// hangingApps never answers Apps, and does not bound its own calls.
+type hangingApps struct{ store.Store }
+
+func (hangingApps) Apps(ctx context.Context) ([]string, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// On a store that does not bound its own calls, the Keeper bounds Apps.
+func TestAppsOfAStoreWithoutItsOwnDeadlinesHasTheKeepers(t *testing.T) {
+	k, _ := newKeeper(t, hangingApps{memory.New()}, Options{Timeout: 50 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		_, err := k.Apps(context.Background())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "no answer within 50ms") {
+			t.Fatalf("Apps against a dead store: %v, want Unavailable naming the timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apps against a dead store did not return: no deadline is applied")
 	}
 }

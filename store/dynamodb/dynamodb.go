@@ -19,10 +19,13 @@
 //     created again since it was read.
 //
 // Retries with backoff (throttling, transient errors) are the SDK's
-// standard retryer's, configured on the client; deadlines are the caller's
-// context's. A retried conditional PutItem whose first attempt was stored
-// but whose answer was lost fails its own condition; Put recognises its
-// own write by its Revision and reports success.
+// standard retryer's, configured on the client. Deadlines are the caller's
+// context's and, with WithCallTimeout, each DynamoDB call's own as well:
+// that is what lets Apps, a Scan of many pages, list a large table while
+// every page still has a deadline. A retried conditional PutItem whose
+// first attempt was stored but whose answer was lost fails its own
+// condition; Put recognises its own write by its Revision and reports
+// success.
 package dynamodb
 
 import (
@@ -30,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -45,8 +49,12 @@ const pageSize = 1000
 // Store is a store.Store on one DynamoDB table. It is safe for concurrent
 // use.
 type Store struct {
-	client *awsdynamodb.Client
-	table  string
+	client      *awsdynamodb.Client
+	table       string
+	callTimeout time.Duration
+	// bound is passed to every call of the client: the per-call deadline
+	// (perCall), when there is one.
+	bound []func(*awsdynamodb.Options)
 }
 
 var (
@@ -54,12 +62,40 @@ var (
 	_ store.Sizer = (*Store)(nil)
 )
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithCallTimeout bounds every DynamoDB call the Store makes, the SDK's
+// retries included, by d: each GetItem, PutItem, DeleteItem, each page of
+// a List's Query and each page of Apps's Scan gets a deadline of its own,
+// d after it starts, within whatever the caller's context allows. A call
+// that runs out of it is fault.Unavailable and says how long it had.
+// d <= 0 adds no bound (the default): then only the caller's context
+// bounds a call.
+func WithCallTimeout(d time.Duration) Option {
+	return func(s *Store) {
+		if d > 0 {
+			s.callTimeout = d
+			s.bound = []func(*awsdynamodb.Options){perCall(d)}
+		}
+	}
+}
+
 // New returns the store on table, which must exist (EnsureTable). It sends
 // no request: a missing table or missing permissions show in the first
 // call's error.
-func New(client *awsdynamodb.Client, table string) *Store {
-	return &Store{client: client, table: table}
+func New(client *awsdynamodb.Client, table string, opts ...Option) *Store {
+	s := &Store{client: client, table: table}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
+
+// CallTimeout is the deadline of each DynamoDB call (WithCallTimeout), or
+// 0 when calls have none of their own. secrets.Keeper asks for it: it
+// need not bound Apps as a whole when each of its pages is bounded.
+func (s *Store) CallTimeout() time.Duration { return s.callTimeout }
 
 // MaxValueSize implements store.Sizer.
 func (s *Store) MaxValueSize() int64 { return MaxValueSize }
@@ -74,7 +110,7 @@ func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 		TableName:      &s.table,
 		Key:            key(k),
 		ConsistentRead: new(true),
-	})
+	}, s.bound...)
 	if err != nil {
 		return nil, wrap(op, k.Path(), s.table, err)
 	}
@@ -113,7 +149,7 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revisi
 		ConditionExpression:       &c.expr,
 		ExpressionAttributeNames:  c.names,
 		ExpressionAttributeValues: c.values,
-	})
+	}, s.bound...)
 	var failed *types.ConditionalCheckFailedException
 	if !errors.As(err, &failed) {
 		return wrap(op, item.Path(), s.table, err)
@@ -152,7 +188,7 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision
 		ConditionExpression:       &c.expr,
 		ExpressionAttributeNames:  c.names,
 		ExpressionAttributeValues: c.values,
-	})
+	}, s.bound...)
 	var failed *types.ConditionalCheckFailedException
 	if errors.As(err, &failed) {
 		return s.whyNot(ctx, op, k, expected)
@@ -181,7 +217,7 @@ func (s *Store) storedRevision(ctx context.Context, op fault.Op, k store.Key) (r
 		ConsistentRead:           new(true),
 		ProjectionExpression:     new(phName + ", " + phVersion + ", " + phIV),
 		ExpressionAttributeNames: map[string]string{phName: attrName, phVersion: attrVersion, phIV: attrIV},
-	})
+	}, s.bound...)
 	if err != nil {
 		return rev, false, wrap(op, k.Path(), s.table, err)
 	}
@@ -227,7 +263,7 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	if after != "" {
 		in.ExclusiveStartKey = key(store.Key{App: app, Name: after})
 	}
-	out, err := s.client.Query(ctx, in)
+	out, err := s.client.Query(ctx, in, s.bound...)
 	if err != nil {
 		return nil, "", wrap(op, fault.Path(app), s.table, err)
 	}
@@ -255,7 +291,9 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 // (and is billed for) every item, and needs table-wide read permission
 // (dynamodb:Scan on the table): a mount whose IAM policy confines it to
 // some applications (dynamodb:LeadingKeys) cannot call it and must be
-// given its applications with --apps instead.
+// given its applications with --apps instead. A large table takes many
+// pages: with WithCallTimeout each page has its own deadline, and the
+// whole listing lasts as long as ctx allows.
 func (s *Store) Apps(ctx context.Context) ([]string, error) {
 	const op fault.Op = "dynamodb.Apps"
 	seen := map[string]bool{}
@@ -268,7 +306,7 @@ func (s *Store) Apps(ctx context.Context) ([]string, error) {
 		ConsistentRead: new(true),
 	}
 	for {
-		out, err := s.client.Scan(ctx, in)
+		out, err := s.client.Scan(ctx, in, s.bound...)
 		if err != nil {
 			return nil, wrap(op, "", s.table, err)
 		}

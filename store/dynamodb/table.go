@@ -2,6 +2,7 @@ package dynamodb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -92,7 +93,9 @@ func EnsureTable(ctx context.Context, client *awsdynamodb.Client, table string, 
 
 // perCall bounds each call of an operation, the SDK's retries included,
 // by d; d <= 0 adds no bound. The deadline is set in the Initialize step,
-// the first of the call's middleware stack.
+// the first of the call's middleware stack. A call that runs out of its
+// own time (not the caller's) says how long it had: that is the first
+// thing an operator needs to know about a dead backend.
 func perCall(d time.Duration) func(*awsdynamodb.Options) {
 	return func(o *awsdynamodb.Options) {
 		if d <= 0 {
@@ -100,11 +103,15 @@ func perCall(d time.Duration) func(*awsdynamodb.Options) {
 		}
 		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
 			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("secretfs-call-timeout",
-				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
+				func(parent context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
 					middleware.InitializeOutput, middleware.Metadata, error) {
-					ctx, cancel := context.WithTimeout(ctx, d)
+					ctx, cancel := context.WithTimeout(parent, d)
 					defer cancel()
-					return next.HandleInitialize(ctx, in)
+					out, md, err := next.HandleInitialize(ctx, in)
+					if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+						err = fmt.Errorf("no answer within %s: %w", d, err)
+					}
+					return out, md, err
 				}), middleware.Before)
 		})
 	}

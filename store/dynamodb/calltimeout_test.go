@@ -1,0 +1,194 @@
+package dynamodb
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/crypto/cryptotest"
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
+)
+
+// never is a stall that outlasts every deadline: a backend that does not
+// answer.
+const never = time.Duration(math.MaxInt64)
+
+// stalling is an HTTP client that holds each request for stall(op, n)
+// before sending it (op is the operation, n counts its requests from 1),
+// or until the request's context ends: a slow or dead network.
+type stalling struct {
+	http  *awshttp.BuildableClient
+	stall func(op string, n int) time.Duration
+
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func newStalling(stall func(op string, n int) time.Duration) *stalling {
+	return &stalling{http: awshttp.NewBuildableClient(), stall: stall, counts: map[string]int{}}
+}
+
+func (s *stalling) Do(r *http.Request) (*http.Response, error) {
+	target := r.Header.Get("X-Amz-Target")
+	op := target[strings.LastIndexByte(target, '.')+1:]
+	s.mu.Lock()
+	s.counts[op]++
+	n := s.counts[op]
+	s.mu.Unlock()
+	if d := s.stall(op, n); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return s.http.Do(r)
+}
+
+func (s *stalling) calls(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[op]
+}
+
+// stallingStore returns a store on table whose client's network is net,
+// with each call bounded by callTimeout.
+func stallingStore(t *testing.T, table string, net *stalling, callTimeout time.Duration) *Store {
+	t.Helper()
+	c, err := newClient(dynalite.URL, func(o *awsdynamodb.Options) { o.HTTPClient = net })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(c, table, WithCallTimeout(callTimeout))
+	if s.CallTimeout() != callTimeout {
+		t.Fatalf("CallTimeout() = %v, want %v", s.CallTimeout(), callTimeout)
+	}
+	return s
+}
+
+// keeper composes s with a fake key wrapper, as the mount does with KMS,
+// under the same timeout the store was given.
+func keeper(t *testing.T, s *Store) *secrets.Keeper {
+	t.Helper()
+	e, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secrets.NewKeeper(s, e, secrets.Options{Timeout: s.CallTimeout()})
+}
+
+// tablePages fills a fresh table with about 1.5 MB of items, which a
+// Scan returns in two pages at least (DynamoDB ends a page at 1 MB), and
+// returns it with the applications it holds.
+func tablePages(t *testing.T) (table string, apps []string) {
+	t.Helper()
+	table = newTable(t)
+	s := New(client, table)
+	for i := range 5 {
+		app := "app" + strconv.Itoa(i)
+		apps = append(apps, app)
+		if err := s.Put(t.Context(), item(app, "big", 300*1024), store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return table, apps
+}
+
+// With WithCallTimeout, every call has a deadline of its own, whatever
+// the caller's context allows, and says how long it had.
+func TestCallTimeoutBoundsEveryCall(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	s := stallingStore(t, newTable(t), newStalling(func(string, int) time.Duration { return never }), timeout)
+	k := store.Key{App: "app", Name: "x"}
+	rev := store.Revision{Version: 1, IV: freshIV()}
+	for what, call := range map[string]func(context.Context) error{
+		"Get": func(ctx context.Context) error { _, err := s.Get(ctx, k); return err },
+		"Put": func(ctx context.Context) error { return s.Put(ctx, item("app", "x", 1), store.NoItem) },
+		"Delete": func(ctx context.Context) error {
+			return s.Delete(ctx, k, rev)
+		},
+		"List": func(ctx context.Context) error { _, _, err := s.List(ctx, "app", "", 0); return err },
+		"Apps": func(ctx context.Context) error { _, err := s.Apps(ctx); return err },
+	} {
+		start := time.Now()
+		err := call(context.Background()) // no deadline but the store's
+		if elapsed := time.Since(start); elapsed > timeout+5*time.Second {
+			t.Errorf("%s against a backend that never answers took %v with a %v call timeout", what, elapsed, timeout)
+		}
+		if !fault.Is(fault.Unavailable, err) || !errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), "no answer within "+timeout.String()) {
+			t.Errorf("%s against a backend that never answers: %v (kind %q); want Unavailable naming the call timeout",
+				what, err, fault.KindOf(err))
+		}
+	}
+}
+
+// The root listing of a large table is a Scan of many pages: each page is
+// under the timeout, all of them together are over it, and the listing
+// succeeds. The Keeper, composed as the mount composes it, does not bound
+// the whole Scan by one timeout.
+func TestAppsPagesEachHaveTheirOwnDeadline(t *testing.T) {
+	const timeout = 2 * time.Second
+	table, want := tablePages(t)
+	net := newStalling(func(op string, _ int) time.Duration {
+		if op == "Scan" {
+			return timeout * 6 / 10
+		}
+		return 0
+	})
+	k := keeper(t, stallingStore(t, table, net, timeout))
+	start := time.Now()
+	apps, err := k.Apps(t.Context())
+	elapsed := time.Since(start)
+	if err != nil || strings.Join(apps, ",") != strings.Join(want, ",") {
+		t.Fatalf("Apps of slow pages: %q, %v; want %q", apps, err, want)
+	}
+	if n := net.calls("Scan"); n < 2 || elapsed <= timeout {
+		t.Fatalf("Apps made %d Scan calls in %v with a %v timeout; want several pages taking longer than one timeout: the test tested nothing",
+			n, elapsed, timeout)
+	}
+}
+
+// A page of the Scan that never answers fails the listing with
+// fault.Unavailable at that page's deadline, not at the caller's.
+func TestAppsPageThatHangs(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	table, _ := tablePages(t)
+	net := newStalling(func(op string, n int) time.Duration {
+		if op == "Scan" && n == 2 {
+			return never
+		}
+		return 0
+	})
+	k := keeper(t, stallingStore(t, table, net, timeout))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err := k.Apps(ctx)
+	elapsed := time.Since(start)
+	if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "no answer within "+timeout.String()) {
+		t.Fatalf("Apps with a page that hangs: %v (kind %q); want Unavailable naming the call timeout", err, fault.KindOf(err))
+	}
+	if ctx.Err() != nil || elapsed > timeout+5*time.Second {
+		t.Fatalf("Apps with a page that hangs took %v with a %v call timeout", elapsed, timeout)
+	}
+	if n := net.calls("Scan"); n != 2 {
+		t.Fatalf("%d Scan calls, want 2: the first page answered, the second hung", n)
+	}
+}
+
+// secrets.Keeper recognises a store that bounds its own calls by this
+// method; without it Keeper would bound Apps as one call.
+var _ interface{ CallTimeout() time.Duration } = (*Store)(nil)
