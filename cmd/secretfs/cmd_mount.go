@@ -41,6 +41,9 @@ func newMountCommand(c *config) *cobra.Command {
 		Use:   "mount MOUNTPOINT",
 		Short: "Mount the secrets at MOUNTPOINT, in the foreground; SIGINT or SIGTERM unmounts",
 		Args:  cobra.ExactArgs(1),
+		// After the root's PersistentPreRunE, so values from SECRETFS_*
+		// are checked too.
+		PreRunE: func(cmd *cobra.Command, args []string) error { return mf.check() },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.mount(cmd.Context(), args[0], mf)
 		},
@@ -56,6 +59,18 @@ func newMountCommand(c *config) *cobra.Command {
 	f.Var(&mf.dirMode, "dir-mode", "permission bits of directories (octal)")
 	f.StringSliceVar(&mf.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
 	return cmd
+}
+
+// check refuses values the cache would otherwise quietly reinterpret: a
+// negative TTL as no caching, a size under one as the default size.
+func (mf *mountFlags) check() error {
+	if mf.ttl < 0 {
+		return fmt.Errorf("--ttl %s: want 0 (no caching) or a positive duration, such as 30s", mf.ttl)
+	}
+	if mf.cacheSize < 1 {
+		return fmt.Errorf("--cache-size %d: want at least 1 (--ttl 0 turns caching off)", mf.cacheSize)
+	}
+	return nil
 }
 
 func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {

@@ -50,6 +50,11 @@ generated RSA key pair: no cloud account needed.`,
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
+			// Zero would not mean "no deadline" but an expired one: every
+			// backend call would fail at once.
+			if c.timeout <= 0 {
+				return fmt.Errorf("--timeout %s: want a positive duration, such as 5s", c.timeout)
+			}
 			if err := c.setupLogging(cmd); err != nil {
 				return err
 			}
