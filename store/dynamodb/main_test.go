@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,13 +102,27 @@ func (r *recorder) option(o *awsdynamodb.Options) {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("secretfs-test-recorder",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
 				middleware.InitializeOutput, middleware.Metadata, error) {
+				sent := snapshot(in.Parameters)
 				out, md, err := next.HandleInitialize(ctx, in)
 				r.mu.Lock()
-				r.calls = append(r.calls, call{in: in.Parameters, out: out.Result})
+				r.calls = append(r.calls, call{in: sent, out: out.Result})
 				r.mu.Unlock()
 				return out, md, err
 			}), middleware.After)
 	})
+}
+
+// snapshot copies the input struct p points to, as it is when sent: a
+// caller may reuse its input for the next call (Apps does, for the next
+// page of its Scan), which must not change what was recorded.
+func snapshot(p any) any {
+	v := reflect.ValueOf(p)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return p
+	}
+	c := reflect.New(v.Elem().Type())
+	c.Elem().Set(v.Elem())
+	return c.Interface()
 }
 
 func (r *recorder) take() []call {
