@@ -14,6 +14,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/crypto/kms"
@@ -47,7 +48,8 @@ func (b *backend) Close() error { return b.store.Close() }
 
 // open opens the configured backend. With firstUse, a missing local data
 // dir and key pair are made (mount and init); otherwise they must exist.
-// Notices about what was created go to say.
+// Notices about what was created go to say; warnings go to the log, in
+// --log-format.
 func (c *config) open(ctx context.Context, firstUse bool, say io.Writer) (*backend, error) {
 	format, err := crypto.ParseFormat(c.format)
 	if err != nil {
@@ -57,7 +59,7 @@ func (c *config) open(ctx context.Context, firstUse bool, say io.Writer) (*backe
 	case "local":
 		return c.openLocal(ctx, firstUse, format, say)
 	case "dynamodb":
-		return c.openDynamoDB(ctx, format, say)
+		return c.openDynamoDB(ctx, format)
 	default:
 		return nil, fmt.Errorf("--backend %q: want local or dynamodb", c.backend)
 	}
@@ -75,7 +77,7 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 	dir := c.dataDir
 	dbPath := filepath.Join(dir, storeFile)
 	if firstUse {
-		if err := ensurePrivateDir(dir, say); err != nil {
+		if err := ensurePrivateDir(dir, say, c.log); err != nil {
 			return nil, err
 		}
 	} else if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
@@ -92,7 +94,7 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 			fmt.Fprintf(say, "generated an RSA key pair:\n  %s  private: reads and writes; keep it safe, back it up\n  %s  public: give it to hosts that may only write\n", keyPath, pub)
 		}
 	}
-	wrapper, err := loadRSAKey(keyPath, say)
+	wrapper, err := loadRSAKey(keyPath, c.log)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +126,7 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 // the endpoint variables AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_KMS.
 // New writes are wrapped by --kms-key (or an RSA key, --rsa-key); reads go
 // to whichever key wrapped each item.
-func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, say io.Writer) (*backend, error) {
+func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backend, error) {
 	cfg, err := c.awsConfig(ctx)
 	if err != nil {
 		return nil, err
@@ -139,7 +141,7 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, say io.
 	keyDesc := "no key for new writes"
 	writeOnly := false
 	if c.rsaKey != "" {
-		rsa, err := loadRSAKey(c.rsaKey, say)
+		rsa, err := loadRSAKey(c.rsaKey, c.log)
 		if err != nil {
 			return nil, err
 		}
@@ -217,20 +219,20 @@ func (c *config) awsConfig(ctx context.Context) (aws.Config, error) {
 
 // loadRSAKey loads an RSA key and warns when a private key file can be
 // read by others, as ssh does.
-func loadRSAKey(path string, say io.Writer) (*rsakey.Wrapper, error) {
+func loadRSAKey(path string, log logrus.FieldLogger) (*rsakey.Wrapper, error) {
 	w, err := rsakey.Load(path)
 	if err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(path); err == nil && w.CanUnwrap() && fi.Mode().Perm()&0o077 != 0 {
-		fmt.Fprintf(say, "warning: the private key %s has mode %#o; anyone who can read it can read every secret: chmod 600 it\n", path, fi.Mode().Perm())
+		log.WithField("path", path).Warnf("the private key has mode %#o; anyone who can read it can read every secret: chmod 600 it", fi.Mode().Perm())
 	}
 	return w, nil
 }
 
 // ensurePrivateDir makes dir with mode 0700 if it is missing, and warns if
 // an existing one can be read by others.
-func ensurePrivateDir(dir string, say io.Writer) error {
+func ensurePrivateDir(dir string, say io.Writer, log logrus.FieldLogger) error {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -248,7 +250,7 @@ func ensurePrivateDir(dir string, say io.Writer) error {
 	case !fi.IsDir():
 		return fmt.Errorf("--data-dir %s is not a directory", dir)
 	case fi.Mode().Perm()&0o077 != 0:
-		fmt.Fprintf(say, "warning: the data directory %s has mode %#o; 0700 is safer\n", dir, fi.Mode().Perm())
+		log.WithField("path", dir).Warnf("the data directory has mode %#o; 0700 is safer", fi.Mode().Perm())
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -45,7 +46,7 @@ func newMountCommand(c *config) *cobra.Command {
 		// are checked too.
 		PreRunE: func(cmd *cobra.Command, args []string) error { return mf.check() },
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.mount(cmd.Context(), args[0], mf)
+			return c.mount(cmd.Context(), args[0], mf, c.notices(cmd.ErrOrStderr()))
 		},
 	}
 	f := cmd.Flags()
@@ -73,7 +74,7 @@ func (mf *mountFlags) check() error {
 	return nil
 }
 
-func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {
+func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices io.Writer) error {
 	log := c.log
 	for _, app := range mf.apps {
 		if err := store.ValidName(app); err != nil {
@@ -88,7 +89,7 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags) error {
 	if err := prepareMountpoint(dir, log); err != nil {
 		return err
 	}
-	b, err := c.open(ctx, true, os.Stderr)
+	b, err := c.open(ctx, true, notices)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -127,6 +128,29 @@ func (c *config) setupLogging(cmd *cobra.Command) error {
 	}
 	c.log.SetLevel(l)
 	return nil
+}
+
+// notices is where mount says what it made on first use (the data
+// directory, a key pair). Those lines share stderr with the log; with
+// --log-format json each becomes a log entry of its own, so that every
+// line of stderr stays JSON.
+func (c *config) notices(stderr io.Writer) io.Writer {
+	if c.logFormat == "json" {
+		return logLines{c.log}
+	}
+	return stderr
+}
+
+// logLines logs each line written to it at info level.
+type logLines struct{ log logrus.FieldLogger }
+
+func (l logLines) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(string(p), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			l.log.Info(line)
+		}
+	}
+	return len(p), nil
 }
 
 func defaultDataDir() string {
