@@ -87,6 +87,11 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 	if keyPath == "" {
 		keyPath = filepath.Join(dir, privateKey)
 		if _, err := os.Stat(keyPath); firstUse && errors.Is(err, fs.ErrNotExist) {
+			// A store without its key is not a first use: the key was
+			// moved or lost, and a new one could read nothing stored.
+			if _, err := os.Stat(dbPath); err == nil {
+				return nil, fmt.Errorf("the store %s exists but its key %s is missing: restore the key, or pass --rsa-key; a new key pair could not read the secrets already stored", dbPath, keyPath)
+			}
 			pub := filepath.Join(dir, publicKey)
 			if err := rsakey.Generate(keyPath, pub); err != nil {
 				return nil, err
