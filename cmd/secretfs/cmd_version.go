@@ -17,19 +17,33 @@ func newVersionCommand() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			v, goVersion := version, "unknown"
-			if info, ok := debug.ReadBuildInfo(); ok {
-				goVersion = info.GoVersion
-				if v == "" {
-					v = info.Main.Version
-					for _, s := range info.Settings {
-						if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-							v += " (" + s.Value[:12] + ")"
-						}
-					}
-				}
+			info, ok := debug.ReadBuildInfo()
+			if !ok {
+				info = nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "secretfs %s %s\n", v, goVersion)
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine(version, info))
 		},
 	}
+}
+
+// versionLine is what `secretfs version` prints: the version set at build
+// time, else the module version and the VCS revision it was built from,
+// then the Go version. info is nil for a binary built without build info.
+func versionLine(stamped string, info *debug.BuildInfo) string {
+	v, goVersion := stamped, "unknown"
+	if info != nil {
+		goVersion = info.GoVersion
+		if v == "" {
+			v = info.Main.Version
+			for _, s := range info.Settings {
+				if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+					v += " (" + s.Value[:12] + ")"
+				}
+			}
+		}
+	}
+	if v == "" {
+		v = "(unknown)"
+	}
+	return fmt.Sprintf("secretfs %s %s", v, goVersion)
 }
