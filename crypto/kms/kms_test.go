@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -449,6 +450,42 @@ func TestKeyRefused(t *testing.T) {
 			if strings.Contains(msg, enc) {
 				t.Errorf("%s: error contains the document key: %v", what, err)
 			}
+		}
+	}
+}
+
+// KMS's AccessDenied (an IAM or key policy that does not allow the call,
+// or a kms:EncryptionContext condition the item fails) is
+// fault.Permission (EACCES), with a message naming the key and the
+// permission to check, and costs one request: it is not retried.
+func TestAccessDenied(t *testing.T) {
+	c := newClient(t, server.URL)
+	alias := createAlias(t, c, createKey(t, c))
+	w := kms.New(c, alias)
+	ec := crypto.ItemContext("app", "db")
+	_, wrapped, _, err := w.NewDocumentKey(t.Context(), 32, ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Deny(0) })
+	for _, call := range []struct {
+		op string
+		do func() error
+	}{
+		{"GenerateDataKey", func() error { _, _, _, err := w.NewDocumentKey(t.Context(), 32, ec); return err }},
+		{"Decrypt", func() error { _, err := w.Unwrap(t.Context(), alias, wrapped, ec); return err }},
+	} {
+		server.ResetCalls()
+		server.Deny(1)
+		err := call.do()
+		wantKind(t, call.op+" refused with AccessDenied", err, fault.Permission)
+		for _, want := range []string{strconv.Quote(alias), "kms:" + call.op, "AccessDeniedException"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: the error does not contain %s: %v", call.op, want, err)
+			}
+		}
+		if n := server.Calls(call.op); n != 1 {
+			t.Errorf("%s: %d requests, want 1: AccessDenied is not retried", call.op, n)
 		}
 	}
 }

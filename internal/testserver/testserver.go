@@ -12,8 +12,11 @@
 package testserver
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -21,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,12 +60,73 @@ type Server struct {
 	exited chan struct{}
 	proxy  *http.Server
 	dir    string
+	svc    service
 
 	mu        sync.Mutex
 	calls     map[string]int64
 	resumed   chan struct{} // nil when not paused; closed by Resume
 	throttled int           // requests still to refuse with a throttling error
+	denied    int           // requests still to refuse with AccessDenied
 }
+
+// service is how one AWS service writes an error: both use a JSON
+// protocol with the error code in "__type", each with its own spelling.
+type service struct {
+	action      string // the IAM service prefix of its actions: "dynamodb", "kms"
+	contentType string
+	typePrefix  string // before the code in "__type"
+	messageKey  string // DynamoDB writes "Message", KMS "message"
+	// crc32 says the service sends the CRC32 of each body in X-Amz-Crc32,
+	// which the DynamoDB SDK checks.
+	crc32 bool
+	// resource is the ARN an AccessDenied names for a request (its JSON
+	// body, decoded).
+	resource func(req map[string]any) string
+}
+
+var (
+	dynamoDBService = service{
+		action:      "dynamodb",
+		contentType: "application/x-amz-json-1.0",
+		typePrefix:  "com.amazonaws.dynamodb.v20120810#",
+		messageKey:  "Message",
+		crc32:       true,
+		resource: func(req map[string]any) string {
+			table, _ := req["TableName"].(string)
+			if table == "" {
+				return "*"
+			}
+			return "arn:aws:dynamodb:" + Region + ":" + Account + ":table/" + table
+		},
+	}
+	kmsService = service{
+		action:      "kms",
+		contentType: "application/x-amz-json-1.1",
+		messageKey:  "message",
+		resource: func(req map[string]any) string {
+			// KMS names the key's ARN; a Decrypt names no key, and the
+			// proxy cannot read the one inside the ciphertext blob.
+			id, _ := req["KeyId"].(string)
+			switch {
+			case id == "":
+				return "arn:aws:kms:" + Region + ":" + Account + ":key/*"
+			case strings.HasPrefix(id, "arn:"):
+				return id
+			case strings.HasPrefix(id, "alias/"):
+				return "arn:aws:kms:" + Region + ":" + Account + ":" + id
+			}
+			return "arn:aws:kms:" + Region + ":" + Account + ":key/" + id
+		},
+	}
+)
+
+// The error codes the proxy answers with, and the principal it says was
+// refused.
+const (
+	codeThrottling   = "ThrottlingException"
+	codeAccessDenied = "AccessDeniedException"
+	deniedPrincipal  = "arn:aws:iam::" + Account + ":user/secretfs-test"
+)
 
 // StartDynalite starts dynalite, in memory, on a free port.
 func StartDynalite() (*Server, error) {
@@ -78,7 +143,8 @@ func StartDynalite() (*Server, error) {
 		return nil, err
 	}
 	// Tables become ACTIVE at once, as tests create many.
-	return start(exec.Command(bin, "--port", port, "--host", "127.0.0.1", "--createTableMs", "0", "--deleteTableMs", "0"), port, "")
+	return start(exec.Command(bin, "--port", port, "--host", "127.0.0.1", "--createTableMs", "0", "--deleteTableMs", "0"),
+		dynamoDBService, port, "")
 }
 
 // StartLocalKMS starts local-kms on a free port, keeping its keys in a
@@ -99,10 +165,10 @@ func StartLocalKMS() (*Server, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "PORT="+port, "KMS_DATA_PATH="+dir, "KMS_REGION="+Region, "KMS_ACCOUNT_ID="+Account,
 		"KMS_SEED_PATH="+filepath.Join(dir, "no-seed.yaml"))
-	return start(cmd, port, dir)
+	return start(cmd, kmsService, port, dir)
 }
 
-func start(cmd *exec.Cmd, port, dir string) (*Server, error) {
+func start(cmd *exec.Cmd, svc service, port, dir string) (*Server, error) {
 	name := filepath.Base(cmd.Path)
 	log, err := os.CreateTemp("", name+"-*.log")
 	if err != nil {
@@ -115,7 +181,7 @@ func start(cmd *exec.Cmd, port, dir string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &Server{cmd: cmd, exited: make(chan struct{}), dir: dir, calls: map[string]int64{}}
+	s := &Server{cmd: cmd, exited: make(chan struct{}), dir: dir, svc: svc, calls: map[string]int64{}}
 	go func() { cmd.Wait(); close(s.exited) }()
 
 	backend := "127.0.0.1:" + port
@@ -143,13 +209,22 @@ func (s *Server) serveProxy(backend string) error {
 	s.proxy = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// "DynamoDB_20120810.GetItem" -> "GetItem"; "TrentService.Decrypt" -> "Decrypt"
 		target := r.Header.Get("X-Amz-Target")
-		s.mu.Lock()
+		op := ""
 		if i := strings.LastIndexByte(target, '.'); i >= 0 {
-			s.calls[target[i+1:]]++
+			op = target[i+1:]
 		}
-		resumed, throttle := s.resumed, s.throttled > 0
-		if throttle {
+		s.mu.Lock()
+		if op != "" {
+			s.calls[op]++
+		}
+		resumed, refusal := s.resumed, ""
+		switch {
+		case s.denied > 0:
+			s.denied--
+			refusal = codeAccessDenied
+		case s.throttled > 0:
 			s.throttled--
+			refusal = codeThrottling
 		}
 		s.mu.Unlock()
 		if resumed != nil {
@@ -161,11 +236,8 @@ func (s *Server) serveProxy(backend string) error {
 				return
 			}
 		}
-		if throttle {
-			// What DynamoDB and KMS answer a client over its rate.
-			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-			w.WriteHeader(http.StatusBadRequest)
-			w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}`))
+		if refusal != "" {
+			s.refuse(w, r, op, refusal)
 			return
 		}
 		rp.ServeHTTP(w, r)
@@ -173,6 +245,29 @@ func (s *Server) serveProxy(backend string) error {
 	go s.proxy.Serve(ln)
 	s.URL = "http://" + ln.Addr().String()
 	return nil
+}
+
+// refuse answers r, a request of operation op, with the error code, as
+// the service itself does: HTTP 400 and a JSON body with the code in
+// "__type" and a message. An AccessDenied names the action and resource,
+// as AWS's do.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, op, code string) {
+	msg := "Rate of requests exceeds the allowed throughput."
+	if code == codeAccessDenied {
+		var req map[string]any
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &req) // a body that is not JSON names no resource
+		action := s.svc.action + ":" + op
+		msg = "User: " + deniedPrincipal + " is not authorized to perform: " + action + " on resource: " +
+			s.svc.resource(req) + " because no identity-based policy allows the " + action + " action"
+	}
+	body, _ := json.Marshal(map[string]string{"__type": s.svc.typePrefix + code, s.svc.messageKey: msg})
+	w.Header().Set("Content-Type", s.svc.contentType)
+	if s.svc.crc32 {
+		w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+	}
+	w.WriteHeader(http.StatusBadRequest)
+	w.Write(body)
 }
 
 // Calls returns how many requests of operation op (e.g. "GetItem",
@@ -203,10 +298,20 @@ func (s *Server) Pause() {
 }
 
 // Throttle refuses the next n requests with a ThrottlingException, as a
-// service does to a client over its rate.
+// service does to a client over its rate. Throttle(0) ends it.
 func (s *Server) Throttle(n int) {
 	s.mu.Lock()
 	s.throttled = n
+	s.mu.Unlock()
+}
+
+// Deny refuses the next n requests with an AccessDeniedException, as a
+// service does to a principal whose IAM or key policy does not allow the
+// call: HTTP 400, naming the action and the table or key. Deny(0) ends
+// it. A request refused by Deny does not count against Throttle.
+func (s *Server) Deny(n int) {
+	s.mu.Lock()
+	s.denied = n
 	s.mu.Unlock()
 }
 

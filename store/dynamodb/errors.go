@@ -1,8 +1,11 @@
 package dynamodb
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/aws/smithy-go"
 
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/internal/awserr"
@@ -47,16 +50,34 @@ func hasCode(err error, code string) bool {
 }
 
 // wrap turns an error of the SDK into a *fault.Error of op on path. A
-// missing table gets a message that says how to create it. Messages come
-// from the SDK and DynamoDB, which do not repeat attribute values.
+// missing table gets a message that says how to create it, a refusal one
+// that names the table and the permission to check: the operator reading
+// the log must not have to guess which table of which mount it was.
+// Messages come from the SDK and DynamoDB, which do not repeat attribute
+// values.
 func wrap(op fault.Op, path fault.Path, table string, err error) error {
 	if err == nil {
 		return nil
 	}
 	kind := classify(err)
-	if hasCode(err, "ResourceNotFoundException") {
+	switch {
+	case hasCode(err, "ResourceNotFoundException"):
 		err = fmt.Errorf("DynamoDB table %q does not exist in this account and region; "+
 			"create it with `secretfs init --backend dynamodb --table %s`: %w", table, table, err)
+	case kind == fault.Permission:
+		operation := "*"
+		var oe *smithy.OperationError
+		if errors.As(err, &oe) {
+			operation = oe.Operation()
+		}
+		hint := "and its dynamodb:LeadingKeys condition"
+		if operation == "Scan" {
+			// Only listing applications scans, which no per-application
+			// policy allows.
+			hint = "or give a host confined to some applications its --apps"
+		}
+		err = fmt.Errorf("DynamoDB table %q refused the call (check the credentials, and the IAM policy "+
+			"for dynamodb:%s on the table, %s): %w", table, operation, hint, err)
 	}
 	return fault.E(op, path, kind, err)
 }

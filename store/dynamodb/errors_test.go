@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
 )
 
 // sdkError wraps cause the way the SDK returns a service error: an
@@ -108,5 +110,60 @@ func TestWrapMissingTable(t *testing.T) {
 	}
 	if wrap("dynamodb.List", "app", "t", nil) != nil {
 		t.Error("wrap(nil) is not nil")
+	}
+}
+
+// A refusal names the table and the action to check, even when
+// DynamoDB's own message does not.
+func TestWrapPermissionNamesTable(t *testing.T) {
+	err := wrap("dynamodb.Get", "app/x", "prod-secrets", sdkError(400, generic("AccessDeniedException", "")))
+	for _, want := range []string{"permission denied", `"prod-secrets"`, "dynamodb:GetItem", "AccessDeniedException"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not contain %q", err, want)
+		}
+	}
+	if k := fault.KindOf(err); k != fault.Permission {
+		t.Errorf("kind %q, want %q", k, fault.Permission)
+	}
+}
+
+// A call DynamoDB refuses with AccessDenied (an IAM policy that does not
+// allow it, or a dynamodb:LeadingKeys condition it fails) is
+// fault.Permission (EACCES), whichever call it is, and its message names
+// the table.
+func TestAccessDenied(t *testing.T) {
+	table := newTable(t)
+	s := New(client, table)
+	it := item("app", "x", 8)
+	if err := s.Put(t.Context(), it, store.NoItem); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dynalite.Deny(0) })
+	for what, call := range map[string]func() error{
+		"Get": func() error { _, err := s.Get(t.Context(), it.Key); return err },
+		"Put": func() error {
+			next := item("app", "x", 9)
+			next.Version = 2
+			return s.Put(t.Context(), next, it.Revision())
+		},
+		"Delete": func() error { return s.Delete(t.Context(), it.Key, it.Revision()) },
+		"List":   func() error { _, _, err := s.List(t.Context(), "app", "", 0); return err },
+		"Apps":   func() error { _, err := s.Apps(t.Context()); return err },
+	} {
+		dynalite.ResetCalls()
+		dynalite.Deny(1)
+		err := call()
+		wantKind(t, err, fault.Permission, what+" refused with AccessDenied")
+		if !strings.Contains(err.Error(), strconv.Quote(table)) {
+			t.Errorf("%s: the error does not name the table %q: %v", what, table, err)
+		}
+		if n := dynalite.Calls("GetItem") + dynalite.Calls("PutItem") + dynalite.Calls("DeleteItem") +
+			dynalite.Calls("Query") + dynalite.Calls("Scan"); n != 1 {
+			t.Errorf("%s: %d requests; want 1, the refused one, and no retry", what, n)
+		}
+	}
+	// Nothing refused changed the item.
+	if got, err := s.Get(t.Context(), it.Key); err != nil || !got.Revision().Equal(it.Revision()) {
+		t.Fatalf("after the refused calls: %+v, %v; want the item as written", got, err)
 	}
 }
