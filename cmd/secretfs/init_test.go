@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // readyKey is the master key id init reports: the RSA key's fingerprint.
@@ -22,6 +25,56 @@ func initOutput(t *testing.T, dataDir string) (stdout, key string) {
 		t.Fatalf("init did not say which key is ready:\n%s", stdout)
 	}
 	return stdout, m[1]
+}
+
+func TestInitCreatesDataDir0700AndKeyPair0600AndSaysWhere(t *testing.T) {
+	// With no umask, only the code's own modes keep these private.
+	defer unix.Umask(unix.Umask(0))
+	dataDir := filepath.Join(t.TempDir(), "nested", "data")
+	stdout, _ := initOutput(t, dataDir)
+	private, public := filepath.Join(dataDir, privateKey), filepath.Join(dataDir, publicKey)
+	for path, want := range map[string]os.FileMode{
+		dataDir:                           0o700 | os.ModeDir,
+		private:                           0o600,
+		public:                            0o644,
+		filepath.Join(dataDir, storeFile): 0o600,
+	} {
+		if fi, err := os.Stat(path); err != nil {
+			t.Error(err)
+		} else if fi.Mode() != want {
+			t.Errorf("%s has mode %v, want %v", path, fi.Mode(), want)
+		}
+	}
+	for _, want := range []string{
+		"created the data directory " + dataDir + " (mode 0700)\n",
+		"\n  " + private + "  private: ",
+		"\n  " + public + "  public: ",
+		"ready: local store " + filepath.Join(dataDir, storeFile) + ", key rsa:sha256:",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("init's output does not say %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestSecondInitKeepsTheKeyPair(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	_, firstKey := initOutput(t, dataDir)
+	private := filepath.Join(dataDir, privateKey)
+	before, err := os.ReadFile(private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, secondKey := initOutput(t, dataDir)
+	if secondKey != firstKey {
+		t.Errorf("the second init reports key %s, the first %s", secondKey, firstKey)
+	}
+	if after, err := os.ReadFile(private); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("the second init changed %s (err %v)", private, err)
+	}
+	if strings.Contains(stdout, "generated") || strings.Contains(stdout, "created") {
+		t.Errorf("the second init says it made something:\n%s", stdout)
+	}
 }
 
 // A store whose key went missing is not a first use: a new key pair would

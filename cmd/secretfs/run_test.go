@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -33,4 +37,44 @@ func newStore(t *testing.T) []string {
 		t.Fatalf("init: %v\n%s", err, stderr)
 	}
 	return dataDir
+}
+
+// runMainEnv makes the test binary run main itself, with its arguments:
+// the exit status and the streams are then those of the real command.
+const runMainEnv = "SECRETFS_CLI_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Args[0] = "secretfs"
+		main()
+		os.Exit(0)
+	}
+	// Flags set in the environment of whoever runs the tests must not
+	// change what the tests run.
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, envPrefix) {
+			os.Unsetenv(name)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// runMain runs secretfs args as a process and returns its stdout, stderr
+// and exit status.
+func runMain(t *testing.T, stdin []byte, args ...string) (stdout, stderr []byte, status int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		status = exit.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return out.Bytes(), errOut.Bytes(), status
 }

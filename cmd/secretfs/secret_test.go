@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/secretfs/secretfs/store"
+)
+
+// binaryValue holds every byte value, NULs and invalid UTF-8 included,
+// and ends without a newline.
+func binaryValue() []byte {
+	v := make([]byte, 0, 3*256)
+	for i := range 3 * 256 {
+		v = append(v, byte(i*7))
+	}
+	return append(v, 0, '\n', 0)
+}
+
+func TestPutGetLsRmRoundTripByteExactFromStdinAndFromFile(t *testing.T) {
+	dataDir := newStore(t)
+	value := binaryValue()
+	file := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(file, value, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	verb := func(stdin io.Reader, args ...string) string {
+		t.Helper()
+		stdout, stderr, err := run(t, stdin, append(args, dataDir...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr)
+		}
+		return stdout
+	}
+	verb(bytes.NewReader(value), "put", "app/from-stdin")
+	verb(nil, "put", "app/from-file", file)
+	verb(nil, "put", "app/empty")
+	for name, want := range map[string][]byte{"from-stdin": value, "from-file": value, "empty": nil} {
+		if got := verb(nil, "get", "app/"+name); got != string(want) {
+			t.Errorf("get app/%s: %d bytes, not the %d put", name, len(got), len(want))
+		}
+	}
+	if got := verb(nil, "ls"); got != "app\n" {
+		t.Errorf("ls: %q, want app", got)
+	}
+	if got := verb(nil, "ls", "app"); got != "empty\nfrom-file\nfrom-stdin\n" {
+		t.Errorf("ls app: %q", got)
+	}
+	verb(strings.NewReader("second"), "put", "app/from-stdin") // overwrites
+	if got := verb(nil, "get", "app/from-stdin"); got != "second" {
+		t.Errorf("get after the second put: %q", got)
+	}
+	verb(nil, "rm", "app/from-stdin")
+	if got := verb(nil, "ls", "app"); got != "empty\nfrom-file\n" {
+		t.Errorf("ls app after rm: %q", got)
+	}
+	if _, _, err := run(t, nil, append([]string{"get", "app/from-stdin"}, dataDir...)...); err == nil {
+		t.Error("get of a removed secret succeeded")
+	}
+}
+
+func TestGetOfAMissingSecretFailsSayingNotFound(t *testing.T) {
+	dataDir := newStore(t)
+	stdout, _, err := run(t, nil, append([]string{"get", "app/missing"}, dataDir...)...)
+	if err == nil || !strings.HasSuffix(err.Error(), "app/missing: not found") {
+		t.Errorf("get app/missing: error %v, want one ending app/missing: not found", err)
+	}
+	if stdout != "" {
+		t.Errorf("get app/missing wrote %q", stdout)
+	}
+	if _, _, err := run(t, nil, append([]string{"rm", "app/missing"}, dataDir...)...); err == nil || !strings.HasSuffix(err.Error(), "app/missing: not found") {
+		t.Errorf("rm app/missing: error %v, want one ending app/missing: not found", err)
+	}
+}
+
+func TestPutOfA300ByteNameFailsAsTooLongAndStoresNothing(t *testing.T) {
+	dataDir := newStore(t)
+	_, _, err := run(t, strings.NewReader("v"), append([]string{"put", "app/" + strings.Repeat("n", 300)}, dataDir...)...)
+	if err == nil || !strings.Contains(err.Error(), "name too long: name is 300 bytes; the limit is 255") {
+		t.Errorf("put of a 300-byte name: error %v", err)
+	}
+	if stdout, _, err := run(t, nil, append([]string{"ls"}, dataDir...)...); err != nil || stdout != "" {
+		t.Errorf("after the refused put, ls shows %q (%v)", stdout, err)
+	}
+}
+
+func TestVerbsOtherThanInitNeedAnExistingStore(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "none")
+	_, _, err := run(t, nil, "get", "app/s", "--data-dir", dataDir)
+	if err == nil || !strings.Contains(err.Error(), "run `secretfs init` first") {
+		t.Errorf("get without a store: error %v", err)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("get made the data dir %s", dataDir)
+	}
+}
+
+// recordingReader hands out its value in small reads and keeps every
+// buffer it filled: they are put's buffers, and must be wiped afterwards.
+type recordingReader struct {
+	value  []byte
+	filled [][]byte
+}
+
+func (r *recordingReader) Read(p []byte) (int, error) {
+	if len(r.value) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 1000)], r.value)
+	r.value = r.value[n:]
+	r.filled = append(r.filled, p[:n])
+	return n, nil
+}
+
+func (r *recordingReader) wiped() bool {
+	for _, b := range r.filled {
+		if bytes.ContainsFunc(b, func(c rune) bool { return c != 0 }) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPutWipesEveryBufferTheValueWasReadInto(t *testing.T) {
+	dataDir := newStore(t)
+	// Large enough that the buffer grows several times.
+	value := bytes.Repeat([]byte("s3cr3t!"), 5000)
+	in := &recordingReader{value: value}
+	if _, _, err := run(t, in, append([]string{"put", "app/s"}, dataDir...)...); err != nil {
+		t.Fatal(err)
+	}
+	if len(in.filled) < 2 {
+		t.Fatalf("the value was read in %d reads", len(in.filled))
+	}
+	if !in.wiped() {
+		t.Error("a buffer put read the value into still holds it")
+	}
+	if got, _, err := run(t, nil, append([]string{"get", "app/s"}, dataDir...)...); err != nil || got != string(value) {
+		t.Errorf("get: %d bytes, %v", len(got), err)
+	}
+
+	tooLarge := &recordingReader{value: bytes.Repeat([]byte{1}, int(store.DefaultMaxValueSize)+1)}
+	if _, _, err := run(t, tooLarge, append([]string{"put", "app/big"}, dataDir...)...); err == nil || !strings.Contains(err.Error(), "value too large") {
+		t.Errorf("put of a value over the limit: error %v", err)
+	}
+	if !tooLarge.wiped() {
+		t.Error("a buffer of the refused value still holds it")
+	}
+}
+
+func TestFailureExitsWithStatus1AndOneMessageOnStderr(t *testing.T) {
+	dataDir := newStore(t)
+	stdout, stderr, status := runMain(t, nil, append([]string{"get", "app/missing"}, dataDir...)...)
+	if status != 1 {
+		t.Errorf("get app/missing exited with %d, want 1", status)
+	}
+	if len(stdout) != 0 {
+		t.Errorf("get app/missing wrote %q to stdout", stdout)
+	}
+	if s := string(stderr); !strings.HasPrefix(s, "secretfs: ") || !strings.HasSuffix(s, "app/missing: not found\n") || strings.Count(s, "\n") != 1 {
+		t.Errorf("stderr is %q, want one line secretfs: ... app/missing: not found", s)
+	}
+}
+
+func TestGetWritesTheValueToStdoutByteExactAndExits0(t *testing.T) {
+	dataDir := newStore(t)
+	value := binaryValue()
+	if _, stderr, status := runMain(t, value, append([]string{"put", "app/s"}, dataDir...)...); status != 0 {
+		t.Fatalf("put exited with %d: %s", status, stderr)
+	}
+	stdout, stderr, status := runMain(t, nil, append([]string{"get", "app/s"}, dataDir...)...)
+	if status != 0 || len(stderr) != 0 {
+		t.Errorf("get exited with %d, stderr %q", status, stderr)
+	}
+	if !bytes.Equal(stdout, value) {
+		t.Errorf("get wrote %d bytes, not the %d put", len(stdout), len(value))
+	}
+}
