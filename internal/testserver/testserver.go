@@ -1,10 +1,10 @@
 // Package testserver runs the real servers the tests talk to on loopback:
 // dynalite (a DynamoDB implementation, from npm, pinned in this folder's
-// package-lock.json) and local-kms (a KMS implementation, `go install`ed at
-// a pinned version by scripts/install-test-deps). Each runs on a free port
-// behind a proxy that counts API calls by operation, so a test can assert
-// how many GetItem or Decrypt calls something cost, observed from outside
-// secretfs.
+// package-lock.json) and local-kms (a KMS implementation, `go install`ed
+// at LocalKMSVersion by scripts/install-test-deps). Each runs on a free
+// port behind a proxy that counts API calls by operation, so a test can
+// assert how many GetItem or Decrypt calls something cost, observed from
+// outside secretfs.
 //
 // A missing server is an error, never a skip: CI must not pass by testing
 // nothing. Servers die with the test process (Pdeathsig) even if it
@@ -377,32 +377,6 @@ func freePort() (string, error) {
 	defer ln.Close()
 	_, port, err := net.SplitHostPort(ln.Addr().String())
 	return port, err
-}
-
-// localKMSBinary finds local-kms: $SECRETFS_LOCAL_KMS, then where `go
-// install` puts it, then $PATH.
-func localKMSBinary() (string, error) {
-	if p := os.Getenv("SECRETFS_LOCAL_KMS"); p != "" {
-		return p, nil
-	}
-	var candidates []string
-	if gobin := os.Getenv("GOBIN"); gobin != "" {
-		candidates = append(candidates, filepath.Join(gobin, "local-kms"))
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		for _, p := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			candidates = append(candidates, filepath.Join(p, "bin", "local-kms"))
-		}
-	}
-	for _, c := range candidates {
-		if _, err := os.Stat(c); err == nil {
-			return c, nil
-		}
-	}
-	if p, err := exec.LookPath("local-kms"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("local-kms is not installed: run scripts/install-test-deps")
 }
 
 // repoRoot is the directory holding go.mod, found upwards from the working
