@@ -9,15 +9,21 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -52,7 +58,7 @@ func TestMain(m *testing.M) {
 // secretfs builds its own: the standard configuration chain, with the
 // region, static credentials and the endpoint pinned so that nothing of
 // the machine's AWS setup leaks in.
-func newClient(t testing.TB, url string) *awskms.Client {
+func newClient(t testing.TB, url string, opts ...func(*awskms.Options)) *awskms.Client {
 	t.Helper()
 	cfg, err := config.LoadDefaultConfig(t.Context(),
 		config.WithRegion(testserver.Region),
@@ -63,7 +69,7 @@ func newClient(t testing.TB, url string) *awskms.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return awskms.NewFromConfig(cfg, func(o *awskms.Options) { o.BaseEndpoint = aws.String(url) })
+	return awskms.NewFromConfig(cfg, append([]func(*awskms.Options){func(o *awskms.Options) { o.BaseEndpoint = aws.String(url) }}, opts...)...)
 }
 
 // key is a KMS key made for one test.
@@ -244,6 +250,95 @@ func TestV1HasNoContext(t *testing.T) {
 	}
 	if got := open(t, e, "app", "db", s); !bytes.Equal(got, value) {
 		t.Errorf("Open = %q, want %q", got, value)
+	}
+}
+
+// wire is an HTTP client that keeps the JSON body of every KMS request,
+// by operation, before sending it: what KMS really receives.
+type wire struct {
+	http *awshttp.BuildableClient
+
+	mu     sync.Mutex
+	bodies map[string][]map[string]any
+}
+
+func (w *wire) Do(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		var body map[string]any
+		if err := json.Unmarshal(b, &body); err != nil {
+			return nil, fmt.Errorf("a KMS request body is not JSON: %w", err)
+		}
+		target := r.Header.Get("X-Amz-Target") // "TrentService.GenerateDataKey"
+		op := target[strings.LastIndexByte(target, '.')+1:]
+		w.mu.Lock()
+		w.bodies[op] = append(w.bodies[op], body)
+		w.mu.Unlock()
+	}
+	return w.http.Do(r)
+}
+
+// take returns the bodies of the op requests sent since the last take.
+func (w *wire) take(op string) []map[string]any {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := w.bodies[op]
+	delete(w.bodies, op)
+	return b
+}
+
+// What GenerateDataKey and Decrypt send, as KMS receives it: v2 asks for
+// KeySpec AES_256 with the item's encryption context, v1 for AES_128 with
+// none, as the original did; neither gives NumberOfBytes. Decrypt names no
+// key, and carries the context v2 was sealed with.
+func TestRequestsOnTheWire(t *testing.T) {
+	net := &wire{http: awshttp.NewBuildableClient(), bodies: map[string][]map[string]any{}}
+	c := newClient(t, server.URL, func(o *awskms.Options) { o.HTTPClient = net })
+	k := createKey(t, c)
+	net.take("CreateKey")
+	itemContext := map[string]any{crypto.ContextApplicationName: "app", crypto.ContextSecretName: "db"}
+	for _, f := range []struct {
+		format  crypto.Format
+		keySpec string
+		context map[string]any // nil: none sent
+	}{
+		{crypto.FormatV2, "AES_256", itemContext},
+		{crypto.FormatV1, "AES_128", nil},
+	} {
+		e := envelope(t, kms.New(c, k.id), f.format)
+		s := seal(t, e, "app", "db", []byte("hunter2"))
+		open(t, e, "app", "db", s)
+
+		gen, dec := net.take("GenerateDataKey"), net.take("Decrypt")
+		if len(gen) != 1 || len(dec) != 1 {
+			t.Fatalf("%s: %d GenerateDataKey and %d Decrypt requests seen, want 1 and 1", f.format, len(gen), len(dec))
+		}
+		if got := gen[0]["KeySpec"]; got != f.keySpec {
+			t.Errorf("%s: GenerateDataKey KeySpec %v, want %s", f.format, got, f.keySpec)
+		}
+		if n, ok := gen[0]["NumberOfBytes"]; ok {
+			t.Errorf("%s: GenerateDataKey sends NumberOfBytes %v; want the KeySpec alone", f.format, n)
+		}
+		if got := gen[0]["KeyId"]; got != k.id {
+			t.Errorf("%s: GenerateDataKey KeyId %v, want %s", f.format, got, k.id)
+		}
+		if id, ok := dec[0]["KeyId"]; ok {
+			t.Errorf("%s: Decrypt names the key %v: the blob names its own", f.format, id)
+		}
+		for op, body := range map[string]map[string]any{"GenerateDataKey": gen[0], "Decrypt": dec[0]} {
+			got, sent := body["EncryptionContext"]
+			switch {
+			case f.context == nil && sent:
+				t.Errorf("%s: %s sends the encryption context %v; the original sent none", f.format, op, got)
+			case f.context != nil && !reflect.DeepEqual(got, f.context):
+				t.Errorf("%s: %s sends the encryption context %v, want %v", f.format, op, got, f.context)
+			}
+		}
 	}
 }
 
