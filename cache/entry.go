@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"sync"
+	"time"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/secrets"
@@ -17,7 +18,8 @@ import (
 // cache. Readers copy it under mu and check gone first, so a reader that
 // races with an eviction misses instead of copying zeros.
 type entry struct {
-	item *store.Item // never changes
+	item    *store.Item // never changes
+	expires time.Time   // when the LRU drops it; set once, before it is filed
 
 	mu        sync.RWMutex
 	meta      store.Meta       // Open's Meta replaces the item's: it knows a legacy item's true Size

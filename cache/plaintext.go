@@ -55,6 +55,7 @@ type Options struct {
 type Plaintext struct {
 	origin Origin
 	lru    *expirable.LRU[store.Key, *entry] // nil: pass-through mode (TTL 0)
+	ttl    time.Duration
 	flight singleflight.Group
 
 	// mu serialises every change to lru, so that filing an entry can wipe
@@ -87,6 +88,7 @@ func New(origin Origin, opts Options) *Plaintext {
 		opts.Size = DefaultSize
 	}
 	opts.TTL = max(opts.TTL, minTTL)
+	c.ttl = opts.TTL
 	// The callback runs for expiry, LRU eviction, Remove and Purge; a
 	// replacement is always a Remove then an Add (see file).
 	//
@@ -232,6 +234,22 @@ func (c *Plaintext) List(ctx context.Context, app, after string, limit int) ([]s
 	return page, next, nil
 }
 
+// Remaining is how much longer the cache answers for k without asking
+// the origin: the rest of its entry's TTL, or 0 when it holds none. The
+// file system tells the kernel to keep what it learns of k no longer, so
+// that the two caches together never answer with something older than
+// one TTL.
+func (c *Plaintext) Remaining(k store.Key) time.Duration {
+	if c.lru == nil {
+		return 0
+	}
+	e, ok := c.lru.Peek(k)
+	if !ok || e.isGone() {
+		return 0
+	}
+	return max(time.Until(e.expires), 0)
+}
+
 // Apps passes through to the origin.
 func (c *Plaintext) Apps(ctx context.Context) ([]string, error) { return c.origin.Apps(ctx) }
 
@@ -362,6 +380,9 @@ func (c *Plaintext) share(ctx context.Context, op fault.Op, kind byte, k store.K
 // file makes e k's entry and wipes the one it replaces. c.mu must be held.
 func (c *Plaintext) file(k store.Key, e *entry) {
 	c.lru.Remove(k)
+	// Set before Add, which publishes e; expirable takes its own clock
+	// reading a moment later, so e never expires after the LRU drops it.
+	e.expires = time.Now().Add(c.ttl)
 	c.lru.Add(k, e)
 }
 

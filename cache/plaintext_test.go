@@ -847,3 +847,40 @@ func TestFreshNotFoundDropsTheEntry(t *testing.T) {
 		t.Error("the dropped value was not wiped")
 	}
 }
+
+// Remaining tells how long the cache will keep answering for a key
+// without the origin: the rest of the TTL of the entry it holds, counted
+// from when the store was asked, and nothing for a key it does not hold.
+func TestRemainingIsTheRestOfTheEntrysTTL(t *testing.T) {
+	f := newFake()
+	k := key("cert")
+	f.set(k, "pem", 1)
+	const ttl = 400 * time.Millisecond
+	c := New(f, Options{TTL: ttl})
+	if r := c.Remaining(k); r != 0 {
+		t.Errorf("before any read, Remaining = %v, want 0", r)
+	}
+	asked := time.Now()
+	if _, err := c.Stat(context.Background(), k, false); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Remaining(k); r <= 0 || r > ttl || r < ttl-time.Since(asked) {
+		t.Errorf("after a read, Remaining = %v, want at most the TTL %v less the time since", r, ttl)
+	}
+	time.Sleep(ttl / 2)
+	mustGet(t, c, k, false) // a hit is not a new answer from the store
+	if r := c.Remaining(k); r > ttl-time.Since(asked)+time.Millisecond {
+		t.Errorf("a cache hit renewed the entry: Remaining = %v", r)
+	}
+	eventually(t, "the entry expires", func() bool { return c.Remaining(k) == 0 })
+	if _, err := c.Stat(context.Background(), k, false); err != nil || c.Remaining(k) == 0 {
+		t.Fatalf("a read after expiry filed no entry: %v", err)
+	}
+	c.Invalidate(k)
+	if r := c.Remaining(k); r != 0 {
+		t.Errorf("after Invalidate, Remaining = %v, want 0", r)
+	}
+	if r := New(f, Options{}).Remaining(k); r != 0 {
+		t.Errorf("a cache with TTL 0 says Remaining = %v, want 0", r)
+	}
+}

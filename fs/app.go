@@ -87,7 +87,11 @@ func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, a.m.errno(op, err)
 	}
 	a.m.learnSize(ctx, &meta)
-	return a.secretInode(ctx, meta, out), 0
+	inode := a.secretInode(ctx, meta, out)
+	d := a.m.timeout(k)
+	out.SetEntryTimeout(d)
+	out.SetAttrTimeout(d)
+	return inode, 0
 }
 
 // secretInode returns the inode for the secret described by meta, reusing
@@ -302,7 +306,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		// A legacy item lists without its size. Returning no entry here
 		// is not an error for the kernel: the listing keeps the name,
 		// and a stat then looks it up, where decryption tells the size.
-		return nil, syscall.ENOENT
+		return nil, h.a.m.errno("readdirplus", fault.E(h.last.Path(), fault.NotFound, "a legacy item lists without its size; a lookup will learn it"))
 	}
 	return h.a.secretInode(ctx, *h.last, out), 0
 }

@@ -194,6 +194,27 @@ func (m *mount) fileAttr(meta store.Meta, out *fuse.Attr) {
 	out.SetTimes(&t, &t, &t)
 }
 
+// remainer is implemented by a Source that answers from a cache
+// (cache.Plaintext): how much longer its answer about k stays fresh.
+type remainer interface {
+	Remaining(k store.Key) time.Duration
+}
+
+// timeout is how long the kernel may keep what it is told of k now: the
+// TTL, but no longer than the answer stays fresh in the source's cache.
+// The kernel would otherwise keep for a whole TTL an answer that may
+// already be most of a TTL old: the size of a secret changed elsewhere
+// would then be stale for up to twice the TTL, and no longer describe the
+// value that a read, once the cache expired, gets.
+func (m *mount) timeout(k store.Key) time.Duration {
+	r, ok := m.src.(remainer)
+	if !ok {
+		return m.opts.TTL
+	}
+	// Never 0: go-fuse would replace it by the mount's default.
+	return max(min(m.opts.TTL, r.Remaining(k)), time.Nanosecond)
+}
+
 // learnSize fills in the size of a legacy item, which records none: only
 // decrypting it tells. The cache keeps the value for the open that
 // usually follows. A write-only mount cannot decrypt and does not try.
@@ -207,9 +228,21 @@ func (m *mount) learnSize(ctx context.Context, meta *store.Meta) {
 	}
 }
 
-// notifyAttr tells the kernel that n's attributes changed. It runs in its
-// own goroutine: a notification sent from inside a request handler, or
-// while holding a lock a handler needs, can deadlock the mount.
-func notifyAttr(n *gofs.Inode) {
-	go n.NotifyContent(-1, 0)
+// invalidateAttr makes the kernel forget n's attributes before the
+// request being served returns, so that the caller's next fstat asks
+// again. It is safe inside a request handler: an attributes-only
+// invalidation (offset -1) takes no page or inode lock in the kernel, only
+// the inode's spinlock, so it cannot wait on the request in flight.
+func invalidateAttr(n *gofs.Inode) {
+	n.NotifyContent(-1, 0)
+}
+
+// invalidateContent makes the kernel forget n's attributes and any pages
+// it cached of n: reads bypass the page cache (FOPEN_DIRECT_IO), but a
+// private mmap is served from it. It runs in its own goroutine: dropping
+// pages waits for page locks that a request in flight may hold, so a
+// notification sent from inside a handler, or while holding a lock a
+// handler needs, can deadlock the mount.
+func invalidateContent(n *gofs.Inode) {
+	go n.NotifyContent(0, 0)
 }

@@ -222,6 +222,7 @@ func (n *secretNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 	n.m.learnSize(ctx, &meta)
 	n.update(meta)
 	n.attr(&out.Attr)
+	out.SetTimeout(n.m.timeout(k))
 	return 0
 }
 
@@ -344,16 +345,23 @@ func (n *secretNode) metadata() store.Meta {
 	return n.meta
 }
 
-// learned records metadata that came with a decrypted value, and tells
-// the kernel when the size it holds was wrong (a legacy item listed
-// without one).
+// learned records metadata that came with a decrypted value. When it
+// is not what n described (another host wrote the secret, or a legacy
+// item listed without a size), the kernel's copy of the attributes is
+// dropped before the open returns: a program that opens, fstats and reads
+// st_size bytes must be told the size of the value its handle serves.
 func (n *secretNode) learned(meta store.Meta) {
 	n.mu.Lock()
-	changed := n.meta.Size != meta.Size
+	sizeChanged := n.meta.Size != meta.Size
+	rewritten := !n.meta.Revision().Equal(meta.Revision())
 	n.key, n.meta = meta.Key, meta
 	n.mu.Unlock()
-	if changed {
-		notifyAttr(&n.Inode)
+	switch {
+	case rewritten:
+		invalidateAttr(&n.Inode)
+		invalidateContent(&n.Inode)
+	case sizeChanged:
+		invalidateAttr(&n.Inode)
 	}
 }
 
@@ -583,7 +591,7 @@ func (h *handle) commit(ctx context.Context, when string) syscall.Errno {
 	h.setClosing(false)
 	h.expected, h.meta = meta.Revision(), meta
 	h.n.committed(meta)
-	notifyAttr(&h.n.Inode)
+	invalidateContent(&h.n.Inode)
 	h.n.m.log.WithFields(logrus.Fields{"secret": k.String(), "version": int64(meta.Version), "size": meta.Size, "at": when}).Info("secret written")
 	return 0
 }
