@@ -1,11 +1,13 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -56,28 +58,90 @@ func (r *requests) of(ctx context.Context) requestFacts {
 	return requestFacts{}
 }
 
-// process returns the process (thread group) that made the request behind
-// ctx, or 0 when it cannot be told. The kernel sends the calling thread's
-// id; a multi-threaded program opens and closes on any of its threads, so
-// the thread id alone would not recognise it.
-func process(ctx context.Context) uint32 {
+// caller is what /proc tells of the thread that made a request.
+type caller struct {
+	tid     uint32 // the calling thread, as the kernel sent it; 0 if it sent none
+	process uint32 // its thread group: the process
+	exiting bool   // the thread is exiting: the kernel is closing its descriptors
+}
+
+// callerOf reads /proc/<tid>/status for the thread behind ctx. The kernel
+// sends the calling thread's id; a multi-threaded program opens and
+// closes on any of its threads, so the process is told by its thread
+// group. An exiting thread has no memory map any more (do_exit releases
+// it before it closes files), so its status shows no VmSize.
+//
+// It reads status, never stat: reading /proc/<tid>/stat waits for the
+// task's exec_update_lock, which a task in execve holds while it closes
+// its close-on-exec descriptors, that is, while it waits for the very
+// FLUSH being served. That would deadlock; status takes no such lock.
+// When /proc does not show the thread (gone, another pid namespace), the
+// thread id is the best guess at its process.
+func callerOf(ctx context.Context) caller {
 	fc, ok := ctx.(*fuse.Context)
 	if !ok || fc.Caller.Pid == 0 {
-		return 0
+		return caller{}
 	}
-	tid := fc.Caller.Pid
-	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
+	c := caller{tid: fc.Caller.Pid, process: fc.Caller.Pid}
+	status, err := os.ReadFile(procFile(c.tid, "status"))
 	if err != nil {
-		return tid // gone already, or not visible: the thread id is the best guess
+		return c
 	}
+	hasMemory := false
 	for _, line := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
 			if tgid, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
-				return uint32(tgid)
+				c.process = uint32(tgid)
 			}
 		}
+		hasMemory = hasMemory || strings.HasPrefix(line, "VmSize:")
 	}
-	return tid
+	c.exiting = !hasMemory
+	return c
+}
+
+// process returns the process that made the request behind ctx, or 0
+// when it cannot be told.
+func process(ctx context.Context) uint32 { return callerOf(ctx).process }
+
+// killedBy returns the signal that is killing the caller, or 0 when it is
+// not exiting on a signal. A process that a signal kills (kill -9, a
+// timeout, a crash) has its descriptors closed by the kernel as it exits,
+// and the FLUSH of that close comes from the dying thread, whose exit
+// code then holds the signal (proc(5): /proc/<tid>/stat field 52; do_exit
+// sets it before it closes files). A program that exits normally without
+// closing its descriptors exits with a status, not a signal. Only an
+// exiting thread's stat is read: it cannot be in execve (see callerOf).
+// When /proc does not tell, the answer is 0 and the close commits, as the
+// plain FUSE model would.
+func (c caller) killedBy() syscall.Signal {
+	if !c.exiting {
+		return 0
+	}
+	stat, err := os.ReadFile(procFile(c.tid, "stat"))
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold spaces
+	// or parentheses itself: count fields from the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(stat[i+1:])) // fields[0] is field 3
+	const exitCodeField, first = 52, 3
+	if len(fields) <= exitCodeField-first {
+		return 0
+	}
+	code, err := strconv.ParseUint(fields[exitCodeField-first], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return syscall.Signal(code & 0x7f) // as WTERMSIG: the core-dump bit and the status are above
+}
+
+func procFile(tid uint32, name string) string {
+	return "/proc/" + strconv.FormatUint(uint64(tid), 10) + "/" + name
 }
 
 // owner returns the lock owner of the request behind ctx, or anyOwner.

@@ -500,9 +500,21 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 		return h.n.m.errno("close", h.failed)
 	case !h.pending:
 		return 0
+	}
+	c := callerOf(ctx)
+	if sig := c.killedBy(); sig != 0 {
+		// A process holding the file was killed: the writer itself, or
+		// the child a shell ran to write it (`cmd > file`). What is
+		// pending is a part of what it meant, or a truncation it meant
+		// to fill: commit nothing, so the value stays whole.
+		h.fail(fault.E(h.n.current().Path(), "a process writing it was killed by signal "+strconv.Itoa(int(sig))+
+			" ("+sig.String()+") before it closed the file; nothing written through this file is committed"))
+		return h.n.m.errno("close", h.failed)
+	}
+	switch {
 	case h.writers[owner] || h.writers[anyOwner]:
 		return h.commit(ctx, "close")
-	case len(h.writers) == 0 && process(ctx) == h.opener:
+	case len(h.writers) == 0 && c.process == h.opener:
 		// Only a truncation or creation is pending, and the process
 		// that opened the file closed a descriptor of it. Either this is
 		// its last close and RELEASE follows, or it is a shell that

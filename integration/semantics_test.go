@@ -388,3 +388,38 @@ func TestThrottlingIsRetriedThenEIO(t *testing.T) {
 		t.Errorf("the log does not say the backend is unavailable")
 	}
 }
+
+// A writer killed before it closes the file (kill -9, a timeout, a crash)
+// commits nothing: what it wrote is a part of what it meant, and the old
+// value stays whole. A writer that exits without closing its descriptor
+// still commits: the kernel closes it for a normal exit too. (Each writer
+// here is a shell whose stdout is the secret and which writes with its
+// builtin printf, so that nothing closes a descriptor of the file before
+// the kernel does at exit.)
+func TestAKilledWriterCommitsNothing(t *testing.T) {
+	m := mount(t, localBackend(t))
+	m.mustSh("mkdir app && echo old > app/s")
+	for what, script := range map[string]string{
+		"killed after writing a part":        `sh -c 'printf part; kill -9 $$' > app/s`,
+		"killed after truncating":            `sh -c 'kill -9 $$' > app/s`,
+		"killed while creating a new secret": `sh -c 'printf part; kill -9 $$' > app/new`,
+		"killed by SIGTERM after appending":  `sh -c 'printf more; kill -TERM $$' >> app/s`,
+	} {
+		if _, _, err := m.sh(script); err == nil {
+			t.Fatalf("%s: the writer was not killed", what)
+		}
+		if got := m.mustSh("cat app/s"); got != "old\n" {
+			t.Errorf("%s: app/s is %q, want the old value", what, got)
+		}
+		if got := m.mustSh("ls app"); got != "s\n" {
+			t.Errorf("%s: app lists %q", what, got)
+		}
+	}
+	if !strings.Contains(m.log(), "killed by signal 9") {
+		t.Errorf("the log does not say why a write was discarded:\n%s", m.log())
+	}
+	m.mustSh(`sh -c 'printf whole; exit 0' > app/s`)
+	if got := m.mustSh("cat app/s"); got != "whole" {
+		t.Errorf("a writer that exited without closing committed %q, want its value", got)
+	}
+}
