@@ -139,9 +139,16 @@ func (r *rootNode) Create(ctx context.Context, name string, flags uint32, mode u
 	return nil, nil, 0, r.m.errno("create", err)
 }
 
+// Statfs reports ample room. Neither store has a capacity to report (a
+// DynamoDB table grows on demand; the local store grows with its disk),
+// and zeros would make tools that check for free space before writing
+// (installers, package managers, some editors) refuse a file system that
+// looks full. The limit that does exist is per value: EFBIG.
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	out.Bsize = 4096
-	out.Frsize = 4096
+	const blockSize, blocks, files = 4096, 1 << 32, 1 << 32
+	out.Bsize, out.Frsize = blockSize, blockSize
+	out.Blocks, out.Bfree, out.Bavail = blocks, blocks, blocks
+	out.Files, out.Ffree = files, files
 	out.NameLen = store.MaxNameLen
 	return 0
 }
