@@ -423,3 +423,38 @@ func TestAKilledWriterCommitsNothing(t *testing.T) {
 		t.Errorf("a writer that exited without closing committed %q, want its value", got)
 	}
 }
+
+// The mount and the admin verbs write one store at the same time: every
+// write of either lands, and neither sees a locked or torn store.
+func TestMountAndCLIWriteTheStoreAtOnce(t *testing.T) {
+	b := localBackend(t)
+	m := mount(t, b, "--ttl", "0")
+	m.mustSh("mkdir app")
+	const n = 20
+	cliDone := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, errOut, err := b.run([]byte(fmt.Sprintf("cli %d", i)), "put", fmt.Sprintf("app/cli-%02d", i)); err != nil {
+				cliDone <- fmt.Errorf("secretfs put #%d: %v: %s", i, err, errOut)
+				return
+			}
+		}
+		cliDone <- nil
+	}()
+	m.mustSh(fmt.Sprintf(`i=0; while [ $i -lt %d ]; do /bin/echo "mount $i" > app/mount-$(printf %%02d $i) || exit 1; i=$((i+1)); done`, n))
+	if err := <-cliDone; err != nil {
+		t.Fatal(err)
+	}
+	listed := strings.Fields(b.cli(t, nil, "ls", "app"))
+	if len(listed) != 2*n {
+		t.Fatalf("the store lists %d secrets, want %d: %v", len(listed), 2*n, listed)
+	}
+	for i := range n {
+		if got := b.cli(t, nil, "get", fmt.Sprintf("app/mount-%02d", i)); got != fmt.Sprintf("mount %d\n", i) {
+			t.Errorf("app/mount-%02d is %q", i, got)
+		}
+		if got := m.mustSh(fmt.Sprintf("cat app/cli-%02d", i)); got != fmt.Sprintf("cli %d", i) {
+			t.Errorf("app/cli-%02d is %q", i, got)
+		}
+	}
+}
