@@ -575,3 +575,38 @@ func localKMSKey(t *testing.T) string {
 	_, alias := newKMSKey(t, fmt.Sprintf("key-%d-%d", os.Getpid(), tables.Add(1)))
 	return alias
 }
+
+// A backend that refuses the caller (IAM or a key policy: AccessDenied)
+// gives EACCES, for reads and writes, with a log line naming what to
+// grant; nothing is retried into a hang, and nothing stored is harmed.
+func TestDynamoAccessDeniedIsEACCES(t *testing.T) {
+	b := dynamoBackend(t)
+	b.cli(t, []byte("kept"), "put", "app/s")
+	b.cli(t, []byte("kept"), "put", "app/t")
+	m := mount(t, b, "--ttl", "0")
+	m.mustSh("ls app >/dev/null")
+
+	dynalite.Deny(1000)
+	defer dynalite.Deny(0)
+	m.failSh("cat app/s", "Permission denied")
+	if !regexp.MustCompile(`dynamodb:\w+.*` + regexp.QuoteMeta(b.table)).MatchString(m.log()) {
+		t.Errorf("the log does not name the DynamoDB action and table to grant:\n%s", m.log())
+	}
+	dynalite.Deny(0)
+
+	localKMS.Deny(1000)
+	defer localKMS.Deny(0)
+	m.failSh("cat app/t", "Permission denied")
+	m.failSh("printf new | dd of=app/s conv=fsync status=none", "Permission denied")
+	localKMS.Deny(0)
+	for _, want := range []string{"KMS Decrypt of a document key wrapped by", "KMS GenerateDataKey with key"} {
+		if !strings.Contains(m.log(), want) {
+			t.Errorf("the log does not say %q", want)
+		}
+	}
+	for _, name := range []string{"s", "t"} {
+		if got := m.mustSh("cat app/" + name); got != "kept" {
+			t.Errorf("after the refusals, app/%s is %q", name, got)
+		}
+	}
+}
