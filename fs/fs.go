@@ -228,13 +228,29 @@ func (m *mount) learnSize(ctx context.Context, meta *store.Meta) {
 	}
 }
 
-// invalidateAttr makes the kernel forget n's attributes before the
-// request being served returns, so that the caller's next fstat asks
-// again. It is safe inside a request handler: an attributes-only
-// invalidation (offset -1) takes no page or inode lock in the kernel, only
-// the inode's spinlock, so it cannot wait on the request in flight.
-func invalidateAttr(n *gofs.Inode) {
-	n.NotifyContent(-1, 0)
+// notifyWait bounds how long a request waits for the kernel to take an
+// invalidation before it replies (see invalidateBeforeReply).
+const notifyWait = 100 * time.Millisecond
+
+// invalidateBeforeReply makes the kernel forget n's attributes and the
+// pages it cached, and waits until it has, so that the caller's fstat
+// right after the request being served asks again. The notification goes
+// out from its own goroutine, holding no locks: one that the kernel could
+// only take once this request ends would deadlock the mount if sent from
+// the handler itself. The wait is bounded, so that even then the reply
+// goes out, and the notification follows it.
+func invalidateBeforeReply(n *gofs.Inode) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.NotifyContent(0, 0)
+	}()
+	t := time.NewTimer(notifyWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // invalidateContent makes the kernel forget n's attributes and any pages

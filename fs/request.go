@@ -83,21 +83,26 @@ func callerOf(ctx context.Context) caller {
 		return caller{}
 	}
 	c := caller{tid: fc.Caller.Pid, process: fc.Caller.Pid}
-	status, err := os.ReadFile(procFile(c.tid, "status"))
-	if err != nil {
-		return c
+	if status, err := os.ReadFile(procFile(c.tid, "status")); err == nil {
+		c.process, c.exiting = parseStatus(status, c.tid)
 	}
-	hasMemory := false
+	return c
+}
+
+// parseStatus reads a /proc/<tid>/status: the thread group (fallback when
+// the file names none) and whether the thread is exiting (no VmSize line:
+// no memory map).
+func parseStatus(status []byte, fallback uint32) (process uint32, exiting bool) {
+	process, hasMemory := fallback, false
 	for _, line := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
 			if tgid, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
-				c.process = uint32(tgid)
+				process = uint32(tgid)
 			}
 		}
 		hasMemory = hasMemory || strings.HasPrefix(line, "VmSize:")
 	}
-	c.exiting = !hasMemory
-	return c
+	return process, !hasMemory
 }
 
 // process returns the process that made the request behind ctx, or 0
@@ -122,6 +127,13 @@ func (c caller) killedBy() syscall.Signal {
 	if err != nil {
 		return 0
 	}
+	return exitSignal(stat)
+}
+
+// exitSignal reads the exit code in a /proc/<tid>/stat (field 52) and
+// returns the signal in it, as WTERMSIG does: 0 for an exit with a status,
+// or when the line cannot be read.
+func exitSignal(stat []byte) syscall.Signal {
 	// The command name, field 2, is in parentheses and may hold spaces
 	// or parentheses itself: count fields from the last ')'.
 	i := bytes.LastIndexByte(stat, ')')
@@ -137,7 +149,7 @@ func (c caller) killedBy() syscall.Signal {
 	if err != nil {
 		return 0
 	}
-	return syscall.Signal(code & 0x7f) // as WTERMSIG: the core-dump bit and the status are above
+	return syscall.Signal(code & 0x7f) // the core-dump bit and the status are above
 }
 
 func procFile(tid uint32, name string) string {

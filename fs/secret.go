@@ -347,21 +347,17 @@ func (n *secretNode) metadata() store.Meta {
 
 // learned records metadata that came with a decrypted value. When it
 // is not what n described (another host wrote the secret, or a legacy
-// item listed without a size), the kernel's copy of the attributes is
-// dropped before the open returns: a program that opens, fstats and reads
-// st_size bytes must be told the size of the value its handle serves.
+// item listed without a size), the kernel's copy of the attributes and
+// pages is dropped before the open returns: a program that opens, fstats
+// and reads st_size bytes must be told the size of the value its handle
+// serves.
 func (n *secretNode) learned(meta store.Meta) {
 	n.mu.Lock()
-	sizeChanged := n.meta.Size != meta.Size
-	rewritten := !n.meta.Revision().Equal(meta.Revision())
+	changed := n.meta.Size != meta.Size || !n.meta.Revision().Equal(meta.Revision())
 	n.key, n.meta = meta.Key, meta
 	n.mu.Unlock()
-	switch {
-	case rewritten:
-		invalidateAttr(&n.Inode)
-		invalidateContent(&n.Inode)
-	case sizeChanged:
-		invalidateAttr(&n.Inode)
+	if changed {
+		invalidateBeforeReply(&n.Inode)
 	}
 }
 
@@ -501,20 +497,26 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	case !h.pending:
 		return 0
 	}
+	wrote := h.writers[owner] || h.writers[anyOwner]
+	truncatedOnly := len(h.writers) == 0 // a truncation or creation, no write yet
+	if !wrote && !truncatedOnly {
+		return 0 // a child closing an inherited copy says nothing of another's write
+	}
 	c := callerOf(ctx)
 	if sig := c.killedBy(); sig != 0 {
-		// A process holding the file was killed: the writer itself, or
-		// the child a shell ran to write it (`cmd > file`). What is
-		// pending is a part of what it meant, or a truncation it meant
-		// to fill: commit nothing, so the value stays whole.
+		// Killed by a signal: the writer itself, mid-write, or, before
+		// anyone wrote, the child a shell ran to fill a redirection
+		// (`cmd > file`). What is pending is a part of a value or a
+		// truncation nobody filled: commit nothing, so the value stays
+		// whole.
 		h.fail(fault.E(h.n.current().Path(), "a process writing it was killed by signal "+strconv.Itoa(int(sig))+
 			" ("+sig.String()+") before it closed the file; nothing written through this file is committed"))
 		return h.n.m.errno("close", h.failed)
 	}
 	switch {
-	case h.writers[owner] || h.writers[anyOwner]:
+	case wrote:
 		return h.commit(ctx, "close")
-	case len(h.writers) == 0 && c.process == h.opener:
+	case c.process == h.opener:
 		// Only a truncation or creation is pending, and the process
 		// that opened the file closed a descriptor of it. Either this is
 		// its last close and RELEASE follows, or it is a shell that
