@@ -342,18 +342,18 @@ func TestDynamoConcurrentColdReadersCostOneDecrypt(t *testing.T) {
 	m.mustSh("cat app/single")
 	costs("warm read", 0, 0)
 
-	// KMS holds the first reader's Decrypt until every reader has
-	// started, so that all of them are cold at once.
+	// KMS holds the first reader's Decrypt until every reader waits in
+	// the mount for it: all of them are cold at once.
 	const readers = 32
 	reset()
 	localKMS.Pause()
 	defer localKMS.Resume()
-	var started, exited atomic.Int64
 	type read struct {
 		out []byte
 		err error
 	}
 	reads := make(chan read, readers)
+	pids := make(chan int, readers)
 	for range readers {
 		go func() {
 			cmd := exec.Command("cat", m.path("app/shared"))
@@ -361,19 +361,28 @@ func TestDynamoConcurrentColdReadersCostOneDecrypt(t *testing.T) {
 			cmd.Stdout = &out
 			err := cmd.Start()
 			if err == nil {
-				started.Add(1)
+				pids <- cmd.Process.Pid
 				err = cmd.Wait()
-				exited.Add(1)
+			} else {
+				pids <- 0
 			}
 			reads <- read{out.Bytes(), err}
 		}()
 	}
-	eventually(t, 20*time.Second, "every reader started and one Decrypt reached KMS", func() bool {
-		return started.Load() == readers && localKMS.Calls("Decrypt") >= 1
+	var waiting []int
+	for range readers {
+		waiting = append(waiting, <-pids)
+	}
+	eventually(t, 20*time.Second, "every reader waits in the mount", func() bool {
+		for _, pid := range waiting {
+			if !waitsOnFUSE(pid) {
+				return false
+			}
+		}
+		return true
 	})
-	time.Sleep(300 * time.Millisecond) // the last readers reach the mount
-	if n := exited.Load(); n > 0 {
-		t.Fatalf("%d readers finished while KMS was paused", n)
+	if n := localKMS.Calls("Decrypt"); n != 1 {
+		t.Errorf("%d readers waiting in the mount made %d KMS Decrypt calls, want 1", readers, n)
 	}
 	localKMS.Resume()
 	for range readers {
@@ -383,6 +392,13 @@ func TestDynamoConcurrentColdReadersCostOneDecrypt(t *testing.T) {
 		}
 	}
 	costs(fmt.Sprintf("%d concurrent cold reads", readers), 1, 1)
+}
+
+// waitsOnFUSE reports whether process pid is blocked waiting for the
+// FUSE daemon to answer a request (its wchan, proc(5)).
+func waitsOnFUSE(pid int) bool {
+	wchan, err := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+	return err == nil && strings.Contains(string(wchan), "request_wait_answer")
 }
 
 // With --apps the root shows exactly those applications and discovers
