@@ -12,10 +12,9 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// DefaultTimeout bounds each backend call (one store request or one key
-// operation) when Options.Timeout is zero; see Keeper.Apps for the one
-// operation that may make many store requests. A dead backend must give a
-// clear error quickly, never a hung mount.
+// DefaultTimeout bounds each backend call (one store request, one page of
+// a listing, or one key operation) when Options.Timeout is zero. A dead
+// backend must give a clear error quickly, never a hung mount.
 const DefaultTimeout = 5 * time.Second
 
 // Options configures a Keeper.
@@ -54,13 +53,13 @@ func NewKeeper(s store.Store, e *crypto.Envelope, opts Options) *Keeper {
 }
 
 // call runs one backend call under the Keeper's deadline. A call that ran
-// out of time says so, and how long it was given: that is the first thing
-// an operator needs to know about a dead backend.
+// out of its time (not the caller's) says so, and how long it was given:
+// that is the first thing an operator needs to know about a dead backend.
 func (k *Keeper) call(ctx context.Context, op fault.Op, p fault.Path, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	callCtx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
-	err := f(ctx)
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	err := f(callCtx)
+	if err != nil && ctx.Err() == nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) {
 		return fault.E(op, p, fault.Unavailable, fmt.Errorf("no answer within %s: %w", k.timeout, err))
 	}
 	return err
@@ -190,31 +189,36 @@ func (k *Keeper) List(ctx context.Context, app, after string, limit int) (page [
 	return page, next, err
 }
 
-// callBounder is implemented by stores that give each of their backend
-// calls a deadline of their own (store/dynamodb with WithCallTimeout);
-// CallTimeout is that deadline, or 0 when calls have none.
-type callBounder interface {
-	CallTimeout() time.Duration
-}
-
-// Apps lists the applications that hold secrets.
+// Apps lists the applications that hold secrets, sorted, each once.
 //
-// On a store that bounds each of its calls (callBounder), Apps sets no
-// deadline of its own: listing applications may take many backend calls
-// (DynamoDB's Scan reads the table 1 MB per page), so one deadline for all
-// of them would fail every listing of a large table. Each call is still
-// bounded, by the store, and the whole listing by ctx. On any other store
-// the listing is one call under the Keeper's deadline.
-func (k *Keeper) Apps(ctx context.Context) (apps []string, err error) {
+// It collects every page of the store's listing, and each page is one
+// backend call under the Keeper's deadline: listing applications may take
+// many calls (DynamoDB's Scan reads the table 1 MB per page), and one
+// deadline for all of them would fail every listing of a large table. The
+// whole listing lasts as long as ctx allows.
+func (k *Keeper) Apps(ctx context.Context) ([]string, error) {
 	const op fault.Op = "secrets.Apps"
-	if b, ok := k.store.(callBounder); ok && b.CallTimeout() > 0 {
-		return k.store.Apps(ctx)
+	var apps []string
+	cursor := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fault.E(op, fault.Unavailable, err)
+		}
+		var page []string
+		var next string
+		err := k.call(ctx, op, "", func(ctx context.Context) (err error) {
+			page, next, err = k.store.Apps(ctx, cursor, 0)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, page...)
+		if next == "" {
+			return store.SortApps(apps), nil
+		}
+		cursor = next
 	}
-	err = k.call(ctx, op, "", func(ctx context.Context) (err error) {
-		apps, err = k.store.Apps(ctx)
-		return err
-	})
-	return apps, err
 }
 
 // MaxValueSize is the store's limit on a value.

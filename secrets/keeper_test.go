@@ -3,8 +3,10 @@ package secrets
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,83 +149,94 @@ func TestOpenReportsTheTrueSizeOfALegacyItem(t *testing.T) {
 	}
 }
 
-// pagedStore lists applications in pages, as DynamoDB's Scan does: each
-// page is one backend call taking pageDelay under a deadline of its own,
-// callTimeout, as store/dynamodb with WithCallTimeout bounds its calls.
+// pagedStore lists applications in the pages it is given, as DynamoDB's
+// Scan does: out of order, a name in more than one page. Each page is one
+// backend call, which takes delay(i) for page i, or until its context
+// ends; it then fails with the context's error alone, as a network does,
+// so that only the Keeper can say how long the call had. answered, if
+// set, runs when page i has answered. The cursor of page i is
+// strconv.Itoa(i).
 type pagedStore struct {
 	store.Store
-	callTimeout, pageDelay time.Duration
-	pages                  int
+	pages    [][]string
+	delay    func(i int) time.Duration
+	answered func(i int)
+
+	mu     sync.Mutex
+	called []int // the pages asked for, in order
 }
 
-func (s pagedStore) CallTimeout() time.Duration { return s.callTimeout }
-
-func (s pagedStore) Apps(ctx context.Context) ([]string, error) {
-	var apps []string
-	for i := range s.pages {
-		if err := s.page(ctx); err != nil {
-			return nil, fault.E(fault.Op("paged.Apps"), fault.Unavailable, err)
+func (s *pagedStore) Apps(ctx context.Context, cursor string, limit int) ([]string, string, error) {
+	i := 0
+	if cursor != "" {
+		var err error
+		if i, err = strconv.Atoi(cursor); err != nil || i <= 0 || i >= len(s.pages) {
+			return nil, "", fault.E(fault.Op("paged.Apps"), fault.Invalid, "not a cursor: "+cursor)
 		}
-		apps = append(apps, "app"+strconv.Itoa(i))
 	}
-	return apps, nil
-}
-
-func (s pagedStore) page(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-	defer cancel()
+	s.mu.Lock()
+	s.called = append(s.called, i)
+	s.mu.Unlock()
 	select {
-	case <-time.After(s.pageDelay):
-		return nil
+	case <-time.After(s.delay(i)):
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, "", ctx.Err()
 	}
+	if s.answered != nil {
+		s.answered(i)
+	}
+	next := ""
+	if i+1 < len(s.pages) {
+		next = strconv.Itoa(i + 1)
+	}
+	return slices.Clone(s.pages[i]), next, nil
 }
 
-// On a store that bounds each call, listing applications takes as many
-// calls as it needs: every page is under the timeout, all of them together
-// are not, and the listing succeeds.
+func (s *pagedStore) calls() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.called)
+}
+
+// scanPages are pages as a Scan returns them: in hash order, and with an
+// application whose items span two pages.
+var scanPages = [][]string{{"m", "z"}, {"b"}, {"a", "m"}, {"c", "y"}, {"d"}, {"b", "x"}}
+
+const scanApps = "a,b,c,d,m,x,y,z"
+
+// Listing applications takes as many calls as it needs: every page is
+// under the timeout, all of them together are over it, and the listing
+// succeeds, sorted, each application once.
 func TestAppsOfManyPagesOutlastTheTimeout(t *testing.T) {
-	const timeout = 200 * time.Millisecond
-	st := pagedStore{Store: memory.New(), callTimeout: timeout, pageDelay: timeout / 2, pages: 4}
+	const timeout, delay = 200 * time.Millisecond, 100 * time.Millisecond
+	st := &pagedStore{Store: memory.New(), pages: scanPages, delay: func(int) time.Duration { return delay }}
 	k, _ := newKeeper(t, st, Options{Timeout: timeout})
 	start := time.Now()
 	apps, err := k.Apps(context.Background())
-	if err != nil || len(apps) != st.pages {
-		t.Fatalf("Apps over %d pages of %v with a %v timeout: %q, %v; want %d applications",
-			st.pages, st.pageDelay, timeout, apps, err, st.pages)
+	if err != nil || strings.Join(apps, ",") != scanApps {
+		t.Fatalf("Apps over %d pages of %v with a %v timeout: %q, %v; want %s",
+			len(st.pages), delay, timeout, apps, err, scanApps)
+	}
+	if got := st.calls(); !slices.Equal(got, []int{0, 1, 2, 3, 4, 5}) {
+		t.Fatalf("the Keeper asked for pages %v, want each once, in order", got)
 	}
 	if elapsed := time.Since(start); elapsed <= timeout {
 		t.Fatalf("the listing took %v, not more than the timeout %v: the test tested nothing", elapsed, timeout)
 	}
 }
 
-// A page that never answers fails the listing at that page's deadline.
+// A page that never answers fails the listing at that page's deadline,
+// which the Keeper set and names: the store itself only gives up when its
+// context ends.
 func TestAppsPageThatHangsIsUnavailable(t *testing.T) {
 	const timeout = 50 * time.Millisecond
-	st := pagedStore{Store: memory.New(), callTimeout: timeout, pageDelay: time.Hour, pages: 2}
+	st := &pagedStore{Store: memory.New(), pages: scanPages, delay: func(i int) time.Duration {
+		if i == 1 {
+			return time.Hour
+		}
+		return 0
+	}}
 	k, _ := newKeeper(t, st, Options{Timeout: timeout})
-	start := time.Now()
-	_, err := k.Apps(context.Background())
-	if !fault.Is(fault.Unavailable, err) {
-		t.Fatalf("Apps with a page that hangs: %v, want Unavailable", err)
-	}
-	if elapsed := time.Since(start); elapsed > 10*time.Second {
-		t.Fatalf("Apps with a page that hangs took %v with a %v timeout", elapsed, timeout)
-	}
-}
-
-// hangingApps never answers Apps, and does not bound its own calls.
-type hangingApps struct{ store.Store }
-
-func (hangingApps) Apps(ctx context.Context) ([]string, error) {
-	<-ctx.Done()
-	return nil, ctx.Err()
-}
-
-// On a store that does not bound its own calls, the Keeper bounds Apps.
-func TestAppsOfAStoreWithoutItsOwnDeadlinesHasTheKeepers(t *testing.T) {
-	k, _ := newKeeper(t, hangingApps{memory.New()}, Options{Timeout: 50 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() {
 		_, err := k.Apps(context.Background())
@@ -231,10 +244,45 @@ func TestAppsOfAStoreWithoutItsOwnDeadlinesHasTheKeepers(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "no answer within 50ms") {
-			t.Fatalf("Apps against a dead store: %v, want Unavailable naming the timeout", err)
+		if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "secrets.Apps") ||
+			!strings.Contains(err.Error(), "no answer within 50ms") {
+			t.Fatalf("Apps with a page that hangs: %v; want Unavailable from secrets.Apps naming the timeout", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Apps against a dead store did not return: no deadline is applied")
+		t.Fatal("Apps with a page that hangs did not return: the page has no deadline")
+	}
+	if got := st.calls(); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("the Keeper asked for pages %v, want 0 and 1, which hung", got)
+	}
+}
+
+// A caller that gives up between two pages gets its error, and no further
+// page is asked for.
+func TestAppsStopsBetweenPagesWhenTheCallerGivesUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &pagedStore{Store: memory.New(), pages: scanPages,
+		delay:    func(int) time.Duration { return 0 },
+		answered: func(int) { cancel() },
+	}
+	k, _ := newKeeper(t, st, Options{})
+	_, err := k.Apps(ctx)
+	if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "secrets.Apps") {
+		t.Fatalf("Apps after the caller gave up: %v; want Unavailable from secrets.Apps", err)
+	}
+	if got := st.calls(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("the Keeper asked for pages %v after the caller gave up during page 0", got)
+	}
+}
+
+// The Keeper's deadline is its own: a caller's earlier deadline ends a
+// call without the Keeper claiming the backend had its timeout.
+func TestCallersDeadlineIsNotTheKeepers(t *testing.T) {
+	k, _ := newKeeper(t, hangingStore{memory.New()}, Options{Timeout: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := k.Get(ctx, store.Key{App: "app", Name: "db"}, true)
+	if err == nil || strings.Contains(err.Error(), "no answer within") {
+		t.Fatalf("Get past the caller's deadline: %v; want its error, not the Keeper's timeout", err)
 	}
 }

@@ -50,7 +50,8 @@ type Source interface {
 	// List returns one page of app's metadata, as store.Store.List.
 	List(ctx context.Context, app string, after string, limit int) ([]store.Meta, string, error)
 
-	// Apps lists the applications, as store.Store.Apps.
+	// Apps lists the applications that hold secrets, every page of
+	// store.Store.Apps collected: sorted, each name once.
 	Apps(ctx context.Context) ([]string, error)
 
 	// MaxValueSize is the largest value Put accepts, in bytes.

@@ -11,6 +11,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -172,9 +173,21 @@ type Store interface {
 	// without items lists empty, without error.
 	List(ctx context.Context, app string, after string, limit int) (page []Meta, next string, err error)
 
-	// Apps returns the names of the applications that hold at least one
-	// item, sorted and without duplicates.
-	Apps(ctx context.Context) ([]string, error)
+	// Apps returns one page of the names of the applications that hold
+	// at least one item, starting at cursor ("" for the first page), with
+	// at most limit names (limit <= 0 lets the store choose). next is the
+	// cursor of the following page, or "" when there is none; a page may
+	// be shorter than limit and still have a next, and the following page
+	// may then be empty.
+	//
+	// A cursor is opaque: pass only a next that this store returned (it
+	// may refuse any other with fault.Invalid). Within a page the names
+	// are sorted and distinct; across pages they need not be: a later
+	// page may hold names that sort before an earlier page's, and repeat
+	// them (DynamoDB scans in hash order, and one application's items may
+	// span pages). AppsAll collects every page sorted and without
+	// duplicates.
+	Apps(ctx context.Context, cursor string, limit int) (page []string, next string, err error)
 
 	// Close releases the store's resources.
 	Close() error
@@ -293,4 +306,29 @@ func ListAll(ctx context.Context, s Store, app string) ([]Meta, error) {
 		}
 		after = next
 	}
+}
+
+// AppsAll collects every page of the application listing: sorted, each
+// name once.
+func AppsAll(ctx context.Context, s Store) ([]string, error) {
+	var all []string
+	cursor := ""
+	for {
+		page, next, err := s.Apps(ctx, cursor, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return SortApps(all), nil
+		}
+		cursor = next
+	}
+}
+
+// SortApps sorts the names collected from pages of Apps in byte order,
+// as DynamoDB orders keys, and removes duplicates, in place.
+func SortApps(apps []string) []string {
+	slices.Sort(apps)
+	return slices.Compact(apps)
 }

@@ -159,9 +159,7 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backe
 	}
 	readers = append(readers, kmsWrapper)
 
-	// Each DynamoDB call gets its own --timeout, so that a root listing
-	// of many Scan pages is bounded per page, not as a whole.
-	st := dynamodb.New(ddb, c.table, dynamodb.WithCallTimeout(c.timeout))
+	st := dynamodb.New(ddb, c.table)
 	k, err := c.keeper(st, crypto.NewKeyring(write, readers...), format)
 	if err != nil {
 		return nil, err

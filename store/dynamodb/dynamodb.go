@@ -20,20 +20,24 @@
 //
 // Retries with backoff (throttling, transient errors) are the SDK's
 // standard retryer's, configured on the client. Deadlines are the caller's
-// context's and, with WithCallTimeout, each DynamoDB call's own as well:
-// that is what lets Apps, a Scan of many pages, list a large table while
-// every page still has a deadline. A retried conditional PutItem whose
-// first attempt was stored but whose answer was lost fails its own
-// condition; Put recognises its own write by its Revision and reports
-// success.
+// context's: each method makes one request (two when a failed condition
+// needs explaining), so that the caller can bound it as one backend call,
+// as secrets.Keeper does. That is why Apps returns one page of its Scan
+// per call: the Scan of a large table takes many. A retried conditional
+// PutItem whose first attempt was stored but whose answer was lost fails
+// its own condition; Put recognises its own write by its Revision and
+// reports success.
 package dynamodb
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
-	"time"
 	"unicode/utf8"
 
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -49,12 +53,8 @@ const pageSize = 1000
 // Store is a store.Store on one DynamoDB table. It is safe for concurrent
 // use.
 type Store struct {
-	client      *awsdynamodb.Client
-	table       string
-	callTimeout time.Duration
-	// bound is passed to every call of the client: the per-call deadline
-	// (perCall), when there is one.
-	bound []func(*awsdynamodb.Options)
+	client *awsdynamodb.Client
+	table  string
 }
 
 var (
@@ -62,40 +62,12 @@ var (
 	_ store.Sizer = (*Store)(nil)
 )
 
-// Option configures a Store.
-type Option func(*Store)
-
-// WithCallTimeout bounds every DynamoDB call the Store makes, the SDK's
-// retries included, by d: each GetItem, PutItem, DeleteItem, each page of
-// a List's Query and each page of Apps's Scan gets a deadline of its own,
-// d after it starts, within whatever the caller's context allows. A call
-// that runs out of it is fault.Unavailable and says how long it had.
-// d <= 0 adds no bound (the default): then only the caller's context
-// bounds a call.
-func WithCallTimeout(d time.Duration) Option {
-	return func(s *Store) {
-		if d > 0 {
-			s.callTimeout = d
-			s.bound = []func(*awsdynamodb.Options){perCall(d)}
-		}
-	}
-}
-
 // New returns the store on table, which must exist (EnsureTable). It sends
 // no request: a missing table or missing permissions show in the first
 // call's error.
-func New(client *awsdynamodb.Client, table string, opts ...Option) *Store {
-	s := &Store{client: client, table: table}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+func New(client *awsdynamodb.Client, table string) *Store {
+	return &Store{client: client, table: table}
 }
-
-// CallTimeout is the deadline of each DynamoDB call (WithCallTimeout), or
-// 0 when calls have none of their own. secrets.Keeper asks for it: it
-// need not bound Apps as a whole when each of its pages is bounded.
-func (s *Store) CallTimeout() time.Duration { return s.callTimeout }
 
 // MaxValueSize implements store.Sizer.
 func (s *Store) MaxValueSize() int64 { return MaxValueSize }
@@ -110,7 +82,7 @@ func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 		TableName:      &s.table,
 		Key:            key(k),
 		ConsistentRead: new(true),
-	}, s.bound...)
+	})
 	if err != nil {
 		return nil, wrap(op, k.Path(), s.table, err)
 	}
@@ -149,7 +121,7 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revisi
 		ConditionExpression:       &c.expr,
 		ExpressionAttributeNames:  c.names,
 		ExpressionAttributeValues: c.values,
-	}, s.bound...)
+	})
 	var failed *types.ConditionalCheckFailedException
 	if !errors.As(err, &failed) {
 		return wrap(op, item.Path(), s.table, err)
@@ -188,7 +160,7 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision
 		ConditionExpression:       &c.expr,
 		ExpressionAttributeNames:  c.names,
 		ExpressionAttributeValues: c.values,
-	}, s.bound...)
+	})
 	var failed *types.ConditionalCheckFailedException
 	if errors.As(err, &failed) {
 		return s.whyNot(ctx, op, k, expected)
@@ -217,7 +189,7 @@ func (s *Store) storedRevision(ctx context.Context, op fault.Op, k store.Key) (r
 		ConsistentRead:           new(true),
 		ProjectionExpression:     new(phName + ", " + phVersion + ", " + phIV),
 		ExpressionAttributeNames: map[string]string{phName: attrName, phVersion: attrVersion, phIV: attrIV},
-	}, s.bound...)
+	})
 	if err != nil {
 		return rev, false, wrap(op, k.Path(), s.table, err)
 	}
@@ -263,7 +235,7 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	if after != "" {
 		in.ExclusiveStartKey = key(store.Key{App: app, Name: after})
 	}
-	out, err := s.client.Query(ctx, in, s.bound...)
+	out, err := s.client.Query(ctx, in)
 	if err != nil {
 		return nil, "", wrap(op, fault.Path(app), s.table, err)
 	}
@@ -286,17 +258,18 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	return page, next, nil
 }
 
-// Apps implements store.Store with a Scan of the whole table, projecting
-// ApplicationName and following LastEvaluatedKey over every page. It reads
-// (and is billed for) every item, and needs table-wide read permission
-// (dynamodb:Scan on the table): a mount whose IAM policy confines it to
-// some applications (dynamodb:LeadingKeys) cannot call it and must be
-// given its applications with --apps instead. A large table takes many
-// pages: with WithCallTimeout each page has its own deadline, and the
-// whole listing lasts as long as ctx allows.
-func (s *Store) Apps(ctx context.Context) ([]string, error) {
+// Apps implements store.Store with one page of a Scan of the whole table,
+// projecting ApplicationName: at most limit items (limit <= 0: as many as
+// DynamoDB returns, up to 1 MB read), whose applications the page holds
+// sorted, once each. A Scan goes in hash order, not in the order of
+// names, so the cursor cannot be a name: it is the page's
+// LastEvaluatedKey, encoded (appsCursor). Apps reads (and is billed for)
+// every item, and needs table-wide read permission (dynamodb:Scan on the
+// table): a mount whose IAM policy confines it to some applications
+// (dynamodb:LeadingKeys) cannot call it and must be given its
+// applications with --apps instead.
+func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, string, error) {
 	const op fault.Op = "dynamodb.Apps"
-	seen := map[string]bool{}
 	in := &awsdynamodb.ScanInput{
 		TableName:                &s.table,
 		ProjectionExpression:     new(phApp),
@@ -305,29 +278,68 @@ func (s *Store) Apps(ctx context.Context) ([]string, error) {
 		// deleted is not listed again.
 		ConsistentRead: new(true),
 	}
-	for {
-		out, err := s.client.Scan(ctx, in, s.bound...)
-		if err != nil {
-			return nil, wrap(op, "", s.table, err)
-		}
-		for _, av := range out.Items {
-			app, _, err := getS(av, attrApp, true)
-			if err != nil {
-				return nil, fault.E(op, fault.Other, fmt.Errorf("malformed item: %w", err))
-			}
-			seen[app] = true
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			break
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
+	if limit > 0 {
+		in.Limit = new(int32(min(limit, math.MaxInt32)))
 	}
-	apps := make([]string, 0, len(seen))
-	for app := range seen {
+	if cursor != "" {
+		start, err := parseAppsCursor(cursor)
+		if err != nil {
+			return nil, "", fault.E(op, fault.Invalid, err)
+		}
+		in.ExclusiveStartKey = start
+	}
+	out, err := s.client.Scan(ctx, in)
+	if err != nil {
+		return nil, "", wrap(op, "", s.table, err)
+	}
+	apps := make([]string, 0, len(out.Items))
+	for _, av := range out.Items {
+		app, _, err := getS(av, attrApp, true)
+		if err != nil {
+			return nil, "", fault.E(op, fault.Other, fmt.Errorf("malformed item: %w", err))
+		}
 		apps = append(apps, app)
 	}
-	slices.Sort(apps) // byte order, as DynamoDB orders keys
-	return apps, nil
+	next, err := appsCursor(out.LastEvaluatedKey)
+	if err != nil {
+		return nil, "", fault.E(op, fault.Other, err)
+	}
+	return store.SortApps(apps), next, nil
+}
+
+// appsCursor encodes the LastEvaluatedKey of a Scan, the primary key of
+// the last item it read, as a cursor of Apps: base64url of the JSON array
+// [ApplicationName, SecretName]. No LastEvaluatedKey, the end of the
+// table, is "".
+func appsCursor(last map[string]types.AttributeValue) (string, error) {
+	if len(last) == 0 {
+		return "", nil
+	}
+	app, _, errApp := getS(last, attrApp, true)
+	name, _, errName := getS(last, attrName, true)
+	if errApp != nil || errName != nil || len(last) != 2 {
+		return "", fmt.Errorf("Scan returned a LastEvaluatedKey that is not a key of the table: attributes %q",
+			slices.Sorted(maps.Keys(last)))
+	}
+	b, err := json.Marshal([]string{app, name})
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// parseAppsCursor is the ExclusiveStartKey of the Scan page that cursor,
+// made by appsCursor, begins.
+func parseAppsCursor(cursor string) (map[string]types.AttributeValue, error) {
+	var k []string
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err == nil {
+		err = json.Unmarshal(b, &k)
+	}
+	if err != nil || len(k) != 2 {
+		return nil, errors.New("not a cursor of Apps")
+	}
+	return key(store.Key{App: k[0], Name: k[1]}), nil
 }
 
 // Close implements store.Store. The client holds no resources that need

@@ -446,12 +446,50 @@ func TestAppsFollowsScanPages(t *testing.T) {
 	}
 	slices.Sort(want)
 	dynalite.ResetCalls()
-	apps, err := s.Apps(t.Context())
+	apps, err := store.AppsAll(t.Context(), s)
 	if err != nil || !slices.Equal(apps, want) {
 		t.Fatalf("Apps = %q, %v; want %q", apps, err, want)
 	}
 	if n := dynalite.Calls("Scan"); n < 2 {
 		t.Fatalf("Apps made %d Scan calls over 1.5 MB of items; want a second page", n)
+	}
+}
+
+// Apps pages by items read (Scan's Limit), in the Scan's hash order; its
+// cursor is the encoded LastEvaluatedKey, and a cursor it did not make is
+// fault.Invalid, sent nowhere.
+func TestAppsCursor(t *testing.T) {
+	s := New(client, newTable(t))
+	want := []string{"a", "b", "c", "d", "e", "f"}
+	for _, app := range want {
+		if err := s.Put(t.Context(), item(app, "x", 1), store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order []string
+	for cursor := ""; ; {
+		page, next, err := s.Apps(t.Context(), cursor, 1)
+		if err != nil || len(page) > 1 || len(order) > len(want) {
+			t.Fatalf("Apps after %q, limit 1 = %q, %q, %v (after %q)", cursor, page, next, err, order)
+		}
+		order = append(order, page...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	t.Logf("Scan order: %q", order)
+	if got := store.SortApps(order); !slices.Equal(got, want) {
+		t.Fatalf("pages of one item named %q, want %q", got, want)
+	}
+
+	dynalite.ResetCalls()
+	for _, bad := range []string{"a", "not base64!", "WyJhIl0" /* ["a"] */} {
+		_, _, err := s.Apps(t.Context(), bad, 0)
+		wantKind(t, err, fault.Invalid, "Apps at the cursor "+strconv.Quote(bad))
+	}
+	if n := dynalite.Calls("Scan"); n != 0 {
+		t.Fatalf("%d Scan calls for cursors Apps did not make", n)
 	}
 }
 
@@ -517,7 +555,7 @@ func TestDeadBackend(t *testing.T) {
 			return err
 		},
 		"Apps": func(ctx context.Context) error {
-			_, err := s.Apps(ctx)
+			_, _, err := s.Apps(ctx, "", 0)
 			return err
 		},
 	}

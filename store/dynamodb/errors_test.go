@@ -148,7 +148,7 @@ func TestAccessDenied(t *testing.T) {
 		},
 		"Delete": func() error { return s.Delete(t.Context(), it.Key, it.Revision()) },
 		"List":   func() error { _, _, err := s.List(t.Context(), "app", "", 0); return err },
-		"Apps":   func() error { _, err := s.Apps(t.Context()); return err },
+		"Apps":   func() error { _, _, err := s.Apps(t.Context(), "", 0); return err },
 	} {
 		dynalite.ResetCalls()
 		dynalite.Deny(1)

@@ -92,7 +92,7 @@ func TestAppsScanProjectsApplicationNameAndFollowsPages(t *testing.T) {
 	table, want := tablePages(t)
 	var rec recorder
 	s := recordingStore(t, table, &rec)
-	apps, err := s.Apps(t.Context())
+	apps, err := store.AppsAll(t.Context(), s)
 	if err != nil || !slices.Equal(apps, want) {
 		t.Fatalf("Apps = %q, %v; want %q", apps, err, want)
 	}

@@ -137,20 +137,30 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	return page, page[limit-1].Name, nil
 }
 
-// Apps implements store.Store.
-func (s *Store) Apps(ctx context.Context) ([]string, error) {
+// Apps implements store.Store. Its pages are in order, so the cursor is
+// the last name of the page before.
+func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, string, error) {
 	const op fault.Op = "memory.Apps"
 	if err := ctx.Err(); err != nil {
-		return nil, fault.E(op, fault.Unavailable, err)
+		return nil, "", fault.E(op, fault.Unavailable, err)
+	}
+	if limit <= 0 {
+		limit = pageSize
 	}
 	s.mu.RLock()
 	var apps []string
 	for k := range s.items {
-		apps = append(apps, k.App)
+		if k.App > cursor {
+			apps = append(apps, k.App)
+		}
 	}
 	s.mu.RUnlock()
-	slices.Sort(apps)
-	return slices.Compact(apps), nil
+	apps = store.SortApps(apps)
+	if len(apps) <= limit {
+		return apps, "", nil
+	}
+	apps = apps[:limit]
+	return apps, apps[limit-1], nil
 }
 
 // Close implements store.Store. The items stay: a test may still inspect

@@ -32,7 +32,7 @@ import (
 // MaxValueSize is the largest plaintext value, in bytes.
 const MaxValueSize = store.DefaultMaxValueSize
 
-// pageSize is the default and the largest page of List.
+// pageSize is the default and the largest page of List and Apps.
 const pageSize = 1000
 
 // busyTimeout is how long a statement waits for a lock held by another
@@ -301,26 +301,36 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	return page, page[len(page)-1].Name, nil
 }
 
-// Apps implements store.Store.
-func (s *Store) Apps(ctx context.Context) ([]string, error) {
+// Apps implements store.Store. Its pages are in order, so the cursor is
+// the last name of the page before; pages have the size of List's.
+func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, string, error) {
 	const op fault.Op = "sqlite.Apps"
-	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT ApplicationName FROM secrets ORDER BY 1")
+	if limit <= 0 || limit > pageSize {
+		limit = pageSize
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT DISTINCT ApplicationName FROM secrets
+		WHERE ApplicationName > ?
+		ORDER BY 1 LIMIT ?`, cursor, limit)
 	if err != nil {
-		return nil, s.wrap(ctx, op, "", err)
+		return nil, "", s.wrap(ctx, op, "", err)
 	}
 	defer rows.Close()
 	var apps []string
 	for rows.Next() {
 		var app string
 		if err := rows.Scan(&app); err != nil {
-			return nil, s.wrap(ctx, op, "", err)
+			return nil, "", s.wrap(ctx, op, "", err)
 		}
 		apps = append(apps, app)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap(ctx, op, "", err)
+		return nil, "", s.wrap(ctx, op, "", err)
 	}
-	return apps, nil
+	if len(apps) < limit {
+		return apps, "", nil
+	}
+	return apps, apps[len(apps)-1], nil
 }
 
 // Close implements store.Store.

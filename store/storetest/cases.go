@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -250,7 +251,7 @@ func testInvalidKeys(t *testing.T, s store.Store) {
 		err := s.Put(t.Context(), sample(c.app, c.name), store.NoItem)
 		wantKind(t, err, c.kind, "Put of key "+strings.ToValidUTF8(c.app+"/"+c.name, "?"))
 	}
-	apps, err := s.Apps(t.Context())
+	apps, err := store.AppsAll(t.Context(), s)
 	if err != nil || len(apps) != 0 {
 		t.Fatalf("after rejected Puts, Apps = %q, %v; want none", apps, err)
 	}
@@ -504,8 +505,8 @@ func testListRevisions(t *testing.T, s store.Store) {
 }
 
 func testApps(t *testing.T, s store.Store) {
-	apps, err := s.Apps(t.Context())
-	if err != nil || len(apps) != 0 {
+	apps, next, err := s.Apps(t.Context(), "", 0)
+	if err != nil || len(apps) != 0 || next != "" {
 		t.Fatalf("Apps of an empty store = %q, %v", apps, err)
 	}
 	keys := []store.Key{
@@ -519,7 +520,7 @@ func testApps(t *testing.T, s store.Store) {
 	}
 	wantApps := func(want ...string) {
 		t.Helper()
-		got, err := s.Apps(t.Context())
+		got, err := store.AppsAll(t.Context(), s)
 		if err != nil || !slices.Equal(got, want) {
 			t.Fatalf("Apps = %q, %v; want %q", got, err, want)
 		}
@@ -534,6 +535,52 @@ func testApps(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	wantApps("B-app", "a-app", "é-app")
+}
+
+// Apps lists in pages of at most limit names, each page sorted and
+// distinct, whose cursors lead through every application; AppsAll
+// collects them sorted, each once. An application with several items, in
+// a store that pages by item (DynamoDB), may span pages: the collection
+// still names it once.
+func testAppsPages(t *testing.T, s store.Store) {
+	var want []string
+	for i := range 7 {
+		app := fmt.Sprintf("app-%d", 6-i)
+		want = append(want, app)
+		for _, name := range []string{"a", "b"} {
+			mustPut(t, s, sample(app, name), store.NoItem)
+		}
+	}
+	slices.Sort(want)
+
+	const limit = 2
+	var collected []string
+	pages := 0
+	for cursor := ""; ; {
+		if pages++; pages > 100 {
+			t.Fatalf("Apps gave more than 100 pages of %d for %d applications: its cursors go round", limit, len(want))
+		}
+		page, next, err := s.Apps(t.Context(), cursor, limit)
+		if err != nil {
+			t.Fatalf("Apps page %d (cursor %q): %v", pages, cursor, err)
+		}
+		if len(page) > limit || !slices.IsSorted(page) || len(slices.Compact(slices.Clone(page))) != len(page) {
+			t.Fatalf("Apps page %d = %q; want at most %d names, sorted and distinct", pages, page, limit)
+		}
+		collected = append(collected, page...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	// Pages of at most limit names that together name every application
+	// are several pages.
+	if got := store.SortApps(collected); !slices.Equal(got, want) {
+		t.Fatalf("the pages of Apps name %q; want %q", got, want)
+	}
+	if got, err := store.AppsAll(t.Context(), s); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("AppsAll = %q, %v; want %q", got, err, want)
+	}
 }
 
 // overhead is what a stored value may add to the plaintext of MaxValueSize
@@ -656,7 +703,7 @@ func testCancelledContext(t *testing.T, s store.Store) {
 	wantKind(t, err, fault.Unavailable, "Delete with a cancelled context")
 	_, _, err = s.List(ctx, "app", "", 0)
 	wantKind(t, err, fault.Unavailable, "List with a cancelled context")
-	_, err = s.Apps(ctx)
+	_, _, err = s.Apps(ctx, "", 0)
 	wantKind(t, err, fault.Unavailable, "Apps with a cancelled context")
 
 	wantStored(t, s, it)

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListEmptyApp", testListEmptyApp},
 		{"ListRevisions", testListRevisions},
 		{"Apps", testApps},
+		{"AppsPages", testAppsPages},
 		{"TooLarge", testTooLarge},
 		{"ConcurrentIncrements", testConcurrentIncrements},
 		{"ConcurrentCreate", testConcurrentCreate},

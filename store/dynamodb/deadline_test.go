@@ -63,30 +63,25 @@ func (s *stalling) calls(op string) int {
 	return s.counts[op]
 }
 
-// stallingStore returns a store on table whose client's network is net,
-// with each call bounded by callTimeout.
-func stallingStore(t *testing.T, table string, net *stalling, callTimeout time.Duration) *Store {
+// stallingStore returns a store on table whose client's network is net.
+func stallingStore(t *testing.T, table string, net *stalling) *Store {
 	t.Helper()
 	c, err := newClient(dynalite.URL, func(o *awsdynamodb.Options) { o.HTTPClient = net })
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(c, table, WithCallTimeout(callTimeout))
-	if s.CallTimeout() != callTimeout {
-		t.Fatalf("CallTimeout() = %v, want %v", s.CallTimeout(), callTimeout)
-	}
-	return s
+	return New(c, table)
 }
 
 // keeper composes s with a fake key wrapper, as the mount does with KMS,
-// under the same timeout the store was given.
-func keeper(t *testing.T, s *Store) *secrets.Keeper {
+// each backend call bounded by timeout (--timeout).
+func keeper(t *testing.T, s *Store, timeout time.Duration) *secrets.Keeper {
 	t.Helper()
 	e, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return secrets.NewKeeper(s, e, secrets.Options{Timeout: s.CallTimeout()})
+	return secrets.NewKeeper(s, e, secrets.Options{Timeout: timeout})
 }
 
 // tablePages fills a fresh table with about 1.5 MB of items, which a
@@ -106,30 +101,31 @@ func tablePages(t *testing.T) (table string, apps []string) {
 	return table, apps
 }
 
-// With WithCallTimeout, every call has a deadline of its own, whatever
-// the caller's context allows, and says how long it had.
-func TestCallTimeoutBoundsEveryCall(t *testing.T) {
+// Composed as the mount composes it, every call to a DynamoDB that never
+// answers has a deadline, whatever the caller's context allows, and says
+// how long it had.
+func TestEveryCallHasADeadline(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	s := stallingStore(t, newTable(t), newStalling(func(string, int) time.Duration { return never }), timeout)
-	k := store.Key{App: "app", Name: "x"}
+	k := keeper(t, stallingStore(t, newTable(t), newStalling(func(string, int) time.Duration { return never })), timeout)
+	key := store.Key{App: "app", Name: "x"}
 	rev := store.Revision{Version: 1, IV: freshIV()}
 	for what, call := range map[string]func(context.Context) error{
-		"Get": func(ctx context.Context) error { _, err := s.Get(ctx, k); return err },
-		"Put": func(ctx context.Context) error { return s.Put(ctx, item("app", "x", 1), store.NoItem) },
+		"Fetch": func(ctx context.Context) error { _, err := k.Fetch(ctx, key); return err },
+		"Put":   func(ctx context.Context) error { _, err := k.Put(ctx, key, []byte("v"), store.NoItem); return err },
 		"Delete": func(ctx context.Context) error {
-			return s.Delete(ctx, k, rev)
+			return k.Delete(ctx, key, rev)
 		},
-		"List": func(ctx context.Context) error { _, _, err := s.List(ctx, "app", "", 0); return err },
-		"Apps": func(ctx context.Context) error { _, err := s.Apps(ctx); return err },
+		"List": func(ctx context.Context) error { _, _, err := k.List(ctx, "app", "", 0); return err },
+		"Apps": func(ctx context.Context) error { _, err := k.Apps(ctx); return err },
 	} {
 		start := time.Now()
-		err := call(context.Background()) // no deadline but the store's
+		err := call(context.Background()) // no deadline but the Keeper's
 		if elapsed := time.Since(start); elapsed > timeout+5*time.Second {
-			t.Errorf("%s against a backend that never answers took %v with a %v call timeout", what, elapsed, timeout)
+			t.Errorf("%s against a backend that never answers took %v with a %v timeout", what, elapsed, timeout)
 		}
 		if !fault.Is(fault.Unavailable, err) || !errors.Is(err, context.DeadlineExceeded) ||
-			!strings.Contains(err.Error(), "no answer within "+timeout.String()) {
-			t.Errorf("%s against a backend that never answers: %v (kind %q); want Unavailable naming the call timeout",
+			!strings.Contains(err.Error(), "secrets."+what) || !strings.Contains(err.Error(), "no answer within "+timeout.String()) {
+			t.Errorf("%s against a backend that never answers: %v (kind %q); want Unavailable naming the op and the timeout",
 				what, err, fault.KindOf(err))
 		}
 	}
@@ -137,18 +133,18 @@ func TestCallTimeoutBoundsEveryCall(t *testing.T) {
 
 // The root listing of a large table is a Scan of many pages: each page is
 // under the timeout, all of them together are over it, and the listing
-// succeeds. The Keeper, composed as the mount composes it, does not bound
-// the whole Scan by one timeout.
+// succeeds.
 func TestAppsPagesEachHaveTheirOwnDeadline(t *testing.T) {
 	const timeout = 2 * time.Second
+	const stall = timeout * 6 / 10
 	table, want := tablePages(t)
 	net := newStalling(func(op string, _ int) time.Duration {
 		if op == "Scan" {
-			return timeout * 6 / 10
+			return stall
 		}
 		return 0
 	})
-	k := keeper(t, stallingStore(t, table, net, timeout))
+	k := keeper(t, stallingStore(t, table, net), timeout)
 	start := time.Now()
 	apps, err := k.Apps(t.Context())
 	elapsed := time.Since(start)
@@ -172,23 +168,20 @@ func TestAppsPageThatHangs(t *testing.T) {
 		}
 		return 0
 	})
-	k := keeper(t, stallingStore(t, table, net, timeout))
+	k := keeper(t, stallingStore(t, table, net), timeout)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	start := time.Now()
 	_, err := k.Apps(ctx)
 	elapsed := time.Since(start)
-	if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "no answer within "+timeout.String()) {
-		t.Fatalf("Apps with a page that hangs: %v (kind %q); want Unavailable naming the call timeout", err, fault.KindOf(err))
+	if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "secrets.Apps") ||
+		!strings.Contains(err.Error(), "no answer within "+timeout.String()) {
+		t.Fatalf("Apps with a page that hangs: %v (kind %q); want Unavailable from secrets.Apps naming the timeout", err, fault.KindOf(err))
 	}
 	if ctx.Err() != nil || elapsed > timeout+5*time.Second {
-		t.Fatalf("Apps with a page that hangs took %v with a %v call timeout", elapsed, timeout)
+		t.Fatalf("Apps with a page that hangs took %v with a %v timeout", elapsed, timeout)
 	}
 	if n := net.calls("Scan"); n != 2 {
 		t.Fatalf("%d Scan calls, want 2: the first page answered, the second hung", n)
 	}
 }
-
-// secrets.Keeper recognises a store that bounds its own calls by this
-// method; without it Keeper would bound Apps as one call.
-var _ interface{ CallTimeout() time.Duration } = (*Store)(nil)
