@@ -205,10 +205,10 @@ var scanPages = [][]string{{"m", "z"}, {"b"}, {"a", "m"}, {"c", "y"}, {"d"}, {"b
 const scanApps = "a,b,c,d,m,x,y,z"
 
 // Listing applications takes as many calls as it needs: every page is
-// under the timeout, all of them together are over it, and the listing
-// succeeds, sorted, each application once.
+// well under the timeout, all of them together are over it, and the
+// listing succeeds, sorted, each application once.
 func TestAppsOfManyPagesOutlastTheTimeout(t *testing.T) {
-	const timeout, delay = 200 * time.Millisecond, 100 * time.Millisecond
+	const timeout, delay = 2 * time.Second, 400 * time.Millisecond
 	st := &pagedStore{Store: memory.New(), pages: scanPages, delay: func(int) time.Duration { return delay }}
 	k, _ := newKeeper(t, st, Options{Timeout: timeout})
 	start := time.Now()
@@ -229,7 +229,7 @@ func TestAppsOfManyPagesOutlastTheTimeout(t *testing.T) {
 // which the Keeper set and names: the store itself only gives up when its
 // context ends.
 func TestAppsPageThatHangsIsUnavailable(t *testing.T) {
-	const timeout = 50 * time.Millisecond
+	const timeout = 500 * time.Millisecond
 	st := &pagedStore{Store: memory.New(), pages: scanPages, delay: func(i int) time.Duration {
 		if i == 1 {
 			return time.Hour
@@ -245,7 +245,7 @@ func TestAppsPageThatHangsIsUnavailable(t *testing.T) {
 	select {
 	case err := <-done:
 		if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "secrets.Apps") ||
-			!strings.Contains(err.Error(), "no answer within 50ms") {
+			!strings.Contains(err.Error(), "no answer within 500ms") {
 			t.Fatalf("Apps with a page that hangs: %v; want Unavailable from secrets.Apps naming the timeout", err)
 		}
 	case <-time.After(10 * time.Second):
