@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/sirupsen/logrus"
@@ -193,9 +194,10 @@ const imdsRegionTimeout = 2 * time.Second
 // awsConfig loads the AWS SDK's standard configuration. The region comes
 // from --region, else from the SDK's chain (AWS_REGION, AWS_DEFAULT_REGION,
 // the profile), else from the EC2 instance metadata. The metadata service
-// is asked only when nothing else named a region, and on its own: loading
-// with it from the start makes any failure to reach it fail the whole
-// configuration, which hides the advice that matters off EC2.
+// is asked only when nothing else named a region, and on its own, by a
+// client of the configuration already loaded: loading with it from the
+// start makes any failure to reach it fail the whole configuration, which
+// hides the advice that matters off EC2.
 func (c *config) awsConfig(ctx context.Context) (aws.Config, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -212,13 +214,14 @@ func (c *config) awsConfig(ctx context.Context) (aws.Config, error) {
 	}
 	imdsCtx, cancelIMDS := context.WithTimeout(ctx, imdsRegionTimeout)
 	defer cancelIMDS()
-	cfg, err = awsconfig.LoadDefaultConfig(imdsCtx, awsconfig.WithEC2IMDSRegion())
-	if err == nil && cfg.Region == "" {
+	out, err := imds.NewFromConfig(cfg).GetRegion(imdsCtx, nil)
+	if err == nil && out.Region == "" {
 		err = errors.New("it named no region")
 	}
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("no AWS region: pass --region or set AWS_REGION (asking the EC2 instance metadata failed: %w)", err)
 	}
+	cfg.Region = out.Region
 	return cfg, nil
 }
 

@@ -126,10 +126,14 @@ func TestRegionFromInstanceMetadataWhenNothingElseNamesOne(t *testing.T) {
 	}
 }
 
-func TestInstanceMetadataThatHangsGivesNoRegionWithinTheTimeout(t *testing.T) {
+// A metadata service that never answers is given up on after the IMDS
+// bound, however long --timeout allows: this bounds a hang, it does not
+// measure speed.
+func TestInstanceMetadataThatHangsGivesNoRegionWithinTheIMDSBound(t *testing.T) {
 	isolateAWS(t, true)
 	fakeIMDS(t, "", true)
-	c := &config{timeout: 300 * time.Millisecond}
+	c := &config{timeout: 30 * time.Second}
+	start := time.Now()
 	done := make(chan error, 1)
 	go func() { _, err := c.awsConfig(context.Background()); done <- err }()
 	select {
@@ -137,7 +141,11 @@ func TestInstanceMetadataThatHangsGivesNoRegionWithinTheTimeout(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "no AWS region: pass --region") || !strings.Contains(err.Error(), "deadline exceeded") {
 			t.Errorf("error %v, want the advice to pass --region, after the deadline", err)
 		}
-	case <-time.After(imdsRegionTimeout + 10*time.Second):
-		t.Fatal("asking a metadata service that does not answer did not end with the timeout")
+		if elapsed := time.Since(start); elapsed >= imdsRegionTimeout+time.Second {
+			t.Errorf("gave up on a metadata service that does not answer after %v; want about %v (--timeout %v)",
+				elapsed, imdsRegionTimeout, c.timeout)
+		}
+	case <-time.After(c.timeout):
+		t.Fatal("asking a metadata service that does not answer did not end before --timeout")
 	}
 }
