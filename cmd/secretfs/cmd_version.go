@@ -17,10 +17,7 @@ func newVersionCommand() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			info, ok := debug.ReadBuildInfo()
-			if !ok {
-				info = nil
-			}
+			info, _ := debug.ReadBuildInfo() // nil without build info
 			fmt.Fprintln(cmd.OutOrStdout(), versionLine(version, info))
 		},
 	}
