@@ -65,8 +65,10 @@ func TestLocalKMSOfAnotherVersionIsRefused(t *testing.T) {
 	}
 }
 
-// Until scripts/install-test-deps reads the pinned version from here, the
-// version it writes out must be this one.
+// Until scripts/install-test-deps reads the pinned module and version
+// from here, the ones it writes out must be these. A script whose lines
+// this test cannot find fails it too: a renamed variable must not make
+// the check pass by checking nothing.
 func TestInstallScriptPinsTheSameLocalKMS(t *testing.T) {
 	root, err := repoRoot()
 	if err != nil {
@@ -76,8 +78,16 @@ func TestInstallScriptPinsTheSameLocalKMS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^LOCAL_KMS_VERSION=(v[^\s]*)$`).FindSubmatch(script)
-	if m != nil && string(m[1]) != LocalKMSVersion {
-		t.Errorf("scripts/install-test-deps pins local-kms %s, internal/testserver %s", m[1], LocalKMSVersion)
+	for _, pin := range []struct{ variable, want string }{
+		{"LOCAL_KMS", LocalKMSModule},
+		{"LOCAL_KMS_VERSION", LocalKMSVersion},
+	} {
+		m := regexp.MustCompile(`(?m)^` + pin.variable + `=(\S*)$`).FindSubmatch(script)
+		switch {
+		case m == nil:
+			t.Errorf("scripts/install-test-deps has no line %s=...: it no longer pins local-kms as this test expects", pin.variable)
+		case string(m[1]) != pin.want:
+			t.Errorf("scripts/install-test-deps sets %s=%s, internal/testserver pins %s", pin.variable, m[1], pin.want)
+		}
 	}
 }
