@@ -297,10 +297,10 @@ func (w *wire) take(op string) []map[string]any {
 // none, as the original did; neither gives NumberOfBytes. Decrypt names no
 // key, and carries the context v2 was sealed with.
 func TestRequestsOnTheWire(t *testing.T) {
-	net := &wire{http: awshttp.NewBuildableClient(), bodies: map[string][]map[string]any{}}
-	c := newClient(t, server.URL, func(o *awskms.Options) { o.HTTPClient = net })
+	w := &wire{http: awshttp.NewBuildableClient(), bodies: map[string][]map[string]any{}}
+	c := newClient(t, server.URL, func(o *awskms.Options) { o.HTTPClient = w })
 	k := createKey(t, c)
-	net.take("CreateKey")
+	w.take("CreateKey")
 	itemContext := map[string]any{crypto.ContextApplicationName: "app", crypto.ContextSecretName: "db"}
 	for _, f := range []struct {
 		format  crypto.Format
@@ -314,7 +314,7 @@ func TestRequestsOnTheWire(t *testing.T) {
 		s := seal(t, e, "app", "db", []byte("hunter2"))
 		open(t, e, "app", "db", s)
 
-		gen, dec := net.take("GenerateDataKey"), net.take("Decrypt")
+		gen, dec := w.take("GenerateDataKey"), w.take("Decrypt")
 		if len(gen) != 1 || len(dec) != 1 {
 			t.Fatalf("%s: %d GenerateDataKey and %d Decrypt requests seen, want 1 and 1", f.format, len(gen), len(dec))
 		}
