@@ -198,27 +198,16 @@ func (k *Keeper) List(ctx context.Context, app, after string, limit int) (page [
 // whole listing lasts as long as ctx allows.
 func (k *Keeper) Apps(ctx context.Context) ([]string, error) {
 	const op fault.Op = "secrets.Apps"
-	var apps []string
-	cursor := ""
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, fault.E(op, fault.Unavailable, err)
+	return store.CollectApps(ctx, func(ctx context.Context, cursor string) (page []string, next string, err error) {
+		if err := ctx.Err(); err != nil { // the caller gave up between pages
+			return nil, "", fault.E(op, fault.Unavailable, err)
 		}
-		var page []string
-		var next string
-		err := k.call(ctx, op, "", func(ctx context.Context) (err error) {
+		err = k.call(ctx, op, "", func(ctx context.Context) (err error) {
 			page, next, err = k.store.Apps(ctx, cursor, 0)
 			return err
 		})
-		if err != nil {
-			return nil, err
-		}
-		apps = append(apps, page...)
-		if next == "" {
-			return store.SortApps(apps), nil
-		}
-		cursor = next
-	}
+		return page, next, err
+	})
 }
 
 // MaxValueSize is the store's limit on a value.

@@ -308,17 +308,26 @@ func ListAll(ctx context.Context, s Store, app string) ([]Meta, error) {
 	}
 }
 
-// AppsAll collects every page of the application listing: sorted, each
+// AppsAll collects every page of s's application listing: sorted, each
 // name once.
 func AppsAll(ctx context.Context, s Store) ([]string, error) {
+	return CollectApps(ctx, func(ctx context.Context, cursor string) ([]string, string, error) {
+		return s.Apps(ctx, cursor, 0)
+	})
+}
+
+// CollectApps follows the cursors of an application listing from the
+// first page to the last, as page returns them, and returns every name
+// sorted and once.
+func CollectApps(ctx context.Context, page func(ctx context.Context, cursor string) (apps []string, next string, err error)) ([]string, error) {
 	var all []string
 	cursor := ""
 	for {
-		page, next, err := s.Apps(ctx, cursor, 0)
+		apps, next, err := page(ctx, cursor)
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, page...)
+		all = append(all, apps...)
 		if next == "" {
 			return SortApps(all), nil
 		}
