@@ -12,6 +12,8 @@
 package testserver
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +66,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	calls     map[string]int64
+	total     int64         // every whole request, whatever its operation
+	givenUp   int64         // whole requests dropped because their client left first
 	resumed   chan struct{} // nil when not paused; closed by Resume
 	throttled int           // requests still to refuse with a throttling error
 	denied    int           // requests still to refuse with AccessDenied
@@ -200,63 +204,95 @@ func start(cmd *exec.Cmd, svc service, port, dir string) (*Server, error) {
 
 // serveProxy puts a counting reverse proxy in front of backend.
 func (s *Server) serveProxy(backend string) error {
-	target := &url.URL{Scheme: "http", Host: backend}
-	rp := httputil.NewSingleHostReverseProxy(target)
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: backend})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	s.proxy = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// "DynamoDB_20120810.GetItem" -> "GetItem"; "TrentService.Decrypt" -> "Decrypt"
-		target := r.Header.Get("X-Amz-Target")
-		op := ""
-		if i := strings.LastIndexByte(target, '.'); i >= 0 {
-			op = target[i+1:]
-		}
-		s.mu.Lock()
-		if op != "" {
-			s.calls[op]++
-		}
-		resumed, refusal := s.resumed, ""
-		switch {
-		case s.denied > 0:
-			s.denied--
-			refusal = codeAccessDenied
-		case s.throttled > 0:
-			s.throttled--
-			refusal = codeThrottling
-		}
-		s.mu.Unlock()
-		if resumed != nil {
-			// An unreachable host: no answer, unless the partition
-			// heals before the client gives up.
-			select {
-			case <-resumed:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		if refusal != "" {
-			s.refuse(w, r, op, refusal)
-			return
-		}
-		rp.ServeHTTP(w, r)
+		s.serve(w, r, rp)
 	})}
 	go s.proxy.Serve(ln)
 	s.URL = "http://" + ln.Addr().String()
 	return nil
 }
 
-// refuse answers r, a request of operation op, with the error code, as
-// the service itself does: HTTP 400 and a JSON body with the code in
-// "__type" and a message. An AccessDenied names the action and resource,
-// as AWS's do.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, op, code string) {
+// serve counts r and forwards it to the server through rp, unless the
+// server is paused, refusing, or r's client has given up.
+//
+// The server only ever sees whole requests from live clients: the proxy
+// reads each body whole before anything else, so a client that gives up
+// mid-body (a cancelled SDK call) reaches nothing (dynalite dies of a
+// request cut off while it reads it: "Error: aborted"). A request whose
+// client has left by the time it would be forwarded is dropped. Once
+// forwarded, a request runs to its end even if the client leaves, as on a
+// real server, so that no connection to the server is cut mid-request.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rp *httputil.ReverseProxy) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		// Never arrived: neither counted nor forwarded.
+		http.Error(w, "incomplete request body", http.StatusBadRequest)
+		return
+	}
+	// "DynamoDB_20120810.GetItem" -> "GetItem"; "TrentService.Decrypt" -> "Decrypt"
+	target := r.Header.Get("X-Amz-Target")
+	op := ""
+	if i := strings.LastIndexByte(target, '.'); i >= 0 {
+		op = target[i+1:]
+	}
+	s.mu.Lock()
+	s.total++
+	if op != "" {
+		s.calls[op]++
+	}
+	resumed, refusal := s.resumed, ""
+	switch {
+	case s.denied > 0:
+		s.denied--
+		refusal = codeAccessDenied
+	case s.throttled > 0:
+		s.throttled--
+		refusal = codeThrottling
+	}
+	s.mu.Unlock()
+	if resumed != nil {
+		// An unreachable host: no answer, unless the partition
+		// heals before the client gives up.
+		select {
+		case <-resumed:
+		case <-r.Context().Done():
+		}
+	}
+	if r.Context().Err() != nil {
+		s.mu.Lock()
+		s.givenUp++
+		s.mu.Unlock()
+		return
+	}
+	if refusal != "" {
+		s.refuse(w, op, refusal, body)
+		return
+	}
+	// Detached from the client's context, which ends when the client
+	// leaves; still cancellable (a nil Done would make the ReverseProxy
+	// watch the client's connection instead).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	out := r.WithContext(ctx)
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	rp.ServeHTTP(w, out)
+}
+
+// refuse answers a request of operation op, whose body is reqBody, with
+// the error code, as the service itself does: HTTP 400 and a JSON body
+// with the code in "__type" and a message. An AccessDenied names the
+// action and resource, as AWS's do.
+func (s *Server) refuse(w http.ResponseWriter, op, code string, reqBody []byte) {
 	msg := "Rate of requests exceeds the allowed throughput."
 	if code == codeAccessDenied {
 		var req map[string]any
-		body, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(body, &req) // a body that is not JSON names no resource
+		_ = json.Unmarshal(reqBody, &req) // a body that is not JSON names no resource
 		action := s.svc.action + ":" + op
 		msg = "User: " + deniedPrincipal + " is not authorized to perform: " + action + " on resource: " +
 			s.svc.resource(req) + " because no identity-based policy allows the " + action + " action"
@@ -278,11 +314,22 @@ func (s *Server) Calls(op string) int64 {
 	return s.calls[op]
 }
 
+// Total returns how many requests the server has received, of every
+// operation (and none). Like Calls, it counts only requests that arrived
+// whole: those refused or left unanswered by the proxy too, never those
+// a client gave up before it had sent them whole.
+func (s *Server) Total() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
 // ResetCalls zeroes the counters.
 func (s *Server) ResetCalls() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.calls)
+	s.total = 0
 }
 
 // Pause makes the server unreachable, as a network partition does: its
