@@ -70,7 +70,7 @@ func TestLocalKMSOfAnotherVersionIsRefused(t *testing.T) {
 // this test cannot find fails it too: a renamed variable must not make
 // the check pass by checking nothing.
 func TestInstallScriptPinsTheSameLocalKMS(t *testing.T) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -134,7 +135,7 @@ const (
 
 // StartDynalite starts dynalite, in memory, on a free port.
 func StartDynalite() (*Server, error) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -324,6 +325,14 @@ func (s *Server) Total() int64 {
 	return s.total
 }
 
+// Counts returns how many requests of each operation the server has
+// received (a copy).
+func (s *Server) Counts() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.calls)
+}
+
 // ResetCalls zeroes the counters.
 func (s *Server) ResetCalls() {
 	s.mu.Lock()
@@ -426,9 +435,9 @@ func freePort() (string, error) {
 	return port, err
 }
 
-// repoRoot is the directory holding go.mod, found upwards from the working
+// RepoRoot is the directory holding go.mod, found upwards from the working
 // directory (go test runs in the package's directory).
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

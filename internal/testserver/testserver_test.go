@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,9 +40,15 @@ func TestServersStartAndCountCalls(t *testing.T) {
 			if got := s.Calls("SomeOperation"); got != 1 {
 				t.Errorf("Calls(SomeOperation) = %d, want 1", got)
 			}
+			if got := s.Counts(); !maps.Equal(got, map[string]int64{"SomeOperation": 1}) {
+				t.Errorf("Counts() = %v, want SomeOperation: 1", got)
+			}
+			if got := s.Total(); got != 1 {
+				t.Errorf("Total() = %d, want 1", got)
+			}
 			s.ResetCalls()
-			if got := s.Calls("SomeOperation"); got != 0 {
-				t.Errorf("after ResetCalls: %d", got)
+			if got, counts, total := s.Calls("SomeOperation"), s.Counts(), s.Total(); got != 0 || len(counts) != 0 || total != 0 {
+				t.Errorf("after ResetCalls: Calls %d, Counts %v, Total %d", got, counts, total)
 			}
 		})
 	}
