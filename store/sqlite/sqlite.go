@@ -333,6 +333,33 @@ func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, s
 	return apps, apps[len(apps)-1], nil
 }
 
+// MasterKeyIDs returns the distinct MasterKeyIDs of the stored items, in
+// byte order: which keys wrapped what this file holds, so that a process
+// about to use it can find out at start-up whether its key can read any of
+// it. An empty store gives none. It is one query, but it reads every row
+// (the column has no index, and a local store is small enough that it
+// needs none); it is meant for start-up, not for every request.
+func (s *Store) MasterKeyIDs(ctx context.Context) ([]string, error) {
+	const op fault.Op = "sqlite.MasterKeyIDs"
+	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT MasterKeyId FROM secrets ORDER BY 1")
+	if err != nil {
+		return nil, s.wrap(ctx, op, "", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, s.wrap(ctx, op, "", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(ctx, op, "", err)
+	}
+	return ids, nil
+}
+
 // Close implements store.Store.
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
