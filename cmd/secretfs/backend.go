@@ -84,6 +84,9 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 	} else if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no secret store at %s: run `secretfs init` first (or point --data-dir at it)", dbPath)
 	}
+	if err := refuseTruncatedStore(dir, dbPath); err != nil {
+		return nil, err
+	}
 	keyPath := c.rsaKey
 	if keyPath == "" {
 		keyPath = filepath.Join(dir, privateKey)
@@ -106,6 +109,13 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 	}
 	st, err := sqlite.Open(ctx, dbPath)
 	if err != nil {
+		return nil, err
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	err = refuseForeignKey(checkCtx, st, wrapper.MasterKeyID(), dbPath, keyPath, c.log)
+	cancel()
+	if err != nil {
+		st.Close()
 		return nil, err
 	}
 	k, err := c.keeper(st, wrapper, format)

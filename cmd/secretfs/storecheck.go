@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/store/sqlite"
+)
+
+// Start-up checks of the local backend. A service that starts on the
+// wrong key or on an emptied store file does harm quietly: reads fail one
+// by one, and writes succeed, so the store ends up under two keys or a
+// new store grows over the old one. These checks refuse to start instead,
+// and say what to do.
+
+// refuseTruncatedStore refuses a store file of 0 bytes beside a key pair.
+// SQLite takes an empty file for a new database, so the mount would serve
+// an empty tree and the next write would start a new store over the old
+// one. A store that was ever opened holds at least its header page, so 0
+// bytes beside the keys that were made with it means the file was cut
+// short: a full disk, a copy or restore that stopped, a stray
+// `> secrets.db`. A missing file is not this check's business.
+func refuseTruncatedStore(dir, dbPath string) error {
+	if fi, err := os.Stat(dbPath); err != nil || fi.Size() != 0 {
+		return nil
+	}
+	for _, key := range []string{privateKey, publicKey} {
+		if _, err := os.Stat(filepath.Join(dir, key)); err == nil {
+			return fmt.Errorf("the store %s is empty (0 bytes) but its key pair is beside it: the file was probably truncated (a full disk, an interrupted copy or restore); restore it from a backup, or, only if this data directory never held secrets, remove it and run `secretfs init`", dbPath)
+		}
+	}
+	return nil
+}
+
+// refuseForeignKey refuses a key that wrapped none of the items of a
+// store that holds some: it could read none of them, and what it wrote
+// could not be read with the key of the rest. An empty store, or one with
+// at least one item under this key, is fine; one whose items are under
+// several keys is logged, since its other items read as EIO.
+func refuseForeignKey(ctx context.Context, st *sqlite.Store, keyID, dbPath, keyPath string, log logrus.FieldLogger) error {
+	ids, err := st.MasterKeyIDs(ctx)
+	switch {
+	case err != nil:
+		return err
+	case len(ids) == 0:
+		return nil
+	case slices.Contains(ids, keyID):
+		if len(ids) > 1 {
+			log.WithField("path", dbPath).Warnf("the store holds items wrapped under %d keys: %s; reading those not under %s fails with EIO", len(ids), quoteKeyIDs(ids), keyID)
+		}
+		return nil
+	}
+	return fmt.Errorf("the store %s holds secrets wrapped under %s and none under the key %s (%s), which could read none of them: restore the key the store was written with, or pass --rsa-key with it (a key file's fingerprint: openssl pkey -in FILE -pubout -outform DER | sha256sum)", dbPath, quoteKeyIDs(ids), keyPath, keyID)
+}
+
+// quoteKeyIDs names up to three stored key ids, quoted: they are data
+// read from the store, not text to trust.
+func quoteKeyIDs(ids []string) string {
+	const most = 3
+	quoted := make([]string, 0, most)
+	for _, id := range ids[:min(len(ids), most)] {
+		quoted = append(quoted, crypto.QuoteID(id))
+	}
+	s := strings.Join(quoted, ", ")
+	if len(ids) > most {
+		s += fmt.Sprintf(" and %d more", len(ids)-most)
+	}
+	return s
+}
