@@ -150,7 +150,11 @@ func newLsCommand(c *config) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ls [APP]",
 		Short: "List the applications, or the secrets of one application",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `List the applications, or the secrets of one application, one name a line.
+A name holding a control character (a newline, a tab, an escape) or bytes
+that are not UTF-8 is printed as one shell word, the way GNU ls quotes it:
+'a'$'\n''b'. Other names print unchanged.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
 			if err != nil {
@@ -161,7 +165,7 @@ func newLsCommand(c *config) *cobra.Command {
 			if len(args) == 0 {
 				apps, err := b.Apps(cmd.Context())
 				for _, a := range apps {
-					fmt.Fprintln(out, a)
+					fmt.Fprintln(out, listedName(a))
 				}
 				return err
 			}
@@ -175,7 +179,7 @@ func newLsCommand(c *config) *cobra.Command {
 					if long {
 						fmt.Fprintln(out, longLine(m))
 					} else {
-						fmt.Fprintln(out, m.Name)
+						fmt.Fprintln(out, listedName(m.Name))
 					}
 				}
 				if next == "" {
@@ -190,7 +194,7 @@ func newLsCommand(c *config) *cobra.Command {
 }
 
 // longLine is one line of `ls -l`: size, modification time, version,
-// format and name. A legacy item written by the original Secret Store
+// format and name (quoted as listedName quotes it). A legacy item written by the original Secret Store
 // records no size, time or version: those columns show "-".
 func longLine(m store.Meta) string {
 	size, modified, version, format := "-", "-", "-", m.Format
@@ -206,5 +210,5 @@ func longLine(m store.Meta) string {
 	if format == "" {
 		format = "v1-legacy"
 	}
-	return fmt.Sprintf("%8s  %-19s  %-5s %-9s %s", size, modified, version, format, m.Name)
+	return fmt.Sprintf("%8s  %-19s  %-5s %-9s %s", size, modified, version, format, listedName(m.Name))
 }

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// listedName is how `secretfs ls` prints a name. A name whose characters
+// are all printable prints unchanged. A name holding a control character
+// (C0, DEL, C1) or a byte that is not UTF-8 would otherwise print as
+// something else, or move the cursor or end a line where a script reading
+// the listing expects a name to end; it is printed instead as one shell
+// word, the way GNU ls's shell-escape quoting style prints it in a UTF-8
+// locale: in single quotes, each run of such characters in $'...' with C
+// escapes or octal bytes, and each single quote escaped with a backslash
+// between quoted parts:
+//
+//	a<newline>b      'a'$'\n''b'
+//	<ESC>[31m        ''$'\033''[31m'
+//	it's<newline>    'it'\''s'$'\n'
+//
+// Pasted into bash, zsh or ksh the word gives back the exact name. (Before
+// a name holding a single quote after its first character, GNU ls 9.1
+// prints a redundant pair of quotes; that is not copied.)
+func listedName(name string) string {
+	if !strings.ContainsFunc(name, unprintable) && utf8.ValidString(name) {
+		return name
+	}
+	var b strings.Builder
+	b.WriteByte('\'')
+	inDollar := false // inside $'...' rather than '...'
+	for i := 0; i < len(name); {
+		r, size := utf8.DecodeRuneInString(name[i:])
+		chunk := name[i : i+size]
+		i += size
+		if (r == utf8.RuneError && size == 1) || unprintable(r) {
+			if !inDollar {
+				b.WriteString("'$'")
+				inDollar = true
+			}
+			for _, c := range []byte(chunk) {
+				b.WriteString(byteEscape(c))
+			}
+			continue
+		}
+		if r == '\'' {
+			// Closes either kind of quote, then an escaped ', then reopens '.
+			b.WriteString(`'\''`)
+			inDollar = false
+			continue
+		}
+		if inDollar {
+			b.WriteString("''") // close $'...', open '...'
+			inDollar = false
+		}
+		b.WriteString(chunk)
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+// unprintable reports whether r is a control character: C0, DEL or C1.
+// Other characters, including every other non-ASCII one, print as they
+// are, as GNU ls prints them in a UTF-8 locale.
+func unprintable(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r <= 0x9f)
+}
+
+// byteEscape is c inside $'...': the C escape bash understands there for
+// \a, \b, \t, \n, \v, \f and \r (bytes 7 to 13), else three octal digits.
+func byteEscape(c byte) string {
+	if c >= '\a' && c <= '\r' {
+		return `\` + "abtnvfr"[c-'\a':c-'\a'+1]
+	}
+	return `\` + string([]byte{'0' + c>>6, '0' + c>>3&7, '0' + c&7})
+}
