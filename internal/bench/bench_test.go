@@ -56,22 +56,24 @@ func TestPeerReadsFromTheTestServers(t *testing.T) {
 }
 
 // Daemon requests are read from the Prometheus text the mount serves:
-// the counter's samples by op, nothing of other metrics, even those whose
-// names begin the same.
+// the counter's samples summed by op (whatever their errno), nothing of
+// other metrics, even those whose names begin the same.
 func TestParseRequests(t *testing.T) {
 	text := `# HELP secretfs_fuse_requests_total Requests from the kernel, by operation.
 # TYPE secretfs_fuse_requests_total counter
-secretfs_fuse_requests_total{op="LOOKUP"} 12
-secretfs_fuse_requests_total{mount="/x",op="READ"} 3e+00
-secretfs_fuse_requests_total_created{op="LOOKUP"} 1.7e+09
+secretfs_fuse_requests_total{errno="OK",op="LOOKUP"} 12
+secretfs_fuse_requests_total{errno="ENOENT",op="LOOKUP"} 1
+secretfs_fuse_requests_total{errno="OK",op="READ"} 3e+00
+secretfs_fuse_requests_total_created{errno="OK",op="LOOKUP"} 1.7e+09
+secretfs_fuse_request_duration_seconds_count{op="LOOKUP"} 13
 secretfs_other_total 99
-secretfs_fuse_requests_total{op="OPEN"} 5 1700000000000
+secretfs_fuse_requests_total{errno="OK",op="OPEN"} 5 1700000000000
 `
 	got, err := parseRequests(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]float64{"LOOKUP": 12, "READ": 3, "OPEN": 5}; !maps.Equal(got, want) {
+	if want := map[string]float64{"LOOKUP": 13, "READ": 3, "OPEN": 5}; !maps.Equal(got, want) {
 		t.Errorf("parseRequests = %v, want %v", got, want)
 	}
 	if _, err := parseRequests(strings.NewReader("secretfs_other_total 1\n")); err == nil {
@@ -94,7 +96,7 @@ func TestCounts(t *testing.T) {
 	if got := (counts{}).String(); got != "0" {
 		t.Errorf("no calls: %q, want 0", got)
 	}
-	for v, want := range map[float64]string{2400000: "2,400,000", 0.25: "0.25", 66.6: "66.6", 1797.4: "1,797"} {
+	for v, want := range map[float64]string{2400000: "2,400,000", 0.25: "0.25", 66.6: "66.6", 1797.4: "1,797", 1.0 / 750: "0.0013"} {
 		if got := num(v); got != want {
 			t.Errorf("num(%v) = %q, want %q", v, got, want)
 		}

@@ -107,6 +107,16 @@ func (b *bench) mount(be backend, extra ...string) (*mount, error) {
 			return nil, fmt.Errorf("secretfs did not mount %s within 30s\n%s", dir, m.log())
 		}
 	}
+	if m.metrics != "" {
+		// Listing the root surely reaches the daemon; from then on its
+		// counter must be there, or requests would read as 0.
+		if _, err := os.ReadDir(dir); err != nil {
+			return nil, err
+		}
+		if _, err := m.requests(); err != nil {
+			return nil, fmt.Errorf("secretfs has --metrics-addr, but its daemon requests cannot be read: %w", err)
+		}
+	}
 	return m, nil
 }
 

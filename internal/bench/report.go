@@ -174,8 +174,11 @@ func (r opResult) calls() string {
 }
 
 func (r opResult) requests() string {
-	if r.cost.requests == nil {
+	switch {
+	case r.cost.requests == nil:
 		return "not available"
+	case len(r.cost.requests) == 0:
+		return "0"
 	}
 	return fmt.Sprintf("%s (%s)", num(r.cost.requests.total()), r.cost.requests)
 }

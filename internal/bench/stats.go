@@ -116,7 +116,8 @@ func (c counts) String() string {
 	return strings.Join(parts, " + ")
 }
 
-// num formats a count that may be an average: 1, 0.02, 2.5, 1,234.
+// num formats a count that may be an average: 1, 0.25, 0.0013, 66.6,
+// 1,234.
 func num(v float64) string {
 	switch {
 	case v == float64(int64(v)):
@@ -125,8 +126,10 @@ func num(v float64) string {
 		return thousands(int64(v + 0.5))
 	case v >= 10:
 		return fmt.Sprintf("%.1f", v)
+	case v >= 0.1:
+		return fmt.Sprintf("%.2f", v)
 	}
-	return fmt.Sprintf("%.2f", v)
+	return fmt.Sprintf("%.2g", v) // two significant digits of a rare event
 }
 
 // thousands writes n with commas: 2,400,000.
