@@ -159,10 +159,51 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	err = k.call(ctx, op, key.Path(), func(ctx context.Context) error {
 		return k.store.Put(ctx, item, expected)
 	})
+	switch fault.KindOf(err) {
+	case fault.Unavailable, fault.Other, fault.Conflict, fault.Exist:
+		err = k.settle(ctx, op, item, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return item, nil
+}
+
+// ErrOutcomeUnknown is in the chain of a Put's error when the store was
+// sent the write and neither it nor a second look told whether the write
+// landed: the caller must not claim it was lost, and must ask the store
+// before trusting what it remembers of the secret.
+var ErrOutcomeUnknown = errors.New("the outcome is unknown: the store took the write but did not answer, nor say afterwards what it holds; the next read asks it")
+
+// settle finds out whether a write whose request went out landed, when
+// its answer does not say: no answer came in time (the write may land
+// all the same), or the condition failed (the SDK may have retried a
+// write that had already landed, whose first answer was lost). It asks
+// the store for the item within one more deadline. The write landed if
+// the store holds its IV, which is fresh on every write.
+func (k *Keeper) settle(ctx context.Context, op fault.Op, item *store.Item, putErr error) error {
+	var stored *store.Item
+	err := k.call(ctx, op, item.Path(), func(ctx context.Context) (err error) {
+		stored, err = k.store.Get(ctx, item.Key)
+		return err
+	})
+	switch {
+	case err == nil && stored.Revision().Equal(item.Revision()):
+		return nil
+	case err == nil || fault.Is(fault.NotFound, err):
+		if fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr) {
+			return putErr // a real conflict
+		}
+		held := "another revision"
+		if err != nil {
+			held = "no item"
+		}
+		return fault.E(op, item.Path(), fault.Unavailable, fmt.Errorf("not committed (the store holds %s): %w", held, putErr))
+	}
+	if fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr) {
+		return putErr // the store answered the write; only the second look failed
+	}
+	return fault.E(op, item.Path(), fault.Unavailable, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, putErr))
 }
 
 // Delete removes k if the stored item is the expected Revision.

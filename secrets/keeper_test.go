@@ -3,6 +3,7 @@ package secrets
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -284,5 +285,86 @@ func TestCallersDeadlineIsNotTheKeepers(t *testing.T) {
 	_, err := k.Get(ctx, store.Key{App: "app", Name: "db"}, true)
 	if err == nil || strings.Contains(err.Error(), "no answer within") {
 		t.Fatalf("Get past the caller's deadline: %v; want its error, not the Keeper's timeout", err)
+	}
+}
+
+// unsureStore plays a store whose Put goes out and gets no answer in time:
+// the write lands (land) or not, and a Get afterwards answers or not
+// (getHangs). A second Put answers a conflict, as DynamoDB does to an SDK
+// retry of a write that already landed (retried).
+type unsureStore struct {
+	store.Store
+	land, getHangs, retried bool
+}
+
+func (s *unsureStore) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
+	if s.land {
+		if err := s.Store.Put(ctx, item, expected); err != nil {
+			return err
+		}
+	}
+	if s.retried {
+		return fault.E(fault.Op("unsure.Put"), item.Path(), fault.Conflict, "the SDK's retry found the write already there")
+	}
+	<-ctx.Done()
+	return fault.E(fault.Op("unsure.Put"), item.Path(), ctx.Err())
+}
+
+func (s *unsureStore) Get(ctx context.Context, k store.Key) (*store.Item, error) {
+	if s.getHangs {
+		<-ctx.Done()
+		return nil, fault.E(fault.Op("unsure.Get"), k.Path(), ctx.Err())
+	}
+	return s.Store.Get(ctx, k)
+}
+
+// A write whose answer did not come is settled by asking the store, within
+// one more deadline, which revision it holds.
+func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
+	k := store.Key{App: "app", Name: "s"}
+	for _, tc := range []struct {
+		name                    string
+		land, getHangs, retried bool
+		want                    string // "committed", "not committed", "unknown"
+	}{
+		{"landed", true, false, false, "committed"},
+		{"did not land", false, false, false, "not committed"},
+		{"no second answer", false, true, false, "unknown"},
+		{"a retry of a landed write", true, false, true, "committed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := memory.New()
+			plain, w := newKeeper(t, inner, Options{})
+			before, err := plain.Write(context.Background(), k, []byte("before"), store.NoItem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &unsureStore{Store: inner, land: tc.land, getHangs: tc.getHangs, retried: tc.retried}
+			e, err := crypto.NewEnvelope(w, crypto.FormatV2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kp := NewKeeper(s, e, Options{Timeout: 50 * time.Millisecond})
+			item, err := kp.Write(context.Background(), k, []byte("after"), before.Revision())
+			got := "committed"
+			switch {
+			case errors.Is(err, ErrOutcomeUnknown):
+				got = "unknown"
+			case err != nil:
+				got = "not committed"
+				if !fault.Is(fault.Unavailable, err) {
+					t.Errorf("not committed: %v, want Unavailable", err)
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("Write: %v (%v), want %s", got, err, tc.want)
+			}
+			if got == "committed" {
+				stored, _ := s.Store.Get(context.Background(), k)
+				if !stored.Revision().Equal(item.Revision()) {
+					t.Error("settled as committed, but the store holds another revision")
+				}
+			}
+		})
 	}
 }
