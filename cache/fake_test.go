@@ -105,7 +105,7 @@ func (f *fakeOrigin) count(method string) int {
 func (f *fakeOrigin) counts() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return map[string]int{"Fetch": f.calls["Fetch"], "Open": f.calls["Open"], "Get": f.calls["Get"], "Stat": f.calls["Stat"]}
+	return map[string]int{"Fetch": f.calls["Fetch"], "Open": f.calls["Open"], "List": f.calls["List"], "Put": f.calls["Put"]}
 }
 
 // handedOut returns the plaintexts handed out so far, oldest first.
@@ -226,38 +226,6 @@ func (f *fakeOrigin) Open(ctx context.Context, item *store.Item) (secrets.Secret
 		return secrets.Secret{}, err
 	}
 	return f.open(item), nil
-}
-
-func (f *fakeOrigin) Get(ctx context.Context, k store.Key, fresh bool) (secrets.Secret, error) {
-	item := f.snapshot(k)
-	if err := f.enter(ctx, "Get"); err != nil {
-		return secrets.Secret{}, err
-	}
-	if item == nil {
-		return secrets.Secret{}, notFound("fake.Get", k)
-	}
-	return f.open(item), nil
-}
-
-func (f *fakeOrigin) Stat(ctx context.Context, k store.Key, fresh bool) (store.Meta, error) {
-	if err := f.enter(ctx, "Stat"); err != nil {
-		return store.Meta{}, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	item := f.items[k]
-	if item == nil {
-		return store.Meta{}, notFound("fake.Stat", k)
-	}
-	return item.Meta, nil
-}
-
-func (f *fakeOrigin) Put(ctx context.Context, k store.Key, value []byte, expected store.Revision) (store.Meta, error) {
-	item, err := f.Write(ctx, k, value, expected)
-	if item == nil {
-		return store.Meta{}, err
-	}
-	return item.Meta, err
 }
 
 // The fake compares Versions only: Revisions are the stores' business
@@ -385,18 +353,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// mustGet returns k's value as a string and wipes the caller's copy.
-func mustGet(t *testing.T, c *Plaintext, k store.Key, fresh bool) string {
-	t.Helper()
-	s, err := c.Get(context.Background(), k, fresh)
-	if err != nil {
-		t.Fatalf("Get(%s, fresh=%v): %v", k, fresh, err)
-	}
-	v := string(s.Value)
-	s.Value.Wipe()
-	return v
 }
 
 // sameCounts fails the test if any backend call happened since before.

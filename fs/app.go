@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"syscall"
-	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -30,6 +29,7 @@ var (
 	_ gofs.NodeUnlinker       = (*appNode)(nil)
 	_ gofs.NodeRenamer        = (*appNode)(nil)
 	_ gofs.NodeMkdirer        = (*appNode)(nil)
+	_ gofs.NodeStatfser       = (*appNode)(nil)
 )
 
 func (a *appNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -45,76 +45,68 @@ func (a *appNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetA
 	return 0
 }
 
+func (a *appNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return a.m.statfs(out)
+}
+
 func (a *appNode) key(name string) store.Key { return store.Key{App: a.app, Name: name} }
 
-// secretChild returns the node of a secret this mount already knows.
-func (a *appNode) secretChild(name string) *secretNode {
-	if child := a.GetChild(name); child != nil {
-		n, _ := child.Operations().(*secretNode)
-		return n
-	}
-	return nil
-}
-
 // settleAll waits out the closing writers of every secret of a (see
-// secretNode.settle).
-func (a *appNode) settleAll(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, settleTimeout) // for all of them together
-	defer cancel()
-	for _, child := range a.Children() {
-		if n, ok := child.Operations().(*secretNode); ok {
-			n.settle(ctx)
-		}
+// secretState.settle).
+func (a *appNode) settleAll() {
+	for _, s := range a.m.secretsOf(a.app) {
+		s.settle()
 	}
 }
 
+// Lookup points the name at its current revision, fresh within the TTL,
+// or at the inode of a secret being created here.
 func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	const op = "lookup"
 	k := a.key(name)
 	if err := k.Validate(); err != nil {
 		return nil, a.m.errno(op, err)
 	}
-	n := a.secretChild(name)
-	if n != nil {
-		n.settle(ctx)
+	s := a.m.secret(k)
+	if s != nil {
+		s.settle()
 	}
-	meta, err := a.m.src.Stat(ctx, k, false)
+	e, err := a.m.cat.Lookup(ctx, k)
 	switch {
-	case fault.Is(fault.NotFound, err) && n != nil && n.createdHere():
-		n.attr(&out.Attr) // being created through this mount
-		return &n.Inode, 0
+	case fault.Is(fault.NotFound, err) && s != nil:
+		if _, ok := s.creating(); ok {
+			d := s.createdInode(ctx, &a.Inode)
+			d.entry(out)
+			return &d.Inode, 0
+		}
+		return nil, a.m.errno(op, err)
 	case err != nil:
 		return nil, a.m.errno(op, err)
 	}
-	a.m.learnSize(ctx, &meta)
-	inode := a.secretInode(ctx, meta, out)
-	d := a.m.timeout(k)
-	out.SetEntryTimeout(d)
-	out.SetAttrTimeout(d)
-	return inode, 0
-}
-
-// secretInode returns the inode for the secret described by meta, reusing
-// the existing one so that open handles and the kernel agree on identity.
-func (a *appNode) secretInode(ctx context.Context, meta store.Meta, out *fuse.EntryOut) *gofs.Inode {
-	if n := a.secretChild(meta.Name); n != nil {
-		n.update(meta)
+	n := a.m.versionInode(ctx, &a.Inode, k, e.Meta, &out.Attr)
+	if e.Meta.Size < 0 {
+		n.learnSize(ctx)
 		n.attr(&out.Attr)
-		return &n.Inode
 	}
-	n := &secretNode{m: a.m, key: meta.Key, meta: meta}
-	n.attr(&out.Attr)
-	return a.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG})
+	if a.m.noOpen {
+		// Without opens, a lookup is the sign that a reader is back
+		// (the kernel looks a name up again once its entry expires).
+		n.snapshot().Touch()
+	}
+	out.SetEntryTimeout(kernelTime(e.Fresh))
+	out.SetAttrTimeout(kernelTime(a.m.opts.TTL))
+	return &n.Inode, 0
 }
 
 func (a *appNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	a.settleAll(ctx) // a listing right after `touch new` must show it
+	a.settleAll() // a listing right after `touch new` must show it
 	return &dirHandle{a: a}, 0, 0
 }
 
-// Create makes a new secret. Nothing is stored until the handle commits:
-// the new value is committed whole, on the condition that no secret of
-// that name appeared in the meantime.
+// Create makes a new secret, or opens an existing one the kernel did not
+// know of, for writing. Nothing is stored until the session commits: the
+// new value is committed whole, on the condition that no secret of that
+// name appeared in the meantime.
 func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	const op = "create"
 	k := a.key(name)
@@ -125,56 +117,70 @@ func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, a.m.errno(op, err)
 	}
 	// The kernel calls Create when it believes the name is free; another
-	// host may have made it since. Ask the store, not the cache.
-	meta, err := a.m.src.Stat(ctx, k, true)
-	switch {
-	case err == nil:
-		if flags&syscall.O_EXCL != 0 {
-			return nil, nil, 0, a.m.errno(op, fault.E(k.Path(), fault.Exist))
+	// host may have made it since. Ask the store.
+	meta, err := a.m.cat.Verify(ctx, k)
+	if err == nil && flags&syscall.O_EXCL != 0 {
+		return nil, nil, 0, a.m.errno(op, fault.E(k.Path(), fault.Exist))
+	}
+	if err == nil && needsValue(flags) {
+		if rerr := a.m.readable(k.Path()); rerr != nil {
+			return nil, nil, 0, a.m.errno(op, rerr)
 		}
-		inode := a.secretInode(ctx, meta, out)
-		fh, fuseFlags, errno := inode.Operations().(*secretNode).Open(ctx, flags)
-		return inode, fh, fuseFlags, errno
-	case fault.Is(fault.NotFound, err):
-		meta = store.Meta{Key: k, Version: store.Absent, Modified: time.Now()}
-		inode := a.secretInode(ctx, meta, out)
-		h := inode.Operations().(*secretNode).newWriteHandle(ctx, nil, meta, true, flags)
-		return inode, h, fuse.FOPEN_DIRECT_IO, 0
-	default:
+	}
+	s, done := a.m.opener(k)
+	defer done()
+	h, err := a.m.openWriter(ctx, s, flags|syscall.O_CREAT, meta, err)
+	if err != nil {
 		return nil, nil, 0, a.m.errno(op, err)
 	}
+	if h.ss.metadata().Version != store.Absent {
+		// It existed after all: the writer opens its current revision.
+		n := a.m.versionInode(ctx, &a.Inode, k, meta, &out.Attr)
+		out.SetEntryTimeout(kernelTime(0))
+		out.SetAttrTimeout(kernelTime(a.m.opts.TTL))
+		return &n.Inode, h, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
+	}
+	d := s.createdInode(ctx, &a.Inode)
+	d.entry(out)
+	return &d.Inode, h, fuse.FOPEN_DIRECT_IO, 0
 }
 
-// Unlink deletes a secret, on the condition that it is still the version
-// just read: a secret rewritten meanwhile is not deleted blind. Handles
+// Unlink deletes a secret, on the condition that it is still the revision
+// just read: a secret rewritten meanwhile is not deleted blind. Sessions
 // still open on it are orphaned, as on any file system: their writes
-// vanish instead of bringing it back.
+// vanish instead of bringing it back. Files open for reading keep reading
+// the revision they opened.
 func (a *appNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	const op = "unlink"
 	k := a.key(name)
 	if err := a.m.writable(k.Path()); err != nil {
 		return a.m.errno(op, err)
 	}
-	n := a.secretChild(name)
-	if n != nil {
-		n.settle(ctx)
+	s := a.m.secret(k)
+	if s != nil {
+		s.settle()
 	}
-	meta, err := a.m.src.Stat(ctx, k, true)
+	meta, err := a.m.cat.Verify(ctx, k)
 	switch {
-	case fault.Is(fault.NotFound, err) && n != nil && n.createdHere():
+	case fault.Is(fault.NotFound, err) && s != nil && isCreating(s):
 		// Created here and never committed: nothing is stored.
 	case err != nil:
 		return a.m.errno(op, err)
 	default:
-		if err := a.m.src.Delete(context.WithoutCancel(ctx), k, meta.Revision()); err != nil {
+		if err := a.m.cat.Delete(context.WithoutCancel(ctx), k, meta.Revision()); err != nil {
 			return a.m.errno(op, err)
 		}
 	}
-	if n != nil {
-		n.orphan()
+	if s != nil {
+		s.orphan()
 	}
 	a.m.log.WithField("secret", k.String()).Info("secret removed")
 	return 0
+}
+
+func isCreating(s *secretState) bool {
+	_, ok := s.creating()
+	return ok
 }
 
 // Rename re-encrypts: the ciphertext is bound to its application and name,
@@ -202,15 +208,15 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 	if from == to {
 		return 0
 	}
-	src, replaced := a.secretChild(name), dst.secretChild(newName)
-	for _, n := range []*secretNode{src, replaced} {
-		if n != nil {
-			n.settle(ctx)
+	src, replaced := a.m.secret(from), a.m.secret(to)
+	for _, s := range []*secretState{src, replaced} {
+		if s != nil {
+			s.settle()
 		}
 	}
 	expected := store.NoItem
 	if flags&unix.RENAME_NOREPLACE == 0 {
-		meta, err := a.m.src.Stat(ctx, to, true)
+		meta, err := a.m.cat.Verify(ctx, to)
 		switch {
 		case err == nil:
 			expected = meta.Revision()
@@ -219,23 +225,30 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		}
 	}
 
-	old, err := a.m.src.Get(ctx, from, true)
-	if fault.Is(fault.NotFound, err) && src != nil && src.createdHere() {
-		// Being created and not committed yet: the open handles follow
-		// the name and will commit it at its new place.
-		src.moved(store.NoItem, store.Meta{Key: to, Version: expected.Version, InitialisationVector: expected.IV, Modified: time.Now()})
+	old, err := a.m.cat.Verify(ctx, from)
+	if fault.Is(fault.NotFound, err) && src != nil && isCreating(src) {
+		// Being created and not committed yet: the sessions follow the
+		// name and will commit it at its new place.
+		a.m.move(src, from, to, store.NoItem, store.Meta{Key: to, Version: expected.Version, InitialisationVector: expected.IV})
+		a.m.renamed(dst, to)
 		return 0
 	}
 	if err != nil {
 		return a.m.errno(op, err)
 	}
-	defer old.Value.Wipe()
-	ctx = context.WithoutCancel(ctx)
-	meta, err := a.m.src.Put(ctx, to, old.Value, expected)
+	snap := a.m.cat.Snapshot(from, old)
+	value, err := snap.Value(ctx)
+	snap.Release()
 	if err != nil {
 		return a.m.errno(op, err)
 	}
-	if err := a.m.src.Delete(ctx, from, old.Revision()); err != nil {
+	defer value.Wipe()
+	ctx = context.WithoutCancel(ctx)
+	meta, err := a.m.cat.Put(ctx, to, value, expected)
+	if err != nil {
+		return a.m.errno(op, err)
+	}
+	if err := a.m.cat.Delete(ctx, from, old.Revision()); err != nil {
 		a.m.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).
 			Error("rename: the secret was written under its new name but the old one could not be removed")
 		return a.m.errno(op, err)
@@ -244,10 +257,46 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		replaced.orphan()
 	}
 	if src != nil {
-		src.moved(old.Revision(), meta)
+		a.m.move(src, from, to, old.Revision(), meta)
 	}
+	a.m.renamed(dst, to)
 	a.m.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("secret renamed")
 	return 0
+}
+
+// move re-keys the writers of a renamed secret: open files follow a
+// rename, as on any file system.
+func (m *mount) move(s *secretState, from, to store.Key, old store.Revision, meta store.Meta) {
+	m.mu.Lock()
+	if m.secrets[from] == s {
+		delete(m.secrets, from)
+	}
+	if prev := m.secrets[to]; prev != nil && prev != s {
+		// The replaced secret's writers were orphaned; their state
+		// lives on only as long as their descriptors.
+		prev.mu.Lock()
+		prev.key = store.Key{}
+		prev.mu.Unlock()
+	}
+	m.secrets[to] = s
+	m.mu.Unlock()
+	s.mu.Lock()
+	s.key = to
+	s.mu.Unlock()
+	for _, ss := range s.all() {
+		ss.moved(old, meta)
+	}
+}
+
+// renamed makes the kernel look the new name up again once the rename
+// returns: it moved the old name's inode there, which describes the old
+// name's revision, not the new item.
+func (m *mount) renamed(dst *appNode, to store.Key) {
+	go func() {
+		// After the reply: the kernel moves the entry when RENAME
+		// returns, so an invalidation sent before would be undone.
+		dst.NotifyEntry(to.Name)
+	}()
 }
 
 // Mkdir refuses: applications hold secrets, not directories.
@@ -287,7 +336,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		if h.done {
 			return nil, 0
 		}
-		page, next, err := h.a.m.src.List(ctx, h.a.app, h.next, 0)
+		page, next, err := h.a.m.cat.List(context.WithoutCancel(ctx), h.a.app, h.next, 0)
 		if err != nil {
 			return nil, h.a.m.errno("readdir", fault.E(fault.Path(h.a.app), err))
 		}
@@ -308,7 +357,13 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		// and a stat then looks it up, where decryption tells the size.
 		return nil, h.a.m.errno("readdirplus", fault.E(h.last.Path(), fault.NotFound, "a legacy item lists without its size; a lookup will learn it"))
 	}
-	return h.a.secretInode(ctx, *h.last, out), 0
+	if s := h.a.m.secret(h.last.Key); s != nil {
+		return h.a.Lookup(ctx, name, out) // it has writers here: let Lookup decide
+	}
+	n := h.a.m.versionInode(ctx, &h.a.Inode, h.last.Key, *h.last, &out.Attr)
+	out.SetAttrTimeout(kernelTime(h.a.m.opts.TTL))
+	out.SetEntryTimeout(kernelTime(h.a.m.opts.TTL))
+	return &n.Inode, 0
 }
 
 // Seekdir supports rewinding (offset 0), which is all that readdir(3)
@@ -319,30 +374,4 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	}
 	*h = dirHandle{a: h.a}
 	return 0
-}
-
-// checkSetattr refuses changes of owner and mode, which come from mount
-// options for the whole file system. Setting them to what they already
-// are, and setting times, is accepted (and times ignored), so that
-// touch(1), cp(1) and install(1) work.
-func (m *mount) checkSetattr(p fault.Path, in *fuse.SetAttrIn, mode uint32) error {
-	if mo, ok := in.GetMode(); ok && mo&07777 != mode {
-		return fault.E(p, fault.NotPermitted, "modes come from --file-mode and --dir-mode")
-	}
-	uid, uok := in.GetUID()
-	gid, gok := in.GetGID()
-	if (uok && uid != m.opts.UID) || (gok && gid != m.opts.GID) {
-		return fault.E(p, fault.NotPermitted, "owners come from --uid and --gid")
-	}
-	return nil
-}
-
-// writable refuses changes on a read-only mount. The kernel refuses most
-// of them already (the mount is "ro"); this is the same rule, kept where
-// the file system decides.
-func (m *mount) writable(p fault.Path) error {
-	if m.opts.ReadOnly {
-		return fault.E(p, fault.ReadOnly, "mounted read-only")
-	}
-	return nil
 }

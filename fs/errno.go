@@ -1,8 +1,6 @@
 package fs
 
 import (
-	"context"
-	"errors"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -52,15 +50,14 @@ var logLevel = map[fault.Kind]logrus.Level{
 // errno logs err once and returns the errno for it. Every file system
 // operation that fails returns through here. err never holds plaintext
 // (package fault's rule), so logging it is safe.
+//
+// There is no EINTR: only a fatal signal interrupts a request, as on a
+// local file system, and then nobody is left to read the answer. Backend
+// calls run without the request's cancellation and end at their own
+// deadline.
 func (m *mount) errno(op string, err error) syscall.Errno {
 	if err == nil {
 		return 0
-	}
-	// An interrupted request (the caller gave up, e.g. ^C) is not a
-	// backend failure.
-	if errors.Is(err, context.Canceled) {
-		m.log.WithField("op", op).Debug("interrupted")
-		return syscall.EINTR
 	}
 	kind := fault.KindOf(err)
 	e, ok := kindErrno[kind]
@@ -73,4 +70,13 @@ func (m *mount) errno(op string, err error) syscall.Errno {
 	}
 	m.log.WithFields(logrus.Fields{"op": op, "errno": e.Error()}).Log(level, err.Error())
 	return e
+}
+
+// relookup sends the caller to look the name up again: ESTALE, which the
+// kernel answers by retrying the open once with a fresh lookup. It is
+// routine (a revision replaced since the kernel cached the name, a writer
+// sent to its draft), so it is logged for debugging only.
+func (m *mount) relookup(op string, p fault.Path, why string) syscall.Errno {
+	m.log.WithFields(logrus.Fields{"op": op, "secret": string(p)}).Debug("looking the name up again: " + why)
+	return syscall.ESTALE
 }

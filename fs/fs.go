@@ -1,25 +1,43 @@
-// Package fs presents a secrets.Source as a FUSE file system:
+// Package fs presents a secrets.Catalog as a FUSE file system:
 //
 //	/                  the applications
 //	/<app>/            the secrets of one application
 //	/<app>/<secret>    one secret: read decrypts, write encrypts
 //
-// What a reader can rely on: a read returns a whole committed value, never
-// a torn, partial or empty one, because every open file handle serves its
-// own snapshot and bypasses the kernel's page cache (FOPEN_DIRECT_IO).
-// What a writer can rely on: bytes written through a handle stay private to
-// it until flush (close) or fsync, which commits them with one conditional
-// write; a concurrent writer that committed first makes that commit fail
-// with ESTALE instead of being overwritten.
+// Each committed revision of a secret is its own immutable inode
+// (versionNode), whose number derives from the application, the name and
+// the revision. A name points at its current revision; when the catalog
+// learns of another, the name is pointed at a new inode, and files already
+// open keep reading the revision they opened. Because an inode's content
+// never changes, the kernel may keep its pages and attributes: a hot read
+// costs no request to this process at all on a read-only mount (where Open
+// answers ENOSYS, and the kernel stops sending OPEN and FLUSH), and one
+// OPEN on a read-write mount. The kernel's copy is dropped when the
+// plaintext is wiped.
 //
-// This package never logs a value and maps errors to errnos in one place,
-// errno.go.
+// A writer opens the same inode, but writes to a private buffer (a
+// session) through a descriptor that bypasses the page cache; the buffer
+// is committed with one conditional write when the process that wrote
+// closes its descriptor, and becomes a new revision, a new inode, which
+// the name then points at. A concurrent writer that committed first makes
+// the commit fail with ESTALE instead of being overwritten. A secret
+// created here has an inode of its own (createdNode) until its first
+// commit.
+//
+// The nodes are thin adapters: what a session is and how it changes lives
+// in session.go, what the mount knows of a secret's writers in secret.go,
+// what is current in the catalog. This package never logs a value and
+// maps errors to errnos in one place, errno.go. It sends kernel
+// notifications only from goroutines that hold no lock (notify.go).
 package fs
 
 import (
 	"context"
+	"hash/fnv"
 	"sort"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +45,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/sirupsen/logrus"
 
+	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 )
@@ -41,7 +60,12 @@ type Options struct {
 	DirMode    uint32        // permission bits of directories, e.g. 0700
 	Apps       []string      // fixed list of applications; nil means discover them from the store
 	TTL        time.Duration // how long the kernel may keep names and attributes
-	Log        logrus.FieldLogger
+	// SeeOpens keeps OPEN requests coming on a read-only mount (for an
+	// audit of opens), at the price of one request per open.
+	SeeOpens bool
+	Log      logrus.FieldLogger
+	// Served, if set, is told of every request the mount served.
+	Served func(op string, errno syscall.Errno, took time.Duration)
 	// There is deliberately no switch for go-fuse's request debugging: it
 	// prints the first bytes of every READ reply and WRITE payload, which
 	// here are plaintext.
@@ -49,25 +73,32 @@ type Options struct {
 
 // mount is the state shared by all nodes of one mounted file system.
 type mount struct {
-	src      secrets.Source
+	cat      secrets.Catalog
 	opts     Options
 	log      logrus.FieldLogger
 	started  time.Time
 	requests *requests
+	notify   notifier
+	proc     procfs
+	root     *rootNode
+	noOpen   bool // Open answers ENOSYS: the kernel stops sending OPEN and FLUSH for the whole mount
+	created  atomic.Uint64
 
 	mu sync.Mutex
 	// made holds applications created by mkdir. The store has no empty
 	// applications (an item is a secret), so until its first secret an
 	// application made here lives only in this mount.
-	made map[string]bool
+	made     map[string]bool
+	versions map[uint64]*versionNode // version inodes the kernel may hold, by inode number
+	secrets  map[store.Key]*secretState
 }
 
-// Mount mounts src at dir and serves it until the returned server is
+// Mount mounts cat at dir and serves it until the returned server is
 // unmounted. The mount is ready when Mount returns.
-func Mount(dir string, src secrets.Source, opts Options) (*fuse.Server, error) {
-	m := newMount(src, opts)
+func Mount(dir string, cat secrets.Catalog, opts Options) (*fuse.Server, error) {
+	m := newMount(cat, opts)
 	ttl := opts.TTL
-	negative := time.Duration(0) // a secret created elsewhere must show up at once
+	negative := time.Duration(0) // misses are answered by the catalog, fresh within the TTL
 	options := &gofs.Options{
 		EntryTimeout:    &ttl,
 		AttrTimeout:     &ttl,
@@ -83,19 +114,28 @@ func Mount(dir string, src secrets.Source, opts Options) (*fuse.Server, error) {
 			// The kernel checks permissions against the modes and owners
 			// we report, so --file-mode and --uid mean what they say.
 			Options: mountOptions(opts),
-			// O_TRUNC arrives with OPEN instead of as a separate
-			// truncate: otherwise the secret would be committed empty
-			// before the new value is written.
-			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
-			DisableXAttrs:     true,
+			// No CAP_ATOMIC_O_TRUNC: with it, the kernel empties its copy
+			// of an inode opened with O_TRUNC (its size, and so what every
+			// reader of that revision sees) when the open succeeds.
+			// Without it, the truncation comes as a SETATTR through the
+			// new descriptor, which goes to the writer's buffer, and the
+			// reply keeps the revision's size (see versionNode.Setattr).
+			DisableXAttrs: true,
 		},
 	}
-	// As gofs.Mount, with the lock owner tracking between the kernel and
-	// the node API.
-	m.requests.RawFileSystem = gofs.NewNodeFS(&rootNode{m: m}, options)
-	server, err := fuse.NewServer(m.requests, dir, &options.MountOptions)
+	raw := gofs.NewNodeFS(m.root, options)
+	m.requests.RawFileSystem = raw
+	var served fuse.RawFileSystem = m.requests
+	if opts.Served != nil {
+		served = &observed{RawFileSystem: m.requests, served: opts.Served}
+	}
+	server, err := fuse.NewServer(served, dir, &options.MountOptions)
 	if err != nil {
 		return nil, err
+	}
+	m.notify = inodeNotifier{}
+	if w, ok := cat.(secrets.Watcher); ok {
+		w.OnChange(m.changed)
 	}
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
@@ -112,11 +152,27 @@ func mountOptions(opts Options) []string {
 	return o
 }
 
-func newMount(src secrets.Source, opts Options) *mount {
+func newMount(cat secrets.Catalog, opts Options) *mount {
 	if opts.Log == nil {
 		opts.Log = logrus.StandardLogger()
 	}
-	return &mount{src: src, opts: opts, log: opts.Log, started: time.Now(), requests: &requests{}, made: map[string]bool{}}
+	m := &mount{cat: cat, opts: opts, log: opts.Log, started: time.Now(), requests: &requests{},
+		made: map[string]bool{}, versions: map[uint64]*versionNode{}, secrets: map[store.Key]*secretState{},
+		notify: inodeNotifier{}, proc: realProc{}}
+	// Without writers, nothing needs to see an open: the kernel then
+	// serves hot reads from its page cache without asking.
+	m.noOpen = opts.ReadOnly && !opts.SeeOpens
+	m.root = &rootNode{m: m}
+	return m
+}
+
+// changed points a name at its new revision: the catalog learned from the
+// store that k changed or went. The kernel forgets the name and looks it
+// up again at its next use; open files keep the revision they opened.
+func (m *mount) changed(k store.Key) {
+	if child := m.root.GetChild(k.App); child != nil {
+		m.notify.entry(child, k.Name)
+	}
 }
 
 // appExists reports whether app is an application: in the --apps list when
@@ -136,12 +192,7 @@ func (m *mount) appExists(ctx context.Context, app string) (bool, error) {
 		}
 		return false, nil
 	}
-	return m.hasSecrets(ctx, app)
-}
-
-func (m *mount) hasSecrets(ctx context.Context, app string) (bool, error) {
-	page, _, err := m.src.List(ctx, app, "", 1)
-	return len(page) > 0, err
+	return m.cat.HasSecrets(ctx, app)
 }
 
 // apps lists the applications to show at the root, sorted.
@@ -151,7 +202,7 @@ func (m *mount) apps(ctx context.Context) ([]string, error) {
 		names = append(names, m.opts.Apps...)
 	} else {
 		var err error
-		if names, err = m.src.Apps(ctx); err != nil {
+		if names, err = m.cat.Apps(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -178,11 +229,12 @@ func (m *mount) dirAttr(out *fuse.Attr) {
 	out.SetTimes(&t, &t, &t)
 }
 
-// fileAttr fills out for a secret of the given metadata. A legacy item
+// fileAttr fills out for a secret of the given metadata, with nlink
+// links (0 for a revision no name points at any more). A legacy item
 // without a Modified attribute shows the Unix epoch: unknown, honestly.
-func (m *mount) fileAttr(meta store.Meta, out *fuse.Attr) {
+func (m *mount) fileAttr(meta store.Meta, nlink uint32, out *fuse.Attr) {
 	out.Mode = syscall.S_IFREG | m.opts.FileMode
-	out.Nlink = 1
+	out.Nlink = nlink
 	out.Uid, out.Gid = m.opts.UID, m.opts.GID
 	out.Size = uint64(max(meta.Size, 0))
 	out.Blocks = (out.Size + 511) / 512
@@ -194,71 +246,76 @@ func (m *mount) fileAttr(meta store.Meta, out *fuse.Attr) {
 	out.SetTimes(&t, &t, &t)
 }
 
-// remainer is implemented by a Source that answers from a cache
-// (cache.Plaintext): how much longer its answer about k stays fresh.
-type remainer interface {
-	Remaining(k store.Key) time.Duration
+// kernelTime is d as an entry or attribute timeout: never 0, which
+// go-fuse would replace by the mount's default.
+func kernelTime(d time.Duration) time.Duration { return max(d, time.Nanosecond) }
+
+// versionIno is the inode number of one revision of a secret: the same on
+// every mount and host, and different for every revision (the IV is fresh
+// on every write). The top bit is clear: created inodes have it set.
+func versionIno(k store.Key, rev store.Revision) uint64 {
+	h := fnv.New64a()
+	for _, part := range [][]byte{[]byte(k.App), []byte(k.Name), []byte(strconv.FormatInt(int64(rev.Version), 10)), rev.IV} {
+		h.Write(part)
+		h.Write([]byte{0})
+	}
+	ino := h.Sum64() &^ (1 << 63)
+	if ino <= fuse.FUSE_ROOT_ID {
+		ino += 2
+	}
+	return ino
 }
 
-// timeout is how long the kernel may keep what it is told of k now: the
-// TTL, but no longer than the answer stays fresh in the source's cache.
-// The kernel would otherwise keep for a whole TTL an answer that may
-// already be most of a TTL old: the size of a secret changed elsewhere
-// would then be stale for up to twice the TTL, and no longer describe the
-// value that a read, once the cache expired, gets.
-func (m *mount) timeout(k store.Key) time.Duration {
-	r, ok := m.src.(remainer)
-	if !ok {
-		return m.opts.TTL
-	}
-	// Never 0: go-fuse would replace it by the mount's default.
-	return max(min(m.opts.TTL, r.Remaining(k)), time.Nanosecond)
+// createdIno is a new inode number for a secret being created: the top
+// bit set, and a count.
+func (m *mount) createdIno() uint64 { return 1<<63 | m.created.Add(1) }
+
+// statfs reports ample room. Neither store has a capacity to report (a
+// DynamoDB table grows on demand; the local store grows with its disk),
+// and zeros would make tools that check for free space before writing
+// (installers, package managers, some editors) refuse a file system that
+// looks full. The limit that does exist is per value: EFBIG. Every node
+// answers the same, as on any file system.
+func (m *mount) statfs(out *fuse.StatfsOut) syscall.Errno {
+	const blockSize, blocks, files = 4096, 1 << 32, 1 << 32
+	out.Bsize, out.Frsize = blockSize, blockSize
+	out.Blocks, out.Bfree, out.Bavail = blocks, blocks, blocks
+	out.Files, out.Ffree = files, files
+	out.NameLen = store.MaxNameLen
+	return 0
 }
 
-// learnSize fills in the size of a legacy item, which records none: only
-// decrypting it tells. The cache keeps the value for the open that
-// usually follows. A write-only mount cannot decrypt and does not try.
-func (m *mount) learnSize(ctx context.Context, meta *store.Meta) {
-	if meta.Size >= 0 || m.opts.WriteOnly {
-		return
+// checkSetattr refuses changes of owner and mode, which come from mount
+// options for the whole file system. Setting them to what they already
+// are, and setting times, is accepted (and times ignored), so that
+// touch(1), cp(1) and install(1) work.
+func (m *mount) checkSetattr(p fault.Path, in *fuse.SetAttrIn, mode uint32) error {
+	if mo, ok := in.GetMode(); ok && mo&07777 != mode {
+		return fault.E(p, fault.NotPermitted, "modes come from --file-mode and --dir-mode")
 	}
-	if s, err := m.src.Get(ctx, meta.Key, false); err == nil {
-		meta.Size = s.Size
-		s.Value.Wipe()
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	if (uok && uid != m.opts.UID) || (gok && gid != m.opts.GID) {
+		return fault.E(p, fault.NotPermitted, "owners come from --uid and --gid")
 	}
+	return nil
 }
 
-// notifyWait bounds how long a request waits for the kernel to take an
-// invalidation before it replies (see invalidateBeforeReply).
-const notifyWait = 100 * time.Millisecond
-
-// invalidateBeforeReply makes the kernel forget n's attributes and the
-// pages it cached, and waits until it has, so that the caller's fstat
-// right after the request being served asks again. The notification goes
-// out from its own goroutine, holding no locks: one that the kernel could
-// only take once this request ends would deadlock the mount if sent from
-// the handler itself. The wait is bounded, so that even then the reply
-// goes out, and the notification follows it.
-func invalidateBeforeReply(n *gofs.Inode) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		n.NotifyContent(0, 0)
-	}()
-	t := time.NewTimer(notifyWait)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
+// writable refuses changes on a read-only mount. The kernel refuses most
+// of them already (the mount is "ro"); this is the same rule, kept where
+// the file system decides.
+func (m *mount) writable(p fault.Path) error {
+	if m.opts.ReadOnly {
+		return fault.E(p, fault.ReadOnly, "mounted read-only")
 	}
+	return nil
 }
 
-// invalidateContent makes the kernel forget n's attributes and any pages
-// it cached of n: reads bypass the page cache (FOPEN_DIRECT_IO), but a
-// private mmap is served from it. It runs in its own goroutine: dropping
-// pages waits for page locks that a request in flight may hold, so a
-// notification sent from inside a handler, or while holding a lock a
-// handler needs, can deadlock the mount.
-func invalidateContent(n *gofs.Inode) {
-	go n.NotifyContent(0, 0)
+// readable refuses to read values on a mount that holds only a public
+// key: it can replace secrets, never read one.
+func (m *mount) readable(p fault.Path) error {
+	if m.opts.WriteOnly {
+		return fault.E(p, fault.Permission, "this mount holds only a public key: it can replace secrets, not read them")
+	}
+	return nil
 }

@@ -40,10 +40,6 @@ type requestFacts struct {
 	viaHandle bool   // GETATTR through a descriptor
 }
 
-// anyOwner stands for a writer whose lock owner the kernel did not send:
-// then any flush commits, as the plain FUSE model would.
-const anyOwner uint64 = 0
-
 func (r *requests) note(cancel <-chan struct{}, f requestFacts) func() {
 	r.facts.Store(cancel, f)
 	return func() { r.facts.Delete(cancel) }
@@ -77,13 +73,13 @@ type caller struct {
 // FLUSH being served. That would deadlock; status takes no such lock.
 // When /proc does not show the thread (gone, another pid namespace), the
 // thread id is the best guess at its process.
-func callerOf(ctx context.Context) caller {
+func (m *mount) callerOf(ctx context.Context) caller {
 	fc, ok := ctx.(*fuse.Context)
 	if !ok || fc.Caller.Pid == 0 {
 		return caller{}
 	}
 	c := caller{tid: fc.Caller.Pid, process: fc.Caller.Pid}
-	if status, err := os.ReadFile(procFile(c.tid, "status")); err == nil {
+	if status, err := m.proc.read(c.tid, "status"); err == nil {
 		c.process, c.exiting = parseStatus(status, c.tid)
 	}
 	return c
@@ -105,9 +101,18 @@ func parseStatus(status []byte, fallback uint32) (process uint32, exiting bool) 
 	return process, !hasMemory
 }
 
+// threadOf returns the thread that made the request behind ctx (the
+// kernel sends the calling thread's id), or 0.
+func threadOf(ctx context.Context) uint32 {
+	if fc, ok := ctx.(*fuse.Context); ok {
+		return fc.Caller.Pid
+	}
+	return 0
+}
+
 // process returns the process that made the request behind ctx, or 0
 // when it cannot be told.
-func process(ctx context.Context) uint32 { return callerOf(ctx).process }
+func (m *mount) process(ctx context.Context) uint32 { return m.callerOf(ctx).process }
 
 // killedBy returns the signal that is killing the caller, or 0 when it is
 // not exiting on a signal. A process that a signal kills (kill -9, a
@@ -116,14 +121,14 @@ func process(ctx context.Context) uint32 { return callerOf(ctx).process }
 // code then holds the signal (proc(5): /proc/<tid>/stat field 52; do_exit
 // sets it before it closes files). A program that exits normally without
 // closing its descriptors exits with a status, not a signal. Only an
-// exiting thread's stat is read: it cannot be in execve (see callerOf).
+// exiting thread's stat is read: it cannot be in execve (see mount.callerOf).
 // When /proc does not tell, the answer is 0 and the close commits, as the
 // plain FUSE model would.
-func (c caller) killedBy() syscall.Signal {
+func (m *mount) killedBy(c caller) syscall.Signal {
 	if !c.exiting {
 		return 0
 	}
-	stat, err := os.ReadFile(procFile(c.tid, "stat"))
+	stat, err := m.proc.read(c.tid, "stat")
 	if err != nil {
 		return 0
 	}
@@ -152,8 +157,17 @@ func exitSignal(stat []byte) syscall.Signal {
 	return syscall.Signal(code & 0x7f) // the core-dump bit and the status are above
 }
 
-func procFile(tid uint32, name string) string {
-	return "/proc/" + strconv.FormatUint(uint64(tid), 10) + "/" + name
+// procfs reads what the kernel tells of a thread in /proc/<tid>/<name>:
+// the one place this package looks at other processes.
+type procfs interface {
+	read(tid uint32, name string) ([]byte, error)
+}
+
+// realProc reads /proc.
+type realProc struct{}
+
+func (realProc) read(tid uint32, name string) ([]byte, error) {
+	return os.ReadFile("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/" + name)
 }
 
 // owner returns the lock owner of the request behind ctx, or anyOwner.

@@ -58,14 +58,14 @@ func TestParseStatusFindsTheProcessAndWhetherItIsExiting(t *testing.T) {
 // own thread group, no exit signal.
 func TestParsersReadThisProcess(t *testing.T) {
 	pid := uint32(os.Getpid())
-	status, err := os.ReadFile(procFile(pid, "status"))
+	status, err := realProc{}.read(pid, "status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p, ex := parseStatus(status, 0); p != pid || ex {
 		t.Errorf("this process: %d, exiting %v; want %d, false", p, ex, pid)
 	}
-	stat, err := os.ReadFile(procFile(pid, "stat"))
+	stat, err := realProc{}.read(pid, "stat")
 	if err != nil {
 		t.Fatal(err)
 	}

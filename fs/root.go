@@ -103,10 +103,10 @@ func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	if child := r.GetChild(name); child != nil {
 		if a, ok := child.Operations().(*appNode); ok {
-			a.settleAll(ctx) // a secret created and closed just now counts
+			a.settleAll() // a secret created and closed just now counts
 		}
 	}
-	nonEmpty, err := r.m.hasSecrets(ctx, name)
+	nonEmpty, err := r.m.cat.HasSecrets(ctx, name)
 	if err != nil {
 		return r.m.errno(op, err)
 	}
@@ -139,16 +139,6 @@ func (r *rootNode) Create(ctx context.Context, name string, flags uint32, mode u
 	return nil, nil, 0, r.m.errno("create", err)
 }
 
-// Statfs reports ample room. Neither store has a capacity to report (a
-// DynamoDB table grows on demand; the local store grows with its disk),
-// and zeros would make tools that check for free space before writing
-// (installers, package managers, some editors) refuse a file system that
-// looks full. The limit that does exist is per value: EFBIG.
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	const blockSize, blocks, files = 4096, 1 << 32, 1 << 32
-	out.Bsize, out.Frsize = blockSize, blockSize
-	out.Blocks, out.Bfree, out.Bavail = blocks, blocks, blocks
-	out.Files, out.Ffree = files, files
-	out.NameLen = store.MaxNameLen
-	return 0
+	return r.m.statfs(out)
 }

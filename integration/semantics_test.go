@@ -154,18 +154,13 @@ func TestValueOverTheLimitIsEFBIGAndChangesNothing(t *testing.T) {
 	})
 }
 
-// A commit that failed because the backend did not answer stays pending:
-// fsync again once it is back, and the value is stored.
-func TestFsyncRetriesAfterTheBackendReturns(t *testing.T) {
-	own, err := testserver.StartDynalite()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer own.Close()
-	b := &backend{name: "dynamodb", env: append(testserver.Env(), "AWS_ENDPOINT_URL_DYNAMODB="+own.URL, "AWS_ENDPOINT_URL_KMS="+localKMS.URL)}
-	alias := localKMSKey(t)
-	b.flags = []string{"--backend", "dynamodb", "--table", "retry", "--kms-key", alias, "--timeout", "1s"}
-	b.cli(t, nil, "init")
+// What fsync and close say is true: a commit whose request went out to a
+// store that then froze has an unknown outcome, which fsync reports
+// (EIO) and the log names as unknown, never as lost. That buffer is never
+// committed afterwards, not by a later fsync, the close or the release,
+// even once the store is back; the next read asks the store.
+func TestAnUnsureCommitIsReportedAndNeverCommittedLater(t *testing.T) {
+	b, own := ownDynamo(t, false, "--timeout", "1s")
 	b.cli(t, []byte("before"), "put", "app/s")
 	m := mount(t, b)
 	f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
@@ -173,23 +168,33 @@ func TestFsyncRetriesAfterTheBackendReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.WriteString("after"); err != nil {
+	if _, err := f.WriteString(m.secret(unique("after"))); err != nil {
 		t.Fatal(err)
 	}
 	own.Pause()
 	err = f.Sync()
 	own.Resume()
 	if !errors.Is(err, syscall.EIO) {
-		t.Fatalf("fsync with the backend unreachable: %v, want EIO", err)
+		t.Fatalf("fsync with the store frozen: %v, want EIO", err)
 	}
-	if err := f.Sync(); err != nil {
-		t.Fatalf("fsync once the backend is back: %v", err)
+	if err := f.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("fsync once the store is back: %v, want the same EIO: the buffer is not committed later", err)
 	}
-	if err := f.Close(); err != nil {
-		t.Fatalf("close: %v", err)
+	if err := f.Close(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("close: %v, want EIO", err)
 	}
-	if got := b.cli(t, nil, "get", "app/s"); got != "after" {
-		t.Errorf("stored value %q, want the retried write", got)
+	if got := b.cli(t, nil, "get", "app/s"); got != "before" {
+		t.Errorf("stored value %q, want the value before: the failed buffer was committed", got)
+	}
+	if got := m.mustSh("cat app/s"); got != "before" {
+		t.Errorf("the mount reads %q, want what the store holds", got)
+	}
+	log := m.log()
+	if !strings.Contains(log, "outcome is unknown") {
+		t.Errorf("the log does not call the outcome unknown:\n%s", log)
+	}
+	if strings.Contains(log, "lost") {
+		t.Errorf("the log calls an unknown outcome lost:\n%s", log)
 	}
 }
 

@@ -21,19 +21,20 @@ import (
 
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fs"
-	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 )
 
 type mountFlags struct {
-	ttl        time.Duration
-	cacheSize  int
-	readOnly   bool
-	allowOther bool
-	uid, gid   uint32
-	fileMode   octal
-	dirMode    octal
-	apps       []string
+	ttl          time.Duration
+	cacheIdle    time.Duration
+	staleIfError time.Duration
+	cacheSize    int
+	readOnly     bool
+	allowOther   bool
+	uid, gid     uint32
+	fileMode     octal
+	dirMode      octal
+	apps         []string
 }
 
 func newMountCommand(c *config) *cobra.Command {
@@ -50,7 +51,9 @@ func newMountCommand(c *config) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&mf.ttl, "ttl", 30*time.Second, "how long decrypted values, names and attributes are cached; 0 disables caching")
+	f.DurationVar(&mf.ttl, "ttl", 30*time.Second, "how stale a secret may be: after this long the mount asks the store whether it changed (metadata only; it decrypts only what changed); 0 asks at every open")
+	f.DurationVar(&mf.cacheIdle, "cache-idle", cache.DefaultIdle, "plaintext nobody read for this long is wiped from memory and from the kernel's page cache")
+	f.DurationVar(&mf.staleIfError, "stale-if-error", time.Hour, "while the store cannot answer, keep serving the last known value for up to this long past --ttl; 0 disables")
 	f.IntVar(&mf.cacheSize, "cache-size", cache.DefaultSize, "most secrets kept decrypted in memory")
 	f.BoolVar(&mf.readOnly, "read-only", false, "refuse every change with EROFS")
 	f.BoolVar(&mf.allowOther, "allow-other", false, "let users other than the mounter in (file modes still apply)")
@@ -66,10 +69,16 @@ func newMountCommand(c *config) *cobra.Command {
 // negative TTL as no caching, a size under one as the default size.
 func (mf *mountFlags) check() error {
 	if mf.ttl < 0 {
-		return fmt.Errorf("--ttl %s: want 0 (no caching) or a positive duration, such as 30s", mf.ttl)
+		return fmt.Errorf("--ttl %s: want 0 (ask the store at every open) or a positive duration, such as 30s", mf.ttl)
+	}
+	if mf.cacheIdle <= 0 {
+		return fmt.Errorf("--cache-idle %s: want a positive duration, such as 5m", mf.cacheIdle)
+	}
+	if mf.staleIfError < 0 {
+		return fmt.Errorf("--stale-if-error %s: want 0 (never serve stale) or a positive duration, such as 1h", mf.staleIfError)
 	}
 	if mf.cacheSize < 1 {
-		return fmt.Errorf("--cache-size %d: want at least 1 (--ttl 0 turns caching off)", mf.cacheSize)
+		return fmt.Errorf("--cache-size %d: want at least 1", mf.cacheSize)
 	}
 	return nil
 }
@@ -99,14 +108,18 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 		log.Warn("no key to write with (--kms-key or --rsa-key): mounting read-only")
 		mf.readOnly = true
 	}
-	plaintext := cache.New(b.Keeper, cache.Options{TTL: mf.ttl, Size: mf.cacheSize})
-	defer plaintext.Purge() // wipe what is cached before the process ends
-	var src secrets.Source = plaintext
-	if b.writeOnly {
-		// Nothing decrypted may be served, not even what was just written.
-		src = b.Keeper
-	}
-	server, err := fs.Mount(dir, src, fs.Options{
+	catalog := cache.New(b.Keeper, cache.Options{
+		TTL:          mf.ttl,
+		StaleIfError: mf.staleIfError,
+		Idle:         mf.cacheIdle,
+		Size:         mf.cacheSize,
+		// Nothing decrypted may be served there, not even what was just
+		// written.
+		WriteOnly: b.writeOnly,
+		Observer:  staleLog{log: log, window: mf.staleIfError},
+	})
+	defer catalog.Close() // wipe what is held before the process ends
+	server, err := fs.Mount(dir, catalog, fs.Options{
 		ReadOnly:   mf.readOnly,
 		WriteOnly:  b.writeOnly,
 		AllowOther: mf.allowOther,
@@ -121,7 +134,8 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
-	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String()}).Info("mounted")
+	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String(),
+		"cache_idle": mf.cacheIdle.String(), "stale_if_error": mf.staleIfError.String()}).Info("mounted")
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTimeoutThatIsNotPositiveIsRefused(t *testing.T) {
@@ -33,13 +34,15 @@ func TestTimeoutThatIsNotPositiveIsRefused(t *testing.T) {
 	}
 }
 
-func TestNegativeTTLAndCacheSizeUnderOneAreRefusedBeforeMounting(t *testing.T) {
+func TestBadTTLCacheIdleStaleWindowAndCacheSizeAreRefusedBeforeMounting(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		env, args []string
 		want      string
 	}{
-		{"negative ttl", nil, []string{"--ttl", "-1s"}, "--ttl -1s: want 0 (no caching) or a positive duration"},
+		{"negative ttl", nil, []string{"--ttl", "-1s"}, "--ttl -1s: want 0 (ask the store at every open) or a positive duration"},
+		{"zero cache idle", nil, []string{"--cache-idle", "0"}, "--cache-idle 0s: want a positive duration"},
+		{"negative stale window", nil, []string{"--stale-if-error", "-1s"}, "--stale-if-error -1s: want 0 (never serve stale) or a positive duration"},
 		{"negative ttl from the environment", []string{"SECRETFS_TTL", "-5m"}, nil, "--ttl -5m0s: want 0"},
 		{"cache size 0", nil, []string{"--cache-size", "0"}, "--cache-size 0: want at least 1"},
 		{"negative cache size", nil, []string{"--cache-size", "-3"}, "--cache-size -3: want at least 1"},
@@ -66,9 +69,9 @@ func TestNegativeTTLAndCacheSizeUnderOneAreRefusedBeforeMounting(t *testing.T) {
 	}
 }
 
-func TestTTLZeroAndCacheSizeOneAreAccepted(t *testing.T) {
-	mf := mountFlags{ttl: 0, cacheSize: 1}
+func TestTTLZeroStaleWindowZeroAndCacheSizeOneAreAccepted(t *testing.T) {
+	mf := mountFlags{ttl: 0, cacheSize: 1, cacheIdle: time.Second, staleIfError: 0}
 	if err := mf.check(); err != nil {
-		t.Errorf("--ttl 0 --cache-size 1: %v", err)
+		t.Errorf("--ttl 0 --stale-if-error 0 --cache-size 1: %v", err)
 	}
 }

@@ -1,0 +1,899 @@
+// Package cache is the mount's read path in memory: which secrets exist
+// and which revision of each is current (revalidated against the store at
+// most once per TTL, a whole application with one listing), and the
+// plaintext of each revision, decrypted once and kept while it is read.
+//
+// Catalog implements secrets.Catalog in front of an Origin
+// (secrets.Keeper). Its rules, in the order a reader meets them:
+//
+//   - Fresh: an answer older than the TTL is never given while the store
+//     can be asked. Revalidating asks for metadata only (revision: Version
+//     and IV) and decrypts nothing: an unchanged secret keeps its
+//     plaintext, so steady reads of unchanged secrets cost no key unwrap.
+//   - Stale if error: when the store cannot answer (down, frozen,
+//     throttling, out of time), the last answer is served for up to
+//     StaleIfError past the TTL, at once and without asking again more
+//     often than RetryAfter. An answer is not an error: NotFound and
+//     AccessDenied take effect at once.
+//   - Bounded plaintext: a revision's plaintext is wiped when it has not
+//     been read for Idle, when more than Size are held (least recently
+//     read first), when nothing pins the revision any more, and at Close.
+//     Its protected item stays while pinned, so a wiped revision can be
+//     decrypted again, exactly as it was.
+//
+// The package never logs, never puts a value in an error, and holds no
+// lock while it calls the origin.
+package cache
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
+)
+
+// Origin is what a Catalog fronts: the store and the keys, always asked.
+// secrets.Keeper is one. Every method bounds its own backend calls with a
+// deadline; the catalog runs shared calls without its callers' contexts.
+type Origin interface {
+	// Fetch reads k's protected item, strongly consistent.
+	Fetch(ctx context.Context, k store.Key) (*store.Item, error)
+	// Open decrypts item without modifying it. The returned Meta has the
+	// true plaintext Size; the caller owns the Value.
+	Open(ctx context.Context, item *store.Item) (secrets.Secret, error)
+	// Write seals and commits value, returning the item as stored.
+	Write(ctx context.Context, k store.Key, value []byte, expected store.Revision) (*store.Item, error)
+	Delete(ctx context.Context, k store.Key, expected store.Revision) error
+	List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error)
+	Apps(ctx context.Context) ([]string, error)
+	MaxValueSize() int64
+}
+
+// Defaults of Options.
+const (
+	DefaultSize       = 1024
+	DefaultIdle       = 5 * time.Minute
+	DefaultRetryAfter = time.Second
+)
+
+// Options configures a Catalog.
+type Options struct {
+	// TTL is how long an answer of the store stands before the catalog
+	// asks again. Zero: every lookup asks.
+	TTL time.Duration
+	// StaleIfError is how long past its TTL an answer may still be given
+	// while the store cannot be asked (RFC 5861's stale-if-error). Zero
+	// disables it.
+	StaleIfError time.Duration
+	// Idle is how long a plaintext that nobody reads is kept;
+	// DefaultIdle if <= 0.
+	Idle time.Duration
+	// Size is the most plaintexts kept at once; DefaultSize if <= 0.
+	Size int
+	// RetryAfter is how soon an origin that could not answer is asked
+	// again; meanwhile lookups fail (or serve stale) at once, so that one
+	// outage costs a syscall at most one deadline. DefaultRetryAfter if
+	// <= 0.
+	RetryAfter time.Duration
+	// WriteOnly keeps no plaintext of what is written through the
+	// catalog: a mount that may not read must not serve it either.
+	WriteOnly bool
+	// Observer is told what the catalog does (metrics, logs). Optional.
+	Observer Observer
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+}
+
+// Observer is told what a Catalog does. Its methods are called without
+// the catalog's locks held, must return quickly and must not call back
+// into the catalog. Nothing passed to it holds a value.
+type Observer interface {
+	// Looked is called once per Lookup answered: hit means from memory,
+	// without waiting for the store.
+	Looked(hit bool)
+	// Revalidated is called when a listing of app has revalidated what
+	// the catalog knew of it; changed counts the secrets found changed
+	// or removed.
+	Revalidated(app string, changed int)
+	// Stale is called for each answer given past its TTL because the
+	// store could not be asked; first is true for the first such answer
+	// about k since the store last answered.
+	Stale(k store.Key, cause error, first bool)
+	// Recovered is called when the store answers about k again after
+	// stale answers.
+	Recovered(k store.Key)
+}
+
+// Catalog implements secrets.Catalog. Safe for concurrent use.
+type Catalog struct {
+	origin Origin
+	opts   Options
+	obs    Observer
+
+	// mu guards everything below and the bookkeeping fields of every
+	// snapshot (pins, item, listeners); a snapshot's value has its own
+	// lock, taken after mu, never before.
+	mu       sync.Mutex
+	apps     map[string]*appIndex
+	snaps    map[snapKey]*snapshot  // every snapshot pinned by the index or a caller
+	held     map[*snapshot]struct{} // snapshots holding plaintext
+	watchers []func(store.Key)
+	// storeDown and keysDown are the last calls to the store and to the
+	// key service that got no answer, until one gets an answer: within
+	// RetryAfter of one, every call of that kind fails at once. An outage
+	// then costs a syscall one deadline, not one per request the kernel
+	// makes for it (a lookup, a revalidation, the read that follows).
+	storeDown, keysDown *failure
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+var _ secrets.Catalog = (*Catalog)(nil)
+
+// appIndex is what the catalog knows of one application.
+type appIndex struct {
+	keys     map[string]*keyState
+	listedAt time.Time // when the last complete listing began; zero if none
+	listing  *flight   // a listing in flight
+	failed   *failure  // the last listing got no answer
+}
+
+// state returns what the index knows of name, making it.
+func (a *appIndex) state(name string) *keyState {
+	ks := a.keys[name]
+	if ks == nil {
+		ks = &keyState{}
+		a.keys[name] = ks
+	}
+	return ks
+}
+
+// keyState is what the catalog knows of one secret.
+type keyState struct {
+	meta     store.Meta
+	verified time.Time // when the store said so (a fetch, a listing, a write through the catalog)
+	present  bool      // false: the store said there is no such secret
+	snap     *snapshot // the current revision (present only), pinned by the index
+	fetch    *flight   // a fetch in flight
+	failed   *failure  // the last fetch got no answer
+	stale    bool      // answered stale since the store last answered
+}
+
+// failure is a call that got no answer: when it ended and why.
+type failure struct {
+	at  time.Time
+	err error
+}
+
+// flight is a backend call that callers share. err is set before done is
+// closed; its result is applied to the catalog by the flight itself.
+type flight struct {
+	started time.Time // what it tells is true as of then
+	done    chan struct{}
+	err     error
+}
+
+// New returns a Catalog in front of origin. Close it to stop its idle
+// sweeper and wipe what it holds.
+func New(origin Origin, opts Options) *Catalog {
+	if opts.Size <= 0 {
+		opts.Size = DefaultSize
+	}
+	if opts.Idle <= 0 {
+		opts.Idle = DefaultIdle
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = DefaultRetryAfter
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Catalog{
+		origin: origin, opts: opts, obs: opts.Observer,
+		apps: map[string]*appIndex{}, snaps: map[snapKey]*snapshot{}, held: map[*snapshot]struct{}{},
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if c.obs == nil {
+		c.obs = nopObserver{}
+	}
+	go c.sweep()
+	return c
+}
+
+// Close stops the idle sweeper and wipes every plaintext held. Snapshots
+// still pinned can decrypt again if read.
+func (c *Catalog) Close() {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	close(c.stop)
+	<-c.done
+	c.mu.Lock()
+	var told []func()
+	for s := range c.held {
+		told = append(told, c.unhold(s)...)
+	}
+	c.mu.Unlock()
+	c.tell(told)
+}
+
+// Held returns how many secrets the catalog holds decrypted.
+func (c *Catalog) Held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.held)
+}
+
+func (c *Catalog) now() time.Time { return c.opts.Now() }
+
+// app returns app's index, making it. c.mu must be held.
+func (c *Catalog) app(app string) *appIndex {
+	a := c.apps[app]
+	if a == nil {
+		a = &appIndex{keys: map[string]*keyState{}}
+		c.apps[app] = a
+	}
+	return a
+}
+
+// OnChange registers f, called from its own goroutine with every secret
+// whose current revision the catalog learned from the store has changed
+// or gone (not for changes made through the catalog itself).
+func (c *Catalog) OnChange(f func(store.Key)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watchers = append(c.watchers, f)
+}
+
+func (c *Catalog) changed(keys []store.Key) {
+	if len(keys) == 0 {
+		return
+	}
+	c.mu.Lock()
+	ws := c.watchers
+	c.mu.Unlock()
+	for _, w := range ws {
+		go func() {
+			for _, k := range keys {
+				w(k)
+			}
+		}()
+	}
+}
+
+// Lookup implements secrets.Catalog.
+func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error) {
+	const op fault.Op = "cache.Lookup"
+	if err := k.Validate(); err != nil {
+		return secrets.Entry{}, fault.E(op, err)
+	}
+	hit := true
+	defer func() { c.obs.Looked(hit) }()
+	var asOf time.Time // once a call was waited for: what it told stands, whatever the TTL
+	for {
+		c.mu.Lock()
+		now := c.now()
+		a := c.app(k.App)
+		ks := a.keys[k.Name]
+		if fresh, until := c.fresh(a, ks, now, asOf); fresh {
+			if ks == nil || !ks.present {
+				c.mu.Unlock()
+				return secrets.Entry{}, fault.E(op, k.Path(), fault.NotFound)
+			}
+			e := secrets.Entry{Meta: ks.snap.meta, Fresh: until.Sub(now)}
+			if ks.snap.item != nil {
+				c.mu.Unlock()
+				return e, nil
+			}
+			// Fresh, but known only from a listing: read the item now,
+			// so that the revision the name is bound to can be read
+			// (see Snapshot.Bind).
+			f, fail := c.fetchFlight(a, k, now)
+			c.mu.Unlock()
+			if fail != nil {
+				return e, nil // the name stands; a read will report the failure
+			}
+			hit = false
+			<-f.done
+			if f.err != nil && !answered(f.err) {
+				return e, nil
+			}
+			asOf = f.started
+			continue
+		}
+		f, fail, outage := c.revalidation(a, ks, k, now)
+		if fail != nil || outage {
+			// The store did not answer the last time it was asked: give
+			// the last answer at once, if it may be given, while f (if
+			// any) asks again in the background.
+			cause := f.errOr(fail)
+			if e, ok := c.staleAnswer(ks, k, cause); ok {
+				c.mu.Unlock()
+				return e, nil
+			}
+		}
+		c.mu.Unlock()
+		if fail != nil {
+			return secrets.Entry{}, fault.E(op, k.Path(), fail.err)
+		}
+		hit = false
+		<-f.done // never abandoned: each backend call has its own deadline
+		asOf = f.started
+		switch {
+		case f.err == nil:
+		case answered(f.err) && !fault.Is(fault.NotFound, f.err):
+			return secrets.Entry{}, fault.E(op, k.Path(), f.err)
+		case !answered(f.err):
+			c.mu.Lock()
+			e, ok := c.staleAnswer(a.keys[k.Name], k, f.err)
+			c.mu.Unlock()
+			if ok {
+				return e, nil
+			}
+			return secrets.Entry{}, fault.E(op, k.Path(), f.err)
+		}
+	}
+}
+
+// errOr returns the failure's error, or for a flight in flight after an
+// earlier failure, an error saying so.
+func (f *flight) errOr(fail *failure) error {
+	if fail != nil {
+		return fail.err
+	}
+	return fault.E(fault.Unavailable, "the store did not answer the last time it was asked")
+}
+
+// fresh reports whether what the catalog knows of the key (ks, or its
+// absence from a listing of a) still stands, and until when: it is
+// younger than the TTL, or no older than asOf (the start of a call the
+// caller waited for, which answers it even with a TTL of zero). c.mu must
+// be held.
+func (c *Catalog) fresh(a *appIndex, ks *keyState, now, asOf time.Time) (bool, time.Time) {
+	at := a.listedAt
+	if ks != nil && !ks.verified.IsZero() {
+		at = ks.verified
+	}
+	until := at.Add(c.opts.TTL)
+	return !at.IsZero() && (now.Before(until) || (!asOf.IsZero() && !at.Before(asOf))), until
+}
+
+// revalidation returns the flight that will tell what k is now, starting
+// it if need be, or the failure of a recent attempt if the origin was
+// asked less than RetryAfter ago. outage reports that the last attempt
+// got no answer. A known secret is revalidated with its whole application
+// (one listing); an unknown one, in an application never listed, with a
+// fetch of its item. c.mu must be held.
+func (c *Catalog) revalidation(a *appIndex, ks *keyState, k store.Key, now time.Time) (f *flight, fail *failure, outage bool) {
+	if (ks != nil && ks.present) || !a.listedAt.IsZero() {
+		f, fail = c.listingFlight(a, k.App, now)
+		return f, fail, a.failed != nil
+	}
+	f, fail = c.fetchFlight(a, k, now)
+	return f, fail, ks != nil && ks.failed != nil
+}
+
+// staleAnswer returns the last answer the store gave about k, past its
+// TTL, when the store cannot answer now (cause), if it is still within
+// the stale window. c.mu must be held.
+func (c *Catalog) staleAnswer(ks *keyState, k store.Key, cause error) (secrets.Entry, bool) {
+	if ks == nil || !ks.present || c.opts.StaleIfError <= 0 || answered(cause) ||
+		c.now().After(ks.verified.Add(c.opts.TTL+c.opts.StaleIfError)) {
+		return secrets.Entry{}, false
+	}
+	first := !ks.stale
+	ks.stale = true
+	go c.obs.Stale(k, cause, first)
+	return secrets.Entry{Meta: ks.snap.meta, Fresh: c.opts.RetryAfter, Stale: true}, true
+}
+
+// recent reports whether f failed less than RetryAfter before now. c.mu
+// must be held.
+func (c *Catalog) recent(f *failure, now time.Time) bool {
+	return f != nil && now.Before(f.at.Add(c.opts.RetryAfter))
+}
+
+// outcome is what storeDown or keysDown becomes after a call that
+// returned err: any answer clears it; silence sets it. c.mu must be held.
+func (c *Catalog) outcome(err error) *failure {
+	if err == nil || answered(err) {
+		return nil
+	}
+	return &failure{at: c.now(), err: err}
+}
+
+// answered reports whether err is the origin's answer (not found,
+// refused, conflicting, failing authentication...) rather than its
+// silence: no answer in time, throttling beyond retries, or an error it
+// could not classify.
+func answered(err error) bool {
+	switch fault.KindOf(err) {
+	case fault.Unavailable, fault.Other:
+		return false
+	}
+	return true
+}
+
+// fetchFlight returns the fetch of k's item in flight, starting one, or
+// the recent failure that stops it. c.mu must be held.
+func (c *Catalog) fetchFlight(a *appIndex, k store.Key, now time.Time) (*flight, *failure) {
+	ks := a.keys[k.Name]
+	if ks != nil && ks.fetch != nil {
+		return ks.fetch, nil
+	}
+	if ks != nil && ks.failed != nil && now.Before(ks.failed.at.Add(c.opts.RetryAfter)) {
+		return nil, ks.failed
+	}
+	if c.recent(c.storeDown, now) {
+		return nil, c.storeDown
+	}
+	if ks == nil {
+		ks = a.state(k.Name)
+	}
+	f := &flight{started: now, done: make(chan struct{})}
+	ks.fetch = f
+	go c.runFetch(k, f, now)
+	return f, nil
+}
+
+// runFetch reads k's item and applies what the store said.
+func (c *Catalog) runFetch(k store.Key, f *flight, started time.Time) {
+	item, err := c.origin.Fetch(context.Background(), k)
+	c.mu.Lock()
+	c.storeDown = c.outcome(err)
+	a := c.app(k.App)
+	ks := a.state(k.Name)
+	if ks.fetch == f {
+		ks.fetch = nil
+	}
+	var changed []store.Key
+	var told []func()
+	switch {
+	case err == nil:
+		if ks.verified.After(started) && ks.present && !ks.meta.Revision().Equal(item.Revision()) {
+			// A write through the catalog finished after this fetch
+			// began: it is newer. The fetched item may still bind a
+			// snapshot of its own revision.
+			c.attach(item)
+			break
+		}
+		if c.setCurrent(k, ks, item.Meta, item, started) {
+			changed = append(changed, k)
+		}
+	case fault.Is(fault.NotFound, err):
+		if !ks.verified.After(started) {
+			if ks.present {
+				changed = append(changed, k)
+			}
+			c.setAbsent(k, ks, started)
+		}
+	case fault.Is(fault.Permission, err):
+		// An answer, not an outage: not remembered as a failure, so that
+		// access granted again works at the next lookup.
+		told = c.refuse(a, k.Name)
+	default:
+		ks.failed = &failure{at: c.now(), err: err}
+	}
+	c.mu.Unlock()
+	c.tell(told)
+	c.changed(changed)
+	f.err = err
+	close(f.done)
+}
+
+// listingFlight returns app's listing in flight, starting one, or the
+// recent failure that stops it. c.mu must be held.
+func (c *Catalog) listingFlight(a *appIndex, app string, now time.Time) (*flight, *failure) {
+	if a.listing != nil {
+		return a.listing, nil
+	}
+	if a.failed != nil && now.Before(a.failed.at.Add(c.opts.RetryAfter)) {
+		return nil, a.failed
+	}
+	if c.recent(c.storeDown, now) {
+		return nil, c.storeDown
+	}
+	f := &flight{started: now, done: make(chan struct{})}
+	a.listing = f
+	go c.runListing(app, f, now)
+	return f, nil
+}
+
+// runListing lists app whole and applies it.
+func (c *Catalog) runListing(app string, f *flight, started time.Time) {
+	var metas []store.Meta
+	after := ""
+	var err error
+	for {
+		var page []store.Meta
+		var next string
+		page, next, err = c.origin.List(context.Background(), app, after, 0)
+		if err != nil {
+			break
+		}
+		metas = append(metas, page...)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	c.mu.Lock()
+	c.storeDown = c.outcome(err)
+	a := c.app(app)
+	a.listing = nil
+	var changed, recovered []store.Key
+	var told []func()
+	switch {
+	case err == nil:
+		a.failed = nil
+		a.listedAt = started
+		changed, recovered = c.applyListing(a, app, metas, "", "", started)
+	case fault.Is(fault.Permission, err):
+		a.listedAt = time.Time{} // nothing it listed stands
+		for name := range a.keys {
+			told = append(told, c.refuse(a, name)...)
+		}
+	default:
+		a.failed = &failure{at: c.now(), err: err}
+	}
+	c.mu.Unlock()
+	c.tell(told)
+	if err == nil {
+		c.obs.Revalidated(app, len(changed))
+	}
+	for _, k := range recovered {
+		c.obs.Recovered(k)
+	}
+	c.changed(changed)
+	f.err = err
+	close(f.done)
+}
+
+// applyListing learns from metas, the listing of app's names in (after,
+// through] (through "" meaning to the end) as the store gave it at
+// started: what changed, what appeared, and what went. Keys the catalog
+// learned of after started are left alone. It returns the keys found
+// changed or gone, and those that had been answered stale. c.mu must be
+// held.
+func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, after, through string, started time.Time) (changed, recovered []store.Key) {
+	listed := make(map[string]bool, len(metas))
+	for _, m := range metas {
+		listed[m.Name] = true
+		ks := a.state(m.Name)
+		if ks.verified.After(started) {
+			continue
+		}
+		k := store.Key{App: app, Name: m.Name}
+		if ks.stale {
+			recovered = append(recovered, k)
+		}
+		if c.setCurrent(k, ks, m, nil, started) {
+			changed = append(changed, k)
+		}
+	}
+	for name, ks := range a.keys {
+		if listed[name] || name <= after || (through != "" && name > through) || ks.verified.After(started) {
+			continue
+		}
+		k := store.Key{App: app, Name: name}
+		if ks.present {
+			changed = append(changed, k)
+		}
+		if ks.fetch == nil {
+			c.dropSnap(ks)
+			delete(a.keys, name)
+		} else {
+			c.setAbsent(k, ks, started)
+		}
+	}
+	return changed, recovered
+}
+
+// setCurrent records that the store holds meta (and item, when fetched)
+// for k since at. It reports whether that is another revision than the
+// current one the catalog knew. c.mu must be held.
+func (c *Catalog) setCurrent(k store.Key, ks *keyState, meta store.Meta, item *store.Item, at time.Time) bool {
+	ks.verified, ks.failed = at, nil
+	if ks.stale {
+		ks.stale = false
+		go c.obs.Recovered(k)
+	}
+	same := ks.present && ks.snap != nil && ks.snap.meta.Revision().Equal(meta.Revision())
+	ks.present = true
+	if same {
+		if item != nil {
+			c.attach(item)
+		}
+		ks.meta = ks.snap.meta // a listing does not know a legacy item's size; the snapshot may
+		return false
+	}
+	changed := ks.snap != nil
+	c.dropSnap(ks)
+	ks.snap = c.pin(k, meta)
+	if item != nil {
+		c.attach(item)
+	}
+	ks.meta = ks.snap.meta
+	return changed
+}
+
+// setAbsent records that the store holds nothing for k since at. c.mu
+// must be held.
+func (c *Catalog) setAbsent(k store.Key, ks *keyState, at time.Time) {
+	ks.verified, ks.failed, ks.present, ks.stale = at, nil, false, false
+	ks.meta = store.Meta{Key: k}
+	c.dropSnap(ks)
+}
+
+// dropSnap releases the index's pin on the current snapshot. c.mu must
+// be held.
+func (c *Catalog) dropSnap(ks *keyState) {
+	if ks.snap != nil {
+		c.unpin(ks.snap)
+		ks.snap = nil
+	}
+}
+
+// refuse forgets what the catalog knew of app/name after the store
+// refused to tell (AccessDenied) and wipes its plaintext even where it is
+// pinned: a host that lost access must stop serving the value. It
+// returns the wiped snapshots. c.mu must be held.
+func (c *Catalog) refuse(a *appIndex, name string) []func() {
+	ks := a.keys[name]
+	if ks == nil {
+		return nil
+	}
+	var told []func()
+	if _, held := c.held[ks.snap]; ks.snap != nil && held {
+		told = c.unhold(ks.snap)
+	}
+	c.dropSnap(ks)
+	ks.present, ks.verified, ks.stale = false, time.Time{}, false
+	return told
+}
+
+// Known implements secrets.Catalog.
+func (c *Catalog) Known(k store.Key) (store.Meta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a := c.apps[k.App]; a != nil {
+		if ks := a.keys[k.Name]; ks != nil && ks.present {
+			return ks.snap.meta, true
+		}
+	}
+	return store.Meta{}, false
+}
+
+// HasSecrets implements secrets.Catalog: from a listing no older than the
+// TTL, else from a new one (stale if the store cannot answer).
+func (c *Catalog) HasSecrets(ctx context.Context, app string) (bool, error) {
+	const op fault.Op = "cache.HasSecrets"
+	if err := c.listed(app); err != nil {
+		return false, fault.E(op, fault.Path(app), err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ks := range c.app(app).keys {
+		if ks.present {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// listPage is how many names a page of List holds when the caller lets
+// the catalog choose.
+const listPage = 1000
+
+// List implements secrets.Catalog: a page of the application's listing,
+// no older than the TTL. The listing is the one revalidation makes, so a
+// listing of an application is one more only when the TTL has passed;
+// while the store cannot answer, it is the last one, within the stale
+// window.
+func (c *Catalog) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
+	const op fault.Op = "cache.List"
+	if err := c.listed(app); err != nil {
+		return nil, "", fault.E(op, fault.Path(app), err)
+	}
+	if limit <= 0 {
+		limit = listPage
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var names []string
+	for name, ks := range c.app(app).keys {
+		if ks.present && name > after {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	next := ""
+	if len(names) > limit {
+		names = names[:limit]
+		next = names[limit-1]
+	}
+	page := make([]store.Meta, len(names))
+	for i, name := range names {
+		page[i] = c.apps[app].keys[name].snap.meta
+	}
+	return page, next, nil
+}
+
+// listed makes sure the catalog holds a listing of app no older than the
+// TTL: from memory, else from a revalidation (which every caller at the
+// time shares), else, while the store cannot answer, the last one if it is
+// within the stale window. Like every call of the catalog to its origin,
+// it runs without the caller's cancellation: a mount's request is
+// cancelled when the process that made it catches a signal, and must not
+// fail for that (only a fatal signal interrupts a read).
+func (c *Catalog) listed(app string) error {
+	if err := store.ValidName(app); err != nil {
+		return err
+	}
+	var asOf time.Time
+	for {
+		c.mu.Lock()
+		now := c.now()
+		a := c.app(app)
+		if fresh, _ := c.fresh(a, nil, now, asOf); fresh {
+			c.mu.Unlock()
+			return nil
+		}
+		f, fail := c.listingFlight(a, app, now)
+		stale := c.opts.StaleIfError > 0 && !a.listedAt.IsZero() && !now.After(a.listedAt.Add(c.opts.TTL+c.opts.StaleIfError))
+		if fail != nil || a.failed != nil {
+			if cause := f.errOr(fail); stale && !answered(cause) {
+				c.mu.Unlock()
+				return nil
+			}
+		}
+		c.mu.Unlock()
+		if fail != nil {
+			return fail.err
+		}
+		<-f.done
+		asOf = f.started
+		if f.err != nil {
+			if stale && !answered(f.err) {
+				return nil
+			}
+			return f.err
+		}
+	}
+}
+
+// Apps implements secrets.Catalog; it passes through.
+func (c *Catalog) Apps(ctx context.Context) ([]string, error) {
+	return c.origin.Apps(context.WithoutCancel(ctx))
+}
+
+// MaxValueSize implements secrets.Catalog.
+func (c *Catalog) MaxValueSize() int64 { return c.origin.MaxValueSize() }
+
+// Verify implements secrets.Catalog: a fetch of its own, never shared
+// with one that began before the caller asked.
+func (c *Catalog) Verify(ctx context.Context, k store.Key) (store.Meta, error) {
+	const op fault.Op = "cache.Verify"
+	if err := k.Validate(); err != nil {
+		return store.Meta{}, fault.E(op, err)
+	}
+	started := c.now()
+	item, err := c.origin.Fetch(context.WithoutCancel(ctx), k)
+	c.mu.Lock()
+	c.storeDown = c.outcome(err)
+	a := c.app(k.App)
+	ks := a.state(k.Name)
+	var changed []store.Key
+	switch {
+	case err == nil && !ks.verified.After(started):
+		if c.setCurrent(k, ks, item.Meta, item, started) {
+			changed = append(changed, k)
+		}
+	case err == nil:
+		c.attach(item)
+	case fault.Is(fault.NotFound, err) && !ks.verified.After(started):
+		if ks.present {
+			changed = append(changed, k)
+		}
+		c.setAbsent(k, ks, started)
+	}
+	meta := store.Meta{}
+	if err == nil {
+		meta = item.Meta
+		if s := c.snaps[keyOf(k, item.Meta)]; s != nil {
+			meta = s.meta
+		}
+	}
+	c.mu.Unlock()
+	c.changed(changed)
+	return meta, err
+}
+
+// Put implements secrets.Catalog.
+func (c *Catalog) Put(ctx context.Context, k store.Key, value []byte, expected store.Revision) (store.Meta, error) {
+	item, err := c.origin.Write(context.WithoutCancel(ctx), k, value, expected)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.app(k.App)
+	ks := a.state(k.Name)
+	if err != nil {
+		// Whatever the failure, what the catalog knows of k may be
+		// wrong (a concurrent writer, or a write whose outcome is
+		// unknown): ask the store next time.
+		ks.verified = time.Time{}
+		return store.Meta{}, err
+	}
+	c.setCurrent(k, ks, item.Meta, item, c.now())
+	if !c.opts.WriteOnly {
+		// The value just sealed is this revision's plaintext: reading it
+		// back needs no unwrap. The caller keeps its own slice.
+		defer c.tell(c.fill(ks.snap, crypto.Plaintext(value).Clone()))
+	}
+	return item.Meta, nil
+}
+
+// Delete implements secrets.Catalog.
+func (c *Catalog) Delete(ctx context.Context, k store.Key, expected store.Revision) error {
+	err := c.origin.Delete(context.WithoutCancel(ctx), k, expected)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.storeDown = c.outcome(err)
+	ks := c.app(k.App).keys[k.Name]
+	switch {
+	case ks == nil:
+	case err == nil:
+		c.setAbsent(k, ks, c.now())
+	default:
+		ks.verified = time.Time{}
+	}
+	return err
+}
+
+// sweep wipes plaintexts left unread for Idle, and forgets absences the
+// store told of more than a TTL ago, until Close.
+func (c *Catalog) sweep() {
+	defer close(c.done)
+	t := time.NewTicker(max(c.opts.Idle/8, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		now := c.now()
+		cutoff := now.Add(-c.opts.Idle).UnixNano()
+		var told []func()
+		for s := range c.held {
+			if s.read.Load() <= cutoff {
+				told = append(told, c.unhold(s)...)
+			}
+		}
+		for _, a := range c.apps {
+			for name, ks := range a.keys {
+				if !ks.present && ks.fetch == nil && !now.Before(ks.verified.Add(c.opts.TTL)) &&
+					(ks.failed == nil || !now.Before(ks.failed.at.Add(c.opts.RetryAfter))) {
+					delete(a.keys, name)
+				}
+			}
+		}
+		c.mu.Unlock()
+		c.tell(told)
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Looked(bool)                  {}
+func (nopObserver) Revalidated(string, int)      {}
+func (nopObserver) Stale(store.Key, error, bool) {}
+func (nopObserver) Recovered(store.Key)          {}

@@ -1,0 +1,562 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
+)
+
+// clock is a settable time for the catalog's TTL, stale window and idle
+// bound.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// recorder is an Observer that remembers what it was told.
+type recorder struct {
+	mu         sync.Mutex
+	hits, miss int
+	stale      []bool // first, per stale answer
+	recovered  []store.Key
+}
+
+func (r *recorder) Looked(hit bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if hit {
+		r.hits++
+	} else {
+		r.miss++
+	}
+}
+func (r *recorder) Revalidated(string, int) {}
+func (r *recorder) Stale(k store.Key, cause error, first bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stale = append(r.stale, first)
+}
+func (r *recorder) Recovered(k store.Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recovered = append(r.recovered, k)
+}
+
+func (r *recorder) staleAnswers() (total, first int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.stale {
+		total++
+		if f {
+			first++
+		}
+	}
+	return total, first
+}
+
+const ttl = 30 * time.Second
+
+// newCatalog returns a catalog over f with a TTL of 30s, a stale window
+// of an hour and a settable clock.
+func newCatalog(t *testing.T, f *fakeOrigin, opts Options) (*Catalog, *clock, *recorder) {
+	t.Helper()
+	clk, rec := newClock(), &recorder{}
+	if opts.TTL == 0 {
+		opts.TTL = ttl
+	}
+	opts.Now, opts.Observer = clk.Now, rec
+	c := New(f, opts)
+	t.Cleanup(c.Close)
+	return c, clk, rec
+}
+
+var bg = context.Background()
+
+// read looks k up and reads its current value, as an open and a read do.
+func read(t *testing.T, c *Catalog, k store.Key) string {
+	t.Helper()
+	e, err := c.Lookup(bg, k)
+	if err != nil {
+		t.Fatalf("Lookup(%s): %v", k, err)
+	}
+	s := c.Snapshot(k, e.Meta)
+	defer s.Release()
+	v, err := s.Value(bg)
+	if err != nil {
+		t.Fatalf("Value(%s): %v", k, err)
+	}
+	defer v.Wipe()
+	return string(v)
+}
+
+func TestColdReadCostsOneFetchAndOneOpenAndHotReadsNothing(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, _, rec := newCatalog(t, f, Options{})
+	if got := read(t, c, key("a")); got != "alpha" {
+		t.Fatalf("read %q", got)
+	}
+	if got := f.counts(); got["Fetch"] != 1 || got["Open"] != 1 || got["List"] != 0 {
+		t.Errorf("a cold read cost %v, want 1 Fetch and 1 Open", got)
+	}
+	before := f.counts()
+	for range 5 {
+		read(t, c, key("a"))
+	}
+	sameCounts(t, f, before, "hot reads")
+	if rec.hits != 5 || rec.miss != 1 {
+		t.Errorf("observer saw %d hits and %d misses, want 5 and 1", rec.hits, rec.miss)
+	}
+}
+
+func TestConcurrentColdReadersShareOneFetchAndOneOpen(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, _, _ := newCatalog(t, f, Options{})
+	release := f.hold("Fetch")
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for range 32 {
+		wg.Go(func() {
+			e, err := c.Lookup(bg, key("a"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			s := c.Snapshot(key("a"), e.Meta)
+			defer s.Release()
+			buf := make([]byte, 16)
+			if n, err := s.ReadAt(bg, buf, 0); err != nil || string(buf[:n]) != "alpha" {
+				errs <- errors.New("read " + string(buf[:n]))
+			}
+		})
+	}
+	waitEntered(t, f, "Fetch")
+	time.Sleep(20 * time.Millisecond) // let the others join
+	release()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := f.counts(); got["Fetch"] != 1 || got["Open"] != 1 {
+		t.Errorf("32 cold readers cost %v, want 1 Fetch and 1 Open", got)
+	}
+}
+
+// After the TTL, one listing revalidates every secret of the application
+// it knows, and an unchanged secret is not decrypted again.
+func TestRevalidationListsTheApplicationOnceAndDecryptsNothingUnchanged(t *testing.T) {
+	f := newFake()
+	for _, n := range []string{"a", "b", "c"} {
+		f.set(key(n), "value-"+n, 1)
+	}
+	c, clk, _ := newCatalog(t, f, Options{})
+	for _, n := range []string{"a", "b", "c"} {
+		read(t, c, key(n))
+	}
+	for range 3 {
+		clk.advance(ttl + time.Second)
+		before := f.counts()
+		for range 4 {
+			for _, n := range []string{"a", "b", "c"} {
+				if got := read(t, c, key(n)); got != "value-"+n {
+					t.Fatalf("read %q", got)
+				}
+			}
+		}
+		after := f.counts()
+		if after["List"]-before["List"] != 1 || after["Fetch"] != before["Fetch"] || after["Open"] != before["Open"] {
+			t.Errorf("a TTL of reads of 3 unchanged secrets cost %v, then %v: want one more List only", before, after)
+		}
+	}
+}
+
+func TestAChangeElsewhereIsSeenAfterTheTTLAndTold(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "old", 1)
+	c, clk, _ := newCatalog(t, f, Options{})
+	told := make(chan store.Key, 4)
+	c.OnChange(func(k store.Key) { told <- k })
+	read(t, c, key("a"))
+	f.set(key("a"), "new", 2)
+	if got := read(t, c, key("a")); got != "old" {
+		t.Errorf("within the TTL: %q, want the old value", got)
+	}
+	clk.advance(ttl)
+	if got := read(t, c, key("a")); got != "new" {
+		t.Errorf("after the TTL: %q, want the new value", got)
+	}
+	select {
+	case k := <-told:
+		if k != key("a") {
+			t.Errorf("told of %s", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the change was not told")
+	}
+	f.remove(key("a"))
+	clk.advance(ttl)
+	if _, err := c.Lookup(bg, key("a")); !fault.Is(fault.NotFound, err) {
+		t.Errorf("after a removal elsewhere: %v, want NotFound", err)
+	}
+}
+
+// An open file reads the revision it opened, even once its plaintext was
+// wiped and the secret replaced: the snapshot keeps its protected item.
+func TestASnapshotKeepsItsRevisionAfterWipeAndReplacement(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "first", 1)
+	c, clk, _ := newCatalog(t, f, Options{Idle: 50 * time.Millisecond})
+	e, err := c.Lookup(bg, key("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Snapshot(key("a"), e.Meta)
+	defer s.Release()
+	wipes := make(chan struct{}, 4)
+	s.OnWipe(func() { wipes <- struct{}{} })
+	if v, _ := s.Value(bg); string(v) != "first" {
+		t.Fatalf("read %q", v)
+	}
+	f.set(key("a"), "second", 2)
+	clk.advance(ttl + time.Minute)
+	if got := read(t, c, key("a")); got != "second" {
+		t.Fatalf("the name reads %q, want the new revision", got)
+	}
+	select {
+	case <-wipes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle plaintext was not wiped")
+	}
+	fetches := f.count("Fetch")
+	if v, err := s.Value(bg); err != nil || string(v) != "first" {
+		t.Errorf("after the wipe the open snapshot reads %q, %v: want its own revision", v, err)
+	}
+	if f.count("Fetch") != fetches {
+		t.Error("decrypting the wiped snapshot again read the store")
+	}
+}
+
+func TestStaleIfErrorServesTheLastAnswerAtOnceAndSaysSoOncePerOutage(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, rec := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	read(t, c, key("a"))
+	clk.advance(ttl)
+	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
+	e, err := c.Lookup(bg, key("a"))
+	if err != nil || !e.Stale {
+		t.Fatalf("with the store down: %+v, %v; want a stale answer", e, err)
+	}
+	lists := f.count("List")
+	for range 5 {
+		if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
+			t.Fatalf("again: %+v, %v", e, err)
+		}
+	}
+	if f.count("List") != lists {
+		t.Error("the store was asked again within RetryAfter of its failure")
+	}
+	eventually(t, "the stale answers are observed", func() bool { n, _ := rec.staleAnswers(); return n == 6 })
+	if _, first := rec.staleAnswers(); first != 1 {
+		t.Errorf("%d stale answers said first, want 1 per outage", first)
+	}
+	// The store answers again after RetryAfter: the next lookup serves
+	// at once and asks in the background; the one after is fresh.
+	clk.advance(DefaultRetryAfter)
+	if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
+		t.Fatalf("during recovery: %+v, %v", e, err)
+	}
+	eventually(t, "the catalog recovers", func() bool {
+		e, err := c.Lookup(bg, key("a"))
+		return err == nil && !e.Stale
+	})
+	// Past the stale window, an outage is an error.
+	clk.advance(ttl + time.Hour + time.Second)
+	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
+	if _, err := c.Lookup(bg, key("a")); !fault.Is(fault.Unavailable, err) {
+		t.Errorf("past the stale window: %v, want Unavailable", err)
+	}
+}
+
+func TestNeverReadSecretFailsWhenTheStoreCannotAnswerAndTheFailureIsRemembered(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	f.failNext("Fetch", fault.E(fault.Unavailable, "frozen"))
+	if _, err := c.Lookup(bg, key("a")); !fault.Is(fault.Unavailable, err) {
+		t.Fatalf("cold lookup with the store down: %v", err)
+	}
+	if _, err := c.Lookup(bg, key("a")); !fault.Is(fault.Unavailable, err) {
+		t.Fatalf("second lookup: %v", err)
+	}
+	if n := f.count("Fetch"); n != 1 {
+		t.Errorf("two lookups within RetryAfter asked the store %d times, want 1", n)
+	}
+	clk.advance(DefaultRetryAfter)
+	if got := read(t, c, key("a")); got != "alpha" {
+		t.Errorf("after recovery: %q", got)
+	}
+}
+
+func TestAccessDeniedRefusesAtOnceAndWipes(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	e, _ := c.Lookup(bg, key("a"))
+	s := c.Snapshot(key("a"), e.Meta)
+	defer s.Release()
+	wiped := make(chan struct{}, 1)
+	s.OnWipe(func() { wiped <- struct{}{} })
+	s.Value(bg)
+	clk.advance(ttl)
+	f.failNext("List", fault.E(fault.Permission, "AccessDenied"))
+	if _, err := c.Lookup(bg, key("a")); !fault.Is(fault.Permission, err) {
+		t.Errorf("AccessDenied: %v, want Permission, not a stale answer", err)
+	}
+	select {
+	case <-wiped:
+	case <-time.After(5 * time.Second):
+		t.Error("the refused secret's plaintext was not wiped")
+	}
+}
+
+func TestIdlePlaintextIsWipedAndTheSizeBoundWipesTheLeastRecentlyRead(t *testing.T) {
+	f := newFake()
+	for _, n := range []string{"a", "b", "c"} {
+		f.set(key(n), "value-"+n, 1)
+	}
+	c, clk, _ := newCatalog(t, f, Options{Size: 2, Idle: 50 * time.Millisecond})
+	read(t, c, key("a"))
+	clk.advance(time.Millisecond)
+	read(t, c, key("b"))
+	clk.advance(time.Millisecond)
+	read(t, c, key("c"))
+	if n := c.Held(); n != 2 {
+		t.Errorf("holding %d plaintexts, want at most Size=2", n)
+	}
+	opens := f.count("Open")
+	read(t, c, key("c"))
+	if f.count("Open") != opens {
+		t.Error("the most recently read value was wiped")
+	}
+	read(t, c, key("a"))
+	if f.count("Open") != opens+1 {
+		t.Error("the least recently read value was not the one wiped")
+	}
+	clk.advance(time.Second)
+	eventually(t, "idle plaintext is wiped", func() bool { return c.Held() == 0 })
+	for _, p := range f.handedOut() {
+		if !wiped(p) {
+			t.Error("a plaintext the catalog dropped was not zeroed")
+		}
+	}
+}
+
+func TestAWriteIsReadBackWithoutUnwrapAndAFailedWriteAsksTheStoreNextTime(t *testing.T) {
+	f := newFake()
+	c, _, _ := newCatalog(t, f, Options{})
+	value := []byte("written")
+	meta, err := c.Put(bg, key("a"), value, store.NoItem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(value) != "written" {
+		t.Error("Put changed the caller's slice")
+	}
+	before := f.counts()
+	if got := read(t, c, key("a")); got != "written" {
+		t.Fatalf("read %q", got)
+	}
+	sameCounts(t, f, before, "reading back a write")
+
+	f.set(key("a"), "elsewhere", meta.Version.Next())
+	if _, err := c.Put(bg, key("a"), []byte("late"), meta.Revision()); !fault.Is(fault.Conflict, err) {
+		t.Fatalf("stale write: %v, want Conflict", err)
+	}
+	if got := read(t, c, key("a")); got != "elsewhere" {
+		t.Errorf("after a failed write the catalog answers %q, want what the store holds", got)
+	}
+}
+
+func TestAListedRevisionReplacedBeforeItsFirstReadIsSuperseded(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "listed", 1)
+	c, _, _ := newCatalog(t, f, Options{})
+	page, _, err := c.List(bg, "app", "", 0)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("List: %v, %v", page, err)
+	}
+	s := c.Snapshot(key("a"), page[0])
+	defer s.Release()
+	f.set(key("a"), "replaced", 2)
+	err = s.Bind(bg)
+	sup := secrets.AsSuperseded(err)
+	if sup == nil || sup.Now.Version != 2 {
+		t.Fatalf("Bind: %v, want Superseded by version 2", err)
+	}
+	// A lookup of the name within the listing's TTL reads the item, and
+	// so learns of the new revision.
+	e, err := c.Lookup(bg, key("a"))
+	if err != nil || e.Version != 2 {
+		t.Errorf("Lookup: %+v, %v", e, err)
+	}
+}
+
+func TestListingRemovesNamesItDoesNotList(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	f.set(key("b"), "beta", 1)
+	c, _, _ := newCatalog(t, f, Options{})
+	read(t, c, key("a"))
+	read(t, c, key("b"))
+	f.remove(key("b"))
+	if _, _, err := c.List(bg, "app", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Known(key("b")); ok {
+		t.Error("a name the listing lacks is still known")
+	}
+	if _, ok := c.Known(key("a")); !ok {
+		t.Error("a listed name was forgotten")
+	}
+}
+
+func TestReleasingTheLastPinWipes(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, _, _ := newCatalog(t, f, Options{})
+	read(t, c, key("a"))
+	f.set(key("a"), "beta", 2)
+	if _, err := c.Verify(bg, key("a")); err != nil { // the index lets go of revision 1
+		t.Fatal(err)
+	}
+	if c.Held() != 0 {
+		t.Error("the plaintext of a revision nothing pins is still held")
+	}
+	for _, p := range f.handedOut() {
+		if !wiped(p) {
+			t.Error("not zeroed")
+		}
+	}
+}
+
+func TestWriteOnlyKeepsNoPlaintextOfWrites(t *testing.T) {
+	f := newFake()
+	c, _, _ := newCatalog(t, f, Options{WriteOnly: true})
+	if _, err := c.Put(bg, key("a"), []byte("secret"), store.NoItem); err != nil {
+		t.Fatal(err)
+	}
+	if c.Held() != 0 {
+		t.Error("a write-only catalog holds what was written")
+	}
+}
+
+func TestCloseWipesEverything(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c := New(f, Options{TTL: ttl})
+	read(t, c, key("a"))
+	c.Close()
+	if c.Held() != 0 {
+		t.Error("plaintext held after Close")
+	}
+	for _, p := range f.handedOut() {
+		if !wiped(p) {
+			t.Error("not zeroed")
+		}
+	}
+}
+
+func TestHasSecretsAnswersFromAFreshListing(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{})
+	for range 3 {
+		if ok, err := c.HasSecrets(bg, "app"); !ok || err != nil {
+			t.Fatalf("HasSecrets: %v, %v", ok, err)
+		}
+	}
+	if n := f.count("List"); n != 1 {
+		t.Errorf("three HasSecrets within a TTL listed %d times, want 1", n)
+	}
+	read(t, c, key("a"))
+	if n := f.count("Fetch"); n != 1 {
+		t.Errorf("a lookup after the listing fetched %d times, want 1 (to bind)", n)
+	}
+	clk.advance(ttl)
+	f.remove(key("a"))
+	if ok, err := c.HasSecrets(bg, "app"); ok || err != nil {
+		t.Errorf("after the TTL: %v, %v; want false", ok, err)
+	}
+}
+
+// A caller that gives up (a signal to the reader) does not cancel the
+// backend call it shares; it still gets the answer.
+func TestACancelledCallerDoesNotCancelTheSharedCall(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, _, _ := newCatalog(t, f, Options{})
+	release := f.hold("Fetch")
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Lookup(ctx, key("a"))
+		done <- err
+	}()
+	waitEntered(t, f, "Fetch")
+	cancel()
+	time.Sleep(20 * time.Millisecond)
+	release()
+	if err := <-done; err != nil {
+		t.Errorf("a cancelled lookup failed: %v", err)
+	}
+	if _, ok := c.Known(key("a")); !ok {
+		t.Error("the shared fetch was abandoned")
+	}
+}
+
+// With a TTL of zero every lookup asks the store, once, and is answered
+// by what it said.
+func TestZeroTTLAsksTheStoreOncePerLookup(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c := New(f, Options{TTL: 0})
+	defer c.Close()
+	for i := range 4 {
+		if got := read(t, c, key("a")); got != "alpha" {
+			t.Fatalf("read %q", got)
+		}
+		if asked := f.count("Fetch") + f.count("List"); asked != i+1 {
+			t.Fatalf("after %d lookups the store was asked %d times", i+1, asked)
+		}
+	}
+	if n := f.count("Open"); n != 1 {
+		t.Errorf("an unchanged secret was decrypted %d times, want once", n)
+	}
+	f.remove(key("a"))
+	if _, err := c.Lookup(bg, key("a")); !fault.Is(fault.NotFound, err) {
+		t.Errorf("after a removal: %v", err)
+	}
+}

@@ -1,0 +1,350 @@
+package cache
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
+)
+
+// snapKey names one revision of one secret: its Version and its IV,
+// which is fresh on every write (the Version alone repeats when an item
+// is deleted and written again, and every legacy item has Version 0).
+type snapKey struct {
+	key     store.Key
+	version store.Version
+	iv      string
+}
+
+func keyOf(k store.Key, m store.Meta) snapKey {
+	return snapKey{key: k, version: m.Version, iv: string(m.InitialisationVector)}
+}
+
+// snapshot implements secrets.Snapshot: one revision, its protected item
+// once read, and its plaintext while it is held.
+//
+// Locking: the bookkeeping fields are guarded by the catalog's mu; the
+// value by vmu, taken after mu (never before), so that reads copy out
+// without touching the catalog's lock.
+type snapshot struct {
+	c  *Catalog
+	id snapKey
+
+	// Guarded by c.mu.
+	meta      store.Meta  // Size is learned on the first decryption of a legacy item
+	item      *store.Item // nil until bound
+	pins      int         // the index (while current) and every caller of Snapshot
+	opening   *flight     // a decryption in flight
+	failed    *failure    // the last decryption got no answer
+	listeners map[int]func()
+	nextID    int
+
+	vmu   sync.RWMutex
+	value crypto.Plaintext // owned; wiped when dropped
+	has   bool             // value holds the plaintext (an empty secret has none to hold)
+
+	read atomic.Int64 // unix nanoseconds of the last read
+}
+
+var _ secrets.Snapshot = (*snapshot)(nil)
+
+// Snapshot implements secrets.Catalog.
+func (c *Catalog) Snapshot(k store.Key, meta store.Meta) secrets.Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pin(k, meta)
+}
+
+// pin returns the snapshot of meta's revision of k, registering it, with
+// one more pin. c.mu must be held.
+func (c *Catalog) pin(k store.Key, meta store.Meta) *snapshot {
+	id := keyOf(k, meta)
+	s := c.snaps[id]
+	if s == nil {
+		s = &snapshot{c: c, id: id, meta: meta}
+		s.meta.Key = k
+		c.snaps[id] = s
+	}
+	s.pins++
+	return s
+}
+
+// unpin takes one pin away; the last one wipes and forgets the snapshot.
+// c.mu must be held.
+func (c *Catalog) unpin(s *snapshot) {
+	if s.pins--; s.pins > 0 {
+		return
+	}
+	if _, held := c.held[s]; held {
+		c.unhold(s) // nobody pins it: there are no listeners to tell
+	}
+	s.item = nil
+	if c.snaps[s.id] == s {
+		delete(c.snaps, s.id)
+	}
+}
+
+// attach gives item to the snapshot of its revision, if one is pinned
+// and has none yet. c.mu must be held.
+func (c *Catalog) attach(item *store.Item) {
+	if s := c.snaps[keyOf(item.Key, item.Meta)]; s != nil && s.item == nil {
+		s.item = item
+		if s.meta.Size < 0 && item.Size >= 0 {
+			s.meta.Size = item.Size
+		}
+	}
+}
+
+// fill gives value to s, which owns it from then on, and wipes the least
+// recently read plaintexts beyond Size. c.mu must be held; the wiped
+// snapshots' listeners are returned to be told once it is released.
+func (c *Catalog) fill(s *snapshot, value crypto.Plaintext) []func() {
+	s.vmu.Lock()
+	s.value.Wipe()
+	s.value, s.has = value, true
+	s.vmu.Unlock()
+	s.touch(c.now().UnixNano())
+	c.held[s] = struct{}{}
+	var told []func()
+	for len(c.held) > c.opts.Size {
+		var oldest *snapshot
+		for h := range c.held {
+			if h != s && (oldest == nil || h.read.Load() < oldest.read.Load()) {
+				oldest = h
+			}
+		}
+		told = append(told, c.unhold(oldest)...)
+	}
+	return told
+}
+
+// unhold wipes s's plaintext and returns the listeners to tell. c.mu
+// must be held.
+func (c *Catalog) unhold(s *snapshot) []func() {
+	s.vmu.Lock()
+	s.value.Wipe()
+	s.value, s.has = nil, false
+	s.vmu.Unlock()
+	delete(c.held, s)
+	told := make([]func(), 0, len(s.listeners))
+	for _, f := range s.listeners {
+		told = append(told, f)
+	}
+	return told
+}
+
+// tell runs the listeners of wiped plaintexts, each in its own goroutine:
+// they notify the kernel, which must never happen under a lock.
+func (c *Catalog) tell(told []func()) {
+	for _, f := range told {
+		go f()
+	}
+}
+
+func (s *snapshot) touch(now int64) { s.read.Store(now) }
+
+// Touch implements secrets.Snapshot.
+func (s *snapshot) Touch() { s.touch(s.c.now().UnixNano()) }
+
+// Meta implements secrets.Snapshot.
+func (s *snapshot) Meta() store.Meta {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.meta
+}
+
+// Release implements secrets.Snapshot.
+func (s *snapshot) Release() {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.c.unpin(s)
+}
+
+// OnWipe implements secrets.Snapshot.
+func (s *snapshot) OnWipe(f func()) (cancel func()) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.listeners == nil {
+		s.listeners = map[int]func(){}
+	}
+	id := s.nextID
+	s.nextID++
+	s.listeners[id] = f
+	return func() {
+		s.c.mu.Lock()
+		defer s.c.mu.Unlock()
+		delete(s.listeners, id)
+	}
+}
+
+// Bind implements secrets.Snapshot. The fetch is the catalog's, shared
+// with lookups of the same secret.
+func (s *snapshot) Bind(ctx context.Context) error {
+	const op fault.Op = "cache.Bind"
+	c := s.c
+	k := s.id.key
+	for range 2 {
+		c.mu.Lock()
+		if s.item != nil {
+			c.mu.Unlock()
+			return nil
+		}
+		f, fail := c.fetchFlight(c.app(k.App), k, c.now())
+		c.mu.Unlock()
+		if fail != nil {
+			return fault.E(op, k.Path(), fail.err)
+		}
+		<-f.done
+		c.mu.Lock()
+		bound := s.item != nil
+		ks := c.app(k.App).keys[k.Name]
+		c.mu.Unlock()
+		switch {
+		case bound:
+			return nil
+		case f.err != nil && !fault.Is(fault.NotFound, f.err):
+			return fault.E(op, k.Path(), f.err)
+		case ks == nil || !ks.present:
+			return fault.E(op, k.Path(), fault.NotFound, "removed since it was listed")
+		case f.err == nil && !ks.meta.Revision().Equal(s.id.revision()):
+			return fault.E(op, k.Path(), fault.Conflict, &secrets.Superseded{Key: k, Now: ks.meta})
+		}
+		// The fetch began before this snapshot was asked for: ask again.
+	}
+	return fault.E(op, k.Path(), fault.Unavailable, "the item could not be read")
+}
+
+func (id snapKey) revision() store.Revision {
+	return store.Revision{Version: id.version, IV: []byte(id.iv)}
+}
+
+// decrypt makes s hold its plaintext: it binds s, then opens its item,
+// sharing one unwrap among concurrent callers. It never gives up for a
+// caller's cancellation: the origin's deadline bounds it.
+func (s *snapshot) decrypt(ctx context.Context) error {
+	c := s.c
+	for {
+		c.mu.Lock()
+		s.vmu.RLock()
+		has := s.has
+		s.vmu.RUnlock()
+		switch {
+		case has:
+			c.mu.Unlock()
+			return nil
+		case s.opening != nil:
+			f := s.opening
+			c.mu.Unlock()
+			<-f.done
+			if f.err != nil {
+				return f.err
+			}
+			continue
+		case s.item == nil:
+			c.mu.Unlock()
+			if err := s.Bind(ctx); err != nil {
+				return err
+			}
+			continue
+		case c.recent(s.failed, c.now()) || c.recent(c.keysDown, c.now()):
+			// The key service did not answer a moment ago: a read that
+			// the kernel splits into several requests fails at once,
+			// within one deadline, rather than once per request.
+			err := c.keysDown
+			if c.recent(s.failed, c.now()) {
+				err = s.failed
+			}
+			c.mu.Unlock()
+			return err.err
+		}
+		f := &flight{started: c.now(), done: make(chan struct{})}
+		s.opening = f
+		item := s.item
+		c.mu.Unlock()
+
+		secret, err := c.origin.Open(context.WithoutCancel(ctx), item)
+		var told []func()
+		c.mu.Lock()
+		c.keysDown = c.outcome(err)
+		s.opening = nil
+		s.failed = nil
+		if err != nil && !answered(err) {
+			s.failed = &failure{at: c.now(), err: err}
+		}
+		if err == nil {
+			if s.pins > 0 {
+				if s.meta.Size < 0 {
+					s.meta.Size = secret.Size // a legacy item: now its size is known
+				}
+				told = c.fill(s, secret.Value)
+			} else {
+				secret.Value.Wipe() // released meanwhile: nobody may read it
+			}
+		}
+		c.mu.Unlock()
+		c.tell(told)
+		f.err = err
+		close(f.done)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// maxCopyAttempts bounds how often a read retries when the plaintext it
+// had decrypted was wiped (evicted by others' reads) before it could be
+// copied.
+const maxCopyAttempts = 3
+
+// ReadAt implements secrets.Snapshot.
+func (s *snapshot) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	n := 0
+	err := s.withValue(ctx, func(v crypto.Plaintext) {
+		if off < int64(len(v)) {
+			n = copy(p, v[off:])
+		}
+	})
+	return n, err
+}
+
+// Value implements secrets.Snapshot.
+func (s *snapshot) Value(ctx context.Context) (crypto.Plaintext, error) {
+	var out crypto.Plaintext
+	err := s.withValue(ctx, func(v crypto.Plaintext) { out = append(crypto.Plaintext{}, v...) })
+	return out, err
+}
+
+// Size implements secrets.Snapshot.
+func (s *snapshot) Size(ctx context.Context) (int64, error) {
+	if m := s.Meta(); m.Size >= 0 {
+		return m.Size, nil
+	}
+	if err := s.withValue(ctx, func(crypto.Plaintext) {}); err != nil {
+		return 0, err
+	}
+	return s.Meta().Size, nil
+}
+
+// withValue calls use with the plaintext, under its read lock.
+func (s *snapshot) withValue(ctx context.Context, use func(crypto.Plaintext)) error {
+	const op fault.Op = "cache.Read"
+	for range maxCopyAttempts {
+		s.vmu.RLock()
+		if s.has {
+			use(s.value)
+			s.vmu.RUnlock()
+			s.Touch()
+			return nil
+		}
+		s.vmu.RUnlock()
+		if err := s.decrypt(ctx); err != nil {
+			return err
+		}
+	}
+	return fault.E(op, s.id.key.Path(), fault.Unavailable,
+		"the value was wiped again before it could be read: more secrets are being read than --cache-size holds")
+}
