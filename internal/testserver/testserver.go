@@ -22,6 +22,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -64,6 +65,7 @@ type Server struct {
 	proxy  *http.Server
 	dir    string
 	svc    service
+	port   string // the server's own port, behind the proxy; a restart reuses it
 
 	mu        sync.Mutex
 	calls     map[string]int64
@@ -72,6 +74,8 @@ type Server struct {
 	resumed   chan struct{} // nil when not paused; closed by Resume
 	throttled int           // requests still to refuse with a throttling error
 	denied    int           // requests still to refuse with AccessDenied
+	muted     string        // an operation whose requests land but whose answers are withheld
+	unmuted   chan struct{} // closed by Unmute
 }
 
 // service is how one AWS service writes an error: both use a JSON
@@ -152,6 +156,27 @@ func StartDynalite() (*Server, error) {
 		dynamoDBService, port, "")
 }
 
+// StartPersistentDynalite starts dynalite on a free port, keeping its
+// tables on disk, in a fresh temporary directory, so that they survive
+// Kill and Restart.
+func StartPersistentDynalite() (*Server, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(root, "internal", "testserver", "node_modules", ".bin", "dynalite")
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "dynalite-")
+	if err != nil {
+		return nil, err
+	}
+	return start(exec.Command(bin, "--port", port, "--host", "127.0.0.1", "--createTableMs", "0", "--deleteTableMs", "0", "--path", dir),
+		dynamoDBService, port, dir)
+}
+
 // StartLocalKMS starts local-kms on a free port, keeping its keys in a
 // fresh temporary directory.
 func StartLocalKMS() (*Server, error) {
@@ -186,7 +211,7 @@ func start(cmd *exec.Cmd, svc service, port, dir string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &Server{cmd: cmd, exited: make(chan struct{}), dir: dir, svc: svc, calls: map[string]int64{}}
+	s := &Server{cmd: cmd, exited: make(chan struct{}), dir: dir, svc: svc, port: port, calls: map[string]int64{}}
 	go func() { cmd.Wait(); close(s.exited) }()
 
 	backend := "127.0.0.1:" + port
@@ -255,6 +280,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rp *httputil.Reve
 		s.throttled--
 		refusal = codeThrottling
 	}
+	muted, unmuted := op != "" && op == s.muted, s.unmuted
 	s.mu.Unlock()
 	if resumed != nil {
 		// An unreachable host: no answer, unless the partition
@@ -282,7 +308,90 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rp *httputil.Reve
 	out := r.WithContext(ctx)
 	out.Body = io.NopCloser(bytes.NewReader(body))
 	out.ContentLength = int64(len(body))
-	rp.ServeHTTP(w, out)
+	if !muted {
+		rp.ServeHTTP(w, out)
+		return
+	}
+	// The request lands; its answer is held back until Unmute, and lost
+	// if the client gives up first, as on a network that drops answers.
+	rec := httptest.NewRecorder()
+	rp.ServeHTTP(rec, out)
+	select {
+	case <-unmuted:
+	case <-r.Context().Done():
+		return
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// Mute makes requests of operation op (e.g. "PutItem") land on the
+// server while their answers are held back until Unmute: the client
+// gives up at its deadline not knowing that its request took effect.
+func (s *Server) Mute(op string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.muted, s.unmuted = op, make(chan struct{})
+}
+
+// Unmute ends Mute: answers still held go out.
+func (s *Server) Unmute() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unmuted != nil {
+		close(s.unmuted)
+	}
+	s.muted, s.unmuted = "", nil
+}
+
+// Freeze stops the server's process (SIGSTOP), as a hung host: the proxy
+// forwards requests, and they wait, unanswered, until Thaw.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw continues a frozen server (SIGCONT).
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
+// Kill kills the server's process (SIGKILL), as a crashed host: requests
+// fail at once, the connection refused. Restart brings it back.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a frozen process dies too
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// Restart starts a killed server again, on the same port behind the same
+// proxy. A persistent dynalite keeps its tables; an in-memory one starts
+// empty.
+func (s *Server) Restart() error {
+	s.mu.Lock()
+	old := s.cmd
+	cmd := exec.Command(old.Path, old.Args[1:]...)
+	cmd.Env = old.Env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	s.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("restart %s: %w", filepath.Base(cmd.Path), err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	return waitListening("127.0.0.1:"+s.port, exited)
 }
 
 // refuse answers a request of operation op, whose body is reqBody, with
@@ -385,13 +494,17 @@ func (s *Server) Resume() {
 // Pause): a dead host.
 func (s *Server) Stop() {
 	s.Pause()
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd.Process != nil {
+		_ = cmd.Process.Signal(syscall.SIGCONT) // a frozen process cannot stop
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-s.exited:
+		case <-exited:
 		case <-time.After(5 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
+			_ = cmd.Process.Kill()
+			<-exited
 		}
 	}
 }
