@@ -529,13 +529,13 @@ func (c *Catalog) runListing(app string, f *flight, started time.Time) {
 	c.storeDown = c.outcome(err)
 	a := c.app(app)
 	a.listing = nil
-	var changed, recovered []store.Key
+	var changed []store.Key
 	var told []func()
 	switch {
 	case err == nil:
 		a.failed = nil
 		a.listedAt = started
-		changed, recovered = c.applyListing(a, app, metas, "", "", started)
+		changed = c.applyListing(a, app, metas, "", "", started)
 	case fault.Is(fault.Permission, err):
 		a.listedAt = time.Time{} // nothing it listed stands
 		for name := range a.keys {
@@ -549,9 +549,6 @@ func (c *Catalog) runListing(app string, f *flight, started time.Time) {
 	if err == nil {
 		c.obs.Revalidated(app, len(changed))
 	}
-	for _, k := range recovered {
-		c.obs.Recovered(k)
-	}
 	c.changed(changed)
 	f.err = err
 	close(f.done)
@@ -561,9 +558,8 @@ func (c *Catalog) runListing(app string, f *flight, started time.Time) {
 // through] (through "" meaning to the end) as the store gave it at
 // started: what changed, what appeared, and what went. Keys the catalog
 // learned of after started are left alone. It returns the keys found
-// changed or gone, and those that had been answered stale. c.mu must be
-// held.
-func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, after, through string, started time.Time) (changed, recovered []store.Key) {
+// changed or gone. c.mu must be held.
+func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, after, through string, started time.Time) (changed []store.Key) {
 	listed := make(map[string]bool, len(metas))
 	for _, m := range metas {
 		listed[m.Name] = true
@@ -572,9 +568,6 @@ func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, afte
 			continue
 		}
 		k := store.Key{App: app, Name: m.Name}
-		if ks.stale {
-			recovered = append(recovered, k)
-		}
 		if c.setCurrent(k, ks, m, nil, started) {
 			changed = append(changed, k)
 		}
@@ -594,7 +587,7 @@ func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, afte
 			c.setAbsent(k, ks, started)
 		}
 	}
-	return changed, recovered
+	return changed
 }
 
 // setCurrent records that the store holds meta (and item, when fetched)
