@@ -66,6 +66,9 @@ type Options struct {
 	Log      logrus.FieldLogger
 	// Served, if set, is told of every request the mount served.
 	Served func(op string, errno syscall.Errno, took time.Duration)
+	// Committed, if set, is told of every commit of a writer's buffer
+	// and its outcome (nil: committed).
+	Committed func(err error)
 	// There is deliberately no switch for go-fuse's request debugging: it
 	// prints the first bytes of every READ reply and WRITE payload, which
 	// here are plaintext.

@@ -194,6 +194,9 @@ func (m *mount) commit(ctx context.Context, s *secretState, ss *session, when st
 		}
 		return meta, err
 	})
+	if m.opts.Committed != nil && (committed || err != nil) {
+		m.opts.Committed(err)
+	}
 	k := ss.metadata().Key
 	fields := logrus.Fields{"secret": k.String(), "at": when}
 	switch {

@@ -66,6 +66,22 @@ func (c *config) open(ctx context.Context, firstUse bool, say io.Writer) (*backe
 	}
 }
 
+// metered returns st counted by the mount's metrics, if it has any.
+func (c *config) metered(st store.Store, service string) store.Store {
+	if c.meter == nil {
+		return st
+	}
+	return c.meter.WrapStore(st, service)
+}
+
+// meteredKeys returns w counted by the mount's metrics, if it has any.
+func (c *config) meteredKeys(w crypto.KeyWrapper, service string) crypto.KeyWrapper {
+	if c.meter == nil || w == nil {
+		return w
+	}
+	return c.meter.WrapKeys(w, service)
+}
+
 func (c *config) keeper(st store.Store, w crypto.KeyWrapper, format crypto.Format) (*secrets.Keeper, error) {
 	envelope, err := crypto.NewEnvelope(w, format)
 	if err != nil {
@@ -118,7 +134,7 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 		st.Close()
 		return nil, err
 	}
-	k, err := c.keeper(st, wrapper, format)
+	k, err := c.keeper(c.metered(st, "sqlite"), c.meteredKeys(wrapper, "rsa"), format)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -148,7 +164,7 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backe
 		return nil, err
 	}
 	ddb := awsdynamodb.NewFromConfig(cfg)
-	kmsWrapper := kms.New(awskms.NewFromConfig(cfg), c.kmsKey)
+	kmsWrapper := c.meteredKeys(kms.New(awskms.NewFromConfig(cfg), c.kmsKey), "kms")
 
 	// KMS owns every key id that is not an RSA one, so the RSA reader
 	// goes first.
@@ -161,8 +177,8 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backe
 		if err != nil {
 			return nil, err
 		}
-		readers = append(readers, rsa)
-		write, keyDesc = rsa, "writes with "+rsa.MasterKeyID()
+		readers = append(readers, c.meteredKeys(rsa, "rsa"))
+		write, keyDesc = readers[0], "writes with "+rsa.MasterKeyID()
 		writeOnly = !rsa.CanUnwrap()
 	}
 	if c.kmsKey != "" {
@@ -171,7 +187,7 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backe
 	readers = append(readers, kmsWrapper)
 
 	st := dynamodb.New(ddb, c.table)
-	k, err := c.keeper(st, crypto.NewKeyring(write, readers...), format)
+	k, err := c.keeper(c.metered(st, "dynamodb"), crypto.NewKeyring(write, readers...), format)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fs"
+	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/store"
 )
 
@@ -35,6 +37,7 @@ type mountFlags struct {
 	fileMode     octal
 	dirMode      octal
 	apps         []string
+	metricsAddr  string // HOST:PORT for /metrics and /healthz; "" for none
 }
 
 func newMountCommand(c *config) *cobra.Command {
@@ -61,6 +64,7 @@ func newMountCommand(c *config) *cobra.Command {
 	f.Uint32Var(&mf.gid, "gid", uint32(os.Getgid()), "group of every file and directory")
 	f.Var(&mf.fileMode, "file-mode", "permission bits of secrets (octal)")
 	f.Var(&mf.dirMode, "dir-mode", "permission bits of directories (octal)")
+	f.StringVar(&mf.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics and health at /healthz")
 	f.StringSliceVar(&mf.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
 	return cmd
 }
@@ -98,6 +102,16 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	if err := prepareMountpoint(dir, log); err != nil {
 		return err
 	}
+	if mf.metricsAddr != "" {
+		info, _ := debug.ReadBuildInfo()
+		c.meter = metrics.New(versionLine(version, info), metrics.Options{FailingFor: c.timeout})
+		srv, err := c.meter.Serve(mf.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", mf.metricsAddr, err)
+		}
+		defer srv.Close()
+		log.WithField("address", srv.Addr().String()).Info("serving /metrics and /healthz")
+	}
 	b, err := c.open(ctx, true, notices)
 	if err != nil {
 		return err
@@ -108,6 +122,13 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 		log.Warn("no key to write with (--kms-key or --rsa-key): mounting read-only")
 		mf.readOnly = true
 	}
+	observe := observers{staleLog{log: log, window: mf.staleIfError}}
+	var countRequest func(string, syscall.Errno, time.Duration)
+	var countCommit func(error)
+	if c.meter != nil {
+		observe = append(observe, c.meter.Observer())
+		countRequest, countCommit = c.meter.Served, c.meter.Committed
+	}
 	catalog := cache.New(b.Keeper, cache.Options{
 		TTL:          mf.ttl,
 		StaleIfError: mf.staleIfError,
@@ -116,10 +137,15 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 		// Nothing decrypted may be served there, not even what was just
 		// written.
 		WriteOnly: b.writeOnly,
-		Observer:  staleLog{log: log, window: mf.staleIfError},
+		Observer:  observe,
 	})
 	defer catalog.Close() // wipe what is held before the process ends
+	if c.meter != nil {
+		c.meter.Decrypted(catalog.Held)
+	}
 	server, err := fs.Mount(dir, catalog, fs.Options{
+		Served:     countRequest,
+		Committed:  countCommit,
 		ReadOnly:   mf.readOnly,
 		WriteOnly:  b.writeOnly,
 		AllowOther: mf.allowOther,
@@ -136,6 +162,10 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	}
 	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String(),
 		"cache_idle": mf.cacheIdle.String(), "stale_if_error": mf.staleIfError.String()}).Info("mounted")
+	if c.meter != nil {
+		c.meter.SetServing(true)
+		defer c.meter.SetServing(false)
+	}
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()

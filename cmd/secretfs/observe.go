@@ -6,6 +6,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/store"
 )
 
@@ -31,4 +32,36 @@ func (l staleLog) Stale(k store.Key, cause error, first bool) {
 
 func (l staleLog) Recovered(k store.Key) {
 	l.log.WithField("secret", k.String()).Info("the store answers again: serving fresh values")
+}
+
+// observers tells each of its observers everything.
+type observers []cache.Observer
+
+var (
+	_ cache.Observer = observers{}
+	_ cache.Observer = metrics.CacheObserver{}
+)
+
+func (o observers) Looked(hit bool) {
+	for _, x := range o {
+		x.Looked(hit)
+	}
+}
+
+func (o observers) Revalidated(app string, changed int) {
+	for _, x := range o {
+		x.Revalidated(app, changed)
+	}
+}
+
+func (o observers) Stale(k store.Key, cause error, first bool) {
+	for _, x := range o {
+		x.Stale(k, cause, first)
+	}
+}
+
+func (o observers) Recovered(k store.Key) {
+	for _, x := range o {
+		x.Recovered(k)
+	}
 }

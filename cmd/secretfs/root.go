@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/secrets"
 )
 
@@ -33,6 +34,9 @@ type config struct {
 	logFormat string
 
 	log *logrus.Logger
+	// meter, when set (mount --metrics-addr), counts every backend call
+	// through decorators of the store and the key wrappers.
+	meter *metrics.Registry
 }
 
 func newRootCommand() *cobra.Command {
