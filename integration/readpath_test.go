@@ -5,6 +5,9 @@ import (
 	binenc "encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/secretfs/secretfs/internal/testserver"
 )
 
 // The read path: hot reads from the kernel's page cache, revalidation
@@ -451,4 +456,187 @@ func TestPlaintextIsGoneFromTheMountsMemoryAfterTheIdleWindow(t *testing.T) {
 			t.Errorf("%d copies of secret values outlived --cache-idle in memory the mount owns", all-pooled)
 		}
 	})
+}
+
+// metricsAddr returns a free loopback address for --metrics-addr.
+func metricsAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// fuseRequests scrapes the mount's /metrics and returns how many requests
+// of each operation it has served.
+func fuseRequests(t *testing.T, addr string) map[string]int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	line := regexp.MustCompile(`(?m)^secretfs_fuse_requests_total\{errno="[^"]*",op="([A-Z]+)"\} (\d+)$`)
+	counts := map[string]int{}
+	for _, m := range line.FindAllStringSubmatch(string(body), -1) {
+		n, _ := strconv.Atoi(m[2])
+		counts[m[1]] += n
+	}
+	return counts
+}
+
+// delta returns after minus before, per operation, without zeros.
+func delta(before, after map[string]int) map[string]int {
+	d := map[string]int{}
+	for op, n := range after {
+		if n != before[op] {
+			d[op] = n - before[op]
+		}
+	}
+	return d
+}
+
+// A hot read (open, read, close of a secret read before) asks a
+// read-only mount nothing at all: the kernel serves it from its page
+// cache. On a read-write mount it costs one OPEN (the RELEASE that
+// follows is sent once the close has returned).
+func TestHotReadsAskTheMountNothingOnAReadOnlyMountAndOnceOnAReadWriteMount(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, bytes.Repeat([]byte("k"), 1024), "put", "app/s")
+	for _, mode := range []struct {
+		name  string
+		flags []string
+		want  map[string]int
+	}{
+		{"read-only", []string{"--read-only"}, map[string]int{}},
+		{"read-write", nil, map[string]int{"OPEN": 1000, "RELEASE": 1000}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			addr := metricsAddr(t)
+			m := mount(t, b, append([]string{"--metrics-addr", addr}, mode.flags...)...)
+			p := m.path("app/s")
+			for range 3 { // cold, then warm: the kernel learns the name and the pages
+				if _, err := os.ReadFile(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // the last RELEASE arrives after its close
+			before := fuseRequests(t, addr)
+			buf := make([]byte, 4096)
+			for range 1000 {
+				f, err := os.Open(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, err := f.Read(buf); n != 1024 || err != nil {
+					t.Fatalf("read %d bytes, %v", n, err)
+				}
+				f.Close()
+			}
+			time.Sleep(100 * time.Millisecond)
+			got := delta(before, fuseRequests(t, addr))
+			t.Logf("1000 hot open+read+close on a %s mount: %v", mode.name, got)
+			if fmt.Sprint(got) != fmt.Sprint(mode.want) {
+				t.Errorf("1000 hot reads asked the mount %v, want %v", got, mode.want)
+			}
+		})
+	}
+}
+
+// Stale-if-error: while the store cannot answer, frozen (SIGSTOP) or
+// killed, a secret read before is served its last value (one warning per
+// secret per outage), one never read fails with EIO, and everything
+// recovers, without a remount, when the store is back.
+func TestStaleIfErrorWithTheStoreFrozenAndKilled(t *testing.T) {
+	own, err := testserver.StartPersistentDynalite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	table := fmt.Sprintf("stale-%d-%d", os.Getpid(), tables.Add(1))
+	b := &backend{name: "dynamodb", table: table,
+		env:   append(testserver.Env(), "AWS_ENDPOINT_URL_DYNAMODB="+own.URL, "AWS_ENDPOINT_URL_KMS="+localKMS.URL),
+		flags: []string{"--backend", "dynamodb", "--table", table, "--kms-key", localKMSKey(t), "--timeout", "2s"}}
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("known"), "put", "app/known")
+	for _, name := range []string{"frozen", "killed"} {
+		b.cli(t, []byte("never read"), "put", "app/unread-"+name)
+	}
+	const ttl = time.Second
+	m := mount(t, b, "--ttl", ttl.String(), "--stale-if-error", "1h", "--read-only")
+	last := m.mustSh("cat app/known")
+	for _, outage := range []struct {
+		name       string
+		start, end func()
+	}{
+		{"frozen", own.Freeze, own.Thaw},
+		{"killed", own.Kill, func() {
+			if err := own.Restart(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		time.Sleep(ttl + 200*time.Millisecond) // past the TTL: every name must be revalidated
+		outage.start()
+		for range 3 {
+			if got := m.mustSh("cat app/known"); got != last {
+				t.Errorf("%s store: a secret read before reads %q, want its last value %q", outage.name, got, last)
+			}
+		}
+		m.failSh("cat app/unread-"+outage.name, "Input/output error")
+		outage.end()
+		last = "changed after the " + outage.name + " store came back"
+		b.cli(t, []byte(last), "put", "app/known")
+		eventually(t, 10*time.Second, "the mount reads the value changed once the store is back", func() bool {
+			out, _, err := m.sh("cat app/known")
+			return err == nil && out == last
+		})
+		if got := m.mustSh("cat app/unread-" + outage.name); got != "never read" {
+			t.Errorf("once the store is back, a secret never read before reads %q", got)
+		}
+	}
+	lines := func(msg string) int {
+		return len(regexp.MustCompile(`"msg":"`+msg+`","secret":"app/known"`).FindAllString(m.log(), -1))
+	}
+	if n := lines("the store cannot answer: serving the last known value"); n != 2 {
+		t.Errorf("%d warnings of stale values of app/known over two outages, want 2 (one per secret per outage)", n)
+	}
+	if n := lines("the store answers again: serving fresh values"); n != 2 {
+		t.Errorf("%d log lines of recovery of app/known over two outages, want 2", n)
+	}
+}
+
+// A commit whose request landed but whose answer was lost is found to
+// have landed: close succeeds, and the log, the mount and the store agree.
+func TestACommitWhoseAnswerWasLostIsFoundToHaveLanded(t *testing.T) {
+	b, own := ownDynamo(t, false, "--timeout", "1s")
+	b.cli(t, []byte("before"), "put", "app/s")
+	m := mount(t, b)
+	w, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := m.secret(unique("landed"))
+	if _, err := w.WriteString(value); err != nil {
+		t.Fatal(err)
+	}
+	own.Mute("PutItem")
+	err = w.Close()
+	own.Unmute()
+	if err != nil {
+		t.Fatalf("close of a write that landed without an answer: %v, want success", err)
+	}
+	if got := b.cli(t, nil, "get", "app/s"); got != value {
+		t.Errorf("the store holds %q", got)
+	}
+	if got := m.mustSh("cat app/s"); got != value {
+		t.Errorf("the mount reads %q", got)
+	}
+	if !strings.Contains(m.log(), `"msg":"secret written"`) {
+		t.Errorf("the log does not say the secret was written:\n%s", m.log())
+	}
 }
