@@ -159,9 +159,11 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	err = k.call(ctx, op, key.Path(), func(ctx context.Context) error {
 		return k.store.Put(ctx, item, expected)
 	})
-	switch fault.KindOf(err) {
-	case fault.Unavailable, fault.Other, fault.Conflict, fault.Exist:
-		err = k.settle(ctx, op, item, err)
+	if err != nil {
+		switch fault.KindOf(err) {
+		case fault.Unavailable, fault.Other, fault.Conflict, fault.Exist:
+			err = k.settle(ctx, op, item, err)
+		}
 	}
 	if err != nil {
 		return nil, err

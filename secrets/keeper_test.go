@@ -368,3 +368,32 @@ func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
 		})
 	}
 }
+
+// countingStore counts Gets.
+type countingStore struct {
+	store.Store
+	gets int
+}
+
+func (s *countingStore) Get(ctx context.Context, k store.Key) (*store.Item, error) {
+	s.gets++
+	return s.Store.Get(ctx, k)
+}
+
+// A write that the store answered costs no read: only an unanswered one
+// is settled by asking.
+func TestAnAnsweredWriteReadsNothing(t *testing.T) {
+	s := &countingStore{Store: memory.New()}
+	kp, _ := newKeeper(t, s, Options{})
+	k := store.Key{App: "app", Name: "s"}
+	item, err := kp.Write(context.Background(), k, []byte("one"), store.NoItem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kp.Write(context.Background(), k, []byte("two"), item.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if s.gets != 0 {
+		t.Errorf("two answered writes read the store %d times, want 0", s.gets)
+	}
+}
