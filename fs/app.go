@@ -108,6 +108,16 @@ func (a *appNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 // new value is committed whole, on the condition that no secret of that
 // name appeared in the meantime.
 func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	inode, fh, fuseFlags, errno := a.create(ctx, name, flags, out)
+	version := store.Version(0)
+	if h, ok := fh.(*writeHandle); ok && errno == 0 {
+		version = max(h.ss.metadata().Version, 0)
+	}
+	a.m.audit(ctx, "open", a.key(name), store.Key{}, version, errno)
+	return inode, fh, fuseFlags, errno
+}
+
+func (a *appNode) create(ctx context.Context, name string, flags uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	const op = "create"
 	k := a.key(name)
 	if err := a.m.writable(k.Path()); err != nil {
@@ -151,31 +161,38 @@ func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode ui
 // vanish instead of bringing it back. Files open for reading keep reading
 // the revision they opened.
 func (a *appNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	version, errno := a.unlink(ctx, name)
+	a.m.audit(ctx, "unlink", a.key(name), store.Key{}, version, errno)
+	return errno
+}
+
+func (a *appNode) unlink(ctx context.Context, name string) (store.Version, syscall.Errno) {
 	const op = "unlink"
 	k := a.key(name)
 	if err := a.m.writable(k.Path()); err != nil {
-		return a.m.errno(op, err)
+		return 0, a.m.errno(op, err)
 	}
 	s := a.m.secret(k)
 	if s != nil {
 		s.settle()
 	}
 	meta, err := a.m.cat.Verify(ctx, k)
+	version := max(meta.Version, 0)
 	switch {
 	case fault.Is(fault.NotFound, err) && s != nil && isCreating(s):
 		// Created here and never committed: nothing is stored.
 	case err != nil:
-		return a.m.errno(op, err)
+		return 0, a.m.errno(op, err)
 	default:
 		if err := a.m.cat.Delete(context.WithoutCancel(ctx), k, meta.Revision()); err != nil {
-			return a.m.errno(op, err)
+			return 0, a.m.errno(op, err)
 		}
 	}
 	if s != nil {
 		s.orphan()
 	}
 	a.m.log.WithField("secret", k.String()).Info("secret removed")
-	return 0
+	return version, 0
 }
 
 func isCreating(s *secretState) bool {
@@ -189,24 +206,35 @@ func isCreating(s *secretState) bool {
 // failure in between leaves two copies, never none; and once begun, the
 // two writes are not interrupted.
 func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	version, errno := a.rename(ctx, name, newParent, newName, flags)
+	to := store.Key{Name: newName}
+	if dst, ok := newParent.(*appNode); ok {
+		to.App = dst.app
+	}
+	a.m.audit(ctx, "rename", a.key(name), to, version, errno)
+	return errno
+}
+
+// rename returns the revision written under the new name.
+func (a *appNode) rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) (store.Version, syscall.Errno) {
 	const op = "rename"
 	from := a.key(name)
 	if err := a.m.writable(from.Path()); err != nil {
-		return a.m.errno(op, err)
+		return 0, a.m.errno(op, err)
 	}
 	dst, ok := newParent.(*appNode)
 	if !ok {
-		return a.m.errno(op, fault.E(from.Path(), fault.NotPermitted, "a secret can only move into an application directory"))
+		return 0, a.m.errno(op, fault.E(from.Path(), fault.NotPermitted, "a secret can only move into an application directory"))
 	}
 	if flags&unix.RENAME_EXCHANGE != 0 {
-		return a.m.errno(op, fault.E(from.Path(), fault.NotSupported, "exchanging two secrets"))
+		return 0, a.m.errno(op, fault.E(from.Path(), fault.NotSupported, "exchanging two secrets"))
 	}
 	to := dst.key(newName)
 	if err := to.Validate(); err != nil {
-		return a.m.errno(op, err)
+		return 0, a.m.errno(op, err)
 	}
 	if from == to {
-		return 0
+		return 0, 0
 	}
 	src, replaced := a.m.secret(from), a.m.secret(to)
 	for _, s := range []*secretState{src, replaced} {
@@ -221,7 +249,7 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		case err == nil:
 			expected = meta.Revision()
 		case !fault.Is(fault.NotFound, err):
-			return a.m.errno(op, err)
+			return 0, a.m.errno(op, err)
 		}
 	}
 
@@ -231,27 +259,27 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		// name and will commit it at its new place.
 		a.m.move(src, from, to, store.NoItem, store.Meta{Key: to, Version: expected.Version, InitialisationVector: expected.IV})
 		a.m.renamed(dst, to)
-		return 0
+		return 0, 0
 	}
 	if err != nil {
-		return a.m.errno(op, err)
+		return 0, a.m.errno(op, err)
 	}
 	snap := a.m.cat.Snapshot(from, old)
 	value, err := snap.Value(ctx)
 	snap.Release()
 	if err != nil {
-		return a.m.errno(op, err)
+		return 0, a.m.errno(op, err)
 	}
 	defer value.Wipe()
 	ctx = context.WithoutCancel(ctx)
 	meta, err := a.m.cat.Put(ctx, to, value, expected)
 	if err != nil {
-		return a.m.errno(op, err)
+		return 0, a.m.errno(op, err)
 	}
 	if err := a.m.cat.Delete(ctx, from, old.Revision()); err != nil {
 		a.m.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).
 			Error("rename: the secret was written under its new name but the old one could not be removed")
-		return a.m.errno(op, err)
+		return 0, a.m.errno(op, err)
 	}
 	if replaced != nil {
 		replaced.orphan()
@@ -261,7 +289,7 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 	}
 	a.m.renamed(dst, to)
 	a.m.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("secret renamed")
-	return 0
+	return meta.Version, 0
 }
 
 // move re-keys the writers of a renamed secret: open files follow a

@@ -92,6 +92,17 @@ func (d *createdNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 // that is closing, then is sent to look the name up again (to the
 // committed revision), or finds nothing while nothing is committed.
 func (d *createdNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	fh, fuseFlags, errno := d.open(ctx, flags)
+	k := d.s.currentKey()
+	version := store.Version(0)
+	if m, ok := d.m.cat.Known(k); ok {
+		version = m.Version
+	}
+	d.m.audit(ctx, "open", k, store.Key{}, version, errno)
+	return fh, fuseFlags, errno
+}
+
+func (d *createdNode) open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	const op = "open"
 	k := d.s.currentKey()
 	if !isWrite(flags) {

@@ -60,10 +60,7 @@ func (m *mount) errno(op string, err error) syscall.Errno {
 		return 0
 	}
 	kind := fault.KindOf(err)
-	e, ok := kindErrno[kind]
-	if !ok {
-		e = syscall.EIO
-	}
+	e := m.errnoOf(err)
 	level, ok := logLevel[kind]
 	if !ok {
 		level = logrus.ErrorLevel

@@ -69,6 +69,10 @@ type Options struct {
 	// Committed, if set, is told of every commit of a writer's buffer
 	// and its outcome (nil: committed).
 	Committed func(err error)
+	// Audit, if set, is told of every open of a secret, every commit,
+	// unlink and rename, with who asked. It turns opens on a read-only
+	// mount back on (see SeeOpens), which costs one request per open.
+	Audit func(Access)
 	// There is deliberately no switch for go-fuse's request debugging: it
 	// prints the first bytes of every READ reply and WRITE payload, which
 	// here are plaintext.
@@ -164,7 +168,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		notify: inodeNotifier{}, proc: realProc{}}
 	// Without writers, nothing needs to see an open: the kernel then
 	// serves hot reads from its page cache without asking.
-	m.noOpen = opts.ReadOnly && !opts.SeeOpens
+	m.noOpen = opts.ReadOnly && !opts.SeeOpens && opts.Audit == nil
 	m.root = &rootNode{m: m}
 	return m
 }

@@ -194,8 +194,11 @@ func (m *mount) commit(ctx context.Context, s *secretState, ss *session, when st
 		}
 		return meta, err
 	})
-	if m.opts.Committed != nil && (committed || err != nil) {
-		m.opts.Committed(err)
+	if committed || err != nil {
+		if m.opts.Committed != nil {
+			m.opts.Committed(err)
+		}
+		m.audit(ctx, "commit", ss.metadata().Key, store.Key{}, meta.Version, m.errnoOf(err))
 	}
 	k := ss.metadata().Key
 	fields := logrus.Fields{"secret": k.String(), "at": when}

@@ -147,6 +147,12 @@ func (n *versionNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 // the current one keeps the kernel's pages (FOPEN_KEEP_CACHE) and closes
 // without a FLUSH (FOPEN_NOFLUSH): one request per open.
 func (n *versionNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	fh, fuseFlags, errno := n.open(ctx, flags)
+	n.m.audit(ctx, "open", n.key, store.Key{}, n.metadata().Version, errno)
+	return fh, fuseFlags, errno
+}
+
+func (n *versionNode) open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	const op = "open"
 	if n.m.noOpen {
 		return nil, 0, syscall.ENOSYS

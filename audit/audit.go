@@ -1,0 +1,96 @@
+// Package audit writes the mount's audit log: one JSON line per open of a
+// secret, per commit, per unlink and per rename, saying when, what, to
+// which secret and version, how it ended (the errno), and who asked: the
+// caller's uid, gid, pid and command name. It never records a value: an
+// Entry has no field that could hold one.
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Entry is one audited operation.
+type Entry struct {
+	Time    time.Time     `json:"time"`
+	Op      string        `json:"op"` // open, commit, unlink, rename
+	App     string        `json:"app"`
+	Secret  string        `json:"secret"`
+	ToApp   string        `json:"to_app,omitempty"` // rename: where it went
+	To      string        `json:"to,omitempty"`
+	Version int64         `json:"version"` // the revision opened, committed, removed or renamed; 0 when none
+	Errno   syscall.Errno `json:"-"`
+	UID     uint32        `json:"uid"`
+	GID     uint32        `json:"gid"`
+	PID     uint32        `json:"pid"`
+	Command string        `json:"command"` // /proc/PID/comm when it happened; "" if the process was gone
+}
+
+// line is the JSON form of an Entry: the errno by name ("OK" for 0).
+type line struct {
+	Entry
+	Result string `json:"result"`
+}
+
+// Log writes entries as JSON lines. Safe for concurrent use; a failed
+// write is reported once to the function given to Open, and the log goes
+// on.
+type Log struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closer io.Closer
+	failed func(error)
+	broken bool
+}
+
+// Open opens the audit log at path, appending (mode 0600), or standard
+// error for "-". failed is told of the first write that fails.
+func Open(path string, failed func(error)) (*Log, error) {
+	if path == "-" {
+		return &Log{w: os.Stderr, failed: failed}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return &Log{w: f, closer: f, failed: failed}, nil
+}
+
+// Record writes e as one line.
+func (l *Log) Record(e Entry) {
+	result := "OK"
+	if e.Errno != 0 {
+		result = unix.ErrnoName(e.Errno)
+		if result == "" {
+			result = fmt.Sprintf("errno %d", int(e.Errno))
+		}
+	}
+	b, err := json.Marshal(line{Entry: e, Result: result})
+	if err != nil {
+		return // an Entry always marshals
+	}
+	b = append(b, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.w.Write(b); err != nil && !l.broken {
+		l.broken = true
+		if l.failed != nil {
+			l.failed(err)
+		}
+	}
+}
+
+// Close closes the file, if any.
+func (l *Log) Close() error {
+	if l.closer == nil {
+		return nil
+	}
+	return l.closer.Close()
+}
