@@ -15,11 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/secretfs/secretfs/audit"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/metrics"
@@ -38,19 +40,28 @@ type mountFlags struct {
 	dirMode      octal
 	apps         []string
 	metricsAddr  string // HOST:PORT for /metrics and /healthz; "" for none
+	daemon       bool   // return once the mount answers, and serve in the background
+	logFile      string
+	auditLog     string // "-" for standard error
 }
 
 func newMountCommand(c *config) *cobra.Command {
 	mf := mountFlags{fileMode: 0o600, dirMode: 0o700}
 	cmd := &cobra.Command{
 		Use:   "mount MOUNTPOINT",
-		Short: "Mount the secrets at MOUNTPOINT, in the foreground; SIGINT or SIGTERM unmounts",
+		Short: "Mount the secrets at MOUNTPOINT, in the foreground (or with --daemon in the background); SIGINT, SIGTERM or umount unmounts",
 		Args:  cobra.ExactArgs(1),
 		// After the root's PersistentPreRunE, so values from SECRETFS_*
 		// are checked too.
 		PreRunE: func(cmd *cobra.Command, args []string) error { return mf.check() },
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.mount(cmd.Context(), args[0], mf, c.notices(cmd.ErrOrStderr()))
+			ready := openReadyPipe()
+			if mf.daemon && ready == nil {
+				return daemonize(cmd.ErrOrStderr())
+			}
+			err := c.mount(cmd.Context(), args[0], mf, c.notices(cmd.ErrOrStderr()), ready)
+			ready.done(err) // if it failed before it was ready
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -65,6 +76,9 @@ func newMountCommand(c *config) *cobra.Command {
 	f.Var(&mf.fileMode, "file-mode", "permission bits of secrets (octal)")
 	f.Var(&mf.dirMode, "dir-mode", "permission bits of directories (octal)")
 	f.StringVar(&mf.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics and health at /healthz")
+	f.BoolVar(&mf.daemon, "daemon", false, "return once the mount answers (non-zero, with the reason, if it fails) and serve in the background until unmounted")
+	f.StringVar(&mf.logFile, "log-file", "", "append the log to this file (default: standard error; syslog for --daemon)")
+	f.StringVar(&mf.auditLog, "audit-log", "", "write one JSON line per open, commit, unlink and rename of a secret, with who asked, to this file (- for standard error)")
 	f.StringSliceVar(&mf.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
 	return cmd
 }
@@ -87,8 +101,17 @@ func (mf *mountFlags) check() error {
 	return nil
 }
 
-func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices io.Writer) error {
+func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices io.Writer, ready *readyPipe) error {
 	log := c.log
+	logs, err := logTo(log, mf.logFile, ready != nil)
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
+	if ready != nil {
+		notices = logLines{log} // no terminal: first-use notices go to the log
+	}
+	status(log, "opening the store")
 	for _, app := range mf.apps {
 		if err := store.ValidName(app); err != nil {
 			return fmt.Errorf("--apps %q: %w", app, err)
@@ -111,6 +134,15 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 		}
 		defer srv.Close()
 		log.WithField("address", srv.Addr().String()).Info("serving /metrics and /healthz")
+	}
+	var auditLog *audit.Log
+	if mf.auditLog != "" {
+		if auditLog, err = audit.Open(mf.auditLog, func(err error) {
+			log.WithError(err).Error("the audit log cannot be written")
+		}); err != nil {
+			return err
+		}
+		defer auditLog.Close()
 	}
 	b, err := c.open(ctx, true, notices)
 	if err != nil {
@@ -143,9 +175,11 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	if c.meter != nil {
 		c.meter.Decrypted(catalog.Held)
 	}
+	status(log, "mounting "+dir)
 	server, err := fs.Mount(dir, catalog, fs.Options{
 		Served:     countRequest,
 		Committed:  countCommit,
+		Audit:      auditTo(auditLog),
 		ReadOnly:   mf.readOnly,
 		WriteOnly:  b.writeOnly,
 		AllowOther: mf.allowOther,
@@ -162,13 +196,25 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	}
 	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String(),
 		"cache_idle": mf.cacheIdle.String(), "stale_if_error": mf.staleIfError.String()}).Info("mounted")
+	served := make(chan struct{})
+	go func() { server.Wait(); close(served) }()
+
+	// Ready once the mount answers a listing of its root (an error from
+	// the store is an answer too: the mount serves, the store may come
+	// back). Only then does systemd or a --daemon parent hear of it.
+	if err := answers(dir, 2*c.timeout+time.Second); err != nil {
+		log.WithError(err).Warn("the mount's first listing failed; it serves anyway")
+	}
 	if c.meter != nil {
 		c.meter.SetServing(true)
 		defer c.meter.SetServing(false)
 	}
+	notify(log, daemon.SdNotifyReady+"\nSTATUS=serving "+dir+" ("+b.about+")")
+	ready.done(nil)
+	stopWatchdog := make(chan struct{})
+	defer close(stopWatchdog)
+	go watchdog(dir, log, stopWatchdog)
 
-	served := make(chan struct{})
-	go func() { server.Wait(); close(served) }()
 	select {
 	case <-served:
 		log.WithField("mountpoint", dir).Info("unmounted from outside")
@@ -176,7 +222,20 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	case sig := <-signals:
 		log.WithField("signal", sig.String()).Info("unmounting")
 	}
+	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
 	return unmount(server, dir, served, signals, log)
+}
+
+// auditTo returns the fs hook that records accesses in l, or nil.
+func auditTo(l *audit.Log) func(fs.Access) {
+	if l == nil {
+		return nil
+	}
+	return func(a fs.Access) {
+		l.Record(audit.Entry{Time: a.Time, Op: a.Op, App: a.Secret.App, Secret: a.Secret.Name,
+			ToApp: a.To.App, To: a.To.Name, Version: int64(a.Version), Errno: a.Errno,
+			UID: a.UID, GID: a.GID, PID: a.PID, Command: a.Command})
+	}
 }
 
 // unmount unmounts cleanly if it can. A mount still in use (a shell inside

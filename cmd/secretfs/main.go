@@ -9,7 +9,17 @@ import (
 )
 
 func main() {
-	if err := newRootCommand().Execute(); err != nil {
+	invocation = os.Args[1:]
+	if args, ok, err := mountHelperArgs(invocation); ok {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "secretfs:", err)
+			os.Exit(1)
+		}
+		invocation = args
+	}
+	root := newRootCommand()
+	root.SetArgs(invocation)
+	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "secretfs:", err)
 		os.Exit(1)
 	}
