@@ -127,7 +127,7 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	}
 	if mf.metricsAddr != "" {
 		info, _ := debug.ReadBuildInfo()
-		c.meter = metrics.New(versionLine(version, info), metrics.Options{FailingFor: c.timeout})
+		c.meter = metrics.New(buildVersion(version, info), metrics.Options{FailingFor: c.timeout})
 		srv, err := c.meter.Serve(mf.metricsAddr)
 		if err != nil {
 			return fmt.Errorf("--metrics-addr %s: %w", mf.metricsAddr, err)

@@ -23,24 +23,31 @@ func newVersionCommand() *cobra.Command {
 	}
 }
 
-// versionLine is what `secretfs version` prints: the version set at build
-// time, else the module version and the VCS revision it was built from,
-// then the Go version. info is nil for a binary built without build info.
+// versionLine is what `secretfs version` prints: the version (see
+// buildVersion), then the Go version. info is nil for a binary built
+// without build info.
 func versionLine(stamped string, info *debug.BuildInfo) string {
-	v, goVersion := stamped, "unknown"
+	goVersion := "unknown"
 	if info != nil {
 		goVersion = info.GoVersion
-		if v == "" {
-			v = info.Main.Version
-			for _, s := range info.Settings {
-				if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-					v += " (" + s.Value[:12] + ")"
-				}
+	}
+	return fmt.Sprintf("secretfs %s %s", buildVersion(stamped, info), goVersion)
+}
+
+// buildVersion is the version set at build time, else the module version
+// and the VCS revision it was built from.
+func buildVersion(stamped string, info *debug.BuildInfo) string {
+	v := stamped
+	if info != nil && v == "" {
+		v = info.Main.Version
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
 			}
 		}
 	}
 	if v == "" {
 		v = "(unknown)"
 	}
-	return fmt.Sprintf("secretfs %s %s", v, goVersion)
+	return v
 }
