@@ -194,6 +194,10 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
+	if c.meter != nil {
+		c.meter.SetServing(true) // before "mounted": whoever waits for it gets 200 from /healthz
+		defer c.meter.SetServing(false)
+	}
 	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String(),
 		"cache_idle": mf.cacheIdle.String(), "stale_if_error": mf.staleIfError.String()}).Info("mounted")
 	served := make(chan struct{})
@@ -204,10 +208,6 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	// back). Only then does systemd or a --daemon parent hear of it.
 	if err := answers(dir, 2*c.timeout+time.Second); err != nil {
 		log.WithError(err).Warn("the mount's first listing failed; it serves anyway")
-	}
-	if c.meter != nil {
-		c.meter.SetServing(true)
-		defer c.meter.SetServing(false)
 	}
 	notify(log, daemon.SdNotifyReady+"\nSTATUS=serving "+dir+" ("+b.about+")")
 	ready.done(nil)
