@@ -195,20 +195,21 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
 	if c.meter != nil {
-		c.meter.SetServing(true) // before "mounted": whoever waits for it gets 200 from /healthz
+		c.meter.SetServing(true) // before "mounted": whoever waits for that gets 200 from /healthz
 		defer c.meter.SetServing(false)
 	}
-	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String(),
-		"cache_idle": mf.cacheIdle.String(), "stale_if_error": mf.staleIfError.String()}).Info("mounted")
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
 
 	// Ready once the mount answers a listing of its root (an error from
 	// the store is an answer too: the mount serves, the store may come
-	// back). Only then does systemd or a --daemon parent hear of it.
+	// back). Only then does the log say "mounted", and systemd or a
+	// --daemon parent hear of it.
 	if err := answers(dir, 2*c.timeout+time.Second); err != nil {
 		log.WithError(err).Warn("the mount's first listing failed; it serves anyway")
 	}
+	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String(),
+		"cache_idle": mf.cacheIdle.String(), "stale_if_error": mf.staleIfError.String()}).Info("mounted")
 	notify(log, daemon.SdNotifyReady+"\nSTATUS=serving "+dir+" ("+b.about+")")
 	ready.done(nil)
 	stopWatchdog := make(chan struct{})
