@@ -372,9 +372,8 @@ func TestMmapFstatAfterUnlinkAndStatfsInAnApplication(t *testing.T) {
 
 // copiesInMemory finds marker in the readable memory of process pid,
 // read through /proc/<pid>/mem (as root). It counts the copies in all,
-// and those that sit where a FUSE WRITE request puts its data: 80 bytes
-// (the request header and the WRITE header) after the start of a
-// request as the kernel sent it. Those are go-fuse's read buffers: it
+// and those that sit where a FUSE WRITE request puts its data, right
+// after the request's fuse_write_in. Those are go-fuse's read buffers: it
 // copies a request shorter than 128 bytes into its own structure, which
 // the mount wipes, and returns the buffer it read into to a pool without
 // wiping it (docs/SECURITY.md).
@@ -390,7 +389,7 @@ func copiesInMemory(t *testing.T, pid int, marker []byte) (all, inRequestBuffers
 	}
 	defer mem.Close()
 	region := regexp.MustCompile(`^([0-9a-f]+)-([0-9a-f]+) r`)
-	const writeHeaders = 40 + 40 // fuse_in_header, fuse_write_in
+	const writeIn, headers = 40, 40 + 40 // sizeof(struct fuse_write_in); and of struct fuse_in_header before it
 	for _, line := range strings.Split(string(maps), "\n") {
 		mm := region.FindStringSubmatch(line)
 		if mm == nil || strings.Contains(line, "[vvar]") || strings.Contains(line, "[vsyscall]") {
@@ -411,12 +410,23 @@ func copiesInMemory(t *testing.T, pid int, marker []byte) (all, inRequestBuffers
 			}
 			at := off + i
 			all++
-			if at >= writeHeaders {
-				h := buf[at-writeHeaders:]
+			// A WRITE request's image: its fuse_write_in (40 bytes: fh,
+			// offset, then the size of the data) right before the data,
+			// the size the marker's own length; or, once a later request
+			// read into the same buffer overwrote that, the later one's
+			// header (length, opcode) where the WRITE's began.
+			pooled := false
+			if at >= headers {
+				h := buf[at-headers:]
 				length, opcode := binenc.LittleEndian.Uint32(h), binenc.LittleEndian.Uint32(h[4:])
-				if length > 0 && length <= 1<<20 && opcode > 0 && opcode < 64 {
-					inRequestBuffers++
-				}
+				size := binenc.LittleEndian.Uint32(buf[at-writeIn+16:])
+				pooled = size == uint32(len(marker)) || (length >= 40 && length <= 1<<20 && opcode > 0 && opcode < 64)
+			}
+			if pooled {
+				inRequestBuffers++
+			} else {
+				// Where it is, without the value: the bytes before it.
+				t.Logf("a copy at %#x in %s, after % x", start+uint64(at), line, buf[max(at-96, 0):at])
 			}
 			off = at + 1
 		}

@@ -25,6 +25,10 @@ func dynamo(t *testing.T, s *Server) (*awsdynamodb.Client, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := awsdynamodb.NewTableExistsWaiter(c)
+	if err := w.Wait(t.Context(), &awsdynamodb.DescribeTableInput{TableName: aws.String(table)}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return c, table
 }
 
