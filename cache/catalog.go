@@ -156,7 +156,6 @@ func (a *appIndex) state(name string) *keyState {
 
 // keyState is what the catalog knows of one secret.
 type keyState struct {
-	meta     store.Meta
 	verified time.Time // when the store said so (a fetch, a listing, a write through the catalog)
 	present  bool      // false: the store said there is no such secret
 	snap     *snapshot // the current revision (present only), pinned by the index
@@ -429,7 +428,7 @@ func (c *Catalog) fetchFlight(a *appIndex, k store.Key, now time.Time) (*flight,
 	if ks != nil && ks.fetch != nil {
 		return ks.fetch, nil
 	}
-	if ks != nil && ks.failed != nil && now.Before(ks.failed.at.Add(c.opts.RetryAfter)) {
+	if ks != nil && c.recent(ks.failed, now) {
 		return nil, ks.failed
 	}
 	if c.recent(c.storeDown, now) {
@@ -458,7 +457,7 @@ func (c *Catalog) runFetch(k store.Key, f *flight, started time.Time) {
 	var told []func()
 	switch {
 	case err == nil:
-		if ks.verified.After(started) && ks.present && !ks.meta.Revision().Equal(item.Revision()) {
+		if ks.verified.After(started) && ks.present && !ks.snap.meta.Revision().Equal(item.Revision()) {
 			// A write through the catalog finished after this fetch
 			// began: it is newer. The fetched item may still bind a
 			// snapshot of its own revision.
@@ -479,7 +478,7 @@ func (c *Catalog) runFetch(k store.Key, f *flight, started time.Time) {
 		// An answer, not an outage: not remembered as a failure, so that
 		// access granted again works at the next lookup.
 		told = c.refuse(a, k.Name)
-	default:
+	case !answered(err):
 		ks.failed = &failure{at: c.now(), err: err}
 	}
 	c.mu.Unlock()
@@ -495,7 +494,7 @@ func (c *Catalog) listingFlight(a *appIndex, app string, now time.Time) (*flight
 	if a.listing != nil {
 		return a.listing, nil
 	}
-	if a.failed != nil && now.Before(a.failed.at.Add(c.opts.RetryAfter)) {
+	if c.recent(a.failed, now) {
 		return nil, a.failed
 	}
 	if c.recent(c.storeDown, now) {
@@ -605,7 +604,6 @@ func (c *Catalog) setCurrent(k store.Key, ks *keyState, meta store.Meta, item *s
 		if item != nil {
 			c.attach(item)
 		}
-		ks.meta = ks.snap.meta // a listing does not know a legacy item's size; the snapshot may
 		return false
 	}
 	changed := ks.snap != nil
@@ -614,7 +612,6 @@ func (c *Catalog) setCurrent(k store.Key, ks *keyState, meta store.Meta, item *s
 	if item != nil {
 		c.attach(item)
 	}
-	ks.meta = ks.snap.meta
 	return changed
 }
 
@@ -622,7 +619,6 @@ func (c *Catalog) setCurrent(k store.Key, ks *keyState, meta store.Meta, item *s
 // must be held.
 func (c *Catalog) setAbsent(k store.Key, ks *keyState, at time.Time) {
 	ks.verified, ks.failed, ks.present, ks.stale = at, nil, false, false
-	ks.meta = store.Meta{Key: k}
 	c.dropSnap(ks)
 }
 

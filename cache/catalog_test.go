@@ -560,3 +560,30 @@ func TestZeroTTLAsksTheStoreOncePerLookup(t *testing.T) {
 		t.Errorf("after a removal: %v", err)
 	}
 }
+
+// A legacy item records no size: decrypting it once tells, and listings
+// of it show the size learned from then on.
+func TestALegacyItemsSizeIsLearnedByDecryptingItOnce(t *testing.T) {
+	f := newFake()
+	f.setLegacy(key("old"), "legacy value")
+	c, _, _ := newCatalog(t, f, Options{})
+	e, err := c.Lookup(bg, key("old"))
+	if err != nil || e.Size != -1 {
+		t.Fatalf("Lookup of a legacy item: %+v, %v; want size -1 (unknown)", e.Meta, err)
+	}
+	s := c.Snapshot(key("old"), e.Meta)
+	defer s.Release()
+	if size, err := s.Size(bg); err != nil || size != int64(len("legacy value")) {
+		t.Fatalf("Size: %d, %v", size, err)
+	}
+	page, _, err := c.List(bg, "app", "", 0)
+	if err != nil || len(page) != 1 || page[0].Size != int64(len("legacy value")) {
+		t.Errorf("List after the size was learned: %+v, %v", page, err)
+	}
+	if got := read(t, c, key("old")); got != "legacy value" {
+		t.Errorf("read %q", got)
+	}
+	if n := f.count("Open"); n != 1 {
+		t.Errorf("learning the size and reading decrypted %d times, want 1", n)
+	}
+}

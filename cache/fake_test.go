@@ -118,20 +118,15 @@ func (f *fakeOrigin) handedOut() []crypto.Plaintext {
 // gate holds calls until it is opened.
 type gate struct {
 	open chan struct{}
-	once bool // holds only the next call
 }
 
 // hold makes calls of method wait until release is called (or their ctx
 // is done). release may be called more than once.
-func (f *fakeOrigin) hold(method string) (release func()) { return f.gate(method, false) }
+func (f *fakeOrigin) hold(method string) (release func()) {
 
-// holdNext is hold for the next call of method only.
-func (f *fakeOrigin) holdNext(method string) (release func()) { return f.gate(method, true) }
-
-func (f *fakeOrigin) gate(method string, once bool) (release func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	g := &gate{open: make(chan struct{}), once: once}
+	g := &gate{open: make(chan struct{})}
 	f.gates[method] = g
 	var released sync.Once
 	return func() {
@@ -162,9 +157,6 @@ func (f *fakeOrigin) enter(ctx context.Context, method string) error {
 	err := f.fail[method]
 	delete(f.fail, method)
 	g := f.gates[method]
-	if g != nil && g.once {
-		delete(f.gates, method)
-	}
 	f.mu.Unlock()
 	if g != nil {
 		f.entered <- method

@@ -201,17 +201,22 @@ func (s *snapshot) Bind(ctx context.Context) error {
 		<-f.done
 		c.mu.Lock()
 		bound := s.item != nil
+		var now store.Meta
 		ks := c.app(k.App).keys[k.Name]
+		present := ks != nil && ks.present
+		if present {
+			now = ks.snap.meta
+		}
 		c.mu.Unlock()
 		switch {
 		case bound:
 			return nil
 		case f.err != nil && !fault.Is(fault.NotFound, f.err):
 			return fault.E(op, k.Path(), f.err)
-		case ks == nil || !ks.present:
+		case !present:
 			return fault.E(op, k.Path(), fault.NotFound, "removed since it was listed")
-		case f.err == nil && !ks.meta.Revision().Equal(s.id.revision()):
-			return fault.E(op, k.Path(), fault.Conflict, &secrets.Superseded{Key: k, Now: ks.meta})
+		case f.err == nil && !now.Revision().Equal(s.id.revision()):
+			return fault.E(op, k.Path(), fault.Conflict, &secrets.Superseded{Key: k, Now: now})
 		}
 		// The fetch began before this snapshot was asked for: ask again.
 	}
