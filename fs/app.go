@@ -320,11 +320,10 @@ func (m *mount) move(s *secretState, from, to store.Key, old store.Revision, met
 // returns: it moved the old name's inode there, which describes the old
 // name's revision, not the new item.
 func (m *mount) renamed(dst *appNode, to store.Key) {
-	go func() {
-		// After the reply: the kernel moves the entry when RENAME
-		// returns, so an invalidation sent before would be undone.
-		dst.NotifyEntry(to.Name)
-	}()
+	// Not waited for: the kernel takes it once RENAME has returned and
+	// it has moved the entry (it holds the directory's lock until then),
+	// so it drops the moved entry, not the one RENAME replaces.
+	m.notify.entry(&dst.Inode, to.Name)
 }
 
 // Mkdir refuses: applications hold secrets, not directories.

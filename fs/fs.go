@@ -60,18 +60,16 @@ type Options struct {
 	DirMode    uint32        // permission bits of directories, e.g. 0700
 	Apps       []string      // fixed list of applications; nil means discover them from the store
 	TTL        time.Duration // how long the kernel may keep names and attributes
-	// SeeOpens keeps OPEN requests coming on a read-only mount (for an
-	// audit of opens), at the price of one request per open.
-	SeeOpens bool
-	Log      logrus.FieldLogger
+	Log        logrus.FieldLogger
 	// Served, if set, is told of every request the mount served.
 	Served func(op string, errno syscall.Errno, took time.Duration)
 	// Committed, if set, is told of every commit of a writer's buffer
 	// and its outcome (nil: committed).
 	Committed func(err error)
 	// Audit, if set, is told of every open of a secret, every commit,
-	// unlink and rename, with who asked. It turns opens on a read-only
-	// mount back on (see SeeOpens), which costs one request per open.
+	// unlink and rename, with who asked. On a read-only mount it turns
+	// opens back on, which the kernel otherwise stops sending (see
+	// versionNode.Open): one request per open.
 	Audit func(Access)
 	// There is deliberately no switch for go-fuse's request debugging: it
 	// prints the first bytes of every READ reply and WRITE payload, which
@@ -168,7 +166,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		notify: inodeNotifier{}, proc: realProc{}}
 	// Without writers, nothing needs to see an open: the kernel then
 	// serves hot reads from its page cache without asking.
-	m.noOpen = opts.ReadOnly && !opts.SeeOpens && opts.Audit == nil
+	m.noOpen = opts.ReadOnly && opts.Audit == nil
 	m.root = &rootNode{m: m}
 	return m
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -144,8 +143,6 @@ func logTo(log *logrus.Logger, path string, daemon bool) (io.Closer, error) {
 // root, within limit. It runs in its own goroutine: a mount that does
 // not answer must not hang the caller.
 func answers(dir string, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		f, err := os.Open(dir)
@@ -158,7 +155,7 @@ func answers(dir string, limit time.Duration) error {
 	select {
 	case err := <-done:
 		return err
-	case <-ctx.Done():
+	case <-time.After(limit):
 		return fmt.Errorf("%s did not answer a listing within %s", dir, limit)
 	}
 }
