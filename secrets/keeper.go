@@ -26,7 +26,7 @@ type Options struct {
 }
 
 // Keeper is the composition of a store and an envelope: the Source that
-// always goes to the backend. cache.Plaintext fronts it.
+// always goes to the backend. cache.Catalog fronts it for the mount.
 type Keeper struct {
 	store    store.Store
 	envelope *crypto.Envelope
@@ -96,9 +96,8 @@ func (k *Keeper) Open(ctx context.Context, item *store.Item) (Secret, error) {
 	return s, nil
 }
 
-// Stat reads k's metadata from the store; Keeper has no cache, so fresh is
-// irrelevant.
-func (k *Keeper) Stat(ctx context.Context, key store.Key, fresh bool) (store.Meta, error) {
+// Stat reads k's metadata from the store.
+func (k *Keeper) Stat(ctx context.Context, key store.Key) (store.Meta, error) {
 	item, err := k.Fetch(ctx, key)
 	if err != nil {
 		return store.Meta{}, err
@@ -107,7 +106,7 @@ func (k *Keeper) Stat(ctx context.Context, key store.Key, fresh bool) (store.Met
 }
 
 // Get reads and decrypts k.
-func (k *Keeper) Get(ctx context.Context, key store.Key, fresh bool) (Secret, error) {
+func (k *Keeper) Get(ctx context.Context, key store.Key) (Secret, error) {
 	item, err := k.Fetch(ctx, key)
 	if err != nil {
 		return Secret{}, err

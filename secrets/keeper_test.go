@@ -40,7 +40,7 @@ func TestPutThenGetRoundTripsAndRecordsMetadata(t *testing.T) {
 	if !sameMeta(meta, want) || len(meta.InitialisationVector) != crypto.NonceSizeV2 {
 		t.Fatalf("Put returned %+v, want %+v with a %d-byte nonce", meta, want, crypto.NonceSizeV2)
 	}
-	s, err := k.Get(context.Background(), key, false)
+	s, err := k.Get(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestInvalidNamesAreRefusedWithoutBackendCalls(t *testing.T) {
 		if _, err := k.Put(ctx, key, []byte("v"), store.NoItem); err == nil {
 			t.Errorf("Put(%q) succeeded", key)
 		}
-		if _, err := k.Get(ctx, key, true); err == nil {
+		if _, err := k.Get(ctx, key); err == nil {
 			t.Errorf("Get(%q) succeeded", key)
 		}
 	}
@@ -108,7 +108,7 @@ func TestDeadBackendGivesUnavailableWithinTheTimeout(t *testing.T) {
 	k, _ := newKeeper(t, hangingStore{memory.New()}, Options{Timeout: 50 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() {
-		_, err := k.Get(context.Background(), store.Key{App: "app", Name: "db"}, true)
+		_, err := k.Get(context.Background(), store.Key{App: "app", Name: "db"})
 		done <- err
 	}()
 	select {
@@ -282,7 +282,7 @@ func TestCallersDeadlineIsNotTheKeepers(t *testing.T) {
 	k, _ := newKeeper(t, hangingStore{memory.New()}, Options{Timeout: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := k.Get(ctx, store.Key{App: "app", Name: "db"}, true)
+	_, err := k.Get(ctx, store.Key{App: "app", Name: "db"})
 	if err == nil || strings.Contains(err.Error(), "no answer within") {
 		t.Fatalf("Get past the caller's deadline: %v; want its error, not the Keeper's timeout", err)
 	}

@@ -21,21 +21,19 @@ type Secret struct {
 	Value crypto.Plaintext
 }
 
-// Source gives plaintext access to secrets. Implementations: Keeper (store
-// + crypto, always fresh) and cache.Plaintext (a TTL cache in front of a
-// Keeper). Every method honours ctx and returns *fault.Error values with
+// Source gives plaintext access to secrets, always asking the backend:
+// Keeper implements it, for the admin verbs; the mount reads through a
+// Catalog (catalog.go), fresh within a TTL. Every method honours ctx and returns *fault.Error values with
 // the Kinds of the store.Store contract, plus fault.Integrity for an item
 // that fails authentication and fault.Permission for a key that cannot
 // decrypt. Safe for concurrent use.
 type Source interface {
-	// Stat returns k's metadata without decrypting. When fresh is false
-	// the answer may come from a cache, no older than its TTL.
-	Stat(ctx context.Context, k store.Key, fresh bool) (store.Meta, error)
+	// Stat returns k's metadata without decrypting.
+	Stat(ctx context.Context, k store.Key) (store.Meta, error)
 
-	// Get returns k's decrypted value. When fresh is false the answer may
-	// come from a cache, no older than its TTL. The caller owns the
-	// returned Value and must Wipe it.
-	Get(ctx context.Context, k store.Key, fresh bool) (Secret, error)
+	// Get returns k's decrypted value. The caller owns the returned
+	// Value and must Wipe it.
+	Get(ctx context.Context, k store.Key) (Secret, error)
 
 	// Put encrypts value with a fresh document key and IV and stores it
 	// on the condition that the stored item is the expected Revision

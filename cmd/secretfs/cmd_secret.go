@@ -71,7 +71,7 @@ func put(cmd *cobra.Command, b *backend, k store.Key, args []string) error {
 	}
 	defer value.Wipe()
 	expected := store.NoItem
-	meta, err := b.Stat(cmd.Context(), k, true)
+	meta, err := b.Stat(cmd.Context(), k)
 	switch {
 	case err == nil:
 		expected = meta.Revision()
@@ -116,7 +116,7 @@ func newGetCommand(c *config) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
-				s, err := b.Get(cmd.Context(), k, true)
+				s, err := b.Get(cmd.Context(), k)
 				if err != nil {
 					return err
 				}
@@ -135,7 +135,7 @@ func newRmCommand(c *config) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
-				meta, err := b.Stat(cmd.Context(), k, true)
+				meta, err := b.Stat(cmd.Context(), k)
 				if err != nil {
 					return err
 				}
