@@ -65,7 +65,7 @@ func callError(op fault.Op, what, call string, err error) error {
 	case fault.Permission:
 		what += " refused (check the key's state, the key policy and IAM permissions for kms:" + call + ")"
 	case fault.Integrity:
-		what += " failed: the wrapped key was modified, moved from another item, or made for another encryption context"
+		what += " failed: the wrapped key was modified, moved from another item, made for another encryption context, or wrapped under another key than the item names"
 	}
 	return fault.E(op, kind, fmt.Errorf("%s: %w", what, err))
 }

@@ -13,21 +13,41 @@
 // carry no context, so that the original library can read what secretfs
 // writes with --format v1.
 //
-// Decrypt is called without a KeyId, as the original did: a symmetric KMS
-// ciphertext blob names the key that made it, and KMS uses that one. So
-// an item is read with whichever key wrapped it, whatever --kms-key says
-// now, and an item whose MasterKeyId is an alias still opens after the
-// alias has been pointed at another key. (Passing the stored alias as
-// KeyId would make KMS refuse every item written before the re-pointing.)
-// The stored MasterKeyId is used only to route items between key wrappers
-// (crypto.Keyring) and to name the key in errors.
+// Which key decrypts. The item's MasterKeyId is written by whoever can
+// write the table, and a symmetric KMS ciphertext blob names the key that
+// made it: a Decrypt that names no key uses any key the blob names, in any
+// account whose key policy lets this host decrypt. So Decrypt always
+// names a key (KeyId), and KMS uses that one or refuses:
+//
+//   - A pinned Wrapper (NewPinned: --kms-key and --kms-read-keys) trusts a
+//     set of keys resolved once, at start, with DescribeKey. An item's
+//     MasterKeyId must name one of them (as given, or by its key ARN, key
+//     id, alias name or alias ARN); Decrypt then names that key's ARN, and
+//     the key KMS answers it decrypted with must be in the set too. Any
+//     other item is fault.Permission, and KMS is not asked.
+//   - An unpinned Wrapper (New) trusts any key KMS will decrypt with, as
+//     the original did, and names the item's MasterKeyId as KeyId. Warning
+//     says so, for the caller to log once.
+//
+// Aliases. An item's MasterKeyId is often an alias (the original stored
+// the name it was given), and an alias may have been re-pointed at
+// another key since the item was written. KMS refuses a Decrypt naming a
+// key that did not wrap the blob, so when a Decrypt under an alias fails
+// as an integrity error, the Wrapper asks once more: a pinned one under
+// each other trusted key in turn, an unpinned one naming no key (the
+// original's way). Re-pointing costs the items written before it these
+// extra requests, nothing else.
+//
+// The stored MasterKeyId also routes items between key wrappers
+// (crypto.Keyring) and names the key in errors.
 //
 // This package must never log, never put a plaintext document key into an
 // error, and never keep a document key: the plaintext key of a failed
 // call is zeroed here, that of a successful one belongs to the caller,
-// who zeroes it. It makes at most one KMS request per call (plus the
-// retries of the SDK client it is given) and honours the caller's
-// context; it sets no deadline of its own.
+// who zeroes it. It makes one KMS request per call (plus the retries of
+// the SDK client it is given, and the alias retries above) and honours
+// the caller's context; it sets no deadline of its own except for the
+// DescribeKey calls of NewPinned, which it is told.
 package kms
 
 import (
@@ -56,11 +76,21 @@ const (
 	maxDataKeyBytes = 1024
 )
 
+// Client is the part of the KMS API a Wrapper uses. *awskms.Client
+// implements it; tests give fakes.
+type Client interface {
+	GenerateDataKey(ctx context.Context, in *awskms.GenerateDataKeyInput, opts ...func(*awskms.Options)) (*awskms.GenerateDataKeyOutput, error)
+	Decrypt(ctx context.Context, in *awskms.DecryptInput, opts ...func(*awskms.Options)) (*awskms.DecryptOutput, error)
+	DescribeKey(ctx context.Context, in *awskms.DescribeKeyInput, opts ...func(*awskms.Options)) (*awskms.DescribeKeyOutput, error)
+}
+
 // Wrapper wraps document keys with AWS KMS. It is immutable and safe for
 // concurrent use, as is the SDK client it holds.
 type Wrapper struct {
-	client *awskms.Client
+	client Client
 	keyID  string // for new writes; "" when this host may not write
+	// trusted are the keys reads may use; nil: any key KMS decrypts with.
+	trusted *trustSet
 }
 
 var (
@@ -68,12 +98,13 @@ var (
 	_ crypto.Owner      = (*Wrapper)(nil)
 )
 
-// New returns a Wrapper that talks to KMS through client, which must not
-// be nil. keyID is the key for new writes, as given to --kms-key: a key
-// id, key ARN, alias name ("alias/...") or alias ARN. It is recorded in
+// New returns an unpinned Wrapper, which trusts any key KMS will decrypt
+// with (see Warning), talking to KMS through client, which must not be
+// nil. keyID is the key for new writes, as given to --kms-key: a key id,
+// key ARN, alias name ("alias/...") or alias ARN. It is recorded in
 // MasterKeyId exactly as given. With keyID "" the Wrapper can read every
 // item KMS lets it decrypt but refuses to write.
-func New(client *awskms.Client, keyID string) *Wrapper {
+func New(client Client, keyID string) *Wrapper {
 	return &Wrapper{client: client, keyID: keyID}
 }
 
@@ -124,20 +155,96 @@ func (w *Wrapper) NewDocumentKey(ctx context.Context, size int, ec crypto.Encryp
 }
 
 // Unwrap asks KMS to decrypt wrapped with ec as the encryption context
-// (none when ec is empty), with one Decrypt call that names no key: the
-// ciphertext blob names its own. masterKeyID only names the key in
-// errors. A wrapped key that KMS cannot decrypt (tampered, moved to
-// another item, wrong context) is fault.Integrity; a key this host may
-// not use, or that is disabled or gone, is fault.Permission.
+// (none when ec is empty), with one Decrypt call that names the key
+// (package comment: a pinned Wrapper names the trusted key masterKeyID
+// names, an unpinned one masterKeyID itself), and a few more only for an
+// alias that may have been re-pointed. An item a pinned Wrapper does not
+// trust, by its masterKeyID or by the key KMS answers with, is
+// fault.Permission, with a message naming the key. A wrapped key that KMS
+// cannot decrypt (tampered, moved to another item, wrong context, wrapped
+// under another key than masterKeyID names) is fault.Integrity; a key
+// this host may not use, or that is disabled or gone, is fault.Permission.
 func (w *Wrapper) Unwrap(ctx context.Context, masterKeyID string, wrapped []byte, ec crypto.EncryptionContext) ([]byte, error) {
 	const op fault.Op = "kms.Unwrap"
+	if w.trusted == nil {
+		key, err := w.decrypt(ctx, op, masterKeyID, masterKeyID, wrapped, ec)
+		if err != nil && isAlias(masterKeyID) && fault.KindOf(err) == fault.Integrity {
+			// Perhaps written before the alias was re-pointed: the blob
+			// names its key, and an unpinned Wrapper trusts any.
+			key, retryErr := w.decrypt(ctx, op, masterKeyID, "", wrapped, ec)
+			if retryErr == nil || fault.KindOf(retryErr) != fault.Integrity {
+				return key, retryErr
+			}
+		}
+		return key, err
+	}
+	named, ok := w.trusted.named(masterKeyID)
+	if !ok {
+		return nil, fault.E(op, fault.Permission, fmt.Sprintf("an item wrapped under the KMS key %s, which this mount does not trust (it trusts %s): refused; if that key is yours, add it to --kms-read-keys",
+			crypto.QuoteID(masterKeyID), w.trusted))
+	}
+	candidates := []trustedKey{named}
+	if isAlias(masterKeyID) {
+		candidates = append(candidates, w.trusted.except(named)...)
+	}
+	var first error
+	for _, k := range candidates {
+		key, err := w.decrypt(ctx, op, masterKeyID, k.arn, wrapped, ec)
+		if err == nil {
+			return key, nil
+		}
+		if fault.KindOf(err) != fault.Integrity {
+			return nil, err // refused, or no answer: another key would fare no better
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
+}
+
+// decrypt makes one Decrypt call naming keyID ("": none), and checks that
+// a pinned Wrapper trusts the key KMS answers it used. masterKeyID names
+// the item's key in errors.
+func (w *Wrapper) decrypt(ctx context.Context, op fault.Op, masterKeyID, keyID string, wrapped []byte, ec crypto.EncryptionContext) ([]byte, error) {
 	in := &awskms.DecryptInput{CiphertextBlob: wrapped}
+	what := "KMS Decrypt of a document key wrapped by " + crypto.QuoteID(masterKeyID)
+	if keyID != "" {
+		in.KeyId = aws.String(keyID)
+		if keyID != masterKeyID {
+			what += " (asking for the key " + crypto.QuoteID(keyID) + ")"
+		}
+	}
 	if len(ec) > 0 {
 		in.EncryptionContext = ec
 	}
 	out, err := w.client.Decrypt(ctx, in)
 	if err != nil {
-		return nil, callError(op, "KMS Decrypt of a document key wrapped by "+crypto.QuoteID(masterKeyID), "Decrypt", err)
+		return nil, callError(op, what, "Decrypt", err)
+	}
+	if w.trusted != nil && !w.trusted.has(aws.ToString(out.KeyId)) {
+		crypto.Zero(out.Plaintext)
+		return nil, fault.E(op, fault.Permission, fmt.Sprintf("%s: KMS answered that the key %s decrypted it, which this mount does not trust (it trusts %s): refused",
+			what, crypto.QuoteID(aws.ToString(out.KeyId)), w.trusted))
 	}
 	return out.Plaintext, nil
+}
+
+// Warning is what the caller logs once at start about an unpinned
+// Wrapper: it trusts any key KMS will decrypt with. It is "" for a
+// pinned one.
+func (w *Wrapper) Warning() string {
+	if w.trusted != nil {
+		return ""
+	}
+	return "KMS: any key KMS will decrypt with is trusted, so an item wrapped under a key you never chose (in any account whose key policy lets this host decrypt) is served: name the keys to trust with --kms-read-keys (and --kms-key)"
+}
+
+// Trusted lists the ARNs of the keys a pinned Wrapper trusts, in the
+// order given; nil for an unpinned one.
+func (w *Wrapper) Trusted() []string {
+	if w.trusted == nil {
+		return nil
+	}
+	return w.trusted.arns()
 }

@@ -294,8 +294,8 @@ func (w *wire) take(op string) []map[string]any {
 
 // What GenerateDataKey and Decrypt send, as KMS receives it: v2 asks for
 // KeySpec AES_256 with the item's encryption context, v1 for AES_128 with
-// none, as the original did; neither gives NumberOfBytes. Decrypt names no
-// key, and carries the context v2 was sealed with.
+// none, as the original did; neither gives NumberOfBytes. Decrypt names
+// the key the item records, and carries the context v2 was sealed with.
 func TestRequestsOnTheWire(t *testing.T) {
 	w := &wire{http: awshttp.NewBuildableClient(), bodies: map[string][]map[string]any{}}
 	c := newClient(t, server.URL, func(o *awskms.Options) { o.HTTPClient = w })
@@ -327,8 +327,8 @@ func TestRequestsOnTheWire(t *testing.T) {
 		if got := gen[0]["KeyId"]; got != k.id {
 			t.Errorf("%s: GenerateDataKey KeyId %v, want %s", f.format, got, k.id)
 		}
-		if id, ok := dec[0]["KeyId"]; ok {
-			t.Errorf("%s: Decrypt names the key %v: the blob names its own", f.format, id)
+		if got := dec[0]["KeyId"]; got != k.id {
+			t.Errorf("%s: Decrypt names the key %v, want the item's MasterKeyId %s", f.format, got, k.id)
 		}
 		for op, body := range map[string]map[string]any{"GenerateDataKey": gen[0], "Decrypt": dec[0]} {
 			got, sent := body["EncryptionContext"]
@@ -405,8 +405,9 @@ func TestKeyForms(t *testing.T) {
 }
 
 // With --kms-key an alias, re-pointing the alias leaves old items
-// readable (Decrypt has no KeyId: the blob names its key) and sends new
-// writes to the new key.
+// readable (a Decrypt naming the alias fails for them, and is asked again
+// naming no key: the blob names its own) and sends new writes to the new
+// key.
 func TestAliasRepointed(t *testing.T) {
 	c := newClient(t, server.URL)
 	k1, k2 := createKey(t, c), createKey(t, c)
