@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -60,7 +61,7 @@ func (c *config) open(ctx context.Context, firstUse bool, say io.Writer) (*backe
 	case "local":
 		return c.openLocal(ctx, firstUse, format, say)
 	case "dynamodb":
-		return c.openDynamoDB(ctx, format)
+		return c.openDynamoDB(ctx, format, firstUse)
 	default:
 		return nil, fmt.Errorf("--backend %q: want local or dynamodb", c.backend)
 	}
@@ -156,15 +157,20 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 // openDynamoDB opens the table with the AWS SDK's standard configuration
 // chain: environment, shared config and profiles, web identity, IMDS, and
 // the endpoint variables AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_KMS.
-// New writes are wrapped by --kms-key (or an RSA key, --rsa-key); reads go
-// to whichever key wrapped each item.
-func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backend, error) {
+// New writes are wrapped by --kms-key (or an RSA key, --rsa-key); reads of
+// KMS items are confined to the keys kmsKeys trusts. firstUse (mount,
+// init) says a warning about trusting any key is worth showing.
+func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, firstUse bool) (*backend, error) {
 	cfg, err := c.awsConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ddb := awsdynamodb.NewFromConfig(cfg)
-	kmsWrapper := c.meteredKeys(kms.New(awskms.NewFromConfig(cfg), c.kmsKey), "kms")
+	kw, trust, err := c.kmsKeys(ctx, awskms.NewFromConfig(cfg), firstUse)
+	if err != nil {
+		return nil, err
+	}
+	kmsWrapper := c.meteredKeys(kw, "kms")
 
 	// KMS owns every key id that is not an RSA one, so the RSA reader
 	// goes first.
@@ -194,7 +200,7 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backe
 	return &backend{
 		Keeper:    k,
 		store:     st,
-		about:     fmt.Sprintf("dynamodb table %s in %s, %s", c.table, cfg.Region, keyDesc),
+		about:     fmt.Sprintf("dynamodb table %s in %s, %s, %s", c.table, cfg.Region, keyDesc, trust),
 		canWrite:  write != nil,
 		writeOnly: writeOnly,
 		prepare: func(ctx context.Context) (string, error) {
@@ -209,6 +215,31 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format) (*backe
 			}
 		},
 	}, nil
+}
+
+// kmsKeys returns the KMS key wrapper: pinned to --kms-key and
+// --kms-read-keys when either is given, resolved now (one DescribeKey per
+// key, each with --timeout; a key KMS cannot resolve stops the start);
+// else trusting any key KMS will decrypt with, which it warns about once
+// (at warn level for mount and init, at info level for the admin verbs,
+// which run often and log warnings by default). trust says which, for the
+// backend's description.
+func (c *config) kmsKeys(ctx context.Context, client *awskms.Client, firstUse bool) (w *kms.Wrapper, trust string, err error) {
+	if c.kmsKey == "" && len(c.kmsReadKeys) == 0 {
+		w = kms.New(client, "")
+		level := logrus.InfoLevel
+		if firstUse {
+			level = logrus.WarnLevel
+		}
+		c.log.Log(level, w.Warning())
+		return w, "reads under any KMS key", nil
+	}
+	w, err = kms.NewPinned(ctx, client, c.kmsKey, c.kmsReadKeys, c.timeout)
+	if err != nil {
+		return nil, "", fmt.Errorf("the KMS keys to trust (--kms-key, --kms-read-keys): %w", err)
+	}
+	c.log.WithField("kms_keys", strings.Join(w.Trusted(), ",")).Info("KMS: reading only items wrapped under these keys; others are refused (EACCES)")
+	return w, fmt.Sprintf("reads under %d trusted KMS key(s)", len(w.Trusted())), nil
 }
 
 // imdsRegionTimeout bounds the question to the EC2 instance metadata

@@ -18,7 +18,7 @@ var mountHelperValues = map[string]bool{
 	"uid": true, "gid": true, "file_mode": true, "dir_mode": true, "ttl": true, "cache_idle": true,
 	"stale_if_error": true, "cache_size": true, "kms_key": true, "region": true, "rsa_key": true,
 	"timeout": true, "log_file": true, "log_level": true, "log_format": true, "metrics_addr": true,
-	"audit_log": true, "apps": true, "format": true,
+	"audit_log": true, "apps": true, "format": true, "kms_read_keys": true,
 }
 
 // mountHelperIgnored are the options mount(8), fstab and systemd use
@@ -88,8 +88,16 @@ func mountHelperOptions(list string) ([]string, error) {
 		case opt == "allow_other":
 			out = append(out, "--allow-other")
 		case mountHelperValues[name] && hasValue:
-			if name == "apps" {
-				value = strings.ReplaceAll(value, ":", ",") // commas separate mount options
+			// Commas separate mount options, so lists use colons.
+			switch name {
+			case "apps":
+				value = strings.ReplaceAll(value, ":", ",")
+			case "kms_read_keys":
+				keys, err := splitKeyList(value)
+				if err != nil {
+					return nil, err
+				}
+				value = strings.Join(keys, ",")
 			}
 			out = append(out, "--"+strings.ReplaceAll(name, "_", "-")+"="+value)
 		case mountHelperValues[name]:
@@ -107,9 +115,41 @@ func valueOptionNames() []string {
 	names := slices.Sorted(maps.Keys(mountHelperValues))
 	for i, n := range names {
 		names[i] = n + "="
-		if n == "apps" {
+		switch n {
+		case "apps":
 			names[i] = "apps=a:b:c"
+		case "kms_read_keys":
+			names[i] = "kms_read_keys=k1:k2"
 		}
 	}
 	return names
+}
+
+// arnFields is how many colon-separated fields an ARN has:
+// arn:partition:service:region:account:resource. A KMS key's resource
+// (key/ID, alias/NAME) holds no colon, nor do key ids and alias names.
+const arnFields = 6
+
+// splitKeyList splits the kms_read_keys option, KMS keys separated by
+// colons, keeping each ARN's own colons: a field "arn" starts an ARN made
+// of it and the five fields after it.
+func splitKeyList(value string) ([]string, error) {
+	fields := strings.Split(value, ":")
+	var keys []string
+	for len(fields) > 0 {
+		n := 1
+		if fields[0] == "arn" {
+			n = arnFields
+		}
+		if len(fields) < n {
+			return nil, fmt.Errorf("mount option kms_read_keys=%s: %q is not a whole ARN (arn:partition:kms:region:account:key/ID)", value, strings.Join(fields, ":"))
+		}
+		key := strings.Join(fields[:n], ":")
+		if key == "" {
+			return nil, fmt.Errorf("mount option kms_read_keys=%s: an empty key (want k1:k2)", value)
+		}
+		keys = append(keys, key)
+		fields = fields[n:]
+	}
+	return keys, nil
 }

@@ -33,6 +33,10 @@ type config struct {
 	logLevel  string
 	logFormat string
 
+	// kmsReadKeys, with kmsKey, are the KMS keys whose items may be read;
+	// both empty: any key KMS will decrypt with.
+	kmsReadKeys []string
+
 	log *logrus.Logger
 	// meter, when set (mount --metrics-addr), counts every backend call
 	// through decorators of the store and the key wrappers.
@@ -72,7 +76,8 @@ generated RSA key pair: no cloud account needed.`,
 	f.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "local backend: directory of the store file and the generated key pair")
 	f.StringVar(&c.table, "table", "secrets", "dynamodb backend: the table")
 	f.StringVar(&c.region, "region", "", "AWS region (default: from the AWS SDK chain: AWS_REGION, profile, IMDS)")
-	f.StringVar(&c.kmsKey, "kms-key", "", "KMS key id, alias or ARN that wraps new writes (reads use whichever key wrapped the item)")
+	f.StringVar(&c.kmsKey, "kms-key", "", "KMS key id, alias or ARN that wraps new writes; trusted for reads, as are --kms-read-keys")
+	f.StringSliceVar(&c.kmsReadKeys, "kms-read-keys", nil, "KMS keys (ids, aliases or ARNs: k1,k2) whose items may be read, besides --kms-key; with either flag, an item wrapped under any other key is refused (EACCES). Without both, any key KMS will decrypt with is trusted")
 	f.StringVar(&c.rsaKey, "rsa-key", "", "PEM key: a private key reads and writes, a public key only writes (default: the data dir's key.pem)")
 	f.StringVar(&c.format, "format", "v2", "format of new writes: v2 (AES-256-GCM) or v1 (the original Secret Store's AES-128-CBC)")
 	f.DurationVar(&c.timeout, "timeout", secrets.DefaultTimeout, "deadline of each backend call")
