@@ -180,7 +180,7 @@ func (w *Wrapper) Unwrap(ctx context.Context, masterKeyID string, wrapped []byte
 	}
 	named, ok := w.trusted.named(masterKeyID)
 	if !ok {
-		return nil, fault.E(op, fault.Permission, fmt.Sprintf("an item wrapped under the KMS key %s, which this mount does not trust (it trusts %s): refused; if that key is yours, add it to --kms-read-keys",
+		return nil, fault.E(op, fault.Permission, fmt.Sprintf("an item wrapped under the KMS key %s, which is not trusted here (trusted: %s): refused; if that key is yours, add it to --kms-read-keys",
 			crypto.QuoteID(masterKeyID), w.trusted))
 	}
 	candidates := []trustedKey{named}
@@ -224,7 +224,7 @@ func (w *Wrapper) decrypt(ctx context.Context, op fault.Op, masterKeyID, keyID s
 	}
 	if w.trusted != nil && !w.trusted.has(aws.ToString(out.KeyId)) {
 		crypto.Zero(out.Plaintext)
-		return nil, fault.E(op, fault.Permission, fmt.Sprintf("%s: KMS answered that the key %s decrypted it, which this mount does not trust (it trusts %s): refused",
+		return nil, fault.E(op, fault.Permission, fmt.Sprintf("%s: KMS answered that the key %s decrypted it, which is not trusted here (trusted: %s): refused",
 			what, crypto.QuoteID(aws.ToString(out.KeyId)), w.trusted))
 	}
 	return out.Plaintext, nil
