@@ -16,8 +16,8 @@
 // Which key decrypts. The item's MasterKeyId is written by whoever can
 // write the table, and a symmetric KMS ciphertext blob names the key that
 // made it: a Decrypt that names no key uses any key the blob names, in any
-// account whose key policy lets this host decrypt. So Decrypt always
-// names a key (KeyId), and KMS uses that one or refuses:
+// account whose key policy lets this host decrypt. So Decrypt names a
+// key (KeyId), and KMS uses that one or refuses:
 //
 //   - A pinned Wrapper (NewPinned: --kms-key and --kms-read-keys) trusts a
 //     set of keys resolved once, at start, with DescribeKey. An item's
@@ -26,8 +26,8 @@
 //     the key KMS answers it decrypted with must be in the set too. Any
 //     other item is fault.Permission, and KMS is not asked.
 //   - An unpinned Wrapper (New) trusts any key KMS will decrypt with, as
-//     the original did, and names the item's MasterKeyId as KeyId. Warning
-//     says so, for the caller to log once.
+//     the original did, and names the item's MasterKeyId as KeyId (none
+//     when it is empty). Warning says so, for the caller to log once.
 //
 // Aliases. An item's MasterKeyId is often an alias (the original stored
 // the name it was given), and an alias may have been re-pointed at
