@@ -11,6 +11,8 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"time"
@@ -118,7 +120,7 @@ func (v Version) String() string {
 // stat(2) and for conditional writes. Listings return Meta only.
 type Meta struct {
 	Key
-	Format               string    // "" for a legacy item (read as v1), else "v1" or "v2"
+	Format               string    // "" for a legacy item (read as v1), else "v1", "v2" or "v3"
 	Version              Version   // Unversioned for a legacy item
 	InitialisationVector []byte    // the IV or nonce of the value encryption: fresh on every write
 	Size                 int64     // plaintext length in bytes; -1 when unknown (legacy items)
@@ -291,18 +293,69 @@ func CheckExpected(expected Revision) error {
 	return nil
 }
 
-// ListAll collects every page of app's listing.
+// MaxListPages bounds the pages of one whole listing (ListAll,
+// CollectList, CollectApps). Real listings stay far below it: DynamoDB
+// returns up to 1 MB a page, so 100,000 pages is a table of about 100 GB
+// of names and metadata. A store that keeps returning pages (a bug, or
+// cursors that lead in a circle) then ends in an error, not in a loop.
+const MaxListPages = 100_000
+
+// pageGuard ends a listing that would not end: more than MaxListPages
+// pages, or a cursor returned twice (the pages after it would repeat
+// forever). Cursors are remembered by a 64-bit hash, so a long listing
+// costs 8 bytes a page, not a copy of every cursor.
+type pageGuard struct {
+	what  string // what is listed, for the message
+	seed  maphash.Seed
+	seen  map[uint64]struct{}
+	pages int
+}
+
+func newPageGuard(what string) *pageGuard {
+	return &pageGuard{what: what, seed: maphash.MakeSeed(), seen: map[uint64]struct{}{}}
+}
+
+// next checks the cursor of the page after the one just read.
+func (g *pageGuard) next(cursor string) error {
+	g.pages++
+	if g.pages >= MaxListPages {
+		return fault.E(fault.Other, fmt.Sprintf("the listing of %s did not end after %d pages: the store keeps returning more", g.what, MaxListPages))
+	}
+	h := maphash.String(g.seed, cursor)
+	if _, dup := g.seen[h]; dup {
+		return fault.E(fault.Other, fmt.Sprintf("the store's listing of %s returned a cursor it had returned before, after %d pages: it would never end", g.what, g.pages))
+	}
+	g.seen[h] = struct{}{}
+	return nil
+}
+
+// ListAll collects every page of app's listing, as CollectList.
 func ListAll(ctx context.Context, s Store, app string) ([]Meta, error) {
+	return CollectList(ctx, app, func(ctx context.Context, after string) ([]Meta, string, error) {
+		return s.List(ctx, app, after, 0)
+	})
+}
+
+// CollectList follows the pages of app's listing from the first to the
+// last, as page returns them, and returns every entry in order. A listing
+// of more than MaxListPages pages, or one that returns a cursor twice, is
+// an error (fault.Other): the store's listing would not end.
+func CollectList(ctx context.Context, app string, page func(ctx context.Context, after string) (page []Meta, next string, err error)) ([]Meta, error) {
+	const op fault.Op = "store.CollectList"
+	guard := newPageGuard("secrets") // the path names the application
 	var all []Meta
 	after := ""
 	for {
-		page, next, err := s.List(ctx, app, after, 0)
+		metas, next, err := page(ctx, after)
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, page...)
+		all = append(all, metas...)
 		if next == "" {
 			return all, nil
+		}
+		if err := guard.next(next); err != nil {
+			return nil, fault.E(op, fault.Path(app), err)
 		}
 		after = next
 	}
@@ -318,8 +371,12 @@ func AppsAll(ctx context.Context, s Store) ([]string, error) {
 
 // CollectApps follows the cursors of an application listing from the
 // first page to the last, as page returns them, and returns every name
-// sorted and once.
+// sorted and once. A listing of more than MaxListPages pages, or one that
+// returns a cursor twice, is an error (fault.Other): the store's listing
+// would not end.
 func CollectApps(ctx context.Context, page func(ctx context.Context, cursor string) (apps []string, next string, err error)) ([]string, error) {
+	const op fault.Op = "store.CollectApps"
+	guard := newPageGuard("applications")
 	var all []string
 	cursor := ""
 	for {
@@ -330,6 +387,9 @@ func CollectApps(ctx context.Context, page func(ctx context.Context, cursor stri
 		all = append(all, apps...)
 		if next == "" {
 			return SortApps(all), nil
+		}
+		if err := guard.next(next); err != nil {
+			return nil, fault.E(op, err)
 		}
 		cursor = next
 	}
