@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/secretfs/secretfs/fault"
@@ -15,15 +16,20 @@ import (
 // one onto the store item's attributes (docs/FORMAT.md):
 //
 //	Format      -> Format               ("" on legacy items: read as v1)
+//	Version     -> Version              (bound by v3; 0 on legacy items)
 //	MasterKeyID -> MasterKeyId
 //	WrappedKey  -> ProtectedDocumentKey
-//	IV          -> InitialisationVector (the CBC IV for v1, the GCM nonce for v2)
-//	Ciphertext  -> ProtectedSecretValue (for v2, ciphertext || 16-byte tag)
+//	IV          -> InitialisationVector (the CBC IV for v1, the GCM nonce for v2 and v3)
+//	Ciphertext  -> ProtectedSecretValue (for v2 and v3, ciphertext || 16-byte tag)
 //
 // A Sealed holds nothing secret; it may be stored, logged by size and
 // copied freely.
 type Sealed struct {
-	Format      Format
+	Format Format
+	// Version is the item's Version: Seal records the one it was given,
+	// and Open checks it against the value for formats that bind it (v3).
+	// v1 and v2 ignore it.
+	Version     int64
 	MasterKeyID string
 	WrappedKey  []byte
 	IV          []byte
@@ -39,15 +45,15 @@ type Envelope struct {
 }
 
 // NewEnvelope returns an Envelope that wraps document keys with w and
-// writes new values in writeFormat (FormatV1 or FormatV2). Every format
+// writes new values in writeFormat (one of WriteFormats). Every format
 // can be read whatever writeFormat is.
 func NewEnvelope(w KeyWrapper, writeFormat Format) (*Envelope, error) {
 	const op fault.Op = "crypto.NewEnvelope"
 	if w == nil {
 		return nil, fault.E(op, fault.Invalid, "no key wrapper")
 	}
-	if writeFormat != FormatV1 && writeFormat != FormatV2 {
-		return nil, fault.E(op, fault.Invalid, fmt.Sprintf("cannot write format %s: want %s or %s", quoteCapped(string(writeFormat)), FormatV1, FormatV2))
+	if !writable(writeFormat) {
+		return nil, fault.E(op, fault.Invalid, fmt.Sprintf("cannot write format %s: want %s", quoteCapped(string(writeFormat)), formatList()))
 	}
 	return &Envelope{wrapper: w, write: writeFormat}, nil
 }
@@ -56,12 +62,14 @@ func NewEnvelope(w KeyWrapper, writeFormat Format) (*Envelope, error) {
 func (e *Envelope) WriteFormat() Format { return e.write }
 
 // Seal encrypts value for the secret app/name in the Envelope's write
-// format, under a fresh document key and a fresh IV or nonce. It neither
+// format, under a fresh document key and a fresh IV or nonce. version is
+// the Version the item will be stored with (at least MinVersionV3 for
+// v3, which binds it; v1 and v2 only record it in the result). It neither
 // modifies nor keeps value: the caller still owns it and wipes it.
 //
 // Errors from the KeyWrapper keep their Kind (fault.Permission,
 // fault.Unavailable, ...).
-func (e *Envelope) Seal(ctx context.Context, app, name string, value []byte) (Sealed, error) {
+func (e *Envelope) Seal(ctx context.Context, app, name string, version int64, value []byte) (Sealed, error) {
 	const op fault.Op = "crypto.Seal"
 	path := itemPath(app, name)
 	var (
@@ -69,8 +77,13 @@ func (e *Envelope) Seal(ctx context.Context, app, name string, value []byte) (Se
 		err error
 	)
 	switch e.write {
+	case FormatV3:
+		if version < MinVersionV3 {
+			return Sealed{}, fault.E(op, path, fault.Invalid, fmt.Sprintf("v3 binds the item's version, which is at least %d, not %d", MinVersionV3, version))
+		}
+		s, err = e.sealGCM(ctx, FormatV3, associatedDataV3(app, name, version), app, name, value)
 	case FormatV2:
-		s, err = e.sealV2(ctx, app, name, value)
+		s, err = e.sealGCM(ctx, FormatV2, associatedDataV2(app, name), app, name, value)
 	case FormatV1:
 		s, err = e.sealV1(ctx, value)
 	default: // impossible after NewEnvelope; guards a zero Envelope
@@ -79,6 +92,7 @@ func (e *Envelope) Seal(ctx context.Context, app, name string, value []byte) (Se
 	if err != nil {
 		return Sealed{}, fault.E(op, path, err)
 	}
+	s.Version = version
 	return s, nil
 }
 
@@ -86,11 +100,11 @@ func (e *Envelope) Seal(ctx context.Context, app, name string, value []byte) (Se
 // owns the returned Plaintext and must Wipe it.
 //
 // Every failure to decrypt — a malformed field, an unknown format, a
-// failed authentication, bad padding, a wrapped key that does not open —
-// is fault.Integrity; other errors from the KeyWrapper keep their Kind
-// (fault.Permission for a public key only, fault.Unavailable for a
-// backend that did not answer). On any error the Plaintext is nil: Open
-// never returns garbage or a partial value.
+// failed authentication (for v3, of the Version too), bad padding, a
+// wrapped key that does not open — is fault.Integrity; other errors from
+// the KeyWrapper keep their Kind (fault.Permission for a public key only,
+// fault.Unavailable for a backend that did not answer). On any error the
+// Plaintext is nil: Open never returns garbage or a partial value.
 func (e *Envelope) Open(ctx context.Context, app, name string, s Sealed) (Plaintext, error) {
 	const op fault.Op = "crypto.Open"
 	path := itemPath(app, name)
@@ -103,8 +117,16 @@ func (e *Envelope) Open(ctx context.Context, app, name string, s Sealed) (Plaint
 		err error
 	)
 	switch f {
+	case FormatV3:
+		if s.Version < MinVersionV3 {
+			// No v3 write stores such a Version: do not ask the key
+			// wrapper about an item that cannot be genuine.
+			err = fault.E(fault.Integrity, fmt.Sprintf("a v3 item has version %d; v3 versions start at %d", s.Version, MinVersionV3))
+			break
+		}
+		p, err = e.openGCM(ctx, FormatV3, associatedDataV3(app, name, s.Version), app, name, s)
 	case FormatV2:
-		p, err = e.openV2(ctx, app, name, s)
+		p, err = e.openGCM(ctx, FormatV2, associatedDataV2(app, name), app, name, s)
 	case FormatV1:
 		p, err = e.openV1(ctx, s)
 	}
@@ -117,19 +139,33 @@ func (e *Envelope) Open(ctx context.Context, app, name string, s Sealed) (Plaint
 
 func itemPath(app, name string) fault.Path { return fault.Path(app + "/" + name) }
 
-// associatedData is the v2 AAD of app/name: AADPrefixV2, then app and name
-// each as a 4-byte big-endian length and its bytes. The lengths make the
-// split unambiguous ("ab"/"c" and "a"/"bc" differ). docs/FORMAT.md shows
-// a worked example; the test checks the code against it.
-func associatedData(app, name string) []byte {
+// associatedDataV2 is the v2 AAD of app/name: AADPrefixV2, then app and
+// name each as a 4-byte big-endian length and its bytes. The lengths make
+// the split unambiguous ("ab"/"c" and "a"/"bc" differ). docs/FORMAT.md
+// shows a worked example; the test checks the code against it.
+func associatedDataV2(app, name string) []byte {
 	b := make([]byte, 0, len(AADPrefixV2)+8+len(app)+len(name))
 	b = append(b, AADPrefixV2...)
 	b = appendLenPrefixed(b, app)
 	return appendLenPrefixed(b, name)
 }
 
-// newGCM returns AES-GCM with the v2 nonce and tag sizes. aes.NewCipher
-// keeps its own expanded copy of key, which Go gives us no way to wipe.
+// associatedDataV3 is the v3 AAD of version version of app/name:
+// AADPrefixV3, app and name as in v2, then the version as an unsigned
+// 8-byte big-endian integer (VersionSizeV3). The version's fixed size
+// keeps the whole unambiguous. docs/FORMAT.md shows a worked example; the
+// test checks the code against it.
+func associatedDataV3(app, name string, version int64) []byte {
+	b := make([]byte, 0, len(AADPrefixV3)+8+len(app)+len(name)+VersionSizeV3)
+	b = append(b, AADPrefixV3...)
+	b = appendLenPrefixed(b, app)
+	b = appendLenPrefixed(b, name)
+	return binary.BigEndian.AppendUint64(b, uint64(version))
+}
+
+// newGCM returns AES-GCM with the v2 and v3 nonce and tag sizes.
+// aes.NewCipher keeps its own expanded copy of key, which Go gives us no
+// way to wipe.
 func newGCM(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
@@ -138,7 +174,9 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block) // NonceSizeV2 and TagSizeV2 are its defaults (checked by a test)
 }
 
-func (e *Envelope) sealV2(ctx context.Context, app, name string, value []byte) (Sealed, error) {
+// sealGCM seals value in format f (v2 or v3, which differ only in their
+// associated data, aad) under a fresh 256-bit document key and nonce.
+func (e *Envelope) sealGCM(ctx context.Context, f Format, aad []byte, app, name string, value []byte) (Sealed, error) {
 	key, wrapped, keyID, err := e.wrapper.NewDocumentKey(ctx, DocumentKeySizeV2, ItemContext(app, name))
 	defer Zero(key)
 	if err != nil {
@@ -156,22 +194,23 @@ func (e *Envelope) sealV2(ctx context.Context, app, name string, value []byte) (
 		return Sealed{}, fault.E(fault.Other, "AES-GCM: "+err.Error())
 	}
 	return Sealed{
-		Format:      FormatV2,
+		Format:      f,
 		MasterKeyID: keyID,
 		WrappedKey:  wrapped,
 		IV:          nonce,
-		Ciphertext:  aead.Seal(nil, nonce, value, associatedData(app, name)),
+		Ciphertext:  aead.Seal(nil, nonce, value, aad),
 	}, nil
 }
 
-func (e *Envelope) openV2(ctx context.Context, app, name string, s Sealed) (Plaintext, error) {
+// openGCM opens s in format f (v2 or v3) with the associated data aad.
+func (e *Envelope) openGCM(ctx context.Context, f Format, aad []byte, app, name string, s Sealed) (Plaintext, error) {
 	// Check the shape before unwrapping: a malformed item should not cost
 	// a KMS call.
 	if len(s.IV) != NonceSizeV2 {
-		return nil, fault.E(fault.Integrity, fmt.Sprintf("v2 nonce is %d bytes, want %d", len(s.IV), NonceSizeV2))
+		return nil, fault.E(fault.Integrity, fmt.Sprintf("%s nonce is %d bytes, want %d", f, len(s.IV), NonceSizeV2))
 	}
 	if len(s.Ciphertext) < TagSizeV2 {
-		return nil, fault.E(fault.Integrity, fmt.Sprintf("v2 ciphertext is %d bytes, shorter than its %d-byte tag", len(s.Ciphertext), TagSizeV2))
+		return nil, fault.E(fault.Integrity, fmt.Sprintf("%s ciphertext is %d bytes, shorter than its %d-byte tag", f, len(s.Ciphertext), TagSizeV2))
 	}
 	if len(s.WrappedKey) == 0 {
 		return nil, fault.E(fault.Integrity, "no wrapped document key")
@@ -182,17 +221,21 @@ func (e *Envelope) openV2(ctx context.Context, app, name string, s Sealed) (Plai
 		return nil, err
 	}
 	if len(key) != DocumentKeySizeV2 {
-		return nil, fault.E(fault.Integrity, fmt.Sprintf("v2 document key is %d bytes, want %d", len(key), DocumentKeySizeV2))
+		return nil, fault.E(fault.Integrity, fmt.Sprintf("%s document key is %d bytes, want %d", f, len(key), DocumentKeySizeV2))
 	}
 	aead, err := newGCM(key)
 	if err != nil {
 		return nil, fault.E(fault.Integrity, "AES-GCM: "+err.Error())
 	}
-	p, err := aead.Open(nil, s.IV, s.Ciphertext, associatedData(app, name))
+	p, err := aead.Open(nil, s.IV, s.Ciphertext, aad)
 	if err != nil {
 		// crypto/cipher clears its output on failure; say nothing of
 		// which byte was wrong: there is no way to know.
-		return nil, fault.E(fault.Integrity, "v2 authentication failed: the item was modified, moved from another name, or sealed under another key")
+		what := "moved from another name"
+		if f == FormatV3 {
+			what = "moved from another name or version"
+		}
+		return nil, fault.E(fault.Integrity, fmt.Sprintf("%s authentication failed: the item was modified, %s, or sealed under another key", f, what))
 	}
 	if p == nil {
 		p = []byte{} // an empty secret is a value, not an absent one

@@ -77,7 +77,7 @@ func TestSealV1DecryptsWithStandardLibrary(t *testing.T) {
 	for _, n := range []int{0, 1, 15, 16, 17, 100} {
 		value := make([]byte, n)
 		_, _ = rand.Read(value)
-		s, err := e.Seal(t.Context(), "app", "db", value)
+		s, err := e.Seal(t.Context(), "app", "db", 1, value)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func TestSealV2DecryptsWithStandardLibrary(t *testing.T) {
 	w := &fixedWrapper{key: bytes.Repeat([]byte{0x42}, 32)}
 	e := envelope(t, w, crypto.FormatV2)
 	value := []byte("hunter2")
-	s, err := e.Seal(t.Context(), "app", "db", value)
+	s, err := e.Seal(t.Context(), "app", "db", 1, value)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,20 +146,20 @@ func testValues() map[string][]byte {
 func TestRoundTrip(t *testing.T) {
 	values := testValues()
 	for wname, w := range wrappers(t) {
-		for _, f := range []crypto.Format{crypto.FormatV1, crypto.FormatV2} {
+		for _, f := range crypto.WriteFormats {
 			e := envelope(t, w, f)
 			for vname, value := range values {
 				t.Run(fmt.Sprintf("%s/%s/%s", wname, f, vname), func(t *testing.T) {
 					orig := append([]byte(nil), value...)
-					s, err := e.Seal(t.Context(), "app", "db", value)
+					s, err := e.Seal(t.Context(), "app", "db", 5, value)
 					if err != nil {
 						t.Fatal(err)
 					}
 					if !bytes.Equal(value, orig) {
 						t.Fatal("Seal modified its input")
 					}
-					if s.Format != f {
-						t.Fatalf("Format = %q, want %q", s.Format, f)
+					if s.Format != f || s.Version != 5 {
+						t.Fatalf("Format, Version = %q, %d; want %q, 5", s.Format, s.Version, f)
 					}
 					checkLayout(t, s, len(value))
 					p, err := e.Open(t.Context(), "app", "db", s)
@@ -182,9 +182,9 @@ func TestRoundTrip(t *testing.T) {
 func checkLayout(t *testing.T, s crypto.Sealed, n int) {
 	t.Helper()
 	switch s.Format {
-	case crypto.FormatV2:
+	case crypto.FormatV2, crypto.FormatV3:
 		if len(s.IV) != crypto.NonceSizeV2 || len(s.Ciphertext) != n+crypto.TagSizeV2 {
-			t.Fatalf("v2: nonce %d bytes, ciphertext %d for a %d-byte value", len(s.IV), len(s.Ciphertext), n)
+			t.Fatalf("%s: nonce %d bytes, ciphertext %d for a %d-byte value", s.Format, len(s.IV), len(s.Ciphertext), n)
 		}
 	case crypto.FormatV1:
 		if len(s.IV) != crypto.IVSizeV1 || len(s.Ciphertext) != (n/16+1)*16 {
@@ -198,14 +198,14 @@ func checkLayout(t *testing.T, s crypto.Sealed, n int) {
 
 func TestSealIsFreshEveryTime(t *testing.T) {
 	for wname, w := range wrappers(t) {
-		for _, f := range []crypto.Format{crypto.FormatV1, crypto.FormatV2} {
+		for _, f := range crypto.WriteFormats {
 			e := envelope(t, w, f)
 			value := []byte("same value")
-			a, err := e.Seal(t.Context(), "app", "db", value)
+			a, err := e.Seal(t.Context(), "app", "db", 1, value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := e.Seal(t.Context(), "app", "db", value)
+			b, err := e.Seal(t.Context(), "app", "db", 1, value)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,56 +229,166 @@ func mustFailIntegrity(t *testing.T, e *crypto.Envelope, app, name string, s cry
 	return err
 }
 
-func TestV2TamperFailsIntegrity(t *testing.T) {
+func TestV2AndV3TamperFailsIntegrity(t *testing.T) {
 	const secret = "tamper-me"
 	for wname, w := range wrappers(t) {
-		t.Run(wname, func(t *testing.T) {
-			e := envelope(t, w, crypto.FormatV2)
-			s, err := e.Seal(t.Context(), "app", "db", []byte(secret))
-			if err != nil {
-				t.Fatal(err)
-			}
-			fields := map[string]func(*crypto.Sealed) []byte{
-				"ciphertext+tag": func(s *crypto.Sealed) []byte { return s.Ciphertext },
-				"nonce":          func(s *crypto.Sealed) []byte { return s.IV },
-				"wrapped key":    func(s *crypto.Sealed) []byte { return s.WrappedKey },
-			}
-			for fname, field := range fields {
-				for i := range field(&s) {
-					for _, flip := range []byte{0x01, 0x80} {
-						c := clone(s)
-						field(&c)[i] ^= flip
-						err := mustFailIntegrity(t, e, "app", "db", c, fmt.Sprintf("%s byte %d ^%#x", fname, i, flip))
-						if strings.Contains(err.Error(), secret) {
-							t.Fatalf("error message contains the plaintext: %v", err)
+		for _, f := range []crypto.Format{crypto.FormatV2, crypto.FormatV3} {
+			t.Run(wname+"/"+string(f), func(t *testing.T) {
+				e := envelope(t, w, f)
+				s, err := e.Seal(t.Context(), "app", "db", 3, []byte(secret))
+				if err != nil {
+					t.Fatal(err)
+				}
+				fields := map[string]func(*crypto.Sealed) []byte{
+					"ciphertext+tag": func(s *crypto.Sealed) []byte { return s.Ciphertext },
+					"nonce":          func(s *crypto.Sealed) []byte { return s.IV },
+					"wrapped key":    func(s *crypto.Sealed) []byte { return s.WrappedKey },
+				}
+				for fname, field := range fields {
+					for i := range field(&s) {
+						for _, flip := range []byte{0x01, 0x80} {
+							c := clone(s)
+							field(&c)[i] ^= flip
+							err := mustFailIntegrity(t, e, "app", "db", c, fmt.Sprintf("%s byte %d ^%#x", fname, i, flip))
+							if strings.Contains(err.Error(), secret) {
+								t.Fatalf("error message contains the plaintext: %v", err)
+							}
 						}
 					}
 				}
-			}
+				c := clone(s)
+				c.Ciphertext = c.Ciphertext[:len(c.Ciphertext)-1]
+				mustFailIntegrity(t, e, "app", "db", c, "truncated ciphertext")
+				c = clone(s)
+				c.Ciphertext = append(c.Ciphertext, 0)
+				mustFailIntegrity(t, e, "app", "db", c, "extended ciphertext")
+				c = clone(s)
+				c.IV = append(c.IV, 0)
+				mustFailIntegrity(t, e, "app", "db", c, "long nonce")
+				// Relabelled as every other format: the AAD names the format.
+				for _, other := range []crypto.Format{"", crypto.FormatV1, crypto.FormatV2, crypto.FormatV3} {
+					if other != f {
+						c = clone(s)
+						c.Format = other
+						mustFailIntegrity(t, e, "app", "db", c, fmt.Sprintf("format changed to %q", other))
+					}
+				}
+				c = clone(s)
+				c.Format = "v9"
+				mustFailIntegrity(t, e, "app", "db", c, "unknown format")
+				c = clone(s)
+				c.MasterKeyID += "x"
+				mustFailIntegrity(t, e, "app", "db", c, "other master key id")
+				// The untouched value still opens: the failures above are the
+				// tampering, not a broken setup.
+				if p, err := e.Open(t.Context(), "app", "db", s); err != nil || string(p) != secret {
+					t.Fatalf("untampered Open: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// An old v3 ciphertext relabelled with another Version (a higher one, to
+// pass for a newer write, or a lower one) fails authentication; v2, which
+// does not bind the Version, is the reason v3 exists.
+func TestV3RelabelledVersionFailsIntegrity(t *testing.T) {
+	for wname, w := range wrappers(t) {
+		e := envelope(t, w, crypto.FormatV3)
+		s, err := e.Seal(t.Context(), "app", "db", 2, []byte("old value"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []int64{3, 4, 1, 1<<32 + 2, 2 - 1<<62} {
 			c := clone(s)
-			c.Ciphertext = c.Ciphertext[:len(c.Ciphertext)-1]
-			mustFailIntegrity(t, e, "app", "db", c, "truncated ciphertext")
-			c = clone(s)
-			c.Ciphertext = append(c.Ciphertext, 0)
-			mustFailIntegrity(t, e, "app", "db", c, "extended ciphertext")
-			c = clone(s)
-			c.IV = append(c.IV, 0)
-			mustFailIntegrity(t, e, "app", "db", c, "long nonce")
-			c = clone(s)
-			c.Format = crypto.FormatV1
-			mustFailIntegrity(t, e, "app", "db", c, "format changed to v1")
-			c = clone(s)
-			c.Format = "v3"
-			mustFailIntegrity(t, e, "app", "db", c, "unknown format")
-			c = clone(s)
-			c.MasterKeyID += "x"
-			mustFailIntegrity(t, e, "app", "db", c, "other master key id")
-			// The untouched value still opens: the failures above are the
-			// tampering, not a broken setup.
-			if p, err := e.Open(t.Context(), "app", "db", s); err != nil || string(p) != secret {
-				t.Fatalf("untampered Open: %v", err)
+			c.Version = v
+			err := mustFailIntegrity(t, e, "app", "db", c, fmt.Sprintf("%s: version 2 relabelled %d", wname, v))
+			if !strings.Contains(err.Error(), "version") {
+				t.Errorf("%s: the error does not say the version may be wrong: %v", wname, err)
 			}
-		})
+		}
+		if p, err := e.Open(t.Context(), "app", "db", s); err != nil || string(p) != "old value" {
+			t.Fatalf("%s: the item under its own version: %v", wname, err)
+		}
+	}
+	// v2 binds no version: relabelled, it still opens (what v3 fixes).
+	e := envelope(t, cryptotest.New(), crypto.FormatV2)
+	s, err := e.Seal(t.Context(), "app", "db", 2, []byte("old value"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Version = 9
+	if p, err := e.Open(t.Context(), "app", "db", s); err != nil || string(p) != "old value" {
+		t.Fatalf("v2 relabelled: %v (if v2 gained a version binding, update docs/FORMAT.md)", err)
+	}
+}
+
+// A v3 item cannot have a Version below 1: Seal refuses to write one, and
+// Open refuses one before asking the key wrapper.
+func TestV3VersionBelowOneIsRefused(t *testing.T) {
+	w := cryptotest.New()
+	e := envelope(t, w, crypto.FormatV3)
+	for _, v := range []int64{0, -1} {
+		if _, err := e.Seal(t.Context(), "app", "db", v, []byte("x")); !fault.Is(fault.Invalid, err) {
+			t.Errorf("Seal at version %d: %v, want Invalid", v, err)
+		}
+	}
+	if n := w.NewDocumentKeyCalls(); n != 0 {
+		t.Errorf("%d document keys made for versions v3 cannot hold", n)
+	}
+	s, err := e.Seal(t.Context(), "app", "db", 1, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Version = 0
+	mustFailIntegrity(t, e, "app", "db", s, "v3 item of version 0")
+	if n := w.UnwrapCalls(); n != 0 {
+		t.Errorf("%d unwraps for a v3 item of version 0", n)
+	}
+}
+
+// The worked example of docs/FORMAT.md, made independently with Python's
+// cryptography package (OpenSSL):
+//
+//	AESGCM(bytes(range(32))).encrypt(bytes.fromhex('f0e1d2c3b4a5968778695a4b'), b'hunter2',
+//	    bytes.fromhex('73656372657466732f7633000000036170700000000264620000000000000007'))
+const (
+	v3ExampleKey        = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	v3ExampleNonce      = "f0e1d2c3b4a5968778695a4b"
+	v3ExampleAAD        = "73656372657466732f7633000000036170700000000264620000000000000007"
+	v3ExampleCiphertext = "87a0d593c1e1b1ceb4bfa43aee082dbd46e4e28634370e"
+	v3ExamplePlaintext  = "hunter2"
+)
+
+func TestOpenV3WorkedExampleOfFormatDoc(t *testing.T) {
+	e := envelope(t, &fixedWrapper{key: unhex(t, v3ExampleKey)}, crypto.FormatV2) // reading does not depend on the write format
+	s := crypto.Sealed{Format: crypto.FormatV3, Version: 7, MasterKeyID: "fixed", WrappedKey: []byte("w"),
+		IV: unhex(t, v3ExampleNonce), Ciphertext: unhex(t, v3ExampleCiphertext)}
+	p, err := e.Open(t.Context(), "app", "db", s)
+	if err != nil || string(p) != v3ExamplePlaintext {
+		t.Fatalf("the worked example opens to %q, %v; want %q", []byte(p), err, v3ExamplePlaintext)
+	}
+	s.Version = 8
+	mustFailIntegrity(t, e, "app", "db", s, "the worked example as version 8")
+}
+
+// TestSealV3DecryptsWithStandardLibrary opens a v3 value with crypto/cipher
+// and the AAD bytes written out in docs/FORMAT.md.
+func TestSealV3DecryptsWithStandardLibrary(t *testing.T) {
+	w := &fixedWrapper{key: unhex(t, v3ExampleKey)}
+	e := envelope(t, w, crypto.FormatV3)
+	s, err := e.Seal(t.Context(), "app", "db", 7, []byte(v3ExamplePlaintext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := aes.NewCipher(w.lastKey)
+	aead, _ := cipher.NewGCM(block)
+	got, err := aead.Open(nil, s.IV, s.Ciphertext, unhex(t, v3ExampleAAD))
+	if err != nil || string(got) != v3ExamplePlaintext {
+		t.Fatalf("standard library GCM: %q, %v", got, err)
+	}
+	if s.Format != crypto.FormatV3 || s.Version != 7 || len(w.lastKey) != 32 || len(s.IV) != 12 || len(s.Ciphertext) != len(v3ExamplePlaintext)+16 {
+		t.Fatalf("v3 layout: format %q version %d, key %d, nonce %d, ciphertext %d bytes", s.Format, s.Version, len(w.lastKey), len(s.IV), len(s.Ciphertext))
 	}
 }
 
@@ -287,7 +397,7 @@ func TestV2TamperFailsIntegrity(t *testing.T) {
 // Only malformed lengths and bad padding are caught.
 func TestV1HasNoIntegrity(t *testing.T) {
 	e := envelope(t, cryptotest.New(), crypto.FormatV1)
-	s, err := e.Seal(t.Context(), "app", "db", []byte("pay alice"))
+	s, err := e.Seal(t.Context(), "app", "db", 1, []byte("pay alice"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,18 +481,20 @@ func TestMovedValueFailsIntegrity(t *testing.T) {
 		"fixed key (AAD)":     {&fixedWrapper{key: bytes.Repeat([]byte{9}, 32)}, "authentication failed"},
 	}
 	for cname, c := range cases {
-		e := envelope(t, c.w, crypto.FormatV2)
-		s, err := e.Seal(t.Context(), "app", "db", []byte("v"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, to := range [][2]string{{"app", "db2"}, {"app2", "db"}, {"ap", "pdb"}, {"appd", "b"}} {
-			err := mustFailIntegrity(t, e, to[0], to[1], s, cname+" moved to "+to[0]+"/"+to[1])
-			if !strings.Contains(err.Error(), c.caught) {
-				t.Errorf("%s: moved value caught by the wrong layer: %v", cname, err)
+		for _, f := range []crypto.Format{crypto.FormatV2, crypto.FormatV3} {
+			e := envelope(t, c.w, f)
+			s, err := e.Seal(t.Context(), "app", "db", 1, []byte("v"))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !strings.Contains(err.Error(), to[0]+"/"+to[1]) {
-				t.Errorf("%s: error does not name the path: %v", cname, err)
+			for _, to := range [][2]string{{"app", "db2"}, {"app2", "db"}, {"ap", "pdb"}, {"appd", "b"}} {
+				err := mustFailIntegrity(t, e, to[0], to[1], s, cname+" "+string(f)+" moved to "+to[0]+"/"+to[1])
+				if !strings.Contains(err.Error(), c.caught) {
+					t.Errorf("%s %s: moved value caught by the wrong layer: %v", cname, f, err)
+				}
+				if !strings.Contains(err.Error(), to[0]+"/"+to[1]) {
+					t.Errorf("%s %s: error does not name the path: %v", cname, f, err)
+				}
 			}
 		}
 	}
@@ -391,7 +503,7 @@ func TestMovedValueFailsIntegrity(t *testing.T) {
 func TestUnwrapKindIsKept(t *testing.T) {
 	w := cryptotest.New()
 	e := envelope(t, w, crypto.FormatV2)
-	s, err := e.Seal(t.Context(), "app", "db", []byte("v"))
+	s, err := e.Seal(t.Context(), "app", "db", 1, []byte("v"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +517,7 @@ func TestUnwrapKindIsKept(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Op != "crypto.Open" || fe.Path != "app/db" {
 			t.Errorf("error lacks op and path: %#v", err)
 		}
-		if _, err := e.Seal(t.Context(), "app", "db", []byte("v")); fault.KindOf(err) != kind {
+		if _, err := e.Seal(t.Context(), "app", "db", 1, []byte("v")); fault.KindOf(err) != kind {
 			t.Errorf("NewDocumentKey failing with %v: Seal error %v", kind, err)
 		}
 	}
@@ -419,7 +531,7 @@ func TestCancelledContextIsUnavailable(t *testing.T) {
 	ctx, cancel := contextCancelled(t)
 	defer cancel()
 	e := envelope(t, rsaWrapper(t), crypto.FormatV2)
-	if _, err := e.Seal(ctx, "a", "b", []byte("v")); !fault.Is(fault.Unavailable, err) {
+	if _, err := e.Seal(ctx, "a", "b", 1, []byte("v")); !fault.Is(fault.Unavailable, err) {
 		t.Fatalf("Seal with a cancelled context: %v", err)
 	}
 }
@@ -430,7 +542,7 @@ func TestRSAPublicOnlyWritesButCannotRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := envelope(t, pub, crypto.FormatV2).Seal(t.Context(), "app", "db", []byte("written by a write-only host"))
+	s, err := envelope(t, pub, crypto.FormatV2).Seal(t.Context(), "app", "db", 1, []byte("written by a write-only host"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +564,7 @@ func TestRSAOtherKeyPairFailsIntegrity(t *testing.T) {
 		t.Fatal(err)
 	}
 	mine := rsaWrapper(t)
-	s, err := envelope(t, mine, crypto.FormatV2).Seal(t.Context(), "app", "db", []byte("v"))
+	s, err := envelope(t, mine, crypto.FormatV2).Seal(t.Context(), "app", "db", 1, []byte("v"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +578,7 @@ func TestNewEnvelopeRejects(t *testing.T) {
 	if _, err := crypto.NewEnvelope(nil, crypto.FormatV2); !fault.Is(fault.Invalid, err) {
 		t.Errorf("nil wrapper: %v", err)
 	}
-	for _, f := range []crypto.Format{"", "v3"} {
+	for _, f := range []crypto.Format{"", "v4"} {
 		if _, err := crypto.NewEnvelope(cryptotest.New(), f); !fault.Is(fault.Invalid, err) {
 			t.Errorf("write format %q: %v", f, err)
 		}
@@ -494,10 +606,10 @@ func (w *badWrapper) NewDocumentKey(ctx context.Context, size int, ec crypto.Enc
 }
 
 func TestSealRejectsMisbehavingWrapper(t *testing.T) {
-	for _, f := range []crypto.Format{crypto.FormatV1, crypto.FormatV2} {
+	for _, f := range crypto.WriteFormats {
 		for _, noID := range []bool{false, true} {
 			e := envelope(t, &badWrapper{fixedWrapper{key: make([]byte, 32)}, noID}, f)
-			if _, err := e.Seal(t.Context(), "a", "b", []byte("v")); err == nil {
+			if _, err := e.Seal(t.Context(), "a", "b", 1, []byte("v")); err == nil {
 				t.Errorf("%s: Seal accepted a bad document key (noID %v)", f, noID)
 			}
 		}

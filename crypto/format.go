@@ -19,8 +19,12 @@ const (
 	// FormatV2 is AES-256-GCM under a 256-bit document key, with
 	// associated data binding the value to its application and name.
 	FormatV2 Format = "v2"
+	// FormatV3 is v2 with the item's Version bound in the associated data
+	// too, so that an old value relabelled with another Version fails to
+	// decrypt.
+	FormatV3 Format = "v3"
 	// DefaultFormat is the format of new writes unless asked otherwise.
-	DefaultFormat = FormatV2
+	DefaultFormat = FormatV3
 )
 
 // Parameters of v2. The sizes are the standard ones of AES-256-GCM; they
@@ -38,6 +42,28 @@ const (
 	// AADPrefixV2 starts the v2 associated data; it names the format, so a
 	// v2 ciphertext cannot be reinterpreted under a future format.
 	AADPrefixV2 = "secretfs/v2"
+)
+
+// Parameters of v3: those of v2 (the same cipher, key, nonce and tag),
+// and its own associated data, which ends with the item's Version.
+const (
+	// DocumentKeySizeV3 is the v3 document key size: AES-256.
+	DocumentKeySizeV3 = DocumentKeySizeV2
+	// NonceSizeV3 is the size of the random GCM nonce stored in
+	// InitialisationVector.
+	NonceSizeV3 = NonceSizeV2
+	// TagSizeV3 is the GCM authentication tag appended to the ciphertext.
+	TagSizeV3 = TagSizeV2
+	// AADPrefixV3 starts the v3 associated data: a v3 ciphertext cannot
+	// be read as v2 (whose AAD lacks the Version) nor the other way round.
+	AADPrefixV3 = "secretfs/v3"
+	// VersionSizeV3 is the size of the Version at the end of the v3
+	// associated data: an unsigned 64-bit big-endian integer.
+	VersionSizeV3 = 8
+	// MinVersionV3 is the lowest Version a v3 item can have: the first
+	// write of an item stores Version 1; only legacy items, which are
+	// v1, have none (0).
+	MinVersionV3 = 1
 )
 
 // Parameters of v1, as the original Secret Store wrote them (.NET
@@ -59,15 +85,47 @@ const (
 	ContextSecretName      = "SecretName"
 )
 
+// WriteFormats are the formats secretfs can write, newest first.
+var WriteFormats = []Format{FormatV3, FormatV2, FormatV1}
+
 // ParseFormat parses the format of new writes, as given to --format:
-// "v1" or "v2". Anything else is fault.Invalid.
+// "v3", "v2" or "v1". Anything else is fault.Invalid.
 func ParseFormat(s string) (Format, error) {
 	const op fault.Op = "crypto.ParseFormat"
-	switch f := Format(s); f {
-	case FormatV1, FormatV2:
+	if f := Format(s); writable(f) {
 		return f, nil
 	}
-	return "", fault.E(op, fault.Invalid, fmt.Sprintf("unknown format %s: want %s or %s", quoteCapped(s), FormatV1, FormatV2))
+	return "", fault.E(op, fault.Invalid, fmt.Sprintf("unknown format %s: want %s", quoteCapped(s), formatList()))
+}
+
+// Legacy reports whether an item stored with format f is v1 (a legacy
+// item, f == "", is): unauthenticated, so `secretfs migrate` rewrites it
+// and its integrity failures are rate-limited.
+func (f Format) Legacy() bool { return f == "" || f == FormatV1 }
+
+func writable(f Format) bool {
+	for _, w := range WriteFormats {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+// formatList is "v3, v2 or v1", for messages.
+func formatList() string {
+	s := ""
+	for i, f := range WriteFormats {
+		switch {
+		case i == 0:
+		case i == len(WriteFormats)-1:
+			s += " or "
+		default:
+			s += ", "
+		}
+		s += string(f)
+	}
+	return s
 }
 
 // readFormat is the format an item stored with format f is read as: a
@@ -77,8 +135,8 @@ func readFormat(f Format) (_ Format, ok bool) {
 	switch f {
 	case "", FormatV1:
 		return FormatV1, true
-	case FormatV2:
-		return FormatV2, true
+	case FormatV2, FormatV3:
+		return f, true
 	}
 	return "", false
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/hex"
+	"strings"
 	"testing"
 
 	"github.com/secretfs/secretfs/fault"
@@ -23,8 +24,8 @@ const aadAppDB = "73656372657466732f763200000003617070000000026462"
 const ecAppDB = "0000000f4170706c69636174696f6e4e616d65000000036170700000000a5365637265744e616d65000000026462"
 
 func TestAssociatedDataMatchesFormatDoc(t *testing.T) {
-	if got := hex.EncodeToString(associatedData("app", "db")); got != aadAppDB {
-		t.Fatalf("associatedData(app, db) = %s, docs/FORMAT.md says %s", got, aadAppDB)
+	if got := hex.EncodeToString(associatedDataV2("app", "db")); got != aadAppDB {
+		t.Fatalf("associatedDataV2(app, db) = %s, docs/FORMAT.md says %s", got, aadAppDB)
 	}
 }
 
@@ -32,9 +33,9 @@ func TestAssociatedDataIsUnambiguous(t *testing.T) {
 	pairs := [][2]string{{"ab", "c"}, {"a", "bc"}, {"abc", ""}, {"", "abc"}}
 	seen := map[string][2]string{}
 	for _, p := range pairs {
-		k := string(associatedData(p[0], p[1]))
+		k := string(associatedDataV2(p[0], p[1]))
 		if q, dup := seen[k]; dup {
-			t.Fatalf("associatedData(%q, %q) == associatedData(%q, %q)", p[0], p[1], q[0], q[1])
+			t.Fatalf("associatedDataV2(%q, %q) == associatedDataV2(%q, %q)", p[0], p[1], q[0], q[1])
 		}
 		seen[k] = p
 	}
@@ -73,7 +74,9 @@ func TestGCMParametersAreTheNamedConstants(t *testing.T) {
 	if aead.NonceSize() != NonceSizeV2 || aead.Overhead() != TagSizeV2 {
 		t.Fatalf("GCM nonce %d tag %d, constants say %d and %d", aead.NonceSize(), aead.Overhead(), NonceSizeV2, TagSizeV2)
 	}
-	if IVSizeV1 != 16 || BlockSizeV1 != 16 || DocumentKeySizeV1 != 16 || DocumentKeySizeV2 != 32 {
+	if IVSizeV1 != 16 || BlockSizeV1 != 16 || DocumentKeySizeV1 != 16 || DocumentKeySizeV2 != 32 ||
+		DocumentKeySizeV3 != 32 || NonceSizeV3 != 12 || TagSizeV3 != 16 || VersionSizeV3 != 8 || MinVersionV3 != 1 ||
+		AADPrefixV2 != "secretfs/v2" || AADPrefixV3 != "secretfs/v3" {
 		t.Fatal("a format constant changed: that changes the stored format")
 	}
 }
@@ -139,14 +142,26 @@ func TestUnpadAgreesWithSimpleCheck(t *testing.T) {
 }
 
 func TestParseFormat(t *testing.T) {
-	for _, s := range []string{"v1", "v2"} {
+	for _, s := range []string{"v1", "v2", "v3"} {
 		if f, err := ParseFormat(s); err != nil || string(f) != s {
 			t.Errorf("ParseFormat(%q) = %q, %v", s, f, err)
 		}
 	}
-	for _, s := range []string{"", "V2", "v3", "aes", " v2"} {
-		if _, err := ParseFormat(s); !fault.Is(fault.Invalid, err) {
+	for _, s := range []string{"", "V2", "v4", "aes", " v2"} {
+		_, err := ParseFormat(s)
+		if !fault.Is(fault.Invalid, err) {
 			t.Errorf("ParseFormat(%q) error = %v, want fault.Invalid", s, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "want v3, v2 or v1") {
+			t.Errorf("ParseFormat(%q) error %q does not list the formats", s, err)
+		}
+	}
+	if DefaultFormat != FormatV3 {
+		t.Errorf("new writes default to %s, want v3", DefaultFormat)
+	}
+	for f, legacy := range map[Format]bool{"": true, FormatV1: true, FormatV2: false, FormatV3: false, "v9": false} {
+		if f.Legacy() != legacy {
+			t.Errorf("Format(%q).Legacy() = %v", f, !legacy)
 		}
 	}
 	if f, ok := readFormat(""); !ok || f != FormatV1 {
@@ -160,7 +175,7 @@ func TestV1PaddingLeavesNoPlaintextBehind(t *testing.T) {
 	w := &fixedKey{key: bytes.Repeat([]byte{7}, 16)}
 	e, _ := NewEnvelope(w, FormatV1)
 	value := []byte("0123456789abcdef0123")
-	s, err := e.Seal(t.Context(), "a", "b", value)
+	s, err := e.Seal(t.Context(), "a", "b", 1, value)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func TestKeyringRoutesByID(t *testing.T) {
 
 func sealOK(t testing.TB, e *crypto.Envelope, value string) crypto.Sealed {
 	t.Helper()
-	s, err := e.Seal(t.Context(), "app", "db", []byte(value))
+	s, err := e.Seal(t.Context(), "app", "db", 1, []byte(value))
 	if err != nil {
 		t.Fatal(err)
 	}

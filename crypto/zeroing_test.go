@@ -99,7 +99,7 @@ func testKeysZeroed(t *testing.T, r *keyRecorder, f crypto.Format) {
 	value := []byte("hunter2")
 	e := envelope(t, r, f)
 
-	s, err := e.Seal(ctx, "app", "db", value)
+	s, err := e.Seal(ctx, "app", "db", 1, value)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func testKeysZeroed(t *testing.T, r *keyRecorder, f crypto.Format) {
 
 	// A key of the wrong size is refused, and zeroed.
 	r.extra = 1
-	if _, err := e.Seal(ctx, "app", "db", value); err == nil {
+	if _, err := e.Seal(ctx, "app", "db", 1, value); err == nil {
 		t.Fatal("Seal with a document key one byte too long succeeded")
 	}
 	wantZeroed(t, r, "Seal refusing a key of the wrong size", 1)

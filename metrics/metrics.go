@@ -80,6 +80,7 @@ type Registry struct {
 	backendRequests     *prometheus.CounterVec
 	backendDuration     *prometheus.HistogramVec
 	commits             *prometheus.CounterVec
+	v1                  v1Limit
 
 	held   atomic.Pointer[func() int]
 	health health
@@ -176,6 +177,7 @@ func New(version string, opts Options) *Registry {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	r.reg.MustRegister(r.v1.collectors(r.now)...)
 	return r
 }
 

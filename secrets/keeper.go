@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -21,31 +24,55 @@ const DefaultTimeout = 5 * time.Second
 type Options struct {
 	// Timeout bounds every single backend call; DefaultTimeout if zero.
 	Timeout time.Duration
-	// Now returns the current time, for Modified; time.Now if nil.
+	// Now returns the current time, for Modified and the v1 limit;
+	// time.Now if nil.
 	Now func() time.Time
+	// Log is told what the Keeper refuses on its own: names from the
+	// store that cannot be file names (once each), and the v1 limit
+	// tripping. logrus.StandardLogger() if nil.
+	Log logrus.FieldLogger
+	// V1Observer is told what the v1 limit does (metrics); nothing if nil.
+	V1Observer V1Observer
 }
 
 // Keeper is the composition of a store and an envelope: the Source that
 // always goes to the backend. cache.Catalog fronts it for the mount.
+//
+// It trusts nothing the store says that the key does not authenticate:
+// a decrypted value must have the length the item's Size records; names
+// from listings that cannot be file names are skipped; the integrity
+// failures of v1 items are rate-limited (v1limit.go).
 type Keeper struct {
 	store    store.Store
 	envelope *crypto.Envelope
 	timeout  time.Duration
 	maxValue int64
 	now      func() time.Time
+	log      logrus.FieldLogger
+	v1       *v1Limiter
+	v1Seen   V1Observer
+	skipped  skippedNames
 }
 
 var _ Source = (*Keeper)(nil)
 
 // NewKeeper returns a Keeper that keeps secrets in s, sealed by e.
 func NewKeeper(s store.Store, e *crypto.Envelope, opts Options) *Keeper {
-	k := &Keeper{store: s, envelope: e, timeout: opts.Timeout, now: opts.Now, maxValue: store.DefaultMaxValueSize}
+	k := &Keeper{store: s, envelope: e, timeout: opts.Timeout, now: opts.Now, maxValue: store.DefaultMaxValueSize,
+		log: opts.Log, v1Seen: opts.V1Observer}
 	if k.timeout <= 0 {
 		k.timeout = DefaultTimeout
 	}
 	if k.now == nil {
 		k.now = time.Now
 	}
+	if k.log == nil {
+		k.log = logrus.StandardLogger()
+	}
+	if k.v1Seen == nil {
+		k.v1Seen = noV1Observer{}
+	}
+	k.v1 = newV1Limiter(k.now)
 	if sz, ok := s.(store.Sizer); ok {
 		k.maxValue = sz.MaxValueSize()
 	}
@@ -79,13 +106,35 @@ func (k *Keeper) Fetch(ctx context.Context, key store.Key) (*store.Item, error) 
 	return item, err
 }
 
-// Open decrypts item. The Size of the result is the true plaintext length,
-// whatever the item's Size attribute said (legacy items have none).
+// Open decrypts item. The Size of the result is the true plaintext length.
+// An item that records a Size (all but legacy ones) must decrypt to
+// exactly that many bytes: anything else is fault.Integrity, and the
+// value is wiped, never returned. A v1 item is refused (fault.Integrity)
+// while the v1 limit is tripped (v1limit.go).
 func (k *Keeper) Open(ctx context.Context, item *store.Item) (Secret, error) {
 	const op fault.Op = "secrets.Open"
+	sealed := sealedOf(item)
 	var value crypto.Plaintext
-	err := k.call(ctx, op, item.Path(), func(ctx context.Context) (err error) {
-		value, err = k.envelope.Open(ctx, item.App, item.Name, sealedOf(item))
+	err := k.call(ctx, op, item.Path(), func(ctx context.Context) error {
+		if !sealed.Format.Legacy() {
+			var err error
+			value, err = k.open(ctx, op, item, sealed)
+			return err
+		}
+		if err := k.v1.acquire(ctx); err != nil {
+			if fault.Is(fault.Integrity, err) {
+				k.v1Seen.V1Refused()
+			}
+			return fault.E(op, item.Path(), err)
+		}
+		var err error
+		value, err = k.open(ctx, op, item, sealed)
+		if tripped, until := k.v1.end(fault.Is(fault.Integrity, err)); tripped {
+			k.log.WithFields(logrus.Fields{"secret": item.Key.String(), "failures": V1FailureLimit, "window": V1FailureWindow.String(),
+				"until": until.Format(time.RFC3339)}).
+				Error("v1 items failed their integrity check too often, as when someone who can write the store forges items to read others' values: every v1 decryption is refused until then; run `secretfs migrate` to move v1 items to an authenticated format")
+			k.v1Seen.V1Tripped(until)
+		}
 		return err
 	})
 	if err != nil {
@@ -94,6 +143,23 @@ func (k *Keeper) Open(ctx context.Context, item *store.Item) (Secret, error) {
 	s := Secret{Meta: item.Meta, Value: value}
 	s.Size = int64(len(value))
 	return s, nil
+}
+
+// open decrypts sealed, item's protected value, and checks its length
+// against the item's Size.
+func (k *Keeper) open(ctx context.Context, op fault.Op, item *store.Item, sealed crypto.Sealed) (crypto.Plaintext, error) {
+	value, err := k.envelope.Open(ctx, item.App, item.Name, sealed)
+	if err != nil {
+		return nil, err
+	}
+	if item.Size >= 0 && int64(len(value)) != item.Size {
+		value.Wipe()
+		// The decrypted length is not said: for v1 it tells the
+		// padding, which is a byte of plaintext.
+		return nil, fault.E(op, item.Path(), fault.Integrity,
+			"the decrypted value does not have the "+strconv.FormatInt(item.Size, 10)+" bytes the item's Size records: the item was modified")
+	}
+	return value, nil
 }
 
 // Stat reads k's metadata from the store.
@@ -136,7 +202,7 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	}
 	var sealed crypto.Sealed
 	err := k.call(ctx, op, key.Path(), func(ctx context.Context) (err error) {
-		sealed, err = k.envelope.Seal(ctx, key.App, key.Name, value)
+		sealed, err = k.envelope.Seal(ctx, key.App, key.Name, int64(expected.Version.Next()), value)
 		return err
 	})
 	if err != nil {
@@ -146,7 +212,7 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 		Meta: store.Meta{
 			Key:                  key,
 			Format:               string(sealed.Format),
-			Version:              expected.Version.Next(),
+			Version:              store.Version(sealed.Version),
 			InitialisationVector: sealed.IV,
 			Size:                 int64(len(value)),
 			Modified:             k.now().Truncate(time.Millisecond),
@@ -218,7 +284,9 @@ func (k *Keeper) Delete(ctx context.Context, key store.Key, expected store.Revis
 	})
 }
 
-// List returns one page of app's metadata.
+// List returns one page of app's metadata. Entries whose name is not
+// valid (store.ValidName) are skipped and logged, once per name: the
+// store is not trusted to hold only names a file can have.
 func (k *Keeper) List(ctx context.Context, app, after string, limit int) (page []store.Meta, next string, err error) {
 	const op fault.Op = "secrets.List"
 	if err := store.ValidName(app); err != nil {
@@ -228,19 +296,52 @@ func (k *Keeper) List(ctx context.Context, app, after string, limit int) (page [
 		page, next, err = k.store.List(ctx, app, after, limit)
 		return err
 	})
-	return page, next, err
+	if err != nil {
+		return nil, "", err
+	}
+	return k.validMetas(app, page), next, nil
+}
+
+// ListAll returns every entry of app's listing, in name order, as List
+// skipping invalid names. Each page is one backend call under the
+// Keeper's deadline, so a long listing is not failed by one deadline for
+// all; the whole listing lasts as long as ctx allows, and a store's
+// listing that would not end (store.MaxListPages, a repeated cursor) is
+// an error.
+func (k *Keeper) ListAll(ctx context.Context, app string) ([]store.Meta, error) {
+	const op fault.Op = "secrets.ListAll"
+	if err := store.ValidName(app); err != nil {
+		return nil, fault.E(op, fault.Path(app), err)
+	}
+	all, err := store.CollectList(ctx, app, func(ctx context.Context, after string) (page []store.Meta, next string, err error) {
+		if err := ctx.Err(); err != nil { // the caller gave up between pages
+			return nil, "", fault.E(op, fault.Path(app), fault.Unavailable, err)
+		}
+		err = k.call(ctx, op, fault.Path(app), func(ctx context.Context) (err error) {
+			page, next, err = k.store.List(ctx, app, after, 0)
+			return err
+		})
+		return page, next, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k.validMetas(app, all), nil
 }
 
 // Apps lists the applications that hold secrets, sorted, each once.
+// Names that are not valid (store.ValidName) are skipped and logged, once
+// per name.
 //
 // It collects every page of the store's listing, and each page is one
 // backend call under the Keeper's deadline: listing applications may take
 // many calls (DynamoDB's Scan reads the table 1 MB per page), and one
 // deadline for all of them would fail every listing of a large table. The
-// whole listing lasts as long as ctx allows.
+// whole listing lasts as long as ctx allows, and a store's listing that
+// would not end (store.MaxListPages, a repeated cursor) is an error.
 func (k *Keeper) Apps(ctx context.Context) ([]string, error) {
 	const op fault.Op = "secrets.Apps"
-	return store.CollectApps(ctx, func(ctx context.Context, cursor string) (page []string, next string, err error) {
+	apps, err := store.CollectApps(ctx, func(ctx context.Context, cursor string) (page []string, next string, err error) {
 		if err := ctx.Err(); err != nil { // the caller gave up between pages
 			return nil, "", fault.E(op, fault.Unavailable, err)
 		}
@@ -250,6 +351,95 @@ func (k *Keeper) Apps(ctx context.Context) ([]string, error) {
 		})
 		return page, next, err
 	})
+	if err != nil {
+		return nil, err
+	}
+	valid := apps[:0]
+	for _, app := range apps {
+		if err := store.ValidName(app); err != nil {
+			k.skip("application", app, "", err)
+			continue
+		}
+		valid = append(valid, app)
+	}
+	return valid, nil
+}
+
+// validMetas returns the entries of app's listing whose key is valid and
+// in app, in place, and logs the others.
+func (k *Keeper) validMetas(app string, metas []store.Meta) []store.Meta {
+	valid := metas[:0]
+	for _, m := range metas {
+		var err error
+		if m.App != app {
+			err = fault.E(fault.Invalid, "an entry of another application, "+quoteName(m.App))
+		} else {
+			err = store.ValidName(m.Name)
+		}
+		if err != nil {
+			k.skip("secret", app, m.Name, err)
+			continue
+		}
+		valid = append(valid, m)
+	}
+	clear(metas[len(valid):]) // no stale copies of the skipped entries
+	return valid
+}
+
+// maxSkippedNames bounds the invalid names a Keeper remembers having
+// logged: a store writer could add any number of them, and each is logged
+// once; past this many, the rest are skipped with a single line saying so.
+const maxSkippedNames = 1024
+
+// skippedNames remembers which invalid names were logged.
+type skippedNames struct {
+	mu     sync.Mutex
+	logged map[string]struct{}
+	full   bool
+}
+
+// skip logs, once per name per process, that a name from the store was
+// skipped: an application (name ""), or a secret name in app.
+func (k *Keeper) skip(what, app, name string, why error) {
+	id := app
+	if what == "secret" {
+		id = app + "\x00" + name
+	}
+	k.skipped.mu.Lock()
+	_, seen := k.skipped.logged[id]
+	full := !seen && len(k.skipped.logged) >= maxSkippedNames
+	announceFull := full && !k.skipped.full
+	if !seen && !full {
+		if k.skipped.logged == nil {
+			k.skipped.logged = map[string]struct{}{}
+		}
+		k.skipped.logged[id] = struct{}{}
+	}
+	if announceFull {
+		k.skipped.full = true
+	}
+	k.skipped.mu.Unlock()
+	switch {
+	case announceFull:
+		k.log.WithField("logged", maxSkippedNames).Warn("the store holds more invalid names than are logged one by one: further ones are skipped without a log line")
+	case seen || full:
+	case what == "secret":
+		k.log.WithFields(logrus.Fields{"application": app, "name": quoteName(name), "error": why.Error()}).
+			Warn("skipped a secret from the store's listing: its name cannot be a file name")
+	default:
+		k.log.WithFields(logrus.Fields{"name": quoteName(app), "error": why.Error()}).
+			Warn("skipped an application from the store's listing: its name cannot be a directory name")
+	}
+}
+
+// quoteName quotes a name from the store for a log line, escaping what a
+// terminal would act on and cutting it short: the store may hold anything.
+func quoteName(s string) string {
+	const max = 300
+	if len(s) > max {
+		return strconv.QuoteToASCII(s[:max]) + "..."
+	}
+	return strconv.QuoteToASCII(s)
 }
 
 // MaxValueSize is the store's limit on a value.
@@ -258,6 +448,7 @@ func (k *Keeper) MaxValueSize() int64 { return k.maxValue }
 func sealedOf(item *store.Item) crypto.Sealed {
 	return crypto.Sealed{
 		Format:      crypto.Format(item.Format),
+		Version:     int64(item.Version),
 		MasterKeyID: item.MasterKeyID,
 		WrappedKey:  item.ProtectedDocumentKey,
 		IV:          item.InitialisationVector,

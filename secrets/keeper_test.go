@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/crypto/cryptotest"
@@ -20,10 +25,19 @@ import (
 
 func newKeeper(t *testing.T, s store.Store, opts Options) (*Keeper, *cryptotest.Wrapper) {
 	t.Helper()
+	return newKeeperWriting(t, s, crypto.DefaultFormat, opts)
+}
+
+// newKeeperWriting is newKeeper writing format f, with a fresh test key.
+func newKeeperWriting(t *testing.T, s store.Store, f crypto.Format, opts Options) (*Keeper, *cryptotest.Wrapper) {
+	t.Helper()
 	w := cryptotest.New()
-	e, err := crypto.NewEnvelope(w, crypto.FormatV2)
+	e, err := crypto.NewEnvelope(w, f)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.Log == nil {
+		opts.Log, _ = logtest.NewNullLogger()
 	}
 	return NewKeeper(s, e, opts), w
 }
@@ -36,7 +50,7 @@ func TestPutThenGetRoundTripsAndRecordsMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := store.Meta{Key: key, Format: "v2", Version: 1, InitialisationVector: meta.InitialisationVector, Size: 7, Modified: now.Truncate(time.Millisecond)}
+	want := store.Meta{Key: key, Format: "v3", Version: 1, InitialisationVector: meta.InitialisationVector, Size: 7, Modified: now.Truncate(time.Millisecond)}
 	if !sameMeta(meta, want) || len(meta.InitialisationVector) != crypto.NonceSizeV2 {
 		t.Fatalf("Put returned %+v, want %+v with a %d-byte nonce", meta, want, crypto.NonceSizeV2)
 	}
@@ -134,6 +148,66 @@ func TestTamperedItemIsIntegrityErrorWithoutValue(t *testing.T) {
 	s, err := k.Open(ctx, item)
 	if !fault.Is(fault.Integrity, err) || s.Value != nil {
 		t.Fatalf("Open of a tampered item: %q, %v; want no value and Integrity", s.Value, err)
+	}
+}
+
+// A decrypted value must have the length the item records: a store writer
+// who changes Size (short, to truncate; huge, to make readers allocate)
+// gets an integrity failure naming the secret, and no value.
+func TestOpenRefusesAValueWhoseLengthIsNotTheRecordedSize(t *testing.T) {
+	for _, f := range crypto.WriteFormats {
+		k, _ := newKeeperWriting(t, memory.New(), f, Options{})
+		item, err := k.Write(context.Background(), store.Key{App: "app", Name: "db"}, []byte("hunter2"), store.NoItem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, size := range []int64{0, 3, 6, 8, 1 << 50} {
+			c := *item
+			c.Size = size
+			s, err := k.Open(context.Background(), &c)
+			if !fault.Is(fault.Integrity, err) || s.Value != nil {
+				t.Fatalf("%s with Size %d: %v; want Integrity and no value", f, size, err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "app/db") || !strings.Contains(msg, strconv.FormatInt(size, 10)+" bytes the item's Size records") {
+				t.Errorf("%s with Size %d: %q does not name the secret and the Size", f, size, msg)
+			}
+			if strings.Contains(msg, "hunter2") || strings.Contains(msg, " 7 ") {
+				t.Errorf("%s: the message tells the value or its decrypted length: %q", f, msg)
+			}
+		}
+		if s, err := k.Open(context.Background(), item); err != nil || string(s.Value) != "hunter2" {
+			t.Fatalf("%s: the item with its own Size: %v", f, err)
+		}
+	}
+}
+
+// v3 binds the Version: an old value relabelled as a newer write (the
+// store's Version raised above the current one) fails to decrypt, so a
+// store writer cannot roll a secret back by relabelling.
+func TestOldCiphertextRelabelledWithAHigherVersionFails(t *testing.T) {
+	k, _ := newKeeper(t, memory.New(), Options{})
+	ctx := context.Background()
+	key := store.Key{App: "app", Name: "db"}
+	old, err := k.Write(ctx, key, []byte("old value"), store.NoItem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := k.Write(ctx, key, []byte("new value"), old.Revision())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Format != "v3" || current.Version != 2 {
+		t.Fatalf("wrote %s, version %d; want v3 and version 2", old.Format, current.Version)
+	}
+	relabelled := *old
+	relabelled.Version = current.Version + 1
+	s, err := k.Open(ctx, &relabelled)
+	if !fault.Is(fault.Integrity, err) || s.Value != nil {
+		t.Fatalf("an old value relabelled as version %d: %v; want Integrity and no value", relabelled.Version, err)
+	}
+	if s, err := k.Open(ctx, old); err != nil || string(s.Value) != "old value" {
+		t.Fatalf("the old item under its own version: %v", err)
 	}
 }
 
@@ -395,5 +469,209 @@ func TestAnAnsweredWriteReadsNothing(t *testing.T) {
 	}
 	if s.gets != 0 {
 		t.Errorf("two answered writes read the store %d times, want 0", s.gets)
+	}
+}
+
+// invalidNames is a store whose listings also hold names that no file
+// can have, as a store writer could add: names in every page of app's
+// listing (and one entry of another application), and applications in
+// the listing of applications.
+type invalidNames struct {
+	store.Store
+	names []string // secret names added to every page of a listing
+	apps  []string // application names added to the first page of Apps
+	app   string   // an application name some entries claim, not the one listed
+}
+
+func (s *invalidNames) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
+	page, next, err := s.Store.List(ctx, app, after, limit)
+	for _, n := range s.names {
+		page = append(page, store.Meta{Key: store.Key{App: app, Name: n}, Size: 1})
+	}
+	if s.app != "" {
+		page = append(page, store.Meta{Key: store.Key{App: s.app, Name: "moved"}, Size: 1})
+	}
+	return page, next, err
+}
+
+func (s *invalidNames) Apps(ctx context.Context, cursor string, limit int) ([]string, string, error) {
+	page, next, err := s.Store.Apps(ctx, cursor, limit)
+	if cursor == "" {
+		page = append(page, s.apps...)
+	}
+	return page, next, err
+}
+
+// Names from the store that cannot be file names are skipped, each
+// logged once however often it is listed, and the rest lists as ever.
+func TestListingsSkipInvalidNamesAndLogEachOnce(t *testing.T) {
+	badNames := []string{"x/../../y", "..", ".", "", "a\x00b", strings.Repeat("n", store.MaxNameLen+1), "\xff\xfe"}
+	badApps := []string{"evil/app", "..", "\x1b[31m/red"}
+	st := &invalidNames{Store: memory.New(), names: badNames, apps: badApps, app: "other"}
+	logger, hook := logtest.NewNullLogger()
+	k, _ := newKeeper(t, st, Options{Log: logger})
+	ctx := context.Background()
+	var want []string
+	for i := range 25 { // several pages of the memory store
+		name := fmt.Sprintf("s%02d", i)
+		want = append(want, name)
+		if _, err := k.Put(ctx, store.Key{App: "app", Name: name}, []byte("v"), store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(metas []store.Meta) []string {
+		var n []string
+		for _, m := range metas {
+			n = append(n, m.Name)
+		}
+		return n
+	}
+	for round := range 3 {
+		all, err := k.ListAll(ctx, "app")
+		if err != nil || !slices.Equal(names(all), want) {
+			t.Fatalf("round %d: ListAll = %q, %v; want %q", round, names(all), err, want)
+		}
+		var paged []store.Meta
+		for after := ""; ; {
+			page, next, err := k.List(ctx, "app", after, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			paged = append(paged, page...)
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		if !slices.Equal(names(paged), want) {
+			t.Fatalf("round %d: List pages = %q; want %q", round, names(paged), want)
+		}
+		apps, err := k.Apps(ctx)
+		if err != nil || !slices.Equal(apps, []string{"app"}) {
+			t.Fatalf("round %d: Apps = %q, %v; want [app]", round, apps, err)
+		}
+	}
+	logged := map[string]int{}
+	for _, e := range hook.AllEntries() {
+		if e.Level != logrus.WarnLevel {
+			t.Errorf("a skipped name logged at %v: %s", e.Level, e.Message)
+		}
+		logged[fmt.Sprint(e.Data["application"], " ", e.Data["name"])]++
+		if strings.ContainsAny(fmt.Sprint(e.Data["name"]), "\x00\x1b\xff") {
+			t.Errorf("a logged name is not escaped: %q", e.Data["name"])
+		}
+	}
+	wantLogged := map[string]int{}
+	for _, n := range badNames {
+		wantLogged[fmt.Sprint("app ", strconv.QuoteToASCII(n))] = 1
+	}
+	wantLogged["app "+strconv.QuoteToASCII("moved")] = 1
+	for _, a := range badApps {
+		wantLogged[fmt.Sprint("<nil> ", strconv.QuoteToASCII(a))] = 1
+	}
+	if !maps.Equal(logged, wantLogged) {
+		t.Fatalf("logged %v; want each invalid name once: %v", logged, wantLogged)
+	}
+}
+
+// A store writer can add any number of invalid names: the Keeper
+// remembers only so many as logged, then says once that it stops.
+func TestSkippedNamesLoggedAreBounded(t *testing.T) {
+	var bad []string
+	for i := range maxSkippedNames + 10 {
+		bad = append(bad, "bad/"+strconv.Itoa(i))
+	}
+	st := &invalidNames{Store: memory.New(), names: bad}
+	logger, hook := logtest.NewNullLogger()
+	k, _ := newKeeper(t, st, Options{Log: logger})
+	for range 2 {
+		if all, err := k.ListAll(context.Background(), "app"); err != nil || len(all) != 0 {
+			t.Fatalf("ListAll = %d entries, %v", len(all), err)
+		}
+	}
+	entries := hook.AllEntries()
+	if len(entries) != maxSkippedNames+1 || !strings.Contains(entries[len(entries)-1].Message, "without a log line") {
+		t.Fatalf("%d log lines; want %d names and one saying the rest are not logged", len(entries), maxSkippedNames)
+	}
+	if n := len(k.skipped.logged); n != maxSkippedNames {
+		t.Fatalf("the Keeper remembers %d names, want %d", n, maxSkippedNames)
+	}
+}
+
+// loopingStore's listings never end: List and Apps return the cursor
+// cursor(i) after page i. It counts the pages asked for.
+type loopingStore struct {
+	store.Store
+	cursor func(i int) string
+	mu     sync.Mutex
+	pages  int
+}
+
+func (s *loopingStore) page() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pages++
+	return s.pages
+}
+
+func (s *loopingStore) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
+	i := s.page()
+	return []store.Meta{{Key: store.Key{App: app, Name: "n" + strconv.Itoa(i)}}}, s.cursor(i), nil
+}
+
+func (s *loopingStore) Apps(ctx context.Context, cursor string, limit int) ([]string, string, error) {
+	i := s.page()
+	return []string{"a" + strconv.Itoa(i)}, s.cursor(i), nil
+}
+
+// A store whose listing repeats a cursor would page forever: the Keeper's
+// listings stop at the repeat with an error saying so.
+func TestKeeperListingsStopAtARepeatedCursor(t *testing.T) {
+	circle := func(i int) string { return "c" + strconv.Itoa(i%2) }
+	st := &loopingStore{Store: memory.New(), cursor: circle}
+	k, _ := newKeeper(t, st, Options{})
+	if _, err := k.ListAll(context.Background(), "app"); !fault.Is(fault.Other, err) || !strings.Contains(err.Error(), "returned a cursor it had returned before") {
+		t.Fatalf("ListAll of a circular listing: %v", err)
+	}
+	if st.pages != 3 {
+		t.Fatalf("ListAll asked for %d pages, want 3 (the third repeats the first's cursor)", st.pages)
+	}
+	st.pages = 0
+	if _, err := k.Apps(context.Background()); !fault.Is(fault.Other, err) || !strings.Contains(err.Error(), "returned a cursor it had returned before") {
+		t.Fatalf("Apps of a circular listing: %v", err)
+	}
+	if st.pages != 3 {
+		t.Fatalf("Apps asked for %d pages, want 3", st.pages)
+	}
+}
+
+// A store whose listing never ends with fresh cursors is stopped at
+// store.MaxListPages pages.
+func TestKeeperListAllStopsAtThePageLimit(t *testing.T) {
+	st := &loopingStore{Store: memory.New(), cursor: func(i int) string { return "c" + strconv.Itoa(i) }}
+	k, _ := newKeeper(t, st, Options{})
+	_, err := k.ListAll(context.Background(), "app")
+	if !fault.Is(fault.Other, err) || !strings.Contains(err.Error(), "did not end after") {
+		t.Fatalf("ListAll of an endless listing: %v", err)
+	}
+	if st.pages != store.MaxListPages {
+		t.Fatalf("ListAll asked for %d pages, want %d", st.pages, store.MaxListPages)
+	}
+}
+
+// ListAll stops between pages when its caller gives up.
+func TestListAllStopsBetweenPagesWhenTheCallerGivesUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &loopingStore{Store: memory.New(), cursor: func(i int) string {
+		cancel()
+		return "c" + strconv.Itoa(i)
+	}}
+	k, _ := newKeeper(t, st, Options{})
+	if _, err := k.ListAll(ctx, "app"); !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "secrets.ListAll") {
+		t.Fatalf("ListAll after the caller gave up: %v", err)
+	}
+	if st.pages != 1 {
+		t.Fatalf("asked for %d pages after the caller gave up during the first", st.pages)
 	}
 }

@@ -4,7 +4,10 @@
 // (cmd/secretfs) both go through a Source, so they cannot disagree about
 // formats, names or limits.
 //
-// This package never logs, and never puts a value into an error.
+// This package never puts a value into an error or a log line. It logs
+// only what the Keeper refuses on its own, which no caller would learn of
+// otherwise: names from the store that cannot be file names (skipped),
+// and the v1 limit tripping (v1limit.go).
 package secrets
 
 import (

@@ -88,7 +88,7 @@ func (c *config) keeper(st store.Store, w crypto.KeyWrapper, format crypto.Forma
 	if err != nil {
 		return nil, err
 	}
-	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout}), nil
+	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout, Log: c.log, V1Observer: c.meter.V1Limit()}), nil
 }
 
 func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.Format, say io.Writer) (*backend, error) {

@@ -108,7 +108,7 @@ func envelope(t testing.TB, w crypto.KeyWrapper, f crypto.Format) *crypto.Envelo
 
 func seal(t testing.TB, e *crypto.Envelope, app, name string, value []byte) crypto.Sealed {
 	t.Helper()
-	s, err := e.Seal(t.Context(), app, name, value)
+	s, err := e.Seal(t.Context(), app, name, 1, value)
 	if err != nil {
 		t.Fatalf("Seal %s/%s: %v", app, name, err)
 	}
@@ -500,7 +500,7 @@ func TestNoKeyConfigured(t *testing.T) {
 		t.Errorf("%d GenerateDataKey calls without a key", got)
 	}
 	e := envelope(t, reader, crypto.FormatV2)
-	_, err = e.Seal(t.Context(), "app", "db", []byte("x"))
+	_, err = e.Seal(t.Context(), "app", "db", 1, []byte("x"))
 	wantKind(t, "Seal without a key", err, fault.Permission)
 	if got := open(t, e, "app", "db", s); string(got) != "hunter2" {
 		t.Errorf("Open = %q", got)
