@@ -79,7 +79,7 @@ generated RSA key pair: no cloud account needed.`,
 	f.StringVar(&c.kmsKey, "kms-key", "", "KMS key id, alias or ARN that wraps new writes; trusted for reads, as are --kms-read-keys")
 	f.StringSliceVar(&c.kmsReadKeys, "kms-read-keys", nil, "KMS keys (ids, aliases or ARNs: k1,k2) whose items may be read, besides --kms-key; with either flag, an item wrapped under any other key is refused (EACCES). Without both, any key KMS will decrypt with is trusted")
 	f.StringVar(&c.rsaKey, "rsa-key", "", "PEM key: a private key reads and writes, a public key only writes (default: the data dir's key.pem)")
-	f.StringVar(&c.format, "format", "v2", "format of new writes: v2 (AES-256-GCM) or v1 (the original Secret Store's AES-128-CBC)")
+	f.StringVar(&c.format, "format", "v3", "format of new writes: v3 (AES-256-GCM bound to name and version), v2 (AES-256-GCM bound to name) or v1 (the original Secret Store's AES-128-CBC, unauthenticated)")
 	f.DurationVar(&c.timeout, "timeout", secrets.DefaultTimeout, "deadline of each backend call")
 	f.StringVar(&c.logLevel, "log-level", "", "debug, info, warn or error (default: info for mount, warn otherwise)")
 	f.StringVar(&c.logFormat, "log-format", "text", "text or json")
@@ -91,6 +91,7 @@ generated RSA key pair: no cloud account needed.`,
 		newGetCommand(c),
 		newLsCommand(c),
 		newRmCommand(c),
+		newMigrateCommand(c),
 		newVersionCommand(),
 	)
 	return root
