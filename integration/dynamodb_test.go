@@ -194,7 +194,7 @@ func TestDynamoRawItemHoldsNoPlaintextAndEveryWriteIsFresh(t *testing.T) {
 			t.Errorf("two writes of the same value share their %s", f)
 		}
 	}
-	if got := fmt.Sprint(str(second, "Format"), " ", str(second, "Version"), " ", str(second, "Size"), " ", str(second, "MasterKeyId")); got != "v2 2 "+strconv.Itoa(len(value))+" "+b.alias {
+	if got := fmt.Sprint(str(second, "Format"), " ", str(second, "Version"), " ", str(second, "Size"), " ", str(second, "MasterKeyId")); got != "v3 2 "+strconv.Itoa(len(value))+" "+b.alias {
 		t.Errorf("Format, Version, Size, MasterKeyId = %s", got)
 	}
 }
@@ -511,10 +511,10 @@ func TestDynamoReadsItemsWrittenByTheOriginalSecretStore(t *testing.T) {
 	if got := m.mustSh("cat legacy/db-password"); got != value {
 		t.Fatalf("cat of the original's item: %q, want %q", got, value)
 	}
-	// Rewriting it once moves it to v2 with a version.
+	// Rewriting it once moves it to v3 with a version.
 	m.mustSh("echo rewritten > legacy/db-password")
-	if got := rawItem(t, b, "legacy", "db-password"); str(got, "Format") != "v2" || str(got, "Version") != "1" {
-		t.Errorf("after a rewrite: Format %q Version %q, want v2 1", str(got, "Format"), str(got, "Version"))
+	if got := rawItem(t, b, "legacy", "db-password"); str(got, "Format") != "v3" || str(got, "Version") != "1" {
+		t.Errorf("after a rewrite: Format %q Version %q, want v3 1", str(got, "Format"), str(got, "Version"))
 	}
 }
 
