@@ -39,7 +39,7 @@ func (a *appNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.Att
 
 func (a *appNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if err := a.m.checkSetattr(fault.Path(a.app), in, a.m.opts.DirMode); err != nil {
-		return a.m.errno("setattr", err)
+		return a.m.errno("setattr", fault.Path(a.app), err)
 	}
 	a.m.dirAttr(&out.Attr)
 	return 0
@@ -65,7 +65,7 @@ func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	const op = "lookup"
 	k := a.key(name)
 	if err := k.Validate(); err != nil {
-		return nil, a.m.errno(op, err)
+		return nil, a.m.errno(op, k.Path(), err)
 	}
 	s := a.m.secret(k)
 	if s != nil {
@@ -79,11 +79,14 @@ func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 			d.entry(out)
 			return &d.Inode, 0
 		}
-		return nil, a.m.errno(op, err)
+		return nil, a.m.errno(op, k.Path(), err)
 	case err != nil:
-		return nil, a.m.errno(op, err)
+		return nil, a.m.errno(op, k.Path(), err)
 	}
-	n := a.m.versionInode(ctx, &a.Inode, k, e.Meta, &out.Attr)
+	n, err := a.m.versionInode(ctx, &a.Inode, k, e.Meta, &out.Attr)
+	if err != nil {
+		return nil, a.m.errno(op, k.Path(), err)
+	}
 	if e.Meta.Size < 0 {
 		n.learnSize(ctx)
 		n.attr(&out.Attr)
@@ -121,31 +124,36 @@ func (a *appNode) create(ctx context.Context, name string, flags uint32, out *fu
 	const op = "create"
 	k := a.key(name)
 	if err := a.m.writable(k.Path()); err != nil {
-		return nil, nil, 0, a.m.errno(op, err)
+		return nil, nil, 0, a.m.errno(op, k.Path(), err)
 	}
 	if err := k.Validate(); err != nil {
-		return nil, nil, 0, a.m.errno(op, err)
+		return nil, nil, 0, a.m.errno(op, k.Path(), err)
 	}
 	// The kernel calls Create when it believes the name is free; another
 	// host may have made it since. Ask the store.
 	meta, err := a.m.cat.Verify(ctx, k)
 	if err == nil && flags&syscall.O_EXCL != 0 {
-		return nil, nil, 0, a.m.errno(op, fault.E(k.Path(), fault.Exist))
+		return nil, nil, 0, a.m.errno(op, k.Path(), fault.E(k.Path(), fault.Exist))
 	}
 	if err == nil && needsValue(flags) {
 		if rerr := a.m.readable(k.Path()); rerr != nil {
-			return nil, nil, 0, a.m.errno(op, rerr)
+			return nil, nil, 0, a.m.errno(op, k.Path(), rerr)
 		}
 	}
 	s, done := a.m.opener(k)
 	defer done()
 	h, err := a.m.openWriter(ctx, s, flags|syscall.O_CREAT, meta, err)
 	if err != nil {
-		return nil, nil, 0, a.m.errno(op, err)
+		return nil, nil, 0, a.m.errno(op, k.Path(), err)
 	}
 	if h.ss.metadata().Version != store.Absent {
 		// It existed after all: the writer opens its current revision.
-		n := a.m.versionInode(ctx, &a.Inode, k, meta, &out.Attr)
+		n, err := a.m.versionInode(ctx, &a.Inode, k, meta, &out.Attr)
+		if err != nil {
+			h.ss.release() // opened for nothing: it commits nothing
+			s.remove(h.ss)
+			return nil, nil, 0, a.m.errno(op, k.Path(), err)
+		}
 		out.SetEntryTimeout(kernelTime(0))
 		out.SetAttrTimeout(kernelTime(a.m.opts.TTL))
 		return &n.Inode, h, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
@@ -170,7 +178,7 @@ func (a *appNode) unlink(ctx context.Context, name string) (store.Version, sysca
 	const op = "unlink"
 	k := a.key(name)
 	if err := a.m.writable(k.Path()); err != nil {
-		return 0, a.m.errno(op, err)
+		return 0, a.m.errno(op, k.Path(), err)
 	}
 	s := a.m.secret(k)
 	if s != nil {
@@ -182,10 +190,10 @@ func (a *appNode) unlink(ctx context.Context, name string) (store.Version, sysca
 	case fault.Is(fault.NotFound, err) && s != nil && isCreating(s):
 		// Created here and never committed: nothing is stored.
 	case err != nil:
-		return 0, a.m.errno(op, err)
+		return 0, a.m.errno(op, k.Path(), err)
 	default:
 		if err := a.m.cat.Delete(context.WithoutCancel(ctx), k, meta.Revision()); err != nil {
-			return 0, a.m.errno(op, err)
+			return 0, a.m.errno(op, k.Path(), err)
 		}
 	}
 	if s != nil {
@@ -220,18 +228,18 @@ func (a *appNode) rename(ctx context.Context, name string, newParent gofs.InodeE
 	const op = "rename"
 	from := a.key(name)
 	if err := a.m.writable(from.Path()); err != nil {
-		return 0, a.m.errno(op, err)
+		return 0, a.m.errno(op, from.Path(), err)
 	}
 	dst, ok := newParent.(*appNode)
 	if !ok {
-		return 0, a.m.errno(op, fault.E(from.Path(), fault.NotPermitted, "a secret can only move into an application directory"))
+		return 0, a.m.errno(op, from.Path(), fault.E(from.Path(), fault.NotPermitted, "a secret can only move into an application directory"))
 	}
 	if flags&unix.RENAME_EXCHANGE != 0 {
-		return 0, a.m.errno(op, fault.E(from.Path(), fault.NotSupported, "exchanging two secrets"))
+		return 0, a.m.errno(op, from.Path(), fault.E(from.Path(), fault.NotSupported, "exchanging two secrets"))
 	}
 	to := dst.key(newName)
 	if err := to.Validate(); err != nil {
-		return 0, a.m.errno(op, err)
+		return 0, a.m.errno(op, to.Path(), err)
 	}
 	if from == to {
 		return 0, 0
@@ -249,7 +257,7 @@ func (a *appNode) rename(ctx context.Context, name string, newParent gofs.InodeE
 		case err == nil:
 			expected = meta.Revision()
 		case !fault.Is(fault.NotFound, err):
-			return 0, a.m.errno(op, err)
+			return 0, a.m.errno(op, to.Path(), err)
 		}
 	}
 
@@ -262,24 +270,24 @@ func (a *appNode) rename(ctx context.Context, name string, newParent gofs.InodeE
 		return 0, 0
 	}
 	if err != nil {
-		return 0, a.m.errno(op, err)
+		return 0, a.m.errno(op, from.Path(), err)
 	}
 	snap := a.m.cat.Snapshot(from, old)
 	value, err := snap.Value(ctx)
 	snap.Release()
 	if err != nil {
-		return 0, a.m.errno(op, err)
+		return 0, a.m.errno(op, from.Path(), err)
 	}
 	defer value.Wipe()
 	ctx = context.WithoutCancel(ctx)
 	meta, err := a.m.cat.Put(ctx, to, value, expected)
 	if err != nil {
-		return 0, a.m.errno(op, err)
+		return 0, a.m.errno(op, to.Path(), err)
 	}
 	if err := a.m.cat.Delete(ctx, from, old.Revision()); err != nil {
-		a.m.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).
-			Error("rename: the secret was written under its new name but the old one could not be removed")
-		return 0, a.m.errno(op, err)
+		// One line says both what happened and why: the value is now
+		// under both names.
+		return 0, a.m.failure(op, from.Path(), err, "written under its new name "+to.String()+", but the old name could not be removed: both hold the value")
 	}
 	if replaced != nil {
 		replaced.orphan()
@@ -330,9 +338,9 @@ func (m *mount) renamed(dst *appNode, to store.Key) {
 func (a *appNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	p := fault.Path(a.app + "/" + name)
 	if err := a.m.writable(p); err != nil {
-		return nil, a.m.errno("mkdir", err)
+		return nil, a.m.errno("mkdir", p, err)
 	}
-	return nil, a.m.errno("mkdir", fault.E(p, fault.NotPermitted, "applications hold secrets, not directories"))
+	return nil, a.m.errno("mkdir", p, fault.E(p, fault.NotPermitted, "applications hold secrets, not directories"))
 }
 
 // dirHandle lists one application a page at a time, and answers the
@@ -365,7 +373,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		}
 		page, next, err := h.a.m.cat.List(context.WithoutCancel(ctx), h.a.app, h.next, 0)
 		if err != nil {
-			return nil, h.a.m.errno("readdir", fault.E(fault.Path(h.a.app), err))
+			return nil, h.a.m.errno("readdir", fault.Path(h.a.app), err)
 		}
 		h.page, h.i, h.next, h.done = page, 0, next, next == ""
 	}
@@ -382,12 +390,15 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		// A legacy item lists without its size. Returning no entry here
 		// is not an error for the kernel: the listing keeps the name,
 		// and a stat then looks it up, where decryption tells the size.
-		return nil, h.a.m.errno("readdirplus", fault.E(h.last.Path(), fault.NotFound, "a legacy item lists without its size; a lookup will learn it"))
+		return nil, h.a.m.errno("readdirplus", h.last.Path(), fault.E(h.last.Path(), fault.NotFound, "a legacy item lists without its size; a lookup will learn it"))
 	}
 	if s := h.a.m.secret(h.last.Key); s != nil {
 		return h.a.Lookup(ctx, name, out) // it has writers here: let Lookup decide
 	}
-	n := h.a.m.versionInode(ctx, &h.a.Inode, h.last.Key, *h.last, &out.Attr)
+	n, err := h.a.m.versionInode(ctx, &h.a.Inode, h.last.Key, *h.last, &out.Attr)
+	if err != nil {
+		return nil, h.a.m.errno("readdirplus", h.last.Path(), err)
+	}
 	out.SetAttrTimeout(kernelTime(h.a.m.opts.TTL))
 	out.SetEntryTimeout(kernelTime(h.a.m.opts.TTL))
 	return &n.Inode, 0
@@ -397,7 +408,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // users such as ls do; go-fuse itself replays interrupted reads.
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	if off != 0 {
-		return h.a.m.errno("seekdir", fault.E(fault.Path(h.a.app), fault.NotSupported, "seeking a listing other than to its start"))
+		return h.a.m.errno("seekdir", fault.Path(h.a.app), fault.E(fault.Path(h.a.app), fault.NotSupported, "seeking a listing other than to its start"))
 	}
 	*h = dirHandle{a: h.a}
 	return 0

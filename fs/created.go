@@ -108,22 +108,22 @@ func (d *createdNode) open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 	if !isWrite(flags) {
 		d.s.settle()
 		if _, committed := d.m.cat.Known(k); !committed {
-			return nil, 0, d.m.errno(op, fault.E(k.Path(), fault.NotFound, "being created; nothing committed yet"))
+			return nil, 0, d.m.errno(op, k.Path(), fault.E(k.Path(), fault.NotFound, "being created; nothing committed yet"))
 		}
 		return nil, 0, d.m.relookup(op, k.Path(), "a reader reached the inode of a creation since committed")
 	}
 	if err := d.m.writable(k.Path()); err != nil {
-		return nil, 0, d.m.errno(op, err)
+		return nil, 0, d.m.errno(op, k.Path(), err)
 	}
 	if _, committed := d.m.cat.Known(k); committed && needsValue(flags) {
 		if err := d.m.readable(k.Path()); err != nil {
-			return nil, 0, d.m.errno(op, err)
+			return nil, 0, d.m.errno(op, k.Path(), err)
 		}
 	}
 	meta, err := d.m.cat.Verify(ctx, k)
 	h, err := d.m.openWriter(ctx, d.s, flags, meta, err)
 	if err != nil {
-		return nil, 0, d.m.errno(op, err)
+		return nil, 0, d.m.errno(op, k.Path(), err)
 	}
 	return h, fuse.FOPEN_DIRECT_IO, 0
 }
@@ -131,12 +131,12 @@ func (d *createdNode) open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 func (d *createdNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	k := d.s.currentKey()
 	if err := d.m.checkSetattr(k.Path(), in, d.m.opts.FileMode); err != nil {
-		return d.m.errno("setattr", err)
+		return d.m.errno("setattr", k.Path(), err)
 	}
 	if size, ok := in.GetSize(); ok {
 		if h, ok := fh.(*writeHandle); ok {
 			if err := h.ss.truncate(ctx, int64(size), d.m.cat.MaxValueSize()); err != nil {
-				return d.m.errno("truncate", err)
+				return d.m.errno("truncate", k.Path(), err)
 			}
 			d.m.fileAttr(h.ss.metadata(), 1, &out.Attr)
 			out.SetTimeout(kernelTime(0))

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"errors"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -48,25 +49,73 @@ var logLevel = map[fault.Kind]logrus.Level{
 }
 
 // errno logs err once and returns the errno for it. Every file system
-// operation that fails returns through here. err never holds plaintext
-// (package fault's rule), so logging it is safe.
+// operation that fails returns through here, or through failure. err
+// never holds plaintext (package fault's rule), so logging it is safe.
 //
 // There is no EINTR: only a fatal signal interrupts a request, as on a
 // local file system, and then nobody is left to read the answer. Backend
 // calls run without the request's cancellation and end at their own
 // deadline.
-func (m *mount) errno(op string, err error) syscall.Errno {
+func (m *mount) errno(op string, p fault.Path, err error) syscall.Errno {
+	return m.failure(op, p, err, "")
+}
+
+// failure is errno for a failure whose consequence for the caller's data
+// the line says first (what). The line names the operation (op: the
+// request, "lookup", "close") and what it was about (p) once each: p is
+// added only when err does not already name it. A failure a session
+// reports again (a later close of a writer whose commit failed) was
+// logged when it happened, and is logged again for debugging only.
+func (m *mount) failure(op string, p fault.Path, err error, what string) syscall.Errno {
 	if err == nil {
 		return 0
 	}
-	kind := fault.KindOf(err)
 	e := m.errnoOf(err)
-	level, ok := logLevel[kind]
+	level, ok := logLevel[fault.KindOf(err)]
 	if !ok {
 		level = logrus.ErrorLevel
 	}
-	m.log.WithFields(logrus.Fields{"op": op, "errno": e.Error()}).Log(level, err.Error())
+	msg := err.Error()
+	if what != "" {
+		msg = what + ": " + msg
+	}
+	var rep repeated
+	if errors.As(err, &rep) {
+		level, msg = logrus.DebugLevel, "reported again, logged when it happened: "+msg
+	}
+	fields := logrus.Fields{"op": op, "errno": e.Error()}
+	if p != "" && !names(err, p) {
+		fields["path"] = string(p)
+	}
+	m.log.WithFields(fields).Log(level, msg)
 	return e
+}
+
+// repeated is a failure reported again: a session's, which was logged
+// the first time it was returned (see session.failed).
+type repeated struct{ error }
+
+func (r repeated) Unwrap() error { return r.error }
+
+// names reports whether err's message names p: some *fault.Error in its
+// tree is about p.
+func names(err error, p fault.Path) bool {
+	switch e := err.(type) {
+	case nil:
+		return false
+	case *fault.Error:
+		if e.Path == p {
+			return true
+		}
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			if names(inner, p) {
+				return true
+			}
+		}
+		return false
+	}
+	return names(errors.Unwrap(err), p)
 }
 
 // relookup sends the caller to look the name up again: ESTALE, which the

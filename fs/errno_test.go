@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -41,7 +43,7 @@ func TestErrnoMapsEveryKind(t *testing.T) {
 	}
 	for kind, errno := range want {
 		err := fmt.Errorf("wrapped: %w", fault.E(fault.Op("test"), kind))
-		if got := m.errno("test", err); got != errno {
+		if got := m.errno("test", "", err); got != errno {
 			t.Errorf("%v: errno %v, want %v", kind, got, errno)
 		}
 	}
@@ -51,13 +53,13 @@ func TestErrnoMapsEveryKind(t *testing.T) {
 // answer: a cancelled call is never EINTR.
 func TestErrnoOfPlainErrorIsEIOAndNeverEINTR(t *testing.T) {
 	m := quietMount()
-	if got := m.errno("test", errors.New("boom")); got != syscall.EIO {
+	if got := m.errno("test", "", errors.New("boom")); got != syscall.EIO {
 		t.Errorf("plain error: %v, want EIO", got)
 	}
-	if got := m.errno("test", fault.E(fault.Op("test"), context.Canceled)); got != syscall.EIO {
+	if got := m.errno("test", "", fault.E(fault.Op("test"), context.Canceled)); got != syscall.EIO {
 		t.Errorf("cancelled: %v, want EIO", got)
 	}
-	if got := m.errno("test", nil); got != 0 {
+	if got := m.errno("test", "", nil); got != 0 {
 		t.Errorf("nil: %v, want 0", got)
 	}
 }
@@ -82,5 +84,36 @@ func TestResizeWipesWhatItLeavesBehind(t *testing.T) {
 		if c != 0 {
 			t.Fatal("growing left the old array unwiped")
 		}
+	}
+}
+
+// Each failure is one line that names the operation and the path once:
+// the path is added only when the error does not name it already. A
+// failure reported again (a later close of a failed writer) is logged at
+// debug level only.
+func TestAFailureIsLoggedOnceNamingOpAndPathOnce(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	m := newMount(nil, Options{Log: log})
+	named := fault.E(fault.Op("secrets.Put"), fault.Path("app/s"), fault.Unavailable, "no answer")
+	m.errno("close", "app/s", fmt.Errorf("wrapped: %w", named))
+	m.errno("lookup", "app/t", fault.E(fault.Invalid, "bad"))
+	m.errno("close", "app/s", repeated{named})
+	entries := hook.AllEntries()
+	if len(entries) != 3 {
+		t.Fatalf("%d lines for 3 failures", len(entries))
+	}
+	first, second, again := entries[0], entries[1], entries[2]
+	if _, ok := first.Data["path"]; ok || first.Data["op"] != "close" || strings.Count(first.Message, "app/s") != 1 || first.Level != logrus.ErrorLevel {
+		t.Errorf("a failure whose error names the path: %v %q %v", first.Data, first.Message, first.Level)
+	}
+	if second.Data["path"] != "app/t" || second.Data["op"] != "lookup" {
+		t.Errorf("a failure whose error names no path: %v %q", second.Data, second.Message)
+	}
+	if again.Level != logrus.DebugLevel {
+		t.Errorf("a failure reported again logged at %v, want debug", again.Level)
+	}
+	if got := m.errno("close", "app/s", repeated{named}); got != syscall.EIO {
+		t.Errorf("a failure reported again maps to %v, want its own errno", got)
 	}
 }

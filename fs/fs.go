@@ -5,8 +5,9 @@
 //	/<app>/<secret>    one secret: read decrypts, write encrypts
 //
 // Each committed revision of a secret is its own immutable inode
-// (versionNode), whose number derives from the application, the name and
-// the revision. A name points at its current revision; when the catalog
+// (versionNode): one application, name and revision, never another, whose
+// number is a keyed hash of the three that nobody outside the mount can
+// aim at (see versionIno). A name points at its current revision; when the catalog
 // learns of another, the name is pointed at a new inode, and files already
 // open keep reading the revision they opened. Because an inode's content
 // never changes, the kernel may keep its pages and attributes: a hot read
@@ -33,9 +34,11 @@ package fs
 
 import (
 	"context"
-	"hash/fnv"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -88,6 +91,10 @@ type mount struct {
 	root     *rootNode
 	noOpen   bool // Open answers ENOSYS: the kernel stops sending OPEN and FLUSH for the whole mount
 	created  atomic.Uint64
+	inoKey   []byte // the key of versionIno's hash, drawn at random for this mount
+	// inoHash, if set, replaces versionIno's keyed hash: tests set it to
+	// force collisions. Nothing else does.
+	inoHash func(k store.Key, rev store.Revision, attempt int) uint64
 
 	mu sync.Mutex
 	// made holds applications created by mkdir. The store has no empty
@@ -101,7 +108,12 @@ type mount struct {
 // Mount mounts cat at dir and serves it until the returned server is
 // unmounted. The mount is ready when Mount returns.
 func Mount(dir string, cat secrets.Catalog, opts Options) (*fuse.Server, error) {
-	m := newMount(cat, opts)
+	return newMount(cat, opts).serve(dir)
+}
+
+// serve mounts m at dir and serves it, as Mount.
+func (m *mount) serve(dir string) (*fuse.Server, error) {
+	opts, cat := m.opts, m.cat
 	ttl := opts.TTL
 	negative := time.Duration(0) // misses are answered by the catalog, fresh within the TTL
 	options := &gofs.Options{
@@ -163,7 +175,8 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	}
 	m := &mount{cat: cat, opts: opts, log: opts.Log, started: time.Now(), requests: &requests{},
 		made: map[string]bool{}, versions: map[uint64]*versionNode{}, secrets: map[store.Key]*secretState{},
-		notify: inodeNotifier{}, proc: realProc{}}
+		notify: inodeNotifier{}, proc: realProc{}, inoKey: make([]byte, inoKeySize)}
+	rand.Read(m.inoKey) // never fails (crypto/rand, Go 1.24 and later)
 	// Without writers, nothing needs to see an open: the kernel then
 	// serves hot reads from its page cache without asking.
 	m.noOpen = opts.ReadOnly && opts.Audit == nil
@@ -255,16 +268,39 @@ func (m *mount) fileAttr(meta store.Meta, nlink uint32, out *fuse.Attr) {
 // go-fuse would replace by the mount's default.
 func kernelTime(d time.Duration) time.Duration { return max(d, time.Nanosecond) }
 
-// versionIno is the inode number of one revision of a secret: the same on
-// every mount and host, and different for every revision (the IV is fresh
-// on every write). The top bit is clear: created inodes have it set.
-func versionIno(k store.Key, rev store.Revision) uint64 {
-	h := fnv.New64a()
-	for _, part := range [][]byte{[]byte(k.App), []byte(k.Name), []byte(strconv.FormatInt(int64(rev.Version), 10)), rev.IV} {
-		h.Write(part)
-		h.Write([]byte{0})
+// inoKeySize is the size of the key of versionIno's HMAC-SHA256: the
+// hash's block-sized output needs no more, and a key of the hash's size
+// is what RFC 2104 recommends.
+const inoKeySize = sha256.Size
+
+// versionIno is the inode number of one revision of a secret (a Version
+// and an IV, which is fresh on every write) at attempt (0, then more for
+// a number another revision holds; see versionInode). It is an
+// HMAC-SHA256 of the application, the name, the revision and the attempt,
+// each length-prefixed, under a key drawn at random for this mount:
+// whoever writes the store chooses the IV, but cannot tell which numbers
+// an IV gives without the key, so cannot aim at the number of another
+// secret the kernel holds. The numbers change from mount to mount, as
+// those of many FUSE file systems do; within a mount each revision keeps
+// its own. The top bit is clear (created inodes have it set), and 0 and
+// the root's number are never given.
+func (m *mount) versionIno(k store.Key, rev store.Revision, attempt int) uint64 {
+	var sum uint64
+	if m.inoHash != nil {
+		sum = m.inoHash(k, rev, attempt)
+	} else {
+		var b []byte
+		for _, part := range [][]byte{[]byte(k.App), []byte(k.Name), rev.IV} {
+			b = binary.AppendUvarint(b, uint64(len(part)))
+			b = append(b, part...)
+		}
+		b = binary.AppendVarint(b, int64(rev.Version))
+		b = binary.AppendUvarint(b, uint64(attempt))
+		mac := hmac.New(sha256.New, m.inoKey)
+		mac.Write(b)
+		sum = binary.BigEndian.Uint64(mac.Sum(nil))
 	}
-	ino := h.Sum64() &^ (1 << 63)
+	ino := sum &^ (1 << 63)
 	if ino <= fuse.FUSE_ROOT_ID {
 		ino += 2
 	}

@@ -175,3 +175,70 @@ func TestFailedCommitIsReportedAgainByFsync(t *testing.T) {
 	wantErrno(t, "fsync of the stale writer", b.Sync(), syscall.ESTALE)
 	wantErrno(t, "second fsync", b.Sync(), syscall.ESTALE)
 }
+
+// A write in place (no O_TRUNC) goes to the writer's buffer over the
+// value, which the close lays it on; a read through the same descriptor
+// sees the value with the write.
+func TestAWriteInPlaceIsLaidOverTheValue(t *testing.T) {
+	dir := mountMemory(t, fs.Options{})
+	p := filepath.Join(dir, "app", "s")
+	if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := open(t, p, os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte("XY"), 2); err != nil {
+		t.Fatalf("write in place: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "abXYef" {
+		t.Fatalf("after the close: %q, %v; want abXYef", got, err)
+	}
+	rw, err := open(t, p, os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rw.WriteAt([]byte("Z"), 7); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, _ := rw.ReadAt(buf, 0)
+	if string(buf[:n]) != "abXYef\x00Z" {
+		t.Errorf("read through the writer: %q, want the value with the write", buf[:n])
+	}
+	if err := rw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// On a mount that holds only a public key, a write in place cannot be
+// laid over a value the mount cannot read: the write is taken, the close
+// fails with EACCES, and the value is left as it was.
+func TestWriteOnlyMountRefusesAWriteInPlaceAtClose(t *testing.T) {
+	dir := mountMemory(t, fs.Options{WriteOnly: true})
+	p := filepath.Join(dir, "app", "s")
+	if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := open(t, p, os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte("XY"), 2); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	wantErrno(t, "close of a write in place", w.Close(), syscall.EACCES)
+	if fi, err := os.Stat(p); err != nil || fi.Size() != 6 {
+		t.Errorf("after the refused close: %v, %v; want the 6 bytes as they were", fi, err)
+	}
+}

@@ -35,17 +35,7 @@ func (m *mount) openWriter(ctx context.Context, s *secretState, flags uint32, me
 	case verr != nil:
 		return nil, verr
 	default:
-		load = func(ctx context.Context) (crypto.Plaintext, error) {
-			// Only when the value is needed: to append to it, edit it in
-			// place or read it back. A mount with only a public key
-			// cannot.
-			if err := m.readable(k.Path()); err != nil {
-				return nil, err
-			}
-			snap := m.cat.Snapshot(k, meta)
-			defer snap.Release()
-			return snap.Value(ctx)
-		}
+		load = m.load
 	}
 	ss := newSession(k, meta, load, flags&syscall.O_APPEND != 0, m.process(ctx), threadOf(ctx), s.wake)
 	if load != nil && flags&syscall.O_TRUNC != 0 {
@@ -53,8 +43,37 @@ func (m *mount) openWriter(ctx context.Context, s *secretState, flags uint32, me
 			return nil, err
 		}
 	}
+	if flags&syscall.O_APPEND != 0 {
+		// Every write of an appending file goes to the end of the value:
+		// load it now, so that no write waits for it. (O_TRUNC does not
+		// reach OPEN, so `>>` after a truncation loads in vain; nothing
+		// does that.)
+		if err := ss.ensure(ctx); err != nil {
+			ss.release()
+			return nil, err
+		}
+	}
 	s.add(ss)
 	return &writeHandle{m: m, s: s, ss: ss}, nil
+}
+
+// load reads the value a session edits (see loadFunc), when something
+// needs all of it: an append at open, a read through the writer's
+// descriptor, a truncation to a size other than 0, or the commit of
+// writes laid over it. A mount with only a public key cannot. A revision
+// the store no longer holds cannot be edited: another writer replaced or
+// removed it first, the conflict the commit would have met.
+func (m *mount) load(ctx context.Context, k store.Key, meta store.Meta) (crypto.Plaintext, error) {
+	if err := m.readable(k.Path()); err != nil {
+		return nil, err
+	}
+	snap := m.cat.Snapshot(k, meta)
+	defer snap.Release()
+	v, err := snap.Value(ctx)
+	if secrets.AsSuperseded(err) != nil || fault.Is(fault.NotFound, err) {
+		return nil, fault.E(k.Path(), fault.Conflict, "replaced or removed by another writer before what was written here could be laid over it", err)
+	}
+	return v, err
 }
 
 // truncateByPath truncates k (or zero-extends it) to size for a SETATTR
@@ -67,20 +86,20 @@ func (m *mount) truncateByPath(ctx context.Context, s *secretState, k store.Key,
 	if s != nil {
 		if ss := s.justOpenedBy(threadOf(ctx)); ss != nil {
 			if err := ss.truncate(ctx, size, m.cat.MaxValueSize()); err != nil {
-				return m.errno(op, err)
+				return m.errno(op, k.Path(), err)
 			}
 			return 0
 		}
 	}
 	if err := m.writable(k.Path()); err != nil {
-		return m.errno(op, err)
+		return m.errno(op, k.Path(), err)
 	}
 	if size > m.cat.MaxValueSize() {
-		return m.errno(op, tooLarge(k, size, m.cat.MaxValueSize()))
+		return m.errno(op, k.Path(), tooLarge(k, size, m.cat.MaxValueSize()))
 	}
 	if size > 0 {
 		if err := m.readable(k.Path()); err != nil {
-			return m.errno(op, err)
+			return m.errno(op, k.Path(), err)
 		}
 	}
 	if s != nil {
@@ -88,7 +107,7 @@ func (m *mount) truncateByPath(ctx context.Context, s *secretState, k store.Key,
 	}
 	meta, err := m.cat.Verify(ctx, k)
 	if err != nil {
-		return m.errno(op, err)
+		return m.errno(op, k.Path(), err)
 	}
 	var v crypto.Plaintext
 	if size > 0 {
@@ -96,14 +115,14 @@ func (m *mount) truncateByPath(ctx context.Context, s *secretState, k store.Key,
 		v, err = snap.Value(ctx)
 		snap.Release()
 		if err != nil {
-			return m.errno(op, err)
+			return m.errno(op, k.Path(), err)
 		}
 	}
 	v = resize(v, size)
 	_, err = m.cat.Put(ctx, k, v, meta.Revision())
 	v.Wipe()
 	if err != nil {
-		return m.errno(op, err)
+		return m.errno(op, k.Path(), err)
 	}
 	if parent := m.root.GetChild(k.App); parent != nil {
 		m.notify.entryBeforeReply(parent, k.Name)
@@ -129,16 +148,16 @@ var (
 func (h *writeHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n, err := h.ss.read(ctx, dest, off)
 	if err != nil {
-		return nil, h.m.errno("read", err)
+		return nil, h.m.errno("read", h.ss.metadata().Path(), err)
 	}
 	return wipingResult(dest[:n]), 0
 }
 
 func (h *writeHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := h.ss.write(ctx, h.m.requests.owner(ctx), data, off, h.m.cat.MaxValueSize())
+	n, err := h.ss.write(h.m.requests.owner(ctx), data, off, h.m.cat.MaxValueSize())
 	clear(data) // go-fuse's request buffer, which it reuses: the bytes are in the session now
 	if err != nil {
-		return 0, h.m.errno("write", err)
+		return 0, h.m.errno("write", h.ss.metadata().Path(), err)
 	}
 	return uint32(n), 0
 }
@@ -149,7 +168,7 @@ func (h *writeHandle) Flush(ctx context.Context) syscall.Errno {
 	action, err := h.ss.flush(closer{owner: h.m.requests.owner(ctx), process: c.process, killedBy: h.m.killedBy(c)})
 	switch action {
 	case flushReport:
-		return h.m.errno("close", err)
+		return h.m.errno("close", h.ss.metadata().Path(), err)
 	case flushCommit:
 		return h.m.commit(ctx, h.s, h.ss, "close")
 	}
@@ -160,7 +179,7 @@ func (h *writeHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	need, err := h.ss.fsyncNeeded()
 	switch {
 	case err != nil:
-		return h.m.errno("fsync", err)
+		return h.m.errno("fsync", h.ss.metadata().Path(), err)
 	case need:
 		return h.m.commit(ctx, h.s, h.ss, "fsync")
 	}
@@ -194,24 +213,24 @@ func (m *mount) commit(ctx context.Context, s *secretState, ss *session, when st
 		}
 		return meta, err
 	})
-	if committed || err != nil {
+	var again repeated
+	if committed || (err != nil && !errors.As(err, &again)) {
 		if m.opts.Committed != nil {
 			m.opts.Committed(err)
 		}
 		m.audit(ctx, "commit", ss.metadata().Key, store.Key{}, meta.Version, m.errnoOf(err))
 	}
 	k := ss.metadata().Key
-	fields := logrus.Fields{"secret": k.String(), "at": when}
 	switch {
 	case err != nil && errors.Is(err, secrets.ErrOutcomeUnknown):
-		m.log.WithFields(fields).Error("the commit's outcome is unknown: the store took it but did not answer, nor say afterwards what it holds; this file commits nothing more, and the next read asks the store")
-		return m.errno("commit at "+when, err)
+		// Neither committed nor lost, as far as anyone can tell: the
+		// error says so.
+		return m.failure(when, k.Path(), err, "this file commits nothing more")
 	case err != nil:
-		m.log.WithFields(fields).Warn("the value written through this file was not committed, and is discarded")
-		return m.errno("commit at "+when, err)
+		return m.failure(when, k.Path(), err, "the value written through this file was not committed, and is discarded")
 	case committed:
-		fields["version"], fields["size"] = int64(meta.Version), meta.Size
-		m.log.WithFields(fields).Info("secret written")
+		m.log.WithFields(logrus.Fields{"secret": k.String(), "at": when, "version": int64(meta.Version), "size": meta.Size}).
+			Info("secret written")
 		if parent := m.root.GetChild(k.App); parent != nil {
 			m.notify.entryBeforeReply(parent, k.Name)
 		}

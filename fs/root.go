@@ -37,14 +37,14 @@ func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	const op = "lookup"
 	if err := store.ValidName(name); err != nil {
-		return nil, r.m.errno(op, fault.E(fault.Path(name), err))
+		return nil, r.m.errno(op, fault.Path(name), err)
 	}
 	ok, err := r.m.appExists(ctx, name)
 	if err == nil && !ok {
 		err = fault.E(fault.Path(name), fault.NotFound, "no such application")
 	}
 	if err != nil {
-		return nil, r.m.errno(op, err)
+		return nil, r.m.errno(op, fault.Path(name), err)
 	}
 	return r.appInode(ctx, name, out), 0
 }
@@ -60,7 +60,7 @@ func (r *rootNode) appInode(ctx context.Context, name string, out *fuse.EntryOut
 func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	apps, err := r.m.apps(ctx)
 	if err != nil {
-		return nil, r.m.errno("readdir /", err)
+		return nil, r.m.errno("readdir", "/", err)
 	}
 	entries := []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR}, {Name: "..", Mode: syscall.S_IFDIR}}
 	for _, a := range apps {
@@ -73,17 +73,17 @@ func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	const op = "mkdir"
 	if err := r.m.writable(fault.Path(name)); err != nil {
-		return nil, r.m.errno(op, err)
+		return nil, r.m.errno(op, fault.Path(name), err)
 	}
 	if err := store.ValidName(name); err != nil {
-		return nil, r.m.errno(op, fault.E(fault.Path(name), err))
+		return nil, r.m.errno(op, fault.Path(name), err)
 	}
 	ok, err := r.m.appExists(ctx, name)
 	if err == nil && ok {
 		err = fault.E(fault.Path(name), fault.Exist)
 	}
 	if err != nil {
-		return nil, r.m.errno(op, err)
+		return nil, r.m.errno(op, fault.Path(name), err)
 	}
 	r.m.mu.Lock()
 	r.m.made[name] = true
@@ -96,10 +96,10 @@ func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	const op = "rmdir"
 	if err := r.m.writable(fault.Path(name)); err != nil {
-		return r.m.errno(op, err)
+		return r.m.errno(op, fault.Path(name), err)
 	}
 	if slices.Contains(r.m.opts.Apps, name) {
-		return r.m.errno(op, fault.E(fault.Path(name), fault.NotPermitted, "listed by --apps"))
+		return r.m.errno(op, fault.Path(name), fault.E(fault.Path(name), fault.NotPermitted, "listed by --apps"))
 	}
 	if child := r.GetChild(name); child != nil {
 		if a, ok := child.Operations().(*appNode); ok {
@@ -108,10 +108,10 @@ func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	nonEmpty, err := r.m.cat.HasSecrets(ctx, name)
 	if err != nil {
-		return r.m.errno(op, err)
+		return r.m.errno(op, fault.Path(name), err)
 	}
 	if nonEmpty {
-		return r.m.errno(op, fault.E(fault.Path(name), fault.NotEmpty, "the application still holds secrets"))
+		return r.m.errno(op, fault.Path(name), fault.E(fault.Path(name), fault.NotEmpty, "the application still holds secrets"))
 	}
 	r.m.mu.Lock()
 	delete(r.m.made, name)
@@ -125,9 +125,9 @@ func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 // do exactly that, file by file, through the file system.
 func (r *rootNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	if err := r.m.writable(fault.Path(name)); err != nil {
-		return r.m.errno("rename", err)
+		return r.m.errno("rename", fault.Path(name), err)
 	}
-	return r.m.errno("rename", fault.E(fault.Path(name), fault.CrossDevice, "an application is moved secret by secret"))
+	return r.m.errno("rename", fault.Path(name), fault.E(fault.Path(name), fault.CrossDevice, "an application is moved secret by secret"))
 }
 
 // Create refuses files at the root: every secret belongs to an application.
@@ -136,7 +136,7 @@ func (r *rootNode) Create(ctx context.Context, name string, flags uint32, mode u
 	if err == nil {
 		err = fault.E(fault.Path(name), fault.NotPermitted, "secrets live in an application directory, not at the root")
 	}
-	return nil, nil, 0, r.m.errno("create", err)
+	return nil, nil, 0, r.m.errno("create", fault.Path(name), err)
 }
 
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {

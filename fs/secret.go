@@ -12,8 +12,10 @@ import (
 // created here. Readers never see it: they read immutable revisions
 // (versionNode).
 //
-// Locking: mu guards the fields below; a session's lock may be taken
-// while holding it, never the other way round.
+// Locking, in the order locks are taken: the mount's mu, then mu, then a
+// session's, then wakeMu. mu guards the fields below it; wakeMu guards
+// changed only and is a leaf (nothing is taken while it is held), so that
+// a session may wake waiters while it holds its own lock.
 type secretState struct {
 	m *mount
 
@@ -21,8 +23,10 @@ type secretState struct {
 	key      store.Key // changes on rename
 	created  *createdNode
 	sessions map[*session]struct{}
-	opening  int           // opens for writing under way (see opener)
-	changed  chan struct{} // closed (and replaced) when a session's busy state may have changed
+	opening  int // opens for writing under way (see opener)
+
+	wakeMu  sync.Mutex
+	changed chan struct{} // closed (and replaced) when a session's busy state may have changed
 }
 
 // settleTimeout bounds how long a request waits for a closing writer: a
@@ -163,28 +167,37 @@ func (s *secretState) closingMetadata() (store.Meta, bool) {
 
 // wake tells waiters that a session's busy state may have changed.
 func (s *secretState) wake() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wakeMu.Lock()
+	defer s.wakeMu.Unlock()
 	if s.changed != nil {
 		close(s.changed)
 		s.changed = nil
 	}
 }
 
-// settle waits until no session of the secret is busy (closing, or
-// committing for its release), so that `touch f && cat f`, `: > f &&
-// cat f` or vim's create-close-unlink of its swap file act on what the
-// first command committed. It never waits for a commit made by a close
-// or fsync still in progress: nothing can depend on that yet.
+// settle waits until no session of the secret is busy (see
+// session.busyLocked), so that `touch f && cat f`, `: > f && cat f` or
+// vim's create-close-unlink of its swap file act on what the first
+// command committed:
+//
+//   - a session whose opener closed a descriptor without writing after
+//     a creation or a truncation (closing) is waited for until its
+//     release, at most settleTimeout;
+//   - the commit a release owes (its load of the value, if the writes
+//     were an overlay, then the commit) is waited for until it ends,
+//     which its backend calls' deadlines bound.
+//
+// It never waits for a commit made by a close or fsync still in progress:
+// nothing can depend on that yet.
 func (s *secretState) settle() {
 	deadline := time.Now().Add(settleTimeout)
 	for {
-		s.mu.Lock()
+		s.wakeMu.Lock()
 		if s.changed == nil {
 			s.changed = make(chan struct{})
 		}
 		changed := s.changed
-		s.mu.Unlock()
+		s.wakeMu.Unlock()
 		closing, committing := false, false
 		for _, ss := range s.all() {
 			if ss.busy() {

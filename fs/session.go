@@ -2,6 +2,8 @@ package fs
 
 import (
 	"context"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"syscall"
@@ -59,43 +61,67 @@ type closer struct {
 // the store holds expected; it is the mount's catalog Put.
 type commitFunc func(ctx context.Context, k store.Key, value []byte, expected store.Revision) (store.Meta, error)
 
-// loadFunc returns the value a session edits: the plaintext of the
-// revision it expects to replace. The caller owns the result.
-type loadFunc func(ctx context.Context) (crypto.Plaintext, error)
+// loadFunc returns the value a session edits: the plaintext of revision
+// meta of k, the one its commit expects to replace. The caller owns the
+// result.
+type loadFunc func(ctx context.Context, k store.Key, meta store.Meta) (crypto.Plaintext, error)
 
 // session is one open writable file: a private buffer, the revision its
 // commit expects to replace, and who wrote it. Nothing in it touches
 // FUSE or the network; commit is given the function that does.
 //
-// Locking: mu guards every field; it is never held while committing, so a
-// stat or another writer never waits for the network.
+// The value being edited is loaded only when something needs all of it:
+// a read through the file, a truncation to a size other than 0, or the
+// commit. Until then the buffer is an overlay: what was written, at the
+// offsets written, and the ranges written (spans). Loading lays the
+// overlay over the value, so a write never waits for the store or the
+// keys, however cold the value is.
+//
+// Locking: mu guards every field; it is never held while loading or
+// committing, so a stat or a write never waits for the network.
 type session struct {
 	mu        sync.Mutex
 	state     sessionState
 	key       store.Key        // changes when the secret is renamed
-	buf       crypto.Plaintext // owned; wiped on failure and release
-	loaded    bool             // buf holds the value (see load)
+	buf       crypto.Plaintext // owned; wiped on failure and release. Until loaded, the overlay
+	spans     []span           // until loaded: the ranges of buf written, sorted, disjoint and apart
+	loaded    bool             // buf holds the value with every write applied (see ensure)
 	load      loadFunc         // reads the value, the first time something needs it
 	meta      store.Meta       // of what the buffer replaces, then of what it committed
 	expected  store.Revision   // what the commit's condition expects in the store
-	appendTo  bool             // O_APPEND: every write goes to the end
+	appendTo  bool             // O_APPEND: every write goes to the end; loaded at open (see openWriter)
 	writers   map[uint64]bool  // lock owners that wrote since the last commit
 	opener    uint32           // the process that opened it
 	thread    uint32           // the thread that opened it, while it has done nothing else (see justOpenedBy)
 	failure   error            // why it failed
+	told      bool             // failure was returned once, and logged then (see failed)
 	written   uint64           // writes and truncations so far, to tell those made during a commit
 	idle      chan struct{}    // closed when a commit in flight ends
-	releasing bool             // the commit in flight is the release's: the closer has returned, others wait
-	onChange  func()           // told when the session enters or leaves closing or committing
+	releasing bool             // the release owes a commit: the closer has returned, others wait (see busy)
+	onChange  func()           // told when busy changes; called with mu held, so it may take only leaf locks
+}
+
+// span is a range of a value, [start, end).
+type span struct{ start, end int64 }
+
+// addSpan returns spans (sorted, disjoint, apart) with n added, merged
+// with the spans it overlaps or touches.
+func addSpan(spans []span, n span) []span {
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].end >= n.start })
+	j := i
+	for ; j < len(spans) && spans[j].start <= n.end; j++ {
+		n.start, n.end = min(n.start, spans[j].start), max(n.end, spans[j].end)
+	}
+	return slices.Replace(spans, i, j, n)
 }
 
 // newSession opens a session that edits the revision meta describes. A
 // creation (load nil) starts empty and pending: closed without a write,
 // it commits an empty value, as `: > file` and touch expect. Otherwise
-// the value is loaded when something first needs it: the kernel sends a
-// truncating open (O_TRUNC) as an open and then a truncation to 0, and a
-// value about to be replaced whole need not be decrypted (nor can be, on
-// a mount that holds only a public key).
+// the value is loaded when something first needs all of it: the kernel
+// sends a truncating open (O_TRUNC) as an open and then a truncation to
+// 0, and a value about to be replaced whole need not be decrypted (nor
+// can be, on a mount that holds only a public key).
 func newSession(k store.Key, meta store.Meta, load loadFunc, appendTo bool, opener, thread uint32, onChange func()) *session {
 	s := &session{state: sessionClean, key: k, meta: meta, expected: meta.Revision(), load: load, appendTo: appendTo,
 		writers: map[uint64]bool{}, opener: opener, thread: thread, onChange: onChange}
@@ -122,42 +148,79 @@ func (s *session) justOpenedBy(tid uint32) bool {
 func (s *session) used() { s.thread = 0 }
 
 // ensure loads the value unless it is loaded, or nothing needs it any
-// more. It does not hold the lock while it loads. A failed load fails
-// only the request that needed it.
+// more, and lays the overlay over it. It does not hold the lock while it
+// loads: writes meanwhile go to the overlay, and are laid over the value
+// too. A failed load fails only the request that needed it (but a commit
+// that cannot load fails the session: see commit).
 func (s *session) ensure(ctx context.Context) error {
 	s.mu.Lock()
 	if s.loaded || s.state == sessionFailed || s.state == sessionOrphaned || s.state == sessionReleased {
 		s.mu.Unlock()
 		return nil
 	}
-	load := s.load
+	load, k, meta := s.load, s.key, s.meta
 	s.mu.Unlock()
-	v, err := load(ctx)
+	v, err := load(ctx, k, meta)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.loaded || s.state == sessionReleased {
-		v.Wipe() // loaded meanwhile, or truncated to nothing
+	if s.loaded || s.state == sessionFailed || s.state == sessionReleased {
+		v.Wipe() // loaded meanwhile, truncated to nothing, or discarded
 		return nil
 	}
-	s.buf, s.loaded = v, true
+	// The value, as long as the longer of it and the writes, with every
+	// range written replaced by what was written.
+	v = resize(v, max(int64(len(v)), int64(len(s.buf))))
+	for _, sp := range s.spans {
+		copy(v[sp.start:sp.end], s.buf[sp.start:sp.end])
+	}
+	s.buf.Wipe()
+	s.buf, s.spans, s.loaded = v, nil, true
 	return nil
 }
 
-// setState moves to next, telling onChange when the move enters or
-// leaves a state others wait for. s.mu must be held.
-func (s *session) setState(next sessionState) {
-	waited := func(st sessionState) bool { return st == sessionClosing || st == sessionCommitting }
-	prev := s.state
-	s.state = next
-	if waited(prev) != waited(next) && s.onChange != nil {
+// busy reports whether requests about the secret must wait for this
+// session: it is closing (its release is coming), or its release owes a
+// commit, which is loading or committing. A commit on close or fsync is
+// not waited for: the syscall that makes it has not returned, so nothing
+// can depend on it yet. s.mu must be held.
+func (s *session) busyLocked() bool {
+	switch s.state {
+	case sessionClosing:
+		return true
+	case sessionPending, sessionDirty, sessionCommitting:
+		return s.releasing
+	}
+	return false
+}
+
+// busy is busyLocked for callers that do not hold s.mu.
+func (s *session) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busyLocked()
+}
+
+// change runs f, which changes the state, and tells onChange if busy
+// changed. s.mu must be held.
+func (s *session) change(f func()) {
+	was := s.busyLocked()
+	f()
+	if s.busyLocked() != was && s.onChange != nil {
 		s.onChange()
 	}
 }
 
-// metadata describes what the session's own descriptor sees: its buffer.
+// setState moves to next. s.mu must be held.
+func (s *session) setState(next sessionState) {
+	s.change(func() { s.state = next })
+}
+
+// metadata describes what the session's own descriptor sees: its buffer,
+// or, until the value is loaded, as long as the longer of the value and
+// the writes.
 func (s *session) metadata() store.Meta {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,11 +228,13 @@ func (s *session) metadata() store.Meta {
 	m.Key = s.key
 	if s.loaded {
 		m.Size = int64(len(s.buf))
+	} else {
+		m.Size = max(m.Size, int64(len(s.buf)))
 	}
 	return m
 }
 
-// read copies the buffer at off into dest.
+// read copies the buffer at off into dest, loading the value first.
 func (s *session) read(ctx context.Context, dest []byte, off int64) (int, error) {
 	if err := s.ensure(ctx); err != nil {
 		return 0, err
@@ -183,34 +248,41 @@ func (s *session) read(ctx context.Context, dest []byte, off int64) (int, error)
 	return copy(dest, s.buf[off:]), nil
 }
 
-// write puts data at off (the end, for O_APPEND) on behalf of owner. A
-// value over max fails the session: what the writer meant cannot be
-// stored, and the part written must not be committed.
-func (s *session) write(ctx context.Context, owner uint64, data []byte, off, max int64) (int, error) {
-	if err := s.ensure(ctx); err != nil {
-		return 0, err
-	}
+// write puts data at off (the end, for O_APPEND) on behalf of owner. It
+// never waits for anything but s.mu, which nobody holds across the
+// network: a value not loaded yet is written as an overlay. A value over
+// max fails the session: what the writer meant cannot be stored, and the
+// part written must not be committed.
+func (s *session) write(owner uint64, data []byte, off, max int64) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.used()
 	switch s.state {
 	case sessionFailed:
-		return 0, s.failure
+		return 0, s.failed()
 	case sessionReleased:
 		return 0, fault.E(s.key.Path(), fault.Invalid, "written after its release")
 	}
 	if s.appendTo {
+		if !s.loaded {
+			// The open loads the value of an appending file; nothing
+			// unloads it.
+			return 0, fault.E(s.key.Path(), "an append to a file whose value was not loaded at open")
+		}
 		off = int64(len(s.buf))
 	}
 	end := off + int64(len(data))
 	if end > max {
 		s.fail(tooLarge(s.key, end, max))
-		return 0, s.failure
+		return 0, s.failed()
 	}
 	if end > int64(len(s.buf)) {
 		s.buf = resize(s.buf, end)
 	}
 	copy(s.buf[off:], data)
+	if !s.loaded && len(data) > 0 {
+		s.spans = addSpan(s.spans, span{off, end})
+	}
 	s.changedBy(owner)
 	return len(data), nil
 }
@@ -221,6 +293,8 @@ func (s *session) write(ctx context.Context, owner uint64, data []byte, off, max
 // the command, close its own copy) does not commit an empty value at that
 // close; the command's writes and close commit the new one, and a
 // truncation nobody writes after commits at the release (`: > file`).
+// Truncating to 0 needs no value and discards the overlay; any other size
+// loads the value first.
 func (s *session) truncate(ctx context.Context, size, max int64) error {
 	if size > max {
 		return tooLarge(s.key, size, max) // refused; the buffer stays as it was
@@ -235,12 +309,12 @@ func (s *session) truncate(ctx context.Context, size, max int64) error {
 	s.used()
 	switch s.state {
 	case sessionFailed:
-		return s.failure
+		return s.failed()
 	case sessionOrphaned, sessionReleased:
 		return nil
 	}
 	if size == 0 && !s.loaded {
-		s.loaded = true
+		s.loaded, s.spans = true, nil
 	}
 	s.buf = resize(s.buf, size)
 	s.written++
@@ -267,11 +341,22 @@ func (s *session) changedBy(owner uint64) {
 
 // fail discards the buffer for good. s.mu must be held.
 func (s *session) fail(err error) {
-	s.failure = err
+	s.failure, s.told = err, false
 	s.buf.Wipe()
-	s.buf = nil
+	s.buf, s.spans = nil, nil
 	clear(s.writers)
 	s.setState(sessionFailed)
+}
+
+// failed returns the failure to report: itself the first time, which the
+// caller logs, and marked as repeated after that, so that each failure
+// is logged once however many closes report it. s.mu must be held.
+func (s *session) failed() error {
+	if s.told {
+		return repeated{s.failure}
+	}
+	s.told = true
+	return s.failure
 }
 
 // flushAction is what a close of a descriptor asks of a session.
@@ -294,7 +379,7 @@ func (s *session) flush(c closer) (flushAction, error) {
 	defer s.mu.Unlock()
 	switch s.state {
 	case sessionFailed:
-		return flushReport, s.failure
+		return flushReport, s.failed()
 	case sessionClean, sessionOrphaned, sessionReleased:
 		return flushNothing, nil
 	}
@@ -306,7 +391,7 @@ func (s *session) flush(c closer) (flushAction, error) {
 	if c.killedBy != 0 {
 		s.fail(fault.E(s.key.Path(), "a process writing it was killed by signal "+strconv.Itoa(int(c.killedBy))+
 			" ("+c.killedBy.String()+") before it closed the file; nothing written through this file is committed"))
-		return flushReport, s.failure
+		return flushReport, s.failed()
 	}
 	if wrote {
 		return flushCommit, nil
@@ -324,7 +409,7 @@ func (s *session) fsyncNeeded() (bool, error) {
 	defer s.mu.Unlock()
 	switch s.state {
 	case sessionFailed:
-		return false, s.failure
+		return false, s.failed()
 	case sessionPending, sessionClosing, sessionDirty:
 		return true, nil
 	}
@@ -332,7 +417,8 @@ func (s *session) fsyncNeeded() (bool, error) {
 }
 
 // lockIdle locks s once no commit is in flight, for a close or an fsync,
-// which decide from where the commit left the session.
+// which decide from where the commit left the session. Only those wait
+// for a commit; a write never does.
 func (s *session) lockIdle() {
 	s.mu.Lock()
 	s.used()
@@ -350,23 +436,45 @@ func (s *session) waitIdle() {
 	s.mu.Lock()
 }
 
-// commit commits the buffer with put, unless there is nothing to commit.
-// The lock is not held while put runs: a stat or a write meanwhile does
-// not wait. Whatever put's failure, the session fails: the buffer will
-// never be committed later, and every later close says so.
+// commit commits the buffer with put, unless there is nothing to commit,
+// loading the value first if the writes are still an overlay (a close,
+// an fsync or a release may wait on the network; a write may not). The
+// lock is not held while loading or while put runs: a stat or a write
+// meanwhile does not wait. Whatever the failure, of the load or of put,
+// the session fails: the buffer will never be committed later, and every
+// later close says so.
 func (s *session) commit(ctx context.Context, put commitFunc) (store.Meta, bool, error) {
 	s.mu.Lock()
-	for s.state == sessionCommitting {
-		s.waitIdle()
-	}
-	switch s.state {
-	case sessionFailed:
-		defer s.mu.Unlock()
-		return store.Meta{}, false, s.failure
-	case sessionPending, sessionClosing, sessionDirty:
-	default:
-		defer s.mu.Unlock()
-		return store.Meta{}, false, nil
+	for {
+		for s.state == sessionCommitting {
+			s.waitIdle()
+		}
+		switch s.state {
+		case sessionFailed:
+			defer s.mu.Unlock()
+			return store.Meta{}, false, s.failed()
+		case sessionPending, sessionClosing, sessionDirty:
+		default:
+			defer s.mu.Unlock()
+			return store.Meta{}, false, nil
+		}
+		if s.loaded {
+			break
+		}
+		s.mu.Unlock()
+		err := s.ensure(ctx)
+		s.mu.Lock()
+		if err != nil && !s.loaded {
+			switch s.state {
+			case sessionPending, sessionClosing, sessionDirty:
+				// The writes cannot be laid over a value that cannot
+				// be read: they will never be committed.
+				s.fail(err)
+				defer s.mu.Unlock()
+				return store.Meta{}, false, s.failed()
+			}
+		}
+		// Loaded, or the session moved on meanwhile: decide again.
 	}
 	k, expected, written := s.key, s.expected, s.written
 	value := s.buf.Clone()
@@ -387,15 +495,18 @@ func (s *session) commit(ctx context.Context, put commitFunc) (store.Meta, bool,
 	}
 	if err != nil {
 		s.fail(err)
-		return store.Meta{}, false, err
+		return store.Meta{}, false, s.failed()
 	}
 	s.expected, s.meta = meta.Revision(), meta
-	if s.written != written {
-		s.setState(sessionDirty) // written during the commit: the next flush commits that
-	} else {
-		clear(s.writers)
-		s.setState(sessionClean)
-	}
+	s.change(func() {
+		s.releasing = false // the release's commit, if it was one, is done
+		if s.written != written {
+			s.state = sessionDirty // written during the commit: the next flush commits that
+		} else {
+			clear(s.writers)
+			s.state = sessionClean
+		}
+	})
 	return meta, true, nil
 }
 
@@ -410,9 +521,10 @@ func (s *session) orphan() {
 }
 
 // moved follows a rename of the secret from a revision old to meta at its
-// new key. A session that expected old now expects the renamed item; one
-// that expected an earlier revision was already stale, and fails as it
-// would have in place.
+// new key. A session that expected old now expects the renamed item (and
+// loads it, if it has not loaded the value yet); one that expected an
+// earlier revision was already stale, and fails as it would have in
+// place.
 func (s *session) moved(old store.Revision, meta store.Meta) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -420,8 +532,7 @@ func (s *session) moved(old store.Revision, meta store.Meta) {
 	switch {
 	case s.state == sessionFailed || s.state == sessionOrphaned || s.state == sessionReleased:
 	case s.expected.Equal(old):
-		s.expected = meta.Revision()
-		s.meta = meta
+		s.expected, s.meta = meta.Revision(), meta
 	default:
 		s.fail(fault.E(meta.Path(), fault.Conflict, "renamed after another writer changed it"))
 	}
@@ -439,20 +550,10 @@ func (s *session) releaseNeeded() bool {
 	}
 	switch s.state {
 	case sessionPending, sessionClosing, sessionDirty:
-		s.releasing = true
+		s.change(func() { s.releasing = true })
 		return true
 	}
 	return false
-}
-
-// busy reports whether requests about the secret must wait for this
-// session: it is closing (its release is coming), or committing for a
-// release. A commit on close or fsync is not waited for: the syscall that
-// makes it has not returned, so nothing can depend on it yet.
-func (s *session) busy() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.state == sessionClosing || (s.state == sessionCommitting && s.releasing)
 }
 
 // release wipes the buffer; the session is done.
@@ -460,8 +561,11 @@ func (s *session) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.buf.Wipe()
-	s.buf = nil
-	s.setState(sessionReleased)
+	s.buf, s.spans = nil, nil
+	s.change(func() {
+		s.state = sessionReleased
+		s.releasing = false
+	})
 }
 
 // current returns the state, for tests and for the settle rule.

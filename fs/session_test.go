@@ -3,6 +3,9 @@ package fs
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -61,7 +64,7 @@ func openSession(value string, creating bool) *session {
 		return newSession(testKey, meta, nil, false, 100, 0, nil)
 	}
 	meta := store.Meta{Key: testKey, Version: 1, InitialisationVector: []byte{1}, Size: int64(len(value))}
-	load := func(context.Context) (crypto.Plaintext, error) { return crypto.Plaintext(value), nil }
+	load := func(context.Context, store.Key, store.Meta) (crypto.Plaintext, error) { return crypto.Plaintext(value), nil }
 	return newSession(testKey, meta, load, false, 100, 0, nil)
 }
 
@@ -71,7 +74,7 @@ const writer, child uint64 = 7, 8
 
 func mustWrite(t *testing.T, s *session, owner uint64, data string, off int64) {
 	t.Helper()
-	if _, err := s.write(ctx0, owner, []byte(data), off, limit); err != nil {
+	if _, err := s.write(owner, []byte(data), off, limit); err != nil {
 		t.Fatalf("write: %v", err)
 	}
 }
@@ -175,7 +178,7 @@ func TestAFailedCommitNeverCommitsLater(t *testing.T) {
 	if s.releaseNeeded() {
 		t.Error("the release would commit a failed buffer")
 	}
-	if _, err := s.write(ctx0, writer, []byte("more"), 0, limit); err == nil {
+	if _, err := s.write(writer, []byte("more"), 0, limit); err == nil {
 		t.Error("a write after the failure succeeded")
 	}
 	if got := c.all(); len(got) != 0 {
@@ -233,7 +236,7 @@ func TestAnOrphanedSessionAcceptsWritesAndCommitsNothing(t *testing.T) {
 
 func TestAValueOverTheLimitFailsTheSession(t *testing.T) {
 	s := openSession("old", false)
-	if _, err := s.write(ctx0, writer, make([]byte, 10), 0, 5); !fault.Is(fault.TooLarge, err) {
+	if _, err := s.write(writer, make([]byte, 10), 0, 5); !fault.Is(fault.TooLarge, err) {
 		t.Fatalf("write over the limit: %v", err)
 	}
 	if action, err := s.flush(closer{owner: writer}); action != flushReport || !fault.Is(fault.TooLarge, err) {
@@ -289,7 +292,7 @@ func TestAnUnknownOutcomeIsReportedAsSuch(t *testing.T) {
 func TestATruncationIsNotCommittedByTheTruncatersCloseAndNeedsNoValue(t *testing.T) {
 	meta := store.Meta{Key: testKey, Version: 1, InitialisationVector: []byte{1}, Size: 3}
 	loads := 0
-	load := func(context.Context) (crypto.Plaintext, error) { loads++; return crypto.Plaintext("old"), nil }
+	load := func(context.Context, store.Key, store.Meta) (crypto.Plaintext, error) { loads++; return crypto.Plaintext("old"), nil }
 	s := newSession(testKey, meta, load, false, 100, 0, nil)
 	if err := s.truncate(ctx0, 0, limit); err != nil {
 		t.Fatal(err)
@@ -317,32 +320,272 @@ func TestATruncationIsNotCommittedByTheTruncatersCloseAndNeedsNoValue(t *testing
 	}
 }
 
-// An append needs the value: it is loaded once, at the first write.
-func TestAnAppendLoadsTheValueOnce(t *testing.T) {
-	meta := store.Meta{Key: testKey, Version: 1, InitialisationVector: []byte{1}, Size: 3}
-	loads := 0
-	load := func(context.Context) (crypto.Plaintext, error) { loads++; return crypto.Plaintext("old"), nil }
-	s := newSession(testKey, meta, load, true, 100, 0, nil)
-	mustWrite(t, s, writer, "+1", 0)
-	mustWrite(t, s, writer, "+2", 0)
-	buf := make([]byte, 16)
-	n, _ := s.read(ctx0, buf, 0)
-	if string(buf[:n]) != "old+1+2" || loads != 1 {
-		t.Errorf("buffer %q after %d loads; want old+1+2 after 1", buf[:n], loads)
+
+// loader is a fake value load that counts its calls, records what it was
+// asked for, and can fail or wait.
+type loader struct {
+	mu      sync.Mutex
+	value   string
+	err     error
+	calls   int
+	asked   []store.Key
+	hold    chan struct{} // if set, loads wait for it
+	entered chan struct{} // if set, told of each load as it begins
+}
+
+func (l *loader) load(ctx context.Context, k store.Key, meta store.Meta) (crypto.Plaintext, error) {
+	if l.entered != nil {
+		l.entered <- struct{}{}
+	}
+	if l.hold != nil {
+		<-l.hold
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	l.asked = append(l.asked, k)
+	if l.err != nil {
+		return nil, l.err
+	}
+	return crypto.Plaintext(l.value).Clone(), nil
+}
+
+func (l *loader) loads() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+// editSession opens a session on a stored value that l loads.
+func editSession(l *loader) *session {
+	meta := store.Meta{Key: testKey, Version: 1, InitialisationVector: []byte{1}, Size: int64(len(l.value))}
+	return newSession(testKey, meta, l.load, false, 100, 0, nil)
+}
+
+// commitOnce closes as the writer and commits, returning what was stored.
+func commitOnce(t *testing.T, s *session) string {
+	t.Helper()
+	if action, err := s.flush(closer{owner: writer, process: 100}); action != flushCommit {
+		t.Fatalf("the writer's close: %v, %v; want a commit", action, err)
+	}
+	c := &committed{}
+	if _, ok, err := s.commit(ctx0, c.put); !ok || err != nil {
+		t.Fatalf("commit: %v, %v", ok, err)
+	}
+	got := c.all()
+	if len(got) != 1 {
+		t.Fatalf("committed %q, want one value", got)
+	}
+	return got[0]
+}
+
+// write() only fills the buffer: writes to a value not loaded yet are an
+// overlay, and the commit lays them over the value it loads then.
+func TestWritesBeforeTheLoadLoadNothingAndTheCommitLaysThemOverTheValue(t *testing.T) {
+	for _, c := range []struct {
+		name, value string
+		writes      []string // data@offset, applied in order
+		want        string
+	}{
+		{"within the value", "abcdef", []string{"XY@2"}, "abXYef"},
+		{"the value longer than the writes", "abcdefgh", []string{"12@0"}, "12cdefgh"},
+		{"the writes longer than the value", "ab", []string{"WXYZ@1"}, "aWXYZ"},
+		{"a hole past the value's end reads zeros", "abcdef", []string{"XY@2", "Z@8"}, "abXYef\x00\x00Z"},
+		{"later writes win where they overlap", "abcdef", []string{"XYZ@1", "q@2", "r@3"}, "aXqref"},
+		{"touching writes", "abcdef", []string{"1@0", "2@1", "3@5"}, "12cde3"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := &loader{value: c.value}
+			s := editSession(l)
+			end := int64(0)
+			for _, w := range c.writes {
+				data, at, _ := strings.Cut(w, "@")
+				off, _ := strconv.ParseInt(at, 10, 64)
+				mustWrite(t, s, writer, data, off)
+				end = max(end, off+int64(len(data)))
+			}
+			if l.loads() != 0 {
+				t.Fatalf("writes loaded the value %d times, want none", l.loads())
+			}
+			if got, want := s.metadata().Size, max(int64(len(c.value)), end); got != want {
+				t.Errorf("size before the load: %d, want %d (the longer of the value and the writes)", got, want)
+			}
+			if got := commitOnce(t, s); got != c.want {
+				t.Errorf("committed %q, want %q", got, c.want)
+			}
+			if l.loads() != 1 {
+				t.Errorf("the commit loaded the value %d times, want 1", l.loads())
+			}
+		})
 	}
 }
 
-// A value that cannot be loaded (a public key only) fails the write that
-// needed it, not the session.
-func TestALoadFailureFailsOnlyTheWriteThatNeededIt(t *testing.T) {
-	meta := store.Meta{Key: testKey, Version: 1, InitialisationVector: []byte{1}, Size: 3}
-	denied := fault.E(fault.Permission, "public key only")
-	s := newSession(testKey, meta, func(context.Context) (crypto.Plaintext, error) { return nil, denied }, false, 100, 0, nil)
-	if _, err := s.write(ctx0, writer, []byte("x"), 1, limit); !fault.Is(fault.Permission, err) {
-		t.Errorf("a write in place without the value: %v", err)
+// A read through the writer's descriptor needs the whole value: it loads
+// it, with the writes so far laid over it; later writes and the commit
+// need no other load.
+func TestAReadThroughTheWriterLoadsTheValueOnce(t *testing.T) {
+	l := &loader{value: "abcdef"}
+	s := editSession(l)
+	mustWrite(t, s, writer, "XY", 2)
+	buf := make([]byte, 16)
+	n, err := s.read(ctx0, buf, 0)
+	if err != nil || string(buf[:n]) != "abXYef" {
+		t.Fatalf("read %q, %v; want abXYef", buf[:n], err)
 	}
+	mustWrite(t, s, writer, "Q", 0)
+	if got := commitOnce(t, s); got != "QbXYef" {
+		t.Errorf("committed %q", got)
+	}
+	if l.loads() != 1 {
+		t.Errorf("loaded %d times, want 1", l.loads())
+	}
+}
+
+// A truncation to 0 (how O_TRUNC arrives) discards the overlay and needs
+// no value; one to another size loads the value and cuts it there.
+func TestATruncationToZeroNeedsNoValueAndToAnotherSizeLoadsIt(t *testing.T) {
+	l := &loader{value: "abcdef"}
+	s := editSession(l)
+	mustWrite(t, s, writer, "XY", 2)
 	if err := s.truncate(ctx0, 0, limit); err != nil {
-		t.Errorf("truncating to nothing needs no value: %v", err)
+		t.Fatal(err)
 	}
-	mustWrite(t, s, writer, "new", 0)
+	mustWrite(t, s, writer, "n", 0)
+	if got := commitOnce(t, s); got != "n" || l.loads() != 0 {
+		t.Errorf("after a truncation to 0: committed %q after %d loads; want n after none", got, l.loads())
+	}
+
+	l = &loader{value: "abcdef"}
+	s = editSession(l)
+	mustWrite(t, s, writer, "XY", 3)
+	if err := s.truncate(ctx0, 4, limit); err != nil {
+		t.Fatal(err)
+	}
+	if l.loads() != 1 {
+		t.Fatalf("a truncation to 4 loaded %d times, want 1", l.loads())
+	}
+	mustWrite(t, s, writer, "Z", 6)
+	if got := commitOnce(t, s); got != "abcX\x00\x00Z" {
+		t.Errorf("committed %q, want the value with the write, cut at 4, then Z at 6", got)
+	}
+}
+
+// A value that cannot be loaded (a public key only, a frozen KMS) fails
+// the commit that needed it, never the write; and the session, so that
+// nothing of it is committed later, and the failure is told as new once.
+func TestALoadFailureFailsTheCommitNotTheWrite(t *testing.T) {
+	l := &loader{value: "abcdef", err: fault.E(fault.Unavailable, "no answer in time")}
+	s := editSession(l)
+	if _, err := s.write(writer, []byte("XY"), 2, limit); err != nil {
+		t.Fatalf("a write with the value out of reach: %v", err)
+	}
+	if action, _ := s.flush(closer{owner: writer, process: 100}); action != flushCommit {
+		t.Fatalf("close: %v", action)
+	}
+	c := &committed{}
+	_, ok, err := s.commit(ctx0, c.put)
+	var again repeated
+	if ok || !fault.Is(fault.Unavailable, err) || errors.As(err, &again) {
+		t.Fatalf("commit: %v, %v; want the load's failure, told as new", ok, err)
+	}
+	if s.current() != sessionFailed {
+		t.Errorf("state %v, want failed", s.current())
+	}
+	l.err = nil
+	if action, err := s.flush(closer{owner: writer}); action != flushReport || !errors.As(err, &again) {
+		t.Errorf("a later close: %v, %v; want the failure reported again", action, err)
+	}
+	if s.releaseNeeded() {
+		t.Error("the release would commit after a failed load")
+	}
+	if got := c.all(); len(got) != 0 {
+		t.Errorf("committed %q", got)
+	}
+}
+
+// The commit's load runs without the session's lock: a write meanwhile
+// returns at once, and is laid over the value with the others.
+func TestAWriteDuringTheCommitsLoadDoesNotWaitForIt(t *testing.T) {
+	l := &loader{value: "abcdef", hold: make(chan struct{}), entered: make(chan struct{}, 1)}
+	s := editSession(l)
+	mustWrite(t, s, writer, "XY", 2)
+	c := &committed{}
+	done := make(chan error, 1)
+	go func() { _, _, err := s.commit(ctx0, c.put); done <- err }()
+	<-l.entered
+	mustWrite(t, s, writer, "Q", 0) // would deadlock the test if it waited for the load
+	close(l.hold)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := c.all(); len(got) != 1 || got[0] != "QbXYef" {
+		t.Errorf("committed %q, want QbXYef", got)
+	}
+}
+
+// The load follows a rename: a session not loaded yet reads the value
+// where it lives now.
+func TestARenamedSessionLoadsFromItsNewName(t *testing.T) {
+	l := &loader{value: "abcdef"}
+	s := editSession(l)
+	mustWrite(t, s, writer, "XY", 2)
+	to := store.Meta{Key: store.Key{App: "app", Name: "t"}, Version: 1, InitialisationVector: []byte{9}, Size: 6}
+	s.moved(s.expected, to)
+	if got := commitOnce(t, s); got != "abXYef" {
+		t.Errorf("committed %q", got)
+	}
+	if len(l.asked) != 1 || l.asked[0] != to.Key {
+		t.Errorf("loaded %v, want the new name %v", l.asked, to.Key)
+	}
+}
+
+// The commit a release owes makes others wait (busy) while it loads, too.
+func TestAReleasesLoadIsWaitedFor(t *testing.T) {
+	l := &loader{value: "abcdef", hold: make(chan struct{}), entered: make(chan struct{}, 1)}
+	s := editSession(l)
+	changes := 0
+	s.onChange = func() { changes++ }
+	mustWrite(t, s, writer, "XY", 2)
+	if !s.releaseNeeded() || !s.busy() {
+		t.Fatal("written and never closed by its writer: the release owes a commit, which others wait for")
+	}
+	done := make(chan error, 1)
+	go func() { _, _, err := s.commit(ctx0, (&committed{}).put); done <- err }()
+	<-l.entered
+	if !s.busy() {
+		t.Error("not busy while the release's commit loads the value")
+	}
+	close(l.hold)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s.busy() || changes != 2 {
+		t.Errorf("after the release's commit: busy=%v, %d changes told; want not busy, 2", s.busy(), changes)
+	}
+}
+
+// An appending session is loaded at open (see mount.openWriter): its
+// writes go to the end without loading.
+func TestAnAppendingSessionWritesAtTheEndOfTheValueLoadedAtOpen(t *testing.T) {
+	l := &loader{value: "old"}
+	meta := store.Meta{Key: testKey, Version: 1, InitialisationVector: []byte{1}, Size: 3}
+	s := newSession(testKey, meta, l.load, true, 100, 0, nil)
+	if err := s.ensure(ctx0); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, s, writer, "+1", 0)
+	mustWrite(t, s, writer, "+2", 0)
+	if got := commitOnce(t, s); got != "old+1+2" || l.loads() != 1 {
+		t.Errorf("committed %q after %d loads; want old+1+2 after 1", got, l.loads())
+	}
+}
+
+func TestAddSpanMergesWhatOverlapsOrTouches(t *testing.T) {
+	var spans []span
+	for _, add := range []span{{10, 12}, {0, 2}, {5, 6}, {2, 3}, {11, 15}, {20, 21}, {4, 20}} {
+		spans = addSpan(spans, add)
+	}
+	if want := []span{{0, 3}, {4, 21}}; !slices.Equal(spans, want) {
+		t.Errorf("spans %v, want %v", spans, want)
+	}
 }

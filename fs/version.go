@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -43,21 +44,43 @@ var (
 	_ gofs.NodeOnForgetter = (*versionNode)(nil)
 )
 
+// maxInoAttempts bounds the numbers versionInode tries for one revision.
+// With a keyed hash a single collision is already beyond chance (see
+// versionIno); running out means the hash is broken, and the lookup fails
+// rather than loop or share an inode.
+const maxInoAttempts = 64
+
 // versionInode returns the inode of the revision meta describes, in
-// parent, reusing the one the kernel already has for it, and fills out's
-// attributes from it.
-func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta, attr *fuse.Attr) *versionNode {
-	ino := versionIno(k, meta.Revision())
-	m.mu.Lock()
-	n := m.versions[ino]
-	if n == nil {
-		n = &versionNode{m: m, key: k, ino: ino, meta: meta}
-		m.versions[ino] = n
-		parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
+// parent, and fills attr from it. The inode the kernel already has for
+// it is reused only if it is that revision of that secret: a node is one
+// application, name and revision, never matched by its number alone. A
+// number held by another revision (a collision of the hash) is passed
+// over for the next one versionIno gives, the same way every time.
+func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta, attr *fuse.Attr) (*versionNode, error) {
+	rev := meta.Revision()
+	for attempt := range maxInoAttempts {
+		ino := m.versionIno(k, rev, attempt)
+		m.mu.Lock()
+		n := m.versions[ino]
+		if n == nil {
+			n = &versionNode{m: m, key: k, ino: ino, meta: meta}
+			m.versions[ino] = n
+			parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
+		}
+		m.mu.Unlock()
+		if n.is(k, rev) {
+			n.attr(attr)
+			return n, nil
+		}
+		m.log.WithFields(logrus.Fields{"secret": k.String(), "holder": n.key.String(), "attempt": attempt}).
+			Warn("the inode number of a revision is held by another; it gets the next")
 	}
-	m.mu.Unlock()
-	n.attr(attr)
-	return n
+	return nil, fault.E(k.Path(), "no free inode number for this revision after "+strconv.Itoa(maxInoAttempts)+" tries")
+}
+
+// is reports whether n is revision rev of k.
+func (n *versionNode) is(k store.Key, rev store.Revision) bool {
+	return n.key == k && n.metadata().Revision().Equal(rev)
 }
 
 // metadata returns the revision's metadata.
@@ -87,7 +110,9 @@ func (n *versionNode) snapshot() secrets.Snapshot {
 		n.snap = n.m.cat.Snapshot(n.key, n.meta)
 		n.stop = n.snap.OnWipe(func() { n.m.notify.content(&n.Inode) })
 		n.m.mu.Lock()
-		n.m.versions[n.ino] = n
+		if n.m.versions[n.ino] == nil {
+			n.m.versions[n.ino] = n // the kernel took it back after a forget
+		}
 		n.m.mu.Unlock()
 	}
 	return n.snap
@@ -162,7 +187,7 @@ func (n *versionNode) open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 		return n.openWriter(ctx, flags)
 	}
 	if err := n.m.readable(p); err != nil {
-		return nil, 0, n.m.errno(op, err)
+		return nil, 0, n.m.errno(op, n.key.Path(), err)
 	}
 	if s := n.m.secret(n.key); s != nil {
 		// A writer that closed may be about to commit (`: > f && cat f`):
@@ -178,7 +203,7 @@ func (n *versionNode) open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 		if secrets.AsSuperseded(err) != nil || fault.Is(fault.NotFound, err) {
 			return nil, 0, n.m.relookup(op, p, "replaced or removed since it was listed")
 		}
-		return nil, 0, n.m.errno(op, err)
+		return nil, 0, n.m.errno(op, n.key.Path(), err)
 	}
 	snap.Touch()
 	return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
@@ -193,11 +218,11 @@ func (n *versionNode) openWriter(ctx context.Context, flags uint32) (gofs.FileHa
 	const op = "open"
 	p := n.key.Path()
 	if err := n.m.writable(p); err != nil {
-		return nil, 0, n.m.errno(op, err)
+		return nil, 0, n.m.errno(op, n.key.Path(), err)
 	}
 	if needsValue(flags) {
 		if err := n.m.readable(p); err != nil {
-			return nil, 0, n.m.errno(op, err)
+			return nil, 0, n.m.errno(op, n.key.Path(), err)
 		}
 	}
 	s, done := n.m.opener(n.key)
@@ -209,7 +234,7 @@ func (n *versionNode) openWriter(ctx context.Context, flags uint32) (gofs.FileHa
 	}
 	h, err := n.m.openWriter(ctx, s, flags, meta, err)
 	if err != nil {
-		return nil, 0, n.m.errno(op, err)
+		return nil, 0, n.m.errno(op, n.key.Path(), err)
 	}
 	// The descriptor bypasses the page cache, whose pages stay those of
 	// this revision (FOPEN_KEEP_CACHE: do not drop them at this open).
@@ -243,17 +268,17 @@ func (n *versionNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte,
 		return h.Read(ctx, dest, off)
 	}
 	if err := n.m.readable(n.key.Path()); err != nil {
-		return nil, n.m.errno(op, err)
+		return nil, n.m.errno(op, n.key.Path(), err)
 	}
 	snap := n.snapshot()
 	if err := snap.Bind(ctx); err != nil {
 		if snap, err = n.adopt(ctx, err); err != nil {
-			return nil, n.m.errno(op, err)
+			return nil, n.m.errno(op, n.key.Path(), err)
 		}
 	}
 	got, err := snap.ReadAt(ctx, dest, off)
 	if err != nil {
-		return nil, n.m.errno(op, err)
+		return nil, n.m.errno(op, n.key.Path(), err)
 	}
 	n.mu.Lock()
 	n.read = true
@@ -281,9 +306,8 @@ func (n *versionNode) adopt(ctx context.Context, err error) (secrets.Snapshot, e
 		if parent := n.m.root.GetChild(n.key.App); parent != nil {
 			n.m.notify.entry(parent, n.key.Name)
 		}
-		n.m.log.WithFields(logrus.Fields{"secret": n.key.String()}).
-			Warn("the secret changed between its listing and its first read, and grew; the read fails, the next open gets the new value")
-		return nil, fault.E(p, fault.Unavailable, "changed since it was listed", err)
+		// The read's failure is logged once, by the read, with this.
+		return nil, fault.E(p, fault.Unavailable, "changed between its listing and its first read, and grew: the read fails, the next open gets the new value", err)
 	}
 	old, oldStop := n.snap, n.stop
 	n.meta = sup.Now
@@ -308,12 +332,12 @@ func (n *versionNode) adopt(ctx context.Context, err error) (secrets.Snapshot, e
 // readers of this revision share that size.
 func (n *versionNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if err := n.m.checkSetattr(n.key.Path(), in, n.m.opts.FileMode); err != nil {
-		return n.m.errno("setattr", err)
+		return n.m.errno("setattr", n.key.Path(), err)
 	}
 	if size, ok := in.GetSize(); ok {
 		if h, ok := fh.(*writeHandle); ok {
 			if err := h.ss.truncate(ctx, int64(size), n.m.cat.MaxValueSize()); err != nil {
-				return n.m.errno("truncate", err)
+				return n.m.errno("truncate", n.key.Path(), err)
 			}
 		} else if errno := n.m.truncateByPath(ctx, n.m.secret(n.key), n.key, int64(size)); errno != 0 {
 			return errno
@@ -334,10 +358,12 @@ func isWrite(flags uint32) bool {
 }
 
 // needsValue reports whether an open for writing with flags surely needs
-// the current value: to read it, or to append to it. (An open for writing
-// only may also be an edit in place, which needs it too; but O_TRUNC does
-// not reach OPEN, so such an open may as well replace the value whole, and
-// only its first write in place can tell.)
+// the current value: to read it, or to append to it (which loads it at
+// open: see mount.openWriter). Such an open on a mount that cannot read
+// fails at once. (An open for writing only may also be an edit in place,
+// which needs the value too, at its commit; but O_TRUNC does not reach
+// OPEN, so such an open may as well replace the value whole, and only
+// its commit can tell.)
 func needsValue(flags uint32) bool {
 	return flags&syscall.O_ACCMODE != syscall.O_WRONLY || flags&syscall.O_APPEND != 0
 }

@@ -1,0 +1,168 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/crypto/cryptotest"
+	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
+	"github.com/secretfs/secretfs/store/memory"
+)
+
+// mountWith mounts m (made by newMount, and changed by the test) in this
+// process over a fresh directory, unmounted when the test ends.
+func mountWith(t *testing.T, m *mount) string {
+	t.Helper()
+	dir := t.TempDir()
+	server, err := m.serve(dir)
+	if err != nil {
+		t.Fatalf("mount (run as root with /dev/fuse and fuse3): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := server.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+			syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+	return dir
+}
+
+// audits collects what the mount tells Options.Audit.
+type audits struct {
+	mu  sync.Mutex
+	all []Access
+}
+
+func (a *audits) record(x Access) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.all = append(a.all, x)
+}
+
+// opens counts the successful opens recorded of k.
+func (a *audits) opens(k store.Key) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, x := range a.all {
+		if x.Op == "open" && x.Secret == k && x.Errno == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func inoOf(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// A forged item whose revision hashes to the inode number of another
+// secret the kernel holds (forced here: the mount's hash gives every
+// revision the same first number) gets an inode of its own, and serves
+// its own value, never the other's; the audit log names what was opened.
+// The first secret keeps its inode.
+func TestARevisionWhoseInodeNumberIsTakenGetsItsOwnInode(t *testing.T) {
+	envelope, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := secrets.NewKeeper(memory.New(), envelope, secrets.Options{})
+	db, config := store.Key{App: "app", Name: "db"}, store.Key{App: "app", Name: "config"}
+	for k, v := range map[store.Key]string{db: "value of db", config: "value of config"} {
+		if _, err := keeper.Put(context.Background(), k, []byte(v), store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen audits
+	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{
+		Log: quietMount().log, Audit: seen.record, TTL: time.Minute,
+		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+	})
+	const taken = 4242
+	var hashed sync.Map // attempts asked for, per secret
+	m.inoHash = func(k store.Key, rev store.Revision, attempt int) uint64 {
+		hashed.Store(k.Name+"#"+string(rune('0'+attempt)), true)
+		if attempt == 0 {
+			return taken
+		}
+		return taken + uint64(len(k.Name))<<8 + uint64(attempt)
+	}
+	dir := mountWith(t, m)
+
+	read := func(k store.Key) string {
+		t.Helper()
+		got, err := os.ReadFile(filepath.Join(dir, k.App, k.Name))
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return string(got)
+	}
+	if got := read(db); got != "value of db" {
+		t.Fatalf("app/db reads %q", got)
+	}
+	if ino := inoOf(t, filepath.Join(dir, "app/db")); ino != taken {
+		t.Fatalf("app/db has inode %d, want %d (the first number its hash gives)", ino, taken)
+	}
+	// The kernel holds app/db's inode now; app/config's first number is
+	// the same.
+	if got := read(config); got != "value of config" {
+		t.Errorf("app/config, whose first inode number is app/db's, reads %q, want its own value", got)
+	}
+	if ino := inoOf(t, filepath.Join(dir, "app/config")); ino == taken {
+		t.Errorf("app/config shares app/db's inode %d", ino)
+	}
+	if _, ok := hashed.Load("config#1"); !ok {
+		t.Error("app/config was not given its next number")
+	}
+	if got := read(db); got != "value of db" {
+		t.Errorf("app/db then reads %q", got)
+	}
+	if ino := inoOf(t, filepath.Join(dir, "app/db")); ino != taken {
+		t.Errorf("app/db moved to inode %d; its own inode is reused", ino)
+	}
+	if n := seen.opens(config); n != 1 {
+		t.Errorf("the audit log records %d opens of app/config, want 1", n)
+	}
+	if n := seen.opens(db); n != 2 {
+		t.Errorf("the audit log records %d opens of app/db, want 2 (the read of app/config is not one)", n)
+	}
+}
+
+// Without the test's hook, the numbers come from a keyed hash: the same
+// within a mount, different under another key, and never the created
+// inodes' range, 0 or the root's.
+func TestInodeNumbersAreKeyedPerMount(t *testing.T) {
+	k := store.Key{App: "app", Name: "s"}
+	rev := store.Revision{Version: 3, IV: []byte("0123456789ab")}
+	a, b := quietMount(), quietMount()
+	if a.versionIno(k, rev, 0) != a.versionIno(k, rev, 0) {
+		t.Error("one revision has two numbers in one mount")
+	}
+	if a.versionIno(k, rev, 0) == b.versionIno(k, rev, 0) {
+		t.Error("two mounts with their own keys give a revision the same number")
+	}
+	if a.versionIno(k, rev, 0) == a.versionIno(k, rev, 1) {
+		t.Error("the next attempt gives the same number")
+	}
+	other := store.Revision{Version: 3, IV: []byte("0123456789ac")}
+	if a.versionIno(k, rev, 0) == a.versionIno(k, other, 0) {
+		t.Error("two revisions share a number")
+	}
+	a.inoHash = func(store.Key, store.Revision, int) uint64 { return 1<<63 | 1 }
+	if ino := a.versionIno(k, rev, 0); ino>>63 != 0 || ino <= 1 {
+		t.Errorf("number %#x: in the created range, 0 or the root's", ino)
+	}
+}
