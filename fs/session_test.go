@@ -64,7 +64,9 @@ func openSession(value string, creating bool) *session {
 		return newSession(testKey, meta, nil, false, 100, 0, nil)
 	}
 	meta := store.Meta{Key: testKey, Version: 1, InitialisationVector: []byte{1}, Size: int64(len(value))}
-	load := func(context.Context, store.Key, store.Meta) (crypto.Plaintext, error) { return crypto.Plaintext(value), nil }
+	load := func(context.Context, store.Key, store.Meta) (crypto.Plaintext, error) {
+		return crypto.Plaintext(value), nil
+	}
 	return newSession(testKey, meta, load, false, 100, 0, nil)
 }
 
@@ -292,7 +294,10 @@ func TestAnUnknownOutcomeIsReportedAsSuch(t *testing.T) {
 func TestATruncationIsNotCommittedByTheTruncatersCloseAndNeedsNoValue(t *testing.T) {
 	meta := store.Meta{Key: testKey, Version: 1, InitialisationVector: []byte{1}, Size: 3}
 	loads := 0
-	load := func(context.Context, store.Key, store.Meta) (crypto.Plaintext, error) { loads++; return crypto.Plaintext("old"), nil }
+	load := func(context.Context, store.Key, store.Meta) (crypto.Plaintext, error) {
+		loads++
+		return crypto.Plaintext("old"), nil
+	}
 	s := newSession(testKey, meta, load, false, 100, 0, nil)
 	if err := s.truncate(ctx0, 0, limit); err != nil {
 		t.Fatal(err)
@@ -319,7 +324,6 @@ func TestATruncationIsNotCommittedByTheTruncatersCloseAndNeedsNoValue(t *testing
 		t.Errorf("a value replaced whole was loaded %d times", loads)
 	}
 }
-
 
 // loader is a fake value load that counts its calls, records what it was
 // asked for, and can fail or wait.
