@@ -1,27 +1,38 @@
 package main
 
 import (
+	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // listedName is how `secretfs ls` prints a name. A name whose characters
 // are all printable prints unchanged. A name holding a control character
-// (C0, DEL, C1) or a byte that is not UTF-8 would otherwise print as
-// something else, or move the cursor or end a line where a script reading
-// the listing expects a name to end; it is printed instead as one shell
-// word, the way GNU ls's shell-escape quoting style prints it in a UTF-8
-// locale: in single quotes, each run of such characters in $'...' with C
-// escapes or octal bytes, and each single quote escaped with a backslash
-// between quoted parts:
+// (C0, DEL, C1), a format character (Unicode category Cf: the bidi
+// controls such as U+202E RIGHT-TO-LEFT OVERRIDE, zero-width characters)
+// or a byte that is not UTF-8 would otherwise print as something else
+// ("\u202egpj.exe" shows as "exe.jpg"), or move the cursor or end a line
+// where a script reading the listing expects a name to end. It is printed
+// instead as one shell word, the way GNU ls's shell-escape quoting style
+// prints a name with control characters in a UTF-8 locale: in single
+// quotes, each run of such characters in $'...' with C escapes or octal
+// bytes, and each single quote escaped with a backslash between quoted
+// parts:
 //
 //	a<newline>b      'a'$'\n''b'
 //	<ESC>[31m        ''$'\033''[31m'
 //	it's<newline>    'it'\''s'$'\n'
+//	<U+202E>gpj.exe  ''$'\u202e''gpj.exe'
 //
-// Pasted into bash, zsh or ksh the word gives back the exact name. (Before
-// a name holding a single quote after its first character, GNU ls 9.1
-// prints a redundant pair of quotes; that is not copied.)
+// GNU ls prints format characters as they are; secretfs escapes them too,
+// as \uXXXX (\UXXXXXXXX beyond U+FFFF), which names the character for a
+// reader where octal bytes would not. Pasted into bash, zsh or ksh the
+// word gives back the exact name; for \u escapes, in a UTF-8 locale (in
+// the C locale bash leaves \u202e as it is), which is the only one in
+// which names, UTF-8 by the store's rule, read right. (Before a name
+// holding a single quote after its first character, GNU ls 9.1 prints a
+// redundant pair of quotes; that is not copied.)
 func listedName(name string) string {
 	if !strings.ContainsFunc(name, unprintable) && utf8.ValidString(name) {
 		return name
@@ -37,6 +48,10 @@ func listedName(name string) string {
 			if !inDollar {
 				b.WriteString("'$'")
 				inDollar = true
+			}
+			if unicode.Is(unicode.Cf, r) {
+				b.WriteString(runeEscape(r))
+				continue
 			}
 			for _, c := range []byte(chunk) {
 				b.WriteString(byteEscape(c))
@@ -59,11 +74,22 @@ func listedName(name string) string {
 	return b.String()
 }
 
-// unprintable reports whether r is a control character: C0, DEL or C1.
-// Other characters, including every other non-ASCII one, print as they
-// are, as GNU ls prints them in a UTF-8 locale.
+// unprintable reports whether r is a control character (C0, DEL or C1)
+// or a format character (Cf). Other characters, including every other
+// non-ASCII one, print as they are, as GNU ls prints them in a UTF-8
+// locale.
 func unprintable(r rune) bool {
-	return r < 0x20 || (r >= 0x7f && r <= 0x9f)
+	return r < 0x20 || (r >= 0x7f && r <= 0x9f) || unicode.Is(unicode.Cf, r)
+}
+
+// runeEscape is r inside $'...' as bash, zsh and ksh93 read it: \u and
+// four hex digits, or \U and eight beyond U+FFFF. The digits are always
+// that many, so that a hex digit after the escape is never read into it.
+func runeEscape(r rune) string {
+	if r > 0xffff {
+		return fmt.Sprintf(`\U%08x`, r)
+	}
+	return fmt.Sprintf(`\u%04x`, r)
 }
 
 // byteEscape is c inside $'...': the C escape bash understands there for

@@ -1,20 +1,24 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // The quoted forms are those GNU ls 9.1 printed for these names with
 // LC_ALL=C.UTF-8 ls --quoting-style=shell-escape, except that it starts
-// the last one with a redundant pair of single quotes.
-var listedNames = []struct{ name, listed string }{
+// the last one with a redundant pair of single quotes, and that it prints
+// format characters (Cf) as they are, which formatNames escapes.
+var listedNames = append([]struct{ name, listed string }{
 	{"plain", "plain"},
 	{"db-password.v2", "db-password.v2"},
 	{"a b", "a b"}, // printable: unchanged, although a shell would need quotes
 	{"it's", "it's"},
-	{"café ‮x", "café ‮x"}, // non-ASCII printable characters, a bidi override included
+	{"café", "café"}, // non-ASCII printable characters
+	{"日本語 ñ €", "日本語 ñ €"},
 	{"a\nb", `'a'$'\n''b'`},
 	{"\nb", `''$'\n''b'`},
 	{"a\n", `'a'$'\n'`},
@@ -38,6 +42,25 @@ var listedNames = []struct{ name, listed string }{
 	{"\n'", `''$'\n'\'''`},
 	{"a\n'b", `'a'$'\n'\''b'`},
 	{"it's\n", `'it'\''s'$'\n'`},
+}, formatNames...)
+
+// formatNames hold format characters (Unicode category Cf), which GNU ls
+// prints raw: bidi controls reorder what a terminal shows ("\u202egpj.exe"
+// shows as "exe.jpg"), zero-width ones hide. They are escaped as \u or \U
+// with the code point, a run of them in one $'...'.
+var formatNames = []struct{ name, listed string }{
+	{"\u202egpj.exe", `''$'\u202e''gpj.exe'`}, // RIGHT-TO-LEFT OVERRIDE
+	{"café \u202ex", `'café '$'\u202e''x'`},
+	{"a\u200bb", `'a'$'\u200b''b'`},                   // ZERO WIDTH SPACE
+	{"\u2066x\u2069", `''$'\u2066''x'$'\u2069'`},      // LEFT-TO-RIGHT ISOLATE ... POP DIRECTIONAL ISOLATE
+	{"\u2067\u2068ab", `''$'\u2067\u2068''ab'`},       // a run of them
+	{"\ufeffbom", `''$'\ufeff''bom'`},                 // ZERO WIDTH NO-BREAK SPACE
+	{"soft\u00adhyphen", `'soft'$'\u00ad''hyphen'`},   // SOFT HYPHEN
+	{"tag\U000e0041", `'tag'$'\U000e0041'`},           // TAG LATIN CAPITAL LETTER A, beyond U+FFFF
+	{"\u202eabc", `''$'\u202e''abc'`},                 // hex digits after the escape stay outside it
+	{"a\u0085\u202e\nb", `'a'$'\302\205\u202e\n''b'`}, // with a C1 and a C0 control
+	{"\u202e'x", `''$'\u202e'\''x'`},                  // and a single quote
+	{"\u202e\xff", `''$'\u202e\377'`},                 // and a byte that is not UTF-8
 }
 
 func TestListedNameQuotesNamesWithControlCharactersAsGNULsDoes(t *testing.T) {
@@ -45,6 +68,35 @@ func TestListedNameQuotesNamesWithControlCharactersAsGNULsDoes(t *testing.T) {
 		if got := listedName(tc.name); got != tc.listed {
 			t.Errorf("listedName(%q) = %s, want %s", tc.name, got, tc.listed)
 		}
+	}
+}
+
+// Every format character, not only those listed above, is escaped: no
+// name holding one prints as it is.
+func TestListedNameEscapesEveryFormatCharacter(t *testing.T) {
+	n := 0
+	for _, rng := range unicode.Cf.R16 {
+		for r := rune(rng.Lo); r <= rune(rng.Hi); r += rune(rng.Stride) {
+			escapedInDollarQuotes(t, r)
+			n++
+		}
+	}
+	for _, rng := range unicode.Cf.R32 {
+		for r := rune(rng.Lo); r <= rune(rng.Hi); r += rune(rng.Stride) {
+			escapedInDollarQuotes(t, r)
+			n++
+		}
+	}
+	if n < 100 {
+		t.Fatalf("only %d format characters checked", n)
+	}
+}
+
+func escapedInDollarQuotes(t *testing.T, r rune) {
+	t.Helper()
+	got := listedName("x" + string(r) + "y")
+	if strings.ContainsRune(got, r) || !strings.HasPrefix(got, "'x'$'\\") || !strings.HasSuffix(got, "''y'") {
+		t.Errorf("listedName(x U+%04X y) = %s, want it escaped in $'...'", r, got)
 	}
 }
 
@@ -62,11 +114,20 @@ func TestAQuotedNameIsAShellWordForTheExactName(t *testing.T) {
 		b := byte(c)
 		names = append(names, string([]byte{'a', b, '1', '\n'}), string([]byte{'\t', b, '\''}), string([]byte{b, 0x7f, b}))
 	}
+	// Format characters, each beside every byte that needs quoting.
+	for _, r := range []rune{0x202e, 0x200b, 0x2066, 0xfeff, 0xe0041} {
+		for c := 1; c < 256; c++ {
+			names = append(names, string(r)+string([]byte{byte(c)})+"f"+string(r))
+		}
+	}
 	var script strings.Builder
 	for _, n := range names {
 		script.WriteString("printf '%s\\0' " + listedName(n) + "\n")
 	}
-	out, err := exec.Command("bash", "-c", script.String()).Output()
+	// bash turns \u escapes into UTF-8 in a UTF-8 locale only.
+	bash := exec.Command("bash", "-c", script.String())
+	bash.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+	out, err := bash.Output()
 	if err != nil {
 		t.Fatalf("bash: %v", err)
 	}
@@ -86,7 +147,7 @@ func TestAQuotedNameIsAShellWordForTheExactName(t *testing.T) {
 
 func TestLsQuotesApplicationAndSecretNamesInShortAndLongListings(t *testing.T) {
 	dataDir := newStore(t)
-	for _, k := range []string{"app/plain", "app/a\nb", "tab\tapp/s"} {
+	for _, k := range []string{"app/plain", "app/a\nb", "app/\u202egpj.exe", "tab\tapp/s"} {
 		if _, stderr, err := run(t, strings.NewReader("v"), append([]string{"put", k}, dataDir...)...); err != nil {
 			t.Fatalf("put %q: %v\n%s", k, err, stderr)
 		}
@@ -102,11 +163,11 @@ func TestLsQuotesApplicationAndSecretNamesInShortAndLongListings(t *testing.T) {
 	if got, want := ls(), "app\n'tab'$'\\t''app'\n"; got != want {
 		t.Errorf("ls: %q, want %q", got, want)
 	}
-	if got, want := ls("app"), "'a'$'\\n''b'\nplain\n"; got != want {
+	if got, want := ls("app"), "'a'$'\\n''b'\nplain\n''$'\\u202e''gpj.exe'\n"; got != want {
 		t.Errorf("ls app: %q, want %q", got, want)
 	}
 	long := strings.Split(strings.TrimSuffix(ls("-l", "app"), "\n"), "\n")
-	if len(long) != 2 || !strings.HasSuffix(long[0], " 'a'$'\\n''b'") || !strings.HasSuffix(long[1], " plain") {
+	if len(long) != 3 || !strings.HasSuffix(long[0], " 'a'$'\\n''b'") || !strings.HasSuffix(long[1], " plain") || !strings.HasSuffix(long[2], ` ''$'\u202e''gpj.exe'`) {
 		t.Errorf("ls -l app: %q", long)
 	}
 }
