@@ -40,13 +40,15 @@ type line struct {
 }
 
 // Log writes entries as JSON lines. Safe for concurrent use; a failed
-// write is reported once to the function given to Open, and the log goes
-// on.
+// write is reported once to the function given to Open (once more after
+// each Reopen), and the log goes on.
 type Log struct {
-	mu     sync.Mutex
+	path   string // "" for standard error
+	failed func(error)
+
+	mu     sync.Mutex // guards what follows: Record, Reopen and Close swap or use the file
 	w      io.Writer
 	closer io.Closer
-	failed func(error)
 	broken bool
 }
 
@@ -56,11 +58,42 @@ func Open(path string, failed func(error)) (*Log, error) {
 	if path == "-" {
 		return &Log{w: os.Stderr, failed: failed}, nil
 	}
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Log{path: path, w: f, closer: f, failed: failed}, nil
+}
+
+func openFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	return &Log{w: f, closer: f, failed: failed}, nil
+	return f, nil
+}
+
+// Reopen opens the log's path again, creating the file if it is gone, and
+// writes there from then on: logrotate renames the file away and sends
+// SIGHUP, and the next entry goes to a new file at the path. If the path
+// cannot be opened, the log goes on writing to the file it had, and
+// Reopen says why. Standard error is not reopened.
+func (l *Log) Reopen() error {
+	if l.path == "" {
+		return nil
+	}
+	f, err := openFile(l.path)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.closer
+	l.w, l.closer, l.broken = f, f, false
+	l.mu.Unlock()
+	if err := old.Close(); err != nil {
+		return fmt.Errorf("audit log: closing the file it replaced: %w", err)
+	}
+	return nil
 }
 
 // Record writes e as one line.
@@ -89,6 +122,8 @@ func (l *Log) Record(e Entry) {
 
 // Close closes the file, if any.
 func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closer == nil {
 		return nil
 	}

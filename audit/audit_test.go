@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,4 +71,90 @@ func TestAFailedWriteIsReportedOnce(t *testing.T) {
 	if failures != 1 {
 		t.Errorf("%d failures reported, want 1", failures)
 	}
+}
+
+// logrotate's convention: the file is renamed away, then the log is told
+// to reopen (SIGHUP); entries before go to the renamed file, entries after
+// to a new file at the path, with mode 0600.
+func TestReopenWritesToANewFileAtThePathAfterTheOldOneWasRenamed(t *testing.T) {
+	dir := t.TempDir()
+	p, rotated := filepath.Join(dir, "audit.log"), filepath.Join(dir, "audit.log.1")
+	l, err := Open(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Record(Entry{Op: "open", Secret: "before"})
+	if err := os.Rename(p, rotated); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(Entry{Op: "open", Secret: "renamed"}) // still the open file: the renamed one
+	if err := l.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(Entry{Op: "open", Secret: "after"})
+	if got := secrets(t, rotated); len(got) != 2 || got[0] != "before" || got[1] != "renamed" {
+		t.Errorf("the renamed file holds %q, want before and renamed", got)
+	}
+	if got := secrets(t, p); len(got) != 1 || got[0] != "after" {
+		t.Errorf("the new file holds %q, want after", got)
+	}
+	if info, err := os.Stat(p); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("the new audit log: %v, %v; want mode 0600", info, err)
+	}
+}
+
+// A path that cannot be opened again leaves the log writing where it did,
+// and Reopen says why.
+func TestAFailedReopenKeepsTheOldFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	os.Mkdir(dir, 0o700)
+	p, rotated := filepath.Join(dir, "audit.log"), filepath.Join(t.TempDir(), "audit.log.1")
+	failures := 0
+	l, err := Open(p, func(error) { failures++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := os.Rename(p, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err == nil || !strings.Contains(err.Error(), p) {
+		t.Errorf("Reopen of a path whose directory is gone: %v, want an error naming it", err)
+	}
+	l.Record(Entry{Op: "open", Secret: "kept"})
+	if got := secrets(t, rotated); len(got) != 1 || got[0] != "kept" || failures != 0 {
+		t.Errorf("after a failed Reopen the old file holds %q (%d failures), want kept", got, failures)
+	}
+}
+
+func TestReopenOfStandardErrorDoesNothing(t *testing.T) {
+	l, err := Open("-", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil {
+		t.Errorf("Reopen of standard error: %v", err)
+	}
+}
+
+// secrets returns the secret of each entry in the audit file at p.
+func secrets(t *testing.T, p string) []string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e Entry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		got = append(got, e.Secret)
+	}
+	return got
 }
