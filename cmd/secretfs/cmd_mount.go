@@ -49,7 +49,7 @@ func newMountCommand(c *config) *cobra.Command {
 	mf := mountFlags{fileMode: 0o600, dirMode: 0o700}
 	cmd := &cobra.Command{
 		Use:   "mount MOUNTPOINT",
-		Short: "Mount the secrets at MOUNTPOINT, in the foreground (or with --daemon in the background); SIGINT, SIGTERM or umount unmounts",
+		Short: "Mount the secrets at MOUNTPOINT, in the foreground (or with --daemon in the background); SIGINT, SIGTERM or umount unmounts; SIGHUP reopens the log files",
 		Args:  cobra.ExactArgs(1),
 		// After the root's PersistentPreRunE, so values from SECRETFS_*
 		// are checked too.
@@ -77,7 +77,7 @@ func newMountCommand(c *config) *cobra.Command {
 	f.Var(&mf.dirMode, "dir-mode", "permission bits of directories (octal)")
 	f.StringVar(&mf.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics and health at /healthz")
 	f.BoolVar(&mf.daemon, "daemon", false, "return once the mount answers (non-zero, with the reason, if it fails) and serve in the background until unmounted")
-	f.StringVar(&mf.logFile, "log-file", "", "append the log to this file (default: standard error; syslog for --daemon)")
+	f.StringVar(&mf.logFile, "log-file", "", "append the log to this file, which SIGHUP reopens (default: standard error; for --daemon, syslog, or where it cannot be reached a file named after the mountpoint, such as run-secrets.log, in /var/log/secretfs when root, else in $XDG_STATE_HOME/secretfs)")
 	f.StringVar(&mf.auditLog, "audit-log", "", "write one JSON line per open, commit, unlink and rename of a secret, with who asked, to this file (- for standard error)")
 	f.StringSliceVar(&mf.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
 	return cmd
@@ -102,12 +102,22 @@ func (mf *mountFlags) check() error {
 }
 
 func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices io.Writer, ready *readyPipe) error {
+	// SIGHUP reopens the log files and never ends the mount. Its default
+	// action ends the process, which would leave a dead mount behind, so
+	// it is caught before anything else, long before the mount is made;
+	// one that comes before the files are open waits here for them.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := c.log
-	logs, err := logTo(log, mf.logFile, ready != nil)
+	logs, chosen, err := logTo(log, mf.logFile, ready != nil, dir, c.dataDir)
 	if err != nil {
 		return err
 	}
 	defer logs.Close()
+	if chosen != "" {
+		ready.note(chosen)
+	}
 	if ready != nil {
 		notices = logLines{log} // no terminal: first-use notices go to the log
 	}
@@ -144,6 +154,7 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 		}
 		defer auditLog.Close()
 	}
+	defer reopenOnHUP(hup, log, logFiles(logs, auditLog, mf.auditLog))()
 	b, err := c.open(ctx, true, notices)
 	if err != nil {
 		return err
@@ -225,6 +236,19 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	}
 	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
 	return unmount(server, dir, served, signals, log)
+}
+
+// logFiles lists the files SIGHUP reopens: the log file and the audit log,
+// if they are files.
+func logFiles(logs *logFile, auditLog *audit.Log, auditPath string) []reopenable {
+	var files []reopenable
+	if logs != nil {
+		files = append(files, reopenable{"log file " + logs.path, logs})
+	}
+	if auditLog != nil && auditPath != "-" {
+		files = append(files, reopenable{"audit log " + auditPath, auditLog})
+	}
+	return files
 }
 
 // auditTo returns the fs hook that records accesses in l, or nil.

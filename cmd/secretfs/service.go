@@ -8,12 +8,16 @@ import (
 	"log/syslog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/coreos/go-systemd/v22/unit"
 	"github.com/sirupsen/logrus"
 	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
 	"golang.org/x/sys/unix"
@@ -73,16 +77,25 @@ func daemonize(stderr io.Writer) error {
 		return fmt.Errorf("start the daemon: %w", err)
 	}
 	w.Close()
-	line, _ := bufio.NewReader(r).ReadString('\n')
-	line = strings.TrimSpace(line)
-	switch {
-	case line == "ready":
-		fmt.Fprintf(stderr, "secretfs: mounted, serving as process %d\n", cmd.Process.Pid)
-		cmd.Process.Release()
-		return nil
-	case strings.HasPrefix(line, "error: "):
-		cmd.Wait()
-		return errors.New(strings.TrimPrefix(line, "error: "))
+	lines := bufio.NewReader(r)
+	for {
+		line, readErr := lines.ReadString('\n')
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "note: "):
+			fmt.Fprintln(stderr, "secretfs:", strings.TrimPrefix(line, "note: "))
+			continue
+		case line == "ready":
+			fmt.Fprintf(stderr, "secretfs: mounted, serving as process %d\n", cmd.Process.Pid)
+			cmd.Process.Release()
+			return nil
+		case strings.HasPrefix(line, "error: "):
+			cmd.Wait()
+			return errors.New(strings.TrimPrefix(line, "error: "))
+		}
+		if readErr != nil {
+			break
+		}
 	}
 	err = cmd.Wait()
 	return fmt.Errorf("the mount exited before it answered (%v); its log says why", err)
@@ -101,6 +114,15 @@ func openReadyPipe() *readyPipe {
 	return &readyPipe{f: os.NewFile(uintptr(fd), "ready")}
 }
 
+// note tells the parent something to print on its standard error before
+// it returns (the daemon has none).
+func (p *readyPipe) note(text string) {
+	if p == nil || p.f == nil {
+		return
+	}
+	fmt.Fprintln(p.f, "note: "+strings.ReplaceAll(text, "\n", " "))
+}
+
 // done tells the parent how starting ended, once.
 func (p *readyPipe) done(err error) {
 	if p == nil || p.f == nil {
@@ -115,28 +137,187 @@ func (p *readyPipe) done(err error) {
 	p.f = nil
 }
 
-// logTo sends the mount's log to path (appending, mode 0600), or, for a
-// daemon without one, to syslog (journald reads it). It returns what to
-// close at exit.
-func logTo(log *logrus.Logger, path string, daemon bool) (io.Closer, error) {
+// logFile is the mount's log file, appended to (mode 0600). Reopen opens
+// its path again: logrotate's convention is to rename the file away and
+// send SIGHUP, after which new lines go to a new file at the path. Safe for
+// concurrent use.
+type logFile struct {
+	path string
+	mu   sync.Mutex // guards f, which Reopen swaps
+	f    *os.File
+}
+
+func openLogFile(path string) (*logFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &logFile{path: path, f: f}, nil
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Write(p)
+}
+
+// Reopen opens the path again, creating the file if it is gone, and
+// writes there from then on. If it cannot, the log goes on to the file it
+// had, and Reopen says why.
+func (l *logFile) Reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes the file; a nil logFile (the log goes elsewhere) has none.
+func (l *logFile) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+// systemLogDir is where a daemon run by root logs when it has neither
+// --log-file nor syslog.
+const systemLogDir = "/var/log/secretfs"
+
+// logTo sends the mount's log to path, or, for a daemon without one, to
+// syslog (journald reads it), or, where syslog cannot be reached
+// (containers, minimal hosts), to a file in the first of daemonLogDirs
+// that can be made, named after the mountpoint (daemonLogName): a daemon
+// always has a log. It returns the log file, if any, which SIGHUP reopens,
+// and, when the daemon chose the file itself, a sentence saying where, for
+// its parent to print before it returns.
+func logTo(log *logrus.Logger, path string, daemon bool, mountpoint, dataDir string) (file *logFile, chosen string, err error) {
 	switch {
 	case path != "":
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := openLogFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("--log-file: %w", err)
+			return nil, "", fmt.Errorf("--log-file: %w", err)
 		}
 		log.SetOutput(f)
-		return f, nil
-	case daemon:
-		hook, err := lsyslog.NewSyslogHook("", "", syslog.LOG_INFO|syslog.LOG_DAEMON, "secretfs")
-		if err != nil {
-			return nil, fmt.Errorf("a daemon without --log-file logs to syslog, which cannot be reached here (%v): pass --log-file", err)
-		}
+		return f, "", nil
+	case !daemon:
+		return nil, "", nil
+	}
+	hook, syslogErr := lsyslog.NewSyslogHook("", "", syslog.LOG_INFO|syslog.LOG_DAEMON, "secretfs")
+	if syslogErr == nil {
 		log.AddHook(hook)
 		log.SetOutput(io.Discard)
-		return io.NopCloser(nil), nil
+		return nil, "", nil
 	}
-	return io.NopCloser(nil), nil
+	f, err := openDaemonLog(daemonLogDirs(os.Geteuid() == 0, os.Getenv, dataDir), daemonLogName(mountpoint))
+	if err != nil {
+		return nil, "", fmt.Errorf("a daemon without --log-file logs to syslog, which cannot be reached here (%v), or else to a file, which could not be made (%v): pass --log-file", syslogErr, err)
+	}
+	log.SetOutput(f)
+	log.WithError(syslogErr).WithField("log_file", f.path).Info("no --log-file, and syslog cannot be reached: logging to this file")
+	return f, fmt.Sprintf("no --log-file, and syslog cannot be reached here (%v): logging to %s", syslogErr, f.path), nil
+}
+
+// daemonLogDirs lists, best first, the directories where a daemon with
+// neither --log-file nor syslog logs: /var/log/secretfs when root; then
+// $XDG_STATE_HOME/secretfs (by default ~/.local/state/secretfs, where the
+// XDG base directory specification keeps logs); then the data directory.
+// getenv reads the environment (mount(8) may give it none).
+func daemonLogDirs(root bool, getenv func(string) string, dataDir string) []string {
+	var dirs []string
+	if root {
+		dirs = append(dirs, systemLogDir)
+	}
+	// The specification ignores a relative XDG_STATE_HOME.
+	if state := getenv("XDG_STATE_HOME"); filepath.IsAbs(state) {
+		dirs = append(dirs, filepath.Join(state, "secretfs"))
+	} else if home := getenv("HOME"); filepath.IsAbs(home) {
+		dirs = append(dirs, filepath.Join(home, ".local", "state", "secretfs"))
+	}
+	if dataDir != "" {
+		if abs, err := filepath.Abs(dataDir); err == nil && !slices.Contains(dirs, abs) {
+			dirs = append(dirs, abs)
+		}
+	}
+	return dirs
+}
+
+// daemonLogName is the name of the log file of the mount at mountpoint:
+// the path escaped as `systemd-escape --path` does, which for a plain path
+// turns each / into -, as the secretfs@.service instance is named
+// (/run/secrets: run-secrets.log).
+func daemonLogName(mountpoint string) string {
+	if abs, err := filepath.Abs(mountpoint); err == nil {
+		mountpoint = abs
+	}
+	return unit.UnitNamePathEscape(mountpoint) + ".log"
+}
+
+// openDaemonLog opens name in the first of dirs that can be made (mode
+// 0700) and written in.
+func openDaemonLog(dirs []string, name string) (*logFile, error) {
+	var tried []string
+	for _, dir := range dirs {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			// The error names the part of the path that failed.
+			tried = append(tried, fmt.Sprintf("%s: %v", dir, err))
+			continue
+		}
+		f, err := openLogFile(filepath.Join(dir, name))
+		if err == nil {
+			return f, nil
+		}
+		tried = append(tried, err.Error())
+	}
+	if len(tried) == 0 {
+		return nil, errors.New("no directory to try")
+	}
+	return nil, errors.New(strings.Join(tried, "; "))
+}
+
+// reopenable is a log file that SIGHUP reopens at its path.
+type reopenable struct {
+	what string // which log, for the log line saying it could not be reopened
+	file interface {
+		// Reopen opens the path again and writes there from then on; if
+		// it cannot, it goes on writing where it did and says why.
+		Reopen() error
+	}
+}
+
+// reopenOnHUP reopens files at each signal from hup, SIGHUP, until the
+// function it returns is called, which waits for it to stop. SIGHUP never
+// ends the mount: with no file to reopen it is logged and ignored.
+func reopenOnHUP(hup <-chan os.Signal, log logrus.FieldLogger, files []reopenable) (stop func()) {
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-hup:
+			}
+			if len(files) == 0 {
+				log.Info("SIGHUP: no log file to reopen; ignored")
+				continue
+			}
+			log.Info("SIGHUP: reopening the log files") // the last line of a renamed log
+			for _, f := range files {
+				if err := f.file.Reopen(); err != nil {
+					log.WithError(err).Errorf("SIGHUP: could not reopen the %s; still writing to the file it had", f.what)
+				}
+			}
+			log.Info("SIGHUP: reopened the log files") // the first line of a new one
+		}
+	}()
+	return func() { close(quit); <-stopped }
 }
 
 // answers reports whether the mount at dir answers: a listing of its
