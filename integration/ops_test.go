@@ -1,0 +1,398 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/unit"
+)
+
+// Operating a mount (issue 11): SIGHUP and logrotate, where a daemon logs
+// when it has neither --log-file nor syslog, and what `secretfs ls` prints
+// for a name that would show as another.
+
+// auditOpens counts the audit log's opens of app/secret in the file at p.
+func auditOpens(t *testing.T, p, app, secret string) int {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		var e struct{ Op, App, Secret string }
+		if err := json.Unmarshal(s.Bytes(), &e); err != nil {
+			t.Fatalf("%s: line %q: %v", p, s.Text(), err)
+		}
+		if e.Op == "open" && e.App == app && e.Secret == secret {
+			n++
+		}
+	}
+	return n
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// logrotate renames the log and the audit log away and sends SIGHUP: the
+// daemon goes on serving, and what it logs and audits from then on goes to
+// new files at the original paths, nothing more to the renamed ones. A
+// second rotation works as the first. SIGINT then unmounts it cleanly.
+func TestSIGHUPReopensTheLogAndTheAuditLogAndTheDaemonGoesOnServing(t *testing.T) {
+	requireFUSE(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	value := unique("rotated")
+	b.cli(t, []byte(value), "put", "app/s")
+	dir := filepath.Join(t.TempDir(), "mnt")
+	logs := t.TempDir()
+	logPath, auditPath := filepath.Join(logs, "secretfs.log"), filepath.Join(logs, "audit.log")
+	_, stderr, err := b.run(nil, "mount", "--daemon", dir, "--log-file", logPath, "--audit-log", auditPath, "--log-format", "json")
+	if err != nil {
+		t.Fatalf("mount --daemon: %v\n%s", err, stderr)
+	}
+	pid := daemonPID(t, stderr)
+	killAtEnd(t, pid, dir)
+	cat := func() {
+		t.Helper()
+		if got, err := os.ReadFile(filepath.Join(dir, "app", "s")); err != nil || string(got) != value {
+			t.Fatalf("cat app/s: %v (the value read back: %v)", err, string(got) == value)
+		}
+	}
+	cat()
+	if n := auditOpens(t, auditPath, "app", "s"); n < 1 {
+		t.Fatalf("the audit log has %d opens of app/s before the rotation", n)
+	}
+
+	for rotation := 1; rotation <= 2; rotation++ {
+		oldLog, oldAudit := fmt.Sprintf("%s.%d", logPath, rotation), fmt.Sprintf("%s.%d", auditPath, rotation)
+		if err := os.Rename(logPath, oldLog); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(auditPath, oldAudit); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "a new log file at the path, saying it was reopened", func() bool {
+			return strings.Contains(readFile(logPath), `"msg":"SIGHUP: reopened the log files"`)
+		})
+		if !alive(pid) || !isMounted(dir) {
+			t.Fatalf("rotation %d: after SIGHUP the daemon is alive %v, mounted %v", rotation, alive(pid), isMounted(dir))
+		}
+		if !strings.Contains(readFile(oldLog), `"msg":"SIGHUP: reopening the log files"`) {
+			t.Errorf("rotation %d: the renamed log does not end with the SIGHUP:\n%s", rotation, readFile(oldLog))
+		}
+		before := auditOpens(t, oldAudit, "app", "s")
+		cat()
+		eventually(t, 10*time.Second, "the open after SIGHUP in a new audit log at the path", func() bool {
+			_, err := os.Stat(auditPath)
+			return err == nil && auditOpens(t, auditPath, "app", "s") >= 1
+		})
+		if after := auditOpens(t, oldAudit, "app", "s"); after != before {
+			t.Errorf("rotation %d: the renamed audit log got %d more opens after SIGHUP", rotation, after-before)
+		}
+		for _, p := range []string{logPath, auditPath} {
+			if info, err := os.Stat(p); err != nil || info.Mode().Perm() != 0o600 {
+				t.Errorf("rotation %d: the new %s: %v, %v; want mode 0600", rotation, p, info, err)
+			}
+		}
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the daemon exits after SIGINT", func() bool { return !alive(pid) })
+	if isMounted(dir) {
+		t.Errorf("%s is still mounted after SIGINT", dir)
+	}
+	if l := readFile(logPath); !strings.Contains(l, `"msg":"unmounting","signal":"interrupt"`) || !strings.Contains(l, `"msg":"unmounted"`) {
+		t.Errorf("the new log does not say SIGINT unmounted the daemon:\n%s", l)
+	}
+	all, _ := filepath.Glob(filepath.Join(logs, "*"))
+	for _, p := range all {
+		if strings.Contains(readFile(p), value) {
+			t.Errorf("%s holds the secret's value", p)
+		}
+	}
+}
+
+// Without a log file, SIGHUP (a terminal hangup, a stray kill -HUP) is
+// logged at info and ignored: the mount serves on, and SIGINT still
+// unmounts it and exits 0.
+func TestSIGHUPWithoutALogFileIsIgnoredAndSIGINTStillUnmounts(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	value := unique("hup")
+	b.cli(t, []byte(value), "put", "app/s")
+	m := mount(t, b)
+	m.secret(value)
+	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the mount logs the SIGHUP", func() bool {
+		return strings.Contains(m.log(), `"level":"info","msg":"SIGHUP: no log file to reopen; ignored"`)
+	})
+	if got := m.mustSh("cat app/s"); got != value {
+		t.Fatalf("cat after SIGHUP: the value read back: %v", got == value)
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the mount did not exit within 20s of SIGINT")
+	}
+	if m.waitErr != nil {
+		t.Errorf("after SIGINT the mount exited with %v, want 0", m.waitErr)
+	}
+	if isMounted(m.dir) {
+		t.Errorf("%s is still mounted after SIGINT", m.dir)
+	}
+}
+
+// foreground is a `secretfs mount` run in the foreground by a test that
+// reads its log from --log-file.
+type foreground struct {
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+}
+
+// startForeground starts `secretfs mount DIR` with extra flags. Cleanup
+// stops it with SIGTERM (SIGKILL after 20 s) and detaches what is left.
+func startForeground(t *testing.T, b *backend, dir string, extra ...string) *foreground {
+	t.Helper()
+	requireFUSE(t)
+	p := &foreground{exited: make(chan struct{})}
+	p.cmd = exec.Command(binary, append(append([]string{"mount", dir}, b.flags...), extra...)...)
+	p.cmd.Env = append(os.Environ(), b.env...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(20 * time.Second):
+				p.cmd.Process.Kill()
+				<-p.exited
+			}
+		}
+		if isMounted(dir) {
+			syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+	return p
+}
+
+// A SIGHUP that comes once the mount is made but before it answers its
+// first listing (the store does not answer, so that window lasts seconds)
+// does not end the process, which would leave a dead mount: the mount goes
+// on to serve.
+func TestSIGHUPBeforeTheMountAnswersDoesNotEndIt(t *testing.T) {
+	b, own := ownDynamo(t, true, "--timeout", "2s")
+	b.cli(t, []byte("v"), "put", "app/s", "--kms-key", localKMSKey(t))
+	dir := filepath.Join(t.TempDir(), "mnt")
+	logPath := filepath.Join(t.TempDir(), "secretfs.log")
+	own.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			own.Resume()
+		}
+	}()
+	p := startForeground(t, b, dir, "--read-only", "--log-file", logPath, "--log-format", "json")
+	eventually(t, 30*time.Second, "the mount is made", func() bool { return isMounted(dir) })
+	if strings.Contains(readFile(logPath), `"msg":"mounted"`) {
+		t.Fatalf("the mount answered its first listing with the store paused: the SIGHUP would not come before it\n%s", readFile(logPath))
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the SIGHUP is handled", func() bool {
+		return strings.Contains(readFile(logPath), `"msg":"SIGHUP: reopened the log files"`)
+	})
+	if strings.Contains(readFile(logPath), `"msg":"mounted"`) {
+		t.Fatalf("the mount answered its first listing before the SIGHUP was handled, with the store paused\n%s", readFile(logPath))
+	}
+	own.Resume()
+	resumed = true
+	eventually(t, 30*time.Second, "the mount serves", func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("the mount exited: %v\n%s", p.waitErr, readFile(logPath))
+		default:
+		}
+		return strings.Contains(readFile(logPath), `"msg":"mounted"`)
+	})
+	eventually(t, 10*time.Second, "app/s reads", func() bool {
+		got, err := os.ReadFile(filepath.Join(dir, "app", "s"))
+		return err == nil && string(got) == "v"
+	})
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the mount did not exit within 20s of SIGTERM")
+	}
+	if p.waitErr != nil || isMounted(dir) {
+		t.Errorf("after SIGTERM: exit %v, mounted %v; want 0 and unmounted", p.waitErr, isMounted(dir))
+	}
+}
+
+// syslogSockets are where Go's log/syslog, and so the daemon, looks for
+// the local syslog.
+var syslogSockets = []string{"/dev/log", "/var/run/syslog", "/var/run/log"}
+
+// `mount -t fuse.secretfs local:DIR MNT -o ro`, with no log_file= and no
+// syslog to reach, mounts: the daemon logs to
+// /var/log/secretfs/<mountpoint, escaped>.log (it runs as root), and
+// mount's standard error says so before it returns. The test runs in a
+// mount namespace of its own: any syslog socket is covered by an empty
+// file (a socket nothing listens on), /var/log is a directory of the
+// test's, and /usr/local/bin holds the built binary, where mount(8) finds
+// helpers.
+func TestMountFormDaemonWithoutSyslogLogsToVarLogSecretfsAndSaysWhere(t *testing.T) {
+	requireFUSE(t)
+	requireRoot(t)
+	if _, err := exec.LookPath("mount.fuse3"); err != nil {
+		t.Fatalf("mount.fuse3 (fuse3) is needed: %v", err)
+	}
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	value := unique("nosyslog")
+	b.cli(t, []byte(value), "put", "app/s")
+	tmp := t.TempDir()
+	bin, varLog := filepath.Join(tmp, "bin"), filepath.Join(tmp, "varlog")
+	for _, d := range []string{bin, varLog} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", binary, filepath.Join(bin, "secretfs")).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	empty := filepath.Join(tmp, "not-a-socket")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(tmp, "mnt")
+	os.Mkdir(dir, 0o755)
+	stderrFile := filepath.Join(tmp, "mount.stderr")
+	// The daemon outlives the script only if it fails midway; kill it then.
+	t.Cleanup(func() {
+		if m := regexp.MustCompile(`serving as process (\d+)`).FindStringSubmatch(readFile(stderrFile)); m != nil {
+			if pid, _ := strconv.Atoi(m[1]); alive(pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	script := fmt.Sprintf(`set -e
+trap 'umount -l %[1]s 2>/dev/null || true' EXIT
+mount --bind %[2]s /usr/local/bin
+mount --bind %[3]s /var/log
+for p in %[4]s; do
+  if [ -S "$p" ]; then mount --bind %[5]s "$p"; echo "covered $p"; fi
+done
+mount -t fuse.secretfs local:%[6]s %[1]s -o ro 2>%[7]s
+echo "read: $(cat %[1]s/app/s)"
+pid=$(sed -n 's/.*serving as process \([0-9]*\).*/\1/p' %[7]s)
+[ -n "$pid" ] || { echo "no pid"; exit 1; }
+umount %[1]s
+for i in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && echo "daemon still running after umount" || echo "daemon gone"
+`, dir, bin, varLog, strings.Join(syslogSockets, " "), empty, b.dataDir(), stderrFile)
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script).CombinedOutput()
+	said := readFile(stderrFile)
+	if err != nil {
+		t.Fatalf("%v\n%s\nmount's standard error:\n%s", err, out, said)
+	}
+	t.Logf("%s", out)
+	for _, want := range []string{"read: " + value, "daemon gone"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the script's output lacks %q:\n%s", want, out)
+		}
+	}
+
+	name := unit.UnitNamePathEscape(dir) + ".log"
+	documented := "/var/log/secretfs/" + name
+	where := strings.Index(said, "logging to "+documented)
+	served := strings.Index(said, "serving as process")
+	if where < 0 || served < 0 || where > served {
+		t.Errorf("mount's standard error does not say, before it mounted, that the daemon logs to %s:\n%s", documented, said)
+	}
+	if !strings.Contains(said, "syslog cannot be reached") {
+		t.Errorf("mount's standard error does not say why it logs to a file:\n%s", said)
+	}
+	logPath := filepath.Join(varLog, "secretfs", name)
+	log := readFile(logPath)
+	for _, want := range []string{"syslog cannot be reached: logging to this file", "msg=mounted", "unmounted from outside"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("%s lacks %q:\n%s", documented, want, log)
+		}
+	}
+	if strings.Contains(log, value) {
+		t.Errorf("%s holds the secret's value", documented)
+	}
+	if info, err := os.Stat(logPath); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("the log: %v, %v; want mode 0600", info, err)
+	}
+	if info, err := os.Stat(filepath.Dir(logPath)); err != nil || info.Mode().Perm() != 0o700 {
+		t.Errorf("/var/log/secretfs: %v, %v; want mode 0700", info, err)
+	}
+}
+
+// `secretfs ls` prints a name holding U+202E RIGHT-TO-LEFT OVERRIDE, which
+// a terminal would show as "exe.jpg", escaped, as one shell word that bash
+// reads back as the name; an ordinary UTF-8 name prints as it is.
+func TestLsEscapesABidiOverrideInASecretName(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	spoof := "\u202egpj.exe"
+	b.cli(t, []byte("v"), "put", "app/"+spoof)
+	b.cli(t, []byte("v"), "put", "app/café")
+	b.cli(t, []byte("v"), "put", "\u2066isolated\u2069/s")
+
+	out := b.cli(t, nil, "ls", "app")
+	if want := "café\n''$'\\u202e''gpj.exe'\n"; out != want {
+		t.Errorf("secretfs ls app printed %q, want %q", out, want)
+	}
+	if strings.ContainsRune(out, '\u202e') {
+		t.Errorf("secretfs ls app printed U+202E raw")
+	}
+	if out := b.cli(t, nil, "ls"); !strings.Contains(out, "''$'\\u2066''isolated'$'\\u2069'\n") {
+		t.Errorf("secretfs ls printed %q, want the application's isolates escaped", out)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	word := lines[len(lines)-1]
+	bash := exec.Command("bash", "-c", "printf %s "+word)
+	bash.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+	var got bytes.Buffer
+	bash.Stdout = &got
+	if err := bash.Run(); err != nil || got.String() != spoof {
+		t.Errorf("bash reads %s as %q (%v), want %q", word, got.String(), err, spoof)
+	}
+}
