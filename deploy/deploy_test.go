@@ -10,6 +10,7 @@ import (
 	"debug/elf"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -49,6 +50,7 @@ type (
 	}
 	podSpec struct {
 		ServiceAccountName            string `yaml:"serviceAccountName"`
+		HostNetwork                   bool   `yaml:"hostNetwork"`
 		TerminationGracePeriodSeconds int    `yaml:"terminationGracePeriodSeconds"`
 		SecurityContext               struct {
 			RunAsUser    int  `yaml:"runAsUser"`
@@ -80,6 +82,7 @@ type (
 		} `yaml:"ports"`
 		ReadinessProbe *struct {
 			HTTPGet struct {
+				Host string `yaml:"host"`
 				Path string `yaml:"path"`
 				Port string `yaml:"port"`
 			} `yaml:"httpGet"`
@@ -266,6 +269,36 @@ func TestTheDaemonSetMountsOnTheNodeAndTheConsumerSeesItReadOnly(t *testing.T) {
 	}
 	if uid, gid := flagValue(args, "uid"), flagValue(args, "gid"); uid != strconv.Itoa(pod.SecurityContext.RunAsUser) || gid != strconv.Itoa(pod.SecurityContext.RunAsGroup) {
 		t.Errorf("the consumer runs as %d:%d, the secrets belong to %s:%s", pod.SecurityContext.RunAsUser, pod.SecurityContext.RunAsGroup, uid, gid)
+	}
+}
+
+// The metrics stay on the node: /metrics counts what the mount answered by
+// errno, which tells whoever can write the store how its forgeries fared.
+// --metrics-addr listens on a loopback address; the kubelet's probe can
+// reach a pod's loopback only when the pod has the node's network
+// (hostNetwork) and the probe names that address (else it asks the pod's
+// IP, where nothing listens). A consumer pod never shares the node's
+// network, where the metrics are.
+func TestTheDaemonSetServesMetricsOnLoopbackWhereItsProbeReachesThem(t *testing.T) {
+	ds := load(t, "daemonset.yaml")["DaemonSet"].(*daemonSetSpec).Template.Spec
+	pod := load(t, "consumer-pod.yaml")["Pod"].(*podSpec)
+	daemon := ds.Containers[0]
+	addr := flagValue(daemon.Args, "metrics-addr")
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("--metrics-addr=%q: %v", addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		t.Errorf("--metrics-addr=%s listens beyond loopback", addr)
+	}
+	if !ds.HostNetwork {
+		t.Error("the DaemonSet's pod has a network of its own: the kubelet's probe cannot reach its loopback")
+	}
+	if probe := daemon.ReadinessProbe; probe == nil || probe.HTTPGet.Host != host {
+		t.Errorf("the readiness probe does not ask %s, where the metrics listen", host)
+	}
+	if pod.HostNetwork {
+		t.Error("the consumer pod shares the node's network, where the metrics are")
 	}
 }
 
