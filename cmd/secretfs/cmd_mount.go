@@ -105,7 +105,7 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	// SIGHUP reopens the log files and never ends the mount. Its default
 	// action ends the process, which would leave a dead mount behind, so
 	// it is caught before anything else, long before the mount is made;
-	// one that comes before the files are open waits here for them.
+	// one that comes before the files are open waits in hup for them.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -236,19 +236,6 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	}
 	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
 	return unmount(server, dir, served, signals, log)
-}
-
-// logFiles lists the files SIGHUP reopens: the log file and the audit log,
-// if they are files.
-func logFiles(logs *logFile, auditLog *audit.Log, auditPath string) []reopenable {
-	var files []reopenable
-	if logs != nil {
-		files = append(files, reopenable{"log file " + logs.path, logs})
-	}
-	if auditLog != nil && auditPath != "-" {
-		files = append(files, reopenable{"audit log " + auditPath, auditLog})
-	}
-	return files
 }
 
 // auditTo returns the fs hook that records accesses in l, or nil.

@@ -21,6 +21,8 @@ import (
 	"github.com/sirupsen/logrus"
 	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/audit"
 )
 
 // Running as a service: systemd's notifications, --daemon, and where the
@@ -289,6 +291,19 @@ type reopenable struct {
 		// it cannot, it goes on writing where it did and says why.
 		Reopen() error
 	}
+}
+
+// logFiles lists the files SIGHUP reopens: the log file and the audit log,
+// if they are files.
+func logFiles(logs *logFile, auditLog *audit.Log, auditPath string) []reopenable {
+	var files []reopenable
+	if logs != nil {
+		files = append(files, reopenable{"log file " + logs.path, logs})
+	}
+	if auditLog != nil && auditPath != "-" {
+		files = append(files, reopenable{"audit log " + auditPath, auditLog})
+	}
+	return files
 }
 
 // reopenOnHUP reopens files at each signal from hup, SIGHUP, until the
