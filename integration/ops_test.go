@@ -330,7 +330,7 @@ kill -0 $pid 2>/dev/null && echo "daemon still running after umount" || echo "da
 	if err != nil {
 		t.Fatalf("%v\n%s\nmount's standard error:\n%s", err, out, said)
 	}
-	t.Logf("%s", out)
+	t.Logf("%s\nmount's standard error:\n%s", out, said)
 	for _, want := range []string{"read: " + value, "daemon gone"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the script's output lacks %q:\n%s", want, out)

@@ -217,14 +217,19 @@ func logTo(log *logrus.Logger, path string, daemon bool, mountpoint, dataDir str
 		log.SetOutput(io.Discard)
 		return nil, "", nil
 	}
+	// Go's error says only "Unix syslog delivery error".
+	unreachable := fmt.Sprintf("syslog cannot be reached here (nothing takes messages at %s)", syslogSockets)
 	f, err := openDaemonLog(daemonLogDirs(os.Geteuid() == 0, os.Getenv, dataDir), daemonLogName(mountpoint))
 	if err != nil {
-		return nil, "", fmt.Errorf("a daemon without --log-file logs to syslog, which cannot be reached here (%v), or else to a file, which could not be made (%v): pass --log-file", syslogErr, err)
+		return nil, "", fmt.Errorf("a daemon without --log-file logs to syslog, but %s, or else to a file, which could not be made (%v): pass --log-file", unreachable, err)
 	}
 	log.SetOutput(f)
 	log.WithError(syslogErr).WithField("log_file", f.path).Info("no --log-file, and syslog cannot be reached: logging to this file")
-	return f, fmt.Sprintf("no --log-file, and syslog cannot be reached here (%v): logging to %s", syslogErr, f.path), nil
+	return f, fmt.Sprintf("no --log-file, and %s: logging to %s", unreachable, f.path), nil
 }
+
+// syslogSockets are where log/syslog looks for the local syslog.
+const syslogSockets = "/dev/log, /var/run/syslog or /var/run/log"
 
 // daemonLogDirs lists, best first, the directories where a daemon with
 // neither --log-file nor syslog logs: /var/log/secretfs when root; then
