@@ -3,6 +3,23 @@
 // the file system maps the Kind to an errno in exactly one place
 // (fs/errno.go). Messages name secrets and operations, never values: no
 // plaintext may ever be placed in an Error.
+//
+// An Error prints as "op: path: kind: message: cause", leaving out what is
+// empty. Wrapping says each thing once, as Upspin's errors.E does:
+//
+//   - A wrapped *Error does not repeat the op or the path of the Error
+//     around it (or, when that one names none, of the nearest one out
+//     that does): E(Op("cache.Bind"), Path("app/db"), inner) with inner
+//     about "app/db" prints "cache.Bind: app/db: ..." and then inner
+//     without its path.
+//   - The kind is said once, by the innermost Error of a run of Errors of
+//     that kind: an Error whose cause (at any depth) is an Error of the
+//     same kind leaves its own out.
+//   - A message and a cause are both kept: E(Conflict, "created
+//     concurrently", err) prints the message and then err.
+//
+// The fields themselves are never changed by wrapping: only the printing
+// leaves repeats out, so errors.Is and errors.As see every Error as built.
 package fault
 
 import (
@@ -31,6 +48,7 @@ const (
 	NotSupported             // an operation secretfs does not offer
 	NotPermitted             // an operation the layout forbids: a file at the root, a directory in an application, chmod
 	CrossDevice              // a move secretfs leaves to the caller, file by file (renaming an application)
+	NoSpace                  // the store's disk is full: the write that did not fit was not made
 )
 
 var kindNames = [...]string{
@@ -49,6 +67,7 @@ var kindNames = [...]string{
 	NotSupported: "not supported",
 	NotPermitted: "not permitted",
 	CrossDevice:  "cannot be moved in one step",
+	NoSpace:      "no space left on the store's disk",
 }
 
 func (k Kind) String() string {
@@ -69,14 +88,15 @@ type Error struct {
 	Op   Op
 	Path Path
 	Kind Kind
-	Err  error // the underlying cause; may be nil
+	Msg  string // what happened, in words, beyond the Kind; may be empty
+	Err  error  // the underlying cause; may be nil
 }
 
 // E builds an *Error from its arguments, which may come in any order:
-// an Op, a Path, a Kind, an error (the cause) or a string (a message that
-// becomes the cause). A nil error is ignored. When the cause is itself an
-// *Error and no Kind is given, the cause's Kind is inherited, so wrapping
-// keeps the classification.
+// an Op, a Path, a Kind, a string (the message) or an error (the cause).
+// When an argument of one type is given more than once, the last one
+// wins. A nil error is ignored. When no Kind (or Other) is given, the
+// cause's Kind is inherited, so wrapping keeps the classification.
 func E(args ...any) error {
 	e := &Error{}
 	for _, a := range args {
@@ -87,11 +107,11 @@ func E(args ...any) error {
 			e.Path = a
 		case Kind:
 			e.Kind = a
+		case string:
+			e.Msg = a
 		case nil:
 		case error:
 			e.Err = a
-		case string:
-			e.Err = errors.New(a)
 		default:
 			panic("fault.E: unexpected argument type")
 		}
@@ -104,26 +124,59 @@ func E(args ...any) error {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	if e.Op != "" {
-		b.WriteString(string(e.Op))
-		b.WriteString(": ")
+	e.print(&b, "", "")
+	if b.Len() == 0 {
+		return Other.String()
 	}
-	if e.Path != "" {
-		b.WriteString(string(e.Path))
-		b.WriteString(": ")
-	}
-	inner, isFault := e.Err.(*Error)
-	// Say the kind once: a wrapped *Error of the same kind already says it.
-	if e.Kind != Other && !(isFault && inner.Kind == e.Kind) {
-		b.WriteString(e.Kind.String())
-		if e.Err != nil {
+	return b.String()
+}
+
+// print appends e to b. saidOp and saidPath are the op and path the
+// enclosing Errors already printed, which e leaves out (see the package
+// comment).
+func (e *Error) print(b *strings.Builder, saidOp Op, saidPath Path) {
+	add := func(s string) {
+		if s == "" {
+			return
+		}
+		if b.Len() > 0 {
 			b.WriteString(": ")
 		}
+		b.WriteString(s)
 	}
-	if e.Err != nil {
-		b.WriteString(e.Err.Error())
+	if e.Op != saidOp {
+		add(string(e.Op))
 	}
-	return strings.TrimSuffix(b.String(), ": ")
+	if e.Op != "" {
+		saidOp = e.Op
+	}
+	if e.Path != saidPath {
+		add(string(e.Path))
+	}
+	if e.Path != "" {
+		saidPath = e.Path
+	}
+	if e.Kind != Other && kindSaidBy(e.Err) != e.Kind {
+		add(e.Kind.String())
+	}
+	add(e.Msg)
+	if inner, ok := e.Err.(*Error); ok {
+		inner.print(b, saidOp, saidPath)
+	} else if e.Err != nil {
+		add(e.Err.Error())
+	}
+}
+
+// kindSaidBy is the Kind that err's message states: that of the
+// outermost *Error in its chain with a Kind other than Other, which
+// prints it (or leaves it to one further in of the same Kind).
+func kindSaidBy(err error) Kind {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if fe, ok := err.(*Error); ok && fe.Kind != Other {
+			return fe.Kind
+		}
+	}
+	return Other
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -44,7 +44,7 @@ func TestKindOfPlainErrorIsOther(t *testing.T) {
 func TestErrorStringNamesOpPathKindOnce(t *testing.T) {
 	inner := E(Op("sqlite.Put"), Path("app/db"), Conflict, "stored version is 4")
 	outer := E(Op("secrets.Put"), Path("app/db"), inner)
-	want := "secrets.Put: app/db: sqlite.Put: app/db: changed concurrently: stored version is 4"
+	want := "secrets.Put: app/db: sqlite.Put: changed concurrently: stored version is 4"
 	if got := outer.Error(); got != want {
 		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
 	}
@@ -55,5 +55,114 @@ func TestENilCauseIsIgnored(t *testing.T) {
 	err := E(Op("x.Y"), Path("app/db"), NotFound, cause)
 	if got := err.Error(); got != "x.Y: app/db: not found" {
 		t.Fatalf("Error() = %q", got)
+	}
+}
+
+func TestMessageAndCauseAreBothKept(t *testing.T) {
+	cause := E(Op("memory.Put"), Path("app/db"), Conflict, "stored version is 4")
+	err := E(Path("app/db"), Conflict, "created concurrently", cause)
+	want := "app/db: created concurrently: memory.Put: changed concurrently: stored version is 4"
+	if got := err.Error(); got != want {
+		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
+	}
+	if !errors.Is(err, cause) {
+		t.Fatal("errors.Is(err, cause) = false: the cause is not in the chain")
+	}
+}
+
+func TestMessageAndPlainCauseAreBothKept(t *testing.T) {
+	err := E(Op("sqlite.Open"), Permission, "cannot tighten the store's mode", errors.New("operation not permitted"))
+	want := "sqlite.Open: permission denied: cannot tighten the store's mode: operation not permitted"
+	if got := err.Error(); got != want {
+		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
+	}
+}
+
+func TestMessageAloneHasNoCause(t *testing.T) {
+	err := E(Op("fs.Open"), Path("app/db"), NotFound, "removed elsewhere")
+	if got, want := err.Error(), "fs.Open: app/db: not found: removed elsewhere"; got != want {
+		t.Fatalf("Error() = %q, want %q", got, want)
+	}
+	if errors.Unwrap(err) != nil {
+		t.Fatalf("Unwrap = %v, want nil: a message is not a cause", errors.Unwrap(err))
+	}
+}
+
+// The example of issue 11: a path said by the wrapping Error is not said
+// again by the wrapped one.
+func TestWrappedErrorDoesNotRepeatThePath(t *testing.T) {
+	inner := E(Path("billing/db"), Conflict, "stored version is 7")
+	err := E(Op("cache.Bind"), Path("billing/db"), inner)
+	want := "cache.Bind: billing/db: changed concurrently: stored version is 7"
+	if got := err.Error(); got != want {
+		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
+	}
+	// Printing leaves the path out; the wrapped Error still has it.
+	if got := inner.(*Error).Path; got != "billing/db" {
+		t.Fatalf("wrapping changed the inner Error's Path to %q", got)
+	}
+	if got := inner.Error(); got != "billing/db: changed concurrently: stored version is 7" {
+		t.Fatalf("the inner Error on its own prints %q", got)
+	}
+}
+
+func TestWrappedErrorDoesNotRepeatTheOp(t *testing.T) {
+	inner := E(Op("sqlite.Put"), TooLarge, "protected value is 70000 bytes")
+	err := E(Op("sqlite.Put"), Path("app/db"), inner)
+	want := "sqlite.Put: app/db: value too large: protected value is 70000 bytes"
+	if got := err.Error(); got != want {
+		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
+	}
+}
+
+// An Error between two that name the same path, naming none itself, does
+// not let the path through twice.
+func TestPathSaidFurtherOutIsNotRepeated(t *testing.T) {
+	inner := E(Op("sqlite.Put"), Path("app/db"), Conflict)
+	middle := E(Op("secrets.Put"), inner)
+	err := E(Op("fs.Commit"), Path("app/db"), middle)
+	want := "fs.Commit: app/db: secrets.Put: sqlite.Put: changed concurrently"
+	if got := err.Error(); got != want {
+		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
+	}
+}
+
+func TestDifferentPathsAndOpsAreAllSaid(t *testing.T) {
+	inner := E(Op("sqlite.Put"), Path("app/new"), Exist)
+	err := E(Op("fs.Rename"), Path("app/old"), inner)
+	want := "fs.Rename: app/old: sqlite.Put: app/new: already exists"
+	if got := err.Error(); got != want {
+		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
+	}
+}
+
+func TestKindIsSaidOnceAcrossFmtWrapping(t *testing.T) {
+	err := E(Op("cache.Bind"), Conflict, fmt.Errorf("settling: %w", E(Conflict, "version 3 expected")))
+	want := "cache.Bind: settling: changed concurrently: version 3 expected"
+	if got := err.Error(); got != want {
+		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
+	}
+}
+
+// A deadline's cause does not name the kind, so the Error does.
+func TestUnavailableIsSaidOverADeadline(t *testing.T) {
+	err := E(Op("dynamodb.Get"), Unavailable, context.DeadlineExceeded)
+	if got, want := err.Error(), "dynamodb.Get: backend unavailable: context deadline exceeded"; got != want {
+		t.Fatalf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestLastArgumentOfATypeWins(t *testing.T) {
+	err := E(Op("a.A"), Op("b.B"), "first", "second", NotFound, Exist)
+	if got, want := err.Error(), "b.B: already exists: second"; got != want {
+		t.Fatalf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestEveryKindHasAName(t *testing.T) {
+	for k := Other; k <= NoSpace; k++ {
+		if k.String() == Kind(255).String() {
+			t.Errorf("Kind %d has no name", k)
+		}
 	}
 }
