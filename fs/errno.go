@@ -27,6 +27,7 @@ var kindErrno = map[fault.Kind]syscall.Errno{
 	fault.CrossDevice:  syscall.EXDEV, // mv(1) then copies and deletes, file by file
 	fault.Integrity:    syscall.EIO,
 	fault.Unavailable:  syscall.EIO,
+	fault.NoSpace:      syscall.ENOSPC, // the write that did not fit; what was stored is intact
 }
 
 // logLevel says how loud a failure of each kind is. Lookups of missing
@@ -46,6 +47,7 @@ var logLevel = map[fault.Kind]logrus.Level{
 	fault.NotSupported: logrus.InfoLevel,
 	fault.NotPermitted: logrus.InfoLevel,
 	fault.CrossDevice:  logrus.DebugLevel,
+	fault.NoSpace:      logrus.ErrorLevel, // an operator must free space
 }
 
 // errno logs err once and returns the errno for it. Every file system

@@ -239,6 +239,7 @@ var kindLabels = [...]string{
 	fault.NotSupported: "not_supported",
 	fault.NotPermitted: "not_permitted",
 	fault.CrossDevice:  "cross_device",
+	fault.NoSpace:      "no_space",
 }
 
 // resultCanceled is the result of a call its caller gave up on before the
