@@ -7,7 +7,16 @@
 //
 // Like every store it holds only protected items: it must never see
 // plaintext. The file holds key material wrapped by the master key, so it
-// is created readable by its owner only.
+// is created readable by its owner only, and an existing file (with its
+// -wal and -shm) that others may read is tightened to 0600 when opened.
+//
+// A write is acknowledged only if it went to the file at the store's
+// path: a file removed, moved or replaced under a running mount keeps
+// answering SQLite, but nothing written to it would be found at that path
+// again, so every write checks first, and again after it commits, that
+// the path still names the open file. A full disk fails the write that
+// did not fit as fault.NoSpace; its transaction rolls back, leaving what
+// was stored intact.
 package sqlite
 
 import (
@@ -20,8 +29,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	msqlite "modernc.org/sqlite" // registers the "sqlite" driver
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -69,6 +80,12 @@ CREATE TABLE secrets (
 type Store struct {
 	db   *sql.DB
 	busy time.Duration
+	path string
+	// file is the store's file, held open for the Store's life so that
+	// checkFile can tell whether path still names it. It is closed after
+	// db: closing a descriptor drops the process's POSIX locks on the
+	// file, and SQLite's must not go while it holds any.
+	file *os.File
 }
 
 var (
@@ -76,26 +93,46 @@ var (
 	_ store.Sizer = (*Store)(nil)
 )
 
-// Open opens the store in the file at path, creating the file (mode 0600)
-// and its table if missing. The directory must exist.
-func Open(ctx context.Context, path string) (*Store, error) {
-	return open(ctx, path, busyTimeout)
+// Options are Open's optional settings.
+type Options struct {
+	// Log receives what Open did to the files' modes; nil is logrus's
+	// standard logger.
+	Log logrus.FieldLogger
 }
 
-func open(ctx context.Context, path string, busy time.Duration) (*Store, error) {
+// Open opens the store in the file at path, creating the file (mode 0600)
+// and its table if missing. The directory must exist. An existing file,
+// -wal or -shm that its group or others may use is made 0600, with a log
+// line on logrus's standard logger; OpenWith names the logger.
+func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
+	return open(ctx, path, busyTimeout, opts.Log)
+}
+
+func open(ctx context.Context, path string, busy time.Duration, log logrus.FieldLogger) (*Store, error) {
 	const op fault.Op = "sqlite.Open"
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
 	// SQLite would create the file with mode 0644 minus the umask; create
 	// it first. Its -wal and -shm files inherit the file's mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, privateMode)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, fault.E(op, fault.Permission, err)
 		}
 		return nil, fault.E(op, err)
 	}
-	f.Close()
+	// Tightened before SQLite opens it, so that a -wal or -shm it creates
+	// gets the file's new mode.
+	tightened := tighten(log, path, f.Stat, f.Chmod)
 	abs, err := filepath.Abs(path)
 	if err != nil {
+		f.Close()
 		return nil, fault.E(op, err)
 	}
 
@@ -103,6 +140,8 @@ func open(ctx context.Context, path string, busy time.Duration) (*Store, error) 
 	// synchronous=FULL: a committed write survives a power cut.
 	// _txlock=immediate: a write transaction takes the write lock at BEGIN,
 	// where the busy timeout applies, instead of failing when it upgrades.
+	// mode=rw: a connection the pool opens later never creates a new,
+	// empty database where the store's file was removed.
 	q := url.Values{
 		"_pragma": {
 			"busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")",
@@ -110,18 +149,84 @@ func open(ctx context.Context, path string, busy time.Duration) (*Store, error) 
 			"synchronous(FULL)",
 		},
 		"_txlock": {"immediate"},
+		"mode":    {"rw"},
 	}
 	dsn := (&url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}).String()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
+		f.Close()
 		return nil, fault.E(op, err)
 	}
-	s := &Store{db: db, busy: busy}
+	s := &Store{db: db, busy: busy, path: path, file: f}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, fault.E(op, fmt.Errorf("%s: %w", path, err))
 	}
+	// The -wal and -shm exist now (the migration read in WAL mode); they
+	// may be left from an earlier run, with an earlier mode.
+	for _, p := range []string{path + "-wal", path + "-shm"} {
+		tightened = append(tightened, tighten(log, p, func() (fs.FileInfo, error) { return os.Lstat(p) },
+			func(mode fs.FileMode) error { return os.Chmod(p, mode) })...)
+	}
+	if len(tightened) > 0 {
+		log.WithField("files", tightened).Warn("tightened the store's files to 0600: they held wrapped keys that other users could read or change")
+	}
+	// SQLite opened the file by name after f was opened: make sure they
+	// are the same file.
+	if err := s.checkFile(); err != nil {
+		s.Close()
+		return nil, fault.E(op, err)
+	}
 	return s, nil
+}
+
+// privateMode is the mode of the store's files: they hold key material
+// wrapped by the master key, and only the owner may read or change it.
+const privateMode fs.FileMode = 0o600
+
+// tighten makes the file at path privateMode if its group or others have
+// any access to it, and returns its name and former mode if it did. A
+// file that is missing (a -wal or -shm SQLite has not made) or is not a
+// regular file is left alone. The -wal and -shm are changed by name:
+// opening them here and closing them again would drop the locks SQLite
+// holds on them. A file that cannot be changed is logged, not fatal:
+// what it holds is wrapped by the master key, and refusing to open would
+// stop a mount over a mode.
+func tighten(log logrus.FieldLogger, path string, stat func() (fs.FileInfo, error), chmod func(fs.FileMode) error) []string {
+	fi, err := stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := chmod(privateMode); err != nil {
+		log.WithField("file", path).Errorf("the store's file has mode %04o, which lets other users read or change it, and cannot be made %04o: %v",
+			fi.Mode().Perm(), privateMode, err)
+		return nil
+	}
+	return []string{fmt.Sprintf("%s (was %04o)", path, fi.Mode().Perm())}
+}
+
+// checkFile reports an error unless the store's path still names the file
+// this Store opened, and that file is still linked: a write to a file
+// removed, moved or replaced under the Store would be acknowledged but
+// never found at the path again. It costs an fstat and a stat.
+func (s *Store) checkFile() error {
+	open, err := s.file.Stat()
+	if err != nil {
+		return fmt.Errorf("the store file %s cannot be checked: %w", s.path, err)
+	}
+	named, err := os.Stat(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if st, ok := open.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+			return fmt.Errorf("the store file %s was removed while open: writes are refused, since nothing written to a removed file is kept; restore the file or restart the mount", s.path)
+		}
+		return fmt.Errorf("the store file %s was moved away while open: writes are refused, since they would not reach the store at that path; move it back or restart the mount", s.path)
+	case err != nil:
+		return fmt.Errorf("the store file %s cannot be checked: %w", s.path, err)
+	case !os.SameFile(open, named):
+		return fmt.Errorf("the store file %s was replaced by another file while open: writes are refused, since they would go to the file it replaced; restart the mount to use the new file", s.path)
+	}
+	return nil
 }
 
 // migrate creates the schema in a new file, in one write transaction, so
@@ -237,6 +342,9 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision
 func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 	change func(*sql.Tx) (sql.Result, error),
 	failed func(stored store.Revision, found bool) error) error {
+	if err := s.checkFile(); err != nil {
+		return fault.E(op, k.Path(), err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(ctx, op, k.Path(), err)
@@ -263,6 +371,11 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 	}
 	if err := tx.Commit(); err != nil {
 		return s.wrap(ctx, op, k.Path(), err)
+	}
+	// The file may have gone between the first check and the commit; then
+	// the write went where nobody will find it, and is not acknowledged.
+	if err := s.checkFile(); err != nil {
+		return fault.E(op, k.Path(), err)
 	}
 	return nil
 }
@@ -362,7 +475,9 @@ func (s *Store) MasterKeyIDs(ctx context.Context) ([]string, error) {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close()
+	s.file.Close() // after db: see Store.file
+	if err != nil {
 		return fault.E(fault.Op("sqlite.Close"), err)
 	}
 	return nil
@@ -370,7 +485,9 @@ func (s *Store) Close() error {
 
 // wrap classifies a database error. A lock that stayed busy past the busy
 // timeout and an expired or cancelled context are fault.Unavailable: the
-// backend did not answer in time, and trying later may work.
+// backend did not answer in time, and trying later may work. A full disk
+// (SQLITE_FULL, which SQLite also reports for its page limit, or ENOSPC)
+// is fault.NoSpace: the statement's transaction rolled back.
 func (s *Store) wrap(ctx context.Context, op fault.Op, path fault.Path, err error) error {
 	if err == nil {
 		return nil
@@ -390,7 +507,12 @@ func (s *Store) wrap(ctx context.Context, op fault.Op, path fault.Path, err erro
 				fmt.Errorf("the database stayed locked by another connection or process for the busy timeout (%v): %w", s.busy, err))
 		case sqlite3.SQLITE_INTERRUPT:
 			return fault.E(op, path, fault.Unavailable, err)
+		case sqlite3.SQLITE_FULL:
+			return fault.E(op, path, fault.NoSpace, err)
 		}
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return fault.E(op, path, fault.NoSpace, err)
 	}
 	return fault.E(op, path, fault.Other, err)
 }

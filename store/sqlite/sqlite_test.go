@@ -305,7 +305,7 @@ func TestLockWaitEndsWithContext(t *testing.T) {
 
 func TestBusyTimeoutIsUnavailable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "secrets.db")
-	s, err := open(t.Context(), path, 50*time.Millisecond)
+	s, err := open(t.Context(), path, 50*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

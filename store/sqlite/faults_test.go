@@ -1,0 +1,250 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+	"github.com/secretfs/secretfs/store/storetest"
+)
+
+// wantRefusedWrite checks that err is the refusal of a write to a store
+// file that is no longer at its path: EIO's kind, saying why.
+func wantRefusedWrite(t *testing.T, err error, why string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("the write was acknowledged; want it refused because the store file %s", why)
+	}
+	if k := fault.KindOf(err); k != fault.Other {
+		t.Errorf("kind %q, want Other (EIO): %v", k, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "store file") || !strings.Contains(msg, why) {
+		t.Errorf("error %q does not say the store file %s", msg, why)
+	}
+}
+
+// As `rm -rf` of the data directory does: the file and its -wal and -shm
+// go while the store has them open.
+func TestWriteToARemovedFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secrets.db")
+	s := openT(t, path)
+	defer closeT(t, s)
+	newCounter(t, s, 1)
+	before, err := s.Get(t.Context(), counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	wantRefusedWrite(t, storetest.Increment(t.Context(), s, counter, 0), "was removed")
+	wantRefusedWrite(t, s.Put(t.Context(), storetest.NewCounter(store.Key{App: "app", Name: "new"}, 1), store.NoItem), "was removed")
+	wantRefusedWrite(t, s.Delete(t.Context(), counter, before.Revision()), "was removed")
+}
+
+// A file renamed over the store's (a restore, an editor's save) is a
+// different file: writes must not go on into the one it replaced.
+func TestWriteToAReplacedFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secrets.db")
+	s := openT(t, path)
+	defer closeT(t, s)
+	newCounter(t, s, 1)
+
+	other := filepath.Join(dir, "restored.db")
+	closeT(t, openT(t, other))
+	if err := os.Rename(other, path); err != nil {
+		t.Fatal(err)
+	}
+
+	wantRefusedWrite(t, storetest.Increment(t.Context(), s, counter, 0), "was replaced")
+	wantRefusedWrite(t, s.Put(t.Context(), storetest.NewCounter(store.Key{App: "app", Name: "new"}, 1), store.NoItem), "was replaced")
+}
+
+// A file moved away is refused while it is away, and written again once
+// it is back: the check is of the path, each time.
+func TestWriteToAMovedFileIsRefusedUntilItIsBack(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secrets.db")
+	s := openT(t, path)
+	defer closeT(t, s)
+	newCounter(t, s, 1)
+
+	away := filepath.Join(dir, "away.db")
+	if err := os.Rename(path, away); err != nil {
+		t.Fatal(err)
+	}
+	wantRefusedWrite(t, storetest.Increment(t.Context(), s, counter, 0), "moved away")
+	if err := os.Rename(away, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := storetest.Increment(t.Context(), s, counter, 0); err != nil {
+		t.Fatalf("a write once the file is back: %v", err)
+	}
+	// The refused write did not land in the moved file either.
+	wantCounts(t, s, 1, 1)
+}
+
+// SQLite's page limit gives the same SQLITE_FULL as a full disk.
+func TestFullDatabaseIsNoSpaceAndKeepsTheOldValue(t *testing.T) {
+	s := openT(t, filepath.Join(t.TempDir(), "secrets.db"))
+	defer closeT(t, s)
+	ctx := t.Context()
+	// max_page_count is a connection's setting: keep one connection.
+	s.db.SetMaxOpenConns(1)
+	newCounter(t, s, 1)
+	old, err := s.Get(ctx, counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+
+	bigger := *old
+	bigger.Version = old.Version.Next()
+	bigger.InitialisationVector = []byte("a fresh IV for the write that does not fit")
+	bigger.ProtectedSecretValue = bytes.Repeat([]byte{0x5a}, 256<<10) // overflow pages the file has no room for
+	err = s.Put(ctx, &bigger, old.Revision())
+	if !fault.Is(fault.NoSpace, err) {
+		t.Fatalf("Put over the page limit: %v (kind %q), want NoSpace", err, fault.KindOf(err))
+	}
+	got, err := s.Get(ctx, counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != old.Version || !bytes.Equal(got.InitialisationVector, old.InitialisationVector) ||
+		!bytes.Equal(got.ProtectedSecretValue, old.ProtectedSecretValue) {
+		t.Fatalf("after the failed write the store holds version %v (%d bytes), want the old version %v intact",
+			got.Version, len(got.ProtectedSecretValue), old.Version)
+	}
+
+	fresh := storetest.NewCounter(store.Key{App: "app", Name: "new"}, 1)
+	fresh.ProtectedSecretValue = bytes.Repeat([]byte{0xa5}, 256<<10)
+	if err := s.Put(ctx, fresh, store.NoItem); !fault.Is(fault.NoSpace, err) {
+		t.Fatalf("a new item over the page limit: %v (kind %q), want NoSpace", err, fault.KindOf(err))
+	}
+	if _, err := s.Get(ctx, fresh.Key); !fault.Is(fault.NotFound, err) {
+		t.Fatalf("the item that did not fit: Get = %v, want NotFound", err)
+	}
+
+	// With room again, the same write lands.
+	if _, err := s.db.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, &bigger, old.Revision()); err != nil {
+		t.Fatalf("the same Put with room: %v", err)
+	}
+}
+
+func TestENOSPCIsNoSpace(t *testing.T) {
+	s := &Store{}
+	err := s.wrap(context.Background(), "sqlite.Put", "app/db", &os.PathError{Op: "write", Path: "secrets.db-wal", Err: syscall.ENOSPC})
+	if !fault.Is(fault.NoSpace, err) {
+		t.Fatalf("wrap(ENOSPC) = %v (kind %q), want NoSpace", err, fault.KindOf(err))
+	}
+}
+
+func TestOpenTightensExistingFilesTo0600(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secrets.db")
+	first := openT(t, path)
+	defer closeT(t, first)
+	newCounter(t, first, 1) // the -wal and -shm stay while first is open
+	files := []string{path, path + "-wal", path + "-shm"}
+	for _, p := range files {
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	log, hook := logtest.NewNullLogger()
+	s, err := OpenWith(t.Context(), path, Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeT(t, s)
+	for _, p := range files {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s has mode %04o after Open, want 0600", filepath.Base(p), mode)
+		}
+	}
+	var said []string
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel && strings.Contains(e.Message, "tightened") {
+			said, _ = e.Data["files"].([]string)
+		}
+	}
+	if len(said) != len(files) {
+		t.Fatalf("the log line names %q; want each of %q, as was 0644", said, files)
+	}
+	for _, p := range files {
+		if !slices.Contains(said, p+" (was 0644)") {
+			t.Errorf("the log line names %q; want %q among them", said, p+" (was 0644)")
+		}
+	}
+	wantCounts(t, s, 1, 0) // and the store is the same store
+}
+
+func TestOpenOfPrivateFilesLogsNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secrets.db")
+	first := openT(t, path)
+	defer closeT(t, first)
+	newCounter(t, first, 1)
+
+	log, hook := logtest.NewNullLogger()
+	s, err := OpenWith(t.Context(), path, Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeT(t, s)
+	if entries := hook.AllEntries(); len(entries) != 0 {
+		t.Fatalf("Open of 0600 files logged %q", entries[0].Message)
+	}
+}
+
+// A connection the pool opens after the file was removed must not create
+// a new, empty database in its place.
+func TestRemovedFileIsNotCreatedAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secrets.db")
+	s := openT(t, path)
+	defer closeT(t, s)
+	newCounter(t, s, 1)
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Close every idle connection: the next statement opens a new one, as
+	// the pool does when its idle ones are busy.
+	s.db.SetMaxIdleConns(0)
+	s.db.SetMaxIdleConns(2)
+	_, err := s.Get(t.Context(), counter)
+	if err == nil {
+		t.Errorf("Get through a new connection succeeded with the file removed")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("after a new connection, %s: %v; want it still absent", path, err)
+	}
+}
