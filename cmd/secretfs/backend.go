@@ -124,7 +124,7 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(ctx, dbPath)
+	st, err := sqlite.OpenWith(ctx, dbPath, sqlite.Options{Log: c.log})
 	if err != nil {
 		return nil, err
 	}
