@@ -7,14 +7,15 @@
 // An Error prints as "op: path: kind: message: cause", leaving out what is
 // empty. Wrapping says each thing once, as Upspin's errors.E does:
 //
-//   - A wrapped *Error does not repeat the op or the path of the Error
-//     around it (or, when that one names none, of the nearest one out
-//     that does): E(Op("cache.Bind"), Path("app/db"), inner) with inner
-//     about "app/db" prints "cache.Bind: app/db: ..." and then inner
-//     without its path.
-//   - The kind is said once, by the innermost Error of a run of Errors of
-//     that kind: an Error whose cause (at any depth) is an Error of the
-//     same kind leaves its own out.
+//   - An *Error that is the cause of another does not repeat the op or
+//     the path of the one around it (or, when that one names none, of the
+//     nearest one out that does): E(Op("cache.Bind"), Path("app/db"),
+//     inner), with inner about "app/db", prints "cache.Bind: app/db: ..."
+//     and then inner without its path. An *Error behind a fmt.Errorf
+//     prints itself whole: to add words, give E a message instead.
+//   - The kind is said once, by the innermost Error of a run of that kind:
+//     an Error whose nearest classified cause (at any depth) is of the
+//     same Kind leaves its own out.
 //   - A message and a cause are both kept: E(Conflict, "created
 //     concurrently", err) prints the message and then err.
 //
