@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -177,7 +178,9 @@ type foreground struct {
 }
 
 // startForeground starts `secretfs mount DIR` with extra flags. Cleanup
-// stops it with SIGTERM (SIGKILL after 20 s) and detaches what is left.
+// stops it with SIGTERM (SIGKILL after 20 s), aborts its FUSE connection if
+// even that does not end it (a thread blocked on its own mount), and
+// detaches what is left.
 func startForeground(t *testing.T, b *backend, dir string, extra ...string) *foreground {
 	t.Helper()
 	requireFUSE(t)
@@ -198,14 +201,111 @@ func startForeground(t *testing.T, b *backend, dir string, extra ...string) *for
 			case <-p.exited:
 			case <-time.After(20 * time.Second):
 				p.cmd.Process.Kill()
-				<-p.exited
 			}
+		}
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			abortFUSE(t, dir)
+			<-p.exited
 		}
 		if isMounted(dir) {
 			syscall.Unmount(dir, syscall.MNT_DETACH)
 		}
 	})
 	return p
+}
+
+// abortFUSE aborts the FUSE connection of the mount at dir, as writing to
+// /sys/fs/fuse/connections/N/abort does: every request waiting on it
+// fails, so that a process blocked on its own mount can end. fusectl is
+// mounted for that in a mount namespace of its own.
+func abortFUSE(t *testing.T, dir string) {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		// Field 3 is the device, MAJOR:MINOR; FUSE names its connection
+		// by the minor.
+		f := strings.Fields(line)
+		if len(f) < 5 || unescapeMountPath(f[4]) != dir {
+			continue
+		}
+		_, minor, _ := strings.Cut(f[2], ":")
+		script := "mount -t fusectl none /sys/fs/fuse/connections && echo 1 > /sys/fs/fuse/connections/" + minor + "/abort"
+		if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script).CombinedOutput(); err != nil {
+			t.Errorf("aborting the FUSE connection of %s: %v: %s", dir, err, out)
+		}
+		return
+	}
+	t.Errorf("aborting the FUSE connection of %s: not mounted", dir)
+}
+
+// statfsErr is statfs(dir)'s error, or an error saying it did not answer
+// within limit (a hung mount).
+func statfsErr(dir string, limit time.Duration) error {
+	done := make(chan error, 1)
+	go func() {
+		var st syscall.Statfs_t
+		done <- syscall.Statfs(dir, &st)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		return fmt.Errorf("statfs %s did not answer within %s", dir, limit)
+	}
+}
+
+// A mount killed outright (SIGKILL, the OOM killer) while its first
+// listing waits for the store must end, and leave a dead mount that the
+// next start recovers. Were the listing made by the serving process
+// itself, its thread would wait for an answer only that process could
+// give: it could never exit, and the mount would hang every caller.
+func TestSIGKILLDuringTheFirstListingLeavesADeadMountNotAHungOne(t *testing.T) {
+	b, own := ownDynamo(t, true, "--timeout", "5s")
+	b.cli(t, []byte("v"), "put", "app/s", "--kms-key", localKMSKey(t))
+	dir := filepath.Join(t.TempDir(), "mnt")
+	logPath := filepath.Join(t.TempDir(), "secretfs.log")
+	own.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			own.Resume()
+		}
+	}()
+	calls := own.Total()
+	p := startForeground(t, b, dir, "--read-only", "--log-file", logPath, "--log-format", "json")
+	eventually(t, 30*time.Second, "the first listing reaches the store", func() bool { return isMounted(dir) && own.Total() > calls })
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the mount, killed during its first listing, has not ended within 10s\n%s", readFile(logPath))
+	}
+	if err := statfsErr(dir, 5*time.Second); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("statfs of the killed mount: %v, want ENOTCONN (a dead mount)", err)
+	}
+	own.Resume()
+	resumed = true
+	again := startForeground(t, b, dir, "--read-only", "--log-file", logPath, "--log-format", "json")
+	eventually(t, 30*time.Second, "a new mount recovers the dead one and serves", func() bool {
+		got, err := os.ReadFile(filepath.Join(dir, "app", "s"))
+		return err == nil && string(got) == "v"
+	})
+	if !strings.Contains(readFile(logPath), "found a stale mount left by a process that died") {
+		t.Errorf("the new mount does not say it recovered the dead one:\n%s", readFile(logPath))
+	}
+	again.cmd.Process.Signal(syscall.SIGTERM)
+	<-again.exited
+	if again.waitErr != nil || isMounted(dir) {
+		t.Errorf("after SIGTERM: exit %v, mounted %v; want 0 and unmounted", again.waitErr, isMounted(dir))
+	}
 }
 
 // A SIGHUP that comes once the mount is made but before it answers its

@@ -340,24 +340,75 @@ func reopenOnHUP(hup <-chan os.Signal, log logrus.FieldLogger, files []reopenabl
 	return func() { close(quit); <-stopped }
 }
 
-// answers reports whether the mount at dir answers: a listing of its
-// root, within limit. It runs in its own goroutine: a mount that does
-// not answer must not hang the caller.
-func answers(dir string, limit time.Duration) error {
-	done := make(chan error, 1)
-	go func() {
+// listProbeEnv makes secretfs list the directory it names and exit, 0 if
+// that worked, else 1 with the error on standard error (see answers).
+const listProbeEnv = "SECRETFS_LIST_PROBE"
+
+// A secretfs started with listProbeEnv is the mount's own readiness
+// probe: it lists and exits before anything else runs.
+func init() {
+	if dir, ok := os.LookupEnv(listProbeEnv); ok {
 		f, err := os.Open(dir)
 		if err == nil {
 			_, err = f.Readdirnames(-1)
 			f.Close()
 		}
-		done <- err
-	}()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+// answers reports whether the mount at dir answers: a listing of its
+// root, within limit. The listing is made by a child process, secretfs
+// again (as /proc/self/exe, which holds even if the binary was replaced),
+// never by the process that serves the mount: a thread of that process
+// waiting on its own mount, for an answer the store may take seconds to
+// give, cannot be killed, so a SIGKILL or the OOM killer meanwhile would
+// leave a process that can never exit and a mount that hangs every
+// caller, instead of a dead mount that the next start recovers. The child
+// runs in its own goroutine: a mount that does not answer must not hang
+// the caller.
+func answers(dir string, limit time.Duration) error {
+	closeOnExec()
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), listProbeEnv+"="+dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("listing %s: %w", dir, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		return err
+		if err != nil {
+			return fmt.Errorf("listing %s: %s", dir, strings.TrimSpace(stderr.String()))
+		}
+		return nil
 	case <-time.After(limit):
+		cmd.Process.Kill() // it ends once the mount answers, if not at once
 		return fmt.Errorf("%s did not answer a listing within %s", dir, limit)
+	}
+}
+
+// closeOnExec marks every descriptor of this process above standard error
+// close-on-exec, so that no child inherits one. go-fuse's direct mount
+// (as root) leaves /dev/fuse inheritable: a child holding it would keep
+// the mount's connection alive after this process died, and a child
+// waiting on the mount would then wait forever for an answer that only a
+// reader of that descriptor could give.
+func closeOnExec() {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range fds {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
 	}
 }
 
