@@ -27,9 +27,13 @@ package cache
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -53,6 +57,10 @@ type Origin interface {
 	Apps(ctx context.Context) ([]string, error)
 	MaxValueSize() int64
 }
+
+// absentApps is how many applications found empty the catalog
+// remembers (see Catalog.absent): about 100 bytes each.
+const absentApps = 4096
 
 // Defaults of Options.
 const (
@@ -118,8 +126,15 @@ type Catalog struct {
 	// mu guards everything below and the bookkeeping fields of every
 	// snapshot (pins, item, listeners); a snapshot's value has its own
 	// lock, taken after mu, never before.
-	mu       sync.Mutex
-	apps     map[string]*appIndex
+	mu   sync.Mutex
+	apps map[string]*appIndex
+	root rootIndex
+	// absent holds the applications a listing found empty, and when:
+	// within the TTL a lookup of one asks nobody. It is bounded (an LRU),
+	// so that probing many names that are not applications (a `stat` of
+	// each) costs one listing each and no lasting memory; their indexes
+	// are dropped.
+	absent   *lru.Cache[string, time.Time]
 	snaps    map[snapKey]*snapshot  // every snapshot pinned by the index or a caller
 	held     map[*snapshot]struct{} // snapshots holding plaintext
 	watchers []func(store.Key)
@@ -130,18 +145,35 @@ type Catalog struct {
 	// makes for it (a lookup, a revalidation, the read that follows).
 	storeDown, keysDown *failure
 
-	stop chan struct{}
-	done chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+	after func(time.Duration, func()) // time.AfterFunc; tests drive it by their clock
 }
 
 var _ secrets.Catalog = (*Catalog)(nil)
 
-// appIndex is what the catalog knows of one application.
-type appIndex struct {
-	keys     map[string]*keyState
+// listingState is what the catalog knows of one listing: an
+// application's, or the root's (the applications).
+type listingState struct {
 	listedAt time.Time // when the last complete listing began; zero if none
 	listing  *flight   // a listing in flight
 	failed   *failure  // the last listing got no answer
+}
+
+// appIndex is what the catalog knows of one application.
+type appIndex struct {
+	listingState
+	keys     map[string]*keyState
+	used     time.Time // when a caller last asked about the application (see sweep)
+	retrying bool      // a retry of a failed listing is scheduled (see retryListing)
+}
+
+// rootIndex is what the catalog knows of the applications: the last
+// listing of them (a Scan on DynamoDB, the costliest call there is), kept
+// for the TTL like an application's.
+type rootIndex struct {
+	listingState
+	names []string // sorted
 }
 
 // state returns what the index knows of name, making it.
@@ -157,11 +189,29 @@ func (a *appIndex) state(name string) *keyState {
 // keyState is what the catalog knows of one secret.
 type keyState struct {
 	verified time.Time // when the store said so (a fetch, a listing, a write through the catalog)
-	present  bool      // false: the store said there is no such secret
-	snap     *snapshot // the current revision (present only), pinned by the index
-	fetch    *flight   // a fetch in flight
-	failed   *failure  // the last fetch got no answer
-	stale    bool      // answered stale since the store last answered
+	// recheck is when a write through the catalog failed: what the
+	// catalog knows may be wrong (a concurrent writer, or a write whose
+	// outcome is unknown), so it asks the store before answering from
+	// memory again. What it knew still stands for stale-if-error: a
+	// failed write must not make the next lookups fail while the store
+	// cannot be asked. Zero when nothing needs checking.
+	recheck time.Time
+	present bool      // false: the store said there is no such secret
+	snap    *snapshot // the current revision (present only), pinned by the index
+	// refused, when set, is why the current revision is not served: its
+	// clear metadata is impossible (a Size over the store's limit). The
+	// name lists; a lookup fails with it.
+	refused error
+	// prev is the revision snap replaced while its plaintext was held
+	// (it was being read), pinned by the index until snap is decrypted:
+	// while the keys cannot decrypt snap, prev is served (stale-if-error
+	// for the key service). prevSince is when snap replaced it.
+	prev      *snapshot
+	prevSince time.Time
+	fetch     *flight  // a fetch in flight
+	failed    *failure // the last fetch got no answer
+	stale     bool     // answered stale since the store last answered
+	prevStale bool     // prev served since the keys last answered
 }
 
 // failure is a call that got no answer: when it ended and why.
@@ -193,10 +243,15 @@ func New(origin Origin, opts Options) *Catalog {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	absent, err := lru.New[string, time.Time](absentApps)
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
 	c := &Catalog{
-		origin: origin, opts: opts, obs: opts.Observer,
+		origin: origin, opts: opts, obs: opts.Observer, absent: absent,
 		apps: map[string]*appIndex{}, snaps: map[snapKey]*snapshot{}, held: map[*snapshot]struct{}{},
 		stop: make(chan struct{}), done: make(chan struct{}),
+		after: func(d time.Duration, f func()) { time.AfterFunc(d, f) },
 	}
 	if c.obs == nil {
 		c.obs = nopObserver{}
@@ -233,6 +288,20 @@ func (c *Catalog) Held() int {
 
 func (c *Catalog) now() time.Time { return c.opts.Now() }
 
+// absentSince reports whether a listing found app empty within the TTL
+// (and nothing was written to it since). c.mu must be held.
+func (c *Catalog) absentSince(app string, now time.Time) bool {
+	if c.apps[app] != nil {
+		return false
+	}
+	at, ok := c.absent.Peek(app)
+	if ok && !now.Before(at.Add(c.opts.TTL)) {
+		c.absent.Remove(app)
+		return false
+	}
+	return ok
+}
+
 // app returns app's index, making it. c.mu must be held.
 func (c *Catalog) app(app string) *appIndex {
 	a := c.apps[app]
@@ -240,6 +309,7 @@ func (c *Catalog) app(app string) *appIndex {
 		a = &appIndex{keys: map[string]*keyState{}}
 		c.apps[app] = a
 	}
+	a.used = c.now()
 	return a
 }
 
@@ -277,15 +347,38 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 	hit := true
 	defer func() { c.obs.Looked(hit) }()
 	var asOf time.Time // once a call was waited for: what it told stands, whatever the TTL
+	decrypted := false // the current revision was decrypted for this lookup (see held)
 	for {
 		c.mu.Lock()
 		now := c.now()
+		if c.absentSince(k.App, now) {
+			c.mu.Unlock()
+			return secrets.Entry{}, fault.E(op, k.Path(), fault.NotFound, "no such application")
+		}
 		a := c.app(k.App)
 		ks := a.keys[k.Name]
 		if fresh, until := c.fresh(a, ks, now, asOf); fresh {
 			if ks == nil || !ks.present {
 				c.mu.Unlock()
 				return secrets.Entry{}, fault.E(op, k.Path(), fault.NotFound)
+			}
+			if ks.refused != nil {
+				c.mu.Unlock()
+				return secrets.Entry{}, ks.refused
+			}
+			if e, ok := c.prevAnswer(ks, k, now); ok {
+				c.mu.Unlock()
+				return e, nil
+			}
+			if ks.prev != nil && !decrypted {
+				// A newer revision replaced one that was being read:
+				// decrypt it before pointing the name at it, so that if
+				// the keys cannot answer, the last value is served.
+				snap := ks.snap
+				c.mu.Unlock()
+				hit, decrypted = false, true
+				c.settlePrev(k, snap, snap.decrypt(ctx))
+				continue
 			}
 			e := secrets.Entry{Meta: ks.snap.meta, Fresh: until.Sub(now)}
 			if ks.snap.item != nil {
@@ -342,6 +435,68 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 	}
 }
 
+// prevAnswer returns the revision a newer one replaced, while the newer
+// one cannot be decrypted for want of an answer (the key service, or the
+// store for its item, did not answer a moment ago) and the replaced one
+// is within the stale window: stale-if-error for the keys. c.mu must be
+// held.
+func (c *Catalog) prevAnswer(ks *keyState, k store.Key, now time.Time) (secrets.Entry, bool) {
+	if ks.prev == nil {
+		return secrets.Entry{}, false
+	}
+	if c.holds(ks.snap) || !c.holds(ks.prev) {
+		// The newer one was decrypted meanwhile, or the older one's
+		// plaintext was wiped (idle): it has nothing left to offer.
+		c.dropPrev(ks)
+		return secrets.Entry{}, false
+	}
+	cause := c.keysFailing(ks.snap, now)
+	if cause == nil || !c.withinStale(ks.prevSince, now) {
+		return secrets.Entry{}, false
+	}
+	first := !ks.prevStale
+	ks.prevStale = true
+	go c.obs.Stale(k, cause, first)
+	return secrets.Entry{Meta: ks.prev.meta, Fresh: c.opts.RetryAfter, Stale: true}, true
+}
+
+// keysFailing returns why s could not be decrypted a moment ago for want
+// of an answer, or nil. c.mu must be held.
+func (c *Catalog) keysFailing(s *snapshot, now time.Time) error {
+	switch {
+	case c.recent(s.failed, now):
+		return s.failed.err
+	case c.recent(c.keysDown, now):
+		return c.keysDown.err
+	case s.item == nil && c.recent(c.storeDown, now):
+		return c.storeDown.err
+	}
+	return nil
+}
+
+// settlePrev applies the outcome of decrypting snap, the current revision
+// of k that replaced a held one: decrypted, or refused with an answer (a
+// tampered item, a key that refuses), the replaced one is let go; for
+// want of an answer, it stays to be served (see prevAnswer).
+func (c *Catalog) settlePrev(k store.Key, snap *snapshot, err error) {
+	if err != nil && !answered(err) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a := c.apps[k.App]; a != nil {
+		if ks := a.keys[k.Name]; ks != nil && ks.snap == snap {
+			c.dropPrev(ks)
+		}
+	}
+}
+
+// holds reports whether s's plaintext is in memory. c.mu must be held.
+func (c *Catalog) holds(s *snapshot) bool {
+	_, ok := c.held[s]
+	return ok
+}
+
 // errOr returns the failure's error, or for a flight in flight after an
 // earlier failure, an error saying so.
 func (f *flight) errOr(fail *failure) error {
@@ -362,6 +517,9 @@ func (c *Catalog) fresh(a *appIndex, ks *keyState, now, asOf time.Time) (bool, t
 		at = ks.verified
 	}
 	until := at.Add(c.opts.TTL)
+	if ks != nil && !ks.recheck.IsZero() && (asOf.IsZero() || asOf.Before(ks.recheck)) {
+		return false, until // a write failed since: ask first
+	}
 	return !at.IsZero() && (now.Before(until) || (!asOf.IsZero() && !at.Before(asOf))), until
 }
 
@@ -491,18 +649,24 @@ func (c *Catalog) runFetch(k store.Key, f *flight, started time.Time) {
 // listingFlight returns app's listing in flight, starting one, or the
 // recent failure that stops it. c.mu must be held.
 func (c *Catalog) listingFlight(a *appIndex, app string, now time.Time) (*flight, *failure) {
-	if a.listing != nil {
-		return a.listing, nil
+	return c.flightOf(&a.listingState, now, func(f *flight) { go c.runListing(app, f, f.started) })
+}
+
+// flightOf returns l's listing in flight, or the recent failure that
+// stops one, or starts one with run. c.mu must be held.
+func (c *Catalog) flightOf(l *listingState, now time.Time, run func(*flight)) (*flight, *failure) {
+	if l.listing != nil {
+		return l.listing, nil
 	}
-	if c.recent(a.failed, now) {
-		return nil, a.failed
+	if c.recent(l.failed, now) {
+		return nil, l.failed
 	}
 	if c.recent(c.storeDown, now) {
 		return nil, c.storeDown
 	}
 	f := &flight{started: now, done: make(chan struct{})}
-	a.listing = f
-	go c.runListing(app, f, now)
+	l.listing = f
+	run(f)
 	return f, nil
 }
 
@@ -535,6 +699,7 @@ func (c *Catalog) runListing(app string, f *flight, started time.Time) {
 		a.failed = nil
 		a.listedAt = started
 		changed = c.applyListing(a, app, metas, "", "", started)
+		c.noteListed(app, a, started)
 	case fault.Is(fault.Permission, err):
 		a.listedAt = time.Time{} // nothing it listed stands
 		for name := range a.keys {
@@ -542,6 +707,7 @@ func (c *Catalog) runListing(app string, f *flight, started time.Time) {
 		}
 	default:
 		a.failed = &failure{at: c.now(), err: err}
+		c.scheduleRetry(app, a)
 	}
 	c.mu.Unlock()
 	c.tell(told)
@@ -551,6 +717,88 @@ func (c *Catalog) runListing(app string, f *flight, started time.Time) {
 	c.changed(changed)
 	f.err = err
 	close(f.done)
+}
+
+// noteListed records what a complete listing of app at started told of
+// the application itself: an application with no names left is
+// forgotten (its index dropped) and remembered as absent for the TTL.
+// c.mu must be held.
+func (c *Catalog) noteListed(app string, a *appIndex, started time.Time) {
+	if len(a.keys) == 0 {
+		if c.apps[app] == a {
+			delete(c.apps, app)
+		}
+		c.absent.Add(app, started)
+		c.noteApp(app, false)
+		return
+	}
+	c.absent.Remove(app)
+	c.noteApp(app, a.holdsAny())
+}
+
+// scheduleRetry asks the store again about app, in the background,
+// RetryAfter after its revalidation got no answer (see retryListing).
+// c.mu must be held.
+func (c *Catalog) scheduleRetry(app string, a *appIndex) {
+	if a.retrying {
+		return
+	}
+	a.retrying = true
+	c.after(c.opts.RetryAfter, func() { c.retryListing(app) })
+}
+
+// retryListing lists app again while its revalidations get no answer and
+// the catalog holds answers about it that it may still serve (within the
+// stale window). A lookup during an outage is answered at once and asks
+// again only in the background; were nothing else to ask, the first read
+// after the store came back would get the stale answer. With these
+// retries the catalog learns that the store is back within RetryAfter,
+// and the next read is fresh.
+func (c *Catalog) retryListing(app string) {
+	c.mu.Lock()
+	a := c.apps[app]
+	if a == nil {
+		c.mu.Unlock()
+		return
+	}
+	a.retrying = false
+	now := c.now()
+	select {
+	case <-c.stop:
+		c.mu.Unlock()
+		return
+	default:
+	}
+	if a.failed == nil || a.listing != nil || !c.mayServeStale(a, now) {
+		c.mu.Unlock()
+		return
+	}
+	f := &flight{started: now, done: make(chan struct{})}
+	a.listing = f
+	c.mu.Unlock()
+	c.runListing(app, f, now)
+}
+
+// mayServeStale reports whether the index holds an answer about a secret
+// that may still be given while the store cannot answer. c.mu must be
+// held.
+func (c *Catalog) mayServeStale(a *appIndex, now time.Time) bool {
+	for _, ks := range a.keys {
+		if ks.present && c.withinStale(ks.verified, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsAny reports whether the index knows of a secret present.
+func (a *appIndex) holdsAny() bool {
+	for _, ks := range a.keys {
+		if ks.present {
+			return true
+		}
+	}
+	return false
 }
 
 // applyListing learns from metas, the listing of app's names in (after,
@@ -594,6 +842,9 @@ func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, afte
 // current one the catalog knew. c.mu must be held.
 func (c *Catalog) setCurrent(k store.Key, ks *keyState, meta store.Meta, item *store.Item, at time.Time) bool {
 	ks.verified, ks.failed = at, nil
+	if !at.Before(ks.recheck) {
+		ks.recheck = time.Time{}
+	}
 	if ks.stale {
 		ks.stale = false
 		go c.obs.Recovered(k)
@@ -606,29 +857,84 @@ func (c *Catalog) setCurrent(k store.Key, ks *keyState, meta store.Meta, item *s
 		}
 		return false
 	}
-	changed := ks.snap != nil
-	c.dropSnap(ks)
+	meta, ks.refused = c.checkMeta(k, meta)
+	old := ks.snap
 	ks.snap = c.pin(k, meta)
+	if old != nil {
+		c.replaced(k, ks, old, at)
+	}
 	if item != nil {
 		c.attach(item)
 	}
-	return changed
+	return old != nil
+}
+
+// checkMeta checks the clear metadata of a revision, which the store
+// holds unauthenticated, against what a value may be: a Size over the
+// store's limit is refused (a file must never claim more bytes than a
+// value may hold), and the revision is kept with its size unknown. The
+// size a revision is read with is checked when it is decrypted.
+func (c *Catalog) checkMeta(k store.Key, meta store.Meta) (store.Meta, error) {
+	if limit := c.origin.MaxValueSize(); meta.Size > limit {
+		err := fault.E(k.Path(), fault.Integrity, fmt.Sprintf(
+			"the store says the value is %d bytes, over the store's limit of %d: refused", meta.Size, limit))
+		meta.Size = -1
+		return meta, err
+	}
+	return meta, nil
+}
+
+// replaced lets go of old, the revision of k that the current one
+// replaced at at, unless it was being read: its plaintext is held, so it
+// stays (pinned by the index) as ks.prev until the current one is
+// decrypted (see prevAnswer). A revision whose Version went down is told
+// to the observer: a rollback of the item, or its removal and creation
+// elsewhere. c.mu must be held.
+func (c *Catalog) replaced(k store.Key, ks *keyState, old *snapshot, at time.Time) {
+	if from, to := old.meta.Version, ks.snap.meta.Version; from > store.Unversioned && to < from {
+		if rb, ok := c.obs.(RollbackObserver); ok {
+			go rb.RolledBack(k, from, to)
+		}
+	}
+	c.dropPrev(ks)
+	if c.holds(old) && ks.refused == nil && old != ks.snap {
+		ks.prev, ks.prevSince = old, at
+		return
+	}
+	c.unpin(old)
+}
+
+// dropPrev lets go of the revision kept for the keys' outages. c.mu must
+// be held.
+func (c *Catalog) dropPrev(ks *keyState) {
+	if ks.prev != nil {
+		c.unpin(ks.prev)
+		ks.prev = nil
+	}
+	if ks.prevStale {
+		ks.prevStale = false
+	}
 }
 
 // setAbsent records that the store holds nothing for k since at. c.mu
 // must be held.
 func (c *Catalog) setAbsent(k store.Key, ks *keyState, at time.Time) {
 	ks.verified, ks.failed, ks.present, ks.stale = at, nil, false, false
+	if !at.Before(ks.recheck) {
+		ks.recheck = time.Time{}
+	}
 	c.dropSnap(ks)
 }
 
-// dropSnap releases the index's pin on the current snapshot. c.mu must
-// be held.
+// dropSnap releases the index's pins on the current snapshot and on the
+// one it replaced. c.mu must be held.
 func (c *Catalog) dropSnap(ks *keyState) {
+	c.dropPrev(ks)
 	if ks.snap != nil {
 		c.unpin(ks.snap)
 		ks.snap = nil
 	}
+	ks.refused = nil
 }
 
 // refuse forgets what the catalog knew of app/name after the store
@@ -641,40 +947,52 @@ func (c *Catalog) refuse(a *appIndex, name string) []func() {
 		return nil
 	}
 	var told []func()
-	if _, held := c.held[ks.snap]; ks.snap != nil && held {
-		told = c.unhold(ks.snap)
+	for _, s := range []*snapshot{ks.snap, ks.prev} {
+		if s != nil && c.holds(s) {
+			told = append(told, c.unhold(s)...)
+		}
 	}
 	c.dropSnap(ks)
 	ks.present, ks.verified, ks.stale = false, time.Time{}, false
 	return told
 }
 
-// Known implements secrets.Catalog.
+// Known implements secrets.Catalog: the revision a lookup would answer
+// with now, without asking anyone.
 func (c *Catalog) Known(k store.Key) (store.Meta, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if a := c.apps[k.App]; a != nil {
-		if ks := a.keys[k.Name]; ks != nil && ks.present {
-			return ks.snap.meta, true
-		}
+	a := c.apps[k.App]
+	if a == nil {
+		return store.Meta{}, false
 	}
-	return store.Meta{}, false
+	ks := a.keys[k.Name]
+	switch {
+	case ks == nil || !ks.present || ks.refused != nil:
+		return store.Meta{}, false
+	case ks.prev != nil && c.holds(ks.prev) && !c.holds(ks.snap) && c.keysFailing(ks.snap, c.now()) != nil && c.withinStale(ks.prevSince, c.now()):
+		return ks.prev.meta, true
+	}
+	return ks.snap.meta, true
 }
 
 // HasSecrets implements secrets.Catalog: from a listing no older than the
 // TTL, else from a new one (stale if the store cannot answer).
 func (c *Catalog) HasSecrets(ctx context.Context, app string) (bool, error) {
 	const op fault.Op = "cache.HasSecrets"
-	if err := c.listed(app); err != nil {
+	absent, err := c.listed(app)
+	if err != nil {
 		return false, fault.E(op, fault.Path(app), err)
+	}
+	if absent {
+		return false, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, ks := range c.app(app).keys {
-		if ks.present {
-			return true, nil
-		}
+	if c.app(app).holdsAny() {
+		return true, nil
 	}
+	c.noteApp(app, false) // its last secret was removed through the catalog
 	return false, nil
 }
 
@@ -689,8 +1007,12 @@ const listPage = 1000
 // window.
 func (c *Catalog) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
 	const op fault.Op = "cache.List"
-	if err := c.listed(app); err != nil {
+	absent, err := c.listed(app)
+	if err != nil {
 		return nil, "", fault.E(op, fault.Path(app), err)
+	}
+	if absent {
+		return nil, "", nil
 	}
 	if limit <= 0 {
 		limit = listPage
@@ -717,28 +1039,49 @@ func (c *Catalog) List(ctx context.Context, app, after string, limit int) ([]sto
 }
 
 // listed makes sure the catalog holds a listing of app no older than the
-// TTL: from memory, else from a revalidation (which every caller at the
-// time shares), else, while the store cannot answer, the last one if it is
-// within the stale window. Like every call of the catalog to its origin,
-// it runs without the caller's cancellation: a mount's request is
+// TTL (see await). It reports absent for an application a listing found
+// empty within the TTL: such an application has no index (see absent).
+func (c *Catalog) listed(app string) (absent bool, err error) {
+	if err := store.ValidName(app); err != nil {
+		return false, err
+	}
+	err = c.await(func(now time.Time) (*listingState, bool) {
+		if c.absentSince(app, now) {
+			return nil, true
+		}
+		a := c.app(app)
+		a.used = now
+		return &a.listingState, false
+	}, func(f *flight) { go c.runListing(app, f, f.started) })
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.apps[app] == nil, nil
+}
+
+// await makes sure the listing that state returns (under c.mu; done
+// true: nothing needs listing) is no older than the TTL: from memory,
+// else from a new listing started with run (which every caller at the
+// time shares), else, while the store cannot answer, the last one if it
+// is within the stale window. Like every call of the catalog to its
+// origin, it runs without the caller's cancellation: a mount's request is
 // cancelled when the process that made it catches a signal, and must not
 // fail for that (only a fatal signal interrupts a read).
-func (c *Catalog) listed(app string) error {
-	if err := store.ValidName(app); err != nil {
-		return err
-	}
+func (c *Catalog) await(state func(now time.Time) (l *listingState, done bool), run func(*flight)) error {
 	var asOf time.Time
 	for {
 		c.mu.Lock()
 		now := c.now()
-		a := c.app(app)
-		if fresh, _ := c.fresh(a, nil, now, asOf); fresh {
+		l, done := state(now)
+		if done || l.fresh(c.opts.TTL, now, asOf) {
 			c.mu.Unlock()
 			return nil
 		}
-		f, fail := c.listingFlight(a, app, now)
-		stale := c.opts.StaleIfError > 0 && !a.listedAt.IsZero() && !now.After(a.listedAt.Add(c.opts.TTL+c.opts.StaleIfError))
-		if fail != nil || a.failed != nil {
+		f, fail := c.flightOf(l, now, run)
+		stale := c.withinStale(l.listedAt, now)
+		if fail != nil || l.failed != nil {
 			if cause := f.errOr(fail); stale && !answered(cause) {
 				c.mu.Unlock()
 				return nil
@@ -759,9 +1102,71 @@ func (c *Catalog) listed(app string) error {
 	}
 }
 
-// Apps implements secrets.Catalog; it passes through.
+// fresh reports whether the listing is younger than the TTL, or no older
+// than asOf (the start of a listing the caller waited for).
+func (l *listingState) fresh(ttl time.Duration, now, asOf time.Time) bool {
+	at := l.listedAt
+	return !at.IsZero() && (now.Before(at.Add(ttl)) || (!asOf.IsZero() && !at.Before(asOf)))
+}
+
+// withinStale reports whether an answer the store gave at (zero: none)
+// may still be given while the store cannot answer.
+func (c *Catalog) withinStale(at, now time.Time) bool {
+	return c.opts.StaleIfError > 0 && !at.IsZero() && !now.After(at.Add(c.opts.TTL+c.opts.StaleIfError))
+}
+
+// Apps implements secrets.Catalog: the applications from a listing no
+// older than the TTL, as an application's secrets are (see await).
 func (c *Catalog) Apps(ctx context.Context) ([]string, error) {
-	return c.origin.Apps(context.WithoutCancel(ctx))
+	const op fault.Op = "cache.Apps"
+	err := c.await(func(time.Time) (*listingState, bool) { return &c.root.listingState, false },
+		func(f *flight) { go c.runApps(f) })
+	if err != nil {
+		return nil, fault.E(op, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.root.names), nil
+}
+
+// runApps lists the applications and applies the listing.
+func (c *Catalog) runApps(f *flight) {
+	names, err := c.origin.Apps(context.Background())
+	c.mu.Lock()
+	c.storeDown = c.outcome(err)
+	r := &c.root
+	r.listing = nil
+	switch {
+	case err == nil:
+		r.names, r.listedAt, r.failed = names, f.started, nil
+		for _, n := range names {
+			c.absent.Remove(n)
+		}
+	case answered(err):
+		r.names, r.listedAt = nil, time.Time{} // nothing it listed stands
+	default:
+		r.failed = &failure{at: c.now(), err: err}
+	}
+	c.mu.Unlock()
+	f.err = err
+	close(f.done)
+}
+
+// noteApp records in the root listing what the catalog learned of app
+// since: it holds secrets (exists), or a listing found none. c.mu must
+// be held.
+func (c *Catalog) noteApp(app string, exists bool) {
+	r := &c.root
+	if r.listedAt.IsZero() {
+		return
+	}
+	i, found := slices.BinarySearch(r.names, app)
+	switch {
+	case exists && !found:
+		r.names = slices.Insert(r.names, i, app)
+	case !exists && found:
+		r.names = slices.Delete(r.names, i, i+1)
+	}
 }
 
 // MaxValueSize implements secrets.Catalog.
@@ -817,14 +1222,17 @@ func (c *Catalog) Put(ctx context.Context, k store.Key, value []byte, expected s
 		// Whatever the failure, what the catalog knows of k may be
 		// wrong (a concurrent writer, or a write whose outcome is
 		// unknown): ask the store next time.
-		ks.verified = time.Time{}
+		ks.recheck = c.now()
 		return store.Meta{}, err
 	}
 	c.setCurrent(k, ks, item.Meta, item, c.now())
+	c.absent.Remove(k.App)
+	c.noteApp(k.App, true)
 	if !c.opts.WriteOnly {
 		// The value just sealed is this revision's plaintext: reading it
 		// back needs no unwrap. The caller keeps its own slice.
 		defer c.tell(c.fill(ks.snap, crypto.Plaintext(value).Clone()))
+		c.dropPrev(ks) // the new value is held: nothing to fall back on is needed
 	}
 	return item.Meta, nil
 }
@@ -841,7 +1249,7 @@ func (c *Catalog) Delete(ctx context.Context, k store.Key, expected store.Revisi
 	case err == nil:
 		c.setAbsent(k, ks, c.now())
 	default:
-		ks.verified = time.Time{}
+		ks.recheck = c.now()
 	}
 	return err
 }
@@ -867,17 +1275,55 @@ func (c *Catalog) sweep() {
 				told = append(told, c.unhold(s)...)
 			}
 		}
-		for _, a := range c.apps {
+		for app, a := range c.apps {
 			for name, ks := range a.keys {
 				if !ks.present && ks.fetch == nil && !now.Before(ks.verified.Add(c.opts.TTL)) &&
 					(ks.failed == nil || !now.Before(ks.failed.at.Add(c.opts.RetryAfter))) {
 					delete(a.keys, name)
 				}
 			}
+			if c.unused(a, now) {
+				for _, ks := range a.keys {
+					c.dropSnap(ks)
+				}
+				delete(c.apps, app)
+			}
 		}
+		emptied := len(told) > 0 && len(c.held) == 0
 		c.mu.Unlock()
 		c.tell(told)
+		if emptied {
+			// The wiped plaintexts' memory goes back to the system now,
+			// not when the runtime next scavenges: a mount that served a
+			// burst of secrets and went idle holds little.
+			debug.FreeOSMemory()
+		}
 	}
+}
+
+// unused reports whether nobody asked about a's application for longer
+// than the TTL and the idle bound, and nothing outside the index pins a
+// revision of it: its index is then dropped, and rebuilt by one listing
+// if it is asked about again. c.mu must be held.
+func (c *Catalog) unused(a *appIndex, now time.Time) bool {
+	if a.listing != nil || a.retrying || now.Sub(a.used) <= max(c.opts.TTL, c.opts.Idle) {
+		return false
+	}
+	for _, ks := range a.keys {
+		if ks.fetch != nil || (ks.snap != nil && ks.snap.pins > 1) || (ks.prev != nil && ks.prev.pins > 1) {
+			return false
+		}
+	}
+	return true
+}
+
+// RollbackObserver is implemented by an Observer that wants to hear of
+// a secret whose Version went down while the catalog watched it: an old
+// item restored whole by someone who can write the store (which the
+// format cannot tell from a legitimate restore), or a secret removed and
+// created again elsewhere between two looks.
+type RollbackObserver interface {
+	RolledBack(k store.Key, from, to store.Version)
 }
 
 type nopObserver struct{}

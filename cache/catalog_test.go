@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,10 +14,23 @@ import (
 )
 
 // clock is a settable time for the catalog's TTL, stale window and idle
-// bound.
+// bound, and the timer of its background retries.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers []timer
+}
+
+type timer struct {
+	at time.Time
+	f  func()
+}
+
+// afterFunc runs f once the clock has advanced by d.
+func (c *clock) afterFunc(d time.Duration, f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timers = append(c.timers, timer{at: c.t.Add(d), f: f})
 }
 
 func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
@@ -27,10 +41,25 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
+// advance moves the clock on, and runs the timers then due, each to its
+// end, before it returns.
 func (c *clock) advance(d time.Duration) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+	var due []func()
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if t.at.After(c.t) {
+			kept = append(kept, t)
+		} else {
+			due = append(due, t.f)
+		}
+	}
+	c.timers = kept
+	c.mu.Unlock()
+	for _, f := range due {
+		f()
+	}
 }
 
 // recorder is an Observer that remembers what it was told.
@@ -39,6 +68,7 @@ type recorder struct {
 	hits, miss int
 	stale      []bool // first, per stale answer
 	recovered  []store.Key
+	rollbacks  [][2]store.Version
 }
 
 func (r *recorder) Looked(hit bool) {
@@ -56,6 +86,12 @@ func (r *recorder) Stale(k store.Key, cause error, first bool) {
 	defer r.mu.Unlock()
 	r.stale = append(r.stale, first)
 }
+func (r *recorder) RolledBack(k store.Key, from, to store.Version) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rollbacks = append(r.rollbacks, [2]store.Version{from, to})
+}
+
 func (r *recorder) Recovered(k store.Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -86,6 +122,7 @@ func newCatalog(t *testing.T, f *fakeOrigin, opts Options) (*Catalog, *clock, *r
 	}
 	opts.Now, opts.Observer = clk.Now, rec
 	c := New(f, opts)
+	c.after = clk.afterFunc
 	t.Cleanup(c.Close)
 	return c, clk, rec
 }
@@ -282,16 +319,13 @@ func TestStaleIfErrorServesTheLastAnswerAtOnceAndSaysSoOncePerOutage(t *testing.
 	if _, first := rec.staleAnswers(); first != 1 {
 		t.Errorf("%d stale answers said first, want 1 per outage", first)
 	}
-	// The store answers again after RetryAfter: the next lookup serves
-	// at once and asks in the background; the one after is fresh.
+	// The store answers again: RetryAfter after the failure the catalog
+	// asks it in the background, so the next lookup is fresh (see
+	// TestAListingThatGetsNoAnswerIsRetriedInTheBackground).
 	clk.advance(DefaultRetryAfter)
-	if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
-		t.Fatalf("during recovery: %+v, %v", e, err)
+	if e, err := c.Lookup(bg, key("a")); err != nil || e.Stale {
+		t.Fatalf("after recovery: %+v, %v", e, err)
 	}
-	eventually(t, "the catalog recovers", func() bool {
-		e, err := c.Lookup(bg, key("a"))
-		return err == nil && !e.Stale
-	})
 	// Past the stale window, an outage is an error.
 	clk.advance(ttl + time.Hour + time.Second)
 	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
@@ -449,16 +483,20 @@ func TestReleasingTheLastPinWipes(t *testing.T) {
 	c, _, _ := newCatalog(t, f, Options{})
 	read(t, c, key("a"))
 	f.set(key("a"), "beta", 2)
-	if _, err := c.Verify(bg, key("a")); err != nil { // the index lets go of revision 1
+	if _, err := c.Verify(bg, key("a")); err != nil { // revision 2 replaces revision 1
 		t.Fatal(err)
 	}
-	if c.Held() != 0 {
-		t.Error("the plaintext of a revision nothing pins is still held")
+	// Revision 1 was being read: it is kept until revision 2 can be
+	// read (see TestANewRevisionTheKeysCannotDecryptServesTheLastValue),
+	// and let go once it is.
+	if got := read(t, c, key("a")); got != "beta" {
+		t.Fatalf("read %q", got)
 	}
-	for _, p := range f.handedOut() {
-		if !wiped(p) {
-			t.Error("not zeroed")
-		}
+	if c.Held() != 1 {
+		t.Errorf("holding %d plaintexts, want only revision 2's", c.Held())
+	}
+	if p := f.handedOut(); len(p) != 2 || !wiped(p[0]) {
+		t.Error("the plaintext of revision 1, which nothing pins, was not zeroed")
 	}
 }
 
@@ -586,4 +624,272 @@ func TestALegacyItemsSizeIsLearnedByDecryptingItOnce(t *testing.T) {
 	if n := f.count("Open"); n != 1 {
 		t.Errorf("learning the size and reading decrypted %d times, want 1", n)
 	}
+}
+
+// A write that fails while the store is down (its answer lost, or no
+// answer at all) makes the catalog ask the store before it answers from
+// memory again, but what it knew still stands for stale-if-error: the
+// next lookups do not fail while the store cannot answer.
+func TestAFailedWriteDoesNotMakeTheNextLookupsFailWhileAValueIsHeld(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	e := lookup(t, c, key("a"))
+	f.failNext("Put", fault.E(fault.Unavailable, "frozen"))
+	if _, err := c.Put(bg, key("a"), []byte("beta"), e.Revision()); !fault.Is(fault.Unavailable, err) {
+		t.Fatalf("Put with the store down: %v", err)
+	}
+	f.failNext("List", fault.E(fault.Unavailable, "still frozen"))
+	got, err := c.Lookup(bg, key("a"))
+	if err != nil || !got.Stale || got.Version != 1 {
+		t.Fatalf("lookup after the failed write, store down: %+v, %v; want the last value, stale", got, err)
+	}
+	// Once the store answers, the lookup asks it first: the failed write
+	// may have landed after all.
+	f.set(key("a"), "landed", 2)
+	clk.advance(DefaultRetryAfter)
+	eventually(t, "the store is asked again", func() bool {
+		got, err := c.Lookup(bg, key("a"))
+		return err == nil && !got.Stale && got.Version == 2
+	})
+}
+
+func TestTheRootListingIsKeptForTheTTLAndFollowsWhatTheCatalogLearns(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{})
+	for range 10 {
+		if apps, err := c.Apps(bg); err != nil || len(apps) != 1 || apps[0] != "app" {
+			t.Fatalf("Apps: %v, %v", apps, err)
+		}
+	}
+	if n := f.count("Apps"); n != 1 {
+		t.Errorf("10 listings of the applications within the TTL cost %d, want 1", n)
+	}
+	other := store.Key{App: "billing", Name: "db"}
+	if _, err := c.Put(bg, other, []byte("x"), store.NoItem); err != nil {
+		t.Fatal(err)
+	}
+	if apps, _ := c.Apps(bg); len(apps) != 2 || apps[0] != "app" || apps[1] != "billing" {
+		t.Errorf("after a write to a new application: %v", apps)
+	}
+	e := lookup(t, c, other)
+	if err := c.Delete(bg, other, e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.HasSecrets(bg, "billing"); ok || err != nil {
+		t.Fatalf("HasSecrets after removing the last secret: %v, %v", ok, err)
+	}
+	if apps, _ := c.Apps(bg); len(apps) != 1 {
+		t.Errorf("after the application emptied: %v", apps)
+	}
+	if n := f.count("Apps"); n != 1 {
+		t.Errorf("the listing was asked for %d times, want 1", n)
+	}
+	clk.advance(ttl)
+	c.Apps(bg)
+	if n := f.count("Apps"); n != 2 {
+		t.Errorf("after the TTL: %d listings, want 2", n)
+	}
+}
+
+// Probing names that are not applications costs one listing each, once
+// per TTL, and leaves nothing behind but a bounded set of absences.
+func TestAbsentApplicationsAreRememberedForTheTTLInBoundedMemory(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{})
+	const probes = 3 * absentApps
+	for i := range probes {
+		if ok, err := c.HasSecrets(bg, fmt.Sprintf("nope-%d", i)); ok || err != nil {
+			t.Fatalf("HasSecrets: %v, %v", ok, err)
+		}
+	}
+	if n := f.count("List"); n != probes {
+		t.Errorf("%d probes listed %d times", probes, n)
+	}
+	c.mu.Lock()
+	indexes, absences := len(c.apps), c.absent.Len()
+	c.mu.Unlock()
+	if indexes != 0 || absences > absentApps {
+		t.Errorf("after %d probes: %d indexes and %d absences kept, want 0 and at most %d", probes, indexes, absences, absentApps)
+	}
+	last := fmt.Sprintf("nope-%d", probes-1)
+	before := f.counts()
+	c.HasSecrets(bg, last)
+	if _, err := c.Lookup(bg, store.Key{App: last, Name: "x"}); !fault.Is(fault.NotFound, err) {
+		t.Errorf("lookup in an absent application: %v", err)
+	}
+	sameCounts(t, f, before, "asking again about an absent application within the TTL")
+	clk.advance(ttl)
+	c.HasSecrets(bg, last)
+	if f.count("List") != before["List"]+1 {
+		t.Error("an absence older than the TTL was not asked again")
+	}
+}
+
+func TestAListingThatGetsNoAnswerIsRetriedInTheBackground(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "old", 1)
+	c, clk, rec := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	read(t, c, key("a"))
+	clk.advance(ttl)
+	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
+	if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
+		t.Fatalf("during the outage: %+v, %v", e, err)
+	}
+	// The store answers again, and the secret changes there. Nobody
+	// reads; the retry finds out.
+	f.set(key("a"), "new", 2)
+	lists := f.count("List")
+	clk.advance(DefaultRetryAfter)
+	if n := f.count("List"); n != lists+1 {
+		t.Fatalf("RetryAfter after the failure: %d listings, want one more", n-lists)
+	}
+	eventually(t, "the recovery is told", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.recovered) == 1
+	})
+	before := f.counts()
+	e, err := c.Lookup(bg, key("a"))
+	if err != nil || e.Stale || e.Version != 2 {
+		t.Errorf("the first lookup after the store came back: %+v, %v; want version 2, fresh", e, err)
+	}
+	if after := f.counts(); after["List"] != before["List"] {
+		t.Error("the first lookup after recovery had to list again")
+	}
+	clk.advance(10 * DefaultRetryAfter)
+	if n := f.count("List"); n != lists+1 {
+		t.Errorf("retries went on after the store answered: %d listings", n-lists)
+	}
+}
+
+func TestASizeOverTheStoresLimitIsRefusedAndTheOthersList(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	f.set(key("huge"), "tiny", 1)
+	f.mu.Lock()
+	f.items[key("huge")].Size = 1 << 50
+	f.mu.Unlock()
+	c, _, _ := newCatalog(t, f, Options{})
+	page, _, err := c.List(bg, "app", "", 0)
+	if err != nil || len(page) != 2 {
+		t.Fatalf("List: %+v, %v", page, err)
+	}
+	for _, m := range page {
+		if m.Name == "huge" && m.Size != -1 {
+			t.Errorf("the listing claims %d bytes for the refused secret, want -1 (unknown)", m.Size)
+		}
+	}
+	if _, err := c.Lookup(bg, key("huge")); !fault.Is(fault.Integrity, err) {
+		t.Errorf("Lookup of a secret with an impossible size: %v, want Integrity", err)
+	}
+	if _, ok := c.Known(key("huge")); ok {
+		t.Error("a refused revision is known as current")
+	}
+	if got := read(t, c, key("a")); got != "alpha" {
+		t.Errorf("the other secret reads %q", got)
+	}
+}
+
+func TestANewRevisionTheKeysCannotDecryptServesTheLastValue(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "old", 1)
+	c, clk, rec := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	read(t, c, key("a"))
+	f.set(key("a"), "new", 2)
+	clk.advance(ttl)
+	f.failNext("Open", fault.E(fault.Unavailable, "KMS frozen"))
+	e, err := c.Lookup(bg, key("a"))
+	if err != nil || !e.Stale || e.Version != 1 {
+		t.Fatalf("with the keys down: %+v, %v; want version 1, stale", e, err)
+	}
+	if m, ok := c.Known(key("a")); !ok || m.Version != 1 {
+		t.Errorf("Known: %+v, %v; want what lookups answer, version 1", m, ok)
+	}
+	if got := readRevision(t, c, key("a"), e.Meta); got != "old" {
+		t.Errorf("the served revision reads %q", got)
+	}
+	opens := f.count("Open")
+	for range 3 {
+		if e, err := c.Lookup(bg, key("a")); err != nil || e.Version != 1 {
+			t.Fatalf("again: %+v, %v", e, err)
+		}
+	}
+	if f.count("Open") != opens {
+		t.Error("the keys were asked again within RetryAfter of their failure")
+	}
+	eventually(t, "the stale answers are observed", func() bool { n, _ := rec.staleAnswers(); return n == 4 })
+	if _, first := rec.staleAnswers(); first != 1 {
+		t.Errorf("%d stale answers said first, want 1", first)
+	}
+	clk.advance(DefaultRetryAfter)
+	if got := read(t, c, key("a")); got != "new" {
+		t.Errorf("once the keys answer: %q", got)
+	}
+	if n := c.Held(); n != 1 {
+		t.Errorf("holding %d plaintexts, want the new one only", n)
+	}
+	// An answer is not an outage: a revision the keys refuse to open is
+	// the name's, and reading it fails.
+	f.set(key("a"), "newer", 3)
+	clk.advance(ttl)
+	f.failNext("Open", fault.E(fault.Integrity, "tampered"))
+	if e, err := c.Lookup(bg, key("a")); err != nil || e.Version != 3 || e.Stale {
+		t.Errorf("a revision that fails authentication: %+v, %v; want version 3", e, err)
+	}
+}
+
+func TestAVersionThatGoesDownIsTold(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "v3", 3)
+	c, clk, rec := newCatalog(t, f, Options{})
+	read(t, c, key("a"))
+	f.set(key("a"), "v1 again", 1)
+	clk.advance(ttl)
+	read(t, c, key("a"))
+	eventually(t, "the rollback is told", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.rollbacks) == 1 && rec.rollbacks[0] == [2]store.Version{3, 1}
+	})
+}
+
+func TestAnIndexNobodyUsesIsDropped(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{Idle: 50 * time.Millisecond})
+	read(t, c, key("a"))
+	clk.advance(ttl + time.Second)
+	eventually(t, "the unused index is dropped", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.apps) == 0
+	})
+	if got := read(t, c, key("a")); got != "alpha" {
+		t.Errorf("after the drop: %q", got)
+	}
+}
+
+func lookup(t *testing.T, c *Catalog, k store.Key) secrets.Entry {
+	t.Helper()
+	e, err := c.Lookup(bg, k)
+	if err != nil {
+		t.Fatalf("Lookup(%s): %v", k, err)
+	}
+	return e
+}
+
+// readRevision reads the revision of k that meta describes.
+func readRevision(t *testing.T, c *Catalog, k store.Key, meta store.Meta) string {
+	t.Helper()
+	s := c.Snapshot(k, meta)
+	defer s.Release()
+	v, err := s.Value(bg)
+	if err != nil {
+		t.Fatalf("Value(%s): %v", k, err)
+	}
+	defer v.Wipe()
+	return string(v)
 }

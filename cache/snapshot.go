@@ -93,7 +93,7 @@ func (c *Catalog) unpin(s *snapshot) {
 func (c *Catalog) attach(item *store.Item) {
 	if s := c.snaps[keyOf(item.Key, item.Meta)]; s != nil && s.item == nil {
 		s.item = item
-		if s.meta.Size < 0 && item.Size >= 0 {
+		if s.meta.Size < 0 && item.Size >= 0 && item.Size <= c.origin.MaxValueSize() {
 			s.meta.Size = item.Size
 		}
 	}
