@@ -30,6 +30,15 @@ func (l staleLog) Stale(k store.Key, cause error, first bool) {
 	}
 }
 
+// RolledBack warns of a secret whose Version went down while the mount
+// ran: someone who can write the store put an older item back (the
+// format cannot tell that from a restore), or the secret was removed and
+// created again elsewhere.
+func (l staleLog) RolledBack(k store.Key, from, to store.Version) {
+	l.log.WithFields(logrus.Fields{"secret": k.String(), "from_version": int64(from), "to_version": int64(to)}).
+		Warn("the secret's version went down: an older item was put back in the store, or it was removed and created again")
+}
+
 func (l staleLog) Recovered(k store.Key) {
 	l.log.WithField("secret", k.String()).Info("the store answers again: serving fresh values")
 }
@@ -38,8 +47,10 @@ func (l staleLog) Recovered(k store.Key) {
 type observers []cache.Observer
 
 var (
-	_ cache.Observer = observers{}
-	_ cache.Observer = metrics.CacheObserver{}
+	_ cache.RollbackObserver = staleLog{}
+	_ cache.RollbackObserver = observers{}
+	_ cache.Observer         = observers{}
+	_ cache.Observer         = metrics.CacheObserver{}
 )
 
 func (o observers) Looked(hit bool) {
@@ -57,6 +68,14 @@ func (o observers) Revalidated(app string, changed int) {
 func (o observers) Stale(k store.Key, cause error, first bool) {
 	for _, x := range o {
 		x.Stale(k, cause, first)
+	}
+}
+
+func (o observers) RolledBack(k store.Key, from, to store.Version) {
+	for _, x := range o {
+		if rb, ok := x.(cache.RollbackObserver); ok {
+			rb.RolledBack(k, from, to)
+		}
 	}
 }
 
