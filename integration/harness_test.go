@@ -169,15 +169,51 @@ type mounted struct {
 // the log for plaintext.
 func mount(t *testing.T, b *backend, extra ...string) *mounted {
 	t.Helper()
+	return mountAt(t, b, mountpoint(t), extra...)
+}
+
+// mountpoint returns a new empty directory to mount on.
+func mountpoint(t *testing.T) string {
+	t.Helper()
 	requireFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return mountAt(t, b, dir, extra...)
+	return dir
 }
 
 func mountAt(t *testing.T, b *backend, dir string, extra ...string) *mounted {
+	t.Helper()
+	return mountBinaryAt(t, binary, b, dir, extra...)
+}
+
+// plainBinary returns secretfs built without the race detector, whose
+// shadow memory would hide what a test of the mount's memory measures.
+// It is built once per run.
+func plainBinary(t *testing.T) string {
+	t.Helper()
+	plainOnce.Do(func() {
+		plain = filepath.Join(filepath.Dir(binary), "secretfs-plain")
+		build := exec.Command("go", "build", "-o", plain, "../cmd/secretfs")
+		if out, err := build.CombinedOutput(); err != nil {
+			plainErr = fmt.Errorf("building secretfs without -race: %v\n%s", err, out)
+		}
+	})
+	if plainErr != nil {
+		t.Fatal(plainErr)
+	}
+	return plain
+}
+
+var (
+	plainOnce sync.Once
+	plain     string
+	plainErr  error
+)
+
+// mountBinaryAt is mountAt with the secretfs binary bin.
+func mountBinaryAt(t *testing.T, bin string, b *backend, dir string, extra ...string) *mounted {
 	t.Helper()
 	m := &mounted{t: t, b: b, dir: dir, logPath: filepath.Join(t.TempDir(), "mount.log"), exited: make(chan struct{})}
 	logFile, err := os.Create(m.logPath)
@@ -185,7 +221,7 @@ func mountAt(t *testing.T, b *backend, dir string, extra ...string) *mounted {
 		t.Fatal(err)
 	}
 	args := append([]string{"mount", dir, "--log-format", "json", "--log-level", "debug"}, b.flags...)
-	m.cmd = exec.Command(binary, append(args, extra...)...)
+	m.cmd = exec.Command(bin, append(args, extra...)...)
 	m.cmd.Env = append(os.Environ(), b.env...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	// The mount dies with the test process, even if a timeout kills it.
