@@ -288,18 +288,22 @@ func (c *Catalog) Held() int {
 
 func (c *Catalog) now() time.Time { return c.opts.Now() }
 
-// absentSince reports whether a listing found app empty within the TTL
-// (and nothing was written to it since). c.mu must be held.
-func (c *Catalog) absentSince(app string, now time.Time) bool {
+// absentSince reports whether a listing found app empty within the TTL,
+// or no earlier than asOf (the start of a listing the caller waited for),
+// and nothing was written to it since. c.mu must be held.
+func (c *Catalog) absentSince(app string, now, asOf time.Time) bool {
 	if c.apps[app] != nil {
 		return false
 	}
 	at, ok := c.absent.Peek(app)
-	if ok && !now.Before(at.Add(c.opts.TTL)) {
-		c.absent.Remove(app)
+	if !ok {
 		return false
 	}
-	return ok
+	if now.Before(at.Add(c.opts.TTL)) || (!asOf.IsZero() && !at.Before(asOf)) {
+		return true
+	}
+	c.absent.Remove(app)
+	return false
 }
 
 // app returns app's index, making it. c.mu must be held.
@@ -351,7 +355,7 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 	for {
 		c.mu.Lock()
 		now := c.now()
-		if c.absentSince(k.App, now) {
+		if c.absentSince(k.App, now, asOf) {
 			c.mu.Unlock()
 			return secrets.Entry{}, fault.E(op, k.Path(), fault.NotFound, "no such application")
 		}
@@ -1045,8 +1049,8 @@ func (c *Catalog) listed(app string) (absent bool, err error) {
 	if err := store.ValidName(app); err != nil {
 		return false, err
 	}
-	err = c.await(func(now time.Time) (*listingState, bool) {
-		if c.absentSince(app, now) {
+	err = c.await(func(now, asOf time.Time) (*listingState, bool) {
+		if c.absentSince(app, now, asOf) {
 			return nil, true
 		}
 		a := c.app(app)
@@ -1069,12 +1073,12 @@ func (c *Catalog) listed(app string) (absent bool, err error) {
 // origin, it runs without the caller's cancellation: a mount's request is
 // cancelled when the process that made it catches a signal, and must not
 // fail for that (only a fatal signal interrupts a read).
-func (c *Catalog) await(state func(now time.Time) (l *listingState, done bool), run func(*flight)) error {
+func (c *Catalog) await(state func(now, asOf time.Time) (l *listingState, done bool), run func(*flight)) error {
 	var asOf time.Time
 	for {
 		c.mu.Lock()
 		now := c.now()
-		l, done := state(now)
+		l, done := state(now, asOf)
 		if done || l.fresh(c.opts.TTL, now, asOf) {
 			c.mu.Unlock()
 			return nil
@@ -1119,7 +1123,7 @@ func (c *Catalog) withinStale(at, now time.Time) bool {
 // older than the TTL, as an application's secrets are (see await).
 func (c *Catalog) Apps(ctx context.Context) ([]string, error) {
 	const op fault.Op = "cache.Apps"
-	err := c.await(func(time.Time) (*listingState, bool) { return &c.root.listingState, false },
+	err := c.await(func(time.Time, time.Time) (*listingState, bool) { return &c.root.listingState, false },
 		func(f *flight) { go c.runApps(f) })
 	if err != nil {
 		return nil, fault.E(op, err)

@@ -893,3 +893,27 @@ func readRevision(t *testing.T, c *Catalog, k store.Key, meta store.Meta) string
 	defer v.Wipe()
 	return string(v)
 }
+
+// With a TTL of zero, an application a listing found empty is absent
+// for the lookup that waited for that listing: it does not list again,
+// and again.
+func TestZeroTTLAsksOnceAboutAnAbsentApplication(t *testing.T) {
+	f := newFake()
+	c := New(f, Options{TTL: 0})
+	defer c.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if ok, err := c.HasSecrets(bg, "nothing"); ok || err != nil {
+			t.Errorf("HasSecrets: %v, %v", ok, err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("HasSecrets of an absent application did not return; it listed %d times", f.count("List"))
+	}
+	if n := f.count("List"); n != 1 {
+		t.Errorf("listed %d times, want 1", n)
+	}
+}
