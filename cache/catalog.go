@@ -53,7 +53,9 @@ type Origin interface {
 	// Write seals and commits value, returning the item as stored.
 	Write(ctx context.Context, k store.Key, value []byte, expected store.Revision) (*store.Item, error)
 	Delete(ctx context.Context, k store.Key, expected store.Revision) error
-	List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error)
+	// ListAll lists app whole, each page one call under its own
+	// deadline, and stops with an error at a listing that would not end.
+	ListAll(ctx context.Context, app string) ([]store.Meta, error)
 	Apps(ctx context.Context) ([]string, error)
 	MaxValueSize() int64
 }
@@ -676,22 +678,7 @@ func (c *Catalog) flightOf(l *listingState, now time.Time, run func(*flight)) (*
 
 // runListing lists app whole and applies it.
 func (c *Catalog) runListing(app string, f *flight, started time.Time) {
-	var metas []store.Meta
-	after := ""
-	var err error
-	for {
-		var page []store.Meta
-		var next string
-		page, next, err = c.origin.List(context.Background(), app, after, 0)
-		if err != nil {
-			break
-		}
-		metas = append(metas, page...)
-		if next == "" {
-			break
-		}
-		after = next
-	}
+	metas, err := c.origin.ListAll(context.Background(), app)
 	c.mu.Lock()
 	c.storeDown = c.outcome(err)
 	a := c.app(app)

@@ -917,3 +917,23 @@ func TestZeroTTLAsksOnceAboutAnAbsentApplication(t *testing.T) {
 		t.Errorf("listed %d times, want 1", n)
 	}
 }
+
+// A revision whose item fails authentication always will: it is not
+// unwrapped again at every read.
+func TestATamperedRevisionIsNotUnwrappedAgain(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, _, _ := newCatalog(t, f, Options{})
+	e := lookup(t, c, key("a"))
+	s := c.Snapshot(key("a"), e.Meta)
+	defer s.Release()
+	f.failNext("Open", fault.E(fault.Integrity, "tampered"))
+	for range 3 {
+		if _, err := s.Value(bg); !fault.Is(fault.Integrity, err) {
+			t.Fatalf("Value: %v, want Integrity", err)
+		}
+	}
+	if n := f.count("Open"); n != 1 {
+		t.Errorf("a tampered revision was unwrapped %d times, want once", n)
+	}
+}

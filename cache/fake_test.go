@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,31 +269,20 @@ func (f *fakeOrigin) Delete(ctx context.Context, k store.Key, expected store.Rev
 	return nil
 }
 
-func (f *fakeOrigin) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
+func (f *fakeOrigin) ListAll(ctx context.Context, app string) ([]store.Meta, error) {
 	if err := f.enter(ctx, "List"); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var all []store.Meta
 	for k, item := range f.items {
-		if k.App == app && k.Name > after {
+		if k.App == app {
 			all = append(all, item.Meta)
 		}
 	}
-	slices.SortFunc(all, func(a, b store.Meta) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
-	if limit > 0 && len(all) > limit {
-		return all[:limit], all[limit-1].Name, nil
-	}
-	return all, "", nil
+	slices.SortFunc(all, func(a, b store.Meta) int { return strings.Compare(a.Name, b.Name) })
+	return all, nil
 }
 
 func (f *fakeOrigin) Apps(ctx context.Context) ([]string, error) {

@@ -40,6 +40,7 @@ type snapshot struct {
 	pins      int         // the index (while current) and every caller of Snapshot
 	opening   *flight     // a decryption in flight
 	failed    *failure    // the last decryption got no answer
+	broken    error       // the item failed authentication: it always will (it never changes)
 	listeners map[int]func()
 	nextID    int
 
@@ -249,6 +250,11 @@ func (s *snapshot) decrypt(ctx context.Context) error {
 				return f.err
 			}
 			continue
+		case s.broken != nil:
+			// A tampered item is not unwrapped again: that would cost a
+			// KMS call per read, and count again against the v1 limit.
+			c.mu.Unlock()
+			return s.broken
 		case s.item == nil:
 			c.mu.Unlock()
 			if err := s.Bind(ctx); err != nil {
@@ -277,8 +283,11 @@ func (s *snapshot) decrypt(ctx context.Context) error {
 		c.keysDown = c.outcome(err)
 		s.opening = nil
 		s.failed = nil
-		if err != nil && !answered(err) {
+		switch {
+		case err != nil && !answered(err):
 			s.failed = &failure{at: c.now(), err: err}
+		case fault.Is(fault.Integrity, err) && !secrets.IsV1Refused(err):
+			s.broken = err
 		}
 		if err == nil {
 			if s.pins > 0 {

@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -133,4 +134,12 @@ func (l *v1Limiter) prune(now time.Time) {
 		i++
 	}
 	l.failures = append(l.failures[:0], l.failures[i:]...)
+}
+
+// IsV1Refused reports whether err is the refusal of a v1 decryption by
+// the limit, which says nothing about the item: it may open once the
+// limit ends, unlike an item that failed its own integrity check.
+func IsV1Refused(err error) bool {
+	var r v1Refused
+	return errors.As(err, &r)
 }

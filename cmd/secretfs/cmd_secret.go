@@ -169,24 +169,15 @@ that are not UTF-8 is printed as one shell word, the way GNU ls quotes it:
 				}
 				return err
 			}
-			after := ""
-			for {
-				page, next, err := b.List(cmd.Context(), args[0], after, 0)
-				if err != nil {
-					return err
+			metas, err := b.ListAll(cmd.Context(), args[0])
+			for _, m := range metas {
+				if long {
+					fmt.Fprintln(out, longLine(m))
+				} else {
+					fmt.Fprintln(out, listedName(m.Name))
 				}
-				for _, m := range page {
-					if long {
-						fmt.Fprintln(out, longLine(m))
-					} else {
-						fmt.Fprintln(out, listedName(m.Name))
-					}
-				}
-				if next == "" {
-					return nil
-				}
-				after = next
 			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "show size, modification time, version and format")
