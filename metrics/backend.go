@@ -155,7 +155,18 @@ type meteredKeys struct {
 	newKey, unwrap call
 }
 
-var _ crypto.KeyWrapper = (*meteredKeys)(nil)
+var (
+	_ crypto.KeyWrapper = (*meteredKeys)(nil)
+	_ crypto.Owner      = (*meteredKeys)(nil)
+)
+
+// Owns passes on the wrapped key's answer, so that a Keyring of metered
+// wrappers routes each item as it would without metrics. A wrapper
+// without the capability owns every id, as the Keyring takes it.
+func (k *meteredKeys) Owns(masterKeyID string) bool {
+	o, ok := k.inner.(crypto.Owner)
+	return !ok || o.Owns(masterKeyID)
+}
 
 func (k *meteredKeys) NewDocumentKey(ctx context.Context, size int, ec crypto.EncryptionContext) (key, wrapped []byte, masterKeyID string, err error) {
 	start := k.newKey.start()

@@ -1,8 +1,10 @@
 package metrics_test
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/store/memory"
@@ -42,3 +44,26 @@ func TestSizerKept(t *testing.T) {
 		t.Error("a wrapped store without Sizer became a Sizer")
 	}
 }
+
+// A metered key wrapper keeps the wrapped one's Owns, so that a Keyring
+// of metered wrappers routes items as it would without metrics: an RSA
+// reader must not claim a KMS item.
+func TestMeteredKeysKeepOwns(t *testing.T) {
+	r := metrics.New("test", metrics.Options{})
+	rsa := r.WrapKeys(owner{prefix: "rsa:"}, "rsa")
+	o, ok := rsa.(crypto.Owner)
+	if !ok {
+		t.Fatal("a metered wrapper does not tell what it owns")
+	}
+	if !o.Owns("rsa:sha256:ab") || o.Owns("arn:aws:kms:eu-west-1:1:key/x") {
+		t.Error("a metered wrapper does not pass on the wrapped one's Owns")
+	}
+}
+
+// owner is a KeyWrapper that owns the ids with its prefix.
+type owner struct {
+	crypto.KeyWrapper
+	prefix string
+}
+
+func (o owner) Owns(id string) bool { return strings.HasPrefix(id, o.prefix) }
