@@ -4,7 +4,7 @@
 // one the original Secret Store used, so items of existing Secret Store
 // tables open with it.
 //
-// Encryption context. v2 items send {"ApplicationName": app,
+// Encryption context. v2 and v3 items send {"ApplicationName": app,
 // "SecretName": name} with both calls: KMS binds the wrapped key to it, so
 // a wrapped key moved onto another item does not decrypt; CloudTrail
 // records which secret each Decrypt was for; and key or IAM policies can

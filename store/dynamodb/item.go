@@ -49,7 +49,7 @@ const MaxItemSize = 400 * 1024
 //	ApplicationName and SecretName, 255 bytes each 510
 //	ProtectedDocumentKey (RSA-4096 OAEP; KMS ~184)   512
 //	InitialisationVector (v1 IV; the v2 nonce is 12)  16
-//	Format ("v1" or "v2")                              2
+//	Format ("v1", "v2" or "v3")                        2
 //	Version, Size, Modified (19 digits each, 13 bytes
 //	  each by numberSize)                             39
 //	sealing overhead (v2 GCM tag; v1 padding <= 16)   16
