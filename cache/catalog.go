@@ -401,7 +401,7 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 			}
 			hit = false
 			<-f.done
-			if f.err != nil && !answered(f.err) {
+			if f.err != nil && !fault.Answered(f.err) {
 				return e, nil
 			}
 			asOf = f.started
@@ -427,9 +427,9 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 		asOf = f.started
 		switch {
 		case f.err == nil:
-		case answered(f.err) && !fault.Is(fault.NotFound, f.err):
+		case fault.Answered(f.err) && !fault.Is(fault.NotFound, f.err):
 			return secrets.Entry{}, fault.E(op, k.Path(), f.err)
-		case !answered(f.err):
+		case !fault.Answered(f.err):
 			c.mu.Lock()
 			e, ok := c.staleAnswer(a.keys[k.Name], k, f.err)
 			c.mu.Unlock()
@@ -485,7 +485,7 @@ func (c *Catalog) keysFailing(s *snapshot, now time.Time) error {
 // tampered item, a key that refuses), the replaced one is let go; for
 // want of an answer, it stays to be served (see prevAnswer).
 func (c *Catalog) settlePrev(k store.Key, snap *snapshot, err error) {
-	if err != nil && !answered(err) {
+	if err != nil && !fault.Answered(err) {
 		return
 	}
 	c.mu.Lock()
@@ -548,7 +548,7 @@ func (c *Catalog) revalidation(a *appIndex, ks *keyState, k store.Key, now time.
 // TTL, when the store cannot answer now (cause), if it is still within
 // the stale window. c.mu must be held.
 func (c *Catalog) staleAnswer(ks *keyState, k store.Key, cause error) (secrets.Entry, bool) {
-	if ks == nil || !ks.present || c.opts.StaleIfError <= 0 || answered(cause) ||
+	if ks == nil || !ks.present || c.opts.StaleIfError <= 0 || fault.Answered(cause) ||
 		c.now().After(ks.verified.Add(c.opts.TTL+c.opts.StaleIfError)) {
 		return secrets.Entry{}, false
 	}
@@ -567,22 +567,10 @@ func (c *Catalog) recent(f *failure, now time.Time) bool {
 // outcome is what storeDown or keysDown becomes after a call that
 // returned err: any answer clears it; silence sets it. c.mu must be held.
 func (c *Catalog) outcome(err error) *failure {
-	if err == nil || answered(err) {
+	if err == nil || fault.Answered(err) {
 		return nil
 	}
 	return &failure{at: c.now(), err: err}
-}
-
-// answered reports whether err is the origin's answer (not found,
-// refused, conflicting, failing authentication...) rather than its
-// silence: no answer in time, throttling beyond retries, or an error it
-// could not classify.
-func answered(err error) bool {
-	switch fault.KindOf(err) {
-	case fault.Unavailable, fault.Other:
-		return false
-	}
-	return true
 }
 
 // fetchFlight returns the fetch of k's item in flight, starting one, or
@@ -642,7 +630,7 @@ func (c *Catalog) runFetch(k store.Key, f *flight, started time.Time) {
 		// An answer, not an outage: not remembered as a failure, so that
 		// access granted again works at the next lookup.
 		told = c.refuse(a, k.Name)
-	case !answered(err):
+	case !fault.Answered(err):
 		ks.failed = &failure{at: c.now(), err: err}
 	}
 	c.mu.Unlock()
@@ -1073,7 +1061,7 @@ func (c *Catalog) await(state func(now, asOf time.Time) (l *listingState, done b
 		f, fail := c.flightOf(l, now, run)
 		stale := c.withinStale(l.listedAt, now)
 		if fail != nil || l.failed != nil {
-			if cause := f.errOr(fail); stale && !answered(cause) {
+			if cause := f.errOr(fail); stale && !fault.Answered(cause) {
 				c.mu.Unlock()
 				return nil
 			}
@@ -1085,7 +1073,7 @@ func (c *Catalog) await(state func(now, asOf time.Time) (l *listingState, done b
 		<-f.done
 		asOf = f.started
 		if f.err != nil {
-			if stale && !answered(f.err) {
+			if stale && !fault.Answered(f.err) {
 				return nil
 			}
 			return f.err
@@ -1133,7 +1121,7 @@ func (c *Catalog) runApps(f *flight) {
 		for _, n := range names {
 			c.absent.Remove(n)
 		}
-	case answered(err):
+	case fault.Answered(err):
 		r.names, r.listedAt = nil, time.Time{} // nothing it listed stands
 	default:
 		r.failed = &failure{at: c.now(), err: err}

@@ -284,7 +284,7 @@ func (s *snapshot) decrypt(ctx context.Context) error {
 		s.opening = nil
 		s.failed = nil
 		switch {
-		case err != nil && !answered(err):
+		case err != nil && !fault.Answered(err):
 			s.failed = &failure{at: c.now(), err: err}
 		case fault.Is(fault.Integrity, err) && !secrets.IsV1Refused(err):
 			s.broken = err

@@ -1,6 +1,7 @@
 // Package fault is secretfs's one error type. Every layer reports failures
 // as a *fault.Error carrying the operation, the secret's path and a Kind;
-// the file system maps the Kind to an errno in exactly one place
+// each Kind's errno, log level and metric label are in one table
+// (kinds.go), which the file system answers through in exactly one place
 // (fs/errno.go). Messages name secrets and operations, never values: no
 // plaintext may ever be placed in an Error.
 //
@@ -30,7 +31,9 @@ import (
 )
 
 // Kind classifies an error by what a caller can do about it. The list is
-// append-only: fs/errno.go and the CLI depend on the meaning of each value.
+// append-only: the file system, the CLI and the metrics depend on the
+// meaning of each value. What each Kind is (its name, errno, log level and
+// metric label) is in one table, kinds.go.
 type Kind uint8
 
 const (
@@ -51,32 +54,6 @@ const (
 	CrossDevice              // a move secretfs leaves to the caller, file by file (renaming an application)
 	NoSpace                  // the store's disk is full: the write that did not fit was not made
 )
-
-var kindNames = [...]string{
-	Other:        "error",
-	NotFound:     "not found",
-	Exist:        "already exists",
-	Conflict:     "changed concurrently",
-	Permission:   "permission denied",
-	Invalid:      "invalid argument",
-	NameTooLong:  "name too long",
-	TooLarge:     "value too large",
-	NotEmpty:     "not empty",
-	ReadOnly:     "read-only",
-	Integrity:    "integrity check failed",
-	Unavailable:  "backend unavailable",
-	NotSupported: "not supported",
-	NotPermitted: "not permitted",
-	CrossDevice:  "cannot be moved in one step",
-	NoSpace:      "no space left on the store's disk",
-}
-
-func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
-	}
-	return "unknown error kind"
-}
 
 // Op names the operation that failed, as "package.Method", e.g. "sqlite.Put".
 type Op string

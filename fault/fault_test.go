@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"testing"
 )
 
@@ -163,6 +164,42 @@ func TestEveryKindHasAName(t *testing.T) {
 	for k := Other; k <= NoSpace; k++ {
 		if k.String() == Kind(255).String() {
 			t.Errorf("Kind %d has no name", k)
+		}
+	}
+}
+
+// Every Kind has one whole row in the table: a name, an errno, a label.
+func TestEveryKindHasANameAnErrnoAndALabel(t *testing.T) {
+	labels := map[string]Kind{}
+	for k := Other; k <= NoSpace; k++ {
+		if k.String() == "unknown error kind" || k.Errno() == 0 || k.Label() == "" {
+			t.Errorf("kind %d: name %q, errno %d, label %q", k, k.String(), k.Errno(), k.Label())
+		}
+		if other, dup := labels[k.Label()]; dup {
+			t.Errorf("kinds %d and %d share the label %q", other, k, k.Label())
+		}
+		labels[k.Label()] = k
+	}
+	if got := Kind(200).Errno(); got != syscall.EIO {
+		t.Errorf("an unknown kind answers %v, want EIO", got)
+	}
+}
+
+func TestAnswerOrSilence(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{E(NotFound), true},
+		{E(Permission), true},
+		{E(Integrity), true},
+		{E(Conflict), true},
+		{E(Unavailable), false},
+		{E("unclassified"), false},
+		{context.DeadlineExceeded, false},
+	} {
+		if got := Answered(c.err); got != c.want {
+			t.Errorf("Answered(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

@@ -39,13 +39,7 @@ func (h *health) record(ctx context.Context, err error, now time.Time) {
 	if err != nil && callerCanceled(ctx, err) {
 		return
 	}
-	failed := false
-	if err != nil {
-		switch fault.KindOf(err) {
-		case fault.Unavailable, fault.Other:
-			failed = true
-		}
-	}
+	failed := err != nil && !fault.Answered(err)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {

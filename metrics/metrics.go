@@ -220,28 +220,6 @@ func (r *Registry) Committed(err error) {
 	r.commits.WithLabelValues(result).Inc()
 }
 
-// kindLabels names each fault.Kind as a label value: its Go name in
-// snake case. A Kind missing here is labelled "other" (a test checks that
-// none is missing).
-var kindLabels = [...]string{
-	fault.Other:        "other",
-	fault.NotFound:     "not_found",
-	fault.Exist:        "exist",
-	fault.Conflict:     "conflict",
-	fault.Permission:   "permission",
-	fault.Invalid:      "invalid",
-	fault.NameTooLong:  "name_too_long",
-	fault.TooLarge:     "too_large",
-	fault.NotEmpty:     "not_empty",
-	fault.ReadOnly:     "read_only",
-	fault.Integrity:    "integrity",
-	fault.Unavailable:  "unavailable",
-	fault.NotSupported: "not_supported",
-	fault.NotPermitted: "not_permitted",
-	fault.CrossDevice:  "cross_device",
-	fault.NoSpace:      "no_space",
-}
-
 // resultCanceled is the result of a call its caller gave up on before the
 // backend answered: neither a success nor a failure of the backend.
 const resultCanceled = "canceled"
@@ -255,10 +233,7 @@ func resultOf(ctx context.Context, err error) string {
 	case callerCanceled(ctx, err):
 		return resultCanceled
 	}
-	if k := fault.KindOf(err); int(k) < len(kindLabels) && kindLabels[k] != "" {
-		return kindLabels[k]
-	}
-	return kindLabels[fault.Other]
+	return fault.KindOf(err).Label()
 }
 
 // callerCanceled reports whether err is only the caller's cancellation
