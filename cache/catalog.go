@@ -352,8 +352,8 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 	}
 	hit := true
 	defer func() { c.obs.Looked(hit) }()
-	var asOf time.Time // once a call was waited for: what it told stands, whatever the TTL
-	decrypted := false // the current revision was decrypted for this lookup (see held)
+	var asOf time.Time  // once a call was waited for: what it told stands, whatever the TTL
+	var tried *snapshot // the revision this lookup tried to decrypt (see mustTry)
 	for {
 		c.mu.Lock()
 		now := c.now()
@@ -376,14 +376,8 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 				c.mu.Unlock()
 				return e, nil
 			}
-			if ks.prev != nil && !decrypted {
-				// A newer revision replaced one that was being read:
-				// decrypt it before pointing the name at it, so that if
-				// the keys cannot answer, the last value is served.
-				snap := ks.snap
-				c.mu.Unlock()
-				hit, decrypted = false, true
-				c.settlePrev(k, snap, snap.decrypt(ctx))
+			if c.mustTry(ks, tried) {
+				tried, hit = c.try(ctx, k, ks), false
 				continue
 			}
 			e := secrets.Entry{Meta: ks.snap.meta, Fresh: until.Sub(now)}
@@ -414,6 +408,10 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 			// any) asks again in the background.
 			cause := f.errOr(fail)
 			if e, ok := c.staleAnswer(ks, k, cause); ok {
+				if c.mustTry(ks, tried) && e.Revision().Equal(ks.snap.meta.Revision()) {
+					tried, hit = c.try(ctx, k, ks), false
+					continue
+				}
 				c.mu.Unlock()
 				return e, nil
 			}
@@ -431,7 +429,12 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 			return secrets.Entry{}, fault.E(op, k.Path(), f.err)
 		case !fault.Answered(f.err):
 			c.mu.Lock()
-			e, ok := c.staleAnswer(a.keys[k.Name], k, f.err)
+			ks = a.keys[k.Name]
+			e, ok := c.staleAnswer(ks, k, f.err)
+			if ok && c.mustTry(ks, tried) && e.Revision().Equal(ks.snap.meta.Revision()) {
+				tried, hit = c.try(ctx, k, ks), false
+				continue
+			}
 			c.mu.Unlock()
 			if ok {
 				return e, nil
@@ -441,29 +444,63 @@ func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error
 	}
 }
 
-// prevAnswer returns the revision a newer one replaced, while the newer
-// one cannot be decrypted for want of an answer (the key service, or the
-// store for its item, did not answer a moment ago) and the replaced one
-// is within the stale window: stale-if-error for the keys. c.mu must be
-// held.
+// mustTry reports whether a lookup must try to decrypt k's current
+// revision before it answers with it: a revision read before (ks.prev)
+// could be served instead, the current one is not held, and the lookup
+// has not tried it yet (tried). Whatever the answer (fresh or stale), a
+// name is not pointed at a revision that cannot be read while the last
+// value read could be served. c.mu must be held.
+func (c *Catalog) mustTry(ks *keyState, tried *snapshot) bool {
+	return ks != nil && ks.present && ks.refused == nil && ks.prev != nil && ks.snap != tried && !c.holds(ks.snap)
+}
+
+// try decrypts ks's current revision, which replaced one being read, and
+// returns it. c.mu must be held; it is released. A failure for want of an
+// answer leaves ks.prev to be served (see fallback); any other outcome
+// lets it go.
+func (c *Catalog) try(ctx context.Context, k store.Key, ks *keyState) *snapshot {
+	snap := ks.snap
+	c.mu.Unlock()
+	c.settlePrev(k, snap, snap.decrypt(ctx))
+	return snap
+}
+
+// prevAnswer answers with the revision a newer one replaced, while the
+// newer one cannot be decrypted (see fallback): stale-if-error for the
+// keys. c.mu must be held.
 func (c *Catalog) prevAnswer(ks *keyState, k store.Key, now time.Time) (secrets.Entry, bool) {
-	if ks.prev == nil {
-		return secrets.Entry{}, false
-	}
-	if c.holds(ks.snap) || !c.holds(ks.prev) {
-		// The newer one was decrypted meanwhile, or the older one's
-		// plaintext was wiped (idle): it has nothing left to offer.
-		c.dropPrev(ks)
-		return secrets.Entry{}, false
-	}
-	cause := c.keysFailing(ks.snap, now)
-	if cause == nil || !c.withinStale(ks.prevSince, now) {
+	prev, cause := c.fallback(ks, now)
+	if prev == nil {
 		return secrets.Entry{}, false
 	}
 	first := !ks.prevStale
 	ks.prevStale = true
 	go c.obs.Stale(k, cause, first)
-	return secrets.Entry{Meta: ks.prev.meta, Fresh: c.opts.RetryAfter, Stale: true}, true
+	return secrets.Entry{Meta: prev.meta, Fresh: c.opts.RetryAfter, Stale: true}, true
+}
+
+// fallback returns the revision kept from before (ks.prev), and why, when
+// it is what k must be answered with now: the current revision cannot be
+// decrypted for want of an answer (the key service, or the store for its
+// item, did not answer a moment ago), and the kept one is held and within
+// the stale window. Every answer about k (Lookup, a stale answer, Known)
+// goes through it, so that they agree: an open checks the revision it
+// was looked up as against Known. c.mu must be held.
+func (c *Catalog) fallback(ks *keyState, now time.Time) (*snapshot, error) {
+	if ks.prev == nil {
+		return nil, nil
+	}
+	if c.holds(ks.snap) || !c.holds(ks.prev) {
+		// The newer one was decrypted meanwhile, or the older one's
+		// plaintext was wiped (idle): it has nothing left to offer.
+		c.dropPrev(ks)
+		return nil, nil
+	}
+	cause := c.keysFailing(ks.snap, now)
+	if cause == nil || !c.withinStale(ks.prevSince, now) {
+		return nil, nil
+	}
+	return ks.prev, cause
 }
 
 // keysFailing returns why s could not be decrypted a moment ago for want
@@ -555,7 +592,11 @@ func (c *Catalog) staleAnswer(ks *keyState, k store.Key, cause error) (secrets.E
 	first := !ks.stale
 	ks.stale = true
 	go c.obs.Stale(k, cause, first)
-	return secrets.Entry{Meta: ks.snap.meta, Fresh: c.opts.RetryAfter, Stale: true}, true
+	meta := ks.snap.meta
+	if prev, _ := c.fallback(ks, c.now()); prev != nil {
+		meta = prev.meta // the current one cannot be read either
+	}
+	return secrets.Entry{Meta: meta, Fresh: c.opts.RetryAfter, Stale: true}, true
 }
 
 // recent reports whether f failed less than RetryAfter before now. c.mu
@@ -866,7 +907,9 @@ func (c *Catalog) checkMeta(k store.Key, meta store.Meta) (store.Meta, error) {
 // replaced lets go of old, the revision of k that the current one
 // replaced at at, unless it was being read: its plaintext is held, so it
 // stays (pinned by the index) as ks.prev until the current one is
-// decrypted (see prevAnswer). A revision whose Version went down is told
+// decrypted (see prevAnswer). A revision replaced before anyone read it
+// leaves ks.prev as it was: the last value read, which a newer revision
+// than the one that first replaced it must not make unservable. A revision whose Version went down is told
 // to the observer: a rollback of the item, or its removal and creation
 // elsewhere. c.mu must be held.
 func (c *Catalog) replaced(k store.Key, ks *keyState, old *snapshot, at time.Time) {
@@ -875,12 +918,19 @@ func (c *Catalog) replaced(k store.Key, ks *keyState, old *snapshot, at time.Tim
 			go rb.RolledBack(k, from, to)
 		}
 	}
-	c.dropPrev(ks)
-	if c.holds(old) && ks.refused == nil && old != ks.snap {
+	if c.holds(old) && ks.refused == nil {
+		// The newest revision that was being read: served while the
+		// current one cannot be decrypted.
+		c.dropPrev(ks)
 		ks.prev, ks.prevSince = old, at
 		return
 	}
+	// A revision nobody read replaced: the one kept from before, if any,
+	// is still the last value read, and stays.
 	c.unpin(old)
+	if ks.refused != nil || ks.prev == ks.snap {
+		c.dropPrev(ks)
+	}
 }
 
 // dropPrev lets go of the revision kept for the keys' outages. c.mu must
@@ -946,11 +996,11 @@ func (c *Catalog) Known(k store.Key) (store.Meta, bool) {
 		return store.Meta{}, false
 	}
 	ks := a.keys[k.Name]
-	switch {
-	case ks == nil || !ks.present || ks.refused != nil:
+	if ks == nil || !ks.present || ks.refused != nil {
 		return store.Meta{}, false
-	case ks.prev != nil && c.holds(ks.prev) && !c.holds(ks.snap) && c.keysFailing(ks.snap, c.now()) != nil && c.withinStale(ks.prevSince, c.now()):
-		return ks.prev.meta, true
+	}
+	if prev, _ := c.fallback(ks, c.now()); prev != nil {
+		return prev.meta, true
 	}
 	return ks.snap.meta, true
 }

@@ -937,3 +937,51 @@ func TestATamperedRevisionIsNotUnwrappedAgain(t *testing.T) {
 		t.Errorf("a tampered revision was unwrapped %d times, want once", n)
 	}
 }
+
+// Two revisions in a row that the keys cannot decrypt: the last value
+// read is still served (the first new one, never read, replaced by the
+// second, does not take its place).
+func TestTwoNewRevisionsTheKeysCannotDecryptStillServeTheLastValueRead(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "read", 1)
+	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	read(t, c, key("a"))
+	for v := store.Version(2); v <= 3; v++ {
+		f.set(key("a"), "unread", v)
+		clk.advance(ttl)
+		f.failNext("Open", fault.E(fault.Unavailable, "KMS frozen"))
+		e, err := c.Lookup(bg, key("a"))
+		if err != nil || !e.Stale || e.Version != 1 {
+			t.Fatalf("revision %d listed, the keys down: %+v, %v; want version 1, stale", v, e, err)
+		}
+		if got := readRevision(t, c, key("a"), e.Meta); got != "read" {
+			t.Fatalf("the served revision reads %q", got)
+		}
+		clk.advance(DefaultRetryAfter)
+	}
+}
+
+// A stale answer (the store cannot be asked) does not point the name at a
+// revision learned from a listing and never decrypted, when the keys
+// cannot decrypt it either and the last value read can be served.
+func TestAStaleAnswerServesTheLastValueReadWhenTheNewerRevisionCannotBeDecrypted(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "read", 1)
+	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	read(t, c, key("a"))
+	f.set(key("a"), "listed", 2)
+	clk.advance(ttl)
+	if _, _, err := c.List(bg, "app", "", 0); err != nil { // learns revision 2, decrypts nothing
+		t.Fatal(err)
+	}
+	clk.advance(ttl)
+	f.failNext("List", fault.E(fault.Unavailable, "store frozen"))
+	f.failNext("Open", fault.E(fault.Unavailable, "KMS frozen"))
+	e, err := c.Lookup(bg, key("a"))
+	if err != nil || !e.Stale || e.Version != 1 {
+		t.Fatalf("store and keys down: %+v, %v; want version 1, stale", e, err)
+	}
+	if m, ok := c.Known(key("a")); !ok || m.Version != 1 {
+		t.Errorf("Known: %+v; want what the lookup answered", m)
+	}
+}
