@@ -260,28 +260,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rp *httputil.Reve
 		http.Error(w, "incomplete request body", http.StatusBadRequest)
 		return
 	}
-	// "DynamoDB_20120810.GetItem" -> "GetItem"; "TrentService.Decrypt" -> "Decrypt"
-	target := r.Header.Get("X-Amz-Target")
-	op := ""
-	if i := strings.LastIndexByte(target, '.'); i >= 0 {
-		op = target[i+1:]
-	}
-	s.mu.Lock()
-	s.total++
-	if op != "" {
-		s.calls[op]++
-	}
-	resumed, refusal := s.resumed, ""
-	switch {
-	case s.denied > 0:
-		s.denied--
-		refusal = codeAccessDenied
-	case s.throttled > 0:
-		s.throttled--
-		refusal = codeThrottling
-	}
-	muted, unmuted := op != "" && op == s.muted, s.unmuted
-	s.mu.Unlock()
+	op := operationOf(r)
+	refusal, muted, unmuted, resumed := s.admit(op)
 	if resumed != nil {
 		// An unreachable host: no answer, unless the partition
 		// heals before the client gives up.
@@ -312,8 +292,44 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rp *httputil.Reve
 		rp.ServeHTTP(w, out)
 		return
 	}
-	// The request lands; its answer is held back until Unmute, and lost
-	// if the client gives up first, as on a network that drops answers.
+	forwardMuted(w, r, out, rp, unmuted)
+}
+
+// operationOf names the API operation of r: "DynamoDB_20120810.GetItem"
+// -> "GetItem"; "TrentService.Decrypt" -> "Decrypt".
+func operationOf(r *http.Request) string {
+	target := r.Header.Get("X-Amz-Target")
+	if i := strings.LastIndexByte(target, '.'); i >= 0 {
+		return target[i+1:]
+	}
+	return ""
+}
+
+// admit counts a request of op and says what happens to it: refused
+// (AccessDenied or throttled, while Deny or Throttle last), its answer
+// held back (Mute), or held until Resume (Pause).
+func (s *Server) admit(op string) (refusal string, muted bool, unmuted, resumed chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total++
+	if op != "" {
+		s.calls[op]++
+	}
+	switch {
+	case s.denied > 0:
+		s.denied--
+		refusal = codeAccessDenied
+	case s.throttled > 0:
+		s.throttled--
+		refusal = codeThrottling
+	}
+	return refusal, op != "" && op == s.muted, s.unmuted, s.resumed
+}
+
+// forwardMuted forwards a request that lands while its answer is held
+// back until Unmute, and lost if the client gives up first, as on a
+// network that drops answers.
+func forwardMuted(w http.ResponseWriter, r, out *http.Request, rp *httputil.ReverseProxy, unmuted chan struct{}) {
 	rec := httptest.NewRecorder()
 	rp.ServeHTTP(rec, out)
 	select {

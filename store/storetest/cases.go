@@ -374,28 +374,7 @@ var pagedNames = []string{
 
 func testListPagination(t *testing.T, s store.Store) {
 	const app = "paged"
-	want := map[string]store.Meta{}
-	for i, name := range pagedNames {
-		it := sample(app, name)
-		it.Size = int64(i)
-		it.Modified = it.Modified.Add(time.Duration(i) * time.Hour)
-		expected := store.NoItem
-		switch i % 3 {
-		case 1:
-			it = legacy(app, name)
-		case 2:
-			prev := it
-			mustPut(t, s, prev, store.NoItem)
-			it, expected = next(prev), prev.Revision()
-		}
-		mustPut(t, s, it, expected)
-		want[name] = it.Meta
-	}
-	// Neighbours whose items must not leak into the listing.
-	for _, other := range []string{"page", "pagedX", "Paged", "paged2"} {
-		mustPut(t, s, sample(other, "alpha"), store.NoItem)
-		mustPut(t, s, sample(other, "zzz"), store.NoItem)
-	}
+	want := putPaged(t, s, app)
 	sorted := slices.Clone(pagedNames)
 	slices.Sort(sorted) // Go compares strings byte by byte
 
@@ -409,37 +388,8 @@ func testListPagination(t *testing.T, s store.Store) {
 			t.Fatalf("Get %s: %s", name, d)
 		}
 	}
-
 	for _, limit := range []int{1, 5, 7, 0, 100} {
-		var names []string
-		after := ""
-		for pages := 0; ; pages++ {
-			if pages > len(pagedNames)+1 {
-				t.Fatalf("limit %d: more pages than names; next does not advance", limit)
-			}
-			page, next, err := s.List(t.Context(), app, after, limit)
-			if err != nil {
-				t.Fatalf("limit %d: List after %q: %v", limit, after, err)
-			}
-			if limit > 0 && len(page) > limit {
-				t.Fatalf("limit %d: page of %d entries", limit, len(page))
-			}
-			for _, m := range page {
-				names = append(names, m.Name)
-				w, ok := want[m.Name]
-				if !ok || m.App != app {
-					t.Fatalf("limit %d: listed %s, which is not in %s", limit, m.Key, app)
-				}
-				if d := diffMeta(m, w); d != "" {
-					t.Fatalf("limit %d: listed %s", limit, d)
-				}
-			}
-			if next == "" {
-				break
-			}
-			after = next
-		}
-		if !slices.Equal(names, sorted) {
+		if names := listPaged(t, s, app, limit, want); !slices.Equal(names, sorted) {
 			t.Fatalf("limit %d: listed\n%q\nwant\n%q", limit, names, sorted)
 		}
 	}
@@ -459,6 +409,67 @@ func testListPagination(t *testing.T, s store.Store) {
 	}
 	if !slices.Equal(names, sorted) {
 		t.Fatalf("ListAll = %q, want %q", names, sorted)
+	}
+}
+
+// putPaged stores pagedNames in app (new, legacy and rewritten items in
+// turn) and neighbours whose items must not leak into its listing, and
+// returns the Meta of each name.
+func putPaged(t *testing.T, s store.Store, app string) map[string]store.Meta {
+	want := map[string]store.Meta{}
+	for i, name := range pagedNames {
+		it := sample(app, name)
+		it.Size = int64(i)
+		it.Modified = it.Modified.Add(time.Duration(i) * time.Hour)
+		expected := store.NoItem
+		switch i % 3 {
+		case 1:
+			it = legacy(app, name)
+		case 2:
+			prev := it
+			mustPut(t, s, prev, store.NoItem)
+			it, expected = next(prev), prev.Revision()
+		}
+		mustPut(t, s, it, expected)
+		want[name] = it.Meta
+	}
+	for _, other := range []string{"page", "pagedX", "Paged", "paged2"} {
+		mustPut(t, s, sample(other, "alpha"), store.NoItem)
+		mustPut(t, s, sample(other, "zzz"), store.NoItem)
+	}
+	return want
+}
+
+// listPaged lists app page by page with limit, checking every page
+// against want, and returns the names in the order listed.
+func listPaged(t *testing.T, s store.Store, app string, limit int, want map[string]store.Meta) []string {
+	var names []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > len(pagedNames)+1 {
+			t.Fatalf("limit %d: more pages than names; next does not advance", limit)
+		}
+		page, next, err := s.List(t.Context(), app, after, limit)
+		if err != nil {
+			t.Fatalf("limit %d: List after %q: %v", limit, after, err)
+		}
+		if limit > 0 && len(page) > limit {
+			t.Fatalf("limit %d: page of %d entries", limit, len(page))
+		}
+		for _, m := range page {
+			names = append(names, m.Name)
+			w, ok := want[m.Name]
+			if !ok || m.App != app {
+				t.Fatalf("limit %d: listed %s, which is not in %s", limit, m.Key, app)
+			}
+			if d := diffMeta(m, w); d != "" {
+				t.Fatalf("limit %d: listed %s", limit, d)
+			}
+		}
+		if next == "" {
+			return names
+		}
+		after = next
 	}
 }
 
