@@ -1,0 +1,203 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// EnvName is the environment variable a secret (or a view) named name
+// becomes, in `format: dotenv` views, `secretfs env` and `secretfs exec`:
+// ASCII letters are made upper case, every other byte that is not an
+// ASCII digit or '_' becomes '_' (so "db-password" and "db.password"
+// both become DB_PASSWORD, and "clé" becomes CL__: é is two bytes), and a
+// name that starts with a digit gets a leading '_' ("2fa" becomes _2FA).
+// The result is a name POSIX, sh, systemd and docker all accept:
+// [A-Z_][A-Z0-9_]*. The application is not part of the name.
+func EnvName(name string) string {
+	b := make([]byte, 0, len(name)+1)
+	if name != "" && name[0] >= '0' && name[0] <= '9' {
+		b = append(b, '_')
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+		default:
+			c = '_'
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// Variable is one environment variable made from a secret or a view.
+type Variable struct {
+	Name  string           // EnvName of From's name
+	From  store.Key        // the secret (or view) it was made from
+	Value crypto.Plaintext // not owned: the caller's, who wipes it
+}
+
+// Variables names each entry of values by EnvName and returns them in
+// the order of their names. Two entries that become the same name are an
+// error naming both (the first two in key order): a variable is never
+// silently overwritten. The values are not copied.
+func Variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
+	const op fault.Op = "render.Variables"
+	vars, err := variables(values)
+	if err != nil {
+		return nil, fault.E(op, fault.Invalid, err.Error())
+	}
+	return vars, nil
+}
+
+func variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
+	keys := make([]store.Key, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sortKeys(keys)
+	vars := make([]Variable, 0, len(keys))
+	byName := make(map[string]store.Key, len(keys))
+	for _, k := range keys {
+		name := EnvName(k.Name)
+		if first, ok := byName[name]; ok {
+			return nil, errors.New(first.String() + " and " + k.String() + " both become the environment variable " + name)
+		}
+		byName[name] = k
+		vars = append(vars, Variable{Name: name, From: k, Value: values[k]})
+	}
+	sort.Slice(vars, func(i, j int) bool { return vars[i].Name < vars[j].Name })
+	return vars, nil
+}
+
+// sortKeys sorts keys by application, then name.
+func sortKeys(keys []store.Key) {
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].App != keys[j].App {
+			return keys[i].App < keys[j].App
+		}
+		return keys[i].Name < keys[j].Name
+	})
+}
+
+// Dotenv renders vars as one NAME="value" line each, every value quoted
+// as appendQuoted says. The result is read back byte for byte by a POSIX shell
+// (set -a; . FILE), by systemd's EnvironmentFile=, and by the dotenv
+// readers of docker compose (env_file:) and of most languages. docker run
+// --env-file is not one of them: it takes the rest of the line literally,
+// quotes included; DockerEnvFile is its form.
+//
+// A value holding a NUL byte or bytes that are not UTF-8 is an error
+// naming its secret: no environment variable holds a NUL, and systemd
+// drops an assignment that is not UTF-8.
+func Dotenv(vars []Variable) (crypto.Plaintext, error) {
+	const op fault.Op = "render.Dotenv"
+	var w buffer
+	for _, v := range vars {
+		_, _ = w.WriteString(v.Name)
+		_ = w.WriteByte('=')
+		if err := appendQuoted(&w, alias(v.Value)); err != nil {
+			w.wipe()
+			return nil, fault.E(op, v.From.Path(), fault.Invalid, err.Error())
+		}
+		_ = w.WriteByte('\n')
+	}
+	return w.bytes(), nil
+}
+
+// appendQuoted writes value double-quoted for a dotenv file: a backslash
+// before each of \ " $ and `, every other byte as it is, newlines
+// included. That is the one quoting a POSIX shell and systemd's
+// EnvironmentFile= both read back as the same bytes: inside double
+// quotes, both give a backslash its meaning before exactly those four
+// characters (and before a newline, which never follows an unescaped
+// backslash here), and both keep newlines as they are. A value holding a
+// NUL byte or bytes that are not UTF-8 is an error.
+func appendQuoted(w *buffer, value string) error {
+	if err := envValueOK(value); err != nil {
+		return err
+	}
+	if !utf8.ValidString(value) {
+		return errors.New("the value is not valid UTF-8, which systemd's EnvironmentFile= does not accept")
+	}
+	w.grow(len(value) + 2)
+	_ = w.WriteByte('"')
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		switch c {
+		case '\\', '"', '$', '`':
+			_ = w.WriteByte('\\')
+		}
+		_ = w.WriteByte(c)
+	}
+	_ = w.WriteByte('"')
+	return nil
+}
+
+// envValueOK refuses what no environment variable can hold.
+func envValueOK(value string) error {
+	if strings.IndexByte(value, 0) >= 0 {
+		return errors.New("the value holds a NUL byte, which no environment variable can hold")
+	}
+	return nil
+}
+
+// maxDockerLine is the longest line docker's env-file reader takes: it
+// reads lines with a bufio.Scanner of the default size, which fails on a
+// line (with its newline) over bufio.MaxScanTokenSize, 64 KiB.
+const maxDockerLine = 64*1024 - 1
+
+// DockerEnvFile renders vars for `docker run --env-file`, whose reader
+// (docker/cli pkg/kvfile) takes each line as NAME=VALUE with the value
+// literally: no quotes, no escapes. So it writes NAME=value lines, and
+// refuses, naming the secret, a value that line cannot carry as it is: a
+// NUL byte, a newline, a carriage return at its end (the reader drops
+// it), bytes that are not UTF-8 (the reader refuses the file), a line
+// over 64 KiB (the reader's limit), or a value that starts and ends with
+// the same quote character (' or "): docker 28 keeps such quotes and
+// later releases remove them, so its meaning depends on the docker.
+func DockerEnvFile(vars []Variable) (crypto.Plaintext, error) {
+	const op fault.Op = "render.DockerEnvFile"
+	var w buffer
+	for _, v := range vars {
+		if err := dockerValueOK(v.Name, v.Value); err != nil {
+			w.wipe()
+			return nil, fault.E(op, v.From.Path(), fault.Invalid, err.Error())
+		}
+		_, _ = w.WriteString(v.Name)
+		_ = w.WriteByte('=')
+		_, _ = w.Write(v.Value)
+		_ = w.WriteByte('\n')
+	}
+	return w.bytes(), nil
+}
+
+func dockerValueOK(name string, value []byte) error {
+	const why = ", which docker run --env-file cannot read back: use the dotenv form (without --docker) with docker compose's env_file, or secretfs exec"
+	if err := envValueOK(alias(value)); err != nil {
+		return err
+	}
+	switch n := len(value); {
+	case bytes.IndexByte(value, '\n') >= 0:
+		return errors.New("the value holds a newline" + why)
+	case n > 0 && value[n-1] == '\r':
+		return errors.New("the value ends with a carriage return" + why)
+	case !utf8.Valid(value):
+		return errors.New("the value is not valid UTF-8" + why)
+	case len(name)+1+n > maxDockerLine:
+		return errors.New("the line would be over " + strconv.Itoa(maxDockerLine) + " bytes" + why)
+	case n >= 2 && (value[0] == '"' || value[0] == '\'') && value[n-1] == value[0]:
+		return errors.New("the value starts and ends with the same quote character" + why)
+	}
+	return nil
+}

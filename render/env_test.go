@@ -1,0 +1,310 @@
+package render_test
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/render"
+	"github.com/secretfs/secretfs/store"
+)
+
+func TestEnvName(t *testing.T) {
+	for name, want := range map[string]string{
+		"db-password": "DB_PASSWORD",
+		"db.password": "DB_PASSWORD",
+		"DB_Password": "DB_PASSWORD",
+		"api token":   "API_TOKEN",
+		"2fa-seed":    "_2FA_SEED",
+		"_private":    "_PRIVATE",
+		"clé":         "CL__", // é is two bytes
+		"a=b":         "A_B",
+		"x9":          "X9",
+		"9":           "_9",
+	} {
+		if got := render.EnvName(name); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// values makes Variables' input from "app/name" -> value.
+func values(t *testing.T, m map[string]string) map[store.Key]crypto.Plaintext {
+	return inputs(t, m)
+}
+
+func TestVariablesAreSortedByName(t *testing.T) {
+	vars, err := render.Variables(values(t, map[string]string{"b/zeta": "1", "a/alpha": "2", "b/Mid": "3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range vars {
+		got = append(got, v.Name+"<-"+v.From.String()+"="+string(v.Value))
+	}
+	want := "ALPHA<-a/alpha=2 MID<-b/Mid=3 ZETA<-b/zeta=1"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("Variables = %v, want %s", got, want)
+	}
+}
+
+func TestVariablesThatCollideAreAnErrorNamingBothSecrets(t *testing.T) {
+	for _, c := range []struct {
+		in   map[string]string
+		want string
+	}{
+		{map[string]string{"billing/db-password": "VALUE-A", "billing/DB_PASSWORD": "VALUE-B"}, "billing/DB_PASSWORD and billing/db-password both become the environment variable DB_PASSWORD"},
+		// across applications (secretfs exec --app a --app b)
+		{map[string]string{"auth/token": "VALUE-A", "billing/TOKEN": "VALUE-B"}, "auth/token and billing/TOKEN both become the environment variable TOKEN"},
+	} {
+		_, err := render.Variables(values(t, c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !fault.Is(fault.Invalid, err) {
+			t.Fatalf("Variables: %v, want Invalid saying %q", err, c.want)
+		}
+		if strings.Contains(err.Error(), "VALUE") {
+			t.Fatalf("error %q holds a value", err)
+		}
+	}
+}
+
+// tricky are values that every quoting must carry byte for byte.
+var tricky = map[string]string{
+	"t/plain":     "s3cr3t",
+	"t/empty":     "",
+	"t/space":     "  two  spaces  ",
+	"t/quotes":    `it's "quoted"`,
+	"t/shell":     "$HOME ${HOME} $(id) `id` \\ \\n \\$ !x ~ * ? [a] ; & | < > # =",
+	"t/newlines":  "line1\nline2\n\nline4\n",
+	"t/crlf":      "a\r\nb\r",
+	"t/tab":       "\ttab\t",
+	"t/unicode":   "é ✓ 😀 \u2028",
+	"t/backslash": `\`,
+	"t/controls":  "\x01\x1b[31m\x7f",
+}
+
+func TestDotenvIsReadBackByAPOSIXShell(t *testing.T) {
+	vars, err := render.Variables(values(t, tricky))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := render.Dotenv(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, shell := range []string{"sh", "bash"} {
+		for _, v := range vars {
+			// printf %s prints the variable byte for byte; the x keeps
+			// a trailing newline from being lost to $(...).
+			cmd := exec.Command(shell, "-c", `set -a; . "$1"; printf '%sx' "$`+v.Name+`"`, shell, path)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent"}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%s reading %s: %v", shell, v.Name, err)
+			}
+			if got := strings.TrimSuffix(string(out), "x"); got != string(v.Value) {
+				t.Errorf("%s read %s as %q, want %q", shell, v.Name, got, v.Value)
+			}
+		}
+	}
+}
+
+// systemdParse reads an environment file as systemd 252's EnvironmentFile=
+// does (src/basic/env-file.c, parse_env_file_internal and
+// load_env_file_push), for the lines Dotenv writes: KEY="...". Inside
+// double quotes, a backslash before " \ ` $ stands for that character, a
+// backslash before a newline joins the lines, a backslash before anything
+// else is kept with it, and every other byte (newlines included) is
+// itself. The integration test checks the same file with systemd's own
+// parser (the environment.d generator).
+func systemdParse(t *testing.T, file []byte) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	s := string(file)
+	for s != "" {
+		key, rest, ok := strings.Cut(s, `="`)
+		if !ok || strings.ContainsAny(key, "\n\"") {
+			t.Fatalf("not a KEY=\"...\" line: %q", s)
+		}
+		var value strings.Builder
+		i := 0
+		for ; i < len(rest) && rest[i] != '"'; i++ {
+			if rest[i] == '\\' && i+1 < len(rest) {
+				i++
+				switch rest[i] {
+				case '"', '\\', '`', '$':
+				case '\n':
+					continue
+				default:
+					value.WriteByte('\\')
+				}
+			}
+			value.WriteByte(rest[i])
+		}
+		if i == len(rest) || !strings.HasPrefix(rest[i:], "\"\n") {
+			t.Fatalf("unterminated value for %s", key)
+		}
+		out[key] = value.String()
+		s = rest[i+2:]
+	}
+	return out
+}
+
+func TestDotenvIsReadBackBySystemdsRules(t *testing.T) {
+	vars, err := render.Variables(values(t, tricky))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := render.Dotenv(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := systemdParse(t, file)
+	for _, v := range vars {
+		if got[v.Name] != string(v.Value) {
+			t.Errorf("systemd's rules read %s as %q, want %q", v.Name, got[v.Name], v.Value)
+		}
+	}
+}
+
+func TestDotenvBytes(t *testing.T) {
+	vars, err := render.Variables(values(t, map[string]string{"a/db-password": "p\"$`\\\nx", "a/token": "tok"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := render.Dotenv(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "DB_PASSWORD=\"p\\\"\\$\\`\\\\\nx\"\nTOKEN=\"tok\"\n"; string(file) != want {
+		t.Fatalf("Dotenv = %q, want %q", file, want)
+	}
+}
+
+func TestDotenvRefusesWhatNoReaderHolds(t *testing.T) {
+	for value, want := range map[string]string{
+		"SECRET\x00": "the value holds a NUL byte",
+		"SECRET\xff": "the value is not valid UTF-8",
+	} {
+		vars, err := render.Variables(values(t, map[string]string{"a/x": value}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = render.Dotenv(vars)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "a/x") || strings.Contains(err.Error(), "SECRET") {
+			t.Fatalf("Dotenv(%q): %v, want an error naming a/x saying %q without the value", value, err, want)
+		}
+	}
+}
+
+// dockerParse reads an env file as docker run --env-file does: docker/cli
+// pkg/kvfile's parseKeyValueFile. Up to docker 28 a value is the rest of
+// the line, as it is; later releases (trimQuotes) remove one pair of
+// quotes that both starts and ends it. Lines are read with a
+// bufio.Scanner (64 KiB at most, a trailing \r dropped); the file must be
+// UTF-8; leading white space of a line is dropped; a key may not hold
+// white space.
+func dockerParse(file []byte, trimQuotes bool) (map[string]string, error) {
+	out := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(file))
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !utf8.Valid(line) {
+			return nil, errInvalid("invalid utf8")
+		}
+		s := strings.TrimLeftFunc(string(line), unicode.IsSpace)
+		if s == "" || s[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(s, "=")
+		if k == "" || strings.ContainsAny(k, " \t") {
+			return nil, errInvalid("bad key")
+		}
+		if !ok {
+			continue
+		}
+		if trimQuotes && len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		out[k] = v
+	}
+	return out, sc.Err()
+}
+
+type errInvalid string
+
+func (e errInvalid) Error() string { return string(e) }
+
+func TestDockerEnvFileIsReadBackByDockersRules(t *testing.T) {
+	in := map[string]string{
+		"a/plain":   "s3cr3t",
+		"a/empty":   "",
+		"a/spaces":  "  lead and trail  ",
+		"a/quotes":  `it's "quoted" inside`,
+		"a/shell":   "$HOME `id` \\ # = ;",
+		"a/unicode": "é ✓ 😀",
+		"a/cr":      "a\rb",
+		"a/one":     `"`,
+		"a/hash":    "#not a comment",
+	}
+	vars, err := render.Variables(values(t, in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := render.DockerEnvFile(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(file), "CR=a\rb\nEMPTY=\nHASH=#not a comment\n") {
+		t.Fatalf("DockerEnvFile = %q", file)
+	}
+	for _, trim := range []bool{false, true} {
+		got, err := dockerParse(file, trim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vars {
+			if got[v.Name] != string(v.Value) {
+				t.Errorf("docker (trimQuotes %v) read %s as %q, want %q", trim, v.Name, got[v.Name], v.Value)
+			}
+		}
+	}
+}
+
+func TestDockerEnvFileRefusesWhatDockerCannotReadBack(t *testing.T) {
+	for value, want := range map[string]string{
+		"SECRET\nx":                             "holds a newline",
+		"SECRET\r":                              "ends with a carriage return",
+		"SECRET\xff":                            "not valid UTF-8",
+		"SECRET\x00":                            "NUL",
+		`"SECRET"`:                              "starts and ends with the same quote character",
+		`'SECRET'`:                              "starts and ends with the same quote character",
+		"SECRET" + strings.Repeat("x", 64*1024): "over 65535 bytes",
+	} {
+		vars, err := render.Variables(values(t, map[string]string{"a/x": value}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = render.DockerEnvFile(vars)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "a/x") || strings.Contains(err.Error(), "SECRET") {
+			t.Fatalf("DockerEnvFile(%.20q): %v, want an error naming a/x saying %q without the value", value, err, want)
+		}
+		// And docker would indeed not read it back (or refuse it).
+		line := append([]byte("X="), value...)
+		got, perr := dockerParse(append(line, '\n'), true)
+		if value != "SECRET\x00" && perr == nil && got["X"] == value {
+			t.Fatalf("docker reads %.20q back: the refusal is needless", value)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package render
+
+import (
+	"errors"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/store"
+)
+
+// The formats an application view (app + format) renders in. Every one
+// holds each secret of the application, in name order, its value as a
+// string, byte for byte.
+const (
+	// FormatJSON is one JSON object, one member a line:
+	//	{
+	//	  "api-token": "s3cr3t",
+	//	  "db-password": "p\"w"
+	//	}
+	// A value that is itself JSON is still a string. Values must be
+	// UTF-8 (a JSON string holds nothing else).
+	FormatJSON = "json"
+	// FormatDotenv is NAME="value" lines, names by EnvName, values
+	// quoted for a POSIX shell and systemd's EnvironmentFile= (Dotenv).
+	// Two secrets whose names become the same variable are an error.
+	FormatDotenv = "dotenv"
+	// FormatYAML is one mapping, a "name": "value" line per secret,
+	// both as double-quoted scalars with JSON's escapes (and the few
+	// more YAML needs: appendJSONString), "{}" for an application with
+	// no secrets. Values must be UTF-8.
+	FormatYAML = "yaml"
+	// FormatProperties is name=value lines escaped as Java's
+	// Properties.store escapes them (\uXXXX for every character beyond
+	// ASCII, so the file reads back the same as ISO 8859-1 or UTF-8),
+	// without its date comment. Values must be UTF-8.
+	FormatProperties = "properties"
+)
+
+// formats is every format an application view may name.
+var formats = map[string]func(w *buffer, members []member) error{
+	FormatJSON:       appendJSONFormat,
+	FormatDotenv:     appendDotenvFormat,
+	FormatYAML:       appendYAMLFormat,
+	FormatProperties: appendPropertiesFormat,
+}
+
+// member is one secret of an application view.
+type member struct {
+	key   store.Key
+	value crypto.Plaintext
+}
+
+// memberError is a format's refusal of one member's value: it names the
+// secret, never the value.
+type memberError struct {
+	key store.Key
+	err error
+}
+
+func (e *memberError) Error() string { return e.key.String() + ": " + e.err.Error() }
+
+func appendJSONFormat(w *buffer, members []member) error {
+	if len(members) == 0 {
+		_, _ = w.WriteString("{}\n")
+		return nil
+	}
+	_, _ = w.WriteString("{\n")
+	for i, m := range members {
+		_, _ = w.WriteString("  ")
+		if err := appendJSONString(w, m.key.Name); err != nil {
+			return &memberError{m.key, errors.New("the name is not valid UTF-8")}
+		}
+		_, _ = w.WriteString(": ")
+		if err := appendJSONString(w, alias(m.value)); err != nil {
+			return &memberError{m.key, err}
+		}
+		if i < len(members)-1 {
+			_ = w.WriteByte(',')
+		}
+		_ = w.WriteByte('\n')
+	}
+	_, _ = w.WriteString("}\n")
+	return nil
+}
+
+func appendYAMLFormat(w *buffer, members []member) error {
+	if len(members) == 0 {
+		_, _ = w.WriteString("{}\n")
+		return nil
+	}
+	for _, m := range members {
+		if err := appendJSONString(w, m.key.Name); err != nil {
+			return &memberError{m.key, errors.New("the name is not valid UTF-8")}
+		}
+		_, _ = w.WriteString(": ")
+		if err := appendJSONString(w, alias(m.value)); err != nil {
+			return &memberError{m.key, err}
+		}
+		_ = w.WriteByte('\n')
+	}
+	return nil
+}
+
+func appendDotenvFormat(w *buffer, members []member) error {
+	values := make(map[store.Key]crypto.Plaintext, len(members))
+	for _, m := range members {
+		values[m.key] = m.value
+	}
+	vars, err := variables(values)
+	if err != nil {
+		return err
+	}
+	for _, v := range vars {
+		_, _ = w.WriteString(v.Name)
+		_ = w.WriteByte('=')
+		if err := appendQuoted(w, alias(v.Value)); err != nil {
+			return &memberError{v.From, err}
+		}
+		_ = w.WriteByte('\n')
+	}
+	return nil
+}
+
+func appendPropertiesFormat(w *buffer, members []member) error {
+	for _, m := range members {
+		if !utf8.ValidString(m.key.Name) {
+			return &memberError{m.key, errors.New("the name is not valid UTF-8")}
+		}
+		if !utf8.Valid(m.value) {
+			return &memberError{m.key, errors.New("the value is not valid UTF-8, which a properties file cannot hold")}
+		}
+		appendProperty(w, m.key.Name, true)
+		_ = w.WriteByte('=')
+		appendProperty(w, alias(m.value), false)
+		_ = w.WriteByte('\n')
+	}
+	return nil
+}
+
+// appendProperty writes s escaped as java.util.Properties.store writes a
+// key (escapeSpace) or a value: \\ for a backslash; \t \n \r \f; a
+// backslash before = : # and !; before a space that leads a value, or any
+// space of a key; and \uXXXX (upper-case hex, UTF-16) for every other
+// character outside printable ASCII.
+func appendProperty(w *buffer, s string, escapeSpace bool) {
+	const hex = "0123456789ABCDEF"
+	u16 := func(c rune) {
+		_, _ = w.WriteString(`\u`)
+		_ = w.WriteByte(hex[c>>12&0xf])
+		_ = w.WriteByte(hex[c>>8&0xf])
+		_ = w.WriteByte(hex[c>>4&0xf])
+		_ = w.WriteByte(hex[c&0xf])
+	}
+	for i, r := range s {
+		switch {
+		case r == '\\':
+			_, _ = w.WriteString(`\\`)
+		case r == ' ':
+			if i == 0 || escapeSpace {
+				_ = w.WriteByte('\\')
+			}
+			_ = w.WriteByte(' ')
+		case r == '\t':
+			_, _ = w.WriteString(`\t`)
+		case r == '\n':
+			_, _ = w.WriteString(`\n`)
+		case r == '\r':
+			_, _ = w.WriteString(`\r`)
+		case r == '\f':
+			_, _ = w.WriteString(`\f`)
+		case r == '=' || r == ':' || r == '#' || r == '!':
+			_ = w.WriteByte('\\')
+			_ = w.WriteByte(byte(r))
+		case r < 0x20 || r > 0x7e:
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				u16(r1) // beyond the BMP: Java holds it as two UTF-16 chars
+				u16(r2)
+			} else {
+				u16(r)
+			}
+		default:
+			_ = w.WriteByte(byte(r))
+		}
+	}
+}

@@ -1,0 +1,241 @@
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// maxExactInteger is the largest integer a float64 holds exactly, 2^53.
+// JMESPath's numbers are IEEE doubles; an integer beyond this one would
+// be rounded, so it is kept as the text it was written as.
+const maxExactInteger = 1 << 53
+
+// decodeJSON decodes value, which must be exactly one JSON text, into what
+// JMESPath searches: maps, slices, strings, bools, nil, and numbers as
+// float64, except a number a float64 cannot hold (an integer beyond 2^53,
+// or beyond float64's range), which is kept as its json.Number text so
+// that it renders exactly as written (it is then not a number to
+// JMESPath's comparisons and functions).
+//
+// The error says why value is not JSON, and never quotes it: encoding/json's
+// messages show the offending character, a byte of the value.
+//
+// Hygiene: the decoder copies value into an internal buffer, and every
+// string and number in the result is a Go string; neither can be wiped.
+// They are dropped when the rendering ends, and the garbage collector
+// reclaims them in time (best effort, docs/SECURITY.md). A rendering
+// decodes each input once.
+func decodeJSON(value []byte) (any, error) {
+	if !utf8.Valid(value) {
+		// encoding/json would replace the bad bytes with U+FFFD, and a
+		// field would render bytes the secret does not hold.
+		return nil, errors.New("it is not JSON: it is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, notJSON(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("it is not JSON: more follows the first JSON value")
+	}
+	return numbersForJMESPath(v), nil
+}
+
+// notJSON describes a decoding error without a byte of the input.
+func notJSON(err error) error {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return errors.New("it is not JSON: a syntax error at byte " + strconv.FormatInt(syntax.Offset, 10))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("it is not JSON: it ends before a JSON value does")
+	default:
+		return errors.New("it is not JSON")
+	}
+}
+
+// numbersForJMESPath replaces, in place, the json.Numbers of v that a
+// float64 holds exactly enough with float64s, which is what JMESPath
+// compares and computes with.
+func numbersForJMESPath(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		return jmesNumber(v)
+	case map[string]any:
+		for k, e := range v {
+			v[k] = numbersForJMESPath(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = numbersForJMESPath(e)
+		}
+	}
+	return v
+}
+
+func jmesNumber(n json.Number) any {
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil { // beyond float64's range
+		return n
+	}
+	if !strings.ContainsAny(string(n), ".eE") && math.Abs(f) > maxExactInteger {
+		return n
+	}
+	return f
+}
+
+// appendJSON writes v, a value JMESPath returned (or a string), to w as
+// compact JSON: object members in key order, no HTML escaping, numbers as
+// encoding/json writes them.
+func appendJSON(w *buffer, v any) error {
+	switch v := v.(type) {
+	case nil:
+		_, _ = w.WriteString("null")
+	case bool:
+		_, _ = w.WriteString(strconv.FormatBool(v))
+	case float64:
+		return appendFloat(w, v)
+	case json.Number:
+		_, _ = w.WriteString(string(v))
+	case string:
+		return appendJSONString(w, v)
+	case []any:
+		_ = w.WriteByte('[')
+		for i, e := range v {
+			if i > 0 {
+				_ = w.WriteByte(',')
+			}
+			if err := appendJSON(w, e); err != nil {
+				return err
+			}
+		}
+		_ = w.WriteByte(']')
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		_ = w.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				_ = w.WriteByte(',')
+			}
+			if err := appendJSONString(w, k); err != nil {
+				return err
+			}
+			_ = w.WriteByte(':')
+			if err := appendJSON(w, v[k]); err != nil {
+				return err
+			}
+		}
+		_ = w.WriteByte('}')
+	default:
+		// A few JMESPath functions return typed slices ([]string,
+		// []float64); anything else is not JSON.
+		rv := reflect.ValueOf(v)
+		if rv.Kind() != reflect.Slice {
+			return errors.New("the result is a " + rv.Type().String() + ", which is not JSON")
+		}
+		_ = w.WriteByte('[')
+		for i := range rv.Len() {
+			if i > 0 {
+				_ = w.WriteByte(',')
+			}
+			if err := appendJSON(w, rv.Index(i).Interface()); err != nil {
+				return err
+			}
+		}
+		_ = w.WriteByte(']')
+	}
+	return nil
+}
+
+// appendFloat writes f as encoding/json does: the shortest text that reads
+// back as f, in exponent form only for very large or small magnitudes.
+func appendFloat(w *buffer, f float64) error {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return errors.New("the result is a number JSON cannot hold (infinite or not a number)")
+	}
+	var scratch [32]byte
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b := strconv.AppendFloat(scratch[:0], f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9, as encoding/json does
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	_, _ = w.Write(b)
+	clear(scratch[:]) // a number may be the secret (a PIN)
+	return nil
+}
+
+// appendJSONString writes s as a JSON string. Besides what JSON requires
+// (", \ and the C0 controls), it escapes DEL, the C1 controls, U+2028,
+// U+2029, U+FEFF, U+FFFE and U+FFFF, so that the same text is also a YAML
+// double-quoted scalar holding exactly s (YAML 1.1 reads U+0085, U+2028
+// and U+2029 as line breaks, and YAML may not hold the others raw). s
+// must be valid UTF-8: a JSON string cannot hold other bytes, and
+// encoding/json would silently replace them.
+func appendJSONString(w *buffer, s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("the value is not valid UTF-8, which a JSON or YAML string cannot hold")
+	}
+	_ = w.WriteByte('"')
+	start := 0
+	for i, r := range s {
+		esc := jsonEscape(r)
+		if esc == "" {
+			continue
+		}
+		_, _ = w.WriteString(s[start:i])
+		_, _ = w.WriteString(esc)
+		start = i + utf8.RuneLen(r)
+	}
+	_, _ = w.WriteString(s[start:])
+	_ = w.WriteByte('"')
+	return nil
+}
+
+// jsonEscape returns the escape that stands for r in a string that is
+// both JSON and YAML, or "" when r stands for itself.
+func jsonEscape(r rune) string {
+	switch r {
+	case '"':
+		return `\"`
+	case '\\':
+		return `\\`
+	case '\n':
+		return `\n`
+	case '\r':
+		return `\r`
+	case '\t':
+		return `\t`
+	case '\b':
+		return `\b`
+	case '\f':
+		return `\f`
+	}
+	switch {
+	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f,
+		r == 0x2028, r == 0x2029, r == 0xfeff, r == 0xfffe, r == 0xffff:
+		const hex = "0123456789abcdef"
+		return `\u` + string([]byte{hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf]})
+	}
+	return ""
+}
