@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/secretfs/secretfs/breaker"
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/store"
@@ -227,7 +228,7 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	if err != nil {
 		switch fault.KindOf(err) {
 		case fault.Unavailable, fault.Other, fault.Conflict, fault.Exist:
-			err = k.settle(ctx, op, item, err)
+			err = k.confirm(ctx, op, item, err)
 		}
 	}
 	if err != nil {
@@ -242,33 +243,35 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 // before trusting what it remembers of the secret.
 var ErrOutcomeUnknown = errors.New("the outcome is unknown: the store took the write but did not answer, nor say afterwards what it holds; the next read asks it")
 
-// settle finds out whether a write whose request went out landed, when
+// confirm decides whether a write whose request went out landed, when
 // its answer does not say: no answer came in time (the write may land
-// all the same), or the condition failed (the SDK may have retried a
-// write that had already landed, whose first answer was lost). It asks
-// the store for the item within one more deadline. The write landed if
-// the store holds its IV, which is fresh on every write.
-func (k *Keeper) settle(ctx context.Context, op fault.Op, item *store.Item, putErr error) error {
+// all the same), or the condition failed (the SDK may have resent a
+// write that had already landed, whose first answer was lost; a store
+// never decides that itself). It asks the store for the item within one
+// more deadline, even while the store's breaker is open: this question
+// decides what close(2) reports. The write landed if the store holds its
+// IV, which is fresh on every write. This is the one place that decides
+// whether a write landed.
+func (k *Keeper) confirm(ctx context.Context, op fault.Op, item *store.Item, putErr error) error {
+	refused := fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr)
 	var stored *store.Item
-	err := k.call(ctx, op, item.Path(), func(ctx context.Context) (err error) {
+	err := k.call(breaker.Always(ctx), op, item.Path(), func(ctx context.Context) (err error) {
 		stored, err = k.store.Get(ctx, item.Key)
 		return err
 	})
 	switch {
 	case err == nil && stored.Revision().Equal(item.Revision()):
-		return nil
-	case err == nil || fault.Is(fault.NotFound, err):
-		if fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr) {
-			return putErr // a real conflict
-		}
-		held := "another revision"
-		if err != nil {
-			held = "no item"
-		}
-		return fault.E(op, item.Path(), fault.Unavailable, fmt.Errorf("not committed (the store holds %s): %w", held, putErr))
-	}
-	if fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr) {
+		return nil // ours: landed, its answer lost
+	case refused && err == nil:
+		return fault.E(op, item.Path(), fault.KindOf(putErr), "the store holds version "+stored.Version.String()+" of another write")
+	case refused && fault.Is(fault.NotFound, err):
+		return fault.E(op, item.Path(), fault.KindOf(putErr), "the store holds no item")
+	case refused:
 		return putErr // the store answered the write; only the second look failed
+	case err == nil:
+		return fault.E(op, item.Path(), fault.Unavailable, "not committed (the store holds another revision)", putErr)
+	case fault.Is(fault.NotFound, err):
+		return fault.E(op, item.Path(), fault.Unavailable, "not committed (the store holds no item)", putErr)
 	}
 	return fault.E(op, item.Path(), fault.Unavailable, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, putErr))
 }

@@ -96,13 +96,12 @@ func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 	return it, nil
 }
 
-// Put implements store.Store. When the condition fails, the item is read
-// (strongly consistent) to say why; if it is the very write Put was
-// making (same Version and InitialisationVector, which is fresh on every
-// write), an earlier attempt of this PutItem was stored and its answer
-// lost, and Put succeeds. (Had another writer overwritten it since, Put
-// reports a Conflict although its write was stored: nothing tells the two
-// apart, and a Conflict loses nothing.)
+// Put implements store.Store. A failed condition is refused at once,
+// without reading the item to say more: the SDK may have resent a PutItem
+// whose first attempt was stored and whose answer was lost, so that the
+// condition fails against the very write, and whether a write landed is
+// decided in one place, by the secrets layer (secrets.Keeper reads the
+// item and compares its IV, which is fresh on every write).
 func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
 	const op fault.Op = "dynamodb.Put"
 	if err := store.CheckPut(item, expected); err != nil {
@@ -126,14 +125,10 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revisi
 	if !errors.As(err, &failed) {
 		return wrap(op, item.Path(), s.table, err)
 	}
-	stored, found, err := s.storedRevision(ctx, op, item.Key)
-	switch {
-	case err != nil:
-		return err
-	case found && stored.Equal(item.Revision()):
-		return nil // our own write, stored by an attempt whose answer was lost
+	if expected.Version == store.Absent {
+		return fault.E(op, item.Path(), fault.Exist)
 	}
-	return store.PutRefused(op, item.Key, expected, stored, found)
+	return fault.E(op, item.Path(), fault.Conflict, "the stored item is not the expected version "+expected.String())
 }
 
 // Delete implements store.Store. When the condition fails, the item is
@@ -243,7 +238,7 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	for _, av := range out.Items {
 		m, err := unmarshalMeta(av)
 		if err != nil {
-			name, _, _ := getS(av, attrName, true)
+			name, _ := getS(av, attrName, true)
 			return nil, "", fault.E(op, store.Key{App: app, Name: name}.Path(), fault.Integrity,
 				fmt.Errorf("malformed item: %w", err))
 		}
@@ -251,7 +246,7 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	}
 	next := ""
 	if len(out.LastEvaluatedKey) > 0 {
-		if next, _, err = getS(out.LastEvaluatedKey, attrName, true); err != nil || next == "" {
+		if next, err = getS(out.LastEvaluatedKey, attrName, true); err != nil || next == "" {
 			return nil, "", fault.E(op, fault.Path(app), fault.Other, "Query returned a LastEvaluatedKey without "+attrName)
 		}
 	}
@@ -294,7 +289,7 @@ func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, s
 	}
 	apps := make([]string, 0, len(out.Items))
 	for _, av := range out.Items {
-		app, _, err := getS(av, attrApp, true)
+		app, err := getS(av, attrApp, true)
 		if err != nil {
 			return nil, "", fault.E(op, fault.Other, fmt.Errorf("malformed item: %w", err))
 		}
@@ -315,8 +310,8 @@ func appsCursor(last map[string]types.AttributeValue) (string, error) {
 	if len(last) == 0 {
 		return "", nil
 	}
-	app, _, errApp := getS(last, attrApp, true)
-	name, _, errName := getS(last, attrName, true)
+	app, errApp := getS(last, attrApp, true)
+	name, errName := getS(last, attrName, true)
 	if errApp != nil || errName != nil || len(last) != 2 {
 		return "", fmt.Errorf("Scan returned a LastEvaluatedKey that is not a key of the table: attributes %q",
 			slices.Sorted(maps.Keys(last)))

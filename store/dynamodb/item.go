@@ -103,7 +103,7 @@ func unmarshal(av map[string]types.AttributeValue) (*store.Item, error) {
 	if it.Meta, err = unmarshalMeta(av); err != nil {
 		return nil, err
 	}
-	if it.MasterKeyID, _, err = getS(av, attrMasterKeyID, true); err != nil {
+	if it.MasterKeyID, err = getS(av, attrMasterKeyID, true); err != nil {
 		return nil, err
 	}
 	if it.ProtectedDocumentKey, err = getB(av, attrDocumentKey); err != nil {
@@ -120,13 +120,13 @@ func unmarshal(av map[string]types.AttributeValue) (*store.Item, error) {
 func unmarshalMeta(av map[string]types.AttributeValue) (store.Meta, error) {
 	m := store.Meta{Version: store.Unversioned, Size: -1}
 	var err error
-	if m.App, _, err = getS(av, attrApp, true); err != nil {
+	if m.App, err = getS(av, attrApp, true); err != nil {
 		return m, err
 	}
-	if m.Name, _, err = getS(av, attrName, true); err != nil {
+	if m.Name, err = getS(av, attrName, true); err != nil {
 		return m, err
 	}
-	if m.Format, _, err = getS(av, attrFormat, false); err != nil {
+	if m.Format, err = getS(av, attrFormat, false); err != nil {
 		return m, err
 	}
 	rev, err := unmarshalRevision(av)
@@ -177,16 +177,18 @@ func getB(av map[string]types.AttributeValue, name string) ([]byte, error) {
 	return b.Value, nil
 }
 
-func getS(av map[string]types.AttributeValue, name string, required bool) (string, bool, error) {
+// getS reads a string attribute; an absent one that is not required
+// reads as "".
+func getS(av map[string]types.AttributeValue, name string, required bool) (string, error) {
 	v, present := av[name]
 	if !present && !required {
-		return "", false, nil
+		return "", nil
 	}
 	s, ok := v.(*types.AttributeValueMemberS)
 	if !ok {
-		return "", false, malformed(name, "S", v)
+		return "", malformed(name, "S", v)
 	}
-	return s.Value, true, nil
+	return s.Value, nil
 }
 
 // getN reads an optional number attribute holding an int64.

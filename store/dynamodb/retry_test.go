@@ -15,16 +15,21 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/crypto/cryptotest"
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/internal/testserver"
+	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 )
 
-// A Put sent again with the Revision it expected the first time finds its
-// own write stored: that is success. (That is what the SDK's retryer does
-// when the answer to a stored PutItem is lost.) Another write with that
-// Revision is still refused.
-func TestPutRecognisesItsOwnWrite(t *testing.T) {
+// A Put whose condition fails is refused, even when the stored item is
+// the very write (as when the SDK resends a PutItem whose answer was
+// lost): whether a write landed is the secrets layer's to decide
+// (TestAPutWhoseAnswerWasLostIsConfirmedByTheKeeper). Another write with
+// that Revision is refused too, and nothing refused changes what is
+// stored.
+func TestPutIsRefusedWhenItsConditionFails(t *testing.T) {
 	table := newTable(t)
 	var rec recorder
 	c, err := newClient(dynalite.URL, rec.option)
@@ -34,21 +39,19 @@ func TestPutRecognisesItsOwnWrite(t *testing.T) {
 	s := New(c, table)
 
 	first := item("app", "x", 8)
-	for range 2 {
-		if err := s.Put(t.Context(), first, store.NoItem); err != nil {
-			t.Fatalf("Put of the very item stored, expecting NoItem: %v", err)
-		}
+	if err := s.Put(t.Context(), first, store.NoItem); err != nil {
+		t.Fatalf("Put expecting NoItem: %v", err)
 	}
+	wantKind(t, s.Put(t.Context(), first, store.NoItem), fault.Exist, "the same Put again, expecting NoItem")
 	other := item("app", "x", 9) // another write: a fresh IV
 	wantKind(t, s.Put(t.Context(), other, store.NoItem), fault.Exist, "Put of another item expecting NoItem")
 
 	second := item("app", "x", 10)
 	second.Version = 2
-	for range 2 {
-		if err := s.Put(t.Context(), second, first.Revision()); err != nil {
-			t.Fatalf("Put of the very item stored, expecting its predecessor: %v", err)
-		}
+	if err := s.Put(t.Context(), second, first.Revision()); err != nil {
+		t.Fatalf("Put expecting its predecessor: %v", err)
 	}
+	wantKind(t, s.Put(t.Context(), second, first.Revision()), fault.Conflict, "the same Put again, expecting its predecessor")
 	stale := item("app", "x", 11)
 	stale.Version = 2
 	wantKind(t, s.Put(t.Context(), stale, first.Revision()), fault.Conflict, "Put of another item expecting a stale Revision")
@@ -100,9 +103,12 @@ func (l *lossy) Do(r *http.Request) (*http.Response, error) {
 }
 
 // The SDK resends a conditional PutItem whose answer was lost; the
-// resent request fails its condition against the write of the first.
-// Put must report that write's success, not Exist or Conflict.
-func TestPutAnswerLost(t *testing.T) {
+// resent request fails its condition against the write of the first. The
+// store says so (Exist or Conflict); the Keeper in front of it reads the
+// item once, finds its own write, and reports success: one PutItem
+// answered, one GetItem. A stale write whose answer was lost is still a
+// Conflict.
+func TestAPutWhoseAnswerWasLostIsConfirmedByTheKeeper(t *testing.T) {
 	table := newTable(t)
 	net := &lossy{http: awshttp.NewBuildableClient(), op: "PutItem"}
 	c, err := newClient(dynalite.URL, func(o *awsdynamodb.Options) { o.HTTPClient = net })
@@ -110,40 +116,37 @@ func TestPutAnswerLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := New(c, table)
-
-	first := item("app", "x", 8)
-	second := item("app", "x", 10)
-	second.Version = 2
-	for _, w := range []struct {
-		what     string
-		it       *store.Item
-		expected store.Revision
-	}{
-		{"create", first, store.NoItem},
-		{"update", second, first.Revision()},
-	} {
+	env, err := crypto.NewEnvelope(cryptotest.New(), crypto.DefaultFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := secrets.NewKeeper(s, env, secrets.Options{})
+	key := store.Key{App: "app", Name: "x"}
+	expected := store.NoItem
+	for _, what := range []string{"create", "update"} {
 		dynalite.ResetCalls()
 		net.armed.Store(true)
-		if err := s.Put(t.Context(), w.it, w.expected); err != nil {
-			t.Fatalf("%s whose first answer was lost: %v", w.what, err)
+		meta, err := k.Put(t.Context(), key, []byte("value of "+what), expected)
+		if err != nil {
+			t.Fatalf("%s whose first answer was lost: %v", what, err)
 		}
 		if net.armed.Load() {
-			t.Fatalf("%s: no answer was lost", w.what)
+			t.Fatalf("%s: no answer was lost", what)
 		}
-		if n := dynalite.Calls("PutItem"); n != 2 {
-			t.Fatalf("%s: %d PutItem requests, want 2 (the first, and the SDK's retry)", w.what, n)
+		if n, g := dynalite.Calls("PutItem"), dynalite.Calls("GetItem"); n != 2 || g != 1 {
+			t.Fatalf("%s: %d PutItem and %d GetItem requests, want 2 (the first, and the SDK's retry) and 1 (the Keeper's look)", what, n, g)
 		}
-		got, err := s.Get(t.Context(), w.it.Key)
-		if err != nil || !got.Revision().Equal(w.it.Revision()) {
-			t.Fatalf("%s: stored %+v, %v; want the write", w.what, got, err)
+		got, err := s.Get(t.Context(), key)
+		if err != nil || !got.Revision().Equal(meta.Revision()) {
+			t.Fatalf("%s: stored %+v, %v; want the write", what, got, err)
 		}
+		expected = meta.Revision()
 	}
 
 	// Losing an answer does not make a stale write succeed.
-	stale := item("app", "x", 11)
-	stale.Version = 2
 	net.armed.Store(true)
-	wantKind(t, s.Put(t.Context(), stale, first.Revision()), fault.Conflict, "stale Put whose answer was lost")
+	_, err = k.Put(t.Context(), key, []byte("stale"), store.Revision{Version: 1, IV: make([]byte, crypto.NonceSizeV3)})
+	wantKind(t, err, fault.Conflict, "stale Put whose answer was lost")
 }
 
 // EnsureTable against a backend that takes requests and never answers
