@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/breaker"
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
@@ -112,6 +113,10 @@ func (r *recorder) staleAnswers() (total, first int) {
 
 const ttl = 30 * time.Second
 
+// retryDue is when a background retry scheduled RetryAfter from now is
+// due, its jitter included.
+const retryDue = DefaultRetryAfter + DefaultRetryAfter/10
+
 // newCatalog returns a catalog over f with a TTL of 30s, a stale window
 // of an hour and a settable clock.
 func newCatalog(t *testing.T, f *fakeOrigin, opts Options) (*Catalog, *clock, *recorder) {
@@ -121,6 +126,8 @@ func newCatalog(t *testing.T, f *fakeOrigin, opts Options) (*Catalog, *clock, *r
 		opts.TTL = ttl
 	}
 	opts.Now, opts.Observer = clk.Now, rec
+	f.stores = &breaker.Breaker{Name: "the store", Now: clk.Now}
+	f.keys = &breaker.Breaker{Name: "the keys", Now: clk.Now}
 	c := New(f, opts)
 	c.after = clk.afterFunc
 	t.Cleanup(c.Close)
@@ -322,7 +329,7 @@ func TestStaleIfErrorServesTheLastAnswerAtOnceAndSaysSoOncePerOutage(t *testing.
 	// The store answers again: RetryAfter after the failure the catalog
 	// asks it in the background, so the next lookup is fresh (see
 	// TestAListingThatGetsNoAnswerIsRetriedInTheBackground).
-	clk.advance(DefaultRetryAfter)
+	clk.advance(retryDue)
 	if e, err := c.Lookup(bg, key("a")); err != nil || e.Stale {
 		t.Fatalf("after recovery: %+v, %v", e, err)
 	}
@@ -334,6 +341,9 @@ func TestStaleIfErrorServesTheLastAnswerAtOnceAndSaysSoOncePerOutage(t *testing.
 	}
 }
 
+// A secret never read has no answer to fall back on: a lookup fails
+// while the store cannot answer, and the store is not asked again within
+// RetryAfter (the breaker in front of it remembers), then it works.
 func TestNeverReadSecretFailsWhenTheStoreCannotAnswerAndTheFailureIsRemembered(t *testing.T) {
 	f := newFake()
 	f.set(key("a"), "alpha", 1)
@@ -348,7 +358,7 @@ func TestNeverReadSecretFailsWhenTheStoreCannotAnswerAndTheFailureIsRemembered(t
 	if n := f.count("Fetch"); n != 1 {
 		t.Errorf("two lookups within RetryAfter asked the store %d times, want 1", n)
 	}
-	clk.advance(DefaultRetryAfter)
+	clk.advance(retryDue)
 	if got := read(t, c, key("a")); got != "alpha" {
 		t.Errorf("after recovery: %q", got)
 	}
@@ -639,7 +649,8 @@ func TestAFailedWriteDoesNotMakeTheNextLookupsFailWhileAValueIsHeld(t *testing.T
 	if _, err := c.Put(bg, key("a"), []byte("beta"), e.Revision()); !fault.Is(fault.Unavailable, err) {
 		t.Fatalf("Put with the store down: %v", err)
 	}
-	f.failNext("List", fault.E(fault.Unavailable, "still frozen"))
+	// The store is still down: the listing the lookup asks for fails
+	// (at once: the breaker in front of the store remembers).
 	got, err := c.Lookup(bg, key("a"))
 	if err != nil || !got.Stale || got.Version != 1 {
 		t.Fatalf("lookup after the failed write, store down: %+v, %v; want the last value, stale", got, err)
@@ -647,7 +658,7 @@ func TestAFailedWriteDoesNotMakeTheNextLookupsFailWhileAValueIsHeld(t *testing.T
 	// Once the store answers, the lookup asks it first: the failed write
 	// may have landed after all.
 	f.set(key("a"), "landed", 2)
-	clk.advance(DefaultRetryAfter)
+	clk.advance(retryDue)
 	eventually(t, "the store is asked again", func() bool {
 		got, err := c.Lookup(bg, key("a"))
 		return err == nil && !got.Stale && got.Version == 2
@@ -742,7 +753,7 @@ func TestAListingThatGetsNoAnswerIsRetriedInTheBackground(t *testing.T) {
 	// reads; the retry finds out.
 	f.set(key("a"), "new", 2)
 	lists := f.count("List")
-	clk.advance(DefaultRetryAfter)
+	clk.advance(retryDue)
 	if n := f.count("List"); n != lists+1 {
 		t.Fatalf("RetryAfter after the failure: %d listings, want one more", n-lists)
 	}
@@ -759,7 +770,7 @@ func TestAListingThatGetsNoAnswerIsRetriedInTheBackground(t *testing.T) {
 	if after := f.counts(); after["List"] != before["List"] {
 		t.Error("the first lookup after recovery had to list again")
 	}
-	clk.advance(10 * DefaultRetryAfter)
+	clk.advance(10 * retryDue)
 	if n := f.count("List"); n != lists+1 {
 		t.Errorf("retries went on after the store answered: %d listings", n-lists)
 	}
@@ -824,7 +835,7 @@ func TestANewRevisionTheKeysCannotDecryptServesTheLastValue(t *testing.T) {
 	if _, first := rec.staleAnswers(); first != 1 {
 		t.Errorf("%d stale answers said first, want 1", first)
 	}
-	clk.advance(DefaultRetryAfter)
+	clk.advance(retryDue)
 	if got := read(t, c, key("a")); got != "new" {
 		t.Errorf("once the keys answer: %q", got)
 	}
@@ -957,7 +968,7 @@ func TestTwoNewRevisionsTheKeysCannotDecryptStillServeTheLastValueRead(t *testin
 		if got := readRevision(t, c, key("a"), e.Meta); got != "read" {
 			t.Fatalf("the served revision reads %q", got)
 		}
-		clk.advance(DefaultRetryAfter)
+		clk.advance(retryDue)
 	}
 }
 

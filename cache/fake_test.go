@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/breaker"
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/secrets"
@@ -30,6 +31,10 @@ type fakeOrigin struct {
 	fail    map[string]error
 	handed  []crypto.Plaintext
 	entered chan string // a held call sends its method's name here
+	// stores and keys, when set, stand for the breakers that wrap the
+	// store and the keys behind a real origin (package breaker): calls
+	// counted are those that reach the backend.
+	stores, keys *breaker.Breaker
 }
 
 var _ Origin = (*fakeOrigin)(nil)
@@ -153,6 +158,21 @@ func (f *fakeOrigin) failNext(method string, err error) {
 // error it must fail with. A ctx cancelled while held fails the call, so a
 // shared call cancelled with its first caller would be seen.
 func (f *fakeOrigin) enter(ctx context.Context, method string) error {
+	b := f.stores
+	switch method {
+	case "Open":
+		b = f.keys
+	case "Put committed":
+		b = nil // the answer of the Put that entered already
+	}
+	if b == nil {
+		return f.reach(ctx, method)
+	}
+	return b.Do(ctx, fault.Op("fake."+method), func() error { return f.reach(ctx, method) })
+}
+
+// reach is a call that reaches the backend.
+func (f *fakeOrigin) reach(ctx context.Context, method string) error {
 	f.mu.Lock()
 	f.calls[method]++
 	err := f.fail[method]

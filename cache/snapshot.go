@@ -80,9 +80,7 @@ func (c *Catalog) unpin(s *snapshot) {
 	if s.pins--; s.pins > 0 {
 		return
 	}
-	if _, held := c.held[s]; held {
-		c.unhold(s) // nobody pins it: there are no listeners to tell
-	}
+	c.resident.remove(s) // nobody pins it: there are no listeners to tell
 	s.item = nil
 	if c.snaps[s.id] == s {
 		delete(c.snaps, s.id)
@@ -100,37 +98,22 @@ func (c *Catalog) attach(item *store.Item) {
 	}
 }
 
-// fill gives value to s, which owns it from then on, and wipes the least
-// recently read plaintexts beyond Size. c.mu must be held; the wiped
-// snapshots' listeners are returned to be told once it is released.
-func (c *Catalog) fill(s *snapshot, value crypto.Plaintext) []func() {
+// setValue makes s hold value, which it owns from then on. c.mu must be
+// held (see residency.hold).
+func (s *snapshot) setValue(value crypto.Plaintext) {
 	s.vmu.Lock()
+	defer s.vmu.Unlock()
 	s.value.Wipe()
 	s.value, s.has = value, true
-	s.vmu.Unlock()
-	s.touch(c.now().UnixNano())
-	c.held[s] = struct{}{}
-	var told []func()
-	for len(c.held) > c.opts.Size {
-		var oldest *snapshot
-		for h := range c.held {
-			if h != s && (oldest == nil || h.read.Load() < oldest.read.Load()) {
-				oldest = h
-			}
-		}
-		told = append(told, c.unhold(oldest)...)
-	}
-	return told
 }
 
-// unhold wipes s's plaintext and returns the listeners to tell. c.mu
-// must be held.
-func (c *Catalog) unhold(s *snapshot) []func() {
+// wipe zeroes s's plaintext and returns the listeners to tell. c.mu must
+// be held (the residency calls it when it drops s).
+func (s *snapshot) wipe() []func() {
 	s.vmu.Lock()
 	s.value.Wipe()
 	s.value, s.has = nil, false
 	s.vmu.Unlock()
-	delete(c.held, s)
 	told := make([]func(), 0, len(s.listeners))
 	for _, f := range s.listeners {
 		told = append(told, f)
@@ -138,18 +121,14 @@ func (c *Catalog) unhold(s *snapshot) []func() {
 	return told
 }
 
-// tell runs the listeners of wiped plaintexts, each in its own goroutine:
-// they notify the kernel, which must never happen under a lock.
-func (c *Catalog) tell(told []func()) {
-	for _, f := range told {
-		go f()
-	}
-}
-
 func (s *snapshot) touch(now int64) { s.read.Store(now) }
 
-// Touch implements secrets.Snapshot.
-func (s *snapshot) Touch() { s.touch(s.c.now().UnixNano()) }
+// Touch implements secrets.Snapshot: a read, for the idle and count
+// bounds.
+func (s *snapshot) Touch() {
+	s.touch(s.c.now().UnixNano())
+	s.c.resident.touch(s)
+}
 
 // Meta implements secrets.Snapshot.
 func (s *snapshot) Meta() store.Meta {
@@ -194,17 +173,14 @@ func (s *snapshot) Bind(ctx context.Context) error {
 			c.mu.Unlock()
 			return nil
 		}
-		f, fail := c.fetchFlight(c.app(k.App), k, c.now())
+		f := c.fetchFlight(c.app(k.App), k, c.now())
 		c.mu.Unlock()
-		if fail != nil {
-			return fault.E(op, k.Path(), fail.err)
-		}
 		<-f.done
 		c.mu.Lock()
 		bound := s.item != nil
 		var now store.Meta
 		ks := c.app(k.App).keys[k.Name]
-		present := ks != nil && ks.present
+		present := ks.holds()
 		if present {
 			now = ks.snap.meta
 		}
@@ -258,55 +234,59 @@ func (s *snapshot) decrypt(ctx context.Context) error {
 		case s.item == nil:
 			c.mu.Unlock()
 			if err := s.Bind(ctx); err != nil {
+				s.noAnswer(err)
 				return err
 			}
 			continue
-		case c.recent(s.failed, c.now()) || c.recent(c.keysDown, c.now()):
-			// The key service did not answer a moment ago: a read that
-			// the kernel splits into several requests fails at once,
-			// within one deadline, rather than once per request.
-			err := c.keysDown
-			if c.recent(s.failed, c.now()) {
-				err = s.failed
-			}
-			c.mu.Unlock()
-			return err.err
 		}
-		f := &flight{started: c.now(), done: make(chan struct{})}
+		f := newFlight(c.now())
 		s.opening = f
 		item := s.item
 		c.mu.Unlock()
-
-		secret, err := c.origin.Open(context.WithoutCancel(ctx), item)
-		var told []func()
-		c.mu.Lock()
-		c.keysDown = c.outcome(err)
-		s.opening = nil
-		s.failed = nil
-		switch {
-		case err != nil && !fault.Answered(err):
-			s.failed = &failure{at: c.now(), err: err}
-		case fault.Is(fault.Integrity, err) && !secrets.IsV1Refused(err):
-			s.broken = err
-		}
-		if err == nil {
-			if s.pins > 0 {
-				if s.meta.Size < 0 {
-					s.meta.Size = secret.Size // a legacy item: now its size is known
-				}
-				told = c.fill(s, secret.Value)
-			} else {
-				secret.Value.Wipe() // released meanwhile: nobody may read it
-			}
-		}
-		c.mu.Unlock()
-		c.tell(told)
-		f.err = err
-		close(f.done)
-		if err != nil {
+		if err := s.open(ctx, item, f); err != nil {
 			return err
 		}
 	}
+}
+
+// open decrypts item, the opening flight f's, and applies the outcome:
+// the plaintext held, or the failure remembered (an integrity failure for
+// good: the revision never changes).
+func (s *snapshot) open(ctx context.Context, item *store.Item, f *flight) error {
+	c := s.c
+	secret, err := c.origin.Open(context.WithoutCancel(ctx), item)
+	var told []func()
+	c.mu.Lock()
+	s.opening, s.failed = nil, nil
+	switch {
+	case err != nil && !fault.Answered(err):
+		s.failed = &failure{at: c.now(), err: err}
+	case fault.Is(fault.Integrity, err) && !secrets.IsV1Refused(err):
+		s.broken = err
+	case err == nil && s.pins > 0:
+		if s.meta.Size < 0 {
+			s.meta.Size = secret.Size // a legacy item: now its size is known
+		}
+		told = c.fill(s, secret.Value)
+	case err == nil:
+		secret.Value.Wipe() // released meanwhile: nobody may read it
+	}
+	c.mu.Unlock()
+	tell(told)
+	f.err = err
+	close(f.done)
+	return err
+}
+
+// noAnswer records that s could not be read for want of an answer (its
+// item could not be fetched), for fallback.
+func (s *snapshot) noAnswer(err error) {
+	if fault.Answered(err) {
+		return
+	}
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.failed = &failure{at: s.c.now(), err: err}
 }
 
 // maxCopyAttempts bounds how often a read retries when the plaintext it

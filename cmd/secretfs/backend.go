@@ -18,6 +18,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/sirupsen/logrus"
 
+	"github.com/secretfs/secretfs/breaker"
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/crypto/kms"
 	"github.com/secretfs/secretfs/crypto/rsakey"
@@ -83,11 +84,15 @@ func (c *config) meteredKeys(w crypto.KeyWrapper, service string) crypto.KeyWrap
 	return c.meter.WrapKeys(w, service)
 }
 
+// keeper composes the store and the keys into a Keeper. The store is put
+// behind an outage breaker (package breaker): once a call gets no answer,
+// calls fail at once for a second instead of each waiting out --timeout.
 func (c *config) keeper(st store.Store, w crypto.KeyWrapper, format crypto.Format) (*secrets.Keeper, error) {
 	envelope, err := crypto.NewEnvelope(w, format)
 	if err != nil {
 		return nil, err
 	}
+	st = breaker.Store(st, &breaker.Breaker{Name: "the store"})
 	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout, Log: c.log, V1Observer: c.meter.V1Limit()}), nil
 }
 
@@ -170,7 +175,9 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, firstUs
 	if err != nil {
 		return nil, err
 	}
-	kmsWrapper := c.meteredKeys(kw, "kms")
+	// KMS behind an outage breaker of its own (the RSA reader beside it
+	// is local: it always answers).
+	kmsWrapper := breaker.Keys(c.meteredKeys(kw, "kms"), &breaker.Breaker{Name: "KMS"})
 
 	// KMS owns every key id that is not an RSA one, so the RSA reader
 	// goes first.
