@@ -43,6 +43,7 @@ type Breaker struct {
 	mu      sync.Mutex
 	openAt  time.Time // when the last call that got no answer ended; zero: closed
 	cause   error     // why
+	silence string    // how, in words: "gave no answer within 5s"
 	probing bool      // a call is seeing whether the backend answers again
 }
 
@@ -55,8 +56,12 @@ func (b *Breaker) Do(ctx context.Context, op fault.Op, f func() error) error {
 	if err != nil {
 		return err
 	}
+	budget := time.Duration(0)
+	if deadline, ok := ctx.Deadline(); ok {
+		budget = time.Until(deadline).Round(time.Millisecond)
+	}
 	err = f()
-	b.judge(ctx, err, probe)
+	b.judge(ctx, err, probe, budget)
 	return err
 }
 
@@ -81,12 +86,13 @@ func (b *Breaker) admit(ctx context.Context, op fault.Op) (probe bool, err error
 		b.probing = true
 		return true, nil
 	}
-	return false, fault.E(op, fault.Unavailable, fmt.Sprintf("%s did not answer a moment ago (%s ago), and is not asked again before %s have passed",
-		b.name(), b.now().Sub(b.openAt).Round(time.Millisecond), b.retryAfter()), b.cause)
+	return false, fault.E(op, fault.Unavailable, fmt.Sprintf("%s %s %s ago, and is not asked again before %s have passed",
+		b.name(), b.silence, b.now().Sub(b.openAt).Round(time.Millisecond), b.retryAfter()), b.cause)
 }
 
-// judge records the outcome of a call that went through.
-func (b *Breaker) judge(ctx context.Context, err error, probe bool) {
+// judge records the outcome of a call that went through, which had
+// budget to answer (0: no deadline).
+func (b *Breaker) judge(ctx context.Context, err error, probe bool, budget time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if probe {
@@ -100,6 +106,10 @@ func (b *Breaker) judge(ctx context.Context, err error, probe bool) {
 		// nothing of the backend (its deadline is DeadlineExceeded).
 	default:
 		b.openAt, b.cause = b.now(), err
+		b.silence = "did not answer"
+		if budget > 0 && errors.Is(err, context.DeadlineExceeded) {
+			b.silence = "gave no answer within " + budget.String()
+		}
 	}
 }
 

@@ -82,11 +82,11 @@ func (c *Catalog) lookupStep(k store.Key, last step, tried *snapshot) step {
 		return c.freshStep(a, ks, k, now, until, last, tried)
 	}
 	f, outage := c.revalidation(a, ks, k, now)
-	if outage {
+	if outage != nil {
 		// The store did not answer the last time it was asked: give the
 		// last answer at once, if it may be given, while f asks again in
 		// the background.
-		if st := c.staleStep(ks, k, fault.E(fault.Unavailable, "the store did not answer the last time it was asked"), tried); st.err == nil {
+		if st := c.staleStep(ks, k, outage.err, tried); st.err == nil {
 			return st
 		}
 	}
@@ -152,15 +152,19 @@ func (c *Catalog) fresh(a *appIndex, ks *keyState, now, asOf time.Time) (bool, t
 }
 
 // revalidation returns the call that will tell what k is now, starting it
-// if need be, and whether the last such call got no answer. A known secret
-// is revalidated with its whole application (one listing); an unknown
-// one, in an application never listed, with a fetch of its item. c.mu
-// must be held.
-func (c *Catalog) revalidation(a *appIndex, ks *keyState, k store.Key, now time.Time) (f *flight, outage bool) {
+// if need be, and the failure of the last such call if it got no answer
+// (an outage). A known secret is revalidated with its whole application
+// (one listing); an unknown one, in an application never listed, with a
+// fetch of its item. c.mu must be held.
+func (c *Catalog) revalidation(a *appIndex, ks *keyState, k store.Key, now time.Time) (f *flight, outage *failure) {
 	if ks.holds() || !a.listedAt.IsZero() {
-		return c.listingFlight(a, k.App, now), a.failed != nil
+		return c.listingFlight(a, k.App, now), a.failed
 	}
-	return c.fetchFlight(a, k, now), ks != nil && ks.failed != nil
+	f = c.fetchFlight(a, k, now)
+	if ks != nil {
+		outage = ks.failed
+	}
+	return f, outage
 }
 
 // Known implements secrets.Catalog: the revision a lookup would answer
