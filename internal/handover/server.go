@@ -1,0 +1,381 @@
+package handover
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Server describes the serving process to its control socket, and what
+// the socket may ask of it.
+type Server struct {
+	Mountpoint string // absolute, as mountinfo names it
+	FSType     string // the type of its mount, which a successor's must share: fuse.secretfs
+	Dev        uint64 // the device number of the file system it serves
+	Release    string // its version, told to whoever asks
+	// Owner is the only user whose processes are answered (SO_PEERCRED):
+	// the user that serves the mount.
+	Owner int
+	// Healthy reports whether the mount's backend answers; nil: always.
+	Healthy func() bool
+	// Successor, if set, is told when a successor announces itself
+	// (true), and when it goes away without having asked to step down
+	// (false).
+	Successor func(present bool)
+	// StepDown detaches the mount. It is called at most once, after the
+	// successor's mount was seen beneath this one. Once it returned nil
+	// the socket stops listening: the successor puts its own in place.
+	StepDown func() error
+	Log      logrus.FieldLogger
+	// MountInfo is the mount table to check, /proc/self/mountinfo when
+	// empty (tests give another).
+	MountInfo string
+}
+
+// Control is the control socket of a serving process. It answers one
+// request at a time per connection, each connection in a goroutine of
+// its own, until Close.
+type Control struct {
+	s     Server
+	l     *net.UnixListener
+	ident fileIdent // the socket file, to remove it only while it is ours
+
+	mu          sync.Mutex // guards what follows
+	path        string
+	conns       map[*net.UnixConn]bool
+	successor   *net.UnixConn // the connection that said hello, if any
+	steppedDown bool
+	closed      bool
+	wg          sync.WaitGroup
+}
+
+// fileIdent identifies a file by device and inode.
+type fileIdent struct{ dev, ino uint64 }
+
+func identify(path string) (fileIdent, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fileIdent{}, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return fileIdent{uint64(st.Dev), st.Ino}, nil
+}
+
+// successorIdle is how long a successor may keep its turn between its
+// hello and its step-down: it opens its store and mounts meanwhile.
+const successorIdle = 2 * time.Minute
+
+// Listen makes the control socket at path (mode 0600) and answers it
+// until Close. A socket left at path by a process that died is replaced;
+// a live one, or anything else there, is an error.
+func Listen(path string, s Server) (*Control, error) {
+	if s.Log == nil {
+		s.Log = logrus.StandardLogger()
+	}
+	if s.MountInfo == "" {
+		s.MountInfo = "/proc/self/mountinfo"
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	// The file outlives this listener when a successor renamed its own
+	// over it; Close removes it only while it is this one.
+	l.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ident, err := identify(path)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	c := &Control{s: s, l: l, ident: ident, path: path, conns: map[*net.UnixConn]bool{}}
+	c.wg.Add(1)
+	go c.accept()
+	return c, nil
+}
+
+// removeStale removes a socket at path that nobody listens on.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket: not replacing it", path)
+	}
+	conn, err := net.DialTimeout("unixpacket", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("another process listens at %s", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return os.Remove(path)
+}
+
+// Path returns where the socket is.
+func (c *Control) Path() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.path
+}
+
+// MoveTo renames the socket to path, replacing whatever socket is there:
+// a successor listens at a name of its own until its predecessor stepped
+// down, and then takes the predecessor's name in one step.
+func (c *Control) MoveTo(path string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := os.Rename(c.path, path); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	c.path = path
+	return nil
+}
+
+// Close stops answering, ends every connection and waits for their
+// handlers, and removes the socket file if it is still this one (a
+// successor's, put in its place, stays).
+func (c *Control) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	err := c.l.Close()
+	for conn := range c.conns {
+		conn.Close()
+	}
+	path, steppedDown := c.path, c.steppedDown
+	c.mu.Unlock()
+	c.wg.Wait()
+	if id, statErr := identify(path); !steppedDown && statErr == nil && id == c.ident {
+		os.Remove(path)
+	}
+	return err
+}
+
+func (c *Control) accept() {
+	defer c.wg.Done()
+	for {
+		conn, err := c.l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			conn.Close()
+			return
+		}
+		c.conns[conn] = true
+		c.wg.Add(1)
+		c.mu.Unlock()
+		go c.serve(conn)
+	}
+}
+
+// serve answers the requests of one connection until it ends.
+func (c *Control) serve(conn *net.UnixConn) {
+	defer c.wg.Done()
+	defer c.forget(conn)
+	cred, err := peer(conn)
+	if err != nil {
+		return
+	}
+	stranger := int(cred.Uid) != c.s.Owner
+	for {
+		idle := ioTimeout
+		if c.isSuccessor(conn) {
+			idle = successorIdle
+		}
+		var req request
+		files, err := receive(conn, &req, time.Now().Add(idle))
+		if err != nil {
+			return
+		}
+		if stranger {
+			// Refused after its request is read: a socket closed with
+			// unread data would reset the connection, and the refusal
+			// with it.
+			closeAll(files)
+			c.s.Log.WithFields(logrus.Fields{"uid": cred.Uid, "pid": cred.Pid, "socket": c.Path()}).
+				Warn("refused a control connection from another user")
+			// Nothing about this process but that it refuses.
+			send(conn, Reply{V: Version, Program: Program,
+				Error: fmt.Sprintf("refused: only uid %d may ask this secretfs anything, and you are uid %d", c.s.Owner, cred.Uid)})
+			return
+		}
+		reply := c.answer(conn, req, files)
+		closeAll(files)
+		if send(conn, reply) != nil {
+			return
+		}
+	}
+}
+
+func (c *Control) isSuccessor(conn *net.UnixConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.successor == conn
+}
+
+// forget drops a finished connection; a successor that leaves without
+// having its predecessor step down gives up its turn.
+func (c *Control) forget(conn *net.UnixConn) {
+	conn.Close()
+	c.mu.Lock()
+	delete(c.conns, conn)
+	left := c.successor == conn && !c.steppedDown
+	if left {
+		c.successor = nil
+	}
+	c.mu.Unlock()
+	if left {
+		c.s.Log.Info("the process that announced itself as a successor went away; still serving")
+		if c.s.Successor != nil {
+			c.s.Successor(false)
+		}
+	}
+}
+
+func (c *Control) answer(conn *net.UnixConn, req request, files []*os.File) Reply {
+	if req.V != Version {
+		return c.refusal(fmt.Sprintf("control protocol version %d is not understood: this secretfs speaks version %d", req.V, Version))
+	}
+	switch req.Op {
+	case OpHello:
+		return c.hello(conn)
+	case OpStepDown:
+		return c.stepDown(conn, files)
+	case OpStatus:
+		return c.status()
+	}
+	return c.refusal(fmt.Sprintf("unknown operation %q", req.Op))
+}
+
+func (c *Control) hello(conn *net.UnixConn) Reply {
+	c.mu.Lock()
+	switch {
+	case c.steppedDown:
+		c.mu.Unlock()
+		return c.refusal("this secretfs has stepped down already")
+	case c.successor != nil && c.successor != conn:
+		c.mu.Unlock()
+		return c.refusal("another replacement of this mount is in progress")
+	}
+	first := c.successor == nil
+	c.successor = conn
+	c.mu.Unlock()
+	if first {
+		c.s.Log.Info("a successor announced itself; it will ask this mount to step down once its own is beneath it")
+		if c.s.Successor != nil {
+			c.s.Successor(true)
+		}
+	}
+	return c.status()
+}
+
+// stepDown detaches the mount once the asker's mount, whose root the
+// request carries, is seen directly beneath it: the path then shows the
+// asker's mount, and never nothing.
+func (c *Control) stepDown(conn *net.UnixConn, files []*os.File) Reply {
+	c.mu.Lock()
+	turn, done := c.successor == conn, c.steppedDown
+	c.mu.Unlock()
+	switch {
+	case done:
+		return c.refusal("this secretfs has stepped down already")
+	case !turn:
+		return c.refusal("say hello first: only the announced successor may ask to step down")
+	case len(files) != 1:
+		return c.refusal(fmt.Sprintf("a step-down request carries the root of the asker's mount, one descriptor; it carried %d", len(files)))
+	}
+	if err := c.checkBeneath(files[0]); err != nil {
+		c.s.Log.WithError(err).Warn("refused to step down")
+		return c.refusal(err.Error())
+	}
+	if err := c.s.StepDown(); err != nil {
+		c.s.Log.WithError(err).Error("could not step down")
+		return c.refusal("could not step down: " + err.Error())
+	}
+	c.mu.Lock()
+	c.steppedDown = true
+	c.mu.Unlock()
+	// The successor now renames its socket over this one's name.
+	c.l.Close()
+	return c.status()
+}
+
+// checkBeneath checks that this process's mount is the top one at its
+// mount point, and that the mount directly beneath it is the asker's:
+// its file system is root's device and of this one's type.
+func (c *Control) checkBeneath(root *os.File) error {
+	dev, err := fileDev(int(root.Fd()))
+	if err != nil {
+		return fmt.Errorf("the descriptor sent is not a mount's root: %w", err)
+	}
+	all, err := ReadMountInfo(c.s.MountInfo)
+	if err != nil {
+		return err
+	}
+	top, ok := TopAt(all, c.s.Mountpoint)
+	if !ok || top.Dev != c.s.Dev {
+		return fmt.Errorf("this secretfs's mount (%s) is not the top mount at %s: refusing to detach whatever is", devString(c.s.Dev), c.s.Mountpoint)
+	}
+	beneath, ok := Beneath(all, top)
+	if !ok || beneath.Dev != dev || beneath.FSType != c.s.FSType {
+		return fmt.Errorf("the asker's mount (%s) is not directly beneath this secretfs's mount at %s: detaching would leave the path without a secretfs", devString(dev), c.s.Mountpoint)
+	}
+	return nil
+}
+
+func (c *Control) status() Reply {
+	c.mu.Lock()
+	serving := !c.steppedDown
+	c.mu.Unlock()
+	healthy := serving && (c.s.Healthy == nil || c.s.Healthy())
+	return Reply{V: Version, Program: Program, Release: c.s.Release, PID: os.Getpid(),
+		Mountpoint: c.s.Mountpoint, Dev: devString(c.s.Dev), Serving: serving, Healthy: healthy,
+		Goroutines: runtime.NumGoroutine(), Descriptors: openDescriptors()}
+}
+
+func (c *Control) refusal(why string) Reply {
+	r := c.status()
+	r.Error = why
+	return r
+}
+
+// openDescriptors counts this process's open descriptors, not counting
+// the one that lists them.
+func openDescriptors() int {
+	f, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return -1
+	}
+	return len(names) - 1
+}
