@@ -92,6 +92,8 @@ generated RSA key pair: no cloud account needed.`,
 		newLsCommand(c),
 		newRmCommand(c),
 		newMigrateCommand(c),
+		newExecCommand(c),
+		newEnvCommand(c),
 		newVersionCommand(),
 	)
 	return root

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/crypto"
+	"github.com/secretfs/secretfs/render"
+	"github.com/secretfs/secretfs/store"
+)
+
+func newExecCommand(c *config) *cobra.Command {
+	var apps, views []string
+	cmd := &cobra.Command{
+		Use:   "exec [--app APP]... [--view PATH]... [--] COMMAND [ARGS]...",
+		Short: "Run a command with secrets as environment variables",
+		Long: `Run COMMAND with every secret of each --app as an environment variable,
+on top of secretfs's own environment. secretfs becomes COMMAND (execve):
+its process id, its signals and its exit status are COMMAND's, and nothing
+of secretfs stays running. It reads the secrets from the backend, as get
+does: a mount need not be running.
+
+A secret's name becomes the variable's name by the rule of secretfs env
+(db-password is DB_PASSWORD). Two secrets that become the same name are an
+error naming both, and nothing is run. A secret that sets a variable the
+environment already has replaces it, with a warning. COMMAND is looked up
+in secretfs's PATH before any secret is read.
+
+Flags end at the first argument that is not one: secretfs exec --app
+billing env -0 runs env -0.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(views) > 0 {
+				return errors.New("--view: views come from the mount's config file, which this build of secretfs cannot read yet; use --app")
+			}
+			if len(apps) == 0 {
+				return errors.New("name the secrets to run COMMAND with: --app APP")
+			}
+			// Look COMMAND up first: a typo costs no decryption.
+			path, err := exec.LookPath(args[0])
+			if err != nil {
+				return err
+			}
+			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			values, err := appValues(cmd.Context(), b, apps)
+			b.Close() // COMMAND inherits no descriptor of secretfs's
+			defer wipeValues(values)
+			if err != nil {
+				return err
+			}
+			env, err := c.environment(values)
+			if err != nil {
+				return err
+			}
+			// On success this never returns: the process is COMMAND's,
+			// and the memory that held the values is gone with ours.
+			err = unix.Exec(path, args, env)
+			return fmt.Errorf("exec %s: %w", path, err)
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false)
+	f.StringArrayVar(&apps, "app", nil, "an application whose every secret becomes a variable (repeat for more)")
+	f.StringArrayVar(&views, "view", nil, "a view of the mount's config file (APP/NAME) whose rendering becomes a variable (repeat for more); not available until secretfs reads config files")
+	return cmd
+}
+
+// maxEnvString is the longest NAME=value string (with its terminating
+// NUL) that Linux's execve takes: MAX_ARG_STRLEN, 32 pages. A longer one
+// fails the whole exec with E2BIG.
+func maxEnvString() int { return 32 * unix.Getpagesize() }
+
+// environment is secretfs's environment with values added as variables
+// named by render.EnvName; a value replaces an inherited variable of the
+// same name, with a warning.
+func (c *config) environment(values map[store.Key]crypto.Plaintext) ([]string, error) {
+	vars, err := render.Variables(values)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]store.Key, len(vars))
+	for _, v := range vars {
+		if bytes.IndexByte(v.Value, 0) >= 0 {
+			return nil, fmt.Errorf("%s: the value holds a NUL byte, which no environment variable can hold", v.From)
+		}
+		if n := len(v.Name) + 1 + len(v.Value) + 1; n > maxEnvString() {
+			return nil, fmt.Errorf("%s: the variable %s would be %d bytes; Linux passes at most %d in one environment variable", v.From, v.Name, n, maxEnvString())
+		}
+		set[v.Name] = v.From
+	}
+	env := make([]string, 0, len(os.Environ())+len(vars))
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if from, ok := set[name]; ok {
+			c.log.WithFields(logrus.Fields{"variable": name, "secret": from.String()}).
+				Warn("a secret replaces a variable of the environment")
+			continue
+		}
+		env = append(env, kv)
+	}
+	for _, v := range vars {
+		// A string is a copy that cannot be wiped; execve ends this
+		// process's memory, or, if it fails, the process exits.
+		env = append(env, v.Name+"="+string(v.Value))
+	}
+	return env, nil
+}
