@@ -144,43 +144,48 @@ func appendPropertiesFormat(w *buffer, members []member) error {
 // space of a key; and \uXXXX (upper-case hex, UTF-16) for every other
 // character outside printable ASCII.
 func appendProperty(w *buffer, s string, escapeSpace bool) {
-	const hex = "0123456789ABCDEF"
-	u16 := func(c rune) {
-		_, _ = w.WriteString(`\u`)
-		_ = w.WriteByte(hex[c>>12&0xf])
-		_ = w.WriteByte(hex[c>>8&0xf])
-		_ = w.WriteByte(hex[c>>4&0xf])
-		_ = w.WriteByte(hex[c&0xf])
-	}
 	for i, r := range s {
 		switch {
-		case r == '\\':
-			_, _ = w.WriteString(`\\`)
-		case r == ' ':
-			if i == 0 || escapeSpace {
-				_ = w.WriteByte('\\')
-			}
-			_ = w.WriteByte(' ')
-		case r == '\t':
-			_, _ = w.WriteString(`\t`)
-		case r == '\n':
-			_, _ = w.WriteString(`\n`)
-		case r == '\r':
-			_, _ = w.WriteString(`\r`)
-		case r == '\f':
-			_, _ = w.WriteString(`\f`)
-		case r == '=' || r == ':' || r == '#' || r == '!':
+		case r == ' ' && (i == 0 || escapeSpace):
+			_, _ = w.WriteString(`\ `)
+		case r < 0x20 || r > 0x7e:
+			appendPropertyEscape(w, r)
+		case r == '\\' || r == '=' || r == ':' || r == '#' || r == '!':
 			_ = w.WriteByte('\\')
 			_ = w.WriteByte(byte(r))
-		case r < 0x20 || r > 0x7e:
-			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
-				u16(r1) // beyond the BMP: Java holds it as two UTF-16 chars
-				u16(r2)
-			} else {
-				u16(r)
-			}
 		default:
 			_ = w.WriteByte(byte(r))
 		}
 	}
+}
+
+// appendPropertyEscape writes r, a control character or one beyond ASCII,
+// as Properties.store does.
+func appendPropertyEscape(w *buffer, r rune) {
+	switch r {
+	case '\t':
+		_, _ = w.WriteString(`\t`)
+	case '\n':
+		_, _ = w.WriteString(`\n`)
+	case '\r':
+		_, _ = w.WriteString(`\r`)
+	case '\f':
+		_, _ = w.WriteString(`\f`)
+	default:
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			appendU16(w, r1) // beyond the BMP: Java holds it as two UTF-16 chars
+			appendU16(w, r2)
+		} else {
+			appendU16(w, r)
+		}
+	}
+}
+
+func appendU16(w *buffer, c rune) {
+	const hex = "0123456789ABCDEF"
+	_, _ = w.WriteString(`\u`)
+	_ = w.WriteByte(hex[c>>12&0xf])
+	_ = w.WriteByte(hex[c>>8&0xf])
+	_ = w.WriteByte(hex[c>>4&0xf])
+	_ = w.WriteByte(hex[c&0xf])
 }

@@ -110,36 +110,9 @@ func appendJSON(w *buffer, v any) error {
 	case string:
 		return appendJSONString(w, v)
 	case []any:
-		_ = w.WriteByte('[')
-		for i, e := range v {
-			if i > 0 {
-				_ = w.WriteByte(',')
-			}
-			if err := appendJSON(w, e); err != nil {
-				return err
-			}
-		}
-		_ = w.WriteByte(']')
+		return appendJSONArray(w, len(v), func(i int) any { return v[i] })
 	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		_ = w.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				_ = w.WriteByte(',')
-			}
-			if err := appendJSONString(w, k); err != nil {
-				return err
-			}
-			_ = w.WriteByte(':')
-			if err := appendJSON(w, v[k]); err != nil {
-				return err
-			}
-		}
-		_ = w.WriteByte('}')
+		return appendJSONObject(w, v)
 	default:
 		// A few JMESPath functions return typed slices ([]string,
 		// []float64); anything else is not JSON.
@@ -147,17 +120,47 @@ func appendJSON(w *buffer, v any) error {
 		if rv.Kind() != reflect.Slice {
 			return errors.New("the result is a " + rv.Type().String() + ", which is not JSON")
 		}
-		_ = w.WriteByte('[')
-		for i := range rv.Len() {
-			if i > 0 {
-				_ = w.WriteByte(',')
-			}
-			if err := appendJSON(w, rv.Index(i).Interface()); err != nil {
-				return err
-			}
-		}
-		_ = w.WriteByte(']')
+		return appendJSONArray(w, rv.Len(), func(i int) any { return rv.Index(i).Interface() })
 	}
+	return nil
+}
+
+// appendJSONArray writes the n elements that at returns as a JSON array.
+func appendJSONArray(w *buffer, n int, at func(int) any) error {
+	_ = w.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			_ = w.WriteByte(',')
+		}
+		if err := appendJSON(w, at(i)); err != nil {
+			return err
+		}
+	}
+	_ = w.WriteByte(']')
+	return nil
+}
+
+// appendJSONObject writes m as a JSON object, its members in key order.
+func appendJSONObject(w *buffer, m map[string]any) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	_ = w.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			_ = w.WriteByte(',')
+		}
+		if err := appendJSONString(w, k); err != nil {
+			return err
+		}
+		_ = w.WriteByte(':')
+		if err := appendJSON(w, m[k]); err != nil {
+			return err
+		}
+	}
+	_ = w.WriteByte('}')
 	return nil
 }
 

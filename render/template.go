@@ -38,6 +38,9 @@ var standIns = template.FuncMap{
 }
 
 func (v *View) compileTemplate(text string) error {
+	// A template is executed with no data: with missingkey=error a field
+	// of dot ({{ .Password }}) fails the rendering instead of printing
+	// "<no value>" into the view.
 	t, err := template.New(templateName).Option("missingkey=error").Funcs(standIns).Parse(text)
 	if err != nil {
 		// A parse error quotes the template: the config, not a value.
@@ -95,12 +98,7 @@ func (w *templateWalk) node(n parse.Node) {
 	}
 	switch n := n.(type) {
 	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			w.node(c)
-		}
+		w.list(n)
 	case *parse.ActionNode:
 		w.pipe(n.Pipe)
 	case *parse.IfNode:
@@ -116,18 +114,31 @@ func (w *templateWalk) node(n parse.Node) {
 	case *parse.ChainNode:
 		w.node(n.Node)
 	case *parse.IdentifierNode:
-		if n.Ident == fnSecret || n.Ident == fnField {
-			// Reached only where it is not the head of a command: as
-			// an argument, it would be called with no arguments.
-			w.fail(n, n.Ident+" must be called with its secret's name as a string literal")
-		}
+		w.identifier(n)
+	}
+}
+
+func (w *templateWalk) list(l *parse.ListNode) {
+	if l == nil { // an if or range without an else
+		return
+	}
+	for _, n := range l.Nodes {
+		w.node(n)
+	}
+}
+
+// identifier is reached for a function's name only where it is not the
+// head of a command: as an argument it would be called with no arguments.
+func (w *templateWalk) identifier(n *parse.IdentifierNode) {
+	if n.Ident == fnSecret || n.Ident == fnField {
+		w.fail(n, n.Ident+" must be called with its secret's name as a string literal")
 	}
 }
 
 func (w *templateWalk) branch(b *parse.BranchNode) {
 	w.pipe(b.Pipe)
-	w.node(b.List)
-	w.node(b.ElseList)
+	w.list(b.List)
+	w.list(b.ElseList)
 }
 
 func (w *templateWalk) pipe(p *parse.PipeNode) {
@@ -152,31 +163,45 @@ func (w *templateWalk) command(cmd *parse.CommandNode, piped bool) {
 		}
 		return
 	}
-	want := 1
-	usage := `secret "application/name"`
+	want, usage := 1, `secret "application/name"`
 	if ident.Ident == fnField {
 		want, usage = 2, `field "application/name" "expression"`
 	}
-	var lits []string
-	for _, a := range cmd.Args[1:] {
-		s, ok := a.(*parse.StringNode)
-		if !ok {
-			w.fail(a, ident.Ident+": every argument must be a string literal, as in "+usage+", so that the view's inputs are known before it is rendered")
-			return
-		}
-		lits = append(lits, s.Text)
+	lits := w.literals(ident.Ident, usage, cmd.Args[1:])
+	if w.err != nil {
+		return
 	}
 	if piped || len(lits) != want {
 		w.fail(cmd, ident.Ident+" takes "+strconv.Itoa(want)+" string literal(s), as in "+usage+", and no piped value")
 		return
 	}
+	w.input(cmd, lits)
+}
+
+// literals returns the texts of args, which must all be string literals.
+func (w *templateWalk) literals(fn, usage string, args []parse.Node) []string {
+	var lits []string
+	for _, a := range args {
+		s, ok := a.(*parse.StringNode)
+		if !ok {
+			w.fail(a, fn+": every argument must be a string literal, as in "+usage+", so that the view's inputs are known before it is rendered")
+			return nil
+		}
+		lits = append(lits, s.Text)
+	}
+	return lits
+}
+
+// input records the secret a secret or field call reads (lits[0]), and
+// compiles a field's expression (lits[1]).
+func (w *templateWalk) input(cmd *parse.CommandNode, lits []string) {
 	key, err := parseKey(lits[0])
 	if err != nil {
-		w.fail(cmd, ident.Ident+": "+err.Error())
+		w.fail(cmd, cmd.Args[0].String()+": "+err.Error())
 		return
 	}
 	w.inputs[key] = true
-	if ident.Ident == fnField {
+	if len(lits) == 2 {
 		ref, err := compileField(lits[0], lits[1])
 		if err != nil {
 			w.fail(cmd, err.Error())

@@ -99,40 +99,55 @@ func compile(spec Spec) (*View, error) {
 	case set != 1:
 		return nil, errors.New("a view needs exactly one of field (with secret), template, or app (with format)")
 	case spec.Field != "":
-		if spec.Secret == "" {
-			return nil, errors.New("field needs secret: the secret whose value is JSON")
-		}
-		if spec.Format != "" {
-			return nil, errors.New("format goes with app, not field")
-		}
-		ref, err := compileField(spec.Secret, spec.Field)
-		if err != nil {
-			return nil, err
-		}
-		v.field = &ref
-		v.inputs.Secrets = []store.Key{ref.key}
+		err = v.compileFieldView(spec)
 	case spec.Template != "":
-		if spec.Secret != "" || spec.Format != "" {
-			return nil, errors.New("a template view names its secrets in the template; secret and format do not go with it")
-		}
-		if err := v.compileTemplate(spec.Template); err != nil {
-			return nil, err
-		}
+		err = v.compileTemplateView(spec)
 	default:
-		if spec.Secret != "" {
-			return nil, errors.New("secret goes with field, not app")
-		}
-		if err := store.ValidName(spec.App); err != nil {
-			return nil, errors.New("app: " + err.Error())
-		}
-		f, ok := formats[spec.Format]
-		if !ok {
-			return nil, errors.New("format " + strconv.Quote(spec.Format) + ": want json, dotenv, yaml or properties")
-		}
-		v.format = f
-		v.inputs.App = spec.App
+		err = v.compileAppView(spec)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+func (v *View) compileFieldView(spec Spec) error {
+	switch {
+	case spec.Secret == "":
+		return errors.New("field needs secret: the secret whose value is JSON")
+	case spec.Format != "":
+		return errors.New("format goes with app, not field")
+	}
+	ref, err := compileField(spec.Secret, spec.Field)
+	if err != nil {
+		return err
+	}
+	v.field = &ref
+	v.inputs.Secrets = []store.Key{ref.key}
+	return nil
+}
+
+func (v *View) compileTemplateView(spec Spec) error {
+	if spec.Secret != "" || spec.Format != "" {
+		return errors.New("a template view names its secrets in the template; secret and format do not go with it")
+	}
+	return v.compileTemplate(spec.Template)
+}
+
+func (v *View) compileAppView(spec Spec) error {
+	if spec.Secret != "" {
+		return errors.New("secret goes with field, not app")
+	}
+	if err := store.ValidName(spec.App); err != nil {
+		return errors.New("app: " + err.Error())
+	}
+	f, ok := formats[spec.Format]
+	if !ok {
+		return errors.New("format " + strconv.Quote(spec.Format) + ": want json, dotenv, yaml or properties")
+	}
+	v.format = f
+	v.inputs.App = spec.App
+	return nil
 }
 
 // parseKey reads "application/name".
