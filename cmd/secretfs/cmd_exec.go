@@ -71,8 +71,8 @@ billing env -0 runs env -0.`,
 	}
 	f := cmd.Flags()
 	f.SetInterspersed(false)
-	f.StringArrayVar(&apps, "app", nil, "an application whose every secret becomes a variable (repeat for more)")
-	f.StringArrayVar(&views, "view", nil, "a view of the mount's config file (APP/NAME) whose rendering becomes a variable (repeat for more); not available until secretfs reads config files")
+	f.StringSliceVar(&apps, "app", nil, "applications whose every secret becomes a variable (app1,app2, or repeat the flag)")
+	f.StringSliceVar(&views, "view", nil, "a view of the mount's config file (APP/NAME) whose rendering becomes a variable (repeat for more); not available until secretfs reads config files")
 	return cmd
 }
 
