@@ -203,20 +203,31 @@ func (v *View) Render(in map[store.Key]crypto.Plaintext) (crypto.Plaintext, erro
 		}
 	}
 	var out buffer
-	var err error
-	switch {
-	case v.field != nil:
-		err = v.renderField(&out, in)
-	case v.tmpl != nil:
-		err = v.renderTemplate(&out, in)
-	default:
-		err = v.format(&out, v.members(in))
-	}
-	if err != nil {
+	if err := v.render(&out, in); err != nil {
 		out.wipe()
 		return nil, fault.E(op, v.path.Path(), err.Error())
 	}
 	return out.bytes(), nil
+}
+
+// render writes the view to out. A panic (of JMESPath, of text/template)
+// is an error like any other: a view that cannot be rendered must be EIO
+// for its reader, never the end of the mount. The panic's message is
+// dropped, as those libraries' error messages are: it may quote a value.
+func (v *View) render(out *buffer, in map[store.Key]crypto.Plaintext) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = errors.New("the rendering panicked (the panic's message is not shown: it may quote a value)")
+		}
+	}()
+	switch {
+	case v.field != nil:
+		return v.renderField(out, in)
+	case v.tmpl != nil:
+		return v.renderTemplate(out, in)
+	default:
+		return v.format(out, v.members(in))
+	}
 }
 
 func (v *View) renderField(out *buffer, in map[store.Key]crypto.Plaintext) error {

@@ -2,6 +2,8 @@ package render
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -65,6 +67,26 @@ func TestTemplateFunctionResultsAreWipedWithTheArena(t *testing.T) {
 		if !isZero(unsafe.Slice(unsafe.StringData(s), len(s))) {
 			t.Fatalf("a function's result survived the arena's wipe: %q", s)
 		}
+	}
+}
+
+// panickingJMESPath stands for a JMESPath library that panics with the
+// value it searched in the message.
+type panickingJMESPath struct{}
+
+func (panickingJMESPath) Search(doc any) (any, error) { panic(fmt.Sprint("bad value: ", doc)) }
+
+// A library panic fails the rendering (EIO for the reader), without the
+// value, and never ends the mount.
+func TestAJMESPathPanicIsARenderingError(t *testing.T) {
+	v, err := Compile(Spec{Path: "a/v", Secret: "a/db", Field: "password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.field.jp = panickingJMESPath{}
+	_, err = v.Render(map[store.Key]crypto.Plaintext{{App: "a", Name: "db"}: crypto.Plaintext(`{"password": "SECRET"}`)})
+	if err == nil || !strings.Contains(err.Error(), "a/v: the rendering panicked") || strings.Contains(err.Error(), "SECRET") {
+		t.Fatalf("Render with a panicking library: %v", err)
 	}
 }
 
