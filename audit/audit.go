@@ -17,7 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Entry is one audited operation.
+// Entry is one audited operation, as package vfs makes it: the one
+// record of an access, from the file system's core to this log.
 type Entry struct {
 	Time    time.Time     `json:"time"`
 	Op      string        `json:"op"` // open, commit, unlink, rename
@@ -118,6 +119,15 @@ func (l *Log) Record(e Entry) {
 			l.failed(err)
 		}
 	}
+}
+
+// Recorder returns l.Record, or nil when l is nil (no audit log), so that
+// the mount, told nothing to record to, does no auditing work at all.
+func (l *Log) Recorder() func(Entry) {
+	if l == nil {
+		return nil
+	}
+	return l.Record
 }
 
 // Close closes the file, if any.

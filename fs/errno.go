@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // kindErrno is the one mapping from error kinds to errnos. Anything not
@@ -51,38 +52,35 @@ var logLevel = map[fault.Kind]logrus.Level{
 }
 
 // errno logs err once and returns the errno for it. Every file system
-// operation that fails returns through here, or through failure. err
-// never holds plaintext (package fault's rule), so logging it is safe.
+// operation that fails returns through here (nil is 0, and logs
+// nothing). err never holds plaintext (package fault's rule), so logging
+// it is safe. The line names the operation (op: the request, "lookup",
+// "close") and what it was about (p) once each: p is added only when err
+// does not already name it.
 //
 // There is no EINTR: only a fatal signal interrupts a request, as on a
 // local file system, and then nobody is left to read the answer. Backend
 // calls run without the request's cancellation and end at their own
 // deadline.
 func (m *mount) errno(op string, p fault.Path, err error) syscall.Errno {
-	return m.failure(op, p, err, "")
-}
-
-// failure is errno for a failure whose consequence for the caller's data
-// the line says first (what). The line names the operation (op: the
-// request, "lookup", "close") and what it was about (p) once each: p is
-// added only when err does not already name it. A failure a session
-// reports again (a later close of a writer whose commit failed) was
-// logged when it happened, and is logged again for debugging only.
-func (m *mount) failure(op string, p fault.Path, err error, what string) syscall.Errno {
 	if err == nil {
 		return 0
 	}
-	e := m.errnoOf(err)
+	e := errnoOf(err)
+	if errors.Is(err, vfs.ErrLookUpAgain) {
+		// Routine: a revision replaced since the kernel cached the name,
+		// a writer sent to its draft.
+		m.log.WithField("op", op).Debug(err.Error())
+		return e
+	}
 	level, ok := logLevel[fault.KindOf(err)]
 	if !ok {
 		level = logrus.ErrorLevel
 	}
 	msg := err.Error()
-	if what != "" {
-		msg = what + ": " + msg
-	}
-	var rep repeated
-	if errors.As(err, &rep) {
+	var again vfs.Repeated
+	if errors.As(err, &again) {
+		// A session's failure, logged when it was first reported.
 		level, msg = logrus.DebugLevel, "reported again, logged when it happened: "+msg
 	}
 	fields := logrus.Fields{"op": op, "errno": e.Error()}
@@ -93,11 +91,22 @@ func (m *mount) failure(op string, p fault.Path, err error, what string) syscall
 	return e
 }
 
-// repeated is a failure reported again: a session's, which was logged
-// the first time it was returned (see session.failed).
-type repeated struct{ error }
-
-func (r repeated) Unwrap() error { return r.error }
+// errnoOf is the errno err maps to, without logging it (errno does):
+// what the caller sees, and what the audit log records. An open sent to
+// look the name up again is ESTALE, which the kernel answers by retrying
+// the open once with a fresh lookup.
+func errnoOf(err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, vfs.ErrLookUpAgain):
+		return syscall.ESTALE
+	}
+	if e, ok := kindErrno[fault.KindOf(err)]; ok {
+		return e
+	}
+	return syscall.EIO
+}
 
 // names reports whether err's message names p: some *fault.Error in its
 // tree is about p.
@@ -118,13 +127,4 @@ func names(err error, p fault.Path) bool {
 		return false
 	}
 	return names(errors.Unwrap(err), p)
-}
-
-// relookup sends the caller to look the name up again: ESTALE, which the
-// kernel answers by retrying the open once with a fresh lookup. It is
-// routine (a revision replaced since the kernel cached the name, a writer
-// sent to its draft), so it is logged for debugging only.
-func (m *mount) relookup(op string, p fault.Path, why string) syscall.Errno {
-	m.log.WithFields(logrus.Fields{"op": op, "secret": string(p)}).Debug("looking the name up again: " + why)
-	return syscall.ESTALE
 }

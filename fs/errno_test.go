@@ -12,8 +12,8 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 func quietMount() *mount {
@@ -64,29 +64,6 @@ func TestErrnoOfPlainErrorIsEIOAndNeverEINTR(t *testing.T) {
 	}
 }
 
-func TestResizeWipesWhatItLeavesBehind(t *testing.T) {
-	v := crypto.Plaintext("secret")
-	backing := v[:cap(v)]
-	shrunk := resize(v, 2)
-	if string(shrunk) != "se" || string(backing[2:6]) != "\x00\x00\x00\x00" {
-		t.Fatalf("shrink: %q, cut bytes %q", shrunk, backing[2:6])
-	}
-	regrown := resize(shrunk, 4)
-	if string(regrown) != "se\x00\x00" {
-		t.Fatalf("regrow within capacity reads %q, want zeros after the kept bytes", regrown)
-	}
-	old := regrown
-	grown := resize(regrown, int64(cap(regrown))+10)
-	if string(grown[:2]) != "se" {
-		t.Fatalf("grow lost the value: %q", grown[:2])
-	}
-	for _, c := range old[:cap(old)] {
-		if c != 0 {
-			t.Fatal("growing left the old array unwiped")
-		}
-	}
-}
-
 // Each failure is one line that names the operation and the path once:
 // the path is added only when the error does not name it already. A
 // failure reported again (a later close of a failed writer) is logged at
@@ -98,7 +75,7 @@ func TestAFailureIsLoggedOnceNamingOpAndPathOnce(t *testing.T) {
 	named := fault.E(fault.Op("secrets.Put"), fault.Path("app/s"), fault.Unavailable, "no answer")
 	m.errno("close", "app/s", fmt.Errorf("wrapped: %w", named))
 	m.errno("lookup", "app/t", fault.E(fault.Invalid, "bad"))
-	m.errno("close", "app/s", repeated{named})
+	m.errno("close", "app/s", vfs.Repeated{Err: named})
 	entries := hook.AllEntries()
 	if len(entries) != 3 {
 		t.Fatalf("%d lines for 3 failures", len(entries))
@@ -113,7 +90,7 @@ func TestAFailureIsLoggedOnceNamingOpAndPathOnce(t *testing.T) {
 	if again.Level != logrus.DebugLevel {
 		t.Errorf("a failure reported again logged at %v, want debug", again.Level)
 	}
-	if got := m.errno("close", "app/s", repeated{named}); got != syscall.EIO {
+	if got := m.errno("close", "app/s", vfs.Repeated{Err: named}); got != syscall.EIO {
 		t.Errorf("a failure reported again maps to %v, want its own errno", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/audit"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/crypto/cryptotest"
@@ -38,10 +39,10 @@ func mountWith(t *testing.T, m *mount) string {
 // audits collects what the mount tells Options.Audit.
 type audits struct {
 	mu  sync.Mutex
-	all []Access
+	all []audit.Entry
 }
 
-func (a *audits) record(x Access) {
+func (a *audits) record(x audit.Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.all = append(a.all, x)
@@ -53,7 +54,7 @@ func (a *audits) opens(k store.Key) int {
 	defer a.mu.Unlock()
 	n := 0
 	for _, x := range a.all {
-		if x.Op == "open" && x.Secret == k && x.Errno == 0 {
+		if x.Op == "open" && x.App == k.App && x.Secret == k.Name && x.Errno == 0 {
 			n++
 		}
 	}

@@ -34,40 +34,14 @@ func TestAFailedCommitIsLoggedOnce(t *testing.T) {
 		Log: log, TTL: time.Minute,
 		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
 	})
-	p := filepath.Join(mountWith(t, m), "app", "s")
-	if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte("0"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	a.WriteString("a")
-	b.WriteString("b")
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	b := staleWriter(t, mountWith(t, m))
 	hook.Reset()
 	for i, report := range []func() error{b.Sync, b.Sync, b.Close} {
 		if err := report(); !errors.Is(err, syscall.ESTALE) {
 			t.Fatalf("report %d of the stale writer's failure: %v, want ESTALE", i, err)
 		}
 	}
-	var lines []*logrus.Entry
-	for _, e := range hook.AllEntries() {
-		if e.Level <= logrus.InfoLevel {
-			lines = append(lines, e)
-		}
-	}
+	lines := atInfoOrAbove(hook)
 	if len(lines) != 1 {
 		for _, e := range lines {
 			t.Logf("%v %v %s", e.Level, e.Data, e.Message)
@@ -84,4 +58,43 @@ func TestAFailedCommitIsLoggedOnce(t *testing.T) {
 	if !strings.Contains(e.Message, "was not committed") || !strings.Contains(e.Message, "app/s") {
 		t.Errorf("the line says %q", e.Message)
 	}
+}
+
+// atInfoOrAbove returns the lines logged at info level or louder.
+func atInfoOrAbove(hook *logtest.Hook) []*logrus.Entry {
+	var lines []*logrus.Entry
+	for _, e := range hook.AllEntries() {
+		if e.Level <= logrus.InfoLevel {
+			lines = append(lines, e)
+		}
+	}
+	return lines
+}
+
+// staleWriter writes app/s in dir, then opens it twice, writes through
+// both and closes the first: it returns the second, whose commit will
+// meet the first's.
+func staleWriter(t *testing.T, dir string) *os.File {
+	t.Helper()
+	p := filepath.Join(dir, "app", "s")
+	if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var files [2]*os.File
+	for i := range files {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		f.WriteString(string(rune('a' + i)))
+		files[i] = f
+	}
+	if err := files[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	return files[1]
 }

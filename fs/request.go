@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // requests recovers two facts about a request that go-fuse's node API
@@ -36,7 +38,7 @@ type requests struct {
 }
 
 type requestFacts struct {
-	owner     uint64 // lock owner, or anyOwner
+	owner     uint64 // lock owner, or vfs.AnyOwner
 	viaHandle bool   // GETATTR through a descriptor
 }
 
@@ -54,35 +56,70 @@ func (r *requests) of(ctx context.Context) requestFacts {
 	return requestFacts{}
 }
 
-// caller is what /proc tells of the thread that made a request.
-type caller struct {
-	tid     uint32 // the calling thread, as the kernel sent it; 0 if it sent none
-	process uint32 // its thread group: the process
-	exiting bool   // the thread is exiting: the kernel is closing its descriptors
-}
+// need says what a request's vfs.Caller must tell beyond what the
+// request itself does (the thread, uid, gid and lock owner): each costs a
+// read of /proc, made only for the requests that need it.
+type need uint8
 
-// callerOf reads /proc/<tid>/status for the thread behind ctx. The kernel
-// sends the calling thread's id; a multi-threaded program opens and
-// closes on any of its threads, so the process is told by its thread
-// group. An exiting thread has no memory map any more (do_exit releases
-// it before it closes files), so its status shows no VmSize.
+const (
+	withCommand need = 1 << iota // the command name, for the audit log (read only when there is one)
+	withProcess                  // the thread's process, from /proc/<tid>/status
+	withExit                     // whether the process is exiting, and on which signal
+
+	audited = withCommand                          // a request the audit log records
+	opener  = withCommand | withProcess            // an open for writing, which records who opened it
+	closer  = withCommand | withProcess | withExit // a close of a writer's descriptor
+)
+
+// caller tells who made the request behind ctx, with what need asks for.
 //
-// It reads status, never stat: reading /proc/<tid>/stat waits for the
-// task's exec_update_lock, which a task in execve holds while it closes
-// its close-on-exec descriptors, that is, while it waits for the very
-// FLUSH being served. That would deadlock; status takes no such lock.
-// When /proc does not show the thread (gone, another pid namespace), the
-// thread id is the best guess at its process.
-func (m *mount) callerOf(ctx context.Context) caller {
+// The kernel sends the calling thread's id; a multi-threaded program
+// opens and closes on any of its threads, so the process is told by its
+// thread group, which /proc/<tid>/status gives. An exiting thread has no
+// memory map any more (do_exit releases it before it closes files), so
+// its status shows no VmSize; then its exit code tells the signal that
+// kills it (see killedBy).
+//
+// It reads status, never stat, of a thread that is not exiting: reading
+// /proc/<tid>/stat waits for the task's exec_update_lock, which a task in
+// execve holds while it closes its close-on-exec descriptors, that is,
+// while it waits for the very FLUSH being served. That would deadlock;
+// status takes no such lock. When /proc does not show the thread (gone,
+// another pid namespace), the thread id is the best guess at its process.
+func (m *mount) caller(ctx context.Context, need need) vfs.Caller {
 	fc, ok := ctx.(*fuse.Context)
-	if !ok || fc.Caller.Pid == 0 {
-		return caller{}
+	if !ok {
+		return vfs.Caller{}
 	}
-	c := caller{tid: fc.Caller.Pid, process: fc.Caller.Pid}
-	if status, err := m.proc.read(c.tid, "status"); err == nil {
-		c.process, c.exiting = parseStatus(status, c.tid)
+	c := vfs.Caller{Thread: fc.Caller.Pid, UID: fc.Caller.Uid, GID: fc.Caller.Gid, Owner: m.requests.owner(ctx)}
+	if c.Thread == 0 {
+		return c
+	}
+	if need&withProcess != 0 {
+		c.Process = c.Thread
+		exiting := false
+		if status, err := m.proc.read(c.Thread, "status"); err == nil {
+			c.Process, exiting = parseStatus(status, c.Thread)
+		}
+		if need&withExit != 0 && exiting {
+			c.KilledBy = m.killedBy(c.Thread)
+		}
+	}
+	if need&withCommand != 0 && m.opts.Audit != nil {
+		if comm, err := m.proc.read(c.Thread, "comm"); err == nil {
+			c.Command = strings.TrimSpace(string(comm))
+		}
 	}
 	return c
+}
+
+// openFor is what an open with flags needs to know of its caller: who
+// opens for writing, which the session records.
+func openFor(flags uint32) need {
+	if vfs.Writes(flags) {
+		return opener
+	}
+	return audited
 }
 
 // parseStatus reads a /proc/<tid>/status: the thread group (fallback when
@@ -101,34 +138,18 @@ func parseStatus(status []byte, fallback uint32) (process uint32, exiting bool) 
 	return process, !hasMemory
 }
 
-// threadOf returns the thread that made the request behind ctx (the
-// kernel sends the calling thread's id), or 0.
-func threadOf(ctx context.Context) uint32 {
-	if fc, ok := ctx.(*fuse.Context); ok {
-		return fc.Caller.Pid
-	}
-	return 0
-}
-
-// process returns the process that made the request behind ctx, or 0
-// when it cannot be told.
-func (m *mount) process(ctx context.Context) uint32 { return m.callerOf(ctx).process }
-
-// killedBy returns the signal that is killing the caller, or 0 when it is
-// not exiting on a signal. A process that a signal kills (kill -9, a
-// timeout, a crash) has its descriptors closed by the kernel as it exits,
-// and the FLUSH of that close comes from the dying thread, whose exit
-// code then holds the signal (proc(5): /proc/<tid>/stat field 52; do_exit
-// sets it before it closes files). A program that exits normally without
-// closing its descriptors exits with a status, not a signal. Only an
-// exiting thread's stat is read: it cannot be in execve (see mount.callerOf).
+// killedBy returns the signal that is killing the exiting thread tid, or
+// 0 when it exits with a status. A process that a signal kills (kill -9,
+// a timeout, a crash) has its descriptors closed by the kernel as it
+// exits, and the FLUSH of that close comes from the dying thread, whose
+// exit code then holds the signal (proc(5): /proc/<tid>/stat field 52;
+// do_exit sets it before it closes files). A program that exits normally
+// without closing its descriptors exits with a status, not a signal. Only
+// an exiting thread's stat is read: it cannot be in execve (see caller).
 // When /proc does not tell, the answer is 0 and the close commits, as the
 // plain FUSE model would.
-func (m *mount) killedBy(c caller) syscall.Signal {
-	if !c.exiting {
-		return 0
-	}
-	stat, err := m.proc.read(c.tid, "stat")
+func (m *mount) killedBy(tid uint32) syscall.Signal {
+	stat, err := m.proc.read(tid, "stat")
 	if err != nil {
 		return 0
 	}
@@ -170,7 +191,8 @@ func (realProc) read(tid uint32, name string) ([]byte, error) {
 	return os.ReadFile("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/" + name)
 }
 
-// owner returns the lock owner of the request behind ctx, or anyOwner.
+// owner returns the lock owner of the request behind ctx, or
+// vfs.AnyOwner.
 func (r *requests) owner(ctx context.Context) uint64 { return r.of(ctx).owner }
 
 // viaHandle reports whether the GETATTR behind ctx came through an open

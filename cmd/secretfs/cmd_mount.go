@@ -190,7 +190,7 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	server, err := fs.Mount(dir, catalog, fs.Options{
 		Served:     countRequest,
 		Committed:  countCommit,
-		Audit:      auditTo(auditLog),
+		Audit:      auditLog.Recorder(),
 		ReadOnly:   mf.readOnly,
 		WriteOnly:  b.writeOnly,
 		AllowOther: mf.allowOther,
@@ -236,18 +236,6 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	}
 	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
 	return unmount(server, dir, served, signals, log)
-}
-
-// auditTo returns the fs hook that records accesses in l, or nil.
-func auditTo(l *audit.Log) func(fs.Access) {
-	if l == nil {
-		return nil
-	}
-	return func(a fs.Access) {
-		l.Record(audit.Entry{Time: a.Time, Op: a.Op, App: a.Secret.App, Secret: a.Secret.Name,
-			ToApp: a.To.App, To: a.To.Name, Version: int64(a.Version), Errno: a.Errno,
-			UID: a.UID, GID: a.GID, PID: a.PID, Command: a.Command})
-	}
 }
 
 // unmount unmounts cleanly if it can. A mount still in use (a shell inside

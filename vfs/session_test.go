@@ -1,4 +1,4 @@
-package fs
+package vfs
 
 import (
 	"context"
@@ -88,10 +88,10 @@ func TestAWriterCommitsAtItsCloseAndAChildsCloseCommitsNothing(t *testing.T) {
 	if s.current() != sessionDirty {
 		t.Fatalf("after a write: %v, want dirty", s.current())
 	}
-	if action, _ := s.flush(closer{owner: child, process: 200}); action != flushNothing {
+	if action, _ := s.flush(Caller{Owner: child, Process: 200}); action != flushNothing {
 		t.Errorf("a child's close: %v, want nothing", action)
 	}
-	action, _ := s.flush(closer{owner: writer, process: 100})
+	action, _ := s.flush(Caller{Owner: writer, Process: 100})
 	if action != flushCommit {
 		t.Fatalf("the writer's close: %v, want commit", action)
 	}
@@ -113,7 +113,7 @@ func TestACreationNobodyWroteCommitsEmptyAtReleaseAndOthersWaitMeanwhile(t *test
 	s := openSession("", true)
 	changes := 0
 	s.onChange = func() { changes++ }
-	if action, _ := s.flush(closer{owner: writer, process: 100}); action != flushNothing {
+	if action, _ := s.flush(Caller{Owner: writer, Process: 100}); action != flushNothing {
 		t.Fatalf("the opener's close of a creation: %v, want nothing yet", action)
 	}
 	if s.current() != sessionClosing || !s.busy() {
@@ -171,7 +171,7 @@ func TestAFailedCommitNeverCommitsLater(t *testing.T) {
 		t.Fatalf("commit: %v, %v; want the failure", ok, err)
 	}
 	c.err = nil
-	if action, err := s.flush(closer{owner: writer}); action != flushReport || err == nil {
+	if action, err := s.flush(Caller{Owner: writer}); action != flushReport || err == nil {
 		t.Errorf("a later close: %v, %v; want the failure reported", action, err)
 	}
 	if need, err := s.fsyncNeeded(); need || err == nil {
@@ -191,7 +191,7 @@ func TestAFailedCommitNeverCommitsLater(t *testing.T) {
 func TestAKilledWriterCommitsNothing(t *testing.T) {
 	s := openSession("old", false)
 	mustWrite(t, s, writer, "par", 0)
-	action, err := s.flush(closer{owner: writer, process: 100, killedBy: syscall.SIGKILL})
+	action, err := s.flush(Caller{Owner: writer, Process: 100, KilledBy: syscall.SIGKILL})
 	if action != flushReport || err == nil {
 		t.Fatalf("close by a killed writer: %v, %v", action, err)
 	}
@@ -213,7 +213,7 @@ func TestWritesDuringACommitAreCommittedByTheNextClose(t *testing.T) {
 	if s.current() != sessionDirty {
 		t.Fatalf("after a commit overtaken by a write: %v, want dirty", s.current())
 	}
-	if action, _ := s.flush(closer{owner: writer}); action != flushCommit {
+	if action, _ := s.flush(Caller{Owner: writer}); action != flushCommit {
 		t.Fatalf("the next close: %v", action)
 	}
 	if _, ok, err := s.commit(context.Background(), c.put); !ok || err != nil {
@@ -228,7 +228,7 @@ func TestAnOrphanedSessionAcceptsWritesAndCommitsNothing(t *testing.T) {
 	s := openSession("old", false)
 	s.orphan()
 	mustWrite(t, s, writer, "gone", 0)
-	if action, _ := s.flush(closer{owner: writer}); action != flushNothing {
+	if action, _ := s.flush(Caller{Owner: writer}); action != flushNothing {
 		t.Errorf("close of an orphan: %v", action)
 	}
 	if s.releaseNeeded() {
@@ -241,7 +241,7 @@ func TestAValueOverTheLimitFailsTheSession(t *testing.T) {
 	if _, err := s.write(writer, make([]byte, 10), 0, 5); !fault.Is(fault.TooLarge, err) {
 		t.Fatalf("write over the limit: %v", err)
 	}
-	if action, err := s.flush(closer{owner: writer}); action != flushReport || !fault.Is(fault.TooLarge, err) {
+	if action, err := s.flush(Caller{Owner: writer}); action != flushReport || !fault.Is(fault.TooLarge, err) {
 		t.Errorf("close: %v, %v", action, err)
 	}
 	if s.buf != nil {
@@ -306,11 +306,11 @@ func TestATruncationIsNotCommittedByTheTruncatersCloseAndNeedsNoValue(t *testing
 		t.Fatalf("after O_TRUNC: %v, want pending", s.current())
 	}
 	const shell, command uint64 = 7, 9
-	if action, _ := s.flush(closer{owner: shell, process: 100}); action != flushNothing {
+	if action, _ := s.flush(Caller{Owner: shell, Process: 100}); action != flushNothing {
 		t.Fatalf("the shell's close of its copy: %v, want nothing committed", action)
 	}
 	mustWrite(t, s, command, "new", 0)
-	if action, _ := s.flush(closer{owner: command, process: 200}); action != flushCommit {
+	if action, _ := s.flush(Caller{Owner: command, Process: 200}); action != flushCommit {
 		t.Fatalf("the command's close: %v, want commit", action)
 	}
 	c := &committed{}
@@ -369,7 +369,7 @@ func editSession(l *loader) *session {
 // commitOnce closes as the writer and commits, returning what was stored.
 func commitOnce(t *testing.T, s *session) string {
 	t.Helper()
-	if action, err := s.flush(closer{owner: writer, process: 100}); action != flushCommit {
+	if action, err := s.flush(Caller{Owner: writer, Process: 100}); action != flushCommit {
 		t.Fatalf("the writer's close: %v, %v; want a commit", action, err)
 	}
 	c := &committed{}
@@ -483,12 +483,12 @@ func TestALoadFailureFailsTheCommitNotTheWrite(t *testing.T) {
 	if _, err := s.write(writer, []byte("XY"), 2, limit); err != nil {
 		t.Fatalf("a write with the value out of reach: %v", err)
 	}
-	if action, _ := s.flush(closer{owner: writer, process: 100}); action != flushCommit {
+	if action, _ := s.flush(Caller{Owner: writer, Process: 100}); action != flushCommit {
 		t.Fatalf("close: %v", action)
 	}
 	c := &committed{}
 	_, ok, err := s.commit(ctx0, c.put)
-	var again repeated
+	var again Repeated
 	if ok || !fault.Is(fault.Unavailable, err) || errors.As(err, &again) {
 		t.Fatalf("commit: %v, %v; want the load's failure, told as new", ok, err)
 	}
@@ -496,7 +496,7 @@ func TestALoadFailureFailsTheCommitNotTheWrite(t *testing.T) {
 		t.Errorf("state %v, want failed", s.current())
 	}
 	l.err = nil
-	if action, err := s.flush(closer{owner: writer}); action != flushReport || !errors.As(err, &again) {
+	if action, err := s.flush(Caller{Owner: writer}); action != flushReport || !errors.As(err, &again) {
 		t.Errorf("a later close: %v, %v; want the failure reported again", action, err)
 	}
 	if s.releaseNeeded() {
@@ -568,7 +568,7 @@ func TestAReleasesLoadIsWaitedFor(t *testing.T) {
 	}
 }
 
-// An appending session is loaded at open (see mount.openWriter): its
+// An appending session is loaded at open (see FS.openWriter): its
 // writes go to the end without loading.
 func TestAnAppendingSessionWritesAtTheEndOfTheValueLoadedAtOpen(t *testing.T) {
 	l := &loader{value: "old"}
@@ -591,5 +591,28 @@ func TestAddSpanMergesWhatOverlapsOrTouches(t *testing.T) {
 	}
 	if want := []span{{0, 3}, {4, 21}}; !slices.Equal(spans, want) {
 		t.Errorf("spans %v, want %v", spans, want)
+	}
+}
+
+func TestResizeWipesWhatItLeavesBehind(t *testing.T) {
+	v := crypto.Plaintext("secret")
+	backing := v[:cap(v)]
+	shrunk := resize(v, 2)
+	if string(shrunk) != "se" || string(backing[2:6]) != "\x00\x00\x00\x00" {
+		t.Fatalf("shrink: %q, cut bytes %q", shrunk, backing[2:6])
+	}
+	regrown := resize(shrunk, 4)
+	if string(regrown) != "se\x00\x00" {
+		t.Fatalf("regrow within capacity reads %q, want zeros after the kept bytes", regrown)
+	}
+	old := regrown
+	grown := resize(regrown, int64(cap(regrown))+10)
+	if string(grown[:2]) != "se" {
+		t.Fatalf("grow lost the value: %q", grown[:2])
+	}
+	for _, c := range old[:cap(old)] {
+		if c != 0 {
+			t.Fatal("growing left the old array unwiped")
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package fs
+package vfs
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -45,17 +44,6 @@ const (
 var sessionStateNames = [...]string{"clean", "pending", "closing", "dirty", "committing", "failed", "orphaned", "released"}
 
 func (s sessionState) String() string { return sessionStateNames[s] }
-
-// anyOwner stands for a writer whose lock owner the kernel did not send:
-// then any flush commits, as the plain FUSE model would.
-const anyOwner uint64 = 0
-
-// closer describes who is closing a descriptor (see requests.go).
-type closer struct {
-	owner    uint64         // lock owner of the FLUSH: the closing process's file table
-	process  uint32         // the process, or 0 if unknown
-	killedBy syscall.Signal // the signal killing it, or 0
-}
 
 // commitFunc commits value at the session's key on the condition that
 // the store holds expected; it is the mount's catalog Put.
@@ -146,6 +134,16 @@ func (s *session) justOpenedBy(tid uint32) bool {
 // used ends the moment after the open (see justOpenedBy). s.mu must be
 // held.
 func (s *session) used() { s.thread = 0 }
+
+// movedOn ends the moment after the open if thread tid opened the
+// session: that thread has opened another since.
+func (s *session) movedOn(tid uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.thread == tid {
+		s.used()
+	}
+}
 
 // ensure loads the value unless it is loaded, or nothing needs it any
 // more, and lays the overlay over it. It does not hold the lock while it
@@ -353,7 +351,7 @@ func (s *session) fail(err error) {
 // is logged once however many closes report it. s.mu must be held.
 func (s *session) failed() error {
 	if s.told {
-		return repeated{s.failure}
+		return Repeated{s.failure}
 	}
 	s.told = true
 	return s.failure
@@ -374,7 +372,7 @@ const (
 // process killed by a signal commits nothing, so the value stays whole;
 // an opener that only truncated or created moves to closing, so that
 // others wait for the release that follows.
-func (s *session) flush(c closer) (flushAction, error) {
+func (s *session) flush(c Caller) (flushAction, error) {
 	s.lockIdle()
 	defer s.mu.Unlock()
 	switch s.state {
@@ -383,20 +381,20 @@ func (s *session) flush(c closer) (flushAction, error) {
 	case sessionClean, sessionOrphaned, sessionReleased:
 		return flushNothing, nil
 	}
-	wrote := s.writers[c.owner] || s.writers[anyOwner]
+	wrote := s.writers[c.Owner] || s.writers[AnyOwner]
 	onlyCreated := len(s.writers) == 0 // pending or closing: a truncation or creation, nothing written
 	if !wrote && !onlyCreated {
 		return flushNothing, nil
 	}
-	if c.killedBy != 0 {
-		s.fail(fault.E(s.key.Path(), "a process writing it was killed by signal "+strconv.Itoa(int(c.killedBy))+
-			" ("+c.killedBy.String()+") before it closed the file; nothing written through this file is committed"))
+	if c.KilledBy != 0 {
+		s.fail(fault.E(s.key.Path(), "a process writing it was killed by signal "+strconv.Itoa(int(c.KilledBy))+
+			" ("+c.KilledBy.String()+") before it closed the file; nothing written through this file is committed"))
 		return flushReport, s.failed()
 	}
 	if wrote {
 		return flushCommit, nil
 	}
-	if c.process == s.opener && s.state == sessionPending {
+	if c.Process == s.opener && s.state == sessionPending {
 		s.setState(sessionClosing)
 	}
 	return flushNothing, nil
@@ -568,7 +566,8 @@ func (s *session) release() {
 	})
 }
 
-// current returns the state, for tests and for the settle rule.
+// current returns the state, for tests and for the rules that ask whether
+// a session still creates its secret.
 func (s *session) current() sessionState {
 	s.mu.Lock()
 	defer s.mu.Unlock()

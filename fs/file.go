@@ -1,0 +1,252 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/secretfs/secretfs/store"
+	"github.com/secretfs/secretfs/vfs"
+)
+
+// versionNode is the inode of one committed revision of a secret
+// (vfs.Revision): its content and attributes never change, so the kernel
+// may cache both. A writer that opens it gets a descriptor that bypasses
+// the page cache (writeHandle), whose commit makes a new revision, a new
+// inode.
+type versionNode struct {
+	gofs.Inode
+	m   *mount
+	ino uint64
+	rev *vfs.Revision
+}
+
+var (
+	_ gofs.NodeGetattrer   = (*versionNode)(nil)
+	_ gofs.NodeSetattrer   = (*versionNode)(nil)
+	_ gofs.NodeOpener      = (*versionNode)(nil)
+	_ gofs.NodeReader      = (*versionNode)(nil)
+	_ gofs.NodeFlusher     = (*versionNode)(nil)
+	_ gofs.NodeFsyncer     = (*versionNode)(nil)
+	_ gofs.NodeStatfser    = (*versionNode)(nil)
+	_ gofs.NodeOnForgetter = (*versionNode)(nil)
+)
+
+// OnForget unpins: the kernel holds no reference, so nobody can read
+// this revision through this inode any more (but see mount.revive).
+func (n *versionNode) OnForget() {
+	n.rev.Unpin()
+	n.m.forgotVersion(n)
+}
+
+func (n *versionNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if n.m.requests.viaHandle(ctx) {
+		// The kernel refreshes attributes through a descriptor when a
+		// read finds them expired: a read the page cache served.
+		n.rev.Touch()
+	}
+	fill(&out.Attr, n.rev.Attr())
+	out.SetTimeout(kernelTime(n.m.opts.TTL))
+	return 0
+}
+
+// Open on a read-only mount answers ENOSYS: the kernel then stops
+// sending OPEN and FLUSH for the whole mount, and keeps the pages of every
+// inode cached (safe: they never change). Elsewhere a reader of the
+// revision the name points at keeps the kernel's pages (FOPEN_KEEP_CACHE)
+// and closes without a FLUSH (FOPEN_NOFLUSH): one request per open. A
+// writer's descriptor bypasses the page cache, whose pages stay those of
+// this revision (FOPEN_KEEP_CACHE: do not drop them at this open).
+func (n *versionNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if n.m.noOpen {
+		return nil, 0, syscall.ENOSYS
+	}
+	h, err := n.rev.Open(ctx, n.m.caller(ctx, openFor(flags)), flags)
+	switch {
+	case err != nil:
+		return nil, 0, n.m.errno("open", n.rev.Key().Path(), err)
+	case h != nil:
+		return &writeHandle{m: n.m, h: h}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
+	}
+	return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+}
+
+// Flush commits a writer's session. On a read-only mount it answers
+// ENOSYS, so that the kernel stops sending it (no descriptor there can
+// have anything to commit).
+func (n *versionNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	if h, ok := fh.(*writeHandle); ok {
+		return h.Flush(ctx)
+	}
+	if n.m.noOpen {
+		return syscall.ENOSYS
+	}
+	return 0
+}
+
+// Fsync commits a writer's session; a reader has nothing to sync.
+func (n *versionNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	if h, ok := fh.(*writeHandle); ok {
+		return h.Fsync(ctx, flags)
+	}
+	return 0
+}
+
+func (n *versionNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h, ok := fh.(*writeHandle); ok {
+		return h.Read(ctx, dest, off)
+	}
+	got, err := n.rev.Read(ctx, dest, off)
+	if err != nil {
+		return nil, n.m.errno("read", n.rev.Key().Path(), err)
+	}
+	return wipingResult(dest[:got]), 0
+}
+
+// Setattr refuses what the mount options fix, and truncates (see
+// vfs.FS.Setattr). The reply describes this revision, unchanged: the
+// kernel sets the inode's size from it, and readers of this revision
+// share that size.
+func (n *versionNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if err := n.m.vfs.Setattr(ctx, n.m.caller(ctx, 0), n.rev.Key(), handleOf(fh), change(in)); err != nil {
+		return n.m.errno("setattr", n.rev.Key().Path(), err)
+	}
+	fill(&out.Attr, n.rev.Attr())
+	out.SetTimeout(kernelTime(n.m.opts.TTL))
+	return 0
+}
+
+func (n *versionNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return statfs(out)
+}
+
+// createdNode is the inode of a secret created through this mount
+// (vfs.Secret): what the name points at from create(2) until its first
+// commit, when the name is pointed at the committed revision. The creator
+// keeps writing through it; its later commits are new revisions too.
+// While nothing is committed the name exists only for this mount, and
+// reading it finds nothing.
+type createdNode struct {
+	gofs.Inode
+	m *mount
+	s *vfs.Secret
+}
+
+var (
+	_ gofs.NodeGetattrer   = (*createdNode)(nil)
+	_ gofs.NodeSetattrer   = (*createdNode)(nil)
+	_ gofs.NodeOpener      = (*createdNode)(nil)
+	_ gofs.NodeStatfser    = (*createdNode)(nil)
+	_ gofs.NodeOnForgetter = (*createdNode)(nil)
+)
+
+func (d *createdNode) OnForget() { d.m.forgotCreated(d) }
+
+// Getattr never waits: the closing writer may be the caller itself (a
+// program's first fstat of the stdout its shell redirected). Its
+// attributes change as it is written: the kernel keeps them for no time.
+func (d *createdNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if h := handleOf(fh); h != nil && d.m.requests.viaHandle(ctx) {
+		fill(&out.Attr, h.Attr())
+	} else {
+		fill(&out.Attr, d.s.Attr())
+	}
+	out.SetTimeout(kernelTime(0))
+	return 0
+}
+
+// Open gives a writer a session of its own (see vfs.Secret.Open).
+func (d *createdNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	h, err := d.s.Open(ctx, d.m.caller(ctx, openFor(flags)), flags)
+	if err != nil {
+		return nil, 0, d.m.errno("open", d.s.Key().Path(), err)
+	}
+	return &writeHandle{m: d.m, h: h}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (d *createdNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	k := d.s.Key()
+	h := handleOf(fh)
+	if err := d.m.vfs.Setattr(ctx, d.m.caller(ctx, 0), k, h, change(in)); err != nil {
+		return d.m.errno("setattr", k.Path(), err)
+	}
+	if _, truncated := in.GetSize(); truncated && h != nil {
+		fill(&out.Attr, h.Attr())
+		out.SetTimeout(kernelTime(0))
+		return 0
+	}
+	return d.Getattr(ctx, fh, out)
+}
+
+func (d *createdNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return statfs(out)
+}
+
+// writeHandle is one open descriptor of a writer: a vfs.Handle.
+type writeHandle struct {
+	m *mount
+	h *vfs.Handle
+}
+
+var (
+	_ gofs.FileReader   = (*writeHandle)(nil)
+	_ gofs.FileWriter   = (*writeHandle)(nil)
+	_ gofs.FileFlusher  = (*writeHandle)(nil)
+	_ gofs.FileFsyncer  = (*writeHandle)(nil)
+	_ gofs.FileReleaser = (*writeHandle)(nil)
+)
+
+// handleOf returns the writer's handle behind fh, or nil.
+func handleOf(fh gofs.FileHandle) *vfs.Handle {
+	if w, ok := fh.(*writeHandle); ok {
+		return w.h
+	}
+	return nil
+}
+
+// path names the secret the handle writes, for a log line.
+func (w *writeHandle) path() store.Key { return w.h.Meta().Key }
+
+func (w *writeHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := w.h.Read(ctx, dest, off)
+	if err != nil {
+		return nil, w.m.errno("read", w.path().Path(), err)
+	}
+	return wipingResult(dest[:n]), 0
+}
+
+func (w *writeHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := w.h.Write(w.m.caller(ctx, 0), data, off)
+	clear(data) // go-fuse's request buffer, which it reuses: the bytes are in the session now
+	if err != nil {
+		return 0, w.m.errno("write", w.path().Path(), err)
+	}
+	return uint32(n), 0
+}
+
+// Flush runs on every close(2) of a descriptor of this handle.
+func (w *writeHandle) Flush(ctx context.Context) syscall.Errno {
+	return w.m.errno("close", w.path().Path(), w.h.Flush(ctx, w.m.caller(ctx, closer)))
+}
+
+func (w *writeHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return w.m.errno("fsync", w.path().Path(), w.h.Fsync(ctx, w.m.caller(ctx, audited)))
+}
+
+// Release commits what no close committed; its failure can only be
+// logged.
+func (w *writeHandle) Release(ctx context.Context) syscall.Errno {
+	w.m.errno("release", w.path().Path(), w.h.Release(ctx, w.m.caller(ctx, audited)))
+	return 0
+}
+
+// wipingResult is a READ reply that zeroes its buffer (go-fuse's, from a
+// pool it reuses) once the kernel has the bytes: plaintext must not
+// linger in memory the mount does not track.
+type wipingResult []byte
+
+func (r wipingResult) Bytes(buf []byte) ([]byte, fuse.Status) { return r, fuse.OK }
+func (r wipingResult) Size() int                              { return len(r) }
+func (r wipingResult) Done()                                  { clear(r) }

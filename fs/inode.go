@@ -1,0 +1,233 @@
+package fs
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"strconv"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+	"github.com/secretfs/secretfs/vfs"
+)
+
+// The inode table: which inode the kernel holds for each revision of a
+// secret (mount.versions) and for each secret being created here
+// (mount.secrets).
+
+// inoKeySize is the size of the key of versionIno's HMAC-SHA256: the
+// hash's block-sized output needs no more, and a key of the hash's size
+// is what RFC 2104 recommends.
+const inoKeySize = sha256.Size
+
+func newInoKey() []byte {
+	key := make([]byte, inoKeySize)
+	rand.Read(key) // never fails (crypto/rand, Go 1.24 and later)
+	return key
+}
+
+// versionIno is the inode number of one revision of a secret (a Version
+// and an IV, which is fresh on every write) at attempt (0, then more for
+// a number another revision holds; see versionInode). It is an
+// HMAC-SHA256 of the application, the name, the revision and the attempt,
+// each length-prefixed, under a key drawn at random for this mount:
+// whoever writes the store chooses the IV, but cannot tell which numbers
+// an IV gives without the key, so cannot aim at the number of another
+// secret the kernel holds. The numbers change from mount to mount, as
+// those of many FUSE file systems do; within a mount each revision keeps
+// its own. The top bit is clear (created inodes have it set), and 0 and
+// the root's number are never given.
+func (m *mount) versionIno(k store.Key, rev store.Revision, attempt int) uint64 {
+	var sum uint64
+	if m.inoHash != nil {
+		sum = m.inoHash(k, rev, attempt)
+	} else {
+		var b []byte
+		for _, part := range [][]byte{[]byte(k.App), []byte(k.Name), rev.IV} {
+			b = binary.AppendUvarint(b, uint64(len(part)))
+			b = append(b, part...)
+		}
+		b = binary.AppendVarint(b, int64(rev.Version))
+		b = binary.AppendUvarint(b, uint64(attempt))
+		mac := hmac.New(sha256.New, m.inoKey)
+		mac.Write(b)
+		sum = binary.BigEndian.Uint64(mac.Sum(nil))
+	}
+	ino := sum &^ (1 << 63)
+	if ino <= fuse.FUSE_ROOT_ID {
+		ino += 2
+	}
+	return ino
+}
+
+// createdIno is a new inode number for a secret being created: the top
+// bit set, and a count.
+func (m *mount) createdIno() uint64 { return 1<<63 | m.created.Add(1) }
+
+// maxInoAttempts bounds the numbers versionInode tries for one revision.
+// With a keyed hash a single collision is already beyond chance (see
+// versionIno); running out means the hash is broken, and the lookup fails
+// rather than loop or share an inode.
+const maxInoAttempts = 64
+
+// versionInode returns the inode of the revision meta describes, in
+// parent. The inode the kernel already has for it is reused only if it is
+// that revision of that secret: a node is one application, name and
+// revision, never matched by its number alone. A number held by another
+// revision (a collision of the hash) is passed over for the next one
+// versionIno gives, the same way every time.
+func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta) (*versionNode, error) {
+	rev := meta.Revision()
+	for attempt := range maxInoAttempts {
+		ino := m.versionIno(k, rev, attempt)
+		n := m.version(ino)
+		if n == nil {
+			n = m.addVersion(ctx, parent, k, meta, ino)
+		}
+		if n.rev.Is(k, rev) {
+			return n, nil
+		}
+		m.log.WithFields(logrus.Fields{"secret": k.String(), "holder": n.rev.Key().String(), "attempt": attempt}).
+			Warn("the inode number of a revision is held by another; it gets the next")
+	}
+	return nil, fault.E(k.Path(), "no free inode number for this revision after "+strconv.Itoa(maxInoAttempts)+" tries")
+}
+
+func (m *mount) version(ino uint64) *versionNode {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.versions[ino]
+}
+
+// addVersion makes the inode of revision meta of k, number ino, and
+// registers it, unless another request registered one for ino first: then
+// that one is returned, and this one, which the kernel never saw, dropped.
+func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta, ino uint64) *versionNode {
+	n := &versionNode{m: m, ino: ino}
+	n.rev = m.vfs.NewRevision(k, meta, func() { m.revive(n) }, func() { m.notify.content(&n.Inode) })
+	parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if held := m.versions[ino]; held != nil {
+		return held
+	}
+	m.versions[ino] = n
+	return n
+}
+
+// revive registers n again if OnForget dropped it while a request still
+// held it. go-fuse's OnForget contract (fs/api.go) says the implementer
+// must make sure "the inode cannot be revived concurrently by a LOOKUP":
+// a lookup that found n in the table just before the kernel's FORGET
+// returns it to the kernel, which then holds an inode the table no longer
+// names, and whose snapshot OnForget unpinned. Its next use pins the
+// snapshot again (vfs.Revision calls this then), and this puts it back in
+// the table, so that the next lookup of that revision finds it instead of
+// making a second inode of one number. A number another node took
+// meanwhile stays that node's.
+func (m *mount) revive(n *versionNode) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.versions[n.ino] == nil {
+		m.versions[n.ino] = n
+	}
+}
+
+// forgotVersion drops n from the table: the kernel forgot it.
+func (m *mount) forgotVersion(n *versionNode) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.versions[n.ino] == n {
+		delete(m.versions, n.ino)
+	}
+}
+
+// createdInode returns the inode of s, a secret being created here, in
+// parent, making it. It takes over one hold of s (see vfs.Secret.Hold):
+// the new inode keeps it until the kernel forgets it; an inode that
+// existed already has its own, and the one given is ended.
+func (m *mount) createdInode(ctx context.Context, parent *gofs.Inode, s *vfs.Secret) *createdNode {
+	m.mu.Lock()
+	d := m.secrets[s]
+	m.mu.Unlock()
+	if d == nil {
+		fresh := &createdNode{m: m, s: s}
+		parent.NewInode(ctx, fresh, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: m.createdIno()})
+		m.mu.Lock()
+		if d = m.secrets[s]; d == nil {
+			d = fresh
+			m.secrets[s] = d
+		}
+		m.mu.Unlock()
+		if d == fresh {
+			return d
+		}
+	}
+	s.Unhold()
+	return d
+}
+
+// forgotCreated drops d from the table, and its hold of its secret: the
+// kernel forgot it.
+func (m *mount) forgotCreated(d *createdNode) {
+	m.mu.Lock()
+	mine := m.secrets[d.s] == d
+	if mine {
+		delete(m.secrets, d.s)
+	}
+	m.mu.Unlock()
+	if mine {
+		d.s.Unhold()
+	}
+}
+
+// entryFor says which request an entry answers.
+type entryFor uint8
+
+const (
+	lookup   entryFor = iota // LOOKUP: a legacy item's size is learnt; on a read-only mount, a reader is back (see appNode.Lookup)
+	listing                  // READDIRPLUS: answered from the listing
+	creation                 // CREATE: the writer needs no size, and reads nothing
+)
+
+// op names the request, for a log line.
+func (by entryFor) op() string { return [...]string{"lookup", "readdirplus", "create"}[by] }
+
+// entry returns, for a request (by) of k, the inode of what vfs
+// says the name points at (e, or err), and fills out. The kernel may keep
+// the name for e.Fresh, and a revision's attributes for the TTL (they
+// never change); a secret being created has attributes that change as it
+// is written, which it keeps for no time at all.
+func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vfs.Entry, err error, by entryFor, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if err != nil {
+		return nil, m.errno(by.op(), k.Path(), err)
+	}
+	if e.Created != nil {
+		d := m.createdInode(ctx, parent, e.Created)
+		fill(&out.Attr, d.s.Attr())
+		out.SetEntryTimeout(kernelTime(0))
+		out.SetAttrTimeout(kernelTime(0))
+		return &d.Inode, 0
+	}
+	n, err := m.versionInode(ctx, parent, k, e.Meta)
+	if err != nil {
+		return nil, m.errno(by.op(), k.Path(), err)
+	}
+	if e.Meta.Size < 0 && by != creation {
+		n.rev.LearnSize(ctx)
+	}
+	if by == lookup && m.noOpen {
+		n.rev.Touch()
+	}
+	fill(&out.Attr, n.rev.Attr())
+	out.SetEntryTimeout(kernelTime(e.Fresh))
+	out.SetAttrTimeout(kernelTime(m.opts.TTL))
+	return &n.Inode, 0
+}

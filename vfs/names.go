@@ -1,0 +1,430 @@
+package vfs
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// Entry is what a name points at: a committed revision (Meta), which
+// stands for Fresh more without asking the store, or, when Created is
+// set, a secret being created here that has committed nothing yet. The
+// caller takes over one hold of Created (see Secret.Hold).
+type Entry struct {
+	Meta    store.Meta
+	Fresh   time.Duration
+	Created *Secret
+}
+
+// Lookup returns what the name k points at now, fresh within the TTL,
+// after waiting out its closing writers (see
+// Secret.awaitClosingWriters): the revision the catalog holds for
+// current, or the secret being created here.
+func (v *FS) Lookup(ctx context.Context, k store.Key) (Entry, error) {
+	if err := k.Validate(); err != nil {
+		return Entry{}, err
+	}
+	s := v.awaitClosingWritersOf(k)
+	e, err := v.cat.Lookup(ctx, k)
+	if fault.Is(fault.NotFound, err) && isCreating(s) {
+		s.Hold()
+		return Entry{Meta: s.Meta(), Created: s}, nil
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{Meta: e.Meta, Fresh: e.Fresh}, nil
+}
+
+// LookupListed is Lookup for the name a listing just gave (meta), as
+// READDIRPLUS asks: answered from the listing, which is as fresh as the
+// TTL, unless the secret has writers here (then Lookup decides). A legacy
+// item lists without its size: it is left to a Lookup, which decrypts it
+// to learn it (fault.NotFound here).
+func (v *FS) LookupListed(ctx context.Context, meta store.Meta) (Entry, error) {
+	if meta.Size < 0 {
+		return Entry{}, fault.E(meta.Path(), fault.NotFound, "a legacy item lists without its size; a lookup will learn it")
+	}
+	if v.secret(meta.Key) != nil {
+		return v.Lookup(ctx, meta.Key)
+	}
+	return Entry{Meta: meta, Fresh: v.opts.TTL}, nil
+}
+
+// Open opens a secret being created here for c (Thread, Process and the
+// audit fields): a writer gets a handle of its own; a reader waits for a
+// writer that is closing, then is sent to look the name up again (to the
+// committed revision: ErrLookUpAgain), or finds nothing while nothing is
+// committed.
+func (s *Secret) Open(ctx context.Context, c Caller, flags uint32) (*Handle, error) {
+	h, err := s.open(ctx, c, flags)
+	k := s.Key()
+	version := store.Version(0)
+	if m, ok := s.v.cat.Known(k); ok {
+		version = m.Version
+	}
+	s.v.audit(c, "open", k, store.Key{}, version, err)
+	return h, err
+}
+
+func (s *Secret) open(ctx context.Context, c Caller, flags uint32) (*Handle, error) {
+	v, k := s.v, s.Key()
+	if !Writes(flags) {
+		s.awaitClosingWriters()
+		if _, committed := v.cat.Known(k); !committed {
+			return nil, fault.E(k.Path(), fault.NotFound, "being created; nothing committed yet")
+		}
+		return nil, lookUpAgain(k.Path(), "a reader reached the inode of a creation since committed")
+	}
+	if err := v.writable(k.Path()); err != nil {
+		return nil, err
+	}
+	if _, committed := v.cat.Known(k); committed && needsValue(flags) {
+		if err := v.readable(k.Path()); err != nil {
+			return nil, err
+		}
+	}
+	meta, err := v.cat.Verify(ctx, k)
+	return v.openWriter(ctx, c, s, flags, meta, err)
+}
+
+// Unlink deletes the secret k for c (the audit fields), on the condition
+// that it is still the revision just read: a secret rewritten meanwhile
+// is not deleted blind. Sessions still open on it are orphaned, as on any
+// file system: their writes vanish instead of bringing it back. Readers
+// keep reading the revision they opened.
+func (v *FS) Unlink(ctx context.Context, c Caller, k store.Key) error {
+	version, err := v.unlink(ctx, k)
+	v.audit(c, "unlink", k, store.Key{}, version, err)
+	return err
+}
+
+func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
+	if err := v.writable(k.Path()); err != nil {
+		return 0, err
+	}
+	s := v.awaitClosingWritersOf(k)
+	meta, err := v.cat.Verify(ctx, k)
+	switch {
+	case fault.Is(fault.NotFound, err) && isCreating(s):
+		// Created here and never committed: nothing is stored.
+	case err != nil:
+		return 0, err
+	default:
+		if err := v.cat.Delete(context.WithoutCancel(ctx), k, meta.Revision()); err != nil {
+			return 0, err
+		}
+	}
+	if s != nil {
+		s.orphan()
+	}
+	v.log.WithField("secret", k.String()).Info("secret removed")
+	v.emit(Removed, k)
+	return meta.Version, nil
+}
+
+// Rename moves the secret from to to for c (the audit fields), with the
+// flags of renameat2: RENAME_NOREPLACE is honoured, RENAME_EXCHANGE
+// refused. A to.App of "" is a place outside every application. It
+// re-encrypts: the ciphertext is bound to its application and name, so
+// the value is written under the new name with a fresh document key, then
+// the old item is deleted. The new item is written first, so a failure in
+// between leaves two copies, never none; once begun, the two writes are
+// not interrupted. Open writers follow the file (Renamed); a writer that
+// had read an older revision fails as it would have in place.
+func (v *FS) Rename(ctx context.Context, c Caller, from, to store.Key, flags uint32) error {
+	version, err := v.rename(ctx, from, to, flags)
+	v.audit(c, "rename", from, to, version, err)
+	return err
+}
+
+// rename returns the revision written under the new name.
+func (v *FS) rename(ctx context.Context, from, to store.Key, flags uint32) (store.Version, error) {
+	if err := v.checkRename(from, to, flags); err != nil || from == to {
+		return 0, err
+	}
+	src, replaced := v.awaitClosingWritersOf(from), v.awaitClosingWritersOf(to)
+	expected, err := v.renameExpects(ctx, to, flags)
+	if err != nil {
+		return 0, err
+	}
+	old, err := v.cat.Verify(ctx, from)
+	if fault.Is(fault.NotFound, err) && isCreating(src) {
+		// Being created and not committed yet: the sessions follow the
+		// name and will commit it at its new place.
+		v.move(src, from, to, store.NoItem, store.Meta{Key: to, Version: expected.Version, InitialisationVector: expected.IV})
+		v.emit(Renamed, to)
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	meta, err := v.reencrypt(ctx, from, to, old, expected)
+	if err != nil {
+		return 0, err
+	}
+	if replaced != nil {
+		replaced.orphan()
+	}
+	if src != nil {
+		v.move(src, from, to, old.Revision(), meta)
+	}
+	v.emit(Renamed, to)
+	v.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("secret renamed")
+	return meta.Version, nil
+}
+
+// checkRename refuses what no rename of a secret may do.
+func (v *FS) checkRename(from, to store.Key, flags uint32) error {
+	if err := v.writable(from.Path()); err != nil {
+		return err
+	}
+	if to.App == "" {
+		return fault.E(from.Path(), fault.NotPermitted, "a secret can only move into an application directory")
+	}
+	if flags&unix.RENAME_EXCHANGE != 0 {
+		return fault.E(from.Path(), fault.NotSupported, "exchanging two secrets")
+	}
+	return to.Validate()
+}
+
+// renameExpects returns the revision a rename to to replaces: what the
+// store holds there, or none (and none may be there for
+// RENAME_NOREPLACE).
+func (v *FS) renameExpects(ctx context.Context, to store.Key, flags uint32) (store.Revision, error) {
+	if flags&unix.RENAME_NOREPLACE != 0 {
+		return store.NoItem, nil
+	}
+	meta, err := v.cat.Verify(ctx, to)
+	switch {
+	case err == nil:
+		return meta.Revision(), nil
+	case fault.Is(fault.NotFound, err):
+		return store.NoItem, nil
+	}
+	return store.Revision{}, err
+}
+
+// reencrypt writes the value of revision old of from under to, expecting
+// expected there, then deletes from.
+func (v *FS) reencrypt(ctx context.Context, from, to store.Key, old store.Meta, expected store.Revision) (store.Meta, error) {
+	snap := v.cat.Snapshot(from, old)
+	value, err := snap.Value(ctx)
+	snap.Release()
+	if err != nil {
+		return store.Meta{}, err
+	}
+	defer value.Wipe()
+	ctx = context.WithoutCancel(ctx)
+	meta, err := v.cat.Put(ctx, to, value, expected)
+	if err != nil {
+		return store.Meta{}, err
+	}
+	if err := v.cat.Delete(ctx, from, old.Revision()); err != nil {
+		// One line says both what happened and why: the value is now
+		// under both names.
+		return store.Meta{}, fault.E(from.Path(), "written under its new name "+to.String()+", but the old name could not be removed: both hold the value", err)
+	}
+	return meta, nil
+}
+
+// move re-keys the writers of a renamed secret: open files follow a
+// rename, as on any file system.
+func (v *FS) move(s *Secret, from, to store.Key, old store.Revision, meta store.Meta) {
+	v.mu.Lock()
+	if v.secrets[from] == s {
+		delete(v.secrets, from)
+	}
+	if prev := v.secrets[to]; prev != nil && prev != s {
+		// The replaced secret's writers were orphaned; their state
+		// lives on only as long as their descriptors.
+		prev.key = store.Key{}
+	}
+	v.secrets[to] = s
+	s.key = to
+	v.mu.Unlock()
+	for _, ss := range s.all() {
+		ss.moved(old, meta)
+	}
+}
+
+// LookupApp reports whether app is an application (fault.NotFound if
+// not): in the --apps list when one is given, made by mkdir here, or
+// holding at least one secret.
+func (v *FS) LookupApp(ctx context.Context, app string) error {
+	if err := store.ValidName(app); err != nil {
+		return err
+	}
+	ok, err := v.appExists(ctx, app)
+	if err == nil && !ok {
+		err = fault.E(fault.Path(app), fault.NotFound, "no such application")
+	}
+	return err
+}
+
+func (v *FS) appExists(ctx context.Context, app string) (bool, error) {
+	v.mu.Lock()
+	made := v.made[app]
+	v.mu.Unlock()
+	if made {
+		return true, nil
+	}
+	if v.opts.Apps != nil {
+		return slices.Contains(v.opts.Apps, app), nil
+	}
+	return v.cat.HasSecrets(ctx, app)
+}
+
+// Apps lists the applications to show at the root, sorted: the --apps
+// list, or those the store holds, and those made here.
+func (v *FS) Apps(ctx context.Context) ([]string, error) {
+	var names []string
+	if v.opts.Apps != nil {
+		names = append(names, v.opts.Apps...)
+	} else {
+		var err error
+		if names, err = v.cat.Apps(ctx); err != nil {
+			return nil, err
+		}
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		seen[n] = true
+	}
+	v.mu.Lock()
+	for a := range v.made {
+		if !seen[a] {
+			names = append(names, a)
+		}
+	}
+	v.mu.Unlock()
+	sort.Strings(names)
+	return names, nil
+}
+
+// Mkdir makes a new, empty application. The store has no empty
+// applications, so it exists in this mount only until its first secret.
+func (v *FS) Mkdir(ctx context.Context, app string) error {
+	p := fault.Path(app)
+	if err := v.writable(p); err != nil {
+		return err
+	}
+	if err := store.ValidName(app); err != nil {
+		return err
+	}
+	ok, err := v.appExists(ctx, app)
+	if err == nil && ok {
+		err = fault.E(p, fault.Exist)
+	}
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.made[app] = true
+	v.mu.Unlock()
+	v.log.WithField("app", app).Info("application created")
+	return nil
+}
+
+// Rmdir removes an application that holds no secrets (fault.NotEmpty
+// otherwise), once its closing writers are done: a secret created and
+// closed just now counts.
+func (v *FS) Rmdir(ctx context.Context, app string) error {
+	p := fault.Path(app)
+	if err := v.writable(p); err != nil {
+		return err
+	}
+	if slices.Contains(v.opts.Apps, app) {
+		return fault.E(p, fault.NotPermitted, "listed by --apps")
+	}
+	v.awaitClosingWritersIn(app)
+	nonEmpty, err := v.cat.HasSecrets(ctx, app)
+	if err != nil {
+		return err
+	}
+	if nonEmpty {
+		return fault.E(p, fault.NotEmpty, "the application still holds secrets")
+	}
+	v.mu.Lock()
+	delete(v.made, app)
+	v.mu.Unlock()
+	v.log.WithField("app", app).Info("application removed")
+	return nil
+}
+
+// RenameApp refuses to rename an application: it would have to
+// re-encrypt every secret in it (the ciphertext is bound to the
+// application's name). fault.CrossDevice makes mv(1) do exactly that,
+// file by file, through the file system.
+func (v *FS) RenameApp(app string) error {
+	p := fault.Path(app)
+	if err := v.writable(p); err != nil {
+		return err
+	}
+	return fault.E(p, fault.CrossDevice, "an application is moved secret by secret")
+}
+
+// CreateInRoot refuses a file at the root: every secret belongs to an
+// application.
+func (v *FS) CreateInRoot(name string) error {
+	p := fault.Path(name)
+	if err := v.writable(p); err != nil {
+		return err
+	}
+	return fault.E(p, fault.NotPermitted, "secrets live in an application directory, not at the root")
+}
+
+// MkdirInApp refuses a directory inside an application: applications
+// hold secrets, not directories.
+func (v *FS) MkdirInApp(app, name string) error {
+	p := fault.Path(app + "/" + name)
+	if err := v.writable(p); err != nil {
+		return err
+	}
+	return fault.E(p, fault.NotPermitted, "applications hold secrets, not directories")
+}
+
+// Listing is one listing of an application's secrets, a page of the
+// store at a time: the same listing the catalog's revalidation makes, so
+// `ls -l` costs its pages and nothing per secret.
+type Listing struct {
+	v    *FS
+	app  string
+	page []store.Meta
+	i    int
+	next string // where the next page starts
+	done bool   // no page after this one
+}
+
+// List starts a listing of app, once its closing writers are done: a
+// listing right after `touch new` must show it.
+func (v *FS) List(app string) *Listing {
+	v.awaitClosingWritersIn(app)
+	return &Listing{v: v, app: app}
+}
+
+// Next returns the metadata of the next secret, or false at the end.
+func (l *Listing) Next(ctx context.Context) (store.Meta, bool, error) {
+	for l.i >= len(l.page) {
+		if l.done {
+			return store.Meta{}, false, nil
+		}
+		page, next, err := l.v.cat.List(context.WithoutCancel(ctx), l.app, l.next, 0)
+		if err != nil {
+			return store.Meta{}, false, err
+		}
+		l.page, l.i, l.next, l.done = page, 0, next, next == ""
+	}
+	l.i++
+	return l.page[l.i-1], true, nil
+}
+
+// Rewind starts the listing again, at its first page.
+func (l *Listing) Rewind() { *l = Listing{v: l.v, app: l.app} }

@@ -1,0 +1,265 @@
+package vfs
+
+import (
+	"context"
+	"sync"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
+)
+
+// Revision is one committed revision of a secret as a file: its content
+// and attributes never change, so whoever caches them (the kernel) may
+// keep them. Readers read the revision; a writer that opens it gets a
+// session (a private buffer), whose commit makes a new revision: this one
+// never changes.
+//
+// It pins the revision's snapshot (its content, decrypted once) from its
+// first use until Unpin: the adapter unpins when nothing can read it any
+// more (the kernel forgot the inode), and a later use pins it again.
+type Revision struct {
+	v      *FS
+	key    store.Key // where the revision was committed
+	onPin  func()    // told of every new pin (see NewRevision)
+	onWipe func()    // told when the pinned plaintext is wiped
+
+	mu   sync.Mutex // see the lock order in the package comment
+	meta store.Meta // of the revision it serves
+	snap secrets.Snapshot
+	stop func() // unregisters onWipe from snap
+	read bool   // content was served: the revision may no longer change (see adopt)
+}
+
+// NewRevision returns the file of the revision of k that meta describes.
+// onPin is called (holding no lock) each time the revision pins its
+// snapshot anew: at its first use, and at the first use after an Unpin,
+// which the adapter may have to undo (package fs revives an inode the
+// kernel looked up again). onWipe is called, from a goroutine of its
+// own, whenever the pinned plaintext is wiped, so that copies of it (the
+// kernel's page cache) can be dropped.
+func (v *FS) NewRevision(k store.Key, meta store.Meta, onPin, onWipe func()) *Revision {
+	return &Revision{v: v, key: k, meta: meta, onPin: onPin, onWipe: onWipe}
+}
+
+// Key returns the secret the revision is of.
+func (r *Revision) Key() store.Key { return r.key }
+
+// Meta returns the revision's metadata.
+func (r *Revision) Meta() store.Meta {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.meta
+}
+
+// Is reports whether r is revision rev of k: one application, name and
+// revision, never matched by anything less.
+func (r *Revision) Is(k store.Key, rev store.Revision) bool {
+	return r.key == k && r.Meta().Revision().Equal(rev)
+}
+
+// Attr is the revision's attributes: nlink is 1 while the name still
+// points at this revision as far as the catalog knows, 0 once it was
+// replaced or removed.
+func (r *Revision) Attr() Attr {
+	meta := r.Meta()
+	nlink := uint32(0)
+	if cur, ok := r.v.cat.Known(r.key); ok && cur.Revision().Equal(meta.Revision()) {
+		nlink = 1
+	}
+	return r.v.fileAttr(meta, nlink)
+}
+
+// snapshot returns the pinned snapshot, pinning it if it is not. The
+// catalog is asked without r.mu held; of two pins made at once, one is
+// kept.
+func (r *Revision) snapshot() secrets.Snapshot {
+	for {
+		r.mu.Lock()
+		snap, meta := r.snap, r.meta
+		r.mu.Unlock()
+		if snap != nil {
+			return snap
+		}
+		fresh := r.v.cat.Snapshot(r.key, meta)
+		stop := fresh.OnWipe(r.onWipe)
+		r.mu.Lock()
+		if r.snap == nil && r.meta.Revision().Equal(meta.Revision()) {
+			r.snap, r.stop = fresh, stop
+			r.mu.Unlock()
+			r.onPin()
+			return fresh
+		}
+		r.mu.Unlock()
+		stop()
+		fresh.Release()
+	}
+}
+
+// Touch records a read the kernel served from its page cache (the
+// adapter learns of one from a lookup or a getattr through a
+// descriptor): the plaintext is not idle.
+func (r *Revision) Touch() { r.snapshot().Touch() }
+
+// Unpin releases the snapshot: nothing can read this revision through
+// the adapter any more, until its next use pins it again.
+func (r *Revision) Unpin() {
+	r.mu.Lock()
+	snap, stop := r.snap, r.stop
+	r.snap, r.stop = nil, nil
+	r.mu.Unlock()
+	if snap != nil {
+		stop()
+		snap.Release()
+	}
+}
+
+// LearnSize fills in the size of a legacy item, which records none: only
+// decrypting it tells. A write-only mount cannot decrypt and does not
+// try; the size shows 0 there.
+func (r *Revision) LearnSize(ctx context.Context) {
+	r.mu.Lock()
+	unknown := r.meta.Size < 0
+	r.mu.Unlock()
+	if !unknown || r.v.opts.WriteOnly {
+		return
+	}
+	if size, err := r.snapshot().Size(ctx); err == nil {
+		r.mu.Lock()
+		r.meta.Size = size
+		r.mu.Unlock()
+	}
+}
+
+// Open opens the revision with flags for c (Thread, Process, and the
+// audit fields). For writing it returns a handle: a session on the
+// secret's current value. For reading it returns none: a reader of the
+// revision the name still points at reads it (Read); one of a revision
+// replaced or removed since is sent to look the name up again
+// (ErrLookUpAgain). A writer that closed and whose commit is coming
+// (`: > f && cat f`) is waited for first.
+func (r *Revision) Open(ctx context.Context, c Caller, flags uint32) (*Handle, error) {
+	var h *Handle
+	var err error
+	if Writes(flags) {
+		h, err = r.openWriter(ctx, c, flags)
+	} else {
+		err = r.openReader(ctx)
+	}
+	r.v.audit(c, "open", r.key, store.Key{}, r.Meta().Version, err)
+	return h, err
+}
+
+func (r *Revision) openReader(ctx context.Context) error {
+	p := r.key.Path()
+	if err := r.v.readable(p); err != nil {
+		return err
+	}
+	// A writer that closed may be about to commit (`: > f && cat f`):
+	// read what it commits, not the revision it replaces.
+	r.v.awaitClosingWritersOf(r.key)
+	if cur, ok := r.v.cat.Known(r.key); !ok || !cur.Revision().Equal(r.Meta().Revision()) {
+		return lookUpAgain(p, "replaced or removed since it was looked up")
+	}
+	snap := r.snapshot()
+	if err := snap.Bind(ctx); err != nil {
+		if secrets.AsSuperseded(err) != nil || fault.Is(fault.NotFound, err) {
+			return lookUpAgain(p, "replaced or removed since it was listed")
+		}
+		return err
+	}
+	snap.Touch()
+	return nil
+}
+
+// openWriter opens a session on the secret's current value, which the
+// store is asked for: a writer's commit must expect what is stored, not
+// what the catalog last heard. A secret removed meanwhile is looked up
+// again: the kernel's retry then creates it if the open asked for that
+// (O_CREAT never reaches an open of an existing file), or finds nothing.
+func (r *Revision) openWriter(ctx context.Context, c Caller, flags uint32) (*Handle, error) {
+	v, p := r.v, r.key.Path()
+	if err := v.writable(p); err != nil {
+		return nil, err
+	}
+	if needsValue(flags) {
+		if err := v.readable(p); err != nil {
+			return nil, err
+		}
+	}
+	s, done := v.opener(r.key)
+	defer done()
+	s.awaitClosingWriters()
+	meta, err := v.cat.Verify(ctx, r.key)
+	if fault.Is(fault.NotFound, err) && !isCreating(s) {
+		return nil, lookUpAgain(p, "removed elsewhere")
+	}
+	return v.openWriter(ctx, c, s, flags, meta, err)
+}
+
+// Read copies the revision's content at off into dest: n < len(dest)
+// means the value ended.
+func (r *Revision) Read(ctx context.Context, dest []byte, off int64) (int, error) {
+	if err := r.v.readable(r.key.Path()); err != nil {
+		return 0, err
+	}
+	snap := r.snapshot()
+	if err := snap.Bind(ctx); err != nil {
+		if snap, err = r.adopt(ctx, snap, err); err != nil {
+			return 0, err
+		}
+	}
+	n, err := snap.ReadAt(ctx, dest, off)
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	r.read = true
+	r.mu.Unlock()
+	return n, nil
+}
+
+// adopt handles a revision that was gone before its content was first
+// read (was, the snapshot that could not bind, with err): a file made
+// from a listing (`ls -l`) whose secret changed before anything read it.
+// On a read-only mount no open comes to send the reader elsewhere, so the
+// file serves the revision that replaced it, if the kernel cannot tell:
+// nothing was read through it yet, and the new value is no longer than the
+// size the kernel holds (a short read then tells it the true size). A
+// longer one would be cut short, so the read fails instead, and the name
+// is looked up again by the next open (Changed).
+func (r *Revision) adopt(ctx context.Context, was secrets.Snapshot, err error) (secrets.Snapshot, error) {
+	sup := secrets.AsSuperseded(err)
+	if sup == nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	refuse := r.read || sup.Now.Size < 0 || sup.Now.Size > r.meta.Size
+	r.mu.Unlock()
+	if refuse {
+		r.v.emit(Changed, r.key)
+		// The read's failure is logged once, by the read, with this.
+		return nil, fault.E(r.key.Path(), fault.Unavailable, "changed between its listing and its first read, and grew: the read fails, the next open gets the new value", err)
+	}
+	fresh := r.v.cat.Snapshot(r.key, sup.Now)
+	stop := fresh.OnWipe(r.onWipe)
+	r.mu.Lock()
+	if r.snap != was {
+		// Adopted (or unpinned) by another read meanwhile: read what
+		// that one left.
+		r.mu.Unlock()
+		stop()
+		fresh.Release()
+		snap := r.snapshot()
+		return snap, snap.Bind(ctx)
+	}
+	old, oldStop := r.snap, r.stop
+	r.meta, r.snap, r.stop = sup.Now, fresh, stop
+	r.mu.Unlock()
+	oldStop()
+	old.Release()
+	if err := fresh.Bind(ctx); err != nil {
+		return nil, err
+	}
+	return fresh, nil
+}

@@ -1,0 +1,224 @@
+// Package vfs is secretfs's file semantics, without the kernel: what a
+// name, a revision, a write session and the set of writers of a secret
+// are, and how each operation of a file system (lookup, open, write,
+// truncate, flush, fsync, release, unlink, rename, mkdir, rmdir, listing)
+// changes them. Package fs translates kernel requests into calls of this
+// one, as rclone's vfs sits beneath its mount and mountpoint-s3's
+// fs.rs beneath its fuse.rs; the tests here drive it without FUSE.
+//
+// The layout it serves:
+//
+//	/                  the applications
+//	/<app>/            the secrets of one application
+//	/<app>/<secret>    one secret: read decrypts, write encrypts
+//
+// Each committed revision of a secret is immutable (Revision). A name
+// points at its current revision, as the catalog says, no older than its
+// TTL. A writer writes to a private buffer (a session: session.go) that is
+// committed with one conditional write when the process that wrote closes
+// its descriptor, and becomes a new revision the name then points at. A
+// concurrent writer that committed first makes the commit fail with
+// fault.Conflict instead of being overwritten. What the mount knows of a
+// secret's writers is a Secret (secret.go).
+//
+// Who is calling is a plain argument (Caller), which the adapter fills
+// from the request and /proc. Changes of names are told through one
+// callback (Options.Events), every audited operation through one function
+// (FS.audit), and errors are *fault.Error values: this package never
+// returns an errno, never imports go-fuse, and never logs a value.
+//
+// # Lock order
+//
+// vfs has three kinds of lock, and never takes one while it holds another:
+//
+//   - FS.mu guards the mount's bookkeeping: the applications made here,
+//     the secrets that have writers (FS.secrets), and the fields of every
+//     Secret (its key, sessions, opens under way and holds);
+//   - session.mu guards one write session;
+//   - Revision.mu guards one revision's metadata and snapshot pin.
+//
+// None is held across a call into the catalog (whose locks are package
+// cache's), a load or a commit, or a callback of Options (Events, Audit,
+// Committed). A session tells its secret that it became busy or idle
+// (session.onChange) while it holds session.mu: that only swaps and
+// closes a channel, without a lock (Secret.wake).
+package vfs
+
+import (
+	"errors"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/secretfs/secretfs/audit"
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
+)
+
+// Options shape what the file system shows and allows.
+type Options struct {
+	ReadOnly  bool
+	WriteOnly bool          // the key can only wrap (a public key): values cannot be read
+	Apps      []string      // fixed list of applications; nil means discover them from the store
+	UID, GID  uint32        // owner of every file and directory
+	FileMode  uint32        // permission bits of secrets, e.g. 0600
+	DirMode   uint32        // permission bits of directories, e.g. 0700
+	TTL       time.Duration // how long a name from a listing stands
+	Log       logrus.FieldLogger
+	// Events, if set, is told of every change of a name this file
+	// system makes or learns of (see Event). It is called from the
+	// request that made the change, holding no lock, before that
+	// request returns.
+	Events func(Event)
+	// Committed, if set, is told of every commit of a writer's buffer
+	// and its outcome (nil: committed).
+	Committed func(err error)
+	// Audit, if set, is told of every open of a secret, every commit,
+	// unlink and rename, with who asked and how it ended.
+	Audit func(audit.Entry)
+	// Errno gives the errno the caller sees for an error: the audit
+	// log's result. It is the adapter's mapping (package fs); without
+	// it every error is recorded as EIO.
+	Errno func(error) syscall.Errno
+}
+
+// FS is one mounted file system's semantics over a catalog. Safe for
+// concurrent use.
+type FS struct {
+	cat     secrets.Catalog
+	opts    Options
+	log     logrus.FieldLogger
+	started time.Time
+
+	mu sync.Mutex // see the lock order in the package comment
+	// made holds applications created by mkdir. The store has no empty
+	// applications (an item is a secret), so until its first secret an
+	// application made here lives only in this mount.
+	made    map[string]bool
+	secrets map[store.Key]*Secret // the secrets with writers, or held by the adapter
+}
+
+// New returns the file system of cat.
+func New(cat secrets.Catalog, opts Options) *FS {
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	if opts.Errno == nil {
+		opts.Errno = func(err error) syscall.Errno {
+			if err == nil {
+				return 0
+			}
+			return syscall.EIO
+		}
+	}
+	return &FS{cat: cat, opts: opts, log: opts.Log, started: time.Now(),
+		made: map[string]bool{}, secrets: map[store.Key]*Secret{}}
+}
+
+// Watch has the file system tell Options.Events when the catalog learns
+// from the store that a secret changed or went (Changed), if the catalog
+// says so (secrets.Watcher).
+func (v *FS) Watch() {
+	if w, ok := v.cat.(secrets.Watcher); ok {
+		w.OnChange(func(k store.Key) { v.emit(Changed, k) })
+	}
+}
+
+// Caller is who makes a request, as the adapter learns it from the
+// kernel's request and /proc. Each operation says which fields it reads;
+// the rest may be left zero.
+type Caller struct {
+	Thread   uint32         // the calling thread, as the kernel sends it; 0 if it sent none
+	Process  uint32         // its process (thread group), or 0 when it cannot be told
+	Owner    uint64         // the request's lock owner (the calling process's file table), or AnyOwner
+	KilledBy syscall.Signal // the signal killing the process as it closes a descriptor, or 0
+	UID, GID uint32         // for the audit log
+	Command  string         // the process's command name, for the audit log; "" when not known
+}
+
+// AnyOwner stands for a writer whose lock owner the kernel did not send:
+// then any flush commits, as the plain FUSE model would.
+const AnyOwner uint64 = 0
+
+// EventKind says how a name changed.
+type EventKind int
+
+const (
+	// Committed: a commit through this file system made a new revision
+	// the name's. Whoever caches the name must forget it before the
+	// request that committed returns, so that the writer's next command
+	// reads what it wrote.
+	Committed EventKind = iota
+	// Renamed: the name is the new name of a renamed secret. Whoever
+	// moved its cached entry there holds the old name's revision.
+	Renamed
+	// Removed: the name was unlinked through this file system.
+	Removed
+	// Changed: the catalog learned from the store that the name
+	// changed or went, or a reader found its revision replaced.
+	Changed
+)
+
+// Event is one change of a name.
+type Event struct {
+	Kind EventKind
+	Key  store.Key
+}
+
+func (v *FS) emit(kind EventKind, k store.Key) {
+	if v.opts.Events != nil {
+		v.opts.Events(Event{Kind: kind, Key: k})
+	}
+}
+
+// ErrLookUpAgain is in the chain of an open's error when what the caller
+// reached is no longer what the name points at: a revision replaced or
+// removed since the caller looked the name up, or a creation committed
+// since. The caller should look the name up again and retry; package fs
+// answers ESTALE, which the kernel retries once with a fresh lookup. It
+// is routine, not a failure.
+var ErrLookUpAgain = errors.New("look the name up again")
+
+func lookUpAgain(p fault.Path, why string) error { return fault.E(p, why, ErrLookUpAgain) }
+
+// Repeated is a failure reported again: a session's, which was returned
+// (and logged by the caller) the first time it was reported (see
+// session.failed). Log it for debugging only.
+type Repeated struct{ Err error }
+
+func (r Repeated) Error() string { return r.Err.Error() }
+func (r Repeated) Unwrap() error { return r.Err }
+
+// audit tells Options.Audit of one operation by c: what (op), on which
+// secret (k, and to for a rename) and revision, and how it ended. Every
+// audited operation records through here.
+func (v *FS) audit(c Caller, op string, k, to store.Key, version store.Version, err error) {
+	if v.opts.Audit == nil {
+		return
+	}
+	v.opts.Audit(audit.Entry{Time: time.Now(), Op: op, App: k.App, Secret: k.Name, ToApp: to.App, To: to.Name,
+		Version: int64(max(version, 0)), Errno: v.opts.Errno(err),
+		UID: c.UID, GID: c.GID, PID: c.Thread, Command: c.Command})
+}
+
+// writable refuses changes on a read-only mount. The kernel refuses most
+// of them already (the mount is "ro"); this is the same rule, kept where
+// the file system decides.
+func (v *FS) writable(p fault.Path) error {
+	if v.opts.ReadOnly {
+		return fault.E(p, fault.ReadOnly, "mounted read-only")
+	}
+	return nil
+}
+
+// readable refuses to read values on a mount that holds only a public
+// key: it can replace secrets, never read one.
+func (v *FS) readable(p fault.Path) error {
+	if v.opts.WriteOnly {
+		return fault.E(p, fault.Permission, "this mount holds only a public key: it can replace secrets, not read them")
+	}
+	return nil
+}
