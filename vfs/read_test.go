@@ -1,0 +1,253 @@
+package vfs
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+
+	"github.com/secretfs/secretfs/fault"
+)
+
+func read(t *testing.T, r *Revision) (string, error) {
+	t.Helper()
+	buf := make([]byte, 64)
+	n, err := r.Read(ctx, buf, 0)
+	return string(buf[:n]), err
+}
+
+// A file that is open keeps reading the revision it opened, whatever
+// becomes of the name; its attributes say whether the name still points
+// at it (nlink).
+func TestAReaderKeepsTheRevisionItOpened(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "first")
+	r := f.revision(db)
+	_, err := r.Open(ctx, command, syscall.O_RDONLY)
+	f.mustNot("open", err)
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "second", 0)
+	f.mustNot("close", h.Flush(ctx, shell))
+	if got, err := read(t, r); got != "first" || err != nil {
+		t.Errorf("the reader reads %q, %v; want the revision it opened", got, err)
+	}
+	if a := r.Attr(); a.Nlink != 0 || a.Size != 5 {
+		t.Errorf("the replaced revision's attributes: %+v; want nlink 0, its own size", a)
+	}
+	if got, err := read(t, f.revision(db)); got != "second" || err != nil {
+		t.Errorf("the name reads %q, %v", got, err)
+	}
+}
+
+// An open of a revision the name no longer points at is sent to look the
+// name up again (ESTALE, which the kernel retries once): one replaced
+// since the lookup, or one whose listing the store has moved past.
+func TestAnOpenOfAReplacedRevisionIsSentToLookTheNameUpAgain(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "first")
+	r := f.revision(db)
+	f.cat.Store(db, "second")
+	f.revision(db) // the catalog learns of it
+	_, err := r.Open(ctx, command, syscall.O_RDONLY)
+	if !errors.Is(err, ErrLookUpAgain) {
+		t.Errorf("open of a revision replaced since its lookup: %v", err)
+	}
+
+	f = newFixture(t, Options{})
+	f.cat.Store(db, "first")
+	l := f.fs.List("app")
+	listed, _, _ := l.Next(ctx)
+	f.cat.Store(db, "second") // the catalog has not heard
+	e, _ := f.fs.LookupListed(ctx, listed)
+	_, err = f.fs.NewRevision(db, e.Meta, func() {}, func() {}).Open(ctx, command, syscall.O_RDONLY)
+	if !errors.Is(err, ErrLookUpAgain) {
+		t.Errorf("open of a listed revision the store replaced: %v", err)
+	}
+}
+
+// An open for writing of a secret removed elsewhere is sent to look the
+// name up again, where O_CREAT makes it again.
+func TestAWriterOfASecretRemovedElsewhereIsSentToCreateItAgain(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "v")
+	r := f.revision(db)
+	f.cat.Remove(db)
+	_, err := r.Open(ctx, shell, trunc)
+	if !errors.Is(err, ErrLookUpAgain) {
+		t.Fatalf("open for writing of a removed secret: %v", err)
+	}
+	h, e := f.create(db, shell, trunc)
+	f.write(h, shell, "again", 0)
+	f.mustNot("close", h.Flush(ctx, shell))
+	if got := f.value(db); got != "again" || e.Created == nil {
+		t.Errorf("the store holds %q", got)
+	}
+}
+
+// A reader reaching the inode of a secret being created finds nothing
+// while nothing is committed, and is sent to look it up again once it is.
+func TestAReaderOfASecretBeingCreatedFindsNothingUntilItsCommit(t *testing.T) {
+	f := newFixture(t, Options{})
+	h, e := f.create(db, shell, trunc)
+	_, err := e.Created.Open(ctx, command, syscall.O_RDONLY)
+	wantKind(t, "a read before the commit", err, fault.NotFound)
+	f.write(h, shell, "v", 0)
+	f.mustNot("close", h.Flush(ctx, shell))
+	if _, err := e.Created.Open(ctx, command, syscall.O_RDONLY); !errors.Is(err, ErrLookUpAgain) {
+		t.Errorf("a read after the commit: %v", err)
+	}
+	w, err := e.Created.Open(ctx, other, trunc)
+	f.mustNot("a second writer through the created inode", err)
+	f.write(w, other, "w", 0)
+	f.mustNot("its close", w.Flush(ctx, other))
+	if got := f.value(db); got != "w" {
+		t.Errorf("the store holds %q", got)
+	}
+}
+
+// A revision listed by `ls -l` and replaced before anything read it: a
+// read-only mount has no open to send the reader elsewhere, so the file
+// serves the new revision if the kernel cannot tell (it is no longer
+// than the size the kernel holds); a longer one fails the read and tells
+// whoever caches the name.
+func TestARevisionReplacedBeforeItsFirstReadServesTheNewOneOnlyIfNoLonger(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "long value")
+	f.cat.Store(db2, "short")
+	l := f.fs.List("app")
+	first, _, _ := l.Next(ctx)
+	second, _, _ := l.Next(ctx)
+	f.cat.Store(db, "shorter")
+	f.cat.Store(db2, "much longer")
+
+	shrunk := f.fs.NewRevision(db, first, func() {}, func() {})
+	if got, err := read(t, shrunk); got != "shorter" || err != nil {
+		t.Errorf("a revision replaced by a shorter one reads %q, %v", got, err)
+	}
+	grown := f.fs.NewRevision(db2, second, func() {}, func() {})
+	got, err := read(t, grown)
+	wantKind(t, "a revision replaced by a longer one", err, fault.Unavailable)
+	if got != "" {
+		t.Errorf("it read %q", got)
+	}
+	if told := f.told(Changed); len(told) != 1 || told[0] != db2 {
+		t.Errorf("changed events %v", told)
+	}
+}
+
+// A revision pins its snapshot at its first use, once however many use
+// it at once, and tells the adapter each time it pins anew (the revival
+// guard of package fs); Unpin releases it, and its wipes are told until
+// then.
+func TestARevisionPinsItsSnapshotOnceUntilUnpinned(t *testing.T) {
+	f := newFixture(t, Options{})
+	meta := f.cat.Store(db, "v")
+	pinned, wiped := 0, 0
+	r := f.fs.NewRevision(db, meta, func() { pinned++ }, func() { wiped++ })
+	if f.cat.Pins() != 0 {
+		t.Fatal("a revision nobody used pins its snapshot")
+	}
+	read(t, r)
+	r.Touch()
+	read(t, r)
+	if f.cat.Pins() != 1 || pinned != 1 {
+		t.Fatalf("%d pins, told %d times; want 1", f.cat.Pins(), pinned)
+	}
+	f.cat.Wipe(db, meta)
+	r.Unpin()
+	f.cat.Wipe(db, meta)
+	if f.cat.Pins() != 0 || wiped != 1 {
+		t.Errorf("after Unpin: %d pins, %d wipes told; want 0, and the wipe before it", f.cat.Pins(), wiped)
+	}
+	r.Touch()
+	if f.cat.Pins() != 1 || pinned != 2 {
+		t.Errorf("a use after Unpin: %d pins, told %d times; want it pinned anew, and told", f.cat.Pins(), pinned)
+	}
+	r.Unpin()
+}
+
+// A legacy item records no size: a lookup learns it by decrypting once;
+// a write-only mount cannot, and shows 0.
+func TestTheSizeOfALegacyItemIsLearntOnceByDecrypting(t *testing.T) {
+	for _, writeOnly := range []bool{false, true} {
+		f := newFixture(t, Options{WriteOnly: writeOnly})
+		meta := f.cat.Store(db, "legacy")
+		meta.Size = -1
+		r := f.fs.NewRevision(db, meta, func() {}, func() {})
+		r.LearnSize(ctx)
+		r.LearnSize(ctx)
+		want, decrypts := int64(6), 1
+		if writeOnly {
+			want, decrypts = 0, 0
+		}
+		if a := r.Attr(); a.Size != want || f.cat.Calls("Value") != decrypts {
+			t.Errorf("write-only %v: size %d after %d decryptions; want %d after %d", writeOnly, a.Size, f.cat.Calls("Value"), want, decrypts)
+		}
+		r.Unpin()
+	}
+}
+
+// A mount that holds only a public key reads nothing.
+func TestAWriteOnlyMountReadsNothing(t *testing.T) {
+	f := newFixture(t, Options{WriteOnly: true})
+	f.cat.Store(db, "v")
+	r := f.revision(db)
+	_, err := r.Read(ctx, make([]byte, 8), 0)
+	wantKind(t, "read", err, fault.Permission)
+	if n := f.cat.Calls("ReadAt") + f.cat.Calls("Value"); n != 0 {
+		t.Errorf("%d decryptions", n)
+	}
+}
+
+// Every audited operation is recorded once, from one place, with the
+// caller, the revision and how it ended.
+func TestEveryAuditedOperationIsRecordedOnceWithItsCaller(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "v")
+	r := f.revision(db)
+	r.Open(ctx, command, syscall.O_RDONLY)
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "w", 0)
+	h.Flush(ctx, shell)
+	h.Release(ctx, shell)
+	r.Open(ctx, command, syscall.O_RDONLY) // replaced since: ESTALE
+	f.fs.Rename(ctx, other, db, db2, 0)
+	f.fs.Unlink(ctx, other, db2)
+	f.fs.Unlink(ctx, other, db2) // gone: ENOENT
+	type rec struct {
+		op, secret, to string
+		version        int64
+		errno          syscall.Errno
+		pid            uint32
+		command        string
+	}
+	want := []rec{
+		{"open", "db", "", 1, 0, command.Thread, "cat"},
+		{"open", "db", "", 1, 0, shell.Thread, "sh"},
+		{"commit", "db", "", 2, 0, shell.Thread, "sh"},
+		{"open", "db", "", 1, syscall.ESTALE, command.Thread, "cat"},
+		{"rename", "db", "db2", 1, 0, other.Thread, "vi"},
+		{"unlink", "db2", "", 1, 0, other.Thread, "vi"},
+		{"unlink", "db2", "", 0, syscall.ENOENT, other.Thread, "vi"},
+	}
+	got := f.recorded()
+	if len(got) != len(want) {
+		t.Fatalf("%d records, want %d: %+v", len(got), len(want), got)
+	}
+	for i, e := range got {
+		if g := (rec{e.Op, e.Secret, e.To, e.Version, e.Errno, e.PID, e.Command}); g != want[i] || e.App != "app" || e.Time.IsZero() {
+			t.Errorf("record %d: %+v, want %+v", i, g, want[i])
+		}
+	}
+}
+
+// A change the catalog learns of from the store is told as Changed, once
+// the file system watches.
+func TestAChangeTheCatalogLearnsOfIsTold(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Change(db)
+	f.fs.Watch()
+	f.cat.Change(db2)
+	if told := f.told(Changed); len(told) != 1 || told[0] != db2 {
+		t.Errorf("changed events %v", told)
+	}
+}

@@ -1,0 +1,396 @@
+package vfs
+
+import (
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
+)
+
+// open(2) with O_CREAT makes a secret that exists for this mount before
+// anything is stored; the writer's close commits it once, with one
+// conditional write that expects nothing there, and tells whoever caches
+// the name before it returns.
+func TestACreatedSecretIsCommittedOnceByItsWritersClose(t *testing.T) {
+	f := newFixture(t, Options{})
+	h, e := f.create(db, shell, trunc)
+	if e.Created == nil || e.Created.Key() != db {
+		t.Fatalf("create: %+v, want the secret being created", e)
+	}
+	if got, err := f.fs.Lookup(ctx, db); err != nil || got.Created != e.Created {
+		t.Errorf("lookup before the commit: %+v, %v; want the secret being created", got, err)
+	} else {
+		got.Created.Unhold()
+	}
+	f.write(h, shell, "hunter2", 0)
+	if f.puts() != 0 {
+		t.Fatal("a write reached the store")
+	}
+	f.mustNot("close", h.Flush(ctx, shell))
+	if got := f.value(db); got != "hunter2" || f.puts() != 1 {
+		t.Fatalf("after the close: %q after %d puts", got, f.puts())
+	}
+	if told := f.told(Committed); len(told) != 1 || told[0] != db {
+		t.Errorf("committed events %v, want one of %v", told, db)
+	}
+	f.mustNot("release", h.Release(ctx, shell))
+	if f.puts() != 1 {
+		t.Errorf("the release committed again: %d puts", f.puts())
+	}
+	if got, err := f.fs.Lookup(ctx, db); err != nil || got.Created != nil || got.Meta.Version != 1 {
+		t.Errorf("lookup after the commit: %+v, %v; want revision 1", got, err)
+	}
+}
+
+// O_EXCL of an existing secret is refused; O_CREAT of one the kernel did
+// not know opens its stored revision.
+func TestCreateOfAnExistingSecretIsExistWithOExclAndOpensItWithout(t *testing.T) {
+	f := newFixture(t, Options{})
+	stored := f.cat.Store(db, "old")
+	_, _, err := f.fs.Create(ctx, shell, db, syscall.O_CREAT|syscall.O_EXCL|syscall.O_WRONLY)
+	wantKind(t, "O_EXCL", err, fault.Exist)
+	h, e := f.create(db, shell, trunc)
+	if e.Created != nil || !e.Meta.Revision().Equal(stored.Revision()) || e.Fresh != 0 {
+		t.Fatalf("O_CREAT of a stored secret: %+v; want its stored revision, to be looked up again at once", e)
+	}
+	f.write(h, shell, "new", 0)
+	f.mustNot("close", h.Flush(ctx, shell))
+	if got := f.value(db); got != "new" || f.cat.Calls("Value") != 0 {
+		t.Errorf("committed %q after %d loads; want new, replaced whole without reading the old value", got, f.cat.Calls("Value"))
+	}
+}
+
+// A creation that another host made first loses: it is a concurrent
+// writer that committed first.
+func TestACreationRacedByAnotherHostFailsWithAConflict(t *testing.T) {
+	f := newFixture(t, Options{})
+	h, _ := f.create(db, shell, trunc)
+	f.write(h, shell, "mine", 0)
+	f.cat.Store(db, "theirs")
+	wantKind(t, "close", h.Flush(ctx, shell), fault.Conflict)
+	if got := f.value(db); got != "theirs" {
+		t.Errorf("the store holds %q, want the first writer's", got)
+	}
+}
+
+// The shell's `cmd > file`: the shell opens (the kernel sends O_TRUNC as
+// a truncation without a descriptor, from the thread that opened), hands
+// the descriptor to the command and closes its own copy; the command
+// writes and closes. Only the command's close commits, the new value
+// whole, and the old value is never read.
+func TestTheShellsRedirectionCommitsTheCommandsValueOnce(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "old value")
+	r := f.revision(db)
+	h, err := r.Open(ctx, shell, wronly)
+	f.mustNot("open", err)
+	f.mustNot("the O_TRUNC truncation", f.fs.Setattr(ctx, shell, db, nil, sizeTo(0)))
+	f.mustNot("the shell's close of its copy", h.Flush(ctx, shell))
+	if f.puts() != 0 {
+		t.Fatalf("the shell's close committed (%q)", f.value(db))
+	}
+	f.write(h, command, "new", 0)
+	f.mustNot("the command's close", h.Flush(ctx, command))
+	f.mustNot("release", h.Release(ctx, command))
+	if got := f.value(db); got != "new" || f.puts() != 1 {
+		t.Errorf("the store holds %q after %d puts, want new after 1", got, f.puts())
+	}
+	if n := f.cat.Calls("Value"); n != 0 {
+		t.Errorf("the value replaced whole was read %d times", n)
+	}
+}
+
+// A descriptor inherited by a child: the child's close (a flush by
+// another lock owner) commits nothing; the writer's commits.
+func TestAnInheritedDescriptorClosedByAChildCommitsNothing(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "old")
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "new", 0)
+	f.mustNot("the child's close", h.Flush(ctx, command))
+	if got := f.value(db); got != "old" {
+		t.Fatalf("the child's close committed %q", got)
+	}
+	f.mustNot("the writer's close", h.Flush(ctx, shell))
+	if got := f.value(db); got != "new" {
+		t.Errorf("after the writer's close: %q", got)
+	}
+}
+
+// A process killed by a signal while it writes commits nothing: not at
+// the close the kernel makes for it, not at the release.
+func TestAWriterKilledByASignalCommitsNothing(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "whole")
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "par", 0)
+	killed := shell
+	killed.KilledBy = syscall.SIGKILL
+	err := h.Flush(ctx, killed)
+	if err == nil || !strings.Contains(err.Error(), "killed by signal 9") {
+		t.Errorf("the close of the killed writer: %v", err)
+	}
+	h.Release(ctx, killed)
+	if got := f.value(db); got != "whole" || f.puts() != 0 {
+		t.Errorf("the store holds %q after %d puts", got, f.puts())
+	}
+}
+
+// Of two writers that opened the same revision, the second to commit
+// fails with a conflict (ESTALE), at that close and every later one, and
+// the first value survives.
+func TestOfTwoWritersTheSecondToCommitFailsWithAConflict(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "0")
+	a, b := f.open(db, shell, trunc), f.open(db, other, trunc)
+	f.write(a, shell, "a", 0)
+	f.write(b, other, "b", 0)
+	f.mustNot("first close", a.Flush(ctx, shell))
+	err := b.Flush(ctx, other)
+	wantKind(t, "second close", err, fault.Conflict)
+	if !strings.Contains(err.Error(), "was not committed, and is discarded") {
+		t.Errorf("the error does not say what became of the value: %v", err)
+	}
+	var again Repeated
+	if err := b.Fsync(ctx, other); !fault.Is(fault.Conflict, err) || !errors.As(err, &again) {
+		t.Errorf("a later fsync: %v; want the conflict, reported again", err)
+	}
+	b.Release(ctx, other)
+	if got := f.value(db); got != "a" || f.puts() != 2 {
+		t.Errorf("the store holds %q after %d puts", got, f.puts())
+	}
+	if len(f.outcomes) != 2 || f.outcomes[0] != nil || !fault.Is(fault.Conflict, f.outcomes[1]) {
+		t.Errorf("commits told: %v; want one success, one conflict (the repeats are not new commits)", f.outcomes)
+	}
+}
+
+// A writer of a secret deleted and created again under it fails: the
+// Version may match, the revision does not.
+func TestAWriterOfASecretDeletedAndCreatedAgainFailsWithAConflict(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "first")
+	h := f.open(db, shell, trunc)
+	f.cat.Remove(db)
+	f.cat.Store(db, "second")
+	f.write(h, shell, "mine", 0)
+	wantKind(t, "close", h.Flush(ctx, shell), fault.Conflict)
+	if got := f.value(db); got != "second" {
+		t.Errorf("the store holds %q", got)
+	}
+}
+
+// fsync commits what is pending, as the writer's close does; a failed
+// fsync is reported again by every later fsync and close, and the buffer
+// is never committed, not even at the release.
+func TestFsyncCommitsAndItsFailureIsReportedByEveryLaterFsyncAndClose(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "0")
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "1", 0)
+	f.mustNot("fsync", h.Fsync(ctx, shell))
+	if got := f.value(db); got != "1" {
+		t.Fatalf("after fsync: %q", got)
+	}
+	f.mustNot("a second fsync with nothing pending", h.Fsync(ctx, shell))
+	f.write(h, shell, "2", 0)
+	f.cat.FailPuts(func(store.Key) error { return fault.E(fault.Unavailable, "no answer in time") })
+	wantKind(t, "failing fsync", h.Fsync(ctx, shell), fault.Unavailable)
+	f.cat.FailPuts(nil)
+	wantKind(t, "the next fsync", h.Fsync(ctx, shell), fault.Unavailable)
+	wantKind(t, "the close", h.Flush(ctx, shell), fault.Unavailable)
+	h.Release(ctx, shell)
+	if got := f.value(db); got != "1" || f.puts() != 2 {
+		t.Errorf("the store holds %q after %d puts; want 1 after 2 (the failed buffer never committed)", got, f.puts())
+	}
+}
+
+// A commit whose outcome is unknown (the store took the write and did not
+// say what it holds) is reported as such, never as lost, and the file
+// commits nothing more.
+func TestAnUnsureCommitIsReportedAsUnknownAndTheFileCommitsNothingMore(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "old")
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "new", 0)
+	f.cat.FailPuts(func(k store.Key) error {
+		return fault.E(k.Path(), fault.Unavailable, secrets.ErrOutcomeUnknown)
+	})
+	err := h.Flush(ctx, shell)
+	if !errors.Is(err, secrets.ErrOutcomeUnknown) || !strings.Contains(err.Error(), "commits nothing more") || strings.Contains(err.Error(), "discarded") {
+		t.Fatalf("close: %v; want the unknown outcome, and no claim that the value is discarded", err)
+	}
+	f.cat.FailPuts(nil)
+	if _, err := h.Write(shell, []byte("newer"), 0); !errors.Is(err, secrets.ErrOutcomeUnknown) {
+		t.Errorf("a later write: %v", err)
+	}
+	if err := h.Flush(ctx, shell); !errors.Is(err, secrets.ErrOutcomeUnknown) {
+		t.Errorf("a later close: %v", err)
+	}
+	h.Release(ctx, shell)
+	if f.puts() != 1 {
+		t.Errorf("%d puts; want only the unsure one", f.puts())
+	}
+}
+
+// touch and `: > f`: a creation or truncation nobody wrote after commits
+// at the release (the empty value); a failure there can only be
+// returned for the log.
+func TestACreationNobodyWroteCommitsEmptyAtTheRelease(t *testing.T) {
+	f := newFixture(t, Options{})
+	h, _ := f.create(db, shell, trunc)
+	f.mustNot("the opener's close", h.Flush(ctx, shell))
+	if f.puts() != 0 {
+		t.Fatal("the opener's close of a creation committed")
+	}
+	f.mustNot("release", h.Release(ctx, shell))
+	if got := f.value(db); got != "" || f.puts() != 1 {
+		t.Errorf("after the release: %q after %d puts; want the empty value", got, f.puts())
+	}
+
+	f.cat.Store(db2, "old")
+	h = f.open(db2, shell, trunc)
+	f.cat.FailPuts(func(store.Key) error { return fault.E(fault.Permission, "AccessDenied") })
+	wantKind(t, "the release of a truncation", h.Release(ctx, shell), fault.Permission)
+	if got := f.value(db2); got != "old" {
+		t.Errorf("after the failed release: %q", got)
+	}
+}
+
+// A value over the store's limit fails the write that makes it so
+// (EFBIG), and the handle: nothing written through it is committed.
+func TestAValueOverTheLimitFailsTheWriteAndCommitsNothing(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Limit = 8
+	f.cat.Store(db, "old")
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "12345", 0)
+	_, err := h.Write(shell, []byte("6789"), 5)
+	wantKind(t, "the write past the limit", err, fault.TooLarge)
+	wantKind(t, "close", h.Flush(ctx, shell), fault.TooLarge)
+	h.Release(ctx, shell)
+	wantKind(t, "truncate -s past the limit", f.fs.Setattr(ctx, other, db, nil, sizeTo(9)), fault.TooLarge)
+	if got := f.value(db); got != "old" || f.puts() != 0 {
+		t.Errorf("the store holds %q after %d puts", got, f.puts())
+	}
+}
+
+// Appending loads the value at open, so that no write waits for it; each
+// write goes to the end.
+func TestAnAppendingOpenLoadsTheValueOnceAndWritesAtItsEnd(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "old")
+	h := f.open(db, shell, syscall.O_WRONLY|syscall.O_APPEND)
+	if n := f.cat.Calls("Value"); n != 1 {
+		t.Fatalf("the appending open loaded %d times", n)
+	}
+	f.write(h, shell, "+1", 0)
+	f.write(h, shell, "+2", 0)
+	f.mustNot("close", h.Flush(ctx, shell))
+	if got := f.value(db); got != "old+1+2" || f.cat.Calls("Value") != 1 {
+		t.Errorf("committed %q after %d loads", got, f.cat.Calls("Value"))
+	}
+}
+
+// A write in place is laid over the value, which the commit loads; a read
+// through the writer's descriptor sees the value with the writes.
+func TestAWriteInPlaceIsLaidOverTheValueAtTheCommit(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "abcdef")
+	h := f.open(db, shell, syscall.O_RDWR)
+	f.write(h, shell, "XY", 2)
+	if f.cat.Calls("Value") != 0 {
+		t.Fatal("a write loaded the value")
+	}
+	buf := make([]byte, 16)
+	n, err := h.Read(ctx, buf, 0)
+	if err != nil || string(buf[:n]) != "abXYef" {
+		t.Fatalf("read through the writer: %q, %v", buf[:n], err)
+	}
+	if m := h.Meta(); m.Size != 6 || h.Attr().Size != 6 {
+		t.Errorf("fstat of the writer: %+v", m)
+	}
+	f.mustNot("close", h.Flush(ctx, shell))
+	if got := f.value(db); got != "abXYef" {
+		t.Errorf("committed %q", got)
+	}
+}
+
+// truncate(2) by path has no descriptor to buffer in: it commits at once,
+// and tells whoever caches the name.
+func TestATruncationByPathCommitsAtOnce(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "abcdef")
+	f.mustNot("truncate -s 3", f.fs.Setattr(ctx, other, db, nil, sizeTo(3)))
+	if got := f.value(db); got != "abc" {
+		t.Errorf("after truncate -s 3: %q", got)
+	}
+	f.mustNot("truncate -s 5", f.fs.Setattr(ctx, other, db, nil, sizeTo(5)))
+	if got := f.value(db); got != "abc\x00\x00" {
+		t.Errorf("after truncate -s 5: %q", got)
+	}
+	if told := f.told(Committed); len(told) != 2 {
+		t.Errorf("committed events %v, want 2", told)
+	}
+}
+
+// Owners and modes come from the mount options: a chmod or chown to
+// anything else is refused, to what they are accepted.
+func TestOwnersAndModesCanOnlyBeSetToWhatTheOptionsSay(t *testing.T) {
+	f := newFixture(t, Options{UID: 1000, GID: 1000, FileMode: 0o640, DirMode: 0o750})
+	f.cat.Store(db, "v")
+	u := func(n uint32) *uint32 { return &n }
+	wantKind(t, "chmod 644", f.fs.Setattr(ctx, other, db, nil, Change{Mode: u(0o644)}), fault.NotPermitted)
+	wantKind(t, "chown 0", f.fs.Setattr(ctx, other, db, nil, Change{UID: u(0)}), fault.NotPermitted)
+	wantKind(t, "chgrp 0 of the application", f.fs.SetattrApp("app", Change{GID: u(0)}), fault.NotPermitted)
+	f.mustNot("chmod 640", f.fs.Setattr(ctx, other, db, nil, Change{Mode: u(0o640)}))
+	f.mustNot("chown 1000:1000", f.fs.Setattr(ctx, other, db, nil, Change{UID: u(1000), GID: u(1000)}))
+	f.mustNot("chmod 750 of the application", f.fs.SetattrApp("app", Change{Mode: u(0o750)}))
+	if a := f.revision(db).Attr(); a.Perm != 0o640 || a.UID != 1000 || a.Nlink != 1 || a.Size != 1 {
+		t.Errorf("attributes %+v", a)
+	}
+}
+
+// A read-only mount refuses every change, whatever the kernel lets
+// through.
+func TestAReadOnlyMountRefusesEveryChange(t *testing.T) {
+	f := newFixture(t, Options{ReadOnly: true})
+	f.cat.Store(db, "v")
+	_, _, err := f.fs.Create(ctx, shell, db2, syscall.O_CREAT|syscall.O_WRONLY)
+	wantKind(t, "create", err, fault.ReadOnly)
+	_, err = f.revision(db).Open(ctx, shell, wronly)
+	wantKind(t, "open for writing", err, fault.ReadOnly)
+	wantKind(t, "truncate", f.fs.Setattr(ctx, shell, db, nil, sizeTo(0)), fault.ReadOnly)
+	wantKind(t, "unlink", f.fs.Unlink(ctx, shell, db), fault.ReadOnly)
+	wantKind(t, "rename", f.fs.Rename(ctx, shell, db, db2, 0), fault.ReadOnly)
+	wantKind(t, "mkdir", f.fs.Mkdir(ctx, "new"), fault.ReadOnly)
+	wantKind(t, "rmdir", f.fs.Rmdir(ctx, "app"), fault.ReadOnly)
+	if got := f.value(db); got != "v" || f.puts()+f.cat.Calls("Delete") != 0 {
+		t.Errorf("the store changed: %q", got)
+	}
+}
+
+// A mount holding only a public key replaces values but opens none that
+// would read one, and refuses at the commit a write in place it cannot
+// lay over the value.
+func TestAWriteOnlyMountReplacesValuesAndReadsNone(t *testing.T) {
+	f := newFixture(t, Options{WriteOnly: true})
+	f.cat.Store(db, "abcdef")
+	r := f.revision(db)
+	for _, flags := range []uint32{syscall.O_RDONLY, syscall.O_RDWR, syscall.O_WRONLY | syscall.O_APPEND} {
+		_, err := r.Open(ctx, shell, flags)
+		wantKind(t, "open with flags "+strings.TrimSpace(string(rune('0'+flags&3))), err, fault.Permission)
+	}
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "new", 0)
+	f.mustNot("replacing close", h.Flush(ctx, shell))
+	h = f.open(db, shell, wronly)
+	f.write(h, shell, "XY", 2)
+	wantKind(t, "close of a write in place", h.Flush(ctx, shell), fault.Permission)
+	if got := f.value(db); got != "new" {
+		t.Errorf("the store holds %q", got)
+	}
+}
