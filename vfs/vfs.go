@@ -69,9 +69,10 @@ type Options struct {
 	TTL       time.Duration // how long a name from a listing stands
 	Log       logrus.FieldLogger
 	// Events, if set, is told of every change of a name this file
-	// system makes or learns of (see Event). It is called from the
-	// request that made the change, holding no lock, before that
-	// request returns.
+	// system makes or learns of (see Event), holding no lock: from the
+	// request that made or found the change, before it returns, or, for
+	// a change the catalog learned from the store, from the catalog's
+	// goroutine.
 	Events func(Event)
 	// Committed, if set, is told of every commit of a writer's buffer
 	// and its outcome (nil: committed).
