@@ -22,6 +22,7 @@ import (
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/crypto/kms"
 	"github.com/secretfs/secretfs/crypto/rsakey"
+	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/store/dynamodb"
@@ -49,58 +50,64 @@ type backend struct {
 
 func (b *backend) Close() error { return b.store.Close() }
 
-// open opens the configured backend. With firstUse, a missing local data
-// dir and key pair are made (mount and init); otherwise they must exist.
-// Notices about what was created go to say; warnings go to the log, in
-// --log-format.
-func (c *config) open(ctx context.Context, firstUse bool, say io.Writer) (*backend, error) {
-	format, err := crypto.ParseFormat(c.format)
-	if err != nil {
-		return nil, fmt.Errorf("--format: %w", err)
-	}
-	switch c.backend {
-	case "local":
-		return c.openLocal(ctx, firstUse, format, say)
-	case "dynamodb":
-		return c.openDynamoDB(ctx, format, firstUse)
-	default:
-		return nil, fmt.Errorf("--backend %q: want local or dynamodb", c.backend)
-	}
+// opening says how a verb opens the backend.
+type opening struct {
+	// firstUse: a missing local data dir and key pair are made (mount
+	// and init); otherwise they must exist. For DynamoDB it says that a
+	// warning about trusting any KMS key is worth showing.
+	firstUse bool
+	// notices is where notices of what was made go; warnings go to the
+	// log, in --log-format.
+	notices io.Writer
+	// meter, if not nil (mount --metrics-addr), counts every call of the
+	// store and of the key wrappers.
+	meter *metrics.Registry
 }
 
-// metered returns st counted by the mount's metrics, if it has any.
-func (c *config) metered(st store.Store, service string) store.Store {
-	if c.meter == nil {
+// open opens the backend c names (c has been validated).
+func (c *config) open(ctx context.Context, o opening) (*backend, error) {
+	if c.backend == "dynamodb" {
+		return c.openDynamoDB(ctx, o)
+	}
+	return c.openLocal(ctx, o)
+}
+
+// meterStore returns st counted by meter as service; without a meter, st.
+func meterStore(meter *metrics.Registry, st store.Store, service string) store.Store {
+	if meter == nil {
 		return st
 	}
-	return c.meter.WrapStore(st, service)
+	return meter.WrapStore(st, service)
 }
 
-// meteredKeys returns w counted by the mount's metrics, if it has any.
-func (c *config) meteredKeys(w crypto.KeyWrapper, service string) crypto.KeyWrapper {
-	if c.meter == nil || w == nil {
+// meterKeys returns w counted by meter as service; without a meter (or a
+// key), w.
+func meterKeys(meter *metrics.Registry, w crypto.KeyWrapper, service string) crypto.KeyWrapper {
+	if meter == nil || w == nil {
 		return w
 	}
-	return c.meter.WrapKeys(w, service)
+	return meter.WrapKeys(w, service)
 }
 
-// keeper composes the store and the keys into a Keeper. The store is put
-// behind an outage breaker (package breaker): once a call gets no answer,
-// calls fail at once for a second instead of each waiting out --timeout.
-func (c *config) keeper(st store.Store, w crypto.KeyWrapper, format crypto.Format) (*secrets.Keeper, error) {
-	envelope, err := crypto.NewEnvelope(w, format)
+// keeper composes the store and the keys, metered already, into a
+// Keeper that writes in --format and whose v1 limit meter (if any)
+// observes. The store is put behind an outage breaker (package breaker):
+// once a call gets no answer, calls fail at once for a second instead of
+// each waiting out --timeout.
+func (c *config) keeper(st store.Store, w crypto.KeyWrapper, meter *metrics.Registry) (*secrets.Keeper, error) {
+	envelope, err := crypto.NewEnvelope(w, c.writeFormat)
 	if err != nil {
 		return nil, err
 	}
 	st = breaker.Store(st, &breaker.Breaker{Name: "the store"})
-	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout, Log: c.log, V1Observer: c.meter.V1Limit()}), nil
+	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout, Log: c.log, V1Observer: meter.V1Limit()}), nil
 }
 
-func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.Format, say io.Writer) (*backend, error) {
+func (c *config) openLocal(ctx context.Context, o opening) (*backend, error) {
 	dir := c.dataDir
 	dbPath := filepath.Join(dir, storeFile)
-	if firstUse {
-		if err := ensurePrivateDir(dir, say, c.log); err != nil {
+	if o.firstUse {
+		if err := ensurePrivateDir(dir, o.notices, c.log); err != nil {
 			return nil, err
 		}
 	} else if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
@@ -109,21 +116,9 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 	if err := refuseTruncatedStore(dir, dbPath); err != nil {
 		return nil, err
 	}
-	keyPath := c.rsaKey
-	if keyPath == "" {
-		keyPath = filepath.Join(dir, privateKey)
-		if _, err := os.Stat(keyPath); firstUse && errors.Is(err, fs.ErrNotExist) {
-			// A store without its key is not a first use: the key was
-			// moved or lost, and a new one could read nothing stored.
-			if _, err := os.Stat(dbPath); err == nil {
-				return nil, fmt.Errorf("the store %s exists but its key %s is missing: restore the key, or pass --rsa-key; a new key pair could not read the secrets already stored", dbPath, keyPath)
-			}
-			pub := filepath.Join(dir, publicKey)
-			if err := rsakey.Generate(keyPath, pub); err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(say, "generated an RSA key pair:\n  %s  private: reads and writes; keep it safe, back it up\n  %s  public: give it to hosts that may only write\n", keyPath, pub)
-		}
+	keyPath, err := c.localKey(dbPath, o)
+	if err != nil {
+		return nil, err
 	}
 	wrapper, err := loadRSAKey(keyPath, c.log)
 	if err != nil {
@@ -140,7 +135,7 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 		st.Close()
 		return nil, err
 	}
-	k, err := c.keeper(c.metered(st, "sqlite"), c.meteredKeys(wrapper, "rsa"), format)
+	k, err := c.keeper(meterStore(o.meter, st, "sqlite"), meterKeys(o.meter, wrapper, "rsa"), o.meter)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -159,25 +154,48 @@ func (c *config) openLocal(ctx context.Context, firstUse bool, format crypto.For
 	}, nil
 }
 
+// localKey returns the path of the local backend's key: --rsa-key, else
+// the data dir's private key, which a first use generates, with its
+// public half, if neither it nor the store at dbPath exists yet.
+func (c *config) localKey(dbPath string, o opening) (string, error) {
+	if c.rsaKey != "" {
+		return c.rsaKey, nil
+	}
+	keyPath := filepath.Join(c.dataDir, privateKey)
+	if _, err := os.Stat(keyPath); !o.firstUse || !errors.Is(err, fs.ErrNotExist) {
+		return keyPath, nil
+	}
+	// A store without its key is not a first use: the key was moved or
+	// lost, and a new one could read nothing stored.
+	if _, err := os.Stat(dbPath); err == nil {
+		return "", fmt.Errorf("the store %s exists but its key %s is missing: restore the key, or pass --rsa-key; a new key pair could not read the secrets already stored", dbPath, keyPath)
+	}
+	pub := filepath.Join(c.dataDir, publicKey)
+	if err := rsakey.Generate(keyPath, pub); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(o.notices, "generated an RSA key pair:\n  %s  private: reads and writes; keep it safe, back it up\n  %s  public: give it to hosts that may only write\n", keyPath, pub)
+	return keyPath, nil
+}
+
 // openDynamoDB opens the table with the AWS SDK's standard configuration
 // chain: environment, shared config and profiles, web identity, IMDS, and
 // the endpoint variables AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_KMS.
 // New writes are wrapped by --kms-key (or an RSA key, --rsa-key); reads of
-// KMS items are confined to the keys kmsKeys trusts. firstUse (mount,
-// init) says a warning about trusting any key is worth showing.
-func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, firstUse bool) (*backend, error) {
+// KMS items are confined to the keys kmsKeys trusts.
+func (c *config) openDynamoDB(ctx context.Context, o opening) (*backend, error) {
 	cfg, err := c.awsConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ddb := awsdynamodb.NewFromConfig(cfg)
-	kw, trust, err := c.kmsKeys(ctx, awskms.NewFromConfig(cfg), firstUse)
+	kw, trust, err := c.kmsKeys(ctx, awskms.NewFromConfig(cfg), o.firstUse)
 	if err != nil {
 		return nil, err
 	}
 	// KMS behind an outage breaker of its own (the RSA reader beside it
 	// is local: it always answers).
-	kmsWrapper := breaker.Keys(c.meteredKeys(kw, "kms"), &breaker.Breaker{Name: "KMS"})
+	kmsWrapper := breaker.Keys(meterKeys(o.meter, kw, "kms"), &breaker.Breaker{Name: "KMS"})
 
 	// KMS owns every key id that is not an RSA one, so the RSA reader
 	// goes first.
@@ -190,7 +208,7 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, firstUs
 		if err != nil {
 			return nil, err
 		}
-		readers = append(readers, c.meteredKeys(rsa, "rsa"))
+		readers = append(readers, meterKeys(o.meter, rsa, "rsa"))
 		write, keyDesc = readers[0], "writes with "+rsa.MasterKeyID()
 		writeOnly = !rsa.CanUnwrap()
 	}
@@ -200,7 +218,7 @@ func (c *config) openDynamoDB(ctx context.Context, format crypto.Format, firstUs
 	readers = append(readers, kmsWrapper)
 
 	st := dynamodb.New(ddb, c.table)
-	k, err := c.keeper(c.metered(st, "dynamodb"), crypto.NewKeyring(write, readers...), format)
+	k, err := c.keeper(meterStore(o.meter, st, "dynamodb"), crypto.NewKeyring(write, readers...), o.meter)
 	if err != nil {
 		return nil, err
 	}

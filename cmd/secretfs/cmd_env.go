@@ -40,7 +40,7 @@ bytes that are not UTF-8, a line over 64 KiB, or quotes around the whole
 value, which docker releases read differently).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {
 				return err
 			}

@@ -49,7 +49,7 @@ billing env -0 runs env -0.`,
 			if err != nil {
 				return err
 			}
-			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {
 				return err
 			}

@@ -12,7 +12,7 @@ func newInitCommand(c *config) *cobra.Command {
 		Short: "Prepare the backend: local data directory, key pair and store file; or the DynamoDB table",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := c.open(cmd.Context(), true, cmd.OutOrStdout())
+			b, err := c.open(cmd.Context(), opening{firstUse: true, notices: cmd.OutOrStdout()})
 			if err != nil {
 				return err
 			}

@@ -36,14 +36,11 @@ The exit status is 1 if any secret could not be migrated.`,
 					return fmt.Errorf("%s: %w", listedName(app), err)
 				}
 			}
-			to, err := crypto.ParseFormat(c.format)
-			if err != nil {
-				return fmt.Errorf("--format: %w", err)
-			}
+			to := c.writeFormat
 			if to.Legacy() {
 				return fmt.Errorf("--format %s: migrate rewrites v1 secrets in the format of new writes, and that is v1", to)
 			}
-			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {
 				return err
 			}

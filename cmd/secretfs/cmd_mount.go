@@ -28,7 +28,8 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-type mountFlags struct {
+// mountConfig holds mount's own flags (config.mount).
+type mountConfig struct {
 	ttl          time.Duration
 	cacheIdle    time.Duration
 	staleIfError time.Duration
@@ -46,62 +47,74 @@ type mountFlags struct {
 }
 
 func newMountCommand(c *config) *cobra.Command {
-	mf := mountFlags{fileMode: 0o600, dirMode: 0o700}
+	mc := &c.mount
+	mc.fileMode, mc.dirMode = 0o600, 0o700 // the defaults of --file-mode and --dir-mode
 	cmd := &cobra.Command{
 		Use:   "mount MOUNTPOINT",
 		Short: "Mount the secrets at MOUNTPOINT, in the foreground (or with --daemon in the background); SIGINT, SIGTERM or umount unmounts; SIGHUP reopens the log files",
 		Args:  cobra.ExactArgs(1),
-		// After the root's PersistentPreRunE, so values from SECRETFS_*
-		// are checked too.
-		PreRunE: func(cmd *cobra.Command, args []string) error { return mf.check() },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ready := openReadyPipe()
-			if mf.daemon && ready == nil {
+			if mc.daemon && ready == nil {
 				return daemonize(cmd.ErrOrStderr())
 			}
-			err := c.mount(cmd.Context(), args[0], mf, c.notices(cmd.ErrOrStderr()), ready)
+			err := mount(cmd.Context(), c, args[0], cmd.ErrOrStderr(), ready)
 			ready.done(err) // if it failed before it was ready
 			return err
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&mf.ttl, "ttl", 30*time.Second, "how stale a secret may be: after this long the mount asks the store whether it changed (metadata only; it decrypts only what changed); 0 asks at every open")
-	f.DurationVar(&mf.cacheIdle, "cache-idle", cache.DefaultIdle, "plaintext nobody read for this long is wiped from memory and from the kernel's page cache")
-	f.DurationVar(&mf.staleIfError, "stale-if-error", time.Hour, "while the store cannot answer, keep serving the last known value for up to this long past --ttl; 0 disables")
-	f.IntVar(&mf.cacheSize, "cache-size", cache.DefaultSize, "most secrets kept decrypted in memory")
-	f.BoolVar(&mf.readOnly, "read-only", false, "refuse every change with EROFS")
-	f.BoolVar(&mf.allowOther, "allow-other", false, "let users other than the mounter in (file modes still apply)")
-	f.Uint32Var(&mf.uid, "uid", uint32(os.Getuid()), "owner of every file and directory")
-	f.Uint32Var(&mf.gid, "gid", uint32(os.Getgid()), "group of every file and directory")
-	f.Var(&mf.fileMode, "file-mode", "permission bits of secrets (octal)")
-	f.Var(&mf.dirMode, "dir-mode", "permission bits of directories (octal)")
-	f.StringVar(&mf.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics and health at /healthz")
-	f.BoolVar(&mf.daemon, "daemon", false, "return once the mount answers (non-zero, with the reason, if it fails) and serve in the background until unmounted")
-	f.StringVar(&mf.logFile, "log-file", "", "append the log to this file, which SIGHUP reopens (default: standard error; for --daemon, syslog, or where it cannot be reached a file named after the mountpoint, such as run-secrets.log, in /var/log/secretfs when root, else in $XDG_STATE_HOME/secretfs)")
-	f.StringVar(&mf.auditLog, "audit-log", "", "write one JSON line per open, commit, unlink and rename of a secret, with who asked, to this file (- for standard error)")
-	f.StringSliceVar(&mf.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
+	f.DurationVar(&mc.ttl, "ttl", 30*time.Second, "how stale a secret may be: after this long the mount asks the store whether it changed (metadata only; it decrypts only what changed); 0 asks at every open")
+	f.DurationVar(&mc.cacheIdle, "cache-idle", cache.DefaultIdle, "plaintext nobody read for this long is wiped from memory and from the kernel's page cache")
+	f.DurationVar(&mc.staleIfError, "stale-if-error", time.Hour, "while the store cannot answer, keep serving the last known value for up to this long past --ttl; 0 disables")
+	f.IntVar(&mc.cacheSize, "cache-size", cache.DefaultSize, "most secrets kept decrypted in memory")
+	f.BoolVar(&mc.readOnly, "read-only", false, "refuse every change with EROFS")
+	f.BoolVar(&mc.allowOther, "allow-other", false, "let users other than the mounter in (file modes still apply)")
+	f.Uint32Var(&mc.uid, "uid", uint32(os.Getuid()), "owner of every file and directory")
+	f.Uint32Var(&mc.gid, "gid", uint32(os.Getgid()), "group of every file and directory")
+	f.Var(&mc.fileMode, "file-mode", "permission bits of secrets (octal)")
+	f.Var(&mc.dirMode, "dir-mode", "permission bits of directories (octal)")
+	f.StringVar(&mc.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics and health at /healthz")
+	f.BoolVar(&mc.daemon, "daemon", false, "return once the mount answers (non-zero, with the reason, if it fails) and serve in the background until unmounted")
+	f.StringVar(&mc.logFile, "log-file", "", "append the log to this file, which SIGHUP reopens (default: standard error; for --daemon, syslog, or where it cannot be reached a file named after the mountpoint, such as run-secrets.log, in /var/log/secretfs when root, else in $XDG_STATE_HOME/secretfs)")
+	f.StringVar(&mc.auditLog, "audit-log", "", "write one JSON line per open, commit, unlink and rename of a secret, with who asked, to this file (- for standard error)")
+	f.StringSliceVar(&mc.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
 	return cmd
 }
 
-// check refuses values the cache would otherwise quietly reinterpret: a
-// negative TTL as no caching, a size under one as the default size.
-func (mf *mountFlags) check() error {
-	if mf.ttl < 0 {
-		return fmt.Errorf("--ttl %s: want 0 (ask the store at every open) or a positive duration, such as 30s", mf.ttl)
+// validate refuses values the cache would otherwise quietly reinterpret
+// (a negative TTL as no caching, a size under one as the default size),
+// and names of applications that no store can hold. Part of
+// config.validate.
+func (mc *mountConfig) validate() error {
+	if mc.ttl < 0 {
+		return fmt.Errorf("--ttl %s: want 0 (ask the store at every open) or a positive duration, such as 30s", mc.ttl)
 	}
-	if mf.cacheIdle <= 0 {
-		return fmt.Errorf("--cache-idle %s: want a positive duration, such as 5m", mf.cacheIdle)
+	if mc.cacheIdle <= 0 {
+		return fmt.Errorf("--cache-idle %s: want a positive duration, such as 5m", mc.cacheIdle)
 	}
-	if mf.staleIfError < 0 {
-		return fmt.Errorf("--stale-if-error %s: want 0 (never serve stale) or a positive duration, such as 1h", mf.staleIfError)
+	if mc.staleIfError < 0 {
+		return fmt.Errorf("--stale-if-error %s: want 0 (never serve stale) or a positive duration, such as 1h", mc.staleIfError)
 	}
-	if mf.cacheSize < 1 {
-		return fmt.Errorf("--cache-size %d: want at least 1", mf.cacheSize)
+	if mc.cacheSize < 1 {
+		return fmt.Errorf("--cache-size %d: want at least 1", mc.cacheSize)
+	}
+	for _, app := range mc.apps {
+		if err := store.ValidName(app); err != nil {
+			return fmt.Errorf("--apps %q: %w", app, err)
+		}
 	}
 	return nil
 }
 
-func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices io.Writer, ready *readyPipe) error {
+// mount mounts the secrets at dir and serves them until SIGINT or SIGTERM
+// unmounts them, or an unmount from outside ends the mount. Each step is
+// a function given what the steps before it made; what a step opens, a
+// deferred call closes, in reverse order, however the mount ends. stderr
+// is the command's; ready is the --daemon parent waiting to hear how the
+// start went, nil in the foreground.
+func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *readyPipe) error {
+	log := c.log
 	// SIGHUP reopens the log files and never ends the mount. Its default
 	// action ends the process, which would leave a dead mount behind, so
 	// it is caught before anything else, long before the mount is made;
@@ -109,133 +122,222 @@ func (c *config) mount(ctx context.Context, dir string, mf mountFlags, notices i
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	log := c.log
-	logs, chosen, err := logTo(log, mf.logFile, ready != nil, dir, c.dataDir)
+	logs, notices, err := openLogs(c, dir, stderr, ready)
 	if err != nil {
 		return err
 	}
 	defer logs.Close()
-	if chosen != "" {
-		ready.note(chosen)
-	}
-	if ready != nil {
-		notices = logLines{log} // no terminal: first-use notices go to the log
-	}
 	status(log, "opening the store")
-	for _, app := range mf.apps {
-		if err := store.ValidName(app); err != nil {
-			return fmt.Errorf("--apps %q: %w", app, err)
-		}
-	}
 	// Listen before mounting: a signal in between must not leave a mount
 	// behind.
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(signals)
+	stop := make(chan os.Signal, 2)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(stop)
 	if err := prepareMountpoint(dir, log); err != nil {
 		return err
 	}
-	if mf.metricsAddr != "" {
-		info, _ := debug.ReadBuildInfo()
-		c.meter = metrics.New(buildVersion(version, info), metrics.Options{FailingFor: c.timeout})
-		srv, err := c.meter.Serve(mf.metricsAddr)
-		if err != nil {
-			return fmt.Errorf("--metrics-addr %s: %w", mf.metricsAddr, err)
-		}
-		defer srv.Close()
-		log.WithField("address", srv.Addr().String()).Info("serving /metrics and /healthz")
+	meter, closeMetrics, err := serveMetrics(c.mount.metricsAddr, c.timeout, log)
+	if err != nil {
+		return err
 	}
-	var auditLog *audit.Log
-	if mf.auditLog != "" {
-		if auditLog, err = audit.Open(mf.auditLog, func(err error) {
-			log.WithError(err).Error("the audit log cannot be written")
-		}); err != nil {
-			return err
-		}
-		defer auditLog.Close()
+	defer closeMetrics()
+	auditLog, closeAudit, err := openAuditLog(c.mount.auditLog, log)
+	if err != nil {
+		return err
 	}
-	defer reopenOnHUP(hup, log, logFiles(logs, auditLog, mf.auditLog))()
-	b, err := c.open(ctx, true, notices)
+	defer closeAudit()
+	defer reopenOnHUP(hup, log, logFiles(logs, auditLog, c.mount.auditLog))()
+	b, err := c.open(ctx, opening{firstUse: true, notices: notices, meter: meter})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-
-	if !b.canWrite && !mf.readOnly {
-		log.Warn("no key to write with (--kms-key or --rsa-key): mounting read-only")
-		mf.readOnly = true
+	readOnly := readOnlyMount(c.mount.readOnly, b, log)
+	catalog := newCatalog(b, c.mount, meter, log)
+	defer catalog.Close() // wipe what is held before the process ends
+	server, err := mountFS(dir, catalog, fsOptions(c, b.writeOnly, readOnly, meter, auditLog))
+	if err != nil {
+		return err
 	}
-	observe := observers{staleLog{log: log, window: mf.staleIfError}}
-	var countRequest func(string, syscall.Errno, time.Duration)
-	var countCommit func(error)
-	if c.meter != nil {
-		observe = append(observe, c.meter.Observer())
-		countRequest, countCommit = c.meter.Served, c.meter.Committed
+	defer serving(meter)()
+	served := whenServed(server)
+	announceReady(c, dir, b.about, readOnly, ready)
+	stopWatchdog := make(chan struct{})
+	defer close(stopWatchdog)
+	go watchdog(dir, log, stopWatchdog)
+	return waitForEnd(server, dir, served, stop, log)
+}
+
+// openLogs sends the log to --log-file, or for a daemon without one to
+// syslog or a file of its choosing (logTo), and returns the log file,
+// which SIGHUP reopens (nil if none), and where notices of what the mount
+// made on first use go: with stderr's log, or to the log of a daemon,
+// which has no terminal.
+func openLogs(c *config, dir string, stderr io.Writer, ready *readyPipe) (*logFile, io.Writer, error) {
+	logs, chosen, err := logTo(c.log, c.mount.logFile, ready != nil, dir, c.dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ready == nil {
+		return logs, c.notices(stderr), nil
+	}
+	if chosen != "" {
+		ready.note(chosen)
+	}
+	return logs, logLines{c.log}, nil
+}
+
+// serveMetrics serves /metrics and /healthz at addr and returns the
+// registry that counts what the mount does, and the function that stops
+// serving. Without an address there is no registry: nil, and nothing is
+// counted.
+func serveMetrics(addr string, timeout time.Duration, log logrus.FieldLogger) (*metrics.Registry, func(), error) {
+	if addr == "" {
+		return nil, func() {}, nil
+	}
+	info, _ := debug.ReadBuildInfo()
+	meter := metrics.New(buildVersion(version, info), metrics.Options{FailingFor: timeout})
+	srv, err := meter.Serve(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	log.WithField("address", srv.Addr().String()).Info("serving /metrics and /healthz")
+	return meter, func() { srv.Close() }, nil
+}
+
+// openAuditLog opens the audit log at path ("-": standard error), and
+// returns it with the function that closes it; without a path, nil.
+func openAuditLog(path string, log logrus.FieldLogger) (*audit.Log, func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	l, err := audit.Open(path, func(err error) {
+		log.WithError(err).Error("the audit log cannot be written")
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, func() { l.Close() }, nil
+}
+
+// readOnlyMount reports whether the mount refuses every change: when
+// --read-only asks it to, or when the backend has no key to write with.
+func readOnlyMount(asked bool, b *backend, log logrus.FieldLogger) bool {
+	if !b.canWrite && !asked {
+		log.Warn("no key to write with (--kms-key or --rsa-key): mounting read-only")
+		return true
+	}
+	return asked
+}
+
+// newCatalog returns the cache the mount serves: b's secrets, held and
+// refreshed as mc says, observed by the stale log and by meter, if any.
+func newCatalog(b *backend, mc mountConfig, meter *metrics.Registry, log logrus.FieldLogger) *cache.Catalog {
+	observe := observers{staleLog{log: log, window: mc.staleIfError}}
+	if meter != nil {
+		observe = append(observe, meter.Observer())
 	}
 	catalog := cache.New(b.Keeper, cache.Options{
-		TTL:          mf.ttl,
-		StaleIfError: mf.staleIfError,
-		Idle:         mf.cacheIdle,
-		Size:         mf.cacheSize,
+		TTL:          mc.ttl,
+		StaleIfError: mc.staleIfError,
+		Idle:         mc.cacheIdle,
+		Size:         mc.cacheSize,
 		// Nothing decrypted may be served there, not even what was just
 		// written.
 		WriteOnly: b.writeOnly,
 		Observer:  observe,
 	})
-	defer catalog.Close() // wipe what is held before the process ends
-	if c.meter != nil {
-		c.meter.Decrypted(catalog.Held)
+	if meter != nil {
+		meter.Decrypted(catalog.Held)
 	}
-	status(log, "mounting "+dir)
-	server, err := fs.Mount(dir, catalog, fs.Options{
+	return catalog
+}
+
+// fsOptions are the file system's options: the mount flags, whether it
+// is read-only (readOnlyMount) or write-only (a public key), and the
+// hooks that count (meter) and audit (auditLog) what it serves, each nil
+// when not asked for.
+func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, auditLog *audit.Log) fs.Options {
+	var countRequest func(string, syscall.Errno, time.Duration)
+	var countCommit func(error)
+	if meter != nil {
+		countRequest, countCommit = meter.Served, meter.Committed
+	}
+	mc := c.mount
+	return fs.Options{
 		Served:     countRequest,
 		Committed:  countCommit,
 		Audit:      auditLog.Recorder(),
-		ReadOnly:   mf.readOnly,
-		WriteOnly:  b.writeOnly,
-		AllowOther: mf.allowOther,
-		UID:        mf.uid,
-		GID:        mf.gid,
-		FileMode:   uint32(mf.fileMode),
-		DirMode:    uint32(mf.dirMode),
-		Apps:       mf.apps,
-		TTL:        mf.ttl,
-		Log:        log,
-	})
+		ReadOnly:   readOnly,
+		WriteOnly:  writeOnly,
+		AllowOther: mc.allowOther,
+		UID:        mc.uid,
+		GID:        mc.gid,
+		FileMode:   uint32(mc.fileMode),
+		DirMode:    uint32(mc.dirMode),
+		Apps:       mc.apps,
+		TTL:        mc.ttl,
+		Log:        c.log,
+	}
+}
+
+// mountFS mounts the file system at dir, serving catalog.
+func mountFS(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
+	status(opts.Log, "mounting "+dir)
+	server, err := fs.Mount(dir, catalog, opts)
 	if err != nil {
-		return fmt.Errorf("mount %s: %w", dir, err)
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	if c.meter != nil {
-		c.meter.SetServing(true) // before "mounted": whoever waits for that gets 200 from /healthz
-		defer c.meter.SetServing(false)
+	return server, nil
+}
+
+// serving tells /healthz that the mount is served, and returns the
+// function that tells it the mount stopped. It is called before the log
+// says "mounted": whoever waits for that gets 200 from /healthz.
+func serving(meter *metrics.Registry) (stopped func()) {
+	if meter == nil {
+		return func() {}
 	}
+	meter.SetServing(true)
+	return func() { meter.SetServing(false) }
+}
+
+// whenServed returns a channel closed once server has stopped serving:
+// the mount was unmounted.
+func whenServed(server *fuse.Server) <-chan struct{} {
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
+	return served
+}
 
-	// Ready once the mount answers a listing of its root (an error from
-	// the store is an answer too: the mount serves, the store may come
-	// back). Only then does the log say "mounted", and systemd or a
-	// --daemon parent hear of it.
+// announceReady waits until the mount at dir answers a listing of its
+// root (an error from the store is an answer too: the mount serves, the
+// store may come back). Only then does the log say "mounted", and
+// systemd or a --daemon parent hear of it. about describes the backend.
+func announceReady(c *config, dir, about string, readOnly bool, ready *readyPipe) {
+	log := c.log
 	if err := answers(dir, 2*c.timeout+time.Second); err != nil {
 		log.WithError(err).Warn("the mount's first listing failed; it serves anyway")
 	}
-	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": b.about, "read_only": mf.readOnly, "ttl": mf.ttl.String(),
-		"cache_idle": mf.cacheIdle.String(), "stale_if_error": mf.staleIfError.String()}).Info("mounted")
-	notify(log, daemon.SdNotifyReady+"\nSTATUS=serving "+dir+" ("+b.about+")")
+	mc := c.mount
+	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": about, "read_only": readOnly, "ttl": mc.ttl.String(),
+		"cache_idle": mc.cacheIdle.String(), "stale_if_error": mc.staleIfError.String()}).Info("mounted")
+	notify(log, daemon.SdNotifyReady+"\nSTATUS=serving "+dir+" ("+about+")")
 	ready.done(nil)
-	stopWatchdog := make(chan struct{})
-	defer close(stopWatchdog)
-	go watchdog(dir, log, stopWatchdog)
+}
 
+// waitForEnd serves until the mount is unmounted from outside (served is
+// closed), or a signal from stop asks to unmount it.
+func waitForEnd(server *fuse.Server, dir string, served <-chan struct{}, stop <-chan os.Signal, log *logrus.Logger) error {
 	select {
 	case <-served:
 		log.WithField("mountpoint", dir).Info("unmounted from outside")
 		return nil
-	case sig := <-signals:
+	case sig := <-stop:
 		log.WithField("signal", sig.String()).Info("unmounting")
 	}
 	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
-	return unmount(server, dir, served, signals, log)
+	return unmount(server, dir, served, stop, log)
 }
 
 // unmount unmounts cleanly if it can. A mount still in use (a shell inside

@@ -31,7 +31,7 @@ func (c *config) onSecret(cmd *cobra.Command, arg string, do func(*backend, stor
 	if err != nil {
 		return err
 	}
-	b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+	b, err := c.open(cmd.Context(), opening{})
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ that are not UTF-8 is printed as one shell word, the way GNU ls quotes it:
 'a'$'\n''b'. Other names print unchanged.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := c.open(cmd.Context(), false, cmd.ErrOrStderr())
+			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {
 				return err
 			}

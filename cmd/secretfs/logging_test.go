@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/audit"
+	"github.com/secretfs/secretfs/crypto"
 )
 
 // withReadableKey makes a store whose private key others can read, which
@@ -117,10 +118,10 @@ func TestUnknownLogFormatIsRefused(t *testing.T) {
 func TestFirstUseNoticesOfMountAreJSONWithLogFormatJSON(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	var stderr bytes.Buffer
-	c := &config{backend: "local", dataDir: dataDir, format: "v2", timeout: 5 * time.Second, logFormat: "json", log: logrus.New()}
+	c := &config{backend: "local", dataDir: dataDir, writeFormat: crypto.FormatV2, timeout: 5 * time.Second, logFormat: "json", log: logrus.New()}
 	c.log.SetOutput(&stderr)
 	c.log.SetFormatter(&logrus.JSONFormatter{})
-	b, err := c.open(context.Background(), true, c.notices(&stderr))
+	b, err := c.open(context.Background(), opening{firstUse: true, notices: c.notices(&stderr)})
 	if err != nil {
 		t.Fatal(err)
 	}

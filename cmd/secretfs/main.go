@@ -1,6 +1,11 @@
 // Command secretfs mounts a table of encrypted secrets as files
 // (/<application>/<secret>) and administers it from the shell.
 // See README.md for the verbs and flags.
+//
+// The flow of every run: the cobra flags and SECRETFS_* make a config
+// (root.go), validated in one place; the verb builds what it needs from
+// it (backend.go: the store and keys); mount (cmd_mount.go) then mounts,
+// and waits for a signal or an unmount.
 package main
 
 import (
@@ -9,17 +14,7 @@ import (
 )
 
 func main() {
-	invocation = os.Args[1:]
-	if args, ok, err := mountHelperArgs(invocation); ok {
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "secretfs:", err)
-			os.Exit(1)
-		}
-		invocation = args
-	}
-	root := newRootCommand()
-	root.SetArgs(invocation)
-	if err := root.Execute(); err != nil {
+	if err := execute(newRootCommand(), os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "secretfs:", err)
 		os.Exit(1)
 	}

@@ -12,15 +12,18 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
-	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/secrets"
 )
 
 // envPrefix: every flag --some-flag can also be set as SECRETFS_SOME_FLAG.
 const envPrefix = "SECRETFS_"
 
-// config holds the flags every verb shares: which backend, which keys,
-// how to log.
+// config is what one run of secretfs is told: the flags every verb shares
+// and those of mount, each also settable as SECRETFS_* (applyEnv). Before
+// any verb runs, validate checks every value, each rule in one place, and
+// keeps what it parsed; the verbs then build what they need from it (the
+// backend, the catalog, the mount), passing along what those take.
 type config struct {
 	backend   string
 	dataDir   string
@@ -37,12 +40,19 @@ type config struct {
 	// both empty: any key KMS will decrypt with.
 	kmsReadKeys []string
 
+	// mount holds mount's own flags. Other verbs leave them at their
+	// defaults, which validate accepts.
+	mount mountConfig
+
+	// Set by validate from the flags above.
+	writeFormat crypto.Format // --format: the format of new writes
+	level       logrus.Level  // --log-level, if given
+	// log is the log of every verb, set up from --log-level and
+	// --log-format before the verb runs.
 	log *logrus.Logger
-	// meter, when set (mount --metrics-addr), counts every backend call
-	// through decorators of the store and the key wrappers.
-	meter *metrics.Registry
 }
 
+// newRootCommand returns the secretfs command, with every verb.
 func newRootCommand() *cobra.Command {
 	c := &config{log: logrus.New()}
 	root := &cobra.Command{
@@ -55,18 +65,16 @@ Out of the box it keeps secrets in a local store file, encrypted under a
 generated RSA key pair: no cloud account needed.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Every verb: the environment, then every value checked, before
+		// the verb makes or opens anything.
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			// Zero would not mean "no deadline" but an expired one: every
-			// backend call would fail at once.
-			if c.timeout <= 0 {
-				return fmt.Errorf("--timeout %s: want a positive duration, such as 5s", c.timeout)
-			}
-			if err := c.setupLogging(cmd); err != nil {
+			if err := c.validate(); err != nil {
 				return err
 			}
+			c.setupLogging(cmd)
 			harden(c.log) // every verb may hold plaintext
 			return nil
 		},
@@ -99,6 +107,53 @@ generated RSA key pair: no cloud account needed.`,
 	return root
 }
 
+// execute runs the command line args (os.Args[1:]) with root, which
+// newRootCommand made; args in the mount(8) form are translated first
+// (mountHelperArgs).
+func execute(root *cobra.Command, args []string) error {
+	translated, ok, err := mountHelperArgs(root, args)
+	switch {
+	case err != nil:
+		return err
+	case ok:
+		args = translated
+	}
+	invocation = args
+	root.SetArgs(args)
+	return root.Execute()
+}
+
+// validate checks the values of every flag, each rule once, and keeps
+// what it parsed. It refuses what a constructor further on would
+// otherwise quietly reinterpret or find out only after making things: a
+// refused value leaves nothing made.
+func (c *config) validate() error {
+	// Zero would not mean "no deadline" but an expired one: every
+	// backend call would fail at once.
+	if c.timeout <= 0 {
+		return fmt.Errorf("--timeout %s: want a positive duration, such as 5s", c.timeout)
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	}
+	if c.logLevel != "" {
+		level, err := logrus.ParseLevel(c.logLevel)
+		if err != nil {
+			return fmt.Errorf("--log-level: %w", err)
+		}
+		c.level = level
+	}
+	if c.backend != "local" && c.backend != "dynamodb" {
+		return fmt.Errorf("--backend %q: want local or dynamodb", c.backend)
+	}
+	format, err := crypto.ParseFormat(c.format)
+	if err != nil {
+		return fmt.Errorf("--format: %w", err)
+	}
+	c.writeFormat = format
+	return c.mount.validate()
+}
+
 // applyEnv sets every flag not given on the command line from its
 // SECRETFS_* variable, if set.
 func applyEnv(flags *pflag.FlagSet) error {
@@ -117,29 +172,25 @@ func applyEnv(flags *pflag.FlagSet) error {
 	return err
 }
 
-func (c *config) setupLogging(cmd *cobra.Command) error {
+// setupLogging points the log at the command's standard error, in
+// --log-format, at --log-level: by default info for mount, which runs
+// long and says what it does, and warn for the other verbs, whose output
+// is their answer.
+func (c *config) setupLogging(cmd *cobra.Command) {
 	c.log.SetOutput(cmd.ErrOrStderr())
-	switch c.logFormat {
-	case "text":
-		c.log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-	case "json":
+	if c.logFormat == "json" {
 		c.log.SetFormatter(&logrus.JSONFormatter{})
-	default:
-		return fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	} else {
+		c.log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 	}
-	level := c.logLevel
-	if level == "" {
-		level = "warn"
+	level := c.level
+	if c.logLevel == "" {
+		level = logrus.WarnLevel
 		if cmd.Name() == "mount" {
-			level = "info"
+			level = logrus.InfoLevel
 		}
 	}
-	l, err := logrus.ParseLevel(level)
-	if err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	c.log.SetLevel(l)
-	return nil
+	c.log.SetLevel(level)
 }
 
 // notices is where mount says what it made on first use (the data
