@@ -122,6 +122,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+
 	logs, notices, err := openLogs(c, dir, stderr, ready)
 	if err != nil {
 		return err
@@ -133,6 +134,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(stop)
+
 	if err := prepareMountpoint(dir, log); err != nil {
 		return err
 	}
@@ -147,6 +149,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	}
 	defer closeAudit()
 	defer reopenOnHUP(hup, log, logFiles(logs, auditLog, c.mount.auditLog))()
+
 	b, err := c.open(ctx, opening{firstUse: true, notices: notices, meter: meter})
 	if err != nil {
 		return err
@@ -155,6 +158,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	readOnly := readOnlyMount(c.mount.readOnly, b, log)
 	catalog := newCatalog(b, c.mount, meter, log)
 	defer catalog.Close() // wipe what is held before the process ends
+
 	server, err := mountFS(dir, catalog, fsOptions(c, b.writeOnly, readOnly, meter, auditLog))
 	if err != nil {
 		return err
@@ -162,6 +166,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	defer serving(meter)()
 	served := whenServed(server)
 	announceReady(c, dir, b.about, readOnly, ready)
+
 	stopWatchdog := make(chan struct{})
 	defer close(stopWatchdog)
 	go watchdog(dir, log, stopWatchdog)

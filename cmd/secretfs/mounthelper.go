@@ -104,7 +104,9 @@ func mountOptionsOf(root *cobra.Command) mountOptions {
 		}
 	}
 	for alias, name := range mountOptionAliases {
-		opts[alias] = flags[name]
+		if f := flags[name]; f != nil {
+			opts[alias] = f
+		}
 	}
 	return opts
 }
@@ -112,15 +114,15 @@ func mountOptionsOf(root *cobra.Command) mountOptions {
 // mountVerbFlags returns every flag of root's mount verb, its own and
 // those it inherits, by name.
 func mountVerbFlags(root *cobra.Command) map[string]*pflag.Flag {
-	cmd, _, err := root.Find([]string{"mount"})
-	if err != nil || cmd == root {
-		panic("secretfs has no mount verb") // newRootCommand always adds one
-	}
-	cmd.InitDefaultHelpFlag() // as Execute would; it is in notMountOptions
 	flags := map[string]*pflag.Flag{}
 	add := func(f *pflag.Flag) { flags[f.Name] = f }
-	cmd.LocalFlags().VisitAll(add)
-	cmd.InheritedFlags().VisitAll(add)
+	for _, cmd := range root.Commands() {
+		if cmd.Name() == "mount" {
+			cmd.InitDefaultHelpFlag() // as Execute would; it is in notMountOptions
+			cmd.LocalFlags().VisitAll(add)
+			cmd.InheritedFlags().VisitAll(add)
+		}
+	}
 	return flags
 }
 

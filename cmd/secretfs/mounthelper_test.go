@@ -115,6 +115,11 @@ func TestEveryMountFlagIsAMountOptionThatSetsItUnlessExcluded(t *testing.T) {
 			t.Errorf("notMountOptions names --%s, which mount does not take", name)
 		}
 	}
+	for alias, name := range mountOptionAliases {
+		if flags[name] == nil {
+			t.Errorf("the alias %s stands for --%s, which mount does not take", alias, name)
+		}
+	}
 	options := 0
 	for name, f := range flags {
 		if _, ok := notMountOptions[name]; ok {
@@ -177,5 +182,14 @@ func TestMountHelperROAndReadOnlyAreOneOptionAndBooleansTakeNoValue(t *testing.T
 	_, _, err := helperArgs([]string{"local:/d", "/m", "-o", "allow_other=true"})
 	if err == nil || err.Error() != `mount option "allow_other=true" takes no value: write allow_other alone` {
 		t.Errorf("allow_other=true: %v", err)
+	}
+}
+
+// main translates the mount(8) form before cobra sees it: a refused
+// option ends the command with status 1 and the reason.
+func TestMainRefusesAnUnknownMountOptionWithStatusOne(t *testing.T) {
+	_, stderr, status := runMain(t, nil, "local:/d", "/m", "-o", "ro,bogus")
+	if status != 1 || !strings.HasPrefix(string(stderr), `secretfs: unknown mount option "bogus" (secretfs takes allow_other, read_only, ro, `) {
+		t.Errorf("status %d, stderr %q", status, stderr)
 	}
 }
