@@ -128,17 +128,7 @@ func TestEveryMountFlagIsAMountOptionThatSetsItUnlessExcluded(t *testing.T) {
 		options++
 		t.Run(name, func(t *testing.T) {
 			v := envValue(t, f)
-			opt := strings.ReplaceAll(name, "-", "_")
-			switch {
-			case f.Value.Type() == "bool":
-				if v != "true" {
-					t.Fatalf("--%s defaults to true: a bare word cannot turn it off", name)
-				}
-			case f.Value.Type() == "stringSlice":
-				opt += "=" + strings.ReplaceAll(v, ",", ":")
-			default:
-				opt += "=" + v
-			}
+			opt := optionFor(t, f, v)
 			args, ok, err := helperArgs([]string{"local:/d", "/m", "-o", opt})
 			if !ok || err != nil {
 				t.Fatalf("-o %s: ok %v, err %v", opt, ok, err)
@@ -154,6 +144,22 @@ func TestEveryMountFlagIsAMountOptionThatSetsItUnlessExcluded(t *testing.T) {
 	if options < 14+11-5 {
 		t.Errorf("only %d options", options)
 	}
+}
+
+// optionFor writes --name=v as a mount(8) option.
+func optionFor(t *testing.T, f *pflag.Flag, v string) string {
+	t.Helper()
+	opt := strings.ReplaceAll(f.Name, "-", "_")
+	switch f.Value.Type() {
+	case "bool":
+		if v != "true" {
+			t.Fatalf("--%s defaults to true: a bare word cannot turn it off", f.Name)
+		}
+		return opt
+	case "stringSlice":
+		return opt + "=" + strings.ReplaceAll(v, ",", ":")
+	}
+	return opt + "=" + v
 }
 
 // mountFlagAfter returns flag name of a new mount command once args are
