@@ -1,9 +1,10 @@
 // Package fault is secretfs's one error type. Every layer reports failures
 // as a *fault.Error carrying the operation, the secret's path and a Kind;
 // each Kind's errno, log level and metric label are in one table
-// (kinds.go), which the file system answers through in exactly one place
-// (fs/errno.go). Messages name secrets and operations, never values: no
-// plaintext may ever be placed in an Error.
+// (kinds.go), which the file system applies in exactly one place
+// (fs/errno.go, which adds only ESTALE for vfs.ErrLookUpAgain). Messages
+// name secrets and operations, never values: no plaintext may ever be
+// placed in an Error.
 //
 // An Error prints as "op: path: kind: message: cause", leaving out what is
 // empty. Wrapping says each thing once, as Upspin's errors.E does:
