@@ -66,6 +66,10 @@ type Options struct {
 	// read-only mount it turns opens back on, which the kernel otherwise
 	// stops sending (see versionNode.Open): one request per open.
 	Audit func(audit.Entry)
+	// Mounted, if set, is the /dev/fd/N of a FUSE connection that is
+	// mounted already (internal/handover makes one with the kernel's
+	// mount API): Mount serves it, and mounts nothing at dir.
+	Mounted string
 	// There is deliberately no switch for go-fuse's request debugging: it
 	// prints the first bytes of every READ reply and WRITE payload, which
 	// here are plaintext.
@@ -133,7 +137,12 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	if opts.Served != nil {
 		served = &observed{RawFileSystem: m.requests, served: opts.Served}
 	}
-	server, err := fuse.NewServer(served, dir, &options.MountOptions)
+	mountPoint := dir
+	if opts.Mounted != "" {
+		// Not DirectMount: go-fuse would call mount(2) on /dev/fd/N.
+		mountPoint, options.MountOptions.DirectMount = opts.Mounted, false
+	}
+	server, err := fuse.NewServer(served, mountPoint, &options.MountOptions)
 	if err != nil {
 		return nil, err
 	}

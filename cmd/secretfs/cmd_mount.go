@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,6 +43,7 @@ type mountConfig struct {
 	daemon       bool   // return once the mount answers, and serve in the background
 	logFile      string
 	auditLog     string // "-" for standard error
+	replace      replaceFlags
 }
 
 func newMountCommand(c *config) *cobra.Command {
@@ -56,7 +56,7 @@ func newMountCommand(c *config) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ready := openReadyPipe()
 			if mc.daemon && ready == nil {
-				return daemonize(cmd.ErrOrStderr())
+				return daemonize(cmd.ErrOrStderr(), relayMainPID(mc.replace.mode != replaceOff))
 			}
 			err := mount(cmd.Context(), c, args[0], cmd.ErrOrStderr(), ready)
 			ready.done(err) // if it failed before it was ready
@@ -78,6 +78,7 @@ func newMountCommand(c *config) *cobra.Command {
 	f.BoolVar(&mc.daemon, "daemon", false, "return once the mount answers (non-zero, with the reason, if it fails) and serve in the background until unmounted")
 	f.StringVar(&mc.logFile, "log-file", "", "append the log to this file, which SIGHUP reopens (default: standard error; for --daemon, syslog, or where it cannot be reached a file named after the mountpoint, such as run-secrets.log, in /var/log/secretfs when root, else in $XDG_STATE_HOME/secretfs)")
 	f.StringVar(&mc.auditLog, "audit-log", "", "write one JSON line per open, commit, unlink and rename of a secret, with who asked, to this file (- for standard error)")
+	mc.replace.register(f)
 	f.StringSliceVar(&mc.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
 	return cmd
 }
@@ -104,7 +105,7 @@ func (mc *mountConfig) validate() error {
 			return fmt.Errorf("--apps %q: %w", app, err)
 		}
 	}
-	return nil
+	return mc.replace.validate()
 }
 
 // mount mounts the secrets at dir and serves them until SIGINT or SIGTERM
@@ -135,10 +136,12 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(stop)
 
-	if err := prepareMountpoint(dir, log); err != nil {
+	succ, err := beginMount(c.mount.replace, dir, c.timeout, log)
+	if err != nil {
 		return err
 	}
-	meter, closeMetrics, err := serveMetrics(c.mount.metricsAddr, c.timeout, log)
+	defer succ.Close()
+	meter, closeMetrics, err := succ.serveMetrics(c.mount.metricsAddr, log)
 	if err != nil {
 		return err
 	}
@@ -159,7 +162,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	catalog := newCatalog(b, c.mount, meter, log)
 	defer catalog.Close() // wipe what is held before the process ends
 
-	server, err := mountFS(dir, catalog, fsOptions(c, b.writeOnly, readOnly, meter, auditLog))
+	server, err := succ.mount(dir, catalog, fsOptions(c, b.writeOnly, readOnly, meter, auditLog))
 	if err != nil {
 		return err
 	}
@@ -169,8 +172,8 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 
 	stopWatchdog := make(chan struct{})
 	defer close(stopWatchdog)
-	go watchdog(dir, log, stopWatchdog)
-	return waitForEnd(server, dir, served, stop, log)
+	go watchdog(dir, log, succ.untilSteppedDown(stopWatchdog))
+	return succ.waitForEnd(server, dir, served, stop)
 }
 
 // openLogs sends the log to --log-file, or for a daemon without one to
@@ -190,24 +193,6 @@ func openLogs(c *config, dir string, stderr io.Writer, ready *readyPipe) (*logFi
 		ready.note(chosen)
 	}
 	return logs, logLines{c.log}, nil
-}
-
-// serveMetrics serves /metrics and /healthz at addr and returns the
-// registry that counts what the mount does, and the function that stops
-// serving. Without an address there is no registry: nil, and nothing is
-// counted.
-func serveMetrics(addr string, timeout time.Duration, log logrus.FieldLogger) (*metrics.Registry, func(), error) {
-	if addr == "" {
-		return nil, func() {}, nil
-	}
-	info, _ := debug.ReadBuildInfo()
-	meter := metrics.New(buildVersion(version, info), metrics.Options{FailingFor: timeout})
-	srv, err := meter.Serve(addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
-	}
-	log.WithField("address", srv.Addr().String()).Info("serving /metrics and /healthz")
-	return meter, func() { srv.Close() }, nil
 }
 
 // openAuditLog opens the audit log at path ("-": standard error), and
@@ -286,16 +271,6 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 	}
 }
 
-// mountFS mounts the file system at dir, serving catalog.
-func mountFS(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
-	status(opts.Log, "mounting "+dir)
-	server, err := fs.Mount(dir, catalog, opts)
-	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
-	}
-	return server, nil
-}
-
 // serving tells /healthz that the mount is served, and returns the
 // function that tells it the mount stopped. It is called before the log
 // says "mounted": whoever waits for that gets 200 from /healthz.
@@ -329,20 +304,6 @@ func announceReady(c *config, dir, about string, readOnly bool, ready *readyPipe
 		"cache_idle": mc.cacheIdle.String(), "stale_if_error": mc.staleIfError.String()}).Info("mounted")
 	notify(log, daemon.SdNotifyReady+"\nSTATUS=serving "+dir+" ("+about+")")
 	ready.done(nil)
-}
-
-// waitForEnd serves until the mount is unmounted from outside (served is
-// closed), or a signal from stop asks to unmount it.
-func waitForEnd(server *fuse.Server, dir string, served <-chan struct{}, stop <-chan os.Signal, log *logrus.Logger) error {
-	select {
-	case <-served:
-		log.WithField("mountpoint", dir).Info("unmounted from outside")
-		return nil
-	case sig := <-stop:
-		log.WithField("signal", sig.String()).Info("unmounting")
-	}
-	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
-	return unmount(server, dir, served, stop, log)
 }
 
 // unmount unmounts cleanly if it can. A mount still in use (a shell inside

@@ -22,6 +22,8 @@ func envValue(t *testing.T, f *pflag.Flag) string {
 		return "debug"
 	case "log-format":
 		return "json"
+	case "replace":
+		return "gap"
 	}
 	switch f.Value.Type() {
 	case "string":

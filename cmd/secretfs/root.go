@@ -103,6 +103,7 @@ generated RSA key pair: no cloud account needed.`,
 		newExecCommand(c),
 		newEnvCommand(c),
 		newVersionCommand(),
+		newStatusCommand(),
 	)
 	return root
 }

@@ -51,7 +51,7 @@ func status(log logrus.FieldLogger, what string) { notify(log, "STATUS="+what) }
 // of its own with no terminal, and returns once it answers, or with why
 // it failed. The mount runs on until unmounted (umount, fusermount3 -u)
 // or stopped with SIGTERM.
-func daemonize(stderr io.Writer) error {
+func daemonize(stderr io.Writer, onReady func(pid int)) error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -88,6 +88,7 @@ func daemonize(stderr io.Writer) error {
 			fmt.Fprintln(stderr, "secretfs:", strings.TrimPrefix(line, "note: "))
 			continue
 		case line == "ready":
+			onReady(cmd.Process.Pid)
 			fmt.Fprintf(stderr, "secretfs: mounted, serving as process %d\n", cmd.Process.Pid)
 			cmd.Process.Release()
 			return nil

@@ -30,6 +30,9 @@ type Predecessor struct {
 	conn *net.UnixConn
 }
 
+// errNoSocket: nothing listens at a mount point's control socket path.
+var errNoSocket = errors.New("no control socket")
+
 // answerLimit bounds the wait for a mount to answer statfs.
 const answerLimit = 5 * time.Second
 
@@ -61,6 +64,9 @@ func Find(mountpoint, fsType string) (*Predecessor, error) {
 		return nil, fmt.Errorf("the secretfs at %s does not answer: %w", mountpoint, err)
 	}
 	p, err := dial(mountpoint)
+	if errors.Is(err, errNoSocket) {
+		return nil, fmt.Errorf("%s is served by a secretfs that cannot be asked to step down (it predates --replace): %w", mountpoint, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +88,9 @@ func Find(mountpoint, fsType string) (*Predecessor, error) {
 // reply (Hello) and the process id this namespace sees (PID). Close it.
 func Status(mountpoint string) (*Predecessor, error) {
 	p, err := dial(mountpoint)
+	if errors.Is(err, errNoSocket) {
+		return nil, fmt.Errorf("no secretfs answers for %s (none serves it, or one that predates --replace): %w", mountpoint, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +109,7 @@ func dial(mountpoint string) (*Predecessor, error) {
 	euid := os.Geteuid()
 	fi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s is served by a secretfs that cannot be asked to step down: no control socket at %s (it predates --replace)", mountpoint, path)
+		return nil, fmt.Errorf("%w at %s", errNoSocket, path)
 	}
 	if err != nil {
 		return nil, err
@@ -127,7 +136,11 @@ func dial(mountpoint string) (*Predecessor, error) {
 
 // ask sends op and keeps the reply in p.Hello.
 func (p *Predecessor) ask(op string, fds ...int) error {
-	if err := send(p.conn, request{V: Version, Op: op}, fds...); err != nil {
+	return p.send(request{V: Version, Op: op}, fds...)
+}
+
+func (p *Predecessor) send(req request, fds ...int) error {
+	if err := send(p.conn, req, fds...); err != nil {
 		return fmt.Errorf("asking the secretfs serving %s: %w", p.Mountpoint, err)
 	}
 	var r Reply
@@ -166,6 +179,13 @@ func (p *Predecessor) StepDown(m *Mount) error {
 		return err
 	}
 	return askErr
+}
+
+// StepDownWithGap asks the predecessor to detach its mount now, with
+// nothing beneath it: for a kernel that cannot mount beneath
+// (--replace=gap). Until the caller mounts, the path serves nothing.
+func (p *Predecessor) StepDownWithGap() error {
+	return p.send(request{V: Version, Op: OpStepDown, Gap: true})
 }
 
 // Close ends the conversation; a predecessor that did not step down goes

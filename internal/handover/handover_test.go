@@ -617,3 +617,26 @@ func TestAChildListsTheUnattachedMountThroughAnInheritedRoot(t *testing.T) {
 		t.Errorf("ls of the inherited root: %q, %v", out, err)
 	}
 }
+
+// --replace=gap, for a kernel that cannot mount beneath: the predecessor
+// detaches its mount with nothing beneath it when asked to, and the path
+// is a plain directory until the successor mounts.
+func TestAStepDownWithAGapLeavesThePlainDirectory(t *testing.T) {
+	dir := mountpoint(t)
+	old, _ := mountOld(t, dir, "old")
+	p, err := Find(dir, fsType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.StepDownWithGap(); err != nil {
+		t.Fatal(err)
+	}
+	if at := mountsAt(t, dir); len(at) != 0 {
+		t.Errorf("after a step-down with a gap: %+v at %s, want nothing", at, dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "hello")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat hello in the gap: %v, want ENOENT (the plain directory)", err)
+	}
+	waitDone(t, old, "the old server, with nothing holding its mount")
+}

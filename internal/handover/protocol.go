@@ -40,6 +40,10 @@ const (
 type request struct {
 	V  int    `json:"v"`
 	Op string `json:"op"`
+	// Gap, in an OpStepDown, asks to step down with no mount beneath:
+	// the successor's kernel cannot mount beneath (--replace=gap), and
+	// the path serves nothing until it mounts.
+	Gap bool `json:"gap,omitempty"`
 }
 
 // Reply is what the server answers, to every operation. Error is empty

@@ -266,7 +266,7 @@ func (c *Control) answer(conn *net.UnixConn, req request, files []*os.File) Repl
 	case OpHello:
 		return c.hello(conn)
 	case OpStepDown:
-		return c.stepDown(conn, files)
+		return c.stepDown(conn, req.Gap, files)
 	case OpStatus:
 		return c.status()
 	}
@@ -297,8 +297,9 @@ func (c *Control) hello(conn *net.UnixConn) Reply {
 
 // stepDown detaches the mount once the asker's mount, whose root the
 // request carries, is seen directly beneath it: the path then shows the
-// asker's mount, and never nothing.
-func (c *Control) stepDown(conn *net.UnixConn, files []*os.File) Reply {
+// asker's mount, and never nothing. Asked for a gap, it detaches without
+// one, and the path serves nothing until the asker mounts.
+func (c *Control) stepDown(conn *net.UnixConn, gap bool, files []*os.File) Reply {
 	c.mu.Lock()
 	turn, done := c.successor == conn, c.steppedDown
 	c.mu.Unlock()
@@ -307,12 +308,15 @@ func (c *Control) stepDown(conn *net.UnixConn, files []*os.File) Reply {
 		return c.refusal("this secretfs has stepped down already")
 	case !turn:
 		return c.refusal("say hello first: only the announced successor may ask to step down")
+	case gap:
+		c.s.Log.Warn("stepping down with a gap, as the successor asks (its kernel cannot mount beneath): the path serves nothing until it mounts")
 	case len(files) != 1:
 		return c.refusal(fmt.Sprintf("a step-down request carries the root of the asker's mount, one descriptor; it carried %d", len(files)))
-	}
-	if err := c.checkBeneath(files[0]); err != nil {
-		c.s.Log.WithError(err).Warn("refused to step down")
-		return c.refusal(err.Error())
+	default:
+		if err := c.checkBeneath(files[0]); err != nil {
+			c.s.Log.WithError(err).Warn("refused to step down")
+			return c.refusal(err.Error())
+		}
 	}
 	if err := c.s.StepDown(); err != nil {
 		c.s.Log.WithError(err).Error("could not step down")

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/secretfs/secretfs/internal/handover"
+)
+
+// newStatusCommand is `secretfs status MOUNTPOINT`: it asks the secretfs
+// serving MOUNTPOINT, through its control socket, how it fares. It exits
+// 0 only when that secretfs serves the mount point, its backend answers,
+// and it runs where this command can see it (this PID namespace or one
+// below): in a container, the mount point is then served by this
+// container's secretfs and not by another's it replaced or that replaced
+// it. That makes it the readiness probe of a DaemonSet that upgrades with
+// --replace (deploy/daemonset.yaml).
+func newStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status MOUNTPOINT",
+		Short: "Say which secretfs serves MOUNTPOINT and how it fares; exit 0 only if it serves it, its backend answers, and it runs in this PID namespace (a container's readiness probe)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := resolve(args[0])
+			if err != nil {
+				return err
+			}
+			p, err := handover.Status(dir)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			r := p.Hello
+			where := fmt.Sprintf("process %d", p.PID)
+			if p.PID == 0 {
+				where = fmt.Sprintf("a process of another PID namespace (its own pid %d)", r.PID)
+			}
+			health := "its backend answers"
+			if !r.Healthy {
+				health = "its backend does not answer"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: served by secretfs %s, %s; %s; %d goroutines, %d open descriptors\n",
+				dir, r.Release, where, health, r.Goroutines, r.Descriptors)
+			switch {
+			case !r.Serving:
+				return fmt.Errorf("%s: that secretfs has stepped down", dir)
+			case p.PID == 0:
+				return fmt.Errorf("%s: served by a secretfs in another PID namespace (another container), not this one's", dir)
+			case !r.Healthy:
+				return fmt.Errorf("%s: its backend does not answer", dir)
+			}
+			return nil
+		},
+	}
+}

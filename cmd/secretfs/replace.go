@@ -1,0 +1,509 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/fs"
+	"github.com/secretfs/secretfs/internal/handover"
+	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/secrets"
+)
+
+// Upgrading without a gap: `mount --replace` takes over a mount point a
+// live secretfs serves (internal/handover says how), and every mount
+// answers such a request on its control socket by stepping down:
+// detaching its mount, serving what still holds it, and exiting once
+// the kernel released it.
+
+// mountType is the type of secretfs's mounts in mountinfo: fs mounts
+// with the name secretfs.
+const mountType = "fuse.secretfs"
+
+// replaceMode is the value of --replace.
+type replaceMode string
+
+const (
+	replaceOff replaceMode = ""
+	// replaceNoGap (--replace) mounts beneath the live mount, or, on a
+	// kernel that cannot, refuses and changes nothing.
+	replaceNoGap replaceMode = "true"
+	// replaceGap (--replace=gap) does the same where the kernel can, and
+	// elsewhere stops the live mount first and mounts after it: the path
+	// serves nothing meanwhile.
+	replaceGap replaceMode = "gap"
+)
+
+func (m *replaceMode) String() string { return string(*m) }
+func (m *replaceMode) Type() string   { return "mode" }
+func (m *replaceMode) Set(s string) error {
+	switch s {
+	case "true", "gap":
+		*m = replaceMode(s)
+	case "false":
+		*m = replaceOff
+	default:
+		return fmt.Errorf("%q: want true (no gap, or refuse), gap (a gap where the kernel cannot mount beneath) or false", s)
+	}
+	return nil
+}
+
+// replaceFlags are mount's flags for replacing and being replaced.
+type replaceFlags struct {
+	mode replaceMode
+	// drainTimeout ends a stepped-down mount this long after it stepped
+	// down, even if something still holds it; 0 waits for ever.
+	drainTimeout time.Duration
+	// exitAfterDrain: exit once the stepped-down mount is released; else
+	// wait for SIGTERM (a container that exits would be started again).
+	exitAfterDrain bool
+}
+
+func (r *replaceFlags) register(f *pflag.FlagSet) {
+	f.Var(&r.mode, "replace", "take over MOUNTPOINT from the secretfs serving it, with no gap: mount beneath it, then have it detach its mount and serve only what still holds it (Linux 6.5 or later); =gap also where the kernel cannot mount beneath, stopping it first. With nothing served there, mount as usual")
+	f.Lookup("replace").NoOptDefVal = string(replaceNoGap)
+	f.DurationVar(&r.drainTimeout, "drain-timeout", 0, "once replaced, stop serving what still holds the detached mount after this long (0: until the last descriptor, directory or bind mount is gone)")
+	f.BoolVar(&r.exitAfterDrain, "exit-after-drain", true, "once replaced and drained, exit; false waits for SIGTERM, for a container that would be started again if it exited")
+}
+
+func (r *replaceFlags) validate() error {
+	if r.drainTimeout < 0 {
+		return fmt.Errorf("--drain-timeout %s: want 0 (wait until released) or a positive duration", r.drainTimeout)
+	}
+	return nil
+}
+
+// succession is one mount's part in replacements: the predecessor it
+// takes over, if any, its own control socket, by which a successor asks
+// it to step down, and what stepping down stops.
+type succession struct {
+	flags   replaceFlags
+	dir     string // the mount point, as mountinfo names it
+	timeout time.Duration
+	log     *logrus.Logger
+
+	pred    *handover.Predecessor // nil: this mount replaces nothing (any longer)
+	control *handover.Control     // nil until mounted, or when it could not be made
+	dev     uint64                // the device number of this mount's file system
+	// handedOver: the mount was made with the kernel's mount API, so its
+	// go-fuse server cannot unmount it (fuse.Server.Unmount refuses a
+	// /dev/fd/N mount point); this process unmounts the path itself.
+	handedOver bool
+
+	metricsAddr string
+	meter       *metrics.Registry
+	mu          sync.Mutex // guards listener
+	listener    *metrics.Server
+
+	steppedDown chan struct{} // closed once the mount is detached for a successor
+}
+
+// beginMount prepares dir for mounting (prepareMountpoint) and, with
+// --replace, finds the live secretfs to take over and takes the turn to
+// replace it. It changes nothing at dir unless --replace=gap must stop
+// the live secretfs first.
+func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.Logger) (*succession, error) {
+	s := &succession{flags: r, timeout: timeout, log: log, steppedDown: make(chan struct{})}
+	abs, err := resolve(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.dir = abs
+	if r.mode == replaceOff {
+		return s, prepareMountpoint(dir, log)
+	}
+	beneath := handover.BeneathSupported()
+	if beneath != nil && r.mode != replaceGap {
+		return nil, fmt.Errorf("--replace: %w; --replace=gap replaces it anyway, stopping it first, and the path serves nothing until this one mounts", beneath)
+	}
+	pred, err := handover.Find(abs, mountType)
+	switch {
+	case errors.Is(err, handover.ErrNothingToReplace):
+		log.WithField("mountpoint", abs).WithError(err).Info("--replace: nothing to replace; mounting as usual")
+		return s, prepareMountpoint(dir, log)
+	case err != nil:
+		return nil, fmt.Errorf("--replace: %w", err)
+	}
+	log.WithFields(logrus.Fields{"mountpoint": abs, "pid": pred.PID, "predecessor_version": pred.Hello.Release}).
+		Info("--replace: taking over from the secretfs serving the mount point")
+	if beneath == nil {
+		s.pred = pred
+		return s, nil
+	}
+	defer pred.Close()
+	log.WithError(beneath).Warn("--replace=gap: this kernel cannot mount beneath; asking the running secretfs to step down first: the path serves nothing until this mount is made")
+	if err := pred.StepDownWithGap(); err != nil {
+		return nil, fmt.Errorf("--replace=gap: %w", err)
+	}
+	return s, prepareMountpoint(dir, log)
+}
+
+// serveMetrics makes the registry that counts what the mount does and,
+// unless this mount takes over another, serves it at addr at once. A
+// successor serves it once its predecessor stepped down and closed the
+// address. The function returned stops serving; it may be called more
+// than once. Without an address there is no registry.
+func (s *succession) serveMetrics(addr string, log logrus.FieldLogger) (*metrics.Registry, func(), error) {
+	if addr == "" {
+		return nil, func() {}, nil
+	}
+	info, _ := debug.ReadBuildInfo()
+	s.meter = metrics.New(buildVersion(version, info), metrics.Options{FailingFor: s.timeout})
+	s.metricsAddr = addr
+	if s.pred == nil {
+		if err := s.listenMetrics(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s.meter, s.closeMetrics, nil
+}
+
+func (s *succession) listenMetrics() error {
+	srv, err := s.meter.Serve(s.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %s: %w", s.metricsAddr, err)
+	}
+	s.mu.Lock()
+	s.listener = srv
+	s.mu.Unlock()
+	s.log.WithField("address", srv.Addr().String()).Info("serving /metrics and /healthz")
+	return nil
+}
+
+func (s *succession) closeMetrics() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener != nil {
+		s.listener.Close()
+		s.listener = nil
+	}
+}
+
+// mount mounts catalog at the mount point: beneath the predecessor's
+// mount, which then steps down, when there is one, else as usual; and
+// listens on the control socket, so that a successor can replace it.
+func (s *succession) mount(dir string, catalog secrets.Catalog, opts fs.Options) (*fuse.Server, error) {
+	status(s.log, "mounting "+dir)
+	if s.pred != nil {
+		return s.mountBeneath(dir, catalog, opts)
+	}
+	server, err := fs.Mount(dir, catalog, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+	if top, ok := handover.TopAt(all, s.dir); err == nil && ok && top.FSType == mountType {
+		s.dev = top.Dev
+		s.listen(handover.SocketPath(s.dir))
+	} else {
+		s.log.WithError(err).Warn("this mount is not in the mount table as expected: it cannot be replaced with --replace")
+	}
+	return server, nil
+}
+
+// mountBeneath makes this mount with the kernel's mount API, serves it,
+// checks that it answers a listing, attaches it beneath the live mount,
+// and has the predecessor step down. A failure before the attachment
+// changes nothing; after it, the new mount stays beneath the live one,
+// which goes on serving.
+func (s *succession) mountBeneath(dir string, catalog secrets.Catalog, opts fs.Options) (*fuse.Server, error) {
+	m, err := handover.Open(handover.Options{Source: "secretfs", Subtype: "secretfs",
+		UserID: uint32(os.Geteuid()), GroupID: uint32(os.Getegid()),
+		AllowOther: opts.AllowOther, DefaultPermissions: true, ReadOnly: opts.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("--replace: %w", err)
+	}
+	// Closing the mount's root before it is attached dissolves the
+	// mount and ends its server; after, the mount no longer holds
+	// itself, and is released when unmounted.
+	defer m.Close()
+	opts.Mounted = m.DevicePath()
+	server, err := fs.Mount(dir, catalog, opts)
+	if err != nil {
+		return nil, fmt.Errorf("--replace: serving the new mount: %w", err)
+	}
+	s.handedOver = true
+	if err := m.DeclinePoll(); err != nil {
+		s.log.WithError(err).Debug("go-fuse's poll hack failed")
+	}
+	if s.dev, err = m.Dev(); err != nil {
+		return nil, fmt.Errorf("--replace: %w", err)
+	}
+	if err := answersThrough(m.Root(), 2*s.timeout+time.Second); err != nil {
+		s.log.WithError(err).Warn("the new mount's first listing failed; it serves anyway")
+	}
+	// Listening before the switch: the path is never without a
+	// secretfs that a later successor can ask.
+	s.listen(fmt.Sprintf("%s.%d", handover.SocketPath(s.dir), os.Getpid()))
+	if err := m.AttachBeneath(s.dir); err != nil {
+		return nil, fmt.Errorf("--replace: %w", err)
+	}
+	if err := s.pred.StepDown(m); err != nil && !s.onTop() {
+		return nil, fmt.Errorf("--replace: %w; this mount stays beneath the live one, unseen, and is left dead when this process exits: the next mount after the live one stops recovers it", err)
+	}
+	s.pred.Close()
+	s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID}).
+		Info("--replace: the predecessor stepped down: its mount is detached, and this one serves the mount point")
+	s.pred = nil
+	if s.control != nil {
+		if err := s.control.MoveTo(handover.SocketPath(s.dir)); err != nil {
+			s.log.WithError(err).Warn("this mount cannot be replaced with --replace")
+		}
+	}
+	if s.meter != nil {
+		s.listenMetricsOnceFree()
+	}
+	return server, nil
+}
+
+// onTop reports whether this process's mount is the top one at the mount
+// point: the predecessor's is gone, whoever removed it.
+func (s *succession) onTop() bool {
+	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+	top, ok := handover.TopAt(all, s.dir)
+	return err == nil && ok && top.Dev == s.dev
+}
+
+// listenMetricsOnceFree serves the metrics at the address the
+// predecessor closed as it stepped down; it retries for a while in the
+// background if the address is not free yet.
+func (s *succession) listenMetricsOnceFree() {
+	if s.listenMetrics() == nil {
+		return
+	}
+	go func() {
+		var err error
+		for range 50 {
+			time.Sleep(100 * time.Millisecond)
+			if err = s.listenMetrics(); err == nil {
+				return
+			}
+		}
+		s.log.WithError(err).Error("the predecessor's metrics address did not come free: serving no /metrics or /healthz")
+	}()
+}
+
+// listen makes this mount's control socket at path; a mount that cannot
+// make one serves anyway, and says it cannot be replaced.
+func (s *succession) listen(path string) {
+	info, _ := debug.ReadBuildInfo()
+	c, err := handover.Listen(path, handover.Server{Mountpoint: s.dir, FSType: mountType, Dev: s.dev,
+		Release: buildVersion(version, info), Owner: os.Geteuid(), Healthy: s.healthy, StepDown: s.stepDown, Log: s.log})
+	if err != nil {
+		s.log.WithError(err).Warn("no control socket: this mount cannot be replaced with --replace")
+		return
+	}
+	s.control = c
+}
+
+func (s *succession) healthy() bool {
+	if s.meter == nil {
+		return true
+	}
+	ok, _ := s.meter.Healthy()
+	return ok
+}
+
+// stepDown detaches this mount for a successor whose mount lies beneath
+// it, and stops serving the metrics address, which the successor takes.
+// The mount goes on serving what still holds it (waitForEnd drains).
+func (s *succession) stepDown() error {
+	if err := unix.Unmount(s.dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach %s: %w", s.dir, err)
+	}
+	s.closeMetrics()
+	if s.meter != nil {
+		s.meter.SetServing(false)
+	}
+	close(s.steppedDown)
+	return nil
+}
+
+func (s *succession) isSteppedDown() bool {
+	select {
+	case <-s.steppedDown:
+		return true
+	default:
+		return false
+	}
+}
+
+// untilSteppedDown returns a channel closed when stop is, or when this
+// mount steps down: a stepped-down mount's watchdog has nothing to watch
+// at the path, and is no longer the service systemd supervises.
+func (s *succession) untilSteppedDown(stop <-chan struct{}) <-chan struct{} {
+	either := make(chan struct{})
+	go func() {
+		defer close(either)
+		select {
+		case <-stop:
+		case <-s.steppedDown:
+		}
+	}()
+	return either
+}
+
+// waitForEnd serves until the mount is unmounted from outside, a signal
+// from stop asks to unmount it, or it steps down for a successor and
+// drains.
+func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan struct{}, stop <-chan os.Signal) error {
+	log := s.log
+	select {
+	case <-served:
+		if s.isSteppedDown() { // and released at once
+			return s.drain(served, stop)
+		}
+		log.WithField("mountpoint", dir).Info("unmounted from outside")
+		return nil
+	case <-s.steppedDown:
+		return s.drain(served, stop)
+	case sig := <-stop:
+		log.WithField("signal", sig.String()).Info("unmounting")
+	}
+	// A successor asking now is too late: this mount goes.
+	s.closeControl()
+	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
+	if !s.handedOver {
+		return unmount(server, dir, served, stop, log)
+	}
+	return unmountPath(s.dir, served, stop, log)
+}
+
+// unmountPath unmounts the mount this process serves at dir, made with
+// the kernel's mount API, as unmount does for one go-fuse made: cleanly
+// if it can, else lazily.
+func unmountPath(dir string, served <-chan struct{}, stop <-chan os.Signal, log *logrus.Logger) error {
+	err := unix.Unmount(dir, 0)
+	if err == nil {
+		<-served
+		log.WithField("mountpoint", dir).Info("unmounted")
+		return nil
+	}
+	log.WithError(err).Warn("the mount is busy: files are open in it; detaching it lazily, and uncommitted writes in open files are lost")
+	if err := detach(dir); err != nil {
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
+	select {
+	case <-served:
+	case <-stop:
+	case <-time.After(2 * time.Second):
+	}
+	log.WithField("mountpoint", dir).Info("detached")
+	return nil
+}
+
+// drain serves the detached mount until the kernel releases it (its
+// server returns), --drain-timeout runs out, or a signal comes; in the
+// last two cases it logs what still held the mount. With
+// --exit-after-drain=false it then waits for a signal.
+func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal) error {
+	log := s.log.WithField("mountpoint", s.dir)
+	s.closeControl()
+	log.Info("stepped down for a successor: the mount is detached; serving what still holds it until the last reference goes")
+	status(log, "stepped down: serving what still holds the detached mount")
+	var timeout <-chan time.Time
+	if s.flags.drainTimeout > 0 {
+		timer := time.NewTimer(s.flags.drainTimeout)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	select {
+	case <-served:
+		log.Info("the last reference to the detached mount is gone")
+		if !s.flags.exitAfterDrain {
+			status(log, "stepped down and drained: waiting for SIGTERM")
+			log.Info("drained; waiting for SIGTERM (--exit-after-drain=false)")
+			<-stop
+		}
+		return nil
+	case sig := <-stop:
+		log = log.WithField("signal", sig.String())
+		log.Warn("ending the drain on a signal: what still holds the detached mount loses it")
+	case <-timeout:
+		log.WithField("drain_timeout", s.flags.drainTimeout.String()).Warn("--drain-timeout ran out: what still holds the detached mount loses it")
+	}
+	holders := handover.Holders(s.dev)
+	for _, h := range holders {
+		log.WithFields(logrus.Fields{"pid": h.PID, "command": h.Command, "holds": h.What}).Warn("still open when the drain ended")
+	}
+	log.WithField("holders", len(holders)).Info("drain ended")
+	return nil
+}
+
+func (s *succession) closeControl() {
+	if s.control != nil {
+		s.control.Close()
+	}
+}
+
+// Close ends what the succession still holds: the turn to replace a
+// predecessor, if the mount did not happen, and the control socket.
+func (s *succession) Close() {
+	if s.pred != nil {
+		s.pred.Close()
+	}
+	s.closeControl()
+}
+
+// answersThrough reports whether the mount whose root is root answers a
+// listing, within limit. As answers does, it lists from a child process:
+// one that inherits root and lists /proc/self/fd/3, since the mount is
+// attached nowhere yet.
+func answersThrough(root *os.File, limit time.Duration) error {
+	closeOnExec()
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), listProbeEnv+"=/proc/self/fd/3")
+	cmd.ExtraFiles = []*os.File{root}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("listing the new mount: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("listing the new mount: %s", strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		return fmt.Errorf("the new mount did not answer a listing within %s", limit)
+	}
+}
+
+// relayMainPID is what a --daemon parent running as systemd's ExecReload=
+// tells systemd once its child took the mount over: the child is the
+// service's main process now, and ready (NotifyAccess=exec accepts this
+// from the reload's own process, not from its child).
+func relayMainPID(replacing bool) func(pid int) {
+	return func(pid int) {
+		if !replacing || os.Getenv("NOTIFY_SOCKET") == "" {
+			return
+		}
+		state := fmt.Sprintf("MAINPID=%d\n%s\nSTATUS=serving (took over as process %d)", pid, daemon.SdNotifyReady, pid)
+		if _, err := daemon.SdNotify(false, state); err != nil {
+			fmt.Fprintln(os.Stderr, "secretfs: could not tell systemd the new main process:", err)
+		}
+	}
+}
+
+// notifiesItself reports whether this mount tells systemd it is ready
+// itself: not a --replace child of a --daemon parent, which systemd
+// hears from the parent (relayMainPID) and not yet from the child.
+func notifiesItself(r replaceFlags, ready *readyPipe) bool {
+	return r.mode == replaceOff || ready == nil
+}
