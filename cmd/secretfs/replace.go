@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -107,6 +108,10 @@ type succession struct {
 	mu          sync.Mutex // guards listener
 	listener    *metrics.Server
 
+	// detaching is set while the mount is being detached for a
+	// successor, and stays set once it is: the mount's release that may
+	// follow at once is then no unmount from outside.
+	detaching   atomic.Bool
 	steppedDown chan struct{} // closed once the mount is detached for a successor
 }
 
@@ -124,10 +129,6 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 	if r.mode == replaceOff {
 		return s, prepareMountpoint(dir, log)
 	}
-	beneath := handover.BeneathSupported()
-	if beneath != nil && r.mode != replaceGap {
-		return nil, fmt.Errorf("--replace: %w; --replace=gap replaces it anyway, stopping it first, and the path serves nothing until this one mounts", beneath)
-	}
 	pred, err := handover.Find(abs, mountType)
 	switch {
 	case errors.Is(err, handover.ErrNothingToReplace):
@@ -135,6 +136,11 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 		return s, prepareMountpoint(dir, log)
 	case err != nil:
 		return nil, fmt.Errorf("--replace: %w", err)
+	}
+	beneath := handover.BeneathSupported()
+	if beneath != nil && r.mode != replaceGap {
+		pred.Close()
+		return nil, fmt.Errorf("--replace: %w; --replace=gap replaces it anyway, stopping it first, and the path serves nothing until this one mounts", beneath)
 	}
 	log.WithFields(logrus.Fields{"mountpoint": abs, "pid": pred.PID, "predecessor_version": pred.Hello.Release}).
 		Info("--replace: taking over from the secretfs serving the mount point")
@@ -320,7 +326,9 @@ func (s *succession) healthy() bool {
 // it, and stops serving the metrics address, which the successor takes.
 // The mount goes on serving what still holds it (waitForEnd drains).
 func (s *succession) stepDown() error {
+	s.detaching.Store(true)
 	if err := unix.Unmount(s.dir, unix.MNT_DETACH); err != nil {
+		s.detaching.Store(false)
 		return fmt.Errorf("detach %s: %w", s.dir, err)
 	}
 	s.closeMetrics()
@@ -329,15 +337,6 @@ func (s *succession) stepDown() error {
 	}
 	close(s.steppedDown)
 	return nil
-}
-
-func (s *succession) isSteppedDown() bool {
-	select {
-	case <-s.steppedDown:
-		return true
-	default:
-		return false
-	}
 }
 
 // untilSteppedDown returns a channel closed when stop is, or when this
@@ -362,7 +361,8 @@ func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan s
 	log := s.log
 	select {
 	case <-served:
-		if s.isSteppedDown() { // and released at once
+		if s.detaching.Load() { // and released at once
+			<-s.steppedDown
 			return s.drain(served, stop)
 		}
 		log.WithField("mountpoint", dir).Info("unmounted from outside")

@@ -118,7 +118,7 @@ func dial(mountpoint string) (*Predecessor, error) {
 	if fi.Mode()&os.ModeSocket == 0 || int(st.Uid) != euid || fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s is not a control socket only this user (uid %d) may use (%s, owner uid %d): not using it", path, euid, fi.Mode(), st.Uid)
 	}
-	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+	conn, err := dialSocket(path)
 	if err != nil {
 		return nil, fmt.Errorf("the secretfs serving %s cannot be reached at %s: %w", mountpoint, path, err)
 	}

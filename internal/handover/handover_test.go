@@ -640,3 +640,29 @@ func TestAStepDownWithAGapLeavesThePlainDirectory(t *testing.T) {
 	}
 	waitDone(t, old, "the old server, with nothing holding its mount")
 }
+
+// A mount point whose socket path is longer than a Unix socket address
+// holds (108 bytes) still gets a control socket that answers.
+func TestAControlSocketBesideALongPathAnswers(t *testing.T) {
+	requireRootAndFUSE(t)
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100), "mnt")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if len(SocketPath(dir)) <= maxSocketPath {
+		t.Fatalf("%s is short enough for an address: the test tests nothing", SocketPath(dir))
+	}
+	c, err := Listen(SocketPath(dir), Server{Mountpoint: dir, Release: "long", Owner: os.Geteuid(), Log: quietLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, err := Status(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.Hello.Release != "long" {
+		t.Errorf("status through a long path: %+v", p.Hello)
+	}
+}

@@ -83,6 +83,39 @@ func SocketPath(mountpoint string) string {
 	return filepath.Join(dir, "."+base+".secretfs.sock")
 }
 
+// maxSocketPath is the longest path a Unix socket address holds
+// (sun_path, 108 bytes with its terminating NUL).
+const maxSocketPath = 107
+
+// socketAddr returns an address for the socket at path, and a function
+// to call once it has been used. A path too long for an address is
+// reached through a descriptor of its directory: /proc/self/fd/N/name.
+func socketAddr(path string) (*net.UnixAddr, func(), error) {
+	if len(path) <= maxSocketPath {
+		return &net.UnixAddr{Name: path, Net: "unixpacket"}, func() {}, nil
+	}
+	fd, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	short := fmt.Sprintf("/proc/self/fd/%d/%s", fd, filepath.Base(path))
+	if len(short) > maxSocketPath {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("the socket's name %q is too long", filepath.Base(path))
+	}
+	return &net.UnixAddr{Name: short, Net: "unixpacket"}, func() { unix.Close(fd) }, nil
+}
+
+// dialSocket connects to the socket at path.
+func dialSocket(path string) (*net.UnixConn, error) {
+	addr, done, err := socketAddr(path)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return net.DialUnix("unixpacket", nil, addr)
+}
+
 // send writes v as one packet, with fds (SCM_RIGHTS) if any.
 func send(c *net.UnixConn, v any, fds ...int) error {
 	data, err := json.Marshal(v)

@@ -85,7 +85,12 @@ func Listen(path string, s Server) (*Control, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	addr, done, err := socketAddr(path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	l, err := net.ListenUnix("unixpacket", addr)
+	done()
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
@@ -120,7 +125,7 @@ func removeStale(path string) error {
 	if fi.Mode()&os.ModeSocket == 0 {
 		return fmt.Errorf("%s exists and is not a socket: not replacing it", path)
 	}
-	conn, err := net.DialTimeout("unixpacket", path, time.Second)
+	conn, err := dialSocket(path)
 	if err == nil {
 		conn.Close()
 		return fmt.Errorf("another process listens at %s", path)

@@ -1,0 +1,665 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// `secretfs mount --replace`: a new secretfs takes over a live mount
+// point with no gap (docs/SEMANTICS.md, "Replacement").
+
+// replaceValue is the nth value the writer of these tests commits: a
+// fixed length, so that a torn or partial read shows.
+func replaceValue(n int) string { return fmt.Sprintf("v%05d-%s", n, strings.Repeat("x", 48)) }
+
+var replaceValuePattern = regexp.MustCompile(`^v(\d{5})-x{48}$`)
+
+// commitLog records when each value was committed (its close returned),
+// and judges whether a read was current: a read that started at least
+// --ttl + 1 s after value n was committed must return n or a later one.
+type commitLog struct {
+	mu    sync.Mutex
+	at    map[int]time.Time
+	fresh time.Duration // --ttl + 1 s
+}
+
+func (c *commitLog) committed(n int, at time.Time) {
+	c.mu.Lock()
+	c.at[n] = at
+	c.mu.Unlock()
+}
+
+// judge returns why a read of got, started at start, is wrong: not a
+// whole value, or older than what was committed fresh before it.
+func (c *commitLog) judge(got string, start time.Time) string {
+	m := replaceValuePattern.FindStringSubmatch(got)
+	if m == nil {
+		return fmt.Sprintf("not a whole value: %q", got)
+	}
+	n, _ := strconv.Atoi(m[1])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, at := range c.at {
+		if k > n && start.Sub(at) > c.fresh {
+			return fmt.Sprintf("value %d read at %s, but %d was committed %s before", n, start.Format("15:04:05.000"), k, start.Sub(at).Round(time.Millisecond))
+		}
+	}
+	return ""
+}
+
+// tally counts the reads of one kind of reader and keeps the first
+// failures.
+type tally struct {
+	name     string
+	reads    atomic.Int64
+	mu       sync.Mutex
+	failures []string
+}
+
+func (t *tally) fail(why string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.failures = append(t.failures, why)
+}
+
+func (t *tally) report(tb testing.TB) {
+	tb.Helper()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tb.Logf("%s: %d reads, %d errors", t.name, t.reads.Load(), len(t.failures))
+	if len(t.failures) > 0 {
+		tb.Errorf("%s: %d of %d reads failed; the first: %q", t.name, len(t.failures), t.reads.Load(), t.failures[:min(5, len(t.failures))])
+	}
+	if t.reads.Load() == 0 {
+		tb.Errorf("%s: no read at all", t.name)
+	}
+}
+
+// slaveConsumerScript is a consumer in its own mount namespace, as the
+// kubelet sets one up for a pod with a HostToContainer hostPath volume of
+// the directory holding the mount point (consumerScript, service_test.go),
+// reading as uid 1000 and printing "N EPOCH_NS ok VALUE" or "N EPOCH_NS
+// error MESSAGE" for each read; it stops when $STOP exists or the test
+// process is gone.
+const slaveConsumerScript = `set -eu
+mount --rbind "$HOST" "$CONT"
+mount --make-rslave "$CONT"
+mount -o remount,bind,ro "$CONT"
+exec setpriv --reuid=1000 --regid=1000 --clear-groups --inh-caps=-all --bounding-set=-all sh -c '
+echo "consumer uid $(id -u) gid $(id -g)"
+i=0
+while [ ! -e "$STOP" ] && [ -e "/proc/$TESTPID" ] && [ "$i" -lt 100000 ]; do
+	i=$((i+1))
+	t=$(date +%s%N)
+	if v=$(cat "$CONT/secrets/$APP/db-password" 2>&1); then echo "$i $t ok $v"; else echo "$i $t error $v"; fi
+	sleep 0.01
+done
+echo "$i stopped"
+'`
+
+// processCounts are the open descriptors (/proc/PID/fd) and goroutines
+// (secretfs status, over the control socket) of the secretfs serving dir.
+type processCounts struct{ pid, fds, goroutines int }
+
+func countsOf(t *testing.T, dir string) processCounts {
+	t.Helper()
+	out, err := exec.Command(binary, "status", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("secretfs status %s: %v\n%s", dir, err, out)
+	}
+	m := regexp.MustCompile(`process (\d+); .*; (\d+) goroutines, (\d+) open descriptors`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("secretfs status said %q", out)
+	}
+	var c processCounts
+	c.pid, _ = strconv.Atoi(m[1])
+	c.goroutines, _ = strconv.Atoi(m[2])
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.fds = len(fds)
+	return c
+}
+
+// versionOf returns the Version of app/name in the store (secretfs ls -l).
+func versionOf(t *testing.T, b *backend, app, name string) int {
+	t.Helper()
+	for _, line := range strings.Split(b.cli(t, nil, "ls", "-l", app), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[len(f)-1] == name {
+			v, err := strconv.Atoi(strings.TrimPrefix(f[3], "v"))
+			if err != nil {
+				t.Fatalf("ls -l line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("%s/%s not listed by secretfs ls -l %s", app, name, app)
+	return 0
+}
+
+// Twenty replacements in a row, each by a new `secretfs mount --replace`
+// process, while every kind of reader the issue names carries on: four
+// readers re-opening by path; a descriptor opened before each
+// replacement and read again after it; a bind mount of the application's
+// directory (Kubernetes' subPath) made on the first mount; a consumer in
+// a mount namespace of its own (slave propagation) reading as uid 1000;
+// and a writer whose close lands on the process being replaced, after it
+// stepped down. Not one read fails, every value is whole and current
+// within --ttl + 1 s, every write is committed exactly once; afterwards
+// one secretfs mount is at the path (in this namespace and the
+// consumer's), every replaced process has exited once nothing held its
+// mount, and a process that took over holds no more descriptors or
+// goroutines than one that mounted afresh.
+func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	const (
+		rounds = 20
+		app    = "billing"
+		ttl    = time.Second
+	)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte(replaceValue(0)), "put", app+"/db-password")
+	versionBefore := versionOf(t, b, app, "db-password")
+
+	// A node: the directory holding the mount point is a shared mount,
+	// as for a DaemonSet's Bidirectional hostPath.
+	base := t.TempDir()
+	for _, d := range []string{base, filepath.Dir(base)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host, container, bind := filepath.Join(base, "node"), filepath.Join(base, "consumer"), filepath.Join(base, "subpath")
+	for _, d := range []string{host, container, bind} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, "mount", "--bind", host, host)
+	t.Cleanup(func() { _ = syscall.Unmount(host, syscall.MNT_DETACH) })
+	mustRun(t, "mount", "--make-rshared", host)
+	dir := filepath.Join(host, "secrets")
+	flags := []string{"--ttl", ttl.String(), "--allow-other", "--uid", "1000", "--gid", "1000", "--file-mode", "0400", "--dir-mode", "0500", "--apps", app}
+
+	commits := &commitLog{at: map[int]time.Time{0: time.Now()}, fresh: ttl + time.Second}
+	first := mountAt(t, b, dir, flags...)
+	quiet := countsOf(t, dir)
+	mounts := []*mounted{first}
+
+	// The bind of one application's directory, made on the first mount.
+	mustRun(t, "mount", "--bind", filepath.Join(dir, app), bind)
+	t.Cleanup(func() { _ = syscall.Unmount(bind, syscall.MNT_DETACH) })
+
+	// The consumer in its own mount namespace.
+	outPath := filepath.Join(t.TempDir(), "consumer.out")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	stopFile := filepath.Join(base, "stop")
+	consumer := exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", slaveConsumerScript)
+	consumer.Env = []string{"PATH=" + os.Getenv("PATH"), "HOST=" + host, "CONT=" + container, "APP=" + app,
+		"STOP=" + stopFile, "TESTPID=" + strconv.Itoa(os.Getpid())}
+	consumer.Stdout, consumer.Stderr = out, out
+	consumer.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := consumer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	consumerDone := make(chan struct{})
+	go func() { consumer.Wait(); close(consumerDone) }()
+	stopConsumer := func() {
+		os.WriteFile(stopFile, nil, 0o644)
+		select {
+		case <-consumerDone:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-consumer.Process.Pid, syscall.SIGKILL)
+			<-consumerDone
+		}
+	}
+	t.Cleanup(stopConsumer) // before the mounts' cleanups: it reads in a copy of the mount
+
+	// The readers in this namespace: four by path, one through the bind.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	byPath, throughBind, held := &tally{name: "4 readers re-opening by path"}, &tally{name: "a reader through the bind (subPath)"}, &tally{name: "a descriptor held across each replacement"}
+	read := func(tl *tally, path string) {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			got, err := os.ReadFile(path)
+			tl.reads.Add(1)
+			if err != nil {
+				tl.fail(err.Error())
+			} else if why := commits.judge(string(got), start); why != "" {
+				tl.fail(why)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	for range 4 {
+		wg.Add(1)
+		go read(byPath, filepath.Join(dir, app, "db-password"))
+	}
+	wg.Add(1)
+	go read(throughBind, filepath.Join(bind, "db-password"))
+	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopReaders)
+
+	eventually(t, 30*time.Second, "the consumer reads", func() bool {
+		data, _ := os.ReadFile(outPath)
+		return bytes.Count(data, []byte(" ok ")) >= 3
+	})
+
+	for round := 1; round <= rounds; round++ {
+		// A writer opens the secret on the mount about to be replaced,
+		// and writes; its close comes after the replacement.
+		value := replaceValue(round)
+		w, err := os.OpenFile(filepath.Join(dir, app, "db-password"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatalf("round %d: open for writing: %v", round, err)
+		}
+		if _, err := io.WriteString(w, value); err != nil {
+			t.Fatalf("round %d: write: %v", round, err)
+		}
+		// A reader opens it too, and reads once.
+		h, err := os.Open(filepath.Join(dir, app, "db-password"))
+		if err != nil {
+			t.Fatalf("round %d: open: %v", round, err)
+		}
+		before := make([]byte, 128)
+		n, err := h.ReadAt(before, 0)
+		held.reads.Add(1)
+		if err != nil && err != io.EOF {
+			held.fail(err.Error())
+		}
+		before = before[:n]
+
+		previous := mounts[len(mounts)-1]
+		next := mountAt(t, b, dir, append([]string{"--replace"}, flags...)...)
+		mounts = append(mounts, next)
+		if !strings.Contains(next.log(), "the predecessor stepped down") {
+			t.Fatalf("round %d: the new secretfs does not say its predecessor stepped down:\n%s", round, next.log())
+		}
+
+		again := make([]byte, 128)
+		n, err = h.ReadAt(again, 0)
+		held.reads.Add(1)
+		switch {
+		case err != nil && err != io.EOF:
+			held.fail(fmt.Sprintf("round %d: read after the replacement: %v", round, err))
+		case string(again[:n]) != string(before):
+			held.fail(fmt.Sprintf("round %d: read %q after the replacement, %q before", round, again[:n], before))
+		}
+		h.Close()
+		if err := w.Close(); err != nil {
+			t.Fatalf("round %d: the writer's close, on the replaced process: %v", round, err)
+		}
+		commits.committed(round, time.Now())
+		next.secret(value)
+
+		// Once nothing holds its mount, the replaced process exits by
+		// itself (the first one is held by the bind until the end).
+		if previous != first {
+			select {
+			case <-previous.exited:
+				if previous.waitErr != nil {
+					t.Errorf("round %d: the replaced secretfs exited with %v", round, previous.waitErr)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d: the replaced secretfs did not exit within 30s of its mount's last reference going\n%s", round, previous.log())
+			}
+		}
+	}
+	// The last value is read through every kind of reader.
+	time.Sleep(commits.fresh)
+	// One secretfs mount in the consumer's namespace, below the
+	// directory it holds.
+	inConsumer := mountinfoLines(t, consumer.Process.Pid, filepath.Join(container, "secrets"))
+	t.Logf("mountinfo of the consumer's namespace after %d replacements:\n%s", rounds, strings.Join(inConsumer, "\n"))
+	if len(inConsumer) != 1 || !strings.Contains(inConsumer[0], " - fuse.secretfs ") {
+		t.Errorf("in the consumer's namespace, %d mounts below its directory, want one secretfs mount", len(inConsumer))
+	}
+	stopReaders()
+	stopConsumer()
+
+	byPath.report(t)
+	throughBind.report(t)
+	held.report(t)
+	data, _ := os.ReadFile(outPath)
+	consumerReads := &tally{name: "a consumer in its own mount namespace, as uid 1000"}
+	line := regexp.MustCompile(`^(\d+) (\d+) (ok|error) (.*)$`)
+	var header []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			header = append(header, l)
+			continue
+		}
+		consumerReads.reads.Add(1)
+		ns, _ := strconv.ParseInt(m[2], 10, 64)
+		if m[3] != "ok" {
+			consumerReads.fail("read " + m[1] + ": " + m[4])
+		} else if why := commits.judge(m[4], time.Unix(0, ns)); why != "" {
+			consumerReads.fail("read " + m[1] + ": " + why)
+		}
+	}
+	consumerReads.report(t)
+	if len(header) < 1 || header[0] != "consumer uid 1000 gid 1000" {
+		t.Errorf("the consumer said %q, want that it runs as uid and gid 1000", header)
+	}
+
+	// Every write committed once.
+	if v := versionOf(t, b, app, "db-password"); v != versionBefore+rounds {
+		t.Errorf("the secret's version went from %d to %d over %d writes, want +%d: a write was lost or committed twice", versionBefore, v, rounds, rounds)
+	}
+	if got := b.cli(t, nil, "get", app+"/db-password"); got != replaceValue(rounds) {
+		t.Errorf("the store holds %q, want the last value written", got)
+	}
+
+	// One secretfs mount at the path, here and in the consumer's namespace.
+	last := mounts[len(mounts)-1]
+	lines := mountinfoLines(t, os.Getpid(), dir)
+	t.Logf("mountinfo at %s after %d replacements:\n%s", dir, rounds, strings.Join(lines, "\n"))
+	if len(lines) != 1 || !strings.Contains(lines[0], " - fuse.secretfs ") {
+		t.Errorf("after %d replacements %d lines of mountinfo at %s, want one secretfs mount", rounds, len(lines), dir)
+	}
+
+	// The first process still serves the bind; unmounting it ends it.
+	select {
+	case <-first.exited:
+		t.Fatal("the first secretfs exited while the bind still held its mount")
+	default:
+	}
+	if err := syscall.Unmount(bind, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the first secretfs did not exit within 30s of the bind being unmounted\n%s", first.log())
+	}
+	for i, m := range mounts[:len(mounts)-1] {
+		select {
+		case <-m.exited:
+		default:
+			t.Errorf("replaced secretfs %d is still running", i)
+		}
+		if !strings.Contains(m.log(), "the last reference to the detached mount is gone") {
+			t.Errorf("replaced secretfs %d does not say its detached mount was released", i)
+		}
+	}
+
+	// Nothing left behind in a process that took over: after the load
+	// stopped, one more replacement, which holds the same open
+	// descriptors and no more goroutines than the first secretfs did
+	// right after it mounted afresh, measured the same way.
+	loaded := countsOf(t, dir)
+	quietNext := mountAt(t, b, dir, append([]string{"--replace"}, flags...)...)
+	select {
+	case <-last.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the last replaced secretfs did not exit\n%s", last.log())
+	}
+	var now processCounts
+	deadline := time.Now().Add(30 * time.Second)
+	for now = countsOf(t, dir); now.fds > quiet.fds || now.goroutines > quiet.goroutines; now = countsOf(t, dir) {
+		if time.Now().After(deadline) {
+			t.Errorf("a secretfs that took over holds %d descriptors and %d goroutines, one that mounted afresh %d and %d", now.fds, now.goroutines, quiet.fds, quiet.goroutines)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if now.pid != quietNext.cmd.Process.Pid {
+		t.Errorf("secretfs status names process %d, want the last one, %d", now.pid, quietNext.cmd.Process.Pid)
+	}
+	t.Logf("open descriptors and goroutines: %d and %d in the first secretfs right after it mounted; %d and %d in the one that took over after %d replacements, under load; %d and %d in one that took over when quiet",
+		quiet.fds, quiet.goroutines, loaded.fds, loaded.goroutines, rounds, now.fds, now.goroutines)
+}
+
+func consumerAlive(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// mountinfoLines returns the lines of /proc/PID/mountinfo mounted at dir.
+func mountinfoLines(t *testing.T, pid int, dir string) []string {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if fields := strings.Fields(s.Text()); len(fields) > 4 && unescapeMountPath(fields[4]) == dir {
+			lines = append(lines, s.Text())
+		}
+	}
+	return lines
+}
+
+// --replace changes nothing, and says why, where no secretfs of this
+// user serves the mount point: another file system there, another user's
+// secretfs, or a user other than the live one's asking. A plain
+// directory is mounted as usual.
+func TestReplaceIsRefusedUnlessTheMountPointIsServedByASecretfsOfTheSameUser(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+
+	t.Run("another file system", func(t *testing.T) {
+		dir := mountpoint(t)
+		mustRun(t, "mount", "-t", "tmpfs", "tmpfs", dir)
+		t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+		if err := os.WriteFile(filepath.Join(dir, "kept"), []byte("kept"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := b.run(nil, "mount", dir, "--replace", "--daemon", "--log-file", filepath.Join(t.TempDir(), "log"))
+		if err == nil || !strings.Contains(errOut, "is a tmpfs mount, not one a secretfs serves") {
+			t.Errorf("--replace over a tmpfs: %v, %q", err, errOut)
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, "kept")); err != nil || string(got) != "kept" || len(mountinfoLines(t, os.Getpid(), dir)) != 1 {
+			t.Errorf("after the refusal the tmpfs reads %q, %v, with %d mounts at the path", got, err, len(mountinfoLines(t, os.Getpid(), dir)))
+		}
+	})
+
+	t.Run("another user's secretfs", func(t *testing.T) {
+		// uid 1000 mounts its own secretfs (through fusermount3) in a
+		// directory it owns. /dev/fuse is root's alone on this machine,
+		// so uid 1000 gets a /dev/fuse of mode 0666 in a mount namespace
+		// of its own, whose mounts stay there but for the one at its
+		// directory, a shared mount that propagates to this namespace.
+		base := filepath.Dir(traversableDir(t))
+		userDir, private := filepath.Join(base, "user"), filepath.Join(base, "private")
+		dir := filepath.Join(userDir, "mnt")
+		data := filepath.Join(userDir, "data")
+		for _, d := range []string{dir, private} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, d := range []string{userDir, dir} {
+			if err := os.Chown(d, 1000, 1000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustRun(t, "mount", "--bind", userDir, userDir)
+		t.Cleanup(func() { syscall.Unmount(userDir, syscall.MNT_DETACH) })
+		mustRun(t, "mount", "--make-shared", userDir)
+		mustRun(t, "mount", "--bind", private, private)
+		t.Cleanup(func() { syscall.Unmount(private, syscall.MNT_DETACH) })
+		mustRun(t, "mount", "--make-private", private)
+		const script = `set -eu
+mount --make-rprivate /dev
+mount -t tmpfs -o mode=755 tmpfs "$PRIVATE"
+mknod -m 666 "$PRIVATE/fuse" c 10 229
+mount --bind "$PRIVATE/fuse" /dev/fuse
+exec setpriv --reuid=1000 --regid=1000 --clear-groups "$BIN" mount "$DIR" --data-dir "$DATA" --log-format json`
+		user := exec.Command("unshare", "--mount", "--propagation", "unchanged", "sh", "-c", script)
+		user.Env = append(os.Environ(), "HOME="+userDir, "PRIVATE="+private, "BIN="+binary, "DIR="+dir, "DATA="+data)
+		userLog := filepath.Join(t.TempDir(), "user.log")
+		lf, err := os.Create(userLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lf.Close()
+		user.Stdout, user.Stderr = lf, lf
+		user.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := user.Start(); err != nil {
+			t.Fatal(err)
+		}
+		userDone := make(chan struct{})
+		go func() { user.Wait(); close(userDone) }()
+		t.Cleanup(func() {
+			user.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-userDone:
+			case <-time.After(20 * time.Second):
+				user.Process.Kill()
+				<-userDone
+			}
+			syscall.Unmount(dir, syscall.MNT_DETACH)
+		})
+		deadline := time.Now().Add(30 * time.Second)
+		for log, _ := os.ReadFile(userLog); !strings.Contains(string(log), `"msg":"mounted"`); log, _ = os.ReadFile(userLog) {
+			if time.Now().After(deadline) || !consumerAlive(userDone) {
+				t.Fatalf("uid 1000's secretfs did not mount:\n%s", log)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		before := mountinfoLines(t, os.Getpid(), dir)
+		if len(before) != 1 || !strings.Contains(before[0], "user_id=1000") {
+			t.Fatalf("uid 1000's mount: %q", before)
+		}
+		_, errOut, err := b.run(nil, "mount", dir, "--replace", "--daemon", "--log-file", filepath.Join(t.TempDir(), "log"))
+		if err == nil || !strings.Contains(errOut, "is served by another user's secretfs (user_id=1000): only that user may replace it") {
+			t.Errorf("root's --replace of uid 1000's secretfs: %v, %q", err, errOut)
+		}
+		if after := mountinfoLines(t, os.Getpid(), dir); len(after) != 1 || after[0] != before[0] {
+			t.Errorf("after the refusal: %q, want %q", after, before)
+		}
+		if !consumerAlive(userDone) {
+			t.Error("uid 1000's secretfs is gone")
+		}
+	})
+
+	t.Run("another user asking", func(t *testing.T) {
+		dir := traversableDir(t)
+		m := mountAt(t, b, dir, "--allow-other")
+		for _, args := range [][]string{
+			{"mount", dir, "--replace", "--data-dir", t.TempDir()},
+			{"status", dir},
+		} {
+			cmd := exec.Command("setpriv", append([]string{"--reuid=1000", "--regid=1000", "--clear-groups", binary}, args...)...)
+			out, err := cmd.CombinedOutput()
+			switch {
+			case err == nil:
+				t.Errorf("secretfs %s as uid 1000 succeeded on root's mount:\n%s", strings.Join(args, " "), out)
+			case args[0] == "mount" && !strings.Contains(string(out), "is served by another user's secretfs (user_id=0)"):
+				t.Errorf("--replace as uid 1000: %s", out)
+			case args[0] == "status" && !strings.Contains(string(out), "is not a control socket only this user (uid 1000) may use"):
+				t.Errorf("status as uid 1000: %s", out)
+			}
+		}
+		if strings.Contains(m.log(), "step") {
+			t.Errorf("root's secretfs heard of a successor:\n%s", m.log())
+		}
+		m.mustSh("ls >/dev/null")
+	})
+
+	t.Run("a plain directory is mounted as usual", func(t *testing.T) {
+		dir := mountpoint(t)
+		m := mountAt(t, b, dir, "--replace")
+		if !strings.Contains(m.log(), "--replace: nothing to replace; mounting as usual") {
+			t.Errorf("--replace on a plain directory does not say it had nothing to replace:\n%s", m.log())
+		}
+	})
+}
+
+// With --daemon, --replace returns 0 once the switch is done: by then the
+// path is served by the new process and the old mount is detached; the
+// old process, holding nothing, has exited or is exiting.
+func TestReplaceWithDaemonReturnsOnceTheNewProcessServesThePath(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	value := unique("daemon")
+	b.cli(t, []byte(value), "put", "app/s")
+	dir := mountpoint(t)
+	old := mountAt(t, b, dir)
+	old.secret(value)
+	oldDev := mountsAt(t, os.Getpid(), dir)
+	logPath := filepath.Join(t.TempDir(), "new.log")
+	_, errOut, err := b.run(nil, "mount", dir, "--replace", "--daemon", "--log-file", logPath)
+	if err != nil {
+		t.Fatalf("mount --replace --daemon: %v\n%s", err, errOut)
+	}
+	pid := daemonPID(t, errOut)
+	t.Cleanup(func() { stopDaemon(t, pid, dir) })
+	at := mountsAt(t, os.Getpid(), dir)
+	if len(at) != 1 || at[0].id == oldDev[0].id {
+		t.Errorf("when --replace --daemon returned, %+v at %s; want one mount, not the old one (%d)", at, dir, oldDev[0].id)
+	}
+	if c := countsOf(t, dir); c.pid != pid {
+		t.Errorf("secretfs status names process %d, want the daemon %d", c.pid, pid)
+	}
+	if got := old.mustSh("cat app/s"); got != value {
+		t.Errorf("cat app/s: %q", got)
+	}
+	select {
+	case <-old.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the replaced secretfs did not exit\n%s", old.log())
+	}
+	if !strings.Contains(old.log(), "stepped down for a successor") {
+		t.Errorf("the replaced secretfs does not say it stepped down:\n%s", old.log())
+	}
+}
+
+// stopDaemon stops a --daemon mount with SIGTERM and waits until it is
+// gone and dir unmounted.
+func stopDaemon(t *testing.T, pid int, dir string) {
+	syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(20 * time.Second)
+	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("the daemon %d did not exit within 20s of SIGTERM", pid)
+	}
+	if isMounted(dir) {
+		syscall.Unmount(dir, syscall.MNT_DETACH)
+		t.Errorf("%s still mounted after the daemon stopped", dir)
+	}
+}
