@@ -56,7 +56,7 @@ func newMountCommand(c *config) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ready := openReadyPipe()
 			if mc.daemon && ready == nil {
-				return daemonize(cmd.ErrOrStderr(), relayMainPID(mc.replace.mode != replaceOff))
+				return daemonize(cmd.ErrOrStderr(), mc.replace.mode != replaceOff)
 			}
 			err := mount(cmd.Context(), c, args[0], cmd.ErrOrStderr(), ready)
 			ready.done(err) // if it failed before it was ready
@@ -136,7 +136,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(stop)
 
-	succ, err := beginMount(c.mount.replace, dir, c.timeout, log)
+	succ, err := beginMount(c.mount.replace, dir, c.timeout, log, ready != nil)
 	if err != nil {
 		return err
 	}

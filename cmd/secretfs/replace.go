@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,14 +114,25 @@ type succession struct {
 	// follow at once is then no unmount from outside.
 	detaching   atomic.Bool
 	steppedDown chan struct{} // closed once the mount is detached for a successor
+
+	// notifySocket is systemd's NOTIFY_SOCKET, held back from a --daemon
+	// child that replaces the service's main process until its parent
+	// has told systemd so (relayMainPID): systemd refuses, and logs,
+	// what any other process says.
+	notifySocket string
+	parent       int // the --daemon parent, whose exit tells that it has
 }
 
 // beginMount prepares dir for mounting (prepareMountpoint) and, with
 // --replace, finds the live secretfs to take over and takes the turn to
 // replace it. It changes nothing at dir unless --replace=gap must stop
 // the live secretfs first.
-func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.Logger) (*succession, error) {
+func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.Logger, daemonChild bool) (*succession, error) {
 	s := &succession{flags: r, timeout: timeout, log: log, steppedDown: make(chan struct{})}
+	if r.mode != replaceOff && daemonChild {
+		s.notifySocket, s.parent = os.Getenv(heldNotifySocketEnv), os.Getppid()
+		os.Unsetenv(heldNotifySocketEnv)
+	}
 	abs, err := resolve(dir)
 	if err != nil {
 		return nil, err
@@ -150,7 +162,7 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 	}
 	defer pred.Close()
 	log.WithError(beneath).Warn("--replace=gap: this kernel cannot mount beneath; asking the running secretfs to step down first: the path serves nothing until this mount is made")
-	if err := pred.StepDownWithGap(); err != nil {
+	if err := pred.StepDownWithGap(); err != nil && servedBy(abs, pred.Mount.Dev) {
 		return nil, fmt.Errorf("--replace=gap: %w", err)
 	}
 	return s, prepareMountpoint(dir, log)
@@ -262,6 +274,11 @@ func (s *succession) mountBeneath(dir string, catalog secrets.Catalog, opts fs.O
 	s.pred.Close()
 	s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID}).
 		Info("--replace: the predecessor stepped down: its mount is detached, and this one serves the mount point")
+	if w := s.pred.Hello.WatchdogUSec; w > 0 && s.notifySocket != "" {
+		// The watchdog (see watchdog) is this process's to keep up now.
+		os.Setenv("WATCHDOG_USEC", strconv.FormatInt(w, 10))
+		os.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	}
 	s.pred = nil
 	if s.control != nil {
 		if err := s.control.MoveTo(handover.SocketPath(s.dir)); err != nil {
@@ -274,13 +291,16 @@ func (s *succession) mountBeneath(dir string, catalog secrets.Catalog, opts fs.O
 	return server, nil
 }
 
+// servedBy reports whether the top mount at dir is the file system dev.
+func servedBy(dir string, dev uint64) bool {
+	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+	top, ok := handover.TopAt(all, dir)
+	return err == nil && ok && top.Dev == dev
+}
+
 // onTop reports whether this process's mount is the top one at the mount
 // point: the predecessor's is gone, whoever removed it.
-func (s *succession) onTop() bool {
-	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
-	top, ok := handover.TopAt(all, s.dir)
-	return err == nil && ok && top.Dev == s.dev
-}
+func (s *succession) onTop() bool { return servedBy(s.dir, s.dev) }
 
 // listenMetricsOnceFree serves the metrics at the address the
 // predecessor closed as it stepped down; it retries for a while in the
@@ -305,8 +325,9 @@ func (s *succession) listenMetricsOnceFree() {
 // make one serves anyway, and says it cannot be replaced.
 func (s *succession) listen(path string) {
 	info, _ := debug.ReadBuildInfo()
-	c, err := handover.Listen(path, handover.Server{Mountpoint: s.dir, FSType: mountType, Dev: s.dev,
-		Release: buildVersion(version, info), Owner: os.Geteuid(), Healthy: s.healthy, StepDown: s.stepDown, Log: s.log})
+	interval, _ := daemon.SdWatchdogEnabled(false)
+	c, err := handover.Listen(path, handover.Server{Mountpoint: s.dir, FSType: mountType, Dev: s.dev, Watchdog: interval,
+		Release: buildVersion(version, info), Owner: os.Geteuid(), Healthy: s.healthy, StepDown: s.stepDown, SteppedDown: s.steppedDownAndTold, Log: s.log})
 	if err != nil {
 		s.log.WithError(err).Warn("no control socket: this mount cannot be replaced with --replace")
 		return
@@ -335,9 +356,12 @@ func (s *succession) stepDown() error {
 	if s.meter != nil {
 		s.meter.SetServing(false)
 	}
-	close(s.steppedDown)
 	return nil
 }
+
+// steppedDownAndTold lets waitForEnd drain, once the successor heard
+// that this mount stepped down.
+func (s *succession) steppedDownAndTold() { close(s.steppedDown) }
 
 // untilSteppedDown returns a channel closed when stop is, or when this
 // mount steps down: a stepped-down mount's watchdog has nothing to watch
@@ -359,6 +383,9 @@ func (s *succession) untilSteppedDown(stop <-chan struct{}) <-chan struct{} {
 // drains.
 func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan struct{}, stop <-chan os.Signal) error {
 	log := s.log
+	if s.notifySocket != "" {
+		go s.speakOnceMain()
+	}
 	select {
 	case <-served:
 		if s.detaching.Load() { // and released at once
@@ -379,6 +406,23 @@ func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan s
 		return unmount(server, dir, served, stop, log)
 	}
 	return unmountPath(s.dir, served, stop, log)
+}
+
+// speakOnceMain gives a --daemon child that replaced the service's main
+// process its NOTIFY_SOCKET back once its parent, which told systemd that
+// this process is the main one now, has exited.
+func (s *succession) speakOnceMain() {
+	for range 1500 {
+		if os.Getppid() != s.parent {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	os.Setenv("NOTIFY_SOCKET", s.notifySocket)
+	if interval, _ := daemon.SdWatchdogEnabled(false); interval > 0 {
+		// At once: the predecessor's last keep-alive may be a while ago.
+		notify(s.log, daemon.SdNotifyWatchdog)
+	}
 }
 
 // unmountPath unmounts the mount this process serves at dir, made with
@@ -411,8 +455,9 @@ func unmountPath(dir string, served <-chan struct{}, stop <-chan os.Signal, log 
 func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal) error {
 	log := s.log.WithField("mountpoint", s.dir)
 	s.closeControl()
+	// No word to systemd from here on: the successor is the service's
+	// main process.
 	log.Info("stepped down for a successor: the mount is detached; serving what still holds it until the last reference goes")
-	status(log, "stepped down: serving what still holds the detached mount")
 	var timeout <-chan time.Time
 	if s.flags.drainTimeout > 0 {
 		timer := time.NewTimer(s.flags.drainTimeout)
@@ -423,7 +468,6 @@ func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal) error 
 	case <-served:
 		log.Info("the last reference to the detached mount is gone")
 		if !s.flags.exitAfterDrain {
-			status(log, "stepped down and drained: waiting for SIGTERM")
 			log.Info("drained; waiting for SIGTERM (--exit-after-drain=false)")
 			<-stop
 		}
@@ -485,25 +529,36 @@ func answersThrough(root *os.File, limit time.Duration) error {
 	}
 }
 
-// relayMainPID is what a --daemon parent running as systemd's ExecReload=
-// tells systemd once its child took the mount over: the child is the
-// service's main process now, and ready (NotifyAccess=exec accepts this
-// from the reload's own process, not from its child).
-func relayMainPID(replacing bool) func(pid int) {
-	return func(pid int) {
-		if !replacing || os.Getenv("NOTIFY_SOCKET") == "" {
-			return
+// heldNotifySocketEnv carries systemd's NOTIFY_SOCKET to a --daemon
+// child that replaces a mount, which must not use it before its parent
+// told systemd that it is the main process (see succession.notifySocket).
+const heldNotifySocketEnv = "SECRETFS_NOTIFY_SOCKET_HELD"
+
+// holdNotifySocket returns env with NOTIFY_SOCKET moved to
+// heldNotifySocketEnv.
+func holdNotifySocket(env []string) []string {
+	var held []string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "NOTIFY_SOCKET="); ok {
+			held = append(held, heldNotifySocketEnv+"="+v)
+			continue
 		}
-		state := fmt.Sprintf("MAINPID=%d\n%s\nSTATUS=serving (took over as process %d)", pid, daemon.SdNotifyReady, pid)
-		if _, err := daemon.SdNotify(false, state); err != nil {
-			fmt.Fprintln(os.Stderr, "secretfs: could not tell systemd the new main process:", err)
-		}
+		held = append(held, kv)
 	}
+	return held
 }
 
-// notifiesItself reports whether this mount tells systemd it is ready
-// itself: not a --replace child of a --daemon parent, which systemd
-// hears from the parent (relayMainPID) and not yet from the child.
-func notifiesItself(r replaceFlags, ready *readyPipe) bool {
-	return r.mode == replaceOff || ready == nil
+// relayMainPID is what a --daemon parent running as systemd's
+// ExecReload= tells systemd once its child took the mount over: the child
+// is the service's main process now, ready, and alive for the watchdog
+// (NotifyAccess=exec accepts this from the reload's own process, and not
+// yet from the child).
+func relayMainPID(pid int) {
+	if os.Getenv("NOTIFY_SOCKET") == "" {
+		return
+	}
+	state := fmt.Sprintf("MAINPID=%d\n%s\n%s\nSTATUS=serving (took over as process %d)", pid, daemon.SdNotifyReady, daemon.SdNotifyWatchdog, pid)
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		fmt.Fprintln(os.Stderr, "secretfs: could not tell systemd the new main process:", err)
+	}
 }

@@ -51,7 +51,7 @@ func status(log logrus.FieldLogger, what string) { notify(log, "STATUS="+what) }
 // of its own with no terminal, and returns once it answers, or with why
 // it failed. The mount runs on until unmounted (umount, fusermount3 -u)
 // or stopped with SIGTERM.
-func daemonize(stderr io.Writer, onReady func(pid int)) error {
+func daemonize(stderr io.Writer, replacing bool) error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -69,6 +69,9 @@ func daemonize(stderr io.Writer, onReady func(pid int)) error {
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), "SECRETFS_DAEMON=false", readyFDEnv+"=3")
+	if replacing {
+		cmd.Env = holdNotifySocket(cmd.Env)
+	}
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if cmd.Stdin, err = os.Open(os.DevNull); err != nil {
@@ -88,7 +91,9 @@ func daemonize(stderr io.Writer, onReady func(pid int)) error {
 			fmt.Fprintln(stderr, "secretfs:", strings.TrimPrefix(line, "note: "))
 			continue
 		case line == "ready":
-			onReady(cmd.Process.Pid)
+			if replacing {
+				relayMainPID(cmd.Process.Pid)
+			}
 			fmt.Fprintf(stderr, "secretfs: mounted, serving as process %d\n", cmd.Process.Pid)
 			cmd.Process.Release()
 			return nil

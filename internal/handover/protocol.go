@@ -64,6 +64,11 @@ type Reply struct {
 	// descriptors, to check that nothing leaks.
 	Goroutines  int `json:"goroutines"`
 	Descriptors int `json:"descriptors"`
+	// WatchdogUSec is the interval of systemd's watchdog the server
+	// keeps up (WatchdogSec=), in microseconds; 0 for none. A successor
+	// that becomes the service's main process must keep it up in its
+	// place, and systemd tells it only to the process it started.
+	WatchdogUSec int64 `json:"watchdog_usec,omitempty"`
 }
 
 // maxMessage bounds one packet of the protocol.

@@ -23,6 +23,9 @@ type Server struct {
 	// Owner is the only user whose processes are answered (SO_PEERCRED):
 	// the user that serves the mount.
 	Owner int
+	// Watchdog is the interval of systemd's watchdog this process keeps
+	// up, 0 for none (Reply.WatchdogUSec).
+	Watchdog time.Duration
 	// Healthy reports whether the mount's backend answers; nil: always.
 	Healthy func() bool
 	// Successor, if set, is told when a successor announces itself
@@ -33,7 +36,11 @@ type Server struct {
 	// successor's mount was seen beneath this one. Once it returned nil
 	// the socket stops listening: the successor puts its own in place.
 	StepDown func() error
-	Log      logrus.FieldLogger
+	// SteppedDown, if set, is called once the successor was told that
+	// this process stepped down: only then may the process end, or the
+	// successor would not hear it.
+	SteppedDown func()
+	Log         logrus.FieldLogger
 	// MountInfo is the mount table to check, /proc/self/mountinfo when
 	// empty (tests give another).
 	MountInfo string
@@ -232,7 +239,11 @@ func (c *Control) serve(conn *net.UnixConn) {
 		}
 		reply := c.answer(conn, req, files)
 		closeAll(files)
-		if send(conn, reply) != nil {
+		err = send(conn, reply)
+		if req.Op == OpStepDown && reply.Error == "" && c.s.SteppedDown != nil {
+			c.s.SteppedDown()
+		}
+		if err != nil {
 			return
 		}
 	}
@@ -365,7 +376,7 @@ func (c *Control) status() Reply {
 	healthy := serving && (c.s.Healthy == nil || c.s.Healthy())
 	return Reply{V: Version, Program: Program, Release: c.s.Release, PID: os.Getpid(),
 		Mountpoint: c.s.Mountpoint, Dev: devString(c.s.Dev), Serving: serving, Healthy: healthy,
-		Goroutines: runtime.NumGoroutine(), Descriptors: openDescriptors()}
+		Goroutines: runtime.NumGoroutine(), Descriptors: openDescriptors(), WatchdogUSec: c.s.Watchdog.Microseconds()}
 }
 
 func (c *Control) refusal(why string) Reply {
