@@ -43,6 +43,13 @@ type (
 		Selector struct {
 			MatchLabels map[string]string `yaml:"matchLabels"`
 		} `yaml:"selector"`
+		UpdateStrategy struct {
+			Type          string `yaml:"type"`
+			RollingUpdate struct {
+				MaxSurge       any `yaml:"maxSurge"` // an int or a percentage
+				MaxUnavailable any `yaml:"maxUnavailable"`
+			} `yaml:"rollingUpdate"`
+		} `yaml:"updateStrategy"`
 		Template struct {
 			Metadata metadata `yaml:"metadata"`
 			Spec     podSpec  `yaml:"spec"`
@@ -81,11 +88,14 @@ type (
 			ContainerPort int    `yaml:"containerPort"`
 		} `yaml:"ports"`
 		ReadinessProbe *struct {
-			HTTPGet struct {
+			HTTPGet *struct {
 				Host string `yaml:"host"`
 				Path string `yaml:"path"`
 				Port string `yaml:"port"`
 			} `yaml:"httpGet"`
+			Exec *struct {
+				Command []string `yaml:"command"`
+			} `yaml:"exec"`
 			PeriodSeconds    int `yaml:"periodSeconds"`
 			FailureThreshold int `yaml:"failureThreshold"`
 		} `yaml:"readinessProbe"`
@@ -229,16 +239,10 @@ func TestTheDaemonSetMountsOnTheNodeAndTheConsumerSeesItReadOnly(t *testing.T) {
 	if hostDirs["fuse"] != "/dev/fuse" || mountOf(t, daemon, "fuse").MountPath != "/dev/fuse" {
 		t.Error("the DaemonSet does not pass the node's /dev/fuse in")
 	}
-	// /healthz on the port --metrics-addr listens on.
+	// Ready while this pod's secretfs serves the mountpoint.
 	probe := daemon.ReadinessProbe
-	if probe == nil || probe.HTTPGet.Path != "/healthz" {
-		t.Fatal("the secretfs container has no readiness probe on /healthz")
-	}
-	addr := flagValue(args, "metrics-addr")
-	for _, p := range daemon.Ports {
-		if p.Name == probe.HTTPGet.Port && !strings.HasSuffix(addr, ":"+strconv.Itoa(p.ContainerPort)) {
-			t.Errorf("the probe asks port %d, --metrics-addr is %q", p.ContainerPort, addr)
-		}
+	if probe == nil || probe.Exec == nil || !slices.Equal(probe.Exec.Command, []string{imageBinary, "status", args[1]}) {
+		t.Errorf("the secretfs container's readiness probe is not %s status %s", imageBinary, args[1])
 	}
 
 	// The consumer mounts the node directory that holds the mountpoint,
@@ -272,14 +276,15 @@ func TestTheDaemonSetMountsOnTheNodeAndTheConsumerSeesItReadOnly(t *testing.T) {
 	}
 }
 
+// imageBinary is where deploy/Dockerfile puts secretfs.
+const imageBinary = "/usr/local/bin/secretfs"
+
 // The metrics stay on the node: /metrics counts what the mount answered by
 // errno, which tells whoever can write the store how its forgeries fared.
-// --metrics-addr listens on a loopback address; the kubelet's probe can
-// reach a pod's loopback only when the pod has the node's network
-// (hostNetwork) and the probe names that address (else it asks the pod's
-// IP, where nothing listens). A consumer pod never shares the node's
-// network, where the metrics are.
-func TestTheDaemonSetServesMetricsOnLoopbackWhereItsProbeReachesThem(t *testing.T) {
+// --metrics-addr listens on a loopback address, the node's (hostNetwork),
+// where a scraper on the node reaches it. A consumer pod never shares the
+// node's network, where the metrics are.
+func TestTheDaemonSetServesMetricsOnTheNodesLoopbackOnly(t *testing.T) {
 	ds := load(t, "daemonset.yaml")["DaemonSet"].(*daemonSetSpec).Template.Spec
 	pod := load(t, "consumer-pod.yaml")["Pod"].(*podSpec)
 	daemon := ds.Containers[0]
@@ -292,13 +297,36 @@ func TestTheDaemonSetServesMetricsOnLoopbackWhereItsProbeReachesThem(t *testing.
 		t.Errorf("--metrics-addr=%s listens beyond loopback", addr)
 	}
 	if !ds.HostNetwork {
-		t.Error("the DaemonSet's pod has a network of its own: the kubelet's probe cannot reach its loopback")
-	}
-	if probe := daemon.ReadinessProbe; probe == nil || probe.HTTPGet.Host != host {
-		t.Errorf("the readiness probe does not ask %s, where the metrics listen", host)
+		t.Error("the DaemonSet's pod has a network of its own: no scraper on the node reaches its loopback")
 	}
 	if pod.HostNetwork {
 		t.Error("the consumer pod shares the node's network, where the metrics are")
+	}
+}
+
+// An upgrade interrupts no consumer: the DaemonSet starts the new pod on a
+// node before it deletes the old one there (maxSurge 1, maxUnavailable 0),
+// and the new pod's secretfs takes the mount over (--replace) and waits
+// for SIGTERM once its own is taken over in turn (--exit-after-drain=false:
+// a container that exited would be started again and take the mount
+// back). The pod declares no port: with hostNetwork it would be the
+// node's, and the new pod could not be scheduled beside the old one. The
+// readiness probe (above) makes the new pod ready only once it serves the
+// mountpoint, so the old one is deleted only then.
+func TestTheDaemonSetUpgradesBySurgeAndReplacement(t *testing.T) {
+	set := load(t, "daemonset.yaml")["DaemonSet"].(*daemonSetSpec)
+	u := set.UpdateStrategy
+	if u.Type != "RollingUpdate" || u.RollingUpdate.MaxSurge != 1 || u.RollingUpdate.MaxUnavailable != 0 {
+		t.Errorf("updateStrategy %+v, want RollingUpdate with maxSurge 1 and maxUnavailable 0", u)
+	}
+	daemon := set.Template.Spec.Containers[0]
+	for _, flag := range []string{"--replace", "--exit-after-drain=false"} {
+		if !slices.Contains(daemon.Args, flag) {
+			t.Errorf("secretfs mount runs without %s", flag)
+		}
+	}
+	if len(daemon.Ports) != 0 {
+		t.Errorf("the secretfs container declares ports %+v: with hostNetwork they are the node's, and the new pod of an upgrade could not be scheduled beside the old one", daemon.Ports)
 	}
 }
 

@@ -281,22 +281,33 @@ func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
 	restartsBefore = m.show(S, "NRestarts")
 	killed := time.Now()
 	m.must("systemctl", "kill", "-s", "KILL", "--kill-who=main", S)
-	eventually(t, 60*time.Second, "the reader reads again after the crash", func() bool { return okAfter(killed) >= 1 })
-	var firstOK timedRead
-	for _, r := range timedReads(t, readerOut) {
-		if r.at.After(killed) && r.ok && r.text == value {
-			firstOK = r
-			break
+	// The gap starts with the first failed read after the kill (reads
+	// made while systemctl was still on its way succeed) and ends with
+	// the first read that succeeds after it.
+	var firstFailed, firstOK timedRead
+	eventually(t, 60*time.Second, "the reader reads again after the crash", func() bool {
+		firstFailed, firstOK = timedRead{}, timedRead{}
+		for _, r := range timedReads(t, readerOut) {
+			switch {
+			case r.at.Before(killed):
+			case firstFailed.n == 0 && !r.ok:
+				firstFailed = r
+			case firstFailed.n != 0 && r.ok && r.text == value:
+				firstOK = r
+				return true
+			}
 		}
-	}
+		return false
+	})
 	_, crashFailed := readsBetween(timedReads(t, readerOut), value, killed, firstOK.at)
 	restarts, _ := strconv.Atoi(m.show(S, "NRestarts"))
 	was, _ := strconv.Atoi(restartsBefore)
 	if restarts != was+1 {
 		t.Errorf("NRestarts went from %d to %d after the SIGKILL, want one restart", was, restarts)
 	}
-	t.Logf("crash gap: from SIGKILL of the main process to the first successful read, %s (RestartSec=%s; %d reads failed meanwhile)",
-		firstOK.at.Sub(killed).Round(time.Millisecond), m.show(S, "RestartUSec"), len(crashFailed))
+	eventually(t, 30*time.Second, "the unit is active/running again after the crash", func() bool { return state() == "active/running" })
+	t.Logf("crash gap: from SIGKILL of the main process to the first successful read, %s (RestartSec=%s; %d reads failed meanwhile, with %q)",
+		firstOK.at.Sub(killed).Round(time.Millisecond), m.show(S, "RestartUSec"), len(crashFailed), firstFailed.text)
 
 	m.run("touch", "/run/stop-reader")
 	<-readerDone
