@@ -663,3 +663,65 @@ func stopDaemon(t *testing.T, pid int, dir string) {
 		t.Errorf("%s still mounted after the daemon stopped", dir)
 	}
 }
+
+// A replaced secretfs serves what still holds its mount for as long as
+// it holds it, unless --drain-timeout runs out or a signal comes first:
+// then it exits, its log names each holder (process and descriptor), and
+// what held the mount loses it.
+func TestADrainEndsOnItsTimeoutOrASignalAndNamesWhatStillHeldTheMount(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	value := unique("held")
+	b.cli(t, []byte(value), "put", "app/s")
+	for _, end := range []string{"--drain-timeout", "SIGTERM"} {
+		t.Run(end, func(t *testing.T) {
+			dir := mountpoint(t)
+			var old *mounted
+			if end == "--drain-timeout" {
+				old = mountAt(t, b, dir, "--drain-timeout", "1s")
+			} else {
+				old = mountAt(t, b, dir)
+			}
+			old.secret(value)
+			held, err := os.Open(filepath.Join(dir, "app", "s"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Close()
+			next := mountAt(t, b, dir, "--replace")
+			next.secret(value)
+			got := make([]byte, 256)
+			if n, err := held.ReadAt(got, 0); (err != nil && err != io.EOF) || string(got[:n]) != value {
+				t.Errorf("the held descriptor read %q, %v after the replacement", got[:n], err)
+			}
+			if end == "SIGTERM" {
+				select {
+				case <-old.exited:
+					t.Fatal("the replaced secretfs exited while a descriptor held its mount")
+				case <-time.After(time.Second):
+				}
+				old.cmd.Process.Signal(syscall.SIGTERM)
+			}
+			select {
+			case <-old.exited:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the replaced secretfs did not end its drain (%s)\n%s", end, old.log())
+			}
+			if old.waitErr != nil {
+				t.Errorf("the replaced secretfs exited with %v", old.waitErr)
+			}
+			want := fmt.Sprintf(`"command":"%s","holds":"descriptor %d: /app/s"`, filepath.Base(os.Args[0])[:min(15, len(filepath.Base(os.Args[0])))], held.Fd())
+			if log := old.log(); !strings.Contains(log, "still open when the drain ended") || !strings.Contains(log, want) || !strings.Contains(log, fmt.Sprintf(`"pid":%d`, os.Getpid())) {
+				t.Errorf("the replaced secretfs's log does not name this process's descriptor (%s):\n%s", want, log)
+			}
+			if _, err := held.ReadAt(got, 0); err == nil {
+				t.Errorf("the held descriptor still reads after the drain ended")
+			}
+			if got := next.mustSh("cat app/s"); got != value {
+				t.Errorf("the path reads %q", got)
+			}
+		})
+	}
+}
