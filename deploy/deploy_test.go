@@ -307,7 +307,7 @@ func TestTheDaemonSetServesMetricsOnTheNodesLoopbackOnly(t *testing.T) {
 // An upgrade interrupts no consumer: the DaemonSet starts the new pod on a
 // node before it deletes the old one there (maxSurge 1, maxUnavailable 0),
 // and the new pod's secretfs takes the mount over (--replace) and waits
-// for SIGTERM once its own is taken over in turn (--exit-after-drain=false:
+// for SIGTERM once its own is taken over in turn (--wait-after-drain:
 // a container that exited would be started again and take the mount
 // back). The pod declares no port: with hostNetwork it would be the
 // node's, and the new pod could not be scheduled beside the old one. The
@@ -320,7 +320,7 @@ func TestTheDaemonSetUpgradesBySurgeAndReplacement(t *testing.T) {
 		t.Errorf("updateStrategy %+v, want RollingUpdate with maxSurge 1 and maxUnavailable 0", u)
 	}
 	daemon := set.Template.Spec.Containers[0]
-	for _, flag := range []string{"--replace", "--exit-after-drain=false"} {
+	for _, flag := range []string{"--replace", "--wait-after-drain"} {
 		if !slices.Contains(daemon.Args, flag) {
 			t.Errorf("secretfs mount runs without %s", flag)
 		}

@@ -378,7 +378,7 @@ func TestContainerUpgradeReplacesTheMountWithNoGap(t *testing.T) {
 		return regexp.MustCompile(`secretfs_build_info\{[^}]*version="new"`).Match(body)
 	})
 	if state := d.must("inspect", "-f", "{{.State.Running}}", "sfs-old"); state != "true" {
-		t.Errorf("the old container is not running once replaced (--exit-after-drain=false): %s", state)
+		t.Errorf("the old container is not running once replaced (--wait-after-drain): %s", state)
 	}
 	eventually(t, 30*time.Second, "the old secretfs says its mount was released", func() bool {
 		logs, _ := d.run("logs", "sfs-old")

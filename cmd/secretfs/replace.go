@@ -68,16 +68,17 @@ type replaceFlags struct {
 	// drainTimeout ends a stepped-down mount this long after it stepped
 	// down, even if something still holds it; 0 waits for ever.
 	drainTimeout time.Duration
-	// exitAfterDrain: exit once the stepped-down mount is released; else
-	// wait for SIGTERM (a container that exits would be started again).
-	exitAfterDrain bool
+	// waitAfterDrain: once the stepped-down mount is released, wait for
+	// SIGTERM instead of exiting (a container that exits would be started
+	// again, and take the mount back).
+	waitAfterDrain bool
 }
 
 func (r *replaceFlags) register(f *pflag.FlagSet) {
 	f.Var(&r.mode, "replace", "take over MOUNTPOINT from the secretfs serving it, with no gap: mount beneath it, then have it detach its mount and serve only what still holds it (Linux 6.5 or later); =gap also where the kernel cannot mount beneath, stopping it first. With nothing served there, mount as usual")
 	f.Lookup("replace").NoOptDefVal = string(replaceNoGap)
 	f.DurationVar(&r.drainTimeout, "drain-timeout", 0, "once replaced, stop serving what still holds the detached mount after this long (0: until the last descriptor, directory or bind mount is gone)")
-	f.BoolVar(&r.exitAfterDrain, "exit-after-drain", true, "once replaced and drained, exit; false waits for SIGTERM, for a container that would be started again if it exited")
+	f.BoolVar(&r.waitAfterDrain, "wait-after-drain", false, "once replaced and drained, wait for SIGTERM instead of exiting: for a container that would be started again if it exited")
 }
 
 func (r *replaceFlags) validate() error {
@@ -451,7 +452,7 @@ func unmountPath(dir string, served <-chan struct{}, stop <-chan os.Signal, log 
 // drain serves the detached mount until the kernel releases it (its
 // server returns), --drain-timeout runs out, or a signal comes; in the
 // last two cases it logs what still held the mount. With
-// --exit-after-drain=false it then waits for a signal.
+// --wait-after-drain it then waits for a signal.
 func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal) error {
 	log := s.log.WithField("mountpoint", s.dir)
 	s.closeControl()
@@ -467,8 +468,8 @@ func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal) error 
 	select {
 	case <-served:
 		log.Info("the last reference to the detached mount is gone")
-		if !s.flags.exitAfterDrain {
-			log.Info("drained; waiting for SIGTERM (--exit-after-drain=false)")
+		if s.flags.waitAfterDrain {
+			log.Info("drained; waiting for SIGTERM (--wait-after-drain)")
 			<-stop
 		}
 		return nil
