@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,8 @@ import (
 // it. That makes it the readiness probe of a DaemonSet that upgrades with
 // --replace (deploy/daemonset.yaml).
 func newStatusCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "status MOUNTPOINT",
 		Short: "Say which secretfs serves MOUNTPOINT and how it fares; exit 0 only if it serves it, its backend answers, and it runs in this PID namespace (a container's readiness probe)",
 		Args:  cobra.ExactArgs(1),
@@ -32,6 +34,19 @@ func newStatusCommand() *cobra.Command {
 			}
 			defer p.Close()
 			r := p.Hello
+			if asJSON {
+				// The reply as the secretfs gave it, with the process id
+				// as this namespace sees it.
+				out := struct {
+					handover.Reply
+					SeenPID int `json:"seen_pid"`
+				}{r, p.PID}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(out); err != nil {
+					return err
+				}
+			}
 			where := fmt.Sprintf("process %d", p.PID)
 			if p.PID == 0 {
 				where = fmt.Sprintf("a process of another PID namespace (its own pid %d)", r.PID)
@@ -40,8 +55,10 @@ func newStatusCommand() *cobra.Command {
 			if !r.Healthy {
 				health = "its backend does not answer"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: served by secretfs %s, %s; %s; %d goroutines, %d open descriptors\n",
-				dir, r.Release, where, health, r.Goroutines, r.Descriptors)
+			if !asJSON {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: served by secretfs %s, %s; %s; %d goroutines, %d open descriptors\n",
+					dir, r.Release, where, health, r.Goroutines, r.Descriptors)
+			}
 			switch {
 			case !r.Serving:
 				return fmt.Errorf("%s: that secretfs has stepped down", dir)
@@ -53,4 +70,6 @@ func newStatusCommand() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the secretfs's reply as JSON: its version, process id, health, and its open descriptors and goroutines (counted by the function that started them)")
+	return cmd
 }

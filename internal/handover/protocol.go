@@ -64,6 +64,10 @@ type Reply struct {
 	// descriptors, to check that nothing leaks.
 	Goroutines  int `json:"goroutines"`
 	Descriptors int `json:"descriptors"`
+	// GoroutinesByCreator counts the goroutines by the function that
+	// started them ("main" for the main goroutine): function names
+	// only, never a value.
+	GoroutinesByCreator map[string]int `json:"goroutines_by_creator,omitempty"`
 	// WatchdogUSec is the interval of systemd's watchdog the server
 	// keeps up (WatchdogSec=), in microseconds; 0 for none. A successor
 	// that becomes the service's main process must keep it up in its

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -376,13 +377,40 @@ func (c *Control) status() Reply {
 	healthy := serving && (c.s.Healthy == nil || c.s.Healthy())
 	return Reply{V: Version, Program: Program, Release: c.s.Release, PID: os.Getpid(),
 		Mountpoint: c.s.Mountpoint, Dev: devString(c.s.Dev), Serving: serving, Healthy: healthy,
-		Goroutines: runtime.NumGoroutine(), Descriptors: openDescriptors(), WatchdogUSec: c.s.Watchdog.Microseconds()}
+		Goroutines: runtime.NumGoroutine(), Descriptors: openDescriptors(), WatchdogUSec: c.s.Watchdog.Microseconds(),
+		GoroutinesByCreator: goroutinesByCreator()}
 }
 
 func (c *Control) refusal(why string) Reply {
 	r := c.status()
 	r.Error = why
 	return r
+}
+
+// goroutinesByCreator counts this process's goroutines by the function
+// that started each, read from the "created by" lines of a dump of every
+// stack (which names functions and never shows their arguments' values).
+func goroutinesByCreator() map[string]int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	counts := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		creator := "main"
+		for _, line := range strings.Split(g, "\n") {
+			if rest, ok := strings.CutPrefix(line, "created by "); ok {
+				creator, _, _ = strings.Cut(rest, " in goroutine ")
+			}
+		}
+		counts[creator]++
+	}
+	return counts
 }
 
 // openDescriptors counts this process's open descriptors, not counting
