@@ -271,6 +271,16 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 	}
 }
 
+// mountFS mounts the file system at dir, serving catalog.
+func mountFS(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
+	status(opts.Log, "mounting "+dir)
+	server, err := fs.Mount(dir, catalog, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return server, nil
+}
+
 // serving tells /healthz that the mount is served, and returns the
 // function that tells it the mount stopped. It is called before the log
 // says "mounted": whoever waits for that gets 200 from /healthz.

@@ -18,10 +18,10 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/internal/handover"
 	"github.com/secretfs/secretfs/metrics"
-	"github.com/secretfs/secretfs/secrets"
 )
 
 // Upgrading without a gap: `mount --replace` takes over a mount point a
@@ -213,14 +213,13 @@ func (s *succession) closeMetrics() {
 // mount mounts catalog at the mount point: beneath the predecessor's
 // mount, which then steps down, when there is one, else as usual; and
 // listens on the control socket, so that a successor can replace it.
-func (s *succession) mount(dir string, catalog secrets.Catalog, opts fs.Options) (*fuse.Server, error) {
-	status(s.log, "mounting "+dir)
+func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
 	if s.pred != nil {
 		return s.mountBeneath(dir, catalog, opts)
 	}
-	server, err := fs.Mount(dir, catalog, opts)
+	server, err := mountFS(dir, catalog, opts)
 	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
+		return nil, err
 	}
 	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
 	if top, ok := handover.TopAt(all, s.dir); err == nil && ok && top.FSType == mountType {
@@ -237,7 +236,8 @@ func (s *succession) mount(dir string, catalog secrets.Catalog, opts fs.Options)
 // and has the predecessor step down. A failure before the attachment
 // changes nothing; after it, the new mount stays beneath the live one,
 // which goes on serving.
-func (s *succession) mountBeneath(dir string, catalog secrets.Catalog, opts fs.Options) (*fuse.Server, error) {
+func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
+	status(s.log, "mounting "+dir+" beneath the live mount")
 	m, err := handover.Open(handover.Options{Source: "secretfs", Subtype: "secretfs",
 		UserID: uint32(os.Geteuid()), GroupID: uint32(os.Getegid()),
 		AllowOther: opts.AllowOther, DefaultPermissions: true, ReadOnly: opts.ReadOnly})
