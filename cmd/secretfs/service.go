@@ -50,7 +50,9 @@ func status(log logrus.FieldLogger, what string) { notify(log, "STATUS="+what) }
 // daemonize starts the same mount again in the background, in a session
 // of its own with no terminal, and returns once it answers, or with why
 // it failed. The mount runs on until unmounted (umount, fusermount3 -u)
-// or stopped with SIGTERM.
+// or stopped with SIGTERM. replacing: the mount takes another's place
+// (--replace), and under systemd becomes the service's main process,
+// which this process tells systemd once it is ready (relayMainPID).
 func daemonize(stderr io.Writer, replacing bool) error {
 	r, w, err := os.Pipe()
 	if err != nil {
