@@ -1,8 +1,8 @@
 // Package render turns secrets into the bytes of a view, and into
 // environment variables: a JMESPath field of a JSON secret, a Go
 // text/template over several secrets, a whole application as json,
-// dotenv, yaml or properties, and the naming rule (EnvName) that dotenv,
-// `secretfs env` and `secretfs exec` share.
+// dotenv, yaml or properties, and the naming rule (EnvName) that every
+// format, `secretfs env` and `secretfs exec` share.
 //
 // A rendering is a pure function of its inputs: Compile checks a view's
 // spec and says which secrets it reads (Inputs) before anything is

@@ -14,7 +14,8 @@ import (
 )
 
 // EnvName is the environment variable a secret (or a view) named name
-// becomes, in `format: dotenv` views, `secretfs env` and `secretfs exec`:
+// becomes, in `secretfs env` and `secretfs exec`, and the key it has in
+// every format of an application view (json, dotenv, yaml, properties):
 // ASCII letters are made upper case, every other byte that is not an
 // ASCII digit or '_' becomes '_' (so "db-password" and "db.password"
 // both become DB_PASSWORD, and "clé" becomes CL__: é is two bytes), and a

@@ -10,27 +10,30 @@ import (
 )
 
 // The formats an application view (app + format) renders in. Every one
-// holds each secret of the application, in name order, its value as a
-// string, byte for byte.
+// holds each secret of the application, its value as a string, byte for
+// byte, under its name made an environment variable's name by EnvName
+// (db-password is DB_PASSWORD), in the order of those names: one rule for
+// every format, so that a program reads the same keys whichever format
+// it is given. Two secrets whose names become the same name are an error
+// naming both, in every format, never one value silently dropped.
 const (
 	// FormatJSON is one JSON object, one member a line:
 	//	{
-	//	  "api-token": "s3cr3t",
-	//	  "db-password": "p\"w"
+	//	  "API_TOKEN": "s3cr3t",
+	//	  "DB_PASSWORD": "p\"w"
 	//	}
 	// A value that is itself JSON is still a string. Values must be
 	// UTF-8 (a JSON string holds nothing else).
 	FormatJSON = "json"
-	// FormatDotenv is NAME="value" lines, names by EnvName, values
-	// quoted for a POSIX shell and systemd's EnvironmentFile= (Dotenv).
-	// Two secrets whose names become the same variable are an error.
+	// FormatDotenv is NAME="value" lines, values quoted for a POSIX
+	// shell and systemd's EnvironmentFile= (Dotenv).
 	FormatDotenv = "dotenv"
-	// FormatYAML is one mapping, a "name": "value" line per secret,
+	// FormatYAML is one mapping, a "NAME": "value" line per secret,
 	// both as double-quoted scalars with JSON's escapes (and the few
 	// more YAML needs: appendJSONString), "{}" for an application with
 	// no secrets. Values must be UTF-8.
 	FormatYAML = "yaml"
-	// FormatProperties is name=value lines escaped as Java's
+	// FormatProperties is NAME=value lines escaped as Java's
 	// Properties.store escapes them (\uXXXX for every character beyond
 	// ASCII, so the file reads back the same as ISO 8859-1 or UTF-8),
 	// without its date comment. Values must be UTF-8.
@@ -38,7 +41,7 @@ const (
 )
 
 // formats is every format an application view may name.
-var formats = map[string]func(w *buffer, members []member) error{
+var formats = map[string]func(w *buffer, vars []Variable) error{
 	FormatJSON:       appendJSONFormat,
 	FormatDotenv:     appendDotenvFormat,
 	FormatYAML:       appendYAMLFormat,
@@ -60,22 +63,30 @@ type memberError struct {
 
 func (e *memberError) Error() string { return e.key.String() + ": " + e.err.Error() }
 
-func appendJSONFormat(w *buffer, members []member) error {
-	if len(members) == 0 {
+// named names every member by EnvName, in the order of those names: the
+// keys of every format. A collision is an error naming both secrets.
+func named(members []member) ([]Variable, error) {
+	values := make(map[store.Key]crypto.Plaintext, len(members))
+	for _, m := range members {
+		values[m.key] = m.value
+	}
+	return variables(values)
+}
+
+func appendJSONFormat(w *buffer, vars []Variable) error {
+	if len(vars) == 0 {
 		_, _ = w.WriteString("{}\n")
 		return nil
 	}
 	_, _ = w.WriteString("{\n")
-	for i, m := range members {
+	for i, v := range vars {
 		_, _ = w.WriteString("  ")
-		if err := appendJSONString(w, m.key.Name); err != nil {
-			return &memberError{m.key, errors.New("the name is not valid UTF-8")}
-		}
+		_ = appendJSONString(w, v.Name) // [A-Z0-9_]: always valid
 		_, _ = w.WriteString(": ")
-		if err := appendJSONString(w, alias(m.value)); err != nil {
-			return &memberError{m.key, err}
+		if err := appendJSONString(w, alias(v.Value)); err != nil {
+			return &memberError{v.From, err}
 		}
-		if i < len(members)-1 {
+		if i < len(vars)-1 {
 			_ = w.WriteByte(',')
 		}
 		_ = w.WriteByte('\n')
@@ -84,33 +95,23 @@ func appendJSONFormat(w *buffer, members []member) error {
 	return nil
 }
 
-func appendYAMLFormat(w *buffer, members []member) error {
-	if len(members) == 0 {
+func appendYAMLFormat(w *buffer, vars []Variable) error {
+	if len(vars) == 0 {
 		_, _ = w.WriteString("{}\n")
 		return nil
 	}
-	for _, m := range members {
-		if err := appendJSONString(w, m.key.Name); err != nil {
-			return &memberError{m.key, errors.New("the name is not valid UTF-8")}
-		}
+	for _, v := range vars {
+		_ = appendJSONString(w, v.Name)
 		_, _ = w.WriteString(": ")
-		if err := appendJSONString(w, alias(m.value)); err != nil {
-			return &memberError{m.key, err}
+		if err := appendJSONString(w, alias(v.Value)); err != nil {
+			return &memberError{v.From, err}
 		}
 		_ = w.WriteByte('\n')
 	}
 	return nil
 }
 
-func appendDotenvFormat(w *buffer, members []member) error {
-	values := make(map[store.Key]crypto.Plaintext, len(members))
-	for _, m := range members {
-		values[m.key] = m.value
-	}
-	vars, err := variables(values)
-	if err != nil {
-		return err
-	}
+func appendDotenvFormat(w *buffer, vars []Variable) error {
 	for _, v := range vars {
 		_, _ = w.WriteString(v.Name)
 		_ = w.WriteByte('=')
@@ -122,17 +123,14 @@ func appendDotenvFormat(w *buffer, members []member) error {
 	return nil
 }
 
-func appendPropertiesFormat(w *buffer, members []member) error {
-	for _, m := range members {
-		if !utf8.ValidString(m.key.Name) {
-			return &memberError{m.key, errors.New("the name is not valid UTF-8")}
+func appendPropertiesFormat(w *buffer, vars []Variable) error {
+	for _, v := range vars {
+		if !utf8.Valid(v.Value) {
+			return &memberError{v.From, errors.New("the value is not valid UTF-8, which a properties file cannot hold")}
 		}
-		if !utf8.Valid(m.value) {
-			return &memberError{m.key, errors.New("the value is not valid UTF-8, which a properties file cannot hold")}
-		}
-		appendProperty(w, m.key.Name, true)
+		appendProperty(w, v.Name, true)
 		_ = w.WriteByte('=')
-		appendProperty(w, alias(m.value), false)
+		appendProperty(w, alias(v.Value), false)
 		_ = w.WriteByte('\n')
 	}
 	return nil

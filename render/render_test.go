@@ -245,8 +245,9 @@ func TestTemplateFailsWithoutAValueInTheError(t *testing.T) {
 	})
 }
 
-// Every app view holds the application's secrets in name order; other
-// applications' entries in the map are not members.
+// Every app view holds the application's secrets under their names made
+// environment variables' names (EnvName), in the order of those names;
+// other applications' entries in the map are not members.
 var appInputs = map[string]string{
 	"billing/db-password": `p"w\d $HOME` + "\n" + `line2`,
 	"billing/api-token":   "tok",
@@ -255,12 +256,21 @@ var appInputs = map[string]string{
 	"other/secret":        "NOT-A-MEMBER",
 }
 
+// appInputsByEnvName is appInputs' members by the names every format
+// gives them.
+var appInputsByEnvName = map[string]string{
+	"API_TOKEN":   appInputs["billing/api-token"],
+	"DB_PASSWORD": appInputs["billing/db-password"],
+	"EMPTY":       appInputs["billing/empty"],
+	"UNICODE":     appInputs["billing/unicode"],
+}
+
 func TestAppViewJSON(t *testing.T) {
 	want := `{
-  "api-token": "tok",
-  "db-password": "p\"w\\d $HOME\nline2",
-  "empty": "",
-  "unicode": "é ✓ 😀 \u0085\u2028\ufeff\u007f\u0001\t"
+  "API_TOKEN": "tok",
+  "DB_PASSWORD": "p\"w\\d $HOME\nline2",
+  "EMPTY": "",
+  "UNICODE": "é ✓ 😀 \u0085\u2028\ufeff\u007f\u0001\t"
 }
 `
 	renderOK(t, render.Spec{Path: "billing/all.json", App: "billing", Format: "json"}, appInputs, want)
@@ -269,8 +279,8 @@ func TestAppViewJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, v := range back {
-		if appInputs["billing/"+k] != v {
-			t.Fatalf("JSON read back %s as %q, want %q", k, v, appInputs["billing/"+k])
+		if appInputsByEnvName[k] != v {
+			t.Fatalf("JSON read back %s as %q, want %q", k, v, appInputsByEnvName[k])
 		}
 	}
 	if len(back) != 4 {
@@ -279,10 +289,10 @@ func TestAppViewJSON(t *testing.T) {
 }
 
 func TestAppViewYAMLReadsBackTheSameBytes(t *testing.T) {
-	want := `"api-token": "tok"
-"db-password": "p\"w\\d $HOME\nline2"
-"empty": ""
-"unicode": "é ✓ 😀 \u0085\u2028\ufeff\u007f\u0001\t"
+	want := `"API_TOKEN": "tok"
+"DB_PASSWORD": "p\"w\\d $HOME\nline2"
+"EMPTY": ""
+"UNICODE": "é ✓ 😀 \u0085\u2028\ufeff\u007f\u0001\t"
 `
 	renderOK(t, render.Spec{Path: "billing/all.yaml", App: "billing", Format: "yaml"}, appInputs, want)
 	var back map[string]string
@@ -290,8 +300,8 @@ func TestAppViewYAMLReadsBackTheSameBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, v := range back {
-		if appInputs["billing/"+k] != v {
-			t.Fatalf("YAML read back %s as %q, want %q", k, v, appInputs["billing/"+k])
+		if appInputsByEnvName[k] != v {
+			t.Fatalf("YAML read back %s as %q, want %q", k, v, appInputsByEnvName[k])
 		}
 	}
 	if len(back) != 4 {
@@ -306,9 +316,9 @@ func TestAppViewProperties(t *testing.T) {
 		"billing/unicode":  "é😀\n\t\r\f",
 	}
 	// As java.util.Properties.store writes them (less its date comment).
-	want := `db.url=jdbc\:postgresql\://h\:5432/db?a\=b\#frag\!
-key\ with=\ leading space, inner space\\
-unicode=\u00E9\uD83D\uDE00\n\t\r\f
+	want := `DB_URL=jdbc\:postgresql\://h\:5432/db?a\=b\#frag\!
+KEY_WITH=\ leading space, inner space\\
+UNICODE=\u00E9\uD83D\uDE00\n\t\r\f
 `
 	renderOK(t, render.Spec{Path: "billing/app.properties", App: "billing", Format: "properties"}, in, want)
 }
@@ -330,11 +340,13 @@ func TestAppViewOfAnEmptyApplication(t *testing.T) {
 }
 
 func TestAppViewRefusals(t *testing.T) {
-	t.Run("dotenv collision names both secrets", func(t *testing.T) {
-		renderFails(t, render.Spec{Path: "billing/app.env", App: "billing", Format: "dotenv"},
-			map[string]string{"billing/db-password": "VALUE-1", "billing/db_password": "VALUE-2"},
-			"billing/db-password and billing/db_password both become the environment variable DB_PASSWORD")
-	})
+	for _, format := range []string{"json", "yaml", "properties", "dotenv"} {
+		t.Run(format+" collision names both secrets", func(t *testing.T) {
+			renderFails(t, render.Spec{Path: "billing/app." + format, App: "billing", Format: format},
+				map[string]string{"billing/db-password": "VALUE-1", "billing/db_password": "VALUE-2"},
+				"billing/db-password and billing/db_password both become the environment variable DB_PASSWORD", "VALUE-")
+		})
+	}
 	for _, format := range []string{"json", "yaml", "properties", "dotenv"} {
 		t.Run(format+" not UTF-8", func(t *testing.T) {
 			renderFails(t, render.Spec{Path: "billing/v", App: "billing", Format: format},

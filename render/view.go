@@ -37,7 +37,8 @@ type Spec struct {
 	// e.g. DB_PASSWORD={{ field "billing/db" "password" | quote }}.
 	Template string
 	// App is an application, all of whose secrets are rendered in
-	// Format: json, dotenv, yaml or properties (see FormatJSON...).
+	// Format: json, dotenv, yaml or properties (see FormatJSON...), each
+	// under its name made an environment variable's name (EnvName).
 	App, Format string
 }
 
@@ -62,7 +63,7 @@ type View struct {
 	field    *fieldRef          // Secret + Field
 	tmpl     *template.Template // Template, with stand-in functions
 	tmplRefs map[fieldRef]jmespath.JMESPath
-	format   func(*buffer, []member) error // App + Format
+	format   func(*buffer, []Variable) error // App + Format
 }
 
 // fieldRef is one JMESPath expression on one secret.
@@ -226,7 +227,11 @@ func (v *View) render(out *buffer, in map[store.Key]crypto.Plaintext) (err error
 	case v.tmpl != nil:
 		return v.renderTemplate(out, in)
 	default:
-		return v.format(out, v.members(in))
+		vars, err := named(v.members(in))
+		if err != nil {
+			return err
+		}
+		return v.format(out, vars)
 	}
 }
 
