@@ -1,0 +1,210 @@
+package mountconfig_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/secretfs/secretfs/mountconfig"
+	"github.com/secretfs/secretfs/store"
+)
+
+// issueExample is the file of issue 13, with a watch list.
+const issueExample = `owners:                      # first match wins
+  - match: billing           # an application's directory
+    uid: 1001
+    gid: 1001
+    mode: "0500"
+  - match: billing/*         # path.Match on application/secret (views included)
+    uid: 1001
+    gid: 1001
+    mode: "0400"
+  - match: billing/tls.key
+    uid: 0
+    gid: 1001
+    mode: "0440"
+views:                       # read-only files rendered from secrets
+  - path: billing/db-user
+    secret: billing/db-credentials   # a secret whose value is JSON
+    field: username                  # a JMESPath expression on it
+  - path: billing/app.env
+    template: |                      # Go text/template
+      DB_USER={{ field "billing/db-credentials" "username" }}
+      DB_PASSWORD={{ field "billing/db-credentials" "password" | quote }}
+      API_TOKEN={{ secret "billing/api-token" | quote }}
+  - path: billing/all.json
+    app: billing                     # every secret of the application
+    format: json                     # json | dotenv | yaml | properties
+watch:
+  - billing
+  - "auth-*"
+`
+
+func parse(t *testing.T, text string) *mountconfig.Config {
+	t.Helper()
+	c, err := mountconfig.Parse("secretfs.yaml", []byte(text))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return c
+}
+
+func TestTheIssuesExampleParses(t *testing.T) {
+	c := parse(t, issueExample)
+	if len(c.Owners) != 3 || len(c.Views) != 3 || len(c.Watch) != 2 {
+		t.Fatalf("%d owners, %d views, %d watches; want 3, 3, 2", len(c.Owners), len(c.Views), len(c.Watch))
+	}
+	for _, v := range []struct {
+		path      string
+		ok        bool
+		line      int
+		uid, mode uint32
+	}{
+		{"billing", true, 2, 1001, 0o500},
+		{"billing/db-password", true, 6, 1001, 0o400},
+		{"billing/tls.key", true, 6, 1001, 0o400}, // the first match wins: billing/* comes first
+		{"billing/db-user", true, 6, 1001, 0o400}, // views included
+		{"auth", false, 0, 0, 0},
+		{"auth/x", false, 0, 0, 0},
+		{"billingx", false, 0, 0, 0},
+	} {
+		o, ok := c.OwnerOf(v.path)
+		if ok != v.ok || (ok && (o.Line != v.line || *o.UID != v.uid || *o.Mode != v.mode)) {
+			t.Errorf("OwnerOf(%q) = %+v, %v; want the rule at line %d (uid %d, mode %#o): %v", v.path, o, ok, v.line, v.uid, v.mode, v.ok)
+		}
+	}
+	if views := c.Views; views[0].Line != 15 || views[1].Line != 18 || views[2].Line != 23 {
+		t.Errorf("views at lines %d, %d, %d; want 15, 18, 23", views[0].Line, views[1].Line, views[2].Line)
+	}
+	if in := c.Views[1].View.Inputs().Secrets; len(in) != 2 || in[0].String() != "billing/api-token" || in[1].String() != "billing/db-credentials" {
+		t.Errorf("the template view reads %v", in)
+	}
+	for app, want := range map[string]bool{"billing": true, "auth-eu": true, "auth": false, "other": false} {
+		if got := c.Watched(app); got != want {
+			t.Errorf("Watched(%q) = %v, want %v", app, got, want)
+		}
+	}
+	if v, ok := c.ViewAt(store.Key{App: "billing", Name: "all.json"}); !ok || v.Spec.Format != "json" {
+		t.Errorf("ViewAt(billing/all.json) = %+v, %v", v, ok)
+	}
+}
+
+func TestAnOwnerRuleMaySetOnlySomeFields(t *testing.T) {
+	c := parse(t, "owners:\n  - match: \"*/*\"\n    mode: 0o440\n  - match: \"*\"\n    gid: 7\n")
+	o, ok := c.OwnerOf("a/b")
+	if !ok || o.UID != nil || o.GID != nil || *o.Mode != 0o440 {
+		t.Errorf("OwnerOf(a/b) = %+v", o)
+	}
+	o, ok = c.OwnerOf("a")
+	if !ok || o.UID != nil || *o.GID != 7 || o.Mode != nil {
+		t.Errorf("OwnerOf(a) = %+v", o)
+	}
+}
+
+func TestAnEmptyFileIsTheFlagsAlone(t *testing.T) {
+	for _, text := range []string{"", "# nothing\n", "owners:\nviews:\n"} {
+		c := parse(t, text)
+		if _, ok := c.OwnerOf("a"); ok || len(c.Views) != 0 || c.Watched("a") {
+			t.Errorf("%q: %+v", text, c)
+		}
+	}
+}
+
+// Every refusal names the file and the line of what is wrong, and why.
+func TestRefusalsNameTheLineAndTheReason(t *testing.T) {
+	for _, c := range []struct {
+		name, text string
+		line       int
+		want       string
+	}{
+		{"unknown top-level key", "owners: []\nviewz:\n  - path: a/b\n", 2, `unknown key "viewz" in the file (known: owners, views, watch)`},
+		{"unknown key in an owner rule", "owners:\n  - match: a\n    user: 5\n", 3, `unknown key "user" in an owner rule`},
+		{"unknown key in a view", "views:\n  - path: a/b\n    secret: a/c\n    field: x\n    feild: y\n", 5, `unknown key "feild" in a view`},
+		{"bad pattern", "owners:\n  - match: a\n    uid: 1\n  - match: \"billing/[\"\n    uid: 2\n", 4, `match "billing/[": not a pattern`},
+		{"pattern of three parts", "owners:\n  - match: a/b/c\n    uid: 1\n", 2, "want an application (app) or its files (app/name)"},
+		{"empty part", "owners:\n  - match: a/\n    uid: 1\n", 2, "want an application (app) or its files (app/name)"},
+		{"watch of a file", "watch:\n  - a/b\n", 2, "watch lists applications"},
+		{"mode not octal", "owners:\n  - match: a\n    mode: \"0800\"\n", 3, `mode "0800": want permission bits in octal`},
+		{"mode a word", "owners:\n  - match: a\n    mode: rwx\n", 3, `mode "rwx"`},
+		{"mode too large", "owners:\n  - match: a\n    mode: \"17777\"\n", 3, `mode "17777"`},
+		{"uid negative", "owners:\n  - match: a\n    uid: -1\n", 3, `uid "-1": want a number`},
+		{"gid a list", "owners:\n  - match: a\n    gid: [1]\n", 3, "gid"},
+		{"rule without match", "owners:\n  - uid: 1\n", 2, "an owner rule needs match"},
+		{"rule setting nothing", "owners:\n  - match: a\n", 2, `the owner rule for "a" sets none of uid, gid and mode`},
+		{"key twice", "owners:\n  - match: a\n    uid: 1\n    uid: 2\n", 4, `"uid" is given twice in an owner rule (first at line 3)`},
+		{"view without path", "views:\n  - app: a\n    format: json\n", 2, "a view needs path"},
+		{"view that does not compile", "views:\n  - path: a/v\n    template: '{{ secret .Name }}'\n", 2, "a/v"},
+		{"view of two kinds", "views:\n  - path: a/v\n    app: a\n    format: json\n    template: x\n", 2, "exactly one of"},
+		{"two views at one path", "views:\n  - path: a/v\n    app: a\n    format: json\n  - path: a/v\n    app: b\n    format: yaml\n", 5, "the view a/v is already defined at line 2"},
+		{"a view hiding another's input", "views:\n  - path: a/v\n    secret: a/creds\n    field: user\n  - path: a/creds\n    app: a\n    format: json\n", 2, "the view a/v reads the secret a/creds, which the view at line 5 hides"},
+		{"a view reading itself", "views:\n  - path: a/v\n    template: '{{ secret \"a/v\" }}'\n", 2, "reads the secret a/v, which the view at line 2 hides"},
+		{"not YAML", "owners:\n\t- match: a\n", 2, "not YAML: found character that cannot start any token"},
+		{"owners not a list", "owners:\n  match: a\n", 2, "owners must be a list"},
+		{"a list at the top", "- a\n", 1, "the file must be a mapping"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := mountconfig.Parse("/etc/secretfs/run-secrets.yaml", []byte(c.text))
+			var e *mountconfig.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Parse: %v, want a *mountconfig.Error", err)
+			}
+			if e.Line != c.line || !strings.Contains(e.Msg, c.want) {
+				t.Fatalf("Parse: %q, want line %d and %q", err, c.line, c.want)
+			}
+			if prefix := "/etc/secretfs/run-secrets.yaml:" + itoa(c.line) + ": "; !strings.HasPrefix(err.Error(), prefix) {
+				t.Fatalf("Parse: %q, want it to start with %q", err, prefix)
+			}
+		})
+	}
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+func TestCheckStoreRefusesAViewOverAStoredSecret(t *testing.T) {
+	c := parse(t, issueExample)
+	stored := map[store.Key]bool{{App: "billing", Name: "db-credentials"}: true, {App: "billing", Name: "app.env"}: true}
+	err := c.CheckStore(context.Background(), func(_ context.Context, k store.Key) (bool, error) { return stored[k], nil })
+	if err == nil || err.Error() != "secretfs.yaml:18: the view billing/app.env names a secret the store holds: remove the secret (secretfs rm) or give the view another path" {
+		t.Fatalf("CheckStore: %v", err)
+	}
+	delete(stored, store.Key{App: "billing", Name: "app.env"})
+	if err := c.CheckStore(context.Background(), func(_ context.Context, k store.Key) (bool, error) { return stored[k], nil }); err != nil {
+		t.Fatalf("CheckStore with no view over a secret: %v", err)
+	}
+	failing := errors.New("no answer")
+	if err := c.CheckStore(context.Background(), func(context.Context, store.Key) (bool, error) { return false, failing }); err == nil || !strings.Contains(err.Error(), "secretfs.yaml:15: cannot tell") {
+		t.Fatalf("CheckStore with a failing store: %v", err)
+	}
+}
+
+func TestLoadNamesAMissingFile(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	if _, err := mountconfig.Load(missing); err == nil || !strings.HasPrefix(err.Error(), missing+": ") {
+		t.Fatalf("Load: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte(issueExample), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := mountconfig.Load(file); err != nil || c.File != file || len(c.Views) != 3 {
+		t.Fatalf("Load: %+v, %v", c, err)
+	}
+}
+
+func TestANilConfigMatchesNothing(t *testing.T) {
+	var c *mountconfig.Config
+	if _, ok := c.OwnerOf("a"); ok || c.Watched("a") {
+		t.Error("a nil config matched")
+	}
+	if _, ok := c.ViewAt(store.Key{App: "a", Name: "b"}); ok {
+		t.Error("a nil config has a view")
+	}
+}
