@@ -230,7 +230,8 @@ func (c *Catalog) now() time.Time { return c.opts.Now() }
 
 // OnChange registers f, called from its own goroutine with every secret
 // whose current revision the catalog learned from the store has changed
-// or gone (not for changes made through the catalog itself).
+// or gone, or that appeared in an application listed before (not for
+// changes made through the catalog itself).
 func (c *Catalog) OnChange(f func(store.Key)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

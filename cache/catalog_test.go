@@ -996,3 +996,35 @@ func TestAStaleAnswerServesTheLastValueReadWhenTheNewerRevisionCannotBeDecrypted
 		t.Errorf("Known: %+v; want what the lookup answered", m)
 	}
 }
+
+// A secret that appears in an application listed before is told, as a
+// change is (a view of the whole application changes with it); the
+// first listing of an application tells nothing.
+func TestASecretAppearingElsewhereIsToldAfterTheTTL(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "one", 1)
+	c, clk, _ := newCatalog(t, f, Options{})
+	told := make(chan store.Key, 4)
+	c.OnChange(func(k store.Key) { told <- k })
+	if _, _, err := c.List(bg, "app", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	f.set(key("b"), "two", 1)
+	clk.advance(ttl)
+	if _, _, err := c.List(bg, "app", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case k := <-told:
+		if k != key("b") {
+			t.Errorf("told of %s, want %s", k, key("b"))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the new secret was not told")
+	}
+	select {
+	case k := <-told:
+		t.Errorf("told of %s too: the first listing, or an unchanged secret, was told", k)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

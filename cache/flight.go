@@ -127,12 +127,16 @@ func (c *Catalog) runListing(app string, f *flight) {
 	c.mu.Lock()
 	a := c.app(app)
 	a.listing = nil
-	var changed []store.Key
+	var changed, appeared []store.Key
 	var told []func()
 	switch {
 	case err == nil:
+		relisted := !a.listedAt.IsZero()
 		a.failed, a.listedAt = nil, f.started
-		changed = c.applyListing(a, app, metas, f.started)
+		changed, appeared = c.applyListing(a, app, metas, f.started)
+		if !relisted {
+			appeared = nil // the first listing finds everything: nothing appeared
+		}
 		c.noteListed(app, a, f.started)
 	case fault.Is(fault.Permission, err):
 		a.listedAt = time.Time{} // nothing it listed stands
@@ -148,7 +152,7 @@ func (c *Catalog) runListing(app string, f *flight) {
 	if err == nil {
 		c.obs.Revalidated(app, len(changed))
 	}
-	c.changed(changed)
+	c.changed(append(changed, appeared...))
 	f.err = err
 	close(f.done)
 }

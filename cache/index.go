@@ -199,8 +199,8 @@ func (c *Catalog) noteListed(app string, a *appIndex, started time.Time) {
 // applyListing learns from metas, the whole listing of app as the store
 // gave it at started: what changed, what appeared, and what went. Keys
 // the catalog learned of after started are left alone. It returns the
-// keys found changed or gone. c.mu must be held.
-func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, started time.Time) (changed []store.Key) {
+// keys found changed or gone, and those that appeared. c.mu must be held.
+func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, started time.Time) (changed, appeared []store.Key) {
 	listed := make(map[string]bool, len(metas))
 	for _, m := range metas {
 		listed[m.Name] = true
@@ -209,8 +209,11 @@ func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, star
 			continue
 		}
 		k := store.Key{App: app, Name: m.Name}
+		held := ks.holds()
 		if c.setCurrent(k, ks, m, nil, started) {
 			changed = append(changed, k)
+		} else if !held {
+			appeared = append(appeared, k)
 		}
 	}
 	for name, ks := range a.keys {
@@ -228,7 +231,7 @@ func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, star
 			c.setAbsent(ks, started)
 		}
 	}
-	return changed
+	return changed, appeared
 }
 
 // setCurrent records that the store holds meta (and item, when fetched)
