@@ -9,7 +9,8 @@ import (
 )
 
 // Attr is what a stat shows of a file or directory. Owner, group and
-// mode come from the mount options, for every file and directory alike.
+// mode come from the owner rule its path matches (Options.OwnerOf), else
+// from the mount options.
 type Attr struct {
 	Dir      bool
 	Perm     uint32 // permission bits
@@ -19,10 +20,44 @@ type Attr struct {
 	Modified time.Time
 }
 
-// DirAttr is the attributes of the root and of every application: made
-// when the mount was.
-func (v *FS) DirAttr() Attr {
+// Owner is who owns a path and with which permission bits, as an owner
+// rule says: each field nil where the rule leaves it to the mount options
+// (UID, GID, FileMode or DirMode).
+type Owner struct {
+	UID, GID, Mode *uint32
+}
+
+// owner is who owns p ("app" for an application's directory, "app/name"
+// for a secret or a view) and its permission bits: the rule p matches, or
+// the mount options. perm is the mount options' bits for its kind.
+func (v *FS) owner(p string, perm uint32) (uid, gid, mode uint32) {
+	uid, gid, mode = v.opts.UID, v.opts.GID, perm
+	if v.opts.OwnerOf == nil {
+		return uid, gid, mode
+	}
+	o := v.opts.OwnerOf(p)
+	if o.UID != nil {
+		uid = *o.UID
+	}
+	if o.GID != nil {
+		gid = *o.GID
+	}
+	if o.Mode != nil {
+		mode = *o.Mode
+	}
+	return uid, gid, mode
+}
+
+// RootAttr is the attributes of the root: the mount options'.
+func (v *FS) RootAttr() Attr {
 	return Attr{Dir: true, Perm: v.opts.DirMode, Nlink: 2, UID: v.opts.UID, GID: v.opts.GID, Modified: v.started}
+}
+
+// AppAttr is the attributes of the application app's directory: made
+// when the mount was, owned as its owner rule says.
+func (v *FS) AppAttr(app string) Attr {
+	uid, gid, mode := v.owner(app, v.opts.DirMode)
+	return Attr{Dir: true, Perm: mode, Nlink: 2, UID: uid, GID: gid, Modified: v.started}
 }
 
 // fileAttr is the attributes of a secret of the given metadata, with
@@ -34,7 +69,8 @@ func (v *FS) fileAttr(meta store.Meta, nlink uint32) Attr {
 	if t.IsZero() {
 		t = time.Unix(0, 0)
 	}
-	return Attr{Perm: v.opts.FileMode, Nlink: nlink, UID: v.opts.UID, GID: v.opts.GID, Size: max(meta.Size, 0), Modified: t}
+	uid, gid, mode := v.owner(meta.Key.String(), v.opts.FileMode)
+	return Attr{Perm: mode, Nlink: nlink, UID: uid, GID: gid, Size: max(meta.Size, 0), Modified: t}
 }
 
 // Change is what a chmod, chown, utimes or truncate asks: each field is
@@ -44,24 +80,36 @@ type Change struct {
 	Size           *int64
 }
 
-// check refuses changes of owner and mode, which come from mount options
-// for the whole file system. Setting them to what they already are, and
-// setting times, is accepted (and times ignored), so that touch(1),
-// cp(1) and install(1) work.
-func (v *FS) check(p fault.Path, ch Change, perm uint32) error {
-	if ch.Mode != nil && *ch.Mode&07777 != perm {
-		return fault.E(p, fault.NotPermitted, "modes come from --file-mode and --dir-mode")
+// check refuses changes of owner and mode, which come from the owner
+// rules and mount options (a, what the path shows now). Setting them to
+// what they already are, and setting times, is accepted (and times
+// ignored), so that touch(1), cp(1) and install(1) work. A read-only
+// mount refuses every change, times too: the kernel mounts it read-write,
+// for the mount's own change signals (see Caller.Own), so the refusal is
+// this one.
+func (v *FS) check(p fault.Path, ch Change, a Attr) error {
+	if err := v.writable(p); err != nil {
+		return err
 	}
-	if (ch.UID != nil && *ch.UID != v.opts.UID) || (ch.GID != nil && *ch.GID != v.opts.GID) {
-		return fault.E(p, fault.NotPermitted, "owners come from --uid and --gid")
+	if ch.Mode != nil && *ch.Mode&07777 != a.Perm {
+		return fault.E(p, fault.NotPermitted, "modes come from the owner rules of --config, else --file-mode and --dir-mode")
+	}
+	if (ch.UID != nil && *ch.UID != a.UID) || (ch.GID != nil && *ch.GID != a.GID) {
+		return fault.E(p, fault.NotPermitted, "owners come from the owner rules of --config, else --uid and --gid")
 	}
 	return nil
 }
 
-// SetattrApp is a change of an application directory's attributes (or
-// the root's): only to what they are.
+// SetattrApp is a change of an application directory's attributes: only
+// to what they are.
 func (v *FS) SetattrApp(app string, ch Change) error {
-	return v.check(fault.Path(app), ch, v.opts.DirMode)
+	return v.check(fault.Path(app), ch, v.AppAttr(app))
+}
+
+// SetattrRoot is a change of the root's attributes: only to what they
+// are.
+func (v *FS) SetattrRoot(ch Change) error {
+	return v.check("/", ch, v.RootAttr())
 }
 
 // Setattr is a change of the secret k's attributes, through the handle h
@@ -71,9 +119,19 @@ func (v *FS) SetattrApp(app string, ch Change) error {
 // arrives, without a handle, from the thread that opened: c.Thread), or
 // else the stored value at once (truncate -s). The revision a reader
 // holds never changes.
+//
+// The mount's own change signal (c.Own) truncates to the size the file
+// has, which changes nothing: it is answered at once, whatever the mount
+// allows.
 func (v *FS) Setattr(ctx context.Context, c Caller, k store.Key, h *Handle, ch Change) error {
-	if err := v.check(k.Path(), ch, v.opts.FileMode); err != nil {
+	if c.Own || (h != nil && h.signal) {
+		return nil
+	}
+	if err := v.check(k.Path(), ch, v.fileAttr(store.Meta{Key: k}, 1)); err != nil {
 		return err
+	}
+	if ch.Size != nil && v.viewAt(k) != nil {
+		return viewReadOnly(k)
 	}
 	switch {
 	case ch.Size == nil:

@@ -14,22 +14,30 @@ import (
 )
 
 // Entry is what a name points at: a committed revision (Meta), which
-// stands for Fresh more without asking the store, or, when Created is
-// set, a secret being created here that has committed nothing yet. The
-// caller takes over one hold of Created (see Secret.Hold).
+// stands for Fresh more without asking the store; or, when Created is
+// set, a secret being created here that has committed nothing yet (the
+// caller takes over one hold of Created: see Secret.Hold); or, when View
+// is set, a view's rendering from one set of its inputs' revisions (the
+// caller takes it over: NewViewRevision, or Release), which stands for
+// Fresh too.
 type Entry struct {
 	Meta    store.Meta
 	Fresh   time.Duration
 	Created *Secret
+	View    *ViewInputs
 }
 
 // Lookup returns what the name k points at now, fresh within the TTL,
 // after waiting out its closing writers (see
 // Secret.awaitClosingWriters): the revision the catalog holds for
-// current, or the secret being created here.
+// current, or the secret being created here; or, for a view, the
+// revisions of its inputs the catalog holds for current.
 func (v *FS) Lookup(ctx context.Context, k store.Key) (Entry, error) {
 	if err := k.Validate(); err != nil {
 		return Entry{}, err
+	}
+	if vw := v.viewAt(k); vw != nil {
+		return v.lookupView(ctx, vw)
 	}
 	s := v.awaitClosingWritersOf(k)
 	e, err := v.cat.Lookup(ctx, k)
@@ -48,7 +56,13 @@ func (v *FS) Lookup(ctx context.Context, k store.Key) (Entry, error) {
 // TTL, unless the secret has writers here (then Lookup decides). A legacy
 // item lists without its size: it is left to a Lookup, which decrypts it
 // to learn it (fault.NotFound here).
+//
+// A view is left to a Lookup as well: a listing (`ls`) renders nothing,
+// a stat does.
 func (v *FS) LookupListed(ctx context.Context, meta store.Meta) (Entry, error) {
+	if v.IsView(meta.Key) {
+		return Entry{}, fault.E(meta.Path(), fault.NotFound, "a view is rendered when it is looked up, not listed")
+	}
 	if meta.Size < 0 {
 		return Entry{}, fault.E(meta.Path(), fault.NotFound, "a legacy item lists without its size; a lookup will learn it")
 	}
@@ -64,6 +78,9 @@ func (v *FS) LookupListed(ctx context.Context, meta store.Meta) (Entry, error) {
 // committed revision: ErrLookUpAgain), or finds nothing while nothing is
 // committed.
 func (s *Secret) Open(ctx context.Context, c Caller, flags uint32) (*Handle, error) {
+	if c.Own && Writes(flags) {
+		return s.v.signalHandle(s.Key()), nil
+	}
 	h, err := s.open(ctx, c, flags)
 	k := s.Key()
 	version := store.Version(0)
@@ -109,6 +126,9 @@ func (v *FS) Unlink(ctx context.Context, c Caller, k store.Key) error {
 func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 	if err := v.writable(k.Path()); err != nil {
 		return 0, err
+	}
+	if v.IsView(k) {
+		return 0, viewReadOnly(k)
 	}
 	s := v.awaitClosingWritersOf(k)
 	meta, err := v.cat.Verify(ctx, k)
@@ -160,7 +180,7 @@ func (v *FS) rename(ctx context.Context, from, to store.Key, flags uint32) (stor
 		// Being created and not committed yet: the sessions follow the
 		// name and will commit it at its new place.
 		v.move(src, from, to, store.NoItem, store.Meta{Key: to, Version: expected.Version, InitialisationVector: expected.IV})
-		v.emit(Renamed, to)
+		v.tell(Event{Kind: Renamed, Key: to, From: from})
 		return 0, nil
 	}
 	if err != nil {
@@ -176,15 +196,22 @@ func (v *FS) rename(ctx context.Context, from, to store.Key, flags uint32) (stor
 	if src != nil {
 		v.move(src, from, to, old.Revision(), meta)
 	}
-	v.emit(Renamed, to)
+	v.tell(Event{Kind: Renamed, Key: to, From: from, Was: old.Revision(), Now: meta})
 	v.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("secret renamed")
 	return meta.Version, nil
 }
 
-// checkRename refuses what no rename of a secret may do.
+// checkRename refuses what no rename of a secret may do. A view cannot
+// move, and no secret may take a view's path.
 func (v *FS) checkRename(from, to store.Key, flags uint32) error {
 	if err := v.writable(from.Path()); err != nil {
 		return err
+	}
+	if v.IsView(from) {
+		return viewReadOnly(from)
+	}
+	if v.IsView(to) {
+		return fault.E(to.Path(), fault.Exist, "a view of the mount's config file is at that path")
 	}
 	if to.App == "" {
 		return fault.E(from.Path(), fault.NotPermitted, "a secret can only move into an application directory")
@@ -256,8 +283,8 @@ func (v *FS) move(s *Secret, from, to store.Key, old store.Revision, meta store.
 }
 
 // LookupApp reports whether app is an application (fault.NotFound if
-// not): in the --apps list when one is given, made by mkdir here, or
-// holding at least one secret.
+// not): in the --apps list when one is given, made by mkdir here,
+// holding at least one view, or holding at least one secret.
 func (v *FS) LookupApp(ctx context.Context, app string) error {
 	if err := store.ValidName(app); err != nil {
 		return err
@@ -273,7 +300,7 @@ func (v *FS) appExists(ctx context.Context, app string) (bool, error) {
 	v.mu.Lock()
 	made := v.made[app]
 	v.mu.Unlock()
-	if made {
+	if made || len(v.views.apps[app]) > 0 {
 		return true, nil
 	}
 	if v.opts.Apps != nil {
@@ -283,7 +310,7 @@ func (v *FS) appExists(ctx context.Context, app string) (bool, error) {
 }
 
 // Apps lists the applications to show at the root, sorted: the --apps
-// list, or those the store holds, and those made here.
+// list, or those the store holds, and those made here or holding views.
 func (v *FS) Apps(ctx context.Context) ([]string, error) {
 	var names []string
 	if v.opts.Apps != nil {
@@ -302,9 +329,15 @@ func (v *FS) Apps(ctx context.Context) ([]string, error) {
 	for a := range v.made {
 		if !seen[a] {
 			names = append(names, a)
+			seen[a] = true
 		}
 	}
 	v.mu.Unlock()
+	for a := range v.views.apps {
+		if !seen[a] {
+			names = append(names, a)
+		}
+	}
 	sort.Strings(names)
 	return names, nil
 }
@@ -344,6 +377,9 @@ func (v *FS) Rmdir(ctx context.Context, app string) error {
 	if slices.Contains(v.opts.Apps, app) {
 		return fault.E(p, fault.NotPermitted, "listed by --apps")
 	}
+	if len(v.views.apps[app]) > 0 {
+		return fault.E(p, fault.NotEmpty, "the application holds views of the mount's config file")
+	}
 	v.awaitClosingWritersIn(app)
 	nonEmpty, err := v.cat.HasSecrets(ctx, app)
 	if err != nil {
@@ -381,6 +417,25 @@ func (v *FS) CreateInRoot(name string) error {
 	return fault.E(p, fault.NotPermitted, "secrets live in an application directory, not at the root")
 }
 
+// NotOffered refuses what secretfs does not make (special files, links),
+// at p: EROFS on a read-only mount, as every change there.
+func (v *FS) NotOffered(p fault.Path, what string) error {
+	if err := v.writable(p); err != nil {
+		return err
+	}
+	return fault.E(p, fault.NotSupported, what)
+}
+
+// WriteWithoutOpen refuses a write of k through a descriptor the file
+// system never saw opened: on a read-only mount the kernel opens files
+// without asking (package fs), so that is where such a write comes from.
+func (v *FS) WriteWithoutOpen(k store.Key) error {
+	if err := v.writable(k.Path()); err != nil {
+		return err
+	}
+	return fault.E(k.Path(), fault.NotSupported, "a write through a descriptor the file system did not open")
+}
+
 // MkdirInApp refuses a directory inside an application: applications
 // hold secrets, not directories.
 func (v *FS) MkdirInApp(app, name string) error {
@@ -393,25 +448,51 @@ func (v *FS) MkdirInApp(app, name string) error {
 
 // Listing is one listing of an application's secrets, a page of the
 // store at a time: the same listing the catalog's revalidation makes, so
-// `ls -l` costs its pages and nothing per secret.
+// `ls -l` costs its pages and nothing per secret. The application's
+// views come in it too, in name order among the secrets; a secret stored
+// under a view's path is not listed (the view hides it).
 type Listing struct {
-	v    *FS
-	app  string
-	page []store.Meta
-	i    int
-	next string // where the next page starts
-	done bool   // no page after this one
+	v     *FS
+	app   string
+	page  []store.Meta
+	i     int
+	next  string   // where the next page starts
+	done  bool     // no page after this one
+	views []string // the views not listed yet, sorted
 }
 
 // List starts a listing of app, once its closing writers are done: a
 // listing right after `touch new` must show it.
 func (v *FS) List(app string) *Listing {
 	v.awaitClosingWritersIn(app)
-	return &Listing{v: v, app: app}
+	return &Listing{v: v, app: app, views: v.views.apps[app]}
 }
 
-// Next returns the metadata of the next secret, or false at the end.
+// Next returns the metadata of the next secret or view (a view's is its
+// path alone: see IsView), or false at the end.
 func (l *Listing) Next(ctx context.Context) (store.Meta, bool, error) {
+	secret, ok, err := l.peek(ctx)
+	if err != nil {
+		return store.Meta{}, false, err
+	}
+	if len(l.views) > 0 && (!ok || l.views[0] <= secret.Name) {
+		name := l.views[0]
+		l.views = l.views[1:]
+		if ok && secret.Name == name {
+			l.i++ // hidden by the view
+		}
+		return store.Meta{Key: store.Key{App: l.app, Name: name}, Size: -1}, true, nil
+	}
+	if !ok {
+		return store.Meta{}, false, nil
+	}
+	l.i++
+	return secret, true, nil
+}
+
+// peek returns the next secret of the store's listing without taking it,
+// or false at its end.
+func (l *Listing) peek(ctx context.Context) (store.Meta, bool, error) {
 	for l.i >= len(l.page) {
 		if l.done {
 			return store.Meta{}, false, nil
@@ -422,9 +503,8 @@ func (l *Listing) Next(ctx context.Context) (store.Meta, bool, error) {
 		}
 		l.page, l.i, l.next, l.done = page, 0, next, next == ""
 	}
-	l.i++
-	return l.page[l.i-1], true, nil
+	return l.page[l.i], true, nil
 }
 
 // Rewind starts the listing again, at its first page.
-func (l *Listing) Rewind() { *l = Listing{v: l.v, app: l.app} }
+func (l *Listing) Rewind() { *l = Listing{v: l.v, app: l.app, views: l.v.views.apps[l.app]} }

@@ -20,11 +20,11 @@ import (
 // more (the kernel forgot the inode), and a later use pins it again.
 type Revision struct {
 	v      *FS
-	key    store.Key // where the revision was committed
-	onPin  func()    // told of every new pin (see NewRevision)
-	onWipe func()    // told when the pinned plaintext is wiped
+	onPin  func() // told of every new pin (see NewRevision)
+	onWipe func() // told when the pinned plaintext is wiped
 
 	mu   sync.Mutex // see the lock order in the package comment
+	key  store.Key  // where the revision was committed (see Rekey)
 	meta store.Meta // of the revision it serves
 	snap secrets.Snapshot
 	stop func() // unregisters onWipe from snap
@@ -43,7 +43,27 @@ func (v *FS) NewRevision(k store.Key, meta store.Meta, onPin, onWipe func()) *Re
 }
 
 // Key returns the secret the revision is of.
-func (r *Revision) Key() store.Key { return r.key }
+func (r *Revision) Key() store.Key {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.key
+}
+
+// Rekey makes the file the revision meta of k, which holds the same
+// bytes as the one it was: a rename wrote this revision's value under k
+// (see Event's Renamed). Its readers read on, the same bytes, now from
+// meta's revision: the one it was may be gone from the store.
+func (r *Revision) Rekey(k store.Key, meta store.Meta) {
+	r.mu.Lock()
+	snap, stop := r.snap, r.stop
+	r.key, r.meta, r.snap, r.stop = k, meta, nil, nil
+	r.mu.Unlock()
+	if snap != nil {
+		stop()
+		snap.Release()
+		r.snapshot() // pinned it was, pinned it stays
+	}
+}
 
 // Meta returns the revision's metadata.
 func (r *Revision) Meta() store.Meta {
@@ -55,7 +75,9 @@ func (r *Revision) Meta() store.Meta {
 // Is reports whether r is revision rev of k: one application, name and
 // revision, never matched by anything less.
 func (r *Revision) Is(k store.Key, rev store.Revision) bool {
-	return r.key == k && r.Meta().Revision().Equal(rev)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.key == k && r.meta.Revision().Equal(rev)
 }
 
 // Attr is the revision's attributes: nlink is 1 while the name still
@@ -64,7 +86,7 @@ func (r *Revision) Is(k store.Key, rev store.Revision) bool {
 func (r *Revision) Attr() Attr {
 	meta := r.Meta()
 	nlink := uint32(0)
-	if cur, ok := r.v.cat.Known(r.key); ok && cur.Revision().Equal(meta.Revision()) {
+	if cur, ok := r.v.cat.Known(meta.Key); ok && cur.Revision().Equal(meta.Revision()) {
 		nlink = 1
 	}
 	return r.v.fileAttr(meta, nlink)
@@ -76,15 +98,15 @@ func (r *Revision) Attr() Attr {
 func (r *Revision) snapshot() secrets.Snapshot {
 	for {
 		r.mu.Lock()
-		snap, meta := r.snap, r.meta
+		snap, meta, k := r.snap, r.meta, r.key
 		r.mu.Unlock()
 		if snap != nil {
 			return snap
 		}
-		fresh := r.v.cat.Snapshot(r.key, meta)
+		fresh := r.v.cat.Snapshot(k, meta)
 		stop := fresh.OnWipe(r.onWipe)
 		r.mu.Lock()
-		if r.snap == nil && r.meta.Revision().Equal(meta.Revision()) {
+		if r.snap == nil && r.key == k && r.meta.Revision().Equal(meta.Revision()) {
 			r.snap, r.stop = fresh, stop
 			r.mu.Unlock()
 			r.onPin()
@@ -138,7 +160,13 @@ func (r *Revision) LearnSize(ctx context.Context) {
 // replaced or removed since is sent to look the name up again
 // (ErrLookUpAgain). A writer that closed and whose commit is coming
 // (`: > f && cat f`) is waited for first.
+//
+// The mount's own change signal (c.Own) gets a handle that changes
+// nothing, unaudited.
 func (r *Revision) Open(ctx context.Context, c Caller, flags uint32) (*Handle, error) {
+	if c.Own && Writes(flags) {
+		return r.v.signalHandle(r.Key()), nil
+	}
 	var h *Handle
 	var err error
 	if Writes(flags) {
@@ -146,19 +174,19 @@ func (r *Revision) Open(ctx context.Context, c Caller, flags uint32) (*Handle, e
 	} else {
 		err = r.openReader(ctx)
 	}
-	r.v.audit(c, "open", r.key, store.Key{}, r.Meta().Version, err)
+	r.v.audit(c, "open", r.Key(), store.Key{}, r.Meta().Version, err)
 	return h, err
 }
 
 func (r *Revision) openReader(ctx context.Context) error {
-	p := r.key.Path()
+	p := r.Key().Path()
 	if err := r.v.readable(p); err != nil {
 		return err
 	}
 	// A writer that closed may be about to commit (`: > f && cat f`):
 	// read what it commits, not the revision it replaces.
-	r.v.awaitClosingWritersOf(r.key)
-	if cur, ok := r.v.cat.Known(r.key); !ok || !cur.Revision().Equal(r.Meta().Revision()) {
+	r.v.awaitClosingWritersOf(r.Key())
+	if cur, ok := r.v.cat.Known(r.Key()); !ok || !cur.Revision().Equal(r.Meta().Revision()) {
 		return lookUpAgain(p, "replaced or removed since it was looked up")
 	}
 	snap := r.snapshot()
@@ -178,7 +206,7 @@ func (r *Revision) openReader(ctx context.Context) error {
 // again: the kernel's retry then creates it if the open asked for that
 // (O_CREAT never reaches an open of an existing file), or finds nothing.
 func (r *Revision) openWriter(ctx context.Context, c Caller, flags uint32) (*Handle, error) {
-	v, p := r.v, r.key.Path()
+	v, p := r.v, r.Key().Path()
 	if err := v.writable(p); err != nil {
 		return nil, err
 	}
@@ -187,10 +215,10 @@ func (r *Revision) openWriter(ctx context.Context, c Caller, flags uint32) (*Han
 			return nil, err
 		}
 	}
-	s, done := v.opener(r.key)
+	s, done := v.opener(r.Key())
 	defer done()
 	s.awaitClosingWriters()
-	meta, err := v.cat.Verify(ctx, r.key)
+	meta, err := v.cat.Verify(ctx, r.Key())
 	if fault.Is(fault.NotFound, err) && !isCreating(s) {
 		return nil, lookUpAgain(p, "removed elsewhere")
 	}
@@ -200,7 +228,7 @@ func (r *Revision) openWriter(ctx context.Context, c Caller, flags uint32) (*Han
 // Read copies the revision's content at off into dest: n < len(dest)
 // means the value ended.
 func (r *Revision) Read(ctx context.Context, dest []byte, off int64) (int, error) {
-	if err := r.v.readable(r.key.Path()); err != nil {
+	if err := r.v.readable(r.Key().Path()); err != nil {
 		return 0, err
 	}
 	snap := r.snapshot()
@@ -237,11 +265,11 @@ func (r *Revision) adopt(ctx context.Context, was secrets.Snapshot, err error) (
 	refuse := r.read || sup.Now.Size < 0 || sup.Now.Size > r.meta.Size
 	r.mu.Unlock()
 	if refuse {
-		r.v.emit(Changed, r.key)
+		r.v.emit(Changed, r.Key())
 		// The read's failure is logged once, by the read, with this.
-		return nil, fault.E(r.key.Path(), fault.Unavailable, "changed between its listing and its first read, and grew: the read fails, the next open gets the new value", err)
+		return nil, fault.E(r.Key().Path(), fault.Unavailable, "changed between its listing and its first read, and grew: the read fails, the next open gets the new value", err)
 	}
-	fresh := r.v.cat.Snapshot(r.key, sup.Now)
+	fresh := r.v.cat.Snapshot(r.Key(), sup.Now)
 	stop := fresh.OnWipe(r.onWipe)
 	r.mu.Lock()
 	if r.snap != was {

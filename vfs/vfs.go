@@ -29,13 +29,18 @@
 //
 // # Lock order
 //
-// vfs has three kinds of lock, and never takes one while it holds another:
+// vfs has four kinds of lock, and never takes one while it holds another,
+// but for the one exception below:
 //
 //   - FS.mu guards the mount's bookkeeping: the applications made here,
 //     the secrets that have writers (FS.secrets), and the fields of every
-//     Secret (its key, sessions, opens under way and holds);
+//     Secret (its key, sessions, opens under way and holds), the views'
+//     current renderings and those held (FS.renderings);
 //   - session.mu guards one write session;
-//   - Revision.mu guards one revision's metadata and snapshot pin.
+//   - Revision.mu guards one revision's metadata and snapshot pin;
+//   - ViewRevision.mu guards one rendering of a view. It is the
+//     exception: FS.mu may be taken while it is held (to record a held
+//     rendering, FS.held), never the other way round.
 //
 // None is held across a call into the catalog (whose locks are package
 // cache's), a load or a commit, or a callback of Options (Events, Audit,
@@ -54,6 +59,7 @@ import (
 
 	"github.com/secretfs/secretfs/audit"
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 )
@@ -84,6 +90,18 @@ type Options struct {
 	// log's result. It is the adapter's mapping (package fs); without
 	// it every error is recorded as EIO.
 	Errno func(error) syscall.Errno
+	// OwnerOf, if set, says who owns a path ("app" for an application's
+	// directory, "app/name" for a secret or a view) and with which mode,
+	// as the owner rules of the config file do; what it leaves nil is
+	// UID, GID, FileMode or DirMode.
+	OwnerOf func(path string) Owner
+	// Views are the views the file system shows (see view.go), each at
+	// its own path. Two views at one path are refused before (package
+	// mountconfig); here the last one would win.
+	Views []*render.View
+	// Idle is how long a view's rendering nobody read is held before it
+	// is wiped (the catalog's idle bound for plaintext); 5 minutes if 0.
+	Idle time.Duration
 }
 
 // FS is one mounted file system's semantics over a catalog. Safe for
@@ -100,6 +118,12 @@ type FS struct {
 	// application made here lives only in this mount.
 	made    map[string]bool
 	secrets map[store.Key]*Secret // the secrets with writers, or held by the adapter
+	// currentViews holds, for each view, the digest of the rendering its
+	// last lookup found, until an input changes (ViewRevision.current).
+	currentViews map[store.Key]string
+	renderings   map[*ViewRevision]struct{} // the renderings that hold their bytes, for Close
+
+	views views // never changes
 }
 
 // New returns the file system of cat.
@@ -115,9 +139,17 @@ func New(cat secrets.Catalog, opts Options) *FS {
 			return syscall.EIO
 		}
 	}
+	if opts.Idle <= 0 {
+		opts.Idle = defaultIdle
+	}
 	return &FS{cat: cat, opts: opts, log: opts.Log, started: time.Now(),
-		made: map[string]bool{}, secrets: map[store.Key]*Secret{}}
+		made: map[string]bool{}, secrets: map[store.Key]*Secret{},
+		currentViews: map[store.Key]string{}, renderings: map[*ViewRevision]struct{}{},
+		views: newViews(opts.Views)}
 }
+
+// defaultIdle is Options.Idle when none is given: the catalog's default.
+const defaultIdle = 5 * time.Minute
 
 // Watch has the file system tell Options.Events when the catalog learns
 // from the store that a secret changed or went (Changed), if the catalog
@@ -138,6 +170,14 @@ type Caller struct {
 	KilledBy syscall.Signal // the signal killing the process as it closes a descriptor, or 0
 	UID, GID uint32         // for the audit log
 	Command  string         // the process's command name, for the audit log; "" when not known
+	// Own says the request is the mount's own change signal: a change
+	// the mount makes through its own mount point, from a thread of its
+	// own, so that the kernel tells inotify watchers (package fs makes
+	// them, and tells them apart by thread). An open for writing, a
+	// truncation to the same size and a close, by such a caller, change
+	// nothing, commit nothing, are not audited, and are allowed on a
+	// read-only mount and on a view.
+	Own bool
 }
 
 // AnyOwner stands for a writer whose lock owner the kernel did not send:
@@ -153,8 +193,11 @@ const (
 	// request that committed returns, so that the writer's next command
 	// reads what it wrote.
 	Committed EventKind = iota
-	// Renamed: the name is the new name of a renamed secret. Whoever
-	// moved its cached entry there holds the old name's revision.
+	// Renamed: the name is the new name of a renamed secret (Event.From
+	// its old one). Whoever moved its cached entry there holds the old
+	// name's revision: Event.Was, whose value Event.Now now holds under
+	// the new name, byte for byte (both zero for a secret being created,
+	// which committed nothing yet).
 	Renamed
 	// Removed: the name was unlinked through this file system.
 	Removed
@@ -167,11 +210,35 @@ const (
 type Event struct {
 	Kind EventKind
 	Key  store.Key
+	// Of a rename: the old name, the revision renamed, and the revision
+	// it became under Key.
+	From store.Key
+	Was  store.Revision
+	Now  store.Meta
 }
 
+// emit tells Options.Events that k changed as kind says, and that every
+// view reading k changed with it.
 func (v *FS) emit(kind EventKind, k store.Key) {
-	if v.opts.Events != nil {
-		v.opts.Events(Event{Kind: kind, Key: k})
+	v.tell(Event{Kind: kind, Key: k})
+}
+
+// tell tells Options.Events of e, then of the change of every view that
+// reads e.Key.
+func (v *FS) tell(e Event) {
+	readers := v.readersOf(e.Key)
+	if e.From != (store.Key{}) {
+		readers = append(readers, v.readersOf(e.From)...)
+	}
+	for _, view := range readers {
+		v.forgetCurrentView(view)
+	}
+	if v.opts.Events == nil {
+		return
+	}
+	v.opts.Events(e)
+	for _, view := range readers {
+		v.opts.Events(Event{Kind: Changed, Key: view})
 	}
 }
 

@@ -21,6 +21,21 @@ type Handle struct {
 	v  *FS
 	s  *Secret
 	ss *session
+	// signal marks the handle of the mount's own change signal (see
+	// Caller.Own): it has no session, and every call on it changes
+	// nothing.
+	signal bool
+	key    store.Key // of a signal handle
+}
+
+// signalHandle is the handle an open for writing by the mount's own
+// change signal gets, for k.
+func (v *FS) signalHandle(k store.Key) *Handle { return &Handle{v: v, signal: true, key: k} }
+
+// errSignalHandle refuses what the change signal never does through its
+// descriptor: reading or writing bytes.
+func errSignalHandle(k store.Key) error {
+	return fault.E(k.Path(), fault.NotSupported, "the descriptor of the mount's own change signal neither reads nor writes")
 }
 
 // Writes reports whether an open with flags may change the file: it then
@@ -64,6 +79,9 @@ func (v *FS) create(ctx context.Context, c Caller, k store.Key, flags uint32) (*
 	}
 	if err := k.Validate(); err != nil {
 		return nil, Entry{}, err
+	}
+	if v.IsView(k) {
+		return nil, Entry{}, fault.E(k.Path(), fault.Exist, "a view of the mount's config file is at that path")
 	}
 	meta, err := v.cat.Verify(ctx, k)
 	if err == nil && flags&syscall.O_EXCL != 0 {
@@ -149,18 +167,27 @@ func (v *FS) load(ctx context.Context, k store.Key, meta store.Meta) (crypto.Pla
 	return val, err
 }
 
-// Secret returns the secret the handle writes.
+// Secret returns the secret the handle writes, or nil for the change
+// signal's handle.
 func (h *Handle) Secret() *Secret { return h.s }
 
 // Meta describes what the descriptor sees: its buffer (see
 // session.metadata).
-func (h *Handle) Meta() store.Meta { return h.ss.metadata() }
+func (h *Handle) Meta() store.Meta {
+	if h.signal {
+		return store.Meta{Key: h.key}
+	}
+	return h.ss.metadata()
+}
 
 // Attr is the descriptor's attributes (an fstat): its buffer's.
 func (h *Handle) Attr() Attr { return h.v.fileAttr(h.Meta(), 1) }
 
 // Read copies the buffer at off into dest, loading the value first.
 func (h *Handle) Read(ctx context.Context, dest []byte, off int64) (int, error) {
+	if h.signal {
+		return 0, errSignalHandle(h.key)
+	}
 	return h.ss.read(ctx, dest, off)
 }
 
@@ -169,12 +196,18 @@ func (h *Handle) Read(ctx context.Context, dest []byte, off int64) (int, error) 
 // over the store's limit fails the write and the handle: nothing written
 // through it is committed.
 func (h *Handle) Write(c Caller, data []byte, off int64) (int, error) {
+	if h.signal {
+		return 0, errSignalHandle(h.key)
+	}
 	return h.ss.write(c.Owner, data, off, h.v.cat.MaxValueSize())
 }
 
 // Truncate resizes the buffer (see session.truncate: a truncation is not
 // a write, and commits at the release if nobody writes after it).
 func (h *Handle) Truncate(ctx context.Context, size int64) error {
+	if h.signal {
+		return nil
+	}
 	return h.ss.truncate(ctx, size, h.v.cat.MaxValueSize())
 }
 
@@ -184,6 +217,9 @@ func (h *Handle) Truncate(ctx context.Context, size int64) error {
 // a redirection, or a process killed by a signal commits nothing (see
 // session.flush). An error means nothing of the buffer is ever committed.
 func (h *Handle) Flush(ctx context.Context, c Caller) error {
+	if h.signal {
+		return nil
+	}
 	action, err := h.ss.flush(c)
 	switch action {
 	case flushReport:
@@ -197,6 +233,9 @@ func (h *Handle) Flush(ctx context.Context, c Caller) error {
 // Fsync commits what is pending, as a close by the writer does; a
 // failure is reported by this and every later fsync and close.
 func (h *Handle) Fsync(ctx context.Context, c Caller) error {
+	if h.signal {
+		return nil
+	}
 	need, err := h.ss.fsyncNeeded()
 	switch {
 	case err != nil:
@@ -212,6 +251,9 @@ func (h *Handle) Fsync(ctx context.Context, c Caller) error {
 // failure it returns for the caller to log (nobody else will hear of it),
 // then wipes the buffer.
 func (h *Handle) Release(ctx context.Context, c Caller) error {
+	if h.signal {
+		return nil
+	}
 	var err error
 	if h.ss.releaseNeeded() {
 		err = h.commit(ctx, c, "release")
@@ -223,6 +265,9 @@ func (h *Handle) Release(ctx context.Context, c Caller) error {
 // Discard releases the handle without committing anything: for a handle
 // the caller could not hand on.
 func (h *Handle) Discard() {
+	if h.signal {
+		return
+	}
 	h.ss.release()
 	h.s.remove(h.ss)
 }
