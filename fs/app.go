@@ -28,11 +28,14 @@ var (
 	_ gofs.NodeUnlinker       = (*appNode)(nil)
 	_ gofs.NodeRenamer        = (*appNode)(nil)
 	_ gofs.NodeMkdirer        = (*appNode)(nil)
+	_ gofs.NodeMknoder        = (*appNode)(nil)
+	_ gofs.NodeLinker         = (*appNode)(nil)
+	_ gofs.NodeSymlinker      = (*appNode)(nil)
 	_ gofs.NodeStatfser       = (*appNode)(nil)
 )
 
 func (a *appNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fill(&out.Attr, a.m.vfs.DirAttr())
+	fill(&out.Attr, a.m.vfs.AppAttr(a.app))
 	return 0
 }
 
@@ -40,7 +43,7 @@ func (a *appNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetA
 	if err := a.m.vfs.SetattrApp(a.app, change(in)); err != nil {
 		return a.m.errno("setattr", fault.Path(a.app), err)
 	}
-	fill(&out.Attr, a.m.vfs.DirAttr())
+	fill(&out.Attr, a.m.vfs.AppAttr(a.app))
 	return 0
 }
 
@@ -99,6 +102,20 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 // Mkdir refuses: applications hold secrets, not directories.
 func (a *appNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return nil, a.m.errno("mkdir", fault.Path(a.app+"/"+name), a.m.vfs.MkdirInApp(a.app, name))
+}
+
+// Mknod, Link and Symlink make what an application cannot hold: refused,
+// with EROFS on a read-only mount (see vfs.FS.NotOffered).
+func (a *appNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, a.m.errno("mknod", a.key(name).Path(), a.m.vfs.NotOffered(a.key(name).Path(), "special files"))
+}
+
+func (a *appNode) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, a.m.errno("link", a.key(name).Path(), a.m.vfs.NotOffered(a.key(name).Path(), "hard links"))
+}
+
+func (a *appNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, a.m.errno("symlink", a.key(name).Path(), a.m.vfs.NotOffered(a.key(name).Path(), "symbolic links"))
 }
 
 // dirHandle lists one application a page at a time (vfs.Listing), and

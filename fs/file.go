@@ -21,6 +21,9 @@ type versionNode struct {
 	m   *mount
 	ino uint64
 	rev *vfs.Revision
+	// registered is the revision this node is in mount.byID as (guarded
+	// by mount.mu): what it was made for, or renamed to.
+	registered revisionID
 }
 
 var (
@@ -28,11 +31,16 @@ var (
 	_ gofs.NodeSetattrer   = (*versionNode)(nil)
 	_ gofs.NodeOpener      = (*versionNode)(nil)
 	_ gofs.NodeReader      = (*versionNode)(nil)
+	_ gofs.NodeWriter      = (*versionNode)(nil)
 	_ gofs.NodeFlusher     = (*versionNode)(nil)
 	_ gofs.NodeFsyncer     = (*versionNode)(nil)
 	_ gofs.NodeStatfser    = (*versionNode)(nil)
 	_ gofs.NodeOnForgetter = (*versionNode)(nil)
 )
+
+// id is what the node is now: the revision it serves (which a rename can
+// change: see mount.renamedInPlace).
+func (n *versionNode) id() revisionID { return idOf(n.rev.Key(), n.rev.Meta().Revision()) }
 
 // OnForget unpins: the kernel holds no reference, so nobody can read
 // this revision through this inode any more (but see mount.revive).
@@ -42,7 +50,7 @@ func (n *versionNode) OnForget() {
 }
 
 func (n *versionNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if n.m.requests.viaHandle(ctx) {
+	if n.m.requests.viaHandle(ctx) && !n.m.signals.isOwn(ctx) {
 		// The kernel refreshes attributes through a descriptor when a
 		// read finds them expired: a read the page cache served.
 		n.rev.Touch()
@@ -103,6 +111,18 @@ func (n *versionNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte,
 		return nil, n.m.errno("read", n.rev.Key().Path(), err)
 	}
 	return wipingResult(dest[:got]), 0
+}
+
+// Write through a descriptor this file system gave no handle for comes
+// only from an open the kernel made without asking (a read-only mount:
+// see Open): refused, EROFS, and the kernel drops the pages it wrote
+// into, so readers read this revision still.
+func (n *versionNode) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if h, ok := fh.(*writeHandle); ok {
+		return h.Write(ctx, data, off)
+	}
+	clear(data)
+	return 0, n.m.errno("write", n.rev.Key().Path(), n.m.vfs.WriteWithoutOpen(n.rev.Key()))
 }
 
 // Setattr refuses what the mount options fix, and truncates (see

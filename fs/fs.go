@@ -11,10 +11,18 @@
 //     one per secret being created here (createdNode); the snapshot pins
 //     of the revisions the kernel may read, and the guard go-fuse's
 //     OnForget contract asks for (mount.revive);
+//   - the inodes of views' renderings (view.go), one per rendering, as
+//     immutable as a revision's;
 //   - how the kernel may cache: a revision never changes, so the kernel
 //     keeps its pages and attributes; on a read-only mount Open answers
 //     ENOSYS, after which the kernel sends no OPEN or FLUSH and serves hot
 //     reads itself; a writer's descriptor bypasses the page cache;
+//   - change signals (signal.go): inotify watchers hear of a change the
+//     mount learns of from the store, because the mount makes a change
+//     (a truncation to the same size) through its own mount point, from a
+//     thread the requests it causes are told apart by (vfs.Caller.Own).
+//     So the kernel mounts even a read-only mount read-write, and the
+//     refusals of changes (EROFS) are the file system's own;
 //   - the one mapping of errors to errnos, and the one log line per
 //     failure (errno.go);
 //   - kernel notifications, sent only from goroutines that hold no lock
@@ -24,9 +32,10 @@
 //
 // This package never logs a value.
 //
-// Locking: mount.mu guards the inode table (mount.versions,
-// mount.created) and nothing else; no other lock is taken while it is
-// held, and it is never held across a call into go-fuse or vfs.
+// Locking: mount.mu guards the inode table (mount.versions, mount.byID,
+// mount.views, mount.secrets) and nothing else; no other lock is taken
+// while it is held, and it is never held across a call into go-fuse or
+// vfs. The signaller's lock (signaller.mu) guards its queue alone.
 package fs
 
 import (
@@ -40,6 +49,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/audit"
+	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
@@ -70,6 +80,17 @@ type Options struct {
 	// mounted already (internal/handover makes one with the kernel's
 	// mount API): Mount serves it, and mounts nothing at dir.
 	Mounted string
+	// OwnerOf, Views and Idle are vfs.Options': owners and modes per
+	// path, the views, and how long a view's rendering nobody read is
+	// kept.
+	OwnerOf func(path string) vfs.Owner
+	Views   []*render.View
+	Idle    time.Duration
+	// Watched, if set, says which applications the mount lists once per
+	// TTL while the kernel holds them, even when nobody reads them: a
+	// change made elsewhere then reaches inotify watchers within the TTL
+	// (signal.go). Others are revalidated only when read, as always.
+	Watched func(app string) bool
 	// There is deliberately no switch for go-fuse's request debugging: it
 	// prints the first bytes of every READ reply and WRITE payload, which
 	// here are plaintext.
@@ -91,8 +112,12 @@ type mount struct {
 	// force collisions. Nothing else does.
 	inoHash func(k store.Key, rev store.Revision, attempt int) uint64
 
+	signals *signaller // makes inotify events of changes (signal.go)
+
 	mu       sync.Mutex                   // guards the inode table below; see the package comment
 	versions map[uint64]*versionNode      // revision inodes the kernel may hold, by inode number
+	byID     map[revisionID]*versionNode  // the same, by what they are (see versionInode)
+	views    map[uint64]*viewNode         // the inodes of views' renderings, by inode number
 	secrets  map[*vfs.Secret]*createdNode // the inodes of secrets being created here
 }
 
@@ -151,15 +176,23 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	if err := server.WaitMount(); err != nil {
 		return nil, err
 	}
+	m.signals.start(dir)
+	go func() {
+		server.Wait()
+		m.signals.stop()
+		m.vfs.Close() // wipe the views' renderings: nothing can read them now
+	}()
 	return server, nil
 }
 
-func mountOptions(opts Options) []string {
-	o := []string{"default_permissions"}
-	if opts.ReadOnly {
-		o = append(o, "ro")
-	}
-	return o
+// mountOptions are the kernel's options for the mount. A read-only mount
+// is not "ro" to the kernel: the mount's own change signals are changes
+// through the mount point (signal.go), which the kernel refuses on a
+// read-only mount. The file system refuses every change a user asks for
+// with EROFS instead (vfs.Options.ReadOnly); mount(8) and statfs(2) then
+// show the mount as rw.
+func mountOptions(Options) []string {
+	return []string{"default_permissions"}
 }
 
 func newMount(cat secrets.Catalog, opts Options) *mount {
@@ -167,11 +200,14 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		opts.Log = logrus.StandardLogger()
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
-		versions: map[uint64]*versionNode{}, secrets: map[*vfs.Secret]*createdNode{},
-		notify: inodeNotifier{}, proc: realProc{}, inoKey: newInoKey()}
+		versions: map[uint64]*versionNode{}, byID: map[revisionID]*versionNode{}, views: map[uint64]*viewNode{},
+		secrets: map[*vfs.Secret]*createdNode{},
+		notify:  inodeNotifier{}, proc: realProc{}, inoKey: newInoKey()}
 	m.vfs = vfs.New(cat, vfs.Options{ReadOnly: opts.ReadOnly, WriteOnly: opts.WriteOnly, Apps: opts.Apps,
 		UID: opts.UID, GID: opts.GID, FileMode: opts.FileMode, DirMode: opts.DirMode, TTL: opts.TTL, Log: opts.Log,
-		Events: m.changed, Committed: opts.Committed, Audit: opts.Audit, Errno: errnoOf})
+		Events: m.changed, Committed: opts.Committed, Audit: opts.Audit, Errno: errnoOf,
+		OwnerOf: opts.OwnerOf, Views: opts.Views, Idle: opts.Idle})
+	m.signals = newSignaller(m)
 	// Without writers, nothing needs to see an open: the kernel then
 	// serves hot reads from its page cache without asking.
 	m.noOpen = opts.ReadOnly && opts.Audit == nil
@@ -181,8 +217,13 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 
 // changed tells the kernel of a name vfs changed or learned had changed:
 // it forgets the name and looks it up again at its next use; open files
-// keep the revision they opened.
+// keep the revision they opened. A change the kernel did not see go
+// through it (one learned from the store, or a view's) is also signalled
+// to inotify watchers (signal.go).
 func (m *mount) changed(e vfs.Event) {
+	if e.Kind == vfs.Changed {
+		m.signals.queue(e.Key)
+	}
 	child := m.root.GetChild(e.Key.App)
 	if child == nil {
 		return // the kernel holds nothing of that application
@@ -192,12 +233,16 @@ func (m *mount) changed(e vfs.Event) {
 		// The writer's next command, once this request returns, must
 		// look the name up again and read what it wrote.
 		m.notify.entryBeforeReply(child, e.Key.Name)
-	case vfs.Renamed, vfs.Changed:
-		// Not waited for. After a rename the kernel takes it once RENAME
-		// has returned and it has moved the entry (it holds the
-		// directory's lock until then), so it drops the moved entry,
-		// which describes the old name's revision, not the one RENAME
-		// replaced.
+	case vfs.Renamed:
+		if m.renamedInPlace(e) {
+			return
+		}
+		// Not waited for: the kernel takes it once RENAME has returned
+		// and it has moved the entry (it holds the directory's lock
+		// until then), so it drops the moved entry, which describes a
+		// revision the new name does not hold.
+		m.notify.entry(child, e.Key.Name)
+	case vfs.Changed:
 		m.notify.entry(child, e.Key.Name)
 	case vfs.Removed:
 		// The kernel dropped the name itself when UNLINK returned.

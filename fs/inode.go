@@ -19,8 +19,25 @@ import (
 )
 
 // The inode table: which inode the kernel holds for each revision of a
-// secret (mount.versions) and for each secret being created here
-// (mount.secrets).
+// secret (mount.versions, and by what it is: mount.byID), for each
+// rendering of a view (mount.views, view.go) and for each secret being
+// created here (mount.secrets).
+//
+// Inode numbers come in three disjoint ranges, by their top two bits: 00
+// a revision's (versionIno), 01 a view rendering's (viewIno), 1x one this
+// mount counts out (a secret being created, createdIno; the signal
+// directory, signalDirIno).
+
+// revisionID is what a revision inode is: one revision of one secret.
+type revisionID struct {
+	key     store.Key
+	version store.Version
+	iv      string
+}
+
+func idOf(k store.Key, rev store.Revision) revisionID {
+	return revisionID{key: k, version: rev.Version, iv: string(rev.IV)}
+}
 
 // inoKeySize is the size of the key of versionIno's HMAC-SHA256: the
 // hash's block-sized output needs no more, and a key of the hash's size
@@ -60,7 +77,7 @@ func (m *mount) versionIno(k store.Key, rev store.Revision, attempt int) uint64 
 		mac.Write(b)
 		sum = binary.BigEndian.Uint64(mac.Sum(nil))
 	}
-	ino := sum &^ (1 << 63)
+	ino := sum &^ (3 << 62)
 	if ino <= fuse.FUSE_ROOT_ID {
 		ino += 2
 	}
@@ -78,13 +95,18 @@ func (m *mount) createdIno() uint64 { return 1<<63 | m.created.Add(1) }
 const maxInoAttempts = 64
 
 // versionInode returns the inode of the revision meta describes, in
-// parent. The inode the kernel already has for it is reused only if it is
-// that revision of that secret: a node is one application, name and
-// revision, never matched by its number alone. A number held by another
-// revision (a collision of the hash) is passed over for the next one
-// versionIno gives, the same way every time.
+// parent. The inode the kernel already has for it is found by what it is
+// (mount.byID), whatever its number: a renamed secret's inode holds the
+// new name's revision under the number of the old name's (see
+// renamedInPlace). A new one gets a number from versionIno; a number held
+// by another revision (a collision of the hash) is passed over for the
+// next one versionIno gives, the same way every time. A node is one
+// application, name and revision, never matched by its number alone.
 func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta) (*versionNode, error) {
 	rev := meta.Revision()
+	if n := m.versionOf(k, rev); n != nil && n.rev.Is(k, rev) {
+		return n, nil
+	}
 	for attempt := range maxInoAttempts {
 		ino := m.versionIno(k, rev, attempt)
 		n := m.version(ino)
@@ -106,6 +128,12 @@ func (m *mount) version(ino uint64) *versionNode {
 	return m.versions[ino]
 }
 
+func (m *mount) versionOf(k store.Key, rev store.Revision) *versionNode {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.byID[idOf(k, rev)]
+}
+
 // addVersion makes the inode of revision meta of k, number ino, and
 // registers it, unless another request registered one for ino first: then
 // that one is returned, and this one, which the kernel never saw, dropped.
@@ -119,7 +147,21 @@ func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key,
 		return held
 	}
 	m.versions[ino] = n
+	m.register(n, idOf(k, meta.Revision()))
 	return n
+}
+
+// register makes n the inode of id in mount.byID, unless a node that is
+// still id holds it. m.mu must be held.
+func (m *mount) register(n *versionNode, id revisionID) {
+	if held := m.byID[id]; held != nil && held != n && held.registered == id && m.versions[held.ino] == held {
+		return
+	}
+	if m.byID[n.registered] == n {
+		delete(m.byID, n.registered)
+	}
+	m.byID[id] = n
+	n.registered = id
 }
 
 // revive registers n again if OnForget dropped it while a request still
@@ -133,10 +175,12 @@ func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key,
 // making a second inode of one number. A number another node took
 // meanwhile stays that node's.
 func (m *mount) revive(n *versionNode) {
+	id := n.id()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.versions[n.ino] == nil {
 		m.versions[n.ino] = n
+		m.register(n, id)
 	}
 }
 
@@ -147,6 +191,49 @@ func (m *mount) forgotVersion(n *versionNode) {
 	if m.versions[n.ino] == n {
 		delete(m.versions, n.ino)
 	}
+	if m.byID[n.registered] == n {
+		delete(m.byID, n.registered)
+	}
+}
+
+// renamedInPlace keeps the inode a RENAME moved: the kernel moves its
+// entry of the old name to the new name, pointing at the inode of the
+// revision it had for the old name, while the rename wrote that value
+// under the new name as a new revision (e.Now). When the moved inode is
+// the revision renamed (e.Was), it holds the same bytes as e.Now: it
+// becomes e.Now's inode (vfs.Revision.Rekey), so that the next lookup of
+// the new name finds the very inode the kernel already has for it, and a
+// program that stats the name and then opens it (cp checks that both are
+// one file) sees one inode. It reports whether it did; if not (the kernel
+// held another revision, or a secret being created, or one already has
+// e.Now's inode), the new name must be looked up again. Called while the
+// RENAME is served, before go-fuse moves the entry in its own tree.
+func (m *mount) renamedInPlace(e vfs.Event) bool {
+	if e.From == (store.Key{}) || e.Now.Key == (store.Key{}) {
+		return false // a secret being created, which committed nothing yet
+	}
+	parent := m.root.GetChild(e.From.App)
+	if parent == nil {
+		return false
+	}
+	moved := parent.GetChild(e.From.Name)
+	if moved == nil {
+		return false
+	}
+	n, ok := moved.Operations().(*versionNode)
+	if !ok || !n.rev.Is(e.From, e.Was) {
+		return false
+	}
+	now := idOf(e.Key, e.Now.Revision())
+	m.mu.Lock()
+	if m.byID[now] != nil || m.versions[n.ino] != n {
+		m.mu.Unlock()
+		return false
+	}
+	m.register(n, now)
+	m.mu.Unlock()
+	n.rev.Rekey(e.Key, e.Now)
+	return true
 }
 
 // createdInode returns the inode of s, a secret being created here, in
@@ -209,6 +296,9 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 	if err != nil {
 		return nil, m.errno(by.op(), k.Path(), err)
 	}
+	if e.View != nil {
+		return m.viewEntry(ctx, parent, e, by, out)
+	}
 	if e.Created != nil {
 		d := m.createdInode(ctx, parent, e.Created)
 		fill(&out.Attr, d.s.Attr())
@@ -222,6 +312,25 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 	}
 	if e.Meta.Size < 0 && by != creation {
 		n.rev.LearnSize(ctx)
+	}
+	if by == lookup && m.noOpen {
+		n.rev.Touch()
+	}
+	fill(&out.Attr, n.rev.Attr())
+	out.SetEntryTimeout(kernelTime(e.Fresh))
+	out.SetAttrTimeout(kernelTime(m.opts.TTL))
+	return &n.Inode, 0
+}
+
+// viewEntry returns the inode of the view's rendering e describes, for a
+// request (by), and fills out. A rendering never changes: the kernel may
+// keep its attributes for the TTL, and the name as long as its inputs
+// stand (e.Fresh).
+func (m *mount) viewEntry(ctx context.Context, parent *gofs.Inode, e vfs.Entry, by entryFor, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	k := e.View.Key()
+	n, err := m.viewInode(ctx, parent, e.View)
+	if err != nil {
+		return nil, m.errno(by.op(), k.Path(), err)
 	}
 	if by == lookup && m.noOpen {
 		n.rev.Touch()

@@ -95,6 +95,10 @@ func (m *mount) caller(ctx context.Context, need need) vfs.Caller {
 	if c.Thread == 0 {
 		return c
 	}
+	if m.signals.isOwn(ctx) {
+		c.Own = true // the mount's own change signal: nothing more is needed
+		return c
+	}
 	if need&withProcess != 0 {
 		c.Process = c.Thread
 		exiting := false

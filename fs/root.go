@@ -18,6 +18,7 @@ type rootNode struct {
 
 var (
 	_ gofs.NodeGetattrer = (*rootNode)(nil)
+	_ gofs.NodeSetattrer = (*rootNode)(nil)
 	_ gofs.NodeLookuper  = (*rootNode)(nil)
 	_ gofs.NodeReaddirer = (*rootNode)(nil)
 	_ gofs.NodeMkdirer   = (*rootNode)(nil)
@@ -28,11 +29,24 @@ var (
 )
 
 func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fill(&out.Attr, r.m.vfs.DirAttr())
+	fill(&out.Attr, r.m.vfs.RootAttr())
 	return 0
 }
 
+func (r *rootNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if err := r.m.vfs.SetattrRoot(change(in)); err != nil {
+		return r.m.errno("setattr", "/", err)
+	}
+	fill(&out.Attr, r.m.vfs.RootAttr())
+	return 0
+}
+
+// Lookup finds an application. The mount's own change signal also finds
+// the signal directory there (see signalDir); nobody else does.
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d := r.m.signals.dirFor(ctx, r, name, out); d != nil {
+		return d, 0
+	}
 	if err := r.m.vfs.LookupApp(ctx, name); err != nil {
 		return nil, r.m.errno("lookup", fault.Path(name), err)
 	}
@@ -40,7 +54,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 }
 
 func (r *rootNode) appInode(ctx context.Context, name string, out *fuse.EntryOut) *gofs.Inode {
-	fill(&out.Attr, r.m.vfs.DirAttr())
+	fill(&out.Attr, r.m.vfs.AppAttr(name))
 	if child := r.GetChild(name); child != nil {
 		return child
 	}
