@@ -24,6 +24,7 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/mountconfig"
 	"github.com/secretfs/secretfs/store"
 )
 
@@ -44,6 +45,11 @@ type mountConfig struct {
 	logFile      string
 	auditLog     string // "-" for standard error
 	replace      replaceFlags
+	config       string // the configuration file (--config); "" for none
+
+	// Set by validate: the configuration file, read and checked; nil
+	// for none.
+	file *mountconfig.Config
 }
 
 func newMountCommand(c *config) *cobra.Command {
@@ -80,13 +86,14 @@ func newMountCommand(c *config) *cobra.Command {
 	f.StringVar(&mc.auditLog, "audit-log", "", "write one JSON line per open, commit, unlink and rename of a secret, with who asked, to this file (- for standard error)")
 	mc.replace.register(f)
 	f.StringSliceVar(&mc.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
+	f.StringVar(&mc.config, "config", "", "YAML file of owners and modes per path, views (read-only files rendered from secrets) and watched applications")
 	return cmd
 }
 
 // validate refuses values the cache would otherwise quietly reinterpret
 // (a negative TTL as no caching, a size under one as the default size),
-// and names of applications that no store can hold. Part of
-// config.validate.
+// and names of applications that no store can hold, and reads and checks
+// the configuration file (mountconfig.go). Part of config.validate.
 func (mc *mountConfig) validate() error {
 	if mc.ttl < 0 {
 		return fmt.Errorf("--ttl %s: want 0 (ask the store at every open) or a positive duration, such as 30s", mc.ttl)
@@ -105,6 +112,11 @@ func (mc *mountConfig) validate() error {
 			return fmt.Errorf("--apps %q: %w", app, err)
 		}
 	}
+	file, err := loadMountConfig(mc.config)
+	if err != nil {
+		return err
+	}
+	mc.file = file
 	return mc.replace.validate()
 }
 
@@ -158,6 +170,9 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 		return err
 	}
 	defer b.Close()
+	if err := checkViewsAgainstStore(ctx, c.mount.file, b.Keeper); err != nil {
+		return err
+	}
 	readOnly := readOnlyMount(c.mount.readOnly, b, log)
 	catalog := newCatalog(b, c.mount, meter, log)
 	defer catalog.Close() // wipe what is held before the process ends
@@ -254,7 +269,7 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 		countRequest, countCommit = meter.Served, meter.Committed
 	}
 	mc := c.mount
-	return fs.Options{
+	return withMountConfig(fs.Options{
 		Served:     countRequest,
 		Committed:  countCommit,
 		Audit:      auditLog.Recorder(),
@@ -267,8 +282,9 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 		DirMode:    uint32(mc.dirMode),
 		Apps:       mc.apps,
 		TTL:        mc.ttl,
+		Idle:       mc.cacheIdle,
 		Log:        c.log,
-	}
+	}, mc.file)
 }
 
 // mountFS mounts the file system at dir, serving catalog.
