@@ -1,0 +1,468 @@
+package vfs
+
+import (
+	"path"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/render"
+	"github.com/secretfs/secretfs/store"
+)
+
+// Views: read-only files rendered from secrets, each rendering from one
+// set of its inputs' revisions, as immutable as a secret's revision.
+
+var (
+	creds   = store.Key{App: "billing", Name: "db-credentials"}
+	token   = store.Key{App: "billing", Name: "api-token"}
+	dbUser  = store.Key{App: "billing", Name: "db-user"}
+	appEnv  = store.Key{App: "billing", Name: "app.env"}
+	allJSON = store.Key{App: "billing", Name: "all.json"}
+	onlyV   = store.Key{App: "reports", Name: "billing-user"}
+)
+
+func mustCompile(t *testing.T, spec render.Spec) *render.View {
+	t.Helper()
+	v, err := render.Compile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// viewFixture is a file system with the issue's three views, and a view
+// in an application that holds nothing else.
+func viewFixture(t *testing.T, opts Options) *fixture {
+	t.Helper()
+	opts.Views = []*render.View{
+		mustCompile(t, render.Spec{Path: dbUser.String(), Secret: creds.String(), Field: "username"}),
+		mustCompile(t, render.Spec{Path: appEnv.String(), Template: "DB_USER={{ field \"billing/db-credentials\" \"username\" }}\n" +
+			"DB_PASSWORD={{ field \"billing/db-credentials\" \"password\" | quote }}\nAPI_TOKEN={{ secret \"billing/api-token\" | quote }}\n"}),
+		mustCompile(t, render.Spec{Path: allJSON.String(), App: "billing", Format: "json"}),
+		mustCompile(t, render.Spec{Path: onlyV.String(), Secret: creds.String(), Field: "username"}),
+	}
+	f := newFixture(t, opts)
+	f.cat.Store(creds, `{"username": "billing-svc", "password": "p@ss \"w0rd\""}`)
+	f.cat.Store(token, "tok-123")
+	return f
+}
+
+// viewOf looks the view k up and returns its rendering, prepared.
+func (f *fixture) viewOf(k store.Key) *ViewRevision {
+	f.t.Helper()
+	e, err := f.fs.Lookup(ctx, k)
+	if err != nil || e.View == nil {
+		f.t.Fatalf("lookup %v: %+v, %v; want a view", k, e, err)
+	}
+	r := f.fs.NewViewRevision(e.View, func() {}, func() {})
+	f.t.Cleanup(r.Unpin)
+	if err := r.Prepare(ctx); err != nil {
+		f.t.Fatalf("render %v: %v", k, err)
+	}
+	return r
+}
+
+func readAll(t *testing.T, r *ViewRevision) string {
+	t.Helper()
+	buf := make([]byte, 1<<16)
+	n, err := r.Read(ctx, buf, 0)
+	if err != nil {
+		t.Fatalf("read %v: %v", r.Key(), err)
+	}
+	return string(buf[:n])
+}
+
+func TestAViewReadsItsRenderingByteExact(t *testing.T) {
+	f := viewFixture(t, Options{})
+	for k, want := range map[store.Key]string{
+		dbUser:  "billing-svc",
+		appEnv:  "DB_USER=billing-svc\nDB_PASSWORD=\"p@ss \\\"w0rd\\\"\"\nAPI_TOKEN=\"tok-123\"\n",
+		allJSON: "{\n  \"API_TOKEN\": \"tok-123\",\n  \"DB_CREDENTIALS\": \"{\\\"username\\\": \\\"billing-svc\\\", \\\"password\\\": \\\"p@ss \\\\\\\"w0rd\\\\\\\"\\\"}\"\n}\n",
+		onlyV:   "billing-svc",
+	} {
+		r := f.viewOf(k)
+		if got := readAll(t, r); got != want {
+			t.Errorf("%v reads %q, want %q", k, got, want)
+		}
+		if a := r.Attr(); a.Size != int64(len(want)) || a.Nlink != 1 || a.Perm != 0o600 || a.Dir {
+			t.Errorf("%v: attributes %+v, want size %d, nlink 1, mode 0600", k, a, len(want))
+		}
+		if got := readAll(t, r); got != want {
+			t.Errorf("%v read again: %q", k, got)
+		}
+	}
+}
+
+// Unchanged inputs make the same rendering: a lookup names it by the same
+// digest, and reading it again decrypts nothing.
+func TestUnchangedInputsCostNoDecryption(t *testing.T) {
+	f := viewFixture(t, Options{})
+	r := f.viewOf(appEnv)
+	readAll(t, r)
+	values := f.cat.Calls("Value")
+	e, err := f.fs.Lookup(ctx, appEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.View.Release()
+	if !r.Is(appEnv, e.View.Digest()) {
+		t.Errorf("a lookup with unchanged inputs names another rendering")
+	}
+	readAll(t, r)
+	if n := f.cat.Calls("Value") - values; n != 0 {
+		t.Errorf("a lookup and a read with unchanged inputs decrypted %d values, want none", n)
+	}
+}
+
+// A changed input makes a new rendering; a reader of the old one keeps
+// its bytes, and is sent to look the name up again at its next open.
+func TestAChangedInputMakesANewRenderingAndTheOldOneKeepsItsBytes(t *testing.T) {
+	f := viewFixture(t, Options{})
+	f.fs.Watch()
+	old := f.viewOf(appEnv)
+	before := readAll(t, old)
+	f.cat.Store(token, "tok-456")
+	f.cat.Change(token)
+	if a := old.Attr(); a.Nlink != 0 {
+		t.Errorf("the replaced rendering shows nlink %d, want 0", a.Nlink)
+	}
+	if _, err := old.Open(ctx, shell, syscall.O_RDONLY); !errorsIsLookUpAgain(err) {
+		t.Errorf("an open of the replaced rendering: %v, want ErrLookUpAgain", err)
+	}
+	fresh := f.viewOf(appEnv)
+	if fresh.Is(appEnv, old.digest) {
+		t.Fatal("a changed input made the same rendering")
+	}
+	if got := readAll(t, fresh); !strings.Contains(got, `API_TOKEN="tok-456"`) {
+		t.Errorf("the new rendering reads %q", got)
+	}
+	if got := readAll(t, old); got != before {
+		t.Errorf("the old rendering now reads %q, want %q", got, before)
+	}
+	if _, err := fresh.Open(ctx, shell, syscall.O_RDONLY); err != nil {
+		t.Errorf("an open of the current rendering: %v", err)
+	}
+}
+
+func errorsIsLookUpAgain(err error) bool { return err != nil && strings.Contains(err.Error(), ErrLookUpAgain.Error()) }
+
+// Whatever makes a view unrenderable, the lookup fails with an error of
+// kind Other (EIO) that names the view and the cause, never a value.
+func TestAViewThatCannotBeRenderedIsEIONamingItAndTheCause(t *testing.T) {
+	for _, c := range []struct {
+		name, value, want string
+		remove            bool
+	}{
+		{"input missing", "", "billing/db-credentials: the input is missing", true},
+		{"not JSON", "SECRET-not-json", "not JSON", false},
+		{"field absent", `{"user": "SECRET-u"}`, `the field "username" is missing`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := viewFixture(t, Options{})
+			if c.remove {
+				f.cat.Remove(creds)
+			} else {
+				f.cat.Store(creds, c.value)
+			}
+			_, err := f.fs.Lookup(ctx, dbUser)
+			if err == nil {
+				e, _ := f.fs.Lookup(ctx, dbUser)
+				r := f.fs.NewViewRevision(e.View, func() {}, func() {})
+				defer r.Unpin()
+				err = r.Prepare(ctx)
+			}
+			if err == nil || fault.KindOf(err) != fault.Other || !strings.Contains(err.Error(), "billing/db-user") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("%v (kind %v), want EIO naming billing/db-user and %q", err, fault.KindOf(err), c.want)
+			}
+			if strings.Contains(err.Error(), "SECRET") {
+				t.Fatalf("the error holds a value: %v", err)
+			}
+		})
+	}
+}
+
+// A view is read-only: a write, a truncation, a removal or a move of it
+// is EROFS; a secret created at its path, or moved there, is EEXIST.
+func TestEveryChangeOfAViewIsRefused(t *testing.T) {
+	f := viewFixture(t, Options{})
+	r := f.viewOf(dbUser)
+	_, err := r.Open(ctx, shell, wronly)
+	wantKind(t, "open for writing", err, fault.ReadOnly)
+	wantKind(t, "truncate", f.fs.Setattr(ctx, shell, dbUser, nil, sizeTo(0)), fault.ReadOnly)
+	wantKind(t, "unlink", f.fs.Unlink(ctx, shell, dbUser), fault.ReadOnly)
+	wantKind(t, "rename from", f.fs.Rename(ctx, shell, dbUser, db, 0), fault.ReadOnly)
+	_, _, err = f.fs.Create(ctx, shell, dbUser, syscall.O_CREAT|wronly)
+	wantKind(t, "create", err, fault.Exist)
+	f.cat.Store(db, "v")
+	wantKind(t, "rename onto", f.fs.Rename(ctx, shell, db, dbUser, 0), fault.Exist)
+	mode := uint32(0o644)
+	wantKind(t, "chmod", f.fs.Setattr(ctx, shell, dbUser, nil, Change{Mode: &mode}), fault.NotPermitted)
+	f.mustNot("touch (times only)", f.fs.Setattr(ctx, shell, dbUser, nil, Change{}))
+	if got := readAll(t, f.viewOf(dbUser)); got != "billing-svc" {
+		t.Errorf("after the refusals the view reads %q", got)
+	}
+	if v, _ := f.cat.Stored(dbUser); v.Version != 0 || f.puts() != 0 {
+		t.Errorf("something was stored at the view's path: %+v, %d puts", v, f.puts())
+	}
+}
+
+// Views appear in the listing of their application, in name order among
+// its secrets, hiding a secret stored at a view's path; an application
+// that holds only views exists and cannot be removed.
+func TestViewsAreListedAndMakeTheirApplicationExist(t *testing.T) {
+	f := viewFixture(t, Options{})
+	f.cat.Store(appEnv, "HIDDEN") // stored elsewhere after the mount checked
+	var names []string
+	l := f.fs.List("billing")
+	for {
+		m, ok, err := l.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		names = append(names, m.Name)
+		if f.fs.IsView(m.Key) {
+			if _, err := f.fs.LookupListed(ctx, m); !fault.Is(fault.NotFound, err) {
+				t.Errorf("LookupListed of the view %v: %v, want it left to a lookup", m.Key, err)
+			}
+		}
+	}
+	if got := strings.Join(names, " "); got != "all.json api-token app.env db-credentials db-user" {
+		t.Errorf("billing lists %q", got)
+	}
+	if got := readAll(t, f.viewOf(appEnv)); strings.Contains(got, "HIDDEN") || !strings.HasPrefix(got, "DB_USER=") {
+		t.Errorf("the view hiding a stored secret reads %q", got)
+	}
+	f.mustNot("lookup of an application of views alone", f.fs.LookupApp(ctx, "reports"))
+	apps, err := f.fs.Apps(ctx)
+	if err != nil || strings.Join(apps, " ") != "billing reports" {
+		t.Errorf("the root lists %v, %v", apps, err)
+	}
+	wantKind(t, "rmdir of an application of views", f.fs.Rmdir(ctx, "reports"), fault.NotEmpty)
+	wantKind(t, "mkdir of an application of views", f.fs.Mkdir(ctx, "reports"), fault.Exist)
+}
+
+// A change of an input, learnt from the store or made through the mount,
+// is a change of every view that reads it.
+func TestAChangeOfAnInputIsAChangeOfEveryViewThatReadsIt(t *testing.T) {
+	f := viewFixture(t, Options{})
+	f.fs.Watch()
+	f.cat.Change(token)
+	if got := keys(f.told(Changed)); got != "billing/all.json billing/api-token billing/app.env" {
+		t.Errorf("a change of billing/api-token told %q", got)
+	}
+	f.forget()
+	h := f.open(creds, shell, trunc)
+	f.write(h, shell, `{"username": "u2"}`, 0)
+	f.mustNot("close", h.Flush(ctx, shell))
+	if got := keys(f.told(Changed)); got != "billing/all.json billing/app.env billing/db-user reports/billing-user" {
+		t.Errorf("a commit of billing/db-credentials told %q changed", got)
+	}
+	f.forget()
+	f.cat.Change(store.Key{App: "billing", Name: "new"}) // appeared elsewhere: only the application view reads it
+	if got := keys(f.told(Changed)); got != "billing/all.json billing/new" {
+		t.Errorf("a new secret told %q", got)
+	}
+}
+
+// keys names ks, sorted.
+func keys(ks []store.Key) string {
+	var s []string
+	for _, k := range ks {
+		s = append(s, k.String())
+	}
+	slices.Sort(s)
+	return strings.Join(s, " ")
+}
+
+// A rendering nobody reads for Options.Idle is wiped, and the adapter
+// told; read again, it is rendered again from the same revisions, even
+// once the store holds others: the same bytes. Close wipes them all.
+func TestARenderingIsWipedWhenIdleAndRenderedAgainTheSame(t *testing.T) {
+	f := viewFixture(t, Options{Idle: 50 * time.Millisecond})
+	e, err := f.fs.Lookup(ctx, appEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wiped := make(chan struct{}, 4)
+	r := f.fs.NewViewRevision(e.View, func() {}, func() { wiped <- struct{}{} })
+	defer r.Unpin()
+	want := readAll(t, r)
+	select {
+	case <-wiped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle rendering was not wiped")
+	}
+	r.mu.Lock()
+	held := r.value != nil
+	r.mu.Unlock()
+	if held {
+		t.Fatal("told of a wipe, but the rendering is still held")
+	}
+	f.cat.Store(token, "tok-other")
+	if got := readAll(t, r); got != want {
+		t.Errorf("rendered again: %q, want %q", got, want)
+	}
+	f.fs.Close()
+	r.mu.Lock()
+	held = r.value != nil
+	r.mu.Unlock()
+	if held {
+		t.Error("Close left a rendering held")
+	}
+}
+
+// Owners and modes come from the first rule a path matches, else from
+// the mount options; chmod and chown only to what they are.
+func TestOwnersAndModesComeFromTheFirstMatchingRule(t *testing.T) {
+	u := func(v uint32) *uint32 { return &v }
+	rules := []struct {
+		match string
+		o     Owner
+	}{
+		{"billing", Owner{UID: u(1001), GID: u(1001), Mode: u(0o500)}},
+		{"billing/tls.key", Owner{UID: u(0), Mode: u(0o440)}},
+		{"billing/*", Owner{UID: u(1001), GID: u(1001), Mode: u(0o400)}},
+	}
+	f := viewFixture(t, Options{UID: 7, GID: 8, FileMode: 0o640, DirMode: 0o750, OwnerOf: func(p string) Owner {
+		for _, r := range rules {
+			if ok, _ := path.Match(r.match, p); ok {
+				return r.o
+			}
+		}
+		return Owner{}
+	}})
+	f.cat.Store(store.Key{App: "billing", Name: "tls.key"}, "k")
+	f.cat.Store(store.Key{App: "auth", Name: "pw"}, "p")
+	check := func(what string, a Attr, uid, gid, perm uint32) {
+		t.Helper()
+		if a.UID != uid || a.GID != gid || a.Perm != perm {
+			t.Errorf("%s: %d:%d %#o, want %d:%d %#o", what, a.UID, a.GID, a.Perm, uid, gid, perm)
+		}
+	}
+	check("the root", f.fs.RootAttr(), 7, 8, 0o750)
+	check("billing", f.fs.AppAttr("billing"), 1001, 1001, 0o500)
+	check("auth", f.fs.AppAttr("auth"), 7, 8, 0o750)
+	check("billing/api-token", f.revision(token).Attr(), 1001, 1001, 0o400)
+	check("billing/tls.key", f.revision(store.Key{App: "billing", Name: "tls.key"}).Attr(), 0, 8, 0o440)
+	check("auth/pw", f.revision(store.Key{App: "auth", Name: "pw"}).Attr(), 7, 8, 0o640)
+	check("the view billing/db-user", f.viewOf(dbUser).Attr(), 1001, 1001, 0o400)
+	h, e := f.create(store.Key{App: "billing", Name: "new"}, shell, wronly)
+	check("a secret created in billing", e.Created.Attr(), 1001, 1001, 0o400)
+	check("its descriptor", h.Attr(), 1001, 1001, 0o400)
+	f.write(h, shell, "x", 0)
+	f.mustNot("close", h.Flush(ctx, shell))
+	check("it, committed", f.revision(store.Key{App: "billing", Name: "new"}).Attr(), 1001, 1001, 0o400)
+
+	same, other, owner := uint32(0o400), uint32(0o600), uint32(1001)
+	f.mustNot("chmod to its mode", f.fs.Setattr(ctx, shell, token, nil, Change{Mode: &same, UID: &owner}))
+	wantKind(t, "chmod to another mode", f.fs.Setattr(ctx, shell, token, nil, Change{Mode: &other}), fault.NotPermitted)
+	wantKind(t, "chown to the mount's owner", f.fs.Setattr(ctx, shell, token, nil, Change{UID: u(7)}), fault.NotPermitted)
+	f.mustNot("chmod of billing to its mode", f.fs.SetattrApp("billing", Change{Mode: u(0o500)}))
+	wantKind(t, "chmod of billing to the mount's mode", f.fs.SetattrApp("billing", Change{Mode: u(0o750)}), fault.NotPermitted)
+}
+
+// A read-only mount refuses every change itself, times too: the kernel
+// mounts it read-write, for the mount's own change signals.
+func TestAReadOnlyMountRefusesEveryChangeItself(t *testing.T) {
+	f := viewFixture(t, Options{ReadOnly: true})
+	wantKind(t, "touch", f.fs.Setattr(ctx, shell, token, nil, Change{}), fault.ReadOnly)
+	wantKind(t, "touch of the application", f.fs.SetattrApp("billing", Change{}), fault.ReadOnly)
+	wantKind(t, "touch of the root", f.fs.SetattrRoot(Change{}), fault.ReadOnly)
+	wantKind(t, "truncate", f.fs.Setattr(ctx, shell, token, nil, sizeTo(0)), fault.ReadOnly)
+	wantKind(t, "a write the kernel opened for", f.fs.WriteWithoutOpen(token), fault.ReadOnly)
+	wantKind(t, "ln", f.fs.NotOffered(token.Path(), "hard links"), fault.ReadOnly)
+	_, err := f.revision(token).Open(ctx, shell, wronly)
+	wantKind(t, "open for writing", err, fault.ReadOnly)
+	wantKind(t, "ln on a read-write mount", viewFixture(t, Options{}).fs.NotOffered(token.Path(), "hard links"), fault.NotSupported)
+}
+
+// The mount's own change signal (an open for writing, a truncation to the
+// same size, a close, from the mount's own thread) changes nothing,
+// commits nothing, audits nothing and tells nothing, on a read-only mount
+// and on a view too.
+func TestTheMountsOwnChangeSignalChangesNothing(t *testing.T) {
+	f := viewFixture(t, Options{ReadOnly: true})
+	own := Caller{Thread: 99, Process: 99, Own: true}
+	before, _ := f.cat.Stored(token)
+	for _, open := range []func() (*Handle, error){
+		func() (*Handle, error) { return f.revision(token).Open(ctx, own, wronly) },
+		func() (*Handle, error) { return f.viewOf(appEnv).Open(ctx, own, wronly) },
+	} {
+		h, err := open()
+		if err != nil || h == nil {
+			t.Fatalf("the signal's open: %v, %v", h, err)
+		}
+		size := int64(7)
+		f.mustNot("the signal's truncation", f.fs.Setattr(ctx, own, h.Meta().Key, h, sizeTo(size)))
+		f.mustNot("the signal's truncation by path", f.fs.Setattr(ctx, own, h.Meta().Key, nil, sizeTo(size)))
+		f.mustNot("the signal's close", h.Flush(ctx, own))
+		f.mustNot("the signal's release", h.Release(ctx, own))
+		if _, err := h.Write(own, []byte("x"), 0); err == nil {
+			t.Error("the signal's descriptor took a write")
+		}
+	}
+	if after, _ := f.cat.Stored(token); !after.Revision().Equal(before.Revision()) || f.puts() != 0 {
+		t.Errorf("the signal changed the store: %+v, %d puts", after, f.puts())
+	}
+	for _, a := range f.recorded() {
+		if a.UID == 0 && a.PID == 99 {
+			t.Errorf("the signal was audited: %+v", a)
+		}
+	}
+	if told := f.told(Changed); len(told) != 0 {
+		t.Errorf("the signal told %v", told)
+	}
+	if got := f.fs.Setattr(ctx, shell, token, nil, sizeTo(7)); !fault.Is(fault.ReadOnly, got) {
+		t.Errorf("the same truncation by a user: %v, want EROFS", got)
+	}
+}
+
+// A revision renamed in place (the inode the kernel moved to the new
+// name) reads on, the same bytes, from the new name's revision, and is
+// that revision.
+func TestARevisionRekeyedByARenameReadsOn(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "the value")
+	r := f.revision(db)
+	buf := make([]byte, 64)
+	if n, err := r.Read(ctx, buf, 0); err != nil || string(buf[:n]) != "the value" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	was := r.Meta().Revision()
+	f.mustNot("rename", f.fs.Rename(ctx, shell, db, db2, 0))
+	var renamed Event
+	f.mu.Lock()
+	for _, e := range f.events {
+		if e.Kind == Renamed {
+			renamed = e
+		}
+	}
+	f.mu.Unlock()
+	if renamed.Key != db2 || renamed.From != db || !renamed.Was.Equal(was) || renamed.Now.Key != db2 {
+		t.Fatalf("the rename told %+v", renamed)
+	}
+	r.Rekey(renamed.Key, renamed.Now)
+	if !r.Is(db2, renamed.Now.Revision()) || r.Key() != db2 {
+		t.Errorf("the re-keyed revision is %v %+v", r.Key(), r.Meta())
+	}
+	if n, err := r.Read(ctx, buf, 0); err != nil || string(buf[:n]) != "the value" {
+		t.Errorf("read after the rename: %q, %v", buf[:n], err)
+	}
+	if a := r.Attr(); a.Nlink != 1 || a.Size != 9 {
+		t.Errorf("attributes after the rename: %+v", a)
+	}
+}
+
+// forget drops the events told so far.
+func (f *fixture) forget() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = nil
+}
