@@ -19,14 +19,20 @@ import (
 
 func newExecCommand(c *config) *cobra.Command {
 	var apps, views []string
+	var configFile string
 	cmd := &cobra.Command{
-		Use:   "exec [--app APP]... [--view PATH]... [--] COMMAND [ARGS]...",
+		Use:   "exec [--app APP]... [--view PATH --config FILE]... [--] COMMAND [ARGS]...",
 		Short: "Run a command with secrets as environment variables",
 		Long: `Run COMMAND with every secret of each --app as an environment variable,
 on top of secretfs's own environment. secretfs becomes COMMAND (execve):
 its process id, its signals and its exit status are COMMAND's, and nothing
 of secretfs stays running. It reads the secrets from the backend, as get
 does: a mount need not be running.
+
+Each --view is a view of the mount's configuration file (--config, or
+SECRETFS_CONFIG), rendered from the secrets it reads as the mount renders
+it, and set as one variable named after the view's name by the same rule
+(app.env is APP_ENV).
 
 A secret's name becomes the variable's name by the rule of secretfs env
 (db-password is DB_PASSWORD). Two secrets that become the same name are an
@@ -38,11 +44,12 @@ Flags end at the first argument that is not one: secretfs exec --app
 billing env -0 runs env -0.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(views) > 0 {
-				return errors.New("--view: views come from the mount's config file, which this build of secretfs cannot read yet; use --app")
+			if len(apps) == 0 && len(views) == 0 {
+				return errors.New("name the secrets to run COMMAND with: --app APP or --view PATH")
 			}
-			if len(apps) == 0 {
-				return errors.New("name the secrets to run COMMAND with: --app APP")
+			chosen, err := viewsNamed(configFile, views)
+			if err != nil {
+				return err
 			}
 			// Look COMMAND up first: a typo costs no decryption.
 			path, err := exec.LookPath(args[0])
@@ -54,6 +61,9 @@ billing env -0 runs env -0.`,
 				return err
 			}
 			values, err := appValues(cmd.Context(), b, apps)
+			if err == nil {
+				err = addViewValues(cmd.Context(), b, chosen, values)
+			}
 			b.Close() // COMMAND inherits no descriptor of secretfs's
 			defer wipeValues(values)
 			if err != nil {
@@ -72,7 +82,8 @@ billing env -0 runs env -0.`,
 	f := cmd.Flags()
 	f.SetInterspersed(false)
 	f.StringSliceVar(&apps, "app", nil, "applications whose every secret becomes a variable (app1,app2, or repeat the flag)")
-	f.StringSliceVar(&views, "view", nil, "a view of the mount's config file (APP/NAME) whose rendering becomes a variable (repeat for more); not available until secretfs reads config files")
+	f.StringSliceVar(&views, "view", nil, "a view of the mount's config file (APP/NAME) whose rendering becomes a variable (repeat for more)")
+	f.StringVar(&configFile, "config", "", "the mount's configuration file, whose views --view names")
 	return cmd
 }
 

@@ -87,7 +87,7 @@ func TestExecRefusals(t *testing.T) {
 		want  string
 	}{
 		{"no app", nil, []string{"true"}, "--app APP"},
-		{"a view, until config files", []string{"--view", "billing/app.env"}, []string{"true"}, "--view: views come from the mount's config file"},
+		{"a view without a config file", []string{"--view", "billing/app.env"}, []string{"true"}, "--view names a view of the mount's configuration file: give it with --config FILE"},
 		{"a command not found", []string{"--app", "billing"}, []string{"no-such-command-here"}, `"no-such-command-here": executable file not found`},
 		{"an application without secrets", []string{"--app", "nosuch"}, []string{"true"}, "nosuch: the application holds no secrets"},
 		{"a NUL", []string{"--app", "nul"}, []string{"true"}, "nul/blob: the value holds a NUL byte"},

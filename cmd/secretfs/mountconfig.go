@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
+	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/mountconfig"
@@ -75,4 +78,80 @@ func viewOf(cfg *mountconfig.Config, path string) (*render.View, bool) {
 		}
 	}
 	return nil, false
+}
+
+// viewsNamed returns the views of the configuration file that paths
+// name, for secretfs exec --view.
+func viewsNamed(file string, paths []string) ([]*render.View, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	if file == "" {
+		return nil, errors.New("--view names a view of the mount's configuration file: give it with --config FILE")
+	}
+	cfg, err := mountconfig.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []*render.View
+	for _, p := range paths {
+		v, ok := viewOf(cfg, p)
+		if !ok {
+			return nil, fmt.Errorf("--view %s: %s has no view at that path", p, file)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// addViewValues renders each view from its inputs, read through b as
+// `secretfs get` reads (one revision of each), and adds the rendering to
+// values under the view's path: its variable is named after the view's
+// name, as a secret's is.
+func addViewValues(ctx context.Context, b *backend, views []*render.View, values map[store.Key]crypto.Plaintext) error {
+	for _, v := range views {
+		in, err := viewInputs(ctx, b, v)
+		if err == nil {
+			var out crypto.Plaintext
+			out, err = v.Render(in)
+			if err == nil {
+				values[v.Path()] = out
+			}
+		}
+		wipeValues(in)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// viewInputs reads what v renders from: the secrets it names, and every
+// secret of the application it renders whole.
+func viewInputs(ctx context.Context, b *backend, v *render.View) (map[store.Key]crypto.Plaintext, error) {
+	in := map[store.Key]crypto.Plaintext{}
+	keys := v.Inputs().Secrets
+	if app := v.Inputs().App; app != "" {
+		metas, err := b.ListAll(ctx, app)
+		if err != nil {
+			return in, err
+		}
+		for _, m := range metas {
+			keys = append(keys, m.Key)
+		}
+	}
+	for _, k := range keys {
+		if _, done := in[k]; done {
+			continue
+		}
+		s, err := b.Get(ctx, k)
+		switch {
+		case fault.Is(fault.NotFound, err) && v.Inputs().App == k.App:
+			continue // removed since it was listed
+		case err != nil:
+			return in, fmt.Errorf("--view %s: %w", v.Path(), err)
+		}
+		in[k] = s.Value
+	}
+	return in, nil
 }
