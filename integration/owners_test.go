@@ -1,0 +1,131 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Owners and modes per path, from the mount's configuration file: one
+// --allow-other mount serves each application to its own user, and the
+// kernel enforces it (default_permissions).
+
+// twoUsersConfig gives billing to uid 1001 and auth to uid 1002, each
+// directory 0500 and each secret 0400, but billing/tls.key, readable by
+// the group too.
+const twoUsersConfig = `owners:
+  - match: billing
+    uid: 1001
+    gid: 1001
+    mode: "0500"
+  - match: billing/tls.key
+    uid: 0
+    gid: 1001
+    mode: "0440"
+  - match: billing/*
+    uid: 1001
+    gid: 1001
+    mode: "0400"
+  - match: auth
+    uid: 1002
+    gid: 1002
+    mode: "0500"
+  - match: auth/*
+    uid: 1002
+    gid: 1002
+    mode: "0400"
+`
+
+// writeConfig writes a configuration file where every user can read it.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "secretfs.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// as runs script with sh -c as uid:gid (setpriv, no supplementary
+// groups) and returns its output and error.
+func as(uid string, script string) (string, error) {
+	cmd := exec.Command("setpriv", "--reuid="+uid, "--regid="+uid, "--clear-groups", "sh", "-c", script)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestOneMountServesTwoApplicationsToTwoUsers(t *testing.T) {
+	requireRoot(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	billing, auth := unique("billing"), unique("auth")
+	b.cli(t, []byte(billing), "put", "billing/db-password")
+	b.cli(t, []byte("key"), "put", "billing/tls.key")
+	b.cli(t, []byte(auth), "put", "auth/password")
+	dir := traversableDir(t)
+	m := mountAt(t, b, dir, "--allow-other", "--dir-mode", "0755", "--config", writeConfig(t, twoUsersConfig))
+	m.secret(billing)
+	m.secret(auth)
+
+	// ls -l shows them.
+	if got := m.mustSh("stat -c '%n %a %u %g' . billing billing/db-password billing/tls.key auth auth/password"); got != "."+
+		" 755 0 0\nbilling 500 1001 1001\nbilling/db-password 400 1001 1001\nbilling/tls.key 440 0 1001\nauth 500 1002 1002\nauth/password 400 1002 1002\n" {
+		t.Errorf("stat shows\n%s", got)
+	}
+	t.Logf("ls -l:\n%s", m.mustSh("ls -l . billing auth"))
+
+	// Each reads its own, and is refused the other's.
+	p := func(rel string) string { return m.path(rel) }
+	for _, c := range []struct {
+		uid, script, want string
+		ok                bool
+	}{
+		{"1001", "cat " + p("billing/db-password"), billing, true},
+		{"1001", "cat " + p("billing/tls.key"), "key", true},
+		{"1001", "ls " + p("billing"), "db-password\ntls.key\n", true},
+		{"1001", "cat " + p("auth/password"), "Permission denied", false},
+		{"1001", "ls " + p("auth"), "Permission denied", false},
+		{"1002", "cat " + p("auth/password"), auth, true},
+		{"1002", "cat " + p("billing/db-password"), "Permission denied", false},
+		{"1002", "ls " + p("billing"), "Permission denied", false},
+		{"1003", "cat " + p("billing/tls.key"), "Permission denied", false},
+	} {
+		out, err := as(c.uid, c.script)
+		if (err == nil) != c.ok || !strings.Contains(out, c.want) {
+			t.Errorf("as %s, %s: %q, %v; want success %v and %q", c.uid, c.script, out, err, c.ok, c.want)
+		}
+	}
+
+	// chmod and chown stay EPERM, but to what they are.
+	m.failSh("chmod 644 billing/db-password", "Operation not permitted")
+	m.failSh("chown 1002 billing/db-password", "Operation not permitted")
+	m.mustSh("chmod 400 billing/db-password && chown 1001:1001 billing/db-password")
+
+	// A secret created through the mount takes its path's owner and mode.
+	m.mustSh("echo new > billing/created && echo other > auth/created")
+	if got := m.mustSh("stat -c '%a %u %g' billing/created auth/created"); got != "400 1001 1001\n400 1002 1002\n" {
+		t.Errorf("created secrets show %q", got)
+	}
+	if out, err := as("1001", "cat "+p("billing/created")); err != nil || out != "new\n" {
+		t.Errorf("uid 1001 reads its created secret: %q, %v", out, err)
+	}
+}
+
+// Paths no rule matches keep the flags' owners and modes; the flags work
+// alone, and an empty configuration file is the flags alone.
+func TestPathsNoRuleMatchesKeepTheFlags(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("v"), "put", "other/s")
+	b.cli(t, []byte("v"), "put", "billing/s")
+	m := mount(t, b, "--uid", "7", "--gid", "8", "--file-mode", "0640", "--dir-mode", "0750", "--config", writeConfig(t, twoUsersConfig))
+	if got := m.mustSh("stat -c '%n %a %u %g' other other/s billing/s"); got != "other 750 7 8\nother/s 640 7 8\nbilling/s 400 1001 1001\n" {
+		t.Errorf("stat shows\n%s", got)
+	}
+	empty := mount(t, b, "--uid", "7", "--gid", "8", "--config", writeConfig(t, "# nothing\n"))
+	if got := empty.mustSh("stat -c '%n %a %u %g' billing billing/s"); got != "billing 700 7 8\nbilling/s 600 7 8\n" {
+		t.Errorf("with an empty configuration file stat shows\n%s", got)
+	}
+}
