@@ -1,0 +1,319 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Change signals: a change the mount learns of from the store (another
+// host, secretfs put) reaches programs watching with inotify, also on a
+// read-only mount, and by the time the event comes the new value is what
+// an open reads.
+
+// watcher is a running `inotifywait -m`, whose events are read as they
+// come; for each event of a file, what the file held right after it.
+type watcher struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	events []event
+	done   chan struct{}
+}
+
+// event is one line of inotifywait: the path and the event names, and
+// what reading the path gave right after the line was read.
+type event struct {
+	path, names string
+	at          time.Time
+	read        string
+	readErr     error
+}
+
+// watch starts inotifywait -m on paths, for the events that mean a
+// change (not the opens and reads of readers), and waits until its
+// watches are established.
+func watch(t *testing.T, readAfter string, paths ...string) *watcher {
+	t.Helper()
+	if _, err := exec.LookPath("inotifywait"); err != nil {
+		t.Fatalf("inotifywait not found (%v): run scripts/install-test-deps (Debian package inotify-tools)", err)
+	}
+	args := append([]string{"-m", "-e", "modify,close_write,attrib,move,create,delete,delete_self", "--format", "%w%f %e"}, paths...)
+	w := &watcher{t: t, cmd: exec.Command("inotifywait", args...), done: make(chan struct{})}
+	stdout, err := w.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &lockedBuffer{}
+	w.cmd.Stderr = stderr
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.cmd.Process.Kill()
+		w.cmd.Wait()
+		<-w.done
+	})
+	go func() {
+		defer close(w.done)
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			path, names, _ := strings.Cut(s.Text(), " ")
+			e := event{path: path, names: names, at: time.Now()}
+			if readAfter != "" {
+				// Right away, as a program woken by the event would.
+				b, err := os.ReadFile(readAfter)
+				e.read, e.readErr = string(b), err
+			}
+			w.mu.Lock()
+			w.events = append(w.events, e)
+			w.mu.Unlock()
+		}
+	}()
+	eventually(t, 10*time.Second, "inotifywait establishes its watches", func() bool {
+		return strings.Contains(stderr.String(), "Watches established")
+	})
+	return w
+}
+
+// seen returns the events so far.
+func (w *watcher) seen() []event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]event(nil), w.events...)
+}
+
+// count returns how many events so far are of path and include name.
+func (w *watcher) count(path, name string) int {
+	n := 0
+	for _, e := range w.seen() {
+		if e.path == path && strings.Contains(e.names, name) {
+			n++
+		}
+	}
+	return n
+}
+
+// watchAll is a configuration file that watches every application.
+const watchAll = "watch:\n  - \"*\"\n"
+
+// inotifywait on a --read-only mount sees an event within --ttl + 1 s of
+// `secretfs put`, and a program that reads the file right after the
+// event reads the new value. A rotation is one event, not a storm.
+func TestInotifywaitOnAReadOnlyMountSeesAPutWithinTheTTL(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		initLocal(t, b)
+		old := unique("old")
+		b.cli(t, []byte(old), "put", "app/s")
+		b.cli(t, []byte("other"), "put", "app/other")
+		const ttl = 2 * time.Second
+		m := mount(t, b, "--read-only", "--ttl", ttl.String(), "--config", writeConfig(t, watchAll))
+		m.secret(old)
+		if got := m.mustSh("cat app/s"); got != old {
+			t.Fatalf("cat app/s: %q", got)
+		}
+		dir := watch(t, m.path("app/s"), m.path("app"))
+		file := watch(t, "", m.path("app/s"))
+
+		fresh := m.secret(unique("fresh"))
+		b.cli(t, []byte(fresh), "put", "app/s")
+		put := time.Now()
+		eventually(t, ttl+time.Second, "inotifywait on the directory sees the change", func() bool {
+			return dir.count(m.path("app/s"), "MODIFY") > 0
+		})
+		var first event
+		for _, e := range dir.seen() {
+			if strings.Contains(e.names, "MODIFY") {
+				first = e
+				break
+			}
+		}
+		t.Logf("the event came %s after the put", first.at.Sub(put).Round(10*time.Millisecond))
+		if first.readErr != nil || first.read != fresh {
+			t.Errorf("read right after the event: %q, %v; want the new value", first.read, first.readErr)
+		}
+		eventually(t, time.Second, "inotifywait on the file sees it too", func() bool {
+			return file.count(m.path("app/s"), "MODIFY") > 0
+		})
+		time.Sleep(ttl + time.Second) // whatever else would come
+		if n := dir.count(m.path("app/s"), "MODIFY"); n != 1 {
+			t.Errorf("one rotation gave %d MODIFY events in the directory, want 1: %+v", n, dir.seen())
+		}
+		if n := dir.count(m.path("app/other"), ""); n != 0 {
+			t.Errorf("an unchanged secret had %d events: %+v", n, dir.seen())
+		}
+		t.Logf("inotifywait -m on the directory:\n%s", transcript(dir.seen()))
+		t.Logf("inotifywait -m on the file:\n%s", transcript(file.seen()))
+	})
+}
+
+func transcript(events []event) string {
+	var b strings.Builder
+	for _, e := range events {
+		b.WriteString(e.path + " " + e.names + "\n")
+	}
+	return b.String()
+}
+
+// Nothing is sent for secrets that do not change: 10 s of a watched
+// mount whose secrets stay as they are, listed once a second, give no
+// event.
+func TestNoEventInTenSecondsOfUnchangedSecrets(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("v"), "put", "app/s")
+	b.cli(t, []byte(`{"u": "x"}`), "put", "app/j")
+	cfg := watchAll + "views:\n  - path: app/u\n    secret: app/j\n    field: u\n"
+	m := mount(t, b, "--read-only", "--ttl", "1s", "--config", writeConfig(t, cfg))
+	m.mustSh("cat app/s app/u >/dev/null")
+	w := watch(t, "", m.path("app"), m.path("app/s"), m.path("app/u"))
+	time.Sleep(10 * time.Second)
+	if got := w.seen(); len(got) != 0 {
+		t.Errorf("unchanged secrets gave events:\n%s", transcript(got))
+	}
+}
+
+// A view changes when its input does, and its watchers hear of it: once
+// per change of the input.
+func TestAViewsWatchersHearOfAChangeOfItsInput(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte(`{"u": "first"}`), "put", "app/j")
+	cfg := watchAll + "views:\n  - path: app/u\n    secret: app/j\n    field: u\n"
+	m := mount(t, b, "--read-only", "--ttl", "1s", "--config", writeConfig(t, cfg))
+	if got := m.mustSh("cat app/u"); got != "first" {
+		t.Fatalf("cat app/u: %q", got)
+	}
+	w := watch(t, m.path("app/u"), m.path("app"))
+	modified := func() []event {
+		var out []event
+		for _, e := range w.seen() {
+			if e.path == m.path("app/u") && strings.Contains(e.names, "MODIFY") {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	for i, v := range []string{"second", "third"} {
+		b.cli(t, []byte(`{"u": "`+v+`"}`), "put", "app/j")
+		eventually(t, 2*time.Second, "the view's change is heard", func() bool { return len(modified()) > i })
+		if e := modified()[i]; e.readErr != nil || e.read != v {
+			t.Errorf("read right after the view's event: %q, %v; want %q", e.read, e.readErr, v)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := len(modified()); n != 2 {
+		t.Errorf("two changes of the input gave %d MODIFY events of the view:\n%s", n, transcript(w.seen()))
+	}
+}
+
+// The change signal is the mount's own: it commits nothing (the store
+// keeps the put's revision), is not in the audit log, and leaves the
+// value as the put made it, on a read-write mount too.
+func TestTheChangeSignalCommitsAndAuditsNothing(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("one"), "put", "app/s")
+	auditFile := filepath.Join(t.TempDir(), "audit.log")
+	m := mount(t, b, "--ttl", "1s", "--audit-log", auditFile, "--config", writeConfig(t, watchAll))
+	m.mustSh("cat app/s >/dev/null")
+	w := watch(t, "", m.path("app"))
+	b.cli(t, []byte("two"), "put", "app/s")
+	before := b.cli(t, nil, "ls", "-l", "app")
+	eventually(t, 2*time.Second, "the change is heard", func() bool { return w.count(m.path("app/s"), "CLOSE_WRITE") > 0 })
+	time.Sleep(500 * time.Millisecond)
+	if after := b.cli(t, nil, "ls", "-l", "app"); after != before {
+		t.Errorf("the signal changed the store: %q, then %q", before, after)
+	}
+	if got := m.mustSh("cat app/s"); got != "two" {
+		t.Errorf("cat app/s: %q", got)
+	}
+	data, _ := os.ReadFile(auditFile)
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e struct {
+			Op  string
+			PID int
+		}
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		if e.Op == "commit" || e.PID == m.cmd.Process.Pid {
+			t.Errorf("the audit log records the signal: %s", line)
+		}
+	}
+}
+
+// A read-only mount is read-write to the kernel (the change signals are
+// changes through it), and refuses every change itself with EROFS,
+// changing nothing. Hot reads still ask it nothing.
+func TestAReadOnlyMountRefusesEveryChangeWithEROFS(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	value := unique("ro")
+	b.cli(t, []byte(value), "put", "app/s")
+	addr := metricsAddr(t)
+	m := mount(t, b, "--read-only", "--metrics-addr", addr, "--config", writeConfig(t, watchAll))
+	m.secret(value)
+	before := b.cli(t, nil, "ls", "-l", "app")
+	for _, script := range []string{
+		"echo x > app/s", "/bin/echo x >> app/s", "truncate -s 0 app/s", "rm app/s", "mv app/s app/t",
+		"mkdir app2", "touch app/s", "touch app/new", "echo x > app/new", "chmod 600 app/s", "ln -s s app/l",
+	} {
+		m.failSh(script, "Read-only file system")
+	}
+	if after := b.cli(t, nil, "ls", "-l", "app"); after != before {
+		t.Errorf("the refused changes changed the store: %q, then %q", before, after)
+	}
+	if got := m.mustSh("cat app/s && ls app"); got != value+"s\n" {
+		t.Errorf("after the refusals: %q", got)
+	}
+	info := mountsAt(t, os.Getpid(), m.dir)
+	if len(info) != 1 || !strings.HasPrefix(info[0].vfsOpt, "rw") {
+		t.Errorf("the mount is %+v, want one, rw to the kernel", info)
+	}
+	for range 3 {
+		m.mustSh("cat app/s >/dev/null")
+	}
+	time.Sleep(100 * time.Millisecond)
+	requests := fuseRequests(t, addr)
+	for range 1000 {
+		if got, err := os.ReadFile(m.path("app/s")); err != nil || string(got) != value {
+			t.Fatalf("read %q, %v", got, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := delta(requests, fuseRequests(t, addr)); len(got) != 0 {
+		t.Errorf("1000 hot reads asked the read-only mount %v, want nothing", got)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer one goroutine writes while another
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
