@@ -273,10 +273,15 @@ func (m *mount) heldInodes(k store.Key) []uint64 {
 }
 
 // poll lists each watched application the kernel holds once per TTL
-// (vfs.FS.Revalidate), so that a change made elsewhere is learnt, and
-// signalled, within the TTL even when nobody reads.
+// (vfs.FS.Revalidate lists only what is older), so that a change made
+// elsewhere is learnt, and signalled, within the TTL (plus this tick)
+// even when nobody reads. Under a TTL of a second (0: ask at every open)
+// it lists once a second.
 func (s *signaller) poll() {
 	every := min(max(s.m.opts.TTL/4, 100*time.Millisecond), 500*time.Millisecond)
+	if s.m.opts.TTL < time.Second {
+		every = time.Second
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -35,6 +35,7 @@ var (
 	_ gofs.NodeReader      = (*viewNode)(nil)
 	_ gofs.NodeWriter      = (*viewNode)(nil)
 	_ gofs.NodeFlusher     = (*viewNode)(nil)
+	_ gofs.NodeFsyncer     = (*viewNode)(nil)
 	_ gofs.NodeStatfser    = (*viewNode)(nil)
 	_ gofs.NodeOnForgetter = (*viewNode)(nil)
 )
@@ -165,6 +166,11 @@ func (n *viewNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno 
 	if n.m.noOpen {
 		return syscall.ENOSYS
 	}
+	return 0
+}
+
+// Fsync has nothing to sync: a view is never written.
+func (n *viewNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
 	return 0
 }
 

@@ -57,25 +57,6 @@ func TestTheIssuesExampleParses(t *testing.T) {
 	if len(c.Owners) != 3 || len(c.Views) != 3 || len(c.Watch) != 2 {
 		t.Fatalf("%d owners, %d views, %d watches; want 3, 3, 2", len(c.Owners), len(c.Views), len(c.Watch))
 	}
-	for _, v := range []struct {
-		path      string
-		ok        bool
-		line      int
-		uid, mode uint32
-	}{
-		{"billing", true, 2, 1001, 0o500},
-		{"billing/db-password", true, 6, 1001, 0o400},
-		{"billing/tls.key", true, 6, 1001, 0o400}, // the first match wins: billing/* comes first
-		{"billing/db-user", true, 6, 1001, 0o400}, // views included
-		{"auth", false, 0, 0, 0},
-		{"auth/x", false, 0, 0, 0},
-		{"billingx", false, 0, 0, 0},
-	} {
-		o, ok := c.OwnerOf(v.path)
-		if ok != v.ok || (ok && (o.Line != v.line || *o.UID != v.uid || *o.Mode != v.mode)) {
-			t.Errorf("OwnerOf(%q) = %+v, %v; want the rule at line %d (uid %d, mode %#o): %v", v.path, o, ok, v.line, v.uid, v.mode, v.ok)
-		}
-	}
 	if views := c.Views; views[0].Line != 15 || views[1].Line != 18 || views[2].Line != 23 {
 		t.Errorf("views at lines %d, %d, %d; want 15, 18, 23", views[0].Line, views[1].Line, views[2].Line)
 	}
@@ -89,6 +70,31 @@ func TestTheIssuesExampleParses(t *testing.T) {
 	}
 	if v, ok := c.ViewAt(store.Key{App: "billing", Name: "all.json"}); !ok || v.Spec.Format != "json" {
 		t.Errorf("ViewAt(billing/all.json) = %+v, %v", v, ok)
+	}
+}
+
+// The first rule that matches wins, views included; an application's
+// rule is not its files'.
+func TestTheFirstMatchingOwnerRuleWins(t *testing.T) {
+	c := parse(t, issueExample)
+	for _, v := range []struct {
+		path      string
+		ok        bool
+		line      int
+		uid, mode uint32
+	}{
+		{"billing", true, 2, 1001, 0o500},
+		{"billing/db-password", true, 6, 1001, 0o400},
+		{"billing/tls.key", true, 6, 1001, 0o400}, // billing/* comes first
+		{"billing/db-user", true, 6, 1001, 0o400}, // views included
+		{"auth", false, 0, 0, 0},
+		{"auth/x", false, 0, 0, 0},
+		{"billingx", false, 0, 0, 0},
+	} {
+		o, ok := c.OwnerOf(v.path)
+		if ok != v.ok || (ok && (o.Line != v.line || *o.UID != v.uid || *o.Mode != v.mode)) {
+			t.Errorf("OwnerOf(%q) = %+v, %v; want the rule at line %d (uid %d, mode %#o): %v", v.path, o, ok, v.line, v.uid, v.mode, v.ok)
+		}
 	}
 }
 

@@ -148,7 +148,9 @@ func TestAChangedInputMakesANewRenderingAndTheOldOneKeepsItsBytes(t *testing.T) 
 	}
 }
 
-func errorsIsLookUpAgain(err error) bool { return err != nil && strings.Contains(err.Error(), ErrLookUpAgain.Error()) }
+func errorsIsLookUpAgain(err error) bool {
+	return err != nil && strings.Contains(err.Error(), ErrLookUpAgain.Error())
+}
 
 // Whatever makes a view unrenderable, the lookup fails with an error of
 // kind Other (EIO) that names the view and the cause, never a value.
@@ -437,14 +439,7 @@ func TestARevisionRekeyedByARenameReadsOn(t *testing.T) {
 	}
 	was := r.Meta().Revision()
 	f.mustNot("rename", f.fs.Rename(ctx, shell, db, db2, 0))
-	var renamed Event
-	f.mu.Lock()
-	for _, e := range f.events {
-		if e.Kind == Renamed {
-			renamed = e
-		}
-	}
-	f.mu.Unlock()
+	renamed := f.last(Renamed)
 	if renamed.Key != db2 || renamed.From != db || !renamed.Was.Equal(was) || renamed.Now.Key != db2 {
 		t.Fatalf("the rename told %+v", renamed)
 	}
@@ -465,4 +460,17 @@ func (f *fixture) forget() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.events = nil
+}
+
+// last returns the last event of kind told.
+func (f *fixture) last(kind EventKind) Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out Event
+	for _, e := range f.events {
+		if e.Kind == kind {
+			out = e
+		}
+	}
+	return out
 }
