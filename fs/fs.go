@@ -17,12 +17,13 @@
 //     keeps its pages and attributes; on a read-only mount Open answers
 //     ENOSYS, after which the kernel sends no OPEN or FLUSH and serves hot
 //     reads itself; a writer's descriptor bypasses the page cache;
-//   - change signals (signal.go): inotify watchers hear of a change the
-//     mount learns of from the store, because the mount makes a change
-//     (a truncation to the same size) through its own mount point, from a
-//     thread the requests it causes are told apart by (vfs.Caller.Own).
-//     So the kernel mounts even a read-only mount read-write, and the
-//     refusals of changes (EROFS) are the file system's own;
+//   - change signals (signal.go), when Options.Watched is set: inotify
+//     watchers hear of a change the mount learns of from the store,
+//     because the mount makes a change (a truncation to the same size)
+//     through its own mount point, from a thread the requests it causes
+//     are told apart by (vfs.Caller.Own). So the kernel then mounts even a
+//     read-only mount read-write, and the refusals of changes (EROFS) are
+//     the file system's own;
 //   - the one mapping of errors to errnos, and the one log line per
 //     failure (errno.go);
 //   - kernel notifications, sent only from goroutines that hold no lock
@@ -86,10 +87,13 @@ type Options struct {
 	OwnerOf func(path string) vfs.Owner
 	Views   []*render.View
 	Idle    time.Duration
-	// Watched, if set, says which applications the mount lists once per
-	// TTL while the kernel holds them, even when nobody reads them: a
-	// change made elsewhere then reaches inotify watchers within the TTL
-	// (signal.go). Others are revalidated only when read, as always.
+	// Watched, if set, turns change signals on (signal.go): inotify
+	// watchers hear of every change the mount learns of from the store,
+	// and of views' changes. It says which applications the mount lists
+	// once per TTL while the kernel holds them, even when nobody reads
+	// them, so that a change made elsewhere is learnt within the TTL;
+	// others are revalidated only when read, as always. With it, a
+	// read-only mount is read-write to the kernel (see mountOptions).
 	Watched func(app string) bool
 	// There is deliberately no switch for go-fuse's request debugging: it
 	// prints the first bytes of every READ reply and WRITE payload, which
@@ -176,7 +180,9 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	if err := server.WaitMount(); err != nil {
 		return nil, err
 	}
-	m.signals.start(dir)
+	if opts.Watched != nil {
+		m.signals.start(dir)
+	}
 	go func() {
 		server.Wait()
 		m.signals.stop()
@@ -186,13 +192,19 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 }
 
 // mountOptions are the kernel's options for the mount. A read-only mount
-// is not "ro" to the kernel: the mount's own change signals are changes
-// through the mount point (signal.go), which the kernel refuses on a
-// read-only mount. The file system refuses every change a user asks for
-// with EROFS instead (vfs.Options.ReadOnly); mount(8) and statfs(2) then
-// show the mount as rw.
-func mountOptions(Options) []string {
-	return []string{"default_permissions"}
+// is "ro" to the kernel, unless it makes change signals (Watched): those
+// are changes through the mount point (signal.go), which the kernel
+// refuses on a read-only mount. The file system then refuses every change
+// a user asks for with EROFS itself (vfs.Options.ReadOnly), and mount(8)
+// and statfs(2) show the mount as rw. (One difference shows: a user the
+// file's mode does not let write gets EACCES from the kernel before the
+// file system can say EROFS.)
+func mountOptions(opts Options) []string {
+	o := []string{"default_permissions"}
+	if opts.ReadOnly && opts.Watched == nil {
+		o = append(o, "ro")
+	}
+	return o
 }
 
 func newMount(cat secrets.Catalog, opts Options) *mount {

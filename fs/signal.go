@@ -49,13 +49,18 @@ import (
 // handler, holding no lock: its syscalls are requests this daemon serves.
 // Changes are gathered for a moment first, so that a rotation, or a view
 // whose inputs changed in one listing, is one event.
+//
+// A mount makes change signals only when its configuration file lists
+// applications to watch (Options.Watched): they need the kernel to mount
+// it read-write even when it is read-only (see mountOptions).
 
 // signalDebounce is how long changes are gathered before they are
 // signalled.
 const signalDebounce = 20 * time.Millisecond
 
 // signaller makes the change signals of a mount, and lists the watched
-// applications once per TTL (Options.Watched).
+// applications once per TTL (Options.Watched), once started: only a
+// mount with Options.Watched starts it.
 type signaller struct {
 	m       *mount
 	dirName string   // of the signal directory, random: no application can be named so by chance
@@ -88,9 +93,7 @@ func (s *signaller) start(dir string) {
 	s.dir, s.dev = dir, st.Dev
 	s.mu.Unlock()
 	go s.run()
-	if s.m.opts.Watched != nil {
-		go s.poll()
-	}
+	go s.poll()
 }
 
 // stop ends the signalling: the mount is gone.
@@ -104,9 +107,13 @@ func (s *signaller) stop() {
 	}
 }
 
-// queue asks for k's change to be signalled.
+// queue asks for k's change to be signalled, once the signaller runs.
 func (s *signaller) queue(k store.Key) {
 	s.mu.Lock()
+	if s.dir == "" {
+		s.mu.Unlock()
+		return // not started: no change signals on this mount
+	}
 	s.pending[k] = struct{}{}
 	s.mu.Unlock()
 	select {
