@@ -24,7 +24,6 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/metrics"
-	"github.com/secretfs/secretfs/mountconfig"
 	"github.com/secretfs/secretfs/store"
 )
 
@@ -45,11 +44,7 @@ type mountConfig struct {
 	logFile      string
 	auditLog     string // "-" for standard error
 	replace      replaceFlags
-	config       string // the configuration file (--config); "" for none
-
-	// Set by validate: the configuration file, read and checked; nil
-	// for none.
-	file *mountconfig.Config
+	config       string // the configuration file (--config, mountconfig.go); "" for none
 }
 
 func newMountCommand(c *config) *cobra.Command {
@@ -92,8 +87,8 @@ func newMountCommand(c *config) *cobra.Command {
 
 // validate refuses values the cache would otherwise quietly reinterpret
 // (a negative TTL as no caching, a size under one as the default size),
-// and names of applications that no store can hold, and reads and checks
-// the configuration file (mountconfig.go). Part of config.validate.
+// and names of applications that no store can hold. Part of
+// config.validate.
 func (mc *mountConfig) validate() error {
 	if mc.ttl < 0 {
 		return fmt.Errorf("--ttl %s: want 0 (ask the store at every open) or a positive duration, such as 30s", mc.ttl)
@@ -112,11 +107,6 @@ func (mc *mountConfig) validate() error {
 			return fmt.Errorf("--apps %q: %w", app, err)
 		}
 	}
-	file, err := loadMountConfig(mc.config)
-	if err != nil {
-		return err
-	}
-	mc.file = file
 	return mc.replace.validate()
 }
 
@@ -141,6 +131,10 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 		return err
 	}
 	defer logs.Close()
+	file, err := loadMountConfig(c.mount.config)
+	if err != nil {
+		return err
+	}
 	status(log, "opening the store")
 	// Listen before mounting: a signal in between must not leave a mount
 	// behind.
@@ -170,14 +164,14 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 		return err
 	}
 	defer b.Close()
-	if err := checkViewsAgainstStore(ctx, c.mount.file, b.Keeper); err != nil {
+	if err := checkViewsAgainstStore(ctx, file, b.Keeper); err != nil {
 		return err
 	}
 	readOnly := readOnlyMount(c.mount.readOnly, b, log)
 	catalog := newCatalog(b, c.mount, meter, log)
 	defer catalog.Close() // wipe what is held before the process ends
 
-	server, err := succ.mount(dir, catalog, fsOptions(c, b.writeOnly, readOnly, meter, auditLog))
+	server, err := succ.mount(dir, catalog, withMountConfig(fsOptions(c, b.writeOnly, readOnly, meter, auditLog), file))
 	if err != nil {
 		return err
 	}
@@ -269,7 +263,7 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 		countRequest, countCommit = meter.Served, meter.Committed
 	}
 	mc := c.mount
-	return withMountConfig(fs.Options{
+	return fs.Options{
 		Served:     countRequest,
 		Committed:  countCommit,
 		Audit:      auditLog.Recorder(),
@@ -284,7 +278,7 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 		TTL:        mc.ttl,
 		Idle:       mc.cacheIdle,
 		Log:        c.log,
-	}, mc.file)
+	}
 }
 
 // mountFS mounts the file system at dir, serving catalog.
