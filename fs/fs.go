@@ -201,10 +201,17 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 // file system can say EROFS.)
 func mountOptions(opts Options) []string {
 	o := []string{"default_permissions"}
-	if opts.ReadOnly && opts.Watched == nil {
+	if opts.KernelReadOnly() {
 		o = append(o, "ro")
 	}
 	return o
+}
+
+// KernelReadOnly says whether the kernel should mount the file system
+// read-only: a read-only mount that makes no change signals (see
+// mountOptions). A mount made elsewhere (Options.Mounted) must follow it.
+func (opts Options) KernelReadOnly() bool {
+	return opts.ReadOnly && opts.Watched == nil
 }
 
 func newMount(cat secrets.Catalog, opts Options) *mount {
