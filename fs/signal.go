@@ -68,7 +68,6 @@ type signaller struct {
 
 	mu      sync.Mutex
 	dir     string // the mount point, once served
-	dev     uint64 // its device: a file elsewhere (a mount stacked on the path) is left alone
 	pending map[store.Key]struct{}
 	wake    chan struct{}
 	done    chan struct{}
@@ -84,13 +83,8 @@ func newSignaller(m *mount) *signaller {
 // start begins signalling changes through the mount point dir, now
 // served.
 func (s *signaller) start(dir string) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		s.m.log.WithError(err).Warn("the mount point cannot be stat'ed: changes will not be signalled to inotify watchers")
-		return
-	}
 	s.mu.Lock()
-	s.dir, s.dev = dir, st.Dev
+	s.dir = dir
 	s.mu.Unlock()
 	go s.run()
 	go s.poll()
@@ -155,25 +149,48 @@ func (s *signaller) signal(k store.Key) {
 	tid := uint32(unix.Gettid())
 	s.own.Store(tid, struct{}{})
 	defer s.own.Delete(tid)
+	dev, ok := s.ownDev()
+	if !ok {
+		return
+	}
 
 	app.NotifyEntry(k.Name) // the name first: the next open finds what the mount holds now
 	for _, ino := range s.m.heldInodes(k) {
 		name := strconv.FormatUint(ino, 16)
-		s.touch(filepath.Join(s.dirName, name), k)
+		s.touch(filepath.Join(s.dirName, name), k, dev)
 		if d := s.m.root.GetChild(s.dirName); d != nil {
 			d.RmChild(name)
 			d.NotifyEntry(name)
 		}
 	}
-	s.touch(filepath.Join(k.App, k.Name), k)
+	s.touch(filepath.Join(k.App, k.Name), k, dev)
+}
+
+// ownDev returns the device of this mount if the mount point shows it
+// now: only this mount finds its signal directory. The path may show
+// another: while a successor's mount waits beneath this one, the
+// successor's signals must not reach this mount, and once this mount
+// stepped down and was detached, its signals must not reach the
+// successor's. It must run on a signalling thread.
+func (s *signaller) ownDev() (uint64, bool) {
+	s.mu.Lock()
+	dir := s.dir
+	s.mu.Unlock()
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dir, s.dirName), &st); err != nil {
+		s.m.log.WithError(err).Debug("the mount point shows another mount: no change signal")
+		return 0, false
+	}
+	return st.Dev, true
 }
 
 // touch opens rel, a path in the mount, for writing, truncates it to its
 // size and closes it: IN_OPEN, IN_MODIFY and IN_CLOSE_WRITE, and no
-// change. It must run on a signalling thread.
-func (s *signaller) touch(rel string, k store.Key) {
+// change, if the file is on this mount, whose device is dev. It must run
+// on a signalling thread.
+func (s *signaller) touch(rel string, k store.Key, dev uint64) {
 	s.mu.Lock()
-	dir, dev := s.dir, s.dev
+	dir := s.dir
 	s.mu.Unlock()
 	log := s.m.log.WithField("secret", k.String())
 	fd, err := unix.Open(filepath.Join(dir, rel), unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)

@@ -317,3 +317,76 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A mount that took over with --replace makes change signals as the one
+// it replaced did: inotifywait, started on the new mount, hears a put
+// within --ttl + 1 s. The replaced process, kept alive by a descriptor
+// held on its detached mount, learns of the same change but signals
+// nothing through the path, which now shows its successor's mount: the
+// secret has only the put's version, and the successor's audit log no
+// write.
+func TestChangeSignalsFollowAReplacement(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	old := unique("old")
+	b.cli(t, []byte(old), "put", "app/s")
+	const ttl = 2 * time.Second
+	args := []string{"--read-only", "--ttl", ttl.String(), "--config", writeConfig(t, watchAll)}
+	dir := mountpoint(t)
+	first := mountAt(t, b, dir, args...)
+	first.secret(old)
+	held, err := os.Open(first.path("app/s")) // keeps the replaced process serving
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+
+	logPath := filepath.Join(t.TempDir(), "new.log")
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	replaceArgs := append([]string{"mount", dir, "--replace", "--daemon", "--log-file", logPath, "--audit-log", auditPath}, args...)
+	_, errOut, err := b.run(nil, replaceArgs...)
+	if err != nil {
+		t.Fatalf("mount --replace --daemon: %v\n%s", err, errOut)
+	}
+	pid := daemonPID(t, errOut)
+	t.Cleanup(func() { stopDaemon(t, pid, dir) })
+	if c := countsOf(t, dir); c.pid != pid {
+		t.Fatalf("secretfs status names process %d, want the successor %d", c.pid, pid)
+	}
+	if at := mountsAt(t, os.Getpid(), dir); len(at) != 1 || !strings.HasPrefix(at[0].vfsOpt, "rw") {
+		t.Errorf("after the replacement, %+v at %s; want one mount, read-write to the kernel as change signals need", at, dir)
+	}
+	if got := first.mustSh("cat app/s"); got != old {
+		t.Fatalf("cat app/s through the successor: %q", got)
+	}
+	w := watch(t, filepath.Join(dir, "app/s"), filepath.Join(dir, "app"))
+
+	fresh := first.secret(unique("fresh"))
+	b.cli(t, []byte(fresh), "put", "app/s")
+	eventually(t, ttl+time.Second, "inotifywait on the successor's mount sees the change", func() bool {
+		return w.count(filepath.Join(dir, "app/s"), "MODIFY") > 0
+	})
+	for _, e := range w.seen() {
+		if strings.Contains(e.names, "MODIFY") && (e.readErr != nil || e.read != fresh) {
+			t.Errorf("read right after the event: %q, %v; want the new value", e.read, e.readErr)
+		}
+	}
+	// The replaced process lists what it holds once per TTL too; give it
+	// the time to learn of the put and try to signal it.
+	time.Sleep(2 * ttl)
+	if n := w.count(filepath.Join(dir, "app/s"), "MODIFY"); n != 1 {
+		t.Errorf("one put gave %d MODIFY events, want 1:\n%s", n, transcript(w.seen()))
+	}
+	if v := versionOf(t, b, "app", "s"); v != 2 {
+		t.Errorf("app/s is at version %d after one put over version 1, want 2: a change signal committed a write", v)
+	}
+	if a, err := os.ReadFile(auditPath); err != nil || strings.Contains(string(a), `"commit"`) {
+		t.Errorf("the successor's audit log (%v):\n%s\nwant no commit", err, a)
+	}
+	b2 := make([]byte, 64)
+	if n, err := held.ReadAt(b2, 0); string(b2[:n]) != old {
+		t.Errorf("the descriptor held across the replacement reads %q, %v; want the old value", b2[:n], err)
+	}
+}
