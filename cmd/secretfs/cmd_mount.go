@@ -147,7 +147,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 		return err
 	}
 	defer succ.Close()
-	meter, closeMetrics, err := succ.serveMetrics(c.mount.metricsAddr, log)
+	meter, closeMetrics, err := succ.serveMetrics(c.mount.metricsAddr)
 	if err != nil {
 		return err
 	}

@@ -174,7 +174,7 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 // successor serves it once its predecessor stepped down and closed the
 // address. The function returned stops serving; it may be called more
 // than once. Without an address there is no registry.
-func (s *succession) serveMetrics(addr string, log logrus.FieldLogger) (*metrics.Registry, func(), error) {
+func (s *succession) serveMetrics(addr string) (*metrics.Registry, func(), error) {
 	if addr == "" {
 		return nil, func() {}, nil
 	}
