@@ -393,6 +393,14 @@ func (b *bench) hot(be backend) error {
 	if err != nil {
 		return err
 	}
+	config := filepath.Join(b.opt.work, "watched.yaml")
+	if err := os.WriteFile(config, []byte(watchedConfig), 0o600); err != nil {
+		return err
+	}
+	watched, err := b.mount(be, "--read-only", "--config", config)
+	if err != nil {
+		return err
+	}
 	targets := []struct {
 		mount string
 		m     *mount
@@ -401,6 +409,8 @@ func (b *bench) hot(be backend) error {
 		{"tmpfs", nil, filepath.Join(b.tmpfs, hotSecret)},
 		{"read-only", ro, ro.path(hotSecret)},
 		{"read-write", rw, rw.path(hotSecret)},
+		{watchedMount, watched, watched.path(hotSecret)},
+		{watchedMount + ": a view", watched, watched.path(hotView)},
 	}
 	for _, op := range []string{"read", "stat"} {
 		for _, t := range targets {
@@ -429,11 +439,23 @@ func (b *bench) hot(be backend) error {
 				backend: be, d: summarize(means[t.mount]), base: summarize(means["tmpfs"]), cost: costs[t.mount]}})
 		}
 	}
-	if err := ro.stop(); err != nil {
-		return err
+	for _, m := range []*mount{ro, rw} {
+		if err := m.stop(); err != nil {
+			return err
+		}
 	}
-	return rw.stop()
+	return watched.stop()
 }
+
+// A read-only mount whose configuration file watches every application,
+// which makes it read-write to the kernel (its change signals are
+// changes through the mount point), and renders hotView from hotSecret,
+// byte for byte.
+const (
+	hotView       = "bench/view"
+	watchedMount  = "read-only, --config"
+	watchedConfig = "watch:\n  - \"*\"\nviews:\n  - path: " + hotView + "\n    template: '{{ secret \"" + hotSecret + "\" }}'\n"
+)
 
 // sum adds b to a, name by name.
 func sum(a, b counts) counts {
