@@ -50,7 +50,10 @@
 package vfs
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -118,12 +121,13 @@ type FS struct {
 	// application made here lives only in this mount.
 	made    map[string]bool
 	secrets map[store.Key]*Secret // the secrets with writers, or held by the adapter
-	// currentViews holds, for each view, the digest of the rendering its
-	// last lookup found, until an input changes (ViewRevision.current).
-	currentViews map[store.Key]string
+	// currentViews holds, for each view, what is known of its current
+	// rendering (settle, ViewRevision.current).
+	currentViews map[store.Key]*viewState
 	renderings   map[*ViewRevision]struct{} // the renderings that hold their bytes, for Close
 
-	views views // never changes
+	views  views  // never changes
+	macKey []byte // keys viewMAC: random, this file system's own
 }
 
 // New returns the file system of cat.
@@ -142,9 +146,13 @@ func New(cat secrets.Catalog, opts Options) *FS {
 	if opts.Idle <= 0 {
 		opts.Idle = defaultIdle
 	}
-	return &FS{cat: cat, opts: opts, log: opts.Log, started: time.Now(),
+	macKey := make([]byte, sha256.Size)
+	if _, err := rand.Read(macKey); err != nil {
+		panic("vfs: no randomness for the key of view hashes: " + err.Error())
+	}
+	return &FS{cat: cat, opts: opts, log: opts.Log, started: time.Now(), macKey: macKey,
 		made: map[string]bool{}, secrets: map[store.Key]*Secret{},
-		currentViews: map[store.Key]string{}, renderings: map[*ViewRevision]struct{}{},
+		currentViews: map[store.Key]*viewState{}, renderings: map[*ViewRevision]struct{}{},
 		views: newViews(opts.Views)}
 }
 
@@ -218,26 +226,34 @@ type Event struct {
 }
 
 // emit tells Options.Events that k changed as kind says, and that every
-// view reading k changed with it.
+// view reading k whose bytes changed with it did.
 func (v *FS) emit(kind EventKind, k store.Key) {
 	v.tell(Event{Kind: kind, Key: k})
 }
 
 // tell tells Options.Events of e, then of the change of every view that
-// reads e.Key.
+// reads e.Key (or e.From) and whose bytes changed with it: each is
+// rendered again, from the current revisions of its inputs, before
+// anything is told (settle), so that a view's watcher hears of its change
+// once, when an open reads it, and of nothing when its bytes are the same.
 func (v *FS) tell(e Event) {
 	readers := v.readersOf(e.Key)
 	if e.From != (store.Key{}) {
 		readers = append(readers, v.readersOf(e.From)...)
 	}
+	slices.SortFunc(readers, compareKeys)
+	readers = slices.Compact(readers)
+	var changed []store.Key
 	for _, view := range readers {
-		v.forgetCurrentView(view)
+		if v.settleReader(view) {
+			changed = append(changed, view)
+		}
 	}
 	if v.opts.Events == nil {
 		return
 	}
 	v.opts.Events(e)
-	for _, view := range readers {
+	for _, view := range changed {
 		v.opts.Events(Event{Kind: Changed, Key: view})
 	}
 }

@@ -3,6 +3,7 @@ package vfs
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
@@ -23,11 +24,24 @@ import (
 // A view's rendering is a pure function of one consistent set of
 // revisions of its inputs: the same revision of every input, never two
 // mixed. So a rendering is an immutable revision like a secret's
-// (ViewRevision), named by the view and a digest of those revisions: the
-// adapter gives each its own inode, readers of an open one keep its
-// bytes, and a lookup after an input changed finds a new one. A lookup
-// whose inputs did not change finds the rendering made before: unchanged
-// inputs cost no decryption and no rendering.
+// (ViewRevision), named by the view and a name: the adapter gives each
+// its own inode, readers of an open one keep its bytes, and a lookup
+// after an input changed finds a new one if, and only if, the view's
+// bytes changed. A lookup whose inputs did not change finds the rendering
+// made before: unchanged inputs cost no decryption and no rendering.
+//
+// A rendering is named by a digest of the revisions of the inputs it was
+// first made from. When an input changes (a lookup finds it, or the
+// catalog tells of it), the view is rendered from the new revisions and
+// a keyed hash of the bytes (viewMAC) compared with the current
+// rendering's: byte-identical, the current rendering stays current under
+// its name, now standing for the new revisions too (the same file, and
+// the kernel keeps its pages), and nothing is told; otherwise the new
+// rendering becomes current under a name of its own, and the view's
+// change is told (Event Changed), once: what watchers were told of last
+// is kept (viewState.told), whichever of a lookup or the catalog saw the
+// change first. Only the bytes' keyed hashes are kept and compared, never
+// the bytes.
 
 // maxViewAttempts bounds how often a lookup of a view takes its inputs
 // again when one of them was replaced between its lookup and the read of
@@ -100,16 +114,19 @@ type ViewInputs struct {
 	view     *render.View
 	metas    []store.Meta // by key
 	snaps    []secrets.Snapshot
-	digest   string
-	modified time.Time // the latest input's
+	digest   string           // of the revisions (digestOf)
+	name     string           // of the rendering they make (see settle)
+	out      crypto.Plaintext // the rendering, if settle made it for a new name; nil if not
+	modified time.Time        // the latest input's
 }
 
 // Key is the view's path.
 func (in *ViewInputs) Key() store.Key { return in.view.Path() }
 
-// Digest names the set of revisions: two sets with one digest are the
-// same revisions of the same inputs, and render the same bytes.
-func (in *ViewInputs) Digest() string { return in.digest }
+// Digest names the rendering: two sets of inputs with one name render
+// the same bytes (the same revisions, or revisions found to render the
+// same bytes as the rendering of that name).
+func (in *ViewInputs) Digest() string { return in.name }
 
 // Release unpins the inputs.
 func (in *ViewInputs) Release() {
@@ -117,6 +134,8 @@ func (in *ViewInputs) Release() {
 		s.Release()
 	}
 	in.snaps = nil
+	in.out.Wipe()
+	in.out = nil
 }
 
 // digestOf names a set of revisions, each length-prefixed: the key, the
@@ -138,25 +157,36 @@ func digestOf(metas []store.Meta) string {
 
 // lookupView returns what the view vw is now: the revisions of its
 // inputs the catalog holds for current, fresh within the TTL (or stale,
-// as the catalog's stale-if-error rule allows), pinned. The name stands
-// for as long as the least fresh of them.
+// as the catalog's stale-if-error rule allows), pinned, and the name of
+// their rendering (settle). The name stands for as long as the least
+// fresh of them.
 func (v *FS) lookupView(ctx context.Context, vw *render.View) (Entry, error) {
+	in, fresh, err := v.currentInputs(ctx, vw)
+	if err != nil {
+		return Entry{}, err
+	}
+	in.name, _ = v.settle(ctx, in, false)
+	meta := store.Meta{Key: vw.Path(), Size: -1, Modified: in.modified}
+	return Entry{Meta: meta, Fresh: fresh, View: in}, nil
+}
+
+// currentInputs returns the current revisions of vw's inputs, pinned, and
+// how long they all stand.
+func (v *FS) currentInputs(ctx context.Context, vw *render.View) (*ViewInputs, time.Duration, error) {
 	k := vw.Path()
 	for attempt := 1; ; attempt++ {
 		metas, fresh, err := v.viewInputs(ctx, vw)
 		if err != nil {
-			return Entry{}, viewFailure(k, err)
+			return nil, 0, viewFailure(k, err)
 		}
 		in := &ViewInputs{view: vw, metas: metas, digest: digestOf(metas)}
 		err = in.bind(ctx, v.cat)
 		if err == nil {
-			v.setCurrentView(k, in.digest)
-			meta := store.Meta{Key: k, Size: -1, Modified: in.modified}
-			return Entry{Meta: meta, Fresh: fresh, View: in}, nil
+			return in, fresh, nil
 		}
 		in.Release()
 		if replaced := secrets.AsSuperseded(err) != nil || fault.Is(fault.NotFound, err); !replaced || attempt == maxViewAttempts {
-			return Entry{}, viewFailure(k, err)
+			return nil, 0, viewFailure(k, err)
 		}
 	}
 }
@@ -235,21 +265,147 @@ func (in *ViewInputs) bind(ctx context.Context, cat secrets.Catalog) error {
 	return nil
 }
 
-// setCurrentView records the rendering a lookup of the view k found
-// current (see ViewRevision.current).
-func (v *FS) setCurrentView(k store.Key, digest string) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.currentViews[k] = digest
+// viewState is what the file system knows of a view's current
+// rendering. Its fields are guarded by FS.mu; a state is replaced whole,
+// never changed in place, so that settle can tell whether another
+// settled the view meanwhile.
+type viewState struct {
+	inputs string // the digest of the revisions the rendering stands for ("" none)
+	name   string // the rendering's name ("" none: no rendering is current)
+	mac    []byte // viewMAC of its bytes; nil until rendered
+	// told is the viewMAC of the bytes watchers were last told of: nil
+	// if none was told since the mount began, unrendered (a change then
+	// is always told); noRendering once the view could not be rendered.
+	told []byte
 }
 
-// forgetCurrentView records that the view k may have changed: an input
-// changed, and until the next lookup nobody knows which rendering is
-// current.
-func (v *FS) forgetCurrentView(k store.Key) {
+// noRendering is viewState.told of a view that could not be rendered: no
+// bytes' hash is empty.
+var noRendering = []byte{}
+
+func isNoRendering(told []byte) bool { return told != nil && len(told) == 0 }
+
+// maxSettleAttempts bounds how often settle starts again when another
+// settled the same view meanwhile; then the last one wins.
+const maxSettleAttempts = 3
+
+// settle makes the rendering of in the view's current one, and returns
+// its name: the current rendering's if it is made from the same
+// revisions, or (once rendered) has the same bytes; else a name of its
+// own (in.digest). A settle for a lookup (announce false) renders only
+// when the current rendering's bytes are known and the revisions differ;
+// a settle for a change of an input (announce true) always knows the
+// bytes, and reports whether they differ from what watchers were told
+// of last, recording them as told. A view that cannot be rendered has
+// then no current rendering (and is told, as changed).
+//
+// A rendering made for a new name is left in in.out, for the adapter's
+// first read; one of the current name is wiped.
+func (v *FS) settle(ctx context.Context, in *ViewInputs, announce bool) (name string, changed bool) {
+	k, d := in.Key(), in.digest
+	var mac []byte // of in's rendering, once made
+	var failed bool
+	for attempt := 1; ; attempt++ {
+		v.mu.Lock()
+		st := v.currentViews[k]
+		v.mu.Unlock()
+		cur := viewState{}
+		if st != nil {
+			cur = *st
+		}
+		if cur.inputs == d && (!announce || cur.mac != nil) {
+			mac = cur.mac
+		} else if mac == nil && !failed && (announce || cur.mac != nil) {
+			out, err := in.render(ctx)
+			if err != nil {
+				failed = true
+			} else {
+				mac = v.viewMAC(out)
+				in.out.Wipe()
+				in.out = out
+			}
+		}
+		next := viewState{inputs: d, name: d, mac: mac, told: cur.told}
+		switch {
+		case failed && announce:
+			next = viewState{told: noRendering}
+		case cur.inputs == d && cur.name != "":
+			next.name = cur.name
+			if next.mac == nil {
+				next.mac = cur.mac
+			}
+		case cur.mac != nil && mac != nil && hmac.Equal(cur.mac, mac):
+			next.name = cur.name // byte-identical: the current rendering stays
+		}
+		if announce {
+			if failed {
+				changed = !isNoRendering(cur.told) // a view broken already did not change
+			} else {
+				changed = next.told == nil || isNoRendering(next.told) || !hmac.Equal(next.told, next.mac)
+				next.told = next.mac
+			}
+		}
+		v.mu.Lock()
+		if v.currentViews[k] == st || attempt == maxSettleAttempts {
+			v.currentViews[k] = &next
+			v.mu.Unlock()
+			if next.name != d {
+				in.out.Wipe()
+				in.out = nil
+			}
+			return next.name, changed
+		}
+		v.mu.Unlock()
+	}
+}
+
+// settleReader settles the view k after a change of one of its inputs,
+// and reports whether its bytes changed: they did if its inputs cannot be
+// had now.
+func (v *FS) settleReader(k store.Key) bool {
+	vw := v.viewAt(k)
+	ctx := context.Background() // the catalog bounds every call to the store
+	in, _, err := v.currentInputs(ctx, vw)
+	if err != nil {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		broken := false
+		if st := v.currentViews[k]; st != nil {
+			broken = isNoRendering(st.told)
+		}
+		v.currentViews[k] = &viewState{told: noRendering}
+		return !broken
+	}
+	defer in.Release()
+	_, changed := v.settle(ctx, in, true)
+	return changed
+}
+
+// viewMAC is the keyed hash of a rendering's bytes, under a key of this
+// file system's own: what tells two renderings apart without keeping
+// either's bytes.
+func (v *FS) viewMAC(out crypto.Plaintext) []byte {
+	mac := hmac.New(sha256.New, v.macKey)
+	mac.Write(out)
+	return mac.Sum(nil)
+}
+
+// rendered records the viewMAC of the rendering of the view k named name,
+// if it is the current one and its bytes were not known yet: a watcher
+// told of nothing yet is told of changes from these bytes on.
+func (v *FS) rendered(k store.Key, name string, mac []byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	delete(v.currentViews, k)
+	st := v.currentViews[k]
+	if st == nil || st.name != name || st.mac != nil {
+		return
+	}
+	next := *st
+	next.mac = mac
+	if next.told == nil {
+		next.told = mac
+	}
+	v.currentViews[k] = &next
 }
 
 // ViewRevision is one rendering of a view as a file: its content and
@@ -283,8 +439,16 @@ type ViewRevision struct {
 // revision pins its inputs again after an Unpin; onWipe, from a goroutine
 // of its own, when the held rendering is wiped.
 func (v *FS) NewViewRevision(in *ViewInputs, onPin, onWipe func()) *ViewRevision {
-	return &ViewRevision{v: v, view: in.view, metas: in.metas, digest: in.digest, mtime: in.modified,
+	r := &ViewRevision{v: v, view: in.view, metas: in.metas, digest: in.name, mtime: in.modified,
 		onPin: onPin, onWipe: onWipe, snaps: in.snaps, size: -1}
+	if in.out != nil {
+		r.mu.Lock()
+		r.hold(in.out) // rendered already, by settle
+		r.lastRead = time.Now()
+		r.mu.Unlock()
+	}
+	in.snaps, in.out = nil, nil
+	return r
 }
 
 // Key returns the view's path.
@@ -300,7 +464,8 @@ func (r *ViewRevision) Is(k store.Key, digest string) bool {
 func (r *ViewRevision) current() bool {
 	r.v.mu.Lock()
 	defer r.v.mu.Unlock()
-	return r.v.currentViews[r.Key()] == r.digest
+	st := r.v.currentViews[r.Key()]
+	return st != nil && st.name == r.digest
 }
 
 // Prepare renders the view if its size is not known yet: a stat shows
@@ -452,7 +617,21 @@ func (r *ViewRevision) wipeLocked() {
 // render renders the view from its pinned inputs, pinning them again
 // first if they were unpinned.
 func (r *ViewRevision) render(ctx context.Context) (crypto.Plaintext, error) {
-	snaps := r.pinned()
+	out, err := renderFrom(ctx, r.view, r.metas, r.pinned())
+	if err != nil {
+		return nil, err
+	}
+	r.v.rendered(r.Key(), r.digest, r.v.viewMAC(out))
+	return out, nil
+}
+
+// render renders the view from the inputs.
+func (in *ViewInputs) render(ctx context.Context) (crypto.Plaintext, error) {
+	return renderFrom(ctx, in.view, in.metas, in.snaps)
+}
+
+// renderFrom renders vw from the revisions metas, pinned as snaps.
+func renderFrom(ctx context.Context, vw *render.View, metas []store.Meta, snaps []secrets.Snapshot) (crypto.Plaintext, error) {
 	values := make(map[store.Key]crypto.Plaintext, len(snaps))
 	defer func() {
 		for _, val := range values {
@@ -462,15 +641,11 @@ func (r *ViewRevision) render(ctx context.Context) (crypto.Plaintext, error) {
 	for i, s := range snaps {
 		val, err := s.Value(ctx)
 		if err != nil {
-			return nil, viewFailure(r.Key(), fault.E(r.metas[i].Key.Path(), err))
+			return nil, viewFailure(vw.Path(), fault.E(metas[i].Key.Path(), err))
 		}
-		values[r.metas[i].Key] = val
+		values[metas[i].Key] = val
 	}
-	out, err := r.view.Render(values)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return vw.Render(values)
 }
 
 // pinned returns the pinned inputs, pinning them if they are not (after

@@ -267,7 +267,8 @@ func TestAChangeOfAnInputIsAChangeOfEveryViewThatReadsIt(t *testing.T) {
 		t.Errorf("a commit of billing/db-credentials told %q changed", got)
 	}
 	f.forget()
-	f.cat.Change(store.Key{App: "billing", Name: "new"}) // appeared elsewhere: only the application view reads it
+	f.cat.Store(store.Key{App: "billing", Name: "new"}, "n") // appeared elsewhere: only the application view reads it
+	f.cat.Change(store.Key{App: "billing", Name: "new"})
 	if got := keys(f.told(Changed)); got != "billing/all.json billing/new" {
 		t.Errorf("a new secret told %q", got)
 	}
@@ -473,4 +474,83 @@ func (f *fixture) last(kind EventKind) Event {
 		}
 	}
 	return out
+}
+
+// A rotation of an input tells of the views whose bytes changed, and of
+// no other: a view whose new rendering is byte-identical keeps its
+// rendering (the same file, its bytes and the kernel's pages) and tells
+// nothing, whether the change was learnt from the store or found by a
+// lookup first.
+func TestARotationTellsOnlyOfTheViewsWhoseBytesChanged(t *testing.T) {
+	f := viewFixture(t, Options{})
+	f.fs.Watch()
+	user, other := f.viewOf(dbUser), f.viewOf(onlyV)
+	env := f.viewOf(appEnv)
+	readAll(t, user)
+	readAll(t, env)
+	f.forget()
+	f.cat.Store(creds, `{"username": "billing-svc", "password": "rotated"}`)
+	f.cat.Change(creds)
+	if got := keys(f.told(Changed)); got != "billing/all.json billing/app.env billing/db-credentials" {
+		t.Errorf("a rotation of the password told %q", got)
+	}
+	for _, r := range []*ViewRevision{user, other} {
+		if a := r.Attr(); a.Nlink != 1 {
+			t.Errorf("%v, unchanged, shows nlink %d, want 1", r.Key(), a.Nlink)
+		}
+		if _, err := r.Open(ctx, shell, syscall.O_RDONLY); err != nil {
+			t.Errorf("an open of %v, unchanged: %v", r.Key(), err)
+		}
+		e, err := f.fs.Lookup(ctx, r.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Is(r.Key(), e.View.Digest()) {
+			t.Errorf("a lookup of %v, unchanged, names another rendering", r.Key())
+		}
+		e.View.Release()
+	}
+	if a := env.Attr(); a.Nlink != 0 {
+		t.Errorf("app.env, changed, shows nlink %d, want 0", a.Nlink)
+	}
+
+	// Found by a lookup of the view before the catalog tells of it.
+	f.forget()
+	f.cat.Store(creds, `{"username": "billing-svc", "password": "rotated again"}`)
+	e, err := f.fs.Lookup(ctx, dbUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !user.Is(dbUser, e.View.Digest()) {
+		t.Error("a lookup after a rotation that left the view's bytes alone names another rendering")
+	}
+	e.View.Release()
+	f.cat.Change(creds)
+	if got := keys(f.told(Changed)); got != "billing/all.json billing/app.env billing/db-credentials" {
+		t.Errorf("a rotation found by a lookup first told %q", got)
+	}
+	if got := readAll(t, user); got != "billing-svc" {
+		t.Errorf("the kept rendering reads %q", got)
+	}
+
+	// A change of the field is a change of the view, found either way.
+	f.forget()
+	f.cat.Store(creds, `{"username": "u2", "password": "p"}`)
+	f.cat.Change(creds)
+	if got := keys(f.told(Changed)); got != "billing/all.json billing/app.env billing/db-credentials billing/db-user reports/billing-user" {
+		t.Errorf("a change of the username told %q", got)
+	}
+	if a := user.Attr(); a.Nlink != 0 {
+		t.Errorf("db-user, changed, shows nlink %d, want 0", a.Nlink)
+	}
+	f.forget()
+	f.cat.Store(creds, `{"username": "u3", "password": "p"}`)
+	fresh := f.viewOf(dbUser)
+	f.cat.Change(creds)
+	if got := keys(f.told(Changed)); !strings.Contains(got, "billing/db-user") {
+		t.Errorf("a change of the username found by a lookup first told %q", got)
+	}
+	if got := readAll(t, fresh); got != "u3" {
+		t.Errorf("the new rendering reads %q", got)
+	}
 }
