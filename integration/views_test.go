@@ -356,3 +356,42 @@ func TestAViewsRenderingIsGoneFromMemoryAfterTheIdleWindow(t *testing.T) {
 		t.Errorf("read again after the wipe: %q", got)
 	}
 }
+
+// A rotation tells watchers of the views whose bytes changed, and of no
+// other: rotating the password of billing/db-credentials is one event of
+// it and of the template view that shows the password, none of the
+// field view of the unchanged username, which keeps its inode (and the
+// kernel its pages).
+func TestARotationTellsNothingOfAViewWhoseBytesDidNotChange(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	putViewInputs(t, b, "pw")
+	m := mount(t, b, "--read-only", "--ttl", "1s", "--config", writeConfig(t, watchAll+viewsConfig))
+	if got := m.mustSh("cat billing/db-user billing/app.env >/dev/null; cat billing/db-user"); got != "billing-svc" {
+		t.Fatalf("cat billing/db-user: %q", got)
+	}
+	ino := m.mustSh("stat -c %i billing/db-user")
+	w := watch(t, "", m.path("billing"))
+	b.cli(t, []byte(`{"username": "billing-svc", "password": "rotated"}`), "put", "billing/db-credentials")
+	eventually(t, 2*time.Second, "the rotation is heard", func() bool {
+		return w.count(m.path("billing/db-credentials"), "MODIFY") > 0 && w.count(m.path("billing/app.env"), "MODIFY") > 0
+	})
+	time.Sleep(1500 * time.Millisecond) // more than the TTL: the kernel looks the view up again
+	if n := w.count(m.path("billing/db-user"), "MODIFY"); n != 0 {
+		t.Errorf("a rotation that left billing/db-user alone gave it %d MODIFY events:\n%s", n, transcript(w.seen()))
+	}
+	for _, p := range []string{"billing/db-credentials", "billing/app.env"} {
+		if n := w.count(m.path(p), "MODIFY"); n != 1 {
+			t.Errorf("one rotation gave %s %d MODIFY events, want 1:\n%s", p, n, transcript(w.seen()))
+		}
+	}
+	if got := m.mustSh("stat -c %i billing/db-user"); got != ino {
+		t.Errorf("billing/db-user, unchanged, is another inode: %s, was %s", got, ino)
+	}
+	if got := m.mustSh("cat billing/db-user"); got != "billing-svc" {
+		t.Errorf("cat billing/db-user: %q", got)
+	}
+	if got := m.mustSh("cat billing/app.env"); !strings.Contains(got, `DB_PASSWORD="rotated"`) {
+		t.Errorf("cat billing/app.env: %q", got)
+	}
+}
