@@ -31,9 +31,11 @@
 //
 // Everything wrong with it is refused whole, at start, as "FILE:LINE:
 // reason": a key this package does not know (as yaml's KnownFields
-// would), a bad pattern, a mode that is not octal, a view that does not
-// compile, two views at one path, and a view that hides a secret another
-// view reads. Whether a view's path names a stored secret can only be
+// would), a bad pattern, an owner rule that can never apply (an earlier
+// rule has the same pattern, or matches its literal path: the first match
+// wins), a mode that is not octal, a view that does not compile, two
+// views at one path, a view that hides a secret another view reads, and
+// a second YAML document in the file. Whether a view's path names a stored secret can only be
 // told against the store: CheckStore.
 package mountconfig
 
@@ -284,8 +286,28 @@ func (c *Config) addOwner(p *parser, n *yaml.Node) error {
 	if o.UID == nil && o.GID == nil && o.Mode == nil {
 		return p.errorAt(n, "the owner rule for %q sets none of uid, gid and mode", o.Match)
 	}
+	if first, ok := shadowing(c.Owners, o.Match); ok {
+		return p.errorAt(match, "the owner rule for %q never applies: the rule for %q at line %d matches every path it does, and the first match wins; put the narrower rule first", o.Match, first.Match, first.Line)
+	}
 	c.Owners = append(c.Owners, o)
 	return nil
+}
+
+// shadowing returns the first of rules that matches every path pat does,
+// as far as can be told without comparing two patterns' languages: the
+// same pattern, or one that matches pat when pat is a literal path
+// (billing/* before billing/tls.key).
+func shadowing(rules []Owner, pat string) (Owner, bool) {
+	literal := !strings.ContainsAny(pat, `*?[\`)
+	for _, r := range rules {
+		if r.Match == pat {
+			return r, true
+		}
+		if ok, _ := path.Match(r.Match, pat); ok && literal {
+			return r, true
+		}
+	}
+	return Owner{}, false
 }
 
 func (c *Config) addView(p *parser, n *yaml.Node) error {

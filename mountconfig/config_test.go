@@ -12,20 +12,22 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// issueExample is the file of issue 13, with a watch list.
+// issueExample is the file of issue 13, with a watch list, and its rule
+// for billing/tls.key before the one for billing/* (after it, it would
+// never apply, and is refused).
 const issueExample = `owners:                      # first match wins
   - match: billing           # an application's directory
     uid: 1001
     gid: 1001
     mode: "0500"
-  - match: billing/*         # path.Match on application/secret (views included)
-    uid: 1001
-    gid: 1001
-    mode: "0400"
   - match: billing/tls.key
     uid: 0
     gid: 1001
     mode: "0440"
+  - match: billing/*         # path.Match on application/secret (views included)
+    uid: 1001
+    gid: 1001
+    mode: "0400"
 views:                       # read-only files rendered from secrets
   - path: billing/db-user
     secret: billing/db-credentials   # a secret whose value is JSON
@@ -84,9 +86,9 @@ func TestTheFirstMatchingOwnerRuleWins(t *testing.T) {
 		uid, mode uint32
 	}{
 		{"billing", true, 2, 1001, 0o500},
-		{"billing/db-password", true, 6, 1001, 0o400},
-		{"billing/tls.key", true, 6, 1001, 0o400}, // billing/* comes first
-		{"billing/db-user", true, 6, 1001, 0o400}, // views included
+		{"billing/db-password", true, 10, 1001, 0o400},
+		{"billing/tls.key", true, 6, 0, 0o440},     // before billing/*
+		{"billing/db-user", true, 10, 1001, 0o400}, // views included
 		{"auth", false, 0, 0, 0},
 		{"auth/x", false, 0, 0, 0},
 		{"billingx", false, 0, 0, 0},
@@ -140,6 +142,9 @@ func TestRefusalsNameTheLineAndTheReason(t *testing.T) {
 		{"gid a list", "owners:\n  - match: a\n    gid: [1]\n", 3, "gid"},
 		{"rule without match", "owners:\n  - uid: 1\n", 2, "an owner rule needs match"},
 		{"rule setting nothing", "owners:\n  - match: a\n", 2, `the owner rule for "a" sets none of uid, gid and mode`},
+		{"a literal rule after a pattern that matches it", "owners:\n  - match: billing/*\n    mode: \"0400\"\n  - match: billing/tls.key\n    uid: 0\n", 4, `the owner rule for "billing/tls.key" never applies: the rule for "billing/*" at line 2 matches every path it does`},
+		{"an application after a pattern that matches it", "owners:\n  - match: \"*\"\n    gid: 7\n  - match: billing\n    uid: 1\n  - match: \"*\"\n    uid: 2\n", 4, `the owner rule for "billing" never applies: the rule for "*" at line 2`},
+		{"the same pattern twice", "owners:\n  - match: \"b*/*\"\n    gid: 7\n  - match: \"b*/*\"\n    uid: 2\n", 4, `the owner rule for "b*/*" never applies: the rule for "b*/*" at line 2`},
 		{"key twice", "owners:\n  - match: a\n    uid: 1\n    uid: 2\n", 4, `"uid" is given twice in an owner rule (first at line 3)`},
 		{"view without path", "views:\n  - app: a\n    format: json\n", 2, "a view needs path"},
 		{"view that does not compile", "views:\n  - path: a/v\n    template: '{{ secret .Name }}'\n", 2, "a/v"},
@@ -212,5 +217,27 @@ func TestANilConfigMatchesNothing(t *testing.T) {
 	}
 	if _, ok := c.ViewAt(store.Key{App: "a", Name: "b"}); ok {
 		t.Error("a nil config has a view")
+	}
+}
+
+// The README's example configuration file parses: its first YAML block
+// after the heading of the configuration file.
+func TestTheREADMEsExampleParses(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "## Owners per path, views and change events")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no YAML block under \"## Owners per path, views and change events\"")
+	}
+	c := parse(t, block)
+	if len(c.Owners) == 0 || len(c.Views) == 0 || len(c.Watch) == 0 {
+		t.Errorf("the README's example has %d owners, %d views, %d watches", len(c.Owners), len(c.Views), len(c.Watch))
+	}
+	if o, ok := c.OwnerOf("billing/tls.key"); !ok || *o.UID != 0 || *o.Mode != 0o440 {
+		t.Errorf("the README's example gives billing/tls.key %+v", o)
 	}
 }
