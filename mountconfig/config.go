@@ -40,8 +40,11 @@
 package mountconfig
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"regexp"
@@ -112,16 +115,37 @@ func Load(file string) (*Config, error) {
 // Parse checks data, the content of the configuration file named file.
 func Parse(file string, data []byte) (*Config, error) {
 	p := parser{file: file}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	err := dec.Decode(&doc)
+	c := &Config{File: file}
+	switch {
+	case errors.Is(err, io.EOF):
+		return c, nil // an empty file: the flags alone
+	case err != nil:
 		return nil, p.yamlError(err)
 	}
-	c := &Config{File: file}
-	if len(doc.Content) == 0 {
-		return c, nil // an empty file: the flags alone
+	// One document: a second (after "---") would be ignored by a
+	// reader of the first, and what it says silently lost. An empty one
+	// (a "---" that ends the file) says nothing.
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, p.yamlError(err)
+		}
+		if len(more.Content) > 0 && !isNull(more.Content[0]) {
+			return nil, p.errorAt(more.Content[0], "a second YAML document (after \"---\"): the file must hold one")
+		}
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		return c, nil
 	}
 	root := doc.Content[0]
-	err := p.mapping(root, "the file", map[string]func(*yaml.Node) error{
+	err = p.mapping(root, "the file", map[string]func(*yaml.Node) error{
 		"owners": func(n *yaml.Node) error {
 			return p.sequence(n, "owners", func(n *yaml.Node) error { return c.addOwner(&p, n) })
 		},
@@ -140,6 +164,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	return c, nil
 }
+
+// isNull reports whether n is YAML's null: nothing written.
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
 // parser reads yaml.Nodes, refusing with the file and line.
 type parser struct{ file string }

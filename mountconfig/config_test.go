@@ -113,7 +113,7 @@ func TestAnOwnerRuleMaySetOnlySomeFields(t *testing.T) {
 }
 
 func TestAnEmptyFileIsTheFlagsAlone(t *testing.T) {
-	for _, text := range []string{"", "# nothing\n", "owners:\nviews:\n"} {
+	for _, text := range []string{"", "# nothing\n", "owners:\nviews:\n", "---\n", "owners:\n---\n# nothing more\n"} {
 		c := parse(t, text)
 		if _, ok := c.OwnerOf("a"); ok || len(c.Views) != 0 || c.Watched("a") {
 			t.Errorf("%q: %+v", text, c)
@@ -155,6 +155,8 @@ func TestRefusalsNameTheLineAndTheReason(t *testing.T) {
 		{"not YAML", "owners:\n\t- match: a\n", 2, "not YAML: found character that cannot start any token"},
 		{"owners not a list", "owners:\n  match: a\n", 2, "owners must be a list"},
 		{"a list at the top", "- a\n", 1, "the file must be a mapping"},
+		{"a second document", "views: []\n---\nbogus: 1\n", 3, `a second YAML document (after "---"): the file must hold one`},
+		{"a second document, empty but for a comment", "owners: []\n---\n# more\nwatch: [a]\n", 4, "a second YAML document"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := mountconfig.Parse("/etc/secretfs/run-secrets.yaml", []byte(c.text))
