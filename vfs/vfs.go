@@ -161,10 +161,16 @@ const defaultIdle = 5 * time.Minute
 
 // Watch has the file system tell Options.Events when the catalog learns
 // from the store that a secret changed or went (Changed), if the catalog
-// says so (secrets.Watcher).
+// says so (secrets.Watcher). A secret stored at a view's path is hidden
+// by the view, and read by nothing the mount shows: its changes tell
+// nothing.
 func (v *FS) Watch() {
 	if w, ok := v.cat.(secrets.Watcher); ok {
-		w.OnChange(func(k store.Key) { v.emit(Changed, k) })
+		w.OnChange(func(k store.Key) {
+			if !v.IsView(k) {
+				v.emit(Changed, k)
+			}
+		})
 	}
 }
 

@@ -220,7 +220,9 @@ func (v *FS) viewInputs(ctx context.Context, vw *render.View) ([]store.Meta, tim
 	return metas, fresh, nil
 }
 
-// members lists the secrets of app, as a listing of it says.
+// members lists the secrets of app, as a listing of it says, but for
+// those a view hides (stored at a view's path): the application's view
+// shows what the mount's listing of it shows.
 func (v *FS) members(ctx context.Context, app string) ([]store.Key, error) {
 	var keys []store.Key
 	after := ""
@@ -230,7 +232,9 @@ func (v *FS) members(ctx context.Context, app string) ([]store.Key, error) {
 			return nil, err
 		}
 		for _, m := range page {
-			keys = append(keys, m.Key)
+			if !v.IsView(m.Key) {
+				keys = append(keys, m.Key)
+			}
 		}
 		if next == "" {
 			return keys, nil

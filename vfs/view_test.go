@@ -241,6 +241,9 @@ func TestViewsAreListedAndMakeTheirApplicationExist(t *testing.T) {
 	if got := readAll(t, f.viewOf(appEnv)); strings.Contains(got, "HIDDEN") || !strings.HasPrefix(got, "DB_USER=") {
 		t.Errorf("the view hiding a stored secret reads %q", got)
 	}
+	if got := readAll(t, f.viewOf(allJSON)); strings.Contains(got, "HIDDEN") || strings.Contains(got, "APP_ENV") {
+		t.Errorf("the application's view shows the secret a view hides: %q", got)
+	}
 	f.mustNot("lookup of an application of views alone", f.fs.LookupApp(ctx, "reports"))
 	apps, err := f.fs.Apps(ctx)
 	if err != nil || strings.Join(apps, " ") != "billing reports" {
@@ -552,5 +555,23 @@ func TestARotationTellsOnlyOfTheViewsWhoseBytesChanged(t *testing.T) {
 	}
 	if got := readAll(t, fresh); got != "u3" {
 		t.Errorf("the new rendering reads %q", got)
+	}
+}
+
+// A secret stored at a view's path (elsewhere, after the mount checked)
+// is hidden by the view: it is no member of its application's view, and
+// a change of it tells nothing, of it or of any view.
+func TestASecretAViewHidesIsInNoViewAndItsChangesTellNothing(t *testing.T) {
+	f := viewFixture(t, Options{})
+	f.fs.Watch()
+	before := readAll(t, f.viewOf(allJSON))
+	readAll(t, f.viewOf(appEnv))
+	f.cat.Store(appEnv, "HIDDEN")
+	f.cat.Change(appEnv)
+	if told := f.told(Changed); len(told) != 0 {
+		t.Errorf("a change of a secret a view hides told %q", keys(told))
+	}
+	if got := readAll(t, f.viewOf(allJSON)); got != before {
+		t.Errorf("the application's view shows the secret a view hides: %q, was %q", got, before)
 	}
 }

@@ -47,7 +47,7 @@ billing env -0 runs env -0.`,
 			if len(apps) == 0 && len(views) == 0 {
 				return errors.New("name the secrets to run COMMAND with: --app APP or --view PATH")
 			}
-			chosen, err := viewsNamed(configFile, views)
+			chosen, cfg, err := viewsNamed(configFile, views)
 			if err != nil {
 				return err
 			}
@@ -62,7 +62,7 @@ billing env -0 runs env -0.`,
 			}
 			values, err := appValues(cmd.Context(), b, apps)
 			if err == nil {
-				err = addViewValues(cmd.Context(), b, chosen, values)
+				err = addViewValues(cmd.Context(), b, cfg, chosen, values)
 			}
 			b.Close() // COMMAND inherits no descriptor of secretfs's
 			defer wipeValues(values)

@@ -79,3 +79,19 @@ func TestExecViewOfAMissingInputIsAnErrorNamingIt(t *testing.T) {
 		t.Fatalf("exec: status %d, stderr %q", status, stderr)
 	}
 }
+
+// A secret stored at a view's path, hidden by the view on a mount, is not
+// a member of its application's view for exec --view either: the
+// application view shows what the mount's listing shows.
+func TestExecViewOfAnApplicationLeavesOutASecretAViewHides(t *testing.T) {
+	dataDir := newStore(t)
+	putAll(t, dataDir, map[string]string{"billing/db": `{"password": "p"}`, "billing/app.env": "HIDDEN"})
+	stdout, stderr, status := runMain(t, nil, execArgs(dataDir, []string{"--config", writeConfig(t, execViewConfig), "--view", "billing/all.json"},
+		"sh", "-c", `printf '%s' "$ALL_JSON"`)...)
+	if status != 0 {
+		t.Fatalf("exec: status %d\n%s", status, stderr)
+	}
+	if want := "{\n  \"DB\": \"{\\\"password\\\": \\\"p\\\"}\"\n}\n"; string(stdout) != want {
+		t.Fatalf("the command printed %q, want %q", stdout, want)
+	}
+}

@@ -81,36 +81,37 @@ func viewOf(cfg *mountconfig.Config, path string) (*render.View, bool) {
 }
 
 // viewsNamed returns the views of the configuration file that paths
-// name, for secretfs exec --view.
-func viewsNamed(file string, paths []string) ([]*render.View, error) {
+// name, for secretfs exec --view, and the file (nil if paths is empty).
+func viewsNamed(file string, paths []string) ([]*render.View, *mountconfig.Config, error) {
 	if len(paths) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if file == "" {
-		return nil, errors.New("--view names a view of the mount's configuration file: give it with --config FILE")
+		return nil, nil, errors.New("--view names a view of the mount's configuration file: give it with --config FILE")
 	}
 	cfg, err := mountconfig.Load(file)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []*render.View
 	for _, p := range paths {
 		v, ok := viewOf(cfg, p)
 		if !ok {
-			return nil, fmt.Errorf("--view %s: %s has no view at that path", p, file)
+			return nil, nil, fmt.Errorf("--view %s: %s has no view at that path", p, file)
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out, cfg, nil
 }
 
 // addViewValues renders each view from its inputs, read through b as
 // `secretfs get` reads (one revision of each), and adds the rendering to
 // values under the view's path: its variable is named after the view's
-// name, as a secret's is.
-func addViewValues(ctx context.Context, b *backend, views []*render.View, values map[store.Key]crypto.Plaintext) error {
+// name, as a secret's is. cfg is the file the views are of: a secret
+// stored at the path of one of its views is hidden by it, as on a mount.
+func addViewValues(ctx context.Context, b *backend, cfg *mountconfig.Config, views []*render.View, values map[store.Key]crypto.Plaintext) error {
 	for _, v := range views {
-		in, err := viewInputs(ctx, b, v)
+		in, err := viewInputs(ctx, b, cfg, v)
 		if err == nil {
 			var out crypto.Plaintext
 			out, err = v.Render(in)
@@ -127,8 +128,9 @@ func addViewValues(ctx context.Context, b *backend, views []*render.View, values
 }
 
 // viewInputs reads what v renders from: the secrets it names, and every
-// secret of the application it renders whole.
-func viewInputs(ctx context.Context, b *backend, v *render.View) (map[store.Key]crypto.Plaintext, error) {
+// secret of the application it renders whole but those a view of cfg
+// hides (as the mount's listing shows the application).
+func viewInputs(ctx context.Context, b *backend, cfg *mountconfig.Config, v *render.View) (map[store.Key]crypto.Plaintext, error) {
 	in := map[store.Key]crypto.Plaintext{}
 	keys := v.Inputs().Secrets
 	if app := v.Inputs().App; app != "" {
@@ -137,7 +139,9 @@ func viewInputs(ctx context.Context, b *backend, v *render.View) (map[store.Key]
 			return in, err
 		}
 		for _, m := range metas {
-			keys = append(keys, m.Key)
+			if _, hidden := cfg.ViewAt(m.Key); !hidden {
+				keys = append(keys, m.Key)
+			}
 		}
 	}
 	for _, k := range keys {
