@@ -387,10 +387,22 @@ func (v *FS) settleReader(k store.Key) bool {
 
 // viewMAC is the keyed hash of a rendering's bytes, under a key of this
 // file system's own: what tells two renderings apart without keeping
-// either's bytes.
+// either's bytes. It is HMAC-SHA256 of the bytes zero-padded to whole
+// blocks, then their length (so that no padding makes two renderings
+// one), written so that no byte of the rendering rests in the hash's
+// buffer, which nobody can wipe: HMAC's inner hash has taken one whole
+// block (the padded key), so whole blocks go straight to its compression
+// function; the last part is copied into a block of this function's own,
+// wiped once hashed.
 func (v *FS) viewMAC(out crypto.Plaintext) []byte {
 	mac := hmac.New(sha256.New, v.macKey)
-	mac.Write(out)
+	whole := len(out) &^ (sha256.BlockSize - 1)
+	mac.Write(out[:whole])
+	last := make([]byte, sha256.BlockSize)
+	copy(last, out[whole:])
+	mac.Write(last)
+	clear(last)
+	mac.Write(binary.BigEndian.AppendUint64(nil, uint64(len(out))))
 	return mac.Sum(nil)
 }
 

@@ -575,3 +575,21 @@ func TestASecretAViewHidesIsInNoViewAndItsChangesTellNothing(t *testing.T) {
 		t.Errorf("the application's view shows the secret a view hides: %q, was %q", got, before)
 	}
 }
+
+// viewMAC tells renderings apart by their bytes alone: equal bytes, equal
+// hashes; zero padding, a block boundary or another mount's key, another.
+func TestViewMACTellsRenderingsApartByTheirBytes(t *testing.T) {
+	f, g := viewFixture(t, Options{}), viewFixture(t, Options{})
+	block := strings.Repeat("x", 64)
+	if !slices.Equal(f.fs.viewMAC([]byte(block+"a")), f.fs.viewMAC([]byte(block+"a"))) {
+		t.Error("equal bytes, different hashes")
+	}
+	for _, pair := range [][2]string{{"a", "a\x00"}, {"", "\x00"}, {block, block + strings.Repeat("\x00", 64)}, {block, block[:63]}} {
+		if slices.Equal(f.fs.viewMAC([]byte(pair[0])), f.fs.viewMAC([]byte(pair[1]))) {
+			t.Errorf("%q and %q have one hash", pair[0], pair[1])
+		}
+	}
+	if slices.Equal(f.fs.viewMAC([]byte("a")), g.fs.viewMAC([]byte("a"))) {
+		t.Error("two file systems hash under one key")
+	}
+}
