@@ -365,8 +365,18 @@ func (v *FS) settle(ctx context.Context, in *ViewInputs, announce bool) (name st
 
 // settleReader settles the view k after a change of one of its inputs,
 // and reports whether its bytes changed: they did if its inputs cannot be
-// had now.
+// had now. A view not rendered since the mount began has no bytes to
+// compare with: it is told of as changed, and nothing is rendered (or
+// decrypted) for it; its first rendering is what later changes are
+// compared with.
 func (v *FS) settleReader(k store.Key) bool {
+	v.mu.Lock()
+	if st := v.currentViews[k]; st == nil || st.told == nil {
+		delete(v.currentViews, k)
+		v.mu.Unlock()
+		return true
+	}
+	v.mu.Unlock()
 	vw := v.viewAt(k)
 	ctx := context.Background() // the catalog bounds every call to the store
 	in, _, err := v.currentInputs(ctx, vw)

@@ -593,3 +593,23 @@ func TestViewMACTellsRenderingsApartByTheirBytes(t *testing.T) {
 		t.Error("two file systems hash under one key")
 	}
 }
+
+// A view nobody has read since the mount began has no bytes to compare a
+// change with: it is told of as changed, and nothing is rendered or
+// decrypted for it.
+func TestAChangeOfAnInputOfAViewNeverReadDecryptsNothing(t *testing.T) {
+	f := viewFixture(t, Options{})
+	f.fs.Watch()
+	values := f.cat.Calls("Value")
+	f.cat.Store(token, "tok-456")
+	f.cat.Change(token)
+	if got := keys(f.told(Changed)); got != "billing/all.json billing/api-token billing/app.env" {
+		t.Errorf("a change of billing/api-token told %q", got)
+	}
+	if n := f.cat.Calls("Value") - values; n != 0 {
+		t.Errorf("a change of an input of views never read decrypted %d values, want none", n)
+	}
+	if got := readAll(t, f.viewOf(appEnv)); !strings.Contains(got, `API_TOKEN="tok-456"`) {
+		t.Errorf("app.env reads %q", got)
+	}
+}
