@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -72,6 +73,11 @@ type replaceFlags struct {
 	// SIGTERM instead of exiting (a container that exits would be started
 	// again, and take the mount back).
 	waitAfterDrain bool
+	// drainThroughSIGTERM: once stepped down, SIGTERM does not end the
+	// drain (the release of the mount, --drain-timeout or SIGINT does):
+	// for a container, which is sent SIGTERM as soon as its successor is
+	// ready, and SIGKILL after its grace period.
+	drainThroughSIGTERM bool
 }
 
 func (r *replaceFlags) register(f *pflag.FlagSet) {
@@ -79,6 +85,7 @@ func (r *replaceFlags) register(f *pflag.FlagSet) {
 	f.Lookup("replace").NoOptDefVal = string(replaceNoGap)
 	f.DurationVar(&r.drainTimeout, "drain-timeout", 0, "once replaced, stop serving what still holds the detached mount after this long (0: until the last descriptor, directory or bind mount is gone)")
 	f.BoolVar(&r.waitAfterDrain, "wait-after-drain", false, "once replaced and drained, wait for SIGTERM instead of exiting: for a container that would be started again if it exited")
+	f.BoolVar(&r.drainThroughSIGTERM, "drain-through-sigterm", false, "once replaced, SIGTERM does not end the drain: the process exits once the detached mount is released or --drain-timeout runs out (SIGINT still ends it); for a container, stopped with SIGTERM as soon as its successor is ready. Before a replacement SIGTERM unmounts as always")
 }
 
 func (r *replaceFlags) validate() error {
@@ -391,18 +398,34 @@ func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan s
 	case <-served:
 		if s.detaching.Load() { // and released at once
 			<-s.steppedDown
-			return s.drain(served, stop)
+			return s.drain(served, stop, nil)
 		}
 		log.WithField("mountpoint", dir).Info("unmounted from outside")
 		return nil
 	case <-s.steppedDown:
-		return s.drain(served, stop)
+		return s.drain(served, stop, nil)
 	case sig := <-stop:
 		log.WithField("signal", sig.String()).Info("unmounting")
+		// A successor asking from now on is too late; one whose
+		// step-down is under way finishes it first (closeControl waits
+		// for it).
+		s.closeControl()
+		if s.detaching.Load() {
+			// The mount was detached for a successor while the signal
+			// came: the path shows the successor's mount, which an
+			// unmount by path would take away.
+			<-s.steppedDown
+			return s.drain(served, stop, sig)
+		}
 	}
-	// A successor asking now is too late: this mount goes.
-	s.closeControl()
 	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
+	if s.dev != 0 && !s.onTop() {
+		// Whatever the path shows is not this mount: someone else's,
+		// or a successor's. Unmounting by path would take that away;
+		// ending the process ends this mount wherever it is.
+		log.WithField("mountpoint", dir).Warn("the mount point does not show this mount any longer: not unmounting it; what still holds this mount loses it as the process ends")
+		return nil
+	}
 	if !s.handedOver {
 		return unmount(server, dir, served, stop, log)
 	}
@@ -452,8 +475,10 @@ func unmountPath(dir string, served <-chan struct{}, stop <-chan os.Signal, log 
 // drain serves the detached mount until the kernel releases it (its
 // server returns), --drain-timeout runs out, or a signal comes; in the
 // last two cases it logs what still held the mount. With
-// --wait-after-drain it then waits for a signal.
-func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal) error {
+// --drain-through-sigterm, SIGTERM does not end it. signalled is a
+// signal that came as the mount was being detached, nil if none. With
+// --wait-after-drain it then waits for a signal, unless one came.
+func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal, signalled os.Signal) error {
 	log := s.log.WithField("mountpoint", s.dir)
 	s.closeControl()
 	// No word to systemd from here on: the successor is the service's
@@ -465,20 +490,39 @@ func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal) error 
 		defer timer.Stop()
 		timeout = timer.C
 	}
-	select {
-	case <-served:
-		log.Info("the last reference to the detached mount is gone")
-		if s.flags.waitAfterDrain {
-			log.Info("drained; waiting for SIGTERM (--wait-after-drain)")
-			<-stop
+	sig := signalled
+	for sig == nil || !s.endsDrain(sig) {
+		if sig != nil {
+			log.WithField("signal", sig.String()).Info("draining on through SIGTERM (--drain-through-sigterm): this process ends once the detached mount is released, or --drain-timeout runs out")
 		}
-		return nil
-	case sig := <-stop:
-		log = log.WithField("signal", sig.String())
-		log.Warn("ending the drain on a signal: what still holds the detached mount loses it")
-	case <-timeout:
-		log.WithField("drain_timeout", s.flags.drainTimeout.String()).Warn("--drain-timeout ran out: what still holds the detached mount loses it")
+		select {
+		case <-served:
+			log.Info("the last reference to the detached mount is gone")
+			if s.flags.waitAfterDrain && sig == nil {
+				log.Info("drained; waiting for SIGTERM (--wait-after-drain)")
+				<-stop
+			}
+			return nil
+		case sig = <-stop:
+			continue
+		case <-timeout:
+			log.WithField("drain_timeout", s.flags.drainTimeout.String()).Warn("--drain-timeout ran out: what still holds the detached mount loses it")
+			return s.drainEnded(log)
+		}
 	}
+	log.WithField("signal", sig.String()).Warn("ending the drain on a signal: what still holds the detached mount loses it")
+	return s.drainEnded(log)
+}
+
+// endsDrain reports whether sig ends a drain: every signal that stops
+// the process does, but SIGTERM with --drain-through-sigterm.
+func (s *succession) endsDrain(sig os.Signal) bool {
+	return !(s.flags.drainThroughSIGTERM && sig == syscall.SIGTERM)
+}
+
+// drainEnded logs what still held the detached mount as its drain ended
+// before the kernel released it.
+func (s *succession) drainEnded(log logrus.FieldLogger) error {
 	holders := handover.Holders(s.dev)
 	for _, h := range holders {
 		log.WithFields(logrus.Fields{"pid": h.PID, "command": h.Command, "holds": h.What}).Warn("still open when the drain ended")
