@@ -269,4 +269,3 @@ func mountsAtDir(all []handover.MountInfo, dir string) []handover.MountInfo {
 	}
 	return at
 }
-
