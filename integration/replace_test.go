@@ -3,7 +3,9 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +20,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/secretfs/secretfs/internal/handover"
 )
 
 // `secretfs mount --replace`: a new secretfs takes over a live mount
@@ -748,5 +755,85 @@ func TestADrainEndsOnItsTimeoutOrASignalAndNamesWhatStillHeldTheMount(t *testing
 				t.Errorf("the path reads %q", got)
 			}
 		})
+	}
+}
+
+// A predecessor that refuses to step down once the new mount lies
+// beneath its own leaves --replace failing with its reason, having
+// changed nothing: the new mount is withdrawn, the predecessor's is the
+// only mount at the path and serves it, and nothing dead is left there
+// to surface later as "transport endpoint is not connected". The
+// predecessor is this test process: a small file system with a control
+// socket whose step-down fails.
+func TestReplaceRefusedAfterMountingBeneathChangesNothing(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	dir := mountpoint(t)
+	root := &gofs.Inode{}
+	fsys := gofs.NewNodeFS(root, &gofs.Options{OnAdd: func(ctx context.Context) {
+		file := root.NewPersistentInode(ctx, &gofs.MemRegularFile{Data: []byte("old"), Attr: fuse.Attr{Mode: 0o644}}, gofs.StableAttr{})
+		root.AddChild("hello", file, false)
+	}})
+	server, err := fuse.NewServer(fsys, dir, &fuse.MountOptions{FsName: "secretfs", Name: "secretfs", DirectMount: true, DirectMountStrict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for syscall.Unmount(dir, syscall.MNT_DETACH) == nil {
+		}
+		server.Wait()
+	})
+	before := mountsAt(t, os.Getpid(), dir)
+	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+	top, ok := handover.TopAt(all, dir)
+	if err != nil || !ok {
+		t.Fatalf("the test's mount at %s: %v", dir, err)
+	}
+	var askedToStepDown atomic.Int64
+	control, err := handover.Listen(handover.SocketPath(dir), handover.Server{Mountpoint: dir, FSType: "fuse.secretfs", Dev: top.Dev, Release: "test", Owner: os.Geteuid(),
+		StepDown: func() error {
+			askedToStepDown.Add(1)
+			return errors.New("this predecessor refuses to step down, for a test")
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer control.Close()
+
+	_, errOut, err := b.run(nil, "mount", dir, "--replace", "--daemon", "--log-file", filepath.Join(t.TempDir(), "new.log"))
+	if err == nil || !strings.Contains(errOut, "this predecessor refuses to step down, for a test") || !strings.Contains(errOut, "the live mount goes on serving, unchanged") {
+		t.Errorf("--replace of a predecessor that refuses: %v, %q", err, errOut)
+	}
+	if n := askedToStepDown.Load(); n != 1 {
+		t.Errorf("the predecessor was asked to step down %d times, want once (with the new mount beneath it)", n)
+	}
+	// The predecessor's file system is the only one at the path, with
+	// the options it had: the mount showing it is a clone of its own
+	// (handover.Mount.Withdraw), with another mount id.
+	after := mountsAt(t, os.Getpid(), dir)
+	all, err = handover.ReadMountInfo("/proc/self/mountinfo")
+	if now, ok := handover.TopAt(all, dir); err != nil || !ok || now.Dev != top.Dev || len(after) != 1 || len(before) != 1 || after[0].vfsOpt != before[0].vfsOpt {
+		t.Errorf("after the refusal: %+v at %s (device %s), want the predecessor's file system (%s) alone, as before (%+v)", after, dir, now.DevString(), top.DevString(), before)
+	}
+	for range 3 {
+		if got, err := os.ReadFile(filepath.Join(dir, "hello")); err != nil || string(got) != "old" {
+			t.Errorf("the path after the refusal read %q, %v; want the predecessor's hello", got, err)
+		}
+	}
+	// The predecessor's mount, once unmounted, reveals the directory,
+	// not a dead mount.
+	if err := syscall.Unmount(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	server.Wait()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil || isMounted(dir) {
+		t.Errorf("once the predecessor's mount is gone, %s: statfs %v, still a mount point: %v", dir, err, isMounted(dir))
 	}
 }

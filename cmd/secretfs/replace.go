@@ -240,9 +240,9 @@ func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) 
 
 // mountBeneath makes this mount with the kernel's mount API, serves it,
 // checks that it answers a listing, attaches it beneath the live mount,
-// and has the predecessor step down. A failure before the attachment
-// changes nothing; after it, the new mount stays beneath the live one,
-// which goes on serving.
+// and has the predecessor step down. A failure changes nothing: after
+// the attachment, the new mount is withdrawn from beneath the live one,
+// which goes on serving (handover.Mount.Withdraw).
 func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
 	status(s.log, "mounting "+dir+" beneath the live mount")
 	m, err := handover.Open(handover.Options{Source: "secretfs", Subtype: "secretfs",
@@ -267,8 +267,10 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 	if s.dev, err = m.Dev(); err != nil {
 		return nil, fmt.Errorf("--replace: %w", err)
 	}
+	// Only a mount that answers may take over: one that does not
+	// would serve nothing but errors.
 	if err := answersThrough(m.Root(), 2*s.timeout+time.Second); err != nil {
-		s.log.WithError(err).Warn("the new mount's first listing failed; it serves anyway")
+		return nil, fmt.Errorf("--replace: %w; the live mount goes on serving, unchanged", err)
 	}
 	// Listening before the switch: the path is never without a
 	// secretfs that a later successor can ask.
@@ -277,7 +279,10 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 		return nil, fmt.Errorf("--replace: %w", err)
 	}
 	if err := s.pred.StepDown(m); err != nil && !s.onTop() {
-		return nil, fmt.Errorf("--replace: %w; this mount stays beneath the live one, unseen, and is left dead when this process exits: the next mount after the live one stops recovers it", err)
+		if undo := m.Withdraw(s.dir, s.pred.Mount.Dev); undo != nil {
+			return nil, fmt.Errorf("--replace: %w; and this mount could not be taken from beneath the live one (%v): it is left dead there when this process exits, and the next mount after the live one stops recovers it", err, undo)
+		}
+		return nil, fmt.Errorf("--replace: %w; the live mount goes on serving, unchanged", err)
 	}
 	s.pred.Close()
 	s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID}).

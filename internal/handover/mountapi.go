@@ -250,3 +250,52 @@ func (m *Mount) Close() error {
 	m.root = nil
 	return err
 }
+
+// Withdraw undoes AttachBeneath when the mount above it, the file system
+// above (a device number), did not step down: it leaves that file system
+// the only mount at dir, as it was, and this mount attached nowhere.
+// The kernel offers no direct way: unmounting this mount would take the
+// mount above, which sits on its root, along with it, and a path names
+// only the top mount. So the mount above is cloned (open_tree), detached
+// (the path shows this mount, which still serves, so readers see no
+// error), the clone is attached beneath this mount, and this mount is
+// detached. Withdraw changes nothing unless the mount above is the top
+// one at dir and this one is directly beneath it.
+func (m *Mount) Withdraw(dir string, above uint64) error {
+	own, err := m.Dev()
+	if err != nil {
+		return err
+	}
+	all, err := ReadMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	top, ok := TopAt(all, dir)
+	if !ok || top.Dev != above {
+		return fmt.Errorf("withdrawing from beneath %s: the mount there is not the one this mount was attached beneath (%s): leaving it", dir, devString(above))
+	}
+	if beneath, ok := Beneath(all, top); !ok || beneath.Dev != own {
+		return fmt.Errorf("withdrawing from beneath %s: this mount (%s) is not directly beneath the top one: leaving it", dir, devString(own))
+	}
+	cfd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("withdrawing from beneath %s: cloning the mount above: %w", dir, err)
+	}
+	clone := os.NewFile(uintptr(cfd), "clone of the mount above")
+	defer clone.Close()
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("withdrawing from beneath %s: detaching the mount above: %w", dir, err)
+	}
+	if err := unix.MoveMount(int(clone.Fd()), "", unix.AT_FDCWD, dir, unix.MOVE_MOUNT_F_EMPTY_PATH|MoveMountBeneath); err != nil {
+		// Put the file system above back on top at least: this mount
+		// stays beneath it.
+		if again := unix.MoveMount(int(clone.Fd()), "", unix.AT_FDCWD, dir, unix.MOVE_MOUNT_F_EMPTY_PATH); again != nil {
+			return fmt.Errorf("withdrawing from beneath %s: the mount above is detached and cannot be put back (%v, %v): the path shows this mount", dir, err, again)
+		}
+		return fmt.Errorf("withdrawing from beneath %s: attaching the mount above again beneath this one: %w; it is back on top, this mount stays beneath it", dir, err)
+	}
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("withdrawing from beneath %s: detaching this mount, now on top: %w", dir, err)
+	}
+	return nil
+}
