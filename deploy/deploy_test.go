@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -309,7 +310,10 @@ func TestTheDaemonSetServesMetricsOnTheNodesLoopbackOnly(t *testing.T) {
 // and the new pod's secretfs takes the mount over (--replace) and waits
 // for SIGTERM once its own is taken over in turn (--wait-after-drain:
 // a container that exited would be started again and take the mount
-// back). The pod declares no port: with hostNetwork it would be the
+// back). The SIGTERM the old pod gets once the new one is ready does not
+// end its drain (--drain-through-sigterm): consumers' descriptors and
+// subPath binds keep reading until released, within --drain-timeout and
+// the grace period that outlasts it. The pod declares no port: with hostNetwork it would be the
 // node's, and the new pod could not be scheduled beside the old one. The
 // readiness probe (above) makes the new pod ready only once it serves the
 // mountpoint, so the old one is deleted only then.
@@ -320,10 +324,21 @@ func TestTheDaemonSetUpgradesBySurgeAndReplacement(t *testing.T) {
 		t.Errorf("updateStrategy %+v, want RollingUpdate with maxSurge 1 and maxUnavailable 0", u)
 	}
 	daemon := set.Template.Spec.Containers[0]
-	for _, flag := range []string{"--replace", "--wait-after-drain"} {
+	for _, flag := range []string{"--replace", "--wait-after-drain", "--drain-through-sigterm"} {
 		if !slices.Contains(daemon.Args, flag) {
 			t.Errorf("secretfs mount runs without %s", flag)
 		}
+	}
+	// The old pod is sent SIGTERM as soon as the new one is ready, and
+	// drains on through it; --drain-timeout bounds the drain, and the
+	// grace period must outlast it, or SIGKILL would end every drain
+	// that --drain-timeout was meant to allow.
+	drain, err := time.ParseDuration(flagValue(daemon.Args, "drain-timeout"))
+	if err != nil || drain <= 0 {
+		t.Errorf("--drain-timeout=%q (%v): want a positive duration, which bounds the drain of a replaced pod", flagValue(daemon.Args, "drain-timeout"), err)
+	}
+	if grace := time.Duration(set.Template.Spec.TerminationGracePeriodSeconds) * time.Second; grace <= drain {
+		t.Errorf("terminationGracePeriodSeconds %s does not outlast --drain-timeout %s: SIGKILL would cut drains short", grace, drain)
 	}
 	if len(daemon.Ports) != 0 {
 		t.Errorf("the secretfs container declares ports %+v: with hostNetwork they are the node's, and the new pod of an upgrade could not be scheduled beside the old one", daemon.Ports)

@@ -352,6 +352,29 @@ func TestContainerUpgradeReplacesTheMountWithNoGap(t *testing.T) {
 	if _, failed := reads(); len(failed) != 0 {
 		t.Fatalf("the consumer failed before the upgrade: %q", failed)
 	}
+	// A second consumer holds a descriptor open on the old mount, and
+	// its current directory in it, across the upgrade and the old pod's
+	// deletion: it reads through the descriptor (reopening it by
+	// /proc/self/fd/3, a file of the mount that descriptor is on) and by
+	// a path relative to its directory, until it is killed.
+	d.must("run", "-d", "--name", "holder", "--network", "none", "--user", "1000:1000", "--cap-drop", "ALL", "--read-only",
+		"-v", volume+":ro,rslave", "test/reader", "sh", "-c",
+		`exec 3<`+file+` && cd `+filepath.Dir(file)+` && i=0; while :; do i=$((i+1)); `+
+			`if v=$(cat /proc/self/fd/3 2>&1); then echo "$i ok $v"; else echo "$i error $v"; fi; `+
+			`if v=$(cat `+filepath.Base(file)+` 2>&1); then echo "$i ok $v"; else echo "$i error $v"; fi; usleep 20000; done`)
+	held := func() (oks int, failed []string) {
+		out, _ := d.run("logs", "holder")
+		for _, l := range strings.Split(out, "\n") {
+			switch f := strings.SplitN(l, " ", 3); {
+			case len(f) == 3 && f[1] == "ok" && f[2] == value:
+				oks++
+			case l != "":
+				failed = append(failed, l)
+			}
+		}
+		return oks, failed
+	}
+	eventually(t, 30*time.Second, "the holder reads", func() bool { oks, _ := held(); return oks >= 5 })
 
 	// The upgrade: the new image's container, beside the old one.
 	secretfsContainer("sfs-new", "test/secretfs:new")
@@ -378,17 +401,49 @@ func TestContainerUpgradeReplacesTheMountWithNoGap(t *testing.T) {
 		return regexp.MustCompile(`secretfs_build_info\{[^}]*version="new"`).Match(body)
 	})
 	if state := d.must("inspect", "-f", "{{.State.Running}}", "sfs-old"); state != "true" {
-		t.Errorf("the old container is not running once replaced (--wait-after-drain): %s", state)
+		t.Errorf("the old container is not running once replaced: %s", state)
 	}
-	eventually(t, 30*time.Second, "the old secretfs says its mount was released", func() bool {
-		logs, _ := d.run("logs", "sfs-old")
-		return strings.Contains(logs, "the last reference to the detached mount is gone") && strings.Contains(logs, "waiting for SIGTERM")
-	})
 
-	// The old pod's deletion.
-	d.must("stop", "sfs-old")
+	// The old pod's deletion: Kubernetes sends SIGTERM as soon as the new
+	// pod is ready, and SIGKILL after the grace period (docker stop -t).
+	// The old secretfs drains on through SIGTERM (--drain-through-sigterm)
+	// while the holder holds its detached mount.
+	stopped := make(chan string, 1)
+	go func() {
+		out, err := d.run("stop", "-t", "120", "sfs-old")
+		stopped <- fmt.Sprintf("%s %v", out, err)
+	}()
+	eventually(t, 30*time.Second, "the old secretfs drains on through SIGTERM", func() bool {
+		logs, _ := d.run("logs", "sfs-old")
+		return strings.Contains(logs, "draining on through SIGTERM")
+	})
+	before, _ = held()
+	eventually(t, 30*time.Second, "the holder reads on after the old container's SIGTERM", func() bool { oks, _ := held(); return oks >= before+10 })
+	select {
+	case out := <-stopped:
+		t.Fatalf("the old container stopped while the holder held its mount: %s", out)
+	default:
+	}
+	if state := d.must("inspect", "-f", "{{.State.Running}}", "sfs-old"); state != "true" {
+		t.Errorf("the old container is not running after SIGTERM while its mount is held: %s", state)
+	}
+	holderOKs, holderFailed := held()
+	d.must("kill", "holder") // its descriptor and directory go with it
+	select {
+	case out := <-stopped:
+		t.Logf("docker stop sfs-old: %s", out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the old container did not exit within 60s of the holder's end")
+	}
 	if code := d.must("inspect", "-f", "{{.State.ExitCode}}", "sfs-old"); code != "0" {
 		t.Errorf("the old container exited with %s", code)
+	}
+	if logs, _ := d.run("logs", "sfs-old"); !strings.Contains(logs, "the last reference to the detached mount is gone") {
+		t.Errorf("the old secretfs does not say its mount was released:\n%s", logs)
+	}
+	t.Logf("the holder read the secret %d times through its descriptor and directory on the old mount, across the upgrade and the old container's SIGTERM; %d reads failed", holderOKs, len(holderFailed))
+	if len(holderFailed) != 0 {
+		t.Errorf("%d of the holder's reads failed; the first: %q", len(holderFailed), holderFailed[:min(3, len(holderFailed))])
 	}
 	before, _ = reads()
 	eventually(t, 30*time.Second, "the consumer reads after the old container stopped", func() bool { oks, _ := reads(); return oks >= before+5 })
