@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,6 +209,14 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	b.cli(t, nil, "init")
 	b.cli(t, []byte(replaceValue(0)), "put", app+"/db-password")
 	versionBefore := versionOf(t, b, app, "db-password")
+	// A second writer's secret: its closes race the switch.
+	b.cli(t, []byte(replaceValue(0)), "put", app+"/racing")
+	racingBefore := versionOf(t, b, app, "racing")
+	var racingCommitted, racingFailed, racingAfterSwitch int
+	// How long the last replacement took, from its start until it
+	// served: the racing close comes at a random point of the next one's
+	// like span, half of it later.
+	replacing := 2 * time.Second
 
 	// A node: the directory holding the mount point is a shared mount,
 	// as for a DaemonSet's Bidirectional hostPath.
@@ -328,9 +337,43 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 		}
 		before = before[:n]
 
+		// A second writer, on another secret, whose close races the
+		// switch: it comes after a random delay, before, during or after
+		// the step-down, on the process being replaced.
+		racer, err := os.OpenFile(filepath.Join(dir, app, "racing"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatalf("round %d: open the racing secret for writing: %v", round, err)
+		}
+		if _, err := io.WriteString(racer, value); err != nil {
+			t.Fatalf("round %d: write the racing secret: %v", round, err)
+		}
+		type closed struct {
+			err error
+			at  time.Time
+		}
+		raced := make(chan closed, 1)
+		go func(delay time.Duration) {
+			time.Sleep(delay)
+			err := racer.Close()
+			raced <- closed{err, time.Now()}
+		}(replacing/2 + time.Duration(rand.Int64N(int64(replacing))))
+
 		previous := mounts[len(mounts)-1]
+		began := time.Now()
 		next := mountAt(t, b, dir, append([]string{"--replace"}, flags...)...)
+		switched := time.Now()
+		replacing = switched.Sub(began)
 		mounts = append(mounts, next)
+		race := <-raced
+		if race.err != nil {
+			racingFailed++
+			t.Logf("round %d: the racing writer's close failed: %v", round, race.err)
+		} else {
+			racingCommitted++
+		}
+		if race.at.After(switched) {
+			racingAfterSwitch++
+		}
 		if !strings.Contains(next.log(), "the predecessor stepped down") {
 			t.Fatalf("round %d: the new secretfs does not say its predecessor stepped down:\n%s", round, next.log())
 		}
@@ -405,6 +448,12 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	// Every write committed once.
 	if v := versionOf(t, b, app, "db-password"); v != versionBefore+rounds {
 		t.Errorf("the secret's version went from %d to %d over %d writes, want +%d: a write was lost or committed twice", versionBefore, v, rounds, rounds)
+	}
+	// Every racing close that succeeded committed once, and none that
+	// failed committed.
+	t.Logf("the racing writer's closes: %d committed, %d failed, %d of them once the replacing process had taken over", racingCommitted, racingFailed, racingAfterSwitch)
+	if v := versionOf(t, b, app, "racing"); v != racingBefore+racingCommitted {
+		t.Errorf("the racing secret's version went from %d to %d, but %d of its closes succeeded (%d failed): a close that succeeded was not committed exactly once, or one that failed was", racingBefore, v, racingCommitted, racingFailed)
 	}
 	if got := b.cli(t, nil, "get", app+"/db-password"); got != replaceValue(rounds) {
 		t.Errorf("the store holds %q, want the last value written", got)

@@ -361,7 +361,9 @@ func (s *succession) healthy() bool {
 // The mount goes on serving what still holds it (waitForEnd drains).
 func (s *succession) stepDown() error {
 	s.detaching.Store(true)
-	if err := unix.Unmount(s.dir, unix.MNT_DETACH); err != nil {
+	// As root directly, else through fusermount3, which may detach the
+	// mount of the user that made it.
+	if err := detach(s.dir); err != nil {
 		s.detaching.Store(false)
 		return fmt.Errorf("detach %s: %w", s.dir, err)
 	}
