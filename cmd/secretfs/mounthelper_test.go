@@ -195,7 +195,7 @@ func TestMountHelperROAndReadOnlyAreOneOptionAndBooleansTakeNoValue(t *testing.T
 // option ends the command with status 1 and the reason.
 func TestMainRefusesAnUnknownMountOptionWithStatusOne(t *testing.T) {
 	_, stderr, status := runMain(t, nil, "local:/d", "/m", "-o", "ro,bogus")
-	if status != 1 || !strings.HasPrefix(string(stderr), `secretfs: unknown mount option "bogus" (secretfs takes allow_other, read_only, ro, `) {
+	if status != 1 || !strings.HasPrefix(string(stderr), `secretfs: unknown mount option "bogus" (secretfs takes allow_other, drain_through_sigterm, read_only, ro, `) {
 		t.Errorf("status %d, stderr %q", status, stderr)
 	}
 }
