@@ -68,7 +68,7 @@ func (n *versionNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 // writer's descriptor bypasses the page cache, whose pages stay those of
 // this revision (FOPEN_KEEP_CACHE: do not drop them at this open).
 func (n *versionNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if n.m.noOpen {
+	if n.m.noOpen.Load() {
 		return nil, 0, syscall.ENOSYS
 	}
 	h, err := n.rev.Open(ctx, n.m.caller(ctx, openFor(flags)), flags)
@@ -88,7 +88,7 @@ func (n *versionNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Err
 	if h, ok := fh.(*writeHandle); ok {
 		return h.Flush(ctx)
 	}
-	if n.m.noOpen {
+	if n.m.noOpen.Load() {
 		return syscall.ENOSYS
 	}
 	return 0

@@ -20,10 +20,11 @@
 //   - change signals (signal.go), when Options.Watched is set: inotify
 //     watchers hear of a change the mount learns of from the store,
 //     because the mount makes a change (a truncation to the same size)
-//     through its own mount point, from a thread the requests it causes
-//     are told apart by (vfs.Caller.Own). So the kernel then mounts even a
-//     read-only mount read-write, and the refusals of changes (EROFS) are
-//     the file system's own;
+//     through a private clone of its mount, from a thread the requests it
+//     causes are told apart by (vfs.Caller.Own). So a read-only mount
+//     that signals is read-only per mount (MOUNT_ATTR_RDONLY), not per
+//     file system: the kernel refuses every change through the mount
+//     users see, and lets the signaller's clone write;
 //   - the one mapping of errors to errnos, and the one log line per
 //     failure (errno.go);
 //   - kernel notifications, sent only from goroutines that hold no lock
@@ -40,6 +41,8 @@
 package fs
 
 import (
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +51,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/audit"
 	"github.com/secretfs/secretfs/render"
@@ -93,7 +97,8 @@ type Options struct {
 	// once per TTL while the kernel holds them, even when nobody reads
 	// them, so that a change made elsewhere is learnt within the TTL;
 	// others are revalidated only when read, as always. With it, a
-	// read-only mount is read-write to the kernel (see mountOptions).
+	// read-only mount is read-only per mount rather than per file
+	// system (see MountReadOnly).
 	Watched func(app string) bool
 	// There is deliberately no switch for go-fuse's request debugging: it
 	// prints the first bytes of every READ reply and WRITE payload, which
@@ -109,7 +114,7 @@ type mount struct {
 	notify   notifier
 	proc     procfs
 	root     *rootNode
-	noOpen   bool // Open answers ENOSYS: the kernel stops sending OPEN and FLUSH for the whole mount
+	noOpen   atomic.Bool // Open answers ENOSYS: the kernel stops sending OPEN and FLUSH for the whole mount
 	created  atomic.Uint64
 	inoKey   []byte // the key of versionIno's hash, drawn at random for this mount
 	// inoHash, if set, replaces versionIno's keyed hash: tests set it to
@@ -180,6 +185,15 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	if err := server.WaitMount(); err != nil {
 		return nil, err
 	}
+	if opts.MountReadOnly() && opts.Mounted == "" {
+		// Mounted read-write by mount(2); until now every open came
+		// here, where a change is refused (see skipOpens).
+		if err := unix.MountSetattr(unix.AT_FDCWD, dir, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			server.Unmount()
+			return nil, fmt.Errorf("making the mount read-only (mount_setattr MOUNT_ATTR_RDONLY): %w", err)
+		}
+	}
+	m.noOpen.Store(m.skipOpens())
 	if opts.Watched != nil {
 		m.signals.start(dir)
 	}
@@ -191,14 +205,8 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	return server, nil
 }
 
-// mountOptions are the kernel's options for the mount. A read-only mount
-// is "ro" to the kernel, unless it makes change signals (Watched): those
-// are changes through the mount point (signal.go), which the kernel
-// refuses on a read-only mount. The file system then refuses every change
-// a user asks for with EROFS itself (vfs.Options.ReadOnly), and mount(8)
-// and statfs(2) show the mount as rw. (One difference shows: a user the
-// file's mode does not let write gets EACCES from the kernel before the
-// file system can say EROFS.)
+// mountOptions are the kernel's options for the mount (see
+// KernelReadOnly).
 func mountOptions(opts Options) []string {
 	o := []string{"default_permissions"}
 	if opts.KernelReadOnly() {
@@ -207,11 +215,34 @@ func mountOptions(opts Options) []string {
 	return o
 }
 
-// KernelReadOnly says whether the kernel should mount the file system
-// read-only: a read-only mount that makes no change signals (see
-// mountOptions). A mount made elsewhere (Options.Mounted) must follow it.
+// KernelReadOnly says whether the file system is read-only to the kernel
+// ("ro"), and MountReadOnly whether, instead, the mount is
+// (MOUNT_ATTR_RDONLY): a read-only mount is always one or the other, so
+// that the kernel refuses every change through it, even one that never
+// reaches the file system (a store to a shared writable mapping, after
+// the kernel stopped sending opens: see skipOpens). A mount that makes
+// change signals needs the file system writable, through the private
+// clone of the mount the signaller writes through (signal.go); only root
+// can clone a mount or change its attributes, so for anyone else a
+// read-only mount makes no signals. A mount made elsewhere
+// (Options.Mounted) must follow both.
 func (opts Options) KernelReadOnly() bool {
-	return opts.ReadOnly && opts.Watched == nil
+	return opts.ReadOnly && !opts.MountReadOnly()
+}
+
+// MountReadOnly: see KernelReadOnly.
+func (opts Options) MountReadOnly() bool {
+	return opts.ReadOnly && opts.Watched != nil && os.Geteuid() == 0
+}
+
+// skipOpens says whether Open may answer ENOSYS once the mount is
+// served and read-only to the kernel: the kernel then sends no OPEN,
+// for reads or writes, and only the kernel's refusal stands between a
+// writer and the page cache. Without writers nothing needs to see an
+// open, and the kernel serves hot reads from its page cache without
+// asking; with an audit log, every open is seen.
+func (m *mount) skipOpens() bool {
+	return m.opts.ReadOnly && m.opts.Audit == nil
 }
 
 func newMount(cat secrets.Catalog, opts Options) *mount {
@@ -227,9 +258,6 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		Events: m.changed, Committed: opts.Committed, Audit: opts.Audit, Errno: errnoOf,
 		OwnerOf: opts.OwnerOf, Views: opts.Views, Idle: opts.Idle})
 	m.signals = newSignaller(m)
-	// Without writers, nothing needs to see an open: the kernel then
-	// serves hot reads from its page cache without asking.
-	m.noOpen = opts.ReadOnly && opts.Audit == nil
 	m.root = &rootNode{m: m}
 	return m
 }

@@ -313,7 +313,7 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 	if e.Meta.Size < 0 && by != creation {
 		n.rev.LearnSize(ctx)
 	}
-	if by == lookup && m.noOpen {
+	if by == lookup && m.noOpen.Load() {
 		n.rev.Touch()
 	}
 	fill(&out.Attr, n.rev.Attr())
@@ -332,7 +332,7 @@ func (m *mount) viewEntry(ctx context.Context, parent *gofs.Inode, e vfs.Entry, 
 	if err != nil {
 		return nil, m.errno(by.op(), k.Path(), err)
 	}
-	if by == lookup && m.noOpen {
+	if by == lookup && m.noOpen.Load() {
 		n.rev.Touch()
 	}
 	fill(&out.Attr, n.rev.Attr())

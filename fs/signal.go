@@ -51,8 +51,9 @@ import (
 // whose inputs changed in one listing, is one event.
 //
 // A mount makes change signals only when its configuration file lists
-// applications to watch (Options.Watched): they need the kernel to mount
-// it read-write even when it is read-only (see mountOptions).
+// applications to watch (Options.Watched). The changes are made through a
+// private clone of the mount (ownTree), writable even when the mount
+// users see is read-only (Options.MountReadOnly).
 
 // signalDebounce is how long changes are gathered before they are
 // signalled.
@@ -149,51 +150,73 @@ func (s *signaller) signal(k store.Key) {
 	tid := uint32(unix.Gettid())
 	s.own.Store(tid, struct{}{})
 	defer s.own.Delete(tid)
-	dev, ok := s.ownDev()
+	tree, ok := s.ownTree()
 	if !ok {
 		return
 	}
+	defer unix.Close(tree)
 
 	app.NotifyEntry(k.Name) // the name first: the next open finds what the mount holds now
 	for _, ino := range s.m.heldInodes(k) {
 		name := strconv.FormatUint(ino, 16)
-		s.touch(filepath.Join(s.dirName, name), k, dev)
+		s.touch(tree, filepath.Join(s.dirName, name), k)
 		if d := s.m.root.GetChild(s.dirName); d != nil {
 			d.RmChild(name)
 			d.NotifyEntry(name)
 		}
 	}
-	s.touch(filepath.Join(k.App, k.Name), k, dev)
+	s.touch(tree, filepath.Join(k.App, k.Name), k)
 }
 
-// ownDev returns the device of this mount if the mount point shows it
-// now: only this mount finds its signal directory. The path may show
-// another: while a successor's mount waits beneath this one, the
-// successor's signals must not reach this mount, and once this mount
-// stepped down and was detached, its signals must not reach the
-// successor's. It must run on a signalling thread.
-func (s *signaller) ownDev() (uint64, bool) {
+// ownTree returns a descriptor of this mount's root to make changes
+// through, if the mount point shows this mount now: only this mount finds
+// its signal directory. The path may show another: while a successor's
+// mount waits beneath this one, the successor's signals must not reach
+// this mount, and once this mount stepped down and was detached, its
+// signals must not reach the successor's.
+//
+// As root, the descriptor is a private clone of the mount (open_tree),
+// made writable: a read-only mount is read-only per mount
+// (Options.MountReadOnly), and its file system is not. The clone is
+// closed after each signal, so that it never keeps the file system alive
+// once the mount is released. As anyone else, it is the mount point
+// itself, which the signaller can write through only on a read-write
+// mount. It must run on a signalling thread.
+func (s *signaller) ownTree() (int, bool) {
 	s.mu.Lock()
 	dir := s.dir
 	s.mu.Unlock()
-	var st unix.Stat_t
-	if err := unix.Stat(filepath.Join(dir, s.dirName), &st); err != nil {
-		s.m.log.WithError(err).Debug("the mount point shows another mount: no change signal")
-		return 0, false
+	tree, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	clone := err == nil
+	if !clone {
+		tree, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	}
-	return st.Dev, true
+	if err != nil {
+		s.m.log.WithError(err).Debug("the mount point cannot be opened: no change signal")
+		return -1, false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(tree, s.dirName, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		unix.Close(tree)
+		s.m.log.WithError(err).Debug("the mount point shows another mount: no change signal")
+		return -1, false
+	}
+	if clone {
+		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			unix.Close(tree)
+			s.m.log.WithError(err).Warn("the mount's clone cannot be made writable: no change signal")
+			return -1, false
+		}
+	}
+	return tree, true
 }
 
-// touch opens rel, a path in the mount, for writing, truncates it to its
-// size and closes it: IN_OPEN, IN_MODIFY and IN_CLOSE_WRITE, and no
-// change, if the file is on this mount, whose device is dev. It must run
-// on a signalling thread.
-func (s *signaller) touch(rel string, k store.Key, dev uint64) {
-	s.mu.Lock()
-	dir := s.dir
-	s.mu.Unlock()
+// touch opens rel, a path in the mount below tree, for writing, truncates
+// it to its size and closes it: IN_OPEN, IN_MODIFY and IN_CLOSE_WRITE, and
+// no change. It must run on a signalling thread.
+func (s *signaller) touch(tree int, rel string, k store.Key) {
 	log := s.m.log.WithField("secret", k.String())
-	fd, err := unix.Open(filepath.Join(dir, rel), unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	fd, err := unix.Openat(tree, rel, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		// Gone (ENOENT), or this process may not write it (EACCES: the
 		// mount runs as a user without write permission on the file).
@@ -202,8 +225,8 @@ func (s *signaller) touch(rel string, k store.Key, dev uint64) {
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Dev != dev {
-		return // not this mount's file: another mount on the path
+	if err := unix.Fstat(fd, &st); err != nil {
+		return
 	}
 	if err := unix.Ftruncate(fd, st.Size); err != nil {
 		log.WithError(err).Debug("no change signal")

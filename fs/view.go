@@ -134,7 +134,7 @@ func (n *viewNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 // mount, else one request per open, the pages kept. Writers are refused
 // with EROFS, but for the mount's own change signal.
 func (n *viewNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if n.m.noOpen {
+	if n.m.noOpen.Load() {
 		return nil, 0, syscall.ENOSYS
 	}
 	h, err := n.rev.Open(ctx, n.m.caller(ctx, audited), flags)
@@ -163,7 +163,7 @@ func (n *viewNode) Write(ctx context.Context, fh gofs.FileHandle, data []byte, o
 }
 
 func (n *viewNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
-	if n.m.noOpen {
+	if n.m.noOpen.Load() {
 		return syscall.ENOSYS
 	}
 	return 0

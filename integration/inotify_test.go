@@ -255,9 +255,12 @@ func TestTheChangeSignalCommitsAndAuditsNothing(t *testing.T) {
 	}
 }
 
-// A read-only mount is read-write to the kernel (the change signals are
-// changes through it), and refuses every change itself with EROFS,
-// changing nothing. Hot reads still ask it nothing.
+// A read-only mount that makes change signals is read-only per mount
+// (its file system is writable only through the signaller's private
+// clone): every change is refused with EROFS, changing nothing, also an
+// open for writing after the kernel stopped sending opens to the mount,
+// which would otherwise let a shared writable mapping change the pages
+// every reader reads. Hot reads still ask it nothing.
 func TestAReadOnlyMountRefusesEveryChangeWithEROFS(t *testing.T) {
 	b := localBackend(t)
 	b.cli(t, nil, "init")
@@ -280,11 +283,30 @@ func TestAReadOnlyMountRefusesEveryChangeWithEROFS(t *testing.T) {
 		t.Errorf("after the refusals: %q", got)
 	}
 	info := mountsAt(t, os.Getpid(), m.dir)
-	if len(info) != 1 || !strings.HasPrefix(info[0].vfsOpt, "rw") {
-		t.Errorf("the mount is %+v, want one, rw to the kernel", info)
+	if len(info) != 1 || !strings.HasPrefix(info[0].vfsOpt, "ro") {
+		t.Errorf("the mount is %+v, want one, read-only per mount", info)
 	}
 	for range 3 {
 		m.mustSh("cat app/s >/dev/null")
+	}
+	// The kernel no longer sends opens: only its own refusal stands
+	// between a writer and the page cache.
+	for _, flags := range []int{syscall.O_RDWR, syscall.O_WRONLY} {
+		fd, err := syscall.Open(m.path("app/s"), flags, 0)
+		if err == nil {
+			data, merr := syscall.Mmap(fd, 0, len(value), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+			if merr == nil {
+				copy(data, "TAMPERED")
+				syscall.Munmap(data)
+			}
+			syscall.Close(fd)
+			t.Errorf("open(app/s, %#x) succeeded on a read-only mount (mmap: %v)", flags, merr)
+		} else if err != syscall.EROFS {
+			t.Errorf("open(app/s, %#x): %v, want EROFS", flags, err)
+		}
+	}
+	if got := m.mustSh("cat app/s"); got != value {
+		t.Errorf("after the refused opens for writing, cat app/s: %q", got)
 	}
 	time.Sleep(100 * time.Millisecond)
 	requests := fuseRequests(t, addr)
@@ -355,8 +377,8 @@ func TestChangeSignalsFollowAReplacement(t *testing.T) {
 	if c := countsOf(t, dir); c.pid != pid {
 		t.Fatalf("secretfs status names process %d, want the successor %d", c.pid, pid)
 	}
-	if at := mountsAt(t, os.Getpid(), dir); len(at) != 1 || !strings.HasPrefix(at[0].vfsOpt, "rw") {
-		t.Errorf("after the replacement, %+v at %s; want one mount, read-write to the kernel as change signals need", at, dir)
+	if at := mountsAt(t, os.Getpid(), dir); len(at) != 1 || !strings.HasPrefix(at[0].vfsOpt, "ro") {
+		t.Errorf("after the replacement, %+v at %s; want one mount, read-only per mount", at, dir)
 	}
 	if got := first.mustSh("cat app/s"); got != old {
 		t.Fatalf("cat app/s through the successor: %q", got)

@@ -84,9 +84,11 @@ type Change struct {
 // rules and mount options (a, what the path shows now). Setting them to
 // what they already are, and setting times, is accepted (and times
 // ignored), so that touch(1), cp(1) and install(1) work. A read-only
-// mount refuses every change, times too: the kernel mounts it read-write,
-// for the mount's own change signals (see Caller.Own), so the refusal is
-// this one.
+// mount refuses every change, times too: the kernel refuses them first
+// (fs mounts it read-only, per file system or per mount), but the mount's
+// own change signals reach the file system through a writable clone of
+// the mount (see Caller.Own), so this refusal is the one for everyone
+// else.
 func (v *FS) check(p fault.Path, ch Change, a Attr) error {
 	if err := v.writable(p); err != nil {
 		return err

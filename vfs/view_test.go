@@ -374,8 +374,9 @@ func TestOwnersAndModesComeFromTheFirstMatchingRule(t *testing.T) {
 	wantKind(t, "chmod of billing to the mount's mode", f.fs.SetattrApp("billing", Change{Mode: u(0o750)}), fault.NotPermitted)
 }
 
-// A read-only mount refuses every change itself, times too: the kernel
-// mounts it read-write, for the mount's own change signals.
+// A read-only mount refuses every change itself, times too: the mount's
+// own change signals reach the file system through a writable clone of
+// the mount, so the kernel's refusal is not the only one.
 func TestAReadOnlyMountRefusesEveryChangeItself(t *testing.T) {
 	f := viewFixture(t, Options{ReadOnly: true})
 	wantKind(t, "touch", f.fs.Setattr(ctx, shell, token, nil, Change{}), fault.ReadOnly)

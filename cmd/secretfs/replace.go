@@ -247,7 +247,7 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 	status(s.log, "mounting "+dir+" beneath the live mount")
 	m, err := handover.Open(handover.Options{Source: "secretfs", Subtype: "secretfs",
 		UserID: uint32(os.Geteuid()), GroupID: uint32(os.Getegid()),
-		AllowOther: opts.AllowOther, DefaultPermissions: true, ReadOnly: opts.KernelReadOnly()})
+		AllowOther: opts.AllowOther, DefaultPermissions: true, ReadOnly: opts.KernelReadOnly(), MountReadOnly: opts.MountReadOnly()})
 	if err != nil {
 		return nil, fmt.Errorf("--replace: %w", err)
 	}

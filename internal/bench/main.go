@@ -448,9 +448,9 @@ func (b *bench) hot(be backend) error {
 }
 
 // A read-only mount whose configuration file watches every application,
-// which makes it read-write to the kernel (its change signals are
-// changes through the mount point), and renders hotView from hotSecret,
-// byte for byte.
+// which makes it read-only per mount rather than per file system (its
+// change signals are changes through a clone of the mount), and renders
+// hotView from hotSecret, byte for byte.
 const (
 	hotView       = "bench/view"
 	watchedMount  = "read-only, --config"

@@ -206,7 +206,7 @@ func (b *bench) report() string {
 	w.WriteString("## Hot paths against tmpfs\n\n")
 	fmt.Fprintf(&w, "A C loop (`internal/bench/loop`) makes %s operations a round on a secret of %d bytes already read, or on the same file on a tmpfs mounted for the run; "+
 		"rounds alternate tmpfs, a `--read-only` mount, a read-write mount and a `--read-only` mount with a configuration file (`--config`) that watches every application, "+
-		"which makes the mount read-write to the kernel, and renders a view, `"+hotView+"`, from the same secret, byte for byte (all default `--ttl`, one store). "+
+		"which makes it read-only per mount rather than per file system, and renders a view, `"+hotView+"`, from the same secret, byte for byte (all default `--ttl`, one store). "+
 		"Times are the median of the %d per-round means (lowest–highest); daemon requests are per operation.\n\n",
 		thousands(int64(b.n.hotOps)), valueSize, b.n.hotRounds)
 	rows = nil

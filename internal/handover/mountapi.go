@@ -51,7 +51,11 @@ type Options struct {
 	AllowOther         bool
 	DefaultPermissions bool // the kernel checks modes and owners itself
 	ReadOnly           bool // the file system refuses every change (EROFS)
-	MaxRead            int  // the largest READ the kernel sends; 0 for its default
+	// MountReadOnly makes this mount read-only (MOUNT_ATTR_RDONLY) while
+	// the file system stays writable: through this mount nothing can be
+	// written, through a clone of it (open_tree) it can.
+	MountReadOnly bool
+	MaxRead       int // the largest READ the kernel sends; 0 for its default
 }
 
 // Mount is a FUSE file system made with the kernel's mount API: a
@@ -133,7 +137,11 @@ func makeFUSE(device int, o Options) (*os.File, error) {
 	}
 	// nosuid and nodev, as mount(2) of FUSE is always given (and
 	// fusermount3 insists on).
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	attrs := unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+	if o.MountReadOnly {
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
 	if err != nil {
 		return nil, fail("fsmount", err)
 	}
