@@ -194,7 +194,10 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 		}
 	}
 	m.noOpen.Store(m.skipOpens())
-	if opts.Watched != nil {
+	switch {
+	case opts.Watched != nil && opts.KernelReadOnly():
+		m.log.Warn("a read-only mount makes change signals only when run as root (it writes through a clone of its mount): this one makes none")
+	case opts.Watched != nil:
 		m.signals.start(dir)
 	}
 	go func() {
