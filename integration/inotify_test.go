@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // Change signals: a change the mount learns of from the store (another
@@ -410,5 +412,52 @@ func TestChangeSignalsFollowAReplacement(t *testing.T) {
 	b2 := make([]byte, 64)
 	if n, err := held.ReadAt(b2, 0); string(b2[:n]) != old {
 		t.Errorf("the descriptor held across the replacement reads %q, %v; want the old value", b2[:n], err)
+	}
+}
+
+// A Go program watching with fsnotify (the library Go programs use for
+// inotify), on a --read-only mount, hears a put within --ttl + 1 s, both
+// in the application's directory and on the file, and reads the new
+// value right after.
+func TestAGoFsnotifyWatcherHearsAPut(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	old := unique("old")
+	b.cli(t, []byte(old), "put", "app/s")
+	const ttl = 2 * time.Second
+	m := mount(t, b, "--read-only", "--ttl", ttl.String(), "--config", writeConfig(t, watchAll))
+	m.secret(old)
+	if got := m.mustSh("cat app/s"); got != old {
+		t.Fatalf("cat app/s: %q", got)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, p := range []string{m.path("app"), m.path("app/s")} {
+		if err := w.Add(p); err != nil {
+			t.Fatalf("fsnotify: watching %s: %v", p, err)
+		}
+	}
+	fresh := m.secret(unique("fresh"))
+	b.cli(t, []byte(fresh), "put", "app/s")
+	deadline := time.After(ttl + time.Second)
+	for {
+		select {
+		case e := <-w.Events:
+			if e.Name != m.path("app/s") || !e.Has(fsnotify.Write) {
+				continue
+			}
+			got, err := os.ReadFile(m.path("app/s"))
+			if err != nil || string(got) != fresh {
+				t.Errorf("read right after fsnotify's %s: %q, %v; want the new value", e, got, err)
+			}
+			return
+		case err := <-w.Errors:
+			t.Fatalf("fsnotify: %v", err)
+		case <-deadline:
+			t.Fatalf("fsnotify heard no write of app/s within %s of the put", ttl+time.Second)
+		}
 	}
 }
