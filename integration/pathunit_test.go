@@ -51,7 +51,7 @@ func TestASystemdPathUnitWithPathChangedHearsAPut(t *testing.T) {
 		out, _ := m.run("cat", "/run/rotated.log")
 		return strings.Contains(out, fresh)
 	})
-	time.Sleep(2 * ttl) // whatever else would come
+	time.Sleep(2 * ttl)                                         // whatever else would come
 	if out := m.must("cat", "/run/rotated.log"); out != fresh { // must trims the last newline
 		t.Errorf("rotated.service wrote %q; want the new value, once", out)
 	}
