@@ -51,8 +51,9 @@ func TestASystemdPathUnitWithPathChangedHearsAPut(t *testing.T) {
 		out, _ := m.run("cat", "/run/rotated.log")
 		return strings.Contains(out, fresh)
 	})
-	time.Sleep(2 * ttl)                                         // whatever else would come
-	if out := m.must("cat", "/run/rotated.log"); out != fresh { // must trims the last newline
+	// Whatever else would come. (must trims the last newline.)
+	time.Sleep(2 * ttl)
+	if out := m.must("cat", "/run/rotated.log"); out != fresh {
 		t.Errorf("rotated.service wrote %q; want the new value, once", out)
 	}
 	if n := m.show("rotated.service", "NRestarts"); n != "0" {
