@@ -122,7 +122,7 @@ type FS struct {
 	made    map[string]bool
 	secrets map[store.Key]*Secret // the secrets with writers, or held by the adapter
 	// currentViews holds, for each view, what is known of its current
-	// rendering (settle, ViewRevision.current).
+	// rendering (adopt, ViewRevision.current).
 	currentViews map[store.Key]*viewState
 	renderings   map[*ViewRevision]struct{} // the renderings that hold their bytes, for Close
 
@@ -240,7 +240,7 @@ func (v *FS) emit(kind EventKind, k store.Key) {
 // tell tells Options.Events of e, then of the change of every view that
 // reads e.Key (or e.From) and whose bytes changed with it: each is
 // rendered again, from the current revisions of its inputs, before
-// anything is told (settle), so that a view's watcher hears of its change
+// anything is told (adopt), so that a view's watcher hears of its change
 // once, when an open reads it, and of nothing when its bytes are the same.
 func (v *FS) tell(e Event) {
 	readers := v.readersOf(e.Key)
@@ -251,7 +251,7 @@ func (v *FS) tell(e Event) {
 	readers = slices.Compact(readers)
 	var changed []store.Key
 	for _, view := range readers {
-		if v.settleReader(view) {
+		if v.inputChanged(view) {
 			changed = append(changed, view)
 		}
 	}

@@ -115,8 +115,8 @@ type ViewInputs struct {
 	metas    []store.Meta // by key
 	snaps    []secrets.Snapshot
 	digest   string           // of the revisions (digestOf)
-	name     string           // of the rendering they make (see settle)
-	out      crypto.Plaintext // the rendering, if settle made it for a new name; nil if not
+	name     string           // of the rendering they make (see adopt)
+	out      crypto.Plaintext // the rendering, if adopt made it for a new name; nil if not
 	modified time.Time        // the latest input's
 }
 
@@ -158,14 +158,14 @@ func digestOf(metas []store.Meta) string {
 // lookupView returns what the view vw is now: the revisions of its
 // inputs the catalog holds for current, fresh within the TTL (or stale,
 // as the catalog's stale-if-error rule allows), pinned, and the name of
-// their rendering (settle). The name stands for as long as the least
+// their rendering (adopt). The name stands for as long as the least
 // fresh of them.
 func (v *FS) lookupView(ctx context.Context, vw *render.View) (Entry, error) {
 	in, fresh, err := v.currentInputs(ctx, vw)
 	if err != nil {
 		return Entry{}, err
 	}
-	in.name, _ = v.settle(ctx, in, false)
+	in.name, _ = v.adopt(ctx, in, false)
 	meta := store.Meta{Key: vw.Path(), Size: -1, Modified: in.modified}
 	return Entry{Meta: meta, Fresh: fresh, View: in}, nil
 }
@@ -271,8 +271,8 @@ func (in *ViewInputs) bind(ctx context.Context, cat secrets.Catalog) error {
 
 // viewState is what the file system knows of a view's current
 // rendering. Its fields are guarded by FS.mu; a state is replaced whole,
-// never changed in place, so that settle can tell whether another
-// settled the view meanwhile.
+// never changed in place, so that adopt can tell whether another
+// changed the view's state meanwhile.
 type viewState struct {
 	inputs string // the digest of the revisions the rendering stands for ("" none)
 	name   string // the rendering's name ("" none: no rendering is current)
@@ -289,26 +289,25 @@ var noRendering = []byte{}
 
 func isNoRendering(told []byte) bool { return told != nil && len(told) == 0 }
 
-// maxSettleAttempts bounds how often settle starts again when another
-// settled the same view meanwhile; then the last one wins.
-const maxSettleAttempts = 3
+// maxAdoptAttempts bounds how often adopt starts again when another
+// changed the same view's state meanwhile; then the last one wins.
+const maxAdoptAttempts = 3
 
-// settle makes the rendering of in the view's current one, and returns
+// adopt makes the rendering of in the view's current one, and returns
 // its name: the current rendering's if it is made from the same
 // revisions, or (once rendered) has the same bytes; else a name of its
-// own (in.digest). A settle for a lookup (announce false) renders only
+// own (in.digest). An adoption for a lookup (announce false) renders only
 // when the current rendering's bytes are known and the revisions differ;
-// a settle for a change of an input (announce true) always knows the
-// bytes, and reports whether they differ from what watchers were told
-// of last, recording them as told. A view that cannot be rendered has
-// then no current rendering (and is told, as changed).
+// one for a change of an input (announce true) always knows the bytes,
+// and reports whether they differ from what watchers were told of last,
+// recording them as told. A view that cannot be rendered has then no
+// current rendering (and is told, as changed).
 //
 // A rendering made for a new name is left in in.out, for the adapter's
 // first read; one of the current name is wiped.
-func (v *FS) settle(ctx context.Context, in *ViewInputs, announce bool) (name string, changed bool) {
+func (v *FS) adopt(ctx context.Context, in *ViewInputs, announce bool) (name string, changed bool) {
 	k, d := in.Key(), in.digest
-	var mac []byte // of in's rendering, once made
-	var failed bool
+	var made viewMade
 	for attempt := 1; ; attempt++ {
 		v.mu.Lock()
 		st := v.currentViews[k]
@@ -317,59 +316,93 @@ func (v *FS) settle(ctx context.Context, in *ViewInputs, announce bool) (name st
 		if st != nil {
 			cur = *st
 		}
-		if cur.inputs == d && (!announce || cur.mac != nil) {
-			mac = cur.mac
-		} else if mac == nil && !failed && (announce || cur.mac != nil) {
-			out, err := in.render(ctx)
-			if err != nil {
-				failed = true
-			} else {
-				mac = v.viewMAC(out)
-				in.out.Wipe()
-				in.out = out
-			}
-		}
-		next := viewState{inputs: d, name: d, mac: mac, told: cur.told}
-		switch {
-		case failed && announce:
-			next = viewState{told: noRendering}
-		case cur.inputs == d && cur.name != "":
-			next.name = cur.name
-			if next.mac == nil {
-				next.mac = cur.mac
-			}
-		case cur.mac != nil && mac != nil && hmac.Equal(cur.mac, mac):
-			next.name = cur.name // byte-identical: the current rendering stays
-		}
-		if announce {
-			if failed {
-				changed = !isNoRendering(cur.told) // a view broken already did not change
-			} else {
-				changed = next.told == nil || isNoRendering(next.told) || !hmac.Equal(next.told, next.mac)
-				next.told = next.mac
-			}
-		}
-		v.mu.Lock()
-		if v.currentViews[k] == st || attempt == maxSettleAttempts {
-			v.currentViews[k] = &next
-			v.mu.Unlock()
+		made.renderIfNeeded(ctx, v, in, cur, announce)
+		next, changed := cur.next(d, made, announce)
+		if v.swapViewState(k, st, &next, attempt == maxAdoptAttempts) {
 			if next.name != d {
 				in.out.Wipe()
 				in.out = nil
 			}
 			return next.name, changed
 		}
-		v.mu.Unlock()
 	}
 }
 
-// settleReader settles the view k after a change of one of its inputs,
-// and reports whether its bytes changed: they did if its inputs cannot be
+// viewMade is what adopt learnt of the rendering of its inputs: its
+// viewMAC, once rendered, or that it could not be rendered.
+type viewMade struct {
+	mac    []byte
+	failed bool
+}
+
+// renderIfNeeded renders in, unless the current state cur already knows
+// its bytes (the same inputs), it was rendered or failed already, or
+// there is nothing to compare it with on a lookup (the current
+// rendering's bytes unknown).
+func (m *viewMade) renderIfNeeded(ctx context.Context, v *FS, in *ViewInputs, cur viewState, announce bool) {
+	if cur.inputs == in.digest && (!announce || cur.mac != nil) {
+		m.mac = cur.mac
+		return
+	}
+	if m.mac != nil || m.failed || !(announce || cur.mac != nil) {
+		return
+	}
+	out, err := in.render(ctx)
+	if err != nil {
+		m.failed = true
+		return
+	}
+	m.mac = v.viewMAC(out)
+	in.out.Wipe()
+	in.out = out
+}
+
+// next is the view's state once the rendering of the inputs d (made)
+// is its current one, and whether, for a change of an input (announce),
+// watchers are to be told.
+func (cur viewState) next(d string, made viewMade, announce bool) (viewState, bool) {
+	next := viewState{inputs: d, name: d, mac: made.mac, told: cur.told}
+	switch {
+	case made.failed && announce:
+		next = viewState{told: noRendering}
+	case cur.inputs == d && cur.name != "":
+		next.name = cur.name
+		if next.mac == nil {
+			next.mac = cur.mac
+		}
+	case cur.mac != nil && made.mac != nil && hmac.Equal(cur.mac, made.mac):
+		next.name = cur.name // byte-identical: the current rendering stays
+	}
+	if !announce {
+		return next, false
+	}
+	if made.failed {
+		return next, !isNoRendering(cur.told) // a view broken already did not change
+	}
+	changed := next.told == nil || isNoRendering(next.told) || !hmac.Equal(next.told, next.mac)
+	next.told = next.mac
+	return next, changed
+}
+
+// swapViewState makes next the state of the view k if its state is
+// still was (or, with force, whatever it is), and reports whether it did.
+func (v *FS) swapViewState(k store.Key, was, next *viewState, force bool) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.currentViews[k] != was && !force {
+		return false
+	}
+	v.currentViews[k] = next
+	return true
+}
+
+// inputChanged adopts the current rendering of the view k after a change
+// of one of its inputs, and reports whether its bytes changed: they did if its inputs cannot be
 // had now. A view not rendered since the mount began has no bytes to
 // compare with: it is told of as changed, and nothing is rendered (or
 // decrypted) for it; its first rendering is what later changes are
 // compared with.
-func (v *FS) settleReader(k store.Key) bool {
+func (v *FS) inputChanged(k store.Key) bool {
 	v.mu.Lock()
 	if st := v.currentViews[k]; st == nil || st.told == nil {
 		delete(v.currentViews, k)
@@ -391,7 +424,7 @@ func (v *FS) settleReader(k store.Key) bool {
 		return !broken
 	}
 	defer in.Release()
-	_, changed := v.settle(ctx, in, true)
+	_, changed := v.adopt(ctx, in, true)
 	return changed
 }
 
@@ -469,7 +502,7 @@ func (v *FS) NewViewRevision(in *ViewInputs, onPin, onWipe func()) *ViewRevision
 		onPin: onPin, onWipe: onWipe, snaps: in.snaps, size: -1}
 	if in.out != nil {
 		r.mu.Lock()
-		r.hold(in.out) // rendered already, by settle
+		r.hold(in.out) // rendered already, by adopt
 		r.lastRead = time.Now()
 		r.mu.Unlock()
 	}
