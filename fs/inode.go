@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"strconv"
 	"syscall"
 
@@ -50,6 +51,33 @@ func newInoKey() []byte {
 	return key
 }
 
+// inoMAC returns the first 8 bytes of the HMAC-SHA256 of parts, each
+// length-prefixed, then of the numbers nums, under the mount's key. It
+// runs for every entry of a listing (`ls -l`), so the keyed hashes are
+// made once and kept in a pool: hmac.New hashes the key into two blocks
+// each time, which cost more than the message, and Reset restores them.
+func (m *mount) inoMAC(parts [][]byte, nums ...int64) uint64 {
+	var buf [256]byte
+	b := buf[:0]
+	for _, part := range parts {
+		b = binary.AppendUvarint(b, uint64(len(part)))
+		b = append(b, part...)
+	}
+	for _, n := range nums {
+		b = binary.AppendVarint(b, n)
+	}
+	mac, _ := m.inoMACs.Get().(hash.Hash)
+	if mac == nil {
+		mac = hmac.New(sha256.New, m.inoKey)
+	}
+	mac.Reset()
+	mac.Write(b)
+	var sum [sha256.Size]byte
+	out := binary.BigEndian.Uint64(mac.Sum(sum[:0]))
+	m.inoMACs.Put(mac)
+	return out
+}
+
 // versionIno is the inode number of one revision of a secret (a Version
 // and an IV, which is fresh on every write) at attempt (0, then more for
 // a number another revision holds; see versionInode). It is an
@@ -66,16 +94,7 @@ func (m *mount) versionIno(k store.Key, rev store.Revision, attempt int) uint64 
 	if m.inoHash != nil {
 		sum = m.inoHash(k, rev, attempt)
 	} else {
-		var b []byte
-		for _, part := range [][]byte{[]byte(k.App), []byte(k.Name), rev.IV} {
-			b = binary.AppendUvarint(b, uint64(len(part)))
-			b = append(b, part...)
-		}
-		b = binary.AppendVarint(b, int64(rev.Version))
-		b = binary.AppendUvarint(b, uint64(attempt))
-		mac := hmac.New(sha256.New, m.inoKey)
-		mac.Write(b)
-		sum = binary.BigEndian.Uint64(mac.Sum(nil))
+		sum = m.inoMAC([][]byte{[]byte(k.App), []byte(k.Name), rev.IV}, int64(rev.Version), int64(attempt))
 	}
 	ino := sum &^ (3 << 62)
 	if ino <= fuse.FUSE_ROOT_ID {

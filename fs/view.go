@@ -2,9 +2,6 @@ package fs
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/binary"
 	"strconv"
 	"syscall"
 
@@ -46,15 +43,7 @@ var (
 // revisions, whose IVs whoever writes the store chooses) under the
 // mount's key.
 func (m *mount) viewIno(k store.Key, digest string, attempt int) uint64 {
-	var b []byte
-	for _, part := range [][]byte{[]byte("view"), []byte(k.App), []byte(k.Name), []byte(digest)} {
-		b = binary.AppendUvarint(b, uint64(len(part)))
-		b = append(b, part...)
-	}
-	b = binary.AppendUvarint(b, uint64(attempt))
-	mac := hmac.New(sha256.New, m.inoKey)
-	mac.Write(b)
-	return binary.BigEndian.Uint64(mac.Sum(nil))&^(3<<62) | 1<<62
+	return m.inoMAC([][]byte{[]byte("view"), []byte(k.App), []byte(k.Name), []byte(digest)}, int64(attempt))&^(3<<62) | 1<<62
 }
 
 // viewInode returns the inode of the rendering in describes, in parent,
