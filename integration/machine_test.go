@@ -106,8 +106,15 @@ func bootMachine(t *testing.T, bin string, unit []byte, env string, data string)
 
 	deadline := time.Now().Add(60 * time.Second)
 	for m.init == 0 {
+		// nspawn's child is first a helper of nspawn's own (which
+		// exits once it has started the container's init) and only then
+		// the container's systemd: wait for a child that runs systemd.
 		out, _ := exec.Command("ps", "-o", "pid=", "--ppid", strconv.Itoa(m.nspawn.Process.Pid)).Output()
-		m.init, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+		for _, f := range strings.Fields(string(out)) {
+			if comm, err := os.ReadFile("/proc/" + f + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "systemd" {
+				m.init, _ = strconv.Atoi(f)
+			}
+		}
 		if time.Now().After(deadline) || !running(m.exited) {
 			t.Fatalf("no container init\n%s", m.nspawnLog())
 		}
