@@ -50,13 +50,27 @@ func (n *versionNode) OnForget() {
 }
 
 func (n *versionNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if n.m.requests.viaHandle(ctx) && !n.m.signals.isOwn(ctx) {
-		// The kernel refreshes attributes through a descriptor when a
-		// read finds them expired: a read the page cache served.
-		n.rev.Touch()
+	return n.m.immutableGetattr(ctx, n.rev, out)
+}
+
+// immutable is what the inode of a revision or of a view's rendering
+// serves attributes from: neither ever changes.
+type immutable interface {
+	Touch()
+	Attr() vfs.Attr
+}
+
+// immutableGetattr answers GETATTR of a revision's or a rendering's
+// inode. The kernel refreshes attributes through a descriptor when a
+// read finds them expired: a read the page cache served, which counts
+// as a read of the plaintext (Touch), unless it is the mount's own
+// change signal.
+func (m *mount) immutableGetattr(ctx context.Context, rev immutable, out *fuse.AttrOut) syscall.Errno {
+	if m.requests.viaHandle(ctx) && !m.signals.isOwn(ctx) {
+		rev.Touch()
 	}
-	fill(&out.Attr, n.rev.Attr())
-	out.SetTimeout(kernelTime(n.m.opts.TTL))
+	fill(&out.Attr, rev.Attr())
+	out.SetTimeout(kernelTime(m.opts.TTL))
 	return 0
 }
 

@@ -111,12 +111,7 @@ func (n *viewNode) OnForget() {
 }
 
 func (n *viewNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if n.m.requests.viaHandle(ctx) && !n.m.signals.isOwn(ctx) {
-		n.rev.Touch()
-	}
-	fill(&out.Attr, n.rev.Attr())
-	out.SetTimeout(kernelTime(n.m.opts.TTL))
-	return 0
+	return n.m.immutableGetattr(ctx, n.rev, out)
 }
 
 // Open is a revision's (see versionNode.Open): ENOSYS on a read-only

@@ -330,9 +330,11 @@ func announceReady(c *config, dir, about string, readOnly bool, ready *readyPipe
 // it, an open file) cannot be unmounted at once; it is then detached
 // lazily, so that the process can exit and no hung mount stays behind.
 // Files still open lose what they have not committed; a second signal
-// stops waiting for them.
-func unmount(server *fuse.Server, dir string, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) error {
-	err := server.Unmount()
+// stops waiting for them. tryUnmount is the clean unmount of the mount at
+// dir: go-fuse's for a mount it made, umount(2) for one made with the
+// kernel's mount API (--replace).
+func unmount(tryUnmount func() error, dir string, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) error {
+	err := tryUnmount()
 	if err == nil {
 		<-served
 		log.WithField("mountpoint", dir).Info("unmounted")

@@ -434,9 +434,11 @@ func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan s
 		return nil
 	}
 	if !s.handedOver {
-		return unmount(server, dir, served, stop, log)
+		return unmount(server.Unmount, dir, served, stop, log)
 	}
-	return unmountPath(s.dir, served, stop, log)
+	// Made with the kernel's mount API, not by go-fuse: unmounted by
+	// path, which shows this mount (checked above).
+	return unmount(func() error { return unix.Unmount(s.dir, 0) }, s.dir, served, stop, log)
 }
 
 // speakOnceMain gives a --daemon child that replaced the service's main
@@ -454,29 +456,6 @@ func (s *succession) speakOnceMain() {
 		// At once: the predecessor's last keep-alive may be a while ago.
 		notify(s.log, daemon.SdNotifyWatchdog)
 	}
-}
-
-// unmountPath unmounts the mount this process serves at dir, made with
-// the kernel's mount API, as unmount does for one go-fuse made: cleanly
-// if it can, else lazily.
-func unmountPath(dir string, served <-chan struct{}, stop <-chan os.Signal, log *logrus.Logger) error {
-	err := unix.Unmount(dir, 0)
-	if err == nil {
-		<-served
-		log.WithField("mountpoint", dir).Info("unmounted")
-		return nil
-	}
-	log.WithError(err).Warn("the mount is busy: files are open in it; detaching it lazily, and uncommitted writes in open files are lost")
-	if err := detach(dir); err != nil {
-		return fmt.Errorf("unmount %s: %w", dir, err)
-	}
-	select {
-	case <-served:
-	case <-stop:
-	case <-time.After(2 * time.Second):
-	}
-	log.WithField("mountpoint", dir).Info("detached")
-	return nil
 }
 
 // drain serves the detached mount until the kernel releases it (its
