@@ -248,33 +248,8 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	t.Cleanup(func() { _ = syscall.Unmount(bind, syscall.MNT_DETACH) })
 
 	// The consumer in its own mount namespace.
-	outPath := filepath.Join(t.TempDir(), "consumer.out")
-	out, err := os.Create(outPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	stopFile := filepath.Join(base, "stop")
-	consumer := exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", slaveConsumerScript)
-	consumer.Env = []string{"PATH=" + os.Getenv("PATH"), "HOST=" + host, "CONT=" + container, "APP=" + app,
-		"STOP=" + stopFile, "TESTPID=" + strconv.Itoa(os.Getpid())}
-	consumer.Stdout, consumer.Stderr = out, out
-	consumer.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := consumer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	consumerDone := make(chan struct{})
-	go func() { consumer.Wait(); close(consumerDone) }()
-	stopConsumer := func() {
-		os.WriteFile(stopFile, nil, 0o644)
-		select {
-		case <-consumerDone:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-consumer.Process.Pid, syscall.SIGKILL)
-			<-consumerDone
-		}
-	}
-	t.Cleanup(stopConsumer) // before the mounts' cleanups: it reads in a copy of the mount
+	consumer := startSlaveConsumer(t, slaveConsumerScript, base, host, container, app)
+	t.Cleanup(consumer.stop) // before the mounts' cleanups: it reads in a copy of the mount
 
 	// The readers in this namespace: four by path, one through the bind.
 	stop := make(chan struct{})
@@ -309,7 +284,7 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	t.Cleanup(stopReaders)
 
 	eventually(t, 30*time.Second, "the consumer reads", func() bool {
-		data, _ := os.ReadFile(outPath)
+		data, _ := os.ReadFile(consumer.out)
 		return bytes.Count(data, []byte(" ok ")) >= 3
 	})
 
@@ -411,18 +386,18 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	time.Sleep(commits.fresh)
 	// One secretfs mount in the consumer's namespace, below the
 	// directory it holds.
-	inConsumer := mountinfoLines(t, consumer.Process.Pid, filepath.Join(container, "secrets"))
+	inConsumer := mountinfoLines(t, consumer.cmd.Process.Pid, filepath.Join(container, "secrets"))
 	t.Logf("mountinfo of the consumer's namespace after %d replacements:\n%s", rounds, strings.Join(inConsumer, "\n"))
 	if len(inConsumer) != 1 || !strings.Contains(inConsumer[0], " - fuse.secretfs ") {
 		t.Errorf("in the consumer's namespace, %d mounts below its directory, want one secretfs mount", len(inConsumer))
 	}
 	stopReaders()
-	stopConsumer()
+	consumer.stop()
 
 	byPath.report(t)
 	throughBind.report(t)
 	held.report(t)
-	data, _ := os.ReadFile(outPath)
+	data, _ := os.ReadFile(consumer.out)
 	consumerReads := &tally{name: "a consumer in its own mount namespace, as uid 1000"}
 	line := regexp.MustCompile(`^(\d+) (\d+) (ok|error) (.*)$`)
 	var header []string

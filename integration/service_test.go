@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -442,45 +441,14 @@ func TestAConsumerInItsOwnMountNamespaceKeepsReadingAcrossAKilledAndRestartedDae
 	first.secret(value)
 
 	// The consumer.
-	outPath := filepath.Join(t.TempDir(), "consumer.out")
-	out, err := os.Create(outPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	stopFile := filepath.Join(base, "stop")
-	consumer := exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", consumerScript)
-	consumer.Env = []string{"PATH=" + os.Getenv("PATH"), "HOST=" + host, "CONT=" + container, "APP=" + app,
-		"STOP=" + stopFile, "TESTPID=" + strconv.Itoa(os.Getpid())}
-	consumer.Stdout, consumer.Stderr = out, out
-	// Its own process group, to be killed whole; setpriv clears the
-	// parent-death signal, so the loop also ends when this process is gone.
-	consumer.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := consumer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var consumerErr error
-	go func() { consumerErr = consumer.Wait(); close(exited) }()
-	var once sync.Once
-	stopConsumer := func() {
-		once.Do(func() {
-			select {
-			case <-exited:
-				return
-			default:
-			}
-			_ = syscall.Kill(-consumer.Process.Pid, syscall.SIGKILL)
-			<-exited
-		})
-	}
+	consumer := startSlaveConsumer(t, consumerScript, base, host, container, app)
 	// Before the mounts' own cleanups: a consumer reading in a propagated
 	// copy would keep the daemon's unmount busy.
-	t.Cleanup(stopConsumer)
-	pid := consumer.Process.Pid
+	t.Cleanup(consumer.kill)
+	pid := consumer.cmd.Process.Pid
 
 	reads := func() (header []string, all []consumerRead) {
-		data, _ := os.ReadFile(outPath)
+		data, _ := os.ReadFile(consumer.out)
 		line := regexp.MustCompile(`^(\d+) (ok|error) (.*)$`)
 		for _, l := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
 			mm := line.FindStringSubmatch(l)
@@ -496,9 +464,9 @@ func TestAConsumerInItsOwnMountNamespaceKeepsReadingAcrossAKilledAndRestartedDae
 	alive := func() {
 		t.Helper()
 		select {
-		case <-exited:
+		case <-consumer.exited:
 			header, all := reads()
-			t.Fatalf("the consumer exited (%v): %q, %d reads", consumerErr, header, len(all))
+			t.Fatalf("the consumer exited (%v): %q, %d reads", consumer.err, header, len(all))
 		default:
 		}
 	}
@@ -563,7 +531,7 @@ func TestAConsumerInItsOwnMountNamespaceKeepsReadingAcrossAKilledAndRestartedDae
 
 	second := mountAt(t, b, mountpoint, daemonFlags...)
 	second.secret(value)
-	t.Cleanup(stopConsumer) // again: before the second mount's cleanup
+	t.Cleanup(consumer.kill) // again: before the second mount's cleanup
 	if !strings.Contains(second.log(), "found a stale mount left by a process that died; recovering it") {
 		t.Errorf("the new daemon does not say it recovered the stale mount")
 	}
@@ -578,16 +546,16 @@ func TestAConsumerInItsOwnMountNamespaceKeepsReadingAcrossAKilledAndRestartedDae
 		t.Errorf("below the consumer's directory after the restart: %+v, want one secretfs mount other than the dead one (id %d)", after, served[0].id)
 	}
 
-	if err := os.WriteFile(stopFile, nil, 0o644); err != nil {
+	if err := os.WriteFile(consumer.stopFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case <-consumer.exited:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the consumer did not stop within 30s of being asked")
 	}
-	if consumerErr != nil {
-		t.Errorf("the consumer's loop ended with %v", consumerErr)
+	if consumer.err != nil {
+		t.Errorf("the consumer's loop ended with %v", consumer.err)
 	}
 	header, all = reads()
 	if len(header) != 3 || header[2] != fmt.Sprintf("%d stopped", len(all)) {
@@ -608,4 +576,60 @@ func TestAConsumerInItsOwnMountNamespaceKeepsReadingAcrossAKilledAndRestartedDae
 		}
 	}
 	t.Logf("one consumer, never restarted: %d reads of the value, %d errors while no daemon served", oks, errs)
+}
+
+// slaveConsumer is a shell script run by unshare in a mount namespace of
+// its own whose mounts are slaves of this one's (Kubernetes'
+// HostToContainer propagation), with HOST, CONT, APP, STOP and TESTPID in
+// its environment, in a process group of its own so that it is killed
+// whole (setpriv in a script clears the parent-death signal, so scripts
+// also end when TESTPID is gone).
+type slaveConsumer struct {
+	cmd      *exec.Cmd
+	out      string // the file it writes to
+	stopFile string // made to ask it to end
+	exited   chan struct{}
+	err      error // how it ended, once exited
+}
+
+func startSlaveConsumer(t *testing.T, script, base, host, container, app string) *slaveConsumer {
+	t.Helper()
+	c := &slaveConsumer{out: filepath.Join(t.TempDir(), "consumer.out"), stopFile: filepath.Join(base, "stop"), exited: make(chan struct{})}
+	out, err := os.Create(c.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	c.cmd = exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", script)
+	c.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOST=" + host, "CONT=" + container, "APP=" + app,
+		"STOP=" + c.stopFile, "TESTPID=" + strconv.Itoa(os.Getpid())}
+	c.cmd.Stdout, c.cmd.Stderr = out, out
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.err = c.cmd.Wait(); close(c.exited) }()
+	return c
+}
+
+// kill ends the consumer at once, if it has not ended. Call it from one
+// goroutine.
+func (c *slaveConsumer) kill() {
+	select {
+	case <-c.exited:
+		return
+	default:
+	}
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	<-c.exited
+}
+
+// stop asks the consumer to end, and kills it if it has not within 10 s.
+func (c *slaveConsumer) stop() {
+	os.WriteFile(c.stopFile, nil, 0o644)
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		c.kill()
+	}
 }
