@@ -248,9 +248,12 @@ func TestStatListAndLookupAnswerDuringASlowCommit(t *testing.T) {
 	}
 	localKMS.Pause()
 	defer localKMS.Resume()
+	// The counters run across the shard's tests (and this test's puts):
+	// wait for a GenerateDataKey after these, the close's.
+	keysBefore := localKMS.Calls("GenerateDataKey")
 	closed := make(chan error, 1)
 	go func() { closed <- w.Close() }()
-	eventually(t, 10*time.Second, "the close reaches KMS", func() bool { return localKMS.Calls("GenerateDataKey") > 0 })
+	eventually(t, 10*time.Second, "the close reaches KMS", func() bool { return localKMS.Calls("GenerateDataKey") > keysBefore })
 	out := m.mustSh("stat -c %s app/s; ls -l app | wc -l; cat app/t; stat -L -c %s app/t")
 	select {
 	case err := <-closed:
