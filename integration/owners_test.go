@@ -14,20 +14,21 @@ import (
 
 // twoUsersConfig gives billing to uid 1001 and auth to uid 1002, each
 // directory 0500 and each secret 0400, but billing/tls.key, readable by
-// the group too.
+// the group too: its rule names that one path, and wins although it comes
+// after billing/* (the order of issue 13's example).
 const twoUsersConfig = `owners:
   - match: billing
     uid: 1001
     gid: 1001
     mode: "0500"
-  - match: billing/tls.key
-    uid: 0
-    gid: 1001
-    mode: "0440"
   - match: billing/*
     uid: 1001
     gid: 1001
     mode: "0400"
+  - match: billing/tls.key
+    uid: 0
+    gid: 1001
+    mode: "0440"
   - match: auth
     uid: 1002
     gid: 1002

@@ -7,7 +7,7 @@
 //
 // The file is YAML:
 //
-//	owners:                      # first match wins; paths nothing matches use --uid/--gid/--file-mode/--dir-mode
+//	owners:                      # an exact path's rule, else the first match wins; paths nothing matches use --uid/--gid/--file-mode/--dir-mode
 //	  - match: billing           # an application's directory
 //	    uid: 1001
 //	    gid: 1001
@@ -16,6 +16,10 @@
 //	    uid: 1001
 //	    gid: 1001
 //	    mode: "0400"
+//	  - match: billing/tls.key   # one exact path: wins over every pattern, wherever it is
+//	    uid: 0
+//	    gid: 1001
+//	    mode: "0440"
 //	views:                       # read-only files rendered from secrets (package render)
 //	  - path: billing/db-user
 //	    secret: billing/db-credentials
@@ -32,8 +36,7 @@
 // Everything wrong with it is refused whole, at start, as "FILE:LINE:
 // reason": a key this package does not know (as yaml's KnownFields
 // would), a bad pattern, an owner rule that can never apply (an earlier
-// rule has the same pattern, or matches its literal path: the first match
-// wins), a mode that is not octal, a view that does not compile, two
+// rule has the same pattern), a mode that is not octal, a view that does not compile, two
 // views at one path, a view that hides a secret another view reads, and
 // a second YAML document in the file. Whether a view's path names a stored secret can only be
 // told against the store: CheckStore.
@@ -61,7 +64,7 @@ import (
 // Config is one configuration file, checked.
 type Config struct {
 	File   string  // where it was read from, for messages
-	Owners []Owner // in the file's order: the first that matches wins
+	Owners []Owner // in the file's order; see OwnerOf for which wins
 	Views  []View
 	Watch  []Watch
 }
@@ -313,29 +316,17 @@ func (c *Config) addOwner(p *parser, n *yaml.Node) error {
 	if o.UID == nil && o.GID == nil && o.Mode == nil {
 		return p.errorAt(n, "the owner rule for %q sets none of uid, gid and mode", o.Match)
 	}
-	if first, ok := shadowing(c.Owners, o.Match); ok {
-		return p.errorAt(match, "the owner rule for %q never applies: the rule for %q at line %d matches every path it does, and the first match wins; put the narrower rule first", o.Match, first.Match, first.Line)
+	if i := slices.IndexFunc(c.Owners, func(r Owner) bool { return r.Match == o.Match }); i >= 0 {
+		first := c.Owners[i]
+		return p.errorAt(match, "the owner rule for %q never applies: the rule at line %d has the same match; merge the two", o.Match, first.Line)
 	}
 	c.Owners = append(c.Owners, o)
 	return nil
 }
 
-// shadowing returns the first of rules that matches every path pat does,
-// as far as can be told without comparing two patterns' languages: the
-// same pattern, or one that matches pat when pat is a literal path
-// (billing/* before billing/tls.key).
-func shadowing(rules []Owner, pat string) (Owner, bool) {
-	literal := !strings.ContainsAny(pat, `*?[\`)
-	for _, r := range rules {
-		if r.Match == pat {
-			return r, true
-		}
-		if ok, _ := path.Match(r.Match, pat); ok && literal {
-			return r, true
-		}
-	}
-	return Owner{}, false
-}
+// exact reports whether pat names one path, with nothing for path.Match
+// to expand: its rule wins over every pattern (see OwnerOf).
+func exact(pat string) bool { return !strings.ContainsAny(pat, `*?[\`) }
 
 func (c *Config) addView(p *parser, n *yaml.Node) error {
 	var s render.Spec
@@ -413,13 +404,26 @@ func (c *Config) CheckStore(ctx context.Context, exists func(context.Context, st
 	return nil
 }
 
-// OwnerOf returns the first rule that matches p: an application ("app")
-// for its directory, "app/name" for a secret or a view.
+// OwnerOf returns the rule for p, an application ("app") for its
+// directory or "app/name" for a secret or a view: the rule whose match is
+// exactly p, else the first pattern in the file's order that matches it.
+// An exact path wins wherever it is written, so that a rule for one file
+// (billing/tls.key) is never made unreachable by the rule for its
+// application's files (billing/*) above it: the file reads the way its
+// writer evidently meant, in either order.
 func (c *Config) OwnerOf(p string) (Owner, bool) {
 	if c == nil {
 		return Owner{}, false
 	}
 	for _, o := range c.Owners {
+		if o.Match == p {
+			return o, true
+		}
+	}
+	for _, o := range c.Owners {
+		if exact(o.Match) {
+			continue
+		}
 		if ok, _ := path.Match(o.Match, p); ok {
 			return o, true
 		}

@@ -12,22 +12,22 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// issueExample is the file of issue 13, with a watch list, and its rule
-// for billing/tls.key before the one for billing/* (after it, it would
-// never apply, and is refused).
+// issueExample is the file of issue 13 as the issue gives it, with a
+// watch list: its rule for billing/tls.key comes after the one for
+// billing/*, and wins, being for that one path.
 const issueExample = `owners:                      # first match wins
   - match: billing           # an application's directory
     uid: 1001
     gid: 1001
     mode: "0500"
-  - match: billing/tls.key
-    uid: 0
-    gid: 1001
-    mode: "0440"
   - match: billing/*         # path.Match on application/secret (views included)
     uid: 1001
     gid: 1001
     mode: "0400"
+  - match: billing/tls.key
+    uid: 0
+    gid: 1001
+    mode: "0440"
 views:                       # read-only files rendered from secrets
   - path: billing/db-user
     secret: billing/db-credentials   # a secret whose value is JSON
@@ -75,9 +75,9 @@ func TestTheIssuesExampleParses(t *testing.T) {
 	}
 }
 
-// The first rule that matches wins, views included; an application's
-// rule is not its files'.
-func TestTheFirstMatchingOwnerRuleWins(t *testing.T) {
+// The rule for a path exactly wins; else the first pattern that matches,
+// views included; an application's rule is not its files'.
+func TestAnExactPathsRuleWinsElseTheFirstMatchingPattern(t *testing.T) {
 	c := parse(t, issueExample)
 	for _, v := range []struct {
 		path      string
@@ -86,9 +86,9 @@ func TestTheFirstMatchingOwnerRuleWins(t *testing.T) {
 		uid, mode uint32
 	}{
 		{"billing", true, 2, 1001, 0o500},
-		{"billing/db-password", true, 10, 1001, 0o400},
-		{"billing/tls.key", true, 6, 0, 0o440},     // before billing/*
-		{"billing/db-user", true, 10, 1001, 0o400}, // views included
+		{"billing/db-password", true, 6, 1001, 0o400},
+		{"billing/tls.key", true, 10, 0, 0o440},   // an exact path, after billing/*
+		{"billing/db-user", true, 6, 1001, 0o400}, // views included
 		{"auth", false, 0, 0, 0},
 		{"auth/x", false, 0, 0, 0},
 		{"billingx", false, 0, 0, 0},
@@ -96,6 +96,42 @@ func TestTheFirstMatchingOwnerRuleWins(t *testing.T) {
 		o, ok := c.OwnerOf(v.path)
 		if ok != v.ok || (ok && (o.Line != v.line || *o.UID != v.uid || *o.Mode != v.mode)) {
 			t.Errorf("OwnerOf(%q) = %+v, %v; want the rule at line %d (uid %d, mode %#o): %v", v.path, o, ok, v.line, v.uid, v.mode, v.ok)
+		}
+	}
+}
+
+// Among patterns the file's order decides, whichever is narrower; an
+// exact path wins wherever it is written.
+func TestAmongPatternsTheFirstInTheFileWins(t *testing.T) {
+	rules := map[string]string{
+		"db":     "  - match: billing/db-*\n    mode: \"0440\"\n",
+		"all":    "  - match: billing/*\n    mode: \"0400\"\n",
+		"exact":  "  - match: billing/db-main\n    mode: \"0444\"\n",
+		"exact2": "  - match: billing/db-main\n    mode: \"0404\"\n",
+	}
+	for _, v := range []struct {
+		order       []string
+		dbX, dbMain uint32
+		other       uint32
+	}{
+		{[]string{"db", "all"}, 0o440, 0o440, 0o400},
+		{[]string{"all", "db"}, 0o400, 0o400, 0o400},
+		{[]string{"exact", "all", "db"}, 0o400, 0o444, 0o400},
+		{[]string{"db", "exact2"}, 0o440, 0o404, 0},
+	} {
+		text := "owners:\n"
+		for _, r := range v.order {
+			text += rules[r]
+		}
+		c := parse(t, text)
+		for p, want := range map[string]uint32{"billing/db-x": v.dbX, "billing/db-main": v.dbMain, "billing/tls.key": v.other} {
+			o, ok := c.OwnerOf(p)
+			switch {
+			case want == 0 && ok:
+				t.Errorf("%v: OwnerOf(%q) = %+v, want no rule", v.order, p, o)
+			case want != 0 && (!ok || *o.Mode != want):
+				t.Errorf("%v: OwnerOf(%q) = %+v, %v; want mode %#o", v.order, p, o, ok, want)
+			}
 		}
 	}
 }
@@ -142,9 +178,8 @@ func TestRefusalsNameTheLineAndTheReason(t *testing.T) {
 		{"gid a list", "owners:\n  - match: a\n    gid: [1]\n", 3, "gid"},
 		{"rule without match", "owners:\n  - uid: 1\n", 2, "an owner rule needs match"},
 		{"rule setting nothing", "owners:\n  - match: a\n", 2, `the owner rule for "a" sets none of uid, gid and mode`},
-		{"a literal rule after a pattern that matches it", "owners:\n  - match: billing/*\n    mode: \"0400\"\n  - match: billing/tls.key\n    uid: 0\n", 4, `the owner rule for "billing/tls.key" never applies: the rule for "billing/*" at line 2 matches every path it does`},
-		{"an application after a pattern that matches it", "owners:\n  - match: \"*\"\n    gid: 7\n  - match: billing\n    uid: 1\n  - match: \"*\"\n    uid: 2\n", 4, `the owner rule for "billing" never applies: the rule for "*" at line 2`},
-		{"the same pattern twice", "owners:\n  - match: \"b*/*\"\n    gid: 7\n  - match: \"b*/*\"\n    uid: 2\n", 4, `the owner rule for "b*/*" never applies: the rule for "b*/*" at line 2`},
+		{"the same path twice", "owners:\n  - match: \"*\"\n    gid: 7\n  - match: billing\n    uid: 1\n  - match: billing\n    uid: 2\n", 6, `the owner rule for "billing" never applies: the rule at line 4 has the same match`},
+		{"the same pattern twice", "owners:\n  - match: \"b*/*\"\n    gid: 7\n  - match: \"b*/*\"\n    uid: 2\n", 4, `the owner rule for "b*/*" never applies: the rule at line 2 has the same match`},
 		{"key twice", "owners:\n  - match: a\n    uid: 1\n    uid: 2\n", 4, `"uid" is given twice in an owner rule (first at line 3)`},
 		{"view without path", "views:\n  - app: a\n    format: json\n", 2, "a view needs path"},
 		{"view that does not compile", "views:\n  - path: a/v\n    template: '{{ secret .Name }}'\n", 2, "a/v"},
