@@ -55,8 +55,10 @@ type Control struct {
 	l     *net.UnixListener
 	ident fileIdent // the socket file, to remove it only while it is ours
 
-	mu          sync.Mutex // guards what follows
-	path        string
+	mu   sync.Mutex // guards what follows
+	path string
+	// conns are the open connections, each true while one of its
+	// requests is being answered: Close lets that answer be sent.
 	conns       map[*net.UnixConn]bool
 	successor   *net.UnixConn // the connection that said hello, if any
 	steppedDown bool
@@ -166,7 +168,11 @@ func (c *Control) MoveTo(path string) error {
 
 // Close stops answering, ends every connection and waits for their
 // handlers, and removes the socket file if it is still this one (a
-// successor's, put in its place, stays).
+// successor's, put in its place, stays). A request being answered is
+// answered first: a step-down under way detaches the mount, and its
+// successor must hear that it did, or it would take its own mount back
+// from beneath a path that is about to show it. A request not yet being
+// answered is not answered.
 func (c *Control) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -175,8 +181,10 @@ func (c *Control) Close() error {
 	}
 	c.closed = true
 	err := c.l.Close()
-	for conn := range c.conns {
-		conn.Close()
+	for conn, answering := range c.conns {
+		if !answering {
+			conn.Close()
+		}
 	}
 	path, steppedDown := c.path, c.steppedDown
 	c.mu.Unlock()
@@ -238,16 +246,30 @@ func (c *Control) serve(conn *net.UnixConn) {
 				Error: fmt.Sprintf("refused: only uid %d may ask this secretfs anything, and you are uid %d", c.s.Owner, cred.Uid)})
 			return
 		}
+		if !c.answering(conn, true) {
+			closeAll(files) // Close came first: too late
+			return
+		}
 		reply := c.answer(conn, req, files)
 		closeAll(files)
 		err = send(conn, reply)
 		if req.Op == OpStepDown && reply.Error == "" && c.s.SteppedDown != nil {
 			c.s.SteppedDown()
 		}
-		if err != nil {
+		if !c.answering(conn, false) || err != nil {
 			return
 		}
 	}
+}
+
+// answering marks conn as answering a request, or done with it, and
+// reports whether the control socket is still open: a connection Close
+// found answering is ended by its handler once the answer is sent.
+func (c *Control) answering(conn *net.UnixConn, busy bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conns[conn] = busy
+	return !c.closed
 }
 
 func (c *Control) isSuccessor(conn *net.UnixConn) bool {
