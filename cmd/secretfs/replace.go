@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime/debug"
@@ -360,6 +361,7 @@ func (s *succession) healthy() bool {
 // it, and stops serving the metrics address, which the successor takes.
 // The mount goes on serving what still holds it (waitForEnd drains).
 func (s *succession) stepDown() error {
+	holdStepDown(s.log)
 	s.detaching.Store(true)
 	// As root directly, else through fusermount3, which may detach the
 	// mount of the user that made it.
@@ -372,6 +374,32 @@ func (s *succession) stepDown() error {
 		s.meter.SetServing(false)
 	}
 	return nil
+}
+
+// holdStepDownEnv is a test hook, and nothing else sets it: when set, it
+// names a FIFO that every step-down opens and reads to its end before it
+// detaches the mount. Opening the FIFO for writing returns once a
+// step-down has begun, and closing it lets the step-down go on: so the
+// integration tests signal a real process in the middle of its step-down
+// (integration: TestReplaceSignalledMidStepDownLeavesThePathServedByTheNewProcess),
+// which no timing could do reliably. Unset, it costs one lookup per
+// step-down.
+const holdStepDownEnv = "SECRETFS_TEST_HOLD_STEPDOWN"
+
+// holdStepDown waits at holdStepDownEnv's FIFO, if it is set.
+func holdStepDown(log logrus.FieldLogger) {
+	fifo := os.Getenv(holdStepDownEnv)
+	if fifo == "" {
+		return
+	}
+	log.WithField("fifo", fifo).Warn(holdStepDownEnv + " is set: the step-down waits until the FIFO is opened and closed again")
+	f, err := os.Open(fifo)
+	if err != nil {
+		log.WithError(err).Warn(holdStepDownEnv + ": not held")
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(io.Discard, f)
 }
 
 // steppedDownAndTold lets waitForEnd drain, once the successor heard
