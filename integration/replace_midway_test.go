@@ -71,6 +71,7 @@ func TestReplaceRefusesANewMountThatCannotListAndChangesNothing(t *testing.T) {
 	replacement.env = append(replacement.env, "AWS_ENDPOINT_URL_DYNAMODB="+hung.URL)
 
 	_, errOut, err := replacement.run(nil, "mount", dir, "--replace", "--daemon", "--timeout", "1s", "--log-format", "json", "--log-file", logPath)
+	t.Logf("--replace with a mount that cannot answer a listing: %v, %s", err, strings.TrimSpace(errOut))
 	if err == nil {
 		t.Errorf("--replace with a mount that cannot answer a listing succeeded: %q", errOut)
 	}
