@@ -228,7 +228,7 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	if err != nil {
 		switch fault.KindOf(err) {
 		case fault.Unavailable, fault.Other, fault.Conflict, fault.Exist:
-			err = k.confirm(ctx, op, item, err)
+			err = k.confirm(ctx, op, item, expected, err)
 		}
 	}
 	if err != nil {
@@ -252,13 +252,27 @@ var ErrOutcomeUnknown = errors.New("the outcome is unknown: the store took the w
 // decides what close(2) reports. The write landed if the store holds its
 // IV, which is fresh on every write. This is the one place that decides
 // whether a write landed.
-func (k *Keeper) confirm(ctx context.Context, op fault.Op, item *store.Item, putErr error) error {
+//
+// A look that finds the revision the write expected proves nothing: the
+// write may still be on its way (a server that took it and has not
+// applied it yet, as a frozen one) and land after the look. So the write
+// is sent again, the same item on the same condition (fence): whichever
+// of the two copies comes first lands, the other fails its condition,
+// and the answer to the second one decides. Only a store that no longer
+// holds the expected revision makes the first copy harmless.
+func (k *Keeper) confirm(ctx context.Context, op fault.Op, item *store.Item, expected store.Revision, putErr error) error {
 	refused := fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr)
-	var stored *store.Item
-	err := k.call(breaker.Always(ctx), op, item.Path(), func(ctx context.Context) (err error) {
-		stored, err = k.store.Get(ctx, item.Key)
-		return err
-	})
+	stored, err := k.look(ctx, op, item.Key)
+	if !refused && holds(stored, err, expected) {
+		putErr = k.fence(ctx, op, item, expected)
+		if putErr == nil {
+			return nil // the second copy landed; the first, if it comes, fails its condition
+		}
+		if refused = fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr); !refused {
+			return fault.E(op, item.Path(), fault.Unavailable, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, putErr))
+		}
+		stored, err = k.look(ctx, op, item.Key)
+	}
 	switch {
 	case err == nil && stored.Revision().Equal(item.Revision()):
 		return nil // ours: landed, its answer lost
@@ -266,14 +280,43 @@ func (k *Keeper) confirm(ctx context.Context, op fault.Op, item *store.Item, put
 		return fault.E(op, item.Path(), fault.KindOf(putErr), "the store holds version "+stored.Version.String()+" of another write")
 	case refused && fault.Is(fault.NotFound, err):
 		return fault.E(op, item.Path(), fault.KindOf(putErr), "the store holds no item")
-	case refused:
-		return putErr // the store answered the write; only the second look failed
 	case err == nil:
+		// Neither ours nor the one it expected: the write's condition can
+		// never hold again (IVs are fresh), so it never lands.
 		return fault.E(op, item.Path(), fault.Unavailable, "not committed (the store holds another revision)", putErr)
 	case fault.Is(fault.NotFound, err):
 		return fault.E(op, item.Path(), fault.Unavailable, "not committed (the store holds no item)", putErr)
 	}
+	// No answer to the look: a refusal may have been the SDK's resend of
+	// this very write, and a write without an answer may have landed.
 	return fault.E(op, item.Path(), fault.Unavailable, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, putErr))
+}
+
+// look reads the item at key for confirm, within one more deadline, even
+// while the store's breaker is open.
+func (k *Keeper) look(ctx context.Context, op fault.Op, key store.Key) (stored *store.Item, err error) {
+	err = k.call(breaker.Always(ctx), op, key.Path(), func(ctx context.Context) (err error) {
+		stored, err = k.store.Get(ctx, key)
+		return err
+	})
+	return stored, err
+}
+
+// holds reports whether a look (stored, err) found the revision expected:
+// that item, or no item where the write creates one.
+func holds(stored *store.Item, err error, expected store.Revision) bool {
+	if expected.Version == store.Absent {
+		return fault.Is(fault.NotFound, err)
+	}
+	return err == nil && stored.Revision().Equal(expected)
+}
+
+// fence sends item again on the same condition, within one more
+// deadline, even while the store's breaker is open (see confirm).
+func (k *Keeper) fence(ctx context.Context, op fault.Op, item *store.Item, expected store.Revision) error {
+	return k.call(breaker.Always(ctx), op, item.Path(), func(ctx context.Context) error {
+		return k.store.Put(ctx, item, expected)
+	})
 }
 
 // Delete removes k if the stored item is the expected Revision.

@@ -362,20 +362,40 @@ func TestCallersDeadlineIsNotTheKeepers(t *testing.T) {
 	}
 }
 
-// unsureStore plays a store whose Put goes out and gets no answer in time:
-// the write lands (land) or not, and a Get afterwards answers or not
-// (getHangs). A second Put answers a conflict, as DynamoDB does to an SDK
-// retry of a write that already landed (retried).
+// unsureStore plays a store whose first Put goes out and gets no answer
+// in time. What that first copy does meanwhile (first): it never lands
+// ("lost"), it landed before its answer was lost ("landed"), it lands
+// right after the look that settles it ("after the look"), or once
+// everything is over ("late", applied by the test). retried: the first
+// Put is answered with a failed condition, as DynamoDB answers an SDK
+// retry of a write that already landed. Later Puts (a fence) are the
+// inner store's, unless fenceHangs; a Get answers unless getHangs.
 type unsureStore struct {
 	store.Store
-	land, getHangs, retried bool
+	first                         string
+	getHangs, fenceHangs, retried bool
+	puts                          int
+	sent                          []byte // the IV of the write
+	pending                       func() // the first copy, still on its way
 }
 
 func (s *unsureStore) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
-	if s.land {
+	s.puts++
+	s.sent = item.InitialisationVector
+	if s.puts > 1 {
+		if s.fenceHangs {
+			<-ctx.Done()
+			return fault.E(fault.Op("unsure.Put"), item.Path(), ctx.Err())
+		}
+		return s.Store.Put(ctx, item, expected)
+	}
+	switch s.first {
+	case "landed":
 		if err := s.Store.Put(ctx, item, expected); err != nil {
 			return err
 		}
+	case "after the look", "late":
+		s.pending = func() { _ = s.Store.Put(context.Background(), item, expected) } // its condition decides
 	}
 	if s.retried {
 		return fault.E(fault.Op("unsure.Put"), item.Path(), fault.Conflict, "the SDK's retry found the write already there")
@@ -389,22 +409,45 @@ func (s *unsureStore) Get(ctx context.Context, k store.Key) (*store.Item, error)
 		<-ctx.Done()
 		return nil, fault.E(fault.Op("unsure.Get"), k.Path(), ctx.Err())
 	}
-	return s.Store.Get(ctx, k)
+	it, err := s.Store.Get(ctx, k)
+	if s.first == "after the look" && s.pending != nil {
+		s.arrive()
+	}
+	return it, err
+}
+
+// arrive lands the first copy, if it is still on its way.
+func (s *unsureStore) arrive() {
+	if s.pending != nil {
+		s.pending()
+		s.pending = nil
+	}
 }
 
 // A write whose answer did not come is settled by asking the store, within
-// one more deadline, which revision it holds.
+// one more deadline, which revision it holds; a store that still holds
+// the expected one is sent the write again (a fence), so that a first
+// copy still on its way cannot land after a close said it did not. What
+// Write says is true once every copy has arrived: committed if and only
+// if the store holds the write, exactly once.
 func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
 	k := store.Key{App: "app", Name: "s"}
 	for _, tc := range []struct {
-		name                    string
-		land, getHangs, retried bool
-		want                    string // "committed", "not committed", "unknown"
+		name                                   string
+		first                                  string
+		getHangs, fenceHangs, retried, another bool
+		want                                   string // "committed", "not committed", "unknown"
+		puts                                   int
 	}{
-		{"landed", true, false, false, "committed"},
-		{"did not land", false, false, false, "not committed"},
-		{"no second answer", false, true, false, "unknown"},
-		{"a retry of a landed write", true, false, true, "committed"},
+		{name: "landed, its answer lost", first: "landed", want: "committed", puts: 1},
+		{name: "lost: the fence lands it", first: "lost", want: "committed", puts: 2},
+		{name: "lands after the look: the fence is refused", first: "after the look", want: "committed", puts: 2},
+		{name: "lands late: the fence lands first", first: "late", want: "committed", puts: 2},
+		{name: "another writer won", first: "late", another: true, want: "not committed", puts: 1},
+		{name: "no answer to the look", first: "late", getHangs: true, want: "unknown", puts: 1},
+		{name: "no answer to the fence", first: "late", fenceHangs: true, want: "unknown", puts: 2},
+		{name: "a retry of a landed write", first: "landed", retried: true, want: "committed", puts: 1},
+		{name: "refused, and no answer to the look", first: "landed", retried: true, getHangs: true, want: "unknown", puts: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inner := memory.New()
@@ -413,13 +456,18 @@ func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := &unsureStore{Store: inner, land: tc.land, getHangs: tc.getHangs, retried: tc.retried}
+			if tc.another {
+				if _, err := plain.Write(context.Background(), k, []byte("another"), before.Revision()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := &unsureStore{Store: inner, first: tc.first, getHangs: tc.getHangs, fenceHangs: tc.fenceHangs, retried: tc.retried}
 			e, err := crypto.NewEnvelope(w, crypto.FormatV2)
 			if err != nil {
 				t.Fatal(err)
 			}
 			kp := NewKeeper(s, e, Options{Timeout: 50 * time.Millisecond})
-			item, err := kp.Write(context.Background(), k, []byte("after"), before.Revision())
+			_, err = kp.Write(context.Background(), k, []byte("after"), before.Revision())
 			got := "committed"
 			switch {
 			case errors.Is(err, ErrOutcomeUnknown):
@@ -433,11 +481,20 @@ func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
 			if got != tc.want {
 				t.Fatalf("Write: %v (%v), want %s", got, err, tc.want)
 			}
-			if got == "committed" {
-				stored, _ := s.Store.Get(context.Background(), k)
-				if !stored.Revision().Equal(item.Revision()) {
-					t.Error("settled as committed, but the store holds another revision")
-				}
+			if s.puts != tc.puts {
+				t.Errorf("%d Puts, want %d", s.puts, tc.puts)
+			}
+			s.arrive() // every copy has arrived: what Write said must hold now
+			stored, err := inner.Get(context.Background(), k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ours := bytes.Equal(stored.InitialisationVector, s.sent)
+			switch {
+			case got == "committed" && (!ours || stored.Version != before.Version+1):
+				t.Errorf("settled as committed, but the store holds version %d of another write", stored.Version)
+			case got == "not committed" && ours:
+				t.Error("settled as not committed, but the write landed")
 			}
 		})
 	}

@@ -76,6 +76,9 @@ type Server struct {
 	denied    int           // requests still to refuse with AccessDenied
 	muted     string        // an operation whose requests land but whose answers are withheld
 	unmuted   chan struct{} // closed by Unmute
+	delayed   string        // an operation whose next request is held on its way (Delay)
+	delivered chan struct{} // closed by Deliver
+	inFlight  sync.WaitGroup
 }
 
 // service is how one AWS service writes an error: both use a JSON
@@ -261,6 +264,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rp *httputil.Reve
 		return
 	}
 	op := operationOf(r)
+	if delivered := s.delay(op); delivered != nil {
+		s.forwardDelayed(w, r, body, rp, delivered)
+		return
+	}
 	refusal, muted, unmuted, resumed := s.admit(op)
 	if resumed != nil {
 		// An unreachable host: no answer, unless the partition
@@ -342,6 +349,56 @@ func forwardMuted(w http.ResponseWriter, r, out *http.Request, rp *httputil.Reve
 	}
 	w.WriteHeader(rec.Code)
 	w.Write(rec.Body.Bytes())
+}
+
+// delay takes the next request of op, while Delay lasts, off the
+// network until Deliver (nil for every other request): it is counted now.
+func (s *Server) delay(op string) (delivered chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if op == "" || op != s.delayed {
+		return nil
+	}
+	s.delayed = ""
+	s.total++
+	s.calls[op]++
+	s.inFlight.Add(1)
+	return s.delivered
+}
+
+// forwardDelayed forwards a delayed request once it is delivered, whether
+// or not its client is still waiting (an answer nobody waits for is
+// lost), as a network that held a packet and lets it through late.
+func (s *Server) forwardDelayed(w http.ResponseWriter, r *http.Request, body []byte, rp *httputil.ReverseProxy, delivered chan struct{}) {
+	defer s.inFlight.Done()
+	<-delivered
+	out := r.WithContext(context.WithoutCancel(r.Context()))
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	rp.ServeHTTP(w, out)
+}
+
+// Delay holds the next request of operation op (e.g. "PutItem") on its
+// way to the server until Deliver: its client gives up at its deadline,
+// and the request still arrives afterwards and takes effect, as one
+// delayed in a network can. Other requests, and later ones of op, go
+// through.
+func (s *Server) Delay(op string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delayed, s.delivered = op, make(chan struct{})
+}
+
+// Deliver lets the request Delay held reach the server, and returns once
+// the server has answered it. Without a held request, it only ends Delay.
+func (s *Server) Deliver() {
+	s.mu.Lock()
+	if s.delivered != nil {
+		close(s.delivered)
+	}
+	s.delayed, s.delivered = "", nil
+	s.mu.Unlock()
+	s.inFlight.Wait()
 }
 
 // Mute makes requests of operation op (e.g. "PutItem") land on the
