@@ -103,11 +103,11 @@ func (c *Catalog) freshStep(a *appIndex, ks *keyState, k store.Key, now, until t
 	case ks.status == keyRefused:
 		return answer(secrets.Entry{}, ks.refusal)
 	}
+	if c.mustTry(ks, tried, now) {
+		return step{try: ks.snap}
+	}
 	if e, ok := c.prevAnswer(ks, k, now); ok {
 		return answer(e, nil)
-	}
-	if c.mustTry(ks, tried) {
-		return step{try: ks.snap}
 	}
 	e := secrets.Entry{Meta: ks.snap.meta, Fresh: until.Sub(now)}
 	if err := last.wait.failure(); ks.snap.item != nil || (!last.revalidation && err != nil && !fault.Answered(err)) {
@@ -124,12 +124,12 @@ func (c *Catalog) freshStep(a *appIndex, ks *keyState, k store.Key, now, until t
 // asked (cause): the last answer, if it may be given, after trying to
 // decrypt its revision if need be; else the failure. c.mu must be held.
 func (c *Catalog) staleStep(ks *keyState, k store.Key, cause error, tried *snapshot) step {
-	e, ok := c.staleAnswer(ks, k, cause)
-	switch {
-	case !ok:
-		return answer(secrets.Entry{}, cause)
-	case c.mustTry(ks, tried) && e.Revision().Equal(ks.snap.meta.Revision()):
+	if now := c.now(); c.mayServeStaleKey(ks, now) && c.mustTry(ks, tried, now) {
 		return step{try: ks.snap}
+	}
+	e, ok := c.staleAnswer(ks, k, cause)
+	if !ok {
+		return answer(secrets.Entry{}, cause)
 	}
 	return answer(e, nil)
 }

@@ -20,7 +20,7 @@ import (
 // the stale window. c.mu must be held.
 func (c *Catalog) staleAnswer(ks *keyState, k store.Key, cause error) (secrets.Entry, bool) {
 	now := c.now()
-	if !ks.served() || !c.withinStale(ks.verified, now) {
+	if !c.mayServeStaleKey(ks, now) {
 		return secrets.Entry{}, false
 	}
 	first := !ks.warned
@@ -47,13 +47,27 @@ func (c *Catalog) prevAnswer(ks *keyState, k store.Key, now time.Time) (secrets.
 	return secrets.Entry{Meta: prev.meta, Fresh: c.opts.RetryAfter, Stale: true}, true
 }
 
+// mayServeStaleKey reports whether the last answer about a key may be
+// given while the store cannot answer. c.mu must be held.
+func (c *Catalog) mayServeStaleKey(ks *keyState, now time.Time) bool {
+	return ks.served() && c.withinStale(ks.verified, now)
+}
+
 // fallback returns the revision kept from before (ks.prev), and why, when
-// it is what k must be answered with now: the current revision could not
-// be decrypted a moment ago for want of an answer (the key service, or
-// the store for its item), and the kept one is held and within the stale
-// window. Every answer about k (Lookup, a stale answer, Known) goes
-// through it, so that they agree: an open checks the revision it was
-// looked up as against Known. c.mu must be held.
+// it is what k must be answered with now: the last attempt to decrypt the
+// current revision got no answer (the key service, or the store for its
+// item) and none has decrypted it since, and the kept one is held and
+// within the stale window. Every answer about k (Lookup, a stale answer,
+// Known) goes through it, so that they agree: an open checks the revision
+// it was looked up as against Known.
+//
+// How long ago that attempt failed does not matter here: a lookup that
+// tried the current revision may answer well after (its revalidation
+// waits for the store's deadline), and the kernel keeps that answer for
+// RetryAfter after it; for all that time Known must say what the lookup
+// said, and the lookup must not answer with the revision it just failed
+// to decrypt. When to try the keys again is mustTry's rule. c.mu must be
+// held.
 func (c *Catalog) fallback(ks *keyState, now time.Time) (*snapshot, error) {
 	if ks.prev == nil {
 		return nil, nil
@@ -65,20 +79,23 @@ func (c *Catalog) fallback(ks *keyState, now time.Time) (*snapshot, error) {
 		return nil, nil
 	}
 	s := ks.snap
-	if !c.recent(s.failed, now) || !c.withinStale(ks.prevSince, now) {
+	if s.failed == nil || !c.withinStale(ks.prevSince, now) {
 		return nil, nil
 	}
 	return ks.prev, s.failed.err
 }
 
 // mustTry reports whether a lookup must try to decrypt k's current
-// revision before it answers with it: a revision read before (ks.prev)
-// could be served instead, the current one is not held, and the lookup
-// has not tried it yet (tried). Whatever the answer (fresh or stale), a
-// name is not pointed at a revision that cannot be read while the last
-// value read could be served. c.mu must be held.
-func (c *Catalog) mustTry(ks *keyState, tried *snapshot) bool {
-	return ks.served() && ks.prev != nil && ks.snap != tried && !c.resident.holds(ks.snap)
+// revision before it answers: a revision read before (ks.prev) could be
+// served instead, the current one is not held, the lookup has not tried
+// it yet (tried), and the last attempt, if any, failed at least
+// RetryAfter ago (the key service is not asked again sooner, as the
+// breaker in front of it would not either). Whatever the answer (fresh or
+// stale), a name is not pointed at a revision that cannot be read while
+// the last value read could be served. c.mu must be held.
+func (c *Catalog) mustTry(ks *keyState, tried *snapshot, now time.Time) bool {
+	return ks.served() && ks.prev != nil && ks.snap != tried && !c.resident.holds(ks.snap) &&
+		!c.recent(ks.snap.failed, now)
 }
 
 // settlePrev applies the outcome of decrypting snap, the current revision
