@@ -279,7 +279,7 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 	if err := m.AttachBeneath(s.dir); err != nil {
 		return nil, fmt.Errorf("--replace: %w", err)
 	}
-	if err := s.pred.StepDown(m); err != nil && !s.onTop() {
+	if err := s.pred.StepDown(m); err != nil && !s.onTop() && !(errors.Is(err, handover.ErrNoReply) && afterLostStepDown(s, lostStepDownLimit)) {
 		if undo := m.Withdraw(s.dir, s.pred.Mount.Dev); undo != nil {
 			return nil, fmt.Errorf("--replace: %w; and this mount could not be taken from beneath the live one (%v): it is left dead there when this process exits, and the next mount after the live one stops recovers it", err, undo)
 		}
@@ -303,6 +303,65 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 		s.listenMetricsOnceFree()
 	}
 	return server, nil
+}
+
+// lostStepDownLimit bounds the wait of afterLostStepDown: a predecessor
+// that a signal is ending unmounts within moments.
+const lostStepDownLimit = 5 * time.Second
+
+// stepDownView is what afterLostStepDown looks at and may do.
+type stepDownView interface {
+	onTop() bool            // this mount serves the mount point
+	predecessorAlive() bool // the predecessor's process still runs
+	detachPredecessor()     // detach the predecessor's mount, if it is the top one
+}
+
+// afterLostStepDown decides whether this mount serves the mount point
+// after its step-down request got no reply (handover.ErrNoReply). That is
+// what a predecessor being ended by a signal does: it closes its control
+// socket before it answers a request it had not begun, then unmounts its
+// own mount, which leaves this one, beneath, on top. Withdrawing at once
+// would race that unmount and could leave the path with no mount. So it
+// waits, up to limit: this mount on top means served. A predecessor whose
+// process is gone while its mount is still on top died without
+// unmounting (that mount only answers ENOTCONN): its mount is detached,
+// which it can no longer do itself. A predecessor still alive and on top
+// at the limit keeps serving, and the caller withdraws.
+func afterLostStepDown(v stepDownView, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		if v.onTop() {
+			return true
+		}
+		if !v.predecessorAlive() {
+			v.detachPredecessor()
+			return v.onTop()
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// predecessorAlive implements stepDownView.
+func (s *succession) predecessorAlive() bool {
+	err := unix.Kill(s.pred.PID, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
+}
+
+// detachPredecessor implements stepDownView. Only a predecessor whose
+// process is gone is detached, so nothing else moves the top mount
+// between the look and the detach.
+func (s *succession) detachPredecessor() {
+	if !servedBy(s.dir, s.pred.Mount.Dev) {
+		return
+	}
+	if err := unix.Unmount(s.dir, unix.MNT_DETACH); err != nil {
+		s.log.WithError(err).Warn("--replace: the predecessor died without unmounting, and its dead mount could not be detached")
+		return
+	}
+	s.log.WithField("pid", s.pred.PID).Warn("--replace: the predecessor died in the middle of its step-down; its dead mount is detached")
 }
 
 // servedBy reports whether the top mount at dir is the file system dev.

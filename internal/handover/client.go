@@ -134,6 +134,14 @@ func dial(mountpoint string) (*Predecessor, error) {
 	return &Predecessor{Mountpoint: mountpoint, PID: int(cred.Pid), conn: conn}, nil
 }
 
+// ErrNoReply is in the chain of an error of a request that got no reply:
+// the connection ended (or timed out) before the request could be sent
+// or answered. A predecessor that a signal is ending closes its
+// connections, then unmounts; one in the middle of a step-down may have
+// done what it was asked. Either way the caller must look at the mount
+// point rather than conclude.
+var ErrNoReply = errors.New("no reply")
+
 // ask sends op and keeps the reply in p.Hello.
 func (p *Predecessor) ask(op string, fds ...int) error {
 	return p.send(request{V: Version, Op: op}, fds...)
@@ -141,13 +149,13 @@ func (p *Predecessor) ask(op string, fds ...int) error {
 
 func (p *Predecessor) send(req request, fds ...int) error {
 	if err := send(p.conn, req, fds...); err != nil {
-		return fmt.Errorf("asking the secretfs serving %s: %w", p.Mountpoint, err)
+		return fmt.Errorf("asking the secretfs serving %s: %w (%w)", p.Mountpoint, ErrNoReply, err)
 	}
 	var r Reply
 	files, err := receive(p.conn, &r, time.Now().Add(ioTimeout))
 	closeAll(files)
 	if err != nil {
-		return fmt.Errorf("asking the secretfs serving %s: %w", p.Mountpoint, err)
+		return fmt.Errorf("asking the secretfs serving %s: %w (%w)", p.Mountpoint, ErrNoReply, err)
 	}
 	if r.Program != Program {
 		return fmt.Errorf("what answers at %s is not a secretfs (it says it is %q)", SocketPath(p.Mountpoint), r.Program)
