@@ -38,7 +38,7 @@ var (
 
 // fixture is a file system over a fake catalog, with what it told.
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	cat *vfstest.Catalog
 	fs  *FS
 	log *logtest.Hook
@@ -63,7 +63,7 @@ func testErrno(err error) syscall.Errno {
 	return syscall.EIO
 }
 
-func newFixture(t *testing.T, opts Options) *fixture {
+func newFixture(t testing.TB, opts Options) *fixture {
 	t.Helper()
 	f := &fixture{t: t, cat: vfstest.New()}
 	log, hook := logtest.NewNullLogger()
