@@ -121,11 +121,17 @@ func (a *appNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 // dirHandle lists one application a page at a time (vfs.Listing), and
 // answers the lookups of READDIRPLUS from the page it just listed: `ls -l`
 // of an application costs its listing pages and nothing per file.
+//
+// What it lists is kept in the handle, not made per entry: go-fuse copies
+// the entry Readdirent returns before it asks for the next, and `ls -l`
+// of a large application makes one of each per secret.
 type dirHandle struct {
-	a    *appNode
-	list *vfs.Listing
-	dots int // "." and ".." emitted
-	last *store.Meta
+	a      *appNode
+	list   *vfs.Listing
+	dots   int        // "." and ".." emitted
+	last   store.Meta // the name just listed, when listed is set
+	listed bool
+	ent    fuse.DirEntry // what Readdirent returns
 }
 
 var (
@@ -137,24 +143,26 @@ var (
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	if h.dots < 2 {
 		h.dots++
-		return &fuse.DirEntry{Name: ".."[:h.dots], Mode: syscall.S_IFDIR}, 0
+		h.ent = fuse.DirEntry{Name: ".."[:h.dots], Mode: syscall.S_IFDIR}
+		return &h.ent, 0
 	}
 	meta, ok, err := h.list.Next(ctx)
 	if err != nil || !ok {
 		return nil, h.a.m.errno("readdir", fault.Path(h.a.app), err)
 	}
-	h.last = &meta
-	return &fuse.DirEntry{Name: meta.Name, Mode: syscall.S_IFREG}, 0
+	h.last, h.listed = meta, true
+	h.ent = fuse.DirEntry{Name: meta.Name, Mode: syscall.S_IFREG}
+	return &h.ent, 0
 }
 
 // Lookup answers READDIRPLUS's lookup of the name just listed from the
 // listing (see vfs.FS.LookupListed). Returning no entry is not an error
 // for the kernel: the listing keeps the name, and a stat looks it up.
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if h.last == nil || h.last.Name != name {
+	if !h.listed || h.last.Name != name {
 		return h.a.Lookup(ctx, name, out)
 	}
-	e, err := h.a.m.vfs.LookupListed(ctx, *h.last)
+	e, err := h.a.m.vfs.LookupListed(ctx, h.last)
 	return h.a.m.entry(ctx, &h.a.Inode, h.last.Key, e, err, listing, out)
 }
 
@@ -165,6 +173,6 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 		return h.a.m.errno("seekdir", fault.Path(h.a.app), fault.E(fault.Path(h.a.app), fault.NotSupported, "seeking a listing other than to its start"))
 	}
 	h.list.Rewind()
-	h.dots, h.last = 0, nil
+	h.dots, h.listed = 0, false
 	return 0
 }
