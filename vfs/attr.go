@@ -2,6 +2,8 @@ package vfs
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/secretfs/secretfs/fault"
@@ -27,15 +29,16 @@ type Owner struct {
 	UID, GID, Mode *uint32
 }
 
-// owner is who owns p ("app" for an application's directory, "app/name"
-// for a secret or a view) and its permission bits: the rule p matches, or
-// the mount options. perm is the mount options' bits for its kind.
-func (v *FS) owner(p string, perm uint32) (uid, gid, mode uint32) {
+// owner is who owns k (an application's directory for a Key with no
+// Name, else a secret or a view) and its permission bits: the rule its
+// path matches, or the mount options. perm is the mount options' bits for
+// its kind.
+func (v *FS) owner(k store.Key, perm uint32) (uid, gid, mode uint32) {
 	uid, gid, mode = v.opts.UID, v.opts.GID, perm
-	if v.opts.OwnerOf == nil {
+	if v.owners == nil {
 		return uid, gid, mode
 	}
-	o := v.opts.OwnerOf(p)
+	o := v.owners.of(k)
 	if o.UID != nil {
 		uid = *o.UID
 	}
@@ -48,6 +51,45 @@ func (v *FS) owner(p string, perm uint32) (uid, gid, mode uint32) {
 	return uid, gid, mode
 }
 
+// owners answers Options.OwnerOf and keeps each answer: the rules never
+// change while the file system lives, and `ls -l` asks them of every name
+// of an application each time, which costs a path made of the name and a
+// match of every rule's pattern in turn until one matches. It keeps at
+// most maxOwners answers (a few large applications' names), then starts
+// over.
+type owners struct {
+	rules func(path string) Owner
+	kept  sync.Map // store.Key → Owner; an application's directory is its Key with no Name
+	n     atomic.Int64
+}
+
+// maxOwners bounds the answers owners keeps.
+const maxOwners = 1 << 14
+
+func newOwners(rules func(string) Owner) *owners {
+	if rules == nil {
+		return nil
+	}
+	return &owners{rules: rules}
+}
+
+func (o *owners) of(k store.Key) Owner {
+	if got, ok := o.kept.Load(k); ok {
+		return got.(Owner)
+	}
+	p := k.App
+	if k.Name != "" {
+		p = k.String()
+	}
+	owner := o.rules(p)
+	if o.n.Add(1) > maxOwners {
+		o.kept.Clear()
+		o.n.Store(1)
+	}
+	o.kept.Store(k, owner)
+	return owner
+}
+
 // RootAttr is the attributes of the root: the mount options'.
 func (v *FS) RootAttr() Attr {
 	return Attr{Dir: true, Perm: v.opts.DirMode, Nlink: 2, UID: v.opts.UID, GID: v.opts.GID, Modified: v.started}
@@ -56,7 +98,7 @@ func (v *FS) RootAttr() Attr {
 // AppAttr is the attributes of the application app's directory: made
 // when the mount was, owned as its owner rule says.
 func (v *FS) AppAttr(app string) Attr {
-	uid, gid, mode := v.owner(app, v.opts.DirMode)
+	uid, gid, mode := v.owner(store.Key{App: app}, v.opts.DirMode)
 	return Attr{Dir: true, Perm: mode, Nlink: 2, UID: uid, GID: gid, Modified: v.started}
 }
 
@@ -69,7 +111,7 @@ func (v *FS) fileAttr(meta store.Meta, nlink uint32) Attr {
 	if t.IsZero() {
 		t = time.Unix(0, 0)
 	}
-	uid, gid, mode := v.owner(meta.Key.String(), v.opts.FileMode)
+	uid, gid, mode := v.owner(meta.Key, v.opts.FileMode)
 	return Attr{Perm: mode, Nlink: nlink, UID: uid, GID: gid, Size: max(meta.Size, 0), Modified: t}
 }
 

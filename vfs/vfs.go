@@ -96,7 +96,8 @@ type Options struct {
 	// OwnerOf, if set, says who owns a path ("app" for an application's
 	// directory, "app/name" for a secret or a view) and with which mode,
 	// as the owner rules of the config file do; what it leaves nil is
-	// UID, GID, FileMode or DirMode.
+	// UID, GID, FileMode or DirMode. It must say the same of a path every
+	// time: its answers are kept (see owners).
 	OwnerOf func(path string) Owner
 	// Views are the views the file system shows (see view.go), each at
 	// its own path. Two views at one path are refused before (package
@@ -126,8 +127,9 @@ type FS struct {
 	currentViews map[store.Key]*viewState
 	renderings   map[*ViewRevision]struct{} // the renderings that hold their bytes, for Close
 
-	views  views  // never changes
-	macKey []byte // keys viewMAC: random, this file system's own
+	views  views   // never changes
+	macKey []byte  // keys viewMAC: random, this file system's own
+	owners *owners // Options.OwnerOf's answers; nil without it
 }
 
 // New returns the file system of cat.
@@ -153,7 +155,7 @@ func New(cat secrets.Catalog, opts Options) *FS {
 	return &FS{cat: cat, opts: opts, log: opts.Log, started: time.Now(), macKey: macKey,
 		made: map[string]bool{}, secrets: map[store.Key]*Secret{},
 		currentViews: map[store.Key]*viewState{}, renderings: map[*ViewRevision]struct{}{},
-		views: newViews(opts.Views)}
+		views: newViews(opts.Views), owners: newOwners(opts.OwnerOf)}
 }
 
 // defaultIdle is Options.Idle when none is given: the catalog's default.
