@@ -35,7 +35,7 @@
 // This package never logs a value.
 //
 // Locking: mount.mu guards the inode table (mount.versions, mount.byID,
-// mount.views, mount.secrets) and nothing else; no other lock is taken
+// mount.byName, mount.views, mount.secrets) and nothing else; no other lock is taken
 // while it is held, and it is never held across a call into go-fuse or
 // vfs. The signaller's lock (signaller.mu) guards its queue alone.
 package fs
@@ -127,6 +127,7 @@ type mount struct {
 	mu       sync.Mutex                   // guards the inode table below; see the package comment
 	versions map[uint64]*versionNode      // revision inodes the kernel may hold, by inode number
 	byID     map[revisionID]*versionNode  // the same, by what they are (see versionInode)
+	byName   map[store.Key]*versionNode   // of each name, the node last entered in byID for it (see versionOf)
 	views    map[uint64]*viewNode         // the inodes of views' renderings, by inode number
 	secrets  map[*vfs.Secret]*createdNode // the inodes of secrets being created here
 }
@@ -254,7 +255,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		opts.Log = logrus.StandardLogger()
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
-		versions: map[uint64]*versionNode{}, byID: map[revisionID]*versionNode{}, views: map[uint64]*viewNode{},
+		versions: map[uint64]*versionNode{}, byID: map[revisionID]*versionNode{}, byName: map[store.Key]*versionNode{}, views: map[uint64]*viewNode{},
 		secrets: map[*vfs.Secret]*createdNode{},
 		notify:  inodeNotifier{}, proc: realProc{}, inoKey: newInoKey()}
 	m.vfs = vfs.New(cat, vfs.Options{ReadOnly: opts.ReadOnly, WriteOnly: opts.WriteOnly, Apps: opts.Apps,

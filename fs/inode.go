@@ -147,9 +147,17 @@ func (m *mount) version(ino uint64) *versionNode {
 	return m.versions[ino]
 }
 
+// versionOf returns the node of revision rev of k in mount.byID, or nil.
+// The node of an unchanged secret is found by its name (mount.byName),
+// which the next `ls -l` asks for every name again: a map keyed by the
+// name alone, whose strings are most often the very ones the listing
+// gives, costs less than one keyed by a copy of the IV as well.
 func (m *mount) versionOf(k store.Key, rev store.Revision) *versionNode {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if n := m.byName[k]; n != nil && n.registered.version == rev.Version && n.registered.iv == string(rev.IV) {
+		return n
+	}
 	return m.byID[idOf(k, rev)]
 }
 
@@ -170,17 +178,32 @@ func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key,
 	return n
 }
 
-// register makes n the inode of id in mount.byID, unless a node that is
-// still id holds it. m.mu must be held.
+// register makes n the inode of id in mount.byID (and the node of its
+// name in mount.byName), unless a node that is still id holds it. m.mu
+// must be held.
+//
+// Whatever mount.byName holds for a name is in mount.byID as what it
+// was registered as (versionOf relies on it): a node leaves byName when
+// it leaves byID, here or in forgotVersion.
 func (m *mount) register(n *versionNode, id revisionID) {
 	if held := m.byID[id]; held != nil && held != n && held.registered == id && m.versions[held.ino] == held {
 		return
 	}
+	m.unregister(n)
+	m.byID[id] = n
+	m.byName[id.key] = n
+	n.registered = id
+}
+
+// unregister takes n out of mount.byID and mount.byName, where it holds
+// what it was registered as. m.mu must be held.
+func (m *mount) unregister(n *versionNode) {
 	if m.byID[n.registered] == n {
 		delete(m.byID, n.registered)
 	}
-	m.byID[id] = n
-	n.registered = id
+	if m.byName[n.registered.key] == n {
+		delete(m.byName, n.registered.key)
+	}
 }
 
 // revive registers n again if OnForget dropped it while a request still
@@ -210,9 +233,7 @@ func (m *mount) forgotVersion(n *versionNode) {
 	if m.versions[n.ino] == n {
 		delete(m.versions, n.ino)
 	}
-	if m.byID[n.registered] == n {
-		delete(m.byID, n.registered)
-	}
+	m.unregister(n)
 }
 
 // renamedInPlace keeps the inode a RENAME moved: the kernel moves its
