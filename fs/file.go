@@ -21,9 +21,12 @@ type versionNode struct {
 	m   *mount
 	ino uint64
 	rev *vfs.Revision
-	// registered is the revision this node is in mount.byID as (guarded
+	// registered is the revision this node is in mount.byName as (guarded
 	// by mount.mu): what it was made for, or renamed to.
 	registered revisionID
+	// sameName is the next node registered under the same name, or nil
+	// (guarded by mount.mu; see mount.register).
+	sameName *versionNode
 }
 
 var (

@@ -34,8 +34,8 @@
 //
 // This package never logs a value.
 //
-// Locking: mount.mu guards the inode table (mount.versions, mount.byID,
-// mount.byName, mount.views, mount.secrets) and nothing else; no other lock is taken
+// Locking: mount.mu guards the inode table (mount.versions, mount.byName,
+// mount.views, mount.secrets) and nothing else; no other lock is taken
 // while it is held, and it is never held across a call into go-fuse or
 // vfs. The signaller's lock (signaller.mu) guards its queue alone.
 package fs
@@ -126,8 +126,7 @@ type mount struct {
 
 	mu       sync.Mutex                   // guards the inode table below; see the package comment
 	versions map[uint64]*versionNode      // revision inodes the kernel may hold, by inode number
-	byID     map[revisionID]*versionNode  // the same, by what they are (see versionInode)
-	byName   map[store.Key]*versionNode   // of each name, the node last entered in byID for it (see versionOf)
+	byName   map[store.Key]*versionNode   // the same, by what they are: of each name, its revisions' (see register)
 	views    map[uint64]*viewNode         // the inodes of views' renderings, by inode number
 	secrets  map[*vfs.Secret]*createdNode // the inodes of secrets being created here
 }
@@ -255,7 +254,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		opts.Log = logrus.StandardLogger()
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
-		versions: map[uint64]*versionNode{}, byID: map[revisionID]*versionNode{}, byName: map[store.Key]*versionNode{}, views: map[uint64]*viewNode{},
+		versions: map[uint64]*versionNode{}, byName: map[store.Key]*versionNode{}, views: map[uint64]*viewNode{},
 		secrets: map[*vfs.Secret]*createdNode{},
 		notify:  inodeNotifier{}, proc: realProc{}, inoKey: newInoKey()}
 	m.vfs = vfs.New(cat, vfs.Options{ReadOnly: opts.ReadOnly, WriteOnly: opts.WriteOnly, Apps: opts.Apps,

@@ -20,7 +20,7 @@ import (
 )
 
 // The inode table: which inode the kernel holds for each revision of a
-// secret (mount.versions, and by what it is: mount.byID), for each
+// secret (mount.versions, and by what it is: mount.byName), for each
 // rendering of a view (mount.views, view.go) and for each secret being
 // created here (mount.secrets).
 //
@@ -115,7 +115,7 @@ const maxInoAttempts = 64
 
 // versionInode returns the inode of the revision meta describes, in
 // parent. The inode the kernel already has for it is found by what it is
-// (mount.byID), whatever its number: a renamed secret's inode holds the
+// (mount.byName), whatever its number: a renamed secret's inode holds the
 // new name's revision under the number of the old name's (see
 // renamedInPlace). A new one gets a number from versionIno; a number held
 // by another revision (a collision of the hash) is passed over for the
@@ -147,18 +147,11 @@ func (m *mount) version(ino uint64) *versionNode {
 	return m.versions[ino]
 }
 
-// versionOf returns the node of revision rev of k in mount.byID, or nil.
-// The node of an unchanged secret is found by its name (mount.byName),
-// which the next `ls -l` asks for every name again: a map keyed by the
-// name alone, whose strings are most often the very ones the listing
-// gives, costs less than one keyed by a copy of the IV as well.
+// versionOf returns the node registered as revision rev of k, or nil.
 func (m *mount) versionOf(k store.Key, rev store.Revision) *versionNode {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if n := m.byName[k]; n != nil && n.registered.version == rev.Version && n.registered.iv == string(rev.IV) {
-		return n
-	}
-	return m.byID[idOf(k, rev)]
+	return m.registeredAs(idOf(k, rev))
 }
 
 // addVersion makes the inode of revision meta of k, number ino, and
@@ -178,32 +171,58 @@ func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key,
 	return n
 }
 
-// register makes n the inode of id in mount.byID (and the node of its
-// name in mount.byName), unless a node that is still id holds it. m.mu
-// must be held.
+// register makes n the inode of id, unless a node that is still id (in
+// mount.versions) holds it. m.mu must be held.
 //
-// Whatever mount.byName holds for a name is in mount.byID as what it
-// was registered as (versionOf relies on it): a node leaves byName when
-// it leaves byID, here or in forgotVersion.
+// The nodes are kept by name (mount.byName), each registered as one
+// revision of its name, in a list through versionNode.sameName that most
+// often holds one: `ls -l` asks for every name again, and a map keyed by
+// the name alone, whose strings are most often the very ones the listing
+// gives, costs less than one keyed by a revisionID, whose IV is copied,
+// hashed and compared, and less to fill on a fresh mount.
 func (m *mount) register(n *versionNode, id revisionID) {
-	if held := m.byID[id]; held != nil && held != n && held.registered == id && m.versions[held.ino] == held {
+	held := m.registeredAs(id)
+	if held != nil && held != n && m.versions[held.ino] == held {
 		return
 	}
+	if held != nil {
+		m.unregister(held)
+	}
 	m.unregister(n)
-	m.byID[id] = n
+	n.registered, n.sameName = id, m.byName[id.key]
 	m.byName[id.key] = n
-	n.registered = id
 }
 
-// unregister takes n out of mount.byID and mount.byName, where it holds
-// what it was registered as. m.mu must be held.
+// registeredAs returns the node registered as id, or nil. m.mu must be
+// held.
+func (m *mount) registeredAs(id revisionID) *versionNode {
+	for n := m.byName[id.key]; n != nil; n = n.sameName {
+		if n.registered == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// unregister takes n out of mount.byName, where it is under the name it
+// was registered as. m.mu must be held.
 func (m *mount) unregister(n *versionNode) {
-	if m.byID[n.registered] == n {
-		delete(m.byID, n.registered)
+	k := n.registered.key
+	first := m.byName[k]
+	switch {
+	case first == n && n.sameName == nil:
+		delete(m.byName, k)
+	case first == n:
+		m.byName[k] = n.sameName
+	default:
+		for p := first; p != nil; p = p.sameName {
+			if p.sameName == n {
+				p.sameName = n.sameName
+				break
+			}
+		}
 	}
-	if m.byName[n.registered.key] == n {
-		delete(m.byName, n.registered.key)
-	}
+	n.sameName = nil
 }
 
 // revive registers n again if OnForget dropped it while a request still
@@ -266,7 +285,7 @@ func (m *mount) renamedInPlace(e vfs.Event) bool {
 	}
 	now := idOf(e.Key, e.Now.Revision())
 	m.mu.Lock()
-	if m.byID[now] != nil || m.versions[n.ino] != n {
+	if m.registeredAs(now) != nil || m.versions[n.ino] != n {
 		m.mu.Unlock()
 		return false
 	}

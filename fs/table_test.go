@@ -6,10 +6,10 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// The inode table finds the node of a revision by what it is, whichever
-// revision of its name was entered last (mount.byName is only the quick
-// way to the last one): an older revision a reader holds, the newer one,
-// none once forgotten, and a renamed node only under its new name.
+// The inode table finds the node of a revision by what it is, among the
+// revisions of its name it holds (mount.byName): an older revision a
+// reader holds, the newer one, none once forgotten, and a renamed node
+// only under its new name.
 func TestTheInodeTableFindsEachRevisionByWhatItIs(t *testing.T) {
 	m := quietMount()
 	k, to := store.Key{App: "app", Name: "db"}, store.Key{App: "app", Name: "moved"}
@@ -34,15 +34,23 @@ func TestTheInodeTableFindsEachRevisionByWhatItIs(t *testing.T) {
 	}
 	n1 := enter(one, 10)
 	want("revision 1", k, one, n1)
+	enter(one, 11)
+	want("revision 1, once a second node of it was entered", k, one, n1)
 	want("revision 2, before it is entered", k, two, nil)
 	n2 := enter(two, 20)
 	want("revision 1, once revision 2 is entered", k, one, n1)
 	want("revision 2", k, two, n2)
 	want("revision 1's version with revision 2's IV", k, store.Meta{Version: 1, InitialisationVector: []byte("iv-two")}, nil)
 
+	three := rev(3, "iv-three")
+	n4 := enter(three, 40)
 	m.forgotVersion(n2)
 	want("revision 2, forgotten", k, two, nil)
 	want("revision 1, once revision 2 is forgotten", k, one, n1)
+	want("revision 3, once revision 2 is forgotten", k, three, n4)
+	m.forgotVersion(n4)
+	want("revision 3, forgotten", k, three, nil)
+	want("revision 1, once revision 3 is forgotten", k, one, n1)
 
 	m.mu.Lock()
 	m.register(n1, idOf(to, renamed.Revision()))
