@@ -117,7 +117,7 @@ type mount struct {
 	noOpen   atomic.Bool // Open answers ENOSYS: the kernel stops sending OPEN and FLUSH for the whole mount
 	created  atomic.Uint64
 	inoKey   []byte    // the key of versionIno's hash, drawn at random for this mount
-	inoMACs  sync.Pool // of HMAC-SHA256 under inoKey, ready to Reset (see inoMAC)
+	inoMACs  sync.Pool // of *inoHasher: HMAC-SHA256 under inoKey, ready to Reset (see inoMAC)
 	// inoHash, if set, replaces versionIno's keyed hash: tests set it to
 	// force collisions. Nothing else does.
 	inoHash func(k store.Key, rev store.Revision, attempt int) uint64

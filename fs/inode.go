@@ -56,9 +56,15 @@ func newInoKey() []byte {
 // runs for every entry of a listing (`ls -l`), so the keyed hashes are
 // made once and kept in a pool: hmac.New hashes the key into two blocks
 // each time, which cost more than the message, and Reset restores them.
+// The message and the sum are built in buffers kept with the hash: the
+// hash is an interface, so any buffer passed to it would be allocated
+// anew on every call.
 func (m *mount) inoMAC(parts [][]byte, nums ...int64) uint64 {
-	var buf [256]byte
-	b := buf[:0]
+	h, _ := m.inoMACs.Get().(*inoHasher)
+	if h == nil {
+		h = &inoHasher{mac: hmac.New(sha256.New, m.inoKey)}
+	}
+	b := h.msg[:0]
 	for _, part := range parts {
 		b = binary.AppendUvarint(b, uint64(len(part)))
 		b = append(b, part...)
@@ -66,16 +72,18 @@ func (m *mount) inoMAC(parts [][]byte, nums ...int64) uint64 {
 	for _, n := range nums {
 		b = binary.AppendVarint(b, n)
 	}
-	mac, _ := m.inoMACs.Get().(hash.Hash)
-	if mac == nil {
-		mac = hmac.New(sha256.New, m.inoKey)
-	}
-	mac.Reset()
-	mac.Write(b)
-	var sum [sha256.Size]byte
-	out := binary.BigEndian.Uint64(mac.Sum(sum[:0]))
-	m.inoMACs.Put(mac)
+	h.mac.Reset()
+	h.mac.Write(b)
+	out := binary.BigEndian.Uint64(h.mac.Sum(h.sum[:0]))
+	m.inoMACs.Put(h)
 	return out
+}
+
+// inoHasher is one keyed hash of inoMAC, with its buffers.
+type inoHasher struct {
+	mac hash.Hash
+	msg [256]byte // the message, unless a longer one is appended elsewhere
+	sum [sha256.Size]byte
 }
 
 // versionIno is the inode number of one revision of a secret (a Version
