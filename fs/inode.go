@@ -196,7 +196,9 @@ func (m *mount) register(n *versionNode, id revisionID) {
 	if held != nil {
 		m.unregister(held)
 	}
-	m.unregister(n)
+	if n.registered != (revisionID{}) {
+		m.unregister(n) // a new node never was
+	}
 	n.registered, n.sameName = id, m.byName[id.key]
 	m.byName[id.key] = n
 }
