@@ -609,6 +609,38 @@ func TestZeroTTLAsksTheStoreOncePerLookup(t *testing.T) {
 	}
 }
 
+// With a TTL of zero, a lookup of a known secret asks for its item, not
+// for its whole application: looking up every name of a listed
+// application costs one fetch each and no listing, not a listing each.
+func TestZeroTTLRevalidatesAKnownSecretWithItsItemNotAListing(t *testing.T) {
+	f := newFake()
+	const n = 50
+	for i := range n {
+		f.set(key(fmt.Sprintf("s%02d", i)), "v", 1)
+	}
+	c := New(f, Options{TTL: 0})
+	defer c.Close()
+	if _, _, err := c.List(bg, "app", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	before := f.counts()
+	for i := range n {
+		if _, err := c.Lookup(bg, key(fmt.Sprintf("s%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.count("List") - before["List"]; got != 0 {
+		t.Errorf("%d lookups listed the application %d times, want 0", n, got)
+	}
+	if got := f.count("Fetch") - before["Fetch"]; got != n {
+		t.Errorf("%d lookups fetched %d items, want one each", n, got)
+	}
+	f.set(key("s00"), "changed", 2)
+	if e, err := c.Lookup(bg, key("s00")); err != nil || e.Version != 2 {
+		t.Errorf("after a change elsewhere: version %d, %v; want 2", e.Version, err)
+	}
+}
+
 // A legacy item records no size: decrypting it once tells, and listings
 // of it show the size learned from then on.
 func TestALegacyItemsSizeIsLearnedByDecryptingItOnce(t *testing.T) {

@@ -154,9 +154,16 @@ func (c *Catalog) fresh(a *appIndex, ks *keyState, now, asOf time.Time) (bool, t
 // revalidation returns the call that will tell what k is now, starting it
 // if need be, and the failure of the last such call if it got no answer
 // (an outage). A known secret is revalidated with its whole application
-// (one listing); an unknown one, in an application never listed, with a
-// fetch of its item. c.mu must be held.
+// (one listing, which answers its other names for the TTL); an unknown
+// one, in an application never listed, with a fetch of its item. With a
+// TTL of zero a listing answers nothing beyond the lookup that waited
+// for it, so a known secret is revalidated with a fetch of its item: one
+// request, where a listing per name would make `ls -l` of N names cost N
+// listings of N. c.mu must be held.
 func (c *Catalog) revalidation(a *appIndex, ks *keyState, k store.Key, now time.Time) (f *flight, outage *failure) {
+	if ks.holds() && c.opts.TTL == 0 {
+		return c.fetchFlight(a, k, now), ks.failed
+	}
 	if ks.holds() || !a.listedAt.IsZero() {
 		return c.listingFlight(a, k.App, now), a.failed
 	}
