@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -638,6 +639,62 @@ func TestZeroTTLRevalidatesAKnownSecretWithItsItemNotAListing(t *testing.T) {
 	f.set(key("s00"), "changed", 2)
 	if e, err := c.Lookup(bg, key("s00")); err != nil || e.Version != 2 {
 		t.Errorf("after a change elsewhere: version %d, %v; want 2", e.Version, err)
+	}
+}
+
+// List pages through the names the index holds, in order, each once:
+// the cursor is the last name of a page, the last page has none, and a
+// name that comes or goes between pages is seen or not after the cursor.
+func TestListPagesThroughTheHeldNamesInOrder(t *testing.T) {
+	f := newFake()
+	for i := range 25 {
+		f.set(key(fmt.Sprintf("s%02d", i)), "v", 1)
+	}
+	c := New(f, Options{TTL: time.Hour})
+	defer c.Close()
+	if _, err := c.Lookup(bg, key("absent")); !fault.Is(fault.NotFound, err) { // known absent: never listed
+		t.Fatalf("lookup of an absent name: %v", err)
+	}
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("List does not end")
+		}
+		page, next, err := c.List(bg, "app", after, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range page {
+			got = append(got, m.Name)
+		}
+		if pages == 1 {
+			// Between pages: a name after the cursor appears (written
+			// through the catalog), one before it is not listed again.
+			if _, err := c.Put(bg, key("s20x"), []byte("new"), store.NoItem); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if next == "" {
+			if len(page) > 7 {
+				t.Errorf("the last page has %d names, over the limit", len(page))
+			}
+			break
+		}
+		if len(page) != 7 || next != page[len(page)-1].Name {
+			t.Fatalf("a page of %d names with the cursor %q after %q", len(page), next, page[len(page)-1].Name)
+		}
+		after = next
+	}
+	var want []string
+	for i := range 25 {
+		want = append(want, fmt.Sprintf("s%02d", i))
+		if i == 20 {
+			want = append(want, "s20x")
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged through %v\nwant %v", got, want)
 	}
 }
 

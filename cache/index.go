@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -28,6 +29,7 @@ func (l *listingState) fresh(ttl time.Duration, now, asOf time.Time) bool {
 type appIndex struct {
 	listingState
 	keys     map[string]*keyState
+	sorted   []string  // the names of keys, sorted; nil when a name came or went since (see names)
 	used     time.Time // when a caller last asked about the application (see unused)
 	retrying bool      // a retry of a failed listing is scheduled (see retryListing)
 }
@@ -130,8 +132,24 @@ func (a *appIndex) state(name string) *keyState {
 	if ks == nil {
 		ks = &keyState{}
 		a.keys[name] = ks
+		a.sorted = nil
 	}
 	return ks
+}
+
+// forget drops name from the index.
+func (a *appIndex) forget(name string) {
+	delete(a.keys, name)
+	a.sorted = nil
+}
+
+// names returns the names of the index, sorted: sorted once for every
+// List page that follows until a name comes or goes.
+func (a *appIndex) names() []string {
+	if a.sorted == nil {
+		a.sorted = slices.Sorted(maps.Keys(a.keys))
+	}
+	return a.sorted
 }
 
 // holdsAny reports whether the index knows of a secret the store holds.
@@ -226,7 +244,7 @@ func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, star
 		}
 		if ks.fetch == nil {
 			c.dropSnap(ks)
-			delete(a.keys, name)
+			a.forget(name)
 		} else {
 			c.setAbsent(ks, started)
 		}

@@ -187,8 +187,10 @@ func (c *Catalog) Known(k store.Key) (store.Meta, bool) {
 	if !ks.served() {
 		return store.Meta{}, false
 	}
-	if prev, _ := c.fallback(ks, c.now()); prev != nil {
-		return prev.meta, true
+	if ks.prev != nil {
+		if prev, _ := c.fallback(ks, c.now()); prev != nil {
+			return prev.meta, true
+		}
 	}
 	return ks.snap.meta, true
 }
@@ -237,23 +239,23 @@ func (c *Catalog) List(ctx context.Context, app, after string, limit int) ([]sto
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a := c.app(app)
-	var names []string
-	for name, ks := range a.keys {
-		if ks.holds() && name > after {
-			names = append(names, name)
+	names := a.names()
+	i, _ := slices.BinarySearch(names, after)
+	page := make([]store.Meta, 0, min(limit, len(names)-i))
+	for ; i < len(names); i++ {
+		if names[i] == after {
+			continue
 		}
+		ks := a.keys[names[i]]
+		if !ks.holds() {
+			continue
+		}
+		if len(page) == limit {
+			return page, page[limit-1].Name, nil
+		}
+		page = append(page, ks.snap.meta)
 	}
-	slices.Sort(names)
-	next := ""
-	if len(names) > limit {
-		names = names[:limit]
-		next = names[limit-1]
-	}
-	page := make([]store.Meta, len(names))
-	for i, name := range names {
-		page[i] = a.keys[name].snap.meta
-	}
-	return page, next, nil
+	return page, "", nil
 }
 
 // listed makes sure the catalog holds a listing of app no older than the

@@ -132,7 +132,7 @@ func (c *Catalog) forgetUnused(now time.Time) {
 			if !ks.holds() && ks.fetch == nil && !now.Before(ks.verified.Add(c.opts.TTL)) &&
 				(ks.failed == nil || !now.Before(ks.failed.at.Add(c.opts.RetryAfter))) {
 				c.dropSnap(ks)
-				delete(a.keys, name)
+				a.forget(name)
 			}
 		}
 		if c.unused(a, now) {
