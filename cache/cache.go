@@ -69,6 +69,9 @@ type Origin interface {
 	// ListAll lists app whole, each page one call under its own
 	// deadline, and stops with an error at a listing that would not end.
 	ListAll(ctx context.Context, app string) ([]store.Meta, error)
+	// List returns one page of app's listing, of at most limit entries
+	// after the name after, in one call.
+	List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error)
 	Apps(ctx context.Context) ([]string, error)
 	MaxValueSize() int64
 }

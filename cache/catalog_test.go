@@ -610,9 +610,10 @@ func TestZeroTTLAsksTheStoreOncePerLookup(t *testing.T) {
 	}
 }
 
-// With a TTL of zero, a lookup of a known secret asks for its item, not
-// for its whole application: looking up every name of a listed
-// application costs one fetch each and no listing, not a listing each.
+// With a TTL of zero, a lookup of a known secret asks for its item, and
+// a walk through its application's directory for one entry, not for the
+// whole application: looking up every name of a listed application costs
+// one fetch each and no listing, not a listing each.
 func TestZeroTTLRevalidatesAKnownSecretWithItsItemNotAListing(t *testing.T) {
 	f := newFake()
 	const n = 50
@@ -635,6 +636,18 @@ func TestZeroTTLRevalidatesAKnownSecretWithItsItemNotAListing(t *testing.T) {
 	}
 	if got := f.count("Fetch") - before["Fetch"]; got != n {
 		t.Errorf("%d lookups fetched %d items, want one each", n, got)
+	}
+	before = f.counts()
+	for range n {
+		if ok, err := c.HasSecrets(bg, "app"); !ok || err != nil {
+			t.Fatalf("HasSecrets: %v, %v", ok, err)
+		}
+	}
+	if got := f.count("List") - before["List"]; got != 0 {
+		t.Errorf("%d walks through the application's directory listed it whole %d times, want 0", n, got)
+	}
+	if got := f.count("ListPage") - before["ListPage"]; got != n {
+		t.Errorf("%d walks through the application's directory asked for %d pages of one, want one each", n, got)
 	}
 	f.set(key("s00"), "changed", 2)
 	if e, err := c.Lookup(bg, key("s00")); err != nil || e.Version != 2 {

@@ -305,6 +305,25 @@ func (f *fakeOrigin) ListAll(ctx context.Context, app string) ([]store.Meta, err
 	return all, nil
 }
 
+func (f *fakeOrigin) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
+	if err := f.enter(ctx, "ListPage"); err != nil {
+		return nil, "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var all []store.Meta
+	for k, item := range f.items {
+		if k.App == app && k.Name > after {
+			all = append(all, item.Meta)
+		}
+	}
+	slices.SortFunc(all, func(a, b store.Meta) int { return strings.Compare(a.Name, b.Name) })
+	if len(all) > limit {
+		return all[:limit], all[limit-1].Name, nil
+	}
+	return all, "", nil
+}
+
 func (f *fakeOrigin) Apps(ctx context.Context) ([]string, error) {
 	if err := f.enter(ctx, "Apps"); err != nil {
 		return nil, err

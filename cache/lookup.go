@@ -199,6 +199,16 @@ func (c *Catalog) Known(k store.Key) (store.Meta, bool) {
 // TTL, else from a new one (stale if the store cannot answer).
 func (c *Catalog) HasSecrets(ctx context.Context, app string) (bool, error) {
 	const op fault.Op = "cache.HasSecrets"
+	if c.opts.TTL == 0 && store.ValidName(app) == nil {
+		// With no TTL a listing answers this call alone, and a path
+		// walk asks at every step through the application's directory
+		// (`ls -l` of N names: N listings of N). One entry of one page
+		// says as much; anything else (an empty page, no answer) goes
+		// the way of a listing, which knows absence and outages.
+		if page, _, err := c.origin.List(ctx, app, "", 1); err == nil && len(page) > 0 {
+			return true, nil
+		}
+	}
 	absent, err := c.listed(app)
 	if err != nil {
 		return false, fault.E(op, fault.Path(app), err)
