@@ -279,11 +279,8 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 	if err := m.AttachBeneath(s.dir); err != nil {
 		return nil, fmt.Errorf("--replace: %w", err)
 	}
-	if err := s.pred.StepDown(m); err != nil && !s.onTop() && !(errors.Is(err, handover.ErrNoReply) && afterLostStepDown(s, lostStepDownLimit)) {
-		if undo := m.Withdraw(s.dir, s.pred.Mount.Dev); undo != nil {
-			return nil, fmt.Errorf("--replace: %w; and this mount could not be taken from beneath the live one (%v): it is left dead there when this process exits, and the next mount after the live one stops recovers it", err, undo)
-		}
-		return nil, fmt.Errorf("--replace: %w; the live mount goes on serving, unchanged", err)
+	if err := s.takeOver(m); err != nil {
+		return nil, err
 	}
 	s.pred.Close()
 	s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID}).
@@ -303,6 +300,20 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 		s.listenMetricsOnceFree()
 	}
 	return server, nil
+}
+
+// takeOver asks the predecessor to step down for m, attached beneath its
+// mount, and settles what the mount point shows: nil once m serves it;
+// else m is withdrawn from beneath the live mount, which goes on serving.
+func (s *succession) takeOver(m *handover.Mount) error {
+	err := s.pred.StepDown(m)
+	if err == nil || s.onTop() || (errors.Is(err, handover.ErrNoReply) && afterLostStepDown(s, lostStepDownLimit)) {
+		return nil
+	}
+	if undo := m.Withdraw(s.dir, s.pred.Mount.Dev); undo != nil {
+		return fmt.Errorf("--replace: %w; and this mount could not be taken from beneath the live one (%v): it is left dead there when this process exits, and the next mount after the live one stops recovers it", err, undo)
+	}
+	return fmt.Errorf("--replace: %w; the live mount goes on serving, unchanged", err)
 }
 
 // lostStepDownLimit bounds the wait of afterLostStepDown: a predecessor
