@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -104,6 +105,22 @@ func (o *downOrigin) ListAll(ctx context.Context, app string) ([]store.Meta, err
 	}
 	slices.SortFunc(out, func(a, b store.Meta) int { return compareKeys(a.Key, b.Key) })
 	return out, nil
+}
+
+func (o *downOrigin) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
+	all, err := o.ListAll(ctx, app)
+	if err != nil {
+		return nil, "", err
+	}
+	i, _ := slices.BinarySearchFunc(all, after, func(m store.Meta, name string) int { return strings.Compare(m.Name, name) })
+	for i < len(all) && all[i].Name <= after {
+		i++
+	}
+	all = all[i:]
+	if len(all) > limit {
+		return all[:limit], all[limit-1].Name, nil
+	}
+	return all, "", nil
 }
 
 func (o *downOrigin) Apps(ctx context.Context) ([]string, error) {
