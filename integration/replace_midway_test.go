@@ -166,33 +166,13 @@ func TestReplaceSignalledMidStepDownLeavesThePathServedByTheNewProcess(t *testin
 	})
 
 	// Readers by path, all along.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	readers := &tally{name: "4 readers re-opening by path"}
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				got, err := os.ReadFile(filepath.Join(dir, "app", "s"))
-				readers.reads.Add(1)
-				switch {
-				case err != nil:
-					readers.fail(err.Error())
-				case string(got) != value:
-					readers.fail(fmt.Sprintf("read %q", got))
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-		}()
-	}
-	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopReaders)
+	stopReaders := readers.readAlong(t, filepath.Join(dir, "app", "s"), 4, func(got string, _ time.Time) string {
+		if got != value {
+			return fmt.Sprintf("read %q", got)
+		}
+		return ""
+	})
 
 	type result struct {
 		stderr string

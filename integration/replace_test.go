@@ -85,6 +85,38 @@ func (t *tally) fail(why string) {
 	t.failures = append(t.failures, why)
 }
 
+// readAlong starts n readers that read path again and again, 2 ms apart,
+// counting in tl each read and each failure: an error, or what judge
+// says of the value read (started when the read began). They stop when
+// the returned function is called, or when the test ends.
+func (tl *tally) readAlong(t *testing.T, path string, n int, judge func(got string, start time.Time) string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				start := time.Now()
+				got, err := os.ReadFile(path)
+				tl.reads.Add(1)
+				if err != nil {
+					tl.fail(err.Error())
+				} else if why := judge(string(got), start); why != "" {
+					tl.fail(why)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	stop = sync.OnceFunc(func() { close(done); wg.Wait() })
+	t.Cleanup(stop)
+	return stop
+}
+
 func (t *tally) report(tb testing.TB) {
 	tb.Helper()
 	t.mu.Lock()
@@ -252,36 +284,10 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	t.Cleanup(consumer.stop) // before the mounts' cleanups: it reads in a copy of the mount
 
 	// The readers in this namespace: four by path, one through the bind.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	byPath, throughBind, held := &tally{name: "4 readers re-opening by path"}, &tally{name: "a reader through the bind (subPath)"}, &tally{name: "a descriptor held across each replacement"}
-	read := func(tl *tally, path string) {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			start := time.Now()
-			got, err := os.ReadFile(path)
-			tl.reads.Add(1)
-			if err != nil {
-				tl.fail(err.Error())
-			} else if why := commits.judge(string(got), start); why != "" {
-				tl.fail(why)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-	for range 4 {
-		wg.Add(1)
-		go read(byPath, filepath.Join(dir, app, "db-password"))
-	}
-	wg.Add(1)
-	go read(throughBind, filepath.Join(bind, "db-password"))
-	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopReaders)
+	stopByPath := byPath.readAlong(t, filepath.Join(dir, app, "db-password"), 4, commits.judge)
+	stopThroughBind := throughBind.readAlong(t, filepath.Join(bind, "db-password"), 1, commits.judge)
+	stopReaders := func() { stopByPath(); stopThroughBind() }
 
 	eventually(t, 30*time.Second, "the consumer reads", func() bool {
 		data, _ := os.ReadFile(consumer.out)
