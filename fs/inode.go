@@ -196,8 +196,8 @@ func (m *mount) register(n *versionNode, id revisionID) {
 	if held != nil {
 		m.unregister(held)
 	}
-	if n.registered != (revisionID{}) {
-		m.unregister(n) // a new node never was
+	if held != n && n.registered != (revisionID{}) {
+		m.unregister(n) // as what it was before; a new node never was
 	}
 	n.registered, n.sameName = id, m.byName[id.key]
 	m.byName[id.key] = n
