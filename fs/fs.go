@@ -34,7 +34,9 @@
 //
 // This package never logs a value.
 //
-// Locking: mount.mu guards the inode table (mount.versions, mount.byName,
+// # Lock order
+//
+// mount.mu guards the inode table (mount.versions, mount.byName,
 // mount.views, mount.secrets) and nothing else; no other lock is taken
 // while it is held, and it is never held across a call into go-fuse or
 // vfs. The signaller's lock (signaller.mu) guards its queue alone.

@@ -8,6 +8,13 @@
 // only what the Keeper refuses on its own, which no caller would learn of
 // otherwise: names from the store that cannot be file names (skipped),
 // and the v1 limit tripping (v1limit.go).
+//
+// # Lock order
+//
+// Two locks, both leaves: skippedNames.mu (which invalid names were
+// logged) and v1Limiter.mu (the v1 failure window). Neither is held while
+// the other is taken, nor across a call to the store, the keys or the
+// log.
 package secrets
 
 import (

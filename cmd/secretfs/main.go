@@ -6,6 +6,12 @@
 // (root.go), validated in one place; the verb builds what it needs from
 // it (backend.go: the store and keys); mount (cmd_mount.go) then mounts,
 // and waits for a signal or an unmount.
+//
+// # Lock order
+//
+// Three locks, all leaves: logFile.mu (the log file SIGHUP swaps, service.go), succession.mu (the metrics listener, replace.go) and the
+// env verb's lock on the values it gathers (cmd_env.go). None is held
+// while another is taken, nor across a backend call.
 package main
 
 import (

@@ -26,4 +26,12 @@
 // This package never reads or logs a secret: it sees mounts, descriptors
 // and process ids. It does not import go-fuse; the caller serves the
 // descriptor.
+//
+// # Lock order
+//
+// Two locks, both leaves: Control.mu (the socket's path, its connections
+// and the step-down's state) and Mount.mu (the FUSE device and the
+// detached mount's descriptor). Neither is taken while the other is held.
+// Control.mu is held across closing or renaming the socket, never while a
+// message is sent or awaited, nor while a mount is detached.
 package handover
