@@ -480,6 +480,7 @@ func (l *Listing) Next(ctx context.Context) (store.Meta, bool, error) {
 		l.views = l.views[1:]
 		if ok && secret.Name == name {
 			l.i++ // hidden by the view
+			l.v.toldHidden(secret.Key)
 		}
 		return store.Meta{Key: store.Key{App: l.app, Name: name}, Size: -1}, true, nil
 	}
@@ -488,6 +489,17 @@ func (l *Listing) Next(ctx context.Context) (store.Meta, bool, error) {
 	}
 	l.i++
 	return secret, true, nil
+}
+
+// toldHidden logs, once per view, that the store holds a secret at the
+// view's path k: one stored after the mount checked (CheckStore at start;
+// through the mount it is EEXIST), which the view hides from every
+// reader, so that whoever stored it can learn why it is never read.
+func (v *FS) toldHidden(k store.Key) {
+	if _, told := v.hiddenTold.LoadOrStore(k, struct{}{}); !told {
+		v.log.WithField("view", k.String()).
+			Warn("the store holds a secret at a view's path, stored after the mount started: the view hides it; store it under another name, or remove the view")
+	}
 }
 
 // peek returns the next secret of the store's listing without taking it,

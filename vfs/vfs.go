@@ -127,9 +127,12 @@ type FS struct {
 	currentViews map[store.Key]*viewState
 	renderings   map[*ViewRevision]struct{} // the renderings that hold their bytes, for Close
 
-	views  views   // never changes
-	macKey []byte  // keys viewMAC: random, this file system's own
-	owners *owners // Options.OwnerOf's answers; nil without it
+	views views // never changes
+	// hiddenTold holds the views (store.Key) that a listing found hiding
+	// a secret stored at their path, each logged once.
+	hiddenTold sync.Map
+	macKey     []byte  // keys viewMAC: random, this file system's own
+	owners     *owners // Options.OwnerOf's answers; nil without it
 }
 
 // New returns the file system of cat.

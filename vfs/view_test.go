@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/store"
@@ -251,6 +253,49 @@ func TestViewsAreListedAndMakeTheirApplicationExist(t *testing.T) {
 	}
 	wantKind(t, "rmdir of an application of views", f.fs.Rmdir(ctx, "reports"), fault.NotEmpty)
 	wantKind(t, "mkdir of an application of views", f.fs.Mkdir(ctx, "reports"), fault.Exist)
+}
+
+// A secret stored at a view's path after the mount checked is logged,
+// once, by the first listing that finds it hidden, naming the view and
+// never the value.
+func TestASecretAViewHidesIsLoggedOnceWhenListed(t *testing.T) {
+	f := viewFixture(t, Options{})
+	list := func() {
+		for l := f.fs.List("billing"); ; {
+			_, ok, err := l.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				return
+			}
+		}
+	}
+	const hides = "the store holds a secret at a view's path"
+	count := func() (n int) {
+		for _, e := range f.log.AllEntries() {
+			if strings.HasPrefix(e.Message, hides) {
+				n++
+				if e.Level != logrus.WarnLevel || e.Data["view"] != appEnv.String() {
+					t.Errorf("the line %q at %v names %v, want a warning naming %v", e.Message, e.Level, e.Data, appEnv)
+				}
+			}
+			if line, _ := e.String(); strings.Contains(line, "HIDDEN") {
+				t.Errorf("a log line holds the hidden value: %s", line)
+			}
+		}
+		return n
+	}
+	list()
+	if n := count(); n != 0 {
+		t.Fatalf("%d lines about a hidden secret before one was stored", n)
+	}
+	f.cat.Store(appEnv, "HIDDEN")
+	list()
+	list()
+	if n := count(); n != 1 {
+		t.Errorf("%d lines about the hidden secret after two listings, want 1", n)
+	}
 }
 
 // A change of an input, learnt from the store or made through the mount,
