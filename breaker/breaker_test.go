@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,5 +136,20 @@ func TestAlwaysGoesThroughAnOpenBreaker(t *testing.T) {
 	}
 	if b.Open() {
 		t.Error("its answer did not close the breaker")
+	}
+}
+
+// A call that ran out of its deadline is named by the --timeout callers
+// give each call, not by what was left of it when the call reached the
+// breaker: the log of an outage says "no answer within 2s".
+func TestACallThatRanOutOfTimeIsNamedByTheTimeout(t *testing.T) {
+	b := &Breaker{Name: "the store", Timeout: 2 * time.Second}
+	dl, stop := context.WithTimeout(context.Background(), time.Millisecond)
+	defer stop()
+	<-dl.Done()
+	b.Do(dl, "test", func() error { return fault.E(fault.Unavailable, dl.Err()) })
+	err := b.Do(context.Background(), "test", func() error { return nil })
+	if !fault.Is(fault.Unavailable, err) || !strings.Contains(err.Error(), "the store gave no answer within 2s ") {
+		t.Errorf("a call while open: %v; want it to say the store gave no answer within 2s", err)
 	}
 }

@@ -99,7 +99,7 @@ func (c *config) keeper(st store.Store, w crypto.KeyWrapper, meter *metrics.Regi
 	if err != nil {
 		return nil, err
 	}
-	st = breaker.Store(st, &breaker.Breaker{Name: "the store"})
+	st = breaker.Store(st, &breaker.Breaker{Name: "the store", Timeout: c.timeout})
 	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout, Log: c.log, V1Observer: meter.V1Limit()}), nil
 }
 
@@ -195,7 +195,7 @@ func (c *config) openDynamoDB(ctx context.Context, o opening) (*backend, error) 
 	}
 	// KMS behind an outage breaker of its own (the RSA reader beside it
 	// is local: it always answers).
-	kmsWrapper := breaker.Keys(meterKeys(o.meter, kw, "kms"), &breaker.Breaker{Name: "KMS"})
+	kmsWrapper := breaker.Keys(meterKeys(o.meter, kw, "kms"), &breaker.Breaker{Name: "KMS", Timeout: c.timeout})
 
 	// KMS owns every key id that is not an RSA one, so the RSA reader
 	// goes first.
