@@ -282,8 +282,20 @@ func (w *writeHandle) Release(ctx context.Context) syscall.Errno {
 // wipingResult is a READ reply that zeroes its buffer (go-fuse's, from a
 // pool it reuses) once the kernel has the bytes: plaintext must not
 // linger in memory the mount does not track.
+//
+// It is written with one writev (Slices). go-fuse tries to splice any
+// other reply that is not a file's: it writes the header into a pipe
+// from a pool, finds no file to splice from, and drains the pipe into
+// /dev/null, three system calls wasted on every READ, and a pipe pair
+// per concurrent reply and /dev/null held open for the process's life.
 type wipingResult []byte
 
+// go-fuse writes a reply with this method in one writev (its withSlice).
+var _ interface {
+	Slices() ([][]byte, fuse.Status)
+} = wipingResult(nil)
+
 func (r wipingResult) Bytes(buf []byte) ([]byte, fuse.Status) { return r, fuse.OK }
+func (r wipingResult) Slices() ([][]byte, fuse.Status)        { return [][]byte{r}, fuse.OK }
 func (r wipingResult) Size() int                              { return len(r) }
 func (r wipingResult) Done()                                  { clear(r) }
