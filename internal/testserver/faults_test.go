@@ -3,6 +3,7 @@ package testserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -69,6 +70,38 @@ func TestMuteLandsTheRequestAndWithholdsTheAnswer(t *testing.T) {
 	s.Unmute()
 	if err := put(t.Context(), c, table, "answered"); err != nil {
 		t.Errorf("after Unmute: %v", err)
+	}
+}
+
+// A delayed request arrives whole once delivered, though its client
+// gave up long before and closed its connection: it lands, and the server
+// (dynalite dies of a request cut off mid-way) answers the next ones.
+func TestADelayedRequestLandsWholeAfterItsClientLeft(t *testing.T) {
+	s, err := StartDynalite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, table := dynamo(t, s)
+	for i := range 5 {
+		k := fmt.Sprintf("late-%d", i)
+		s.Delay("PutItem")
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		err := put(ctx, c, table, k)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a delayed PutItem: %v, want the client's deadline", err)
+		}
+		time.Sleep(100 * time.Millisecond) // the client's connection is closed by now
+		s.Deliver()
+		if !has(t, c, table, k) {
+			t.Fatalf("delivery %d: the delayed PutItem did not land", i)
+		}
+	}
+	select {
+	case <-s.exited:
+		t.Fatal("dynalite exited")
+	default:
 	}
 }
 

@@ -372,7 +372,14 @@ func (s *Server) delay(op string) (delivered chan struct{}) {
 func (s *Server) forwardDelayed(w http.ResponseWriter, r *http.Request, body []byte, rp *httputil.ReverseProxy, delivered chan struct{}) {
 	defer s.inFlight.Done()
 	<-delivered
-	out := r.WithContext(context.WithoutCancel(r.Context()))
+	// Detached from the client, which has most often left by now, and
+	// cancellable, as in serve: with a nil Done the ReverseProxy would
+	// watch the client's closed connection and cut the request off
+	// mid-way, which dynalite dies of (CI: "proxy error: context
+	// canceled", then every request refused).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	out := r.WithContext(ctx)
 	out.Body = io.NopCloser(bytes.NewReader(body))
 	out.ContentLength = int64(len(body))
 	rp.ServeHTTP(w, out)
