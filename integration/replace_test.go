@@ -201,6 +201,26 @@ func countsOf(t *testing.T, dir string) processCounts {
 // besides its kind: "socket:[123]" is counted as "socket".
 var anonymousInode = regexp.MustCompile(`^(socket|pipe):\[\d+\]$`)
 
+// settledLike returns the counts of the secretfs serving dir once it
+// holds no descriptors and no goroutines beyond base's (go-fuse's readers
+// aside), within 30 s; else it fails the test, naming what is left.
+func settledLike(t *testing.T, dir string, base processCounts, what string) processCounts {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		now := countsOf(t, dir)
+		fds, goroutines := descriptorsLeftBehind(now, base), leftBehind(now, base)
+		if len(fds) == 0 && len(goroutines) == 0 {
+			return now
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s holds descriptors beyond a fresh mount's: %q; goroutines: %q", what, fds, goroutines)
+			return now
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // descriptorsLeftBehind lists what now holds descriptors of beyond base.
 func descriptorsLeftBehind(now, base processCounts) []string {
 	var more []string
@@ -512,17 +532,7 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	// readers, whose pool grew with the load. (It held a pipe pair and
 	// /dev/null more, go-fuse's splice pool, until READ replies were
 	// written with one writev: see fs.wipingResult.)
-	loaded := countsOf(t, dir)
-	deadline := time.Now().Add(30 * time.Second)
-	for len(descriptorsLeftBehind(loaded, quiet)) > 0 || len(leftBehind(loaded, quiet)) > 0 {
-		if time.Now().After(deadline) {
-			t.Errorf("the secretfs serving after %d replacements holds descriptors beyond a fresh mount's: %q; goroutines: %q",
-				rounds, descriptorsLeftBehind(loaded, quiet), leftBehind(loaded, quiet))
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-		loaded = countsOf(t, dir)
-	}
+	loaded := settledLike(t, dir, quiet, fmt.Sprintf("the secretfs serving after %d replacements", rounds))
 	// And one more replacement, once quiet, holds the same open
 	// descriptors and no more goroutines than the first secretfs did.
 	quietNext := mountAt(t, b, dir, append([]string{"--replace"}, flags...)...)
@@ -531,15 +541,7 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the last replaced secretfs did not exit\n%s", last.log())
 	}
-	var now processCounts
-	deadline = time.Now().Add(30 * time.Second)
-	for now = countsOf(t, dir); now.fds > quiet.fds || len(leftBehind(now, quiet)) > 0; now = countsOf(t, dir) {
-		if time.Now().After(deadline) {
-			t.Errorf("a secretfs that took over holds %d descriptors, one that mounted afresh %d; goroutines beyond a fresh mount's: %q", now.fds, quiet.fds, leftBehind(now, quiet))
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	now := settledLike(t, dir, quiet, "a secretfs that took over when quiet")
 	if now.pid != quietNext.cmd.Process.Pid {
 		t.Errorf("secretfs status names process %d, want the last one, %d", now.pid, quietNext.cmd.Process.Pid)
 	}
