@@ -12,6 +12,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
+// startDynalite starts a dynalite of the test's own, closed when the test
+// ends.
+func startDynalite(t *testing.T) *Server {
+	t.Helper()
+	s, err := StartDynalite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // dynamo returns a client of s and a table in it.
 func dynamo(t *testing.T, s *Server) (*awsdynamodb.Client, string) {
 	t.Helper()
@@ -52,11 +64,7 @@ func has(t *testing.T, c *awsdynamodb.Client, table, k string) bool {
 // A muted operation lands but its answer never reaches a client that
 // gives up first: the write is stored, the client saw a deadline.
 func TestMuteLandsTheRequestAndWithholdsTheAnswer(t *testing.T) {
-	s, err := StartDynalite()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := startDynalite(t)
 	c, table := dynamo(t, s)
 	s.Mute("PutItem")
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
@@ -77,11 +85,7 @@ func TestMuteLandsTheRequestAndWithholdsTheAnswer(t *testing.T) {
 // gave up long before and closed its connection: it lands, and the server
 // (dynalite dies of a request cut off mid-way) answers the next ones.
 func TestADelayedRequestLandsWholeAfterItsClientLeft(t *testing.T) {
-	s, err := StartDynalite()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := startDynalite(t)
 	c, table := dynamo(t, s)
 	for i := range 5 {
 		k := fmt.Sprintf("late-%d", i)

@@ -21,11 +21,7 @@ import (
 // request whole before forwarding it, so the server never sees the
 // half-sent ones and answers the next requests as before.
 func TestHalfSentRequestsNeverReachTheServer(t *testing.T) {
-	s, err := StartDynalite()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := startDynalite(t)
 
 	// Bodies larger than the proxy's write buffers, so that what was sent
 	// of them would reach the server if the proxy streamed it.
@@ -69,11 +65,7 @@ func TestHalfSentRequestsNeverReachTheServer(t *testing.T) {
 // A request whose client gave up while the server was paused is dropped,
 // never forwarded, once the server is resumed; the next one goes through.
 func TestRequestsGivenUpDuringPauseAreNotForwarded(t *testing.T) {
-	s, err := StartDynalite()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := startDynalite(t)
 
 	s.Pause()
 	ctx, cancel := context.WithCancel(t.Context())
