@@ -28,11 +28,32 @@ type policyDoc struct {
 }
 
 type policyStatement struct {
-	Sid       string
-	Effect    string
-	Action    oneOrMany[string]
-	NotAction oneOrMany[string]
-	Condition map[string]map[string]oneOrMany[string]
+	Sid         string
+	Effect      string
+	Principal   principal
+	Action      oneOrMany[string]
+	NotAction   oneOrMany[string]
+	Resource    oneOrMany[string]
+	NotResource oneOrMany[string]
+	Condition   map[string]map[string]oneOrMany[string]
+}
+
+// principal is a key policy statement's Principal: "*", or the AWS
+// principals it names (the only kind the examples use).
+type principal []string
+
+func (p *principal) UnmarshalJSON(b []byte) error {
+	var anyone string
+	if err := json.Unmarshal(b, &anyone); err == nil {
+		*p = principal{anyone}
+		return nil
+	}
+	var named struct{ AWS oneOrMany[string] }
+	if err := json.Unmarshal(b, &named); err != nil {
+		return err
+	}
+	*p = principal(named.AWS)
+	return nil
 }
 
 // oneOrMany is a JSON value IAM lets be one element or a list of them.
@@ -126,6 +147,7 @@ func policyProblems(b []byte) []string {
 		problem("Version %q, want 2012-10-17, the current policy language", doc.Version)
 	}
 	var dynamoStatements, kmsStatements int
+	var pinned []string // the key ARNs KMS statements allow
 	for i, st := range doc.Statement {
 		name := st.Sid
 		if name == "" {
@@ -171,12 +193,139 @@ func policyProblems(b []byte) []string {
 					problem("%s: %s %q is a pattern, not an application", name, contextKey, app)
 				}
 			}
+			// The pinned form (docs/AWS.md): KMS rights on named keys,
+			// so that no other key decrypts for the host.
+			for _, r := range st.Resource {
+				if !strings.HasPrefix(r, "arn:aws:kms:") || strings.ContainsAny(r, "*?") {
+					problem("%s: KMS actions on %q, not on named key ARNs", name, r)
+				}
+			}
+			pinned = append(pinned, st.Resource...)
 		}
 	}
 	if dynamoStatements == 0 || kmsStatements == 0 {
 		problem("%d statements allow DynamoDB and %d KMS; a host needs both", dynamoStatements, kmsStatements)
 	}
+	if kmsStatements > 0 && !deniesDecryptOutside(doc.Statement, pinned) {
+		problem("no Deny of kms:Decrypt with NotResource %q: a broader policy or another key's policy could still let the host decrypt with other keys", pinned)
+	}
 	return problems
+}
+
+// deniesDecryptOutside reports whether a Deny statement refuses
+// kms:Decrypt on every key but the ones listed.
+func deniesDecryptOutside(statements []policyStatement, keys []string) bool {
+	for _, st := range statements {
+		if !strings.EqualFold(st.Effect, "Deny") || len(st.Resource) > 0 || len(st.NotResource) == 0 {
+			continue
+		}
+		denied := false
+		for _, a := range st.Action {
+			denied = denied || actionMatches(a, "kms:Decrypt")
+		}
+		if denied && len(st.Condition) == 0 && subset(st.NotResource, keys) {
+			return true
+		}
+	}
+	return false
+}
+
+// subset reports whether every element of a is in b.
+func subset(a, b []string) bool {
+	for _, x := range a {
+		found := false
+		for _, y := range b {
+			found = found || x == y
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// The example key policy of docs/iam/key-policy is what docs/AWS.md
+// tells operators to give a trusted key: the host's role may resolve the
+// key (DescribeKey has no encryption context) and use it for its own
+// application only.
+func TestKeyPolicies(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "iam", "key-policy", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no key policies in docs/iam/key-policy: the test tested nothing")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range keyPolicyProblems(b) {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// keyPolicyProblems lists what keeps the key policy b from confining
+// the principals it names, other than the account's root (which
+// administers the key and delegates to IAM), to their applications.
+func keyPolicyProblems(b []byte) []string {
+	var doc policyDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return []string{"not a key policy document: " + err.Error()}
+	}
+	var problems []string
+	problem := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if doc.Version != "2012-10-17" {
+		problem("Version %q, want 2012-10-17, the current policy language", doc.Version)
+	}
+	var hostsDecrypt, hostsDescribe bool
+	for i, st := range doc.Statement {
+		name := st.Sid
+		if name == "" {
+			name = "statement " + strconv.Itoa(i)
+		}
+		if !strings.EqualFold(st.Effect, "Allow") || accountRootsOnly(st.Principal) {
+			continue
+		}
+		for _, a := range st.Action {
+			switch {
+			case actionMatches(a, "kms:Decrypt") || actionMatches(a, "kms:GenerateDataKey"):
+				hostsDecrypt = true
+				apps := conditionValues(st, contextOperator, contextKey)
+				if len(apps) == 0 {
+					problem("%s: %q for %q without %s on %s", name, a, st.Principal, contextOperator, contextKey)
+				}
+				for _, app := range apps {
+					if strings.ContainsAny(app, "*?") {
+						problem("%s: %s %q is a pattern, not an application", name, contextKey, app)
+					}
+				}
+			case strings.EqualFold(a, "kms:DescribeKey"):
+				hostsDescribe = true
+			default:
+				problem("%s: %q for %q: a host needs Decrypt, GenerateDataKey and DescribeKey only", name, a, st.Principal)
+			}
+		}
+	}
+	if !hostsDecrypt || !hostsDescribe {
+		problem("no host may both decrypt (%v) and resolve the key at start (%v)", hostsDecrypt, hostsDescribe)
+	}
+	return problems
+}
+
+// accountRootsOnly reports whether p names only accounts' root
+// principals, which delegate the key's use to IAM policies.
+func accountRootsOnly(p principal) bool {
+	for _, arn := range p {
+		if !strings.HasSuffix(arn, ":root") {
+			return false
+		}
+	}
+	return len(p) > 0
 }
 
 // The checks themselves: a confining policy passes, and each way of not
@@ -184,26 +333,33 @@ func policyProblems(b []byte) []string {
 func TestIAMPolicyProblems(t *testing.T) {
 	const dynamo = `{"Effect":"Allow","Action":["dynamodb:GetItem","dynamodb:Query"],"Resource":"*",
 		"Condition":{"ForAllValues:StringEquals":{"dynamodb:LeadingKeys":["billing"]}}}`
-	const kms = `{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*",
+	const key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	const kms = `{"Effect":"Allow","Action":"kms:Decrypt","Resource":"` + key + `",
 		"Condition":{"StringEquals":{"kms:EncryptionContext:ApplicationName":"billing"}}}`
+	const deny = `{"Effect":"Deny","Action":["kms:Decrypt","kms:GenerateDataKey"],"NotResource":["` + key + `"]}`
 	policy := func(statements ...string) []byte {
 		return []byte(`{"Version":"2012-10-17","Statement":[` + strings.Join(statements, ",") + `]}`)
 	}
-	if p := policyProblems(policy(dynamo, kms)); len(p) != 0 {
+	if p := policyProblems(policy(dynamo, kms, deny)); len(p) != 0 {
 		t.Fatalf("a confining policy has problems: %q", p)
 	}
 	for what, b := range map[string][]byte{
 		"not JSON":       []byte(`{"Version":"2012-10-17",`),
-		"Scan":           policy(strings.Replace(dynamo, `"dynamodb:Query"`, `"dynamodb:Scan"`, 1), kms),
-		"dynamodb:*":     policy(strings.Replace(dynamo, `"dynamodb:Query"`, `"dynamodb:*"`, 1), kms),
-		"dynamodb:S?an":  policy(strings.Replace(dynamo, `"dynamodb:Query"`, `"DynamoDB:S?an"`, 1), kms),
-		"every action":   policy(dynamo, kms, `{"Effect":"Allow","Action":"*","Resource":"*"}`),
-		"NotAction":      policy(dynamo, kms, `{"Effect":"Allow","NotAction":"kms:*","Resource":"*"}`),
-		"no LeadingKeys": policy(strings.Replace(dynamo, "ForAllValues:StringEquals", "ForAnyValue:StringEquals", 1), kms),
-		"IfExists":       policy(dynamo, strings.Replace(kms, `"StringEquals"`, `"StringEqualsIfExists"`, 1)),
-		"no context":     policy(dynamo, `{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}`),
-		"any context":    policy(dynamo, strings.Replace(kms, `"billing"`, `"*"`, 1)),
+		"Scan":           policy(strings.Replace(dynamo, `"dynamodb:Query"`, `"dynamodb:Scan"`, 1), kms, deny),
+		"dynamodb:*":     policy(strings.Replace(dynamo, `"dynamodb:Query"`, `"dynamodb:*"`, 1), kms, deny),
+		"dynamodb:S?an":  policy(strings.Replace(dynamo, `"dynamodb:Query"`, `"DynamoDB:S?an"`, 1), kms, deny),
+		"every action":   policy(dynamo, kms, deny, `{"Effect":"Allow","Action":"*","Resource":"*"}`),
+		"NotAction":      policy(dynamo, kms, deny, `{"Effect":"Allow","NotAction":"kms:*","Resource":"*"}`),
+		"no LeadingKeys": policy(strings.Replace(dynamo, "ForAllValues:StringEquals", "ForAnyValue:StringEquals", 1), kms, deny),
+		"IfExists":       policy(dynamo, strings.Replace(kms, `"StringEquals"`, `"StringEqualsIfExists"`, 1), deny),
+		"no context":     policy(dynamo, `{"Effect":"Allow","Action":"kms:Decrypt","Resource":"`+key+`"}`, deny),
+		"any context":    policy(dynamo, strings.Replace(kms, `"billing"`, `"*"`, 1), deny),
 		"no KMS":         policy(dynamo),
+		"any key":        policy(dynamo, strings.Replace(kms, key, "*", 1), strings.Replace(deny, key, "*", 1)),
+		"key pattern":    policy(dynamo, strings.Replace(kms, "key/1234", "key/*", 1), deny),
+		"no Deny":        policy(dynamo, kms),
+		"Deny elsewhere": policy(dynamo, kms, strings.Replace(deny, "1234abcd", "0987dcba", 1)),
+		"Deny, if":       policy(dynamo, kms, strings.Replace(deny, `}`, `,"Condition":{"Bool":{"aws:ViaAWSService":"false"}}}`, 1)),
 	} {
 		if p := policyProblems(b); len(p) == 0 {
 			t.Errorf("%s: no problem found", what)
@@ -212,7 +368,36 @@ func TestIAMPolicyProblems(t *testing.T) {
 	// IAM lets a statement, an action and a condition value be one
 	// element instead of a list.
 	one := []byte(`{"Version":"2012-10-17","Statement":` + kms + `}`)
-	if p := policyProblems(one); len(p) != 1 || !strings.Contains(p[0], "0 statements allow DynamoDB and 1 KMS") {
-		t.Errorf("a single KMS statement: %q; want only the missing DynamoDB statement", p)
+	if p := policyProblems(one); len(p) != 2 || !strings.Contains(p[0], "0 statements allow DynamoDB and 1 KMS") || !strings.Contains(p[1], "no Deny") {
+		t.Errorf("a single KMS statement: %q; want only the missing DynamoDB statement and Deny", p)
+	}
+}
+
+// The key policy checks: the example's shape passes, and each way of
+// letting a host use the key beyond its application fails.
+func TestKeyPolicyProblems(t *testing.T) {
+	const admin = `{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}`
+	const describe = `{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/host"},"Action":"kms:DescribeKey","Resource":"*"}`
+	const use = `{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::111122223333:role/host"]},"Action":["kms:Decrypt","kms:GenerateDataKey"],"Resource":"*",
+		"Condition":{"StringEquals":{"kms:EncryptionContext:ApplicationName":"billing"}}}`
+	policy := func(statements ...string) []byte {
+		return []byte(`{"Version":"2012-10-17","Statement":[` + strings.Join(statements, ",") + `]}`)
+	}
+	if p := keyPolicyProblems(policy(admin, describe, use)); len(p) != 0 {
+		t.Fatalf("a confining key policy has problems: %q", p)
+	}
+	for what, b := range map[string][]byte{
+		"not JSON":        []byte(`{"Version":"2012-10-17",`),
+		"no context":      policy(admin, describe, strings.Replace(use, "StringEquals", "StringEqualsIfExists", 1)),
+		"any context":     policy(admin, describe, strings.Replace(use, `"billing"`, `"bill*"`, 1)),
+		"kms:* for hosts": policy(admin, describe, use, strings.Replace(admin, ":root", ":role/host", 1)),
+		"anyone":          policy(admin, describe, use, `{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*"}`),
+		"no DescribeKey":  policy(admin, use),
+		"no Decrypt":      policy(admin, describe),
+		"ReEncrypt":       policy(admin, describe, strings.Replace(use, `"kms:GenerateDataKey"`, `"kms:ReEncrypt*"`, 1)),
+	} {
+		if p := keyPolicyProblems(b); len(p) == 0 {
+			t.Errorf("%s: no problem found", what)
+		}
 	}
 }
