@@ -109,14 +109,18 @@ func conditionValues(st policyStatement, operator, key string) []string {
 
 // The example IAM policies of docs/iam are what operators copy to confine
 // a host to one application (docs/AWS.md): each must do what the docs say.
-func TestIAMPolicies(t *testing.T) {
+func TestIAMPolicies(t *testing.T) { checkDocuments(t, "iam", policyProblems) }
+
+// checkDocuments fails t with the problems found in each JSON document of
+// docs/DIR.
+func checkDocuments(t *testing.T, dir string, problems func([]byte) []string) {
 	// go test runs in the package's directory, two below the module's.
-	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "iam", "*.json"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "docs", dir, "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Fatal("no policies in docs/iam: the test tested nothing")
+		t.Fatalf("no documents in docs/%s: the test tested nothing", dir)
 	}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
@@ -124,7 +128,7 @@ func TestIAMPolicies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range policyProblems(b) {
+			for _, p := range problems(b) {
 				t.Error(p)
 			}
 		})
@@ -248,26 +252,7 @@ func subset(a, b []string) bool {
 // tells operators to give a trusted key: the host's role may resolve the
 // key (DescribeKey has no encryption context) and use it for its own
 // application only.
-func TestKeyPolicies(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "iam", "key-policy", "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no key policies in docs/iam/key-policy: the test tested nothing")
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range keyPolicyProblems(b) {
-				t.Error(p)
-			}
-		})
-	}
-}
+func TestKeyPolicies(t *testing.T) { checkDocuments(t, "iam/key-policy", keyPolicyProblems) }
 
 // keyPolicyProblems lists what keeps the key policy b from confining
 // the principals it names, other than the account's root (which
