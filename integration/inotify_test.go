@@ -158,6 +158,39 @@ func TestInotifywaitOnAReadOnlyMountSeesAPutWithinTheTTL(t *testing.T) {
 	})
 }
 
+// --watch alone, with no configuration file, turns change signals on for
+// the applications its patterns match: a put to a matched application is
+// heard within --ttl + 1 s, and read right after the event; a put to an
+// application nothing matches is not (nobody reads it, so the mount
+// never learns of it).
+func TestTheWatchFlagAloneTurnsChangeSignalsOn(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("old"), "put", "billing/s")
+	b.cli(t, []byte("old"), "put", "auth/s")
+	const ttl = 2 * time.Second
+	m := mount(t, b, "--read-only", "--ttl", ttl.String(), "--watch", "bill*")
+	m.mustSh("cat billing/s auth/s >/dev/null")
+	watched := watch(t, m.path("billing/s"), m.path("billing"))
+	unwatched := watch(t, "", m.path("auth"))
+
+	fresh := unique("fresh")
+	b.cli(t, []byte(fresh), "put", "billing/s")
+	b.cli(t, []byte(unique("fresh")), "put", "auth/s")
+	eventually(t, ttl+time.Second, "inotifywait on the watched application sees the change", func() bool {
+		return watched.count(m.path("billing/s"), "MODIFY") > 0
+	})
+	for _, e := range watched.seen() {
+		if strings.Contains(e.names, "MODIFY") && (e.readErr != nil || e.read != fresh) {
+			t.Errorf("read right after the event: %q, %v; want the new value", e.read, e.readErr)
+		}
+	}
+	time.Sleep(ttl + time.Second)
+	if got := unwatched.seen(); len(got) != 0 {
+		t.Errorf("an application --watch does not match had events:\n%s", transcript(got))
+	}
+}
+
 func transcript(events []event) string {
 	var b strings.Builder
 	for _, e := range events {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,8 +40,9 @@ type mountConfig struct {
 	fileMode     octal
 	dirMode      octal
 	apps         []string
-	metricsAddr  string // HOST:PORT for /metrics and /healthz; "" for none
-	daemon       bool   // return once the mount answers, and serve in the background
+	watch        []string // patterns of applications whose changes are signalled (fs.Options.Watched)
+	metricsAddr  string   // HOST:PORT for /metrics and /healthz; "" for none
+	daemon       bool     // return once the mount answers, and serve in the background
 	logFile      string
 	auditLog     string // "-" for standard error
 	replace      replaceFlags
@@ -81,6 +83,7 @@ func newMountCommand(c *config) *cobra.Command {
 	f.StringVar(&mc.auditLog, "audit-log", "", "write one JSON line per open, commit, unlink and rename of a secret, with who asked, to this file (- for standard error)")
 	mc.replace.register(f)
 	f.StringSliceVar(&mc.apps, "apps", nil, "show only these applications (a,b,c); needed where IAM allows only some applications, since discovering them all scans the table")
+	f.StringSliceVar(&mc.watch, "watch", nil, "applications (names or path.Match patterns: billing,auth or '*') listed once per --ttl even when nobody reads them, so that a program watching them with inotify hears of a change made elsewhere; adds to the config file's watch list")
 	f.StringVar(&mc.config, "config", "", "YAML file of owners and modes per path, views (read-only files rendered from secrets) and watched applications")
 	return cmd
 }
@@ -107,7 +110,28 @@ func (mc *mountConfig) validate() error {
 			return fmt.Errorf("--apps %q: %w", app, err)
 		}
 	}
+	for _, pat := range mc.watch {
+		if _, err := path.Match(pat, ""); err != nil || pat == "" || strings.Contains(pat, "/") {
+			return fmt.Errorf("--watch %q: want an application, or a pattern of applications (path.Match), such as billing or 'bill*'", pat)
+		}
+	}
 	return mc.replace.validate()
+}
+
+// watchedBy reports whether patterns (of --watch) match an application;
+// nil for no patterns, which turns change signals off.
+func watchedBy(patterns []string) func(app string) bool {
+	if len(patterns) == 0 {
+		return nil
+	}
+	return func(app string) bool {
+		for _, pat := range patterns {
+			if ok, _ := path.Match(pat, app); ok {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // mount mounts the secrets at dir and serves them until SIGINT or SIGTERM
@@ -275,6 +299,7 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 		FileMode:   uint32(mc.fileMode),
 		DirMode:    uint32(mc.dirMode),
 		Apps:       mc.apps,
+		Watched:    watchedBy(mc.watch),
 		TTL:        mc.ttl,
 		Idle:       mc.cacheIdle,
 		Log:        c.log,

@@ -48,7 +48,7 @@ func checkViewsAgainstStore(ctx context.Context, cfg *mountconfig.Config, k *sec
 }
 
 // withMountConfig adds what cfg says to the file system's options: the
-// owner rules, the views, the watched applications.
+// owner rules, the views, the watched applications (to those of --watch).
 func withMountConfig(o fs.Options, cfg *mountconfig.Config) fs.Options {
 	if cfg == nil {
 		return o
@@ -63,8 +63,8 @@ func withMountConfig(o fs.Options, cfg *mountconfig.Config) fs.Options {
 	for _, v := range cfg.Views {
 		o.Views = append(o.Views, v.View)
 	}
-	if len(cfg.Watch) > 0 {
-		o.Watched = cfg.Watched
+	if flags := o.Watched; len(cfg.Watch) > 0 {
+		o.Watched = func(app string) bool { return cfg.Watched(app) || flags != nil && flags(app) }
 	}
 	return o
 }

@@ -35,6 +35,10 @@ func TestEachBadValueIsRefusedNamingItsFlagBeforeTheMountMakesAnything(t *testin
 		{"application name with a slash", nil, []string{"--apps", "a,b/c"}, `--apps "b/c": `},
 		{"empty application name", nil, []string{"--apps", "a,,b"}, `--apps "": `},
 		{"application name from the environment", []string{"SECRETFS_APPS", ".."}, nil, `--apps "..": `},
+		{"watch pattern with a slash", nil, []string{"--watch", "a,b/*"}, `--watch "b/*": want an application, or a pattern`},
+		{"bad watch pattern", nil, []string{"--watch", "bill["}, `--watch "bill[": want an application, or a pattern`},
+		{"empty watch pattern", nil, []string{"--watch", "a,,b"}, `--watch "": `},
+		{"watch pattern from the environment", []string{"SECRETFS_WATCH", "["}, nil, `--watch "[": `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.env != nil {
@@ -96,7 +100,7 @@ func TestDefaultsAndTTLZeroStaleWindowZeroAndCacheSizeOneAreAccepted(t *testing.
 			t.Errorf("%s with the defaults: %v", verb.Name(), err)
 		}
 	}
-	if _, err := preRun(t, "mount", "--ttl=0", "--stale-if-error=0", "--cache-size=1", "--apps=a,b", "--timeout=1s"); err != nil {
-		t.Errorf("--ttl 0 --stale-if-error 0 --cache-size 1 --apps a,b --timeout 1s: %v", err)
+	if _, err := preRun(t, "mount", "--ttl=0", "--stale-if-error=0", "--cache-size=1", "--apps=a,b", "--watch=a,b*", "--timeout=1s"); err != nil {
+		t.Errorf("--ttl 0 --stale-if-error 0 --cache-size 1 --apps a,b --watch a,b* --timeout 1s: %v", err)
 	}
 }
