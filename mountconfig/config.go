@@ -274,22 +274,23 @@ func (p *parser) mode(n *yaml.Node, into **uint32) error {
 	return nil
 }
 
-// pattern checks a path.Match pattern of at most parts parts.
-func (p *parser) pattern(n *yaml.Node, parts int, want string) (string, error) {
+// pattern checks the path.Match pattern n, the value of key, of at most
+// parts parts.
+func (p *parser) pattern(n *yaml.Node, key string, parts int, want string) (string, error) {
 	var pat string
-	if err := p.str(n, "match", &pat); err != nil {
+	if err := p.str(n, key, &pat); err != nil {
 		return "", err
 	}
 	if _, err := path.Match(pat, ""); err != nil {
-		return "", p.errorAt(n, "match %q: not a pattern (path.Match: %v)", pat, err)
+		return "", p.errorAt(n, "%s %q: not a pattern (path.Match: %v)", key, pat, err)
 	}
 	segs := strings.Split(pat, "/")
 	if len(segs) > parts {
-		return "", p.errorAt(n, "match %q: %s", pat, want)
+		return "", p.errorAt(n, "%s %q: %s", key, pat, want)
 	}
 	for _, s := range segs {
 		if s == "" {
-			return "", p.errorAt(n, "match %q: %s", pat, want)
+			return "", p.errorAt(n, "%s %q: %s", key, pat, want)
 		}
 	}
 	return pat, nil
@@ -310,7 +311,7 @@ func (c *Config) addOwner(p *parser, n *yaml.Node) error {
 	if match == nil {
 		return p.errorAt(n, "an owner rule needs match: the application (app) or files (app/name) it is for")
 	}
-	if o.Match, err = p.pattern(match, 2, "want an application (app) or its files (app/name), as patterns"); err != nil {
+	if o.Match, err = p.pattern(match, "match", 2, "want an application (app) or its files (app/name), as patterns"); err != nil {
 		return err
 	}
 	if o.UID == nil && o.GID == nil && o.Mode == nil {
@@ -356,7 +357,7 @@ func (c *Config) addView(p *parser, n *yaml.Node) error {
 }
 
 func (c *Config) addWatch(p *parser, n *yaml.Node) error {
-	pat, err := p.pattern(n, 1, "want an application, as a pattern: watch lists applications")
+	pat, err := p.pattern(n, "watch", 1, "want an application, as a pattern: watch lists applications")
 	if err != nil {
 		return err
 	}

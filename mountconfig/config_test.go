@@ -171,6 +171,7 @@ func TestRefusalsNameTheLineAndTheReason(t *testing.T) {
 		{"pattern of three parts", "owners:\n  - match: a/b/c\n    uid: 1\n", 2, "want an application (app) or its files (app/name)"},
 		{"empty part", "owners:\n  - match: a/\n    uid: 1\n", 2, "want an application (app) or its files (app/name)"},
 		{"watch of a file", "watch:\n  - a/b\n", 2, "watch lists applications"},
+		{"bad watch pattern", "watch:\n  - \"[[\"\n", 2, `watch "[[": not a pattern`},
 		{"mode not octal", "owners:\n  - match: a\n    mode: \"0800\"\n", 3, `mode "0800": want permission bits in octal`},
 		{"mode a word", "owners:\n  - match: a\n    mode: rwx\n", 3, `mode "rwx"`},
 		{"mode too large", "owners:\n  - match: a\n    mode: \"17777\"\n", 3, `mode "17777"`},
