@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/user"
+	"strconv"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -63,10 +65,45 @@ func withMountConfig(o fs.Options, cfg *mountconfig.Config) fs.Options {
 	for _, v := range cfg.Views {
 		o.Views = append(o.Views, v.View)
 	}
+	warnOfWiderViews(o, cfg)
 	if flags := o.Watched; len(cfg.Watch) > 0 {
 		o.Watched = func(app string) bool { return cfg.Watched(app) || flags != nil && flags(app) }
 	}
 	return o
+}
+
+// warnOfWiderViews logs, at warn level, each view that a user may read
+// while it may not read one of its inputs (mountconfig.WiderViews). Only
+// a mount with --allow-other lets other users in: without it, the user
+// who mounts is the only one the owner rules can apply to.
+func warnOfWiderViews(o fs.Options, cfg *mountconfig.Config) {
+	if !o.AllowOther || o.Log == nil {
+		return
+	}
+	d := mountconfig.Defaults{UID: o.UID, GID: o.GID, FileMode: o.FileMode, DirMode: o.DirMode}
+	for _, w := range cfg.WiderViews(d, groupsOf) {
+		o.Log.Warn(w)
+	}
+}
+
+// groupsOf returns the groups of the user uid, as the host's user
+// database has them; none when it does not know the user.
+func groupsOf(uid uint32) []uint32 {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return nil
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return nil
+	}
+	var out []uint32
+	for _, id := range ids {
+		if g, err := strconv.ParseUint(id, 10, 32); err == nil {
+			out = append(out, uint32(g))
+		}
+	}
+	return out
 }
 
 // viewOf returns the compiled view at path ("application/name") in cfg,

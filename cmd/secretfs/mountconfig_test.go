@@ -3,7 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/mountconfig"
@@ -65,4 +69,37 @@ func writeEmptyConfig(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// A mount that lets other users in warns at start of a view that a user
+// may read while it may not read the view's input; one that lets nobody
+// else in does not.
+func TestAViewWiderThanItsInputIsWarnedOfOnAMountOthersMayEnter(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	text := "owners:\n  - match: auth/*\n    uid: 1002\n    mode: \"0400\"\n  - match: billing/*\n    uid: 1001\n    mode: \"0400\"\n" +
+		"views:\n  - path: billing/peek\n    template: '{{ secret \"auth/secret\" }}'\n"
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadMountConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, allowOther := range []bool{true, false} {
+		log, hook := logtest.NewNullLogger()
+		withMountConfig(fs.Options{AllowOther: allowOther, DirMode: 0o755, FileMode: 0o600, Log: log}, cfg)
+		var warned []string
+		for _, e := range hook.AllEntries() {
+			if e.Level == logrus.WarnLevel {
+				warned = append(warned, e.Message)
+			}
+		}
+		want := 0
+		if allowOther {
+			want = 1
+		}
+		if len(warned) != want || want == 1 && !strings.Contains(warned[0], "config.yaml:9: the view billing/peek is readable by uid 1001, who cannot read its input auth/secret") {
+			t.Errorf("--allow-other %v: warnings %q, want %d naming billing/peek, uid 1001 and auth/secret", allowOther, warned, want)
+		}
+	}
 }

@@ -1,0 +1,90 @@
+package mountconfig_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/secretfs/secretfs/mountconfig"
+)
+
+// The flags of the mounts in these tests: root owns what no rule names,
+// files 0600, directories 0700.
+var rootDefaults = mountconfig.Defaults{UID: 0, GID: 0, FileMode: 0o600, DirMode: 0o700}
+
+func noGroups(uint32) []uint32 { return nil }
+
+// A view readable by someone who may not read one of its inputs is
+// named, with the reader and the input, once per view; a view at most as
+// readable as its inputs is not.
+func TestAViewWiderThanItsInputsIsNamed(t *testing.T) {
+	const owners = `owners:
+  - match: billing
+    uid: 1001
+    mode: "0500"
+  - match: billing/*
+    uid: 1001
+    mode: "0400"
+  - match: billing/tls.key
+    uid: 0
+    gid: 1001
+    mode: "0440"
+  - match: auth
+    uid: 1002
+    mode: "0500"
+  - match: auth/*
+    uid: 1002
+    mode: "0400"
+`
+	for _, tc := range []struct {
+		name   string
+		views  string
+		groups func(uint32) []uint32
+		want   string // in the one warning; "" for none
+	}{
+		{"a field of a secret of the same owner", `
+  - path: billing/db-user
+    secret: billing/db-credentials
+    field: username`, noGroups, ""},
+		{"an application view over a file only a group reads", `
+  - path: billing/all.json
+    app: billing
+    format: json`, noGroups, "the view billing/all.json is readable by uid 1001, who cannot read its input billing/tls.key (uid 0, gid 1001, mode 0440"},
+		{"the same, its reader in that group", `
+  - path: billing/all.json
+    app: billing
+    format: json`, func(uid uint32) []uint32 { return []uint32{1001} }, ""},
+		{"a template reading another application", `
+  - path: billing/peek
+    template: '{{ secret "auth/secret" }}'`, noGroups, "the view billing/peek is readable by uid 1001, who cannot read its input auth/secret"},
+		{"a view every user reads", `
+  - path: pub/public
+    secret: pub/key
+    field: public`, noGroups, "the view pub/public is readable by every user, who cannot read its input pub/key (uid 1002, gid 0, mode 0400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := owners
+			if strings.Contains(tc.name, "every user") {
+				cfg += "  - match: pub\n    mode: \"0555\"\n  - match: pub/public\n    mode: \"0444\"\n  - match: pub/*\n    uid: 1002\n    mode: \"0400\"\n"
+			}
+			c := parse(t, cfg+"views:"+tc.views+"\n")
+			got := c.WiderViews(rootDefaults, tc.groups)
+			switch {
+			case tc.want == "" && len(got) != 0:
+				t.Errorf("warnings %q, want none", got)
+			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+				t.Errorf("warnings %q, want one with %q", got, tc.want)
+			case tc.want != "" && !strings.HasPrefix(got[0], "secretfs.yaml:"):
+				t.Errorf("warning %q does not name the file and line", got[0])
+			}
+		})
+	}
+}
+
+// With no owner rules, every path has the flags' owner and modes: no view
+// is wider than its inputs.
+func TestWithTheFlagsAloneNoViewIsWider(t *testing.T) {
+	c := parse(t, "views:\n  - path: app/all\n    app: app\n    format: dotenv\n  - path: app/f\n    secret: other/j\n    field: a\n")
+	if got := c.WiderViews(mountconfig.Defaults{UID: 1000, GID: 1000, FileMode: 0o640, DirMode: 0o750}, noGroups); len(got) != 0 {
+		t.Errorf("warnings %q, want none", got)
+	}
+}
