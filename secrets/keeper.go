@@ -417,13 +417,17 @@ func (k *Keeper) validMetas(app string, metas []store.Meta) []store.Meta {
 	valid := metas[:0]
 	for _, m := range metas {
 		var err error
-		if m.App != app {
+		what := "secret"
+		switch {
+		case m.App != app:
 			err = fault.E(fault.Invalid, "an entry of another application, "+quoteName(m.App))
-		} else {
+		case m.Invalid != nil:
+			err, what = m.Invalid, "item"
+		default:
 			err = store.ValidName(m.Name)
 		}
 		if err != nil {
-			k.skip("secret", app, m.Name, err)
+			k.skip(what, app, m.Name, err)
 			continue
 		}
 		valid = append(valid, m)
@@ -445,11 +449,13 @@ type skippedNames struct {
 }
 
 // skip logs, once per name per process, that a name from the store was
-// skipped: an application (name ""), or a secret name in app.
+// skipped: an application (what "application"), a secret name in app
+// ("secret"), or a secret whose item is malformed ("item": an attribute
+// of the wrong type or out of range, store.Meta.Invalid).
 func (k *Keeper) skip(what, app, name string, why error) {
 	id := app
-	if what == "secret" {
-		id = app + "\x00" + name
+	if what != "application" {
+		id = what + "\x00" + app + "\x00" + name
 	}
 	k.skipped.mu.Lock()
 	_, seen := k.skipped.logged[id]
@@ -469,6 +475,9 @@ func (k *Keeper) skip(what, app, name string, why error) {
 	case announceFull:
 		k.log.WithField("logged", maxSkippedNames).Warn("the store holds more invalid names than are logged one by one: further ones are skipped without a log line")
 	case seen || full:
+	case what == "item":
+		k.log.WithFields(logrus.Fields{"application": app, "name": quoteName(name), "error": why.Error()}).
+			Warn("skipped a secret from the store's listing: its item is malformed; reading it fails with EIO")
 	case what == "secret":
 		k.log.WithFields(logrus.Fields{"application": app, "name": quoteName(name), "error": why.Error()}).
 			Warn("skipped a secret from the store's listing: its name cannot be a file name")

@@ -538,6 +538,9 @@ type invalidNames struct {
 	names []string // secret names added to every page of a listing
 	apps  []string // application names added to the first page of Apps
 	app   string   // an application name some entries claim, not the one listed
+	// malformed are valid names of entries the store lists as invalid
+	// (store.Meta.Invalid: an attribute of the wrong type or range).
+	malformed []string
 }
 
 func (s *invalidNames) List(ctx context.Context, app, after string, limit int) ([]store.Meta, string, error) {
@@ -547,6 +550,10 @@ func (s *invalidNames) List(ctx context.Context, app, after string, limit int) (
 	}
 	if s.app != "" {
 		page = append(page, store.Meta{Key: store.Key{App: s.app, Name: "moved"}, Size: 1})
+	}
+	for _, n := range s.malformed {
+		page = append(page, store.Meta{Key: store.Key{App: app, Name: n},
+			Invalid: fault.E(fault.Integrity, "malformed item: attribute Size is of type S, want N")})
 	}
 	return page, next, err
 }
@@ -559,12 +566,13 @@ func (s *invalidNames) Apps(ctx context.Context, cursor string, limit int) ([]st
 	return page, next, err
 }
 
-// Names from the store that cannot be file names are skipped, each
-// logged once however often it is listed, and the rest lists as ever.
+// Names from the store that cannot be file names, and entries the store
+// lists as invalid (a malformed attribute), are skipped, each logged once
+// however often it is listed, and the rest lists as ever.
 func TestListingsSkipInvalidNamesAndLogEachOnce(t *testing.T) {
 	badNames := []string{"x/../../y", "..", ".", "", "a\x00b", strings.Repeat("n", store.MaxNameLen+1), "\xff\xfe"}
 	badApps := []string{"evil/app", "..", "\x1b[31m/red"}
-	st := &invalidNames{Store: memory.New(), names: badNames, apps: badApps, app: "other"}
+	st := &invalidNames{Store: memory.New(), names: badNames, apps: badApps, app: "other", malformed: []string{"broken"}}
 	logger, hook := logtest.NewNullLogger()
 	k, _ := newKeeper(t, st, Options{Log: logger})
 	ctx := context.Background()
@@ -623,6 +631,7 @@ func TestListingsSkipInvalidNamesAndLogEachOnce(t *testing.T) {
 		wantLogged[fmt.Sprint("app ", strconv.QuoteToASCII(n))] = 1
 	}
 	wantLogged["app "+strconv.QuoteToASCII("moved")] = 1
+	wantLogged["app "+strconv.QuoteToASCII("broken")] = 1
 	for _, a := range badApps {
 		wantLogged[fmt.Sprint("<nil> ", strconv.QuoteToASCII(a))] = 1
 	}

@@ -125,6 +125,15 @@ type Meta struct {
 	InitialisationVector []byte    // the IV or nonce of the value encryption: fresh on every write
 	Size                 int64     // plaintext length in bytes; -1 when unknown (legacy items)
 	Modified             time.Time // stored at millisecond precision; zero when unknown (legacy items)
+
+	// Invalid is set, by List only, on an entry whose stored item no
+	// valid item can be: an attribute of the wrong type or out of range
+	// (CheckStored), or, in a store whose layout was altered, a name held
+	// by two items. The rest of such an entry may be empty. List returns
+	// it so that one bad item does not fail its page; callers skip it
+	// (secrets.Keeper logs it once), and Get of its key fails with
+	// fault.Integrity.
+	Invalid error
 }
 
 // Revision is the write that m describes.
@@ -213,6 +222,93 @@ const DefaultMaxValueSize = 1 << 20
 // MaxValueSize: room for any format's nonce, tag or padding.
 const ValueOverhead = 4096
 
+// Bounds of a valid item's fields, in bytes, that every store checks
+// before it loads a field (CheckStored): a store writer can make a field
+// of any size, and a reader must refuse it, not allocate it. They are
+// generous (the formats' own checks, in crypto, are exact), so that no
+// valid item comes near them.
+const (
+	// MaxMasterKeyIDLen bounds MasterKeyId: KMS key ids, ARNs and
+	// aliases are at most 2048 characters; an RSA id is 75.
+	MaxMasterKeyIDLen = 2048
+	// MaxWrappedKeyLen bounds ProtectedDocumentKey: a KMS ciphertext
+	// blob is at most 6144 bytes, an RSA-OAEP one as long as the modulus.
+	MaxWrappedKeyLen = 8192
+	// MaxIVLen bounds the InitialisationVector: 16 bytes (v1) or 12
+	// (v2, v3) in a valid item, with room to spare.
+	MaxIVLen = 1024
+	// MaxFormatLen bounds Format ("v1", "v2", "v3").
+	MaxFormatLen = 16
+)
+
+// MaxProtectedValueLen is the longest ProtectedSecretValue of a valid
+// item in a store whose values are at most maxValue bytes: what Put
+// accepts (store.Sizer).
+func MaxProtectedValueLen(maxValue int64) int64 { return maxValue + ValueOverhead }
+
+// MaxModified is the latest Modified a valid item can have: the end of
+// the year 9999, in Unix milliseconds. Modified is the time of a write,
+// so it is never before 1970 (0) either; a time outside that range is an
+// invalid attribute, not a time to show.
+const MaxModified = 253402300799999
+
+// TooLong describes a stored attribute longer than a valid item's, by
+// its length only: its bytes are never loaded.
+func TooLong(attr string, n, max int64) error {
+	return fmt.Errorf("attribute %s is %d bytes; a valid item's is at most %d", attr, n, max)
+}
+
+// StoredVersion is the Version of a stored Version attribute: at least 1
+// (a legacy item has none at all, which the store maps to Unversioned
+// itself).
+func StoredVersion(v int64) (Version, error) {
+	if v < 1 {
+		return 0, fmt.Errorf("attribute Version is %d; stored versions start at 1", v)
+	}
+	return Version(v), nil
+}
+
+// StoredSize is the Size of a stored Size attribute: not negative.
+func StoredSize(n int64) (int64, error) {
+	if n < 0 {
+		return 0, fmt.Errorf("attribute Size is negative (%d)", n)
+	}
+	return n, nil
+}
+
+// StoredModified is the time of a stored Modified attribute, in Unix
+// milliseconds: from 1970 to MaxModified.
+func StoredModified(ms int64) (time.Time, error) {
+	if ms < 0 || ms > MaxModified {
+		return time.Time{}, fmt.Errorf("attribute Modified (%d ms) is not a time between 1970 and 9999", ms)
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
+
+// CheckStored checks the lengths of an item read from a store whose
+// values are at most maxValue bytes (it.ProtectedSecretValue and the
+// other protected fields may be empty, as in a listing's Meta): each
+// within the bounds above. A store that can tell a field's length before
+// loading it (SQLite) checks the same bounds first, and never loads an
+// oversized field.
+func CheckStored(it *Item, maxValue int64) error {
+	for _, f := range []struct {
+		attr   string
+		n, max int64
+	}{
+		{"MasterKeyId", int64(len(it.MasterKeyID)), MaxMasterKeyIDLen},
+		{"ProtectedDocumentKey", int64(len(it.ProtectedDocumentKey)), MaxWrappedKeyLen},
+		{"InitialisationVector", int64(len(it.InitialisationVector)), MaxIVLen},
+		{"ProtectedSecretValue", int64(len(it.ProtectedSecretValue)), MaxProtectedValueLen(maxValue)},
+		{"Format", int64(len(it.Format)), MaxFormatLen},
+	} {
+		if f.n > f.max {
+			return TooLong(f.attr, f.n, f.max)
+		}
+	}
+	return nil
+}
+
 // MaxNameLen is the longest application or secret name, in bytes: NAME_MAX,
 // so that every stored name is also a valid file name.
 const MaxNameLen = 255
@@ -271,6 +367,11 @@ func CheckPut(item *Item, expected Revision) error {
 	if expected.IV != nil && bytes.Equal(item.InitialisationVector, expected.IV) {
 		// Every write has a fresh IV; a Revision is only unique if so.
 		return fault.E(op, item.Path(), fault.Invalid, "the new item reuses the IV of the one it replaces")
+	}
+	if !item.Modified.IsZero() {
+		if _, err := StoredModified(item.Modified.UnixMilli()); err != nil {
+			return fault.E(op, item.Path(), fault.Invalid, err)
+		}
 	}
 	if item.MasterKeyID == "" || len(item.ProtectedDocumentKey) == 0 ||
 		len(item.InitialisationVector) == 0 || len(item.ProtectedSecretValue) == 0 {

@@ -238,9 +238,14 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	for _, av := range out.Items {
 		m, err := unmarshalMeta(av)
 		if err != nil {
-			name, _ := getS(av, attrName, true)
-			return nil, "", fault.E(op, store.Key{App: app, Name: name}.Path(), fault.Integrity,
-				fmt.Errorf("malformed item: %w", err))
+			// One malformed item does not fail its page: it is listed
+			// as invalid, for the caller to skip (store.Meta.Invalid).
+			// Its name is the RANGE key, a string DynamoDB checked.
+			name, nerr := getS(av, attrName, true)
+			if nerr != nil {
+				return nil, "", fault.E(op, fault.Path(app), fault.Integrity, fmt.Errorf("malformed item: %w", nerr))
+			}
+			m = store.Meta{Key: store.Key{App: app, Name: name}, Invalid: fault.E(op, fault.Integrity, fmt.Errorf("malformed item: %w", err))}
 		}
 		page = append(page, m)
 	}

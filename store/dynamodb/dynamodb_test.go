@@ -629,6 +629,14 @@ func TestMalformedItem(t *testing.T) {
 	if !strings.Contains(err.Error(), "Version") {
 		t.Errorf("error %q does not name the attribute", err)
 	}
-	_, _, err = s.List(t.Context(), "app", "", 0)
-	wantKind(t, err, fault.Integrity, "List of an item whose Version is a string")
+	// The listing goes on: the item is listed as invalid, for the
+	// caller to skip.
+	page, _, err := s.List(t.Context(), "app", "", 0)
+	if err != nil || len(page) != 1 || page[0].Name != "bad" {
+		t.Fatalf("List = %v, %v; want app/bad listed as invalid", page, err)
+	}
+	wantKind(t, page[0].Invalid, fault.Integrity, "the listed invalid item")
+	if !strings.Contains(page[0].Invalid.Error(), "Version") {
+		t.Errorf("Invalid %q does not name the attribute", page[0].Invalid)
+	}
 }

@@ -3,7 +3,6 @@ package dynamodb
 import (
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -112,6 +111,11 @@ func unmarshal(av map[string]types.AttributeValue) (*store.Item, error) {
 	if it.ProtectedSecretValue, err = getB(av, attrValue); err != nil {
 		return nil, err
 	}
+	// DynamoDB bounds an item at 400 KB, but the one rule of every store
+	// holds here too.
+	if err := store.CheckStored(&it, MaxValueSize); err != nil {
+		return nil, err
+	}
 	return &it, nil
 }
 
@@ -137,17 +141,18 @@ func unmarshalMeta(av map[string]types.AttributeValue) (store.Meta, error) {
 	if n, ok, err := getN(av, attrSize); err != nil {
 		return m, err
 	} else if ok {
-		if n < 0 {
-			return m, fmt.Errorf("attribute %s is negative (%d)", attrSize, n)
+		if m.Size, err = store.StoredSize(n); err != nil {
+			return m, err
 		}
-		m.Size = n
 	}
 	if ms, ok, err := getN(av, attrModified); err != nil {
 		return m, err
 	} else if ok {
-		m.Modified = time.UnixMilli(ms).UTC()
+		if m.Modified, err = store.StoredModified(ms); err != nil {
+			return m, err
+		}
 	}
-	return m, nil
+	return m, store.CheckStored(&store.Item{Meta: m}, MaxValueSize)
 }
 
 // unmarshalRevision reads the Version (absent on legacy items) and the
@@ -157,10 +162,10 @@ func unmarshalRevision(av map[string]types.AttributeValue) (store.Revision, erro
 	if v, ok, err := getN(av, attrVersion); err != nil {
 		return rev, err
 	} else if ok {
-		if v < 1 {
-			return rev, fmt.Errorf("attribute %s is %d; stored versions start at 1", attrVersion, v)
+		var err error
+		if rev.Version, err = store.StoredVersion(v); err != nil {
+			return rev, err
 		}
-		rev.Version = store.Version(v)
 	}
 	var err error
 	rev.IV, err = getB(av, attrIV)

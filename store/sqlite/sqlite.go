@@ -28,7 +28,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -243,7 +245,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	switch v {
 	case schemaVersion:
-		return nil
+		return checkSchema(ctx, tx)
 	case 0:
 		if _, err := tx.ExecContext(ctx, schema); err != nil {
 			return s.wrap(ctx, "", "", err)
@@ -256,26 +258,82 @@ func (s *Store) migrate(ctx context.Context) error {
 	return fmt.Errorf("schema version %d is not %d: the file was written by another version of secretfs", v, schemaVersion)
 }
 
+// tableColumns are the columns of the table, in order, as schema makes
+// them.
+var tableColumns = []string{"ApplicationName", "SecretName", "MasterKeyId", "ProtectedDocumentKey",
+	"InitialisationVector", "ProtectedSecretValue", "Format", "Version", "Size", "Modified"}
+
+// checkSchema refuses a table that is not the one schema made: its
+// columns, its primary key (ApplicationName, SecretName), STRICT and
+// WITHOUT ROWID. Someone who can write the file can alter the table so
+// that one name has two rows, or a Version holds text; the reads are made
+// to cope with that (a name held twice, an attribute of the wrong type,
+// are integrity failures of that secret), but a store that starts on such
+// a table would hide the alteration.
+func checkSchema(ctx context.Context, tx *sql.Tx) error {
+	var wr, strict int
+	err := tx.QueryRowContext(ctx,
+		"SELECT wr, strict FROM pragma_table_list WHERE schema = 'main' AND name = 'secrets' AND type = 'table'").Scan(&wr, &strict)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errors.New("the file has no table secrets: it was altered, or is not a secretfs store; restore it from a backup")
+	}
+	if err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT name, pk FROM pragma_table_info('secrets') ORDER BY cid")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var cols []string
+	var pk [2]string
+	for rows.Next() {
+		var name string
+		var n int
+		if err := rows.Scan(&name, &n); err != nil {
+			return err
+		}
+		cols = append(cols, name)
+		if n == 1 || n == 2 {
+			pk[n-1] = name
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var wrong []string
+	if !slices.Equal(cols, tableColumns) {
+		wrong = append(wrong, "its columns are not "+strings.Join(tableColumns, ", "))
+	}
+	if pk != [2]string{"ApplicationName", "SecretName"} {
+		wrong = append(wrong, "its primary key is not (ApplicationName, SecretName)")
+	}
+	if wr != 1 || strict != 1 {
+		wrong = append(wrong, "it is not a STRICT, WITHOUT ROWID table")
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("the table secrets is not the one secretfs creates (%s): the file was altered; restore it from a backup", strings.Join(wrong, "; "))
+	}
+	return nil
+}
+
 // MaxValueSize implements store.Sizer.
 func (s *Store) MaxValueSize() int64 { return MaxValueSize }
 
-// Get implements store.Store.
+// Get implements store.Store. It reads the item with getItem: nothing
+// longer than a valid item's field is loaded, and an item that no valid
+// item can be is fault.Integrity, naming the secret.
 func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 	const op fault.Op = "sqlite.Get"
-	it := &store.Item{}
-	var m nullMeta
-	// Scanning into *[]byte copies: the caller owns the returned slices.
-	dest := append([]any{&it.MasterKeyID, &it.ProtectedDocumentKey, &it.ProtectedSecretValue}, m.dest()...)
-	err := s.db.QueryRowContext(ctx, `
-		SELECT MasterKeyId, ProtectedDocumentKey, ProtectedSecretValue, `+metaColumns+`
-		FROM secrets WHERE ApplicationName = ? AND SecretName = ?`, k.App, k.Name).Scan(dest...)
-	if errors.Is(err, sql.ErrNoRows) {
+	it, err := getItem(ctx, s.db, k, itemColumns)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		return nil, fault.E(op, k.Path(), fault.NotFound)
-	}
-	if err != nil {
+	case errors.Is(err, errMalformed):
+		return nil, fault.E(op, k.Path(), fault.Integrity, err)
+	case err != nil:
 		return nil, s.wrap(ctx, op, k.Path(), err)
 	}
-	it.Meta = m.meta(k)
 	return it, nil
 }
 
@@ -350,6 +408,9 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 		return s.wrap(ctx, op, k.Path(), err)
 	}
 	defer tx.Rollback()
+	if err := s.refuseOversized(ctx, op, k, tx); err != nil {
+		return err
+	}
 	res, err := change(tx)
 	if err != nil {
 		return s.wrap(ctx, op, k.Path(), err)
@@ -359,15 +420,16 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 		return s.wrap(ctx, op, k.Path(), err)
 	}
 	if n == 0 {
-		var v sql.NullInt64
-		var iv []byte
-		err := tx.QueryRowContext(ctx,
-			"SELECT Version, InitialisationVector FROM secrets WHERE ApplicationName = ? AND SecretName = ?",
-			k.App, k.Name).Scan(&v, &iv)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		stored, err := getItem(ctx, tx, k, metaColumns)
+		switch {
+		case errors.Is(err, errMalformed):
+			return fault.E(op, k.Path(), fault.Integrity, err)
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
 			return s.wrap(ctx, op, k.Path(), err)
+		case err != nil:
+			return failed(store.Revision{}, false)
 		}
-		return failed(store.Revision{Version: store.Version(v.Int64), IV: iv}, err == nil)
+		return failed(stored.Revision(), true)
 	}
 	if err := tx.Commit(); err != nil {
 		return s.wrap(ctx, op, k.Path(), err)
@@ -380,7 +442,10 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 	return nil
 }
 
-// List implements store.Store.
+// List implements store.Store. An entry whose item no valid item can
+// be, or whose name two rows hold (a table altered to allow that), is
+// listed once with Meta.Invalid set. One row more than the page is read,
+// so that a name held twice is seen as such at the end of a page too.
 func (s *Store) List(ctx context.Context, app string, after string, limit int) ([]store.Meta, string, error) {
 	const op fault.Op = "sqlite.List"
 	if limit <= 0 || limit > pageSize {
@@ -389,27 +454,43 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	// The IV is in every Meta, for conditional writes; the protected
 	// columns are never listed.
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT SecretName, `+metaColumns+` FROM secrets
-		WHERE ApplicationName = ? AND SecretName > ?
-		ORDER BY SecretName LIMIT ?`, app, after, limit)
+		SELECT SecretName, `+metaColumns.sql()+` FROM secrets
+		WHERE `+keyGuard("ApplicationName = ? AND SecretName > ?")+`
+		ORDER BY SecretName LIMIT ?`, app, after, limit+1)
 	if err != nil {
 		return nil, "", s.wrap(ctx, op, fault.Path(app), err)
 	}
 	defer rows.Close()
 	var page []store.Meta
+	var names []string // of each row read
 	for rows.Next() {
 		var name string
-		var m nullMeta
-		if err := rows.Scan(append([]any{&name}, m.dest()...)...); err != nil {
+		r := metaColumns.row()
+		if err := rows.Scan(append([]any{&name}, r.dest()...)...); err != nil {
 			return nil, "", s.wrap(ctx, op, fault.Path(app), err)
 		}
-		page = append(page, m.meta(store.Key{App: app, Name: name}))
+		names = append(names, name)
+		k := store.Key{App: app, Name: name}
+		if n := len(page); n > 0 && page[n-1].Name == name {
+			page[n-1] = store.Meta{Key: k, Invalid: fault.E(op, fault.Integrity, errTwice)}
+			continue
+		}
+		it, err := r.item(k)
+		if err != nil {
+			page = append(page, store.Meta{Key: k, Invalid: fault.E(op, fault.Integrity, err)})
+			continue
+		}
+		page = append(page, it.Meta)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, "", s.wrap(ctx, op, fault.Path(app), err)
 	}
-	if len(page) < limit {
+	if len(names) <= limit {
 		return page, "", nil
+	}
+	// The row past the page: if its name is new, it starts the next page.
+	if names[limit] != names[limit-1] {
+		page = page[:len(page)-1]
 	}
 	return page, page[len(page)-1].Name, nil
 }
@@ -423,7 +504,7 @@ func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, s
 	}
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT DISTINCT ApplicationName FROM secrets
-		WHERE ApplicationName > ?
+		WHERE `+keyGuard("ApplicationName > ?")+`
 		ORDER BY 1 LIMIT ?`, cursor, limit)
 	if err != nil {
 		return nil, "", s.wrap(ctx, op, "", err)
@@ -454,7 +535,11 @@ func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, s
 // needs none); it is meant for start-up, not for every request.
 func (s *Store) MasterKeyIDs(ctx context.Context) ([]string, error) {
 	const op fault.Op = "sqlite.MasterKeyIDs"
-	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT MasterKeyId FROM secrets ORDER BY 1")
+	// An id that no valid item can have is not loaded (nor listed): it
+	// names no key this process could hold.
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT MasterKeyId FROM secrets
+		WHERE CASE WHEN typeof(MasterKeyId) = 'text' AND octet_length(MasterKeyId) <= `+
+		strconv.Itoa(store.MaxMasterKeyIDLen)+` THEN 1 END ORDER BY 1`)
 	if err != nil {
 		return nil, s.wrap(ctx, op, "", err)
 	}
@@ -517,36 +602,253 @@ func (s *Store) wrap(ctx context.Context, op fault.Op, path fault.Path, err erro
 	return fault.E(op, path, fault.Other, err)
 }
 
-// metaColumns are the columns of a store.Meta besides the key, in the
-// order of nullMeta.dest.
-const metaColumns = "InitialisationVector, Format, Version, Size, Modified"
+// Reading what a store writer may have made.
+//
+// Every read is one statement that scans the table, and loads no field
+// longer than a valid item's (store.CheckStored's bounds): typeof and
+// octet_length are told by a row's header, without loading the value,
+// and a value is selected only when they are what a valid item has. A
+// look-up by key would be cheaper, but SQLite compares the whole row of
+// a WITHOUT ROWID table with the key at every step of the search,
+// loading a row that overflows its page whole: one row of hundreds of
+// megabytes would be loaded by every search that passes it, whatever
+// the statement selects. A local store is small; a scan of it is not.
+// Writes must search, so a write first scans for such a row
+// (refuseOversized) and is refused while there is one.
 
-// nullMeta receives metaColumns. All but the IV are NULL on legacy items.
-type nullMeta struct {
-	iv                      []byte
-	format                  sql.NullString
-	version, size, modified sql.NullInt64
+// maxStoredName bounds the names that are loaded at all. It is above
+// store.MaxNameLen, so that a name over that is listed and then skipped
+// with a log line (secrets.Keeper); a row with a longer name, or one
+// that is not text, is left out of every statement as if it were not
+// there.
+const maxStoredName = 4 * store.MaxNameLen
+
+// keyGuard is a WHERE clause that evaluates cond, about
+// ApplicationName and SecretName, only on rows whose names are text of
+// at most maxStoredName bytes: others are never loaded. (CASE decides
+// the order; an AND may be evaluated in any.)
+func keyGuard(cond string) string {
+	n := strconv.Itoa(maxStoredName)
+	return `CASE WHEN typeof(ApplicationName) = 'text' AND typeof(SecretName) = 'text' AND
+		octet_length(ApplicationName) <= ` + n + ` AND octet_length(SecretName) <= ` + n + `
+		THEN ` + cond + ` END`
 }
 
-func (m *nullMeta) dest() []any {
-	return []any{&m.iv, &m.format, &m.version, &m.size, &m.modified}
+// errMalformed is in the chain of the error of a row that no valid item
+// can be; errTwice says that a name is held by two rows.
+var (
+	errMalformed = errors.New("malformed item")
+	errTwice     = fmt.Errorf("%w: two rows hold this name (the table was altered; a valid store holds one)", errMalformed)
+)
+
+// column is one stored attribute, read only when it is what a valid item
+// stores: of type typ (or NULL where that is valid) and at most max bytes.
+type column struct {
+	name string
+	typ  string // "text", "blob" or "integer", as typeof says
+	null bool   // NULL is valid: what a legacy item lacks
+	max  int64  // octet_length; an integer's is its decimal digits
 }
 
-func (m *nullMeta) meta(k store.Key) store.Meta {
-	meta := store.Meta{
-		Key:                  k,
-		Format:               m.format.String,
-		Version:              store.Version(m.version.Int64), // NULL: 0, store.Unversioned
-		InitialisationVector: m.iv,                           // scanning into *[]byte copied it
-		Size:                 -1,
+// columns are the attributes one statement reads.
+type columns []column
+
+// metaColumns are the columns of a store.Meta besides the key;
+// itemColumns those of a whole store.Item.
+var (
+	metaColumns = columns{
+		{"InitialisationVector", "blob", false, store.MaxIVLen},
+		{"Format", "text", true, store.MaxFormatLen},
+		{"Version", "integer", true, 20},
+		{"Size", "integer", true, 20},
+		{"Modified", "integer", true, 20},
 	}
-	if m.size.Valid {
-		meta.Size = m.size.Int64
+	itemColumns = append(columns{
+		{"MasterKeyId", "text", false, store.MaxMasterKeyIDLen},
+		{"ProtectedDocumentKey", "blob", false, store.MaxWrappedKeyLen},
+		{"ProtectedSecretValue", "blob", false, store.MaxProtectedValueLen(MaxValueSize)},
+	}, metaColumns...)
+)
+
+// sql selects, for each column, its type, its length and its value,
+// which is NULL unless the type and length are a valid item's.
+func (cs columns) sql() string {
+	var b strings.Builder
+	for i, c := range cs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "typeof(%[1]s), octet_length(%[1]s), CASE WHEN typeof(%[1]s) = '%[2]s' AND octet_length(%[1]s) <= %[3]d THEN %[1]s END",
+			c.name, c.typ, c.max)
 	}
-	if m.modified.Valid {
-		meta.Modified = time.UnixMilli(m.modified.Int64).UTC()
+	return b.String()
+}
+
+// row receives what cs.sql selects.
+type row struct {
+	cols columns
+	typ  []string
+	len  []sql.NullInt64
+	val  []any
+}
+
+func (cs columns) row() *row {
+	return &row{cols: cs, typ: make([]string, len(cs)), len: make([]sql.NullInt64, len(cs)), val: make([]any, len(cs))}
+}
+
+func (r *row) dest() []any {
+	d := make([]any, 0, 3*len(r.cols))
+	for i := range r.cols {
+		d = append(d, &r.typ[i], &r.len[i], &r.val[i])
 	}
-	return meta
+	return d
+}
+
+// item checks every column read and returns the item at k, with what
+// was read of it: an error (errMalformed) names the first attribute no
+// valid item has, by its type or length, never its value.
+func (r *row) item(k store.Key) (*store.Item, error) {
+	it := &store.Item{Meta: store.Meta{Key: k, Version: store.Unversioned, Size: -1}}
+	for i, c := range r.cols {
+		switch {
+		case r.typ[i] == "null" && c.null:
+			continue
+		case r.typ[i] != c.typ:
+			return nil, fmt.Errorf("%w: attribute %s is of type %s, want %s", errMalformed, c.name, r.typ[i], c.typ)
+		case r.len[i].Int64 > c.max:
+			return nil, fmt.Errorf("%w: %w", errMalformed, store.TooLong(c.name, r.len[i].Int64, c.max))
+		}
+		if err := set(it, c.name, r.val[i]); err != nil {
+			return nil, fmt.Errorf("%w: %w", errMalformed, err)
+		}
+	}
+	return it, nil
+}
+
+// set stores v, a value of the column named col of the type a valid item
+// has, in it. A value scanned into *any is the caller's: database/sql
+// copies bytes.
+func set(it *store.Item, col string, v any) error {
+	var err error
+	switch col {
+	case "MasterKeyId":
+		it.MasterKeyID = asString(v)
+	case "ProtectedDocumentKey":
+		it.ProtectedDocumentKey = asBytes(v)
+	case "ProtectedSecretValue":
+		it.ProtectedSecretValue = asBytes(v)
+	case "InitialisationVector":
+		it.InitialisationVector = asBytes(v)
+	case "Format":
+		it.Format = asString(v)
+	case "Version":
+		it.Version, err = store.StoredVersion(asInt(v))
+	case "Size":
+		it.Size, err = store.StoredSize(asInt(v))
+	case "Modified":
+		it.Modified, err = store.StoredModified(asInt(v))
+	}
+	return err
+}
+
+func asString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return ""
+}
+
+func asBytes(v any) []byte {
+	switch v := v.(type) {
+	case []byte:
+		return v
+	case string:
+		return []byte(v)
+	}
+	return nil
+}
+
+func asInt(v any) int64 {
+	i, _ := v.(int64)
+	return i
+}
+
+// queryer is a *sql.DB or a *sql.Tx.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// getItem reads the item at k, the columns cs of it, in one scan of the
+// table (see above): sql.ErrNoRows when there is none, errMalformed in
+// the chain when its row is not what a valid item's is or two rows hold
+// k. Other errors are the database's.
+func getItem(ctx context.Context, q queryer, k store.Key, cs columns) (*store.Item, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+cs.sql()+` FROM secrets
+		WHERE `+keyGuard("ApplicationName = ? AND SecretName = ?")+` LIMIT 2`, k.App, k.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var it *store.Item
+	for n := 0; rows.Next(); n++ {
+		if n > 0 {
+			return nil, errTwice
+		}
+		r := cs.row()
+		if err := rows.Scan(r.dest()...); err != nil {
+			return nil, err
+		}
+		if it, err = r.item(k); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if it == nil {
+		return nil, sql.ErrNoRows
+	}
+	return it, nil
+}
+
+// refuseOversized refuses the write at k, in tx, while the table holds a
+// row with a field longer than a valid item's: the write's search of the
+// table would load that row whole (see above). It costs one scan, which
+// loads nothing long.
+func (s *Store) refuseOversized(ctx context.Context, op fault.Op, k store.Key, tx *sql.Tx) error {
+	var conds []string
+	for _, c := range append(columns{{"ApplicationName", "", false, maxStoredName}, {"SecretName", "", false, maxStoredName}}, itemColumns...) {
+		conds = append(conds, fmt.Sprintf("octet_length(%s) > %d", c.name, c.max))
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+itemColumnsNames()+` FROM secrets WHERE `+strings.Join(conds, " OR ")+` LIMIT 1`)
+	if err != nil {
+		return s.wrap(ctx, op, k.Path(), err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return s.wrap(ctx, op, k.Path(), rows.Err())
+	}
+	var app, name sql.NullString
+	if err := rows.Scan(&app, &name); err != nil {
+		return s.wrap(ctx, op, k.Path(), err)
+	}
+	which := "an item whose name is too long to load"
+	if app.Valid && name.Valid {
+		which = strconv.QuoteToASCII(app.String + "/" + name.String)
+	}
+	return fault.E(op, k.Path(), fault.Integrity, fmt.Sprintf(
+		"the store holds an item with a field longer than any valid item's (%s): writes are refused until it is removed, since SQLite would load it whole", which))
+}
+
+// itemColumnsNames selects a row's names, each only if short enough to
+// load.
+func itemColumnsNames() string {
+	n := strconv.Itoa(maxStoredName)
+	return `CASE WHEN octet_length(ApplicationName) <= ` + n + ` THEN CAST(ApplicationName AS TEXT) END,
+		CASE WHEN octet_length(SecretName) <= ` + n + ` THEN CAST(SecretName AS TEXT) END`
 }
 
 // nullIf is v, or NULL when null is true.

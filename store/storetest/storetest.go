@@ -157,6 +157,9 @@ func next(it *store.Item) *store.Item {
 	n.ProtectedSecretValue = append(n.ProtectedSecretValue, byte(n.Version))
 	n.Size++
 	n.Modified = n.Modified.Add(time.Second)
+	if it.Modified.IsZero() { // a legacy item: a write gives it a time
+		n.Modified = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
+	}
 	return n
 }
 

@@ -1,0 +1,247 @@
+package sqlite
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// These tests play someone who can write secrets.db but holds no key:
+// SQL on the file, beside a Store that has it open.
+
+// tamperedStore opens a store holding app/a, app/b and app/c, and a
+// second connection to its file for the tampering.
+func tamperedStore(t *testing.T) (*Store, *sql.DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "secrets.db")
+	s := openT(t, path)
+	t.Cleanup(func() { closeT(t, s) })
+	for _, name := range []string{"a", "b", "c"} {
+		it := &store.Item{
+			Meta: store.Meta{Key: store.Key{App: "app", Name: name}, Format: "v3", Version: 1,
+				InitialisationVector: []byte("iv-" + name), Size: 1, Modified: time.Now()},
+			MasterKeyID: "rsa:sha256:x", ProtectedDocumentKey: []byte{1}, ProtectedSecretValue: []byte{2},
+		}
+		if err := s.Put(t.Context(), it, store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return s, db, path
+}
+
+func execSQL(t *testing.T, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// peakRSS is the process's peak resident memory since resetPeak, in MiB.
+func peakRSS(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(rest, &kb)
+			return kb >> 10
+		}
+	}
+	t.Skip("no VmHWM")
+	return 0
+}
+
+func resetPeak(t *testing.T) {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Skipf("cannot reset the peak RSS: %v", err)
+	}
+}
+
+// A ProtectedSecretValue of 300 MiB is refused as an integrity failure
+// naming the secret, and never loaded: not by its Get, not by a listing,
+// not by MasterKeyIDs, not by a Get or a write of a neighbour (SQLite's
+// search of a WITHOUT ROWID table loads every overflowing row it passes).
+func TestAnOversizedFieldIsRefusedWithoutBeingLoaded(t *testing.T) {
+	s, _, path := tamperedStore(t)
+	// In another process: SQLite's allocator keeps what making the blob
+	// took, which would hide what the Store loads.
+	inChild(t, path, "UPDATE secrets SET ProtectedSecretValue = zeroblob(300*1024*1024) WHERE SecretName = 'c'",
+		"UPDATE secrets SET MasterKeyId = CAST(zeroblob(10*1024*1024) AS TEXT) WHERE SecretName = 'b'")
+
+	resetPeak(t)
+	_, err := s.Get(t.Context(), store.Key{App: "app", Name: "c"})
+	if !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), "app/c") ||
+		!strings.Contains(err.Error(), "ProtectedSecretValue is 314572800 bytes") {
+		t.Fatalf("Get of the oversized app/c: %v; want an integrity failure naming it and the attribute", err)
+	}
+	_, err = s.Get(t.Context(), store.Key{App: "app", Name: "b"})
+	if !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), "MasterKeyId") {
+		t.Fatalf("Get of app/b, whose MasterKeyId is 10 MiB: %v; want an integrity failure", err)
+	}
+	a, err := s.Get(t.Context(), store.Key{App: "app", Name: "a"})
+	if err != nil {
+		t.Fatalf("Get of app/a beside them: %v", err)
+	}
+	page, _, err := s.List(t.Context(), "app", "", 0)
+	if err != nil || len(page) != 3 {
+		t.Fatalf("List = %v, %v; want 3 entries", page, err)
+	}
+	if ids, err := s.MasterKeyIDs(t.Context()); err != nil || len(ids) != 1 {
+		t.Fatalf("MasterKeyIDs = %q, %v; want the one valid id", ids, err)
+	}
+	if apps, err := store.AppsAll(t.Context(), s); err != nil || len(apps) != 1 {
+		t.Fatalf("Apps = %q, %v", apps, err)
+	}
+	n := *a
+	n.Version, n.InitialisationVector = 2, []byte("iv-a2")
+	err = s.Put(t.Context(), &n, a.Revision())
+	if !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), "writes are refused until it is removed") {
+		t.Fatalf("Put beside the oversized rows: %v; want it refused, naming one", err)
+	}
+	if peak := peakRSS(t); peak > 150 {
+		t.Fatalf("peak RSS %d MiB: a 300 MiB field was loaded", peak)
+	}
+}
+
+// alterTable makes the table what a store writer may make it: not
+// STRICT (so a Version can hold text) and, with noKey, a rowid table
+// without the primary key (so one name can have two rows).
+func alterTable(t *testing.T, db *sql.DB, noKey bool) {
+	t.Helper()
+	cols := strings.Join(tableColumns, ", ")
+	key := ", PRIMARY KEY (ApplicationName, SecretName)"
+	without := " WITHOUT ROWID"
+	if noKey {
+		key, without = "", ""
+	}
+	execSQL(t, db, "ALTER TABLE secrets RENAME TO old")
+	execSQL(t, db, "CREATE TABLE secrets ("+cols+key+")"+without)
+	execSQL(t, db, "INSERT INTO secrets SELECT * FROM old")
+	execSQL(t, db, "DROP TABLE old")
+}
+
+// An attribute of the wrong type or out of range (in a table that is no
+// longer STRICT) makes its item invalid: listed as such, without failing
+// the page, and an integrity failure (not "unavailable") to Get.
+func TestAMalformedAttributeIsThatItemsIntegrityFailureOnly(t *testing.T) {
+	for name, tc := range map[string]struct {
+		set  string
+		want string
+	}{
+		"Version text":   {"Version = 'abc'", "attribute Version is of type text"},
+		"Size real":      {"Size = 1.5", "attribute Size is of type real"},
+		"Format blob":    {"Format = x'7633'", "attribute Format is of type blob"},
+		"Modified max":   {"Modified = 9223372036854775807", "attribute Modified (9223372036854775807 ms) is not a time"},
+		"Modified min":   {"Modified = -9223372036854775808", "is not a time between 1970 and 9999"},
+		"Version zero":   {"Version = 0", "stored versions start at 1"},
+		"Size negative":  {"Size = -5", "attribute Size is negative"},
+		"IV too long":    {"InitialisationVector = zeroblob(2000)", "attribute InitialisationVector is 2000 bytes"},
+		"Version 1E+125": {"Version = '1E+125'", "attribute Version is of type text"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, db, _ := tamperedStore(t)
+			alterTable(t, db, false)
+			execSQL(t, db, "UPDATE secrets SET "+tc.set+" WHERE SecretName = 'b'")
+			page, next, err := s.List(t.Context(), "app", "", 0)
+			if err != nil || next != "" || len(page) != 3 {
+				t.Fatalf("List = %v, %q, %v; want 3 entries", page, next, err)
+			}
+			if page[0].Invalid != nil || page[2].Invalid != nil || page[1].Name != "b" {
+				t.Fatalf("List = %v; want only app/b invalid", page)
+			}
+			if !fault.Is(fault.Integrity, page[1].Invalid) || !strings.Contains(page[1].Invalid.Error(), tc.want) {
+				t.Fatalf("app/b listed with Invalid %v; want an integrity failure saying %q", page[1].Invalid, tc.want)
+			}
+			_, err = s.Get(t.Context(), store.Key{App: "app", Name: "b"})
+			if !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Get app/b: %v; want an integrity failure saying %q", err, tc.want)
+			}
+			if _, err := s.Get(t.Context(), store.Key{App: "app", Name: "c"}); err != nil {
+				t.Fatalf("Get app/c beside it: %v", err)
+			}
+		})
+	}
+}
+
+// Two rows for one name (a rowid table without the primary key): the
+// listing gives the name once, as invalid, on every page size; Get is an
+// integrity failure for that secret; and Open refuses the altered table.
+func TestANameHeldByTwoRowsIsListedOnceAndFailsIntegrity(t *testing.T) {
+	s, db, path := tamperedStore(t)
+	alterTable(t, db, true)
+	execSQL(t, db, "INSERT INTO secrets SELECT * FROM secrets WHERE SecretName = 'b'")
+	for _, limit := range []int{0, 1, 2, 3} {
+		var names []string
+		after := ""
+		for range 10 {
+			page, next, err := s.List(t.Context(), "app", after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range page {
+				names = append(names, m.Name)
+				if (m.Name == "b") != (m.Invalid != nil) {
+					t.Fatalf("limit %d: listed %s with Invalid %v; want only app/b invalid", limit, m.Name, m.Invalid)
+				}
+			}
+			if after = next; next == "" {
+				break
+			}
+		}
+		if strings.Join(names, ",") != "a,b,c" {
+			t.Fatalf("limit %d: listed %q, want a, b, c once each", limit, names)
+		}
+	}
+	_, err := s.Get(t.Context(), store.Key{App: "app", Name: "b"})
+	if !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), "two rows") {
+		t.Fatalf("Get of app/b: %v; want an integrity failure saying two rows hold it", err)
+	}
+	if _, err := Open(t.Context(), path); err == nil || !strings.Contains(err.Error(), "primary key") {
+		t.Fatalf("Open of the altered table: %v; want it refused, naming the primary key", err)
+	}
+}
+
+const tamperEnv = "SECRETFS_TEST_TAMPER_DB"
+
+// inChild runs the statements on the file at path in a child process
+// (TestTamperHelperProcess).
+func inChild(t *testing.T, path string, statements ...string) {
+	t.Helper()
+	child := osexec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestTamperHelperProcess$", "-test.count=1")
+	child.Env = append(os.Environ(), tamperEnv+"="+path, tamperEnv+"_SQL="+strings.Join(statements, ";\n"))
+	if out, err := child.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// TestTamperHelperProcess is the child of inChild; run on its own, it
+// does nothing.
+func TestTamperHelperProcess(t *testing.T) {
+	path := os.Getenv(tamperEnv)
+	if path == "" {
+		return
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range strings.Split(os.Getenv(tamperEnv+"_SQL"), ";\n") {
+		execSQL(t, db, q)
+	}
+}
