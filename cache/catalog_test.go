@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -1048,6 +1049,34 @@ func TestATamperedRevisionIsNotUnwrappedAgain(t *testing.T) {
 	}
 	if n := f.count("Open"); n != 1 {
 		t.Errorf("a tampered revision was unwrapped %d times, want once", n)
+	}
+}
+
+// The file's size is the one listed: a revision whose item, read, gives
+// another Size (a store writer changed it between the listing and the
+// read) is an integrity failure, found before any unwrap, whichever way
+// the sizes differ; never a value served under a size it does not have.
+func TestARevisionReadWithAnotherSizeThanListedIsAnIntegrityFailure(t *testing.T) {
+	for _, listed := range []int64{3, 0, 9} {
+		f := newFake()
+		f.set(key("a"), "alpha", 1)
+		f.setSize(key("a"), listed)
+		c, _, _ := newCatalog(t, f, Options{})
+		page, _, err := c.List(bg, "app", "", 0)
+		if err != nil || len(page) != 1 || page[0].Size != listed {
+			t.Fatalf("listing: %+v, %v; want a with the forged size %d", page, err, listed)
+		}
+		f.setSize(key("a"), 5) // the item as the read finds it
+		s := c.Snapshot(key("a"), page[0])
+		for range 2 {
+			if _, err := s.Value(bg); !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), "two sizes for one revision") {
+				t.Errorf("listed %d, read 5: Value: %v, want Integrity", listed, err)
+			}
+		}
+		if n := f.count("Open"); n != 0 {
+			t.Errorf("listed %d, read 5: %d unwraps, want none", listed, n)
+		}
+		s.Release()
 	}
 }
 

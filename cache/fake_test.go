@@ -94,6 +94,13 @@ func (f *fakeOrigin) setLegacy(k store.Key, value string) {
 	item.Format, item.Size, item.Modified = "", -1, time.Time{}
 }
 
+// setSize plays a store writer changing k's Size, and nothing else.
+func (f *fakeOrigin) setSize(k store.Key, size int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.items[k].Size = size
+}
+
 // remove plays another host deleting k.
 func (f *fakeOrigin) remove(k store.Key) {
 	f.mu.Lock()

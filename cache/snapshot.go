@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -238,6 +239,19 @@ func (s *snapshot) decrypt(ctx context.Context) error {
 				return err
 			}
 			continue
+		case s.meta.Size >= 0 && s.item.Size != s.meta.Size:
+			// The file's size is the one listed, which the kernel reads
+			// up to; the item read gives another for the same revision
+			// (the listing and the read saw two versions of a forged
+			// item). The decryption would check the item's own Size, not
+			// the file's: no value may be served under a size it does
+			// not have. Decided on clear metadata alone, before any
+			// unwrap, so it tells nothing of a v1 item's padding.
+			s.broken = fault.E(fault.Op("cache.Read"), s.id.key.Path(), fault.Integrity,
+				"the store gave two sizes for one revision, "+strconv.FormatInt(s.meta.Size, 10)+" bytes when listed and "+
+					strconv.FormatInt(s.item.Size, 10)+" when read: the item was modified")
+			c.mu.Unlock()
+			return s.broken
 		}
 		f := newFlight(c.now())
 		s.opening = f

@@ -379,8 +379,10 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 	if err != nil {
 		return nil, m.errno(by.op(), k.Path(), err)
 	}
-	if e.Meta.Size < 0 && by != creation {
-		n.rev.LearnSize(ctx)
+	if by != creation {
+		if err := n.rev.Verify(ctx); err != nil {
+			return nil, m.errno(by.op(), k.Path(), err)
+		}
 	}
 	if by == lookup && m.noOpen.Load() {
 		n.rev.Touch()

@@ -159,21 +159,27 @@ func TestSizeTamperingShortAndHugeGivesEIOForThatSecretOnly(t *testing.T) {
 			if got := m.mustSh("ls app"); !strings.Contains(got, "good\n") {
 				t.Fatalf("ls app = %q: the untouched secret must still list", got)
 			}
-			log := m.log()
-			for _, want := range []string{
+			logNamesAndHoldsNoValue(t, m.log(), []string{
 				`app/short: integrity check failed: the decrypted value does not have the 3 bytes the item's Size records`,
 				`app/huge: integrity check failed: the store says the value is 1125899906842624 bytes, over the store's limit`,
-			} {
-				if !strings.Contains(log, want) {
-					t.Errorf("the log does not name %q:\n%s", want, log)
-				}
-			}
-			for _, v := range []string{short, huge, good} {
-				if strings.Contains(log, v) {
-					t.Fatalf("the log holds a value")
-				}
-			}
+			}, short, huge, good)
 		})
+	}
+}
+
+// logNamesAndHoldsNoValue fails t unless log holds every line of names,
+// and none of values.
+func logNamesAndHoldsNoValue(t *testing.T, log string, names []string, values ...string) {
+	t.Helper()
+	for _, want := range names {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log does not name %q:\n%s", want, log)
+		}
+	}
+	for _, v := range values {
+		if strings.Contains(log, v) {
+			t.Fatalf("the log holds a value")
+		}
 	}
 }
 

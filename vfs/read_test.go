@@ -173,8 +173,11 @@ func TestTheSizeOfALegacyItemIsLearntOnceByDecrypting(t *testing.T) {
 		meta := f.cat.Store(db, "legacy")
 		meta.Size = -1
 		r := f.fs.NewRevision(db, meta, func() {}, func() {})
-		r.LearnSize(ctx)
-		r.LearnSize(ctx)
+		for range 2 {
+			if err := r.Verify(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
 		want, decrypts := int64(6), 1
 		if writeOnly {
 			want, decrypts = 0, 0
@@ -183,6 +186,54 @@ func TestTheSizeOfALegacyItemIsLearntOnceByDecrypting(t *testing.T) {
 			t.Errorf("write-only %v: size %d after %d decryptions; want %d after %d", writeOnly, a.Size, f.cat.Calls("Value"), want, decrypts)
 		}
 		r.Unpin()
+	}
+}
+
+// The kernel never reads a file it was told is empty: a revision that
+// lists 0 bytes is decrypted at its first lookup, once, so that an item
+// whose Size a store writer set to 0 is EIO rather than an empty file.
+// One that lists more is left to its first read.
+func TestARevisionListedEmptyIsDecryptedOnceAtItsFirstLookup(t *testing.T) {
+	f := newFixture(t, Options{})
+	empty := f.cat.Store(db, "")
+	r := f.fs.NewRevision(db, empty, func() {}, func() {})
+	for range 2 {
+		if err := r.Verify(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.cat.Calls("ReadAt") + f.cat.Calls("Value"); n != 1 {
+		t.Errorf("an empty revision looked up twice was decrypted %d times, want once", n)
+	}
+	r.Unpin()
+
+	full := f.cat.Store(db2, "value")
+	r = f.fs.NewRevision(db2, full, func() {}, func() {})
+	if err := r.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.cat.Calls("ReadAt") + f.cat.Calls("Value"); n != 1 {
+		t.Errorf("a lookup of a revision of 5 bytes decrypted: %d decryptions in all, want the empty one's only", n-1)
+	}
+	r.Unpin()
+}
+
+// An item listed empty that does not decrypt (a store writer set its
+// Size to 0) fails its lookup with the decryption's error, and leaves
+// nothing pinned; the next lookup asks again.
+func TestARevisionListedEmptyThatDoesNotDecryptFailsItsLookup(t *testing.T) {
+	f := newFixture(t, Options{})
+	meta := f.cat.Store(db, "")
+	f.cat.FailValues(fault.E("test", fault.Integrity, "tampered"))
+	r := f.fs.NewRevision(db, meta, func() {}, func() {})
+	for range 2 {
+		wantKind(t, "verify", r.Verify(ctx), fault.Integrity)
+	}
+	if f.cat.Pins() != 0 {
+		t.Errorf("%d pins after a failed verification, want 0", f.cat.Pins())
+	}
+	if n := f.cat.Calls("ReadAt"); n != 2 {
+		t.Errorf("%d decryptions for two lookups, want 2: a failure is not remembered here (the catalog remembers a tampered item)", n)
 	}
 }
 

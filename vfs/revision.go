@@ -29,6 +29,8 @@ type Revision struct {
 	snap secrets.Snapshot
 	stop func() // unregisters onWipe from snap
 	read bool   // content was served: the revision may no longer change (see adopt)
+
+	verified bool // decrypted once, which proved its size (see Verify)
 }
 
 // NewRevision returns the file of the revision of k that meta describes.
@@ -56,7 +58,7 @@ func (r *Revision) Key() store.Key {
 func (r *Revision) Rekey(k store.Key, meta store.Meta) {
 	r.mu.Lock()
 	snap, stop := r.snap, r.stop
-	r.key, r.meta, r.snap, r.stop = k, meta, nil, nil
+	r.key, r.meta, r.snap, r.stop, r.verified = k, meta, nil, nil, false
 	r.mu.Unlock()
 	if snap != nil {
 		stop()
@@ -136,21 +138,42 @@ func (r *Revision) Unpin() {
 	}
 }
 
-// LearnSize fills in the size of a legacy item, which records none: only
-// decrypting it tells. A write-only mount cannot decrypt and does not
-// try; the size shows 0 there.
-func (r *Revision) LearnSize(ctx context.Context) {
+// Verify proves by decrypting what the kernel would otherwise take on
+// trust from the store's clear metadata, and learns the size of a
+// legacy item, which records none. The kernel reads a file only up to
+// the size it was told: it never asks for the content of a file of 0
+// bytes, so nothing would ever check that such an item decrypts, and a
+// store writer who set an item's Size to 0 would empty the file. So a
+// revision that lists 0 bytes, or no size, is decrypted once, at its
+// first lookup; a larger one is checked by its first read (the catalog
+// refuses a value whose length is not the size listed). A failure is
+// the lookup's, and the snapshot is unpinned: the catalog remembers a
+// tampered item, so asking again costs no unwrap. A write-only mount
+// cannot decrypt and does not try; it shows such a revision as 0 bytes,
+// and reads nothing anyway.
+func (r *Revision) Verify(ctx context.Context) error {
 	r.mu.Lock()
-	unknown := r.meta.Size < 0
+	size, trusted := r.meta.Size, r.meta.Size > 0 || r.verified
 	r.mu.Unlock()
-	if !unknown || r.v.opts.WriteOnly {
-		return
+	if trusted || r.v.opts.WriteOnly {
+		return nil
 	}
-	if size, err := r.snapshot().Size(ctx); err == nil {
-		r.mu.Lock()
-		r.meta.Size = size
-		r.mu.Unlock()
+	snap := r.snapshot()
+	var err error
+	if size < 0 {
+		size, err = snap.Size(ctx) // decrypts a legacy item
 	}
+	if err == nil && size == 0 {
+		_, err = snap.ReadAt(ctx, nil, 0) // decrypts, into nothing
+	}
+	if err != nil {
+		r.Unpin()
+		return err
+	}
+	r.mu.Lock()
+	r.meta.Size, r.verified = size, true
+	r.mu.Unlock()
+	return nil
 }
 
 // Open opens the revision with flags for c (Thread, Process, and the
