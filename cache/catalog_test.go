@@ -907,6 +907,29 @@ func TestASizeOverTheStoresLimitIsRefusedAndTheOthersList(t *testing.T) {
 	}
 }
 
+// A malformed item the store lists (store.Meta.Invalid) is refused like
+// an impossible size: its lookup is an integrity failure (EIO), not an
+// absence (ENOENT, which a program may take for a secret it need not
+// have), and the others list and read.
+func TestAMalformedItemIsRefusedAndTheOthersList(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	f.set(key("bad"), "x", 1)
+	f.mu.Lock()
+	f.items[key("bad")].Invalid = fault.E(fault.Integrity, "malformed item: attribute Version is of type S, want N")
+	f.mu.Unlock()
+	c, _, _ := newCatalog(t, f, Options{})
+	if page, _, err := c.List(bg, "app", "", 0); err != nil || len(page) != 2 {
+		t.Fatalf("List: %+v, %v; want both names", page, err)
+	}
+	if _, err := c.Lookup(bg, key("bad")); !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), "attribute Version") {
+		t.Errorf("Lookup of a malformed item: %v, want Integrity naming what is malformed", err)
+	}
+	if got := read(t, c, key("a")); got != "alpha" {
+		t.Errorf("the other secret reads %q", got)
+	}
+}
+
 func TestANewRevisionTheKeysCannotDecryptServesTheLastValue(t *testing.T) {
 	f := newFake()
 	f.set(key("a"), "old", 1)

@@ -304,11 +304,16 @@ func (c *Catalog) answeredAt(k store.Key, ks *keyState, at time.Time) {
 }
 
 // checkMeta checks the clear metadata of a revision, which the store
-// holds unauthenticated, against what a value may be: a Size over the
-// store's limit is refused (a file must never claim more bytes than a
+// holds unauthenticated, against what a value may be: a malformed item is
+// refused, and so is a Size over the
+// store's limit (a file must never claim more bytes than a
 // value may hold), and the revision is kept with its size unknown. The
 // size a revision is read with is checked when it is decrypted.
 func (c *Catalog) checkMeta(k store.Key, meta store.Meta) (store.Meta, error) {
+	if meta.Invalid != nil { // a malformed item (store.Meta.Invalid)
+		meta.Size = -1
+		return meta, fault.E(k.Path(), fault.Integrity, meta.Invalid)
+	}
 	if limit := c.origin.MaxValueSize(); meta.Size > limit {
 		err := fault.E(k.Path(), fault.Integrity, fmt.Sprintf(
 			"the store says the value is %d bytes, over the store's limit of %d: refused", meta.Size, limit))
@@ -327,7 +332,7 @@ func (c *Catalog) checkMeta(k store.Key, meta store.Meta) (store.Meta, error) {
 // revision whose Version went down is told to the observer. c.mu must be
 // held.
 func (c *Catalog) replaced(k store.Key, ks *keyState, old *snapshot, at time.Time) {
-	if from, to := old.meta.Version, ks.snap.meta.Version; from > store.Unversioned && to < from {
+	if from, to := old.meta.Version, ks.snap.meta.Version; from > store.Unversioned && to < from && ks.snap.meta.Invalid == nil {
 		if rb, ok := c.obs.(RollbackObserver); ok {
 			go rb.RolledBack(k, from, to)
 		}

@@ -9,9 +9,10 @@ import (
 // The kernel reads a file only up to the size it was told, and never
 // reads one it was told is empty: a Size forged to 0 (with the Version
 // bumped, so that the mount sees a new revision) must not make an empty
-// file of a secret, nor a Size forged below 0 (as a legacy item lists,
-// with no size) one of a secret that does not decrypt. Both are EIO,
-// with a log line naming the secret, on both backends; the others read.
+// file of a secret, nor a Size forged below 0 (which no item records: a
+// malformed item) one of a secret that does not decrypt, nor its absence.
+// Both are EIO, with a log line naming the secret, on both backends; the
+// others read.
 func TestASizeForgedToZeroOrBelowIsEIONotAnEmptyFile(t *testing.T) {
 	for name, newBackend := range tamperBackends() {
 		t.Run(name, func(t *testing.T) {
@@ -56,7 +57,8 @@ func TestASizeForgedToZeroOrBelowIsEIONotAnEmptyFile(t *testing.T) {
 			}
 			logNamesAndHoldsNoValue(t, m.log(), []string{
 				`app/zero: integrity check failed: the decrypted value does not have the 0 bytes the item's Size records`,
-				`app/negative: integrity check failed`,
+				`cache.Lookup: app/negative: `,
+				`integrity check failed: malformed item: attribute Size is negative (-7)`,
 			}, zero, negative, good)
 		})
 	}

@@ -412,7 +412,8 @@ func (k *Keeper) Apps(ctx context.Context) ([]string, error) {
 }
 
 // validMetas returns the entries of app's listing whose key is valid and
-// in app, in place, and logs the others.
+// in app, in place, and logs the others; an entry of a malformed item
+// (store.Meta.Invalid) with a valid name is kept, and logged.
 func (k *Keeper) validMetas(app string, metas []store.Meta) []store.Meta {
 	valid := metas[:0]
 	for _, m := range metas {
@@ -421,8 +422,13 @@ func (k *Keeper) validMetas(app string, metas []store.Meta) []store.Meta {
 		switch {
 		case m.App != app:
 			err = fault.E(fault.Invalid, "an entry of another application, "+quoteName(m.App))
-		case m.Invalid != nil:
-			err, what = m.Invalid, "item"
+		case m.Invalid != nil && store.ValidName(m.Name) == nil:
+			// Kept, so that reading it is EIO (the catalog refuses an
+			// invalid entry) rather than ENOENT: a program may take a
+			// missing secret for an unconfigured one.
+			k.skip("item", app, m.Name, m.Invalid)
+			valid = append(valid, m)
+			continue
 		default:
 			err = store.ValidName(m.Name)
 		}
@@ -449,9 +455,9 @@ type skippedNames struct {
 }
 
 // skip logs, once per name per process, that a name from the store was
-// skipped: an application (what "application"), a secret name in app
-// ("secret"), or a secret whose item is malformed ("item": an attribute
-// of the wrong type or out of range, store.Meta.Invalid).
+// skipped: an application (what "application") or a secret name in app
+// ("secret"); or that a secret's item is malformed ("item": an attribute
+// of the wrong type or out of range, store.Meta.Invalid), which is kept.
 func (k *Keeper) skip(what, app, name string, why error) {
 	id := app
 	if what != "application" {
@@ -477,7 +483,7 @@ func (k *Keeper) skip(what, app, name string, why error) {
 	case seen || full:
 	case what == "item":
 		k.log.WithFields(logrus.Fields{"application": app, "name": quoteName(name), "error": why.Error()}).
-			Warn("skipped a secret from the store's listing: its item is malformed; reading it fails with EIO")
+			Warn("a secret in the store's listing has a malformed item: reading it fails with EIO")
 	case what == "secret":
 		k.log.WithFields(logrus.Fields{"application": app, "name": quoteName(name), "error": why.Error()}).
 			Warn("skipped a secret from the store's listing: its name cannot be a file name")

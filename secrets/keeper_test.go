@@ -552,6 +552,9 @@ func (s *invalidNames) List(ctx context.Context, app, after string, limit int) (
 		page = append(page, store.Meta{Key: store.Key{App: s.app, Name: "moved"}, Size: 1})
 	}
 	for _, n := range s.malformed {
+		if after != "" {
+			break // listed once, as a store lists a name
+		}
 		page = append(page, store.Meta{Key: store.Key{App: app, Name: n},
 			Invalid: fault.E(fault.Integrity, "malformed item: attribute Size is of type S, want N")})
 	}
@@ -566,9 +569,10 @@ func (s *invalidNames) Apps(ctx context.Context, cursor string, limit int) ([]st
 	return page, next, err
 }
 
-// Names from the store that cannot be file names, and entries the store
-// lists as invalid (a malformed attribute), are skipped, each logged once
-// however often it is listed, and the rest lists as ever.
+// Names from the store that cannot be file names are skipped, and
+// entries the store lists as invalid (a malformed attribute) kept, marked
+// (the catalog refuses them: EIO), each logged once however often it is
+// listed, and the rest lists as ever.
 func TestListingsSkipInvalidNamesAndLogEachOnce(t *testing.T) {
 	badNames := []string{"x/../../y", "..", ".", "", "a\x00b", strings.Repeat("n", store.MaxNameLen+1), "\xff\xfe"}
 	badApps := []string{"evil/app", "..", "\x1b[31m/red"}
@@ -584,10 +588,23 @@ func TestListingsSkipInvalidNamesAndLogEachOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// names are the valid entries' names; the malformed item must be
+	// there once, marked, wherever its page put it.
 	names := func(metas []store.Meta) []string {
 		var n []string
+		malformed := 0
 		for _, m := range metas {
+			if m.Invalid != nil {
+				malformed++
+				if m.Name != "broken" {
+					t.Errorf("the malformed entry is %q", m.Name)
+				}
+				continue
+			}
 			n = append(n, m.Name)
+		}
+		if malformed != 1 {
+			t.Errorf("%d malformed entries listed, want the one, kept so that reading it is EIO", malformed)
 		}
 		return n
 	}
