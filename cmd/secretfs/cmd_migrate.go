@@ -92,6 +92,11 @@ func migrate(ctx context.Context, src migrator, apps []string, m migration, out 
 			continue
 		}
 		for _, meta := range metas {
+			if meta.Invalid != nil {
+				// Whatever it is, it is no v1 item to authenticate.
+				fmt.Fprintf(out, "left alone %s: %v\n", listedName(meta.Key.String()), meta.Invalid)
+				continue
+			}
 			from := crypto.Format(meta.Format)
 			if !from.Legacy() {
 				continue
