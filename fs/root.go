@@ -86,9 +86,14 @@ func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	return r.m.errno("rmdir", fault.Path(name), r.m.vfs.Rmdir(ctx, name))
 }
 
-// Rename of an application is EXDEV (see vfs.FS.RenameApp).
+// Rename of an application is EXDEV (see vfs.FS.RenameApp); to is its
+// new name at the root, or "" for a place inside an application.
 func (r *rootNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	return r.m.errno("rename", fault.Path(name), r.m.vfs.RenameApp(name))
+	to := ""
+	if _, ok := newParent.(*rootNode); ok {
+		to = newName
+	}
+	return r.m.errno("rename", fault.Path(name), r.m.vfs.RenameApp(name, to))
 }
 
 // Create refuses files at the root.

@@ -36,6 +36,9 @@ func (v *FS) Lookup(ctx context.Context, k store.Key) (Entry, error) {
 	if err := k.Validate(); err != nil {
 		return Entry{}, err
 	}
+	if v.shown(k.App) != nil {
+		return Entry{}, fault.E(k.Path(), fault.NotFound, "no such application: --apps leaves it out")
+	}
 	if vw := v.viewAt(k); vw != nil {
 		return v.lookupView(ctx, vw)
 	}
@@ -127,6 +130,9 @@ func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 	if err := v.writable(k.Path()); err != nil {
 		return 0, err
 	}
+	if err := v.shown(k.App); err != nil {
+		return 0, err
+	}
 	if v.IsView(k) {
 		return 0, viewReadOnly(k)
 	}
@@ -202,9 +208,13 @@ func (v *FS) rename(ctx context.Context, from, to store.Key, flags uint32) (stor
 }
 
 // checkRename refuses what no rename of a secret may do. A view cannot
-// move, and no secret may take a view's path.
+// move, no secret may take a view's path, and none may move into or out
+// of an application --apps leaves out.
 func (v *FS) checkRename(from, to store.Key, flags uint32) error {
 	if err := v.writable(from.Path()); err != nil {
+		return err
+	}
+	if err := v.shown(from.App, to.App); err != nil {
 		return err
 	}
 	if v.IsView(from) {
@@ -282,6 +292,27 @@ func (v *FS) move(s *Secret, from, to store.Key, old store.Revision, meta store.
 	}
 }
 
+// shown refuses any of apps that --apps leaves out (fault.NotPermitted;
+// "", the root, is no application and passes): with --apps the mount
+// shows those applications and the ones holding views, and nothing of
+// any other, which no operation may show, make, fill or move anything
+// into or out of. Without --apps every application is shown.
+//
+// EPERM, as for what the layout forbids at the root (a file there, rmdir
+// of an --apps application): the mount's options refuse it, for every
+// user. EACCES would say that permissions did (modes, IAM), which another
+// user or role might have. A lookup of such a name stays "no such
+// application" (ENOENT): the mount neither knows nor says whether the
+// store holds it.
+func (v *FS) shown(apps ...string) error {
+	for _, app := range apps {
+		if v.opts.Apps != nil && app != "" && !slices.Contains(v.opts.Apps, app) && len(v.views.apps[app]) == 0 {
+			return fault.E(fault.Path(app), fault.NotPermitted, "not one of the applications --apps shows")
+		}
+	}
+	return nil
+}
+
 // LookupApp reports whether app is an application (fault.NotFound if
 // not): in the --apps list when one is given, made by mkdir here,
 // holding at least one view, or holding at least one secret.
@@ -344,12 +375,17 @@ func (v *FS) Apps(ctx context.Context) ([]string, error) {
 
 // Mkdir makes a new, empty application. The store has no empty
 // applications, so it exists in this mount only until its first secret.
+// With --apps every application the mount shows exists already: mkdir
+// of one is fault.Exist, of any other fault.NotPermitted (see shown).
 func (v *FS) Mkdir(ctx context.Context, app string) error {
 	p := fault.Path(app)
 	if err := v.writable(p); err != nil {
 		return err
 	}
 	if err := store.ValidName(app); err != nil {
+		return err
+	}
+	if err := v.shown(app); err != nil {
 		return err
 	}
 	ok, err := v.appExists(ctx, app)
@@ -374,6 +410,9 @@ func (v *FS) Rmdir(ctx context.Context, app string) error {
 	if err := v.writable(p); err != nil {
 		return err
 	}
+	if err := v.shown(app); err != nil {
+		return err
+	}
 	if slices.Contains(v.opts.Apps, app) {
 		return fault.E(p, fault.NotPermitted, "listed by --apps")
 	}
@@ -395,23 +434,31 @@ func (v *FS) Rmdir(ctx context.Context, app string) error {
 	return nil
 }
 
-// RenameApp refuses to rename an application: it would have to
-// re-encrypt every secret in it (the ciphertext is bound to the
-// application's name). fault.CrossDevice makes mv(1) do exactly that,
-// file by file, through the file system.
-func (v *FS) RenameApp(app string) error {
+// RenameApp refuses to rename the application app to to, a name at the
+// root ("" for a place inside an application): it would have to re-encrypt every secret in it (the
+// ciphertext is bound to the application's name). fault.CrossDevice makes
+// mv(1) do exactly that, file by file, through the file system. With
+// --apps, app and to must be applications the mount shows (see shown).
+func (v *FS) RenameApp(app, to string) error {
 	p := fault.Path(app)
 	if err := v.writable(p); err != nil {
+		return err
+	}
+	if err := v.shown(app, to); err != nil {
 		return err
 	}
 	return fault.E(p, fault.CrossDevice, "an application is moved secret by secret")
 }
 
 // CreateInRoot refuses a file at the root: every secret belongs to an
-// application.
+// application. With --apps, a name the mount does not show is refused as
+// every change of one is (see shown).
 func (v *FS) CreateInRoot(name string) error {
 	p := fault.Path(name)
 	if err := v.writable(p); err != nil {
+		return err
+	}
+	if err := v.shown(name); err != nil {
 		return err
 	}
 	return fault.E(p, fault.NotPermitted, "secrets live in an application directory, not at the root")
@@ -463,9 +510,16 @@ type Listing struct {
 
 // List starts a listing of app, once its closing writers are done: a
 // listing right after `touch new` must show it.
+// An application --apps leaves out lists nothing.
 func (v *FS) List(app string) *Listing {
 	v.awaitClosingWritersIn(app)
-	return &Listing{v: v, app: app, views: v.views.apps[app]}
+	l := v.listing(app)
+	return &l
+}
+
+// listing is a listing of app from its start.
+func (v *FS) listing(app string) Listing {
+	return Listing{v: v, app: app, views: v.views.apps[app], done: v.shown(app) != nil}
 }
 
 // Next returns the metadata of the next secret or view (a view's is its
@@ -519,4 +573,4 @@ func (l *Listing) peek(ctx context.Context) (store.Meta, bool, error) {
 }
 
 // Rewind starts the listing again, at its first page.
-func (l *Listing) Rewind() { *l = Listing{v: l.v, app: l.app, views: l.v.views.apps[l.app]} }
+func (l *Listing) Rewind() { *l = l.v.listing(l.app) }

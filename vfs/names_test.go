@@ -124,7 +124,7 @@ func TestTheRenamesThatAreRefused(t *testing.T) {
 	wantKind(t, "to the root", f.fs.Rename(ctx, other, db, store.Key{Name: "db"}, 0), fault.NotPermitted)
 	wantKind(t, "RENAME_EXCHANGE", f.fs.Rename(ctx, other, db, db2, unix.RENAME_EXCHANGE), fault.NotSupported)
 	wantKind(t, "to a bad name", f.fs.Rename(ctx, other, db, store.Key{App: "app", Name: ".."}, 0), fault.Invalid)
-	wantKind(t, "an application", f.fs.RenameApp("app"), fault.CrossDevice)
+	wantKind(t, "an application", f.fs.RenameApp("app", "other"), fault.CrossDevice)
 	f.mustNot("to itself", f.fs.Rename(ctx, other, db, db, 0))
 	if got := f.value(db); got != "v" || f.puts() != 0 {
 		t.Errorf("the store holds %q after %d puts", got, f.puts())

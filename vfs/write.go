@@ -80,6 +80,9 @@ func (v *FS) create(ctx context.Context, c Caller, k store.Key, flags uint32) (*
 	if err := k.Validate(); err != nil {
 		return nil, Entry{}, err
 	}
+	if err := v.shown(k.App); err != nil {
+		return nil, Entry{}, err
+	}
 	if v.IsView(k) {
 		return nil, Entry{}, fault.E(k.Path(), fault.Exist, "a view of the mount's config file is at that path")
 	}
