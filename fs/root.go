@@ -93,7 +93,7 @@ func (r *rootNode) Rename(ctx context.Context, name string, newParent gofs.Inode
 	if _, ok := newParent.(*rootNode); ok {
 		to = newName
 	}
-	return r.m.errno("rename", fault.Path(name), r.m.vfs.RenameApp(name, to))
+	return r.m.errno("rename", fault.Path(name), r.m.vfs.RenameApp(name, to, flags))
 }
 
 // Create refuses files at the root.

@@ -1,8 +1,12 @@
 package integration
 
 import (
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // With --apps on a read-write mount, an application the list leaves out
@@ -45,5 +49,47 @@ func TestAppsRefusesEveryChangeAtTheRootOfAnApplicationItLeavesOut(t *testing.T)
 	}
 	if log := m.log(); strings.Contains(log, "application created") {
 		t.Errorf("the mount created an application:\n%s", log)
+	}
+}
+
+// renameat2 through the kernel: RENAME_NOREPLACE is honoured;
+// RENAME_EXCHANGE and RENAME_WHITEOUT are EOPNOTSUPP (this test runs as
+// root, so the kernel lets RENAME_WHITEOUT reach the mount; without
+// CAP_MKNOD it refuses it itself with EPERM); a flag renameat2 does not
+// define is EINVAL. No refused rename changes a value.
+func TestRenameat2RefusesWhiteoutAndExchangeAndHonoursNoReplace(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	m := mount(t, b)
+	m.mustSh("mkdir app && printf one > app/ex1 && printf two > app/ex2")
+	ex1, ex2, ex3 := m.path("app/ex1"), m.path("app/ex2"), m.path("app/ex3")
+	whiteout := syscall.EOPNOTSUPP
+	if os.Geteuid() != 0 {
+		whiteout = syscall.EPERM
+	}
+	for _, c := range []struct {
+		name  string
+		flags uint
+		to    string
+		want  syscall.Errno
+	}{
+		{"RENAME_WHITEOUT", unix.RENAME_WHITEOUT, ex2, whiteout},
+		{"RENAME_WHITEOUT to a new name", unix.RENAME_WHITEOUT, ex3, whiteout},
+		{"RENAME_EXCHANGE", unix.RENAME_EXCHANGE, ex2, syscall.EOPNOTSUPP},
+		{"an undefined flag", 1 << 5, ex2, syscall.EINVAL},
+		{"RENAME_NOREPLACE onto ex2", unix.RENAME_NOREPLACE, ex2, syscall.EEXIST},
+	} {
+		if err := unix.Renameat2(unix.AT_FDCWD, ex1, unix.AT_FDCWD, c.to, c.flags); err != c.want {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	if got := m.mustSh("cat app/ex1; echo; cat app/ex2; echo; ls app"); got != "one\ntwo\nex1\nex2\n" {
+		t.Errorf("after the refused renames: %q", got)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, ex1, unix.AT_FDCWD, ex3, unix.RENAME_NOREPLACE); err != nil {
+		t.Errorf("RENAME_NOREPLACE to a new name: %v", err)
+	}
+	if got := b.cli(t, nil, "get", "app/ex3") + b.cli(t, nil, "get", "app/ex2"); got != "onetwo" {
+		t.Errorf("the store holds %q at ex3 and ex2", got)
 	}
 }

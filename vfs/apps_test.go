@@ -29,9 +29,9 @@ func TestWithAppsANameOutsideTheListIsRefusedAtTheRoot(t *testing.T) {
 	wantKind(t, "lookup of newapp after its mkdir", f.fs.LookupApp(ctx, "newapp"), fault.NotFound)
 	wantKind(t, "rmdir of auth", f.fs.Rmdir(ctx, "auth"), fault.NotPermitted)
 	wantKind(t, "a file named auth at the root", f.fs.CreateInRoot("auth"), fault.NotPermitted)
-	wantKind(t, "rename of billing onto auth", f.fs.RenameApp("billing", "auth"), fault.NotPermitted)
-	wantKind(t, "rename of auth onto billing", f.fs.RenameApp("auth", "billing"), fault.NotPermitted)
-	wantKind(t, "rename of billing into an application", f.fs.RenameApp("billing", ""), fault.CrossDevice)
+	wantKind(t, "rename of billing onto auth", f.fs.RenameApp("billing", "auth", 0), fault.NotPermitted)
+	wantKind(t, "rename of auth onto billing", f.fs.RenameApp("auth", "billing", 0), fault.NotPermitted)
+	wantKind(t, "rename of billing into an application", f.fs.RenameApp("billing", "", 0), fault.CrossDevice)
 
 	_, err := f.fs.Lookup(ctx, auth)
 	wantKind(t, "lookup of auth's secret", err, fault.NotFound)

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -157,8 +158,8 @@ func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 }
 
 // Rename moves the secret from to to for c (the audit fields), with the
-// flags of renameat2: RENAME_NOREPLACE is honoured, RENAME_EXCHANGE
-// refused. A to.App of "" is a place outside every application. It
+// flags of renameat2: RENAME_NOREPLACE is honoured, the others refused
+// (see renameFlags). A to.App of "" is a place outside every application. It
 // re-encrypts: the ciphertext is bound to its application and name, so
 // the value is written under the new name with a fresh document key, then
 // the old item is deleted. The new item is written first, so a failure in
@@ -214,6 +215,9 @@ func (v *FS) checkRename(from, to store.Key, flags uint32) error {
 	if err := v.writable(from.Path()); err != nil {
 		return err
 	}
+	if err := renameFlags(from.Path(), flags); err != nil {
+		return err
+	}
 	if err := v.shown(from.App, to.App); err != nil {
 		return err
 	}
@@ -226,10 +230,29 @@ func (v *FS) checkRename(from, to store.Key, flags uint32) error {
 	if to.App == "" {
 		return fault.E(from.Path(), fault.NotPermitted, "a secret can only move into an application directory")
 	}
-	if flags&unix.RENAME_EXCHANGE != 0 {
-		return fault.E(from.Path(), fault.NotSupported, "exchanging two secrets")
-	}
 	return to.Validate()
+}
+
+// renameFlags refuses the flags of renameat2 a rename here cannot honour:
+// RENAME_NOREPLACE is the only one it can. RENAME_EXCHANGE would swap two
+// items in one step, which the store cannot do. RENAME_WHITEOUT (what
+// overlayfs asks of its upper layer) would leave a whiteout, a character
+// device, at the old name, and secretfs makes no special files: refused
+// as ext4 or tmpfs refuse a flag they do not support, with the file
+// system's "not supported" rather than a plain rename that leaves no
+// whiteout behind. (The kernel itself refuses RENAME_WHITEOUT to a caller
+// without CAP_MKNOD, with EPERM, before it asks the mount.) A bit
+// renameat2 does not define is EINVAL, as the kernel answers it.
+func renameFlags(p fault.Path, flags uint32) error {
+	switch {
+	case flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE|unix.RENAME_WHITEOUT) != 0:
+		return fault.E(p, fault.Invalid, fmt.Sprintf("rename flags %#x that renameat2 does not define", flags))
+	case flags&unix.RENAME_EXCHANGE != 0:
+		return fault.E(p, fault.NotSupported, "exchanging two secrets")
+	case flags&unix.RENAME_WHITEOUT != 0:
+		return fault.E(p, fault.NotSupported, "leaving a whiteout: secretfs makes no special files")
+	}
+	return nil
 }
 
 // renameExpects returns the revision a rename to to replaces: what the
@@ -435,13 +458,17 @@ func (v *FS) Rmdir(ctx context.Context, app string) error {
 }
 
 // RenameApp refuses to rename the application app to to, a name at the
-// root ("" for a place inside an application): it would have to re-encrypt every secret in it (the
+// root ("" for a place inside an application), with the flags of
+// renameat2: it would have to re-encrypt every secret in it (the
 // ciphertext is bound to the application's name). fault.CrossDevice makes
 // mv(1) do exactly that, file by file, through the file system. With
 // --apps, app and to must be applications the mount shows (see shown).
-func (v *FS) RenameApp(app, to string) error {
+func (v *FS) RenameApp(app, to string, flags uint32) error {
 	p := fault.Path(app)
 	if err := v.writable(p); err != nil {
+		return err
+	}
+	if err := renameFlags(p, flags); err != nil {
 		return err
 	}
 	if err := v.shown(app, to); err != nil {

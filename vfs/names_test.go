@@ -124,11 +124,40 @@ func TestTheRenamesThatAreRefused(t *testing.T) {
 	wantKind(t, "to the root", f.fs.Rename(ctx, other, db, store.Key{Name: "db"}, 0), fault.NotPermitted)
 	wantKind(t, "RENAME_EXCHANGE", f.fs.Rename(ctx, other, db, db2, unix.RENAME_EXCHANGE), fault.NotSupported)
 	wantKind(t, "to a bad name", f.fs.Rename(ctx, other, db, store.Key{App: "app", Name: ".."}, 0), fault.Invalid)
-	wantKind(t, "an application", f.fs.RenameApp("app", "other"), fault.CrossDevice)
+	wantKind(t, "an application", f.fs.RenameApp("app", "other", 0), fault.CrossDevice)
 	f.mustNot("to itself", f.fs.Rename(ctx, other, db, db, 0))
 	if got := f.value(db); got != "v" || f.puts() != 0 {
 		t.Errorf("the store holds %q after %d puts", got, f.puts())
 	}
+}
+
+// Of renameat2's flags only RENAME_NOREPLACE is honoured: RENAME_EXCHANGE
+// and RENAME_WHITEOUT (a whiteout is a special file, which secretfs does
+// not make) are "not supported", of a secret or an application, and a bit
+// renameat2 does not define is invalid; none changes anything.
+func TestRenameRefusesWhiteoutExchangeAndUnknownFlags(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "from")
+	f.cat.Store(db2, "to")
+	for _, c := range []struct {
+		name  string
+		flags uint32
+		want  fault.Kind
+	}{
+		{"RENAME_EXCHANGE", unix.RENAME_EXCHANGE, fault.NotSupported},
+		{"RENAME_WHITEOUT", unix.RENAME_WHITEOUT, fault.NotSupported},
+		{"RENAME_WHITEOUT|RENAME_NOREPLACE", unix.RENAME_WHITEOUT | unix.RENAME_NOREPLACE, fault.NotSupported},
+		{"an undefined bit", 1 << 3, fault.Invalid},
+		{"an undefined bit with RENAME_NOREPLACE", 1<<31 | unix.RENAME_NOREPLACE, fault.Invalid},
+	} {
+		wantKind(t, c.name, f.fs.Rename(ctx, other, db, db2, c.flags), c.want)
+		wantKind(t, c.name+" onto a new name", f.fs.Rename(ctx, other, db, store.Key{App: "app", Name: "new"}, c.flags), c.want)
+		wantKind(t, c.name+" of an application", f.fs.RenameApp("app", "other", c.flags), c.want)
+	}
+	if f.value(db) != "from" || f.value(db2) != "to" || f.puts() != 0 || f.cat.Calls("Delete") != 0 {
+		t.Errorf("the store holds %q and %q after %d puts", f.value(db), f.value(db2), f.puts())
+	}
+	f.mustNot("RENAME_NOREPLACE onto a new name", f.fs.Rename(ctx, other, db, store.Key{App: "app", Name: "new"}, unix.RENAME_NOREPLACE))
 }
 
 // mkdir at the root makes an application, which exists in this mount
