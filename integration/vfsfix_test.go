@@ -93,3 +93,33 @@ func TestRenameat2RefusesWhiteoutAndExchangeAndHonoursNoReplace(t *testing.T) {
 		t.Errorf("the store holds %q at ex3 and ex2", got)
 	}
 }
+
+// A file being created (its creator holds it open, nothing committed
+// yet): the name exists for path walks, so stat by another process finds
+// it, empty; but it is not listed, and another process's open for
+// reading is ENOENT, so that no reader takes the nothing committed yet
+// for the secret's value. Once the creator closes, all three agree.
+func TestANameBeingCreatedIsStattedButNotListedOrReadByOthersUntilItsCommit(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	m := mount(t, b)
+	m.mustSh("mkdir app")
+	f, err := os.OpenFile(m.path("app/slow"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := m.mustSh("stat -c %s app/slow"); got != "0\n" {
+		t.Errorf("stat while being created: %q", got)
+	}
+	m.failSh("cat app/slow", "No such file")
+	if got := m.mustSh("ls app"); got != "" {
+		t.Errorf("ls while being created: %q", got)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.mustSh("stat -c %s app/slow; cat app/slow; ls app"); got != "0\nslow\n" {
+		t.Errorf("after the close: %q", got)
+	}
+}

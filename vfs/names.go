@@ -100,6 +100,14 @@ func (s *Secret) open(ctx context.Context, c Caller, flags uint32) (*Handle, err
 	if !Writes(flags) {
 		s.awaitClosingWriters()
 		if _, committed := v.cat.Known(k); !committed {
+			// Deliberately not the empty file a stat by path shows
+			// meanwhile (Secret.Meta): the kernel keeps the name the
+			// creation made for every process, so a stat cannot be
+			// told "not there", but a reader that opened it would
+			// take the nothing committed yet (or, later, a value
+			// half written) for the secret; ENOENT makes it wait and
+			// try again, as the listing does, which lists committed
+			// names only (docs/SEMANTICS.md, "a name being created").
 			return nil, fault.E(k.Path(), fault.NotFound, "being created; nothing committed yet")
 		}
 		return nil, lookUpAgain(k.Path(), "a reader reached the inode of a creation since committed")
