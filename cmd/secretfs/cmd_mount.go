@@ -24,6 +24,7 @@ import (
 	"github.com/secretfs/secretfs/audit"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fs"
+	"github.com/secretfs/secretfs/internal/handover"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/store"
 )
@@ -150,6 +151,11 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	// Before anything is made (a log file, the data directory, a key
+	// pair) or mounted.
+	if err := checkMountpoint(dir); err != nil {
+		return err
+	}
 	logs, notices, err := openLogs(c, dir, stderr, ready)
 	if err != nil {
 		return err
@@ -306,14 +312,36 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 	}
 }
 
-// mountFS mounts the file system at dir, serving catalog.
+// mountFS mounts the file system at dir, serving catalog. A failure
+// after mount(2) (go-fuse's first request through the new mount, say)
+// leaves no mount behind: what this call mounted is detached.
 func mountFS(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
 	status(opts.Log, "mounting "+dir)
+	before, _ := topMount(dir)
 	server, err := fs.Mount(dir, catalog, opts)
 	if err != nil {
+		if after, ok := topMount(dir); ok && after.FSType == mountType && after.ID != before.ID {
+			if undo := detach(after.Point); undo != nil {
+				return nil, fmt.Errorf("mount %s: %w; and the mount it made could not be detached: %v", dir, err, undo)
+			}
+		}
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	return server, nil
+}
+
+// topMount returns the top mount at dir in this process's mount table,
+// if there is one there.
+func topMount(dir string) (handover.MountInfo, bool) {
+	abs, err := resolve(dir)
+	if err != nil {
+		return handover.MountInfo{}, false
+	}
+	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return handover.MountInfo{}, false
+	}
+	return handover.TopAt(all, abs)
 }
 
 // serving tells /healthz that the mount is served, and returns the
@@ -390,10 +418,55 @@ func detach(dir string) error {
 	return nil
 }
 
-// prepareMountpoint makes dir if it is missing, and recovers it if an
-// earlier secretfs was killed and left a dead mount behind ("transport
-// endpoint is not connected"). A live mount there is an error: two
-// daemons must not stack on one path.
+// checkMountpoint refuses, before anything is made or mounted, a mount
+// point that is not a directory, or that is missing and cannot be made
+// (the nearest existing directory above it is not one this process can
+// write in). A mount point that is in the mount table is left to
+// prepareMountpoint: a dead mount cannot be stat'ed.
+func checkMountpoint(dir string) error {
+	abs, err := resolve(dir)
+	if err != nil {
+		return err
+	}
+	if isMountpoint(abs) {
+		return nil
+	}
+	switch fi, err := os.Stat(abs); {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("mount point %s is not a directory", abs)
+	case err == nil:
+		return nil
+	case !missing(err):
+		return fmt.Errorf("mount point: %w", err)
+	}
+	for above := filepath.Dir(abs); ; above = filepath.Dir(above) {
+		fi, err := os.Stat(above)
+		switch {
+		case missing(err) && above != "/":
+			continue
+		case err != nil:
+			return fmt.Errorf("mount point %s cannot be made: %w", abs, err)
+		case !fi.IsDir():
+			return fmt.Errorf("mount point %s cannot be made: %s is not a directory", abs, above)
+		}
+		if err := unix.Access(above, unix.W_OK|unix.X_OK); err != nil {
+			return fmt.Errorf("mount point %s cannot be made in %s: %w", abs, above, err)
+		}
+		return nil
+	}
+}
+
+// missing reports whether err says that a path does not exist: the path,
+// or a part of it that is no directory.
+func missing(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// prepareMountpoint makes dir if it is missing (mode 0755, less the
+// umask, with its missing parents), and recovers it if an earlier
+// secretfs was killed and left a dead mount behind ("transport endpoint
+// is not connected"). A live mount there is an error: two daemons must
+// not stack on one path; so is a mount point that is not a directory.
 func prepareMountpoint(dir string, log *logrus.Logger) error {
 	abs, err := resolve(dir)
 	if err != nil {
@@ -415,6 +488,10 @@ func prepareMountpoint(dir string, log *logrus.Logger) error {
 			return fmt.Errorf("%s: %w", abs, err)
 		}
 	}
+	// What was recovered may be no directory: a dead mount on a file.
+	if err := checkMountpoint(abs); err != nil {
+		return err
+	}
 	if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
 		return os.MkdirAll(abs, 0o755)
 	}
@@ -422,18 +499,25 @@ func prepareMountpoint(dir string, log *logrus.Logger) error {
 }
 
 // resolve returns dir as the mount table names it: absolute, with the
-// symlinks of its parent resolved. The last element is not followed: a
-// dead mount cannot be stat'ed.
+// symlinks of its parent resolved, as far as the parent exists (a missing
+// mount point is made with its parents). The last element is not
+// followed: a dead mount cannot be stat'ed.
 func resolve(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
 	}
-	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
-	if err != nil {
-		return "", err
+	parent, missing := filepath.Dir(abs), filepath.Base(abs)
+	for {
+		resolved, err := filepath.EvalSymlinks(parent)
+		switch {
+		case err == nil:
+			return filepath.Join(resolved, missing), nil
+		case !errors.Is(err, os.ErrNotExist) || parent == "/":
+			return "", err
+		}
+		parent, missing = filepath.Dir(parent), filepath.Join(filepath.Base(parent), missing)
 	}
-	return filepath.Join(parent, filepath.Base(abs)), nil
 }
 
 // isMountpoint reports whether dir, an absolute path, is in the mount
