@@ -131,3 +131,98 @@ func TestAMissingMountPointIsMadeWithItsParents(t *testing.T) {
 		t.Errorf("a refused mount made the data directory: %v", err)
 	}
 }
+
+// runIn runs secretfs args in the working directory dir, with b's
+// environment but none of its flags, and returns its stderr.
+func runIn(t *testing.T, b *backend, dir string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), b.env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	return stderr.String(), err
+}
+
+// cwdOf returns the working directory of process pid.
+func cwdOf(t *testing.T, pid int) string {
+	t.Helper()
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cwd
+}
+
+// A --daemon mount works in /, as daemon(3) does, so that it keeps no
+// directory busy; every relative path it was given (the mount point,
+// --data-dir, --log-file, --audit-log, --config) names what it named in
+// the directory it was started from.
+func TestADaemonWorksInTheRootDirectoryWithItsRelativePathsResolvedFirst(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	work := t.TempDir()
+	config := "owners:\n  - match: app/*\n    mode: \"0640\"\n"
+	if err := os.WriteFile(filepath.Join(work, "secrets.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := runIn(t, b, work, "mount", "--daemon", "mnt", "--data-dir", "data", "--log-file", "daemon.log",
+		"--audit-log", "audit.log", "--config", "secrets.yaml")
+	if err != nil {
+		t.Fatalf("mount --daemon: %v\n%s", err, stderr)
+	}
+	dir := filepath.Join(work, "mnt")
+	pid := daemonPID(t, stderr)
+	killAtEnd(t, pid, dir)
+	if cwd := cwdOf(t, pid); cwd != "/" {
+		t.Errorf("the daemon works in %s, want /", cwd)
+	}
+	if !isMounted(dir) {
+		t.Fatalf("%s is not mounted", dir)
+	}
+	if out, err := exec.Command("sh", "-c", "mkdir "+dir+"/app && echo v > "+dir+"/app/s && stat -c %a "+dir+"/app/s").CombinedOutput(); err != nil || string(out) != "640\n" {
+		t.Errorf("a secret written through the daemon's mount: %q, %v; want mode 640 from the config file", out, err)
+	}
+	for _, name := range []string{"data/secrets.db", "data/key.pem", "daemon.log", "audit.log"} {
+		if fi, err := os.Stat(filepath.Join(work, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s in the directory the daemon was started from: %v", name, err)
+		}
+	}
+	if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v: %s", err, out)
+	}
+	eventually(t, 20*time.Second, "the daemon exits once unmounted", func() bool { return !alive(pid) })
+}
+
+// `mount --replace --daemon` run from a directory inside the mount it
+// replaces lets the replaced process exit: the new daemon does not keep
+// the old mount busy from its working directory.
+func TestAReplaceDaemonStartedInsideTheOldMountLetsTheOldProcessExit(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	old := mount(t, b)
+	old.mustSh("mkdir billing && echo v > billing/s")
+	logPath := filepath.Join(t.TempDir(), "new.log")
+	stderr, err := runIn(t, b, old.path("billing"), append([]string{"mount", old.dir, "--replace", "--daemon", "--log-file", logPath}, b.flags...)...)
+	if err != nil {
+		t.Fatalf("mount --replace --daemon: %v\n%s", err, stderr)
+	}
+	pid := daemonPID(t, stderr)
+	killAtEnd(t, pid, old.dir)
+	if cwd := cwdOf(t, pid); cwd != "/" {
+		t.Errorf("the new daemon works in %s, want /", cwd)
+	}
+	select {
+	case <-old.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the replaced secretfs did not exit: something holds its detached mount\n%s", old.log())
+	}
+	if out, err := exec.Command("cat", old.path("billing/s")).CombinedOutput(); err != nil || string(out) != "v\n" {
+		t.Errorf("cat through the new daemon: %q, %v", out, err)
+	}
+}

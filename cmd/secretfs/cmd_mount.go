@@ -62,7 +62,14 @@ func newMountCommand(c *config) *cobra.Command {
 			if mc.daemon && ready == nil {
 				return daemonize(cmd.ErrOrStderr(), mc.replace.mode != replaceOff)
 			}
-			err := mount(cmd.Context(), c, args[0], cmd.ErrOrStderr(), ready)
+			dir := args[0]
+			var err error
+			if ready != nil {
+				dir, err = c.leaveWorkingDirectory(dir)
+			}
+			if err == nil {
+				err = mount(cmd.Context(), c, dir, cmd.ErrOrStderr(), ready)
+			}
 			ready.done(err) // if it failed before it was ready
 			return err
 		},

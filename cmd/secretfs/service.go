@@ -111,6 +111,44 @@ func daemonize(stderr io.Writer, replacing bool) error {
 	return fmt.Errorf("the mount exited before it answered (%v); its log says why", err)
 }
 
+// awsFileVariables name files the AWS SDK reads, which a daemon resolves
+// before it leaves its working directory.
+var awsFileVariables = []string{"AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CA_BUNDLE"}
+
+// leaveWorkingDirectory is what a mount started by --daemon does first:
+// it makes every relative path it was given absolute (the mount point,
+// which it returns, --data-dir, --rsa-key, --log-file, --audit-log,
+// --config, and the AWS SDK's files), then changes to /, as daemon(3)
+// does. A daemon's working directory keeps busy whatever it lies in: a
+// directory inside the mount that a --replace takes over would keep the
+// replaced process serving until the daemon ends.
+func (c *config) leaveWorkingDirectory(mountpoint string) (string, error) {
+	paths := []*string{&mountpoint, &c.dataDir, &c.rsaKey, &c.mount.logFile, &c.mount.config}
+	if c.mount.auditLog != "-" {
+		paths = append(paths, &c.mount.auditLog)
+	}
+	for _, p := range paths {
+		if *p == "" || filepath.IsAbs(*p) {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return "", err
+		}
+		*p = abs
+	}
+	for _, name := range awsFileVariables {
+		if v := os.Getenv(name); v != "" && !filepath.IsAbs(v) {
+			abs, err := filepath.Abs(v)
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", name, err)
+			}
+			os.Setenv(name, abs)
+		}
+	}
+	return mountpoint, os.Chdir("/")
+}
+
 // readyPipe is how a mount started by --daemon reports to its parent;
 // nil when it was not.
 type readyPipe struct{ f *os.File }
