@@ -226,3 +226,132 @@ func TestAReplaceDaemonStartedInsideTheOldMountLetsTheOldProcessExit(t *testing.
 		t.Errorf("cat through the new daemon: %q, %v", out, err)
 	}
 }
+
+// mountFormFails runs secretfs in the mount(8) form, as mount.fuse3 runs
+// it (`secretfs local:DATA_DIR MOUNTPOINT -o OPTIONS`); it must exit
+// non-zero, leaving nothing mounted. It returns what it wrote to stderr.
+func mountFormFails(t *testing.T, dataDir, dir, options string) string {
+	t.Helper()
+	stderr, err := runIn(t, &backend{}, "/", "local:"+dataDir, dir, "-o", options)
+	if strings.Contains(stderr, "serving as process") {
+		killAtEnd(t, daemonPID(t, stderr), dir)
+	}
+	if isMounted(dir) {
+		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		t.Errorf("the mount(8) form left a mount at %s", dir)
+	}
+	if err == nil {
+		t.Fatalf("secretfs local:%s %s -o %s succeeded, want a failure\n%s", dataDir, dir, options, stderr)
+	}
+	return stderr
+}
+
+// A --read-only mount never makes a data directory, a key pair or a store
+// file: where there is no store it is refused as the other verbs refuse
+// it, in the foreground, with --daemon and in the mount(8) form, before
+// it makes even the mount point.
+func TestAReadOnlyMountOfAMissingStoreIsRefusedAndMakesNothing(t *testing.T) {
+	requireRoot(t)
+	b := localBackend(t)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	logFile := filepath.Join(t.TempDir(), "ro.log")
+	want := "no secret store at " + filepath.Join(b.dataDir(), "secrets.db") + ": run `secretfs init` first"
+	for _, extra := range [][]string{{"--read-only"}, {"--read-only", "--daemon", "--log-file", logFile}} {
+		if stderr := mountFails(t, b, dir, extra...); !strings.Contains(stderr, want) {
+			t.Errorf("mount %q of a missing store says %q, want %q", extra, stderr, want)
+		}
+	}
+	if stderr := mountFormFails(t, b.dataDir(), dir, "ro,log_file="+logFile); !strings.Contains(stderr, want) {
+		t.Errorf("the mount(8) form, ro, of a missing store says %q, want %q", stderr, want)
+	}
+	for _, made := range []string{b.dataDir(), dir} {
+		if _, err := os.Stat(made); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a refused read-only mount made %s: %v", made, err)
+		}
+	}
+	// An existing, empty data directory is no store either.
+	if err := os.Mkdir(b.dataDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if stderr := mountFails(t, b, dir, "--read-only"); !strings.Contains(stderr, want) {
+		t.Errorf("mount --read-only of an empty data directory says %q, want %q", stderr, want)
+	}
+	if names, _ := os.ReadDir(b.dataDir()); len(names) != 0 {
+		t.Errorf("a refused read-only mount made %v in the data directory", names)
+	}
+}
+
+// A store file missing beside its key pair is a lost store, not a first
+// use: every mount refuses it (read-write, read-only, --daemon, the
+// mount(8) form), and so does every verb, rather than start a new, empty
+// store over it.
+func TestAStoreFileMissingBesideItsKeyPairIsRefusedByEveryMount(t *testing.T) {
+	requireRoot(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("value"), "put", "app/s")
+	dbPath := filepath.Join(b.dataDir(), "secrets.db")
+	if err := os.Remove(dbPath); err != nil {
+		t.Fatal(err)
+	}
+	dir := mountpoint(t)
+	logFile := filepath.Join(t.TempDir(), "m.log")
+	want := "the store " + dbPath + " is missing but its key pair is beside it"
+	for _, extra := range [][]string{nil, {"--read-only"}, {"--daemon", "--log-file", logFile}, {"--read-only", "--daemon", "--log-file", logFile}} {
+		if stderr := mountFails(t, b, dir, extra...); !strings.Contains(stderr, want) || !strings.Contains(stderr, "restore secrets.db") {
+			t.Errorf("mount %q without secrets.db says %q, want %q", extra, stderr, want)
+		}
+	}
+	for _, options := range []string{"rw,log_file=" + logFile, "ro,log_file=" + logFile} {
+		if stderr := mountFormFails(t, b.dataDir(), dir, options); !strings.Contains(stderr, want) {
+			t.Errorf("the mount(8) form -o %s without secrets.db says %q, want %q", options, stderr, want)
+		}
+	}
+	for _, verb := range [][]string{{"ls"}, {"get", "app/s"}, {"init"}} {
+		if _, stderr, err := b.run(nil, verb...); err == nil || !strings.Contains(stderr, want) {
+			t.Errorf("%s without secrets.db: %v, %q; want %q", verb, err, stderr, want)
+		}
+	}
+	if _, err := os.Stat(dbPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refusal made a new store file: %v", err)
+	}
+}
+
+// What a mount makes on first use (the data directory, a key pair) is
+// said on the terminal with --daemon and in the mount(8) form too, not
+// only in the daemon's log.
+func TestADaemonSaysOnTheTerminalWhatItMadeOnFirstUse(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	for _, form := range []string{"--daemon", "mount(8)"} {
+		b := localBackend(t)
+		dir := filepath.Join(t.TempDir(), "mnt")
+		logFile := filepath.Join(t.TempDir(), "first.log")
+		var stderr string
+		var err error
+		if form == "--daemon" {
+			stderr, err = runIn(t, b, "/", append([]string{"mount", dir, "--daemon", "--log-file", logFile}, b.flags...)...)
+		} else {
+			stderr, err = runIn(t, b, "/", "local:"+b.dataDir(), dir, "-o", "log_file="+logFile)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", form, err, stderr)
+		}
+		pid := daemonPID(t, stderr)
+		killAtEnd(t, pid, dir)
+		for _, want := range []string{
+			"secretfs: created the data directory " + b.dataDir() + " (mode 0700)\n",
+			"secretfs: generated an RSA key pair:\n",
+			"secretfs: " + filepath.Join(b.dataDir(), "key.pem") + "  private: ",
+			"secretfs: " + filepath.Join(b.dataDir(), "key.pub.pem") + "  public: ",
+		} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%s on first use says %q, want %q", form, stderr, want)
+			}
+		}
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Fatalf("umount: %v: %s", err, out)
+		}
+		eventually(t, 20*time.Second, "the daemon exits once unmounted", func() bool { return !alive(pid) })
+	}
+}

@@ -56,6 +56,9 @@ type opening struct {
 	// and init); otherwise they must exist. For DynamoDB it says that a
 	// warning about trusting any KMS key is worth showing.
 	firstUse bool
+	// readOnly: a --read-only mount, which makes nothing even on first
+	// use: the local store must exist.
+	readOnly bool
 	// notices is where notices of what was made go; warnings go to the
 	// log, in --log-format.
 	notices io.Writer
@@ -63,6 +66,10 @@ type opening struct {
 	// store and of the key wrappers.
 	meter *metrics.Registry
 }
+
+// makes reports whether a missing local store is made: the data dir, the
+// key pair and the store file.
+func (o opening) makes() bool { return o.firstUse && !o.readOnly }
 
 // open opens the backend c names (c has been validated).
 func (c *config) open(ctx context.Context, o opening) (*backend, error) {
@@ -106,17 +113,17 @@ func (c *config) keeper(st store.Store, w crypto.KeyWrapper, meter *metrics.Regi
 func (c *config) openLocal(ctx context.Context, o opening) (*backend, error) {
 	dir := c.dataDir
 	dbPath := filepath.Join(dir, storeFile)
+	if err := c.checkLocal(o); err != nil {
+		return nil, err
+	}
+	// An existing data dir is only looked at; one that checkLocal let
+	// through missing is made.
 	if o.firstUse {
 		if err := ensurePrivateDir(dir, o.notices, c.log); err != nil {
 			return nil, err
 		}
-	} else if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no secret store at %s: run `secretfs init` first (or point --data-dir at it)", dbPath)
 	}
-	if err := refuseTruncatedStore(dir, dbPath); err != nil {
-		return nil, err
-	}
-	keyPath, err := c.localKey(dbPath, o)
+	keyPath, err := c.localKey(o)
 	if err != nil {
 		return nil, err
 	}
@@ -156,19 +163,15 @@ func (c *config) openLocal(ctx context.Context, o opening) (*backend, error) {
 
 // localKey returns the path of the local backend's key: --rsa-key, else
 // the data dir's private key, which a first use generates, with its
-// public half, if neither it nor the store at dbPath exists yet.
-func (c *config) localKey(dbPath string, o opening) (string, error) {
+// public half, if it is missing (checkLocal refused a store without its
+// key, and a key pair without its store).
+func (c *config) localKey(o opening) (string, error) {
 	if c.rsaKey != "" {
 		return c.rsaKey, nil
 	}
 	keyPath := filepath.Join(c.dataDir, privateKey)
-	if _, err := os.Stat(keyPath); !o.firstUse || !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(keyPath); !o.makes() || !errors.Is(err, fs.ErrNotExist) {
 		return keyPath, nil
-	}
-	// A store without its key is not a first use: the key was moved or
-	// lost, and a new one could read nothing stored.
-	if _, err := os.Stat(dbPath); err == nil {
-		return "", fmt.Errorf("the store %s exists but its key %s is missing: restore the key, or pass --rsa-key; a new key pair could not read the secrets already stored", dbPath, keyPath)
 	}
 	pub := filepath.Join(c.dataDir, publicKey)
 	if err := rsakey.Generate(keyPath, pub); err != nil {

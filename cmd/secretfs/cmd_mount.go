@@ -163,6 +163,10 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	if err := checkMountpoint(dir); err != nil {
 		return err
 	}
+	how := opening{firstUse: true, readOnly: c.mount.readOnly}
+	if err := c.checkStore(how); err != nil {
+		return err
+	}
 	logs, notices, err := openLogs(c, dir, stderr, ready)
 	if err != nil {
 		return err
@@ -196,7 +200,8 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	defer closeAudit()
 	defer reopenOnHUP(hup, log, logFiles(logs, auditLog, c.mount.auditLog))()
 
-	b, err := c.open(ctx, opening{firstUse: true, notices: notices, meter: meter})
+	how.notices, how.meter = notices, meter
+	b, err := c.open(ctx, how)
 	if err != nil {
 		return err
 	}
@@ -226,7 +231,8 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 // syslog or a file of its choosing (logTo), and returns the log file,
 // which SIGHUP reopens (nil if none), and where notices of what the mount
 // made on first use go: with stderr's log, or to the log of a daemon,
-// which has no terminal.
+// which has no terminal, and to its parent, which prints them before it
+// returns.
 func openLogs(c *config, dir string, stderr io.Writer, ready *readyPipe) (*logFile, io.Writer, error) {
 	logs, chosen, err := logTo(c.log, c.mount.logFile, ready != nil, dir, c.dataDir)
 	if err != nil {
@@ -238,7 +244,7 @@ func openLogs(c *config, dir string, stderr io.Writer, ready *readyPipe) (*logFi
 	if chosen != "" {
 		ready.note(chosen)
 	}
-	return logs, logLines{c.log}, nil
+	return logs, logLines{log: c.log, also: ready.note}, nil
 }
 
 // openAuditLog opens the audit log at path ("-": standard error), and

@@ -200,18 +200,25 @@ func (c *config) setupLogging(cmd *cobra.Command) {
 // line of stderr stays JSON.
 func (c *config) notices(stderr io.Writer) io.Writer {
 	if c.logFormat == "json" {
-		return logLines{c.log}
+		return logLines{log: c.log}
 	}
 	return stderr
 }
 
-// logLines logs each line written to it at info level.
-type logLines struct{ log logrus.FieldLogger }
+// logLines logs each line written to it at info level, and gives it to
+// also, if set (a --daemon's parent prints it).
+type logLines struct {
+	log  logrus.FieldLogger
+	also func(line string)
+}
 
 func (l logLines) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(string(p), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
 			l.log.Info(line)
+			if l.also != nil {
+				l.also(line)
+			}
 		}
 	}
 	return len(p), nil

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +22,67 @@ import (
 // new store grows over the old one. These checks refuse to start instead,
 // and say what to do.
 
+// checkStore makes the checks of the backend that need no store to
+// answer, before anything is made: for the local backend, checkLocal.
+func (c *config) checkStore(o opening) error {
+	if c.backend != "local" {
+		return nil
+	}
+	return c.checkLocal(o)
+}
+
+// checkLocal refuses, before anything is made, a local store that o may
+// not open: a store file that is missing, unless o makes one (the first
+// use of mount and init, not a --read-only mount); a store file missing
+// beside its key pair, which a new, empty store would hide (every verb);
+// one emptied beside its key pair (refuseTruncatedStore); and a store
+// whose key is missing, unless --rsa-key names one.
+func (c *config) checkLocal(o opening) error {
+	dir := c.dataDir
+	dbPath := filepath.Join(dir, storeFile)
+	if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
+		if key := keyBeside(dir); key != "" {
+			return fmt.Errorf("the store %s is missing but its key pair is beside it (%s): restore %s from a backup; or, to start a new store, remove the key pair first (a new, empty store here would hide the secrets of the lost one)", dbPath, key, storeFile)
+		}
+		if !o.makes() {
+			var ro string
+			if o.readOnly {
+				ro = "; a --read-only mount makes none"
+			}
+			return fmt.Errorf("no secret store at %s: run `secretfs init` first (or point --data-dir at it)%s", dbPath, ro)
+		}
+		return nil
+	}
+	if err := refuseTruncatedStore(dir, dbPath); err != nil {
+		return err
+	}
+	if c.rsaKey != "" || !o.firstUse {
+		return nil
+	}
+	// The key was moved or lost, and a new one could read nothing stored.
+	keyPath := filepath.Join(dir, privateKey)
+	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("the store %s exists but its key %s is missing: restore the key, or pass --rsa-key; a new key pair could not read the secrets already stored", dbPath, keyPath)
+	}
+	return nil
+}
+
+// keyBeside returns the path of the first file of the key pair in dir,
+// "" if there is none.
+func keyBeside(dir string) string {
+	for _, key := range []string{privateKey, publicKey} {
+		if path := filepath.Join(dir, key); fileExists(path) {
+			return path
+		}
+	}
+	return ""
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // refuseTruncatedStore refuses a store file of 0 bytes beside a key pair.
 // SQLite takes an empty file for a new database, so the mount would serve
 // an empty tree and the next write would start a new store over the old
@@ -31,12 +94,10 @@ func refuseTruncatedStore(dir, dbPath string) error {
 	if fi, err := os.Stat(dbPath); err != nil || fi.Size() != 0 {
 		return nil
 	}
-	for _, key := range []string{privateKey, publicKey} {
-		if _, err := os.Stat(filepath.Join(dir, key)); err == nil {
-			return fmt.Errorf("the store %s is empty (0 bytes) but its key pair is beside it: the file was probably truncated (a full disk, an interrupted copy or restore); restore it from a backup, or, only if this data directory never held secrets, remove it and run `secretfs init`", dbPath)
-		}
+	if keyBeside(dir) == "" {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("the store %s is empty (0 bytes) but its key pair is beside it: the file was probably truncated (a full disk, an interrupted copy or restore); restore it from a backup, or, only if this data directory never held secrets, remove it and run `secretfs init`", dbPath)
 }
 
 // refuseForeignKey refuses a key that wrapped none of the items of a
