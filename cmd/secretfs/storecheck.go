@@ -56,7 +56,7 @@ func (c *config) checkLocal(o opening) error {
 	if err := refuseTruncatedStore(dir, dbPath); err != nil {
 		return err
 	}
-	if c.rsaKey != "" || !o.firstUse {
+	if c.rsaKey != "" {
 		return nil
 	}
 	// The key was moved or lost, and a new one could read nothing stored.

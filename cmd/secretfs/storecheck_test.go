@@ -130,3 +130,28 @@ func TestVerbsRefuseAnEmptyStoreFileBesideItsKeyPair(t *testing.T) {
 		}
 	}
 }
+
+// Every verb refuses a store whose key.pem is missing with the same
+// advice, before it opens anything: restore the key or pass --rsa-key.
+func TestEveryVerbRefusesAStoreWhoseKeyIsMissingWithTheAdvice(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	initOutput(t, dataDir)
+	putT(t, dataDir, "app/s", "value")
+	private := filepath.Join(dataDir, privateKey)
+	if err := os.Remove(private); err != nil {
+		t.Fatal(err)
+	}
+	want := "the store " + filepath.Join(dataDir, storeFile) + " exists but its key " + private + " is missing: restore the key, or pass --rsa-key"
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	for _, verb := range [][]string{{"ls"}, {"get", "app/s"}, {"env", "app"}, {"migrate", "--dry-run"}, {"put", "app/s"}, {"rm", "app/s"},
+		{"exec", "--app", "app", "--", "true"}, {"init"}, {"mount", mnt}, {"mount", mnt, "--read-only"}} {
+		args := append([]string{verb[0], "--data-dir", dataDir}, verb[1:]...)
+		_, _, err := run(t, strings.NewReader("new"), args...)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s without %s: error %v, want %q", verb, privateKey, err, want)
+		}
+	}
+	if _, err := os.Stat(private); !os.IsNotExist(err) {
+		t.Errorf("a verb made a new %s beside the store", privateKey)
+	}
+}
