@@ -19,8 +19,7 @@ import (
 
 // mountFails runs `secretfs mount dir` against b with extra flags; it must
 // exit non-zero, leaving nothing mounted at dir. It returns what it wrote
-// to stderr. A mount made after all is detached, and a daemon it started
-// is killed.
+// to stderr.
 func mountFails(t *testing.T, b *backend, dir string, extra ...string) string {
 	t.Helper()
 	requireFUSE(t)
@@ -28,6 +27,14 @@ func mountFails(t *testing.T, b *backend, dir string, extra ...string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, append(append([]string{"mount", dir}, b.flags...), extra...)...)
 	cmd.Env = append(os.Environ(), b.env...)
+	return failsLeavingNothing(t, cmd, dir)
+}
+
+// failsLeavingNothing runs cmd, a mount at dir that must fail, leaving
+// nothing mounted there, and returns what it wrote to stderr. A mount
+// made after all is detached, and a daemon it started is killed.
+func failsLeavingNothing(t *testing.T, cmd *exec.Cmd, dir string) string {
+	t.Helper()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -40,7 +47,7 @@ func mountFails(t *testing.T, b *backend, dir string, extra ...string) string {
 	}
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) {
-		t.Fatalf("secretfs mount %s %q: %v, want a failure\n%s", dir, extra, err, stderr.String())
+		t.Fatalf("%q: %v, want a failure\n%s", cmd.Args, err, stderr.String())
 	}
 	return stderr.String()
 }
@@ -232,18 +239,11 @@ func TestAReplaceDaemonStartedInsideTheOldMountLetsTheOldProcessExit(t *testing.
 // non-zero, leaving nothing mounted. It returns what it wrote to stderr.
 func mountFormFails(t *testing.T, dataDir, dir, options string) string {
 	t.Helper()
-	stderr, err := runIn(t, &backend{}, "/", "local:"+dataDir, dir, "-o", options)
-	if strings.Contains(stderr, "serving as process") {
-		killAtEnd(t, daemonPID(t, stderr), dir)
-	}
-	if isMounted(dir) {
-		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		t.Errorf("the mount(8) form left a mount at %s", dir)
-	}
-	if err == nil {
-		t.Fatalf("secretfs local:%s %s -o %s succeeded, want a failure\n%s", dataDir, dir, options, stderr)
-	}
-	return stderr
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "local:"+dataDir, dir, "-o", options)
+	cmd.Dir = "/"
+	return failsLeavingNothing(t, cmd, dir)
 }
 
 // A --read-only mount never makes a data directory, a key pair or a store
@@ -353,5 +353,47 @@ func TestADaemonSaysOnTheTerminalWhatItMadeOnFirstUse(t *testing.T) {
 			t.Fatalf("umount: %v: %s", err, out)
 		}
 		eventually(t, 20*time.Second, "the daemon exits once unmounted", func() bool { return !alive(pid) })
+	}
+}
+
+// A --daemon whose mount fusermount3 refuses says why, as the foreground
+// does: what fusermount3 said on its standard error, which the daemon
+// (with no terminal) catches, logs and gives its parent to print. The
+// mount is made by uid 1000, through fusermount3, on a directory that is
+// root's, which fusermount3 refuses whatever /dev/fuse's mode.
+func TestADaemonSaysWhyFusermountRefusedTheMount(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	base := t.TempDir()
+	for _, d := range []string{base, filepath.Dir(base)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, home, dir := filepath.Join(base, "secretfs"), filepath.Join(base, "home"), filepath.Join(base, "mnt")
+	if out, err := exec.Command("cp", binary, bin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	for _, d := range []string{home, dir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(home, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(home, "daemon.log")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "mount", dir, "--daemon", "--data-dir", filepath.Join(home, "data"), "--log-file", logFile)
+	cmd.Dir = home
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
+	stderr := failsLeavingNothing(t, cmd, dir)
+	if !strings.Contains(stderr, "fusermount exited") || !strings.Contains(stderr, "fusermount3: ") {
+		t.Errorf("mount --daemon says %q; want fusermount3's own reason after go-fuse's", stderr)
+	}
+	if log, _ := os.ReadFile(logFile); !strings.Contains(string(log), "fusermount3: ") {
+		t.Errorf("the daemon's log does not say what fusermount3 said:\n%s", log)
 	}
 }

@@ -213,7 +213,13 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	catalog := newCatalog(b, c.mount, meter, log)
 	defer catalog.Close() // wipe what is held before the process ends
 
-	server, err := succ.mount(dir, catalog, withMountConfig(fsOptions(c, b.writeOnly, readOnly, meter, auditLog), file))
+	// A daemon has no standard error: what fusermount3 says there, such
+	// as why it failed, is caught, logged and told to the parent.
+	var server *fuse.Server
+	err = withStderrCaught(ready != nil, log, func() (err error) {
+		server, err = succ.mount(dir, catalog, withMountConfig(fsOptions(c, b.writeOnly, readOnly, meter, auditLog), file))
+		return err
+	})
 	if err != nil {
 		return err
 	}

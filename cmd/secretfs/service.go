@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -148,6 +149,75 @@ func (c *config) leaveWorkingDirectory(mountpoint string) (string, error) {
 	}
 	return mountpoint, os.Chdir("/")
 }
+
+// withStderrCaught runs f; when catch is set (a daemon, whose standard
+// error is /dev/null), with this process's standard error sent to a pipe
+// meanwhile. go-fuse runs fusermount3 with that standard error, and
+// fusermount3 says there why it failed ("fusermount3: failed to open
+// /dev/fuse: Permission denied"), while go-fuse's error says only
+// "fusermount exited with code 256". What was caught is logged, at warn
+// level, and added to f's error.
+func withStderrCaught(catch bool, log logrus.FieldLogger, f func() error) error {
+	if !catch {
+		return f()
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return f()
+	}
+	defer r.Close()
+	saved, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		w.Close()
+		return f()
+	}
+	var caught bytes.Buffer
+	read := make(chan struct{})
+	go func() {
+		// At most 64 KiB are kept; the rest is read and dropped, so that
+		// no writer blocks.
+		_, _ = io.Copy(&caught, io.LimitReader(r, 64<<10))
+		_, _ = io.Copy(io.Discard, r)
+		close(read)
+	}()
+	redirected := unix.Dup3(int(w.Fd()), 2, 0) == nil
+	w.Close()
+	ferr := f()
+	if redirected {
+		_ = unix.Dup3(saved, 2, 0)
+	}
+	unix.Close(saved)
+	// The pipe ends once nobody holds its write end: fusermount3 has
+	// exited by now. A child of f that kept it (none does) would leave
+	// what it said untold.
+	select {
+	case <-read:
+	case <-time.After(2 * time.Second):
+		return ferr
+	}
+	said := strings.TrimSpace(caught.String())
+	if said == "" {
+		return ferr
+	}
+	log.WithField("stderr", said).Warn("said on standard error while mounting")
+	if ferr == nil {
+		return nil
+	}
+	return stderrError{err: ferr, said: said}
+}
+
+// stderrError is an error with what was said on standard error as it
+// happened.
+type stderrError struct {
+	err  error
+	said string
+}
+
+func (e stderrError) Error() string {
+	return strings.TrimSpace(e.err.Error()) + ": " + strings.Join(strings.Fields(e.said), " ")
+}
+
+func (e stderrError) Unwrap() error { return e.err }
 
 // readyPipe is how a mount started by --daemon reports to its parent;
 // nil when it was not.
