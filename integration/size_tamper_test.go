@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +99,60 @@ func TestASizeThatDiffersBetweenTheListingAndTheReadIsEIO(t *testing.T) {
 			logNamesAndHoldsNoValue(t, m.log(), []string{"app/s: integrity check failed: the store gave two sizes for one revision, 4 bytes when listed and"}, old, fresh)
 		})
 	}
+}
+
+// A store writer who puts a 300 MiB ProtectedSecretValue in secrets.db
+// (the local store has no item size limit of its own, as DynamoDB's
+// 400 KB) must not make the mount load it: that OOM-killed a mount in a
+// memory-limited container, leaving its path "Transport endpoint is not
+// connected". The read is EIO naming the secret, the others read, and
+// the mount's peak memory stays far below the blob's size.
+func TestAHugeStoredValueIsEIOAndNeverLoaded(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	good := unique("good")
+	b.cli(t, []byte(good), "put", "app/good")
+	b.cli(t, []byte(unique("big")), "put", "app/big")
+	m := mount(t, b, "--ttl", "1s", "--read-only")
+	m.secret(good)
+	const blob = 300 << 20
+	execOne(t, storeDB(t, b), "UPDATE secrets SET ProtectedSecretValue = zeroblob(?), Version = Version + 1 WHERE SecretName = 'big'", blob)
+	eventually(t, 10*time.Second, "cat app/big fails", func() bool {
+		_, _, err := m.sh("cat app/big")
+		return err != nil
+	})
+	m.failSh("cat app/big", "Input/output error")
+	if got := m.mustSh("cat app/good"); got != good {
+		t.Fatalf("cat app/good = %q beside the huge item", got)
+	}
+	if out, _, _ := m.sh("ls -l app"); !strings.Contains(out, " good\n") { // app/big: "cannot access", exit 1
+		t.Fatalf("ls -l app = %q: the other secret must list", out)
+	}
+	peak := peakRSS(t, m.cmd.Process.Pid)
+	t.Logf("the mount's peak RSS: %d MiB, with a %d MiB value stored", peak>>20, blob>>20)
+	if peak > blob/3 {
+		t.Errorf("the mount's peak RSS is %d MiB: it loaded the %d MiB value", peak>>20, blob>>20)
+	}
+	logNamesAndHoldsNoValue(t, m.log(), []string{"app/big", "integrity check failed"}, good)
+}
+
+// peakRSS is the peak resident memory of process pid, in bytes
+// (/proc/PID/status VmHWM).
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/PID/status")
+	return 0
 }

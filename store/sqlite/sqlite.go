@@ -670,21 +670,53 @@ var (
 	}, metaColumns...)
 )
 
-// sql selects, for each column, its type, its length and its value,
-// which is NULL unless the type and length are a valid item's.
+// sql selects, for every column of an item (itemColumns), its type and
+// its length, which SQLite tells from the row's header alone; and, for
+// each column of cs, its value, NULL unless the whole row is what a valid
+// item's is. Values are read only then: reading a column that comes after
+// a long one in the row walks that one's overflow pages, one by one,
+// which for the 300 MiB value a store writer can put there takes seconds
+// at every read. An integer's length is not asked: it would read the
+// integer, and no integer is too long.
 func (cs columns) sql() string {
 	var b strings.Builder
+	for _, c := range itemColumns {
+		length := "NULL"
+		if c.typ != "integer" {
+			length = "octet_length(" + c.name + ")"
+		}
+		fmt.Fprintf(&b, "typeof(%s), %s, ", c.name, length)
+	}
+	valid := itemColumns.valid()
 	for i, c := range cs {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "typeof(%[1]s), octet_length(%[1]s), CASE WHEN typeof(%[1]s) = '%[2]s' AND octet_length(%[1]s) <= %[3]d THEN %[1]s END",
-			c.name, c.typ, c.max)
+		fmt.Fprintf(&b, "CASE WHEN %s THEN %s END", valid, c.name)
 	}
 	return b.String()
 }
 
-// row receives what cs.sql selects.
+// valid is an SQL condition, on the row's header alone, that every
+// column of cs is of the type (or NULL where that is valid) and at most
+// the length a valid item's is.
+func (cs columns) valid() string {
+	var conds []string
+	for _, c := range cs {
+		typ := fmt.Sprintf("typeof(%s) = '%s'", c.name, c.typ)
+		if c.null {
+			typ = fmt.Sprintf("typeof(%s) IN ('%s', 'null')", c.name, c.typ)
+		}
+		if c.typ != "integer" {
+			typ += fmt.Sprintf(" AND ifnull(octet_length(%s), 0) <= %d", c.name, c.max)
+		}
+		conds = append(conds, "("+typ+")")
+	}
+	return strings.Join(conds, " AND ")
+}
+
+// row receives what cs.sql selects: the type and length of every column
+// of an item, and the values of cs.
 type row struct {
 	cols columns
 	typ  []string
@@ -693,13 +725,17 @@ type row struct {
 }
 
 func (cs columns) row() *row {
-	return &row{cols: cs, typ: make([]string, len(cs)), len: make([]sql.NullInt64, len(cs)), val: make([]any, len(cs))}
+	n := len(itemColumns)
+	return &row{cols: cs, typ: make([]string, n), len: make([]sql.NullInt64, n), val: make([]any, len(cs))}
 }
 
 func (r *row) dest() []any {
-	d := make([]any, 0, 3*len(r.cols))
-	for i := range r.cols {
-		d = append(d, &r.typ[i], &r.len[i], &r.val[i])
+	d := make([]any, 0, 2*len(r.typ)+len(r.val))
+	for i := range r.typ {
+		d = append(d, &r.typ[i], &r.len[i])
+	}
+	for i := range r.val {
+		d = append(d, &r.val[i])
 	}
 	return d
 }
@@ -708,15 +744,21 @@ func (r *row) dest() []any {
 // was read of it: an error (errMalformed) names the first attribute no
 // valid item has, by its type or length, never its value.
 func (r *row) item(k store.Key) (*store.Item, error) {
-	it := &store.Item{Meta: store.Meta{Key: k, Version: store.Unversioned, Size: -1}}
-	for i, c := range r.cols {
+	typ := map[string]string{}
+	for i, c := range itemColumns {
+		typ[c.name] = r.typ[i]
 		switch {
 		case r.typ[i] == "null" && c.null:
-			continue
 		case r.typ[i] != c.typ:
 			return nil, fmt.Errorf("%w: attribute %s is of type %s, want %s", errMalformed, c.name, r.typ[i], c.typ)
 		case r.len[i].Int64 > c.max:
 			return nil, fmt.Errorf("%w: %w", errMalformed, store.TooLong(c.name, r.len[i].Int64, c.max))
+		}
+	}
+	it := &store.Item{Meta: store.Meta{Key: k, Version: store.Unversioned, Size: -1}}
+	for i, c := range r.cols {
+		if typ[c.name] == "null" {
+			continue
 		}
 		if err := set(it, c.name, r.val[i]); err != nil {
 			return nil, fmt.Errorf("%w: %w", errMalformed, err)
@@ -821,7 +863,9 @@ func getItem(ctx context.Context, q queryer, k store.Key, cs columns) (*store.It
 func (s *Store) refuseOversized(ctx context.Context, op fault.Op, k store.Key, tx *sql.Tx) error {
 	var conds []string
 	for _, c := range append(columns{{"ApplicationName", "", false, maxStoredName}, {"SecretName", "", false, maxStoredName}}, itemColumns...) {
-		conds = append(conds, fmt.Sprintf("octet_length(%s) > %d", c.name, c.max))
+		if c.typ != "integer" { // no integer is too long; its length would read it
+			conds = append(conds, fmt.Sprintf("octet_length(%s) > %d", c.name, c.max))
+		}
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT `+itemColumnsNames()+` FROM secrets WHERE `+strings.Join(conds, " OR ")+` LIMIT 1`)
 	if err != nil {
