@@ -930,6 +930,25 @@ func TestAMalformedItemIsRefusedAndTheOthersList(t *testing.T) {
 	}
 }
 
+// A lookup whose read of the item is answered with a failure (the store
+// finds the item malformed, though its listing did not) gives that
+// failure, after one read: it does not read the item again and again.
+func TestALookupWhoseItemReadFailsGivesThatFailureOnce(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, _, _ := newCatalog(t, f, Options{})
+	if _, _, err := c.List(bg, "app", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	f.failNext("Fetch", fault.E(fault.Integrity, "malformed item"))
+	if _, err := c.Lookup(bg, key("a")); !fault.Is(fault.Integrity, err) {
+		t.Errorf("Lookup with the item read failing: %v, want Integrity", err)
+	}
+	if n := f.count("Fetch"); n != 1 {
+		t.Errorf("%d reads of the item, want 1", n)
+	}
+}
+
 func TestANewRevisionTheKeysCannotDecryptServesTheLastValue(t *testing.T) {
 	f := newFake()
 	f.set(key("a"), "old", 1)

@@ -115,6 +115,13 @@ func (c *Catalog) freshStep(a *appIndex, ks *keyState, k store.Key, now, until t
 		// name stands, and a read will report the failure.
 		return answer(e, nil)
 	}
+	if err := last.wait.failure(); !last.revalidation && err != nil && !fault.Is(fault.NotFound, err) {
+		// The store answered the read of the item with a failure (a
+		// malformed or oversized item): that is the answer. Reading it
+		// again at once would only answer the same, in a loop that ends
+		// no sooner than the listing changes.
+		return answer(secrets.Entry{}, err)
+	}
 	// Fresh, but known only from a listing: read the item now, so that
 	// the revision the name is bound to can be read (see Snapshot.Bind).
 	return step{wait: c.fetchFlight(a, k, now)}
