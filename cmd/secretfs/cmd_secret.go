@@ -151,6 +151,8 @@ func newLsCommand(c *config) *cobra.Command {
 		Use:   "ls [APP]",
 		Short: "List the applications, or the secrets of one application",
 		Long: `List the applications, or the secrets of one application, one name a line.
+An application exists only through its secrets: listing one that holds
+none (or does not exist) is an error (exit status 1), as for env and exec.
 A name holding a control character (a newline, a tab, an escape) or bytes
 that are not UTF-8 is printed as one shell word, the way GNU ls quotes it:
 'a'$'\n''b'. Other names print unchanged.`,
@@ -170,6 +172,9 @@ that are not UTF-8 is printed as one shell word, the way GNU ls quotes it:
 				return err
 			}
 			metas, err := b.ListAll(cmd.Context(), args[0])
+			if err == nil && len(metas) == 0 {
+				return errNoSecrets(args[0])
+			}
 			for _, m := range metas {
 				if long {
 					fmt.Fprintln(out, longLine(m))
@@ -182,6 +187,13 @@ that are not UTF-8 is printed as one shell word, the way GNU ls quotes it:
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "show size, modification time, version and format")
 	return cmd
+}
+
+// errNoSecrets is the answer about an application that lists no secret:
+// an application exists only through its secrets, so one that holds none
+// and one that was never made (a mistyped name) are the same to a verb.
+func errNoSecrets(app string) error {
+	return fmt.Errorf("%s: the application holds no secrets (or does not exist)", app)
 }
 
 // longLine is one line of `ls -l`: size, modification time, version,

@@ -180,3 +180,36 @@ func TestGetWritesTheValueToStdoutByteExactAndExits0(t *testing.T) {
 		t.Errorf("get wrote %d bytes, not the %d put", len(stdout), len(value))
 	}
 }
+
+// An application exists only through its secrets: ls of one that holds
+// none fails as env and exec do, with their message, in the short and the
+// long form; ls of an empty store lists nothing and succeeds.
+func TestLsOfAnApplicationWithoutSecretsFailsAsEnvDoes(t *testing.T) {
+	dataDir := newStore(t)
+	if stdout, stderr, status := runMain(t, nil, append([]string{"ls"}, dataDir...)...); status != 0 || len(stdout) != 0 || len(stderr) != 0 {
+		t.Errorf("ls of an empty store: status %d, stdout %q, stderr %q; want 0 and nothing", status, stdout, stderr)
+	}
+	if _, stderr, err := run(t, strings.NewReader("v"), append([]string{"put", "app/s"}, dataDir...)...); err != nil {
+		t.Fatalf("put: %v\n%s", err, stderr)
+	}
+	_, envErr, envStatus := runMain(t, nil, append([]string{"env", "nope"}, dataDir...)...)
+	if envStatus != 1 || !strings.Contains(string(envErr), "holds no secrets (or does not exist)") {
+		t.Fatalf("env nope: status %d, stderr %q", envStatus, envErr)
+	}
+	for _, ls := range [][]string{{"ls", "nope"}, {"ls", "-l", "nope"}} {
+		stdout, stderr, status := runMain(t, nil, append(ls, dataDir...)...)
+		if status != 1 || len(stdout) != 0 || string(stderr) != string(envErr) {
+			t.Errorf("%s: status %d, stdout %q, stderr %q; want 1, nothing, and env's %q", ls, status, stdout, stderr, envErr)
+		}
+	}
+	rm := append([]string{"rm", "app/s"}, dataDir...)
+	if _, stderr, err := run(t, nil, rm...); err != nil {
+		t.Fatalf("rm: %v\n%s", err, stderr)
+	}
+	if _, _, err := run(t, nil, append([]string{"ls", "app"}, dataDir...)...); err == nil || err.Error() != "app: the application holds no secrets (or does not exist)" {
+		t.Errorf("ls of an application emptied by rm: error %v", err)
+	}
+	if stdout, _, err := run(t, nil, append([]string{"ls"}, dataDir...)...); err != nil || stdout != "" {
+		t.Errorf("ls of the emptied store: %q, %v", stdout, err)
+	}
+}
