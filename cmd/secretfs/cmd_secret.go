@@ -155,7 +155,21 @@ An application exists only through its secrets: listing one that holds
 none (or does not exist) is an error (exit status 1), as for env and exec.
 A name holding a control character (a newline, a tab, an escape) or bytes
 that are not UTF-8 is printed as one shell word, the way GNU ls quotes it:
-'a'$'\n''b'. Other names print unchanged.`,
+'a'$'\n''b'. Other names print unchanged.
+
+With -l, a secret's line has five columns:
+
+  SIZE      the value's length in bytes
+  MODIFIED  the time of its last write, in local time
+  VERSION   a number each write raises by one: 1 for a secret written once
+  FORMAT    how it is encrypted: v3, v2, v1, or v1-legacy for an item the
+            original Secret Store wrote, which records no size, time or
+            version (those columns show "-")
+  NAME
+
+For example:
+
+        53  2026-12-04 18:03:35      3  v3         db-credentials`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := c.open(cmd.Context(), opening{})
@@ -196,8 +210,8 @@ func errNoSecrets(app string) error {
 	return fmt.Errorf("%s: the application holds no secrets (or does not exist)", app)
 }
 
-// longLine is one line of `ls -l`: size, modification time, version,
-// format and name (quoted as listedName quotes it). A legacy item written by the original Secret Store
+// longLine is one line of `ls -l`: size, modification time, version (a
+// number), format and name (quoted as listedName quotes it). A legacy item written by the original Secret Store
 // records no size, time or version: those columns show "-".
 func longLine(m store.Meta) string {
 	size, modified, version, format := "-", "-", "-", m.Format
@@ -208,10 +222,10 @@ func longLine(m store.Meta) string {
 		modified = m.Modified.Local().Format("2006-01-02 15:04:05")
 	}
 	if m.Version != store.Unversioned {
-		version = "v" + m.Version.String()
+		version = m.Version.String() // a plain number: "v1" would read as a format
 	}
 	if format == "" {
 		format = "v1-legacy"
 	}
-	return fmt.Sprintf("%8s  %-19s  %-5s %-9s %s", size, modified, version, format, listedName(m.Name))
+	return fmt.Sprintf("%8s  %-19s  %5s  %-9s  %s", size, modified, version, format, listedName(m.Name))
 }

@@ -37,7 +37,8 @@ func makeLegacy(t *testing.T, dataDir, app, name string) {
 	}
 }
 
-// formats returns the format column of `ls -l APP`, by name.
+// formats returns the format and version columns of `ls -l APP`
+// ("v3 2"), by name.
 func formats(t *testing.T, dataDir []string, app string) map[string]string {
 	t.Helper()
 	out, stderr, err := run(t, nil, append([]string{"ls", "-l", app}, dataDir...)...)
@@ -54,14 +55,7 @@ func formats(t *testing.T, dataDir []string, app string) map[string]string {
 
 func TestMigrateRewritesV1SecretsAndDryRunChangesNothing(t *testing.T) {
 	dataDir := newStore(t)
-	verb := func(stdin string, args ...string) string {
-		t.Helper()
-		stdout, stderr, err := run(t, strings.NewReader(stdin), append(args, dataDir...)...)
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, stderr)
-		}
-		return stdout
-	}
+	verb := verbs(t, dataDir)
 	values := map[string]string{"app/a": "value a", "app/b": "value b", "app/legacy": "from the original", "other/c": "value c", "app/new": "value new"}
 	for k, v := range values {
 		if k == "app/new" {
@@ -71,7 +65,7 @@ func TestMigrateRewritesV1SecretsAndDryRunChangesNothing(t *testing.T) {
 		}
 	}
 	makeLegacy(t, dataDir[1], "app", "legacy")
-	before := map[string]string{"a": "v1 v1", "b": "v1 v1", "legacy": "v1-legacy -", "new": "v3 v1"}
+	before := map[string]string{"a": "v1 1", "b": "v1 1", "legacy": "v1-legacy -", "new": "v3 1"}
 	if got := formats(t, dataDir, "app"); !equalMaps(got, before) {
 		t.Fatalf("before: ls -l app shows %v, want %v", got, before)
 	}
@@ -94,11 +88,11 @@ func TestMigrateRewritesV1SecretsAndDryRunChangesNothing(t *testing.T) {
 	if !strings.Contains(out, "migrated 3 of 3 v1 secrets to v3; 0 changed meanwhile") || strings.Contains(out, "other/c") {
 		t.Errorf("migrate app:\n%s", out)
 	}
-	after := map[string]string{"a": "v3 v2", "b": "v3 v2", "legacy": "v3 v1", "new": "v3 v1"}
+	after := map[string]string{"a": "v3 2", "b": "v3 2", "legacy": "v3 1", "new": "v3 1"}
 	if got := formats(t, dataDir, "app"); !equalMaps(got, after) {
 		t.Fatalf("after migrate app: ls -l app shows %v, want %v", got, after)
 	}
-	if got := formats(t, dataDir, "other"); got["c"] != "v1 v1" {
+	if got := formats(t, dataDir, "other"); got["c"] != "v1 1" {
 		t.Fatalf("migrate app changed other/c: %v", got)
 	}
 

@@ -11,6 +11,20 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
+// verbs returns a function that runs a verb on the store of dataDir (the
+// --data-dir pair newStore returned) with stdin, fails the test if the
+// verb fails, and returns what it printed.
+func verbs(t *testing.T, dataDir []string) func(stdin string, args ...string) string {
+	return func(stdin string, args ...string) string {
+		t.Helper()
+		stdout, stderr, err := run(t, strings.NewReader(stdin), append(args, dataDir...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr)
+		}
+		return stdout
+	}
+}
+
 // binaryValue holds every byte value, NULs and invalid UTF-8 included,
 // and ends without a newline.
 func binaryValue() []byte {
@@ -28,34 +42,27 @@ func TestPutGetLsRmRoundTripByteExactFromStdinAndFromFile(t *testing.T) {
 	if err := os.WriteFile(file, value, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	verb := func(stdin io.Reader, args ...string) string {
-		t.Helper()
-		stdout, stderr, err := run(t, stdin, append(args, dataDir...)...)
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, stderr)
-		}
-		return stdout
-	}
-	verb(bytes.NewReader(value), "put", "app/from-stdin")
-	verb(nil, "put", "app/from-file", file)
-	verb(nil, "put", "app/empty")
+	verb := verbs(t, dataDir)
+	verb(string(value), "put", "app/from-stdin")
+	verb("", "put", "app/from-file", file)
+	verb("", "put", "app/empty")
 	for name, want := range map[string][]byte{"from-stdin": value, "from-file": value, "empty": nil} {
-		if got := verb(nil, "get", "app/"+name); got != string(want) {
+		if got := verb("", "get", "app/"+name); got != string(want) {
 			t.Errorf("get app/%s: %d bytes, not the %d put", name, len(got), len(want))
 		}
 	}
-	if got := verb(nil, "ls"); got != "app\n" {
+	if got := verb("", "ls"); got != "app\n" {
 		t.Errorf("ls: %q, want app", got)
 	}
-	if got := verb(nil, "ls", "app"); got != "empty\nfrom-file\nfrom-stdin\n" {
+	if got := verb("", "ls", "app"); got != "empty\nfrom-file\nfrom-stdin\n" {
 		t.Errorf("ls app: %q", got)
 	}
-	verb(strings.NewReader("second"), "put", "app/from-stdin") // overwrites
-	if got := verb(nil, "get", "app/from-stdin"); got != "second" {
+	verb("second", "put", "app/from-stdin") // overwrites
+	if got := verb("", "get", "app/from-stdin"); got != "second" {
 		t.Errorf("get after the second put: %q", got)
 	}
-	verb(nil, "rm", "app/from-stdin")
-	if got := verb(nil, "ls", "app"); got != "empty\nfrom-file\n" {
+	verb("", "rm", "app/from-stdin")
+	if got := verb("", "ls", "app"); got != "empty\nfrom-file\n" {
 		t.Errorf("ls app after rm: %q", got)
 	}
 	if _, _, err := run(t, nil, append([]string{"get", "app/from-stdin"}, dataDir...)...); err == nil {
@@ -211,5 +218,47 @@ func TestLsOfAnApplicationWithoutSecretsFailsAsEnvDoes(t *testing.T) {
 	}
 	if stdout, _, err := run(t, nil, append([]string{"ls"}, dataDir...)...); err != nil || stdout != "" {
 		t.Errorf("ls of the emptied store: %q, %v", stdout, err)
+	}
+}
+
+// ls -l prints the version as a plain number, so that version 1 is not
+// read as format v1, and ls --help says what each column is.
+func TestLsLongPrintsTheVersionAsANumberBesideTheFormat(t *testing.T) {
+	dataDir := newStore(t)
+	verb := verbs(t, dataDir)
+	verb("one", "put", "app/once", "--format", "v1")
+	for _, v := range []string{"one", "two", "three"} {
+		verb(v, "put", "app/thrice")
+	}
+	verb("legacy", "put", "app/legacy")
+	makeLegacy(t, dataDir[1], "app", "legacy")
+	want := map[string][]string{
+		// size, version, format
+		"once":   {"3", "1", "v1"},
+		"thrice": {"5", "3", "v3"},
+		"legacy": {"-", "-", "v1-legacy"},
+	}
+	lines := strings.Split(strings.TrimSuffix(verb("", "ls", "-l", "app"), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("ls -l app: %q", lines)
+	}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		var size, version, format, name string
+		switch len(f) {
+		case 6: // size, date, time, version, format, name
+			size, version, format, name = f[0], f[3], f[4], f[5]
+		case 5: // a legacy item: no time
+			size, version, format, name = f[0], f[2], f[3], f[4]
+		}
+		if w := want[name]; w == nil || size != w[0] || version != w[1] || format != w[2] {
+			t.Errorf("ls -l line %q: size %q, version %q, format %q; want %q", line, size, version, format, w)
+		}
+	}
+	help := verb("", "ls", "--help")
+	for _, column := range []string{"SIZE", "MODIFIED", "VERSION   a number each write raises by one", "FORMAT", "NAME"} {
+		if !strings.Contains(help, column) {
+			t.Errorf("ls --help does not explain %s:\n%s", column, help)
+		}
 	}
 }
