@@ -43,7 +43,12 @@ func newPutCommand(c *config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "put APP/NAME [FILE]",
 		Short: "Store a secret, read from FILE or standard input, byte for byte",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `Store a secret: the bytes of FILE or, when FILE is - or not given, of
+standard input, byte for byte (no newline is added or taken away). It
+replaces the secret's value, on the condition that no one changed it
+meanwhile: a concurrent change is reported, never lost. A file named -
+is ./-.`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
 				return put(cmd, b, k, args[1:])
@@ -52,12 +57,13 @@ func newPutCommand(c *config) *cobra.Command {
 	}
 }
 
-// put stores the value read from the file named in args, or from stdin.
+// put stores the value read from the file named in args, or from stdin
+// when args names none or "-".
 // It overwrites what is there now, on the condition that it is still there
 // when the write lands: a concurrent change is reported, never lost.
 func put(cmd *cobra.Command, b *backend, k store.Key, args []string) error {
 	in := cmd.InOrStdin()
-	if len(args) == 1 {
+	if len(args) == 1 && args[0] != "-" {
 		f, err := os.Open(args[0])
 		if err != nil {
 			return err

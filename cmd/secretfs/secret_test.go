@@ -262,3 +262,27 @@ func TestLsLongPrintsTheVersionAsANumberBesideTheFormat(t *testing.T) {
 		}
 	}
 }
+
+// put's FILE "-" is standard input, as leaving FILE out is; a file named
+// "-" is reached as ./-.
+func TestPutOfDashReadsStandardInput(t *testing.T) {
+	dataDir := newStore(t)
+	verb := verbs(t, dataDir)
+	value := string(binaryValue())
+	verb(value, "put", "app/dash", "-")
+	if got := verb("", "get", "app/dash"); got != value {
+		t.Errorf("get after put - : %d bytes, not the %d on stdin", len(got), len(value))
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "-"), []byte("from the file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	verb("from stdin", "put", "app/file", "./-")
+	if got := verb("", "get", "app/file"); got != "from the file" {
+		t.Errorf("put ./- stored %q, want the file's bytes", got)
+	}
+	if help := verb("", "put", "--help"); !strings.Contains(strings.Join(strings.Fields(help), " "), "when FILE is - or not given, of standard input") {
+		t.Errorf("put --help does not say that - is standard input:\n%s", help)
+	}
+}
