@@ -14,18 +14,19 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// parseKey reads "APP/NAME".
+// parseKey reads "APP/NAME". Its errors quote arg as ls would list it.
 func parseKey(arg string) (store.Key, error) {
 	app, name, ok := strings.Cut(arg, "/")
 	if !ok {
-		return store.Key{}, fmt.Errorf("%q: want APPLICATION/SECRET", arg)
+		return store.Key{}, fmt.Errorf("%s: want APPLICATION/SECRET", listedName(arg))
 	}
 	k := store.Key{App: app, Name: name}
-	return k, k.Validate()
+	return k, quoteNames(k.Validate(), arg, app, name)
 }
 
 // onSecret runs do with the secret named by arg ("APP/NAME") and the
-// opened backend, which it closes afterwards.
+// opened backend, which it closes afterwards. An error names the secret
+// as ls would list it.
 func (c *config) onSecret(cmd *cobra.Command, arg string, do func(*backend, store.Key) error) error {
 	k, err := parseKey(arg)
 	if err != nil {
@@ -36,7 +37,7 @@ func (c *config) onSecret(cmd *cobra.Command, arg string, do func(*backend, stor
 		return err
 	}
 	defer b.Close()
-	return do(b, k)
+	return quoteNames(do(b, k), arg, k.App, k.Name)
 }
 
 func newPutCommand(c *config) *cobra.Command {
@@ -66,7 +67,7 @@ func put(cmd *cobra.Command, b *backend, k store.Key, args []string) error {
 	if len(args) == 1 && args[0] != "-" {
 		f, err := os.Open(args[0])
 		if err != nil {
-			return err
+			return quoteNames(err, args[0])
 		}
 		defer f.Close()
 		in = f
@@ -159,9 +160,13 @@ func newLsCommand(c *config) *cobra.Command {
 		Long: `List the applications, or the secrets of one application, one name a line.
 An application exists only through its secrets: listing one that holds
 none (or does not exist) is an error (exit status 1), as for env and exec.
-A name holding a control character (a newline, a tab, an escape) or bytes
-that are not UTF-8 is printed as one shell word, the way GNU ls quotes it:
-'a'$'\n''b'. Other names print unchanged.
+A name holding a control character (a newline, a tab, an escape) or a
+Unicode format character (a right-to-left override, a zero-width space) is
+printed as one shell word, the way GNU ls quotes it: 'a'$'\n''b',
+''$'\u202e''gpj.exe'. Other names print unchanged. A name that is not UTF-8
+cannot be a secret's (put refuses it); one the store holds anyway is left
+out, with a warning on standard error. Error messages, of ls as of get, put
+and rm, quote the names they repeat the same way.
 
 With -l, a secret's line has five columns:
 
@@ -195,6 +200,7 @@ For example:
 			if err == nil && len(metas) == 0 {
 				return errNoSecrets(args[0])
 			}
+			err = quoteNames(err, args[0])
 			for _, m := range metas {
 				if long {
 					fmt.Fprintln(out, longLine(m))
@@ -213,7 +219,7 @@ For example:
 // an application exists only through its secrets, so one that holds none
 // and one that was never made (a mistyped name) are the same to a verb.
 func errNoSecrets(app string) error {
-	return fmt.Errorf("%s: the application holds no secrets (or does not exist)", app)
+	return fmt.Errorf("%s: the application holds no secrets (or does not exist)", listedName(app))
 }
 
 // longLine is one line of `ls -l`: size, modification time, version (a

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -100,3 +102,39 @@ func byteEscape(c byte) string {
 	}
 	return `\` + string([]byte{'0' + c>>6, '0' + c>>3&7, '0' + c&7})
 }
+
+// quoteNames returns err with each of names that its message repeats
+// printed as listedName prints it, so that an error never writes a
+// control character, a format character or a byte that is not UTF-8 of a
+// name the user gave to the terminal. `get $'app/\e[2J'` says
+//
+//	sqlite.Get: 'app/'$'\033''[2J': not found
+//
+// Names that print unchanged are left alone. errors.Is, errors.As and
+// fault.KindOf see err as it was.
+func quoteNames(err error, names ...string) error {
+	if err == nil {
+		return nil
+	}
+	// The longest first: APP/NAME holds APP.
+	names = slices.SortedFunc(slices.Values(names), func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	msg := err.Error()
+	for _, n := range names {
+		if q := listedName(n); q != n {
+			msg = strings.ReplaceAll(msg, n, q)
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &quotedError{msg: msg, err: err}
+}
+
+// quotedError is an error whose message quotes names (quoteNames).
+type quotedError struct {
+	msg string
+	err error
+}
+
+func (e *quotedError) Error() string { return e.msg }
+func (e *quotedError) Unwrap() error { return e.err }
