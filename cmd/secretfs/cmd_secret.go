@@ -14,11 +14,16 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// parseKey reads "APP/NAME". Its errors quote arg as ls would list it.
+// parseKey reads "APP/NAME", neither part empty. Its errors quote arg as
+// ls would list it.
 func parseKey(arg string) (store.Key, error) {
 	app, name, ok := strings.Cut(arg, "/")
-	if !ok {
-		return store.Key{}, fmt.Errorf("%s: want APPLICATION/SECRET", listedName(arg))
+	if !ok || app == "" || name == "" {
+		quoted := listedName(arg)
+		if quoted == "" {
+			quoted = "''"
+		}
+		return store.Key{}, fmt.Errorf("%s: want APPLICATION/SECRET", quoted)
 	}
 	k := store.Key{App: app, Name: name}
 	return k, quoteNames(k.Validate(), arg, app, name)

@@ -97,3 +97,20 @@ func TestLsLeavesOutANameThatIsNotUTF8WithAWarning(t *testing.T) {
 		}
 	}
 }
+
+// An argument with an empty application or secret name is no
+// APPLICATION/SECRET: it is refused as such, before the store's rules on
+// names are asked (whose error names a function of secretfs).
+func TestAKeyWithAnEmptyPartIsRefusedAsNotApplicationSlashSecret(t *testing.T) {
+	dataDir := newStore(t)
+	for _, args := range [][]string{{"get", "/x"}, {"get", "app/"}, {"rm", "/"}, {"put", ""}, {"put", "/x"}} {
+		_, _, err := run(t, strings.NewReader("v"), append(args, dataDir...)...)
+		want := args[1] + ": want APPLICATION/SECRET"
+		if args[1] == "" {
+			want = "'': want APPLICATION/SECRET"
+		}
+		if err == nil || err.Error() != want {
+			t.Errorf("%q: error %v, want %q", args, err, want)
+		}
+	}
+}
