@@ -257,7 +257,7 @@ func versionOf(t *testing.T, b *backend, app, name string) int {
 	for _, line := range strings.Split(b.cli(t, nil, "ls", "-l", app), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 6 && f[len(f)-1] == name {
-			v, err := strconv.Atoi(strings.TrimPrefix(f[3], "v"))
+			v, err := strconv.Atoi(f[3])
 			if err != nil {
 				t.Fatalf("ls -l line %q: %v", line, err)
 			}

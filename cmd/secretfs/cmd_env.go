@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -96,7 +95,7 @@ func appValues(ctx context.Context, b *backend, apps []string) (map[store.Key]cr
 			return values, err
 		}
 		if len(metas) == 0 {
-			return values, fmt.Errorf("%s: the application holds no secrets (or does not exist)", app)
+			return values, errNoSecrets(app)
 		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(maxConcurrentGets)

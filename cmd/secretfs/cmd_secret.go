@@ -180,7 +180,8 @@ With -l, a secret's line has five columns:
   VERSION   a number each write raises by one: 1 for a secret written once
   FORMAT    how it is encrypted: v3, v2, v1, or v1-legacy for an item the
             original Secret Store wrote, which records no size, time or
-            version (those columns show "-")
+            version (those columns show "-"); malformed for an item the
+            store holds as no valid item can be, which reading refuses
   NAME
 
 For example:
@@ -230,7 +231,14 @@ func errNoSecrets(app string) error {
 // longLine is one line of `ls -l`: size, modification time, version (a
 // number), format and name (quoted as listedName quotes it). A legacy item written by the original Secret Store
 // records no size, time or version: those columns show "-".
+//
+// An entry of a malformed item (store.Meta.Invalid, logged on standard
+// error) shows "malformed" as its format, and nothing it claims: reading
+// it fails.
 func longLine(m store.Meta) string {
+	if m.Invalid != nil {
+		return fmt.Sprintf("%8s  %-19s  %5s  %-9s  %s", "-", "-", "-", "malformed", listedName(m.Name))
+	}
 	size, modified, version, format := "-", "-", "-", m.Format
 	if m.Size >= 0 {
 		size = strconv.FormatInt(m.Size, 10)

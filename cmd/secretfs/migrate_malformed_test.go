@@ -10,20 +10,7 @@ import (
 // A malformed item (here a Size no item records) is no v1 item to
 // migrate: migrate leaves it alone and says why, and migrates the rest.
 func TestMigrateLeavesAMalformedItemAlone(t *testing.T) {
-	dataDir := newStore(t)
-	for _, name := range []string{"app/good", "app/bad"} {
-		if _, stderr, err := run(t, strings.NewReader("v"), append([]string{"put", name, "--format", "v1"}, dataDir...)...); err != nil {
-			t.Fatalf("put %s: %v\n%s", name, err, stderr)
-		}
-	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir[1], storeFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`UPDATE secrets SET Size = -7 WHERE SecretName = 'bad'`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	dataDir := storeWithAMalformedItem(t, "--format", "v1")
 	for _, args := range [][]string{{"migrate", "--dry-run"}, {"migrate"}} {
 		out, stderr, err := run(t, nil, append(args, dataDir...)...)
 		if err != nil {
@@ -36,4 +23,48 @@ func TestMigrateLeavesAMalformedItemAlone(t *testing.T) {
 			t.Errorf("%v does not migrate the good one:\n%s", args, out)
 		}
 	}
+}
+
+// ls -l shows a malformed item as such, and nothing it claims.
+func TestLsLongShowsAMalformedItemAsSuch(t *testing.T) {
+	dataDir := storeWithAMalformedItem(t)
+	out, stderr, err := run(t, nil, append([]string{"ls", "-l", "app"}, dataDir...)...)
+	if err != nil {
+		t.Fatalf("ls -l app: %v\n%s", err, stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		switch f[len(f)-1] {
+		case "bad":
+			if strings.Join(f, " ") != "- - - malformed bad" {
+				t.Errorf("ls -l shows the malformed item as %q", line)
+			}
+		case "good":
+			if f[len(f)-2] != "v3" {
+				t.Errorf("ls -l shows the good item as %q", line)
+			}
+		}
+	}
+}
+
+// storeWithAMalformedItem is a local store holding app/good and app/bad,
+// put with putFlags, app/bad's Size then made one no item records.
+func storeWithAMalformedItem(t *testing.T, putFlags ...string) []string {
+	t.Helper()
+	dataDir := newStore(t)
+	for _, name := range []string{"app/good", "app/bad"} {
+		args := append(append([]string{"put", name}, putFlags...), dataDir...)
+		if _, stderr, err := run(t, strings.NewReader("v"), args...); err != nil {
+			t.Fatalf("put %s: %v\n%s", name, err, stderr)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir[1], storeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE secrets SET Size = -7 WHERE SecretName = 'bad'`); err != nil {
+		t.Fatal(err)
+	}
+	return dataDir
 }
