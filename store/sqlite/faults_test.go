@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -104,20 +105,22 @@ func TestFullDatabaseIsNoSpaceAndKeepsTheOldValue(t *testing.T) {
 	s := openT(t, filepath.Join(t.TempDir(), "secrets.db"))
 	defer closeT(t, s)
 	ctx := t.Context()
-	// max_page_count is a connection's setting: keep one connection.
-	s.db.SetMaxOpenConns(1)
 	newCounter(t, s, 1)
 	old, err := s.Get(ctx, counter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pages int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.db.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
-		t.Fatal(err)
-	}
+	// max_page_count is a connection's setting: set it on the one that
+	// writes.
+	onSearcher(t, s, func(c *sql.Conn) {
+		var pages int
+		if err := c.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	bigger := *old
 	bigger.Version = old.Version.Next()
@@ -147,9 +150,11 @@ func TestFullDatabaseIsNoSpaceAndKeepsTheOldValue(t *testing.T) {
 	}
 
 	// With room again, the same write lands.
-	if _, err := s.db.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
-		t.Fatal(err)
-	}
+	onSearcher(t, s, func(c *sql.Conn) {
+		if _, err := c.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
+			t.Fatal(err)
+		}
+	})
 	if err := s.Put(ctx, &bigger, old.Revision()); err != nil {
 		t.Fatalf("the same Put with room: %v", err)
 	}
@@ -236,8 +241,9 @@ func TestRemovedFileIsNotCreatedAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Close every idle connection: the next statement opens a new one, as
-	// the pool does when its idle ones are busy.
+	// Close every connection: the next statement opens a new one, as
+	// after one broke.
+	dropSearcher(s)
 	s.db.SetMaxIdleConns(0)
 	s.db.SetMaxIdleConns(2)
 	_, err := s.Get(t.Context(), counter)
@@ -247,4 +253,31 @@ func TestRemovedFileIsNotCreatedAgain(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("after a new connection, %s: %v; want it still absent", path, err)
 	}
+}
+
+// onSearcher runs f with the connection of s's searcher, opened first
+// if need be.
+func onSearcher(t *testing.T, s *Store, f func(*sql.Conn)) {
+	t.Helper()
+	r := <-s.searcher
+	defer func() { s.searcher <- r }()
+	if r.conn == nil {
+		c, err := s.db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		*r = searcher{conn: c}
+	}
+	f(r.conn)
+}
+
+// dropSearcher closes the connection of s's searcher: the next call
+// opens another.
+func dropSearcher(s *Store) {
+	r := <-s.searcher
+	if r.conn != nil {
+		r.conn.Close()
+	}
+	*r = searcher{}
+	s.searcher <- r
 }

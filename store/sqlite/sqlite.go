@@ -22,6 +22,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,6 +32,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,6 +90,24 @@ type Store struct {
 	// db: closing a descriptor drops the process's POSIX locks on the
 	// file, and SQLite's must not go while it holds any.
 	file *os.File
+	// searcher holds the connection Get, List, Put and Delete use, one
+	// at a time (a channel of one, so that waiting for it ends with the
+	// caller's context); see inTx.
+	searcher chan *searcher
+	// scans counts the scans inTx made to learn whether the table holds
+	// an oversized row; tests read it.
+	scans atomic.Int64
+}
+
+// searcher is a connection and what it last learnt of the table: whether,
+// at the data_version it then saw, a row held a field longer than a valid
+// item's (see "Reading what a store writer may have made").
+type searcher struct {
+	conn    *sql.Conn // nil until first used, and after it broke
+	known   bool      // whether version and oversized say anything
+	version int64     // PRAGMA data_version on conn at the last scan
+	// oversized names the oversized row the scan found, or is "".
+	oversized string
 }
 
 var (
@@ -159,7 +179,8 @@ func open(ctx context.Context, path string, busy time.Duration, log logrus.Field
 		f.Close()
 		return nil, fault.E(op, err)
 	}
-	s := &Store{db: db, busy: busy, path: path, file: f}
+	s := &Store{db: db, busy: busy, path: path, file: f, searcher: make(chan *searcher, 1)}
+	s.searcher <- &searcher{}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fault.E(op, fmt.Errorf("%s: %w", path, err))
@@ -325,14 +346,20 @@ func (s *Store) MaxValueSize() int64 { return MaxValueSize }
 // item can be is fault.Integrity, naming the secret.
 func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 	const op fault.Op = "sqlite.Get"
-	it, err := getItem(ctx, s.db, k, itemColumns)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, fault.E(op, k.Path(), fault.NotFound)
-	case errors.Is(err, errMalformed):
-		return nil, fault.E(op, k.Path(), fault.Integrity, err)
-	case err != nil:
-		return nil, s.wrap(ctx, op, k.Path(), err)
+	var it *store.Item
+	err := s.inTx(ctx, op, k.Path(), false, func(tx *sql.Tx, oversized string) error {
+		var err error
+		it, err = getItem(ctx, tx, k, itemColumns, oversized == "")
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fault.E(op, k.Path(), fault.NotFound)
+		case errors.Is(err, errMalformed):
+			return fault.E(op, k.Path(), fault.Integrity, err)
+		}
+		return s.wrap(ctx, op, k.Path(), err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return it, nil
 }
@@ -346,6 +373,11 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revisi
 	if n := len(item.ProtectedSecretValue); n > MaxValueSize+store.ValueOverhead {
 		return fault.E(op, item.Path(), fault.TooLarge,
 			fmt.Sprintf("protected value is %d bytes; the limit is %d", n, MaxValueSize+store.ValueOverhead))
+	}
+	// What this Store writes is valid, so that a write leaves what inTx
+	// knows of the table true.
+	if err := store.CheckStored(item, MaxValueSize); err != nil {
+		return fault.E(op, item.Path(), fault.Invalid, err)
 	}
 	args := []any{
 		item.MasterKeyID, item.ProtectedDocumentKey, item.InitialisationVector, item.ProtectedSecretValue,
@@ -403,36 +435,35 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 	if err := s.checkFile(); err != nil {
 		return fault.E(op, k.Path(), err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return s.wrap(ctx, op, k.Path(), err)
-	}
-	defer tx.Rollback()
-	if err := s.refuseOversized(ctx, op, k, tx); err != nil {
-		return err
-	}
-	res, err := change(tx)
-	if err != nil {
-		return s.wrap(ctx, op, k.Path(), err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return s.wrap(ctx, op, k.Path(), err)
-	}
-	if n == 0 {
-		stored, err := getItem(ctx, tx, k, metaColumns)
-		switch {
-		case errors.Is(err, errMalformed):
-			return fault.E(op, k.Path(), fault.Integrity, err)
-		case err != nil && !errors.Is(err, sql.ErrNoRows):
-			return s.wrap(ctx, op, k.Path(), err)
-		case err != nil:
-			return failed(store.Revision{}, false)
+	err := s.inTx(ctx, op, k.Path(), true, func(tx *sql.Tx, oversized string) error {
+		if oversized != "" {
+			return fault.E(op, k.Path(), fault.Integrity, fmt.Sprintf(
+				"the store holds an item with a field longer than any valid item's (%s): writes are refused until it is removed, since SQLite would load it whole", oversized))
 		}
-		return failed(stored.Revision(), true)
-	}
-	if err := tx.Commit(); err != nil {
-		return s.wrap(ctx, op, k.Path(), err)
+		res, err := change(tx)
+		if err != nil {
+			return s.wrap(ctx, op, k.Path(), err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return s.wrap(ctx, op, k.Path(), err)
+		}
+		if n == 0 {
+			stored, err := getItem(ctx, tx, k, metaColumns, true)
+			switch {
+			case errors.Is(err, errMalformed):
+				return fault.E(op, k.Path(), fault.Integrity, err)
+			case err != nil && !errors.Is(err, sql.ErrNoRows):
+				return s.wrap(ctx, op, k.Path(), err)
+			case err != nil:
+				return failed(store.Revision{}, false)
+			}
+			return failed(stored.Revision(), true)
+		}
+		return s.wrap(ctx, op, k.Path(), tx.Commit())
+	})
+	if err != nil {
+		return err
 	}
 	// The file may have gone between the first check and the commit; then
 	// the write went where nobody will find it, and is not acknowledged.
@@ -451,23 +482,45 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	if limit <= 0 || limit > pageSize {
 		limit = pageSize
 	}
-	// The IV is in every Meta, for conditional writes; the protected
-	// columns are never listed.
-	rows, err := s.db.QueryContext(ctx, `
-		SELECT SecretName, `+metaColumns.sql()+` FROM secrets
-		WHERE `+keyGuard("ApplicationName = ? AND SecretName > ?")+`
-		ORDER BY SecretName LIMIT ?`, app, after, limit+1)
-	if err != nil {
-		return nil, "", s.wrap(ctx, op, fault.Path(app), err)
-	}
-	defer rows.Close()
 	var page []store.Meta
 	var names []string // of each row read
+	err := s.inTx(ctx, op, fault.Path(app), false, func(tx *sql.Tx, oversized string) error {
+		var err error
+		page, names, err = list(ctx, tx, app, after, limit+1, oversized == "")
+		return s.wrap(ctx, op, fault.Path(app), err)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(names) <= limit {
+		return page, "", nil
+	}
+	// The row past the page: if its name is new, it starts the next page.
+	if names[limit] != names[limit-1] {
+		page = page[:len(page)-1]
+	}
+	return page, page[len(page)-1].Name, nil
+}
+
+// list reads up to limit rows of app after the name after, in the order
+// of their names, and returns their entries and the name of each row.
+func list(ctx context.Context, tx *sql.Tx, app, after string, limit int, search bool) (page []store.Meta, names []string, err error) {
+	const op fault.Op = "sqlite.List"
+	// The IV is in every Meta, for conditional writes; the protected
+	// columns are never listed.
+	rows, err := tx.QueryContext(ctx, `
+		SELECT SecretName, `+metaColumns.sql()+` FROM secrets
+		WHERE `+where("ApplicationName = ? AND SecretName > ?", search)+`
+		ORDER BY SecretName LIMIT ?`, app, after, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var name string
 		r := metaColumns.row()
 		if err := rows.Scan(append([]any{&name}, r.dest()...)...); err != nil {
-			return nil, "", s.wrap(ctx, op, fault.Path(app), err)
+			return nil, nil, err
 		}
 		names = append(names, name)
 		k := store.Key{App: app, Name: name}
@@ -482,17 +535,7 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 		}
 		page = append(page, it.Meta)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, "", s.wrap(ctx, op, fault.Path(app), err)
-	}
-	if len(names) <= limit {
-		return page, "", nil
-	}
-	// The row past the page: if its name is new, it starts the next page.
-	if names[limit] != names[limit-1] {
-		page = page[:len(page)-1]
-	}
-	return page, page[len(page)-1].Name, nil
+	return page, names, rows.Err()
 }
 
 // Apps implements store.Store. Its pages are in order, so the cursor is
@@ -560,6 +603,10 @@ func (s *Store) MasterKeyIDs(ctx context.Context) ([]string, error) {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
+	if r := <-s.searcher; r.conn != nil {
+		r.conn.Close()
+	}
+	s.searcher <- &searcher{}
 	err := s.db.Close()
 	s.file.Close() // after db: see Store.file
 	if err != nil {
@@ -604,17 +651,16 @@ func (s *Store) wrap(ctx context.Context, op fault.Op, path fault.Path, err erro
 
 // Reading what a store writer may have made.
 //
-// Every read is one statement that scans the table, and loads no field
-// longer than a valid item's (store.CheckStored's bounds): typeof and
-// octet_length are told by a row's header, without loading the value,
-// and a value is selected only when they are what a valid item has. A
-// look-up by key would be cheaper, but SQLite compares the whole row of
-// a WITHOUT ROWID table with the key at every step of the search,
-// loading a row that overflows its page whole: one row of hundreds of
-// megabytes would be loaded by every search that passes it, whatever
-// the statement selects. A local store is small; a scan of it is not.
-// Writes must search, so a write first scans for such a row
-// (refuseOversized) and is refused while there is one.
+// No statement loads a field longer than a valid item's
+// (store.CheckStored's bounds): typeof and octet_length are told by a
+// row's header, without loading the value, and a value is selected only
+// when they are what a valid item has. But SQLite compares the whole row
+// of a WITHOUT ROWID table with the key at every step of a search by
+// key, loading a row that overflows its page whole: one row of hundreds
+// of megabytes would be loaded by every search that passes it, whatever
+// the statement selects. So a statement searches by key only while the
+// table is known to hold no such row, and scans it otherwise; a write is
+// refused while there is one (inTx).
 
 // maxStoredName bounds the names that are loaded at all. It is above
 // store.MaxNameLen, so that a name over that is listed and then skipped
@@ -823,13 +869,14 @@ type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// getItem reads the item at k, the columns cs of it, in one scan of the
-// table (see above): sql.ErrNoRows when there is none, errMalformed in
-// the chain when its row is not what a valid item's is or two rows hold
-// k. Other errors are the database's.
-func getItem(ctx context.Context, q queryer, k store.Key, cs columns) (*store.Item, error) {
+// getItem reads the item at k, the columns cs of it, in a search by key
+// if search is true, else in one scan of the table (see above):
+// sql.ErrNoRows when there is none, errMalformed in the chain when its
+// row is not what a valid item's is or two rows hold k. Other errors are
+// the database's.
+func getItem(ctx context.Context, q queryer, k store.Key, cs columns, search bool) (*store.Item, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+cs.sql()+` FROM secrets
-		WHERE `+keyGuard("ApplicationName = ? AND SecretName = ?")+` LIMIT 2`, k.App, k.Name)
+		WHERE `+where("ApplicationName = ? AND SecretName = ?", search)+` LIMIT 2`, k.App, k.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -856,35 +903,106 @@ func getItem(ctx context.Context, q queryer, k store.Key, cs columns) (*store.It
 	return it, nil
 }
 
-// refuseOversized refuses the write at k, in tx, while the table holds a
-// row with a field longer than a valid item's: the write's search of the
-// table would load that row whole (see above). It costs one scan, which
+// oversizedRow names a row of the table with a field longer than a
+// valid item's, or is "" when there is none. It costs one scan, which
 // loads nothing long.
-func (s *Store) refuseOversized(ctx context.Context, op fault.Op, k store.Key, tx *sql.Tx) error {
+func oversizedRow(ctx context.Context, q queryer) (string, error) {
 	var conds []string
 	for _, c := range append(columns{{"ApplicationName", "", false, maxStoredName}, {"SecretName", "", false, maxStoredName}}, itemColumns...) {
 		if c.typ != "integer" { // no integer is too long; its length would read it
 			conds = append(conds, fmt.Sprintf("octet_length(%s) > %d", c.name, c.max))
 		}
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+itemColumnsNames()+` FROM secrets WHERE `+strings.Join(conds, " OR ")+` LIMIT 1`)
+	rows, err := q.QueryContext(ctx, `SELECT `+itemColumnsNames()+` FROM secrets WHERE `+strings.Join(conds, " OR ")+` LIMIT 1`)
 	if err != nil {
-		return s.wrap(ctx, op, k.Path(), err)
+		return "", err
 	}
 	defer rows.Close()
 	if !rows.Next() {
-		return s.wrap(ctx, op, k.Path(), rows.Err())
+		return "", rows.Err()
 	}
 	var app, name sql.NullString
 	if err := rows.Scan(&app, &name); err != nil {
-		return s.wrap(ctx, op, k.Path(), err)
+		return "", err
 	}
-	which := "an item whose name is too long to load"
 	if app.Valid && name.Valid {
-		which = strconv.QuoteToASCII(app.String + "/" + name.String)
+		return strconv.QuoteToASCII(app.String + "/" + name.String), nil
 	}
-	return fault.E(op, k.Path(), fault.Integrity, fmt.Sprintf(
-		"the store holds an item with a field longer than any valid item's (%s): writes are refused until it is removed, since SQLite would load it whole", which))
+	return "an item whose name is too long to load", nil
+}
+
+// inTx runs fn in a transaction, read-only or a write, on the searcher's
+// connection, which it holds for the call: the Store's reads and writes
+// take turns (SQLite runs one writer at a time anyway, and a search by
+// key is quick). fn is told the oversized row the table holds, or "":
+// then the table may be searched by key.
+//
+// Knowing that costs a scan, which inTx makes only when the table may
+// have changed since the last: PRAGMA data_version, read in the same
+// transaction, changes when another connection or process commits, and
+// only then. A write through this connection leaves it as it was, and
+// leaves what was learnt true, since this Store writes only valid items
+// (Put). A failure of inTx's own is wrapped for op and path; fn's errors
+// are returned as they are.
+func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bool, fn func(tx *sql.Tx, oversized string) error) error {
+	var r *searcher
+	select {
+	case r = <-s.searcher:
+	case <-ctx.Done():
+		return s.wrap(ctx, op, path, ctx.Err())
+	}
+	defer func() { s.searcher <- r }()
+	if r.conn == nil {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return s.wrap(ctx, op, path, err)
+		}
+		*r = searcher{conn: conn}
+	}
+	tx, err := r.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: !write})
+	if err == nil {
+		defer tx.Rollback()
+		err = r.learn(ctx, tx, &s.scans)
+	}
+	if err != nil {
+		if errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) {
+			r.conn.Close()
+			*r = searcher{} // the next call opens another
+		}
+		return s.wrap(ctx, op, path, err)
+	}
+	return fn(tx, r.oversized)
+}
+
+// learn reads data_version in tx, the transaction's first statement, and
+// scans the table for an oversized row if it changed, counting the scan
+// in scans.
+func (r *searcher) learn(ctx context.Context, tx *sql.Tx, scans *atomic.Int64) error {
+	var v int64
+	if err := tx.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+		return err
+	}
+	if r.known && v == r.version {
+		return nil
+	}
+	r.known = false
+	scans.Add(1)
+	oversized, err := oversizedRow(ctx, tx)
+	if err != nil {
+		return err
+	}
+	r.known, r.version, r.oversized = true, v, oversized
+	return nil
+}
+
+// where is the WHERE clause of a statement about the rows whose names
+// meet cond: a search by key if search is true, else a scan that
+// evaluates cond only where keyGuard lets it.
+func where(cond string, search bool) string {
+	if search {
+		return cond + " AND " + keyGuard("1")
+	}
+	return keyGuard(cond)
 }
 
 // itemColumnsNames selects a row's names, each only if short enough to

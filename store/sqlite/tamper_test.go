@@ -78,6 +78,11 @@ func resetPeak(t *testing.T) {
 // search of a WITHOUT ROWID table loads every overflowing row it passes).
 func TestAnOversizedFieldIsRefusedWithoutBeingLoaded(t *testing.T) {
 	s, _, path := tamperedStore(t)
+	// A read first, so that the Store has learnt the table held no such
+	// row: it must notice that this changed.
+	if _, err := s.Get(t.Context(), store.Key{App: "app", Name: "c"}); err != nil {
+		t.Fatal(err)
+	}
 	// In another process: SQLite's allocator keeps what making the blob
 	// took, which would hide what the Store loads.
 	inChild(t, path, "UPDATE secrets SET ProtectedSecretValue = zeroblob(300*1024*1024) WHERE SecretName = 'c'",
@@ -243,5 +248,49 @@ func TestTamperHelperProcess(t *testing.T) {
 	defer db.Close()
 	for _, q := range strings.Split(os.Getenv(tamperEnv+"_SQL"), ";\n") {
 		execSQL(t, db, q)
+	}
+}
+
+// A Store scans its table for oversized rows only when another
+// connection has changed it: reads and the Store's own writes search by
+// key in between.
+func TestTheTableIsScannedOnlyAfterAnotherConnectionChangesIt(t *testing.T) {
+	s, db, _ := tamperedStore(t)
+	k := store.Key{App: "app", Name: "a"}
+	it, err := s.Get(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.scans.Load(); n != 1 {
+		t.Fatalf("%d scans after the first read; want 1", n)
+	}
+	for range 5 {
+		if _, err := s.Get(t.Context(), k); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.List(t.Context(), "app", "", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := *it
+	next.Version, next.InitialisationVector = 2, []byte("iv-a2")
+	if err := s.Put(t.Context(), &next, it.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(t.Context(), store.Key{App: "app", Name: "b"}, store.Revision{Version: 1, IV: []byte("iv-b")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(t.Context(), k); err != nil || got.Version != 2 {
+		t.Fatalf("Get after the Store's own write = %v, %v; want version 2", got, err)
+	}
+	if n := s.scans.Load(); n != 1 {
+		t.Fatalf("%d scans after reads and the Store's own writes; want still 1", n)
+	}
+	execSQL(t, db, "UPDATE secrets SET Modified = Modified + 1 WHERE SecretName = 'c'")
+	if _, err := s.Get(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.scans.Load(); n != 2 {
+		t.Fatalf("%d scans after another connection changed the table; want 2", n)
 	}
 }
