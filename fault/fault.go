@@ -102,8 +102,24 @@ func E(args ...any) error {
 }
 
 func (e *Error) Error() string {
+	return e.text(true)
+}
+
+// Message is err as a person at a terminal should read it: Error without
+// the operation names, which tell where in secretfs a failure arose and
+// belong in logs, not in what a command says. An error that is not an
+// *Error prints as Error does, as does an *Error behind a fmt.Errorf.
+func Message(err error) string {
+	if e, ok := err.(*Error); ok {
+		return e.text(false)
+	}
+	return err.Error()
+}
+
+// text is e printed, with its ops or without.
+func (e *Error) text(ops bool) string {
 	var b strings.Builder
-	e.print(&b, "", "")
+	e.print(&b, "", "", ops)
 	if b.Len() == 0 {
 		return Other.String()
 	}
@@ -112,8 +128,8 @@ func (e *Error) Error() string {
 
 // print appends e to b. saidOp and saidPath are the op and path the
 // enclosing Errors already printed, which e leaves out (see the package
-// comment).
-func (e *Error) print(b *strings.Builder, saidOp Op, saidPath Path) {
+// comment); ops says whether ops are printed at all.
+func (e *Error) print(b *strings.Builder, saidOp Op, saidPath Path, ops bool) {
 	add := func(s string) {
 		if s == "" {
 			return
@@ -123,7 +139,7 @@ func (e *Error) print(b *strings.Builder, saidOp Op, saidPath Path) {
 		}
 		b.WriteString(s)
 	}
-	if e.Op != saidOp {
+	if ops && e.Op != saidOp {
 		add(string(e.Op))
 	}
 	if e.Op != "" {
@@ -140,7 +156,7 @@ func (e *Error) print(b *strings.Builder, saidOp Op, saidPath Path) {
 	}
 	add(e.Msg)
 	if inner, ok := e.Err.(*Error); ok {
-		inner.print(b, saidOp, saidPath)
+		inner.print(b, saidOp, saidPath, ops)
 	} else if e.Err != nil {
 		add(e.Err.Error())
 	}

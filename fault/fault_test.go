@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -201,5 +202,22 @@ func TestAnswerOrSilence(t *testing.T) {
 		if got := Answered(c.err); got != c.want {
 			t.Errorf("Answered(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// Message, what the CLI prints, says the path, kind, message and cause,
+// and no op at any depth; a plain error prints as itself.
+func TestMessageLeavesOutEveryOp(t *testing.T) {
+	inner := E(Op("store.ValidName"), Invalid, "name contains '/' or NUL")
+	err := E(Op("secrets.Get"), Path("app/x/y"), E(Op("sqlite.Get"), inner))
+	if got, want := Message(err), "app/x/y: invalid argument: name contains '/' or NUL"; got != want {
+		t.Fatalf("Message =\n %q\nwant\n %q", got, want)
+	}
+	if got := err.Error(); !strings.Contains(got, "secrets.Get") || !strings.Contains(got, "store.ValidName") {
+		t.Fatalf("Error() = %q; the ops belong there still", got)
+	}
+	plain := errors.New("no secret store at /x")
+	if got := Message(plain); got != plain.Error() {
+		t.Fatalf("Message of a plain error = %q", got)
 	}
 }

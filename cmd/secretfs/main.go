@@ -17,11 +17,13 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/secretfs/secretfs/fault"
 )
 
 func main() {
 	if err := execute(newRootCommand(), os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "secretfs:", err)
+		fmt.Fprintln(os.Stderr, "secretfs:", fault.Message(err))
 		os.Exit(1)
 	}
 }
