@@ -73,7 +73,7 @@ func Load(path string) (*Wrapper, error) {
 	data, err := os.ReadFile(path)
 	defer crypto.Zero(data)
 	if err != nil {
-		return nil, fault.E(op, fileKind(err), err)
+		return nil, fault.E(op, fileKind(err), "cannot read the key file", err)
 	}
 	w, err := parsePEM(data)
 	if err != nil {

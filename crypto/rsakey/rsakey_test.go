@@ -146,8 +146,10 @@ func TestLoadRejects(t *testing.T) {
 		}
 		checkNoKeyMaterial(t, path, err.Error())
 	}
-	if _, err := Load(filepath.Join(t.TempDir(), "missing.pem")); !fault.Is(fault.NotFound, err) {
-		t.Errorf("missing file: %v", err)
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := Load(missing); !fault.Is(fault.NotFound, err) ||
+		!strings.Contains(fault.Message(err), "cannot read the key file: open "+missing) {
+		t.Errorf("missing file: %v; want NotFound saying the key file could not be read, naming it", err)
 	}
 }
 
