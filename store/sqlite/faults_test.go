@@ -110,9 +110,8 @@ func TestFullDatabaseIsNoSpaceAndKeepsTheOldValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// max_page_count is a connection's setting: set it on the one that
-	// writes.
-	onSearcher(t, s, func(c *sql.Conn) {
+	// max_page_count is a connection's setting: set it on the writer's.
+	onWriter(t, s, func(c *sql.Conn) {
 		var pages int
 		if err := c.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
 			t.Fatal(err)
@@ -150,7 +149,7 @@ func TestFullDatabaseIsNoSpaceAndKeepsTheOldValue(t *testing.T) {
 	}
 
 	// With room again, the same write lands.
-	onSearcher(t, s, func(c *sql.Conn) {
+	onWriter(t, s, func(c *sql.Conn) {
 		if _, err := c.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +242,7 @@ func TestRemovedFileIsNotCreatedAgain(t *testing.T) {
 	}
 	// Close every connection: the next statement opens a new one, as
 	// after one broke.
-	dropSearcher(s)
+	dropConnections(s)
 	s.db.SetMaxIdleConns(0)
 	s.db.SetMaxIdleConns(2)
 	_, err := s.Get(t.Context(), counter)
@@ -255,29 +254,28 @@ func TestRemovedFileIsNotCreatedAgain(t *testing.T) {
 	}
 }
 
-// onSearcher runs f with the connection of s's searcher, opened first
-// if need be.
-func onSearcher(t *testing.T, s *Store, f func(*sql.Conn)) {
+// onWriter runs f with the connection of s's writer, opened first if
+// need be.
+func onWriter(t *testing.T, s *Store, f func(*sql.Conn)) {
 	t.Helper()
-	r := <-s.searcher
-	defer func() { s.searcher <- r }()
+	r := <-s.writer
+	defer func() { s.writer <- r }()
 	if r.conn == nil {
 		c, err := s.db.Conn(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		*r = searcher{conn: c}
+		*r = searcher{db: s.db, conn: c, stmts: map[string]*sql.Stmt{}}
 	}
 	f(r.conn)
 }
 
-// dropSearcher closes the connection of s's searcher: the next call
-// opens another.
-func dropSearcher(s *Store) {
-	r := <-s.searcher
-	if r.conn != nil {
-		r.conn.Close()
+// dropConnections closes the connections of s's reader and writer: the
+// next call opens another.
+func dropConnections(s *Store) {
+	for _, c := range []chan *searcher{s.reader, s.writer} {
+		r := <-c
+		r.drop()
+		c <- r
 	}
-	*r = searcher{}
-	s.searcher <- r
 }

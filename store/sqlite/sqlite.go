@@ -90,22 +90,27 @@ type Store struct {
 	// db: closing a descriptor drops the process's POSIX locks on the
 	// file, and SQLite's must not go while it holds any.
 	file *os.File
-	// searcher holds the connection Get, List, Put and Delete use, one
-	// at a time (a channel of one, so that waiting for it ends with the
-	// caller's context); see inTx.
-	searcher chan *searcher
+	// reader holds the connection Get and List use, writer the one Put
+	// and Delete use, each by one call at a time (a channel of one, so
+	// that waiting for it ends with the caller's context); see inTx.
+	// Reads have their own, so that a write waiting for another
+	// process's lock never holds up a read.
+	reader, writer chan *searcher
 	// scans counts the scans inTx made to learn whether the table holds
 	// an oversized row; tests read it.
 	scans atomic.Int64
 }
 
-// searcher is a connection and what it last learnt of the table: whether,
-// at the data_version it then saw, a row held a field longer than a valid
-// item's (see "Reading what a store writer may have made").
+// searcher is a connection, the statements prepared on it, and what it
+// last learnt of the table: whether, at the data_version it then saw, a
+// row held a field longer than a valid item's (see "Reading what a store
+// writer may have made").
 type searcher struct {
+	db      *sql.DB   // whose connection it holds
 	conn    *sql.Conn // nil until first used, and after it broke
-	known   bool      // whether version and oversized say anything
-	version int64     // PRAGMA data_version on conn at the last scan
+	stmts   map[string]*sql.Stmt
+	known   bool  // whether version and oversized say anything
+	version int64 // PRAGMA data_version on conn at the last scan
 	// oversized names the oversized row the scan found, or is "".
 	oversized string
 }
@@ -179,8 +184,19 @@ func open(ctx context.Context, path string, busy time.Duration, log logrus.Field
 		f.Close()
 		return nil, fault.E(op, err)
 	}
-	s := &Store{db: db, busy: busy, path: path, file: f, searcher: make(chan *searcher, 1)}
-	s.searcher <- &searcher{}
+	s := &Store{db: db, busy: busy, path: path, file: f,
+		reader: make(chan *searcher, 1), writer: make(chan *searcher, 1)}
+	// Both connections are opened now, while path names the file: one
+	// opened later would fail if it had moved.
+	reader, writer := &searcher{db: db}, &searcher{db: db}
+	s.reader <- reader
+	s.writer <- writer
+	for _, r := range []*searcher{reader, writer} {
+		if err := r.connect(ctx); err != nil {
+			s.Close()
+			return nil, fault.E(op, fmt.Errorf("%s: %w", path, err))
+		}
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fault.E(op, fmt.Errorf("%s: %w", path, err))
@@ -347,9 +363,9 @@ func (s *Store) MaxValueSize() int64 { return MaxValueSize }
 func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 	const op fault.Op = "sqlite.Get"
 	var it *store.Item
-	err := s.inTx(ctx, op, k.Path(), false, func(tx *sql.Tx, oversized string) error {
+	err := s.inTx(ctx, op, k.Path(), false, func(tx *txn, oversized string) error {
 		var err error
-		it, err = getItem(ctx, tx, k, itemColumns, oversized == "")
+		it, err = getItem(ctx, tx, k, itemSelection, oversized == "")
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return fault.E(op, k.Path(), fault.NotFound)
@@ -387,7 +403,7 @@ func (s *Store) Put(ctx context.Context, item *store.Item, expected store.Revisi
 		nullIf(item.Modified.UnixMilli(), item.Modified.IsZero()),
 		item.App, item.Name,
 	}
-	return s.write(ctx, op, item.Key, func(tx *sql.Tx) (sql.Result, error) {
+	return s.write(ctx, op, item.Key, func(tx *txn) (sql.Result, error) {
 		if expected.Version == store.Absent {
 			return tx.ExecContext(ctx, `
 				INSERT INTO secrets (MasterKeyId, ProtectedDocumentKey, InitialisationVector, ProtectedSecretValue,
@@ -415,7 +431,7 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision
 	// Expecting NoItem matches no row (no stored Version is Absent, and
 	// NULL equals nothing): the statement only takes the lock, and the
 	// classification says why.
-	return s.write(ctx, op, k, func(tx *sql.Tx) (sql.Result, error) {
+	return s.write(ctx, op, k, func(tx *txn) (sql.Result, error) {
 		return tx.ExecContext(ctx, `
 			DELETE FROM secrets
 			WHERE ApplicationName = ? AND SecretName = ? AND Version IS ? AND InitialisationVector = ?`,
@@ -430,12 +446,12 @@ func (s *Store) Delete(ctx context.Context, k store.Key, expected store.Revision
 // reports why, given the stored Revision read in the same transaction, and
 // nothing is committed.
 func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
-	change func(*sql.Tx) (sql.Result, error),
+	change func(*txn) (sql.Result, error),
 	failed func(stored store.Revision, found bool) error) error {
 	if err := s.checkFile(); err != nil {
 		return fault.E(op, k.Path(), err)
 	}
-	err := s.inTx(ctx, op, k.Path(), true, func(tx *sql.Tx, oversized string) error {
+	err := s.inTx(ctx, op, k.Path(), true, func(tx *txn, oversized string) error {
 		if oversized != "" {
 			return fault.E(op, k.Path(), fault.Integrity, fmt.Sprintf(
 				"the store holds an item with a field longer than any valid item's (%s): writes are refused until it is removed, since SQLite would load it whole", oversized))
@@ -449,7 +465,7 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 			return s.wrap(ctx, op, k.Path(), err)
 		}
 		if n == 0 {
-			stored, err := getItem(ctx, tx, k, metaColumns, true)
+			stored, err := getItem(ctx, tx, k, metaSelection, true)
 			switch {
 			case errors.Is(err, errMalformed):
 				return fault.E(op, k.Path(), fault.Integrity, err)
@@ -460,7 +476,7 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 			}
 			return failed(stored.Revision(), true)
 		}
-		return s.wrap(ctx, op, k.Path(), tx.Commit())
+		return s.wrap(ctx, op, k.Path(), tx.commit(ctx))
 	})
 	if err != nil {
 		return err
@@ -484,7 +500,7 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	}
 	var page []store.Meta
 	var names []string // of each row read
-	err := s.inTx(ctx, op, fault.Path(app), false, func(tx *sql.Tx, oversized string) error {
+	err := s.inTx(ctx, op, fault.Path(app), false, func(tx *txn, oversized string) error {
 		var err error
 		page, names, err = list(ctx, tx, app, after, limit+1, oversized == "")
 		return s.wrap(ctx, op, fault.Path(app), err)
@@ -504,12 +520,12 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 
 // list reads up to limit rows of app after the name after, in the order
 // of their names, and returns their entries and the name of each row.
-func list(ctx context.Context, tx *sql.Tx, app, after string, limit int, search bool) (page []store.Meta, names []string, err error) {
+func list(ctx context.Context, tx queryer, app, after string, limit int, search bool) (page []store.Meta, names []string, err error) {
 	const op fault.Op = "sqlite.List"
 	// The IV is in every Meta, for conditional writes; the protected
 	// columns are never listed.
 	rows, err := tx.QueryContext(ctx, `
-		SELECT SecretName, `+metaColumns.sql()+` FROM secrets
+		SELECT SecretName, `+metaSelection.sql+` FROM secrets
 		WHERE `+where("ApplicationName = ? AND SecretName > ?", search)+`
 		ORDER BY SecretName LIMIT ?`, app, after, limit)
 	if err != nil {
@@ -603,10 +619,11 @@ func (s *Store) MasterKeyIDs(ctx context.Context) ([]string, error) {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
-	if r := <-s.searcher; r.conn != nil {
-		r.conn.Close()
+	for _, c := range []chan *searcher{s.reader, s.writer} {
+		r := <-c
+		r.drop()
+		c <- r
 	}
-	s.searcher <- &searcher{}
 	err := s.db.Close()
 	s.file.Close() // after db: see Store.file
 	if err != nil {
@@ -714,6 +731,19 @@ var (
 		{"ProtectedDocumentKey", "blob", false, store.MaxWrappedKeyLen},
 		{"ProtectedSecretValue", "blob", false, store.MaxProtectedValueLen(MaxValueSize)},
 	}, metaColumns...)
+)
+
+// selection is the columns a statement reads, and the SQL that selects
+// them (cols.sql()), built once: it is long, and the searcher finds its
+// prepared statements by their text.
+type selection struct {
+	cols columns
+	sql  string
+}
+
+var (
+	itemSelection = selection{itemColumns, itemColumns.sql()}
+	metaSelection = selection{metaColumns, metaColumns.sql()}
 )
 
 // sql selects, for every column of an item (itemColumns), its type and
@@ -864,18 +894,18 @@ func asInt(v any) int64 {
 	return i
 }
 
-// queryer is a *sql.DB or a *sql.Tx.
+// queryer is a *sql.DB, a *sql.Tx or a *txn.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// getItem reads the item at k, the columns cs of it, in a search by key
+// getItem reads the item at k, the columns of sel, in a search by key
 // if search is true, else in one scan of the table (see above):
 // sql.ErrNoRows when there is none, errMalformed in the chain when its
 // row is not what a valid item's is or two rows hold k. Other errors are
 // the database's.
-func getItem(ctx context.Context, q queryer, k store.Key, cs columns, search bool) (*store.Item, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+cs.sql()+` FROM secrets
+func getItem(ctx context.Context, q queryer, k store.Key, sel selection, search bool) (*store.Item, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+sel.sql+` FROM secrets
 		WHERE `+where("ApplicationName = ? AND SecretName = ?", search)+` LIMIT 2`, k.App, k.Name)
 	if err != nil {
 		return nil, err
@@ -886,7 +916,7 @@ func getItem(ctx context.Context, q queryer, k store.Key, cs columns, search boo
 		if n > 0 {
 			return nil, errTwice
 		}
-		r := cs.row()
+		r := sel.cols.row()
 		if err := rows.Scan(r.dest()...); err != nil {
 			return nil, err
 		}
@@ -931,57 +961,187 @@ func oversizedRow(ctx context.Context, q queryer) (string, error) {
 	return "an item whose name is too long to load", nil
 }
 
-// inTx runs fn in a transaction, read-only or a write, on the searcher's
-// connection, which it holds for the call: the Store's reads and writes
-// take turns (SQLite runs one writer at a time anyway, and a search by
-// key is quick). fn is told the oversized row the table holds, or "":
-// then the table may be searched by key.
+// inTx runs fn in a transaction, read-only or a write, on the reader's
+// or the writer's connection, which it holds for the call: the Store's
+// reads take turns, as do its writes (SQLite runs one writer at a time
+// anyway, and a search by key is quick). fn is told the oversized row
+// the table holds, or "": then the table may be searched by key.
 //
 // Knowing that costs a scan, which inTx makes only when the table may
-// have changed since the last: PRAGMA data_version, read in the same
-// transaction, changes when another connection or process commits, and
-// only then. A write through this connection leaves it as it was, and
-// leaves what was learnt true, since this Store writes only valid items
-// (Put). A failure of inTx's own is wrapped for op and path; fn's errors
-// are returned as they are.
-func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bool, fn func(tx *sql.Tx, oversized string) error) error {
+// have changed since the last on that connection: PRAGMA data_version,
+// read in the same transaction, changes when another connection or
+// process commits, and only then. A write through the writer's
+// connection leaves its data_version as it was, and what it learnt true,
+// since this Store writes only valid items (Put); the reader scans once
+// after it. A failure of inTx's own is wrapped for op and path; fn's
+// errors are returned as they are.
+func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bool, fn func(tx *txn, oversized string) error) error {
+	c := s.reader
+	if write {
+		c = s.writer
+	}
 	var r *searcher
 	select {
-	case r = <-s.searcher:
+	case r = <-c:
 	case <-ctx.Done():
 		return s.wrap(ctx, op, path, ctx.Err())
 	}
-	defer func() { s.searcher <- r }()
-	if r.conn == nil {
-		conn, err := s.db.Conn(ctx)
-		if err != nil {
-			return s.wrap(ctx, op, path, err)
-		}
-		*r = searcher{conn: conn}
-	}
-	tx, err := r.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: !write})
-	if err == nil {
-		defer tx.Rollback()
-		err = r.learn(ctx, tx, &s.scans)
-	}
+	defer func() { c <- r }()
+	tx, err := r.begin(ctx, write)
 	if err != nil {
-		if errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) {
-			r.conn.Close()
-			*r = searcher{} // the next call opens another
-		}
+		return s.wrap(ctx, op, path, err)
+	}
+	defer tx.end(ctx)
+	if err := r.learn(ctx, tx, &s.scans); err != nil {
 		return s.wrap(ctx, op, path, err)
 	}
 	return fn(tx, r.oversized)
 }
 
+// txn is a transaction on a searcher's connection. It runs BEGIN, COMMIT
+// and ROLLBACK itself, rather than as a database/sql Tx, which would
+// prepare every statement again: SQLite parses a statement when it is
+// prepared, and those that read a row's header are long enough for the
+// parse to cost ten times the search.
+type txn struct {
+	r    *searcher
+	done bool // committed, or rolled back
+}
+
+// begin opens the searcher's connection if it has none, and begins a
+// transaction on it: BEGIN IMMEDIATE for a write, so that the busy
+// timeout applies at its start.
+func (r *searcher) begin(ctx context.Context, write bool) (*txn, error) {
+	if err := r.connect(ctx); err != nil {
+		return nil, err
+	}
+	begin := "BEGIN"
+	if write {
+		begin = "BEGIN IMMEDIATE"
+	}
+	if _, err := r.conn.ExecContext(ctx, begin); err != nil {
+		if errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) {
+			r.drop()
+		}
+		return nil, err
+	}
+	return &txn{r: r}, nil
+}
+
+// connect opens the searcher's connection, if it has none.
+func (r *searcher) connect(ctx context.Context) error {
+	if r.conn != nil {
+		return nil
+	}
+	conn, err := r.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	// A first read opens the -wal and -shm beside the file the path
+	// names now.
+	var v int64
+	if err := conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v); err != nil {
+		conn.Close()
+		return err
+	}
+	*r = searcher{db: r.db, conn: conn, stmts: map[string]*sql.Stmt{}}
+	return nil
+}
+
+// drop closes the searcher's connection and its statements, and forgets
+// what it learnt: the next call opens another.
+func (r *searcher) drop() {
+	for _, st := range r.stmts {
+		st.Close()
+	}
+	if r.conn != nil {
+		r.conn.Close()
+	}
+	*r = searcher{db: r.db}
+}
+
+// end rolls the transaction back unless it was committed. ROLLBACK runs
+// even when ctx has ended, with a deadline of its own; if it fails, the
+// connection is dropped, which ends the transaction.
+func (t *txn) end(ctx context.Context) {
+	if t.done {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	// SQLite may have rolled back already (after an interrupted or
+	// failed write): then there is nothing to do.
+	if _, err := t.r.conn.ExecContext(ctx, "ROLLBACK"); err != nil && !strings.Contains(err.Error(), "no transaction is active") {
+		t.r.drop()
+	}
+	t.done = true
+}
+
+// rollbackTimeout bounds a ROLLBACK: it writes nothing in WAL mode, so
+// only a broken connection takes long.
+const rollbackTimeout = time.Second
+
+// commit commits the transaction.
+func (t *txn) commit(ctx context.Context) error {
+	if _, err := t.r.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return err
+	}
+	t.done = true
+	return nil
+}
+
+// QueryContext runs query, prepared once on the connection.
+func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := t.r.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// ExecContext runs query, prepared once on the connection.
+func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := t.r.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// stmt is query prepared on the searcher's connection, the first time
+// it is asked for. The Store's statements are a few fixed texts.
+func (r *searcher) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := r.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := r.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	r.stmts[query] = st
+	return st, nil
+}
+
 // learn reads data_version in tx, the transaction's first statement, and
 // scans the table for an oversized row if it changed, counting the scan
 // in scans.
-func (r *searcher) learn(ctx context.Context, tx *sql.Tx, scans *atomic.Int64) error {
+func (r *searcher) learn(ctx context.Context, tx *txn, scans *atomic.Int64) error {
 	var v int64
-	if err := tx.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+	rows, err := tx.QueryContext(ctx, "PRAGMA data_version")
+	if err != nil {
 		return err
 	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return errors.New("PRAGMA data_version returned no row")
+	}
+	if err := rows.Scan(&v); err != nil {
+		return err
+	}
+	rows.Close()
 	if r.known && v == r.version {
 		return nil
 	}

@@ -303,6 +303,60 @@ func TestLockWaitEndsWithContext(t *testing.T) {
 	wantCounts(t, s, 1, 0)
 }
 
+// A write of the Store that waits for another process's lock does not
+// hold up the Store's reads; a call whose context has ended, before or
+// while it waits for its connection, fails with Unavailable and leaves
+// the connection usable.
+func TestAWaitingWriteHoldsUpNoRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secrets.db")
+	s := openT(t, path)
+	defer closeT(t, s)
+	newCounter(t, s, 1)
+	holdWriteLock(t, path)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	writing := make(chan error, 1)
+	go func() { writing <- storetest.Increment(ctx, s, counter, 0) }()
+	// The write holds the writer's connection until its deadline; reads
+	// go on meanwhile.
+	for len(s.writer) > 0 {
+		select {
+		case err := <-writing:
+			t.Fatalf("the write ended (%v) before it took the writer's connection", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	for range 10 {
+		if _, err := s.Get(t.Context(), counter); err != nil {
+			t.Fatalf("Get while the Store's own write waits for a lock: %v", err)
+		}
+	}
+	select {
+	case err := <-writing:
+		t.Fatalf("the write ended (%v) before the reads did: they did not overlap", err)
+	default:
+	}
+	if err := <-writing; !fault.Is(fault.Unavailable, err) {
+		t.Fatalf("the write: %v; want Unavailable", err)
+	}
+
+	done, cancelDone := context.WithCancel(t.Context())
+	cancelDone()
+	if _, err := s.Get(done, counter); !fault.Is(fault.Unavailable, err) {
+		t.Fatalf("Get with an ended context: %v; want Unavailable", err)
+	}
+	held := <-s.reader
+	short, cancelShort := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancelShort()
+	_, err := s.Get(short, counter)
+	s.reader <- held
+	if !fault.Is(fault.Unavailable, err) {
+		t.Fatalf("Get while its connection is held: %v; want Unavailable at the deadline", err)
+	}
+	wantCounts(t, s, 1, 0)
+}
+
 func TestBusyTimeoutIsUnavailable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "secrets.db")
 	s, err := open(t.Context(), path, 50*time.Millisecond, nil)

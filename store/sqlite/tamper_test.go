@@ -252,26 +252,37 @@ func TestTamperHelperProcess(t *testing.T) {
 }
 
 // A Store scans its table for oversized rows only when another
-// connection has changed it: reads and the Store's own writes search by
-// key in between.
+// connection has changed it: its reads search by key between, and so do
+// its writes; its reader scans once after a write by its writer.
 func TestTheTableIsScannedOnlyAfterAnotherConnectionChangesIt(t *testing.T) {
 	s, db, _ := tamperedStore(t)
 	k := store.Key{App: "app", Name: "a"}
-	it, err := s.Get(t.Context(), k)
-	if err != nil {
-		t.Fatal(err)
+	// The writer scanned once, at the first of tamperedStore's writes.
+	wantScans := func(want int64, after string) {
+		t.Helper()
+		if n := s.scans.Load(); n != want {
+			t.Fatalf("%d scans (the writer's at the store's making included) after %s; want %d", n, after, want)
+		}
 	}
-	if n := s.scans.Load(); n != 1 {
-		t.Fatalf("%d scans after the first read; want 1", n)
-	}
-	for range 5 {
-		if _, err := s.Get(t.Context(), k); err != nil {
+	wantScans(1, "the store's first writes")
+	read := func() *store.Item {
+		t.Helper()
+		it, err := s.Get(t.Context(), k)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := s.List(t.Context(), "app", "", 0); err != nil {
 			t.Fatal(err)
 		}
+		return it
 	}
+	it := read()
+	wantScans(2, "the first read")
+	for range 5 {
+		read()
+	}
+	wantScans(2, "more reads")
+
 	next := *it
 	next.Version, next.InitialisationVector = 2, []byte("iv-a2")
 	if err := s.Put(t.Context(), &next, it.Revision()); err != nil {
@@ -280,17 +291,21 @@ func TestTheTableIsScannedOnlyAfterAnotherConnectionChangesIt(t *testing.T) {
 	if err := s.Delete(t.Context(), store.Key{App: "app", Name: "b"}, store.Revision{Version: 1, IV: []byte("iv-b")}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Get(t.Context(), k); err != nil || got.Version != 2 {
-		t.Fatalf("Get after the Store's own write = %v, %v; want version 2", got, err)
+	wantScans(2, "more writes")
+	if got := read(); got.Version != 2 {
+		t.Fatalf("Get after the Store's own write = version %v; want 2", got.Version)
 	}
-	if n := s.scans.Load(); n != 1 {
-		t.Fatalf("%d scans after reads and the Store's own writes; want still 1", n)
-	}
+	read()
+	wantScans(3, "reads after the writer's commits")
+
 	execSQL(t, db, "UPDATE secrets SET Modified = Modified + 1 WHERE SecretName = 'c'")
-	if _, err := s.Get(t.Context(), k); err != nil {
+	read()
+	read()
+	wantScans(4, "reads after another connection changed the table")
+	last := next
+	last.Version, last.InitialisationVector = 3, []byte("iv-a3")
+	if err := s.Put(t.Context(), &last, next.Revision()); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.scans.Load(); n != 2 {
-		t.Fatalf("%d scans after another connection changed the table; want 2", n)
-	}
+	wantScans(5, "a write after another connection changed the table")
 }
