@@ -5,12 +5,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
@@ -278,4 +280,72 @@ func dropConnections(s *Store) {
 		r.drop()
 		c <- r
 	}
+}
+
+// A call whose context ends at any moment, in its BEGIN included (the
+// driver then reports a BEGIN that ran as failed), leaves its
+// connection usable: the next call succeeds.
+func TestACallCancelledAtAnyMomentLeavesItsConnectionUsable(t *testing.T) {
+	s := openT(t, filepath.Join(t.TempDir(), "secrets.db"))
+	defer closeT(t, s)
+	newCounter(t, s, 1)
+	// Cancel within twice the time a Get takes, so that many land inside
+	// one, its BEGIN included.
+	start := time.Now()
+	for range 100 {
+		if _, err := s.Get(t.Context(), counter); err != nil {
+			t.Fatal(err)
+		}
+	}
+	window := int64(2 * time.Since(start) / 100)
+	for i := range 3000 {
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			time.Sleep(time.Duration(rand.Int64N(window)))
+			cancel()
+		}()
+		s.Get(ctx, counter)
+		cancel()
+		if _, err := s.Get(t.Context(), counter); err != nil {
+			t.Fatalf("Get after cancelled Get %d: %v", i, err)
+		}
+	}
+}
+
+// A Put whose context ends while it runs is either acknowledged or not
+// stored: a write reported failed never landed (the driver reports a
+// COMMIT that ran as failed when its context ended meanwhile, so the
+// Store runs COMMIT without the context's end).
+func TestAPutReportedFailedNeverLanded(t *testing.T) {
+	s := openT(t, filepath.Join(t.TempDir(), "secrets.db"))
+	defer closeT(t, s)
+	newCounter(t, s, 1)
+	failed := 0
+	for i := range 300 {
+		cur, err := s.Get(t.Context(), counter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := *cur
+		next.Version, next.InitialisationVector = cur.Version.Next(), []byte(fmt.Sprintf("iv-%d", i))
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			time.Sleep(time.Duration(rand.IntN(4000)) * time.Microsecond)
+			cancel()
+		}()
+		err = s.Put(ctx, &next, cur.Revision())
+		cancel()
+		if err == nil {
+			continue
+		}
+		failed++
+		got, gerr := s.Get(t.Context(), counter)
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		if got.Version == next.Version && bytes.Equal(got.InitialisationVector, next.InitialisationVector) {
+			t.Fatalf("Put %d was reported failed (%v) but is stored", i, err)
+		}
+	}
+	t.Logf("%d of 300 Puts were cut short by their context", failed)
 }

@@ -111,7 +111,9 @@ type searcher struct {
 	stmts   map[string]*sql.Stmt
 	known   bool  // whether version and oversized say anything
 	version int64 // PRAGMA data_version on conn at the last scan
-	// oversized names the oversized row the scan found, or is "".
+	// oversized says why the table must not be searched by key nor
+	// written (an oversized row, or a table altered after Open: see
+	// unsearchable), or is "".
 	oversized string
 }
 
@@ -295,52 +297,81 @@ func (s *Store) migrate(ctx context.Context) error {
 	return fmt.Errorf("schema version %d is not %d: the file was written by another version of secretfs", v, schemaVersion)
 }
 
-// tableColumns are the columns of the table, in order, as schema makes
-// them.
-var tableColumns = []string{"ApplicationName", "SecretName", "MasterKeyId", "ProtectedDocumentKey",
-	"InitialisationVector", "ProtectedSecretValue", "Format", "Version", "Size", "Modified"}
+// tableColumns are the columns of the table, in order, and their
+// declared types, as schema makes them.
+var (
+	tableColumns = []string{"ApplicationName", "SecretName", "MasterKeyId", "ProtectedDocumentKey",
+		"InitialisationVector", "ProtectedSecretValue", "Format", "Version", "Size", "Modified"}
+	tableTypes = []string{"TEXT", "TEXT", "TEXT", "BLOB", "BLOB", "BLOB", "TEXT", "INTEGER", "INTEGER", "INTEGER"}
+)
 
-// checkSchema refuses a table that is not the one schema made: its
-// columns, its primary key (ApplicationName, SecretName), STRICT and
-// WITHOUT ROWID. Someone who can write the file can alter the table so
+// errNoTable is tableDefects' error when the file has no table secrets.
+var errNoTable = errors.New("the file has no table secrets: it was altered, or is not a secretfs store; restore it from a backup")
+
+// checkSchema refuses a table that is not the one schema made
+// (tableDefects). Someone who can write the file can alter the table so
 // that one name has two rows, or a Version holds text; the reads are made
 // to cope with that (a name held twice, an attribute of the wrong type,
 // are integrity failures of that secret), but a store that starts on such
 // a table would hide the alteration.
-func checkSchema(ctx context.Context, tx *sql.Tx) error {
-	var wr, strict int
-	err := tx.QueryRowContext(ctx,
-		"SELECT wr, strict FROM pragma_table_list WHERE schema = 'main' AND name = 'secrets' AND type = 'table'").Scan(&wr, &strict)
-	if errors.Is(err, sql.ErrNoRows) {
-		return errors.New("the file has no table secrets: it was altered, or is not a secretfs store; restore it from a backup")
-	}
+func checkSchema(ctx context.Context, q queryer) error {
+	wrong, err := tableDefects(ctx, q)
 	if err != nil {
 		return err
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT name, pk FROM pragma_table_info('secrets') ORDER BY cid")
+	if len(wrong) > 0 {
+		return fmt.Errorf("the table secrets is not the one secretfs creates (%s): the file was altered; restore it from a backup", strings.Join(wrong, "; "))
+	}
+	return nil
+}
+
+// tableDefects says how the table secrets differs from the one schema
+// makes, or is empty: its columns (generated ones included) and their
+// declared types, its primary key (ApplicationName, SecretName), STRICT
+// and WITHOUT ROWID, and no index or trigger on it. A column added,
+// retyped (ANY) or generated, or a table no longer STRICT, can hold a
+// long value that oversizedRow does not measure; an index's entries can
+// be long whatever the row holds; a trigger runs on this Store's own
+// writes, with any SQL. It reads only the schema.
+func tableDefects(ctx context.Context, q queryer) ([]string, error) {
+	var wrong []string
+	var tables, wr, strict int
+	if err := queryRow(ctx, q, "SELECT count(*), ifnull(max(wr), 0), ifnull(max(strict), 0) FROM pragma_table_list WHERE schema = 'main' AND name = 'secrets' AND type = 'table'",
+		&tables, &wr, &strict); err != nil {
+		return nil, err
+	}
+	if tables == 0 {
+		return nil, errNoTable
+	}
+	rows, err := q.QueryContext(ctx, "SELECT name, upper(type), pk, hidden FROM pragma_table_xinfo('secrets') ORDER BY cid")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
-	var cols []string
+	var cols, types []string
 	var pk [2]string
 	for rows.Next() {
-		var name string
-		var n int
-		if err := rows.Scan(&name, &n); err != nil {
-			return err
+		var name, typ string
+		var n, hidden int
+		if err := rows.Scan(&name, &typ, &n, &hidden); err != nil {
+			return nil, err
 		}
-		cols = append(cols, name)
+		if hidden != 0 {
+			name += " (generated)"
+		}
+		cols, types = append(cols, name), append(types, typ)
 		if n == 1 || n == 2 {
 			pk[n-1] = name
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	var wrong []string
+	rows.Close()
 	if !slices.Equal(cols, tableColumns) {
 		wrong = append(wrong, "its columns are not "+strings.Join(tableColumns, ", "))
+	} else if !slices.Equal(types, tableTypes) {
+		wrong = append(wrong, "its columns' types are not "+strings.Join(tableTypes, ", "))
 	}
 	if pk != [2]string{"ApplicationName", "SecretName"} {
 		wrong = append(wrong, "its primary key is not (ApplicationName, SecretName)")
@@ -348,10 +379,39 @@ func checkSchema(ctx context.Context, tx *sql.Tx) error {
 	if wr != 1 || strict != 1 {
 		wrong = append(wrong, "it is not a STRICT, WITHOUT ROWID table")
 	}
-	if len(wrong) > 0 {
-		return fmt.Errorf("the table secrets is not the one secretfs creates (%s): the file was altered; restore it from a backup", strings.Join(wrong, "; "))
+	var indexes, triggers int
+	if err := queryRow(ctx, q, "SELECT count(*) FROM pragma_index_list('secrets') WHERE origin <> 'pk'", &indexes); err != nil {
+		return nil, err
 	}
-	return nil
+	if err := queryRow(ctx, q, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'secrets' COLLATE NOCASE", &triggers); err != nil {
+		return nil, err
+	}
+	if indexes > 0 {
+		wrong = append(wrong, "it has an index besides its primary key")
+	}
+	if triggers > 0 {
+		wrong = append(wrong, "it has a trigger")
+	}
+	return wrong, nil
+}
+
+// queryRow scans the one row of query into dest.
+func queryRow(ctx context.Context, q queryer, query string, dest ...any) error {
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return sql.ErrNoRows
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	return rows.Close()
 }
 
 // MaxValueSize implements store.Sizer.
@@ -453,8 +513,7 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 	}
 	err := s.inTx(ctx, op, k.Path(), true, func(tx *txn, oversized string) error {
 		if oversized != "" {
-			return fault.E(op, k.Path(), fault.Integrity, fmt.Sprintf(
-				"the store holds an item with a field longer than any valid item's (%s): writes are refused until it is removed, since SQLite would load it whole", oversized))
+			return fault.E(op, k.Path(), fault.Integrity, oversized)
 		}
 		res, err := change(tx)
 		if err != nil {
@@ -619,13 +678,15 @@ func (s *Store) MasterKeyIDs(ctx context.Context) ([]string, error) {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
-	for _, c := range []chan *searcher{s.reader, s.writer} {
-		r := <-c
-		r.drop()
-		c <- r
-	}
+	// The connections are held until db is closed, so that no call can
+	// open another in between (which db.Close would not wait for).
+	r, w := <-s.reader, <-s.writer
+	r.drop()
+	w.drop()
 	err := s.db.Close()
 	s.file.Close() // after db: see Store.file
+	s.reader <- r
+	s.writer <- w
 	if err != nil {
 		return fault.E(fault.Op("sqlite.Close"), err)
 	}
@@ -969,11 +1030,15 @@ func oversizedRow(ctx context.Context, q queryer) (string, error) {
 //
 // Knowing that costs a scan, which inTx makes only when the table may
 // have changed since the last on that connection: PRAGMA data_version,
-// read in the same transaction, changes when another connection or
-// process commits, and only then. A write through the writer's
+// read as the transaction's first statement (which takes its snapshot),
+// changes whenever another connection or process has committed (and
+// sometimes without a commit, after another connection's RESTART or
+// TRUNCATE checkpoint: a scan more). A write through the writer's
 // connection leaves its data_version as it was, and what it learnt true,
-// since this Store writes only valid items (Put); the reader scans once
-// after it. A failure of inTx's own is wrapped for op and path; fn's
+// since this Store writes only valid items (Put) and the table has no
+// trigger, index or column that could make anything else of the write
+// (tableDefects, checked with each scan); the reader scans once after
+// it. A failure of inTx's own is wrapped for op and path; fn's
 // errors are returned as they are.
 func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bool, fn func(tx *txn, oversized string) error) error {
 	c := s.reader
@@ -1022,7 +1087,12 @@ func (r *searcher) begin(ctx context.Context, write bool) (*txn, error) {
 	if _, err := r.conn.ExecContext(ctx, begin); err != nil {
 		if errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) {
 			r.drop()
+			return nil, err
 		}
+		// The driver reports a BEGIN that ran while ctx ended as ctx's
+		// error: end the transaction it may have begun, or the next
+		// BEGIN on this connection would fail, and every one after it.
+		(&txn{r: r}).end(ctx)
 		return nil, err
 	}
 	return &txn{r: r}, nil
@@ -1081,9 +1151,12 @@ func (t *txn) end(ctx context.Context) {
 // only a broken connection takes long.
 const rollbackTimeout = time.Second
 
-// commit commits the transaction.
+// commit commits the transaction. COMMIT runs without ctx's end: the
+// driver reports a statement that ran while ctx ended as ctx's error,
+// which would call a committed write failed. In WAL mode, with the write
+// lock taken at BEGIN IMMEDIATE, it waits for no lock.
 func (t *txn) commit(ctx context.Context) error {
-	if _, err := t.r.conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := t.r.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
 		return err
 	}
 	t.done = true
@@ -1127,32 +1200,43 @@ func (r *searcher) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 // in scans.
 func (r *searcher) learn(ctx context.Context, tx *txn, scans *atomic.Int64) error {
 	var v int64
-	rows, err := tx.QueryContext(ctx, "PRAGMA data_version")
-	if err != nil {
+	if err := queryRow(ctx, tx, "PRAGMA data_version", &v); err != nil {
 		return err
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		return errors.New("PRAGMA data_version returned no row")
-	}
-	if err := rows.Scan(&v); err != nil {
-		return err
-	}
-	rows.Close()
 	if r.known && v == r.version {
 		return nil
 	}
 	r.known = false
 	scans.Add(1)
-	oversized, err := oversizedRow(ctx, tx)
+	why, err := unsearchable(ctx, tx)
 	if err != nil {
 		return err
 	}
-	r.known, r.version, r.oversized = true, v, oversized
+	r.known, r.version, r.oversized = true, v, why
 	return nil
+}
+
+// unsearchable says why the table must be neither searched by key nor
+// written, as the refusal of a write, or is "": the table is not the one
+// schema makes (tableDefects), or a row of it holds a field longer than a
+// valid item's (oversizedRow). The schema is checked first, so that the
+// scan measures every column a row has.
+func unsearchable(ctx context.Context, q queryer) (string, error) {
+	wrong, err := tableDefects(ctx, q)
+	if errors.Is(err, errNoTable) {
+		return err.Error(), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if len(wrong) > 0 {
+		return fmt.Sprintf("the table secrets was altered after the store was opened (%s): writes are refused, and reads scan the table, until it is restored, since SQLite could load or make a field of any size", strings.Join(wrong, "; ")), nil
+	}
+	row, err := oversizedRow(ctx, q)
+	if err != nil || row == "" {
+		return "", err
+	}
+	return fmt.Sprintf("the store holds an item with a field longer than any valid item's (%s): writes are refused until it is removed, since SQLite would load it whole", row), nil
 }
 
 // where is the WHERE clause of a statement about the rows whose names

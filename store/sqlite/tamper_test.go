@@ -309,3 +309,90 @@ func TestTheTableIsScannedOnlyAfterAnotherConnectionChangesIt(t *testing.T) {
 	}
 	wantScans(5, "a write after another connection changed the table")
 }
+
+// A table altered after the Store opened it, so that a row can hold a
+// long value the scan for oversized rows does not measure (a table no
+// longer STRICT, a column added) or so that the Store's own write can
+// make one (a trigger), is noticed at the next call: reads scan and load
+// nothing long, and writes are refused, naming the alteration.
+func TestATableAlteredAfterOpenIsScannedAndRefusesWrites(t *testing.T) {
+	for name, alter := range map[string]func(t *testing.T, db *sql.DB, path string){
+		"no longer STRICT, a 300 MiB Version": func(t *testing.T, db *sql.DB, path string) {
+			alterTable(t, db, false)
+			inChild(t, path, "UPDATE secrets SET Version = zeroblob(300*1024*1024) WHERE SecretName = 'c'")
+		},
+		"a column added, holding 300 MiB": func(t *testing.T, db *sql.DB, path string) {
+			inChild(t, path, "ALTER TABLE secrets ADD COLUMN Junk BLOB",
+				"UPDATE secrets SET Junk = zeroblob(300*1024*1024) WHERE SecretName = 'c'")
+		},
+		"a trigger that writes 300 MiB on an update": func(t *testing.T, db *sql.DB, path string) {
+			execSQL(t, db, `CREATE TRIGGER t AFTER UPDATE ON secrets WHEN new.SecretName = 'a' BEGIN
+				UPDATE secrets SET ProtectedSecretValue = zeroblob(300*1024*1024) WHERE SecretName = 'c'; END`)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, db, path := tamperedStore(t)
+			k := store.Key{App: "app", Name: "a"}
+			a, err := s.Get(t.Context(), k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alter(t, db, path)
+
+			resetPeak(t)
+			if _, err := s.Get(t.Context(), k); err != nil {
+				t.Fatalf("Get of app/a after the table was altered: %v", err)
+			}
+			s.Get(t.Context(), store.Key{App: "app", Name: "c"})
+			if _, _, err := s.List(t.Context(), "app", "", 0); err != nil {
+				t.Fatalf("List: %v", err)
+			}
+			n := *a
+			n.Version, n.InitialisationVector = 2, []byte("iv-a2")
+			err = s.Put(t.Context(), &n, a.Revision())
+			if !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), "writes are refused") {
+				t.Fatalf("Put after the table was altered: %v; want it refused as an integrity failure", err)
+			}
+			if peak := peakRSS(t); peak > 150 {
+				t.Fatalf("peak RSS %d MiB: a 300 MiB field was loaded or made", peak)
+			}
+		})
+	}
+}
+
+// Open refuses a table that is not the one it creates in ways that let
+// a row hold, or the Store's own writes make, a long value: columns
+// declared ANY, a trigger, an index, a generated column.
+func TestOpenRefusesATableWithUntypedColumnsATriggerAnIndexOrAGeneratedColumn(t *testing.T) {
+	var untyped []string
+	for _, c := range tableColumns {
+		untyped = append(untyped, c+" ANY")
+	}
+	for name, statements := range map[string][]string{
+		"columns declared ANY": {
+			"ALTER TABLE secrets RENAME TO old",
+			"CREATE TABLE secrets (" + strings.Join(untyped, ", ") + ", PRIMARY KEY (ApplicationName, SecretName)) STRICT, WITHOUT ROWID",
+			"INSERT INTO secrets SELECT * FROM old",
+			"DROP TABLE old",
+		},
+		"a trigger":          {"CREATE TRIGGER t AFTER UPDATE ON secrets BEGIN SELECT 1; END"},
+		"an index":           {"CREATE INDEX i ON secrets(ApplicationName, SecretName, zeroblob(10))"},
+		"a generated column": {"ALTER TABLE secrets ADD COLUMN g BLOB AS (zeroblob(10)) VIRTUAL"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, db, path := tamperedStore(t)
+			closeT(t, s)
+			for _, q := range statements {
+				execSQL(t, db, q)
+			}
+			s2, err := Open(t.Context(), path)
+			if err == nil {
+				s2.Close()
+				t.Fatalf("Open accepted a table with %s", name)
+			}
+			if !strings.Contains(err.Error(), "is not the one secretfs creates") {
+				t.Fatalf("Open: %v; want it to say the table is not the one secretfs creates", err)
+			}
+		})
+	}
+}
