@@ -209,6 +209,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	if err := checkViewsAgainstStore(ctx, file, b.Keeper); err != nil {
 		return err
 	}
+	warnOfEmptyAppViews(ctx, file, appHoldsSecrets(b.Keeper), log)
 	readOnly := readOnlyMount(c.mount.readOnly, b, log)
 	catalog := newCatalog(b, c.mount, meter, log)
 	defer catalog.Close() // wipe what is held before the process ends

@@ -7,6 +7,8 @@ import (
 	"os/user"
 	"strconv"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/fs"
@@ -47,6 +49,36 @@ func checkViewsAgainstStore(ctx context.Context, cfg *mountconfig.Config, k *sec
 		}
 		return false, err
 	})
+}
+
+// warnOfEmptyAppViews logs, at warn level, each application view whose
+// application holds no secret as the mount starts (as holds says): it
+// renders as an empty document ("{}" in JSON), which is also what a
+// mistyped app: gives. A listing that fails is not this check's
+// business: the view reads as EIO then, with its own log line.
+func warnOfEmptyAppViews(ctx context.Context, cfg *mountconfig.Config, holds func(ctx context.Context, app string) (bool, error), log logrus.FieldLogger) {
+	if cfg == nil {
+		return
+	}
+	for _, v := range cfg.Views {
+		app := v.View.Inputs().App
+		if app == "" {
+			continue
+		}
+		if some, err := holds(ctx, app); err == nil && !some {
+			log.Warnf("%s:%d: the view %s renders every secret of the application %s, which holds none: it reads as an empty document until one is stored (is the name right?)",
+				cfg.File, v.Line, v.View.Path(), app)
+		}
+	}
+}
+
+// appHoldsSecrets says whether the store holds a secret of app, from
+// one listing of one entry.
+func appHoldsSecrets(k *secrets.Keeper) func(ctx context.Context, app string) (bool, error) {
+	return func(ctx context.Context, app string) (bool, error) {
+		page, _, err := k.List(ctx, app, "", 1)
+		return len(page) > 0, err
+	}
 }
 
 // withMountConfig adds what cfg says to the file system's options: the

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,5 +103,40 @@ func TestAViewWiderThanItsInputIsWarnedOfOnAMountOthersMayEnter(t *testing.T) {
 		if len(warned) != want || want == 1 && !strings.Contains(warned[0], "config.yaml:9: the view billing/peek is readable by uid 1001, who cannot read its input auth/secret") {
 			t.Errorf("--allow-other %v: warnings %q, want %d naming billing/peek, uid 1001 and auth/secret", allowOther, warned, want)
 		}
+	}
+}
+
+// A view of every secret of an application that holds none (a mistyped
+// app:, say) is warned of at start, naming the file's line; one of an
+// application that holds some, or whose listing fails, is not.
+func TestAnApplicationViewOfAnApplicationWithNoSecretsIsWarnedOf(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	text := "views:\n  - path: billing/all.json\n    app: billing\n    format: json\n" +
+		"  - path: billing/auth.env\n    app: auht\n    format: dotenv\n" +
+		"  - path: billing/down.env\n    app: down\n    format: dotenv\n"
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadMountConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holds := func(_ context.Context, app string) (bool, error) {
+		switch app {
+		case "billing":
+			return true, nil
+		case "down":
+			return false, errors.New("no answer")
+		}
+		return false, nil
+	}
+	log, hook := logtest.NewNullLogger()
+	warnOfEmptyAppViews(t.Context(), cfg, holds, log)
+	var warned []string
+	for _, e := range hook.AllEntries() {
+		warned = append(warned, e.Message)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "config.yaml:5: the view billing/auth.env renders every secret of the application auht, which holds none") {
+		t.Fatalf("warnings %q; want one, naming the line, the view and auht", warned)
 	}
 }
