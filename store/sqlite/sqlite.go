@@ -1196,8 +1196,8 @@ func (r *searcher) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 }
 
 // learn reads data_version in tx, the transaction's first statement, and
-// scans the table for an oversized row if it changed, counting the scan
-// in scans.
+// if it changed checks the table again (unsearchable: its definition,
+// then a scan for an oversized row), counting the check in scans.
 func (r *searcher) learn(ctx context.Context, tx *txn, scans *atomic.Int64) error {
 	var v int64
 	if err := queryRow(ctx, tx, "PRAGMA data_version", &v); err != nil {
