@@ -107,13 +107,18 @@ func (e *Error) Error() string {
 
 // Message is err as a person at a terminal should read it: Error without
 // the operation names, which tell where in secretfs a failure arose and
-// belong in logs, not in what a command says. An error that is not an
-// *Error prints as Error does, as does an *Error behind a fmt.Errorf.
+// belong in logs, not in what a command says. Behind a fmt.Errorf, the
+// first *Error in err's chain is printed so, in place; an error with no
+// *Error in its chain prints as Error does.
 func Message(err error) string {
-	if e, ok := err.(*Error); ok {
+	var e *Error
+	if !errors.As(err, &e) {
+		return err.Error()
+	}
+	if error(e) == err {
 		return e.text(false)
 	}
-	return err.Error()
+	return strings.Replace(err.Error(), e.Error(), e.text(false), 1)
 }
 
 // text is e printed, with its ops or without.

@@ -216,6 +216,10 @@ func TestMessageLeavesOutEveryOp(t *testing.T) {
 	if got := err.Error(); !strings.Contains(got, "secrets.Get") || !strings.Contains(got, "store.ValidName") {
 		t.Fatalf("Error() = %q; the ops belong there still", got)
 	}
+	flag := fmt.Errorf("--format: %w", E(Op("crypto.ParseFormat"), Invalid, "unknown format"))
+	if got, want := Message(flag), "--format: invalid argument: unknown format"; got != want {
+		t.Fatalf("Message behind fmt.Errorf = %q, want %q", got, want)
+	}
 	plain := errors.New("no secret store at /x")
 	if got := Message(plain); got != plain.Error() {
 		t.Fatalf("Message of a plain error = %q", got)

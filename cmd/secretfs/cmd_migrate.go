@@ -77,6 +77,13 @@ type migration struct {
 // migrated, left alone (changed since listed or read), or failed. It
 // fails if any failed, after trying every one.
 func migrate(ctx context.Context, src migrator, apps []string, m migration, out io.Writer) error {
+	// A named application that holds no secret (a mistyped name) is
+	// refused before anything is done, as ls, env and exec refuse it.
+	for _, app := range apps {
+		if metas, err := src.ListAll(ctx, app); err == nil && len(metas) == 0 {
+			return errNoSecrets(app)
+		}
+	}
 	if len(apps) == 0 {
 		var err error
 		if apps, err = src.Apps(ctx); err != nil {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/secretfs/secretfs/fault"
 )
 
 // listedName is how `secretfs ls` prints a name. A name whose characters
@@ -108,7 +110,7 @@ func byteEscape(c byte) string {
 // control character, a format character or a byte that is not UTF-8 of a
 // name the user gave to the terminal. `get $'app/\e[2J'` says
 //
-//	sqlite.Get: 'app/'$'\033''[2J': not found
+//	'app/'$'\033''[2J': not found
 //
 // Names that print unchanged are left alone. errors.Is, errors.As and
 // fault.KindOf see err as it was.
@@ -118,15 +120,17 @@ func quoteNames(err error, names ...string) error {
 	}
 	// The longest first: APP/NAME holds APP.
 	names = slices.SortedFunc(slices.Values(names), func(a, b string) int { return cmp.Compare(len(b), len(a)) })
-	msg := err.Error()
+	msg := fault.Message(err) // what the CLI prints, which this replaces
+	quoted := msg
 	for _, n := range names {
 		if q := listedName(n); q != n {
-			msg = strings.ReplaceAll(msg, n, q)
+			quoted = strings.ReplaceAll(quoted, n, q)
 		}
 	}
-	if msg == err.Error() {
+	if quoted == msg {
 		return err
 	}
+	msg = quoted
 	return &quotedError{msg: msg, err: err}
 }
 

@@ -217,3 +217,29 @@ func TestMigrateLeavesASecretChangedMeanwhileAlone(t *testing.T) {
 		t.Errorf("the damaged secret was changed: %s version %v", item.Format, item.Version)
 	}
 }
+
+// A named application that holds no secret is refused, as ls, env and
+// exec refuse it, before anything is migrated, also with --dry-run.
+func TestMigrateOfAnApplicationWithNoSecretsFails(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New()
+	e, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := logtest.NewNullLogger()
+	k := secrets.NewKeeper(st, e, secrets.Options{Log: log})
+	if _, err := k.Write(ctx, store.Key{App: "app", Name: "a"}, []byte("value"), store.NoItem); err != nil {
+		t.Fatal(err)
+	}
+	for _, dryRun := range []bool{false, true} {
+		var out bytes.Buffer
+		err := migrate(ctx, k, []string{"app", "nope"}, migration{to: crypto.FormatV3, dryRun: dryRun}, &out)
+		if err == nil || err.Error() != "nope: the application holds no secrets (or does not exist)" || out.Len() != 0 {
+			t.Fatalf("--dry-run %v: migrate app nope: %v, printed %q; want it refused naming nope, nothing done", dryRun, err, out.String())
+		}
+	}
+	if it, err := st.Get(ctx, store.Key{App: "app", Name: "a"}); err != nil || it.Format != string(crypto.FormatV1) {
+		t.Fatalf("app/a after the refused migrate: %v, %v; want it still v1", it, err)
+	}
+}

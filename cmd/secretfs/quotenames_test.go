@@ -56,7 +56,7 @@ func TestErrorsQuoteTheNamesTheyRepeatAsLsDoes(t *testing.T) {
 func TestQuoteNamesKeepsTheErrorItWraps(t *testing.T) {
 	cause := fault.E(fault.Op("sqlite.Get"), fault.Path("app/a\nb"), fault.NotFound)
 	err := quoteNames(cause, "app/a\nb", "app", "a\nb")
-	if got, want := err.Error(), `sqlite.Get: 'app/a'$'\n''b': not found`; got != want {
+	if got, want := fault.Message(err), `'app/a'$'\n''b': not found`; got != want {
 		t.Errorf("quoted: %q, want %q", got, want)
 	}
 	if !errors.Is(err, cause) || !fault.Is(fault.NotFound, err) {

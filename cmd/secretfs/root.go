@@ -140,7 +140,7 @@ func (c *config) validate() error {
 	if c.logLevel != "" {
 		level, err := logrus.ParseLevel(c.logLevel)
 		if err != nil {
-			return fmt.Errorf("--log-level: %w", err)
+			return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)
 		}
 		c.level = level
 	}

@@ -22,7 +22,7 @@ func TestEachBadValueIsRefusedNamingItsFlagBeforeTheMountMakesAnything(t *testin
 		{"negative timeout", nil, []string{"--timeout", "-1s"}, "--timeout -1s: want a positive duration"},
 		{"zero timeout from the environment", []string{"SECRETFS_TIMEOUT", "0s"}, nil, "--timeout 0s: want a positive duration"},
 		{"unknown log format", nil, []string{"--log-format", "xml"}, `--log-format "xml": want text or json`},
-		{"unknown log level", nil, []string{"--log-level", "loud"}, `--log-level: not a valid logrus Level: "loud"`},
+		{"unknown log level", nil, []string{"--log-level", "loud"}, `--log-level "loud": want debug, info, warn or error`},
 		{"unknown backend", nil, []string{"--backend", "nfs"}, `--backend "nfs": want local or dynamodb`},
 		{"unknown backend from the environment", []string{"SECRETFS_BACKEND", "nfs"}, nil, `--backend "nfs": want local or dynamodb`},
 		{"unknown format", nil, []string{"--format", "v9"}, "--format: "},

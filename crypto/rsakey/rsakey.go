@@ -13,6 +13,9 @@ package rsakey
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -117,8 +120,9 @@ func parseBlock(block *pem.Block) (w *Wrapper, known bool, err error) {
 		return nil, false, nil
 	}
 	if err != nil {
-		// x509's messages describe the structure, not the key's values.
-		return nil, true, fmt.Errorf("%s block: %w", block.Type, err)
+		// x509's messages describe Go's ASN.1 structures, which say
+		// nothing to a person: name the block and what it should be.
+		return nil, true, fmt.Errorf("the %s block is not a valid %s key", block.Type, pemEncoding[block.Type])
 	}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
@@ -126,10 +130,27 @@ func parseBlock(block *pem.Block) (w *Wrapper, known bool, err error) {
 	case *rsa.PublicKey:
 		w, err = NewPublic(k)
 	default:
-		// %T prints a type name such as *ecdsa.PrivateKey, no key material.
-		err = fmt.Errorf("%s block holds a %T, not an RSA key", block.Type, key)
+		err = fmt.Errorf("the %s block holds %s key, not an RSA key", block.Type, keyKind(key))
 	}
 	return w, true, err
+}
+
+// pemEncoding names the encoding of each PEM block type Load reads.
+var pemEncoding = map[string]string{
+	pemPKCS8Private: "PKCS#8", pemPKCS1Private: "PKCS#1", pemPKIXPublic: "PKIX", pemPKCS1Public: "PKCS#1",
+}
+
+// keyKind names the algorithm of a key x509 parsed, with its article.
+func keyKind(key any) string {
+	switch key.(type) {
+	case *ecdsa.PrivateKey, *ecdsa.PublicKey:
+		return "an ECDSA"
+	case ed25519.PrivateKey, ed25519.PublicKey:
+		return "an Ed25519"
+	case *ecdh.PrivateKey, *ecdh.PublicKey:
+		return "an ECDH"
+	}
+	return "a non-RSA"
 }
 
 // NewPrivate returns a Wrapper that wraps and unwraps with k.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -120,6 +121,8 @@ func TestLoadRejects(t *testing.T) {
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ec8, _ := x509.MarshalPKCS8PrivateKey(ec)
 	ecPub, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	ed8, _ := x509.MarshalPKCS8PrivateKey(edKey)
 	cases := []struct {
 		name, typ string
 		der       []byte
@@ -128,10 +131,11 @@ func TestLoadRejects(t *testing.T) {
 		{"1024-bit private", "PRIVATE KEY", small8, "1024 bits"},
 		{"1024-bit PKCS#1", "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(small), "1024 bits"},
 		{"1024-bit public", "PUBLIC KEY", smallPub, "1024 bits"},
-		{"ECDSA private", "PRIVATE KEY", ec8, "not an RSA key"},
-		{"ECDSA public", "PUBLIC KEY", ecPub, "not an RSA key"},
+		{"ECDSA private", "PRIVATE KEY", ec8, "holds an ECDSA key, not an RSA key"},
+		{"ECDSA public", "PUBLIC KEY", ecPub, "holds an ECDSA key, not an RSA key"},
+		{"Ed25519 private", "PRIVATE KEY", ed8, "holds an Ed25519 key, not an RSA key"},
 		{"encrypted", "ENCRYPTED PRIVATE KEY", []byte{0x30, 0}, "encrypted"},
-		{"garbage DER", "PRIVATE KEY", []byte("not DER at all"), "PRIVATE KEY block"},
+		{"garbage DER", "PRIVATE KEY", []byte("not DER at all"), "the PRIVATE KEY block is not a valid PKCS#8 key"},
 		{"no key block", "CERTIFICATE REQUEST", []byte{1}, "no PEM block"},
 	}
 	for _, c := range cases {
