@@ -49,7 +49,7 @@ value, which docker releases read differently).`,
 			if err != nil {
 				return err
 			}
-			vars, err := render.Variables(values)
+			vars, err := envVariables(values)
 			if err != nil {
 				return err
 			}
@@ -125,4 +125,19 @@ func wipeValues(values map[store.Key]crypto.Plaintext) {
 	for _, v := range values {
 		v.Wipe()
 	}
+}
+
+// envVariables is render.Variables, with the names its error repeats (two
+// secrets that become one variable) quoted as ls quotes them: a name may
+// hold a control character, which must not reach the terminal.
+func envVariables(values map[store.Key]crypto.Plaintext) ([]render.Variable, error) {
+	vars, err := render.Variables(values)
+	if err != nil {
+		names := make([]string, 0, len(values))
+		for k := range values {
+			names = append(names, k.String())
+		}
+		return nil, quoteNames(err, names...)
+	}
+	return vars, nil
 }

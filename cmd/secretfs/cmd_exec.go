@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/crypto"
-	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/store"
 )
 
@@ -96,7 +95,7 @@ func maxEnvString() int { return 32 * unix.Getpagesize() }
 // named by render.EnvName; a value replaces an inherited variable of the
 // same name, with a warning.
 func (c *config) environment(values map[store.Key]crypto.Plaintext) ([]string, error) {
-	vars, err := render.Variables(values)
+	vars, err := envVariables(values)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
 )
 
 // printable reports whether s, but for the newline that ends it, holds
@@ -112,5 +114,20 @@ func TestAKeyWithAnEmptyPartIsRefusedAsNotApplicationSlashSecret(t *testing.T) {
 		if err == nil || err.Error() != want {
 			t.Errorf("%q: error %v, want %q", args, err, want)
 		}
+	}
+}
+
+// env and exec refuse two secrets that become one variable naming both,
+// each quoted as ls quotes it: no control character of a name reaches
+// the terminal.
+func TestTwoSecretsThatBecomeOneVariableAreNamedQuoted(t *testing.T) {
+	values := map[store.Key]crypto.Plaintext{
+		{App: "a", Name: "x\ay"}:   crypto.Plaintext("1"),
+		{App: "a", Name: "x\x1by"}: crypto.Plaintext("2"),
+	}
+	_, err := envVariables(values)
+	msg := fault.Message(err)
+	if err == nil || !printable(msg) || !strings.Contains(msg, `'a/x'$'\a''y'`) || !strings.Contains(msg, `'a/x'$'\033''y'`) {
+		t.Fatalf("envVariables: %q; want both names quoted, nothing unprintable", msg)
 	}
 }
