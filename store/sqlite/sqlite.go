@@ -109,12 +109,12 @@ type searcher struct {
 	db      *sql.DB   // whose connection it holds
 	conn    *sql.Conn // nil until first used, and after it broke
 	stmts   map[string]*sql.Stmt
-	known   bool  // whether version and oversized say anything
+	known   bool  // whether version and refusal say anything
 	version int64 // PRAGMA data_version on conn at the last scan
-	// oversized says why the table must not be searched by key nor
+	// refusal says why the table must be neither searched by key nor
 	// written (an oversized row, or a table altered after Open: see
 	// unsearchable), or is "".
-	oversized string
+	refusal string
 }
 
 var (
@@ -336,8 +336,8 @@ func checkSchema(ctx context.Context, q queryer) error {
 func tableDefects(ctx context.Context, q queryer) ([]string, error) {
 	var wrong []string
 	var tables, wr, strict int
-	if err := queryRow(ctx, q, "SELECT count(*), ifnull(max(wr), 0), ifnull(max(strict), 0) FROM pragma_table_list WHERE schema = 'main' AND name = 'secrets' AND type = 'table'",
-		&tables, &wr, &strict); err != nil {
+	if err := q.QueryRowContext(ctx, "SELECT count(*), ifnull(max(wr), 0), ifnull(max(strict), 0) FROM pragma_table_list WHERE schema = 'main' AND name = 'secrets' AND type = 'table'").
+		Scan(&tables, &wr, &strict); err != nil {
 		return nil, err
 	}
 	if tables == 0 {
@@ -380,10 +380,10 @@ func tableDefects(ctx context.Context, q queryer) ([]string, error) {
 		wrong = append(wrong, "it is not a STRICT, WITHOUT ROWID table")
 	}
 	var indexes, triggers int
-	if err := queryRow(ctx, q, "SELECT count(*) FROM pragma_index_list('secrets') WHERE origin <> 'pk'", &indexes); err != nil {
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM pragma_index_list('secrets') WHERE origin <> 'pk'").Scan(&indexes); err != nil {
 		return nil, err
 	}
-	if err := queryRow(ctx, q, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'secrets' COLLATE NOCASE", &triggers); err != nil {
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'secrets' COLLATE NOCASE").Scan(&triggers); err != nil {
 		return nil, err
 	}
 	if indexes > 0 {
@@ -395,25 +395,6 @@ func tableDefects(ctx context.Context, q queryer) ([]string, error) {
 	return wrong, nil
 }
 
-// queryRow scans the one row of query into dest.
-func queryRow(ctx context.Context, q queryer, query string, dest ...any) error {
-	rows, err := q.QueryContext(ctx, query)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		return sql.ErrNoRows
-	}
-	if err := rows.Scan(dest...); err != nil {
-		return err
-	}
-	return rows.Close()
-}
-
 // MaxValueSize implements store.Sizer.
 func (s *Store) MaxValueSize() int64 { return MaxValueSize }
 
@@ -423,9 +404,9 @@ func (s *Store) MaxValueSize() int64 { return MaxValueSize }
 func (s *Store) Get(ctx context.Context, k store.Key) (*store.Item, error) {
 	const op fault.Op = "sqlite.Get"
 	var it *store.Item
-	err := s.inTx(ctx, op, k.Path(), false, func(tx *txn, oversized string) error {
+	err := s.inTx(ctx, op, k.Path(), false, func(tx *txn, refusal string) error {
 		var err error
-		it, err = getItem(ctx, tx, k, itemSelection, oversized == "")
+		it, err = getItem(ctx, tx, k, itemSelection, refusal == "")
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return fault.E(op, k.Path(), fault.NotFound)
@@ -511,9 +492,9 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 	if err := s.checkFile(); err != nil {
 		return fault.E(op, k.Path(), err)
 	}
-	err := s.inTx(ctx, op, k.Path(), true, func(tx *txn, oversized string) error {
-		if oversized != "" {
-			return fault.E(op, k.Path(), fault.Integrity, oversized)
+	err := s.inTx(ctx, op, k.Path(), true, func(tx *txn, refusal string) error {
+		if refusal != "" {
+			return fault.E(op, k.Path(), fault.Integrity, refusal)
 		}
 		res, err := change(tx)
 		if err != nil {
@@ -559,9 +540,9 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	}
 	var page []store.Meta
 	var names []string // of each row read
-	err := s.inTx(ctx, op, fault.Path(app), false, func(tx *txn, oversized string) error {
+	err := s.inTx(ctx, op, fault.Path(app), false, func(tx *txn, refusal string) error {
 		var err error
-		page, names, err = list(ctx, tx, app, after, limit+1, oversized == "")
+		page, names, err = list(ctx, tx, app, after, limit+1, refusal == "")
 		return s.wrap(ctx, op, fault.Path(app), err)
 	})
 	if err != nil {
@@ -958,6 +939,7 @@ func asInt(v any) int64 {
 // queryer is a *sql.DB, a *sql.Tx or a *txn.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // getItem reads the item at k, the columns of sel, in a search by key
@@ -1025,8 +1007,8 @@ func oversizedRow(ctx context.Context, q queryer) (string, error) {
 // inTx runs fn in a transaction, read-only or a write, on the reader's
 // or the writer's connection, which it holds for the call: the Store's
 // reads take turns, as do its writes (SQLite runs one writer at a time
-// anyway, and a search by key is quick). fn is told the oversized row
-// the table holds, or "": then the table may be searched by key.
+// anyway, and a search by key is quick). fn is told why the table may be
+// neither searched by key nor written (unsearchable), or "": then it may.
 //
 // Knowing that costs a scan, which inTx makes only when the table may
 // have changed since the last on that connection: PRAGMA data_version,
@@ -1040,7 +1022,7 @@ func oversizedRow(ctx context.Context, q queryer) (string, error) {
 // (tableDefects, checked with each scan); the reader scans once after
 // it. A failure of inTx's own is wrapped for op and path; fn's
 // errors are returned as they are.
-func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bool, fn func(tx *txn, oversized string) error) error {
+func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bool, fn func(tx *txn, refusal string) error) error {
 	c := s.reader
 	if write {
 		c = s.writer
@@ -1060,7 +1042,7 @@ func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bo
 	if err := r.learn(ctx, tx, &s.scans); err != nil {
 		return s.wrap(ctx, op, path, err)
 	}
-	return fn(tx, r.oversized)
+	return fn(tx, r.refusal)
 }
 
 // txn is a transaction on a searcher's connection. It runs BEGIN, COMMIT
@@ -1172,6 +1154,17 @@ func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	return st.QueryContext(ctx, args...)
 }
 
+// QueryRowContext runs query, prepared once on the connection. A query
+// that does not prepare is run on the connection as it is, whose Row
+// then holds the same error (a Row cannot be made with one).
+func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := t.r.stmt(ctx, query)
+	if err != nil {
+		return t.r.conn.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
 // ExecContext runs query, prepared once on the connection.
 func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	st, err := t.r.stmt(ctx, query)
@@ -1200,7 +1193,7 @@ func (r *searcher) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 // then a scan for an oversized row), counting the check in scans.
 func (r *searcher) learn(ctx context.Context, tx *txn, scans *atomic.Int64) error {
 	var v int64
-	if err := queryRow(ctx, tx, "PRAGMA data_version", &v); err != nil {
+	if err := tx.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
 		return err
 	}
 	if r.known && v == r.version {
@@ -1212,7 +1205,7 @@ func (r *searcher) learn(ctx context.Context, tx *txn, scans *atomic.Int64) erro
 	if err != nil {
 		return err
 	}
-	r.known, r.version, r.oversized = true, v, why
+	r.known, r.version, r.refusal = true, v, why
 	return nil
 }
 
