@@ -79,9 +79,14 @@ type migration struct {
 func migrate(ctx context.Context, src migrator, apps []string, m migration, out io.Writer) error {
 	// A named application that holds no secret (a mistyped name) is
 	// refused before anything is done, as ls, env and exec refuse it.
+	// Their listings serve the migration below.
+	listed := make(map[string][]store.Meta, len(apps))
 	for _, app := range apps {
-		if metas, err := src.ListAll(ctx, app); err == nil && len(metas) == 0 {
-			return errNoSecrets(app)
+		if metas, err := src.ListAll(ctx, app); err == nil {
+			if len(metas) == 0 {
+				return errNoSecrets(app)
+			}
+			listed[app] = metas
 		}
 	}
 	if len(apps) == 0 {
@@ -92,7 +97,11 @@ func migrate(ctx context.Context, src migrator, apps []string, m migration, out 
 	}
 	var found, migrated, changed, failed int
 	for _, app := range apps {
-		metas, err := src.ListAll(ctx, app)
+		metas, ok := listed[app]
+		var err error
+		if !ok {
+			metas, err = src.ListAll(ctx, app)
+		}
 		if err != nil {
 			fmt.Fprintf(out, "failed: %s\n", naming(err, app))
 			failed++
