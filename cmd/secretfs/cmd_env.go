@@ -37,7 +37,7 @@ docker run --env-file reads values literally, quotes included: give it
 value such a line cannot carry (a newline, a carriage return at its end,
 bytes that are not UTF-8, a line over 64 KiB, or quotes around the whole
 value, which docker releases read differently).`,
-		Args: cobra.MinimumNArgs(1),
+		Args: argCount(1, anyNumber),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {

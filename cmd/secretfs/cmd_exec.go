@@ -41,7 +41,7 @@ in secretfs's PATH before any secret is read.
 
 Flags end at the first argument that is not one: secretfs exec --app
 billing env -0 runs env -0.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: argCount(1, anyNumber),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(apps) == 0 && len(views) == 0 {
 				return errors.New("name the secrets to run COMMAND with: --app APP or --view PATH")

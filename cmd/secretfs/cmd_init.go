@@ -10,7 +10,7 @@ func newInitCommand(c *config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "init",
 		Short: "Prepare the backend: local data directory, key pair and store file; or the DynamoDB table",
-		Args:  cobra.NoArgs,
+		Args:  argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := c.open(cmd.Context(), opening{firstUse: true, notices: cmd.OutOrStdout()})
 			if err != nil {

@@ -30,6 +30,7 @@ that expects the revision read: a secret changed meanwhile is left alone and
 reported, never overwritten. The value stays the same; its version goes up
 by one. With --dry-run nothing is read or written: the v1 secrets are listed.
 The exit status is 1 if any secret could not be migrated.`,
+		Args: argCount(0, anyNumber),
 		RunE: func(cmd *cobra.Command, apps []string) error {
 			for _, app := range apps {
 				if err := store.ValidName(app); err != nil {

@@ -56,7 +56,7 @@ func newMountCommand(c *config) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mount MOUNTPOINT",
 		Short: "Mount the secrets at MOUNTPOINT, in the foreground (or with --daemon in the background); SIGINT, SIGTERM or umount unmounts; SIGHUP reopens the log files",
-		Args:  cobra.ExactArgs(1),
+		Args:  argCount(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ready := openReadyPipe()
 			if mc.daemon && ready == nil {

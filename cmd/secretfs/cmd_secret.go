@@ -54,7 +54,7 @@ standard input, byte for byte (no newline is added or taken away). It
 replaces the secret's value, on the condition that no one changed it
 meanwhile: a concurrent change is reported, never lost. A file named -
 is ./-.`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: argCount(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
 				return put(cmd, b, k, args[1:])
@@ -125,7 +125,7 @@ func newGetCommand(c *config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "get APP/NAME",
 		Short: "Print a secret's value to standard output, byte for byte",
-		Args:  cobra.ExactArgs(1),
+		Args:  argCount(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
 				s, err := b.Get(cmd.Context(), k)
@@ -144,7 +144,7 @@ func newRmCommand(c *config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm APP/NAME",
 		Short: "Delete a secret",
-		Args:  cobra.ExactArgs(1),
+		Args:  argCount(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.onSecret(cmd, args[0], func(b *backend, k store.Key) error {
 				meta, err := b.Stat(cmd.Context(), k)
@@ -187,7 +187,7 @@ With -l, a secret's line has five columns:
 For example:
 
         53  2026-12-04 18:03:35      3  v3         db-credentials`,
-		Args: cobra.MaximumNArgs(1),
+		Args: argCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {

@@ -22,7 +22,7 @@ func newStatusCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status MOUNTPOINT",
 		Short: "Say which secretfs serves MOUNTPOINT and how it fares; exit 0 only if it serves it, its backend answers, and it runs in this PID namespace (a container's readiness probe)",
-		Args:  cobra.ExactArgs(1),
+		Args:  argCount(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, err := resolve(args[0])
 			if err != nil {

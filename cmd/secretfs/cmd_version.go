@@ -15,7 +15,7 @@ func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Args:  argCount(0, 0),
 		Run: func(cmd *cobra.Command, args []string) {
 			info, _ := debug.ReadBuildInfo() // nil without build info
 			fmt.Fprintln(cmd.OutOrStdout(), versionLine(version, info))

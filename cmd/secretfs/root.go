@@ -79,6 +79,7 @@ generated RSA key pair: no cloud account needed.`,
 			return nil
 		},
 	}
+	root.SetFlagErrorFunc(flagError)
 	f := root.PersistentFlags()
 	f.StringVar(&c.backend, "backend", "local", "where secrets are kept: local (a store file and an RSA key pair) or dynamodb (a DynamoDB table, keys from KMS)")
 	f.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "local backend: directory of the store file and the generated key pair")
