@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -147,6 +148,12 @@ func (c *config) validate() error {
 	}
 	if c.backend != "local" && c.backend != "dynamodb" {
 		return fmt.Errorf("--backend %q: want local or dynamodb", c.backend)
+	}
+	// Refused whatever the backend: an empty name is a mistake (a
+	// variable left empty, a quoting slip), and DynamoDB would only say
+	// so at the first call, in its own words, without naming the flag.
+	if c.table == "" {
+		return errors.New(`--table "": want the name of a DynamoDB table (default: secrets)`)
 	}
 	format, err := crypto.ParseFormat(c.format)
 	if err != nil {

@@ -26,6 +26,8 @@ func TestEachBadValueIsRefusedNamingItsFlagBeforeTheMountMakesAnything(t *testin
 		{"unknown backend", nil, []string{"--backend", "nfs"}, `--backend "nfs": want local or dynamodb`},
 		{"unknown backend from the environment", []string{"SECRETFS_BACKEND", "nfs"}, nil, `--backend "nfs": want local or dynamodb`},
 		{"unknown format", nil, []string{"--format", "v9"}, "--format: "},
+		{"empty table", nil, []string{"--table", ""}, `--table "": want the name of a DynamoDB table`},
+		{"empty table from the environment", []string{"SECRETFS_TABLE", ""}, nil, `--table "": want the name of a DynamoDB table`},
 		{"negative ttl", nil, []string{"--ttl", "-1s"}, "--ttl -1s: want 0 (ask the store at every open) or a positive duration"},
 		{"negative ttl from the environment", []string{"SECRETFS_TTL", "-5m"}, nil, "--ttl -5m0s: want 0"},
 		{"zero cache idle", nil, []string{"--cache-idle", "0"}, "--cache-idle 0s: want a positive duration"},
