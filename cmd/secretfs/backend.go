@@ -304,7 +304,7 @@ func (c *config) awsConfig(ctx context.Context) (aws.Config, error) {
 		err = errors.New("it named no region")
 	}
 	if err != nil {
-		return aws.Config{}, fmt.Errorf("no AWS region: pass --region or set AWS_REGION (asking the EC2 instance metadata failed: %w)", err)
+		return aws.Config{}, fmt.Errorf("no AWS region: pass --region or set AWS_REGION (asking the EC2 instance metadata failed: %v)", err)
 	}
 	cfg.Region = out.Region
 	return cfg, nil

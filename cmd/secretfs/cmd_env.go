@@ -38,7 +38,8 @@ value such a line cannot carry (a newline, a carriage return at its end,
 bytes that are not UTF-8, a line over 64 KiB, or quotes around the whole
 value, which docker releases read differently).`,
 		Args: argCount(1, anyNumber),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer func() { err = c.timedOut(err, cmd, args...) }()
 			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {
 				return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -42,7 +43,8 @@ in secretfs's PATH before any secret is read.
 Flags end at the first argument that is not one: secretfs exec --app
 billing env -0 runs env -0.`,
 		Args: argCount(1, anyNumber),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer func() { err = c.timedOut(err, cmd, slices.Concat(apps, views)...) }()
 			if len(apps) == 0 && len(views) == 0 {
 				return errors.New("name the secrets to run COMMAND with: --app APP or --view PATH")
 			}

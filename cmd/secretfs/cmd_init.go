@@ -11,7 +11,8 @@ func newInitCommand(c *config) *cobra.Command {
 		Use:   "init",
 		Short: "Prepare the backend: local data directory, key pair and store file; or the DynamoDB table",
 		Args:  argCount(0, 0),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer func() { err = c.timedOut(err, cmd) }()
 			b, err := c.open(cmd.Context(), opening{firstUse: true, notices: cmd.OutOrStdout()})
 			if err != nil {
 				return err

@@ -31,7 +31,8 @@ reported, never overwritten. The value stays the same; its version goes up
 by one. With --dry-run nothing is read or written: the v1 secrets are listed.
 The exit status is 1 if any secret could not be migrated.`,
 		Args: argCount(0, anyNumber),
-		RunE: func(cmd *cobra.Command, apps []string) error {
+		RunE: func(cmd *cobra.Command, apps []string) (err error) {
+			defer func() { err = c.timedOut(err, cmd, apps...) }()
 			for _, app := range apps {
 				if err := store.ValidName(app); err != nil {
 					return fmt.Errorf("%s: %w", listedName(app), err)

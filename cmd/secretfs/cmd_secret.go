@@ -32,11 +32,12 @@ func parseKey(arg string) (store.Key, error) {
 // onSecret runs do with the secret named by arg ("APP/NAME") and the
 // opened backend, which it closes afterwards. An error names the secret
 // as ls would list it.
-func (c *config) onSecret(cmd *cobra.Command, arg string, do func(*backend, store.Key) error) error {
+func (c *config) onSecret(cmd *cobra.Command, arg string, do func(*backend, store.Key) error) (err error) {
 	k, err := parseKey(arg)
 	if err != nil {
 		return err
 	}
+	defer func() { err = c.timedOut(err, cmd, arg) }()
 	b, err := c.open(cmd.Context(), opening{})
 	if err != nil {
 		return err
@@ -188,7 +189,8 @@ For example:
 
         53  2026-12-04 18:03:35      3  v3         db-credentials`,
 		Args: argCount(0, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer func() { err = c.timedOut(err, cmd, args...) }()
 			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {
 				return err

@@ -130,15 +130,16 @@ func quoteNames(err error, names ...string) error {
 	if quoted == msg {
 		return err
 	}
-	msg = quoted
-	return &quotedError{msg: msg, err: err}
+	return &reworded{msg: quoted, err: err}
 }
 
-// quotedError is an error whose message quotes names (quoteNames).
-type quotedError struct {
+// reworded is err said in other words: with its names quoted
+// (quoteNames), or as what a verb was about when it timed out
+// (timedOut). errors.Is, errors.As and fault.KindOf see err.
+type reworded struct {
 	msg string
 	err error
 }
 
-func (e *quotedError) Error() string { return e.msg }
-func (e *quotedError) Unwrap() error { return e.err }
+func (e *reworded) Error() string { return e.msg }
+func (e *reworded) Unwrap() error { return e.err }

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// timedOut returns err, if it is the deadline of --timeout expiring, said
+// as what the verb was about and the flag that sets how long it waits:
+// "get billing/db: no answer within --timeout 1ns". The words of the layer
+// that gave up ("gave up waiting for the database: context deadline
+// exceeded") name neither. about are the applications or secrets the verb
+// was asked about (none: the verb alone), quoted as ls quotes names. Any
+// other error is returned as it is.
+//
+// Every deadline the verbs set on the backend is --timeout's; one that is
+// not (the EC2 metadata's, asked for the region) is not wrapped with %w,
+// so that it is not taken for it.
+func (c *config) timedOut(err error, cmd *cobra.Command, about ...string) error {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	what := verbName(cmd)
+	for _, a := range about {
+		what += " " + listedName(a)
+	}
+	return &reworded{msg: fmt.Sprintf("%s: no answer within --timeout %s", what, c.timeout), err: err}
+}
