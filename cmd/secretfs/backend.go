@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/breaker"
@@ -191,6 +193,9 @@ func (c *config) openDynamoDB(ctx context.Context, o opening) (*backend, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := c.awsCredentials(ctx, cfg); err != nil {
+		return nil, err
+	}
 	ddb := awsdynamodb.NewFromConfig(cfg)
 	kw, trust, err := c.kmsKeys(ctx, awskms.NewFromConfig(cfg), o.firstUse)
 	if err != nil {
@@ -286,7 +291,7 @@ const imdsRegionTimeout = 2 * time.Second
 func (c *config) awsConfig(ctx context.Context) (aws.Config, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var opts []func(*awsconfig.LoadOptions) error
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithLogger(sdkLog{c.log})}
 	if c.region != "" {
 		opts = append(opts, awsconfig.WithRegion(c.region))
 	}
@@ -308,6 +313,52 @@ func (c *config) awsConfig(ctx context.Context) (aws.Config, error) {
 	}
 	cfg.Region = out.Region
 	return cfg, nil
+}
+
+// awsCredentials looks for the AWS credentials now, within --timeout, so
+// that a host without any is told so in one line: the first call would
+// fail with the SDK's account of every source it tried ("operation error
+// DynamoDB: GetItem, get identity: get credentials: failed to refresh
+// cached credentials, no EC2 IMDS role found, operation error ec2imds:
+// ..."). The clients share cfg's cache of them, so looking costs no call.
+func (c *config) awsCredentials(ctx context.Context, cfg aws.Config) error {
+	if cfg.Credentials == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, err := cfg.Credentials.Retrieve(ctx)
+	if err == nil {
+		return nil
+	}
+	within := ""
+	if errors.Is(err, context.DeadlineExceeded) {
+		within = fmt.Sprintf(" within --timeout %s", c.timeout)
+	}
+	return fmt.Errorf("dynamodb: no AWS credentials found%s (environment, shared config, or instance role): %s", within, sdkCause(err))
+}
+
+// sdkCause is what went wrong in err, an AWS SDK error, without the
+// SDK's frames around it: the error inside its outermost operation error
+// ("access disabled to EC2 IMDS via client option, ..." rather than
+// "failed to refresh cached credentials, no EC2 IMDS role found,
+// operation error ec2imds: GetMetadata, access disabled ..."), else err.
+func sdkCause(err error) error {
+	var op *smithy.OperationError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// sdkLog puts the AWS SDK's own log lines ("falling back to IMDSv1: ...")
+// in the verb's log, at debug level. The SDK would write them to standard
+// error itself, in its own format (breaking --log-format json), about
+// retries that the error, if any, then reports anyway.
+type sdkLog struct{ log logrus.FieldLogger }
+
+func (l sdkLog) Logf(_ logging.Classification, format string, v ...any) {
+	l.log.WithField("from", "aws-sdk").Debugf(format, v...)
 }
 
 // loadRSAKey loads an RSA key and warns when a private key file can be
