@@ -135,7 +135,7 @@ func (c *config) openLocal(ctx context.Context, o opening) (*backend, error) {
 	}
 	st, err := sqlite.OpenWith(ctx, dbPath, sqlite.Options{Log: c.log})
 	if err != nil {
-		return nil, err
+		return nil, notSQLite(err, dbPath)
 	}
 	checkCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	err = refuseForeignKey(checkCtx, st, wrapper.MasterKeyID(), dbPath, keyPath, c.log)

@@ -134,8 +134,9 @@ func quoteNames(err error, names ...string) error {
 }
 
 // reworded is err said in other words: with its names quoted
-// (quoteNames), or as what a verb was about when it timed out
-// (timedOut). errors.Is, errors.As and fault.KindOf see err.
+// (quoteNames), as what a verb was about when it timed out (timedOut), or
+// as what a store file that is not SQLite is (notSQLite). errors.Is,
+// errors.As and fault.KindOf see err.
 type reworded struct {
 	msg string
 	err error

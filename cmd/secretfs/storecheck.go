@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/store/sqlite"
@@ -98,6 +100,20 @@ func refuseTruncatedStore(dir, dbPath string) error {
 		return nil
 	}
 	return fmt.Errorf("the store %s is empty (0 bytes) but its key pair is beside it: the file was probably truncated (a full disk, an interrupted copy or restore); restore it from a backup, or, only if this data directory never held secrets, remove it and run `secretfs init`", dbPath)
+}
+
+// notSQLite returns err, an error of opening the store at dbPath, said as
+// what it means when SQLite found no database in the file (SQLITE_NOTADB):
+// the file is something else (a copy of another file, a restore gone
+// wrong, a file encrypted or compressed whole), which only its owner can
+// put right. The driver's words ("file is not a database (26)") say
+// neither which file nor what to do. Any other error is returned as it is.
+func notSQLite(err error, dbPath string) error {
+	var e *msqlite.Error
+	if !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_NOTADB { // the primary result code
+		return err
+	}
+	return &reworded{msg: fmt.Sprintf("%s is not a secretfs database (not SQLite): %s; restore it from a backup, or point --data-dir at the directory of the store", dbPath, e), err: err}
 }
 
 // refuseForeignKey refuses a key that wrapped none of the items of a
