@@ -69,7 +69,7 @@ type immutable interface {
 // as a read of the plaintext (Touch), unless it is the mount's own
 // change signal.
 func (m *mount) immutableGetattr(ctx context.Context, rev immutable, out *fuse.AttrOut) syscall.Errno {
-	if m.requests.viaHandle(ctx) && !m.signals.isOwn(ctx) {
+	if m.requests.viaHandle(ctx) && !m.isOwnSignal(ctx) {
 		rev.Touch()
 	}
 	fill(&out.Attr, rev.Attr())

@@ -19,9 +19,9 @@
 //     reads itself; a writer's descriptor bypasses the page cache;
 //   - change signals (signal.go), when Options.Watched is set: inotify
 //     watchers hear of a change the mount learns of from the store,
-//     because the mount makes a change (a truncation to the same size)
-//     through a private clone of its mount, from a thread the requests it
-//     causes are told apart by (vfs.Caller.Own). So a read-only mount
+//     because the mount makes a change (a truncation to the same size;
+//     package touch) through a private clone of its mount, from a thread
+//     the requests it causes are told apart by (vfs.Caller.Own). So a read-only mount
 //     that signals is read-only per mount (MOUNT_ATTR_RDONLY), not per
 //     file system: the kernel refuses every change through the mount
 //     users see, and lets the signaller's clone write;
@@ -29,8 +29,8 @@
 //     failure (errno.go);
 //   - kernel notifications, sent only from goroutines that hold no lock
 //     (notify.go), when vfs says a name changed;
-//   - who is calling: the request's facts go-fuse does not pass on and
-//     /proc (request.go), as a vfs.Caller.
+//   - who is calling: the request's facts go-fuse does not pass on, and
+//     package proc's (request.go), as a vfs.Caller.
 //
 // This package never logs a value.
 //
@@ -39,7 +39,7 @@
 // mount.mu guards the inode table (mount.versions, mount.byName,
 // mount.views, mount.secrets) and nothing else; no other lock is taken
 // while it is held, and it is never held across a call into go-fuse or
-// vfs. The signaller's lock (signaller.mu) guards its queue alone.
+// vfs, nor across the change signal's touches (package touch).
 package fs
 
 import (
@@ -56,6 +56,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/audit"
+	"github.com/secretfs/secretfs/internal/touch"
 	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
@@ -114,7 +115,6 @@ type mount struct {
 	log      logrus.FieldLogger
 	requests *requests
 	notify   notifier
-	proc     procfs
 	root     *rootNode
 	noOpen   atomic.Bool // Open answers ENOSYS: the kernel stops sending OPEN and FLUSH for the whole mount
 	created  atomic.Uint64
@@ -124,7 +124,7 @@ type mount struct {
 	// force collisions. Nothing else does.
 	inoHash func(k store.Key, rev store.Revision, attempt int) uint64
 
-	signals *signaller // makes inotify events of changes (signal.go)
+	signals *touch.Signaller // makes inotify events of changes (signal.go)
 
 	mu       sync.Mutex                   // guards the inode table below; see the package comment
 	versions map[uint64]*versionNode      // revision inodes the kernel may hold, by inode number
@@ -201,11 +201,12 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	case opts.Watched != nil && opts.KernelReadOnly():
 		m.log.Warn("a read-only mount makes change signals only when run as root (it writes through a clone of its mount): this one makes none")
 	case opts.Watched != nil:
-		m.signals.start(dir)
+		m.signals.Start(dir)
+		m.pollWatched()
 	}
 	go func() {
 		server.Wait()
-		m.signals.stop()
+		m.signals.Stop()
 		m.vfs.Close() // wipe the views' renderings: nothing can read them now
 	}()
 	return server, nil
@@ -258,12 +259,12 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
 		versions: map[uint64]*versionNode{}, byName: map[store.Key]*versionNode{}, views: map[uint64]*viewNode{},
 		secrets: map[*vfs.Secret]*createdNode{},
-		notify:  inodeNotifier{}, proc: realProc{}, inoKey: newInoKey()}
+		notify:  inodeNotifier{}, inoKey: newInoKey()}
 	m.vfs = vfs.New(cat, vfs.Options{ReadOnly: opts.ReadOnly, WriteOnly: opts.WriteOnly, Apps: opts.Apps,
 		UID: opts.UID, GID: opts.GID, FileMode: opts.FileMode, DirMode: opts.DirMode, TTL: opts.TTL, Log: opts.Log,
 		Events: m.changed, Committed: opts.Committed, Audit: opts.Audit, Errno: errnoOf,
 		OwnerOf: opts.OwnerOf, Views: opts.Views, Idle: opts.Idle})
-	m.signals = newSignaller(m)
+	m.signals = touch.New(m.log, m.signal)
 	m.root = &rootNode{m: m}
 	return m
 }
@@ -275,7 +276,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 // to inotify watchers (signal.go).
 func (m *mount) changed(e vfs.Event) {
 	if e.Kind == vfs.Changed {
-		m.signals.queue(e.Key)
+		m.signals.Queue(e.Key)
 	}
 	child := m.root.GetChild(e.Key.App)
 	if child == nil {

@@ -44,7 +44,7 @@ func (r *rootNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 // Lookup finds an application. The mount's own change signal also finds
 // the signal directory there (see signalDir); nobody else does.
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d := r.m.signals.dirFor(ctx, r, name, out); d != nil {
+	if d := r.m.signalDirFor(ctx, name, out); d != nil {
 		return d, 0
 	}
 	if err := r.m.vfs.LookupApp(ctx, name); err != nil {

@@ -1,4 +1,4 @@
-package fs
+package proc
 
 import (
 	"os"
@@ -58,18 +58,24 @@ func TestParseStatusFindsTheProcessAndWhetherItIsExiting(t *testing.T) {
 // own thread group, no exit signal.
 func TestParsersReadThisProcess(t *testing.T) {
 	pid := uint32(os.Getpid())
-	status, err := realProc{}.read(pid, "status")
+	status, err := read(pid, "status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p, ex := parseStatus(status, 0); p != pid || ex {
 		t.Errorf("this process: %d, exiting %v; want %d, false", p, ex, pid)
 	}
-	stat, err := realProc{}.read(pid, "stat")
+	stat, err := read(pid, "stat")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sig := exitSignal(stat); sig != 0 {
 		t.Errorf("this live process has exit signal %v", sig)
+	}
+	if p, ex, err := Status(pid); err != nil || p != pid || ex {
+		t.Errorf("Status of this process: %d, exiting %v, %v; want %d, false, nil", p, ex, err, pid)
+	}
+	if comm, err := Command(pid); err != nil || comm == "" || strings.ContainsAny(comm, "\n") {
+		t.Errorf("Command of this process: %q, %v", comm, err)
 	}
 }

@@ -1,0 +1,104 @@
+// Package proc reads what Linux tells of another thread in /proc: the
+// facts about a FUSE request's caller that the request does not carry
+// (the kernel sends only the calling thread's id, uid and gid). It is the
+// one place secretfs looks at other processes.
+//
+// It reads status, never stat, of a thread that is not exiting: reading
+// /proc/<tid>/stat waits for the task's exec_update_lock, which a task in
+// execve holds while it closes its close-on-exec descriptors, that is,
+// while it may wait for the very FUSE request being served. That would
+// deadlock; status takes no such lock.
+package proc
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Status reads /proc/<tid>/status: the thread's process (its thread
+// group; a multi-threaded program opens and closes on any of its
+// threads) and whether the thread is exiting. An exiting thread has no
+// memory map any more (do_exit releases it before it closes files), so
+// its status shows no VmSize. When /proc does not show the thread (gone,
+// another pid namespace), the error says so and the thread id is the best
+// guess at its process.
+func Status(tid uint32) (process uint32, exiting bool, err error) {
+	status, err := read(tid, "status")
+	if err != nil {
+		return tid, false, err
+	}
+	process, exiting = parseStatus(status, tid)
+	return process, exiting, nil
+}
+
+// KilledBy returns the signal that is killing the exiting thread tid, or
+// 0 when it exits with a status. A process that a signal kills (kill -9,
+// a timeout, a crash) has its descriptors closed by the kernel as it
+// exits, and the FLUSH of that close comes from the dying thread, whose
+// exit code then holds the signal (proc(5): /proc/<tid>/stat field 52;
+// do_exit sets it before it closes files). A program that exits normally
+// without closing its descriptors exits with a status, not a signal.
+// Call it only for a thread Status found exiting: it reads stat, and an
+// exiting thread cannot be in execve (see the package comment). When
+// /proc does not tell, the answer is 0.
+func KilledBy(tid uint32) syscall.Signal {
+	stat, err := read(tid, "stat")
+	if err != nil {
+		return 0
+	}
+	return exitSignal(stat)
+}
+
+// Command returns the thread's command name, from /proc/<tid>/comm.
+func Command(tid uint32) (string, error) {
+	comm, err := read(tid, "comm")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(comm)), nil
+}
+
+func read(tid uint32, name string) ([]byte, error) {
+	return os.ReadFile("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/" + name)
+}
+
+// parseStatus reads a /proc/<tid>/status: the thread group (fallback when
+// the file names none) and whether the thread is exiting (no VmSize line:
+// no memory map).
+func parseStatus(status []byte, fallback uint32) (process uint32, exiting bool) {
+	process, hasMemory := fallback, false
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			if tgid, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+				process = uint32(tgid)
+			}
+		}
+		hasMemory = hasMemory || strings.HasPrefix(line, "VmSize:")
+	}
+	return process, !hasMemory
+}
+
+// exitSignal reads the exit code in a /proc/<tid>/stat (field 52) and
+// returns the signal in it, as WTERMSIG does: 0 for an exit with a status,
+// or when the line cannot be read.
+func exitSignal(stat []byte) syscall.Signal {
+	// The command name, field 2, is in parentheses and may hold spaces
+	// or parentheses itself: count fields from the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(stat[i+1:])) // fields[0] is field 3
+	const exitCodeField, first = 52, 3
+	if len(fields) <= exitCodeField-first {
+		return 0
+	}
+	code, err := strconv.ParseUint(fields[exitCodeField-first], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return syscall.Signal(code & 0x7f) // the core-dump bit and the status are above
+}

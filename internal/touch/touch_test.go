@@ -1,0 +1,183 @@
+package touch
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/store"
+)
+
+// A directory standing for a mount that shows s's marker directory, with
+// one file, app/name, holding "value".
+func fakeMount(t *testing.T, s *Signaller, marker bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	if marker {
+		if err := os.Mkdir(filepath.Join(dir, s.DirName()), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "app"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app", "name"), []byte("value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// inotifyOn watches dir's entries for modifications and close-after-write.
+func inotifyOn(t *testing.T, dir string) int {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// events returns the masks of the events waiting on fd.
+func events(t *testing.T, fd int) []uint32 {
+	t.Helper()
+	buf := make([]byte, 4096)
+	n, err := unix.Read(fd, buf)
+	if err == unix.EAGAIN {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var masks []uint32
+	for off := 0; off+unix.SizeofInotifyEvent <= n; {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+		masks = append(masks, ev.Mask)
+		off += unix.SizeofInotifyEvent + int(ev.Len)
+	}
+	return masks
+}
+
+func TestTouchMakesModifyAndCloseWriteAndChangesNothing(t *testing.T) {
+	s := New(logrus.New(), nil)
+	dir := fakeMount(t, s, true)
+	in := inotifyOn(t, filepath.Join(dir, "app"))
+	tree := &Tree{s: s, dir: dir, fd: -1}
+	defer tree.close()
+	if !tree.Touch("app/name") {
+		t.Fatal("Touch reported no touch")
+	}
+	got := events(t, in)
+	if len(got) != 2 || got[0]&unix.IN_MODIFY == 0 || got[1]&unix.IN_CLOSE_WRITE == 0 {
+		t.Errorf("events %x, want IN_MODIFY then IN_CLOSE_WRITE", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "app", "name")); err != nil || string(b) != "value" {
+		t.Errorf("the touched file holds %q (%v), want it unchanged", b, err)
+	}
+}
+
+// A tree whose mount point does not show the marker directory is another
+// mount (a successor's, or the one beneath a detached mount): nothing in
+// it is touched.
+func TestTouchReachesNothingWhereTheMarkerIsMissing(t *testing.T) {
+	s := New(logrus.New(), nil)
+	dir := fakeMount(t, s, false)
+	in := inotifyOn(t, filepath.Join(dir, "app"))
+	tree := &Tree{s: s, dir: dir, fd: -1}
+	defer tree.close()
+	if tree.Touch("app/name") {
+		t.Error("Touch touched a file of a mount without the marker")
+	}
+	if got := events(t, in); len(got) != 0 {
+		t.Errorf("events %x, want none", got)
+	}
+}
+
+func TestTouchOfAMissingFileIsNoTouch(t *testing.T) {
+	s := New(logrus.New(), nil)
+	dir := fakeMount(t, s, true)
+	tree := &Tree{s: s, dir: dir, fd: -1}
+	defer tree.close()
+	if tree.Touch("app/gone") {
+		t.Error("Touch of a missing file reported a touch")
+	}
+}
+
+// Changes queued together are signalled once each, on a thread Own
+// recognises while the signal runs and forgets after; nothing is
+// signalled before Start.
+func TestQueuedChangesAreSignalledOnceOnAnOwnThread(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[store.Key]int{}
+	var tids []uint32
+	signalled := make(chan struct{}, 10)
+	var s *Signaller
+	s = New(logrus.New(), func(k store.Key, tree *Tree) {
+		tid := uint32(unix.Gettid())
+		mu.Lock()
+		calls[k]++
+		if s.Own(tid) {
+			tids = append(tids, tid)
+		}
+		mu.Unlock()
+		signalled <- struct{}{}
+	})
+	defer s.Stop()
+	a, b := store.Key{App: "app", Name: "a"}, store.Key{App: "app", Name: "b"}
+	s.Queue(a) // before Start: dropped
+	s.Start(fakeMount(t, s, true))
+	s.Queue(a)
+	s.Queue(a)
+	s.Queue(b)
+	for range 2 {
+		select {
+		case <-signalled:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no signal")
+		}
+	}
+	select {
+	case <-signalled:
+		t.Error("a third signal for two changed names")
+	case <-time.After(5 * Debounce):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls[a] != 1 || calls[b] != 1 {
+		t.Errorf("signals %v, want one for each name", calls)
+	}
+	if len(tids) != 2 {
+		t.Fatalf("%d of 2 signals ran on a thread Own knew", len(tids))
+	}
+	for _, tid := range tids {
+		if s.Own(tid) {
+			t.Errorf("thread %d is still Own after its signal", tid)
+		}
+	}
+}
+
+func TestStopEndsEvery(t *testing.T) {
+	s := New(logrus.New(), nil)
+	ticks := make(chan struct{}, 100)
+	s.Every(time.Millisecond, func() { ticks <- struct{}{} })
+	<-ticks
+	s.Stop()
+	s.Stop() // twice is harmless
+	time.Sleep(20 * time.Millisecond)
+	for len(ticks) > 0 {
+		<-ticks
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := len(ticks); n != 0 {
+		t.Errorf("%d ticks after Stop", n)
+	}
+}
