@@ -11,15 +11,43 @@ import (
 	"github.com/secretfs/secretfs/vfs"
 )
 
-// versionNode is the inode of one committed revision of a secret
-// (vfs.Revision): its content and attributes never change, so the kernel
-// may cache both. A writer that opens it gets a descriptor that bypasses
-// the page cache (writeHandle), whose commit makes a new revision, a new
-// inode.
-type versionNode struct {
+// immutable is what the inode of a revision (vfs.Revision) or of a
+// view's rendering (vfs.ViewRevision) serves: neither ever changes.
+type immutable interface {
+	Key() store.Key
+	Attr() vfs.Attr
+	// Touch records a read the kernel served from its page cache.
+	Touch()
+	Open(ctx context.Context, c vfs.Caller, flags uint32) (*vfs.Handle, error)
+	Read(ctx context.Context, dest []byte, off int64) (int, error)
+}
+
+// immutableNode is what the inodes of revisions and of renderings share:
+// their content and attributes never change, so the kernel may cache
+// both. A writer that opens one (of a view's, only the mount's own change
+// signal) gets a descriptor that bypasses the page cache (writeHandle),
+// whose commit makes a new revision, a new inode.
+type immutableNode struct {
 	gofs.Inode
-	m   *mount
-	ino uint64
+	m      *mount
+	ino    uint64
+	serves immutable
+}
+
+var (
+	_ gofs.NodeGetattrer = (*immutableNode)(nil)
+	_ gofs.NodeSetattrer = (*immutableNode)(nil)
+	_ gofs.NodeOpener    = (*immutableNode)(nil)
+	_ gofs.NodeReader    = (*immutableNode)(nil)
+	_ gofs.NodeWriter    = (*immutableNode)(nil)
+	_ gofs.NodeFlusher   = (*immutableNode)(nil)
+	_ gofs.NodeFsyncer   = (*immutableNode)(nil)
+	_ gofs.NodeStatfser  = (*immutableNode)(nil)
+)
+
+// versionNode is the inode of one committed revision of a secret.
+type versionNode struct {
+	immutableNode
 	rev *vfs.Revision
 	// registered is the revision this node is in mount.byName as (guarded
 	// by mount.mu): what it was made for, or renamed to.
@@ -29,17 +57,7 @@ type versionNode struct {
 	sameName *versionNode
 }
 
-var (
-	_ gofs.NodeGetattrer   = (*versionNode)(nil)
-	_ gofs.NodeSetattrer   = (*versionNode)(nil)
-	_ gofs.NodeOpener      = (*versionNode)(nil)
-	_ gofs.NodeReader      = (*versionNode)(nil)
-	_ gofs.NodeWriter      = (*versionNode)(nil)
-	_ gofs.NodeFlusher     = (*versionNode)(nil)
-	_ gofs.NodeFsyncer     = (*versionNode)(nil)
-	_ gofs.NodeStatfser    = (*versionNode)(nil)
-	_ gofs.NodeOnForgetter = (*versionNode)(nil)
-)
+var _ gofs.NodeOnForgetter = (*versionNode)(nil)
 
 // id is what the node is now: the revision it serves (which a rename can
 // change: see mount.renamedInPlace).
@@ -52,28 +70,16 @@ func (n *versionNode) OnForget() {
 	n.m.forgotVersion(n)
 }
 
-func (n *versionNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return n.m.immutableGetattr(ctx, n.rev, out)
-}
-
-// immutable is what the inode of a revision or of a view's rendering
-// serves attributes from: neither ever changes.
-type immutable interface {
-	Touch()
-	Attr() vfs.Attr
-}
-
-// immutableGetattr answers GETATTR of a revision's or a rendering's
-// inode. The kernel refreshes attributes through a descriptor when a
-// read finds them expired: a read the page cache served, which counts
-// as a read of the plaintext (Touch), unless it is the mount's own
-// change signal.
-func (m *mount) immutableGetattr(ctx context.Context, rev immutable, out *fuse.AttrOut) syscall.Errno {
-	if m.requests.viaHandle(ctx) && !m.isOwnSignal(ctx) {
-		rev.Touch()
+// Getattr: the kernel refreshes attributes through a descriptor when a
+// read finds them expired: a read the page cache served, which counts as
+// a read of the plaintext (Touch), unless it is the mount's own change
+// signal.
+func (n *immutableNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if n.m.requests.viaHandle(ctx) && !n.m.isOwnSignal(ctx) {
+		n.serves.Touch()
 	}
-	fill(&out.Attr, rev.Attr())
-	out.SetTimeout(kernelTime(m.opts.TTL))
+	fill(&out.Attr, n.serves.Attr())
+	out.SetTimeout(kernelTime(n.m.opts.TTL))
 	return 0
 }
 
@@ -84,14 +90,14 @@ func (m *mount) immutableGetattr(ctx context.Context, rev immutable, out *fuse.A
 // and closes without a FLUSH (FOPEN_NOFLUSH): one request per open. A
 // writer's descriptor bypasses the page cache, whose pages stay those of
 // this revision (FOPEN_KEEP_CACHE: do not drop them at this open).
-func (n *versionNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+func (n *immutableNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if n.m.noOpen.Load() {
 		return nil, 0, syscall.ENOSYS
 	}
-	h, err := n.rev.Open(ctx, n.m.caller(ctx, openFor(flags)), flags)
+	h, err := n.serves.Open(ctx, n.m.caller(ctx, openFor(flags)), flags)
 	switch {
 	case err != nil:
-		return nil, 0, n.m.errno("open", n.rev.Key().Path(), err)
+		return nil, 0, n.m.errno("open", n.serves.Key().Path(), err)
 	case h != nil:
 		return &writeHandle{m: n.m, h: h}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
 	}
@@ -101,7 +107,7 @@ func (n *versionNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 // Flush commits a writer's session. On a read-only mount it answers
 // ENOSYS, so that the kernel stops sending it (no descriptor there can
 // have anything to commit).
-func (n *versionNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+func (n *immutableNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
 	if h, ok := fh.(*writeHandle); ok {
 		return h.Flush(ctx)
 	}
@@ -112,20 +118,20 @@ func (n *versionNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Err
 }
 
 // Fsync commits a writer's session; a reader has nothing to sync.
-func (n *versionNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+func (n *immutableNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
 	if h, ok := fh.(*writeHandle); ok {
 		return h.Fsync(ctx, flags)
 	}
 	return 0
 }
 
-func (n *versionNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (n *immutableNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if h, ok := fh.(*writeHandle); ok {
 		return h.Read(ctx, dest, off)
 	}
-	got, err := n.rev.Read(ctx, dest, off)
+	got, err := n.serves.Read(ctx, dest, off)
 	if err != nil {
-		return nil, n.m.errno("read", n.rev.Key().Path(), err)
+		return nil, n.m.errno("read", n.serves.Key().Path(), err)
 	}
 	return wipingResult(dest[:got]), 0
 }
@@ -134,28 +140,29 @@ func (n *versionNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte,
 // only from an open the kernel made without asking (a read-only mount:
 // see Open): refused, EROFS, and the kernel drops the pages it wrote
 // into, so readers read this revision still.
-func (n *versionNode) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+func (n *immutableNode) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	if h, ok := fh.(*writeHandle); ok {
 		return h.Write(ctx, data, off)
 	}
 	clear(data)
-	return 0, n.m.errno("write", n.rev.Key().Path(), n.m.vfs.WriteWithoutOpen(n.rev.Key()))
+	return 0, n.m.errno("write", n.serves.Key().Path(), n.m.vfs.WriteWithoutOpen(n.serves.Key()))
 }
 
-// Setattr refuses what the mount options fix, and truncates (see
-// vfs.FS.Setattr). The reply describes this revision, unchanged: the
-// kernel sets the inode's size from it, and readers of this revision
-// share that size.
-func (n *versionNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if err := n.m.vfs.Setattr(ctx, n.m.caller(ctx, 0), n.rev.Key(), handleOf(fh), change(in)); err != nil {
-		return n.m.errno("setattr", n.rev.Key().Path(), err)
+// Setattr refuses what the mount options fix (and a view, anything), and
+// truncates (see vfs.FS.Setattr). The reply describes this revision,
+// unchanged: the kernel sets the inode's size from it, and readers of
+// this revision share that size.
+func (n *immutableNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	k := n.serves.Key()
+	if err := n.m.vfs.Setattr(ctx, n.m.caller(ctx, 0), k, handleOf(fh), change(in)); err != nil {
+		return n.m.errno("setattr", k.Path(), err)
 	}
-	fill(&out.Attr, n.rev.Attr())
+	fill(&out.Attr, n.serves.Attr())
 	out.SetTimeout(kernelTime(n.m.opts.TTL))
 	return 0
 }
 
-func (n *versionNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+func (n *immutableNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return statfs(out)
 }
 

@@ -166,8 +166,9 @@ func (m *mount) versionOf(k store.Key, rev store.Revision) *versionNode {
 // registers it, unless another request registered one for ino first: then
 // that one is returned, and this one, which the kernel never saw, dropped.
 func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta, ino uint64) *versionNode {
-	n := &versionNode{m: m, ino: ino}
+	n := &versionNode{immutableNode: immutableNode{m: m, ino: ino}}
 	n.rev = m.vfs.NewRevision(k, meta, func() { m.revive(n) }, func() { m.notify.content(&n.Inode) })
+	n.serves = n.rev
 	parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -15,104 +15,89 @@ type observed struct {
 	served func(op string, errno syscall.Errno, took time.Duration)
 }
 
+// tell tells served of a request begun at start. A caller passes
+// time.Now() and the request's call as arguments: Go evaluates calls in
+// an argument list left to right, so start is taken before the request
+// runs.
 func (o *observed) tell(op string, start time.Time, st fuse.Status) fuse.Status {
 	o.served(op, syscall.Errno(st), time.Since(start))
 	return st
 }
 
 func (o *observed) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
-	start := time.Now()
-	return o.tell("LOOKUP", start, o.RawFileSystem.Lookup(cancel, header, name, out))
+	return o.tell("LOOKUP", time.Now(), o.RawFileSystem.Lookup(cancel, header, name, out))
 }
 
 func (o *observed) GetAttr(cancel <-chan struct{}, input *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
-	start := time.Now()
-	return o.tell("GETATTR", start, o.RawFileSystem.GetAttr(cancel, input, out))
+	return o.tell("GETATTR", time.Now(), o.RawFileSystem.GetAttr(cancel, input, out))
 }
 
 func (o *observed) SetAttr(cancel <-chan struct{}, input *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	start := time.Now()
-	return o.tell("SETATTR", start, o.RawFileSystem.SetAttr(cancel, input, out))
+	return o.tell("SETATTR", time.Now(), o.RawFileSystem.SetAttr(cancel, input, out))
 }
 
 func (o *observed) Mknod(cancel <-chan struct{}, input *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
-	start := time.Now()
-	return o.tell("MKNOD", start, o.RawFileSystem.Mknod(cancel, input, name, out))
+	return o.tell("MKNOD", time.Now(), o.RawFileSystem.Mknod(cancel, input, name, out))
 }
 
 func (o *observed) Mkdir(cancel <-chan struct{}, input *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
-	start := time.Now()
-	return o.tell("MKDIR", start, o.RawFileSystem.Mkdir(cancel, input, name, out))
+	return o.tell("MKDIR", time.Now(), o.RawFileSystem.Mkdir(cancel, input, name, out))
 }
 
 func (o *observed) Unlink(cancel <-chan struct{}, header *fuse.InHeader, name string) fuse.Status {
-	start := time.Now()
-	return o.tell("UNLINK", start, o.RawFileSystem.Unlink(cancel, header, name))
+	return o.tell("UNLINK", time.Now(), o.RawFileSystem.Unlink(cancel, header, name))
 }
 
 func (o *observed) Rmdir(cancel <-chan struct{}, header *fuse.InHeader, name string) fuse.Status {
-	start := time.Now()
-	return o.tell("RMDIR", start, o.RawFileSystem.Rmdir(cancel, header, name))
+	return o.tell("RMDIR", time.Now(), o.RawFileSystem.Rmdir(cancel, header, name))
 }
 
 func (o *observed) Rename(cancel <-chan struct{}, input *fuse.RenameIn, oldName string, newName string) fuse.Status {
-	start := time.Now()
-	return o.tell("RENAME", start, o.RawFileSystem.Rename(cancel, input, oldName, newName))
+	return o.tell("RENAME", time.Now(), o.RawFileSystem.Rename(cancel, input, oldName, newName))
 }
 
 func (o *observed) Link(cancel <-chan struct{}, input *fuse.LinkIn, filename string, out *fuse.EntryOut) fuse.Status {
-	start := time.Now()
-	return o.tell("LINK", start, o.RawFileSystem.Link(cancel, input, filename, out))
+	return o.tell("LINK", time.Now(), o.RawFileSystem.Link(cancel, input, filename, out))
 }
 
 func (o *observed) Symlink(cancel <-chan struct{}, header *fuse.InHeader, pointedTo string, linkName string, out *fuse.EntryOut) fuse.Status {
-	start := time.Now()
-	return o.tell("SYMLINK", start, o.RawFileSystem.Symlink(cancel, header, pointedTo, linkName, out))
+	return o.tell("SYMLINK", time.Now(), o.RawFileSystem.Symlink(cancel, header, pointedTo, linkName, out))
 }
 
 func (o *observed) Access(cancel <-chan struct{}, input *fuse.AccessIn) fuse.Status {
-	start := time.Now()
-	return o.tell("ACCESS", start, o.RawFileSystem.Access(cancel, input))
+	return o.tell("ACCESS", time.Now(), o.RawFileSystem.Access(cancel, input))
 }
 
 func (o *observed) Create(cancel <-chan struct{}, input *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
-	start := time.Now()
-	return o.tell("CREATE", start, o.RawFileSystem.Create(cancel, input, name, out))
+	return o.tell("CREATE", time.Now(), o.RawFileSystem.Create(cancel, input, name, out))
 }
 
 func (o *observed) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	start := time.Now()
-	return o.tell("OPEN", start, o.RawFileSystem.Open(cancel, input, out))
+	return o.tell("OPEN", time.Now(), o.RawFileSystem.Open(cancel, input, out))
 }
 
 func (o *observed) Flush(cancel <-chan struct{}, input *fuse.FlushIn) fuse.Status {
-	start := time.Now()
-	return o.tell("FLUSH", start, o.RawFileSystem.Flush(cancel, input))
+	return o.tell("FLUSH", time.Now(), o.RawFileSystem.Flush(cancel, input))
 }
 
 func (o *observed) Fsync(cancel <-chan struct{}, input *fuse.FsyncIn) fuse.Status {
-	start := time.Now()
-	return o.tell("FSYNC", start, o.RawFileSystem.Fsync(cancel, input))
+	return o.tell("FSYNC", time.Now(), o.RawFileSystem.Fsync(cancel, input))
 }
 
 func (o *observed) OpenDir(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	start := time.Now()
-	return o.tell("OPENDIR", start, o.RawFileSystem.OpenDir(cancel, input, out))
+	return o.tell("OPENDIR", time.Now(), o.RawFileSystem.OpenDir(cancel, input, out))
 }
 
 func (o *observed) ReadDir(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	start := time.Now()
-	return o.tell("READDIR", start, o.RawFileSystem.ReadDir(cancel, input, out))
+	return o.tell("READDIR", time.Now(), o.RawFileSystem.ReadDir(cancel, input, out))
 }
 
 func (o *observed) ReadDirPlus(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	start := time.Now()
-	return o.tell("READDIRPLUS", start, o.RawFileSystem.ReadDirPlus(cancel, input, out))
+	return o.tell("READDIRPLUS", time.Now(), o.RawFileSystem.ReadDirPlus(cancel, input, out))
 }
 
 func (o *observed) StatFs(cancel <-chan struct{}, input *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
-	start := time.Now()
-	return o.tell("STATFS", start, o.RawFileSystem.StatFs(cancel, input, out))
+	return o.tell("STATFS", time.Now(), o.RawFileSystem.StatFs(cancel, input, out))
 }
 
 func (o *observed) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {

@@ -18,8 +18,9 @@ func TestTheInodeTableFindsEachRevisionByWhatItIs(t *testing.T) {
 	}
 	one, two, renamed := rev(1, "iv-one"), rev(2, "iv-two"), store.Meta{Key: to, Version: 1, InitialisationVector: []byte("iv-new")}
 	enter := func(meta store.Meta, ino uint64) *versionNode {
-		n := &versionNode{m: m, ino: ino}
+		n := &versionNode{immutableNode: immutableNode{m: m, ino: ino}}
 		n.rev = m.vfs.NewRevision(meta.Key, meta, func() {}, func() {})
+		n.serves = n.rev
 		m.mu.Lock()
 		m.versions[ino] = n
 		m.register(n, idOf(meta.Key, meta.Revision()))

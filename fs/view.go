@@ -6,7 +6,6 @@ import (
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
-	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/store"
@@ -19,23 +18,11 @@ import (
 // another inode. It is never written: an open for writing is EROFS, but
 // for the mount's own change signal.
 type viewNode struct {
-	gofs.Inode
-	m   *mount
-	ino uint64
+	immutableNode
 	rev *vfs.ViewRevision
 }
 
-var (
-	_ gofs.NodeGetattrer   = (*viewNode)(nil)
-	_ gofs.NodeSetattrer   = (*viewNode)(nil)
-	_ gofs.NodeOpener      = (*viewNode)(nil)
-	_ gofs.NodeReader      = (*viewNode)(nil)
-	_ gofs.NodeWriter      = (*viewNode)(nil)
-	_ gofs.NodeFlusher     = (*viewNode)(nil)
-	_ gofs.NodeFsyncer     = (*viewNode)(nil)
-	_ gofs.NodeStatfser    = (*viewNode)(nil)
-	_ gofs.NodeOnForgetter = (*viewNode)(nil)
-)
+var _ gofs.NodeOnForgetter = (*viewNode)(nil)
 
 // viewIno is the inode number of the rendering of the view k named digest
 // at attempt, as versionIno is a revision's, in the range of views: an
@@ -73,8 +60,9 @@ func (m *mount) viewInode(ctx context.Context, parent *gofs.Inode, in *vfs.ViewI
 // and registers it, unless another request registered one for ino first:
 // then that one is returned.
 func (m *mount) addView(ctx context.Context, parent *gofs.Inode, in *vfs.ViewInputs, ino uint64) (*viewNode, error) {
-	n := &viewNode{m: m, ino: ino}
+	n := &viewNode{immutableNode: immutableNode{m: m, ino: ino}}
 	n.rev = m.vfs.NewViewRevision(in, func() { m.reviveView(n) }, func() { m.notify.content(&n.Inode) })
+	n.serves = n.rev
 	if err := n.rev.Prepare(ctx); err != nil {
 		n.rev.Unpin()
 		return nil, err
@@ -109,64 +97,3 @@ func (n *viewNode) OnForget() {
 		delete(n.m.views, n.ino)
 	}
 }
-
-func (n *viewNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return n.m.immutableGetattr(ctx, n.rev, out)
-}
-
-// Open is a revision's (see versionNode.Open): ENOSYS on a read-only
-// mount, else one request per open, the pages kept. Writers are refused
-// with EROFS, but for the mount's own change signal.
-func (n *viewNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if n.m.noOpen.Load() {
-		return nil, 0, syscall.ENOSYS
-	}
-	h, err := n.rev.Open(ctx, n.m.caller(ctx, audited), flags)
-	switch {
-	case err != nil:
-		return nil, 0, n.m.errno("open", n.rev.Key().Path(), err)
-	case h != nil:
-		return &writeHandle{m: n.m, h: h}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
-	}
-	return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
-}
-
-func (n *viewNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	got, err := n.rev.Read(ctx, dest, off)
-	if err != nil {
-		return nil, n.m.errno("read", n.rev.Key().Path(), err)
-	}
-	return wipingResult(dest[:got]), 0
-}
-
-// Write comes only through a descriptor the kernel opened without asking
-// (a read-only mount, see versionNode.Open): refused.
-func (n *viewNode) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	clear(data)
-	return 0, n.m.errno("write", n.rev.Key().Path(), n.m.vfs.WriteWithoutOpen(n.rev.Key()))
-}
-
-func (n *viewNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
-	if n.m.noOpen.Load() {
-		return syscall.ENOSYS
-	}
-	return 0
-}
-
-// Fsync has nothing to sync: a view is never written.
-func (n *viewNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
-	return 0
-}
-
-// Setattr refuses a truncation (EROFS) and owners and modes other than
-// the view's, as vfs.FS.Setattr does for any file.
-func (n *viewNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if err := n.m.vfs.Setattr(ctx, n.m.caller(ctx, 0), n.rev.Key(), handleOf(fh), change(in)); err != nil {
-		return n.m.errno("setattr", n.rev.Key().Path(), err)
-	}
-	fill(&out.Attr, n.rev.Attr())
-	out.SetTimeout(kernelTime(n.m.opts.TTL))
-	return 0
-}
-
-func (n *viewNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return statfs(out) }
