@@ -79,25 +79,16 @@ type migration struct {
 // migrated, left alone (changed since listed or read), or failed. It
 // fails if any failed, after trying every one.
 func migrate(ctx context.Context, src migrator, apps []string, m migration, out io.Writer) error {
-	// A named application that holds no secret (a mistyped name) is
-	// refused before anything is done, as ls, env and exec refuse it.
-	// Their listings serve the migration below.
-	listed := make(map[string][]store.Meta, len(apps))
-	for _, app := range apps {
-		if metas, err := src.ListAll(ctx, app); err == nil {
-			if len(metas) == 0 {
-				return errNoSecrets(app)
-			}
-			listed[app] = metas
-		}
+	listed, err := namedListings(ctx, src, apps)
+	if err != nil {
+		return err
 	}
 	if len(apps) == 0 {
-		var err error
 		if apps, err = src.Apps(ctx); err != nil {
 			return err
 		}
 	}
-	var found, migrated, changed, failed int
+	var t migrationTally
 	for _, app := range apps {
 		metas, ok := listed[app]
 		var err error
@@ -106,48 +97,74 @@ func migrate(ctx context.Context, src migrator, apps []string, m migration, out 
 		}
 		if err != nil {
 			fmt.Fprintf(out, "failed: %s\n", naming(err, app))
-			failed++
+			t.failed++
 			continue
 		}
 		for _, meta := range metas {
-			if meta.Invalid != nil {
-				// Whatever it is, it is no v1 item to authenticate.
-				fmt.Fprintf(out, "left alone %s: %v\n", listedName(meta.Key.String()), meta.Invalid)
-				continue
-			}
-			from := crypto.Format(meta.Format)
-			if !from.Legacy() {
-				continue
-			}
-			found++
-			name := listedName(meta.Key.String())
-			if m.dryRun {
-				fmt.Fprintf(out, "would migrate %s (%s -> %s)\n", name, formatName(from), m.to)
-				continue
-			}
-			switch err := migrateOne(ctx, src, meta.Key); {
-			case err == nil:
-				migrated++
-				fmt.Fprintf(out, "migrated %s (%s -> %s)\n", name, formatName(from), m.to)
-			case isChanged(err):
-				changed++
-				fmt.Fprintf(out, "left alone %s: %v\n", name, err)
-			default:
-				failed++
-				fmt.Fprintf(out, "failed: %s\n", naming(err, meta.Key.String()))
-			}
+			t.migrateListed(ctx, src, meta, m, out)
 		}
 	}
 	if m.dryRun {
-		fmt.Fprintf(out, "%d v1 %s would be migrated to %s\n", found, plural(found, "secret"), m.to)
+		fmt.Fprintf(out, "%d v1 %s would be migrated to %s\n", t.found, plural(t.found, "secret"), m.to)
 		return nil
 	}
 	fmt.Fprintf(out, "migrated %d of %d v1 %s to %s; %d changed meanwhile and %s left alone (run migrate again to check them); %d failed\n",
-		migrated, found, plural(found, "secret"), m.to, changed, plural(changed, "was"), failed)
-	if failed > 0 {
-		return fmt.Errorf("%d %s could not be migrated: see above", failed, plural(failed, "secret"))
+		t.migrated, t.found, plural(t.found, "secret"), m.to, t.changed, plural(t.changed, "was"), t.failed)
+	if t.failed > 0 {
+		return fmt.Errorf("%d %s could not be migrated: see above", t.failed, plural(t.failed, "secret"))
 	}
 	return nil
+}
+
+// namedListings lists each named application, and refuses one that holds
+// no secret (a mistyped name) before anything is done, as ls, env and
+// exec refuse it. The listings serve the migration; an application whose
+// listing failed is listed again there, and fails there.
+func namedListings(ctx context.Context, src migrator, apps []string) (map[string][]store.Meta, error) {
+	listed := make(map[string][]store.Meta, len(apps))
+	for _, app := range apps {
+		if metas, err := src.ListAll(ctx, app); err == nil {
+			if len(metas) == 0 {
+				return nil, errNoSecrets(app)
+			}
+			listed[app] = metas
+		}
+	}
+	return listed, nil
+}
+
+// migrationTally counts what migrate did.
+type migrationTally struct{ found, migrated, changed, failed int }
+
+// migrateListed migrates the listed item meta if it is a v1 item (with
+// m.dryRun, says it would), and says on out what it did.
+func (t *migrationTally) migrateListed(ctx context.Context, src migrator, meta store.Meta, m migration, out io.Writer) {
+	if meta.Invalid != nil {
+		// Whatever it is, it is no v1 item to authenticate.
+		fmt.Fprintf(out, "left alone %s: %v\n", listedName(meta.Key.String()), meta.Invalid)
+		return
+	}
+	from := crypto.Format(meta.Format)
+	if !from.Legacy() {
+		return
+	}
+	t.found++
+	name := listedName(meta.Key.String())
+	if m.dryRun {
+		fmt.Fprintf(out, "would migrate %s (%s -> %s)\n", name, formatName(from), m.to)
+		return
+	}
+	switch err := migrateOne(ctx, src, meta.Key); {
+	case err == nil:
+		t.migrated++
+		fmt.Fprintf(out, "migrated %s (%s -> %s)\n", name, formatName(from), m.to)
+	case isChanged(err):
+		t.changed++
+		fmt.Fprintf(out, "left alone %s: %v\n", name, err)
+	default:
+		t.failed++
+		fmt.Fprintf(out, "failed: %s\n", naming(err, meta.Key.String()))
+	}
 }
 
 // errChanged is migrateOne's error for a secret that is not the v1 item

@@ -334,7 +334,6 @@ func checkSchema(ctx context.Context, q queryer) error {
 // be long whatever the row holds; a trigger runs on this Store's own
 // writes, with any SQL. It reads only the schema.
 func tableDefects(ctx context.Context, q queryer) ([]string, error) {
-	var wrong []string
 	var tables, wr, strict int
 	if err := q.QueryRowContext(ctx, "SELECT count(*), ifnull(max(wr), 0), ifnull(max(strict), 0) FROM pragma_table_list WHERE schema = 'main' AND name = 'secrets' AND type = 'table'").
 		Scan(&tables, &wr, &strict); err != nil {
@@ -343,6 +342,32 @@ func tableDefects(ctx context.Context, q queryer) ([]string, error) {
 	if tables == 0 {
 		return nil, errNoTable
 	}
+	wrong, err := columnDefects(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if wr != 1 || strict != 1 {
+		wrong = append(wrong, "it is not a STRICT, WITHOUT ROWID table")
+	}
+	var indexes, triggers int
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM pragma_index_list('secrets') WHERE origin <> 'pk'").Scan(&indexes); err != nil {
+		return nil, err
+	}
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'secrets' COLLATE NOCASE").Scan(&triggers); err != nil {
+		return nil, err
+	}
+	if indexes > 0 {
+		wrong = append(wrong, "it has an index besides its primary key")
+	}
+	if triggers > 0 {
+		wrong = append(wrong, "it has a trigger")
+	}
+	return wrong, nil
+}
+
+// columnDefects is tableDefects for the columns of the table secrets:
+// their names (generated ones marked), declared types and primary key.
+func columnDefects(ctx context.Context, q queryer) ([]string, error) {
 	rows, err := q.QueryContext(ctx, "SELECT name, upper(type), pk, hidden FROM pragma_table_xinfo('secrets') ORDER BY cid")
 	if err != nil {
 		return nil, err
@@ -367,7 +392,7 @@ func tableDefects(ctx context.Context, q queryer) ([]string, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows.Close()
+	var wrong []string
 	if !slices.Equal(cols, tableColumns) {
 		wrong = append(wrong, "its columns are not "+strings.Join(tableColumns, ", "))
 	} else if !slices.Equal(types, tableTypes) {
@@ -375,22 +400,6 @@ func tableDefects(ctx context.Context, q queryer) ([]string, error) {
 	}
 	if pk != [2]string{"ApplicationName", "SecretName"} {
 		wrong = append(wrong, "its primary key is not (ApplicationName, SecretName)")
-	}
-	if wr != 1 || strict != 1 {
-		wrong = append(wrong, "it is not a STRICT, WITHOUT ROWID table")
-	}
-	var indexes, triggers int
-	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM pragma_index_list('secrets') WHERE origin <> 'pk'").Scan(&indexes); err != nil {
-		return nil, err
-	}
-	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'secrets' COLLATE NOCASE").Scan(&triggers); err != nil {
-		return nil, err
-	}
-	if indexes > 0 {
-		wrong = append(wrong, "it has an index besides its primary key")
-	}
-	if triggers > 0 {
-		wrong = append(wrong, "it has a trigger")
 	}
 	return wrong, nil
 }
