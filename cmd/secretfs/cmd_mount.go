@@ -203,11 +203,11 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	how.notices, how.meter = notices, meter
 	b, err := c.open(ctx, how)
 	if err != nil {
-		return err
+		return c.timedOutIn("mount", err, dir)
 	}
 	defer b.Close()
 	if err := checkViewsAgainstStore(ctx, file, b.Keeper); err != nil {
-		return err
+		return c.timedOutIn("mount", err, dir)
 	}
 	warnOfEmptyAppViews(ctx, file, appHoldsSecrets(b.Keeper), log)
 	readOnly := readOnlyMount(c.mount.readOnly, b, log)

@@ -20,10 +20,15 @@ import (
 // not (the EC2 metadata's, asked for the region) is not wrapped with %w,
 // so that it is not taken for it.
 func (c *config) timedOut(err error, cmd *cobra.Command, about ...string) error {
+	return c.timedOutIn(verbName(cmd), err, about...)
+}
+
+// timedOutIn is timedOut for the verb named verb.
+func (c *config) timedOutIn(verb string, err error, about ...string) error {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	what := verbName(cmd)
+	what := verb
 	for _, a := range about {
 		what += " " + listedName(a)
 	}
