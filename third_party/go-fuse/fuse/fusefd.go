@@ -166,6 +166,13 @@ func (r *fuseFD) readRequest() (req *requestAlloc, code Status) {
 
 // returnRequest returns a request to the pool of unused requests.
 func (r *fuseFD) returnRequest(req *requestAlloc) {
+	// secretfs: a reply that was never sent (suppressed for an
+	// interrupted request on a dead connection) is done all the same, so
+	// that a read result that wipes its buffer wipes it; before that
+	// buffer goes back to the pool, where another READ may take it.
+	if req.readResult != nil {
+		req.readResult.Done()
+	}
 	if req.bufferPoolOutputBuf != nil {
 		r.buffers.FreeBuffer(req.bufferPoolOutputBuf)
 		req.bufferPoolOutputBuf = nil
@@ -173,12 +180,6 @@ func (r *fuseFD) returnRequest(req *requestAlloc) {
 	if req.interrupted {
 		req.interrupted = false
 		req.cancel = make(chan struct{}, 0)
-	}
-	// secretfs: a reply that was never sent (suppressed for an
-	// interrupted request on a dead connection) is done all the same, so
-	// that a read result that wipes its buffer wipes it.
-	if req.readResult != nil {
-		req.readResult.Done()
 	}
 	// secretfs: the request's bytes (a WRITE's data) are wiped before its
 	// buffers are used again, whatever the file system did with them.
