@@ -331,11 +331,9 @@ func (c *config) awsCredentials(ctx context.Context, cfg aws.Config) error {
 	if err == nil {
 		return nil
 	}
-	within := ""
-	if errors.Is(err, context.DeadlineExceeded) {
-		within = fmt.Sprintf(" within --timeout %s", c.timeout)
-	}
-	return fmt.Errorf("dynamodb: no AWS credentials found%s (environment, shared config, or instance role): %s", within, sdkCause(err))
+	// Said in one line, with the SDK's error kept beneath: a deadline is
+	// then said as --timeout's by the verb (timedOut), as any other.
+	return &reworded{msg: fmt.Sprintf("dynamodb: no AWS credentials found (environment, shared config, or instance role): %s", sdkCause(err)), err: err}
 }
 
 // sdkCause is what went wrong in err, an AWS SDK error, without the
