@@ -44,7 +44,11 @@ func (m *mount) signal(k store.Key, t *touch.Tree) {
 	if app == nil {
 		return
 	}
-	app.NotifyEntry(k.Name) // the name first: the next open finds what the mount holds now
+	// The name first: the next open finds what the mount holds now. This
+	// goes to this mount's own connection whatever the mount point shows
+	// (the touches below check that: touch.Tree), and only makes the
+	// kernel forget a name of this mount.
+	app.NotifyEntry(k.Name)
 	dirName := m.signals.DirName()
 	for _, ino := range m.heldInodes(k) {
 		name := strconv.FormatUint(ino, 16)

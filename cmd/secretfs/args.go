@@ -12,7 +12,9 @@ import (
 // says nothing of which one. Every verb's positional arguments are counted
 // by argCount, and every flag error goes through flagError: both name the
 // verb. argCount repeats no argument, which may be a secret's value put
-// on the command line by mistake.
+// on the command line by mistake. flagError keeps pflag's message, which
+// quotes a flag's value that does not parse (`invalid argument "x" for
+// "--timeout" flag`): no flag takes a secret's value.
 
 // anyNumber is argCount's most for a verb that takes any number of
 // arguments.
