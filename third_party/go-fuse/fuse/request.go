@@ -215,6 +215,7 @@ func (r *request) OutputDebug() string {
 func (r *requestAlloc) setInput(input []byte) bool {
 	if len(input) < len(r.smallInputBuf) {
 		copy(r.smallInputBuf[:], input)
+		clearVectorRegisters() // secretfs: the copy left the request's bytes in them
 		r.inputBuf = r.smallInputBuf[:len(input)]
 		return false
 	}
@@ -250,6 +251,7 @@ func (r *requestAlloc) extendInput(size int) {
 		copy(r.smallInputBuf[:], r.inputBuf)
 	}
 	clear(r.smallInputBuf[n:size])
+	clearVectorRegisters() // secretfs: the copies above moved the request's bytes through them
 	r.inputBuf = r.smallInputBuf[:size]
 }
 
