@@ -6,11 +6,12 @@
 // What this package owns is what only the kernel needs:
 //
 //   - the inodes (inode.go): one per committed revision of a secret
-//     (versionNode), whose number is a keyed hash of the application, the
-//     name and the revision that nobody outside the mount can aim at, and
-//     one per secret being created here (createdNode); the snapshot pins
-//     of the revisions the kernel may read, and the guard go-fuse's
-//     OnForget contract asks for (mount.revive);
+//     (versionNode) and one per secret being created here (createdNode),
+//     each under a number package inonum gives (a revision's, a keyed
+//     hash that nobody outside the mount can aim at), and what to do when
+//     a number is held by another; the snapshot pins of the revisions the
+//     kernel may read, and the guard go-fuse's OnForget contract asks for
+//     (mount.revive);
 //   - the inodes of views' renderings (view.go), one per rendering, as
 //     immutable as a revision's;
 //   - how the kernel may cache: a revision never changes, so the kernel
@@ -56,6 +57,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/audit"
+	"github.com/secretfs/secretfs/internal/inonum"
 	"github.com/secretfs/secretfs/internal/touch"
 	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/secrets"
@@ -117,12 +119,9 @@ type mount struct {
 	notify   notifier
 	root     *rootNode
 	noOpen   atomic.Bool // Open answers ENOSYS: the kernel stops sending OPEN and FLUSH for the whole mount
-	created  atomic.Uint64
-	inoKey   []byte    // the key of versionIno's hash, drawn at random for this mount
-	inoMACs  sync.Pool // of *inoHasher: HMAC-SHA256 under inoKey, ready to Reset (see inoMAC)
-	// inoHash, if set, replaces versionIno's keyed hash: tests set it to
-	// force collisions. Nothing else does.
-	inoHash func(k store.Key, rev store.Revision, attempt int) uint64
+	// ino gives the inode numbers, under a key drawn for this mount;
+	// tests force collisions with inonum.WithVersionHash.
+	ino *inonum.Numbers
 
 	signals *touch.Signaller // makes inotify events of changes (signal.go)
 
@@ -259,7 +258,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
 		versions: map[uint64]*versionNode{}, byName: map[store.Key]*versionNode{}, views: map[uint64]*viewNode{},
 		secrets: map[*vfs.Secret]*createdNode{},
-		notify:  inodeNotifier{}, inoKey: newInoKey()}
+		notify:  inodeNotifier{}, ino: inonum.New()}
 	m.vfs = vfs.New(cat, vfs.Options{ReadOnly: opts.ReadOnly, WriteOnly: opts.WriteOnly, Apps: opts.Apps,
 		UID: opts.UID, GID: opts.GID, FileMode: opts.FileMode, DirMode: opts.DirMode, TTL: opts.TTL, Log: opts.Log,
 		Events: m.changed, Committed: opts.Committed, Audit: opts.Audit, Errno: errnoOf,

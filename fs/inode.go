@@ -2,11 +2,6 @@ package fs
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"hash"
 	"strconv"
 	"syscall"
 
@@ -15,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/internal/inonum"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
 )
@@ -24,10 +20,11 @@ import (
 // rendering of a view (mount.views, view.go) and for each secret being
 // created here (mount.secrets).
 //
-// Inode numbers come in three disjoint ranges, by their top two bits: 00
-// a revision's (versionIno), 01 a view rendering's (viewIno), 1x one this
-// mount counts out (a secret being created, createdIno; the signal
-// directory, signalDirIno).
+// Inode numbers come from package inonum (mount.ino), in three disjoint
+// ranges: a revision's (inonum.Numbers.Version), a view rendering's
+// (Numbers.View), and one this mount counts out (a secret being created,
+// Numbers.Created; the signal directory, inonum.SignalDir). This package
+// keeps which node holds each number.
 
 // revisionID is what a revision inode is: one revision of one secret.
 type revisionID struct {
@@ -40,102 +37,22 @@ func idOf(k store.Key, rev store.Revision) revisionID {
 	return revisionID{key: k, version: rev.Version, iv: string(rev.IV)}
 }
 
-// inoKeySize is the size of the key of versionIno's HMAC-SHA256: the
-// hash's block-sized output needs no more, and a key of the hash's size
-// is what RFC 2104 recommends.
-const inoKeySize = sha256.Size
-
-func newInoKey() []byte {
-	key := make([]byte, inoKeySize)
-	rand.Read(key) // never fails (crypto/rand, Go 1.24 and later)
-	return key
-}
-
-// inoMAC returns the first 8 bytes of the HMAC-SHA256 of parts, each
-// length-prefixed, then of the numbers nums, under the mount's key. It
-// runs for every entry of a listing (`ls -l`), so the keyed hashes are
-// made once and kept in a pool: hmac.New hashes the key into two blocks
-// each time, which cost more than the message, and Reset restores them.
-// The message and the sum are built in buffers kept with the hash: the
-// hash is an interface, so any buffer passed to it would be allocated
-// anew on every call.
-func (m *mount) inoMAC(parts [][]byte, nums ...int64) uint64 {
-	h, _ := m.inoMACs.Get().(*inoHasher)
-	if h == nil {
-		h = &inoHasher{mac: hmac.New(sha256.New, m.inoKey)}
-	}
-	b := h.msg[:0]
-	for _, part := range parts {
-		b = binary.AppendUvarint(b, uint64(len(part)))
-		b = append(b, part...)
-	}
-	for _, n := range nums {
-		b = binary.AppendVarint(b, n)
-	}
-	h.mac.Reset()
-	h.mac.Write(b)
-	out := binary.BigEndian.Uint64(h.mac.Sum(h.sum[:0]))
-	m.inoMACs.Put(h)
-	return out
-}
-
-// inoHasher is one keyed hash of inoMAC, with its buffers.
-type inoHasher struct {
-	mac hash.Hash
-	msg [256]byte // the message, unless a longer one is appended elsewhere
-	sum [sha256.Size]byte
-}
-
-// versionIno is the inode number of one revision of a secret (a Version
-// and an IV, which is fresh on every write) at attempt (0, then more for
-// a number another revision holds; see versionInode). It is an
-// HMAC-SHA256 of the application, the name, the revision and the attempt,
-// each length-prefixed, under a key drawn at random for this mount:
-// whoever writes the store chooses the IV, but cannot tell which numbers
-// an IV gives without the key, so cannot aim at the number of another
-// secret the kernel holds. The numbers change from mount to mount, as
-// those of many FUSE file systems do; within a mount each revision keeps
-// its own. The top bit is clear (created inodes have it set), and 0 and
-// the root's number are never given.
-func (m *mount) versionIno(k store.Key, rev store.Revision, attempt int) uint64 {
-	var sum uint64
-	if m.inoHash != nil {
-		sum = m.inoHash(k, rev, attempt)
-	} else {
-		sum = m.inoMAC([][]byte{[]byte(k.App), []byte(k.Name), rev.IV}, int64(rev.Version), int64(attempt))
-	}
-	ino := sum &^ (3 << 62)
-	if ino <= fuse.FUSE_ROOT_ID {
-		ino += 2
-	}
-	return ino
-}
-
-// createdIno is a new inode number for a secret being created: the top
-// bit set, and a count.
-func (m *mount) createdIno() uint64 { return 1<<63 | m.created.Add(1) }
-
-// maxInoAttempts bounds the numbers versionInode tries for one revision.
-// With a keyed hash a single collision is already beyond chance (see
-// versionIno); running out means the hash is broken, and the lookup fails
-// rather than loop or share an inode.
-const maxInoAttempts = 64
-
 // versionInode returns the inode of the revision meta describes, in
 // parent. The inode the kernel already has for it is found by what it is
 // (mount.byName), whatever its number: a renamed secret's inode holds the
 // new name's revision under the number of the old name's (see
-// renamedInPlace). A new one gets a number from versionIno; a number held
-// by another revision (a collision of the hash) is passed over for the
-// next one versionIno gives, the same way every time. A node is one
+// renamedInPlace). A new one gets a number from mount.ino (Version); a
+// number held by another revision (a collision of the hash) is passed over
+// for the next attempt's, the same way every time; after
+// inonum.MaxAttempts the lookup fails rather than loop or share an inode. A node is one
 // application, name and revision, never matched by its number alone.
 func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta) (*versionNode, error) {
 	rev := meta.Revision()
 	if n := m.versionOf(k, rev); n != nil && n.rev.Is(k, rev) {
 		return n, nil
 	}
-	for attempt := range maxInoAttempts {
-		ino := m.versionIno(k, rev, attempt)
+	for attempt := range inonum.MaxAttempts {
+		ino := m.ino.Version(k, rev, attempt)
 		n := m.version(ino)
 		if n == nil {
 			n = m.addVersion(ctx, parent, k, meta, ino)
@@ -146,7 +63,7 @@ func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Ke
 		m.log.WithFields(logrus.Fields{"secret": k.String(), "holder": n.rev.Key().String(), "attempt": attempt}).
 			Warn("the inode number of a revision is held by another; it gets the next")
 	}
-	return nil, fault.E(k.Path(), "no free inode number for this revision after "+strconv.Itoa(maxInoAttempts)+" tries")
+	return nil, fault.E(k.Path(), "no free inode number for this revision after "+strconv.Itoa(inonum.MaxAttempts)+" tries")
 }
 
 func (m *mount) version(ino uint64) *versionNode {
@@ -316,7 +233,7 @@ func (m *mount) createdInode(ctx context.Context, parent *gofs.Inode, s *vfs.Sec
 	m.mu.Unlock()
 	if d == nil {
 		fresh := &createdNode{m: m, s: s}
-		parent.NewInode(ctx, fresh, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: m.createdIno()})
+		parent.NewInode(ctx, fresh, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: m.ino.Created()})
 		m.mu.Lock()
 		if d = m.secrets[s]; d == nil {
 			d = fresh

@@ -13,6 +13,7 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/crypto/cryptotest"
+	"github.com/secretfs/secretfs/internal/inonum"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/store/memory"
@@ -94,13 +95,13 @@ func TestARevisionWhoseInodeNumberIsTakenGetsItsOwnInode(t *testing.T) {
 	})
 	const taken = 4242
 	var hashed sync.Map // attempts asked for, per secret
-	m.inoHash = func(k store.Key, rev store.Revision, attempt int) uint64 {
+	m.ino = inonum.WithVersionHash(func(k store.Key, rev store.Revision, attempt int) uint64 {
 		hashed.Store(k.Name+"#"+string(rune('0'+attempt)), true)
 		if attempt == 0 {
 			return taken
 		}
 		return taken + uint64(len(k.Name))<<8 + uint64(attempt)
-	}
+	})
 	dir := mountWith(t, m)
 
 	read := func(k store.Key) string {
@@ -139,31 +140,5 @@ func TestARevisionWhoseInodeNumberIsTakenGetsItsOwnInode(t *testing.T) {
 	}
 	if n := seen.opens(db); n != 2 {
 		t.Errorf("the audit log records %d opens of app/db, want 2 (the read of app/config is not one)", n)
-	}
-}
-
-// Without the test's hook, the numbers come from a keyed hash: the same
-// within a mount, different under another key, and never the created
-// inodes' range, 0 or the root's.
-func TestInodeNumbersAreKeyedPerMount(t *testing.T) {
-	k := store.Key{App: "app", Name: "s"}
-	rev := store.Revision{Version: 3, IV: []byte("0123456789ab")}
-	a, b := quietMount(), quietMount()
-	if a.versionIno(k, rev, 0) != a.versionIno(k, rev, 0) {
-		t.Error("one revision has two numbers in one mount")
-	}
-	if a.versionIno(k, rev, 0) == b.versionIno(k, rev, 0) {
-		t.Error("two mounts with their own keys give a revision the same number")
-	}
-	if a.versionIno(k, rev, 0) == a.versionIno(k, rev, 1) {
-		t.Error("the next attempt gives the same number")
-	}
-	other := store.Revision{Version: 3, IV: []byte("0123456789ac")}
-	if a.versionIno(k, rev, 0) == a.versionIno(k, other, 0) {
-		t.Error("two revisions share a number")
-	}
-	a.inoHash = func(store.Key, store.Revision, int) uint64 { return 1<<63 | 1 }
-	if ino := a.versionIno(k, rev, 0); ino>>63 != 0 || ino <= 1 {
-		t.Errorf("number %#x: in the created range, 0 or the root's", ino)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/secretfs/secretfs/internal/inonum"
 	"github.com/secretfs/secretfs/internal/touch"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
@@ -68,12 +69,6 @@ func (m *mount) isOwnSignal(ctx context.Context) bool {
 	return ok && fc.Caller.Pid != 0 && m.signals.Own(fc.Caller.Pid)
 }
 
-// signalDirIno is the signal directory's inode number: the last of the
-// range of numbers counted out (by createdIno, and by go-fuse for the
-// applications' directories, both from 1<<63 up), which neither count
-// reaches.
-const signalDirIno = ^uint64(0) - 1
-
 // signalDirFor returns the signal directory, for a lookup of name at the
 // root by a signalling thread; nil for anyone else or any other name.
 func (m *mount) signalDirFor(ctx context.Context, name string, out *fuse.EntryOut) *gofs.Inode {
@@ -83,7 +78,7 @@ func (m *mount) signalDirFor(ctx context.Context, name string, out *fuse.EntryOu
 	fill(&out.Attr, vfs.Attr{Dir: true, Perm: 0o500, Nlink: 2, UID: uint32(unix.Geteuid()), GID: uint32(unix.Getegid())})
 	out.SetEntryTimeout(kernelTime(0)) // looked up again at every use: only the signaller finds it
 	out.SetAttrTimeout(kernelTime(0))
-	return m.root.NewInode(ctx, &signalDir{m: m}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: signalDirIno})
+	return m.root.NewInode(ctx, &signalDir{m: m}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inonum.SignalDir})
 }
 
 // signalDir is where the signalling thread reaches an inode the kernel

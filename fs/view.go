@@ -8,7 +8,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/secretfs/secretfs/fault"
-	"github.com/secretfs/secretfs/store"
+	"github.com/secretfs/secretfs/internal/inonum"
 	"github.com/secretfs/secretfs/vfs"
 )
 
@@ -24,23 +24,14 @@ type viewNode struct {
 
 var _ gofs.NodeOnForgetter = (*viewNode)(nil)
 
-// viewIno is the inode number of the rendering of the view k named digest
-// at attempt, as versionIno is a revision's, in the range of views: an
-// HMAC-SHA256 of "view", the path and the digest (which names the inputs'
-// revisions, whose IVs whoever writes the store chooses) under the
-// mount's key.
-func (m *mount) viewIno(k store.Key, digest string, attempt int) uint64 {
-	return m.inoMAC([][]byte{[]byte("view"), []byte(k.App), []byte(k.Name), []byte(digest)}, int64(attempt))&^(3<<62) | 1<<62
-}
-
 // viewInode returns the inode of the rendering in describes, in parent,
 // taking in over: the inode the kernel already has for that rendering
 // (then in is released), or a new one, rendered first, so that its size
 // is known and a view that cannot be rendered makes no inode.
 func (m *mount) viewInode(ctx context.Context, parent *gofs.Inode, in *vfs.ViewInputs) (*viewNode, error) {
 	k, digest := in.Key(), in.Digest()
-	for attempt := range maxInoAttempts {
-		ino := m.viewIno(k, digest, attempt)
+	for attempt := range inonum.MaxAttempts {
+		ino := m.ino.View(k, digest, attempt)
 		m.mu.Lock()
 		n := m.views[ino]
 		m.mu.Unlock()
@@ -53,7 +44,7 @@ func (m *mount) viewInode(ctx context.Context, parent *gofs.Inode, in *vfs.ViewI
 		}
 	}
 	in.Release()
-	return nil, fault.E(k.Path(), "no free inode number for this rendering after "+strconv.Itoa(maxInoAttempts)+" tries")
+	return nil, fault.E(k.Path(), "no free inode number for this rendering after "+strconv.Itoa(inonum.MaxAttempts)+" tries")
 }
 
 // addView makes the inode of the rendering in, number ino, renders it,

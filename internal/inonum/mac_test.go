@@ -1,4 +1,4 @@
-package fs
+package inonum
 
 import (
 	"crypto/hmac"
@@ -8,12 +8,12 @@ import (
 	"testing"
 )
 
-// inoMAC, which reuses keyed hashes from a pool, gives what a fresh
-// HMAC-SHA256 under the mount's key gives for the same length-prefixed
+// mac, which reuses keyed hashes from a pool, gives what a fresh
+// HMAC-SHA256 under the Numbers' key gives for the same length-prefixed
 // parts and numbers, from many goroutines at once: a hash put back in the
 // pool carries nothing into the next number.
-func TestInoMACIsAFreshHMACOfItsLengthPrefixedParts(t *testing.T) {
-	m := &mount{inoKey: newInoKey()}
+func TestMACIsAFreshHMACOfItsLengthPrefixedParts(t *testing.T) {
+	m := New()
 	want := func(parts [][]byte, nums ...int64) uint64 {
 		var b []byte
 		for _, p := range parts {
@@ -23,7 +23,7 @@ func TestInoMACIsAFreshHMACOfItsLengthPrefixedParts(t *testing.T) {
 		for _, n := range nums {
 			b = binary.AppendVarint(b, n)
 		}
-		mac := hmac.New(sha256.New, m.inoKey)
+		mac := hmac.New(sha256.New, m.key)
 		mac.Write(b)
 		return binary.BigEndian.Uint64(mac.Sum(nil))
 	}
@@ -38,7 +38,7 @@ func TestInoMACIsAFreshHMACOfItsLengthPrefixedParts(t *testing.T) {
 	}
 	seen := map[uint64]int{}
 	for i, c := range cases {
-		got := m.inoMAC(c.parts, c.nums...)
+		got := m.mac(c.parts, c.nums...)
 		if w := want(c.parts, c.nums...); got != w {
 			t.Errorf("case %d: %#x, want %#x", i, got, w)
 		}
@@ -54,7 +54,7 @@ func TestInoMACIsAFreshHMACOfItsLengthPrefixedParts(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				c := cases[(g+i)%len(cases)]
-				if got, w := m.inoMAC(c.parts, c.nums...), want(c.parts, c.nums...); got != w {
+				if got, w := m.mac(c.parts, c.nums...), want(c.parts, c.nums...); got != w {
 					t.Errorf("concurrently: %#x, want %#x", got, w)
 					return
 				}
