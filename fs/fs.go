@@ -76,8 +76,10 @@ type Options struct {
 	Apps       []string      // fixed list of applications; nil means discover them from the store
 	TTL        time.Duration // how long the kernel may keep names and attributes
 	Log        logrus.FieldLogger
-	// Served, if set, is told of every request the mount served.
-	Served func(op string, errno syscall.Errno, took time.Duration)
+	// Wrap, if set, is given the mount's requests as the kernel sends
+	// them, and returns what serves them instead: a decorator that passes
+	// each on (metrics.Registry.WrapRequests counts them).
+	Wrap func(fuse.RawFileSystem) fuse.RawFileSystem
 	// Committed, if set, is told of every commit of a writer's buffer
 	// and its outcome (nil: committed).
 	Committed func(err error)
@@ -170,8 +172,8 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	raw := gofs.NewNodeFS(m.root, options)
 	m.requests.RawFileSystem = raw
 	var served fuse.RawFileSystem = m.requests
-	if opts.Served != nil {
-		served = &observed{RawFileSystem: m.requests, served: opts.Served}
+	if opts.Wrap != nil {
+		served = opts.Wrap(m.requests)
 	}
 	mountPoint := dir
 	if opts.Mounted != "" {

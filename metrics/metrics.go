@@ -5,7 +5,8 @@
 // /healthz.
 //
 // The counting wraps the boundaries as decorators (WrapStore, WrapKeys,
-// Observer, Served); nothing inside a store or a key wrapper knows of it.
+// Observer, WrapRequests); nothing inside a store, a key wrapper or the
+// file system knows of it.
 // A backend request's result is "ok", the snake-case name of its
 // fault.Kind ("not_found", "conflict", "permission", "unavailable",
 // "other"...), or "canceled" when its caller gave up first.

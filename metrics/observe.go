@@ -10,8 +10,8 @@ import (
 	"github.com/secretfs/secretfs/store"
 )
 
-// Served counts one FUSE request the mount served: pass it as
-// fs.Options.Served. op is the request's name (LOOKUP, OPEN, READ...);
+// Served counts one FUSE request the mount served, as WrapRequests does
+// for each. op is the request's name (LOOKUP, OPEN, READ...);
 // errno is what it answered, labelled by name: OK for success, else
 // ENOENT, EIO...
 func (r *Registry) Served(op string, errno syscall.Errno, took time.Duration) {

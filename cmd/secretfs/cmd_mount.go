@@ -307,14 +307,14 @@ func newCatalog(b *backend, mc mountConfig, meter *metrics.Registry, log logrus.
 // hooks that count (meter) and audit (auditLog) what it serves, each nil
 // when not asked for.
 func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, auditLog *audit.Log) fs.Options {
-	var countRequest func(string, syscall.Errno, time.Duration)
+	var countRequests func(fuse.RawFileSystem) fuse.RawFileSystem
 	var countCommit func(error)
 	if meter != nil {
-		countRequest, countCommit = meter.Served, meter.Committed
+		countRequests, countCommit = meter.WrapRequests, meter.Committed
 	}
 	mc := c.mount
 	return fs.Options{
-		Served:     countRequest,
+		Wrap:       countRequests,
 		Committed:  countCommit,
 		Audit:      auditLog.Recorder(),
 		ReadOnly:   readOnly,
