@@ -20,9 +20,10 @@ import (
 // rendering of a view (mount.views, view.go) and for each secret being
 // created here (mount.secrets).
 //
-// Inode numbers come from package inonum (mount.ino), in three disjoint
-// ranges: a revision's (inonum.Numbers.Version), a view rendering's
-// (Numbers.View), and one this mount counts out (a secret being created,
+// Inode numbers come from package inonum (mount.ino), in ranges that
+// never meet: a revision's (inonum.Numbers.Version), a view rendering's
+// (Numbers.View), go-fuse's automatic numbers (the applications'
+// directories), and one this mount counts out (a secret being created,
 // Numbers.Created; the signal directory, inonum.SignalDir). This package
 // keeps which node holds each number.
 

@@ -9,10 +9,15 @@
 //     name and the revision;
 //   - 01, a view rendering's (View): a keyed hash of the view's path and
 //     the digest of its inputs' revisions;
-//   - 1x, numbers counted out from 1<<63 up: a secret being created
-//     (Created), and go-fuse's automatic numbers (the applications'
-//     directories), which count from 1<<63 up too; the signal directory
-//     has the last but one (SignalDir), which neither count reaches.
+//   - 10, go-fuse's automatic numbers (the applications' directories),
+//     counted from 1<<63 up;
+//   - 11, numbers counted out from 3<<62 up: a secret being created
+//     (Created); the signal directory has the last but one (SignalDir),
+//     which the count never reaches.
+//
+// So no two inodes the kernel holds at once share a number: tools that
+// tell files apart by (st_dev, st_ino), as du, tar and cp -a do, see an
+// application's directory and a secret being created as two files.
 //
 // 0 and FUSE's root node id (1) are never given.
 //
@@ -47,18 +52,16 @@ const (
 	MaxAttempts = 64
 
 	// SignalDir is the signal directory's inode number: the last but one
-	// of the range counted out (by Created, and by go-fuse for the
-	// applications' directories, both from 1<<63 up), which neither
-	// count reaches.
+	// of Created's range, which its count never reaches.
 	SignalDir = ^uint64(0) - 1
 
 	// rootID is FUSE's node id of the root (fuse.FUSE_ROOT_ID), which a
 	// hashed number must not be.
 	rootID = 1
 
-	// counted is the top bit: set on the numbers counted out, clear on
-	// the hashed ones.
-	counted = 1 << 63
+	// createdRange is where Created counts from: the top two bits set,
+	// above go-fuse's automatic numbers (from 1<<63).
+	createdRange = 3 << 62
 	// viewRange is the second bit of a hashed number: set on a view
 	// rendering's, clear on a revision's.
 	viewRange = 1 << 62
@@ -131,7 +134,7 @@ func (n *Numbers) View(k store.Key, digest string, attempt int) uint64 {
 
 // Created is a new inode number for a secret being created: the top bit
 // set, and a count from 1, one more at each call.
-func (n *Numbers) Created() uint64 { return counted | n.created.Add(1) }
+func (n *Numbers) Created() uint64 { return createdRange | n.created.Add(1) }
 
 // mac returns the first 8 bytes of the HMAC-SHA256 of parts, each
 // length-prefixed, then of the numbers nums, under n's key. It runs for

@@ -73,8 +73,10 @@ func rangeOf(ino uint64) string {
 		return "revision"
 	case 1:
 		return "view"
+	case 2:
+		return "go-fuse's automatic"
 	default:
-		return "counted"
+		return "created"
 	}
 }
 
@@ -100,10 +102,10 @@ func TestRangesAreDisjointAndNeverZeroOrTheRoot(t *testing.T) {
 		k := store.Key{App: "app", Name: "s" + strconv.Itoa(i)}
 		give("revision", n.Version(k, rev, i%3))
 		give("view", n.View(k, "digest", i%3))
-		give("counted", n.Created())
+		give("created", n.Created())
 	}
-	if rangeOf(SignalDir) != "counted" {
-		t.Errorf("the signal directory's number %#x is not in the counted range", uint64(SignalDir))
+	if rangeOf(SignalDir) != "created" {
+		t.Errorf("the signal directory's number %#x is not in the created range", uint64(SignalDir))
 	}
 	if _, dup := given[SignalDir]; dup {
 		t.Error("the signal directory's number was given")
@@ -139,15 +141,15 @@ func TestAForcedHashStaysInTheRevisionsRange(t *testing.T) {
 	}
 }
 
-// Created counts up from the start of the counted range, one at a call,
+// Created counts up from the start of its range (above go-fuse's automatic numbers), one at a call,
 // from many goroutines at once; each Numbers counts on its own.
 func TestCreatedCountsUpInItsRange(t *testing.T) {
 	n := New()
-	if got := n.Created(); got != 1<<63|1 {
-		t.Errorf("the first created number is %#x, want %#x", got, uint64(1<<63|1))
+	if got := n.Created(); got != 3<<62|1 {
+		t.Errorf("the first created number is %#x, want %#x", got, uint64(3<<62|1))
 	}
-	if got := n.Created(); got != 1<<63|2 {
-		t.Errorf("the second created number is %#x, want %#x", got, uint64(1<<63|2))
+	if got := n.Created(); got != 3<<62|2 {
+		t.Errorf("the second created number is %#x, want %#x", got, uint64(3<<62|2))
 	}
 	var (
 		mu   sync.Mutex
@@ -170,10 +172,10 @@ func TestCreatedCountsUpInItsRange(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := n.Created(); got != 1<<63|403 {
-		t.Errorf("after 402 numbers the next is %#x, want %#x", got, uint64(1<<63|403))
+	if got := n.Created(); got != 3<<62|403 {
+		t.Errorf("after 402 numbers the next is %#x, want %#x", got, uint64(3<<62|403))
 	}
-	if got := New().Created(); got != 1<<63|1 {
-		t.Errorf("another Numbers' first created number is %#x, want %#x", got, uint64(1<<63|1))
+	if got := New().Created(); got != 3<<62|1 {
+		t.Errorf("another Numbers' first created number is %#x, want %#x", got, uint64(3<<62|1))
 	}
 }
