@@ -113,6 +113,17 @@ func (mc *mountConfig) validate() error {
 	if mc.cacheSize < 1 {
 		return fmt.Errorf("--cache-size %d: want at least 1", mc.cacheSize)
 	}
+	// -1 (all ones) is no one's id: chown(2) reads it as "no change",
+	// and the kernel refuses it (a mount with it as --uid failed with
+	// "permission denied"). The configuration file refuses it too.
+	for _, id := range []struct {
+		flag string
+		id   uint32
+	}{{"--uid", mc.uid}, {"--gid", mc.gid}} {
+		if id.id == 1<<32-1 {
+			return fmt.Errorf("%s %d: want a number from 0 to 4294967294", id.flag, id.id)
+		}
+	}
 	for _, app := range mc.apps {
 		if err := store.ValidName(app); err != nil {
 			return fmt.Errorf("--apps %q: %w", app, err)

@@ -41,6 +41,9 @@ func TestEachBadValueIsRefusedNamingItsFlagBeforeTheMountMakesAnything(t *testin
 		{"bad watch pattern", nil, []string{"--watch", "bill["}, `--watch "bill[": want an application, or a pattern`},
 		{"empty watch pattern", nil, []string{"--watch", "a,,b"}, `--watch "": `},
 		{"watch pattern from the environment", []string{"SECRETFS_WATCH", "["}, nil, `--watch "[": `},
+		{"uid of all ones", nil, []string{"--uid", "4294967295"}, "--uid 4294967295: want a number from 0 to 4294967294"},
+		{"gid of all ones", nil, []string{"--gid", "4294967295"}, "--gid 4294967295: want a number from 0 to 4294967294"},
+		{"gid of all ones from the environment", []string{"SECRETFS_GID", "4294967295"}, nil, "--gid 4294967295: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.env != nil {
