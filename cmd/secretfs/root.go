@@ -140,8 +140,11 @@ func (c *config) validate() error {
 		return fmt.Errorf("--log-format %q: want text or json", c.logFormat)
 	}
 	if c.logLevel != "" {
+		// logrus also parses trace (nothing logs at it), fatal and panic
+		// (which would hide every error line, an integrity failure's
+		// included): only the four levels the flag names are taken.
 		level, err := logrus.ParseLevel(c.logLevel)
-		if err != nil {
+		if err != nil || level < logrus.ErrorLevel || level > logrus.DebugLevel {
 			return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)
 		}
 		c.level = level
