@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/secretfs/secretfs/crypto"
@@ -211,6 +212,7 @@ For example:
 			err = quoteNames(err, args[0])
 			for _, m := range metas {
 				if long {
+					m = c.overTheLimit(m, b.MaxValueSize())
 					fmt.Fprintln(out, longLine(m))
 				} else {
 					fmt.Fprintln(out, listedName(m.Name))
@@ -228,6 +230,20 @@ For example:
 // and one that was never made (a mistyped name) are the same to a verb.
 func errNoSecrets(app string) error {
 	return fmt.Errorf("%s: the application holds no secrets (or does not exist)", listedName(app))
+}
+
+// overTheLimit returns m marked malformed (store.Meta.Invalid) when the
+// Size it records is over limit, the store's largest value, with a
+// warning: no valid item records such a size, and the mount refuses it
+// (EIO at its lookup), so ls -l shows nothing it claims.
+func (c *config) overTheLimit(m store.Meta, limit int64) store.Meta {
+	if m.Invalid != nil || m.Size <= limit {
+		return m
+	}
+	m.Invalid = fmt.Errorf("the store says the value is %d bytes, over the store's limit of %d", m.Size, limit)
+	c.log.WithFields(logrus.Fields{"application": m.App, "name": listedName(m.Name), "error": m.Invalid.Error()}).
+		Warn("a secret in the store's listing has a malformed item: reading it fails")
+	return m
 }
 
 // longLine is one line of `ls -l`: size, modification time, version (a

@@ -27,7 +27,23 @@ func TestMigrateLeavesAMalformedItemAlone(t *testing.T) {
 
 // ls -l shows a malformed item as such, and nothing it claims.
 func TestLsLongShowsAMalformedItemAsSuch(t *testing.T) {
-	dataDir := storeWithAMalformedItem(t)
+	lsLongShowsMalformed(t, storeWithAMalformedItem(t))
+}
+
+// ls -l shows an item whose Size is over the store's limit as malformed,
+// as the mount refuses it (EIO at its lookup): no valid item records such
+// a size, and a column of 1125899906842624 bytes would be a lie.
+func TestLsLongShowsASizeOverTheStoresLimitAsMalformed(t *testing.T) {
+	stderr := lsLongShowsMalformed(t, storeWithABadItem(t, `UPDATE secrets SET Size = 1125899906842624 WHERE SecretName = 'bad'`))
+	if !strings.Contains(stderr, "over the store's limit") {
+		t.Errorf("ls -l says nothing of the item over the limit on standard error:\n%s", stderr)
+	}
+}
+
+// lsLongShowsMalformed checks ls -l app of a store holding app/good and
+// a malformed app/bad, and returns its standard error.
+func lsLongShowsMalformed(t *testing.T, dataDir []string) (stderr string) {
+	t.Helper()
 	out, stderr, err := run(t, nil, append([]string{"ls", "-l", "app"}, dataDir...)...)
 	if err != nil {
 		t.Fatalf("ls -l app: %v\n%s", err, stderr)
@@ -45,11 +61,19 @@ func TestLsLongShowsAMalformedItemAsSuch(t *testing.T) {
 			}
 		}
 	}
+	return stderr
 }
 
 // storeWithAMalformedItem is a local store holding app/good and app/bad,
 // put with putFlags, app/bad's Size then made one no item records.
 func storeWithAMalformedItem(t *testing.T, putFlags ...string) []string {
+	t.Helper()
+	return storeWithABadItem(t, `UPDATE secrets SET Size = -7 WHERE SecretName = 'bad'`, putFlags...)
+}
+
+// storeWithABadItem is a local store holding app/good and app/bad, put
+// with putFlags, then altered by the SQL statement update.
+func storeWithABadItem(t *testing.T, update string, putFlags ...string) []string {
 	t.Helper()
 	dataDir := newStore(t)
 	for _, name := range []string{"app/good", "app/bad"} {
@@ -63,7 +87,7 @@ func storeWithAMalformedItem(t *testing.T, putFlags ...string) []string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(`UPDATE secrets SET Size = -7 WHERE SecretName = 'bad'`); err != nil {
+	if _, err := db.Exec(update); err != nil {
 		t.Fatal(err)
 	}
 	return dataDir
