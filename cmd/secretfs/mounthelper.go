@@ -73,13 +73,16 @@ func mountHelperArgs(root *cobra.Command, args []string) (out []string, ok bool,
 }
 
 // sourceFlags returns the flags SOURCE stands for: local:DATA_DIR or
-// dynamodb:TABLE. ok is false when it is neither.
+// dynamodb:TABLE. ok is false when source is no SOURCE: it holds no
+// colon, or it is a flag (whose value may hold one). No verb holds a
+// colon, so one of another scheme (a typo in fstab, loacl:DIR) is a
+// SOURCE, refused naming the two forms rather than as an unknown command.
 func sourceFlags(source string) (flags []string, ok bool, err error) {
 	scheme, where, found := strings.Cut(source, ":")
-	if !found || (scheme != "local" && scheme != "dynamodb") {
+	if !found || strings.HasPrefix(source, "-") {
 		return nil, false, nil
 	}
-	if where == "" {
+	if where == "" || (scheme != "local" && scheme != "dynamodb") {
 		return nil, true, fmt.Errorf("%s: want local:DATA_DIR or dynamodb:TABLE", source)
 	}
 	if scheme == "local" {

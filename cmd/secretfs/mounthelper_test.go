@@ -199,3 +199,32 @@ func TestMainRefusesAnUnknownMountOptionWithStatusOne(t *testing.T) {
 		t.Errorf("status %d, stderr %q", status, stderr)
 	}
 }
+
+// A SOURCE of another scheme (a typo in fstab: loacl:/var/lib/secretfs)
+// is refused naming the two forms, not as an unknown command; a first
+// argument that is a flag (whose value may hold a colon) is no SOURCE.
+func TestMountHelperRefusesASourceOfAnotherSchemeNamingTheForms(t *testing.T) {
+	for _, args := range [][]string{
+		{"loacl:/var/lib/secretfs", "/run/secrets", "-o", "ro"},
+		{"dynamo:secrets", "/srv/secrets"},
+		{"s3:bucket", "/m"},
+	} {
+		_, ok, err := helperArgs(args)
+		if !ok || err == nil || !strings.Contains(err.Error(), args[0]+": want local:DATA_DIR or dynamodb:TABLE") {
+			t.Errorf("%q: ok %v, err %v; want it refused naming local:DATA_DIR and dynamodb:TABLE", args, ok, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"--kms-key=arn:aws:kms:eu-west-1:111122223333:key/x", "ls"},
+		{"--data-dir=/a:b", "get", "app/s"},
+		{"-h", "x:y"},
+	} {
+		if _, ok, err := helperArgs(args); ok || err != nil {
+			t.Errorf("%q taken for the mount(8) form: ok %v, err %v", args, ok, err)
+		}
+	}
+	_, stderr, status := runMain(t, nil, "loacl:/d", "/m", "-o", "ro")
+	if status != 1 || string(stderr) != "secretfs: loacl:/d: want local:DATA_DIR or dynamodb:TABLE\n" {
+		t.Errorf("secretfs loacl:/d /m -o ro: status %d, stderr %q; want the forms named", status, stderr)
+	}
+}
