@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/internal/mountns"
 	"github.com/secretfs/secretfs/internal/testserver"
 )
 
@@ -34,6 +35,11 @@ var binary string
 var dynalite, localKMS *testserver.Server
 
 func TestMain(m *testing.M) {
+	// The shards run side by side, and some boot containers: in a mount
+	// namespace of its own, a shard's mounts are copied into no other
+	// shard's containers, which would keep them alive (and a replaced
+	// or stopped secretfs serving) until the container ends.
+	mountns.Isolate()
 	os.Exit(run(m))
 }
 

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/secretfs/secretfs/internal/mountns"
 )
 
 // run runs the secretfs command line args in this process, with stdin
@@ -49,6 +51,8 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	// Its mounts in no other process's namespace (internal/mountns).
+	mountns.Isolate()
 	// Flags set in the environment of whoever runs the tests must not
 	// change what the tests run.
 	for _, kv := range os.Environ() {
