@@ -13,7 +13,8 @@ import (
 
 // Holder is something that still references a detached mount: a
 // process's descriptor, current or root directory, or a mount (a bind of
-// a directory in it) in some process's mount namespace.
+// a directory in it, or a copy) in some process's mount namespace, also
+// one beneath the process's root that its mountinfo does not list.
 type Holder struct {
 	PID     int
 	Command string // the process's name (/proc/PID/comm)
@@ -24,7 +25,9 @@ func (h Holder) String() string { return fmt.Sprintf("%s (process %d, %s)", h.Wh
 
 // Holders lists what references the file system whose device number is
 // dev, among the processes this process can see in /proc (not those of
-// other PID namespaces, such as other containers). It asks the kernel
+// other PID namespaces, such as other containers), and the mounts of
+// their mount namespaces (Linux 6.11 or later lists those beneath the
+// processes' roots too: listmount.go). It asks the kernel
 // only (AT_STATX_DONT_SYNC): no request reaches the file system's
 // server, which may be the caller. Paths are as each process sees them;
 // a descriptor of a detached mount shows the path inside the mount.
@@ -63,10 +66,16 @@ func Holders(dev uint64) []Holder {
 		if err != nil {
 			continue
 		}
+		listed := 0
 		for _, m := range mounts {
 			if m.Dev == dev {
 				add("mount at " + m.Point + " (" + ns + ")")
+				listed++
 			}
+		}
+		// And those its mountinfo does not list (listmount.go).
+		if all, ok := mountsInNamespace(filepath.Join(dir, "ns", "mnt"), dev); ok && all > listed {
+			add(fmt.Sprintf("%d mount(s) in %s outside the root directory of process %d, listed in no mountinfo (a namespace copied while the file system was mounted, such as a systemd-nspawn container's)", all-listed, ns, pid))
 		}
 	}
 	sort.Slice(found, func(i, j int) bool { return found[i].PID < found[j].PID })
