@@ -20,54 +20,59 @@ type immutable interface {
 	Touch()
 	Open(ctx context.Context, c vfs.Caller, flags uint32) (*vfs.Handle, error)
 	Read(ctx context.Context, dest []byte, off int64) (int, error)
+	// Unpin lets go of what it holds (a revision's snapshot, a
+	// rendering and its inputs' snapshots) until its next use.
+	Unpin()
 }
 
-// immutableNode is what the inodes of revisions and of renderings share:
-// their content and attributes never change, so the kernel may cache
-// both. A writer that opens one (of a view's, only the mount's own change
-// signal) gets a descriptor that bypasses the page cache (writeHandle),
-// whose commit makes a new revision, a new inode.
+// immutableNode is the inode of one committed revision of a secret (rev)
+// or of one rendering of a view (view): its content and attributes never
+// change, so the kernel may cache both. A writer that opens one (of a
+// view's, only the mount's own change signal) gets a descriptor that
+// bypasses the page cache (writeHandle), whose commit makes a new
+// revision, a new inode.
 type immutableNode struct {
 	gofs.Inode
 	m      *mount
 	ino    uint64
-	serves immutable
-}
-
-var (
-	_ gofs.NodeGetattrer = (*immutableNode)(nil)
-	_ gofs.NodeSetattrer = (*immutableNode)(nil)
-	_ gofs.NodeOpener    = (*immutableNode)(nil)
-	_ gofs.NodeReader    = (*immutableNode)(nil)
-	_ gofs.NodeWriter    = (*immutableNode)(nil)
-	_ gofs.NodeFlusher   = (*immutableNode)(nil)
-	_ gofs.NodeFsyncer   = (*immutableNode)(nil)
-	_ gofs.NodeStatfser  = (*immutableNode)(nil)
-)
-
-// versionNode is the inode of one committed revision of a secret.
-type versionNode struct {
-	immutableNode
-	rev *vfs.Revision
-	// registered is the revision this node is in mount.byName as (guarded
-	// by mount.mu): what it was made for, or renamed to.
+	serves immutable         // rev or view
+	rev    *vfs.Revision     // the revision served, or nil
+	view   *vfs.ViewRevision // the rendering served, or nil
+	// registered is what this node is in mount.byName as (guarded by
+	// mount.mu): what it was made for, or renamed to.
 	registered revisionID
 	// sameName is the next node registered under the same name, or nil
 	// (guarded by mount.mu; see mount.register).
-	sameName *versionNode
+	sameName *immutableNode
 }
 
-var _ gofs.NodeOnForgetter = (*versionNode)(nil)
+var (
+	_ gofs.NodeGetattrer   = (*immutableNode)(nil)
+	_ gofs.NodeSetattrer   = (*immutableNode)(nil)
+	_ gofs.NodeOpener      = (*immutableNode)(nil)
+	_ gofs.NodeReader      = (*immutableNode)(nil)
+	_ gofs.NodeWriter      = (*immutableNode)(nil)
+	_ gofs.NodeFlusher     = (*immutableNode)(nil)
+	_ gofs.NodeFsyncer     = (*immutableNode)(nil)
+	_ gofs.NodeStatfser    = (*immutableNode)(nil)
+	_ gofs.NodeOnForgetter = (*immutableNode)(nil)
+)
 
 // id is what the node is now: the revision it serves (which a rename can
-// change: see mount.renamedInPlace).
-func (n *versionNode) id() revisionID { return idOf(n.rev.Key(), n.rev.Meta().Revision()) }
+// change: see mount.renamedInPlace), or its rendering.
+func (n *immutableNode) id() revisionID {
+	if n.view != nil {
+		return revisionID{key: n.view.Key(), iv: n.view.Digest()}
+	}
+	return idOf(n.rev.Key(), n.rev.Meta().Revision())
+}
 
-// OnForget unpins: the kernel holds no reference, so nobody can read
-// this revision through this inode any more (but see mount.revive).
-func (n *versionNode) OnForget() {
-	n.rev.Unpin()
-	n.m.forgotVersion(n)
+// OnForget unpins (a rendering is wiped): the kernel holds no reference,
+// so nobody can read it through this inode any more (but see
+// mount.revive).
+func (n *immutableNode) OnForget() {
+	n.serves.Unpin()
+	n.m.forgot(n)
 }
 
 // Getattr: the kernel refreshes attributes through a descriptor when a

@@ -6,7 +6,7 @@
 // What this package owns is what only the kernel needs:
 //
 //   - the inodes (inode.go): one per committed revision of a secret
-//     (versionNode) and one per secret being created here (createdNode),
+//     (immutableNode) and one per secret being created here (createdNode),
 //     each under a number package inonum gives (a revision's, a keyed
 //     hash that nobody outside the mount can aim at), and what to do when
 //     a number is held by another; the snapshot pins of the revisions the
@@ -37,8 +37,8 @@
 //
 // # Lock order
 //
-// mount.mu guards the inode table (mount.versions, mount.byName,
-// mount.views, mount.secrets) and nothing else; no other lock is taken
+// mount.mu guards the inode table (mount.files, mount.byName,
+// mount.secrets) and nothing else; no other lock is taken
 // while it is held, and it is never held across a call into go-fuse or
 // vfs, nor across the change signal's touches (package touch).
 package fs
@@ -86,7 +86,7 @@ type Options struct {
 	// Audit, if set, is told of every open of a secret, every commit,
 	// unlink and rename, with who asked (audit.Log.Record). On a
 	// read-only mount it turns opens back on, which the kernel otherwise
-	// stops sending (see versionNode.Open): one request per open.
+	// stops sending (see immutableNode.Open): one request per open.
 	Audit func(audit.Entry)
 	// Mounted, if set, is the /dev/fd/N of a FUSE connection that is
 	// mounted already (internal/handover makes one with the kernel's
@@ -127,11 +127,10 @@ type mount struct {
 
 	signals *touch.Signaller // makes inotify events of changes (signal.go)
 
-	mu       sync.Mutex                   // guards the inode table below; see the package comment
-	versions map[uint64]*versionNode      // revision inodes the kernel may hold, by inode number
-	byName   map[store.Key]*versionNode   // the same, by what they are: of each name, its revisions' (see register)
-	views    map[uint64]*viewNode         // the inodes of views' renderings, by inode number
-	secrets  map[*vfs.Secret]*createdNode // the inodes of secrets being created here
+	mu      sync.Mutex                   // guards the inode table below; see the package comment
+	files   map[uint64]*immutableNode    // inodes of revisions and renderings the kernel may hold, by number
+	byName  map[store.Key]*immutableNode // the same, by what they are: of each name, its revisions' (see register)
+	secrets map[*vfs.Secret]*createdNode // the inodes of secrets being created here
 }
 
 // Mount mounts cat at dir and serves it until the returned server is
@@ -165,7 +164,7 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 			// reader of that revision sees) when the open succeeds.
 			// Without it, the truncation comes as a SETATTR through the
 			// new descriptor, which goes to the writer's buffer, and the
-			// reply keeps the revision's size (see versionNode.Setattr).
+			// reply keeps the revision's size (see immutableNode.Setattr).
 			DisableXAttrs: true,
 		},
 	}
@@ -258,7 +257,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		opts.Log = logrus.StandardLogger()
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
-		versions: map[uint64]*versionNode{}, byName: map[store.Key]*versionNode{}, views: map[uint64]*viewNode{},
+		files: map[uint64]*immutableNode{}, byName: map[store.Key]*immutableNode{},
 		secrets: map[*vfs.Secret]*createdNode{},
 		notify:  inodeNotifier{}, ino: inonum.New()}
 	m.vfs = vfs.New(cat, vfs.Options{ReadOnly: opts.ReadOnly, WriteOnly: opts.WriteOnly, Apps: opts.Apps,

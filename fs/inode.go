@@ -16,9 +16,8 @@ import (
 )
 
 // The inode table: which inode the kernel holds for each revision of a
-// secret (mount.versions, and by what it is: mount.byName), for each
-// rendering of a view (mount.views, view.go) and for each secret being
-// created here (mount.secrets).
+// secret and each rendering of a view (mount.files, and by what it is:
+// mount.byName), and for each secret being created here (mount.secrets).
 //
 // Inode numbers come from package inonum (mount.ino), in ranges that
 // never meet: a revision's (inonum.Numbers.Version), a view rendering's
@@ -27,7 +26,8 @@ import (
 // Numbers.Created; the signal directory, inonum.SignalDir). This package
 // keeps which node holds each number.
 
-// revisionID is what a revision inode is: one revision of one secret.
+// revisionID is what an immutable inode is: one revision of one secret,
+// or one rendering of a view (version 0, iv its digest).
 type revisionID struct {
 	key     store.Key
 	version store.Version
@@ -47,34 +47,35 @@ func idOf(k store.Key, rev store.Revision) revisionID {
 // for the next attempt's, the same way every time; after
 // inonum.MaxAttempts the lookup fails rather than loop or share an inode. A node is one
 // application, name and revision, never matched by its number alone.
-func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta) (*versionNode, error) {
+func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta) (*immutableNode, error) {
 	rev := meta.Revision()
 	if n := m.versionOf(k, rev); n != nil && n.rev.Is(k, rev) {
 		return n, nil
 	}
 	for attempt := range inonum.MaxAttempts {
 		ino := m.ino.Version(k, rev, attempt)
-		n := m.version(ino)
+		n := m.file(ino)
 		if n == nil {
 			n = m.addVersion(ctx, parent, k, meta, ino)
 		}
-		if n.rev.Is(k, rev) {
+		if n.rev != nil && n.rev.Is(k, rev) {
 			return n, nil
 		}
-		m.log.WithFields(logrus.Fields{"secret": k.String(), "holder": n.rev.Key().String(), "attempt": attempt}).
+		m.log.WithFields(logrus.Fields{"secret": k.String(), "holder": n.serves.Key().String(), "attempt": attempt}).
 			Warn("the inode number of a revision is held by another; it gets the next")
 	}
 	return nil, fault.E(k.Path(), "no free inode number for this revision after "+strconv.Itoa(inonum.MaxAttempts)+" tries")
 }
 
-func (m *mount) version(ino uint64) *versionNode {
+// file returns the node of a revision or rendering numbered ino, or nil.
+func (m *mount) file(ino uint64) *immutableNode {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.versions[ino]
+	return m.files[ino]
 }
 
 // versionOf returns the node registered as revision rev of k, or nil.
-func (m *mount) versionOf(k store.Key, rev store.Revision) *versionNode {
+func (m *mount) versionOf(k store.Key, rev store.Revision) *immutableNode {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.registeredAs(idOf(k, rev))
@@ -83,33 +84,43 @@ func (m *mount) versionOf(k store.Key, rev store.Revision) *versionNode {
 // addVersion makes the inode of revision meta of k, number ino, and
 // registers it, unless another request registered one for ino first: then
 // that one is returned, and this one, which the kernel never saw, dropped.
-func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta, ino uint64) *versionNode {
-	n := &versionNode{immutableNode: immutableNode{m: m, ino: ino}}
+func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta, ino uint64) *immutableNode {
+	n := &immutableNode{m: m, ino: ino}
 	n.rev = m.vfs.NewRevision(k, meta, func() { m.revive(n) }, func() { m.notify.content(&n.Inode) })
 	n.serves = n.rev
-	parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
+	held, _ := m.add(ctx, parent, n, idOf(k, meta.Revision()))
+	return held
+}
+
+// add gives n, made for id, its inode in parent and enters it in the
+// table, unless another request entered a node numbered n.ino first:
+// then that one is returned, and n, which the kernel never saw, is not
+// (mine is false).
+func (m *mount) add(ctx context.Context, parent *gofs.Inode, n *immutableNode, id revisionID) (held *immutableNode, mine bool) {
+	parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if held := m.versions[ino]; held != nil {
-		return held
+	if held := m.files[n.ino]; held != nil {
+		return held, false
 	}
-	m.versions[ino] = n
-	m.register(n, idOf(k, meta.Revision()))
-	return n
+	m.files[n.ino] = n
+	m.register(n, id)
+	return n, true
 }
 
 // register makes n the inode of id, unless a node that is still id (in
-// mount.versions) holds it. m.mu must be held.
+// mount.files) holds it. m.mu must be held.
 //
 // The nodes are kept by name (mount.byName), each registered as one
-// revision of its name, in a list through versionNode.sameName that most
-// often holds one: `ls -l` asks for every name again, and a map keyed by
-// the name alone, whose strings are most often the very ones the listing
-// gives, costs less than one keyed by a revisionID, whose IV is copied,
-// hashed and compared, and less to fill on a fresh mount.
-func (m *mount) register(n *versionNode, id revisionID) {
+// revision of its name (or rendering of its view), in a list through
+// immutableNode.sameName that most often holds one: `ls -l` asks for
+// every name again, and a map keyed by the name alone, whose strings are
+// most often the very ones the listing gives, costs less than one keyed
+// by a revisionID, whose IV is copied, hashed and compared, and less to
+// fill on a fresh mount.
+func (m *mount) register(n *immutableNode, id revisionID) {
 	held := m.registeredAs(id)
-	if held != nil && held != n && m.versions[held.ino] == held {
+	if held != nil && held != n && m.files[held.ino] == held {
 		return
 	}
 	if held != nil {
@@ -124,7 +135,7 @@ func (m *mount) register(n *versionNode, id revisionID) {
 
 // registeredAs returns the node registered as id, or nil. m.mu must be
 // held.
-func (m *mount) registeredAs(id revisionID) *versionNode {
+func (m *mount) registeredAs(id revisionID) *immutableNode {
 	for n := m.byName[id.key]; n != nil; n = n.sameName {
 		if n.registered == id {
 			return n
@@ -135,7 +146,7 @@ func (m *mount) registeredAs(id revisionID) *versionNode {
 
 // unregister takes n out of mount.byName, where it is under the name it
 // was registered as. m.mu must be held.
-func (m *mount) unregister(n *versionNode) {
+func (m *mount) unregister(n *immutableNode) {
 	k := n.registered.key
 	first := m.byName[k]
 	switch {
@@ -154,32 +165,33 @@ func (m *mount) unregister(n *versionNode) {
 	n.sameName = nil
 }
 
-// revive registers n again if OnForget dropped it while a request still
-// held it. go-fuse's OnForget contract (fs/api.go) says the implementer
-// must make sure "the inode cannot be revived concurrently by a LOOKUP":
-// a lookup that found n in the table just before the kernel's FORGET
-// returns it to the kernel, which then holds an inode the table no longer
-// names, and whose snapshot OnForget unpinned. Its next use pins the
-// snapshot again (vfs.Revision calls this then), and this puts it back in
-// the table, so that the next lookup of that revision finds it instead of
-// making a second inode of one number. A number another node took
-// meanwhile stays that node's.
-func (m *mount) revive(n *versionNode) {
+// revive enters n in the table again if OnForget dropped it while a
+// request still held it. go-fuse's OnForget contract (fs/api.go) says the
+// implementer must make sure "the inode cannot be revived concurrently by
+// a LOOKUP": a lookup that found n in the table just before the kernel's
+// FORGET returns it to the kernel, which then holds an inode the table no
+// longer names, and whose snapshot (or rendering's inputs) OnForget
+// unpinned. Its next use pins them again (vfs.Revision and
+// vfs.ViewRevision call this then), and this puts it back in the table,
+// so that the next lookup of that revision finds it instead of making a
+// second inode of one number. A number another node took meanwhile stays
+// that node's.
+func (m *mount) revive(n *immutableNode) {
 	id := n.id()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.versions[n.ino] == nil {
-		m.versions[n.ino] = n
+	if m.files[n.ino] == nil {
+		m.files[n.ino] = n
 		m.register(n, id)
 	}
 }
 
-// forgotVersion drops n from the table: the kernel forgot it.
-func (m *mount) forgotVersion(n *versionNode) {
+// forgot drops n from the table: the kernel forgot it.
+func (m *mount) forgot(n *immutableNode) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.versions[n.ino] == n {
-		delete(m.versions, n.ino)
+	if m.files[n.ino] == n {
+		delete(m.files, n.ino)
 	}
 	m.unregister(n)
 }
@@ -208,13 +220,13 @@ func (m *mount) renamedInPlace(e vfs.Event) bool {
 	if moved == nil {
 		return false
 	}
-	n, ok := moved.Operations().(*versionNode)
-	if !ok || !n.rev.Is(e.From, e.Was) {
+	n, ok := moved.Operations().(*immutableNode)
+	if !ok || n.rev == nil || !n.rev.Is(e.From, e.Was) {
 		return false
 	}
 	now := idOf(e.Key, e.Now.Revision())
 	m.mu.Lock()
-	if m.registeredAs(now) != nil || m.versions[n.ino] != n {
+	if m.registeredAs(now) != nil || m.files[n.ino] != n {
 		m.mu.Unlock()
 		return false
 	}
@@ -277,15 +289,13 @@ func (by entryFor) op() string { return [...]string{"lookup", "readdirplus", "cr
 
 // entry returns, for a request (by) of k, the inode of what vfs
 // says the name points at (e, or err), and fills out. The kernel may keep
-// the name for e.Fresh, and a revision's attributes for the TTL (they
-// never change); a secret being created has attributes that change as it
-// is written, which it keeps for no time at all.
+// the name for e.Fresh, and the attributes of a revision or a view's
+// rendering for the TTL (they never change); a secret being created has
+// attributes that change as it is written, which it keeps for no time at
+// all.
 func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vfs.Entry, err error, by entryFor, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if err != nil {
 		return nil, m.errno(by.op(), k.Path(), err)
-	}
-	if e.View != nil {
-		return m.viewEntry(ctx, parent, e, by, out)
 	}
 	if e.Created != nil {
 		d := m.createdInode(ctx, parent, e.Created)
@@ -294,38 +304,22 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 		out.SetAttrTimeout(kernelTime(0))
 		return &d.Inode, 0
 	}
-	n, err := m.versionInode(ctx, parent, k, e.Meta)
-	if err != nil {
-		return nil, m.errno(by.op(), k.Path(), err)
+	var n *immutableNode
+	if e.View != nil {
+		n, err = m.viewInode(ctx, parent, e.View)
+	} else {
+		n, err = m.versionInode(ctx, parent, k, e.Meta)
 	}
-	if by != creation {
-		if err := n.rev.Verify(ctx); err != nil {
-			return nil, m.errno(by.op(), k.Path(), err)
-		}
+	if err == nil && n.rev != nil && by != creation {
+		err = n.rev.Verify(ctx)
 	}
-	if by == lookup && m.noOpen.Load() {
-		n.rev.Touch()
-	}
-	fill(&out.Attr, n.rev.Attr())
-	out.SetEntryTimeout(kernelTime(e.Fresh))
-	out.SetAttrTimeout(kernelTime(m.opts.TTL))
-	return &n.Inode, 0
-}
-
-// viewEntry returns the inode of the view's rendering e describes, for a
-// request (by), and fills out. A rendering never changes: the kernel may
-// keep its attributes for the TTL, and the name as long as its inputs
-// stand (e.Fresh).
-func (m *mount) viewEntry(ctx context.Context, parent *gofs.Inode, e vfs.Entry, by entryFor, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	k := e.View.Key()
-	n, err := m.viewInode(ctx, parent, e.View)
 	if err != nil {
 		return nil, m.errno(by.op(), k.Path(), err)
 	}
 	if by == lookup && m.noOpen.Load() {
-		n.rev.Touch()
+		n.serves.Touch()
 	}
-	fill(&out.Attr, n.rev.Attr())
+	fill(&out.Attr, n.serves.Attr())
 	out.SetEntryTimeout(kernelTime(e.Fresh))
 	out.SetAttrTimeout(kernelTime(m.opts.TTL))
 	return &n.Inode, 0

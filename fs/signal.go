@@ -98,38 +98,28 @@ func (d *signalDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, syscall.ENOENT
 	}
 	d.m.mu.Lock()
-	v, w := d.m.versions[ino], d.m.views[ino]
+	n := d.m.files[ino]
 	d.m.mu.Unlock()
-	switch {
-	case v != nil:
-		fill(&out.Attr, v.rev.Attr())
-		out.SetEntryTimeout(kernelTime(0))
-		out.SetAttrTimeout(kernelTime(d.m.opts.TTL))
-		return &v.Inode, 0
-	case w != nil:
-		fill(&out.Attr, w.rev.Attr())
-		out.SetEntryTimeout(kernelTime(0))
-		out.SetAttrTimeout(kernelTime(d.m.opts.TTL))
-		return &w.Inode, 0
+	if n == nil {
+		return nil, syscall.ENOENT
 	}
-	return nil, syscall.ENOENT
+	fill(&out.Attr, n.serves.Attr())
+	out.SetEntryTimeout(kernelTime(0))
+	out.SetAttrTimeout(kernelTime(d.m.opts.TTL))
+	return &n.Inode, 0
 }
 
 // heldInodes returns the numbers of the inodes the kernel holds of k's
 // revisions (or renderings, for a view) other than the one its name
 // points at now: those a program watching the file may watch.
 func (m *mount) heldInodes(k store.Key) []uint64 {
-	current, _ := m.vfs.Current(k)
+	current, _ := m.vfs.Current(k) // none for a view: every rendering is held
+	now := idOf(k, current.Revision())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []uint64
-	for ino, n := range m.versions {
-		if n.registered.key == k && (n.registered.version != current.Version || n.registered.iv != string(current.InitialisationVector)) {
-			out = append(out, ino)
-		}
-	}
-	for ino, n := range m.views {
-		if n.rev.Key() == k {
+	for ino, n := range m.files {
+		if n.registered.key == k && n.registered != now {
 			out = append(out, ino)
 		}
 	}

@@ -17,17 +17,17 @@ func TestTheInodeTableFindsEachRevisionByWhatItIs(t *testing.T) {
 		return store.Meta{Key: k, Version: v, InitialisationVector: []byte(iv)}
 	}
 	one, two, renamed := rev(1, "iv-one"), rev(2, "iv-two"), store.Meta{Key: to, Version: 1, InitialisationVector: []byte("iv-new")}
-	enter := func(meta store.Meta, ino uint64) *versionNode {
-		n := &versionNode{immutableNode: immutableNode{m: m, ino: ino}}
+	enter := func(meta store.Meta, ino uint64) *immutableNode {
+		n := &immutableNode{m: m, ino: ino}
 		n.rev = m.vfs.NewRevision(meta.Key, meta, func() {}, func() {})
 		n.serves = n.rev
 		m.mu.Lock()
-		m.versions[ino] = n
+		m.files[ino] = n
 		m.register(n, idOf(meta.Key, meta.Revision()))
 		m.mu.Unlock()
 		return n
 	}
-	want := func(what string, k store.Key, meta store.Meta, n *versionNode) {
+	want := func(what string, k store.Key, meta store.Meta, n *immutableNode) {
 		t.Helper()
 		if got := m.versionOf(k, meta.Revision()); got != n {
 			t.Errorf("%s: the table gives %p, want %p", what, got, n)
@@ -45,11 +45,11 @@ func TestTheInodeTableFindsEachRevisionByWhatItIs(t *testing.T) {
 
 	three := rev(3, "iv-three")
 	n4 := enter(three, 40)
-	m.forgotVersion(n2)
+	m.forgot(n2)
 	want("revision 2, forgotten", k, two, nil)
 	want("revision 1, once revision 2 is forgotten", k, one, n1)
 	want("revision 3, once revision 2 is forgotten", k, three, n4)
-	m.forgotVersion(n4)
+	m.forgot(n4)
 	want("revision 3, forgotten", k, three, nil)
 	want("revision 1, once revision 3 is forgotten", k, one, n1)
 
@@ -61,7 +61,7 @@ func TestTheInodeTableFindsEachRevisionByWhatItIs(t *testing.T) {
 	want("the renamed revision under its old name", k, renamed, nil)
 
 	n3 := enter(two, 30)
-	m.forgotVersion(n1)
+	m.forgot(n1)
 	want("the renamed revision, forgotten", to, renamed, nil)
 	want("revision 2, entered again", k, two, n3)
 }

@@ -518,6 +518,10 @@ func (r *ViewRevision) Is(k store.Key, digest string) bool {
 	return r.view.Path() == k && r.digest == digest
 }
 
+// Digest names the set of input revisions r is rendered from (see
+// ViewInputs.Digest).
+func (r *ViewRevision) Digest() string { return r.digest }
+
 // current reports whether the last lookup of the view found this
 // rendering, and no input changed since.
 func (r *ViewRevision) current() bool {
