@@ -181,6 +181,28 @@ func kindSaidBy(err error) Kind {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Names reports whether err's message names p: some *Error in its tree
+// (through fmt's wrapping, and errors.Join's) is about p. A log line adds
+// the path it is about only when the error does not name it already.
+func Names(err error, p Path) bool {
+	switch e := err.(type) {
+	case nil:
+		return false
+	case *Error:
+		if e.Path == p {
+			return true
+		}
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			if Names(inner, p) {
+				return true
+			}
+		}
+		return false
+	}
+	return Names(errors.Unwrap(err), p)
+}
+
 // KindOf reports the Kind of err: that of the outermost *Error in its chain
 // with a Kind other than Other. A deadline that expired or a cancelled
 // context, anywhere in the chain, counts as Unavailable: the backend did

@@ -225,3 +225,28 @@ func TestMessageLeavesOutEveryOp(t *testing.T) {
 		t.Fatalf("Message of a plain error = %q", got)
 	}
 }
+
+// Names finds the path anywhere in an error's tree: in an *Error, behind
+// fmt's wrapping and errors.Join, and not in a message that merely
+// mentions it.
+func TestNamesFindsThePathAnywhereInTheTree(t *testing.T) {
+	p := Path("app/db")
+	named := E(Op("secrets.Get"), p, NotFound)
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{named, true},
+		{E(Op("outer"), named), true},
+		{fmt.Errorf("context: %w", named), true},
+		{errors.Join(errors.New("other"), fmt.Errorf("x: %w", named)), true},
+		{E(Path("app/other"), NotFound), false},
+		{errors.New("app/db"), false},
+		{errors.Join(errors.New("a"), E(Path("b"), NotFound)), false},
+	} {
+		if got := Names(tc.err, p); got != tc.want {
+			t.Errorf("Names(%v, %q) = %v, want %v", tc.err, p, got, tc.want)
+		}
+	}
+}

@@ -39,7 +39,7 @@ func (m *mount) errno(op string, p fault.Path, err error) syscall.Errno {
 		level, msg = logrus.DebugLevel, "reported again, logged when it happened: "+msg
 	}
 	fields := logrus.Fields{"op": op, "errno": e.Error()}
-	if p != "" && !names(err, p) {
+	if p != "" && !fault.Names(err, p) {
 		fields["path"] = string(p)
 	}
 	m.log.WithFields(fields).Log(level, msg)
@@ -58,25 +58,4 @@ func errnoOf(err error) syscall.Errno {
 		return syscall.ESTALE
 	}
 	return fault.KindOf(err).Errno()
-}
-
-// names reports whether err's message names p: some *fault.Error in its
-// tree is about p.
-func names(err error, p fault.Path) bool {
-	switch e := err.(type) {
-	case nil:
-		return false
-	case *fault.Error:
-		if e.Path == p {
-			return true
-		}
-	case interface{ Unwrap() []error }:
-		for _, inner := range e.Unwrap() {
-			if names(inner, p) {
-				return true
-			}
-		}
-		return false
-	}
-	return names(errors.Unwrap(err), p)
 }

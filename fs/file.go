@@ -158,13 +158,17 @@ func (n *immutableNode) Write(ctx context.Context, fh gofs.FileHandle, data []by
 // unchanged: the kernel sets the inode's size from it, and readers of
 // this revision share that size.
 func (n *immutableNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	k := n.serves.Key()
-	if err := n.m.vfs.Setattr(ctx, n.m.caller(ctx, 0), k, handleOf(fh), change(in)); err != nil {
-		return n.m.errno("setattr", k.Path(), err)
+	if errno := n.m.setattr(ctx, n.serves.Key(), fh, in); errno != 0 {
+		return errno
 	}
 	fill(&out.Attr, n.serves.Attr())
 	out.SetTimeout(kernelTime(n.m.opts.TTL))
 	return 0
+}
+
+// setattr asks vfs for the change a SETATTR of k through fh asks for.
+func (m *mount) setattr(ctx context.Context, k store.Key, fh gofs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
+	return m.errno("setattr", k.Path(), m.vfs.Setattr(ctx, m.caller(ctx, 0), k, handleOf(fh), change(in)))
 }
 
 func (n *immutableNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
@@ -194,10 +198,16 @@ var (
 func (d *createdNode) OnForget() { d.m.forgotCreated(d) }
 
 // Getattr never waits: the closing writer may be the caller itself (a
-// program's first fstat of the stdout its shell redirected). Its
-// attributes change as it is written: the kernel keeps them for no time.
+// program's first fstat of the stdout its shell redirected).
 func (d *createdNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if h := handleOf(fh); h != nil && d.m.requests.viaHandle(ctx) {
+	return d.attr(fh, d.m.requests.viaHandle(ctx), out)
+}
+
+// attr fills out with the attributes of the writer's buffer, for a
+// request through its descriptor (writer), or else the secret's. They
+// change as it is written: the kernel keeps them for no time.
+func (d *createdNode) attr(fh gofs.FileHandle, writer bool, out *fuse.AttrOut) syscall.Errno {
+	if h := handleOf(fh); h != nil && writer {
 		fill(&out.Attr, h.Attr())
 	} else {
 		fill(&out.Attr, d.s.Attr())
@@ -215,18 +225,14 @@ func (d *createdNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 	return &writeHandle{m: d.m, h: h}, fuse.FOPEN_DIRECT_IO, 0
 }
 
+// Setattr: a truncation through the writer's descriptor answers with its
+// buffer's attributes.
 func (d *createdNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	k := d.s.Key()
-	h := handleOf(fh)
-	if err := d.m.vfs.Setattr(ctx, d.m.caller(ctx, 0), k, h, change(in)); err != nil {
-		return d.m.errno("setattr", k.Path(), err)
+	if errno := d.m.setattr(ctx, d.s.Key(), fh, in); errno != 0 {
+		return errno
 	}
-	if _, truncated := in.GetSize(); truncated && h != nil {
-		fill(&out.Attr, h.Attr())
-		out.SetTimeout(kernelTime(0))
-		return 0
-	}
-	return d.Getattr(ctx, fh, out)
+	_, truncated := in.GetSize()
+	return d.attr(fh, truncated, out)
 }
 
 func (d *createdNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {

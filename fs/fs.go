@@ -118,7 +118,6 @@ type mount struct {
 	opts     Options
 	log      logrus.FieldLogger
 	requests *requests
-	notify   notifier
 	root     *rootNode
 	noOpen   atomic.Bool // Open answers ENOSYS: the kernel stops sending OPEN and FLUSH for the whole mount
 	// ino gives the inode numbers, under a key drawn for this mount;
@@ -258,8 +257,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
 		files: map[uint64]*immutableNode{}, byName: map[store.Key]*immutableNode{},
-		secrets: map[*vfs.Secret]*createdNode{},
-		notify:  inodeNotifier{}, ino: inonum.New()}
+		secrets: map[*vfs.Secret]*createdNode{}, ino: inonum.New()}
 	m.vfs = vfs.New(cat, vfs.Options{ReadOnly: opts.ReadOnly, WriteOnly: opts.WriteOnly, Apps: opts.Apps,
 		UID: opts.UID, GID: opts.GID, FileMode: opts.FileMode, DirMode: opts.DirMode, TTL: opts.TTL, Log: opts.Log,
 		Events: m.changed, Committed: opts.Committed, Audit: opts.Audit, Errno: errnoOf,
@@ -286,7 +284,7 @@ func (m *mount) changed(e vfs.Event) {
 	case vfs.Committed:
 		// The writer's next command, once this request returns, must
 		// look the name up again and read what it wrote.
-		m.notify.entryBeforeReply(child, e.Key.Name)
+		notifyEntryBeforeReply(child, e.Key.Name)
 	case vfs.Renamed:
 		if m.renamedInPlace(e) {
 			return
@@ -295,9 +293,9 @@ func (m *mount) changed(e vfs.Event) {
 		// and it has moved the entry (it holds the directory's lock
 		// until then), so it drops the moved entry, which describes a
 		// revision the new name does not hold.
-		m.notify.entry(child, e.Key.Name)
+		notifyEntry(child, e.Key.Name)
 	case vfs.Changed:
-		m.notify.entry(child, e.Key.Name)
+		notifyEntry(child, e.Key.Name)
 	case vfs.Removed:
 		// The kernel dropped the name itself when UNLINK returned.
 	}

@@ -86,7 +86,7 @@ func (m *mount) versionOf(k store.Key, rev store.Revision) *immutableNode {
 // that one is returned, and this one, which the kernel never saw, dropped.
 func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta, ino uint64) *immutableNode {
 	n := &immutableNode{m: m, ino: ino}
-	n.rev = m.vfs.NewRevision(k, meta, func() { m.revive(n) }, func() { m.notify.content(&n.Inode) })
+	n.rev = m.vfs.NewRevision(k, meta, func() { m.revive(n) }, func() { notifyContent(&n.Inode) })
 	n.serves = n.rev
 	held, _ := m.add(ctx, parent, n, idOf(k, meta.Revision()))
 	return held
@@ -244,20 +244,21 @@ func (m *mount) createdInode(ctx context.Context, parent *gofs.Inode, s *vfs.Sec
 	m.mu.Lock()
 	d := m.secrets[s]
 	m.mu.Unlock()
-	if d == nil {
-		fresh := &createdNode{m: m, s: s}
-		parent.NewInode(ctx, fresh, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: m.ino.Created()})
-		m.mu.Lock()
-		if d = m.secrets[s]; d == nil {
-			d = fresh
-			m.secrets[s] = d
-		}
-		m.mu.Unlock()
-		if d == fresh {
-			return d
-		}
+	if d != nil {
+		s.Unhold()
+		return d
 	}
-	s.Unhold()
+	fresh := &createdNode{m: m, s: s}
+	parent.NewInode(ctx, fresh, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: m.ino.Created()})
+	m.mu.Lock()
+	if d = m.secrets[s]; d == nil {
+		d = fresh
+		m.secrets[s] = d
+	}
+	m.mu.Unlock()
+	if d != fresh {
+		s.Unhold() // another request made one first
+	}
 	return d
 }
 

@@ -43,7 +43,7 @@ func (m *mount) viewInode(ctx context.Context, parent *gofs.Inode, in *vfs.ViewI
 // first: then that one is returned.
 func (m *mount) addView(ctx context.Context, parent *gofs.Inode, in *vfs.ViewInputs, ino uint64) (*immutableNode, error) {
 	n := &immutableNode{m: m, ino: ino}
-	n.view = m.vfs.NewViewRevision(in, func() { m.revive(n) }, func() { m.notify.content(&n.Inode) })
+	n.view = m.vfs.NewViewRevision(in, func() { m.revive(n) }, func() { notifyContent(&n.Inode) })
 	n.serves = n.view
 	if err := n.view.Prepare(ctx); err != nil {
 		n.view.Unpin()
