@@ -19,7 +19,7 @@ import (
 func quietMount() *mount {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	return newMount(nil, Options{Log: log})
+	return newMount(nil, Options{Options: vfs.Options{Log: log}})
 }
 
 func TestErrnoMapsEveryKind(t *testing.T) {
@@ -71,7 +71,7 @@ func TestErrnoOfPlainErrorIsEIOAndNeverEINTR(t *testing.T) {
 func TestAFailureIsLoggedOnceNamingOpAndPathOnce(t *testing.T) {
 	log, hook := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
-	m := newMount(nil, Options{Log: log})
+	m := newMount(nil, Options{Options: vfs.Options{Log: log}})
 	named := fault.E(fault.Op("secrets.Put"), fault.Path("app/s"), fault.Unavailable, "no answer")
 	m.errno("close", "app/s", fmt.Errorf("wrapped: %w", named))
 	m.errno("lookup", "app/t", fault.E(fault.Invalid, "bad"))

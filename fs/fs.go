@@ -56,10 +56,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/secretfs/secretfs/audit"
 	"github.com/secretfs/secretfs/internal/inonum"
 	"github.com/secretfs/secretfs/internal/touch"
-	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
@@ -67,37 +65,24 @@ import (
 
 // Options shape what the mount shows and allows.
 type Options struct {
-	ReadOnly   bool
-	WriteOnly  bool          // the key can only wrap (a public key): reads are refused with EACCES
-	AllowOther bool          // let users other than the mounter in (needs user_allow_other for non-root)
-	UID, GID   uint32        // owner of every file and directory
-	FileMode   uint32        // permission bits of secrets, e.g. 0600
-	DirMode    uint32        // permission bits of directories, e.g. 0700
-	Apps       []string      // fixed list of applications; nil means discover them from the store
-	TTL        time.Duration // how long the kernel may keep names and attributes
-	Log        logrus.FieldLogger
+	// Options are the file semantics' (package vfs): read-only or
+	// write-only (a public key: reads are refused with EACCES), the
+	// applications, owners and modes, the views, the commit and audit
+	// hooks. TTL is also how long the kernel may keep names and
+	// attributes. Events and Errno are the mount's own: Mount sets them.
+	// On a read-only mount, Audit turns opens back on, which the kernel
+	// otherwise stops sending (see immutableNode.Open): one request per
+	// open.
+	vfs.Options
+	AllowOther bool // let users other than the mounter in (needs user_allow_other for non-root)
 	// Wrap, if set, is given the mount's requests as the kernel sends
 	// them, and returns what serves them instead: a decorator that passes
 	// each on (metrics.Registry.WrapRequests counts them).
 	Wrap func(fuse.RawFileSystem) fuse.RawFileSystem
-	// Committed, if set, is told of every commit of a writer's buffer
-	// and its outcome (nil: committed).
-	Committed func(err error)
-	// Audit, if set, is told of every open of a secret, every commit,
-	// unlink and rename, with who asked (audit.Log.Record). On a
-	// read-only mount it turns opens back on, which the kernel otherwise
-	// stops sending (see immutableNode.Open): one request per open.
-	Audit func(audit.Entry)
 	// Mounted, if set, is the /dev/fd/N of a FUSE connection that is
 	// mounted already (internal/handover makes one with the kernel's
 	// mount API): Mount serves it, and mounts nothing at dir.
 	Mounted string
-	// OwnerOf, Views and Idle are vfs.Options': owners and modes per
-	// path, the views, and how long a view's rendering nobody read is
-	// kept.
-	OwnerOf func(path string) vfs.Owner
-	Views   []*render.View
-	Idle    time.Duration
 	// Watched, if set, turns change signals on (signal.go): inotify
 	// watchers hear of every change the mount learns of from the store,
 	// and of views' changes. It says which applications the mount lists
@@ -258,10 +243,9 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
 		files: map[uint64]*immutableNode{}, byName: map[store.Key]*immutableNode{},
 		secrets: map[*vfs.Secret]*createdNode{}, ino: inonum.New()}
-	m.vfs = vfs.New(cat, vfs.Options{ReadOnly: opts.ReadOnly, WriteOnly: opts.WriteOnly, Apps: opts.Apps,
-		UID: opts.UID, GID: opts.GID, FileMode: opts.FileMode, DirMode: opts.DirMode, TTL: opts.TTL, Log: opts.Log,
-		Events: m.changed, Committed: opts.Committed, Audit: opts.Audit, Errno: errnoOf,
-		OwnerOf: opts.OwnerOf, Views: opts.Views, Idle: opts.Idle})
+	vopts := opts.Options
+	vopts.Events, vopts.Errno = m.changed, errnoOf
+	m.vfs = vfs.New(cat, vopts)
 	m.signals = touch.New(m.log, m.signal)
 	m.root = &rootNode{m: m}
 	return m

@@ -17,6 +17,7 @@ import (
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store/memory"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // mountMemory mounts, in this process, a file system over an in-memory
@@ -112,7 +113,7 @@ func TestLayoutRefusals(t *testing.T) {
 
 // A write-only mount replaces values but opens none that would read one.
 func TestWriteOnlyMountOpensOnlyForReplacing(t *testing.T) {
-	dir := mountMemory(t, fs.Options{WriteOnly: true})
+	dir := mountMemory(t, fs.Options{Options: vfs.Options{WriteOnly: true}})
 	p := filepath.Join(dir, "app", "s")
 	if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
 		t.Fatal(err)
@@ -222,7 +223,7 @@ func TestAWriteInPlaceIsLaidOverTheValue(t *testing.T) {
 // laid over a value the mount cannot read: the write is taken, the close
 // fails with EACCES, and the value is left as it was.
 func TestWriteOnlyMountRefusesAWriteInPlaceAtClose(t *testing.T) {
-	dir := mountMemory(t, fs.Options{WriteOnly: true})
+	dir := mountMemory(t, fs.Options{Options: vfs.Options{WriteOnly: true}})
 	p := filepath.Join(dir, "app", "s")
 	if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
 		t.Fatal(err)

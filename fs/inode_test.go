@@ -17,6 +17,7 @@ import (
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/store/memory"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // mountWith mounts m (made by newMount, and changed by the test) in this
@@ -89,10 +90,10 @@ func TestARevisionWhoseInodeNumberIsTakenGetsItsOwnInode(t *testing.T) {
 		}
 	}
 	var seen audits
-	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{
+	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
 		Log: quietMount().log, Audit: seen.record, TTL: time.Minute,
 		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-	})
+	}})
 	const taken = 4242
 	var hashed sync.Map // attempts asked for, per secret
 	m.ino = inonum.WithVersionHash(func(k store.Key, rev store.Revision, attempt int) uint64 {

@@ -19,6 +19,7 @@ import (
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/store/memory"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // listedSecrets is how many secrets the application of BenchmarkLsL
@@ -46,8 +47,8 @@ func BenchmarkLsL(b *testing.B) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	dir := b.TempDir()
-	server, err := fs.Mount(dir, cache.New(keeper, cache.Options{TTL: time.Hour}), fs.Options{
-		Log: log, FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), TTL: time.Hour})
+	server, err := fs.Mount(dir, cache.New(keeper, cache.Options{TTL: time.Hour}), fs.Options{Options: vfs.Options{
+		Log: log, FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), TTL: time.Hour}})
 	if err != nil {
 		b.Fatalf("mount (run as root with /dev/fuse and fuse3): %v", err)
 	}

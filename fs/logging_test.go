@@ -17,6 +17,7 @@ import (
 	"github.com/secretfs/secretfs/crypto/cryptotest"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store/memory"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // A commit that fails is one log line, however many closes and fsyncs
@@ -30,10 +31,10 @@ func TestAFailedCommitIsLoggedOnce(t *testing.T) {
 	}
 	keeper := secrets.NewKeeper(memory.New(), envelope, secrets.Options{})
 	log, hook := logtest.NewNullLogger()
-	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{
+	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
 		Log: log, TTL: time.Minute,
 		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-	})
+	}})
 	b := staleWriter(t, mountWith(t, m))
 	hook.Reset()
 	for i, report := range []func() error{b.Sync, b.Sync, b.Close} {

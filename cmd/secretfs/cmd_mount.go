@@ -27,6 +27,7 @@ import (
 	"github.com/secretfs/secretfs/internal/handover"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/store"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // mountConfig holds mount's own flags (config.mount).
@@ -325,21 +326,23 @@ func fsOptions(c *config, writeOnly, readOnly bool, meter *metrics.Registry, aud
 	}
 	mc := c.mount
 	return fs.Options{
+		Options: vfs.Options{
+			Committed: countCommit,
+			Audit:     auditLog.Recorder(),
+			ReadOnly:  readOnly,
+			WriteOnly: writeOnly,
+			UID:       mc.uid,
+			GID:       mc.gid,
+			FileMode:  uint32(mc.fileMode),
+			DirMode:   uint32(mc.dirMode),
+			Apps:      mc.apps,
+			TTL:       mc.ttl,
+			Idle:      mc.cacheIdle,
+			Log:       c.log,
+		},
 		Wrap:       countRequests,
-		Committed:  countCommit,
-		Audit:      auditLog.Recorder(),
-		ReadOnly:   readOnly,
-		WriteOnly:  writeOnly,
 		AllowOther: mc.allowOther,
-		UID:        mc.uid,
-		GID:        mc.gid,
-		FileMode:   uint32(mc.fileMode),
-		DirMode:    uint32(mc.dirMode),
-		Apps:       mc.apps,
 		Watched:    watchedBy(mc.watch),
-		TTL:        mc.ttl,
-		Idle:       mc.cacheIdle,
-		Log:        c.log,
 	}
 }
 

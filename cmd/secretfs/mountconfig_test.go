@@ -13,6 +13,7 @@ import (
 
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/mountconfig"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // The applications whose changes are signalled are those of --watch and
@@ -89,7 +90,7 @@ func TestAViewWiderThanItsInputIsWarnedOfOnAMountOthersMayEnter(t *testing.T) {
 	}
 	for _, allowOther := range []bool{true, false} {
 		log, hook := logtest.NewNullLogger()
-		withMountConfig(fs.Options{AllowOther: allowOther, DirMode: 0o755, FileMode: 0o600, Log: log}, cfg)
+		withMountConfig(fs.Options{AllowOther: allowOther, Options: vfs.Options{DirMode: 0o755, FileMode: 0o600, Log: log}}, cfg)
 		var warned []string
 		for _, e := range hook.AllEntries() {
 			if e.Level == logrus.WarnLevel {
