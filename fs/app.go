@@ -13,15 +13,9 @@ import (
 )
 
 // appNode is "/<app>/": the secrets of one application.
-type appNode struct {
-	gofs.Inode
-	m   *mount
-	app string
-}
+type appNode struct{ dirNode }
 
 var (
-	_ gofs.NodeGetattrer      = (*appNode)(nil)
-	_ gofs.NodeSetattrer      = (*appNode)(nil)
 	_ gofs.NodeLookuper       = (*appNode)(nil)
 	_ gofs.NodeOpendirHandler = (*appNode)(nil)
 	_ gofs.NodeCreater        = (*appNode)(nil)
@@ -31,23 +25,7 @@ var (
 	_ gofs.NodeMknoder        = (*appNode)(nil)
 	_ gofs.NodeLinker         = (*appNode)(nil)
 	_ gofs.NodeSymlinker      = (*appNode)(nil)
-	_ gofs.NodeStatfser       = (*appNode)(nil)
 )
-
-func (a *appNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fill(&out.Attr, a.m.vfs.AppAttr(a.app))
-	return 0
-}
-
-func (a *appNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if err := a.m.vfs.SetattrApp(a.app, change(in)); err != nil {
-		return a.m.errno("setattr", fault.Path(a.app), err)
-	}
-	fill(&out.Attr, a.m.vfs.AppAttr(a.app))
-	return 0
-}
-
-func (a *appNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return statfs(out) }
 
 func (a *appNode) key(name string) store.Key { return store.Key{App: a.app, Name: name} }
 

@@ -100,11 +100,19 @@ func (n *immutableNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle
 		return nil, 0, syscall.ENOSYS
 	}
 	h, err := n.serves.Open(ctx, n.m.caller(ctx, openFor(flags)), flags)
+	return n.m.opened(n.serves.Key(), h, err, fuse.FOPEN_KEEP_CACHE)
+}
+
+// opened answers an open of k that vfs answered with h (a writer's
+// session; nil for a reader) or err. A reader keeps the kernel's pages
+// and closes without a FLUSH; a writer's descriptor bypasses the page
+// cache, whose pages stay if keep is FOPEN_KEEP_CACHE.
+func (m *mount) opened(k store.Key, h *vfs.Handle, err error, keep uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	switch {
 	case err != nil:
-		return nil, 0, n.m.errno("open", n.serves.Key().Path(), err)
+		return nil, 0, m.errno("open", k.Path(), err)
 	case h != nil:
-		return &writeHandle{m: n.m, h: h}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
+		return &writeHandle{m: m, h: h}, fuse.FOPEN_DIRECT_IO | keep, 0
 	}
 	return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
@@ -219,10 +227,7 @@ func (d *createdNode) attr(fh gofs.FileHandle, writer bool, out *fuse.AttrOut) s
 // Open gives a writer a session of its own (see vfs.Secret.Open).
 func (d *createdNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	h, err := d.s.Open(ctx, d.m.caller(ctx, openFor(flags)), flags)
-	if err != nil {
-		return nil, 0, d.m.errno("open", d.s.Key().Path(), err)
-	}
-	return &writeHandle{m: d.m, h: h}, fuse.FOPEN_DIRECT_IO, 0
+	return d.m.opened(d.s.Key(), h, err, 0)
 }
 
 // Setattr: a truncation through the writer's descriptor answers with its

@@ -247,7 +247,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	vopts.Events, vopts.Errno = m.changed, errnoOf
 	m.vfs = vfs.New(cat, vopts)
 	m.signals = touch.New(m.log, m.signal)
-	m.root = &rootNode{m: m}
+	m.root = &rootNode{dirNode{m: m}}
 	return m
 }
 

@@ -10,36 +10,46 @@ import (
 	"github.com/secretfs/secretfs/fault"
 )
 
-// rootNode is "/": one directory per application.
-type rootNode struct {
+// dirNode is what the root and the applications' directories share:
+// their attributes, which change only to what they are.
+type dirNode struct {
 	gofs.Inode
-	m *mount
+	m   *mount
+	app string // "" for the root
 }
 
 var (
-	_ gofs.NodeGetattrer = (*rootNode)(nil)
-	_ gofs.NodeSetattrer = (*rootNode)(nil)
+	_ gofs.NodeGetattrer = (*dirNode)(nil)
+	_ gofs.NodeSetattrer = (*dirNode)(nil)
+	_ gofs.NodeStatfser  = (*dirNode)(nil)
+)
+
+func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fill(&out.Attr, d.m.vfs.DirAttr(d.app))
+	return 0
+}
+
+func (d *dirNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if err := d.m.vfs.SetattrDir(d.app, change(in)); err != nil {
+		return d.m.errno("setattr", fault.Path(d.app), err)
+	}
+	fill(&out.Attr, d.m.vfs.DirAttr(d.app))
+	return 0
+}
+
+func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return statfs(out) }
+
+// rootNode is "/": one directory per application.
+type rootNode struct{ dirNode }
+
+var (
 	_ gofs.NodeLookuper  = (*rootNode)(nil)
 	_ gofs.NodeReaddirer = (*rootNode)(nil)
 	_ gofs.NodeMkdirer   = (*rootNode)(nil)
 	_ gofs.NodeRmdirer   = (*rootNode)(nil)
 	_ gofs.NodeRenamer   = (*rootNode)(nil)
 	_ gofs.NodeCreater   = (*rootNode)(nil)
-	_ gofs.NodeStatfser  = (*rootNode)(nil)
 )
-
-func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fill(&out.Attr, r.m.vfs.RootAttr())
-	return 0
-}
-
-func (r *rootNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if err := r.m.vfs.SetattrRoot(change(in)); err != nil {
-		return r.m.errno("setattr", "/", err)
-	}
-	fill(&out.Attr, r.m.vfs.RootAttr())
-	return 0
-}
 
 // Lookup finds an application. The mount's own change signal also finds
 // the signal directory there (see signalDir); nobody else does.
@@ -54,11 +64,11 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 }
 
 func (r *rootNode) appInode(ctx context.Context, name string, out *fuse.EntryOut) *gofs.Inode {
-	fill(&out.Attr, r.m.vfs.AppAttr(name))
+	fill(&out.Attr, r.m.vfs.DirAttr(name))
 	if child := r.GetChild(name); child != nil {
 		return child
 	}
-	return r.NewInode(ctx, &appNode{m: r.m, app: name}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+	return r.NewInode(ctx, &appNode{dirNode{m: r.m, app: name}}, gofs.StableAttr{Mode: syscall.S_IFDIR})
 }
 
 func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -100,5 +110,3 @@ func (r *rootNode) Rename(ctx context.Context, name string, newParent gofs.Inode
 func (r *rootNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	return nil, nil, 0, r.m.errno("create", fault.Path(name), r.m.vfs.CreateInRoot(name))
 }
-
-func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return statfs(out) }

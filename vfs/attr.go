@@ -90,15 +90,14 @@ func (o *owners) of(k store.Key) Owner {
 	return owner
 }
 
-// RootAttr is the attributes of the root: the mount options'.
-func (v *FS) RootAttr() Attr {
-	return Attr{Dir: true, Perm: v.opts.DirMode, Nlink: 2, UID: v.opts.UID, GID: v.opts.GID, Modified: v.started}
-}
-
-// AppAttr is the attributes of the application app's directory: made
-// when the mount was, owned as its owner rule says.
-func (v *FS) AppAttr(app string) Attr {
-	uid, gid, mode := v.owner(store.Key{App: app}, v.opts.DirMode)
+// DirAttr is the attributes of the application app's directory, or of
+// the root for "": made when the mount was, owned as its owner rule says
+// (the root, as the mount options say).
+func (v *FS) DirAttr(app string) Attr {
+	uid, gid, mode := v.opts.UID, v.opts.GID, v.opts.DirMode
+	if app != "" {
+		uid, gid, mode = v.owner(store.Key{App: app}, v.opts.DirMode)
+	}
 	return Attr{Dir: true, Perm: mode, Nlink: 2, UID: uid, GID: gid, Modified: v.started}
 }
 
@@ -144,16 +143,14 @@ func (v *FS) check(p fault.Path, ch Change, a Attr) error {
 	return nil
 }
 
-// SetattrApp is a change of an application directory's attributes: only
-// to what they are.
-func (v *FS) SetattrApp(app string, ch Change) error {
-	return v.check(fault.Path(app), ch, v.AppAttr(app))
-}
-
-// SetattrRoot is a change of the root's attributes: only to what they
-// are.
-func (v *FS) SetattrRoot(ch Change) error {
-	return v.check("/", ch, v.RootAttr())
+// SetattrDir is a change of the attributes of app's directory, or of
+// the root for "": only to what they are.
+func (v *FS) SetattrDir(app string, ch Change) error {
+	p := fault.Path(app)
+	if app == "" {
+		p = "/"
+	}
+	return v.check(p, ch, v.DirAttr(app))
 }
 
 // Setattr is a change of the secret k's attributes, through the handle h

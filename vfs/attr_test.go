@@ -49,10 +49,10 @@ func TestOwnerRulesAreAskedOncePerPath(t *testing.T) {
 		if a := f.revision(auth).Attr(); a.UID != 7 {
 			t.Errorf("auth/pw: uid %d, want 7", a.UID)
 		}
-		if a := f.fs.AppAttr("billing"); a.UID != 1001 {
+		if a := f.fs.DirAttr("billing"); a.UID != 1001 {
 			t.Errorf("billing: uid %d, want 1001", a.UID)
 		}
-		if a := f.fs.AppAttr("auth"); a.UID != 7 {
+		if a := f.fs.DirAttr("auth"); a.UID != 7 {
 			t.Errorf("auth: uid %d, want 7", a.UID)
 		}
 	}

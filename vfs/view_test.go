@@ -397,9 +397,9 @@ func TestOwnersAndModesComeFromTheFirstMatchingRule(t *testing.T) {
 			t.Errorf("%s: %d:%d %#o, want %d:%d %#o", what, a.UID, a.GID, a.Perm, uid, gid, perm)
 		}
 	}
-	check("the root", f.fs.RootAttr(), 7, 8, 0o750)
-	check("billing", f.fs.AppAttr("billing"), 1001, 1001, 0o500)
-	check("auth", f.fs.AppAttr("auth"), 7, 8, 0o750)
+	check("the root", f.fs.DirAttr(""), 7, 8, 0o750)
+	check("billing", f.fs.DirAttr("billing"), 1001, 1001, 0o500)
+	check("auth", f.fs.DirAttr("auth"), 7, 8, 0o750)
 	check("billing/api-token", f.revision(token).Attr(), 1001, 1001, 0o400)
 	check("billing/tls.key", f.revision(store.Key{App: "billing", Name: "tls.key"}).Attr(), 0, 8, 0o440)
 	check("auth/pw", f.revision(store.Key{App: "auth", Name: "pw"}).Attr(), 7, 8, 0o640)
@@ -415,8 +415,8 @@ func TestOwnersAndModesComeFromTheFirstMatchingRule(t *testing.T) {
 	f.mustNot("chmod to its mode", f.fs.Setattr(ctx, shell, token, nil, Change{Mode: &same, UID: &owner}))
 	wantKind(t, "chmod to another mode", f.fs.Setattr(ctx, shell, token, nil, Change{Mode: &other}), fault.NotPermitted)
 	wantKind(t, "chown to the mount's owner", f.fs.Setattr(ctx, shell, token, nil, Change{UID: u(7)}), fault.NotPermitted)
-	f.mustNot("chmod of billing to its mode", f.fs.SetattrApp("billing", Change{Mode: u(0o500)}))
-	wantKind(t, "chmod of billing to the mount's mode", f.fs.SetattrApp("billing", Change{Mode: u(0o750)}), fault.NotPermitted)
+	f.mustNot("chmod of billing to its mode", f.fs.SetattrDir("billing", Change{Mode: u(0o500)}))
+	wantKind(t, "chmod of billing to the mount's mode", f.fs.SetattrDir("billing", Change{Mode: u(0o750)}), fault.NotPermitted)
 }
 
 // A read-only mount refuses every change itself, times too: the mount's
@@ -425,8 +425,8 @@ func TestOwnersAndModesComeFromTheFirstMatchingRule(t *testing.T) {
 func TestAReadOnlyMountRefusesEveryChangeItself(t *testing.T) {
 	f := viewFixture(t, Options{ReadOnly: true})
 	wantKind(t, "touch", f.fs.Setattr(ctx, shell, token, nil, Change{}), fault.ReadOnly)
-	wantKind(t, "touch of the application", f.fs.SetattrApp("billing", Change{}), fault.ReadOnly)
-	wantKind(t, "touch of the root", f.fs.SetattrRoot(Change{}), fault.ReadOnly)
+	wantKind(t, "touch of the application", f.fs.SetattrDir("billing", Change{}), fault.ReadOnly)
+	wantKind(t, "touch of the root", f.fs.SetattrDir("", Change{}), fault.ReadOnly)
 	wantKind(t, "truncate", f.fs.Setattr(ctx, shell, token, nil, sizeTo(0)), fault.ReadOnly)
 	wantKind(t, "a write the kernel opened for", f.fs.WriteWithoutOpen(token), fault.ReadOnly)
 	wantKind(t, "ln", f.fs.NotOffered(token.Path(), "hard links"), fault.ReadOnly)

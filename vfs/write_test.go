@@ -345,10 +345,10 @@ func TestOwnersAndModesCanOnlyBeSetToWhatTheOptionsSay(t *testing.T) {
 	u := func(n uint32) *uint32 { return &n }
 	wantKind(t, "chmod 644", f.fs.Setattr(ctx, other, db, nil, Change{Mode: u(0o644)}), fault.NotPermitted)
 	wantKind(t, "chown 0", f.fs.Setattr(ctx, other, db, nil, Change{UID: u(0)}), fault.NotPermitted)
-	wantKind(t, "chgrp 0 of the application", f.fs.SetattrApp("app", Change{GID: u(0)}), fault.NotPermitted)
+	wantKind(t, "chgrp 0 of the application", f.fs.SetattrDir("app", Change{GID: u(0)}), fault.NotPermitted)
 	f.mustNot("chmod 640", f.fs.Setattr(ctx, other, db, nil, Change{Mode: u(0o640)}))
 	f.mustNot("chown 1000:1000", f.fs.Setattr(ctx, other, db, nil, Change{UID: u(1000), GID: u(1000)}))
-	f.mustNot("chmod 750 of the application", f.fs.SetattrApp("app", Change{Mode: u(0o750)}))
+	f.mustNot("chmod 750 of the application", f.fs.SetattrDir("app", Change{Mode: u(0o750)}))
 	if a := f.revision(db).Attr(); a.Perm != 0o640 || a.UID != 1000 || a.Nlink != 1 || a.Size != 1 {
 		t.Errorf("attributes %+v", a)
 	}
