@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -126,17 +125,12 @@ func (m *mount) heldInodes(k store.Key) []uint64 {
 	return out
 }
 
-// pollWatched lists each watched application the kernel holds once per
-// TTL (vfs.FS.Revalidate lists only what is older), so that a change made
-// elsewhere is learnt, and signalled, within the TTL (plus this tick)
-// even when nobody reads. Under a TTL of a second (0: ask at every open)
-// it lists once a second.
+// pollWatched revalidates each watched application the kernel holds as
+// often as vfs says (vfs.FS.RevalidateEvery), so that a change made
+// elsewhere is learnt, and signalled, within the TTL (plus that tick)
+// even when nobody reads.
 func (m *mount) pollWatched() {
-	every := min(max(m.opts.TTL/4, 100*time.Millisecond), 500*time.Millisecond)
-	if m.opts.TTL < time.Second {
-		every = time.Second
-	}
-	m.signals.Every(every, func() {
+	m.signals.Every(m.vfs.RevalidateEvery(), func() {
 		for name, child := range m.root.Children() {
 			if _, ok := child.Operations().(*appNode); ok && m.opts.Watched(name) {
 				if err := m.vfs.Revalidate(context.Background(), name); err != nil {

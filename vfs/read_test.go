@@ -4,6 +4,7 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/secretfs/secretfs/fault"
 )
@@ -300,5 +301,23 @@ func TestAChangeTheCatalogLearnsOfIsTold(t *testing.T) {
 	f.cat.Change(db2)
 	if told := f.told(Changed); len(told) != 1 || told[0] != db2 {
 		t.Errorf("changed events %v", told)
+	}
+}
+
+// A watched application is revalidated a quarter of the TTL apart, at
+// most half a second, so that a change made elsewhere is learnt within
+// the TTL plus that; under a TTL of a second (0: ask at every open), once
+// a second.
+func TestAWatchedApplicationIsRevalidatedWithinTheTTL(t *testing.T) {
+	for _, tc := range []struct{ ttl, want time.Duration }{
+		{0, time.Second},
+		{500 * time.Millisecond, time.Second},
+		{time.Second, 250 * time.Millisecond},
+		{2 * time.Second, 500 * time.Millisecond},
+		{time.Hour, 500 * time.Millisecond},
+	} {
+		if got := newFixture(t, Options{TTL: tc.ttl}).fs.RevalidateEvery(); got != tc.want {
+			t.Errorf("with a TTL of %v, every %v, want %v", tc.ttl, got, tc.want)
+		}
 	}
 }

@@ -787,6 +787,18 @@ func (v *FS) Current(k store.Key) (store.Meta, bool) {
 	return v.cat.Known(k)
 }
 
+// RevalidateEvery is how often a watched application should be
+// revalidated (Revalidate lists only what is older than the TTL), so that
+// a change made elsewhere is learnt within the TTL plus this even when
+// nobody reads: a quarter of the TTL, at most half a second; under a TTL
+// of a second (0: ask at every open), once a second.
+func (v *FS) RevalidateEvery() time.Duration {
+	if v.opts.TTL < time.Second {
+		return time.Second
+	}
+	return min(v.opts.TTL/4, 500*time.Millisecond)
+}
+
 // Revalidate makes sure what the file system knows of app, and of every
 // application its views read, is no older than the TTL: a listing each,
 // if theirs is older. What changed is then told (Options.Events) as the
