@@ -41,9 +41,6 @@ type immutableNode struct {
 	// registered is what this node is in mount.byName as (guarded by
 	// mount.mu): what it was made for, or renamed to.
 	registered revisionID
-	// sameName is the next node registered under the same name, or nil
-	// (guarded by mount.mu; see mount.register).
-	sameName *immutableNode
 }
 
 var (

@@ -111,10 +111,10 @@ type mount struct {
 
 	signals *touch.Signaller // makes inotify events of changes (signal.go)
 
-	mu      sync.Mutex                   // guards the inode table below; see the package comment
-	files   map[uint64]*immutableNode    // inodes of revisions and renderings the kernel may hold, by number
-	byName  map[store.Key]*immutableNode // the same, by what they are: of each name, its revisions' (see register)
-	secrets map[*vfs.Secret]*createdNode // the inodes of secrets being created here
+	mu      sync.Mutex                     // guards the inode table below; see the package comment
+	files   map[uint64]*immutableNode      // inodes of revisions and renderings the kernel may hold, by number
+	byName  map[store.Key][]*immutableNode // the same, by what they are: of each name, its revisions' (see register)
+	secrets map[*vfs.Secret]*createdNode   // the inodes of secrets being created here
 }
 
 // Mount mounts cat at dir and serves it until the returned server is
@@ -241,7 +241,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		opts.Log = logrus.StandardLogger()
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
-		files: map[uint64]*immutableNode{}, byName: map[store.Key]*immutableNode{},
+		files: map[uint64]*immutableNode{}, byName: map[store.Key][]*immutableNode{},
 		secrets: map[*vfs.Secret]*createdNode{}, ino: inonum.New()}
 	vopts := opts.Options
 	vopts.Events, vopts.Errno = m.changed, errnoOf

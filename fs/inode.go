@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -112,12 +113,11 @@ func (m *mount) add(ctx context.Context, parent *gofs.Inode, n *immutableNode, i
 // mount.files) holds it. m.mu must be held.
 //
 // The nodes are kept by name (mount.byName), each registered as one
-// revision of its name (or rendering of its view), in a list through
-// immutableNode.sameName that most often holds one: `ls -l` asks for
-// every name again, and a map keyed by the name alone, whose strings are
-// most often the very ones the listing gives, costs less than one keyed
-// by a revisionID, whose IV is copied, hashed and compared, and less to
-// fill on a fresh mount.
+// revision of its name (or rendering of its view), in a list that most
+// often holds one: `ls -l` asks for every name again, and a map keyed by
+// the name alone, whose strings are most often the very ones the listing
+// gives, costs less than one keyed by a revisionID, whose IV is copied,
+// hashed and compared.
 func (m *mount) register(n *immutableNode, id revisionID) {
 	held := m.registeredAs(id)
 	if held != nil && held != n && m.files[held.ino] == held {
@@ -129,14 +129,14 @@ func (m *mount) register(n *immutableNode, id revisionID) {
 	if held != n && n.registered != (revisionID{}) {
 		m.unregister(n) // as what it was before; a new node never was
 	}
-	n.registered, n.sameName = id, m.byName[id.key]
-	m.byName[id.key] = n
+	n.registered = id
+	m.byName[id.key] = append(m.byName[id.key], n)
 }
 
 // registeredAs returns the node registered as id, or nil. m.mu must be
 // held.
 func (m *mount) registeredAs(id revisionID) *immutableNode {
-	for n := m.byName[id.key]; n != nil; n = n.sameName {
+	for _, n := range m.byName[id.key] {
 		if n.registered == id {
 			return n
 		}
@@ -148,21 +148,11 @@ func (m *mount) registeredAs(id revisionID) *immutableNode {
 // was registered as. m.mu must be held.
 func (m *mount) unregister(n *immutableNode) {
 	k := n.registered.key
-	first := m.byName[k]
-	switch {
-	case first == n && n.sameName == nil:
+	if rest := slices.DeleteFunc(m.byName[k], func(p *immutableNode) bool { return p == n }); len(rest) > 0 {
+		m.byName[k] = rest
+	} else {
 		delete(m.byName, k)
-	case first == n:
-		m.byName[k] = n.sameName
-	default:
-		for p := first; p != nil; p = p.sameName {
-			if p.sameName == n {
-				p.sameName = n.sameName
-				break
-			}
-		}
 	}
-	n.sameName = nil
 }
 
 // revive enters n in the table again if OnForget dropped it while a
