@@ -104,12 +104,10 @@ func (a *appNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 // the entry Readdirent returns before it asks for the next, and `ls -l`
 // of a large application makes one of each per secret.
 type dirHandle struct {
-	a      *appNode
-	list   *vfs.Listing
-	dots   int        // "." and ".." emitted
-	last   store.Meta // the name just listed, when listed is set
-	listed bool
-	ent    fuse.DirEntry // what Readdirent returns
+	a    *appNode
+	list *vfs.Listing
+	dots int           // "." and ".." emitted
+	ent  fuse.DirEntry // what Readdirent returns
 }
 
 var (
@@ -128,20 +126,19 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	if err != nil || !ok {
 		return nil, h.a.m.errno("readdir", fault.Path(h.a.app), err)
 	}
-	h.last, h.listed = meta, true
 	h.ent = fuse.DirEntry{Name: meta.Name, Mode: syscall.S_IFREG}
 	return &h.ent, 0
 }
 
 // Lookup answers READDIRPLUS's lookup of the name just listed from the
-// listing (see vfs.FS.LookupListed). Returning no entry is not an error
+// listing (see vfs.Listing.Lookup). Returning no entry is not an error
 // for the kernel: the listing keeps the name, and a stat looks it up.
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if !h.listed || h.last.Name != name {
+	e, listed, err := h.list.Lookup(ctx, name)
+	if !listed {
 		return h.a.Lookup(ctx, name, out)
 	}
-	e, err := h.a.m.vfs.LookupListed(ctx, h.last)
-	return h.a.m.entry(ctx, &h.a.Inode, h.last.Key, e, err, listing, out)
+	return h.a.m.entry(ctx, &h.a.Inode, h.a.key(name), e, err, listing, out)
 }
 
 // Seekdir supports rewinding (offset 0), which is all that readdir(3)
@@ -151,6 +148,6 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 		return h.a.m.errno("seekdir", fault.Path(h.a.app), fault.E(fault.Path(h.a.app), fault.NotSupported, "seeking a listing other than to its start"))
 	}
 	h.list.Rewind()
-	h.dots, h.listed = 0, false
+	h.dots = 0
 	return 0
 }

@@ -541,6 +541,9 @@ type Listing struct {
 	next  string   // where the next page starts
 	done  bool     // no page after this one
 	views []string // the views not listed yet, sorted
+	// last is what Next gave last, while listed is set (see Lookup).
+	last   store.Meta
+	listed bool
 }
 
 // List starts a listing of app, once its closing writers are done: a
@@ -560,6 +563,24 @@ func (v *FS) listing(app string) Listing {
 // Next returns the metadata of the next secret or view (a view's is its
 // path alone: see IsView), or false at the end.
 func (l *Listing) Next(ctx context.Context) (store.Meta, bool, error) {
+	meta, ok, err := l.advance(ctx)
+	l.last, l.listed = meta, ok
+	return meta, ok, err
+}
+
+// Lookup answers the lookup of name from the listing (LookupListed) if
+// it is the name Next just gave, as READDIRPLUS looks up each name it
+// lists; listed is false for any other name, which needs a Lookup.
+func (l *Listing) Lookup(ctx context.Context, name string) (e Entry, listed bool, err error) {
+	if !l.listed || l.last.Name != name {
+		return Entry{}, false, nil
+	}
+	e, err = l.v.LookupListed(ctx, l.last)
+	return e, true, err
+}
+
+// advance is Next, without recording what it gave.
+func (l *Listing) advance(ctx context.Context) (store.Meta, bool, error) {
 	secret, ok, err := l.peek(ctx)
 	if err != nil {
 		return store.Meta{}, false, err

@@ -207,9 +207,12 @@ func TestAListingPagesTheApplicationAndAnswersItsLookups(t *testing.T) {
 			break
 		}
 		names = append(names, meta.Name)
-		e, err := f.fs.LookupListed(ctx, meta)
-		if err != nil || e.Meta.Name != meta.Name || e.Fresh != time.Minute {
-			t.Errorf("lookup of %s from the listing: %+v, %v", meta.Name, e, err)
+		e, listed, err := l.Lookup(ctx, meta.Name)
+		if err != nil || !listed || e.Meta.Name != meta.Name || e.Fresh != time.Minute {
+			t.Errorf("lookup of %s from the listing: %+v, %v, %v", meta.Name, e, listed, err)
+		}
+		if _, listed, _ := l.Lookup(ctx, "s9"); listed {
+			t.Errorf("a name the listing did not just give was answered from it")
 		}
 	}
 	if !slices.Equal(names, []string{"s0", "s1", "s2", "s3", "s4"}) || f.cat.Calls("List") != 3 {
@@ -218,7 +221,13 @@ func TestAListingPagesTheApplicationAndAnswersItsLookups(t *testing.T) {
 	if n := f.cat.Calls("Lookup"); n != 0 {
 		t.Errorf("%d lookups of the store for a listing", n)
 	}
+	if _, listed, _ := l.Lookup(ctx, "s4"); listed {
+		t.Errorf("the last name was answered from a listing that has ended")
+	}
 	l.Rewind()
+	if _, listed, _ := l.Lookup(ctx, "s4"); listed {
+		t.Errorf("a name was answered from a rewound listing")
+	}
 	if meta, ok, _ := l.Next(ctx); !ok || meta.Name != "s0" {
 		t.Errorf("after rewinding: %v, %v", meta.Name, ok)
 	}
