@@ -5,15 +5,14 @@
 //
 // What this package owns is what only the kernel needs:
 //
-//   - the inodes (inode.go): one per committed revision of a secret
-//     (immutableNode) and one per secret being created here (createdNode),
-//     each under a number package inonum gives (a revision's, a keyed
-//     hash that nobody outside the mount can aim at), and what to do when
-//     a number is held by another; the snapshot pins of the revisions the
-//     kernel may read, and the guard go-fuse's OnForget contract asks for
-//     (mount.revive);
-//   - the inodes of views' renderings (view.go), one per rendering, as
-//     immutable as a revision's;
+//   - the inodes (inode.go): one per committed revision of a secret and
+//     one per rendering of a view (view.go), both immutable
+//     (immutableNode), and one per secret being created here
+//     (createdNode), each under a number package inonum gives (a
+//     revision's, a keyed hash that nobody outside the mount can aim at),
+//     and what to do when a number is held by another; the pins of the
+//     revisions and renderings the kernel may read, and the guard
+//     go-fuse's OnForget contract asks for (mount.revive);
 //   - how the kernel may cache: a revision never changes, so the kernel
 //     keeps its pages and attributes; on a read-only mount Open answers
 //     ENOSYS, after which the kernel sends no OPEN or FLUSH and serves hot
