@@ -96,9 +96,7 @@ func (d *signalDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err != nil || !d.m.isOwnSignal(ctx) {
 		return nil, syscall.ENOENT
 	}
-	d.m.mu.Lock()
-	n := d.m.files[ino]
-	d.m.mu.Unlock()
+	n := d.m.file(ino)
 	if n == nil {
 		return nil, syscall.ENOENT
 	}
