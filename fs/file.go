@@ -295,7 +295,7 @@ func (w *writeHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // Release commits what no close committed; its failure can only be
 // logged.
 func (w *writeHandle) Release(ctx context.Context) syscall.Errno {
-	w.m.errno("release", w.path().Path(), w.h.Release(ctx, w.m.caller(ctx, audited)))
+	w.m.errno("release", w.path().Path(), w.h.Release(ctx))
 	return 0
 }
 

@@ -308,3 +308,51 @@ func TestAuditLogRecordsWhoOpenedCommittedRemovedAndRenamed(t *testing.T) {
 		t.Errorf("the rename records its target as %q", e.To)
 	}
 }
+
+// A commit made at the release (touch, : > f: a creation or truncation
+// nobody wrote after) is audited as the writer's, who opened the file:
+// not as uid 0, pid 0 and no command, which reads as root's (the kernel's
+// RELEASE names no caller). So is truncate(2) by path, which commits at
+// once.
+func TestACommitAtTheReleaseOrByTruncateIsAuditedAsTheWriters(t *testing.T) {
+	requireRoot(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("x"), "put", "app/seed")
+	auditFile := filepath.Join(t.TempDir(), "audit.log")
+	dir := traversableDir(t)
+	m := mountAt(t, b, dir, "--audit-log", auditFile, "--allow-other", "--uid", "1001", "--gid", "1001", "--dir-mode", "0755")
+	for _, script := range []string{"touch " + m.path("app/touched"), ": > " + m.path("app/truncated"), "truncate -s 0 " + m.path("app/seed")} {
+		if out, err := as("1001", script); err != nil {
+			t.Fatalf("as 1001, %s: %q, %v", script, out, err)
+		}
+	}
+	m.mustSh("cat app/touched app/truncated app/seed")
+	m.stop()
+	text, err := os.ReadFile(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"touched", "truncated", "seed"} {
+		found := false
+		for _, line := range strings.Split(strings.TrimSpace(string(text)), "\n") {
+			var e struct {
+				Op, Secret, Command string
+				UID, GID, PID       uint32
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatalf("audit line %q: %v", line, err)
+			}
+			if e.Op != "commit" || e.Secret != secret {
+				continue
+			}
+			found = true
+			if e.UID != 1001 || e.GID != 1001 || e.PID == 0 || e.Command == "" {
+				t.Errorf("the commit of app/%s is audited as %s", secret, line)
+			}
+		}
+		if !found {
+			t.Errorf("no commit of app/%s in the audit log:\n%s", secret, text)
+		}
+	}
+}

@@ -26,7 +26,7 @@ func TestANameBeingCreatedIsLookedUpButNotListedOrReadUntilItsCommit(t *testing.
 	_, err = e.Created.Open(ctx, command, syscall.O_RDONLY)
 	wantKind(t, "a reader's open while being created", err, fault.NotFound)
 	f.mustNot("close", h.Flush(ctx, shell))
-	f.mustNot("release", h.Release(ctx, shell))
+	f.mustNot("release", h.Release(ctx))
 	if meta, ok, err := f.fs.List("app").Next(ctx); !ok || err != nil || meta.Key != db || meta.Size != 0 {
 		t.Errorf("the listing after the commit gave %+v, %v, %v", meta, ok, err)
 	}

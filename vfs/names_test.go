@@ -23,7 +23,7 @@ func TestUnlinkOrphansOpenWritersWhoseWritesVanish(t *testing.T) {
 	f.mustNot("unlink", f.fs.Unlink(ctx, other, db))
 	f.write(h, shell, "gone", 0)
 	f.mustNot("the orphan's close", h.Flush(ctx, shell))
-	f.mustNot("the orphan's release", h.Release(ctx, shell))
+	f.mustNot("the orphan's release", h.Release(ctx))
 	if got := f.value(db); got != "<none>" || f.puts() != 0 {
 		t.Errorf("the store holds %q after %d puts", got, f.puts())
 	}

@@ -260,7 +260,7 @@ func TestEveryAuditedOperationIsRecordedOnceWithItsCaller(t *testing.T) {
 	h := f.open(db, shell, trunc)
 	f.write(h, shell, "w", 0)
 	h.Flush(ctx, shell)
-	h.Release(ctx, shell)
+	h.Release(ctx)
 	r.Open(ctx, command, syscall.O_RDONLY) // replaced since: ESTALE
 	f.fs.Rename(ctx, other, db, db2, 0)
 	f.fs.Unlink(ctx, other, db2)

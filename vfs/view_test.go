@@ -455,7 +455,7 @@ func TestTheMountsOwnChangeSignalChangesNothing(t *testing.T) {
 		f.mustNot("the signal's truncation", f.fs.Setattr(ctx, own, h.Meta().Key, h, sizeTo(size)))
 		f.mustNot("the signal's truncation by path", f.fs.Setattr(ctx, own, h.Meta().Key, nil, sizeTo(size)))
 		f.mustNot("the signal's close", h.Flush(ctx, own))
-		f.mustNot("the signal's release", h.Release(ctx, own))
+		f.mustNot("the signal's release", h.Release(ctx))
 		if _, err := h.Write(own, []byte("x"), 0); err == nil {
 			t.Error("the signal's descriptor took a write")
 		}

@@ -39,7 +39,7 @@ func TestALookupWaitsForTheReleaseOfAWriterThatClosedWithoutWriting(t *testing.T
 		t.Fatalf("the lookup answered %+v before the release", got)
 	default:
 	}
-	f.mustNot("release", h.Release(ctx, shell))
+	f.mustNot("release", h.Release(ctx))
 	got := <-found
 	if got.Created != nil || got.Meta.Version != 1 || got.Meta.Size != 0 {
 		t.Errorf("the lookup found %+v; want the empty value the release committed", got)
@@ -77,7 +77,7 @@ func TestUnlinkRenameOpenAndListWaitForAClosingWriter(t *testing.T) {
 				t.Fatalf("%s returned (%v) before the release", c.name, err)
 			default:
 			}
-			f.mustNot("release", h.Release(ctx, shell))
+			f.mustNot("release", h.Release(ctx))
 			f.mustNot(c.name, <-done)
 			if got := f.value(db); got != c.want {
 				t.Errorf("afterwards the store holds %q at %v, want %q", got, db, c.want)

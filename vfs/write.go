@@ -26,6 +26,7 @@ type Handle struct {
 	// nothing.
 	signal bool
 	key    store.Key // of a signal handle
+	opener Caller    // who opened it, to whom a commit at the release is due
 }
 
 // signalHandle is the handle an open for writing by the mount's own
@@ -148,7 +149,7 @@ func (v *FS) openWriter(ctx context.Context, c Caller, s *Secret, flags uint32, 
 		}
 	}
 	s.add(ss)
-	return &Handle{v: v, s: s, ss: ss}, nil
+	return &Handle{v: v, s: s, ss: ss, opener: c}, nil
 }
 
 // load reads the value a session edits (see loadFunc), when something
@@ -252,14 +253,16 @@ func (h *Handle) Fsync(ctx context.Context, c Caller) error {
 // Release is the last close: it commits what no close committed (a
 // creation or truncation nobody wrote to, `: > file`, touch), whose
 // failure it returns for the caller to log (nobody else will hear of it),
-// then wipes the buffer.
-func (h *Handle) Release(ctx context.Context, c Caller) error {
+// then wipes the buffer. The kernel's RELEASE names no caller (it may
+// come after the writer exited): the commit is the opener's, and is
+// audited as theirs.
+func (h *Handle) Release(ctx context.Context) error {
 	if h.signal {
 		return nil
 	}
 	var err error
 	if h.ss.releaseNeeded() {
-		err = h.commit(ctx, c, "release")
+		err = h.commit(ctx, h.opener, "release")
 	}
 	h.Discard()
 	return err
@@ -294,10 +297,7 @@ func (h *Handle) commit(ctx context.Context, c Caller, when string) error {
 	k := h.ss.metadata().Key
 	var again Repeated
 	if committed || (err != nil && !errors.As(err, &again)) {
-		if v.opts.Committed != nil {
-			v.opts.Committed(err)
-		}
-		v.audit(c, "commit", k, store.Key{}, meta.Version, err)
+		v.recordCommit(c, k, meta, err, when)
 	}
 	switch {
 	case err != nil && errors.Is(err, secrets.ErrOutcomeUnknown):
@@ -306,12 +306,26 @@ func (h *Handle) commit(ctx context.Context, c Caller, when string) error {
 		return fault.E(k.Path(), "this file commits nothing more", err)
 	case err != nil:
 		return fault.E(k.Path(), "the value written through this file was not committed, and is discarded", err)
-	case committed:
-		v.log.WithFields(logrus.Fields{"secret": k.String(), "at": when, "version": int64(meta.Version), "size": meta.Size}).
-			Info("secret written")
-		v.emit(Committed, k)
 	}
 	return nil
+}
+
+// recordCommit records one attempt to commit k, by c, made at when
+// ("close", "fsync", "release", "truncate"), whichever way it ended: the
+// Committed hook and the audit log hear of each; one that landed (meta)
+// is logged and told to the Event callback, before the request that made
+// it returns.
+func (v *FS) recordCommit(c Caller, k store.Key, meta store.Meta, err error, when string) {
+	if v.opts.Committed != nil {
+		v.opts.Committed(err)
+	}
+	v.audit(c, "commit", k, store.Key{}, meta.Version, err)
+	if err != nil {
+		return
+	}
+	v.log.WithFields(logrus.Fields{"secret": k.String(), "at": when, "version": int64(meta.Version), "size": meta.Size}).
+		Info("secret written")
+	v.emit(Committed, k)
 }
 
 // truncate truncates k (or zero-extends it) to size for a request that
@@ -355,11 +369,8 @@ func (v *FS) truncate(ctx context.Context, c Caller, k store.Key, size int64) er
 		}
 	}
 	val = resize(val, size)
-	_, err = v.cat.Put(ctx, k, val, meta.Revision())
+	meta, err = v.cat.Put(ctx, k, val, meta.Revision())
 	val.Wipe()
-	if err != nil {
-		return err
-	}
-	v.emit(Committed, k)
-	return nil
+	v.recordCommit(c, k, meta, err, "truncate")
+	return err
 }

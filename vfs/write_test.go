@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/secretfs/secretfs/audit"
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
@@ -37,7 +38,7 @@ func TestACreatedSecretIsCommittedOnceByItsWritersClose(t *testing.T) {
 	if told := f.told(Committed); len(told) != 1 || told[0] != db {
 		t.Errorf("committed events %v, want one of %v", told, db)
 	}
-	f.mustNot("release", h.Release(ctx, shell))
+	f.mustNot("release", h.Release(ctx))
 	if f.puts() != 1 {
 		t.Errorf("the release committed again: %d puts", f.puts())
 	}
@@ -95,7 +96,7 @@ func TestTheShellsRedirectionCommitsTheCommandsValueOnce(t *testing.T) {
 	}
 	f.write(h, command, "new", 0)
 	f.mustNot("the command's close", h.Flush(ctx, command))
-	f.mustNot("release", h.Release(ctx, command))
+	f.mustNot("release", h.Release(ctx))
 	if got := f.value(db); got != "new" || f.puts() != 1 {
 		t.Errorf("the store holds %q after %d puts, want new after 1", got, f.puts())
 	}
@@ -134,7 +135,7 @@ func TestAWriterKilledByASignalCommitsNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "killed by signal 9") {
 		t.Errorf("the close of the killed writer: %v", err)
 	}
-	h.Release(ctx, killed)
+	h.Release(ctx)
 	if got := f.value(db); got != "whole" || f.puts() != 0 {
 		t.Errorf("the store holds %q after %d puts", got, f.puts())
 	}
@@ -159,7 +160,7 @@ func TestOfTwoWritersTheSecondToCommitFailsWithAConflict(t *testing.T) {
 	if err := b.Fsync(ctx, other); !fault.Is(fault.Conflict, err) || !errors.As(err, &again) {
 		t.Errorf("a later fsync: %v; want the conflict, reported again", err)
 	}
-	b.Release(ctx, other)
+	b.Release(ctx)
 	if got := f.value(db); got != "a" || f.puts() != 2 {
 		t.Errorf("the store holds %q after %d puts", got, f.puts())
 	}
@@ -202,7 +203,7 @@ func TestFsyncCommitsAndItsFailureIsReportedByEveryLaterFsyncAndClose(t *testing
 	f.cat.FailPuts(nil)
 	wantKind(t, "the next fsync", h.Fsync(ctx, shell), fault.Unavailable)
 	wantKind(t, "the close", h.Flush(ctx, shell), fault.Unavailable)
-	h.Release(ctx, shell)
+	h.Release(ctx)
 	if got := f.value(db); got != "1" || f.puts() != 2 {
 		t.Errorf("the store holds %q after %d puts; want 1 after 2 (the failed buffer never committed)", got, f.puts())
 	}
@@ -230,7 +231,7 @@ func TestAnUnsureCommitIsReportedAsUnknownAndTheFileCommitsNothingMore(t *testin
 	if err := h.Flush(ctx, shell); !errors.Is(err, secrets.ErrOutcomeUnknown) {
 		t.Errorf("a later close: %v", err)
 	}
-	h.Release(ctx, shell)
+	h.Release(ctx)
 	if f.puts() != 1 {
 		t.Errorf("%d puts; want only the unsure one", f.puts())
 	}
@@ -246,15 +247,18 @@ func TestACreationNobodyWroteCommitsEmptyAtTheRelease(t *testing.T) {
 	if f.puts() != 0 {
 		t.Fatal("the opener's close of a creation committed")
 	}
-	f.mustNot("release", h.Release(ctx, shell))
+	f.mustNot("release", h.Release(ctx))
 	if got := f.value(db); got != "" || f.puts() != 1 {
 		t.Errorf("after the release: %q after %d puts; want the empty value", got, f.puts())
+	}
+	if got := commitsBy(f.recorded()); len(got) != 1 || got[0] != shell.Thread {
+		t.Errorf("the commit at the release is audited as threads %v, want the opener's %d", got, shell.Thread)
 	}
 
 	f.cat.Store(db2, "old")
 	h = f.open(db2, shell, trunc)
 	f.cat.FailPuts(func(store.Key) error { return fault.E(fault.Permission, "AccessDenied") })
-	wantKind(t, "the release of a truncation", h.Release(ctx, shell), fault.Permission)
+	wantKind(t, "the release of a truncation", h.Release(ctx), fault.Permission)
 	if got := f.value(db2); got != "old" {
 		t.Errorf("after the failed release: %q", got)
 	}
@@ -271,7 +275,7 @@ func TestAValueOverTheLimitFailsTheWriteAndCommitsNothing(t *testing.T) {
 	_, err := h.Write(shell, []byte("6789"), 5)
 	wantKind(t, "the write past the limit", err, fault.TooLarge)
 	wantKind(t, "close", h.Flush(ctx, shell), fault.TooLarge)
-	h.Release(ctx, shell)
+	h.Release(ctx)
 	wantKind(t, "truncate -s past the limit", f.fs.Setattr(ctx, other, db, nil, sizeTo(9)), fault.TooLarge)
 	if got := f.value(db); got != "old" || f.puts() != 0 {
 		t.Errorf("the store holds %q after %d puts", got, f.puts())
@@ -335,6 +339,23 @@ func TestATruncationByPathCommitsAtOnce(t *testing.T) {
 	if told := f.told(Committed); len(told) != 2 {
 		t.Errorf("committed events %v, want 2", told)
 	}
+	if got := commitsBy(f.recorded()); len(got) != 2 || got[0] != other.Thread || got[1] != other.Thread {
+		t.Errorf("the truncations are audited as commits by threads %v, want two by %d", got, other.Thread)
+	}
+	if len(f.outcomes) != 2 {
+		t.Errorf("Options.Committed heard of %d commits, want 2", len(f.outcomes))
+	}
+}
+
+// commitsBy returns the thread of each commit in the audit log.
+func commitsBy(entries []audit.Entry) []uint32 {
+	var threads []uint32
+	for _, e := range entries {
+		if e.Op == "commit" {
+			threads = append(threads, e.PID)
+		}
+	}
+	return threads
 }
 
 // Owners and modes come from the mount options: a chmod or chown to
