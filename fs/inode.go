@@ -223,6 +223,9 @@ func (m *mount) renamedInPlace(e vfs.Event) bool {
 	m.register(n, now)
 	m.mu.Unlock()
 	n.rev.Rekey(e.Key, e.Now)
+	// The kernel keeps the attributes it has for the moved inode, which
+	// are the old path's: a new path may have another owner and mode.
+	notifyAttrBeforeReply(moved)
 	return true
 }
 

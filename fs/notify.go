@@ -26,10 +26,25 @@ func notifyEntry(parent *gofs.Inode, name string) { go parent.NotifyEntry(name) 
 // kernel took it, so that the caller's next syscall, once the request
 // being served returns, looks the name up again.
 func notifyEntryBeforeReply(parent *gofs.Inode, name string) {
+	beforeReply(func() { parent.NotifyEntry(name) })
+}
+
+// notifyAttrBeforeReply makes the kernel drop n's attributes (owner, mode,
+// size), keeping its cached pages, waiting (boundedly) until it took it.
+// It takes no lock of the kernel's, so it may be sent while a request on
+// n is in flight.
+func notifyAttrBeforeReply(n *gofs.Inode) {
+	// A negative offset asks for the attributes only.
+	beforeReply(func() { n.NotifyContent(-1, 0) })
+}
+
+// beforeReply sends a notification and waits for the kernel to take it,
+// for at most notifyWait.
+func beforeReply(notify func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		parent.NotifyEntry(name)
+		notify()
 	}()
 	t := time.NewTimer(notifyWait)
 	defer t.Stop()

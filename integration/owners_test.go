@@ -130,3 +130,40 @@ func TestPathsNoRuleMatchesKeepTheFlags(t *testing.T) {
 		t.Errorf("with an empty configuration file stat shows\n%s", got)
 	}
 }
+
+// A secret moved to a path another owner rule matches shows, and is
+// checked with, the owner and mode of its new path at once: the inode
+// the kernel moved answers for the new name. (It kept the old path's
+// owner and mode for seconds, for as long as the kernel kept the moved
+// entry: the owner of the new path got EACCES, and a user the old rule
+// let in could read it at its new path.)
+func TestASecretMovedToAnotherOwnersPathTakesItsOwnerAtOnce(t *testing.T) {
+	requireRoot(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	b.cli(t, []byte("seed"), "put", "pub/seed")
+	b.cli(t, []byte("seed"), "put", "priv/seed")
+	b.cli(t, []byte("stored"), "put", "pub/stored")
+	dir := traversableDir(t)
+	m := mountAt(t, b, dir, "--allow-other", "--dir-mode", "0755", "--config", writeConfig(t, `owners:
+  - match: pub/*
+    mode: "0444"
+  - match: priv/*
+    uid: 1002
+    gid: 1002
+    mode: "0400"
+`))
+	m.mustSh("cat pub/stored >/dev/null && echo created > pub/created && cat pub/created >/dev/null")
+	for _, name := range []string{"stored", "created"} {
+		m.mustSh("stat pub/" + name + " >/dev/null && mv pub/" + name + " priv/" + name)
+		if got := m.mustSh("stat -c '%a %u %g' priv/" + name); got != "400 1002 1002\n" {
+			t.Errorf("priv/%s, moved from pub/, shows %q, want its path's 400 1002 1002", name, got)
+		}
+		if out, err := as("1002", "cat "+m.path("priv/"+name)); err != nil || !strings.Contains(out, name) {
+			t.Errorf("uid 1002 reads priv/%s: %q, %v", name, out, err)
+		}
+		if out, err := as("1001", "cat "+m.path("priv/"+name)); err == nil {
+			t.Errorf("uid 1001 reads priv/%s, which is 1002's 0400: %q", name, out)
+		}
+	}
+}
