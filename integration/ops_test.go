@@ -496,3 +496,42 @@ func TestLsEscapesABidiOverrideInASecretName(t *testing.T) {
 		t.Errorf("bash reads %s as %q (%v), want %q", word, got.String(), err, spoof)
 	}
 }
+
+// A SIGTERM ends the mount even when a copy of it lives on in another
+// mount namespace (one that a container or unshare made while it was
+// mounted, which the unmount does not reach): the daemon names what
+// holds the file system and exits, and the copy then fails. (It served
+// the copy until that namespace ended, and a stop hung until then.)
+func TestAStopEndsTheMountThoughACopyInAnotherNamespaceHoldsIt(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	m := mount(t, b)
+	m.mustSh("mkdir app && echo v > app/s")
+	holder := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", "cat "+m.path("app/s")+" && exec sleep 600")
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = holder.Process.Kill()
+		_ = holder.Wait()
+	})
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "v\n" {
+		t.Fatalf("reading through the copy before the stop: %q, %v", line, err)
+	}
+	if err := m.stop(); err != nil {
+		t.Fatalf("stopping the mount: %v\n%s", err, m.log())
+	}
+	log := m.log()
+	if !strings.Contains(log, "the file system is still held") || !strings.Contains(log, `"pid":`+strconv.Itoa(holder.Process.Pid)) {
+		t.Errorf("the log does not say that process %d held the unmounted file system:\n%s", holder.Process.Pid, log)
+	}
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(holder.Process.Pid), "-m", "cat", m.path("app/s")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not connected") {
+		t.Errorf("reading through the copy after the daemon ended: %q, %v; want ENOTCONN", out, err)
+	}
+}

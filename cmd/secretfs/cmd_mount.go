@@ -243,7 +243,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	stopWatchdog := make(chan struct{})
 	defer close(stopWatchdog)
 	go watchdog(dir, log, succ.untilSteppedDown(stopWatchdog))
-	return succ.waitForEnd(server, dir, served, stop)
+	return succ.waitForEnd(dir, served, stop)
 }
 
 // openLogs sends the log to --log-file, or for a daemon without one to
@@ -413,18 +413,33 @@ func announceReady(c *config, dir, about string, readOnly bool, ready *readyPipe
 	ready.done(nil)
 }
 
+// releaseWait bounds how long a stop waits for the kernel to release
+// the file system once its mount is gone from the path. It is released at
+// once unless something else still holds it: a copy of the mount that a
+// container or unshare(1) made while it was mounted, in a mount
+// namespace the unmount does not reach.
+const releaseWait = 5 * time.Second
+
 // unmount unmounts cleanly if it can. A mount still in use (a shell inside
 // it, an open file) cannot be unmounted at once; it is then detached
 // lazily, so that the process can exit and no hung mount stays behind.
 // Files still open lose what they have not committed; a second signal
-// stops waiting for them. tryUnmount is the clean unmount of the mount at
-// dir: go-fuse's for a mount it made, umount(2) for one made with the
-// kernel's mount API (--replace).
-func unmount(tryUnmount func() error, dir string, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) error {
-	err := tryUnmount()
+// stops waiting for them. Either way the process ends within about
+// releaseWait (and a lazy detach's wait) of the signal: whatever still
+// holds the file system then (a copy of the mount in another mount
+// namespace, an open file) is logged, and loses it. dev is the file
+// system's device number, 0 if not known.
+func unmount(dir string, dev uint64, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) error {
+	err := unmountPath(dir, 0)
 	if err == nil {
-		<-served
-		log.WithField("mountpoint", dir).Info("unmounted")
+		select {
+		case <-served:
+			log.WithField("mountpoint", dir).Info("unmounted")
+		case <-signals:
+			stillHeld(log, dir, dev)
+		case <-time.After(releaseWait):
+			stillHeld(log, dir, dev)
+		}
 		return nil
 	}
 	log.WithError(err).Warn("the mount is busy: files are open in it; detaching it lazily, and uncommitted writes in open files are lost")
@@ -440,17 +455,39 @@ func unmount(tryUnmount func() error, dir string, served <-chan struct{}, signal
 	return nil
 }
 
-// detach lazily unmounts dir: directly when root, else with fusermount3.
-func detach(dir string) error {
-	if os.Geteuid() == 0 {
-		return unix.Unmount(dir, unix.MNT_DETACH)
+// stillHeld logs that the mount at dir is gone from the path while the
+// kernel keeps its file system, and what holds it, as this process ends.
+func stillHeld(log *logrus.Logger, dir string, dev uint64) {
+	entry := log.WithField("mountpoint", dir)
+	if dev != 0 {
+		for _, h := range handover.Holders(dev) {
+			entry.WithFields(logrus.Fields{"pid": h.PID, "command": h.Command, "holds": h.What}).Warn("still holds the unmounted file system")
+		}
 	}
-	out, err := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput()
+	entry.Warn("unmounted, but the file system is still held (a copy of the mount in another mount namespace, made by a container or unshare while it was mounted): ending; what holds it loses it")
+}
+
+// unmountPath unmounts dir with flags (0, or MNT_DETACH for a lazy
+// unmount): directly when root, else with fusermount3. Unlike go-fuse's
+// Server.Unmount, it does not wait for the kernel to release the file
+// system, which a copy of the mount elsewhere may hold for ever.
+func unmountPath(dir string, flags int) error {
+	if os.Geteuid() == 0 {
+		return unix.Unmount(dir, flags)
+	}
+	args := []string{"-u", dir}
+	if flags&unix.MNT_DETACH != 0 {
+		args = []string{"-u", "-z", dir}
+	}
+	out, err := exec.Command("fusermount3", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("fusermount3 -u -z: %v: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("fusermount3 %s: %v: %s", strings.Join(args[:len(args)-1], " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
+
+// detach lazily unmounts dir.
+func detach(dir string) error { return unmountPath(dir, unix.MNT_DETACH) }
 
 // checkMountpoint refuses, before anything is made or mounted, a mount
 // point that is not a directory, or that is missing and cannot be made
