@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,9 +48,35 @@ func TestSoakReadersAndWritersWhileTheStoreAndKMSFreezeAndDie(t *testing.T) {
 		}
 		duration = d
 	}
+	// What went wrong, once each, said again after the mounts' logs
+	// (which the mounts' cleanups print when the test failed): a report
+	// that shows only the end of the output still shows why.
+	var problemsMu sync.Mutex
+	var problems []string
+	problem := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		problemsMu.Lock()
+		defer problemsMu.Unlock()
+		if !slices.Contains(problems, msg) {
+			problems = append(problems, msg)
+			t.Error(msg)
+		}
+	}
+	t.Cleanup(func() { // registered first, so it runs after every other cleanup
+		problemsMu.Lock()
+		defer problemsMu.Unlock()
+		if len(problems) > 0 {
+			t.Logf("the soak failed for these reasons (above, the mounts' logs):\n%s", strings.Join(problems, "\n"))
+		}
+	})
+	fatal := func(format string, args ...any) {
+		problem(format, args...)
+		t.FailNow()
+	}
+
 	ddb, err := testserver.StartPersistentDynalite()
 	if err != nil {
-		t.Fatal(err)
+		fatal("starting dynalite: %v", err)
 	}
 	defer ddb.Close()
 	kms, alias := ownKMS(t)
@@ -73,10 +100,10 @@ func TestSoakReadersAndWritersWhileTheStoreAndKMSFreezeAndDie(t *testing.T) {
 		value := soakValue(h.name, -1, 0, 2000)
 		mounts[0].secret(string(value))
 		if err := os.MkdirAll(mounts[0].path("soak"), 0o700); err != nil {
-			t.Fatal(err)
+			fatal("%v", err)
 		}
 		if err := os.WriteFile(mounts[0].path("soak/"+h.name), value, 0o600); err != nil {
-			t.Fatal(err)
+			fatal("%v", err)
 		}
 		h.acked = append(h.acked, value)
 		history[i] = h
@@ -86,13 +113,6 @@ func TestSoakReadersAndWritersWhileTheStoreAndKMSFreezeAndDie(t *testing.T) {
 	defer stop()
 	var wg sync.WaitGroup
 	var torn, readsOK, readErrorsNew, readErrorsKnown atomic.Int64
-	var problems sync.Map // what went wrong, once each
-	problem := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		if _, loaded := problems.LoadOrStore(msg, true); !loaded {
-			t.Error(msg)
-		}
-	}
 
 	// Readers: each on one mount, reading secrets at random.
 	for r := range 4 {
@@ -145,7 +165,7 @@ func TestSoakReadersAndWritersWhileTheStoreAndKMSFreezeAndDie(t *testing.T) {
 		})
 	}
 	// Chaos: freezes of either server, or both, and one kill of each.
-	freezes := chaos(ctx, t, ddb, kms, duration)
+	freezes := chaos(ctx, problem, ddb, kms, duration)
 	wg.Wait()
 
 	// Everything answers again: the store holds what it holds.
@@ -156,11 +176,17 @@ func TestSoakReadersAndWritersWhileTheStoreAndKMSFreezeAndDie(t *testing.T) {
 	for _, m := range mounts {
 		logs += m.log()
 	}
+	// The final values are read with a deadline for a loaded machine, not
+	// the mounts' 1 s: this is not a test of deadlines.
+	check := *b
+	check.flags = append(slices.Clone(b.flags), "--timeout", "30s")
 	acked, refused := 0, 0
 	for _, h := range history {
-		item, err := raw.GetItem(context.Background(), &awsdynamodb.GetItemInput{TableName: aws.String(table), Key: itemKey("soak", h.name), ConsistentRead: aws.Bool(true)})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		item, err := raw.GetItem(ctx, &awsdynamodb.GetItemInput{TableName: aws.String(table), Key: itemKey("soak", h.name), ConsistentRead: aws.Bool(true)})
+		cancel()
 		if err != nil || item.Item == nil {
-			t.Fatalf("reading soak/%s from the store: %v", h.name, err)
+			fatal("reading soak/%s from the store: %v", h.name, err)
 		}
 		version, _ := strconv.Atoi(item.Item["Version"].(*types.AttributeValueMemberN).Value)
 		unknown := countUnknown(logs, "soak/"+h.name)
@@ -171,9 +197,9 @@ func TestSoakReadersAndWritersWhileTheStoreAndKMSFreezeAndDie(t *testing.T) {
 			problem("soak/%s: %d writes landed (Version %d); %d were acknowledged and %d refused, %d with an unknown outcome",
 				h.name, landed, version, len(h.acked)-1, len(h.refused), unknown)
 		}
-		got, errOut, err := b.run(nil, "get", "soak/"+h.name)
+		got, errOut, err := check.run(nil, "get", "soak/"+h.name)
 		if err != nil {
-			t.Fatalf("secretfs get soak/%s: %v: %s", h.name, err, errOut)
+			fatal("secretfs get soak/%s: %v: %s", h.name, err, errOut)
 		}
 		if !bytes.Equal([]byte(got), h.acked[len(h.acked)-1]) && !h.refusedAfterLastAck([]byte(got)) {
 			problem("soak/%s holds a value that is neither its last acknowledged write nor one whose outcome was unknown after it", h.name)
@@ -187,7 +213,7 @@ func TestSoakReadersAndWritersWhileTheStoreAndKMSFreezeAndDie(t *testing.T) {
 	t.Logf("%s of chaos (%d freezes, a kill and restart of each server): %d reads whole, %d torn; %d reader errors on secrets never read before, %d on secrets read before; %d writes acknowledged, %d refused",
 		duration, freezes, readsOK.Load(), torn.Load(), readErrorsNew.Load(), readErrorsKnown.Load(), acked, refused)
 	if readsOK.Load() == 0 || acked == 0 {
-		t.Error("the soak read or wrote nothing: it shows nothing")
+		problem("the soak read or wrote nothing: it shows nothing")
 	}
 }
 
@@ -226,7 +252,7 @@ func (h *writeHistory) refusedAfterLastAck(v []byte) bool {
 	for i, ok := range h.order {
 		if !ok {
 			if bytes.Equal(h.refused[refused], v) {
-				return !slicesContains(h.order[i+1:], true)
+				return !slices.Contains(h.order[i+1:], true)
 			}
 			refused++
 		}
@@ -243,22 +269,13 @@ func (h *writeHistory) refusedBeforeLastAck() [][]byte {
 	refused := 0
 	for i, ok := range h.order {
 		if !ok {
-			if slicesContains(h.order[i+1:], true) {
+			if slices.Contains(h.order[i+1:], true) {
 				out = append(out, h.refused[refused])
 			}
 			refused++
 		}
 	}
 	return out
-}
-
-func slicesContains(s []bool, v bool) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // countUnknown counts the commits of secret the mounts logged as having
@@ -301,7 +318,7 @@ func soakWhole(data []byte, name string) bool {
 // chaos freezes dynalite, local-kms or both at random for 1 to 4 seconds
 // at a time until ctx ends, and kills and restarts each once, a third and
 // two thirds of the way. It returns the number of freezes.
-func chaos(ctx context.Context, t *testing.T, ddb, kms *testserver.Server, duration time.Duration) int {
+func chaos(ctx context.Context, problem func(string, ...any), ddb, kms *testserver.Server, duration time.Duration) int {
 	rng := rand.New(rand.NewPCG(42, 42))
 	start := time.Now()
 	killed := map[*testserver.Server]bool{}
@@ -314,7 +331,7 @@ func chaos(ctx context.Context, t *testing.T, ddb, kms *testserver.Server, durat
 				s.Kill()
 				sleep(ctx, time.Duration(1+rng.IntN(3))*time.Second)
 				if err := s.Restart(); err != nil {
-					t.Errorf("restarting a server after the kill: %v", err)
+					problem("restarting a server after the kill: %v", err)
 				}
 			}
 		}
