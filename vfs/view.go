@@ -182,6 +182,11 @@ func (v *FS) currentInputs(ctx context.Context, vw *render.View) (*ViewInputs, t
 		in := &ViewInputs{view: vw, metas: metas, digest: digestOf(metas)}
 		err = in.bind(ctx, v.cat)
 		if err == nil {
+			if len(metas) == 0 {
+				// An application with no secrets yet: its view dates
+				// from the mount's start, as the directories do.
+				in.modified = v.started
+			}
 			return in, fresh, nil
 		}
 		in.Release()

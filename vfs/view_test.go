@@ -99,6 +99,22 @@ func TestAViewReadsItsRenderingByteExact(t *testing.T) {
 	}
 }
 
+// A view of an application with no secrets yet dates from the mount's
+// start, as the directories do, not from 1970; one with inputs dates
+// from its newest.
+func TestAViewOfAnEmptyApplicationDatesFromTheMountsStart(t *testing.T) {
+	empty := store.Key{App: "reports", Name: "all.json"}
+	f := newFixture(t, Options{Views: []*render.View{mustCompile(t, render.Spec{Path: empty.String(), App: "reports", Format: "json"})}})
+	if got, want := f.viewOf(empty).Attr().Modified, f.fs.started; !got.Equal(want) {
+		t.Errorf("the view of an empty application is dated %v, want the mount's start %v", got, want)
+	}
+	f = viewFixture(t, Options{})
+	stored, _ := f.cat.Stored(creds)
+	if got, want := f.viewOf(dbUser).Attr().Modified, stored.Modified; !got.Equal(want) {
+		t.Errorf("a field view is dated %v, want its input's %v", got, want)
+	}
+}
+
 // Unchanged inputs make the same rendering: a lookup names it by the same
 // digest (which the rendering gives, for the adapter's inode table), and reading it again decrypts nothing.
 func TestUnchangedInputsCostNoDecryption(t *testing.T) {
