@@ -171,9 +171,14 @@ func (n *immutableNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fus
 	return 0
 }
 
-// setattr asks vfs for the change a SETATTR of k through fh asks for.
+// setattr asks vfs for the change a SETATTR of k through fh asks for. A
+// size may commit (truncate(2) by path), which the audit log records.
 func (m *mount) setattr(ctx context.Context, k store.Key, fh gofs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
-	return m.errno("setattr", k.Path(), m.vfs.Setattr(ctx, m.caller(ctx, 0), k, handleOf(fh), change(in)))
+	need := need(0)
+	if _, ok := in.GetSize(); ok {
+		need = audited
+	}
+	return m.errno("setattr", k.Path(), m.vfs.Setattr(ctx, m.caller(ctx, need), k, handleOf(fh), change(in)))
 }
 
 func (n *immutableNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {

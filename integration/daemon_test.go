@@ -319,21 +319,25 @@ func TestACommitAtTheReleaseOrByTruncateIsAuditedAsTheWriters(t *testing.T) {
 	b := localBackend(t)
 	b.cli(t, nil, "init")
 	b.cli(t, []byte("x"), "put", "app/seed")
+	b.cli(t, []byte("xyz"), "put", "app/cut")
 	auditFile := filepath.Join(t.TempDir(), "audit.log")
 	dir := traversableDir(t)
 	m := mountAt(t, b, dir, "--audit-log", auditFile, "--allow-other", "--uid", "1001", "--gid", "1001", "--dir-mode", "0755")
-	for _, script := range []string{"touch " + m.path("app/touched"), ": > " + m.path("app/truncated"), "truncate -s 0 " + m.path("app/seed")} {
+	for _, script := range []string{"touch " + m.path("app/touched"), ": > " + m.path("app/truncated"), "truncate -s 0 " + m.path("app/seed"),
+		// truncate(2) by path, which truncate(1) does not make (it opens
+		// the file and truncates the descriptor).
+		`perl -e 'truncate($ARGV[0], 1) or die "$!\n"' ` + m.path("app/cut")} {
 		if out, err := as("1001", script); err != nil {
 			t.Fatalf("as 1001, %s: %q, %v", script, out, err)
 		}
 	}
-	m.mustSh("cat app/touched app/truncated app/seed")
+	m.mustSh("cat app/touched app/truncated app/seed app/cut")
 	m.stop()
 	text, err := os.ReadFile(auditFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"touched", "truncated", "seed"} {
+	for _, secret := range []string{"touched", "truncated", "seed", "cut"} {
 		found := false
 		for _, line := range strings.Split(strings.TrimSpace(string(text)), "\n") {
 			var e struct {
