@@ -535,3 +535,43 @@ func TestAStopEndsTheMountThoughACopyInAnotherNamespaceHoldsIt(t *testing.T) {
 		t.Errorf("reading through the copy after the daemon ended: %q, %v; want ENOTCONN", out, err)
 	}
 }
+
+// A stop that comes while a commit is in flight (the one at the release
+// of a truncation nobody wrote after, which close(2) does not wait for)
+// answers it before the process ends, however long the store takes
+// within the deadline: it does not end the process mid-commit as it does
+// when a copy of the mount in another namespace holds the file system.
+func TestAStopAnswersACommitInFlightAtTheRelease(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b, own := ownDynamo(t, false, "--timeout", "30s")
+	b.cli(t, []byte("old"), "put", "app/s")
+	m := mount(t, b)
+	f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own.Freeze()
+	thawed := make(chan struct{})
+	defer func() { <-thawed }()
+	go func() {
+		defer close(thawed)
+		// Past the stop's releaseWait (5 s), which must not end it.
+		time.Sleep(8 * time.Second)
+		own.Thaw()
+	}()
+	if err := f.Close(); err != nil { // the opener's close: the commit is at the release
+		t.Fatalf("close: %v", err)
+	}
+	if err := m.stop(); err != nil {
+		t.Fatalf("stopping the mount: %v\n%s", err, m.log())
+	}
+	log := m.log()
+	if !strings.Contains(log, `"at":"release"`) || !strings.Contains(log, "secret written") {
+		t.Errorf("the mount ended before the commit at the release was answered:\n%s", log)
+	}
+	<-thawed
+	if got := b.cli(t, nil, "get", "app/s"); got != "" {
+		t.Errorf("app/s holds %q after the truncation committed at the release, want nothing", got)
+	}
+}

@@ -243,7 +243,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	stopWatchdog := make(chan struct{})
 	defer close(stopWatchdog)
 	go watchdog(dir, log, succ.untilSteppedDown(stopWatchdog))
-	return succ.waitForEnd(dir, served, stop)
+	return succ.waitForEnd(server, dir, served, stop)
 }
 
 // openLogs sends the log to --log-file, or for a daemon without one to
@@ -413,33 +413,26 @@ func announceReady(c *config, dir, about string, readOnly bool, ready *readyPipe
 	ready.done(nil)
 }
 
-// releaseWait bounds how long a stop waits for the kernel to release
-// the file system once its mount is gone from the path. It is released at
-// once unless something else still holds it: a copy of the mount that a
-// container or unshare(1) made while it was mounted, in a mount
-// namespace the unmount does not reach.
+// releaseWait is how long a stop waits, once the mount is gone from the
+// path, before it asks what else holds the file system (see released).
 const releaseWait = 5 * time.Second
 
 // unmount unmounts cleanly if it can. A mount still in use (a shell inside
 // it, an open file) cannot be unmounted at once; it is then detached
 // lazily, so that the process can exit and no hung mount stays behind.
 // Files still open lose what they have not committed; a second signal
-// stops waiting for them. Either way the process ends within about
-// releaseWait (and a lazy detach's wait) of the signal: whatever still
-// holds the file system then (a copy of the mount in another mount
-// namespace, an open file) is logged, and loses it. dev is the file
-// system's device number, 0 if not known.
-func unmount(dir string, dev uint64, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) error {
+// stops waiting for them. dev is the file system's device number, 0 if
+// not known; served ends once server has answered its last request.
+func unmount(dir string, dev uint64, server *fuse.Server, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) error {
 	err := unmountPath(dir, 0)
+	for delay := 5 * time.Millisecond; errors.Is(err, unix.EBUSY) && delay <= 80*time.Millisecond; delay *= 2 {
+		// Busy for a moment, as when the processes of a unit being
+		// stopped close their files in the mount as they exit.
+		time.Sleep(delay)
+		err = unmountPath(dir, 0)
+	}
 	if err == nil {
-		select {
-		case <-served:
-			log.WithField("mountpoint", dir).Info("unmounted")
-		case <-signals:
-			stillHeld(log, dir, dev)
-		case <-time.After(releaseWait):
-			stillHeld(log, dir, dev)
-		}
+		released(dir, dev, server, served, signals, log)
 		return nil
 	}
 	log.WithError(err).Warn("the mount is busy: files are open in it; detaching it lazily, and uncommitted writes in open files are lost")
@@ -455,11 +448,40 @@ func unmount(dir string, dev uint64, served <-chan struct{}, signals <-chan os.S
 	return nil
 }
 
-// stillHeld logs that the mount at dir is gone from the path while the
-// kernel keeps its file system, and what holds it, as this process ends.
-func stillHeld(log *logrus.Logger, dir string, dev uint64) {
+// released waits, once the mount at dir is unmounted, until the kernel
+// has released its file system and server has answered the requests in
+// flight (served), or a signal comes. The kernel releases it at once
+// unless something else holds it: a copy of the mount that a container
+// or unshare(1) made while it was mounted, in a mount namespace the
+// unmount does not reach, which may hold it for ever. So if served has
+// not come after releaseWait: with the kernel's connection gone, what is
+// left is requests in flight (a commit at a release), which end within
+// the backend's deadlines, and it waits for them; with the connection
+// still there, it names what holds the file system and returns (the
+// process ends and the holder loses it).
+func released(dir string, dev uint64, server *fuse.Server, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) {
 	entry := log.WithField("mountpoint", dir)
+	select {
+	case <-served:
+		entry.Info("unmounted")
+		return
+	case <-signals:
+		entry.Warn("unmounted; ending on a second signal before the requests in flight were answered")
+		return
+	case <-time.After(releaseWait):
+	}
+	if !server.Connected() {
+		entry.Info("unmounted; answering the requests still in flight")
+		select {
+		case <-served:
+			entry.Info("unmounted")
+		case <-signals:
+			entry.Warn("unmounted; ending on a second signal before the requests in flight were answered")
+		}
+		return
+	}
 	if dev != 0 {
+		// The file system lives, so dev is still its own.
 		for _, h := range handover.Holders(dev) {
 			entry.WithFields(logrus.Fields{"pid": h.PID, "command": h.Command, "holds": h.What}).Warn("still holds the unmounted file system")
 		}
@@ -468,20 +490,28 @@ func stillHeld(log *logrus.Logger, dir string, dev uint64) {
 }
 
 // unmountPath unmounts dir with flags (0, or MNT_DETACH for a lazy
-// unmount): directly when root, else with fusermount3. Unlike go-fuse's
-// Server.Unmount, it does not wait for the kernel to release the file
-// system, which a copy of the mount elsewhere may hold for ever.
+// unmount): with umount2(2), and where that is not permitted (not root,
+// nor CAP_SYS_ADMIN) with fusermount3, or fuse 2's fusermount. Unlike
+// go-fuse's Server.Unmount, it does not wait for the kernel to release
+// the file system, which a copy of the mount elsewhere may hold for ever.
 func unmountPath(dir string, flags int) error {
-	if os.Geteuid() == 0 {
-		return unix.Unmount(dir, flags)
+	err := unix.Unmount(dir, flags)
+	if !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	helper, lookErr := exec.LookPath("fusermount3")
+	if lookErr != nil {
+		if helper, lookErr = exec.LookPath("fusermount"); lookErr != nil {
+			return fmt.Errorf("umount: %w, and neither fusermount3 nor fusermount is installed", err)
+		}
 	}
 	args := []string{"-u", dir}
 	if flags&unix.MNT_DETACH != 0 {
 		args = []string{"-u", "-z", dir}
 	}
-	out, err := exec.Command("fusermount3", args...).CombinedOutput()
+	out, err := exec.Command(helper, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("fusermount3 %s: %v: %s", strings.Join(args[:len(args)-1], " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s %s: %v: %s", filepath.Base(helper), strings.Join(args[:len(args)-1], " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

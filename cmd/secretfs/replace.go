@@ -494,7 +494,7 @@ func (s *succession) untilSteppedDown(stop <-chan struct{}) <-chan struct{} {
 // waitForEnd serves until the mount is unmounted from outside, a signal
 // from stop asks to unmount it, or it steps down for a successor and
 // drains.
-func (s *succession) waitForEnd(dir string, served <-chan struct{}, stop <-chan os.Signal) error {
+func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan struct{}, stop <-chan os.Signal) error {
 	log := s.log
 	if s.notifySocket != "" {
 		go s.speakOnceMain()
@@ -531,7 +531,7 @@ func (s *succession) waitForEnd(dir string, served <-chan struct{}, stop <-chan 
 		log.WithField("mountpoint", dir).Warn("the mount point does not show this mount any longer: not unmounting it; what still holds this mount loses it as the process ends")
 		return nil
 	}
-	return unmount(s.dir, s.dev, served, stop, log)
+	return unmount(s.dir, s.dev, server, served, stop, log)
 }
 
 // speakOnceMain gives a --daemon child that replaced the service's main

@@ -176,7 +176,7 @@ func TestASignalDuringAStepDownLeavesTheSuccessorsMount(t *testing.T) {
 	old := mountOldForReplacement(t, dir, replaceFlags{})
 	stop := make(chan os.Signal, 1)
 	ended := make(chan error, 1)
-	go func() { ended <- old.succ.waitForEnd(dir, old.served, stop) }()
+	go func() { ended <- old.succ.waitForEnd(old.server, dir, old.served, stop) }()
 
 	p, err := handover.Find(dir, mountType)
 	if err != nil {
@@ -219,7 +219,7 @@ func TestDrainThroughSIGTERMEndsOnlyOnceTheMountIsReleased(t *testing.T) {
 	close(old.release)
 	stop := make(chan os.Signal, 1)
 	ended := make(chan error, 1)
-	go func() { ended <- old.succ.waitForEnd(dir, old.served, stop) }()
+	go func() { ended <- old.succ.waitForEnd(old.server, dir, old.served, stop) }()
 	held, err := os.Open(filepath.Join(dir, "hello"))
 	if err != nil {
 		t.Fatal(err)
