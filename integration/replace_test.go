@@ -658,6 +658,10 @@ exec setpriv --reuid=1000 --regid=1000 --clear-groups "$BIN" mount "$DIR" --data
 				user.Process.Kill()
 				<-userDone
 			}
+			// Not root: its stop unmounts with fusermount3.
+			if log, _ := os.ReadFile(userLog); !strings.Contains(string(log), `"msg":"unmounted"`) || len(mountinfoLines(t, os.Getpid(), dir)) != 0 {
+				t.Errorf("uid 1000's secretfs did not unmount itself at SIGTERM:\n%s", log)
+			}
 			syscall.Unmount(dir, syscall.MNT_DETACH)
 		})
 		deadline := time.Now().Add(30 * time.Second)
