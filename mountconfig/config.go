@@ -75,7 +75,7 @@ type Config struct {
 type Owner struct {
 	Match    string // a path.Match pattern on "application" or "application/name"
 	UID, GID *uint32
-	Mode     *uint32 // permission bits, at most 07777
+	Mode     *uint32 // permission bits, at most 0777
 	Line     int
 }
 
@@ -262,12 +262,17 @@ func (p *parser) id(n *yaml.Node, key string, into **uint32) error {
 
 // mode reads permission bits in octal, as chmod(1) takes them: "0640",
 // "640" or "0o640". Quote it: YAML reads an unquoted 0640 as octal but
-// 640 as decimal; this reads the digits as written, always octal.
+// 640 as decimal; this reads the digits as written, always octal. The
+// setuid, setgid and sticky bits are refused: the mount is nosuid, and
+// `ls -l` would show an "s" that means nothing.
 func (p *parser) mode(n *yaml.Node, into **uint32) error {
 	digits := strings.TrimPrefix(n.Value, "0o")
 	v, err := strconv.ParseUint(digits, 8, 32)
 	if n.Kind != yaml.ScalarNode || err != nil || digits == "" || v > 0o7777 {
 		return p.errorAt(n, "mode %q: want permission bits in octal, such as \"0640\"", n.Value)
+	}
+	if v > 0o777 {
+		return p.errorAt(n, "mode %q: want permission bits from 0 to 0777: setuid, setgid and sticky mean nothing on this nosuid mount", n.Value)
 	}
 	m := uint32(v)
 	*into = &m

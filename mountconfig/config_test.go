@@ -175,6 +175,7 @@ func TestRefusalsNameTheLineAndTheReason(t *testing.T) {
 		{"mode not octal", "owners:\n  - match: a\n    mode: \"0800\"\n", 3, `mode "0800": want permission bits in octal`},
 		{"mode a word", "owners:\n  - match: a\n    mode: rwx\n", 3, `mode "rwx"`},
 		{"mode too large", "owners:\n  - match: a\n    mode: \"17777\"\n", 3, `mode "17777"`},
+		{"mode setuid", "owners:\n  - match: a\n    mode: \"4755\"\n", 3, `mode "4755": want permission bits from 0 to 0777`},
 		{"uid negative", "owners:\n  - match: a\n    uid: -1\n", 3, `uid "-1": want a number`},
 		{"gid a list", "owners:\n  - match: a\n    gid: [1]\n", 3, "gid"},
 		{"rule without match", "owners:\n  - uid: 1\n", 2, "an owner rule needs match"},

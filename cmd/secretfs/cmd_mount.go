@@ -648,6 +648,10 @@ func (o *octal) Set(s string) error {
 	if err != nil || v > 0o7777 {
 		return fmt.Errorf("%q is not an octal file mode such as 0600", s)
 	}
+	if v > 0o777 {
+		// The mount is nosuid: ls -l would show an "s" that means nothing.
+		return fmt.Errorf("%q: want permission bits from 0 to 0777, without setuid, setgid or sticky", s)
+	}
 	*o = octal(v)
 	return nil
 }

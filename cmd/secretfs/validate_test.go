@@ -44,6 +44,8 @@ func TestEachBadValueIsRefusedNamingItsFlagBeforeTheMountMakesAnything(t *testin
 		{"uid of all ones", nil, []string{"--uid", "4294967295"}, "--uid 4294967295: want a number from 0 to 4294967294"},
 		{"gid of all ones", nil, []string{"--gid", "4294967295"}, "--gid 4294967295: want a number from 0 to 4294967294"},
 		{"gid of all ones from the environment", []string{"SECRETFS_GID", "4294967295"}, nil, "--gid 4294967295: "},
+		{"setuid file mode", nil, []string{"--file-mode", "4755"}, `"4755": want permission bits from 0 to 0777`},
+		{"sticky directory mode from the environment", []string{"SECRETFS_DIR_MODE", "1777"}, nil, `"1777": want permission bits from 0 to 0777`},
 		{"log level trace", nil, []string{"--log-level", "trace"}, `--log-level "trace": want debug, info, warn or error`},
 		{"log level panic, which would hide every error", nil, []string{"--log-level", "panic"}, `--log-level "panic": want debug, info, warn or error`},
 		{"log level fatal from the environment", []string{"SECRETFS_LOG_LEVEL", "fatal"}, nil, `--log-level "fatal": want debug, info, warn or error`},
