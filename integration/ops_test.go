@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -508,29 +509,18 @@ func TestAStopEndsTheMountThoughACopyInAnotherNamespaceHoldsIt(t *testing.T) {
 	b := localBackend(t)
 	m := mount(t, b)
 	m.mustSh("mkdir app && echo v > app/s")
-	holder := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", "cat "+m.path("app/s")+" && exec sleep 600")
-	stdout, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = holder.Process.Kill()
-		_ = holder.Wait()
-	})
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "v\n" {
-		t.Fatalf("reading through the copy before the stop: %q, %v", line, err)
+	holder, line := copyHolder(t, "cat "+m.path("app/s"))
+	if line != "v\n" {
+		t.Fatalf("reading through the copy before the stop: %q", line)
 	}
 	if err := m.stop(); err != nil {
 		t.Fatalf("stopping the mount: %v\n%s", err, m.log())
 	}
 	log := m.log()
-	if !strings.Contains(log, "the file system is still held") || !strings.Contains(log, `"pid":`+strconv.Itoa(holder.Process.Pid)) {
-		t.Errorf("the log does not say that process %d held the unmounted file system:\n%s", holder.Process.Pid, log)
+	if !strings.Contains(log, "the file system is still held") || !strings.Contains(log, `"pid":`+strconv.Itoa(holder)) {
+		t.Errorf("the log does not say that process %d held the unmounted file system:\n%s", holder, log)
 	}
-	out, err := exec.Command("nsenter", "-t", strconv.Itoa(holder.Process.Pid), "-m", "cat", m.path("app/s")).CombinedOutput()
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(holder), "-m", "cat", m.path("app/s")).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "not connected") {
 		t.Errorf("reading through the copy after the daemon ended: %q, %v; want ENOTCONN", out, err)
 	}
@@ -538,40 +528,95 @@ func TestAStopEndsTheMountThoughACopyInAnotherNamespaceHoldsIt(t *testing.T) {
 
 // A stop that comes while a commit is in flight (the one at the release
 // of a truncation nobody wrote after, which close(2) does not wait for)
-// answers it before the process ends, however long the store takes
-// within the deadline: it does not end the process mid-commit as it does
-// when a copy of the mount in another namespace holds the file system.
+// lets it land, and be logged, before the process ends, however long the
+// store takes within the deadline: when the kernel releases the file
+// system at once, and when a copy of the mount in another namespace
+// holds it, or a working directory in it (the stop then ends the mount
+// without waiting for those, but not the commit).
 func TestAStopAnswersACommitInFlightAtTheRelease(t *testing.T) {
 	requireRoot(t)
 	requireFUSE(t)
-	b, own := ownDynamo(t, false, "--timeout", "30s")
-	b.cli(t, []byte("old"), "put", "app/s")
-	m := mount(t, b)
-	f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+	for _, tc := range []struct {
+		name string
+		hold func(t *testing.T, m *mounted) // what else holds the mount as it stops
+	}{
+		{"alone", func(*testing.T, *mounted) {}},
+		{"with a copy of the mount in another namespace", func(t *testing.T, _ *mounted) { copyHolder(t, "true") }},
+		// The mount is busy: it is detached lazily.
+		{"with a working directory in it", func(t *testing.T, m *mounted) { holder(t, nil, "cd "+m.dir) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, own := ownDynamo(t, false, "--timeout", "30s")
+			b.cli(t, []byte("old"), "put", "app/s")
+			m := mount(t, b)
+			tc.hold(t, m)
+			f, err := os.OpenFile(m.path("app/s"), os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			own.Freeze()
+			thawed := make(chan struct{})
+			defer func() { <-thawed }()
+			go func() {
+				defer close(thawed)
+				// Past the stop's releaseWait (5 s), which must not end it.
+				time.Sleep(8 * time.Second)
+				own.Thaw()
+			}()
+			if err := f.Close(); err != nil { // the opener's close: the commit is at the release
+				t.Fatalf("close: %v", err)
+			}
+			if err := m.stop(); err != nil {
+				t.Fatalf("stopping the mount: %v\n%s", err, m.log())
+			}
+			log := m.log()
+			if !strings.Contains(log, `"at":"release"`) || !strings.Contains(log, "secret written") {
+				t.Errorf("the mount ended before the commit at the release was answered:\n%s", log)
+			}
+			<-thawed
+			if got := b.cli(t, nil, "get", "app/s"); got != "" {
+				t.Errorf("app/s holds %q after the truncation committed at the release, want nothing", got)
+			}
+		})
+	}
+}
+
+// copyHolder starts a process in a mount namespace of its own, private,
+// which holds a copy of every mount of the test's namespace, the test's
+// secretfs mounts among them, until the test ends. It runs command there
+// first, and returns the process's pid and the first line command printed
+// (after it, "ready").
+func copyHolder(t *testing.T, command string) (pid int, firstLine string) {
+	t.Helper()
+	return holder(t, []string{"unshare", "--mount", "--propagation", "private"}, command)
+}
+
+// holder starts a shell, under the command line prefix, that runs
+// command and then sleeps until the test ends, and returns its pid and
+// the first line command printed (after it, "ready").
+func holder(t *testing.T, prefix []string, command string) (pid int, firstLine string) {
+	t.Helper()
+	argv := append(slices.Clone(prefix), "sh", "-c", command+" && echo ready && exec sleep 600")
+	cmd := exec.Command(argv[0], argv[1:]...)
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	own.Freeze()
-	thawed := make(chan struct{})
-	defer func() { <-thawed }()
-	go func() {
-		defer close(thawed)
-		// Past the stop's releaseWait (5 s), which must not end it.
-		time.Sleep(8 * time.Second)
-		own.Thaw()
-	}()
-	if err := f.Close(); err != nil { // the opener's close: the commit is at the release
-		t.Fatalf("close: %v", err)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if err := m.stop(); err != nil {
-		t.Fatalf("stopping the mount: %v\n%s", err, m.log())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	r := bufio.NewReader(stdout)
+	for line := ""; line != "ready\n"; {
+		if line, err = r.ReadString('\n'); err != nil {
+			t.Fatalf("%s: %v", strings.Join(argv, " "), err)
+		}
+		if firstLine == "" {
+			firstLine = line
+		}
 	}
-	log := m.log()
-	if !strings.Contains(log, `"at":"release"`) || !strings.Contains(log, "secret written") {
-		t.Errorf("the mount ended before the commit at the release was answered:\n%s", log)
-	}
-	<-thawed
-	if got := b.cli(t, nil, "get", "app/s"); got != "" {
-		t.Errorf("app/s holds %q after the truncation committed at the release, want nothing", got)
-	}
+	return cmd.Process.Pid, firstLine
 }

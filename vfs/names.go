@@ -130,6 +130,12 @@ func (s *Secret) open(ctx context.Context, c Caller, flags uint32) (*Handle, err
 // file system: their writes vanish instead of bringing it back. Readers
 // keep reading the revision they opened.
 func (v *FS) Unlink(ctx context.Context, c Caller, k store.Key) error {
+	end, err := v.opts.Changes.begin(k.Path())
+	if err != nil {
+		v.audit(c, "unlink", k, store.Key{}, 0, err)
+		return err
+	}
+	defer end()
 	version, err := v.unlink(ctx, k)
 	v.audit(c, "unlink", k, store.Key{}, version, err)
 	return err
@@ -175,6 +181,12 @@ func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 // not interrupted. Open writers follow the file (Renamed); a writer that
 // had read an older revision fails as it would have in place.
 func (v *FS) Rename(ctx context.Context, c Caller, from, to store.Key, flags uint32) error {
+	end, err := v.opts.Changes.begin(from.Path())
+	if err != nil {
+		v.audit(c, "rename", from, to, 0, err)
+		return err
+	}
+	defer end()
 	version, err := v.rename(ctx, from, to, flags)
 	v.audit(c, "rename", from, to, version, err)
 	return err

@@ -86,6 +86,9 @@ type Options struct {
 	// Committed, if set, is told of every commit of a writer's buffer
 	// and its outcome (nil: committed).
 	Committed func(err error)
+	// Changes, if set, counts the changes to the store in flight, so
+	// that a stop can refuse new ones and let those begun finish.
+	Changes *Changes
 	// Audit, if set, is told of every open of a secret, every commit,
 	// unlink and rename, with who asked and how it ended.
 	Audit func(audit.Entry)

@@ -285,6 +285,12 @@ func (h *Handle) Discard() {
 // learns which. when names the request ("close", "fsync", "release").
 func (h *Handle) commit(ctx context.Context, c Caller, when string) error {
 	v := h.v
+	end, err := v.opts.Changes.begin(h.ss.metadata().Key.Path())
+	if err != nil {
+		v.recordCommit(c, h.ss.metadata().Key, store.Meta{}, err, when)
+		return err
+	}
+	defer end() // once recorded: the audit log and the log hear of it first
 	meta, committed, err := h.ss.commit(ctx, func(ctx context.Context, k store.Key, value []byte, expected store.Revision) (store.Meta, error) {
 		meta, err := v.cat.Put(context.WithoutCancel(ctx), k, value, expected)
 		if fault.Is(fault.Exist, err) {
@@ -369,6 +375,13 @@ func (v *FS) truncate(ctx context.Context, c Caller, k store.Key, size int64) er
 		}
 	}
 	val = resize(val, size)
+	end, err := v.opts.Changes.begin(k.Path())
+	if err != nil {
+		val.Wipe()
+		v.recordCommit(c, k, store.Meta{}, err, "truncate")
+		return err
+	}
+	defer end()
 	meta, err = v.cat.Put(ctx, k, val, meta.Revision())
 	val.Wipe()
 	v.recordCommit(c, k, meta, err, "truncate")

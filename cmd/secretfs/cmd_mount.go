@@ -229,8 +229,11 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	// A daemon has no standard error: what fusermount3 says there, such
 	// as why it failed, is caught, logged and told to the parent.
 	var server *fuse.Server
+	changes := &vfs.Changes{}
 	err = withStderrCaught(ready != nil, log, func() (err error) {
-		server, err = succ.mount(dir, catalog, withMountConfig(fsOptions(c, b.writeOnly, readOnly, meter, auditLog), file))
+		opts := fsOptions(c, b.writeOnly, readOnly, meter, auditLog)
+		opts.Changes = changes
+		server, err = succ.mount(dir, catalog, withMountConfig(opts, file))
 		return err
 	})
 	if err != nil {
@@ -243,7 +246,35 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	stopWatchdog := make(chan struct{})
 	defer close(stopWatchdog)
 	go watchdog(dir, log, succ.untilSteppedDown(stopWatchdog))
-	return succ.waitForEnd(server, dir, served, stop)
+	err = succ.waitForEnd(server, dir, served, stop)
+	finishChanges(changes, maxCallsOfAChange*c.timeout, log)
+	return err
+}
+
+// maxCallsOfAChange bounds the backend calls of one change to the store,
+// each within --timeout: a rename's 7 (SEMANTICS.md, "Deadlines").
+const maxCallsOfAChange = 8
+
+// finishChanges refuses every change to the store from now on and waits,
+// at most limit, for those in flight (a commit at a release, which no
+// writer waits for, or one a copy of the mount elsewhere made), so that
+// none is cut off as the process ends: each lands or fails whole, and is
+// logged and audited. A signal does not cut them short: the wait is
+// bounded by the backend's deadlines, and SIGKILL remains.
+func finishChanges(changes *vfs.Changes, limit time.Duration, log logrus.FieldLogger) {
+	idle := changes.Stop()
+	select {
+	case <-idle:
+		return
+	default:
+	}
+	log.Info("letting the changes in flight reach the store")
+	select {
+	case <-idle:
+		log.Info("the changes in flight are done")
+	case <-time.After(limit):
+		log.WithField("waited", limit.String()).Warn("changes still in flight as the process ends: their outcome is unknown")
+	}
 }
 
 // openLogs sends the log to --log-file, or for a daemon without one to
@@ -435,7 +466,7 @@ func unmount(dir string, dev uint64, server *fuse.Server, served <-chan struct{}
 		released(dir, dev, server, served, signals, log)
 		return nil
 	}
-	log.WithError(err).Warn("the mount is busy: files are open in it; detaching it lazily, and uncommitted writes in open files are lost")
+	log.WithError(err).Warn("the mount is busy (a file open in it, or a working directory in it): detaching it lazily, and what open files have not committed is lost")
 	if err := detach(dir); err != nil {
 		return fmt.Errorf("unmount %s: %w", dir, err)
 	}
@@ -466,7 +497,7 @@ func released(dir string, dev uint64, server *fuse.Server, served <-chan struct{
 		entry.Info("unmounted")
 		return
 	case <-signals:
-		entry.Warn("unmounted; ending on a second signal before the requests in flight were answered")
+		entry.Warn("unmounted; on a second signal, not waiting for the kernel to release the file system")
 		return
 	case <-time.After(releaseWait):
 	}
@@ -476,7 +507,7 @@ func released(dir string, dev uint64, server *fuse.Server, served <-chan struct{
 		case <-served:
 			entry.Info("unmounted")
 		case <-signals:
-			entry.Warn("unmounted; ending on a second signal before the requests in flight were answered")
+			entry.Warn("unmounted; on a second signal, not waiting for the kernel to release the file system")
 		}
 		return
 	}

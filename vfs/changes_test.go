@@ -1,0 +1,65 @@
+package vfs
+
+import (
+	"testing"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// A stop refuses every change from then on, before it reaches the store,
+// and tells when the changes in flight have ended: a commit the store is
+// still answering is let finish, and is audited, before that.
+func TestAStopRefusesNewChangesAndWaitsForThoseInFlight(t *testing.T) {
+	f := newFixture(t, Options{Changes: &Changes{}})
+	f.cat.Store(db, "old")
+	f.cat.Store(db2, "other")
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "new", 0)
+	inPut, release := make(chan struct{}), make(chan struct{})
+	f.cat.BeforePut(func(store.Key) {
+		close(inPut)
+		<-release
+	})
+	closed := make(chan error)
+	go func() { closed <- h.Flush(ctx, shell) }()
+	<-inPut
+
+	idle := f.fs.opts.Changes.Stop()
+	select {
+	case <-idle:
+		t.Fatal("the stop says nothing is in flight while a commit is")
+	default:
+	}
+	err := f.fs.Unlink(ctx, other, db2)
+	wantKind(t, "an unlink after the stop", err, fault.Unavailable)
+	if got := f.value(db2); got != "other" {
+		t.Errorf("the refused unlink changed db2: %q", got)
+	}
+	wantKind(t, "a truncation by path after the stop", f.fs.Setattr(ctx, other, db2, nil, sizeTo(1)), fault.Unavailable)
+	wantKind(t, "a rename after the stop", f.fs.Rename(ctx, other, db2, store.Key{App: "app", Name: "db3"}, 0), fault.Unavailable)
+
+	f.cat.BeforePut(nil)
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatalf("the commit in flight at the stop: %v", err)
+	}
+	<-idle
+	if got := f.value(db); got != "new" {
+		t.Errorf("the commit in flight landed %q, want new", got)
+	}
+	if got := commitsBy(f.recorded()); len(got) != 2 || got[0] != other.Thread || got[1] != shell.Thread {
+		t.Errorf("commits audited by threads %v, want the refused truncation's (%d), then the one in flight (%d)", got, other.Thread, shell.Thread)
+	}
+	h.Release(ctx)
+}
+
+// A nil *Changes (a file system without Options.Changes) refuses nothing.
+func TestWithoutChangesNothingIsRefused(t *testing.T) {
+	var c *Changes
+	end, err := c.begin("app/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end()
+}
