@@ -63,3 +63,30 @@ func TestWithoutChangesNothingIsRefused(t *testing.T) {
 	}
 	end()
 }
+
+// A commit refused by a stop fails its file as any failed commit does:
+// recorded once (the audit log, Options.Committed), reported by every
+// later fsync and close, and never tried at the release.
+func TestACommitRefusedByAStopIsRecordedOnce(t *testing.T) {
+	f := newFixture(t, Options{Changes: &Changes{}})
+	f.cat.Store(db, "old")
+	h := f.open(db, shell, trunc)
+	f.write(h, shell, "new", 0)
+	f.fs.opts.Changes.Stop()
+	wantKind(t, "the close after the stop", h.Flush(ctx, shell), fault.Unavailable)
+	if err := h.Fsync(ctx, shell); err == nil {
+		t.Error("an fsync after the refused commit succeeded")
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Errorf("the release tried the refused commit again: %v", err)
+	}
+	if got := commitsBy(f.recorded()); len(got) != 1 {
+		t.Errorf("%d commits audited, want the one refused", len(got))
+	}
+	if len(f.outcomes) != 1 || f.outcomes[0] == nil {
+		t.Errorf("Options.Committed heard %v, want one failure", f.outcomes)
+	}
+	if got := f.value(db); got != "old" || f.puts() != 0 {
+		t.Errorf("after the refusal: %q after %d puts", got, f.puts())
+	}
+}

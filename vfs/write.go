@@ -285,13 +285,18 @@ func (h *Handle) Discard() {
 // learns which. when names the request ("close", "fsync", "release").
 func (h *Handle) commit(ctx context.Context, c Caller, when string) error {
 	v := h.v
-	end, err := v.opts.Changes.begin(h.ss.metadata().Key.Path())
-	if err != nil {
-		v.recordCommit(c, h.ss.metadata().Key, store.Meta{}, err, when)
-		return err
-	}
-	defer end() // once recorded: the audit log and the log hear of it first
+	// The change ends once recorded: the audit log and the log hear of it
+	// before a stop lets the process end. A change the stop refuses fails
+	// the session as any failed commit does: reported once, by this and
+	// every later close, and never tried again.
+	end := func() {}
+	defer func() { end() }()
 	meta, committed, err := h.ss.commit(ctx, func(ctx context.Context, k store.Key, value []byte, expected store.Revision) (store.Meta, error) {
+		began, err := v.opts.Changes.begin(k.Path())
+		if err != nil {
+			return store.Meta{}, err
+		}
+		end = began
 		meta, err := v.cat.Put(context.WithoutCancel(ctx), k, value, expected)
 		if fault.Is(fault.Exist, err) {
 			// Created meanwhile by another writer, who won, as any
