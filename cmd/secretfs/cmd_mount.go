@@ -480,16 +480,15 @@ func unmount(dir string, dev uint64, server *fuse.Server, served <-chan struct{}
 }
 
 // released waits, once the mount at dir is unmounted, until the kernel
-// has released its file system and server has answered the requests in
-// flight (served), or a signal comes. The kernel releases it at once
-// unless something else holds it: a copy of the mount that a container
-// or unshare(1) made while it was mounted, in a mount namespace the
-// unmount does not reach, which may hold it for ever. So if served has
-// not come after releaseWait: with the kernel's connection gone, what is
-// left is requests in flight (a commit at a release), which end within
-// the backend's deadlines, and it waits for them; with the connection
-// still there, it names what holds the file system and returns (the
-// process ends and the holder loses it).
+// has released its file system and server has answered its requests
+// (served), or a signal comes. The kernel releases it at once unless
+// something else holds it: a copy of the mount that a container or
+// unshare(1) made while it was mounted, in a mount namespace the unmount
+// does not reach, which may hold it for ever. So it waits releaseWait at
+// most: then, with the kernel's connection still there, it names what
+// holds the file system (the process ends and the holder loses it);
+// without, what is left is requests in flight, and finishChanges lets
+// the changes among them finish.
 func released(dir string, dev uint64, server *fuse.Server, served <-chan struct{}, signals <-chan os.Signal, log *logrus.Logger) {
 	entry := log.WithField("mountpoint", dir)
 	select {
@@ -502,13 +501,7 @@ func released(dir string, dev uint64, server *fuse.Server, served <-chan struct{
 	case <-time.After(releaseWait):
 	}
 	if !server.Connected() {
-		entry.Info("unmounted; answering the requests still in flight")
-		select {
-		case <-served:
-			entry.Info("unmounted")
-		case <-signals:
-			entry.Warn("unmounted; on a second signal, not waiting for the kernel to release the file system")
-		}
+		entry.Info("unmounted; requests still in flight")
 		return
 	}
 	if dev != 0 {

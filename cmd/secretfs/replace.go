@@ -108,10 +108,6 @@ type succession struct {
 	pred    *handover.Predecessor // nil: this mount replaces nothing (any longer)
 	control *handover.Control     // nil until mounted, or when it could not be made
 	dev     uint64                // the device number of this mount's file system
-	// handedOver: the mount was made with the kernel's mount API, so its
-	// go-fuse server cannot unmount it (fuse.Server.Unmount refuses a
-	// /dev/fd/N mount point); this process unmounts the path itself.
-	handedOver bool
 
 	metricsAddr string
 	meter       *metrics.Registry
@@ -261,7 +257,6 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 	if err != nil {
 		return nil, fmt.Errorf("--replace: serving the new mount: %w", err)
 	}
-	s.handedOver = true
 	if err := m.DeclinePoll(); err != nil {
 		s.log.WithError(err).Debug("go-fuse's poll hack failed")
 	}
