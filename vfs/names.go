@@ -130,14 +130,21 @@ func (s *Secret) open(ctx context.Context, c Caller, flags uint32) (*Handle, err
 // file system: their writes vanish instead of bringing it back. Readers
 // keep reading the revision they opened.
 func (v *FS) Unlink(ctx context.Context, c Caller, k store.Key) error {
-	end, err := v.opts.Changes.begin(k.Path())
+	return v.change(c, "unlink", k, store.Key{}, func() (store.Version, error) { return v.unlink(ctx, k) })
+}
+
+// change makes the change op of from (to a rename's to) by c, counted
+// in Options.Changes, and audits it once it ended, before the count
+// lets a stop end the process.
+func (v *FS) change(c Caller, op string, from, to store.Key, do func() (store.Version, error)) error {
+	end, err := v.opts.Changes.begin(from.Path())
 	if err != nil {
-		v.audit(c, "unlink", k, store.Key{}, 0, err)
+		v.audit(c, op, from, to, 0, err)
 		return err
 	}
 	defer end()
-	version, err := v.unlink(ctx, k)
-	v.audit(c, "unlink", k, store.Key{}, version, err)
+	version, err := do()
+	v.audit(c, op, from, to, version, err)
 	return err
 }
 
@@ -181,15 +188,7 @@ func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 // not interrupted. Open writers follow the file (Renamed); a writer that
 // had read an older revision fails as it would have in place.
 func (v *FS) Rename(ctx context.Context, c Caller, from, to store.Key, flags uint32) error {
-	end, err := v.opts.Changes.begin(from.Path())
-	if err != nil {
-		v.audit(c, "rename", from, to, 0, err)
-		return err
-	}
-	defer end()
-	version, err := v.rename(ctx, from, to, flags)
-	v.audit(c, "rename", from, to, version, err)
-	return err
+	return v.change(c, "rename", from, to, func() (store.Version, error) { return v.rename(ctx, from, to, flags) })
 }
 
 // rename returns the revision written under the new name.
