@@ -17,12 +17,8 @@ import (
 // (Linux 6.8; another namespace's mounts, 6.11) list every mount of a
 // namespace, wherever its processes' roots are.
 
-// The system call numbers of statmount and listmount, the same on every
-// architecture (the unified table); golang.org/x/sys has neither call.
-const (
-	sysStatmount = 457
-	sysListmount = 458
-)
+// golang.org/x/sys numbers statmount and listmount (unix.SYS_STATMOUNT,
+// unix.SYS_LISTMOUNT) but wraps neither, nor has their structures.
 
 // lsmtRoot asks listmount for the mounts below the namespace's root.
 const lsmtRoot = ^uint64(0)
@@ -31,7 +27,7 @@ const lsmtRoot = ^uint64(0)
 const statmountSBBasic = 0x1
 
 // mntIDReq is struct mnt_id_req, with the namespace's id (its second
-// version, 32 bytes).
+// version, unix.MNT_ID_REQ_SIZE_VER1 bytes).
 type mntIDReq struct {
 	size    uint32
 	spare   uint32
@@ -39,6 +35,9 @@ type mntIDReq struct {
 	param   uint64
 	mntNsID uint64
 }
+
+// The structure is the size its size field says (a compile-time check).
+var _ = [1]struct{}{}[unsafe.Sizeof(mntIDReq{})-unix.MNT_ID_REQ_SIZE_VER1]
 
 // statmountHead is the start of struct statmount, as far as the device
 // number of the mount's superblock.
@@ -66,8 +65,8 @@ func mountsInNamespace(nsPath string, dev uint64) (n int, ok bool) {
 	ids := make([]uint64, 512)
 	last := uint64(0)
 	for {
-		req := mntIDReq{size: uint32(unsafe.Sizeof(mntIDReq{})), mntID: lsmtRoot, param: last, mntNsID: nsID}
-		got, _, errno := unix.Syscall6(sysListmount, uintptr(unsafe.Pointer(&req)), uintptr(unsafe.Pointer(&ids[0])), uintptr(len(ids)), 0, 0, 0)
+		req := mntIDReq{size: unix.MNT_ID_REQ_SIZE_VER1, mntID: lsmtRoot, param: last, mntNsID: nsID}
+		got, _, errno := unix.Syscall6(unix.SYS_LISTMOUNT, uintptr(unsafe.Pointer(&req)), uintptr(unsafe.Pointer(&ids[0])), uintptr(len(ids)), 0, 0, 0)
 		if errno != 0 {
 			return 0, false
 		}
@@ -101,9 +100,9 @@ func mountNamespaceID(nsPath string) (uint64, error) {
 // mountDev is the device number of the file system mounted as mount id
 // in the namespace nsID.
 func mountDev(id, nsID uint64) (uint64, bool) {
-	req := mntIDReq{size: uint32(unsafe.Sizeof(mntIDReq{})), mntID: id, param: statmountSBBasic, mntNsID: nsID}
+	req := mntIDReq{size: unix.MNT_ID_REQ_SIZE_VER1, mntID: id, param: statmountSBBasic, mntNsID: nsID}
 	var buf [statmountBufSize / 8]uint64 // aligned for statmountHead
-	if _, _, errno := unix.Syscall6(sysStatmount, uintptr(unsafe.Pointer(&req)), uintptr(unsafe.Pointer(&buf[0])), statmountBufSize, 0, 0, 0); errno != 0 {
+	if _, _, errno := unix.Syscall6(unix.SYS_STATMOUNT, uintptr(unsafe.Pointer(&req)), uintptr(unsafe.Pointer(&buf[0])), statmountBufSize, 0, 0, 0); errno != 0 {
 		return 0, false
 	}
 	head := (*statmountHead)(unsafe.Pointer(&buf[0]))
