@@ -59,13 +59,17 @@ func (v *FS) Lookup(ctx context.Context, k store.Key) (Entry, error) {
 // READDIRPLUS asks: answered from the listing, which is as fresh as the
 // TTL, unless the secret has writers here (then Lookup decides). A legacy
 // item lists without its size: it is left to a Lookup, which decrypts it
-// to learn it (fault.NotFound here).
+// to learn it (fault.NotFound here); so is a malformed item
+// (store.Meta.Invalid), which a Lookup refuses.
 //
 // A view is left to a Lookup as well: a listing (`ls`) renders nothing,
 // a stat does.
 func (v *FS) LookupListed(ctx context.Context, meta store.Meta) (Entry, error) {
 	if v.IsView(meta.Key) {
 		return Entry{}, fault.E(meta.Path(), fault.NotFound, "a view is rendered when it is looked up, not listed")
+	}
+	if meta.Invalid != nil {
+		return Entry{}, fault.E(meta.Path(), fault.NotFound, "a malformed item is left to a lookup, which refuses it")
 	}
 	if meta.Size < 0 {
 		return Entry{}, fault.E(meta.Path(), fault.NotFound, "a legacy item lists without its size; a lookup will learn it")

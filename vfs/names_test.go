@@ -3,6 +3,7 @@ package vfs
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -233,6 +234,21 @@ func TestAListingPagesTheApplicationAndAnswersItsLookups(t *testing.T) {
 	}
 	_, err := f.fs.LookupListed(ctx, store.Meta{Key: db, Size: -1})
 	wantKind(t, "a legacy item listed without its size", err, fault.NotFound)
+}
+
+// A malformed item (store.Meta.Invalid) is never answered from the
+// listing, whatever Size it carries (DynamoDB's lists it with none, 0),
+// and the reason does not call it a legacy item.
+func TestAMalformedListedItemIsLeftToALookup(t *testing.T) {
+	f := newFixture(t, Options{})
+	for _, size := range []int64{-1, 0, 3} {
+		meta := store.Meta{Key: db, Size: size, Invalid: fault.E(fault.Integrity, "malformed item")}
+		_, err := f.fs.LookupListed(ctx, meta)
+		wantKind(t, "a malformed item listed", err, fault.NotFound)
+		if err != nil && strings.Contains(err.Error(), "legacy") {
+			t.Errorf("size %d: the reason calls a malformed item legacy: %v", size, err)
+		}
+	}
 }
 
 // A secret with writers here is looked up, not answered from the
