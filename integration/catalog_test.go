@@ -185,6 +185,7 @@ func TestAChangeAfterTheStoreRecoversIsSeenWithinTheTTLPlusOneSecond(t *testing.
 		}
 		time.Sleep(time.Second)
 	}
+	wantSilent(t, b, "app/s", "get app/s: no answer within --timeout 1s from DynamoDB")
 	own.Thaw()
 	thawed = true
 	time.Sleep(500 * time.Millisecond)
@@ -194,6 +195,17 @@ func TestAChangeAfterTheStoreRecoversIsSeenWithinTheTTLPlusOneSecond(t *testing.
 	if got := m.mustSh("cat app/s"); got != "after" {
 		t.Errorf("%s after a change made once the store was back (--ttl %s), the mount reads %q, want the new value",
 			time.Since(changed).Round(100*time.Millisecond), ttl, got)
+	}
+}
+
+// wantSilent checks that `secretfs get` of name fails, while a backend is
+// frozen, saying want last, which names the silent backend.
+func wantSilent(t *testing.T, b *backend, name, want string) {
+	t.Helper()
+	_, stderr, err := b.run(nil, "get", name)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if err == nil || lines[len(lines)-1] != "secretfs: "+want {
+		t.Errorf("secretfs get %s with a backend frozen: %v, stderr %q; want %q", name, err, stderr, "secretfs: "+want)
 	}
 }
 
@@ -257,6 +269,7 @@ func TestKMSFrozenWithANewerRevisionListedServesTheLastValue(t *testing.T) {
 					t.Fatalf("read %d with KMS frozen and a newer revision listed: %q, %v %s; want the last value", i, out, err, errOut)
 				}
 			}
+			wantSilent(t, b, "app/s", "get app/s: no answer within --timeout 1s from KMS")
 			kms.Thaw()
 			thawed = true
 			eventually(t, 10*time.Second, "the new value is read once KMS is back", func() bool {

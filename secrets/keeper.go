@@ -34,7 +34,26 @@ type Options struct {
 	Log logrus.FieldLogger
 	// V1Observer is told what the v1 limit does (metrics); nothing if nil.
 	V1Observer V1Observer
+	// StoreName and KeysName name the store and the key service in an
+	// error that says which gave no answer (NoAnswer): "DynamoDB",
+	// "KMS". "the store" and "the key service" if empty.
+	StoreName, KeysName string
 }
+
+// NoAnswer is the error of a backend call that ran out of its deadline:
+// which backend was silent, and for how long it was given. An operator's
+// first question about an outage is which of the two is down.
+type NoAnswer struct {
+	From   string        // Options.StoreName or Options.KeysName
+	Within time.Duration // the deadline of the call
+	Err    error         // what the call returned
+}
+
+func (e *NoAnswer) Error() string {
+	return "no answer within " + e.Within.String() + " from " + e.From + ": " + e.Err.Error()
+}
+
+func (e *NoAnswer) Unwrap() error { return e.Err }
 
 // Keeper is the composition of a store and an envelope: the Source that
 // always goes to the backend. cache.Catalog fronts it for the mount.
@@ -53,6 +72,8 @@ type Keeper struct {
 	v1       *v1Limiter
 	v1Seen   V1Observer
 	skipped  skippedNames
+	// storeName and keysName: see Options.
+	storeName, keysName string
 }
 
 var _ Source = (*Keeper)(nil)
@@ -60,7 +81,13 @@ var _ Source = (*Keeper)(nil)
 // NewKeeper returns a Keeper that keeps secrets in s, sealed by e.
 func NewKeeper(s store.Store, e *crypto.Envelope, opts Options) *Keeper {
 	k := &Keeper{store: s, envelope: e, timeout: opts.Timeout, now: opts.Now, maxValue: store.DefaultMaxValueSize,
-		log: opts.Log, v1Seen: opts.V1Observer}
+		log: opts.Log, v1Seen: opts.V1Observer, storeName: opts.StoreName, keysName: opts.KeysName}
+	if k.storeName == "" {
+		k.storeName = "the store"
+	}
+	if k.keysName == "" {
+		k.keysName = "the key service"
+	}
 	if k.timeout <= 0 {
 		k.timeout = DefaultTimeout
 	}
@@ -80,15 +107,25 @@ func NewKeeper(s store.Store, e *crypto.Envelope, opts Options) *Keeper {
 	return k
 }
 
-// call runs one backend call under the Keeper's deadline. A call that ran
-// out of its time (not the caller's) says so, and how long it was given:
-// that is the first thing an operator needs to know about a dead backend.
+// call runs one call to the store under the Keeper's deadline. A call
+// that ran out of its time (not the caller's) says so, which backend it
+// was and how long it was given (NoAnswer): that is the first thing an
+// operator needs to know about a dead backend.
 func (k *Keeper) call(ctx context.Context, op fault.Op, p fault.Path, f func(context.Context) error) error {
+	return k.callTo(ctx, k.storeName, op, p, f)
+}
+
+// callKeys is call for a call to the key service.
+func (k *Keeper) callKeys(ctx context.Context, op fault.Op, p fault.Path, f func(context.Context) error) error {
+	return k.callTo(ctx, k.keysName, op, p, f)
+}
+
+func (k *Keeper) callTo(ctx context.Context, backend string, op fault.Op, p fault.Path, f func(context.Context) error) error {
 	callCtx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
 	err := f(callCtx)
 	if err != nil && ctx.Err() == nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) {
-		return fault.E(op, p, fault.Unavailable, fmt.Errorf("no answer within %s: %w", k.timeout, err))
+		return fault.E(op, p, fault.Unavailable, &NoAnswer{From: backend, Within: k.timeout, Err: err})
 	}
 	return err
 }
@@ -116,7 +153,7 @@ func (k *Keeper) Open(ctx context.Context, item *store.Item) (Secret, error) {
 	const op fault.Op = "secrets.Open"
 	sealed := sealedOf(item)
 	var value crypto.Plaintext
-	err := k.call(ctx, op, item.Path(), func(ctx context.Context) error {
+	err := k.callKeys(ctx, op, item.Path(), func(ctx context.Context) error {
 		if !sealed.Format.Legacy() {
 			var err error
 			value, err = k.open(ctx, op, item, sealed)
@@ -202,7 +239,7 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 			"value is "+strconv.Itoa(len(value))+" bytes; the limit is "+strconv.FormatInt(k.maxValue, 10))
 	}
 	var sealed crypto.Sealed
-	err := k.call(ctx, op, key.Path(), func(ctx context.Context) (err error) {
+	err := k.callKeys(ctx, op, key.Path(), func(ctx context.Context) (err error) {
 		sealed, err = k.envelope.Seal(ctx, key.App, key.Name, int64(expected.Version.Next()), value)
 		return err
 	})

@@ -135,6 +135,59 @@ func TestDeadBackendGivesUnavailableWithinTheTimeout(t *testing.T) {
 	}
 }
 
+// hangingKeys is a key service that never answers.
+type hangingKeys struct{ crypto.KeyWrapper }
+
+func (hangingKeys) NewDocumentKey(ctx context.Context, size int, ec crypto.EncryptionContext) ([]byte, []byte, string, error) {
+	<-ctx.Done()
+	return nil, nil, "", ctx.Err()
+}
+
+func (hangingKeys) Unwrap(ctx context.Context, masterKeyID string, wrapped []byte, ec crypto.EncryptionContext) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A call that gets no answer says which backend was silent: the store
+// for a read of the item, the key service for its decryption or the
+// sealing of a write.
+func TestADeadlineSaysWhichBackendGaveNoAnswer(t *testing.T) {
+	opts := Options{Timeout: 50 * time.Millisecond, StoreName: "DynamoDB", KeysName: "KMS"}
+	opts.Log, _ = logtest.NewNullLogger()
+	key := store.Key{App: "app", Name: "db"}
+	k, _ := newKeeper(t, hangingStore{memory.New()}, opts)
+	_, err := k.Get(context.Background(), key)
+	wantNoAnswerFrom(t, "Get with the store silent", err, "DynamoDB", "no answer within 50ms from DynamoDB: ")
+
+	st := memory.New()
+	writer, _ := newKeeper(t, st, opts)
+	if _, err := writer.Put(context.Background(), key, []byte("v"), store.Revision{Version: store.Absent}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := crypto.NewEnvelope(hangingKeys{}, crypto.DefaultFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent := NewKeeper(st, e, opts)
+	_, err = silent.Get(context.Background(), key)
+	wantNoAnswerFrom(t, "Get with the key service silent", err, "KMS", "no answer within 50ms from KMS: ")
+	_, err = silent.Put(context.Background(), key, []byte("w"), store.Revision{Version: 1})
+	wantNoAnswerFrom(t, "Put with the key service silent", err, "KMS", "no answer within 50ms from KMS: ")
+
+	unnamed := NewKeeper(hangingStore{memory.New()}, e, Options{Timeout: 50 * time.Millisecond, Log: opts.Log})
+	_, err = unnamed.Get(context.Background(), key)
+	wantNoAnswerFrom(t, "Get from an unnamed store", err, "the store", "from the store: ")
+}
+
+func wantNoAnswerFrom(t *testing.T, what string, err error, from, says string) {
+	t.Helper()
+	var na *NoAnswer
+	if !errors.As(err, &na) || na.From != from || !fault.Is(fault.Unavailable, err) ||
+		!errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), says) {
+		t.Errorf("%s: %v; want Unavailable, a deadline, and %q", what, err, says)
+	}
+}
+
 func TestTamperedItemIsIntegrityErrorWithoutValue(t *testing.T) {
 	st := memory.New()
 	k, _ := newKeeper(t, st, Options{})

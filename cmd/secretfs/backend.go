@@ -102,15 +102,35 @@ func meterKeys(meter *metrics.Registry, w crypto.KeyWrapper, service string) cry
 // Keeper that writes in --format and whose v1 limit meter (if any)
 // observes. The store is put behind an outage breaker (package breaker):
 // once a call gets no answer, calls fail at once for a second instead of
-// each waiting out --timeout.
-func (c *config) keeper(st store.Store, w crypto.KeyWrapper, meter *metrics.Registry) (*secrets.Keeper, error) {
+// each waiting out --timeout. names says what to call the store and the
+// keys in an error that says which gave no answer.
+func (c *config) keeper(st store.Store, w crypto.KeyWrapper, meter *metrics.Registry, names backendNames) (*secrets.Keeper, error) {
 	envelope, err := crypto.NewEnvelope(w, c.writeFormat)
 	if err != nil {
 		return nil, err
 	}
-	st = breaker.Store(st, &breaker.Breaker{Name: "the store", Timeout: c.timeout})
-	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout, Log: c.log, V1Observer: meter.V1Limit()}), nil
+	st = breaker.Store(st, &breaker.Breaker{Name: names.store, Timeout: c.timeout})
+	return secrets.NewKeeper(st, envelope, secrets.Options{Timeout: c.timeout, Log: c.log, V1Observer: meter.V1Limit(),
+		StoreName: names.store, KeysName: names.keys}), nil
 }
+
+// silent returns err, a call's to the backend named from, as the
+// secrets.NoAnswer it is if --timeout ran out (and not ctx, the
+// caller's), so that the verb says which backend was silent (timedOut).
+func (c *config) silent(ctx context.Context, from string, err error) error {
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return &secrets.NoAnswer{From: from, Within: c.timeout, Err: err}
+	}
+	return err
+}
+
+// backendNames name a backend's store and keys in what the user reads.
+type backendNames struct{ store, keys string }
+
+var (
+	localNames    = backendNames{store: "the local store", keys: "the RSA key"}
+	dynamoDBNames = backendNames{store: "DynamoDB", keys: "KMS"}
+)
 
 func (c *config) openLocal(ctx context.Context, o opening) (*backend, error) {
 	dir := c.dataDir
@@ -141,10 +161,11 @@ func (c *config) openLocal(ctx context.Context, o opening) (*backend, error) {
 	err = refuseForeignKey(checkCtx, st, wrapper.MasterKeyID(), dbPath, keyPath, c.log)
 	cancel()
 	if err != nil {
+		err = c.silent(ctx, localNames.store, err)
 		st.Close()
 		return nil, err
 	}
-	k, err := c.keeper(meterStore(o.meter, st, "sqlite"), meterKeys(o.meter, wrapper, "rsa"), o.meter)
+	k, err := c.keeper(meterStore(o.meter, st, "sqlite"), meterKeys(o.meter, wrapper, "rsa"), o.meter, localNames)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -203,7 +224,7 @@ func (c *config) openDynamoDB(ctx context.Context, o opening) (*backend, error) 
 	}
 	// KMS behind an outage breaker of its own (the RSA reader beside it
 	// is local: it always answers).
-	kmsWrapper := breaker.Keys(meterKeys(o.meter, kw, "kms"), &breaker.Breaker{Name: "KMS", Timeout: c.timeout})
+	kmsWrapper := breaker.Keys(meterKeys(o.meter, kw, "kms"), &breaker.Breaker{Name: dynamoDBNames.keys, Timeout: c.timeout})
 
 	// KMS owns every key id that is not an RSA one, so the RSA reader
 	// goes first.
@@ -226,7 +247,7 @@ func (c *config) openDynamoDB(ctx context.Context, o opening) (*backend, error) 
 	readers = append(readers, kmsWrapper)
 
 	st := dynamodb.New(ddb, c.table)
-	k, err := c.keeper(meterStore(o.meter, st, "dynamodb"), crypto.NewKeyring(write, readers...), o.meter)
+	k, err := c.keeper(meterStore(o.meter, st, "dynamodb"), crypto.NewKeyring(write, readers...), o.meter, dynamoDBNames)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +290,7 @@ func (c *config) kmsKeys(ctx context.Context, client *awskms.Client, firstUse bo
 	}
 	w, err = kms.NewPinned(ctx, client, c.kmsKey, c.kmsReadKeys, c.timeout)
 	if err != nil {
-		return nil, "", fmt.Errorf("the KMS keys to trust (--kms-key, --kms-read-keys): %w", err)
+		return nil, "", fmt.Errorf("the KMS keys to trust (--kms-key, --kms-read-keys): %w", c.silent(ctx, dynamoDBNames.keys, err))
 	}
 	c.log.WithField("kms_keys", strings.Join(w.Trusted(), ",")).Info("KMS: reading only items wrapped under these keys; others are refused (EACCES)")
 	return w, fmt.Sprintf("reads under %d trusted KMS key(s)", len(w.Trusted())), nil

@@ -6,13 +6,16 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/secretfs/secretfs/secrets"
 )
 
 // timedOut returns err, if it is the deadline of --timeout expiring, said
-// as what the verb was about and the flag that sets how long it waits:
-// "get billing/db: no answer within --timeout 1ns". The words of the layer
-// that gave up ("gave up waiting for the database: context deadline
-// exceeded") name neither. about are the applications or secrets the verb
+// as what the verb was about, the flag that sets how long it waits, and
+// which backend was silent where that is known (secrets.NoAnswer): "get
+// billing/db: no answer within --timeout 1ns from DynamoDB". The words of
+// the layer that gave up ("gave up waiting for the database: context
+// deadline exceeded") name none of them. about are the applications or secrets the verb
 // was asked about (none: the verb alone), quoted as ls quotes names. Any
 // other error is returned as it is.
 //
@@ -32,5 +35,9 @@ func (c *config) timedOutIn(verb string, err error, about ...string) error {
 	for _, a := range about {
 		what += " " + listedName(a)
 	}
-	return &reworded{msg: fmt.Sprintf("%s: no answer within --timeout %s", what, c.timeout), err: err}
+	msg := fmt.Sprintf("%s: no answer within --timeout %s", what, c.timeout)
+	if silent := (*secrets.NoAnswer)(nil); errors.As(err, &silent) {
+		msg += " from " + silent.From
+	}
+	return &reworded{msg: msg, err: err}
 }

@@ -23,15 +23,15 @@ func TestATimedOutVerbNamesWhatItWasAboutAndTheTimeout(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"get", "billing/db"}, "get billing/db: no answer within --timeout 1ns"},
-		{[]string{"put", "billing/db"}, "put billing/db: no answer within --timeout 1ns"},
-		{[]string{"rm", "billing/db"}, "rm billing/db: no answer within --timeout 1ns"},
-		{[]string{"ls", "billing"}, "ls billing: no answer within --timeout 1ns"},
-		{[]string{"ls"}, "ls: no answer within --timeout 1ns"},
-		{[]string{"env", "billing", "web"}, "env billing web: no answer within --timeout 1ns"},
-		{[]string{"migrate", "billing"}, "migrate billing: no answer within --timeout 1ns"},
-		{[]string{"init"}, "init: no answer within --timeout 1ns"},
-		{[]string{"mount", mnt}, "mount " + mnt + ": no answer within --timeout 1ns"},
+		{[]string{"get", "billing/db"}, "get billing/db: no answer within --timeout 1ns from the local store"},
+		{[]string{"put", "billing/db"}, "put billing/db: no answer within --timeout 1ns from the local store"},
+		{[]string{"rm", "billing/db"}, "rm billing/db: no answer within --timeout 1ns from the local store"},
+		{[]string{"ls", "billing"}, "ls billing: no answer within --timeout 1ns from the local store"},
+		{[]string{"ls"}, "ls: no answer within --timeout 1ns from the local store"},
+		{[]string{"env", "billing", "web"}, "env billing web: no answer within --timeout 1ns from the local store"},
+		{[]string{"migrate", "billing"}, "migrate billing: no answer within --timeout 1ns from the local store"},
+		{[]string{"init"}, "init: no answer within --timeout 1ns from the local store"},
+		{[]string{"mount", mnt}, "mount " + mnt + ": no answer within --timeout 1ns from the local store"},
 	} {
 		args := append(append([]string{"--timeout", "1ns"}, tc.args...), dataDir...)
 		_, _, err := run(t, strings.NewReader("new"), args...)
