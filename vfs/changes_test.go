@@ -3,6 +3,8 @@ package vfs
 import (
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/store"
 )
@@ -89,4 +91,28 @@ func TestACommitRefusedByAStopIsRecordedOnce(t *testing.T) {
 	if got := f.value(db); got != "old" || f.puts() != 0 {
 		t.Errorf("after the refusal: %q after %d puts", got, f.puts())
 	}
+}
+
+// A stop refuses only what would have changed the store: an unlink or a
+// rename refused for another reason (a view, flags it cannot honour, a
+// read-only mount) says that reason during a stop too, and is audited.
+func TestAStopRefusesOnlyWhatWouldHaveChangedTheStore(t *testing.T) {
+	f := viewFixture(t, Options{Changes: &Changes{}})
+	<-f.fs.opts.Changes.Stop() // nothing in flight
+	wantKind(t, "an unlink of a view during a stop", f.fs.Unlink(ctx, other, dbUser), fault.ReadOnly)
+	wantKind(t, "a rename of a view during a stop", f.fs.Rename(ctx, other, dbUser, store.Key{App: "billing", Name: "x"}, 0), fault.ReadOnly)
+	wantKind(t, "a rename onto a view during a stop", f.fs.Rename(ctx, other, token, dbUser, 0), fault.Exist)
+	wantKind(t, "RENAME_EXCHANGE during a stop", f.fs.Rename(ctx, other, token, creds, unix.RENAME_EXCHANGE), fault.NotSupported)
+	wantKind(t, "an unlink of a secret during a stop", f.fs.Unlink(ctx, other, token), fault.Unavailable)
+	if got := f.value(token); got != "tok-123" {
+		t.Errorf("the refused unlink changed %v: %q", token, got)
+	}
+	if got := len(f.recorded()); got != 5 {
+		t.Errorf("%d audit records, want one for each of the 5 refusals", got)
+	}
+
+	ro := newFixture(t, Options{Changes: &Changes{}, ReadOnly: true})
+	ro.cat.Store(db, "v")
+	<-ro.fs.opts.Changes.Stop()
+	wantKind(t, "an unlink on a read-only mount during a stop", ro.fs.Unlink(ctx, other, db), fault.ReadOnly)
 }

@@ -134,34 +134,45 @@ func (s *Secret) open(ctx context.Context, c Caller, flags uint32) (*Handle, err
 // file system: their writes vanish instead of bringing it back. Readers
 // keep reading the revision they opened.
 func (v *FS) Unlink(ctx context.Context, c Caller, k store.Key) error {
-	return v.change(c, "unlink", k, store.Key{}, func() (store.Version, error) { return v.unlink(ctx, k) })
+	return v.change(c, "unlink", k, store.Key{}, func() error { return v.checkUnlink(k) },
+		func() (store.Version, error) { return v.unlink(ctx, k) })
 }
 
-// change makes the change op of from (to a rename's to) by c, counted
-// in Options.Changes, and audits it once it ended, before the count
-// lets a stop end the process.
-func (v *FS) change(c Caller, op string, from, to store.Key, do func() (store.Version, error)) error {
-	end, err := v.opts.Changes.begin(from.Path())
-	if err != nil {
-		v.audit(c, op, from, to, 0, err)
-		return err
+// change makes the change op of from (to a rename's to) by c: check
+// refuses what the change may never do, then do makes it, counted in
+// Options.Changes, so a refusal says why whether or not the mount is
+// stopping. It audits the change once it ended, before the count lets a
+// stop end the process.
+func (v *FS) change(c Caller, op string, from, to store.Key, check func() error, do func() (store.Version, error)) error {
+	var version store.Version
+	err := check()
+	if err == nil {
+		var end func()
+		if end, err = v.opts.Changes.begin(from.Path()); err == nil {
+			defer end()
+			version, err = do()
+		}
 	}
-	defer end()
-	version, err := do()
 	v.audit(c, op, from, to, version, err)
 	return err
 }
 
-func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
+// checkUnlink refuses what no unlink may do: on a read-only mount, out
+// of the applications shown, or a view.
+func (v *FS) checkUnlink(k store.Key) error {
 	if err := v.writable(k.Path()); err != nil {
-		return 0, err
+		return err
 	}
 	if err := v.shown(k.App); err != nil {
-		return 0, err
+		return err
 	}
 	if v.IsView(k) {
-		return 0, viewReadOnly(k)
+		return viewReadOnly(k)
 	}
+	return nil
+}
+
+func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 	s := v.awaitClosingWritersOf(k)
 	meta, err := v.cat.Verify(ctx, k)
 	switch {
@@ -192,13 +203,15 @@ func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 // not interrupted. Open writers follow the file (Renamed); a writer that
 // had read an older revision fails as it would have in place.
 func (v *FS) Rename(ctx context.Context, c Caller, from, to store.Key, flags uint32) error {
-	return v.change(c, "rename", from, to, func() (store.Version, error) { return v.rename(ctx, from, to, flags) })
+	return v.change(c, "rename", from, to, func() error { return v.checkRename(from, to, flags) },
+		func() (store.Version, error) { return v.rename(ctx, from, to, flags) })
 }
 
-// rename returns the revision written under the new name.
+// rename returns the revision written under the new name; checkRename
+// has let it through.
 func (v *FS) rename(ctx context.Context, from, to store.Key, flags uint32) (store.Version, error) {
-	if err := v.checkRename(from, to, flags); err != nil || from == to {
-		return 0, err
+	if from == to {
+		return 0, nil
 	}
 	src, replaced := v.awaitClosingWritersOf(from), v.awaitClosingWritersOf(to)
 	expected, err := v.renameExpects(ctx, to, flags)
