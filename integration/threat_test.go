@@ -76,7 +76,7 @@ func TestThreatModelAWholeItemRolledBackIsServed(t *testing.T) {
 	for i := range row {
 		dest[i] = &row[i]
 	}
-	if err := db.QueryRow(`SELECT `+columns+` FROM secrets WHERE ApplicationName = 'app' AND SecretName = 's'`).Scan(dest...); err != nil {
+	if err := db.QueryRow(`SELECT ` + columns + ` FROM secrets WHERE ApplicationName = 'app' AND SecretName = 's'`).Scan(dest...); err != nil {
 		t.Fatal(err)
 	}
 	b.cli(t, []byte(newer), "put", "app/s")
