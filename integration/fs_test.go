@@ -523,3 +523,30 @@ func TestTouchAndTruncateAreSeenByTheNextCommand(t *testing.T) {
 		}
 	})
 }
+
+// A shell that creates a file empty and then writes it at once (`: > f;
+// echo v > f`, or `>>`, or through exec'd descriptors) stores what it
+// wrote: the second write is not the first one's conflict.
+func TestAFileCreatedEmptyThenWrittenAtOnceHoldsWhatWasWritten(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app")
+		script := `set -e; for i in 1 2 3 4 5; do
+			: > app/a$i; echo v$i > app/a$i
+			> app/b$i; echo v$i >> app/b$i
+			exec 5> app/c$i; exec 5>&-; printf 'v%s\n' $i > app/c$i
+		done`
+		m.mustSh(script)
+		want := ""
+		for i := 1; i <= 5; i++ {
+			want += strings.Repeat(fmt.Sprintf("v%d\n", i), 3)
+		}
+		got := m.mustSh("for i in 1 2 3 4 5; do cat app/a$i app/b$i app/c$i; done")
+		if got != want {
+			t.Errorf("the files hold %q, want %q", got, want)
+		}
+		if log := m.log(); strings.Contains(log, "not committed") {
+			t.Errorf("a write was refused:\n%s", log)
+		}
+	})
+}

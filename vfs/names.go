@@ -119,6 +119,9 @@ func (s *Secret) open(ctx context.Context, c Caller, flags uint32) (*Handle, err
 	if err := v.writable(k.Path()); err != nil {
 		return nil, err
 	}
+	// A writer that closed may be about to commit (`: > f; echo v > f`):
+	// expect what it commits, or the two writes would conflict.
+	s.awaitClosingWriters()
 	if _, committed := v.cat.Known(k); committed && needsValue(flags) {
 		if err := v.readable(k.Path()); err != nil {
 			return nil, err

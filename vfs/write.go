@@ -87,6 +87,11 @@ func (v *FS) create(ctx context.Context, c Caller, k store.Key, flags uint32) (*
 	if v.IsView(k) {
 		return nil, Entry{}, fault.E(k.Path(), fault.Exist, "a view of the mount's config file is at that path")
 	}
+	s, done := v.opener(k)
+	defer done()
+	// As Secret.open: a creation of this mount whose release is about to
+	// commit it is waited for.
+	s.awaitClosingWriters()
 	meta, err := v.cat.Verify(ctx, k)
 	if err == nil && flags&syscall.O_EXCL != 0 {
 		return nil, Entry{}, fault.E(k.Path(), fault.Exist)
@@ -96,8 +101,6 @@ func (v *FS) create(ctx context.Context, c Caller, k store.Key, flags uint32) (*
 			return nil, Entry{}, rerr
 		}
 	}
-	s, done := v.opener(k)
-	defer done()
 	h, err := v.openWriter(ctx, c, s, flags|syscall.O_CREAT, meta, err)
 	if err != nil {
 		return nil, Entry{}, err

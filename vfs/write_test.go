@@ -5,6 +5,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/secretfs/secretfs/audit"
 	"github.com/secretfs/secretfs/fault"
@@ -413,5 +414,57 @@ func TestAWriteOnlyMountReplacesValuesAndReadsNone(t *testing.T) {
 	wantKind(t, "close of a write in place", h.Flush(ctx, shell), fault.Permission)
 	if got := f.value(db); got != "new" {
 		t.Errorf("the store holds %q", got)
+	}
+}
+
+// `: > f; echo v > f` in one shell: the second open of a secret being
+// created, before the first one's release has committed the empty value,
+// waits for that commit and opens what it stored, so that its own
+// commit expects it: the value written is stored, never refused as a
+// concurrent change. Both through the inode of the creation (an open)
+// and by name (a create, as after the kernel dropped the name).
+func TestAWriterAfterAnEmptyCreationIsNotItsConflict(t *testing.T) {
+	for _, how := range []string{"open", "create"} {
+		t.Run(how, func(t *testing.T) {
+			f := newFixture(t, Options{})
+			first, e := f.create(db, shell, trunc)
+			f.mustNot("the first close", first.Flush(ctx, shell))
+			opened := make(chan *Handle, 1)
+			go func() {
+				var h *Handle
+				var err error
+				if how == "open" {
+					h, err = e.Created.Open(ctx, shell, trunc|syscall.O_CREAT)
+				} else {
+					var e2 Entry
+					h, e2, err = f.fs.Create(ctx, shell, db, trunc|syscall.O_CREAT)
+					if e2.Created != nil {
+						defer e2.Created.Unhold()
+					}
+				}
+				if err != nil {
+					t.Errorf("the second open: %v", err)
+				}
+				opened <- h
+			}()
+			var second *Handle
+			select {
+			case second = <-opened: // it did not wait (the fault this shows)
+			case <-time.After(200 * time.Millisecond): // waiting: let the release come
+			}
+			f.mustNot("the first release", first.Release(ctx))
+			if second == nil {
+				second = <-opened
+			}
+			if second == nil {
+				return
+			}
+			f.write(second, shell, "secret\n", 0)
+			f.mustNot("the second close", second.Flush(ctx, shell))
+			second.Release(ctx)
+			if got := f.value(db); got != "secret\n" {
+				t.Errorf("the store holds %q, want the second write's value", got)
+			}
+		})
 	}
 }
