@@ -537,16 +537,69 @@ func TestAFileCreatedEmptyThenWrittenAtOnceHoldsWhatWasWritten(t *testing.T) {
 			exec 5> app/c$i; exec 5>&-; printf 'v%s\n' $i > app/c$i
 		done`
 		m.mustSh(script)
+		for i := 1; i <= 5; i++ { // and as a program does it, with nothing between the calls
+			p := m.path(fmt.Sprintf("app/d%d", i))
+			for _, value := range []string{"", fmt.Sprintf("v%d\n", i)} {
+				fd, err := syscall.Open(p, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC, 0o600)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := syscall.Write(fd, []byte(value)); err != nil {
+					t.Errorf("%s: write: %v", p, err)
+				}
+				if err := syscall.Close(fd); err != nil {
+					t.Errorf("%s: close: %v", p, err)
+				}
+			}
+		}
 		want := ""
 		for i := 1; i <= 5; i++ {
-			want += strings.Repeat(fmt.Sprintf("v%d\n", i), 3)
+			want += strings.Repeat(fmt.Sprintf("v%d\n", i), 4)
 		}
-		got := m.mustSh("for i in 1 2 3 4 5; do cat app/a$i app/b$i app/c$i; done")
+		got := m.mustSh("for i in 1 2 3 4 5; do cat app/a$i app/b$i app/c$i app/d$i; done")
 		if got != want {
 			t.Errorf("the files hold %q, want %q", got, want)
 		}
 		if log := m.log(); strings.Contains(log, "not committed") {
 			t.Errorf("a write was refused:\n%s", log)
+		}
+	})
+}
+
+// A creation refused at its close (a value over the limit: EFBIG) leaves
+// nothing; opening the name with O_CREAT again at once, as the program
+// that was refused retries, creates it, never ENOENT. The calls are made
+// directly, one after another, as a program makes them: the kernel sends
+// the RELEASE of the refused file only after its close returned.
+func TestARetryAfterARefusedCreationCreatesTheFile(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app")
+		const flags = syscall.O_WRONLY | syscall.O_CREAT | syscall.O_TRUNC
+		for i := range 10 {
+			p := m.path(fmt.Sprintf("app/big%d", i))
+			fd, err := syscall.Open(p, flags, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := syscall.Pwrite(fd, []byte("x"), 1<<20); err != syscall.EFBIG {
+				t.Errorf("a write past the limit: %v, want EFBIG", err)
+			}
+			syscall.Close(fd) // EFBIG again, reported by the close
+			fd, err = syscall.Open(p, flags, 0o600)
+			if err != nil {
+				t.Errorf("%s: the open that retries the creation: %v", p, err)
+				continue
+			}
+			if _, err := syscall.Write(fd, []byte("fits")); err != nil {
+				t.Errorf("%s: write: %v", p, err)
+			}
+			if err := syscall.Close(fd); err != nil {
+				t.Errorf("%s: close: %v", p, err)
+			}
+		}
+		if got := m.mustSh("cat app/big*"); got != strings.Repeat("fits", 10) {
+			t.Errorf("the retried files hold %q", got)
 		}
 	})
 }

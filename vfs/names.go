@@ -128,6 +128,12 @@ func (s *Secret) open(ctx context.Context, c Caller, flags uint32) (*Handle, err
 		}
 	}
 	meta, err := v.cat.Verify(ctx, k)
+	if fault.Is(fault.NotFound, err) && !isCreating(s) && flags&unix.O_CREAT == 0 {
+		// Nothing stored, and no creation left (it failed, or was
+		// removed): the kernel, which sends no O_CREAT to an OPEN, looks
+		// the name up again, and then creates it if it was asked to.
+		return nil, lookUpAgain(k.Path(), "a creation that ended without committing")
+	}
 	return v.openWriter(ctx, c, s, flags, meta, err)
 }
 

@@ -468,3 +468,28 @@ func TestAWriterAfterAnEmptyCreationIsNotItsConflict(t *testing.T) {
 		})
 	}
 }
+
+// A creation that failed (EFBIG at its close) and was released leaves the
+// kernel an inode of nothing: an open of it for writing (the kernel
+// sends no O_CREAT to an OPEN) is sent to look the name up again, which
+// then creates it, never ENOENT to a program that asked for O_CREAT.
+func TestAnOpenOfAFailedCreationIsSentToLookTheNameUpAgain(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Limit = 8
+	h, e := f.create(db, shell, trunc)
+	if _, err := h.Write(shell, []byte("123456789"), 0); !fault.Is(fault.TooLarge, err) {
+		t.Fatalf("write past the limit: %v", err)
+	}
+	wantKind(t, "close", h.Flush(ctx, shell), fault.TooLarge)
+	h.Release(ctx)
+	if _, err := e.Created.Open(ctx, shell, trunc); !errors.Is(err, ErrLookUpAgain) {
+		t.Errorf("an open for writing of the failed creation: %v, want it sent to look the name up again", err)
+	}
+	h2, _ := f.create(db, shell, trunc)
+	f.write(h2, shell, "fits", 0)
+	f.mustNot("the retry's close", h2.Flush(ctx, shell))
+	h2.Release(ctx)
+	if got := f.value(db); got != "fits" {
+		t.Errorf("after the retry the store holds %q", got)
+	}
+}
