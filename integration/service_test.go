@@ -633,3 +633,49 @@ func (c *slaveConsumer) stop() {
 		c.kill()
 	}
 }
+
+// `secretfs status` judges the backend as /healthz does, whether or not
+// the mount serves metrics: exit 0 while the store answers; non-zero,
+// saying so, once reads have been failing for longer than --timeout; 0
+// again once a read succeeded after the store came back.
+func TestStatusSaysTheBackendDoesNotAnswerWithoutMetrics(t *testing.T) {
+	b, own := ownDynamo(t, false, "--timeout", "1s")
+	app := unique("statusapp")
+	b.cli(t, []byte("known"), "put", app+"/known")
+	b.cli(t, []byte("never read"), "put", app+"/unread")
+	m := mount(t, b, "--ttl", "0") // no --metrics-addr
+	status := func() (string, error) {
+		out, err := exec.Command(binary, "status", m.dir).CombinedOutput()
+		return string(out), err
+	}
+	eventually(t, 5*time.Second, "status of a fresh mount exits 0", func() bool {
+		_, err := status()
+		return err == nil
+	})
+	own.Freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			own.Thaw()
+		}
+	}()
+	var out string
+	eventually(t, 30*time.Second, "status exits non-zero while reads fail", func() bool {
+		var err error
+		if out, err = status(); err != nil {
+			return true
+		}
+		m.failSh("cat "+app+"/unread", "Input/output error")
+		return false
+	})
+	if !strings.Contains(out, "its backend does not answer") {
+		t.Errorf("status while the store is frozen: %q, want it to say the backend does not answer", out)
+	}
+	own.Thaw()
+	thawed = true
+	eventually(t, 30*time.Second, "status exits 0 after a read succeeded", func() bool {
+		m.sh("cat " + app + "/known")
+		_, err := status()
+		return err == nil
+	})
+}

@@ -177,15 +177,14 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 // unless this mount takes over another, serves it at addr at once. A
 // successor serves it once its predecessor stepped down and closed the
 // address. The function returned stops serving; it may be called more
-// than once. Without an address there is no registry.
+// than once. Without an address the registry is made all the same, and
+// served nowhere: its judgement of the backend is what `secretfs status`
+// asks for over the control socket (succession.healthy).
 func (s *succession) serveMetrics(addr string) (*metrics.Registry, func(), error) {
-	if addr == "" {
-		return nil, func() {}, nil
-	}
 	info, _ := debug.ReadBuildInfo()
 	s.meter = metrics.New(buildVersion(version, info), metrics.Options{FailingFor: s.timeout})
 	s.metricsAddr = addr
-	if s.pred == nil {
+	if addr != "" && s.pred == nil {
 		if err := s.listenMetrics(); err != nil {
 			return nil, nil, err
 		}
@@ -291,7 +290,7 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 			s.log.WithError(err).Warn("this mount cannot be replaced with --replace")
 		}
 	}
-	if s.meter != nil {
+	if s.metricsAddr != "" {
 		s.listenMetricsOnceFree()
 	}
 	return server, nil
