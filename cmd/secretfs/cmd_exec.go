@@ -38,7 +38,9 @@ A secret's name becomes the variable's name by the rule of secretfs env
 (db-password is DB_PASSWORD). Two secrets that become the same name are an
 error naming both, and nothing is run. A secret that sets a variable the
 environment already has replaces it, with a warning. COMMAND is looked up
-in secretfs's PATH before any secret is read.
+in secretfs's PATH before any secret is read. A COMMAND that is not found
+ends secretfs with status 127, one that cannot be executed with 126, as
+the shell and env(1) do; secretfs's own errors are status 1.
 
 Flags end at the first argument that is not one: secretfs exec --app
 billing env -0 runs env -0.`,
@@ -55,7 +57,7 @@ billing env -0 runs env -0.`,
 			// Look COMMAND up first: a typo costs no decryption.
 			path, err := exec.LookPath(args[0])
 			if err != nil {
-				return err
+				return notRun(err)
 			}
 			b, err := c.open(cmd.Context(), opening{})
 			if err != nil {
@@ -77,7 +79,7 @@ billing env -0 runs env -0.`,
 			// On success this never returns: the process is COMMAND's,
 			// and the memory that held the values is gone with ours.
 			err = unix.Exec(path, args, env)
-			return fmt.Errorf("exec %s: %w", path, err)
+			return notRun(fmt.Errorf("exec %s: %w", path, err))
 		},
 	}
 	f := cmd.Flags()
@@ -127,4 +129,22 @@ func (c *config) environment(values map[store.Key]crypto.Plaintext) ([]string, e
 		env = append(env, v.Name+"="+string(v.Value))
 	}
 	return env, nil
+}
+
+// Exit statuses of a COMMAND that could not be run, as env(1), nohup(1)
+// and the shell give them, so that a caller can tell them from COMMAND's
+// own failure (secretfs's other errors are 1).
+const (
+	exitCannotRun = 126 // found, but not executable
+	exitNotFound  = 127 // not found
+)
+
+// notRun is err, the failure to find or execute COMMAND, with the exit
+// status that says which.
+func notRun(err error) error {
+	status := exitCannotRun
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, unix.ENOENT) {
+		status = exitNotFound
+	}
+	return &exitStatus{status: status, err: err}
 }

@@ -88,7 +88,6 @@ func TestExecRefusals(t *testing.T) {
 	}{
 		{"no app", nil, []string{"true"}, "--app APP"},
 		{"a view without a config file", []string{"--view", "billing/app.env"}, []string{"true"}, "--view names a view of the mount's configuration file: give it with --config FILE"},
-		{"a command not found", []string{"--app", "billing"}, []string{"no-such-command-here"}, `"no-such-command-here": executable file not found`},
 		{"an application without secrets", []string{"--app", "nosuch"}, []string{"true"}, "nosuch: the application holds no secrets"},
 		{"a NUL", []string{"--app", "nul"}, []string{"true"}, "nul/blob: the value holds a NUL byte"},
 	} {
@@ -107,5 +106,29 @@ func TestExecRefusesAValueLinuxCannotPassInTheEnvironment(t *testing.T) {
 	_, stderr, status := runMain(t, nil, execArgs(dataDir, []string{"--app", "billing"}, "true")...)
 	if status != 1 || !strings.Contains(string(stderr), "billing/big: the variable BIG would be 204805 bytes") {
 		t.Fatalf("exec: status %d, stderr %q", status, stderr)
+	}
+}
+
+// A COMMAND that cannot be run ends secretfs with the shell's statuses:
+// 127 when it is not found, 126 when it is not executable.
+func TestExecOfACommandThatCannotRunExitsAsTheShellDoes(t *testing.T) {
+	dataDir := newStore(t)
+	putAll(t, dataDir, map[string]string{"billing/token": "tok"})
+	notExecutable := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(notExecutable, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		command string
+		want    int
+	}{
+		{"no-such-command-here", 127},
+		{filepath.Join(t.TempDir(), "missing"), 127},
+		{notExecutable, 126},
+	} {
+		_, stderr, status := runMain(t, nil, execArgs(dataDir, []string{"--app", "billing"}, tc.command)...)
+		if status != tc.want || !strings.Contains(string(stderr), tc.command) {
+			t.Errorf("exec of %s: status %d, stderr %q; want %d, naming the command", tc.command, status, stderr, tc.want)
+		}
 	}
 }

@@ -15,6 +15,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -24,6 +25,19 @@ import (
 func main() {
 	if err := execute(newRootCommand(), os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "secretfs:", fault.Message(err))
-		os.Exit(1)
+		status := 1
+		if s := (*exitStatus)(nil); errors.As(err, &s) {
+			status = s.status
+		}
+		os.Exit(status)
 	}
 }
+
+// exitStatus is an error that ends secretfs with a status other than 1.
+type exitStatus struct {
+	status int
+	err    error
+}
+
+func (e *exitStatus) Error() string { return e.err.Error() }
+func (e *exitStatus) Unwrap() error { return e.err }
