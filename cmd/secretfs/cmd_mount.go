@@ -125,6 +125,11 @@ func (mc *mountConfig) validate() error {
 			return fmt.Errorf("%s %d: want a number from 0 to 4294967294", id.flag, id.id)
 		}
 	}
+	if mc.apps != nil && len(mc.apps) == 0 {
+		// Given, but empty (--apps '', or a blank SECRETFS_APPS= line):
+		// a mount that shows nothing is never what was meant.
+		return errors.New("--apps is empty: name the applications to show (a,b), or leave --apps out to show every application")
+	}
 	for _, app := range mc.apps {
 		if err := store.ValidName(app); err != nil {
 			return fmt.Errorf("--apps %q: %w", app, err)

@@ -37,6 +37,8 @@ func TestEachBadValueIsRefusedNamingItsFlagBeforeTheMountMakesAnything(t *testin
 		{"application name with a slash", nil, []string{"--apps", "a,b/c"}, `--apps "b/c": `},
 		{"empty application name", nil, []string{"--apps", "a,,b"}, `--apps "": `},
 		{"application name from the environment", []string{"SECRETFS_APPS", ".."}, nil, `--apps "..": `},
+		{"no application at all", nil, []string{"--apps", ""}, `--apps is empty: name the applications to show (a,b), or leave --apps out to show every application`},
+		{"no application at all, from the environment", []string{"SECRETFS_APPS", ""}, nil, `--apps is empty`},
 		{"watch pattern with a slash", nil, []string{"--watch", "a,b/*"}, `--watch "b/*": want an application, or a pattern`},
 		{"bad watch pattern", nil, []string{"--watch", "bill["}, `--watch "bill[": want an application, or a pattern`},
 		{"empty watch pattern", nil, []string{"--watch", "a,,b"}, `--watch "": `},
