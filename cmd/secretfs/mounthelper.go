@@ -60,6 +60,11 @@ func mountHelperArgs(root *cobra.Command, args []string) (out []string, ok bool,
 	if len(args) < 2 {
 		return nil, false, nil
 	}
+	if strings.HasPrefix(args[0], "/") && !strings.Contains(args[0], ":") && !strings.Contains(args[1], ":") {
+		// A path, which no verb is, where SOURCE goes (mount -t
+		// fuse.secretfs /var/lib/secretfs MNT): the scheme is missing.
+		return nil, true, fmt.Errorf("%s: want local:DATA_DIR or dynamodb:TABLE (local:%s, for a data directory)", args[0], args[0])
+	}
 	source, ok, err := sourceFlags(args[0])
 	if !ok || err != nil {
 		return nil, ok, err

@@ -208,6 +208,7 @@ func TestMountHelperRefusesASourceOfAnotherSchemeNamingTheForms(t *testing.T) {
 		{"loacl:/var/lib/secretfs", "/run/secrets", "-o", "ro"},
 		{"dynamo:secrets", "/srv/secrets"},
 		{"s3:bucket", "/m"},
+		{"/var/lib/secretfs", "/m", "-o", "ro"}, // a bare data directory
 	} {
 		_, ok, err := helperArgs(args)
 		if !ok || err == nil || !strings.Contains(err.Error(), args[0]+": want local:DATA_DIR or dynamodb:TABLE") {
