@@ -82,10 +82,16 @@ func (a *appNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	return nil, a.m.errno("mkdir", fault.Path(a.app+"/"+name), a.m.vfs.MkdirInApp(a.app, name))
 }
 
-// Mknod, Link and Symlink make what an application cannot hold: refused,
-// with EROFS on a read-only mount (see vfs.FS.NotOffered).
+// Mknod of a regular file creates it empty (see vfs.FS.Mknod); of a
+// special file, as Link and Symlink, makes what an application cannot
+// hold: refused, with EROFS on a read-only mount (see vfs.FS.NotOffered).
 func (a *appNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, a.m.errno("mknod", a.key(name).Path(), a.m.vfs.NotOffered(a.key(name).Path(), "special files"))
+	k := a.key(name)
+	if err := a.m.vfs.Mknod(ctx, a.m.caller(ctx, opener), k, mode); err != nil {
+		return nil, a.m.errno("mknod", k.Path(), err)
+	}
+	e, err := a.m.vfs.Lookup(ctx, k)
+	return a.m.entry(ctx, &a.Inode, k, e, err, lookup, out)
 }
 
 func (a *appNode) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

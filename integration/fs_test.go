@@ -603,3 +603,28 @@ func TestARetryAfterARefusedCreationCreatesTheFile(t *testing.T) {
 		}
 	})
 }
+
+// mknod(2) of a regular file makes an empty secret, as creat(2) would;
+// special files and links, which no application holds, are refused with
+// "Operation not supported", and nothing is stored.
+func TestMknodMakesAnEmptyFileAndSpecialFilesAndLinksAreRefused(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo v > app/s")
+		if err := syscall.Mknod(m.path("app/reg"), syscall.S_IFREG|0o600, 0); err != nil {
+			t.Fatalf("mknod of a regular file: %v", err)
+		}
+		if err := syscall.Mknod(m.path("app/reg"), syscall.S_IFREG|0o600, 0); err != syscall.EEXIST {
+			t.Errorf("mknod of an existing name: %v, want EEXIST", err)
+		}
+		if got := m.mustSh("wc -c < app/reg && ls app"); got != "0\nreg\ns\n" {
+			t.Errorf("after mknod: %q", got)
+		}
+		for _, cmd := range []string{"mkfifo app/fifo", "ln -s s app/sym", "ln app/s app/hard"} {
+			m.failSh(cmd, "Operation not supported")
+		}
+		if got := m.mustSh("ls app"); got != "reg\ns\n" {
+			t.Errorf("after the refusals, app lists %q", got)
+		}
+	})
+}

@@ -114,6 +114,25 @@ func (v *FS) create(ctx context.Context, c Caller, k store.Key, flags uint32) (*
 	return h, Entry{Meta: h.Meta(), Created: s}, nil
 }
 
+// Mknod makes the file k for c as mknod(2) asks, with mode's file type:
+// a regular file is created empty, as creat(2) then close(2) would
+// (committed at once; EEXIST if there is one); anything else is a special
+// file, which no application holds (see NotOffered). The permission bits
+// are the owner rules', as for any file created here.
+func (v *FS) Mknod(ctx context.Context, c Caller, k store.Key, mode uint32) error {
+	if mode&syscall.S_IFMT != syscall.S_IFREG {
+		return v.NotOffered(k.Path(), "special files")
+	}
+	h, e, err := v.Create(ctx, c, k, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL)
+	if err != nil {
+		return err
+	}
+	if e.Created != nil {
+		e.Created.Unhold()
+	}
+	return h.Release(ctx)
+}
+
 // openWriter starts a session on s for an open with flags, given what
 // the store said of the secret (meta, or verr). A writer's expected
 // revision is the store's, not the catalog's: only a real concurrent

@@ -493,3 +493,21 @@ func TestAnOpenOfAFailedCreationIsSentToLookTheNameUpAgain(t *testing.T) {
 		t.Errorf("after the retry the store holds %q", got)
 	}
 }
+
+// mknod(2) of a regular file creates it empty, committed at once, as
+// creat(2) and close(2) would; of an existing name, EEXIST; of a special
+// file, EOPNOTSUPP, and on a read-only mount EROFS.
+func TestMknodOfARegularFileCreatesItEmpty(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.mustNot("mknod S_IFREG", f.fs.Mknod(ctx, shell, db, syscall.S_IFREG|0o600))
+	if got := f.value(db); got != "" || f.puts() != 1 {
+		t.Errorf("after mknod: %q after %d puts; want the empty value, stored", got, f.puts())
+	}
+	wantKind(t, "mknod of an existing name", f.fs.Mknod(ctx, shell, db, syscall.S_IFREG|0o600), fault.Exist)
+	wantKind(t, "mknod of a FIFO", f.fs.Mknod(ctx, shell, db2, syscall.S_IFIFO|0o600), fault.NotSupported)
+	ro := newFixture(t, Options{ReadOnly: true})
+	wantKind(t, "mknod on a read-only mount", ro.fs.Mknod(ctx, shell, db, syscall.S_IFREG|0o600), fault.ReadOnly)
+	if f.puts() != 1 {
+		t.Errorf("%d puts, want only the first mknod's", f.puts())
+	}
+}
