@@ -340,6 +340,21 @@ func TestMmapFstatAfterUnlinkAndStatfsInAnApplication(t *testing.T) {
 			t.Errorf("the mapping holds %q", data)
 		}
 		syscall.Munmap(data)
+		// A writer's descriptor bypasses the page cache, which a shared
+		// writable mapping would need: the kernel refuses it, ENODEV.
+		w, err := os.OpenFile(m.path("app/s"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err := syscall.Mmap(int(w.Fd()), 0, len(value), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED); err != syscall.ENODEV {
+			if err == nil {
+				syscall.Munmap(data)
+			}
+			t.Errorf("mmap MAP_SHARED, PROT_WRITE of a writer's descriptor: %v, want ENODEV", err)
+		}
+		if err := w.Close(); err != nil {
+			t.Errorf("close of the writer that wrote nothing: %v", err)
+		}
 
 		m.mustSh("rm app/s")
 		var st syscall.Stat_t
