@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +28,9 @@ func newStatusCommand() *cobra.Command {
 			dir, err := resolve(args[0])
 			if err != nil {
 				return err
+			}
+			if _, err := os.Stat(dir); err != nil {
+				return err // "no such file or directory", said of the path given
 			}
 			p, err := handover.Status(dir)
 			if err != nil {

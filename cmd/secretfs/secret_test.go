@@ -286,3 +286,13 @@ func TestPutOfDashReadsStandardInput(t *testing.T) {
 		t.Errorf("put --help does not say that - is standard input:\n%s", help)
 	}
 }
+
+// status of a path that does not exist says so, not that it found no
+// control socket beside it.
+func TestStatusOfAMissingPathSaysItDoesNotExist(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nothing")
+	_, stderr, status := runMain(t, nil, "status", missing)
+	if status != 1 || string(stderr) != "secretfs: stat "+missing+": no such file or directory\n" {
+		t.Errorf("status %s: exit %d, stderr %q", missing, status, stderr)
+	}
+}
