@@ -74,9 +74,11 @@ func (c *Catalog) runFetch(k store.Key, f *flight) {
 	var told []func()
 	switch {
 	case err == nil:
-		if ks.verified.After(f.started) && ks.holds() && !ks.snap.meta.Revision().Equal(item.Revision()) {
+		newer := ks.verified.After(f.started) && ks.holds() && !ks.snap.meta.Revision().Equal(item.Revision())
+		if newer || ks.removed.Equal(item.Revision()) {
 			// A write through the catalog finished after this fetch
-			// began: it is newer. The fetched item may still bind a
+			// began: it is newer; or a Delete through the catalog
+			// removed what it read. The fetched item may still bind a
 			// snapshot of its own revision.
 			c.attach(item)
 			break

@@ -85,6 +85,11 @@ type keyState struct {
 	failed     *failure // the last fetch got no answer (an outage)
 	warned     bool     // a stale answer was announced since the store last answered
 	prevWarned bool     // prev was announced since the keys last answered
+	// removed is the revision a Delete through the catalog removed. It
+	// is never made current again (its IV was fresh: no later write can
+	// be it): a fetch that read it before the Delete, or a write of it
+	// whose answer came after, ends too late to say what the store holds.
+	removed store.Revision
 }
 
 // holds reports whether the store holds an item for the key, as far as

@@ -51,6 +51,11 @@ func (c *Catalog) Put(ctx context.Context, k store.Key, value []byte, expected s
 		ks.recheck = c.now()
 		return store.Meta{}, err
 	}
+	if ks.removed.Equal(item.Revision()) {
+		// A Delete through the catalog removed this very revision while
+		// the write's answer was on its way: it stays removed.
+		return item.Meta, nil
+	}
 	c.setCurrent(k, ks, item.Meta, item, c.now())
 	c.absent.Remove(k.App)
 	c.noteApp(k.App, true)
@@ -75,6 +80,7 @@ func (c *Catalog) Delete(ctx context.Context, k store.Key, expected store.Revisi
 	ks := a.keys[k.Name]
 	if err == nil {
 		c.setAbsent(ks, c.now())
+		ks.removed = expected
 	} else {
 		ks.recheck = c.now()
 	}

@@ -183,6 +183,10 @@ func (v *FS) checkUnlink(k store.Key) error {
 
 func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 	s := v.awaitClosingWritersOf(k)
+	var removed []*session // the sessions the removal orphans: those open now
+	if s != nil {
+		removed = s.all()
+	}
 	meta, err := v.cat.Verify(ctx, k)
 	switch {
 	case fault.Is(fault.NotFound, err) && isCreating(s):
@@ -195,7 +199,7 @@ func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 		}
 	}
 	if s != nil {
-		s.orphan()
+		s.orphan(removed)
 	}
 	v.log.WithField("secret", k.String()).Info("secret removed")
 	v.emit(Removed, k)
@@ -223,6 +227,10 @@ func (v *FS) rename(ctx context.Context, from, to store.Key, flags uint32) (stor
 		return 0, nil
 	}
 	src, replaced := v.awaitClosingWritersOf(from), v.awaitClosingWritersOf(to)
+	var overwritten []*session // the sessions of to the rename orphans: those open now
+	if replaced != nil {
+		overwritten = replaced.all()
+	}
 	expected, err := v.renameExpects(ctx, to, flags)
 	if err != nil {
 		return 0, err
@@ -243,7 +251,7 @@ func (v *FS) rename(ctx context.Context, from, to store.Key, flags uint32) (stor
 		return 0, err
 	}
 	if replaced != nil {
-		replaced.orphan()
+		replaced.orphan(overwritten)
 	}
 	if src != nil {
 		v.move(src, from, to, old.Revision(), meta)

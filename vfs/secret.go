@@ -288,10 +288,13 @@ func (v *FS) awaitClosingWritersIn(app string) {
 	}
 }
 
-// orphan detaches every session: the secret was removed under them, and
-// as with any unlinked file their writes succeed and vanish.
-func (s *Secret) orphan() {
-	for _, ss := range s.all() {
+// orphan detaches sessions, those of the secret when it was removed
+// (taken with all before the store was asked to remove it): as with any
+// unlinked file their writes succeed and vanish. A session opened since
+// is not theirs: it expects what the store held when it opened (nothing,
+// once the removal landed), and commits or fails on its own.
+func (s *Secret) orphan(sessions []*session) {
+	for _, ss := range sessions {
 		ss.orphan()
 	}
 	s.wake()
