@@ -158,6 +158,21 @@ func (c *Catalog) fresh(a *appIndex, ks *keyState, now, asOf time.Time) (bool, t
 	return !at.IsZero() && (now.Before(until) || (!asOf.IsZero() && !at.Before(asOf))), until
 }
 
+// Fresh implements secrets.Catalog.
+func (c *Catalog) Fresh(k store.Key) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.apps[k.App]
+	if a == nil {
+		return 0
+	}
+	now := c.now()
+	if fresh, until := c.fresh(a, a.keys[k.Name], now, time.Time{}); fresh {
+		return until.Sub(now)
+	}
+	return 0
+}
+
 // revalidation returns the call that will tell what k is now, starting it
 // if need be, and the failure of the last such call if it got no answer
 // (an outage). A known secret is revalidated with its whole application

@@ -33,6 +33,12 @@ type Catalog interface {
 	// false if it holds none (never looked up, or absent).
 	Known(k store.Key) (store.Meta, bool)
 
+	// Fresh returns how much longer what the catalog knows of k (from a
+	// lookup or a listing) stands without asking the store, as
+	// Entry.Fresh: 0 if it must be asked now. A name answered from a
+	// listing stands no longer than that listing.
+	Fresh(k store.Key) time.Duration
+
 	// Snapshot returns the content of the revision of k that meta
 	// describes (as Lookup or List returned it), pinned until the caller
 	// Releases it.

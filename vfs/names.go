@@ -77,7 +77,10 @@ func (v *FS) LookupListed(ctx context.Context, meta store.Meta) (Entry, error) {
 	if v.secret(meta.Key) != nil {
 		return v.Lookup(ctx, meta.Key)
 	}
-	return Entry{Meta: meta, Fresh: v.opts.TTL}, nil
+	// As long as the listing stands, not a whole TTL from now: a listing
+	// served near the end of its TTL must not let the kernel keep the
+	// name for nearly two.
+	return Entry{Meta: meta, Fresh: v.cat.Fresh(meta.Key)}, nil
 }
 
 // Open opens a secret being created here for c (Thread, Process and the
