@@ -12,17 +12,10 @@ import (
 // Every test docs/SEMANTICS.md names as showing a behaviour exists, so the
 // table cannot point at tests that were renamed or removed.
 func TestSemanticsNamesOnlyTestsThatExist(t *testing.T) {
-	root, err := testserver.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile(filepath.Join(root, "docs", "SEMANTICS.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, doc := repoFile(t, "docs", "SEMANTICS.md")
 	defined := map[string]bool{}
 	def := regexp.MustCompile(`(?m)^func (Test\w+)\(`)
-	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -52,4 +45,19 @@ func TestSemanticsNamesOnlyTestsThatExist(t *testing.T) {
 			t.Errorf("docs/SEMANTICS.md names %s, which no test file defines", m[1])
 		}
 	}
+}
+
+// repoFile returns the repository's root and the content of the file at
+// path (its elements) beneath it.
+func repoFile(t *testing.T, path ...string) (root string, content []byte) {
+	t.Helper()
+	root, err := testserver.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err = os.ReadFile(filepath.Join(append([]string{root}, path...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, content
 }

@@ -1,13 +1,10 @@
 package integration
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/secretfs/secretfs/internal/testserver"
 )
 
 // docs/SECURITY.md says what someone who can write the store can still do
@@ -20,14 +17,7 @@ import (
 // line breaks taken as spaces).
 func wantSecurityDocSays(t *testing.T, phrase string) {
 	t.Helper()
-	root, err := testserver.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile(filepath.Join(root, "docs", "SECURITY.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, doc := repoFile(t, "docs", "SECURITY.md")
 	if !strings.Contains(strings.Join(strings.Fields(string(doc)), " "), phrase) {
 		t.Errorf("docs/SECURITY.md no longer says %q", phrase)
 	}

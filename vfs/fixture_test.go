@@ -154,6 +154,15 @@ func (f *fixture) write(h *Handle, c Caller, data string, off int64) {
 	}
 }
 
+// replaceWith writes data through h for c, as the whole value, closes
+// it (which must commit) and releases it.
+func (f *fixture) replaceWith(h *Handle, c Caller, data string) {
+	f.t.Helper()
+	f.write(h, c, data, 0)
+	f.mustNot("close", h.Flush(ctx, c))
+	h.Release(ctx)
+}
+
 // value returns what the store holds at k ("<none>" for nothing).
 func (f *fixture) value(k store.Key) string {
 	v, ok := f.cat.Value(k)

@@ -459,9 +459,7 @@ func TestAWriterAfterAnEmptyCreationIsNotItsConflict(t *testing.T) {
 			if second == nil {
 				return
 			}
-			f.write(second, shell, "secret\n", 0)
-			f.mustNot("the second close", second.Flush(ctx, shell))
-			second.Release(ctx)
+			f.replaceWith(second, shell, "secret\n")
 			if got := f.value(db); got != "secret\n" {
 				t.Errorf("the store holds %q, want the second write's value", got)
 			}
@@ -486,9 +484,7 @@ func TestAnOpenOfAFailedCreationIsSentToLookTheNameUpAgain(t *testing.T) {
 		t.Errorf("an open for writing of the failed creation: %v, want it sent to look the name up again", err)
 	}
 	h2, _ := f.create(db, shell, trunc)
-	f.write(h2, shell, "fits", 0)
-	f.mustNot("the retry's close", h2.Flush(ctx, shell))
-	h2.Release(ctx)
+	f.replaceWith(h2, shell, "fits")
 	if got := f.value(db); got != "fits" {
 		t.Errorf("after the retry the store holds %q", got)
 	}
