@@ -240,6 +240,9 @@ func TestAViewIsReadOnlyAndKeepsItsPath(t *testing.T) {
 	b.cli(t, nil, "init")
 	putViewInputs(t, b, "pw")
 	m := mount(t, b, "--config", writeConfig(t, viewsConfig))
+	if got := m.mustSh("stat -c %A billing/db-user"); got != "-r--------\n" {
+		t.Errorf("the view shows mode %q, want -r-------- (--file-mode 0600 without write bits)", got)
+	}
 	for _, c := range []struct{ script, want string }{
 		{"echo x > billing/db-user", "Read-only file system"},
 		{"/bin/echo x >> billing/db-user", "Read-only file system"},

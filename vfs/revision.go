@@ -29,6 +29,12 @@ type Revision struct {
 	snap secrets.Snapshot
 	stop func() // unregisters onWipe from snap
 	read bool   // content was served: the revision may no longer change (see adopt)
+	// reading counts the Reads in flight; retired holds the pins that
+	// Rekey, adopt or Unpin replaced while one was: a Read uses the
+	// snapshot it began with to its end, so that one is released only
+	// once no Read is in flight (see use).
+	reading int
+	retired []pin
 
 	verified bool // decrypted once, which proved its size (see Verify)
 }
@@ -57,14 +63,73 @@ func (r *Revision) Key() store.Key {
 // meta's revision: the one it was may be gone from the store.
 func (r *Revision) Rekey(k store.Key, meta store.Meta) {
 	r.mu.Lock()
-	snap, stop := r.snap, r.stop
+	old := pin{r.snap, r.stop}
 	r.key, r.meta, r.snap, r.stop, r.verified = k, meta, nil, nil, false
+	release := r.retireLocked(old)
 	r.mu.Unlock()
-	if snap != nil {
-		stop()
-		snap.Release()
+	release.release()
+	if old.snap != nil {
 		r.snapshot() // pinned it was, pinned it stays
 	}
+}
+
+// pin is a pinned snapshot and the cancel of its OnWipe registration.
+type pin struct {
+	snap secrets.Snapshot
+	stop func()
+}
+
+// pins are pins to release.
+type pins []pin
+
+func (ps pins) release() {
+	for _, p := range ps {
+		p.stop()
+		p.snap.Release()
+	}
+}
+
+// retireLocked returns p (none, if p holds no snapshot) to be released
+// now by the caller, holding no lock, or nothing if a Read is in flight:
+// then the last Read to end releases it (see use). r.mu is held.
+func (r *Revision) retireLocked(p pin) pins {
+	if p.snap == nil {
+		return nil
+	}
+	if r.reading > 0 {
+		r.retired = append(r.retired, p)
+		return nil
+	}
+	return pins{p}
+}
+
+// use returns the pinned snapshot, pinning it if it is not, for a Read
+// that calls done when it ended: until then no snapshot this revision
+// pins is released, so a Rekey of a rename (after which the old revision
+// may be gone from the store) cannot pull the bytes from under the read.
+func (r *Revision) use() (snap secrets.Snapshot, done func()) {
+	for {
+		snap = r.snapshot()
+		r.mu.Lock()
+		if r.snap == snap {
+			r.reading++
+			r.mu.Unlock()
+			return snap, r.used
+		}
+		r.mu.Unlock() // replaced meanwhile: take the one that replaced it
+	}
+}
+
+// used ends a use.
+func (r *Revision) used() {
+	r.mu.Lock()
+	r.reading--
+	var release pins
+	if r.reading == 0 {
+		release, r.retired = r.retired, nil
+	}
+	r.mu.Unlock()
+	release.release()
 }
 
 // Meta returns the revision's metadata.
@@ -129,13 +194,10 @@ func (r *Revision) Touch() { r.snapshot().Touch() }
 // the adapter any more, until its next use pins it again.
 func (r *Revision) Unpin() {
 	r.mu.Lock()
-	snap, stop := r.snap, r.stop
+	release := r.retireLocked(pin{r.snap, r.stop})
 	r.snap, r.stop = nil, nil
 	r.mu.Unlock()
-	if snap != nil {
-		stop()
-		snap.Release()
-	}
+	release.release()
 }
 
 // Verify proves by decrypting what the kernel would otherwise take on
@@ -254,7 +316,8 @@ func (r *Revision) Read(ctx context.Context, dest []byte, off int64) (int, error
 	if err := r.v.readable(r.Key().Path()); err != nil {
 		return 0, err
 	}
-	snap := r.snapshot()
+	snap, done := r.use()
+	defer done()
 	if err := snap.Bind(ctx); err != nil {
 		if snap, err = r.adopt(ctx, snap, err); err != nil {
 			return 0, err
@@ -304,11 +367,10 @@ func (r *Revision) adopt(ctx context.Context, was secrets.Snapshot, err error) (
 		snap := r.snapshot()
 		return snap, snap.Bind(ctx)
 	}
-	old, oldStop := r.snap, r.stop
+	release := r.retireLocked(pin{r.snap, r.stop}) // nothing yet: this Read is in flight
 	r.meta, r.snap, r.stop = sup.Now, fresh, stop
 	r.mu.Unlock()
-	oldStop()
-	old.Release()
+	release.release()
 	if err := fresh.Bind(ctx); err != nil {
 		return nil, err
 	}

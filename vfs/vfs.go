@@ -37,7 +37,8 @@
 //     Secret (its key, sessions, opens under way and holds), the views'
 //     current renderings and those held (FS.renderings);
 //   - session.mu guards one write session;
-//   - Revision.mu guards one revision's metadata and snapshot pin;
+//   - Revision.mu guards one revision's metadata, snapshot pin and the
+//     Reads in flight that keep a replaced pin (Revision.use);
 //   - ViewRevision.mu guards one rendering of a view. It is the
 //     exception: FS.mu may be taken while it is held (to record a held
 //     rendering, FS.held), never the other way round.

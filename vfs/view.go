@@ -550,9 +550,12 @@ func (r *ViewRevision) Prepare(ctx context.Context) error {
 }
 
 // Attr is the rendering's attributes: its size, the latest of its inputs'
-// modification times, the view's owner and mode, and nlink 1 while it is
-// the view's current rendering as far as the file system knows, 0 once
-// an input changed.
+// modification times, the view's owner and its mode without write bits,
+// and nlink 1 while it is the view's current rendering as far as the file
+// system knows, 0 once an input changed. A view is never written (EROFS),
+// so it says so where programs look first: `ls -l`, test -w and access(2),
+// an editor's read-only warning. The mount's own change signal writes it
+// nonetheless, as root (CAP_DAC_OVERRIDE passes the kernel's check).
 func (r *ViewRevision) Attr() Attr {
 	r.mu.Lock()
 	size := max(r.size, 0)
@@ -561,8 +564,13 @@ func (r *ViewRevision) Attr() Attr {
 	if r.current() {
 		nlink = 1
 	}
-	return r.v.fileAttr(store.Meta{Key: r.Key(), Size: size, Modified: r.mtime}, nlink)
+	a := r.v.fileAttr(store.Meta{Key: r.Key(), Size: size, Modified: r.mtime}, nlink)
+	a.Perm &^= viewWriteBits
+	return a
 }
+
+// viewWriteBits are the permission bits a view never shows.
+const viewWriteBits = 0o222
 
 // Open opens the rendering with flags for c. A reader of the current
 // rendering reads it (Read); one of a rendering an input has replaced

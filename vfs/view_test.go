@@ -1,9 +1,11 @@
 package vfs
 
 import (
+	"context"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -68,7 +70,12 @@ func (f *fixture) viewOf(k store.Key) *ViewRevision {
 	return r
 }
 
-func readAll(t *testing.T, r *ViewRevision) string {
+// readAll reads the whole of a revision or a rendering, failing t if it
+// cannot.
+func readAll(t testing.TB, r interface {
+	Read(ctx context.Context, dest []byte, off int64) (int, error)
+	Key() store.Key
+}) string {
 	t.Helper()
 	buf := make([]byte, 1<<16)
 	n, err := r.Read(ctx, buf, 0)
@@ -90,8 +97,8 @@ func TestAViewReadsItsRenderingByteExact(t *testing.T) {
 		if got := readAll(t, r); got != want {
 			t.Errorf("%v reads %q, want %q", k, got, want)
 		}
-		if a := r.Attr(); a.Size != int64(len(want)) || a.Nlink != 1 || a.Perm != 0o600 || a.Dir {
-			t.Errorf("%v: attributes %+v, want size %d, nlink 1, mode 0600", k, a, len(want))
+		if a := r.Attr(); a.Size != int64(len(want)) || a.Nlink != 1 || a.Perm != 0o400 || a.Dir {
+			t.Errorf("%v: attributes %+v, want size %d, nlink 1, mode 0400 (the mount's 0600 without write bits)", k, a, len(want))
 		}
 		if got := readAll(t, r); got != want {
 			t.Errorf("%v read again: %q", k, got)
@@ -420,6 +427,7 @@ func TestOwnersAndModesComeFromTheFirstMatchingRule(t *testing.T) {
 	check("billing/tls.key", f.revision(store.Key{App: "billing", Name: "tls.key"}).Attr(), 0, 8, 0o440)
 	check("auth/pw", f.revision(store.Key{App: "auth", Name: "pw"}).Attr(), 7, 8, 0o640)
 	check("the view billing/db-user", f.viewOf(dbUser).Attr(), 1001, 1001, 0o400)
+	check("the view billing/db-user on the mount's mode 0640", viewFixture(t, Options{UID: 7, GID: 8, FileMode: 0o640}).viewOf(dbUser).Attr(), 7, 8, 0o440)
 	h, e := f.create(store.Key{App: "billing", Name: "new"}, shell, wronly)
 	check("a secret created in billing", e.Created.Attr(), 1001, 1001, 0o400)
 	check("its descriptor", h.Attr(), 1001, 1001, 0o400)
@@ -497,12 +505,7 @@ func TestTheMountsOwnChangeSignalChangesNothing(t *testing.T) {
 // that revision.
 func TestARevisionRekeyedByARenameReadsOn(t *testing.T) {
 	f := newFixture(t, Options{})
-	f.cat.Store(db, "the value")
-	r := f.revision(db)
-	buf := make([]byte, 64)
-	if n, err := r.Read(ctx, buf, 0); err != nil || string(buf[:n]) != "the value" {
-		t.Fatalf("read %q, %v", buf[:n], err)
-	}
+	r := f.storedAndRead(db, "the value")
 	was := r.Meta().Revision()
 	f.mustNot("rename", f.fs.Rename(ctx, shell, db, db2, 0))
 	renamed := f.last(Renamed)
@@ -513,12 +516,65 @@ func TestARevisionRekeyedByARenameReadsOn(t *testing.T) {
 	if !r.Is(db2, renamed.Now.Revision()) || r.Key() != db2 {
 		t.Errorf("the re-keyed revision is %v %+v", r.Key(), r.Meta())
 	}
-	if n, err := r.Read(ctx, buf, 0); err != nil || string(buf[:n]) != "the value" {
-		t.Errorf("read after the rename: %q, %v", buf[:n], err)
+	if got := readAll(t, r); got != "the value" {
+		t.Errorf("read after the rename: %q", got)
 	}
 	if a := r.Attr(); a.Nlink != 1 || a.Size != 9 {
 		t.Errorf("attributes after the rename: %+v", a)
 	}
+}
+
+// A Read in flight when a rename re-keys its revision reads the bytes it
+// began with, although the revision it began with is gone from the store
+// by then: the snapshot a Read uses is released only once it ends.
+func TestAReadInFlightWhenARenameRekeysItsRevisionReadsOn(t *testing.T) {
+	f := newFixture(t, Options{})
+	r := f.storedAndRead(db, "the value")
+	binding, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.cat.BeforeBind(func(store.Key) {
+		once.Do(func() {
+			close(binding)
+			<-proceed
+		})
+	})
+	type result struct {
+		got string
+		err error
+	}
+	read := make(chan result, 1)
+	go func() {
+		b := make([]byte, 64)
+		n, err := r.Read(ctx, b, 0)
+		read <- result{string(b[:n]), err}
+	}()
+	<-binding // the Read holds its snapshot, of db's revision
+	f.cat.BeforeBind(nil)
+	f.mustNot("rename", f.fs.Rename(ctx, shell, db, db2, 0))
+	renamed := f.last(Renamed)
+	r.Rekey(renamed.Key, renamed.Now)
+	close(proceed)
+	if res := <-read; res.err != nil || res.got != "the value" {
+		t.Errorf("the read in flight during the rename: %q, %v", res.got, res.err)
+	}
+	if got := readAll(t, r); got != "the value" {
+		t.Errorf("a read after it: %q", got)
+	}
+	r.Unpin()
+	if pins := f.cat.Pins(); pins != 0 {
+		t.Errorf("%d pins left after the last read and the unpin", pins)
+	}
+}
+
+// storedAndRead stores value at k and returns its revision, read once.
+func (f *fixture) storedAndRead(k store.Key, value string) *Revision {
+	f.t.Helper()
+	f.cat.Store(k, value)
+	r := f.revision(k)
+	if got := readAll(f.t, r); got != value {
+		f.t.Fatalf("%v reads %q, want %q", k, got, value)
+	}
+	return r
 }
 
 // forget drops the events told so far.

@@ -37,6 +37,8 @@ type Catalog struct {
 	bound    map[string]bool          // revisions whose item is in memory: Bind succeeds for them
 	wipers   map[string][]func()      // OnWipe callbacks of pinned snapshots, by revKey
 	pins     int
+	pinsOf   map[string]int // pins of each revision: its item is dropped with the last (see Release)
+	bindHook func(k store.Key)
 	calls    map[string]int
 	ivs      uint64
 	putErr   func(k store.Key) error
@@ -52,7 +54,7 @@ var _ secrets.Watcher = (*Catalog)(nil)
 func New() *Catalog {
 	return &Catalog{PageSize: 100, Limit: 1 << 20,
 		stored: map[store.Key]store.Meta{}, known: map[store.Key]store.Meta{},
-		values: map[string][]byte{}, bound: map[string]bool{}, wipers: map[string][]func(){}, calls: map[string]int{}}
+		values: map[string][]byte{}, bound: map[string]bool{}, pinsOf: map[string]int{}, wipers: map[string][]func(){}, calls: map[string]int{}}
 }
 
 func revKey(k store.Key, rev store.Revision) string {
@@ -137,6 +139,14 @@ func (c *Catalog) BeforePut(f func(k store.Key)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.putHook = f
+}
+
+// BeforeBind has every snapshot's Bind call f first, without the
+// catalog's lock (f may block to hold the Bind), until BeforeBind(nil).
+func (c *Catalog) BeforeBind(f func(k store.Key)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bindHook = f
 }
 
 // FailValues makes every read of a value fail with err (nil: succeed).
@@ -329,6 +339,7 @@ func (c *Catalog) Snapshot(k store.Key, meta store.Meta) secrets.Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pins++
+	c.pinsOf[revKey(k, meta.Revision())]++
 	return &snapshot{c: c, key: k, meta: meta}
 }
 
@@ -345,9 +356,16 @@ func (s *snapshot) rev() string { return revKey(s.key, s.meta.Revision()) }
 func (s *snapshot) Meta() store.Meta { return s.meta }
 
 // Bind succeeds for a revision whose item the catalog holds (it was
-// stored, looked up or listed as current) or that the store holds now;
-// else the error says what the store holds instead.
+// stored, looked up or listed as current, and has not lost its last pin
+// since) or that the store holds now; else the error says what the store
+// holds instead.
 func (s *snapshot) Bind(ctx context.Context) error {
+	s.c.mu.Lock()
+	hook := s.c.bindHook
+	s.c.mu.Unlock()
+	if hook != nil {
+		hook(s.key)
+	}
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
 	return s.bindLocked()
@@ -427,5 +445,12 @@ func (s *snapshot) Release() {
 	if !s.released {
 		s.released = true
 		s.c.pins--
+		// As the real catalog does, the last pin of a revision drops its
+		// item: a later Bind reads the store again, and finds it only if
+		// the store still holds that revision.
+		if s.c.pinsOf[s.rev()]--; s.c.pinsOf[s.rev()] == 0 {
+			delete(s.c.pinsOf, s.rev())
+			delete(s.c.bound, s.rev())
+		}
 	}
 }
