@@ -69,7 +69,7 @@ func TestFieldTemplateAndFormatViewsReadByteExact(t *testing.T) {
 		if got := m.mustSh("ls billing; ls reports; ls"); got != "all.json\napi-token\napp.env\ndb-credentials\ndb-user\nbilling-user\nbilling\nreports\n" {
 			t.Errorf("ls shows %q", got)
 		}
-		if got := m.mustSh("stat -c '%n %s %a' billing/app.env billing/db-user"); got != fmt.Sprintf("billing/app.env %d 600\nbilling/db-user 11 600\n", 48+len(password)+len(token)) {
+		if got := m.mustSh("stat -c '%n %s %a' billing/app.env billing/db-user"); got != fmt.Sprintf("billing/app.env %d 400\nbilling/db-user 11 400\n", 48+len(password)+len(token)) {
 			t.Errorf("stat shows %q", got)
 		}
 	})
