@@ -59,7 +59,11 @@ func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	case e.Created != nil:
 		return inode, &writeHandle{m: a.m, h: h}, fuse.FOPEN_DIRECT_IO, 0
 	}
-	return inode, &writeHandle{m: a.m, h: h}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
+	w := &writeHandle{m: a.m, h: h}
+	if n, ok := inode.Operations().(*immutableNode); ok {
+		w.countOn(n)
+	}
+	return inode, w, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Unlink deletes a secret (see vfs.FS.Unlink).

@@ -2,7 +2,9 @@ package fs
 
 import (
 	"context"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -41,6 +43,9 @@ type immutableNode struct {
 	// registered is what this node is in mount.byName as (guarded by
 	// mount.mu): what it was made for, or renamed to.
 	registered revisionID
+	// writers counts the writers' descriptors open on this inode (see
+	// attrTimeout).
+	writers atomic.Int32
 }
 
 var (
@@ -72,17 +77,69 @@ func (n *immutableNode) OnForget() {
 	n.m.forgot(n)
 }
 
-// Getattr: the kernel refreshes attributes through a descriptor when a
-// read finds them expired: a read the page cache served, which counts as
-// a read of the plaintext (Touch), unless it is the mount's own change
-// signal.
+// Getattr answers the writer with its buffer's attributes (fstat, and
+// lseek(SEEK_END), which the kernel answers from the size), and everyone
+// else with the revision's. The kernel refreshes attributes
+// through a descriptor when a read finds them expired: a read the page
+// cache served, which counts as a read of the plaintext (Touch), unless it
+// is the mount's own change signal.
 func (n *immutableNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if h := n.m.writerAsking(ctx, fh); h != nil {
+		fillWriter(out, h)
+		return 0
+	}
 	if n.m.requests.viaHandle(ctx) && !n.m.isOwnSignal(ctx) {
 		n.serves.Touch()
 	}
 	fill(&out.Attr, n.serves.Attr())
-	out.SetTimeout(kernelTime(n.m.opts.TTL))
+	out.SetTimeout(n.attrTimeout())
 	return 0
+}
+
+// attrTimeout is how long the kernel may keep this revision's attributes:
+// the TTL (they never change), but no time while a writer has the inode
+// open. The kernel keeps one size per inode, and takes the writer's
+// buffer's from the replies to its descriptor; everyone else must then
+// ask again for the revision's. A change of size makes the kernel drop the
+// inode's cached pages, and a reader's read past the revision's end comes
+// back short, which sets the size back: readers read the revision whole,
+// neither cut short nor padded.
+func (n *immutableNode) attrTimeout() time.Duration {
+	if n.writers.Load() > 0 {
+		return noAttrCache
+	}
+	return kernelTime(n.m.opts.TTL)
+}
+
+// writerAsking returns the writer's handle behind fh if the writer is the
+// one asking: through its own descriptor (a GETATTR the kernel sends at a
+// read or an lseek, with the descriptor's handle), or from the process
+// that opened it (an fstat, which the kernel sends without a handle, so
+// that go-fuse hands over the inode's first open file, a writer's if any
+// is open). A reader's descriptor has no handle; it, and any other
+// process, see what is committed. Only while a writer is open does this
+// cost a read of /proc.
+func (m *mount) writerAsking(ctx context.Context, fh gofs.FileHandle) *vfs.Handle {
+	h := handleOf(fh)
+	switch {
+	case h == nil:
+		return nil
+	case m.requests.ownHandle(ctx):
+		return h
+	case m.requests.viaHandle(ctx):
+		return nil // a reader's descriptor
+	}
+	if h.OpenedBy(m.caller(ctx, withProcess).Process) {
+		return h
+	}
+	return nil
+}
+
+// fillWriter fills out with the attributes of a writer's buffer, which
+// change with every write: the kernel keeps them for no time.
+func fillWriter(out *fuse.AttrOut, h *vfs.Handle) {
+	fill(&out.Attr, h.Attr())
+	out.SetTimeout(noAttrCache)
 }
 
 // Open on a read-only mount answers ENOSYS: the kernel then stops
@@ -97,7 +154,11 @@ func (n *immutableNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle
 		return nil, 0, syscall.ENOSYS
 	}
 	h, err := n.serves.Open(ctx, n.m.caller(ctx, openFor(flags)), flags)
-	return n.m.opened(n.serves.Key(), h, err, fuse.FOPEN_KEEP_CACHE)
+	fh, fuseFlags, errno := n.m.opened(n.serves.Key(), h, err, fuse.FOPEN_KEEP_CACHE)
+	if w, ok := fh.(*writeHandle); ok {
+		w.countOn(n)
+	}
+	return fh, fuseFlags, errno
 }
 
 // opened answers an open of k that vfs answered with h (a writer's
@@ -159,15 +220,22 @@ func (n *immutableNode) Write(ctx context.Context, fh gofs.FileHandle, data []by
 }
 
 // Setattr refuses what the mount options fix (and a view, anything), and
-// truncates (see vfs.FS.Setattr). The reply describes this revision,
-// unchanged: the kernel sets the inode's size from it, and readers of
-// this revision share that size.
+// truncates (see vfs.FS.Setattr). The reply to a writer's descriptor
+// (ftruncate) describes its buffer; any other describes this revision,
+// unchanged (a truncate(2) by path commits a new one). The kernel sets the
+// inode's size from it; see attrTimeout for why readers still read the
+// revision whole.
 func (n *immutableNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if errno := n.m.setattr(ctx, n.serves.Key(), fh, in); errno != 0 {
 		return errno
 	}
-	fill(&out.Attr, n.serves.Attr())
-	out.SetTimeout(kernelTime(n.m.opts.TTL))
+	if h := handleOf(fh); h != nil {
+		fillWriter(out, h)
+	} else {
+		fill(&out.Attr, n.serves.Attr())
+		out.SetTimeout(n.attrTimeout())
+	}
+	out.Ino = n.ino // go-fuse fills it in a GETATTR's reply, not a SETATTR's
 	return 0
 }
 
@@ -210,7 +278,7 @@ func (d *createdNode) OnForget() { d.m.forgotCreated(d) }
 // Getattr never waits: the closing writer may be the caller itself (a
 // program's first fstat of the stdout its shell redirected).
 func (d *createdNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return d.attr(fh, d.m.requests.viaHandle(ctx), out)
+	return d.attr(fh, d.m.writerAsking(ctx, fh) != nil, out)
 }
 
 // attr fills out with the attributes of the writer's buffer, for a
@@ -218,11 +286,12 @@ func (d *createdNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 // change as it is written: the kernel keeps them for no time.
 func (d *createdNode) attr(fh gofs.FileHandle, writer bool, out *fuse.AttrOut) syscall.Errno {
 	if h := handleOf(fh); h != nil && writer {
-		fill(&out.Attr, h.Attr())
+		fillWriter(out, h)
 	} else {
 		fill(&out.Attr, d.s.Attr())
+		out.SetTimeout(kernelTime(0))
 	}
-	out.SetTimeout(kernelTime(0))
+	out.Ino = d.StableAttr().Ino // go-fuse fills it in a GETATTR's reply, not a SETATTR's
 	return 0
 }
 
@@ -250,6 +319,10 @@ func (d *createdNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.E
 type writeHandle struct {
 	m *mount
 	h *vfs.Handle
+	// writers is the count of writers of the revision's inode it was
+	// opened on (nil on a secret being created), which Release
+	// decrements.
+	writers *atomic.Int32
 }
 
 var (
@@ -297,10 +370,19 @@ func (w *writeHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	return w.m.errno("fsync", w.path().Path(), w.h.Fsync(ctx, w.m.caller(ctx, audited)))
 }
 
+// countOn counts the handle among the writers of n until its release.
+func (w *writeHandle) countOn(n *immutableNode) {
+	n.writers.Add(1)
+	w.writers = &n.writers
+}
+
 // Release commits what no close committed; its failure can only be
 // logged.
 func (w *writeHandle) Release(ctx context.Context) syscall.Errno {
 	w.m.errno("release", w.path().Path(), w.h.Release(ctx))
+	if w.writers != nil {
+		w.writers.Add(-1)
+	}
 	return 0
 }
 

@@ -127,13 +127,18 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	opts := m.opts
 	ttl := opts.TTL
 	negative := time.Duration(0) // misses are answered by the catalog, fresh within the TTL
+	// No default attribute timeout: every reply sets its own, and a
+	// timeout of 0 must reach the kernel as 0 (noAttrCache), which
+	// go-fuse would replace with the default.
 	options := &gofs.Options{
 		EntryTimeout:    &ttl,
-		AttrTimeout:     &ttl,
 		NegativeTimeout: &negative,
 		NullPermissions: true, // our modes are exact; 0 must stay 0
-		UID:             opts.UID,
-		GID:             opts.GID,
+		// The root's inode number, which go-fuse would leave 0: stat
+		// shows it, and tools that walk the tree compare it.
+		RootStableAttr: &gofs.StableAttr{Ino: fuse.FUSE_ROOT_ID},
+		UID:            opts.UID,
+		GID:            opts.GID,
 		MountOptions: fuse.MountOptions{
 			FsName:      "secretfs",
 			Name:        "secretfs",
@@ -264,9 +269,10 @@ func (m *mount) changed(e vfs.Event) {
 		return // the kernel holds nothing of that application
 	}
 	switch e.Kind {
-	case vfs.Committed:
+	case vfs.Committed, vfs.Settling:
 		// The writer's next command, once this request returns, must
-		// look the name up again and read what it wrote.
+		// look the name up again and read what it wrote (or what its
+		// release commits).
 		notifyEntryBeforeReply(child, e.Key.Name)
 	case vfs.Renamed:
 		if m.renamedInPlace(e) {
@@ -319,6 +325,11 @@ func change(in *fuse.SetAttrIn) vfs.Change {
 	}
 	return ch
 }
+
+// noAttrCache is an attribute timeout of 0: the kernel asks again at
+// every use. (kernelTime(0), 1 ns, lets it keep them until its clock's
+// next tick, a few milliseconds.)
+const noAttrCache = time.Duration(0)
 
 // kernelTime is d as an entry or attribute timeout: never 0, which
 // go-fuse would replace by the mount's default.

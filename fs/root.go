@@ -26,6 +26,7 @@ var (
 
 func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fill(&out.Attr, d.m.vfs.DirAttr(d.app))
+	out.SetTimeout(kernelTime(d.m.opts.TTL))
 	return 0
 }
 
@@ -34,6 +35,7 @@ func (d *dirNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetA
 		return d.m.errno("setattr", fault.Path(d.app), err)
 	}
 	fill(&out.Attr, d.m.vfs.DirAttr(d.app))
+	out.SetTimeout(kernelTime(d.m.opts.TTL))
 	return 0
 }
 
@@ -65,6 +67,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 
 func (r *rootNode) appInode(ctx context.Context, name string, out *fuse.EntryOut) *gofs.Inode {
 	fill(&out.Attr, r.m.vfs.DirAttr(name))
+	out.SetAttrTimeout(kernelTime(r.m.opts.TTL))
 	if child := r.GetChild(name); child != nil {
 		return child
 	}

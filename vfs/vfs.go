@@ -227,6 +227,14 @@ const (
 	// Changed: the catalog learned from the store that the name
 	// changed or went, or a reader found its revision replaced.
 	Changed
+	// Settling: the process that created or truncated the name closed a
+	// descriptor without writing (`touch f`, `: > f`, GNU truncate); its
+	// release, which the kernel sends after close returned, commits.
+	// Whoever caches the name must forget it before the close returns,
+	// so that the next command looks it up, which waits for that commit
+	// (see Secret.awaitClosingWriters), instead of describing what it
+	// replaces.
+	Settling
 )
 
 // Event is one change of a name.
