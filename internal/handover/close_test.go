@@ -2,6 +2,7 @@ package handover
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -95,5 +96,51 @@ func TestCloseDuringAStepDownStillAnswersTheSuccessor(t *testing.T) {
 	}
 	if steppedDown.Load() != 1 || toldSteppedDown.Load() != 1 {
 		t.Errorf("stepped down %d times, told so %d times; want once each", steppedDown.Load(), toldSteppedDown.Load())
+	}
+}
+
+// A connection that has asked nothing yet is not being answered: Close
+// ends it at once rather than wait until its request would have timed
+// out (ioTimeout), which held up the exit of a process signalled while
+// some client sat connected, and the client reads the end of it.
+func TestCloseEndsAConnectionThatHasNotAskedYet(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Listen(SocketPath(dir), Server{Mountpoint: dir, Release: "old", Owner: os.Geteuid(), Log: quietLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	conn, err := dialSocket(SocketPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Close must find the connection accepted, or it would end it as
+	// the listener's backlog rather than as a connection.
+	eventually(t, 30*time.Second, "the connection is accepted", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.conns) == 1
+	})
+
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	// A bound for a hang, far below ioTimeout (30s), which is what Close
+	// waited for when it took the connection for one being answered.
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while a connection that had asked nothing was open")
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := conn.Read(make([]byte, 64))
+	if n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("the connection's read after Close: %d bytes, %v; want the end of it (EOF)", n, err)
 	}
 }

@@ -208,7 +208,9 @@ func (c *Control) accept() {
 			conn.Close()
 			return
 		}
-		c.conns[conn] = true
+		// Not answering until it has asked something: Close ends a
+		// connection that has not, rather than wait for its request.
+		c.conns[conn] = false
 		c.wg.Add(1)
 		c.mu.Unlock()
 		go c.serve(conn)
