@@ -80,6 +80,8 @@ func daemonize(stderr io.Writer, replacing bool) error {
 	if cmd.Stdin, err = os.Open(os.DevNull); err != nil {
 		return err
 	}
+	// The daemon inherits nothing of this process but its ready pipe.
+	closeOnExec()
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return fmt.Errorf("start the daemon: %w", err)
@@ -515,8 +517,24 @@ func answers(dir string, limit time.Duration) error {
 // (as root) leaves /dev/fuse inheritable: a child holding it would keep
 // the mount's connection alive after this process died, and a child
 // waiting on the mount would then wait forever for an answer that only a
-// reader of that descriptor could give.
+// reader of that descriptor could give. And whoever ran secretfs may have
+// left descriptors to it without close-on-exec (a shell's `exec 5<
+// /mnt/secrets/app/x`): a --daemon child holding one on a mount it
+// replaces would keep the replaced process draining for as long as it
+// serves. What a child is given (exec.Cmd.ExtraFiles) still reaches it:
+// os/exec duplicates it onto the child's descriptor, which clears the
+// flag there. close_range(2) does it in one call; where it fails (before
+// Linux 5.11: ENOSYS or EINVAL; EPERM from a seccomp filter that does not
+// know it), each descriptor /proc/self/fd lists is marked.
 func closeOnExec() {
+	if unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	closeOnExecEach()
+}
+
+// closeOnExecEach is closeOnExec without close_range(2).
+func closeOnExecEach() {
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return
