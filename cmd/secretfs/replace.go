@@ -108,6 +108,9 @@ type succession struct {
 	pred    *handover.Predecessor // nil: this mount replaces nothing (any longer)
 	control *handover.Control     // nil until mounted, or when it could not be made
 	dev     uint64                // the device number of this mount's file system
+	// noBeneath, with pred, says why this kernel cannot mount beneath
+	// pred's mount (--replace=gap): pred steps down first (stepDownFirst).
+	noBeneath error
 
 	metricsAddr string
 	meter       *metrics.Registry
@@ -128,10 +131,15 @@ type succession struct {
 	parent       int // the --daemon parent, whose exit tells that it has
 }
 
+// beneathSupported is handover.BeneathSupported; a test makes it fail,
+// to replace a mount as on a kernel before Linux 6.5.
+var beneathSupported = handover.BeneathSupported
+
 // beginMount prepares dir for mounting (prepareMountpoint) and, with
 // --replace, finds the live secretfs to take over and takes the turn to
-// replace it. It changes nothing at dir unless --replace=gap must stop
-// the live secretfs first.
+// replace it. It changes nothing at dir: --replace=gap on a kernel that
+// cannot mount beneath stops the live secretfs only as this one mounts
+// (stepDownFirst).
 func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.Logger, daemonChild bool) (*succession, error) {
 	s := &succession{flags: r, timeout: timeout, log: log, steppedDown: make(chan struct{})}
 	if r.mode != replaceOff && daemonChild {
@@ -154,23 +162,38 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 	case err != nil:
 		return nil, fmt.Errorf("--replace: %w", err)
 	}
-	beneath := handover.BeneathSupported()
+	beneath := beneathSupported()
 	if beneath != nil && r.mode != replaceGap {
 		pred.Close()
 		return nil, fmt.Errorf("--replace: %w; --replace=gap replaces it anyway, stopping it first, and the path serves nothing until this one mounts", beneath)
 	}
 	log.WithFields(logrus.Fields{"mountpoint": abs, "pid": pred.PID, "predecessor_version": pred.Hello.Release}).
 		Info("--replace: taking over from the secretfs serving the mount point")
-	if beneath == nil {
-		s.pred = pred
-		return s, nil
-	}
+	s.pred, s.noBeneath = pred, beneath
+	return s, nil
+}
+
+// stepDownFirst is --replace=gap on a kernel that cannot mount beneath:
+// the predecessor steps down, detaching its mount, before this one is
+// made, and the path serves nothing meanwhile. It is the last step
+// before mount(2), once the store is open and the configuration checked
+// against it: a mount that cannot start fails with the predecessor still
+// serving. It serves the metrics at the address the predecessor closed.
+func (s *succession) stepDownFirst(dir string) error {
+	pred := s.pred
+	s.pred = nil
 	defer pred.Close()
-	log.WithError(beneath).Warn("--replace=gap: this kernel cannot mount beneath; asking the running secretfs to step down first: the path serves nothing until this mount is made")
-	if err := pred.StepDownWithGap(); err != nil && servedBy(abs, pred.Mount.Dev) {
-		return nil, fmt.Errorf("--replace=gap: %w", err)
+	s.log.WithError(s.noBeneath).Warn("--replace=gap: this kernel cannot mount beneath; asking the running secretfs to step down first: the path serves nothing until this mount is made")
+	if err := pred.StepDownWithGap(); err != nil && servedBy(s.dir, pred.Mount.Dev) {
+		return fmt.Errorf("--replace=gap: %w", err)
 	}
-	return s, prepareMountpoint(dir, log)
+	if err := prepareMountpoint(dir, s.log); err != nil {
+		return err
+	}
+	if s.metricsAddr != "" {
+		s.listenMetricsOnceFree()
+	}
+	return nil
 }
 
 // serveMetrics makes the registry that counts what the mount does and,
@@ -214,11 +237,17 @@ func (s *succession) closeMetrics() {
 }
 
 // mount mounts catalog at the mount point: beneath the predecessor's
-// mount, which then steps down, when there is one, else as usual; and
-// listens on the control socket, so that a successor can replace it.
+// mount, which then steps down, when there is one, or, where the kernel
+// cannot mount beneath, once it stepped down; else as usual; and listens
+// on the control socket, so that a successor can replace it.
 func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
-	if s.pred != nil {
+	if s.pred != nil && s.noBeneath == nil {
 		return s.mountBeneath(dir, catalog, opts)
+	}
+	if s.pred != nil {
+		if err := s.stepDownFirst(dir); err != nil {
+			return nil, err
+		}
 	}
 	server, err := mountFS(dir, catalog, opts)
 	if err != nil {
