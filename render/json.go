@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -142,13 +141,8 @@ func appendJSONArray(w *buffer, n int, at func(int) any) error {
 
 // appendJSONObject writes m as a JSON object, its members in key order.
 func appendJSONObject(w *buffer, m map[string]any) error {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	_ = w.WriteByte('{')
-	for i, k := range keys {
+	for i, k := range sortedKeys(m) {
 		if i > 0 {
 			_ = w.WriteByte(',')
 		}

@@ -3,6 +3,7 @@ package render_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -445,5 +446,58 @@ func TestRenderConcurrently(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// manyKeys is a JSON object of n members, "k00": "v00"... in key order:
+// enough that Go's randomised map iteration would show in two renderings.
+func manyKeys(n int) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `"k%02d": {"v": "v%02d"}`, i, i)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// A view's bytes are a pure function of its inputs: whatever comes out of
+// an object in an order of its own (keys, values, items, an object's *)
+// comes out in key order, every time.
+func TestAFieldViewRendersTheSameBytesFromTheSameInput(t *testing.T) {
+	const n, renderings = 20, 20
+	in := map[string]string{"a/db": manyKeys(n)}
+	var keys, values, items, star []string
+	for i := range n {
+		keys = append(keys, fmt.Sprintf(`"k%02d"`, i))
+		values = append(values, fmt.Sprintf(`{"v":"v%02d"}`, i))
+		items = append(items, fmt.Sprintf(`["k%02d",{"v":"v%02d"}]`, i, i))
+		star = append(star, fmt.Sprintf(`"v%02d"`, i))
+	}
+	list := func(s []string) string { return "[" + strings.Join(s, ",") + "]" }
+	for field, want := range map[string]string{
+		"keys(@)":      list(keys),
+		"values(@)":    list(values),
+		"items(@)":     list(items),
+		"*.v":          list(star),
+		"@.*.v":        list(star),
+		"{a: *.v}.a":   list(star),
+		"values(@)[0]": `{"v":"v00"}`,
+	} {
+		t.Run(field, func(t *testing.T) {
+			v := compile(t, render.Spec{Path: "a/v", Secret: "a/db", Field: field})
+			for range renderings {
+				got, err := v.Render(inputs(t, in))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != want {
+					t.Fatalf("rendered\n%s\nwant\n%s", got, want)
+				}
+			}
+		})
 	}
 }

@@ -24,7 +24,9 @@ type Spec struct {
 	// Field a JMESPath expression on it. A string result renders as the
 	// string's bytes (no quotes, no newline added); any other result as
 	// compact JSON (true, 5432, ["a","b"], {"k":"v"} with keys in
-	// order). A missing field, or null, is an error.
+	// order). keys, values, items and an object's * give its members
+	// in key order (jmespath.go), so the result is a function of the
+	// value alone. A missing field, or null, is an error.
 	Secret, Field string
 	// Template is a Go text/template with these functions, each taking
 	// its secret's name as a string literal (so every input is known
@@ -169,7 +171,7 @@ func compileField(secret, expr string) (fieldRef, error) {
 	if err != nil {
 		return fieldRef{}, errors.New("secret: " + err.Error())
 	}
-	jp, err := jmespath.Compile(expr)
+	jp, err := compileJMESPath(expr)
 	if err != nil {
 		// A syntax error quotes the expression: the config, not a value.
 		return fieldRef{}, errors.New("field " + strconv.Quote(expr) + ": not a JMESPath expression: " + err.Error())
