@@ -494,6 +494,7 @@ type ViewRevision struct {
 	snaps    []secrets.Snapshot // the pinned inputs; nil once unpinned
 	value    crypto.Plaintext   // the rendering, while held
 	size     int64              // its length, -1 until rendered once
+	mac      []byte             // viewMAC of its bytes, nil until rendered once
 	lastRead time.Time
 	idle     *time.Timer // wipes value once idle
 }
@@ -507,7 +508,7 @@ func (v *FS) NewViewRevision(in *ViewInputs, onPin, onWipe func()) *ViewRevision
 		onPin: onPin, onWipe: onWipe, snaps: in.snaps, size: -1}
 	if in.out != nil {
 		r.mu.Lock()
-		r.hold(in.out) // rendered already, by adopt
+		r.hold(in.out, v.viewMAC(in.out)) // rendered already, by adopt
 		r.lastRead = time.Now()
 		r.mu.Unlock()
 	}
@@ -616,6 +617,10 @@ func (r *ViewRevision) Touch() {
 }
 
 // withValue calls use with the rendering, rendering it if it is not held.
+// A rendering made again (after an idle wipe) must be the bytes made
+// first, whose viewMAC r keeps: a reader may hold pages of the first, and
+// must never read a file mixed of two. Other bytes, of any length, are an
+// Integrity failure (EIO, logged by the adapter), never served.
 func (r *ViewRevision) withValue(ctx context.Context, use func(crypto.Plaintext)) error {
 	r.mu.Lock()
 	if r.value != nil || r.size == 0 {
@@ -625,29 +630,39 @@ func (r *ViewRevision) withValue(ctx context.Context, use func(crypto.Plaintext)
 		return nil
 	}
 	r.mu.Unlock()
-	out, err := r.render(ctx)
+	out, mac, err := r.render(ctx)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	same := r.mac == nil || hmac.Equal(mac, r.mac)
 	switch {
 	case r.value != nil || r.size == 0:
 		out.Wipe() // another read rendered it meanwhile
-	case r.size >= 0 && int64(len(out)) != r.size:
+	case !same:
+		r.mu.Unlock()
 		out.Wipe()
-		return fault.E(r.Key().Path(), fault.Integrity, "rendered again from the same inputs, the view has another length: it cannot be served")
+		return fault.E(r.Key().Path(), fault.Integrity, "rendered again from the same inputs, the view has other bytes than before: it cannot be served")
 	default:
-		r.hold(out)
+		r.hold(out, mac)
 	}
 	r.lastRead = time.Now()
 	use(r.value)
+	r.mu.Unlock()
+	if same {
+		// Only bytes that are this rendering's may stand for it.
+		r.v.rendered(r.Key(), r.digest, mac)
+	}
 	return nil
 }
 
-// hold keeps out, the rendering, until it is idle. r.mu must be held.
-func (r *ViewRevision) hold(out crypto.Plaintext) {
+// hold keeps out, the rendering, until it is idle, and the first
+// rendering's mac, its viewMAC. r.mu must be held.
+func (r *ViewRevision) hold(out crypto.Plaintext, mac []byte) {
 	r.size = int64(len(out))
+	if r.mac == nil {
+		r.mac = mac
+	}
 	if len(out) == 0 {
 		return // nothing to hold, nothing to wipe
 	}
@@ -691,14 +706,13 @@ func (r *ViewRevision) wipeLocked() {
 }
 
 // render renders the view from its pinned inputs, pinning them again
-// first if they were unpinned.
-func (r *ViewRevision) render(ctx context.Context) (crypto.Plaintext, error) {
+// first if they were unpinned, and returns the bytes' viewMAC too.
+func (r *ViewRevision) render(ctx context.Context) (crypto.Plaintext, []byte, error) {
 	out, err := renderFrom(ctx, r.view, r.metas, r.pinned())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	r.v.rendered(r.Key(), r.digest, r.v.viewMAC(out))
-	return out, nil
+	return out, r.v.viewMAC(out), nil
 }
 
 // render renders the view from the inputs.

@@ -731,3 +731,43 @@ func TestAChangeOfAnInputOfAViewNeverReadDecryptsNothing(t *testing.T) {
 		t.Errorf("app.env reads %q", got)
 	}
 }
+
+// A rendering is rendered again after an idle wipe from the same pinned
+// revisions. If that gives other bytes than the reader had (an input
+// that decrypts differently, a rendering that is not a function of its
+// inputs), even of the same length, the read is EIO naming the view, with
+// no value in the error: a reader never sees two renderings mixed.
+func TestARenderingReadAgainAfterAnIdleWipeIsTheSameBytes(t *testing.T) {
+	f := viewFixture(t, Options{Idle: 50 * time.Millisecond})
+	e, err := f.fs.Lookup(ctx, appEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wiped := make(chan struct{}, 4)
+	r := f.fs.NewViewRevision(e.View, func() {}, func() { wiped <- struct{}{} })
+	defer r.Unpin()
+	first := readAll(t, r)
+	select {
+	case <-wiped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle rendering was not wiped")
+	}
+	const tampered = "tok-999" // as long as "tok-123": only the bytes tell
+	f.cat.Tamper(token, tampered)
+	buf := make([]byte, 1<<16)
+	n, err := r.Read(ctx, buf, 0)
+	if err == nil {
+		if got := string(buf[:n]); got != first {
+			t.Fatalf("read again after the idle wipe: %q, first read %q", got, first)
+		}
+		t.Fatal("read again from an input that now gives other bytes: no error")
+	}
+	if testErrno(err) != syscall.EIO || !strings.Contains(err.Error(), appEnv.String()) {
+		t.Fatalf("read again: %v (errno %v), want EIO naming %v", err, testErrno(err), appEnv)
+	}
+	for _, s := range []string{tampered, "tok-123", "billing-svc", "p@ss"} {
+		if strings.Contains(err.Error(), s) {
+			t.Fatalf("the error %q holds a value, %q", err, s)
+		}
+	}
+}

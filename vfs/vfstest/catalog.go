@@ -90,6 +90,16 @@ func (c *Catalog) Remove(k store.Key) {
 	delete(c.stored, k)
 }
 
+// Tamper makes every later read of the stored revision of k give value
+// instead of what was stored: a revision that decrypts to other bytes
+// than before, which only a bug or an unauthenticated (legacy v1) item
+// could make, for tests of what never serves such bytes.
+func (c *Catalog) Tamper(k store.Key, value string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.values[revKey(k, c.stored[k].Revision())] = []byte(value)
+}
+
 // Value returns the stored value of k, and whether there is one.
 func (c *Catalog) Value(k store.Key) (string, bool) {
 	c.mu.Lock()
