@@ -214,7 +214,7 @@ func TestAViewThatCannotBeRenderedIsEIOWithALogLineAndNoValue(t *testing.T) {
 		}
 		return false
 	}
-	if !logged("billing/db-user", "billing/db-credentials: it is not JSON") {
+	if !logged("billing/db-user", "billing/db-credentials: the value is not JSON") {
 		t.Errorf("no error line names billing/db-user and why:\n%s", m.log())
 	}
 	b.cli(t, nil, "rm", "billing/api-token")

@@ -24,8 +24,10 @@ const maxExactInteger = 1 << 53
 // that it renders exactly as written (it is then not a number to
 // JMESPath's comparisons and functions).
 //
-// The error says why value is not JSON, and never quotes it: encoding/json's
-// messages show the offending character, a byte of the value.
+// A value that is not JSON gets one error, errNotJSON, whatever is wrong
+// with it: encoding/json's messages show the offending character, a byte
+// of the value, and even where decoding failed, or why, tells something
+// of the plaintext (how long a prefix of it is JSON).
 //
 // Hygiene: the decoder copies value into an internal buffer, and every
 // string and number in the result is a Go string; neither can be wiped.
@@ -36,32 +38,23 @@ func decodeJSON(value []byte) (any, error) {
 	if !utf8.Valid(value) {
 		// encoding/json would replace the bad bytes with U+FFFD, and a
 		// field would render bytes the secret does not hold.
-		return nil, errors.New("it is not JSON: it is not valid UTF-8")
+		return nil, errNotJSON
 	}
 	dec := json.NewDecoder(bytes.NewReader(value))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, notJSON(err)
+		return nil, errNotJSON
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("it is not JSON: more follows the first JSON value")
+		return nil, errNotJSON // more follows the first JSON value
 	}
 	return numbersForJMESPath(v), nil
 }
 
-// notJSON describes a decoding error without a byte of the input.
-func notJSON(err error) error {
-	var syntax *json.SyntaxError
-	switch {
-	case errors.As(err, &syntax):
-		return errors.New("it is not JSON: a syntax error at byte " + strconv.FormatInt(syntax.Offset, 10))
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("it is not JSON: it ends before a JSON value does")
-	default:
-		return errors.New("it is not JSON")
-	}
-}
+// errNotJSON is the error of every value that is not one JSON text in
+// UTF-8.
+var errNotJSON = errors.New("the value is not JSON")
 
 // numbersForJMESPath replaces, in place, the json.Numbers of v that a
 // float64 holds exactly enough with float64s, which is what JMESPath
