@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -27,7 +28,8 @@ const maxExactInteger = 1 << 53
 // A value that is not JSON gets one error, errNotJSON, whatever is wrong
 // with it: encoding/json's messages show the offending character, a byte
 // of the value, and even where decoding failed, or why, tells something
-// of the plaintext (how long a prefix of it is JSON).
+// of the plaintext (how long a prefix of it is JSON). A string holding a
+// lone surrogate escape is refused (hasLoneSurrogate).
 //
 // Hygiene: the decoder copies value into an internal buffer, and every
 // string and number in the result is a Go string; neither can be wiped.
@@ -49,12 +51,74 @@ func decodeJSON(value []byte) (any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errNotJSON // more follows the first JSON value
 	}
+	if hasLoneSurrogate(value) {
+		return nil, errLoneSurrogate
+	}
 	return numbersForJMESPath(v), nil
 }
 
 // errNotJSON is the error of every value that is not one JSON text in
 // UTF-8.
 var errNotJSON = errors.New("the value is not JSON")
+
+// errLoneSurrogate is the error of a value with a string that holds half
+// of a UTF-16 surrogate pair: encoding/json would decode it as U+FFFD,
+// and a view would render bytes the secret does not hold.
+var errLoneSurrogate = errors.New("the value holds a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF, not as a pair), which no UTF-8 text can hold")
+
+// jsonEscapeLen is the length of a \uXXXX escape.
+const jsonEscapeLen = len(`\u0000`)
+
+// hasLoneSurrogate reports whether value, a valid JSON text, holds a
+// \uXXXX escape of a surrogate that is not a high one followed at once by
+// an escaped low one: what encoding/json turns into U+FFFD. A backslash
+// is found only in a string, always starting an escape.
+func hasLoneSurrogate(value []byte) bool {
+	for i := 0; i < len(value); i++ {
+		if value[i] != '\\' {
+			continue
+		}
+		if value[i+1] != 'u' {
+			i++ // a one-character escape, \\ included
+			continue
+		}
+		r := escapedRune(value[i:])
+		switch {
+		case !utf16.IsSurrogate(r):
+		case utf16.DecodeRune(r, escapedRune(value[i+jsonEscapeLen:])) != utf8.RuneError:
+			i += jsonEscapeLen // a pair: its low half is read here
+		default:
+			return true
+		}
+		i += jsonEscapeLen - 1
+	}
+	return false
+}
+
+// escapedRune is the rune of the \uXXXX escape esc starts with, or -1 if
+// it starts with no such escape. It reads the digits in place: a copy
+// of them (a string for strconv) would be plaintext left unwiped.
+func escapedRune(esc []byte) rune {
+	if len(esc) < jsonEscapeLen || esc[0] != '\\' || esc[1] != 'u' {
+		return -1
+	}
+	var r rune
+	for _, c := range esc[2:jsonEscapeLen] {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r<<4 | rune(d)
+	}
+	return r
+}
 
 // numbersForJMESPath replaces, in place, the json.Numbers of v that a
 // float64 holds exactly enough with float64s, which is what JMESPath

@@ -528,3 +528,22 @@ func TestNotJSONIsOneMessageWhateverTheValue(t *testing.T) {
 		}
 	}
 }
+
+// encoding/json turns a lone UTF-16 surrogate escape into U+FFFD: the
+// value is refused rather than rendered as bytes it does not hold.
+func TestAJSONStringWithALoneSurrogateIsRefused(t *testing.T) {
+	spec := render.Spec{Path: "a/v", Secret: "a/db", Field: "password"}
+	for _, value := range []string{
+		`{"password": "ab\ud800cd"}`,
+		`{"password": "\udc00"}`,
+		`{"password": "\ud800\ud800"}`,
+		`{"password": "\ud800\n"}`,
+		`{"\ud800": 1, "password": "x"}`,
+		`{"password": "x\\\ud800"}`,
+	} {
+		renderFails(t, spec, map[string]string{"a/db": value}, "a lone UTF-16 surrogate", "ab", "cd")
+	}
+	// A pair is one character; an escaped backslash before "ud800" is
+	// no escape.
+	renderOK(t, spec, map[string]string{"a/db": `{"password": "\ud83d\ude00 \\ud800"}`}, "\U0001F600 \\ud800")
+}
