@@ -197,7 +197,10 @@ func (v *FS) currentInputs(ctx context.Context, vw *render.View) (*ViewInputs, t
 }
 
 // viewInputs returns the current revisions of vw's inputs, by key, and
-// how long they all stand.
+// how long they all stand. A secret the view names must exist; a member
+// of an application the view renders whole that is gone by its lookup
+// (removed since the listing) is no member: the view renders the
+// application as it is now, as a listing a moment later would show it.
 func (v *FS) viewInputs(ctx context.Context, vw *render.View) ([]store.Meta, time.Duration, error) {
 	var metas []store.Meta
 	fresh := v.opts.TTL
@@ -214,6 +217,9 @@ func (v *FS) viewInputs(ctx context.Context, vw *render.View) ([]store.Meta, tim
 	for _, k := range keys {
 		e, err := v.cat.Lookup(ctx, k)
 		if fault.Is(fault.NotFound, err) {
+			if !slices.Contains(vw.Inputs().Secrets, k) {
+				continue // a member removed since the listing
+			}
 			return nil, 0, fault.E(k.Path(), "the input is missing")
 		}
 		if err != nil {

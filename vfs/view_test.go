@@ -771,3 +771,21 @@ func TestARenderingReadAgainAfterAnIdleWipeIsTheSameBytes(t *testing.T) {
 		}
 	}
 }
+
+// A secret removed between the listing of an application and the lookup
+// of it is not a member of the application's view: the view renders
+// from what exists, as a listing made a moment later would show it.
+func TestAnAppViewSkipsAMemberRemovedBetweenItsListingAndItsLookup(t *testing.T) {
+	f := viewFixture(t, Options{})
+	f.cat.BeforeLookup(func(k store.Key) {
+		if k == token {
+			f.cat.Remove(token)
+		}
+	})
+	defer f.cat.BeforeLookup(nil)
+	r := f.viewOf(allJSON)
+	got := readAll(t, r)
+	if strings.Contains(got, "API_TOKEN") || !strings.Contains(got, "DB_CREDENTIALS") {
+		t.Fatalf("the view reads %q, want the application without the removed api-token", got)
+	}
+}

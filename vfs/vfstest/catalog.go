@@ -39,6 +39,7 @@ type Catalog struct {
 	pins     int
 	pinsOf   map[string]int // pins of each revision: its item is dropped with the last (see Release)
 	bindHook func(k store.Key)
+	lookHook func(k store.Key)
 	calls    map[string]int
 	ivs      uint64
 	putErr   func(k store.Key) error
@@ -159,6 +160,15 @@ func (c *Catalog) BeforeBind(f func(k store.Key)) {
 	c.bindHook = f
 }
 
+// BeforeLookup has every Lookup call f first, without the catalog's
+// lock (f may change the store, as another host would between a listing
+// and a lookup), until BeforeLookup(nil).
+func (c *Catalog) BeforeLookup(f func(k store.Key)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lookHook = f
+}
+
 // FailValues makes every read of a value fail with err (nil: succeed).
 func (c *Catalog) FailValues(err error) {
 	c.mu.Lock()
@@ -210,6 +220,12 @@ func (c *Catalog) learn(k store.Key) (store.Meta, error) {
 
 // Lookup implements secrets.Catalog: always what the store holds.
 func (c *Catalog) Lookup(ctx context.Context, k store.Key) (secrets.Entry, error) {
+	c.mu.Lock()
+	hook := c.lookHook
+	c.mu.Unlock()
+	if hook != nil {
+		hook(k)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls["Lookup"]++
