@@ -92,11 +92,14 @@ func sortKeys(keys []store.Key) {
 }
 
 // Dotenv renders vars as one NAME="value" line each, every value quoted
-// as appendQuoted says. The result is read back byte for byte by a POSIX shell
-// (set -a; . FILE), by systemd's EnvironmentFile=, and by the dotenv
-// readers of docker compose (env_file:) and of most languages. docker run
-// --env-file is not one of them: it takes the rest of the line literally,
-// quotes included; DockerEnvFile is its form.
+// as appendQuoted says. The result is read back byte for byte by a POSIX
+// shell (set -a; . FILE) and by systemd's EnvironmentFile=. docker
+// compose's env_file: reads it back too, but for a backquote: compose
+// keeps the backslash that a shell needs before it (a bare backquote
+// starts a command there), so no quoting serves both, and the shell wins.
+// Other languages' dotenv readers differ in their escapes; the json
+// format of a view suits them. docker run --env-file takes the rest of
+// the line literally, quotes included; DockerEnvFile is its form.
 //
 // A value holding a NUL byte or bytes that are not UTF-8 is an error
 // naming its secret: no environment variable holds a NUL, and systemd

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -305,6 +307,98 @@ func TestDockerEnvFileRefusesWhatDockerCannotReadBack(t *testing.T) {
 		got, perr := dockerParse(append(line, '\n'), true)
 		if value != "SECRET\x00" && perr == nil && got["X"] == value {
 			t.Fatalf("docker reads %.20q back: the refusal is needless", value)
+		}
+	}
+}
+
+// composeEscape is an escape docker compose (compose-go's dotenv parser,
+// since 2022) expands in a double-quoted value: \a \b \c \f \n \r \t \v
+// \$ \" \\, or \0 and up to three digits (octal).
+var composeEscape = regexp.MustCompile(`\\(?:[abcfnrtv$"\\]|0\d{0,3})`)
+
+// composeParse reads an environment file as docker compose's env_file:
+// does (compose-go dotenv/parser.go), for the lines Dotenv writes:
+// KEY="...". The value ends at the first " without a backslash before
+// it; a backslash before a " is dropped, any other is kept with what
+// follows it. Then each composeEscape is expanded (\$ to $$, \0ddd as
+// \ddd, the rest as in a Go string; one Go cannot read is kept as it is),
+// and $$ is a $ (any other $ would name a variable: Dotenv leaves none).
+func composeParse(t *testing.T, file []byte) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	s := string(file)
+	for s != "" {
+		key, rest, ok := strings.Cut(s, `="`)
+		if !ok || strings.ContainsAny(key, "\n\"") {
+			t.Fatalf("not a KEY=\"...\" line: %q", s)
+		}
+		var raw []byte
+		end, escaped := -1, false
+		for i := 0; i < len(rest) && end < 0; i++ {
+			switch c := rest[i]; {
+			case c == '"' && !escaped:
+				end = i
+			case c == '"':
+				raw, escaped = append(raw, c), false
+			case c == '\\' && !escaped:
+				escaped = true
+			default:
+				if escaped {
+					raw, escaped = append(raw, '\\'), false
+				}
+				raw = append(raw, c)
+			}
+		}
+		if end < 0 || !strings.HasPrefix(rest[end:], "\"\n") {
+			t.Fatalf("unterminated value for %s", key)
+		}
+		value := composeEscape.ReplaceAllStringFunc(string(raw), func(m string) string {
+			if m == `\$` {
+				return "$$"
+			}
+			if strings.HasPrefix(m, `\0`) {
+				m = `\` + m[2:]
+			}
+			r, _, _, err := strconv.UnquoteChar(m, '"')
+			if err != nil {
+				return m
+			}
+			return string(r)
+		})
+		var v strings.Builder
+		for i := 0; i < len(value); i++ {
+			if value[i] == '$' {
+				if i+1 == len(value) || value[i+1] != '$' {
+					t.Fatalf("%s: compose would expand a variable in %q", key, value)
+				}
+				i++
+			}
+			v.WriteByte(value[i])
+		}
+		out[key] = v.String()
+		s = rest[end+2:]
+	}
+	return out
+}
+
+// docker compose reads every value Dotenv writes back byte for byte, but
+// for a backquote: a POSIX shell needs the backslash before it (a bare
+// one starts a command), and compose keeps that backslash. No quoting
+// serves both; the documentation says so (Dotenv, README, env's help).
+func TestDotenvIsReadBackByComposesRulesButABackquoteKeepsItsBackslash(t *testing.T) {
+	vars, err := render.Variables(values(t, tricky))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := render.Dotenv(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := composeParse(t, file)
+	for _, v := range vars {
+		want := strings.ReplaceAll(string(v.Value), "`", "\\`")
+		if got[v.Name] != want {
+			t.Errorf("compose's rules read %s as %q, want %q", v.Name, got[v.Name], want)
 		}
 	}
 }

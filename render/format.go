@@ -26,7 +26,8 @@ const (
 	// UTF-8 (a JSON string holds nothing else).
 	FormatJSON = "json"
 	// FormatDotenv is NAME="value" lines, values quoted for a POSIX
-	// shell and systemd's EnvironmentFile= (Dotenv).
+	// shell and systemd's EnvironmentFile= (Dotenv; docker compose reads
+	// them too, but keeps the backslash before a backquote).
 	FormatDotenv = "dotenv"
 	// FormatYAML is one mapping, a "NAME": "value" line per secret,
 	// both as double-quoted scalars with JSON's escapes (and the few

@@ -28,9 +28,11 @@ a '_' before it: db-password is DB_PASSWORD. Two secrets that become the
 same name are an error naming both, and nothing is printed.
 
 Values are double-quoted, with a backslash before \ " $ and the
-backquote only; newlines are kept. A POSIX shell (set -a; . FILE),
-systemd's EnvironmentFile= and docker compose's env_file: read that back
-byte for byte. A value holding a NUL byte, or bytes that are not UTF-8, is an error.
+backquote only; newlines are kept. A POSIX shell (set -a; . FILE) and
+systemd's EnvironmentFile= read that back byte for byte. So does docker
+compose's env_file:, except that it keeps the backslash before a
+backquote, which a shell needs there: no quoting serves both. A value
+holding a NUL byte, or bytes that are not UTF-8, is an error.
 
 docker run --env-file reads values literally, quotes included: give it
 --docker, which prints NAME=value lines and refuses, naming the secret, a

@@ -96,3 +96,17 @@ func TestEnvRefusesAValueNoEnvironmentFileHolds(t *testing.T) {
 		t.Fatalf("env of a binary value: %v, printed %q", err, stdout)
 	}
 }
+
+// The help promises no reader more than it reads back: docker compose
+// keeps the backslash a shell needs before a backquote (render's
+// TestDotenvIsReadBackByComposesRulesButABackquoteKeepsItsBackslash).
+func TestEnvHelpSaysComposeKeepsTheBackslashBeforeABackquote(t *testing.T) {
+	cmd, _, err := newRootCommand().Find([]string{"env"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := strings.Join(strings.Fields(cmd.Long), " ")
+	if !strings.Contains(help, "keeps the backslash before a backquote") {
+		t.Fatalf("env's help does not say what docker compose reads differently:\n%s", cmd.Long)
+	}
+}
