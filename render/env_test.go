@@ -92,7 +92,9 @@ var tricky = map[string]string{
 	"t/controls":  "\x01\x1b[31m\x7f",
 }
 
-func TestDotenvIsReadBackByAPOSIXShell(t *testing.T) {
+// trickyDotenv is the Dotenv file of tricky, and its variables.
+func trickyDotenv(t *testing.T) ([]render.Variable, []byte) {
+	t.Helper()
 	vars, err := render.Variables(values(t, tricky))
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +103,33 @@ func TestDotenvIsReadBackByAPOSIXShell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return vars, file
+}
+
+// parseQuotedLines reads the KEY="..." lines Dotenv writes: value reads
+// one from rest, just after its opening quote, and returns it and the
+// index of its closing quote in rest (-1: none).
+func parseQuotedLines(t *testing.T, file []byte, value func(rest string) (string, int)) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	s := string(file)
+	for s != "" {
+		key, rest, ok := strings.Cut(s, `="`)
+		if !ok || strings.ContainsAny(key, "\n\"") {
+			t.Fatalf("not a KEY=\"...\" line: %q", s)
+		}
+		v, end := value(rest)
+		if end < 0 || !strings.HasPrefix(rest[end:], "\"\n") {
+			t.Fatalf("unterminated value for %s", key)
+		}
+		out[key] = v
+		s = rest[end+2:]
+	}
+	return out
+}
+
+func TestDotenvIsReadBackByAPOSIXShell(t *testing.T) {
+	vars, file := trickyDotenv(t)
 	path := filepath.Join(t.TempDir(), "env")
 	if err := os.WriteFile(path, file, 0o600); err != nil {
 		t.Fatal(err)
@@ -132,13 +161,7 @@ func TestDotenvIsReadBackByAPOSIXShell(t *testing.T) {
 // parser (the environment.d generator).
 func systemdParse(t *testing.T, file []byte) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	s := string(file)
-	for s != "" {
-		key, rest, ok := strings.Cut(s, `="`)
-		if !ok || strings.ContainsAny(key, "\n\"") {
-			t.Fatalf("not a KEY=\"...\" line: %q", s)
-		}
+	return parseQuotedLines(t, file, func(rest string) (string, int) {
 		var value strings.Builder
 		i := 0
 		for ; i < len(rest) && rest[i] != '"'; i++ {
@@ -154,24 +177,15 @@ func systemdParse(t *testing.T, file []byte) map[string]string {
 			}
 			value.WriteByte(rest[i])
 		}
-		if i == len(rest) || !strings.HasPrefix(rest[i:], "\"\n") {
-			t.Fatalf("unterminated value for %s", key)
+		if i == len(rest) {
+			i = -1
 		}
-		out[key] = value.String()
-		s = rest[i+2:]
-	}
-	return out
+		return value.String(), i
+	})
 }
 
 func TestDotenvIsReadBackBySystemdsRules(t *testing.T) {
-	vars, err := render.Variables(values(t, tricky))
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := render.Dotenv(vars)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vars, file := trickyDotenv(t)
 	got := systemdParse(t, file)
 	for _, v := range vars {
 		if got[v.Name] != string(v.Value) {
@@ -325,13 +339,7 @@ var composeEscape = regexp.MustCompile(`\\(?:[abcfnrtv$"\\]|0\d{0,3})`)
 // and $$ is a $ (any other $ would name a variable: Dotenv leaves none).
 func composeParse(t *testing.T, file []byte) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	s := string(file)
-	for s != "" {
-		key, rest, ok := strings.Cut(s, `="`)
-		if !ok || strings.ContainsAny(key, "\n\"") {
-			t.Fatalf("not a KEY=\"...\" line: %q", s)
-		}
+	return parseQuotedLines(t, file, func(rest string) (string, int) {
 		var raw []byte
 		end, escaped := -1, false
 		for i := 0; i < len(rest) && end < 0; i++ {
@@ -348,9 +356,6 @@ func composeParse(t *testing.T, file []byte) map[string]string {
 				}
 				raw = append(raw, c)
 			}
-		}
-		if end < 0 || !strings.HasPrefix(rest[end:], "\"\n") {
-			t.Fatalf("unterminated value for %s", key)
 		}
 		value := composeEscape.ReplaceAllStringFunc(string(raw), func(m string) string {
 			if m == `\$` {
@@ -369,16 +374,14 @@ func composeParse(t *testing.T, file []byte) map[string]string {
 		for i := 0; i < len(value); i++ {
 			if value[i] == '$' {
 				if i+1 == len(value) || value[i+1] != '$' {
-					t.Fatalf("%s: compose would expand a variable in %q", key, value)
+					t.Fatalf("compose would expand a variable in %q", value)
 				}
 				i++
 			}
 			v.WriteByte(value[i])
 		}
-		out[key] = v.String()
-		s = rest[end+2:]
-	}
-	return out
+		return v.String(), end
+	})
 }
 
 // docker compose reads every value Dotenv writes back byte for byte, but
@@ -386,14 +389,7 @@ func composeParse(t *testing.T, file []byte) map[string]string {
 // one starts a command), and compose keeps that backslash. No quoting
 // serves both; the documentation says so (Dotenv, README, env's help).
 func TestDotenvIsReadBackByComposesRulesButABackquoteKeepsItsBackslash(t *testing.T) {
-	vars, err := render.Variables(values(t, tricky))
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := render.Dotenv(vars)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vars, file := trickyDotenv(t)
 	got := composeParse(t, file)
 	for _, v := range vars {
 		want := strings.ReplaceAll(string(v.Value), "`", "\\`")

@@ -355,10 +355,11 @@ func keys(ks []store.Key) string {
 	return strings.Join(s, " ")
 }
 
-// A rendering nobody reads for Options.Idle is wiped, and the adapter
-// told; read again, it is rendered again from the same revisions, even
-// once the store holds others: the same bytes. Close wipes them all.
-func TestARenderingIsWipedWhenIdleAndRenderedAgainTheSame(t *testing.T) {
+// readUntilIdle reads the rendering of appEnv in a file system whose
+// idle bound is short, and waits until the adapter is told it was wiped:
+// it returns the file system, the rendering and what it read.
+func readUntilIdle(t *testing.T) (*fixture, *ViewRevision, string) {
+	t.Helper()
 	f := viewFixture(t, Options{Idle: 50 * time.Millisecond})
 	e, err := f.fs.Lookup(ctx, appEnv)
 	if err != nil {
@@ -366,13 +367,21 @@ func TestARenderingIsWipedWhenIdleAndRenderedAgainTheSame(t *testing.T) {
 	}
 	wiped := make(chan struct{}, 4)
 	r := f.fs.NewViewRevision(e.View, func() {}, func() { wiped <- struct{}{} })
-	defer r.Unpin()
-	want := readAll(t, r)
+	t.Cleanup(r.Unpin)
+	read := readAll(t, r)
 	select {
 	case <-wiped:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the idle rendering was not wiped")
 	}
+	return f, r, read
+}
+
+// A rendering nobody reads for Options.Idle is wiped, and the adapter
+// told; read again, it is rendered again from the same revisions, even
+// once the store holds others: the same bytes. Close wipes them all.
+func TestARenderingIsWipedWhenIdleAndRenderedAgainTheSame(t *testing.T) {
+	f, r, want := readUntilIdle(t)
 	r.mu.Lock()
 	held := r.value != nil
 	r.mu.Unlock()
@@ -738,20 +747,7 @@ func TestAChangeOfAnInputOfAViewNeverReadDecryptsNothing(t *testing.T) {
 // inputs), even of the same length, the read is EIO naming the view, with
 // no value in the error: a reader never sees two renderings mixed.
 func TestARenderingReadAgainAfterAnIdleWipeIsTheSameBytes(t *testing.T) {
-	f := viewFixture(t, Options{Idle: 50 * time.Millisecond})
-	e, err := f.fs.Lookup(ctx, appEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wiped := make(chan struct{}, 4)
-	r := f.fs.NewViewRevision(e.View, func() {}, func() { wiped <- struct{}{} })
-	defer r.Unpin()
-	first := readAll(t, r)
-	select {
-	case <-wiped:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the idle rendering was not wiped")
-	}
+	f, r, first := readUntilIdle(t)
 	const tampered = "tok-999" // as long as "tok-123": only the bytes tell
 	f.cat.Tamper(token, tampered)
 	buf := make([]byte, 1<<16)
