@@ -1,6 +1,8 @@
 package render
 
 import (
+	"errors"
+	"strconv"
 	"unsafe"
 
 	"github.com/secretfs/secretfs/crypto"
@@ -11,6 +13,29 @@ import (
 // view exist in one array at the end, the one returned to the caller.
 type buffer struct {
 	b crypto.Plaintext
+	// tooBig: something was refused because the rendering would have
+	// grown over MaxRendering; what was written is incomplete.
+	tooBig bool
+}
+
+// MaxRendering bounds a view's bytes. A rendering is held whole in memory,
+// and a template can loop (`{{ range 100000000 }}...{{ end }}`): one over
+// this fails, naming the view, rather than take the mount's memory. It is
+// far above what a file of configuration or the store's values (DynamoDB:
+// 400 KB an item) need.
+const MaxRendering = 16 << 20
+
+var errTooBig = errors.New("the rendering is over its limit of " + strconv.Itoa(MaxRendering>>20) + " MiB")
+
+// room makes room for n more bytes, or reports that they would make the
+// rendering too big.
+func (w *buffer) room(n int) bool {
+	if w.tooBig || len(w.b)+n > MaxRendering {
+		w.tooBig = true
+		return false
+	}
+	w.grow(n)
+	return true
 }
 
 // minBuffer is the first array a buffer takes: most views are a few lines.
@@ -27,20 +52,29 @@ func (w *buffer) grow(n int) {
 	w.b = grown
 }
 
+// Write, WriteString and WriteByte refuse what would make the rendering
+// too big (errTooBig): text/template then stops, and the formats, which
+// write without looking at errors, find it in tooBig at the end.
 func (w *buffer) Write(p []byte) (int, error) {
-	w.grow(len(p))
+	if !w.room(len(p)) {
+		return 0, errTooBig
+	}
 	w.b = append(w.b, p...)
 	return len(p), nil
 }
 
 func (w *buffer) WriteString(s string) (int, error) {
-	w.grow(len(s))
+	if !w.room(len(s)) {
+		return 0, errTooBig
+	}
 	w.b = append(w.b, s...)
 	return len(s), nil
 }
 
 func (w *buffer) WriteByte(c byte) error {
-	w.grow(1)
+	if !w.room(1) {
+		return errTooBig
+	}
 	w.b = append(w.b, c)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -546,4 +547,23 @@ func TestAJSONStringWithALoneSurrogateIsRefused(t *testing.T) {
 	// A pair is one character; an escaped backslash before "ud800" is
 	// no escape.
 	renderOK(t, spec, map[string]string{"a/db": `{"password": "\ud83d\ude00 \\ud800"}`}, "\U0001F600 \\ud800")
+}
+
+// A rendering is held whole in memory, so its size is bounded: a
+// template that loops, or a format over an application whose values add
+// up to more, fails naming the view; one just under the limit renders.
+func TestARenderingOverItsLimitFailsNamingTheView(t *testing.T) {
+	over := strconv.Itoa(render.MaxRendering + 1)
+	renderFails(t, render.Spec{Path: "a/v", Template: `{{ range ` + over + ` }}x{{ end }}`}, map[string]string{}, "over its limit")
+	big := map[string]string{}
+	for i := range 17 {
+		big["a/s"+strconv.Itoa(i)] = strings.Repeat("v", 1<<20)
+	}
+	renderFails(t, render.Spec{Path: "a/all.json", App: "a", Format: "json"}, big, "over its limit")
+	under := strconv.Itoa(render.MaxRendering)
+	got, err := compile(t, render.Spec{Path: "a/v", Template: `{{ range ` + under + ` }}x{{ end }}`}).Render(inputs(t, nil))
+	if err != nil || len(got) != render.MaxRendering {
+		t.Fatalf("a rendering of exactly the limit: %d bytes, %v", len(got), err)
+	}
+	got.Wipe()
 }

@@ -206,7 +206,11 @@ func (v *View) Render(in map[store.Key]crypto.Plaintext) (crypto.Plaintext, erro
 		}
 	}
 	var out buffer
-	if err := v.render(&out, in); err != nil {
+	err := v.render(&out, in)
+	if out.tooBig {
+		err = errTooBig
+	}
+	if err != nil {
 		out.wipe()
 		return nil, fault.E(op, v.path.Path(), err.Error())
 	}
