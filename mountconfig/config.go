@@ -199,8 +199,11 @@ func (p *parser) mapping(n *yaml.Node, what string, keys map[string]func(*yaml.N
 	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
+		k, v := n.Content[i], deref(n.Content[i+1])
 		set, ok := keys[k.Value]
+		if k.Kind == yaml.ScalarNode && k.Value == "<<" && k.Tag == "!!merge" {
+			return p.errorAt(k, "a YAML merge key (<<) in %s: write the keys out", what)
+		}
 		if !ok || k.Kind != yaml.ScalarNode {
 			return p.errorAt(k, "unknown key %q in %s (known: %s)", k.Value, what, known(keys))
 		}
@@ -213,6 +216,15 @@ func (p *parser) mapping(n *yaml.Node, what string, keys map[string]func(*yaml.N
 		}
 	}
 	return nil
+}
+
+// deref is what n stands for: the anchored node, if n is an alias
+// (`gid: *a`), else n.
+func deref(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
 }
 
 func known(keys map[string]func(*yaml.Node) error) string {
@@ -232,7 +244,7 @@ func (p *parser) sequence(n *yaml.Node, what string, each func(*yaml.Node) error
 		return p.errorAt(n, "%s must be a list", what)
 	}
 	for _, item := range n.Content {
-		if err := each(item); err != nil {
+		if err := each(deref(item)); err != nil {
 			return err
 		}
 	}

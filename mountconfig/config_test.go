@@ -148,6 +148,19 @@ func TestAnOwnerRuleMaySetOnlySomeFields(t *testing.T) {
 	}
 }
 
+// An alias stands for what its anchor holds: `gid: *id` is the uid's
+// number, and a rule or a view may be the same list item twice.
+func TestAnAliasIsReadAsWhatItsAnchorHolds(t *testing.T) {
+	c := parse(t, "owners:\n  - match: a\n    uid: &id 1001\n    gid: *id\n    mode: &m \"0440\"\n  - match: b\n    mode: *m\nwatch:\n  - &w a\n  - *w\n")
+	o, ok := c.OwnerOf("a")
+	if !ok || o.UID == nil || o.GID == nil || *o.UID != 1001 || *o.GID != 1001 || *o.Mode != 0o440 {
+		t.Errorf("OwnerOf(a) = %+v", o)
+	}
+	if o, ok := c.OwnerOf("b"); !ok || o.Mode == nil || *o.Mode != 0o440 {
+		t.Errorf("OwnerOf(b) = %+v", o)
+	}
+}
+
 func TestAnEmptyFileIsTheFlagsAlone(t *testing.T) {
 	for _, text := range []string{"", "# nothing\n", "owners:\nviews:\n", "---\n", "owners:\n---\n# nothing more\n"} {
 		c := parse(t, text)
@@ -194,6 +207,7 @@ func TestRefusalsNameTheLineAndTheReason(t *testing.T) {
 		{"a list at the top", "- a\n", 1, "the file must be a mapping"},
 		{"a second document", "views: []\n---\nbogus: 1\n", 3, `a second YAML document (after "---"): the file must hold one`},
 		{"a second document, empty but for a comment", "owners: []\n---\n# more\nwatch: [a]\n", 4, "a second YAML document"},
+		{"a merge key in a rule", "owners:\n  - &r {match: a, uid: 1}\n  - match: b\n    <<: *r\n", 4, "a YAML merge key (<<) in an owner rule: write the keys out"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := mountconfig.Parse("/etc/secretfs/run-secrets.yaml", []byte(c.text))
