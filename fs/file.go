@@ -77,17 +77,13 @@ func (n *immutableNode) OnForget() {
 	n.m.forgot(n)
 }
 
-// Getattr answers the writer with its buffer's attributes (fstat, and
-// lseek(SEEK_END), which the kernel answers from the size), and everyone
-// else with the revision's. The kernel refreshes attributes
-// through a descriptor when a read finds them expired: a read the page
-// cache served, which counts as a read of the plaintext (Touch), unless it
-// is the mount's own change signal.
+// Getattr answers with the revision's attributes, a writer's descriptor
+// too: the kernel keeps one size per inode, which readers of the revision
+// read by (see attrTimeout). The kernel refreshes attributes through a
+// descriptor when a read finds them expired: a read the page cache served,
+// which counts as a read of the plaintext (Touch), unless it is the
+// mount's own change signal.
 func (n *immutableNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if h := n.m.writerAsking(ctx, fh); h != nil {
-		fillWriter(out, h)
-		return 0
-	}
 	if n.m.requests.viaHandle(ctx) && !n.m.isOwnSignal(ctx) {
 		n.serves.Touch()
 	}
@@ -98,48 +94,16 @@ func (n *immutableNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fu
 
 // attrTimeout is how long the kernel may keep this revision's attributes:
 // the TTL (they never change), but no time while a writer has the inode
-// open. The kernel keeps one size per inode, and takes the writer's
-// buffer's from the replies to its descriptor; everyone else must then
-// ask again for the revision's. A change of size makes the kernel drop the
-// inode's cached pages, and a reader's read past the revision's end comes
-// back short, which sets the size back: readers read the revision whole,
-// neither cut short nor padded.
+// open: a writer's write past the revision's end raises the size the
+// kernel keeps for the inode, which would let a reader whose pages are
+// cached read the zeros after the revision's end; asked again, the mount
+// sets it back (and the kernel then drops the pages). Readers that open
+// meanwhile bypass the page cache (Open).
 func (n *immutableNode) attrTimeout() time.Duration {
 	if n.writers.Load() > 0 {
 		return noAttrCache
 	}
 	return kernelTime(n.m.opts.TTL)
-}
-
-// writerAsking returns the writer's handle behind fh if the writer is the
-// one asking: through its own descriptor (a GETATTR the kernel sends at a
-// read or an lseek, with the descriptor's handle), or from the process
-// that opened it (an fstat, which the kernel sends without a handle, so
-// that go-fuse hands over the inode's first open file, a writer's if any
-// is open). A reader's descriptor has no handle; it, and any other
-// process, see what is committed. Only while a writer is open does this
-// cost a read of /proc.
-func (m *mount) writerAsking(ctx context.Context, fh gofs.FileHandle) *vfs.Handle {
-	h := handleOf(fh)
-	switch {
-	case h == nil:
-		return nil
-	case m.requests.ownHandle(ctx):
-		return h
-	case m.requests.viaHandle(ctx):
-		return nil // a reader's descriptor
-	}
-	if h.OpenedBy(m.caller(ctx, withProcess).Process) {
-		return h
-	}
-	return nil
-}
-
-// fillWriter fills out with the attributes of a writer's buffer, which
-// change with every write: the kernel keeps them for no time.
-func fillWriter(out *fuse.AttrOut, h *vfs.Handle) {
-	fill(&out.Attr, h.Attr())
-	out.SetTimeout(noAttrCache)
 }
 
 // Open on a read-only mount answers ENOSYS: the kernel then stops
@@ -155,8 +119,15 @@ func (n *immutableNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle
 	}
 	h, err := n.serves.Open(ctx, n.m.caller(ctx, openFor(flags)), flags)
 	fh, fuseFlags, errno := n.m.opened(n.serves.Key(), h, err, fuse.FOPEN_KEEP_CACHE)
-	if w, ok := fh.(*writeHandle); ok {
+	switch w, ok := fh.(*writeHandle); {
+	case ok:
 		w.countOn(n)
+	case errno == 0 && n.writers.Load() > 0:
+		// A reader while a writer has the inode open reads past the
+		// page cache and the kernel's size, which the writer's writes
+		// move (attrTimeout): what it reads is what the mount answers,
+		// the revision's bytes and no more.
+		fuseFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH
 	}
 	return fh, fuseFlags, errno
 }
@@ -220,21 +191,16 @@ func (n *immutableNode) Write(ctx context.Context, fh gofs.FileHandle, data []by
 }
 
 // Setattr refuses what the mount options fix (and a view, anything), and
-// truncates (see vfs.FS.Setattr). The reply to a writer's descriptor
-// (ftruncate) describes its buffer; any other describes this revision,
-// unchanged (a truncate(2) by path commits a new one). The kernel sets the
-// inode's size from it; see attrTimeout for why readers still read the
-// revision whole.
+// truncates (see vfs.FS.Setattr). The reply describes this revision,
+// unchanged (a truncate(2) by path commits a new one, an ftruncate goes to
+// the writer's buffer): the kernel sets the inode's size from it, and
+// readers of this revision share that size.
 func (n *immutableNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if errno := n.m.setattr(ctx, n.serves.Key(), fh, in); errno != 0 {
 		return errno
 	}
-	if h := handleOf(fh); h != nil {
-		fillWriter(out, h)
-	} else {
-		fill(&out.Attr, n.serves.Attr())
-		out.SetTimeout(n.attrTimeout())
-	}
+	fill(&out.Attr, n.serves.Attr())
+	out.SetTimeout(n.attrTimeout())
 	out.Ino = n.ino // go-fuse fills it in a GETATTR's reply, not a SETATTR's
 	return 0
 }
@@ -278,7 +244,7 @@ func (d *createdNode) OnForget() { d.m.forgotCreated(d) }
 // Getattr never waits: the closing writer may be the caller itself (a
 // program's first fstat of the stdout its shell redirected).
 func (d *createdNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return d.attr(fh, d.m.writerAsking(ctx, fh) != nil, out)
+	return d.attr(fh, d.m.requests.viaHandle(ctx), out)
 }
 
 // attr fills out with the attributes of the writer's buffer, for a
@@ -286,11 +252,11 @@ func (d *createdNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 // change as it is written: the kernel keeps them for no time.
 func (d *createdNode) attr(fh gofs.FileHandle, writer bool, out *fuse.AttrOut) syscall.Errno {
 	if h := handleOf(fh); h != nil && writer {
-		fillWriter(out, h)
+		fill(&out.Attr, h.Attr())
 	} else {
 		fill(&out.Attr, d.s.Attr())
-		out.SetTimeout(kernelTime(0))
 	}
+	out.SetTimeout(kernelTime(0))
 	out.Ino = d.StableAttr().Ino // go-fuse fills it in a GETATTR's reply, not a SETATTR's
 	return 0
 }

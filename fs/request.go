@@ -36,11 +36,6 @@ type requests struct {
 type requestFacts struct {
 	owner     uint64 // lock owner, or vfs.AnyOwner
 	viaHandle bool   // GETATTR through a descriptor
-	// ownHandle: GETATTR through a descriptor with a handle of its own,
-	// which only a writer's has (a reader's is 0). go-fuse hands Getattr
-	// the inode's first open file when the descriptor has none, so the
-	// file handle alone does not say whose descriptor asked.
-	ownHandle bool
 }
 
 func (r *requests) note(cancel <-chan struct{}, f requestFacts) func() {
@@ -118,11 +113,6 @@ func (r *requests) owner(ctx context.Context) uint64 { return r.of(ctx).owner }
 // descriptor of the caller.
 func (r *requests) viaHandle(ctx context.Context) bool { return r.of(ctx).viaHandle }
 
-// ownHandle reports whether the GETATTR behind ctx came through a
-// descriptor with a handle of its own: the file handle Getattr was given
-// is that descriptor's.
-func (r *requests) ownHandle(ctx context.Context) bool { return r.of(ctx).ownHandle }
-
 func (r *requests) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	if in.WriteFlags&fuse.WRITE_LOCKOWNER != 0 {
 		defer r.note(cancel, requestFacts{owner: in.LockOwner})()
@@ -151,7 +141,7 @@ func (r *requests) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse
 
 func (r *requests) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if in.Flags()&fuse.FUSE_GETATTR_FH != 0 {
-		defer r.note(cancel, requestFacts{viaHandle: true, ownHandle: in.Fh() != 0})()
+		defer r.note(cancel, requestFacts{viaHandle: true})()
 	}
 	return r.RawFileSystem.GetAttr(cancel, in, out)
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
+
 	"github.com/secretfs/secretfs/fs"
 )
 
@@ -29,59 +31,8 @@ func mountWithSecret(t *testing.T, value string) string {
 	return p
 }
 
-func wantSize(t *testing.T, what string, f *os.File, want int64) {
-	t.Helper()
-	fi, err := f.Stat()
-	if err != nil || fi.Size() != want {
-		t.Errorf("%s: fstat gives size %v, %v; want %d", what, sizeOf(fi), err, want)
-	}
-	if end, err := f.Seek(0, io.SeekEnd); err != nil || end != want {
-		t.Errorf("%s: lseek(SEEK_END) gives %d, %v; want %d", what, end, err, want)
-	}
-}
-
-func sizeOf(fi os.FileInfo) any {
-	if fi == nil {
-		return nil
-	}
-	return fi.Size()
-}
-
-// A writer's own descriptor describes what it has written, not the
-// revision it opened: fstat and lseek(SEEK_END) give its buffer's size, so
-// a program that extends or truncates a secret and then appends at the
-// end writes where it means to (before, SEEK_END gave the revision's size
-// and the append overwrote a byte, or left NULs after a truncation).
-func TestAWritersDescriptorSeesItsOwnSizeAtFstatAndSeekEnd(t *testing.T) {
-	p := mountWithSecret(t, "0123456789")
-	rw, err := open(t, p, os.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rw.WriteAt([]byte("abcdefghijklmnopqrst"), 0); err != nil {
-		t.Fatal(err)
-	}
-	wantSize(t, "after extending to 20 bytes", rw, 20)
-	if _, err := rw.Write([]byte("Z")); err != nil {
-		t.Fatal(err)
-	}
-	if err := rw.Truncate(4); err != nil {
-		t.Fatal(err)
-	}
-	wantSize(t, "after ftruncate(4)", rw, 4)
-	if _, err := rw.Write([]byte("W")); err != nil {
-		t.Fatal(err)
-	}
-	if err := rw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.ReadFile(p); err != nil || string(got) != "abcdW" {
-		t.Errorf("after the close %q, %v; want abcdW", got, err)
-	}
-}
-
-// While a writer works on its own buffer, every other process still sees
-// the revision whole: a stat by path gives its size, and readers, whether
+// While a writer works on its own buffer, every other process sees the
+// revision whole: a stat by path gives its size, and readers, whether
 // they opened before the writer and read a few bytes at a time or open
 // now and read it all, read its bytes and no more, neither cut short by
 // the writer's truncation nor padded by its extension.
@@ -136,14 +87,11 @@ func TestOthersSeeTheRevisionWholeWhileAWriterResizesIt(t *testing.T) {
 	if _, err := rw.WriteAt([]byte("abcdefghijklmnopqrst"), 0); err != nil {
 		t.Fatal(err)
 	}
-	wantSize(t, "the writer", rw, 20)
 	round("while the writer has 20 bytes")
-	wantSize(t, "the writer after the other's looks", rw, 20)
 	if err := rw.Truncate(4); err != nil {
 		t.Fatal(err)
 	}
 	round("while the writer has 4 bytes")
-	wantSize(t, "the writer after the other's looks", rw, 4)
 }
 
 // A truncation that commits with the release after close returned (a
@@ -190,4 +138,94 @@ func TestInodeNumbersSurviveTouchAndTheRootHasOne(t *testing.T) {
 	if root := ino(filepath.Dir(filepath.Dir(p))); root != 1 {
 		t.Errorf("the root's inode number is %d, want 1 (FUSE's root)", root)
 	}
+}
+
+// A writer growing a value on the same mount never shows readers of the
+// revision anything but its bytes: the kernel keeps one size per inode,
+// and a writer's write past the end raises it, which would let a reader
+// whose pages are cached read the zeros after the revision's end.
+func TestAReaderOfARevisionAWriterIsGrowingReadsItWhole(t *testing.T) {
+	const value = "short"
+	p := mountWithSecret(t, value)
+	early, err := open(t, p, os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAt := func(when string, f *os.File, size int) {
+		t.Helper()
+		buf := make([]byte, size)
+		n, err := f.ReadAt(buf, 0)
+		if string(buf[:n]) != value || (err != nil && err != io.EOF) {
+			t.Errorf("%s: a read of %d bytes gives %q, %v; want %q", when, size, buf[:n], err, value)
+		}
+	}
+	readAt("before the writer", early, 4096)
+	w, err := open(t, p, os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte(strings.Repeat("x", 5000)), 0); err != nil {
+		t.Fatal(err)
+	}
+	readAt("while the writer grows it", early, 100)
+	readAt("while the writer grows it", early, 4096)
+	if out, err := exec.Command("cat", p).Output(); string(out) != value || err != nil {
+		t.Errorf("cat while the writer grows it: %q, %v", out, err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	readAt("after the writer's commit, through the descriptor opened before", early, 100)
+	if got, err := os.ReadFile(p); err != nil || len(got) != 5000 {
+		t.Errorf("after the commit: %d bytes, %v; want the 5000 written", len(got), err)
+	}
+}
+
+// A reader that opens while a writer has the file open is served by the
+// mount, not the page cache: the kernel's size for the inode moves with
+// the writer's writes, and only the mount's answers are the revision's
+// bytes and no more. Each of its reads asks the mount (Go's ReadAt: the
+// bytes, then the end: two READs), where with no writer the first read
+// fills the page cache and the second asks nothing.
+func TestAReaderThatOpensWhileAWriterHasTheFileOpenIsServedByTheMount(t *testing.T) {
+	h := &heldReleases{}
+	dir := mountMemory(t, fs.Options{Wrap: func(raw fuse.RawFileSystem) fuse.RawFileSystem {
+		h.RawFileSystem = raw
+		return h
+	}})
+	p := filepath.Join(dir, "app", "s")
+	if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	twice := func(when string, wantReads int32) {
+		t.Helper()
+		h.hold()() // count from here, holding nothing
+		r, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		buf := make([]byte, 64)
+		for range 2 {
+			if n, err := r.ReadAt(buf, 0); string(buf[:n]) != "0123456789" || (err != nil && err != io.EOF) {
+				t.Fatalf("%s: read %q, %v", when, buf[:n], err)
+			}
+		}
+		if got := h.reads.Load(); got != wantReads {
+			t.Errorf("%s: two reads made %d READ requests, want %d", when, got, wantReads)
+		}
+	}
+	twice("with no writer", 1)
+	w, err := open(t, p, os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte(strings.Repeat("x", 5000)), 0); err != nil {
+		t.Fatal(err)
+	}
+	twice("while a writer has it open", 4)
+	w.Close()
 }

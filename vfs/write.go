@@ -209,11 +209,6 @@ func (h *Handle) Meta() store.Meta {
 // Attr is the descriptor's attributes (an fstat): its buffer's.
 func (h *Handle) Attr() Attr { return h.v.fileAttr(h.Meta(), 1) }
 
-// OpenedBy reports whether process p opened the handle. The kernel sends
-// an fstat without saying which descriptor asks; the opener is the one
-// whose fstat should see the buffer (see package fs).
-func (h *Handle) OpenedBy(p uint32) bool { return p != 0 && h.opener.Process == p }
-
 // Read copies the buffer at off into dest, loading the value first.
 func (h *Handle) Read(ctx context.Context, dest []byte, off int64) (int, error) {
 	if h.signal {
