@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -34,6 +35,9 @@ func (a *appNode) key(name string) store.Key { return store.Key{App: a.app, Name
 // which has no opens, a lookup is the sign that a reader is back (the
 // kernel looks a name up again once its entry expires).
 func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if w := a.m.writerInode(ctx, &a.Inode, a.key(name), out); w != nil {
+		return w, 0
+	}
 	e, err := a.m.vfs.Lookup(ctx, a.key(name))
 	return a.m.entry(ctx, &a.Inode, a.key(name), e, err, lookup, out)
 }
@@ -43,9 +47,8 @@ func (a *appNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 }
 
 // Create makes a new secret, or opens an existing one the kernel did not
-// know of, for writing (see vfs.FS.Create). A new secret's descriptor
-// bypasses the page cache; so does one of an existing secret, whose
-// revision's pages stay (FOPEN_KEEP_CACHE).
+// know of, for writing (see vfs.FS.Create), on an inode of the writer's
+// own (writer.go). Its descriptor bypasses the page cache.
 func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	k := a.key(name)
 	h, e, err := a.m.vfs.Create(ctx, a.m.caller(ctx, opener), k, flags)
@@ -60,8 +63,9 @@ func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return inode, &writeHandle{m: a.m, h: h}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	w := &writeHandle{m: a.m, h: h}
-	if n, ok := inode.Operations().(*immutableNode); ok {
-		w.countOn(n)
+	if n, ok := inode.Operations().(*immutableNode); ok && n.rev != nil {
+		// The writer's own inode, not the revision's (see writer.go).
+		return a.m.newWriterInode(ctx, &a.Inode, &writerTurn{key: k, rev: n.rev, at: time.Now()}, out), w, fuse.FOPEN_DIRECT_IO, 0
 	}
 	return inode, w, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
 }

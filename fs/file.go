@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,10 +30,11 @@ type immutable interface {
 
 // immutableNode is the inode of one committed revision of a secret (rev)
 // or of one rendering of a view (view): its content and attributes never
-// change, so the kernel may cache both. A writer that opens one (of a
-// view's, only the mount's own change signal) gets a descriptor that
-// bypasses the page cache (writeHandle), whose commit makes a new
-// revision, a new inode.
+// change, so the kernel may cache both. A writer that opens one is sent
+// to an inode of its own (writerNode, writer.go); one that cannot be (an
+// open not by path), and the mount's own change signal on a view's, gets
+// a descriptor here that bypasses the page cache (writeHandle). A commit
+// makes a new revision, a new inode.
 type immutableNode struct {
 	gofs.Inode
 	m      *mount
@@ -117,7 +119,10 @@ func (n *immutableNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle
 	if n.m.noOpen.Load() {
 		return nil, 0, syscall.ENOSYS
 	}
-	h, err := n.serves.Open(ctx, n.m.caller(ctx, openFor(flags)), flags)
+	if n.m.bounceWriter(ctx, n, flags) {
+		return nil, 0, syscall.ESTALE // retried on a writer's inode (writer.go)
+	}
+	h, err := n.m.open(ctx, n.serves, flags)
 	fh, fuseFlags, errno := n.m.opened(n.serves.Key(), h, err, fuse.FOPEN_KEEP_CACHE)
 	switch w, ok := fh.(*writeHandle); {
 	case ok:
@@ -130,6 +135,23 @@ func (n *immutableNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle
 		fuseFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH
 	}
 	return fh, fuseFlags, errno
+}
+
+// open opens what serves for flags. An open sent to look the name up
+// again (vfs.ErrLookUpAgain, ESTALE) is retried by the kernel once, from
+// the same thread; that retry is told so (vfs.Caller.Again).
+func (m *mount) open(ctx context.Context, serves interface {
+	Key() store.Key
+	Open(context.Context, vfs.Caller, uint32) (*vfs.Handle, error)
+}, flags uint32) (*vfs.Handle, error) {
+	c := m.caller(ctx, openFor(flags))
+	k := serves.Key()
+	c.Again = m.retrying(c.Thread, k)
+	h, err := serves.Open(ctx, c, flags)
+	if errors.Is(err, vfs.ErrLookUpAgain) && !c.Again {
+		m.sentAgain(c.Thread, k)
+	}
+	return h, err
 }
 
 // opened answers an open of k that vfs answered with h (a writer's
@@ -168,12 +190,18 @@ func (n *immutableNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uin
 }
 
 func (n *immutableNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return n.m.read(ctx, fh, n.serves, dest, off)
+}
+
+// read serves a READ of a writer's descriptor (fh) from its buffer, and a
+// reader's from what the inode serves.
+func (m *mount) read(ctx context.Context, fh gofs.FileHandle, serves immutable, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if h, ok := fh.(*writeHandle); ok {
 		return h.Read(ctx, dest, off)
 	}
-	got, err := n.serves.Read(ctx, dest, off)
+	got, err := serves.Read(ctx, dest, off)
 	if err != nil {
-		return nil, n.m.errno("read", n.serves.Key().Path(), err)
+		return nil, m.errno("read", serves.Key().Path(), err)
 	}
 	return wipingResult(dest[:got]), 0
 }

@@ -114,6 +114,12 @@ type mount struct {
 	files   map[uint64]*immutableNode      // inodes of revisions and renderings the kernel may hold, by number
 	byName  map[store.Key][]*immutableNode // the same, by what they are: of each name, its revisions' (see register)
 	secrets map[*vfs.Secret]*createdNode   // the inodes of secrets being created here
+	// writerTurns: the write opens bounced for a writer's inode, by
+	// thread (see writer.go)
+	writerTurns map[uint32]*writerTurn
+	// retries: the opens sent to look the name up again, by thread, which
+	// the kernel retries once (see mount.open)
+	retries map[uint32]writerTurn
 }
 
 // Mount mounts cat at dir and serves it until the returned server is
@@ -125,13 +131,11 @@ func Mount(dir string, cat secrets.Catalog, opts Options) (*fuse.Server, error) 
 // serve mounts m at dir and serves it, as Mount.
 func (m *mount) serve(dir string) (*fuse.Server, error) {
 	opts := m.opts
-	ttl := opts.TTL
 	negative := time.Duration(0) // misses are answered by the catalog, fresh within the TTL
-	// No default attribute timeout: every reply sets its own, and a
-	// timeout of 0 must reach the kernel as 0 (noAttrCache), which
-	// go-fuse would replace with the default.
+	// No default entry or attribute timeout: every reply sets its own,
+	// and a timeout of 0 must reach the kernel as 0 (noAttrCache, a
+	// writer's entry), which go-fuse would replace with the default.
 	options := &gofs.Options{
-		EntryTimeout:    &ttl,
 		NegativeTimeout: &negative,
 		NullPermissions: true, // our modes are exact; 0 must stay 0
 		// The root's inode number, which go-fuse would leave 0: stat
@@ -246,7 +250,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
 		files: map[uint64]*immutableNode{}, byName: map[store.Key][]*immutableNode{},
-		secrets: map[*vfs.Secret]*createdNode{}, ino: inonum.New()}
+		secrets: map[*vfs.Secret]*createdNode{}, writerTurns: map[uint32]*writerTurn{}, retries: map[uint32]writerTurn{}, ino: inonum.New()}
 	vopts := opts.Options
 	vopts.Events, vopts.Errno = m.changed, errnoOf
 	m.vfs = vfs.New(cat, vopts)

@@ -67,6 +67,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 
 func (r *rootNode) appInode(ctx context.Context, name string, out *fuse.EntryOut) *gofs.Inode {
 	fill(&out.Attr, r.m.vfs.DirAttr(name))
+	out.SetEntryTimeout(kernelTime(r.m.opts.TTL))
 	out.SetAttrTimeout(kernelTime(r.m.opts.TTL))
 	if child := r.GetChild(name); child != nil {
 		return child

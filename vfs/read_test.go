@@ -321,3 +321,29 @@ func TestAWatchedApplicationIsRevalidatedWithinTheTTL(t *testing.T) {
 		}
 	}
 }
+
+// The kernel retries an open sent to look the name up again only once: a
+// retry that meets another replacement reads the revision it reached,
+// which was the name's a moment ago, whole, rather than fail.
+func TestARetriedOpenOfARevisionReplacedAgainReadsWhatItReached(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "first")
+	r := f.revision(db)
+	if _, err := r.Open(ctx, command, syscall.O_RDONLY); err != nil { // read once: its value is held
+		t.Fatal(err)
+	}
+	f.cat.Store(db, "second")
+	f.revision(db) // the catalog learns of it
+	if _, err := r.Open(ctx, command, syscall.O_RDONLY); !errors.Is(err, ErrLookUpAgain) {
+		t.Fatalf("the first open after the replacement: %v, want it sent to look the name up again", err)
+	}
+	again := command
+	again.Again = true
+	if _, err := r.Open(ctx, again, syscall.O_RDONLY); err != nil {
+		t.Fatalf("the retried open: %v", err)
+	}
+	buf := make([]byte, 16)
+	if n, err := r.Read(ctx, buf, 0); err != nil || string(buf[:n]) != "first" {
+		t.Errorf("the retried open reads %q, %v; want first", buf[:n], err)
+	}
+}

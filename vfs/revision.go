@@ -243,8 +243,9 @@ func (r *Revision) Verify(ctx context.Context) error {
 // secret's current value. For reading it returns none: a reader of the
 // revision the name still points at reads it (Read); one of a revision
 // replaced or removed since is sent to look the name up again
-// (ErrLookUpAgain). A writer that closed and whose commit is coming
-// (`: > f && cat f`) is waited for first.
+// (ErrLookUpAgain), unless this is the kernel's retry (c.Again). A writer
+// that closed and whose commit is coming (`: > f && cat f`) is waited for
+// first.
 //
 // The mount's own change signal (c.Own) gets a handle that changes
 // nothing, unaudited.
@@ -257,13 +258,13 @@ func (r *Revision) Open(ctx context.Context, c Caller, flags uint32) (*Handle, e
 	if Writes(flags) {
 		h, err = r.openWriter(ctx, c, flags)
 	} else {
-		err = r.openReader(ctx)
+		err = r.openReader(ctx, c.Again)
 	}
 	r.v.audit(c, "open", r.Key(), store.Key{}, r.Meta().Version, err)
 	return h, err
 }
 
-func (r *Revision) openReader(ctx context.Context) error {
+func (r *Revision) openReader(ctx context.Context, again bool) error {
 	p := r.Key().Path()
 	if err := r.v.readable(p); err != nil {
 		return err
@@ -271,7 +272,7 @@ func (r *Revision) openReader(ctx context.Context) error {
 	// A writer that closed may be about to commit (`: > f && cat f`):
 	// read what it commits, not the revision it replaces.
 	r.v.awaitClosingWritersOf(r.Key())
-	if cur, ok := r.v.cat.Known(r.Key()); !ok || !cur.Revision().Equal(r.Meta().Revision()) {
+	if cur, ok := r.v.cat.Known(r.Key()); !ok || (!again && !cur.Revision().Equal(r.Meta().Revision())) {
 		return lookUpAgain(p, "replaced or removed since it was looked up")
 	}
 	snap := r.snapshot()

@@ -201,6 +201,12 @@ type Caller struct {
 	// nothing, commit nothing, are not audited, and are allowed on a
 	// read-only mount and on a view.
 	Own bool
+	// Again says the request is the kernel's retry of an open that was
+	// sent to look the name up again (ErrLookUpAgain): the kernel retries
+	// only once, so a reader that meets another replacement then reads
+	// the revision it reached, which was the name's a moment ago, if it
+	// still can, rather than fail.
+	Again bool
 }
 
 // AnyOwner stands for a writer whose lock owner the kernel did not send:
