@@ -58,8 +58,23 @@ func (m *mount) bounceWriter(ctx context.Context, n *immutableNode, flags uint32
 		delete(m.writerTurns, tid) // the retry came back here: served here
 		return false
 	}
+	sweepTurns(m.writerTurns, func(t *writerTurn) time.Time { return t.at })
 	m.writerTurns[tid] = &writerTurn{key: k, rev: n.rev, at: time.Now()}
 	return true
+}
+
+// sweepTurns drops the expired turns of threads whose retry never came,
+// once there are more than a few: turns are kept by thread, and a thread
+// that ended leaves its last one.
+func sweepTurns[T any](turns map[uint32]T, at func(T) time.Time) {
+	if len(turns) < 64 {
+		return
+	}
+	for tid, t := range turns {
+		if time.Since(at(t)) >= writerTurnWindow {
+			delete(turns, tid)
+		}
+	}
 }
 
 // turnOf returns the turn of the thread behind ctx to look k up as a
@@ -189,6 +204,7 @@ func (m *mount) sentAgain(tid uint32, k store.Key) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	sweepTurns(m.retries, func(t writerTurn) time.Time { return t.at })
 	m.retries[tid] = writerTurn{key: k, at: time.Now()}
 }
 
