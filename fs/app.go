@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"syscall"
-	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -35,11 +34,14 @@ func (a *appNode) key(name string) store.Key { return store.Key{App: a.app, Name
 // which has no opens, a lookup is the sign that a reader is back (the
 // kernel looks a name up again once its entry expires).
 func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if w := a.m.writerInode(ctx, &a.Inode, a.key(name), out); w != nil {
-		return w, 0
-	}
 	e, err := a.m.vfs.Lookup(ctx, a.key(name))
-	return a.m.entry(ctx, &a.Inode, a.key(name), e, err, lookup, out)
+	in, errno := a.m.entry(ctx, &a.Inode, a.key(name), e, err, lookup, out)
+	if errno == 0 {
+		if w := a.m.writerInode(ctx, &a.Inode, in, out); w != nil {
+			return w, 0
+		}
+	}
+	return in, errno
 }
 
 func (a *appNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -65,7 +67,7 @@ func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	w := &writeHandle{m: a.m, h: h}
 	if n, ok := inode.Operations().(*immutableNode); ok && n.rev != nil {
 		// The writer's own inode, not the revision's (see writer.go).
-		return a.m.newWriterInode(ctx, &a.Inode, &writerTurn{key: k, rev: n.rev, at: time.Now()}, out), w, fuse.FOPEN_DIRECT_IO, 0
+		return a.m.newWriterInode(ctx, &a.Inode, n, nil, out), w, fuse.FOPEN_DIRECT_IO, 0
 	}
 	return inode, w, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
 }

@@ -38,7 +38,6 @@ const writerTurnWindow = time.Second
 // writerTurn is a write open of key bounced for its thread to retry.
 type writerTurn struct {
 	key store.Key
-	rev *vfs.Revision // what the open reached
 	at  time.Time
 }
 
@@ -59,7 +58,7 @@ func (m *mount) bounceWriter(ctx context.Context, n *immutableNode, flags uint32
 		return false
 	}
 	sweepTurns(m.writerTurns, func(t *writerTurn) time.Time { return t.at })
-	m.writerTurns[tid] = &writerTurn{key: k, rev: n.rev, at: time.Now()}
+	m.writerTurns[tid] = &writerTurn{key: k, at: time.Now()}
 	return true
 }
 
@@ -110,38 +109,52 @@ func (m *mount) endTurn(ctx context.Context, t *writerTurn) {
 	}
 }
 
-// writerInode answers a LOOKUP of k in parent by a thread whose write
-// open was bounced: a new writer's inode, or nil for any other lookup. A
-// new one each time: the kernel forgets the one its revalidation found
-// before it looks the name up once more.
-func (m *mount) writerInode(ctx context.Context, parent *gofs.Inode, k store.Key, out *fuse.EntryOut) *gofs.Inode {
-	if t := m.turnOf(ctx, k); t != nil {
-		return m.newWriterInode(ctx, parent, t, out)
+// writerInode answers a LOOKUP in parent that found in, by a thread whose
+// write open of that secret was bounced: a new writer's inode, of the
+// revision found (a removal or a change elsewhere since the bounce is
+// answered as for anyone: a missing name lets O_CREAT create it), or nil
+// for any other lookup. A new one each time: the kernel forgets the one
+// its revalidation found before it looks the name up once more.
+func (m *mount) writerInode(ctx context.Context, parent *gofs.Inode, in *gofs.Inode, out *fuse.EntryOut) *gofs.Inode {
+	n, ok := in.Operations().(*immutableNode)
+	if !ok || n.rev == nil {
+		return nil
 	}
-	return nil
+	t := m.turnOf(ctx, n.rev.Key())
+	if t == nil {
+		return nil
+	}
+	return m.newWriterInode(ctx, parent, n, t, out)
 }
 
-// newWriterInode makes a writer's inode in parent for t, and fills out:
-// the kernel keeps neither the entry nor the attributes.
-func (m *mount) newWriterInode(ctx context.Context, parent *gofs.Inode, t *writerTurn, out *fuse.EntryOut) *gofs.Inode {
-	w := &writerNode{m: m, turn: t}
-	parent.NewInode(ctx, w, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: m.ino.Created()})
-	fill(&out.Attr, t.rev.Attr()) // the owner and mode the open is checked against
-	out.SetEntryTimeout(0)        // the next look by anyone finds the revision again
+// newWriterInode makes in parent a writer's inode of the revision of n,
+// for the turn t (nil for a creation's), and fills out: the kernel keeps
+// neither the entry nor the attributes.
+//
+// It has n's inode number: programs that compare the file they opened
+// with the one at the path (vim before it writes over a file, cp) must see
+// one file. go-fuse and the kernel tell the two inodes apart by the
+// generation, a number counted out for each.
+func (m *mount) newWriterInode(ctx context.Context, parent *gofs.Inode, n *immutableNode, t *writerTurn, out *fuse.EntryOut) *gofs.Inode {
+	rev := n.rev
+	w := &writerNode{m: m, rev: rev, turn: t}
+	parent.NewInode(ctx, w, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino, Gen: m.ino.Created()})
+	fill(&out.Attr, rev.Attr()) // the owner and mode the open is checked against
+	out.SetEntryTimeout(0)      // the next look by anyone finds the revision again
 	out.SetAttrTimeout(noAttrCache)
 	return &w.Inode
 }
 
 // writerNode is a writer's own inode of an existing secret (see above).
 // Its attributes are the writer's buffer's; what it opens for writing is
-// the revision the writer reached (turn.rev), as the revision's own inode
-// would. A reader that reaches it (the name's entry, kept for no time, may
-// still be the kernel's for a moment) reads the revision, past the page
+// the revision the writer's lookup found (rev), as the revision's own
+// inode would. A reader that reaches it reads the revision, past the page
 // cache.
 type writerNode struct {
 	gofs.Inode
 	m    *mount
-	turn *writerTurn
+	rev  *vfs.Revision
+	turn *writerTurn // the turn its open ends, or nil
 }
 
 var (
@@ -154,7 +167,7 @@ var (
 
 func (w *writerNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	w.m.endTurn(ctx, w.turn)
-	rev := w.turn.rev
+	rev := w.rev
 	h, err := w.m.open(ctx, rev, flags)
 	if err == nil && h == nil {
 		return nil, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
@@ -165,7 +178,7 @@ func (w *writerNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 // Read serves a writer's descriptor from its buffer, and a reader's from
 // the revision.
 func (w *writerNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return w.m.read(ctx, fh, w.turn.rev, dest, off)
+	return w.m.read(ctx, fh, w.rev, dest, off)
 }
 
 // Getattr describes the writer's buffer (go-fuse hands over the inode's
@@ -175,7 +188,7 @@ func (w *writerNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 	if h := handleOf(fh); h != nil {
 		fill(&out.Attr, h.Attr())
 	} else {
-		fill(&out.Attr, w.turn.rev.Attr())
+		fill(&out.Attr, w.rev.Attr())
 	}
 	out.SetTimeout(noAttrCache)
 	return 0
@@ -184,7 +197,7 @@ func (w *writerNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 // Setattr truncates the writer's buffer (the kernel's O_TRUNC, ftruncate)
 // and refuses what the mount options fix, as on the revision's inode.
 func (w *writerNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if errno := w.m.setattr(ctx, w.turn.key, fh, in); errno != 0 {
+	if errno := w.m.setattr(ctx, w.rev.Key(), fh, in); errno != 0 {
 		return errno
 	}
 	w.Getattr(ctx, fh, out)

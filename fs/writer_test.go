@@ -183,6 +183,15 @@ func TestAReaderOfARevisionAWriterIsGrowingReadsItWhole(t *testing.T) {
 	}
 }
 
+func inoOf(t *testing.T, stat func() (os.FileInfo, error)) uint64 {
+	t.Helper()
+	fi, err := stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
 func wantSize(t *testing.T, what string, f *os.File, want int64) {
 	t.Helper()
 	fi, err := f.Stat()
@@ -205,6 +214,11 @@ func TestAWritersDescriptorSeesItsOwnSizeAtFstatAndSeekEnd(t *testing.T) {
 	rw, err := open(t, p, os.O_RDWR)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// One file to programs that compare them (vim does before it writes
+	// over a file): the descriptor and the path show one inode number.
+	if fd, path := inoOf(t, rw.Stat), inoOf(t, func() (os.FileInfo, error) { return os.Stat(p) }); fd != path {
+		t.Errorf("the writer's descriptor shows inode %d, the path %d", fd, path)
 	}
 	if _, err := rw.WriteAt([]byte("abcdefghijklmnopqrst"), 0); err != nil {
 		t.Fatal(err)
