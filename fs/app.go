@@ -67,7 +67,7 @@ func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	w := &writeHandle{m: a.m, h: h}
 	if n, ok := inode.Operations().(*immutableNode); ok && n.rev != nil {
 		// The writer's own inode, not the revision's (see writer.go).
-		return a.m.newWriterInode(ctx, &a.Inode, n, nil, out), w, fuse.FOPEN_DIRECT_IO, 0
+		return a.m.newWriterInode(ctx, &a.Inode, n, out), w, fuse.FOPEN_DIRECT_IO, 0
 	}
 	return inode, w, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE, 0
 }

@@ -119,10 +119,14 @@ func (n *immutableNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle
 	if n.m.noOpen.Load() {
 		return nil, 0, syscall.ENOSYS
 	}
-	if n.m.bounceWriter(ctx, n, flags) {
-		return nil, 0, syscall.ESTALE // retried on a writer's inode (writer.go)
+	h := n.m.takeTurn(ctx, n.serves.Key(), flags) // a bounced open's retry that came back here
+	var err error
+	if h == nil {
+		h, err = n.m.open(ctx, n.serves, flags)
+		if err == nil && n.m.bounceWriter(ctx, n, h) {
+			return nil, 0, syscall.ESTALE // retried on a writer's inode (writer.go)
+		}
 	}
-	h, err := n.m.open(ctx, n.serves, flags)
 	fh, fuseFlags, errno := n.m.opened(n.serves.Key(), h, err, fuse.FOPEN_KEEP_CACHE)
 	switch w, ok := fh.(*writeHandle); {
 	case ok:

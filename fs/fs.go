@@ -119,7 +119,7 @@ type mount struct {
 	writerTurns map[uint32]*writerTurn
 	// retries: the opens sent to look the name up again, by thread, which
 	// the kernel retries once (see mount.open)
-	retries map[uint32]writerTurn
+	retries map[uint32]sentOpen
 }
 
 // Mount mounts cat at dir and serves it until the returned server is
@@ -250,7 +250,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
 		files: map[uint64]*immutableNode{}, byName: map[store.Key][]*immutableNode{},
-		secrets: map[*vfs.Secret]*createdNode{}, writerTurns: map[uint32]*writerTurn{}, retries: map[uint32]writerTurn{}, ino: inonum.New()}
+		secrets: map[*vfs.Secret]*createdNode{}, writerTurns: map[uint32]*writerTurn{}, retries: map[uint32]sentOpen{}, ino: inonum.New()}
 	vopts := opts.Options
 	vopts.Events, vopts.Errno = m.changed, errnoOf
 	m.vfs = vfs.New(cat, vopts)

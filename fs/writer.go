@@ -30,83 +30,86 @@ import (
 // as before (immutableNode.Open: the writer is counted, and readers that
 // open meanwhile read past the page cache).
 
-// writerTurnWindow is how long a bounced open's thread has to look the
-// name up again: the kernel retries at once, so this only bounds how long
-// a turn whose retry never came (a signal) is kept.
+// writerTurnWindow is how long a bounced open's session waits for the
+// kernel's retry to take it: the kernel retries at once, so this only
+// bounds how long the session of a retry that never came (a signal) is
+// kept before it is discarded, committing nothing.
 const writerTurnWindow = time.Second
 
-// writerTurn is a write open of key bounced for its thread to retry.
+// writerTurn is a write open of key bounced for its thread to retry: the
+// session the open made, which the retry takes (takeTurn).
 type writerTurn struct {
-	key store.Key
-	at  time.Time
+	key    store.Key
+	h      *vfs.Handle
+	expiry *time.Timer
 }
 
-// bounceWriter reports whether the open of n with flags is a write open
-// to answer ESTALE, so that the kernel retries it on a writer's inode: a
-// thread's first write open of a secret's revision. The retry that comes
-// back to n anyway is not bounced again.
-func (m *mount) bounceWriter(ctx context.Context, n *immutableNode, flags uint32) bool {
+// bounceWriter reports whether the write open of n that made h is to be
+// answered ESTALE, so that the kernel retries it on a writer's inode; h
+// then waits for that retry. The open was made (and checked, and
+// audited) as any other: the retry only takes it.
+func (m *mount) bounceWriter(ctx context.Context, n *immutableNode, h *vfs.Handle) bool {
 	fc, ok := ctx.(*fuse.Context)
-	if !ok || fc.Caller.Pid == 0 || n.rev == nil || !vfs.Writes(flags) || m.isOwnSignal(ctx) {
+	if !ok || fc.Caller.Pid == 0 || n.rev == nil || h == nil || m.isOwnSignal(ctx) {
 		return false
 	}
-	tid, k := fc.Caller.Pid, n.rev.Key()
+	tid := fc.Caller.Pid
+	t := &writerTurn{key: n.rev.Key(), h: h}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if t := m.writerTurns[tid]; t != nil && t.key == k && time.Since(t.at) < writerTurnWindow {
-		delete(m.writerTurns, tid) // the retry came back here: served here
-		return false
+	old := m.writerTurns[tid]
+	m.writerTurns[tid] = t
+	t.expiry = time.AfterFunc(writerTurnWindow, func() { m.expireTurn(tid, t) })
+	m.mu.Unlock()
+	if old != nil { // a thread has one open at a time: that retry never came
+		old.expiry.Stop()
+		old.h.Discard()
 	}
-	sweepTurns(m.writerTurns, func(t *writerTurn) time.Time { return t.at })
-	m.writerTurns[tid] = &writerTurn{key: k, at: time.Now()}
 	return true
 }
 
-// sweepTurns drops the expired turns of threads whose retry never came,
-// once there are more than a few: turns are kept by thread, and a thread
-// that ended leaves its last one.
-func sweepTurns[T any](turns map[uint32]T, at func(T) time.Time) {
-	if len(turns) < 64 {
-		return
+// expireTurn discards the session of turn t of thread tid, if no retry
+// took it.
+func (m *mount) expireTurn(tid uint32, t *writerTurn) {
+	m.mu.Lock()
+	mine := m.writerTurns[tid] == t
+	if mine {
+		delete(m.writerTurns, tid)
 	}
-	for tid, t := range turns {
-		if time.Since(at(t)) >= writerTurnWindow {
-			delete(turns, tid)
-		}
+	m.mu.Unlock()
+	if mine {
+		t.h.Discard()
 	}
 }
 
-// turnOf returns the turn of the thread behind ctx to look k up as a
-// writer, or nil.
-func (m *mount) turnOf(ctx context.Context, k store.Key) *writerTurn {
+// hasTurn reports whether the thread behind ctx has a write open of k
+// bounced, waiting for its retry.
+func (m *mount) hasTurn(ctx context.Context, k store.Key) bool {
 	fc, ok := ctx.(*fuse.Context)
 	if !ok || fc.Caller.Pid == 0 {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.writerTurns[fc.Caller.Pid]
+	return t != nil && t.key == k
+}
+
+// takeTurn returns the session of the write open of k that the thread
+// behind ctx had bounced, for its retry (flags: a write open), or nil.
+func (m *mount) takeTurn(ctx context.Context, k store.Key, flags uint32) *vfs.Handle {
+	fc, ok := ctx.(*fuse.Context)
+	if !ok || fc.Caller.Pid == 0 || !vfs.Writes(flags) {
 		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t := m.writerTurns[fc.Caller.Pid]
-	switch {
-	case t == nil || t.key != k:
-		return nil
-	case time.Since(t.at) >= writerTurnWindow:
-		delete(m.writerTurns, fc.Caller.Pid)
+	if t == nil || t.key != k {
 		return nil
 	}
-	return t
-}
-
-// endTurn ends the turn t of the thread behind ctx: its open came.
-func (m *mount) endTurn(ctx context.Context, t *writerTurn) {
-	fc, ok := ctx.(*fuse.Context)
-	if !ok {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.writerTurns[fc.Caller.Pid] == t {
-		delete(m.writerTurns, fc.Caller.Pid)
-	}
+	delete(m.writerTurns, fc.Caller.Pid)
+	t.expiry.Stop()
+	return t.h
 }
 
 // writerInode answers a LOOKUP in parent that found in, by a thread whose
@@ -120,24 +123,23 @@ func (m *mount) writerInode(ctx context.Context, parent *gofs.Inode, in *gofs.In
 	if !ok || n.rev == nil {
 		return nil
 	}
-	t := m.turnOf(ctx, n.rev.Key())
-	if t == nil {
+	if !m.hasTurn(ctx, n.rev.Key()) {
 		return nil
 	}
-	return m.newWriterInode(ctx, parent, n, t, out)
+	return m.newWriterInode(ctx, parent, n, out)
 }
 
 // newWriterInode makes in parent a writer's inode of the revision of n,
-// for the turn t (nil for a creation's), and fills out: the kernel keeps
+// and fills out: the kernel keeps
 // neither the entry nor the attributes.
 //
 // It has n's inode number: programs that compare the file they opened
 // with the one at the path (vim before it writes over a file, cp) must see
 // one file. go-fuse and the kernel tell the two inodes apart by the
 // generation, a number counted out for each.
-func (m *mount) newWriterInode(ctx context.Context, parent *gofs.Inode, n *immutableNode, t *writerTurn, out *fuse.EntryOut) *gofs.Inode {
+func (m *mount) newWriterInode(ctx context.Context, parent *gofs.Inode, n *immutableNode, out *fuse.EntryOut) *gofs.Inode {
 	rev := n.rev
-	w := &writerNode{m: m, rev: rev, turn: t}
+	w := &writerNode{m: m, rev: rev}
 	parent.NewInode(ctx, w, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino, Gen: m.ino.Created()})
 	fill(&out.Attr, rev.Attr()) // the owner and mode the open is checked against
 	out.SetEntryTimeout(0)      // the next look by anyone finds the revision again
@@ -152,9 +154,8 @@ func (m *mount) newWriterInode(ctx context.Context, parent *gofs.Inode, n *immut
 // cache.
 type writerNode struct {
 	gofs.Inode
-	m    *mount
-	rev  *vfs.Revision
-	turn *writerTurn // the turn its open ends, or nil
+	m   *mount
+	rev *vfs.Revision
 }
 
 var (
@@ -166,8 +167,10 @@ var (
 )
 
 func (w *writerNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	w.m.endTurn(ctx, w.turn)
 	rev := w.rev
+	if h := w.m.takeTurn(ctx, rev.Key(), flags); h != nil {
+		return w.m.opened(rev.Key(), h, nil, 0)
+	}
 	h, err := w.m.open(ctx, rev, flags)
 	if err == nil && h == nil {
 		return nil, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
@@ -217,8 +220,14 @@ func (m *mount) sentAgain(tid uint32, k store.Key) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	sweepTurns(m.retries, func(t writerTurn) time.Time { return t.at })
-	m.retries[tid] = writerTurn{key: k, at: time.Now()}
+	if len(m.retries) >= 64 { // threads that ended leave their last one
+		for tid, r := range m.retries {
+			if time.Since(r.at) >= writerTurnWindow {
+				delete(m.retries, tid)
+			}
+		}
+	}
+	m.retries[tid] = sentOpen{key: k, at: time.Now()}
 }
 
 func (m *mount) retrying(tid uint32, k store.Key) bool {
@@ -230,4 +239,10 @@ func (m *mount) retrying(tid uint32, k store.Key) bool {
 	}
 	delete(m.retries, tid)
 	return r.key == k && time.Since(r.at) < writerTurnWindow
+}
+
+// sentOpen is an open sent to look the name up again.
+type sentOpen struct {
+	key store.Key
+	at  time.Time
 }
