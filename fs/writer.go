@@ -21,14 +21,15 @@ import (
 // lseek(SEEK_END) give what it has written, as a program expects.
 //
 // The kernel opens the inode its path walk found, the revision's. So the
-// first open for writing there is answered ESTALE (bounceWriter), which
-// the kernel retries once, revalidating the name: that LOOKUP, from the
-// same thread, is answered with a writer's inode (writerInode), which the
-// retried open opens. Everyone else's lookup of the name still gives the
-// revision: the writer's entry is kept for no time. Should the retry land
-// on the revision's inode again (an open not by path), it is served there
-// as before (immutableNode.Open: the writer is counted, and readers that
-// open meanwhile read past the page cache).
+// first open for writing there makes its session as any open does, and is
+// then answered ESTALE (bounceWriter), which the kernel retries once,
+// revalidating the name: that LOOKUP, from the same thread, is answered
+// with a writer's inode (writerInode), whose open takes the session
+// (takeTurn). Everyone else's lookup of the name still gives the revision:
+// the writer's entry is kept for no time. Should the retry land on the
+// revision's inode again (an open not by path), it takes the session
+// there, as before this file (immutableNode.Open: the writer is counted,
+// and readers that open meanwhile read past the page cache).
 
 // writerTurnWindow is how long a bounced open's session waits for the
 // kernel's retry to take it: the kernel retries at once, so this only
