@@ -3,6 +3,7 @@ package integration
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -459,4 +460,52 @@ func TestMountAndCLIWriteTheStoreAtOnce(t *testing.T) {
 			t.Errorf("app/cli-%02d is %q", i, got)
 		}
 	}
+}
+
+// A program that extends a secret, or truncates it, and then writes at
+// its end (lseek(SEEK_END), as an editor or a log appender does) writes
+// where it means to: its descriptor describes what it has written, while
+// every other process reads the value committed before, whole.
+func TestAWriterThatResizesThenWritesAtTheEndWritesWhereItMeans(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && printf 0123456789 > app/s")
+		f, err := os.OpenFile(m.path("app/s"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		end := func() int64 {
+			t.Helper()
+			n, err := f.Seek(0, io.SeekEnd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if _, err := f.WriteAt([]byte("abcdefghijklmnopqrst"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if n := end(); n != 20 {
+			t.Errorf("lseek(SEEK_END) after extending to 20 bytes: %d", n)
+		}
+		if got := m.mustSh("cat app/s; echo; stat -c %s app/s"); got != "0123456789\n10\n" {
+			t.Errorf("another process meanwhile: %q, want the committed value and its size", got)
+		}
+		if err := f.Truncate(4); err != nil {
+			t.Fatal(err)
+		}
+		if n := end(); n != 4 {
+			t.Errorf("lseek(SEEK_END) after ftruncate(4): %d", n)
+		}
+		if _, err := f.Write([]byte("W")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.mustSh("cat app/s"); got != "abcdW" {
+			t.Errorf("after the close: %q, want abcdW (no NULs, no byte overwritten)", got)
+		}
+	})
 }
