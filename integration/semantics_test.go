@@ -109,8 +109,8 @@ func TestWriteAfterRemovalElsewhereCreatesItAgain(t *testing.T) {
 
 // A reader reads the whole value it opened, even after a rewrite; stat
 // describes what is committed, never another process's uncommitted
-// buffer. (fstat is answered from the kernel's cache of the inode, which
-// is shared by every descriptor, so it shows the committed size too.)
+// buffer (the writer works on an inode of its own: its fstat shows its
+// buffer, see TestAWriterThatResizesThenWritesAtTheEndWritesWhereItMeans).
 func TestReadersKeepTheirSnapshotAndStatShowsTheCommittedSize(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
 		m := mount(t, b)
