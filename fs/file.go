@@ -283,14 +283,23 @@ func (d *createdNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 // request through its descriptor (writer), or else the secret's. They
 // change as it is written: the kernel keeps them for no time.
 func (d *createdNode) attr(fh gofs.FileHandle, writer bool, out *fuse.AttrOut) syscall.Errno {
+	fillWriting(out, fh, writer, d.s.Attr(), d.StableAttr().Ino, kernelTime(0))
+	return 0
+}
+
+// fillWriting answers a GETATTR or SETATTR of an inode a writer writes
+// (a secret being created, a writer's own inode): the attributes of the
+// writer's buffer behind fh, for the writer (writer), else others, kept
+// for timeout; with the inode's number ino, which go-fuse fills in a
+// GETATTR's reply but not in a SETATTR's.
+func fillWriting(out *fuse.AttrOut, fh gofs.FileHandle, writer bool, others vfs.Attr, ino uint64, timeout time.Duration) {
 	if h := handleOf(fh); h != nil && writer {
 		fill(&out.Attr, h.Attr())
 	} else {
-		fill(&out.Attr, d.s.Attr())
+		fill(&out.Attr, others)
 	}
-	out.SetTimeout(kernelTime(0))
-	out.Ino = d.StableAttr().Ino // go-fuse fills it in a GETATTR's reply, not a SETATTR's
-	return 0
+	out.SetTimeout(timeout)
+	out.Ino = ino
 }
 
 // Open gives a writer a session of its own (see vfs.Secret.Open).

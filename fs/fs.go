@@ -114,12 +114,12 @@ type mount struct {
 	files   map[uint64]*immutableNode      // inodes of revisions and renderings the kernel may hold, by number
 	byName  map[store.Key][]*immutableNode // the same, by what they are: of each name, its revisions' (see register)
 	secrets map[*vfs.Secret]*createdNode   // the inodes of secrets being created here
-	// writerTurns: the write opens bounced for a writer's inode, by
-	// thread (see writer.go)
-	writerTurns map[uint32]*writerTurn
-	// retries: the opens sent to look the name up again, by thread, which
-	// the kernel retries once (see mount.open)
-	retries map[uint32]sentOpen
+	// The opens answered ESTALE whose retry the mount waits for, by
+	// thread (writer.go). Every open consults them: they have a lock of
+	// their own, not the inode table's.
+	turnsMu     sync.Mutex
+	writerTurns map[uint32]*writerTurn // write opens bounced for a writer's inode
+	retries     map[uint32]sentOpen    // opens sent to look the name up again (see mount.open)
 }
 
 // Mount mounts cat at dir and serves it until the returned server is

@@ -31,11 +31,13 @@ import (
 // there, as before this file (immutableNode.Open: the writer is counted,
 // and readers that open meanwhile read past the page cache).
 
-// writerTurnWindow is how long a bounced open's session waits for the
-// kernel's retry to take it: the kernel retries at once, so this only
-// bounds how long the session of a retry that never came (a signal) is
-// kept before it is discarded, committing nothing.
-const writerTurnWindow = time.Second
+// retryWindow is how long the mount waits for the kernel's retry of an
+// open it answered ESTALE (a bounced writer's, whose session waits to be
+// taken; a reader's sent to look the name up again): the kernel retries
+// at once, so this only bounds how long what a retry that never came (a
+// signal) left is kept. A bounced writer's session is then discarded,
+// committing nothing.
+const retryWindow = time.Second
 
 // writerTurn is a write open of key bounced for its thread to retry: the
 // session the open made, which the retry takes (takeTurn).
@@ -56,11 +58,11 @@ func (m *mount) bounceWriter(ctx context.Context, n *immutableNode, h *vfs.Handl
 	}
 	tid := fc.Caller.Pid
 	t := &writerTurn{key: n.rev.Key(), h: h}
-	m.mu.Lock()
+	m.turnsMu.Lock()
 	old := m.writerTurns[tid]
 	m.writerTurns[tid] = t
-	t.expiry = time.AfterFunc(writerTurnWindow, func() { m.expireTurn(tid, t) })
-	m.mu.Unlock()
+	t.expiry = time.AfterFunc(retryWindow, func() { m.expireTurn(tid, t) })
+	m.turnsMu.Unlock()
 	if old != nil { // a thread has one open at a time: that retry never came
 		old.expiry.Stop()
 		old.h.Discard()
@@ -71,12 +73,12 @@ func (m *mount) bounceWriter(ctx context.Context, n *immutableNode, h *vfs.Handl
 // expireTurn discards the session of turn t of thread tid, if no retry
 // took it.
 func (m *mount) expireTurn(tid uint32, t *writerTurn) {
-	m.mu.Lock()
+	m.turnsMu.Lock()
 	mine := m.writerTurns[tid] == t
 	if mine {
 		delete(m.writerTurns, tid)
 	}
-	m.mu.Unlock()
+	m.turnsMu.Unlock()
 	if mine {
 		t.h.Discard()
 	}
@@ -89,8 +91,8 @@ func (m *mount) hasTurn(ctx context.Context, k store.Key) bool {
 	if !ok || fc.Caller.Pid == 0 {
 		return false
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.turnsMu.Lock()
+	defer m.turnsMu.Unlock()
 	t := m.writerTurns[fc.Caller.Pid]
 	return t != nil && t.key == k
 }
@@ -102,8 +104,8 @@ func (m *mount) takeTurn(ctx context.Context, k store.Key, flags uint32) *vfs.Ha
 	if !ok || fc.Caller.Pid == 0 || !vfs.Writes(flags) {
 		return nil
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.turnsMu.Lock()
+	defer m.turnsMu.Unlock()
 	t := m.writerTurns[fc.Caller.Pid]
 	if t == nil || t.key != k {
 		return nil
@@ -189,12 +191,7 @@ func (w *writerNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, 
 // first open file, the writer's), or the revision before it opened. It
 // changes with every write: the kernel keeps it for no time.
 func (w *writerNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if h := handleOf(fh); h != nil {
-		fill(&out.Attr, h.Attr())
-	} else {
-		fill(&out.Attr, w.rev.Attr())
-	}
-	out.SetTimeout(noAttrCache)
+	fillWriting(out, fh, true, w.rev.Attr(), w.StableAttr().Ino, noAttrCache)
 	return 0
 }
 
@@ -204,9 +201,7 @@ func (w *writerNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.S
 	if errno := w.m.setattr(ctx, w.rev.Key(), fh, in); errno != 0 {
 		return errno
 	}
-	w.Getattr(ctx, fh, out)
-	out.Ino = w.StableAttr().Ino // go-fuse fills it in a GETATTR's reply, not a SETATTR's
-	return 0
+	return w.Getattr(ctx, fh, out)
 }
 
 func (w *writerNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
@@ -219,11 +214,11 @@ func (m *mount) sentAgain(tid uint32, k store.Key) {
 	if tid == 0 {
 		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.turnsMu.Lock()
+	defer m.turnsMu.Unlock()
 	if len(m.retries) >= 64 { // threads that ended leave their last one
 		for tid, r := range m.retries {
-			if time.Since(r.at) >= writerTurnWindow {
+			if time.Since(r.at) >= retryWindow {
 				delete(m.retries, tid)
 			}
 		}
@@ -232,14 +227,14 @@ func (m *mount) sentAgain(tid uint32, k store.Key) {
 }
 
 func (m *mount) retrying(tid uint32, k store.Key) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.turnsMu.Lock()
+	defer m.turnsMu.Unlock()
 	r, ok := m.retries[tid]
 	if !ok {
 		return false
 	}
 	delete(m.retries, tid)
-	return r.key == k && time.Since(r.at) < writerTurnWindow
+	return r.key == k && time.Since(r.at) < retryWindow
 }
 
 // sentOpen is an open sent to look the name up again.
