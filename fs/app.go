@@ -33,15 +33,25 @@ func (a *appNode) key(name string) store.Key { return store.Key{App: a.app, Name
 // or at the inode of a secret being created here. On a read-only mount,
 // which has no opens, a lookup is the sign that a reader is back (the
 // kernel looks a name up again once its entry expires).
+//
+// The lookup before the kernel's retry of a reader's open that was sent
+// to look the name up again returns a revision whose value it holds
+// (heldForRetry), looking again if the secret was replaced meanwhile.
 func (a *appNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	e, err := a.m.vfs.Lookup(ctx, a.key(name))
-	in, errno := a.m.entry(ctx, &a.Inode, a.key(name), e, err, lookup, out)
-	if errno == 0 {
+	k := a.key(name)
+	for attempt := 1; ; attempt++ {
+		e, err := a.m.vfs.Lookup(ctx, k)
+		in, errno := a.m.entry(ctx, &a.Inode, k, e, err, lookup, out)
+		if errno != 0 {
+			return nil, errno
+		}
 		if w := a.m.writerInode(ctx, &a.Inode, in, out); w != nil {
 			return w, 0
 		}
+		if attempt == retryLookups || a.m.heldForRetry(ctx, k, in) {
+			return in, 0
+		}
 	}
-	return in, errno
 }
 
 func (a *appNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

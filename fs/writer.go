@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"syscall"
 	"time"
 
@@ -235,6 +236,48 @@ func (m *mount) retrying(tid uint32, k store.Key) bool {
 	}
 	delete(m.retries, tid)
 	return r.key == k && time.Since(r.at) < retryWindow
+}
+
+// retryLookups bounds how many times the lookup before a retried open
+// looks the name up again because the revision it found was replaced
+// before its value was held: each time is a replacement that landed
+// within one lookup, so more than a few means the secret is rewritten
+// faster than it can be read, and the retry then fails as it would have.
+const retryLookups = 4
+
+// heldForRetry reports whether in may answer a lookup of k: unless the
+// lookup comes from a thread whose reader's open of k was sent to look the
+// name up again (the kernel's retry is next, and opens what this returns),
+// or in is no revision, at once; else once the revision's value is held
+// (vfs.Revision.Hold), so that the retry can read it even if the secret is
+// replaced again before it opens. A revision replaced before that is not:
+// its inode, which the kernel never saw, leaves the table, and the name is
+// looked up again. An error of the backend is left to the open to report.
+func (m *mount) heldForRetry(ctx context.Context, k store.Key, in *gofs.Inode) bool {
+	n, ok := in.Operations().(*immutableNode)
+	if !ok || n.rev == nil || !m.awaitsRetry(ctx, k) {
+		return true
+	}
+	if err := n.rev.Hold(ctx); !errors.Is(err, vfs.ErrLookUpAgain) {
+		return true
+	}
+	if in.Forgotten() {
+		m.forgot(n) // a lookup that found it meanwhile revives it (mount.revive)
+	}
+	return false
+}
+
+// awaitsRetry reports whether the thread behind ctx had an open of k sent
+// to look the name up again, and has not retried it yet.
+func (m *mount) awaitsRetry(ctx context.Context, k store.Key) bool {
+	fc, ok := ctx.(*fuse.Context)
+	if !ok || fc.Caller.Pid == 0 {
+		return false
+	}
+	m.turnsMu.Lock()
+	defer m.turnsMu.Unlock()
+	r, ok := m.retries[fc.Caller.Pid]
+	return ok && r.key == k && time.Since(r.at) < retryWindow
 }
 
 // sentOpen is an open sent to look the name up again.

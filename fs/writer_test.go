@@ -267,7 +267,10 @@ func rewrittenWhole(b []byte) bool {
 
 // Readers on the mount a writer rewrites a secret through, with values
 // that grow and shrink, read one whole value every time: none cut short,
-// padded with zeros, or mixed. (Before writers had inodes of their own, a
+// padded with zeros, or mixed, and none fails (an open the kernel retried
+// after the secret was replaced twice while it opened failed with "stale
+// file handle", 1 to 9 times a run, before the lookup that precedes the
+// retry held the value it found). (Before writers had inodes of their own, a
 // writer's write past the end of the value a reader had cached made about
 // one read in 5,000 the cached value followed by zeros.)
 func TestReadersOfASecretRewrittenOnTheSameMountReadWholeValues(t *testing.T) {
@@ -283,7 +286,7 @@ func TestReadersOfASecretRewrittenOnTheSameMountReadWholeValues(t *testing.T) {
 				switch {
 				case err != nil:
 					if failed.Add(1) <= 3 {
-						t.Logf("read: %v", err)
+						t.Errorf("read: %v", err)
 					}
 				case !rewrittenWhole(b):
 					if torn.Add(1) <= 3 {

@@ -347,3 +347,44 @@ func TestARetriedOpenOfARevisionReplacedAgainReadsWhatItReached(t *testing.T) {
 		t.Errorf("the retried open reads %q, %v; want first", buf[:n], err)
 	}
 }
+
+// The lookup before the kernel's retry of an open holds the value of the
+// revision it found (Hold): the retry then reads it whole, even though
+// the secret was replaced again before it opened and the catalog dropped
+// what nothing pinned (here: another reader of that revision closed). A
+// revision replaced after its value was dropped cannot be held, so that
+// the lookup finds the name's newer one.
+func TestARevisionHeldForARetriedOpenIsReadAfterItIsReplaced(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "first")
+	f.cat.Store(db, "second")
+	found := f.revision(db) // what the retry's lookup finds
+	if err := found.Hold(ctx); err != nil {
+		t.Fatalf("holding the current revision: %v", err)
+	}
+	readAndClose := func() {
+		other := f.revision(db)
+		if _, err := other.Read(ctx, make([]byte, 16), 0); err != nil {
+			t.Fatal(err)
+		}
+		other.Unpin()
+	}
+	readAndClose()
+	f.cat.Store(db, "third")
+	current := f.revision(db) // the catalog learns of it before the retry opens
+	again := command
+	again.Again = true
+	if _, err := found.Open(ctx, again, syscall.O_RDONLY); err != nil {
+		t.Fatalf("the retried open of the held revision: %v", err)
+	}
+	buf := make([]byte, 16)
+	if n, err := found.Read(ctx, buf, 0); err != nil || string(buf[:n]) != "second" {
+		t.Errorf("the retried open reads %q, %v; want second", buf[:n], err)
+	}
+
+	readAndClose() // "third": nothing pins it now
+	f.cat.Store(db, "fourth")
+	if err := current.Hold(ctx); !errors.Is(err, ErrLookUpAgain) {
+		t.Errorf("holding a revision replaced after its value was dropped: %v, want ErrLookUpAgain", err)
+	}
+}

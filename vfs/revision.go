@@ -264,6 +264,25 @@ func (r *Revision) Open(ctx context.Context, c Caller, flags uint32) (*Handle, e
 	return h, err
 }
 
+// Hold binds the revision's value now, for the lookup that precedes the
+// kernel's retry of an open sent to look the name up again: the kernel
+// retries only once, and opens what that lookup returned, so a value
+// replaced again before the retry opened would otherwise be gone by then
+// (the catalog keeps only what is pinned of a replaced revision). It
+// returns ErrLookUpAgain, and holds nothing, if the revision was replaced
+// or removed before it could be bound.
+func (r *Revision) Hold(ctx context.Context) error {
+	err := r.snapshot().Bind(ctx)
+	if err == nil {
+		return nil
+	}
+	r.Unpin()
+	if secrets.AsSuperseded(err) != nil || fault.Is(fault.NotFound, err) {
+		return lookUpAgain(r.Key().Path(), "replaced or removed before its value was held")
+	}
+	return err
+}
+
 func (r *Revision) openReader(ctx context.Context, again bool) error {
 	p := r.Key().Path()
 	if err := r.v.readable(p); err != nil {
