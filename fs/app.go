@@ -152,7 +152,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	if err != nil || !ok {
 		return nil, h.a.m.errno("readdir", fault.Path(h.a.app), err)
 	}
-	h.ent = fuse.DirEntry{Name: meta.Name, Mode: syscall.S_IFREG}
+	h.ent = fuse.DirEntry{Name: meta.Name, Mode: syscall.S_IFREG, Ino: h.a.m.listedIno(meta)}
 	return &h.ent, 0
 }
 

@@ -75,6 +75,24 @@ func (m *mount) file(ino uint64) *immutableNode {
 	return m.files[ino]
 }
 
+// listedIno is the inode number a listing gives a secret it lists (the
+// d_ino of getdents, which os.scandir and fts read) from its metadata: the
+// number of the inode the kernel holds for that revision, else the one a
+// lookup will give it (attempt 0: another only on a collision of the
+// keyed hash, which is beyond chance). A view's rendering, and a secret
+// being created, are not known until they are looked up: 0, which go-fuse
+// sends as FUSE's "unknown".
+func (m *mount) listedIno(meta store.Meta) uint64 {
+	rev := meta.Revision()
+	if len(rev.IV) == 0 || m.vfs.IsView(meta.Key) {
+		return 0
+	}
+	if n := m.versionOf(meta.Key, rev); n != nil {
+		return n.ino
+	}
+	return m.ino.Version(meta.Key, rev, 0)
+}
+
 // versionOf returns the node registered as revision rev of k, or nil.
 func (m *mount) versionOf(k store.Key, rev store.Revision) *immutableNode {
 	m.mu.Lock()

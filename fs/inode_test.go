@@ -1,7 +1,9 @@
 package fs
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"sync"
@@ -141,5 +143,72 @@ func TestARevisionWhoseInodeNumberIsTakenGetsItsOwnInode(t *testing.T) {
 	}
 	if n := seen.opens(db); n != 2 {
 		t.Errorf("the audit log records %d opens of app/db, want 2 (the read of app/config is not one)", n)
+	}
+}
+
+// A listing gives each secret and each application the inode number stat
+// gives it (getdents' d_ino, which Python's os.scandir and fts read), not
+// FUSE's "unknown" (4294967295, which every entry had): both for secrets
+// the kernel has not looked up yet (the first listing, whose READDIRPLUS
+// looks each up only after it lists it) and for those it holds.
+func TestAListingGivesTheInodeNumbersStatGives(t *testing.T) {
+	envelope, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := secrets.NewKeeper(memory.New(), envelope, secrets.Options{})
+	for _, name := range []string{"db", "config", "token"} {
+		if _, err := keeper.Put(context.Background(), store.Key{App: "app", Name: name}, []byte("value of "+name), store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
+		Log: quietMount().log, TTL: time.Minute,
+		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+	}})
+	dir := mountWith(t, m)
+	app := filepath.Join(dir, "app")
+	for _, d := range []string{app, dir, app, dir} { // the second time, the kernel holds every inode
+		listed := dirInodes(t, d)
+		if len(listed) == 0 {
+			t.Fatalf("%s lists nothing", d)
+		}
+		for name, ino := range listed {
+			if want := inoOf(t, filepath.Join(d, name)); ino != want {
+				t.Errorf("%s: listed with inode number %d, stat gives %d", filepath.Join(d, name), ino, want)
+			}
+		}
+	}
+}
+
+// dirInodes lists dir with getdents64 and returns each entry's d_ino by
+// name, "." and ".." left out.
+func dirInodes(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	inos := map[string]uint64{}
+	buf := make([]byte, 8192)
+	for {
+		n, err := syscall.ReadDirent(int(f.Fd()), buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return inos
+		}
+		// struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16,
+		// d_type u8, then the name, NUL-terminated (little-endian here).
+		for b := buf[:n]; len(b) > 0; {
+			reclen := int(binary.LittleEndian.Uint16(b[16:18]))
+			name, _, _ := bytes.Cut(b[19:reclen], []byte{0})
+			if s := string(name); s != "." && s != ".." {
+				inos[s] = binary.LittleEndian.Uint64(b[0:8])
+			}
+			b = b[reclen:]
+		}
 	}
 }

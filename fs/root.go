@@ -82,7 +82,11 @@ func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	}
 	entries := []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR}, {Name: "..", Mode: syscall.S_IFDIR}}
 	for _, a := range apps {
-		entries = append(entries, fuse.DirEntry{Name: a, Mode: syscall.S_IFDIR})
+		var ino uint64 // 0: FUSE's "unknown", for a directory the kernel has not looked up
+		if held := r.GetChild(a); held != nil {
+			ino = held.StableAttr().Ino // go-fuse numbers it when it is made
+		}
+		entries = append(entries, fuse.DirEntry{Name: a, Mode: syscall.S_IFDIR, Ino: ino})
 	}
 	return gofs.NewListDirStream(entries), 0
 }
