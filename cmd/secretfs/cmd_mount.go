@@ -176,7 +176,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	defer signal.Stop(hup)
 
 	// Before anything is made (a log file, the data directory, a key
-	// pair) or mounted.
+	// pair) or mounted: a mount refused here changes nothing.
 	if err := checkMountpoint(dir); err != nil {
 		return err
 	}
@@ -184,15 +184,22 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	if err := c.checkStore(how); err != nil {
 		return err
 	}
-	logs, notices, err := openLogs(c, dir, stderr, ready)
-	if err != nil {
-		return err
-	}
-	defer logs.Close()
 	file, err := loadMountConfig(c.mount.config)
 	if err != nil {
 		return err
 	}
+	succ, err := beginMount(c.mount.replace, dir, c.timeout, log, ready != nil)
+	if err != nil {
+		return err
+	}
+
+	logs, notices, err := openLogs(c, dir, stderr, ready)
+	if err != nil {
+		succ.Close()
+		return err
+	}
+	defer logs.Close()
+	defer succ.Close() // before the log closes: what it stops may log
 	status(log, "opening the store")
 	// Listen before mounting: a signal in between must not leave a mount
 	// behind.
@@ -200,11 +207,9 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(stop)
 
-	succ, err := beginMount(c.mount.replace, dir, c.timeout, log, ready != nil)
-	if err != nil {
+	if err := succ.prepare(dir); err != nil {
 		return err
 	}
-	defer succ.Close()
 	meter, closeMetrics, err := succ.serveMetrics(c.mount.metricsAddr)
 	if err != nil {
 		return err

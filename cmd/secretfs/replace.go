@@ -111,6 +111,9 @@ type succession struct {
 	// noBeneath, with pred, says why this kernel cannot mount beneath
 	// pred's mount (--replace=gap): pred steps down first (stepDownFirst).
 	noBeneath error
+	// nothingToReplace, under --replace without pred, says why there is
+	// nothing to take over (handover.ErrNothingToReplace), for the log.
+	nothingToReplace error
 
 	metricsAddr string
 	meter       *metrics.Registry
@@ -135,11 +138,15 @@ type succession struct {
 // to replace a mount as on a kernel before Linux 6.5.
 var beneathSupported = handover.BeneathSupported
 
-// beginMount prepares dir for mounting (prepareMountpoint) and, with
-// --replace, finds the live secretfs to take over and takes the turn to
-// replace it. It changes nothing at dir: --replace=gap on a kernel that
-// cannot mount beneath stops the live secretfs only as this one mounts
-// (stepDownFirst).
+// beginMount is the part of a mount's start that may refuse it before
+// anything is made: with --replace, it finds the live secretfs to take
+// over and takes the turn to replace it, or says why it cannot (another
+// file system at dir, another user's secretfs, a kernel that cannot
+// mount beneath without =gap). It changes nothing and logs nothing, so
+// that a refusal leaves no trace, not even the log file a daemon makes
+// (logTo): once the log is open, prepare says what was found and
+// prepares dir. --replace=gap on a kernel that cannot mount beneath
+// stops the live secretfs only as this one mounts (stepDownFirst).
 func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.Logger, daemonChild bool) (*succession, error) {
 	s := &succession{flags: r, timeout: timeout, log: log, steppedDown: make(chan struct{})}
 	if r.mode != replaceOff && daemonChild {
@@ -152,25 +159,37 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 	}
 	s.dir = abs
 	if r.mode == replaceOff {
-		return s, prepareMountpoint(dir, log)
+		return s, nil
 	}
 	pred, err := handover.Find(abs, mountType)
 	switch {
 	case errors.Is(err, handover.ErrNothingToReplace):
-		log.WithField("mountpoint", abs).WithError(err).Info("--replace: nothing to replace; mounting as usual")
-		return s, prepareMountpoint(dir, log)
+		s.nothingToReplace = err
 	case err != nil:
 		return nil, fmt.Errorf("--replace: %w", err)
+	default:
+		beneath := beneathSupported()
+		if beneath != nil && r.mode != replaceGap {
+			pred.Close()
+			return nil, fmt.Errorf("--replace: %w; --replace=gap replaces it anyway, stopping it first, and the path serves nothing until this one mounts", beneath)
+		}
+		s.pred, s.noBeneath = pred, beneath
 	}
-	beneath := beneathSupported()
-	if beneath != nil && r.mode != replaceGap {
-		pred.Close()
-		return nil, fmt.Errorf("--replace: %w; --replace=gap replaces it anyway, stopping it first, and the path serves nothing until this one mounts", beneath)
-	}
-	log.WithFields(logrus.Fields{"mountpoint": abs, "pid": pred.PID, "predecessor_version": pred.Hello.Release}).
-		Info("--replace: taking over from the secretfs serving the mount point")
-	s.pred, s.noBeneath = pred, beneath
 	return s, nil
+}
+
+// prepare logs what beginMount found and, unless this mount takes over
+// a live secretfs, prepares dir for mounting (prepareMountpoint).
+func (s *succession) prepare(dir string) error {
+	if s.pred != nil {
+		s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID, "predecessor_version": s.pred.Hello.Release}).
+			Info("--replace: taking over from the secretfs serving the mount point")
+		return nil
+	}
+	if s.nothingToReplace != nil {
+		s.log.WithField("mountpoint", s.dir).WithError(s.nothingToReplace).Info("--replace: nothing to replace; mounting as usual")
+	}
+	return prepareMountpoint(dir, s.log)
 }
 
 // stepDownFirst is --replace=gap on a kernel that cannot mount beneath:
