@@ -39,7 +39,8 @@
 // rule has the same pattern), a mode that is not octal, a view that does not compile, two
 // views at one path, a view that hides a secret another view reads, and
 // a second YAML document in the file. Whether a view's path names a stored secret can only be
-// told against the store: CheckStore.
+// told against the store: CheckStore. An owner rule that an earlier
+// pattern takes some paths from is warned of, not refused: ShadowedOwners.
 package mountconfig
 
 import (

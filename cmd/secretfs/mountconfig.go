@@ -97,11 +97,24 @@ func withMountConfig(o fs.Options, cfg *mountconfig.Config) fs.Options {
 	for _, v := range cfg.Views {
 		o.Views = append(o.Views, v.View)
 	}
+	warnOfShadowedOwners(o.Log, cfg)
 	warnOfWiderViews(o, cfg)
 	if flags := o.Watched; len(cfg.Watch) > 0 {
 		o.Watched = func(app string) bool { return cfg.Watched(app) || flags != nil && flags(app) }
 	}
 	return o
+}
+
+// warnOfShadowedOwners logs, at warn level, each owner rule that an
+// earlier pattern takes paths from (mountconfig.ShadowedOwners): what
+// the rule was written for may not get its owner and mode.
+func warnOfShadowedOwners(log logrus.FieldLogger, cfg *mountconfig.Config) {
+	if log == nil {
+		return
+	}
+	for _, w := range cfg.ShadowedOwners() {
+		log.Warn(w)
+	}
 }
 
 // warnOfWiderViews logs, at warn level, each view that a user may read

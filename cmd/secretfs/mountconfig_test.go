@@ -107,6 +107,32 @@ func TestAViewWiderThanItsInputIsWarnedOfOnAMountOthersMayEnter(t *testing.T) {
 	}
 }
 
+// An owner rule that an earlier pattern takes paths from is warned of at
+// start, naming the file and the lines of both rules, whether or not
+// other users may enter the mount.
+func TestAnOwnerRuleShadowedByAnEarlierOneIsWarnedOf(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	text := "owners:\n  - match: \"*/*\"\n    mode: \"0440\"\n  - match: billing/*\n    uid: 1001\n    mode: \"0400\"\n"
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadMountConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, hook := logtest.NewNullLogger()
+	withMountConfig(fs.Options{Options: vfs.Options{DirMode: 0o700, FileMode: 0o600, Log: log}}, cfg)
+	var warned []string
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			warned = append(warned, e.Message)
+		}
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], `config.yaml:4: the owner rule for "billing/*" does not apply to billing/x, nor to the other paths the rule for "*/*" at line 2 also matches`) {
+		t.Errorf("warnings %q, want one naming billing/* at line 4 and */* at line 2", warned)
+	}
+}
+
 // A view of every secret of an application that holds none (a mistyped
 // app:, say) is warned of at start, naming the file's line; one of an
 // application that holds some, or whose listing fails, is not.
