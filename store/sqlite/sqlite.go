@@ -542,16 +542,25 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 // be, or whose name two rows hold (a table altered to allow that), is
 // listed once with Meta.Invalid set. One row more than the page is read,
 // so that a name held twice is seen as such at the end of a page too.
+// The empty name leads the first page, beyond limit (see emptyName): it
+// is read by a query of its own, so that the rows that end a page are
+// counted as before.
 func (s *Store) List(ctx context.Context, app string, after string, limit int) ([]store.Meta, string, error) {
 	const op fault.Op = "sqlite.List"
 	if limit <= 0 || limit > pageSize {
 		limit = pageSize
 	}
 	var page []store.Meta
-	var names []string // of each row read
+	var names []string // of each row read, but those of the empty name
 	err := s.inTx(ctx, op, fault.Path(app), false, func(tx *txn, refusal string) error {
 		var err error
-		page, names, err = list(ctx, tx, app, after, limit+1, refusal == "")
+		page, names, err = list(ctx, tx, app, "SecretName > ?", after, limit+1, refusal == "")
+		if err == nil && after == "" {
+			var empty []store.Meta
+			// Two rows tell a name held twice.
+			empty, _, err = list(ctx, tx, app, "SecretName = ?", emptyName, 2, refusal == "")
+			page = append(empty, page...)
+		}
 		return s.wrap(ctx, op, fault.Path(app), err)
 	})
 	if err != nil {
@@ -567,16 +576,25 @@ func (s *Store) List(ctx context.Context, app string, after string, limit int) (
 	return page, page[len(page)-1].Name, nil
 }
 
-// list reads up to limit rows of app after the name after, in the order
-// of their names, and returns their entries and the name of each row.
-func list(ctx context.Context, tx queryer, app, after string, limit int, search bool) (page []store.Meta, names []string, err error) {
+// emptyName is the name no valid item has (store.ValidName), and the one
+// that SQL on the file may give a row all the same. It cannot be a
+// cursor: "" asks for the first page. So the first page of List and of
+// Apps lists it first, beyond the limit, rather than start after it and
+// never show it: its reader skips it with a log line, as it does every
+// name no file can have (secrets.Keeper).
+const emptyName = ""
+
+// list reads up to limit rows of app whose name meets cond (a condition
+// on SecretName with one argument, name), in the order of their names,
+// and returns their entries and the name of each row.
+func list(ctx context.Context, tx queryer, app, cond, name string, limit int, search bool) (page []store.Meta, names []string, err error) {
 	const op fault.Op = "sqlite.List"
 	// The IV is in every Meta, for conditional writes; the protected
 	// columns are never listed.
 	rows, err := tx.QueryContext(ctx, `
 		SELECT SecretName, `+metaSelection.sql+` FROM secrets
-		WHERE `+where("ApplicationName = ? AND SecretName > ?", search)+`
-		ORDER BY SecretName LIMIT ?`, app, after, limit)
+		WHERE `+where("ApplicationName = ? AND "+cond, search)+`
+		ORDER BY SecretName LIMIT ?`, app, name, limit)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -604,16 +622,22 @@ func list(ctx context.Context, tx queryer, app, after string, limit int, search 
 }
 
 // Apps implements store.Store. Its pages are in order, so the cursor is
-// the last name of the page before; pages have the size of List's.
+// the last name of the page before; pages have the size of List's. The
+// empty name leads the first page, beyond limit (see emptyName): that
+// page is read one name longer, and cut to limit when it has none.
 func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, string, error) {
 	const op fault.Op = "sqlite.Apps"
 	if limit <= 0 || limit > pageSize {
 		limit = pageSize
 	}
+	cond, read := "ApplicationName > ?", limit
+	if cursor == "" {
+		cond, read = "ApplicationName >= ?", limit+1
+	}
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT DISTINCT ApplicationName FROM secrets
-		WHERE `+keyGuard("ApplicationName > ?")+`
-		ORDER BY 1 LIMIT ?`, cursor, limit)
+		WHERE `+keyGuard(cond)+`
+		ORDER BY 1 LIMIT ?`, cursor, read)
 	if err != nil {
 		return nil, "", s.wrap(ctx, op, "", err)
 	}
@@ -629,10 +653,16 @@ func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, s
 	if err := rows.Err(); err != nil {
 		return nil, "", s.wrap(ctx, op, "", err)
 	}
-	if len(apps) < limit {
+	named := apps
+	if len(apps) > 0 && apps[0] == emptyName {
+		named = apps[1:]
+	} else if len(apps) > limit {
+		apps, named = apps[:limit], apps[:limit]
+	}
+	if len(named) < limit {
 		return apps, "", nil
 	}
-	return apps, apps[len(apps)-1], nil
+	return apps, named[len(named)-1], nil
 }
 
 // MasterKeyIDs returns the distinct MasterKeyIDs of the stored items, in

@@ -192,20 +192,10 @@ func TestANameHeldByTwoRowsIsListedOnceAndFailsIntegrity(t *testing.T) {
 	execSQL(t, db, "INSERT INTO secrets SELECT * FROM secrets WHERE SecretName = 'b'")
 	for _, limit := range []int{0, 1, 2, 3} {
 		var names []string
-		after := ""
-		for range 10 {
-			page, next, err := s.List(t.Context(), "app", after, limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range page {
-				names = append(names, m.Name)
-				if (m.Name == "b") != (m.Invalid != nil) {
-					t.Fatalf("limit %d: listed %s with Invalid %v; want only app/b invalid", limit, m.Name, m.Invalid)
-				}
-			}
-			if after = next; next == "" {
-				break
+		for _, m := range listPages(t, s, "app", limit) {
+			names = append(names, m.Name)
+			if (m.Name == "b") != (m.Invalid != nil) {
+				t.Fatalf("limit %d: listed %s with Invalid %v; want only app/b invalid", limit, m.Name, m.Invalid)
 			}
 		}
 		if strings.Join(names, ",") != "a,b,c" {
@@ -218,6 +208,64 @@ func TestANameHeldByTwoRowsIsListedOnceAndFailsIntegrity(t *testing.T) {
 	}
 	if _, err := Open(t.Context(), path); err == nil || !strings.Contains(err.Error(), "primary key") {
 		t.Fatalf("Open of the altered table: %v; want it refused, naming the primary key", err)
+	}
+}
+
+// listPages follows the pages of app's listing, of limit entries, from
+// the first to the last (at most 10), and returns their entries.
+func listPages(t *testing.T, s *Store, app string, limit int) []store.Meta {
+	t.Helper()
+	var all []store.Meta
+	after := ""
+	for range 10 {
+		page, next, err := s.List(t.Context(), app, after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page...)
+		if after = next; next == "" {
+			break
+		}
+	}
+	return all
+}
+
+// An item with an empty name, or of an empty application, which no
+// valid item has but SQL on the file can make, is listed like any other
+// name no file can have, so that the reader skips it with a log line
+// (secrets.Keeper): on every page size, not passed over in silence by a
+// cursor that starts after "".
+func TestAnEmptyNameAndAnEmptyApplicationAreListed(t *testing.T) {
+	s, db, _ := tamperedStore(t)
+	const copyOfA = `INSERT INTO secrets SELECT %s, %s, MasterKeyId, ProtectedDocumentKey, InitialisationVector,
+		ProtectedSecretValue, Format, Version, Size, Modified FROM secrets WHERE ApplicationName = 'app' AND SecretName = 'a'`
+	execSQL(t, db, fmt.Sprintf(copyOfA, "ApplicationName", "''"))
+	execSQL(t, db, fmt.Sprintf(copyOfA, "''", "SecretName"))
+	for _, limit := range []int{0, 1, 2, 3, 4} {
+		var names, apps []string
+		for _, m := range listPages(t, s, "app", limit) {
+			names = append(names, m.Name)
+		}
+		if got := strings.Join(names, ","); got != ",a,b,c" {
+			t.Errorf("limit %d: listed %q, want the empty name, a, b and c once each", limit, names)
+		}
+		cursor := ""
+		for range 10 {
+			page, next, err := s.Apps(t.Context(), cursor, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apps = append(apps, page...)
+			if cursor = next; next == "" {
+				break
+			}
+		}
+		if got := strings.Join(store.SortApps(apps), ","); got != ",app" {
+			t.Errorf("limit %d: applications %q, want the empty one and app", limit, apps)
+		}
+	}
+	if page, _, err := s.List(t.Context(), "", "", 0); err != nil || len(page) != 1 || page[0].Name != "a" {
+		t.Errorf("the empty application lists %v, %v; want a", page, err)
 	}
 }
 
