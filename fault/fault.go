@@ -54,6 +54,8 @@ const (
 	NotPermitted             // an operation the layout forbids: a file at the root, a directory in an application, chmod
 	CrossDevice              // a move secretfs leaves to the caller, file by file (renaming an application)
 	NoSpace                  // the store's disk is full: the write that did not fit was not made
+	Locked                   // an advisory lock another owner holds
+	Interrupted              // a signal ended a wait (for a lock), as the kernel asked
 )
 
 // Op names the operation that failed, as "package.Method", e.g. "sqlite.Put".

@@ -36,6 +36,8 @@ var kinds = [...]kindInfo{
 	NotPermitted: {"not permitted", syscall.EPERM, logrus.InfoLevel, "not_permitted"},
 	CrossDevice:  {"cannot be moved in one step", syscall.EXDEV, logrus.DebugLevel, "cross_device"},    // mv(1) then copies and deletes, file by file
 	NoSpace:      {"no space left on the store's disk", syscall.ENOSPC, logrus.ErrorLevel, "no_space"}, // the write that did not fit; what was stored is intact
+	Locked:       {"locked", syscall.EAGAIN, logrus.DebugLevel, "locked"},                              // F_SETLK, flock -n: the caller tries again or waits
+	Interrupted:  {"interrupted", syscall.EINTR, logrus.DebugLevel, "interrupted"},                     // only a wait for a lock is interrupted; SA_RESTART retries it
 }
 
 // info returns k's row, or Other's for a Kind the table lacks.

@@ -1,0 +1,232 @@
+package vfs
+
+import (
+	"context"
+	"sync"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// Advisory locks (fcntl and lockf record locks, flock) are kept here, by
+// secret.
+//
+// The kernel keeps a file's locks with its inode, and here every revision
+// of a secret and every writer of one is an inode of its own: a lock
+// taken on one revision would exclude nobody who opened the secret after
+// it was rewritten, and a read-modify-write under flock(1) would lose
+// updates (4 processes incrementing a counter 10 times each left 23 to 25
+// of 40). So the mount has the kernel send it every lock request, and
+// keeps the locks by secret (Locks).
+//
+// A record lock belongs to an owner, the kernel's id of a process's file
+// table, and spans bytes; a flock lock belongs to an open file
+// description and spans the file. The two kinds never conflict with each
+// other, as on Linux. A record lock is released by its owner, when the
+// owner closes a descriptor of the open file it was taken through and the
+// kernel tells the mount so (a FLUSH: a writer's descriptor; ReleaseOwner),
+// and when that open file is released, by its last descriptor's close or
+// its process's end (ReleaseOpen). The kernel tells nothing of the close
+// of a reader's descriptor, which it sends no FLUSH for, to keep hot reads
+// off the mount; and it names the open file a close was of, not the
+// secret. So a process that locked through one descriptor and closes
+// another of the same secret keeps its lock until it closes the first, or
+// exits, as with an open file description lock (F_OFD_SETLK), rather
+// than losing it as POSIX says.
+// No deadlock between two waiting owners is detected (EDEADLK).
+
+// LockType is what a lock lets others do.
+type LockType uint8
+
+const (
+	// Unlock asks to release a range (F_UNLCK); as the answer of
+	// TestLock it says that nothing conflicts.
+	Unlock LockType = iota
+	// ReadLock lets others read-lock the range, not write-lock it
+	// (F_RDLCK).
+	ReadLock
+	// WriteLock lets others lock none of the range (F_WRLCK).
+	WriteLock
+)
+
+// ToEnd is the End of a lock that reaches the end of the file, however
+// far it grows (the kernel's OFFSET_MAX).
+const ToEnd = 1<<63 - 1
+
+// Lock is a lock, or a request for one.
+type Lock struct {
+	Type       LockType
+	Start, End uint64 // the first and the last byte locked
+	Owner      uint64 // the kernel's lock owner: a file table, or for flock an open file
+	Flock      bool   // taken with flock(2): the whole file
+	Pid        uint32 // the process that asked, for F_GETLK
+	Open       uint64 // the open file description it was asked through (the adapter's number)
+}
+
+func (l Lock) overlaps(o Lock) bool { return l.Start <= o.End && o.Start <= l.End }
+
+// conflicts reports whether held, another's lock of the same kind,
+// keeps l from being taken.
+func (l Lock) conflicts(held Lock) bool {
+	return held.Owner != l.Owner && held.Flock == l.Flock && l.overlaps(held) &&
+		(l.Type == WriteLock || held.Type == WriteLock)
+}
+
+// ErrLocked is in the chain of SetLock's error when another owner's lock
+// conflicts (EAGAIN).
+var ErrLocked = fault.E(fault.Locked, "held by another")
+
+// Locks is the mount's table of advisory locks, by secret. Its methods
+// may be called from many goroutines; its one lock, Locks.mu, is taken
+// alone. The zero value is ready to use.
+type Locks struct {
+	mu      sync.Mutex
+	held    map[store.Key][]Lock
+	changed map[store.Key]chan struct{} // closed when a lock of the key is released
+}
+
+// TestLock returns a lock that keeps l from being taken on k, or one of
+// type Unlock if none does (F_GETLK).
+func (t *Locks) TestLock(k store.Key, l Lock) Lock {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, h := range t.held[k] {
+		if l.conflicts(h) {
+			return h
+		}
+	}
+	return Lock{Type: Unlock}
+}
+
+// SetLock takes l on k, or releases its range if l.Type is Unlock
+// (F_SETLK, flock with LOCK_NB). A lock of another owner that conflicts
+// refuses it with ErrLocked, at once.
+func (t *Locks) SetLock(k store.Key, l Lock) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, err := t.setLocked(k, l)
+	return err
+}
+
+// WaitLock is SetLock that waits while another owner's lock conflicts
+// (F_SETLKW, flock without LOCK_NB): until the lock is taken, or until
+// ctx is done (the kernel interrupted the request: a signal came to the
+// caller), which it returns as fault.Interrupted (EINTR).
+func (t *Locks) WaitLock(ctx context.Context, k store.Key, l Lock) error {
+	for {
+		t.mu.Lock()
+		wait, err := t.setLocked(k, l)
+		t.mu.Unlock()
+		if wait == nil {
+			return err
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return fault.E(k.Path(), fault.Interrupted, "a signal came while waiting for a lock")
+		}
+	}
+}
+
+// setLocked takes (or releases) l on k. If another's lock conflicts, it
+// returns ErrLocked and a channel closed at the next release of a lock
+// of k. t.mu must be held.
+func (t *Locks) setLocked(k store.Key, l Lock) (wait <-chan struct{}, err error) {
+	held := t.held[k]
+	if l.Type != Unlock {
+		for _, h := range held {
+			if l.conflicts(h) {
+				return t.changedLocked(k), ErrLocked
+			}
+		}
+	}
+	// The owner's locks of the range are replaced by l (released, for
+	// Unlock): what lies outside the range is kept, split if need be.
+	var kept []Lock
+	released := false
+	for _, h := range held {
+		if h.Owner != l.Owner || h.Flock != l.Flock || !h.overlaps(l) {
+			kept = append(kept, h)
+			continue
+		}
+		released = released || h.Type != l.Type
+		if h.Start < l.Start {
+			before := h
+			before.End = l.Start - 1
+			kept = append(kept, before)
+		}
+		if h.End > l.End {
+			after := h
+			after.Start = l.End + 1
+			kept = append(kept, after)
+		}
+	}
+	if l.Type != Unlock {
+		kept = append(kept, l)
+	}
+	t.store(k, kept, released)
+	return nil, nil
+}
+
+// ReleaseOwner releases the record locks owner took through the open
+// file open, of every secret: the owner closed a descriptor of it
+// (FLUSH).
+func (t *Locks) ReleaseOwner(open, owner uint64) {
+	t.release(func(_ store.Key, h Lock) bool { return !h.Flock && h.Owner == owner && h.Open == open })
+}
+
+// ReleaseOpen releases the locks taken through the open file
+// description open, of every secret: it was closed for the last time
+// (the kernel's RELEASE), by its last descriptor or its process's end.
+func (t *Locks) ReleaseOpen(open uint64) {
+	t.release(func(_ store.Key, h Lock) bool { return h.Open == open })
+}
+
+// release drops every lock gone says is, and wakes those waiting on
+// their secrets.
+func (t *Locks) release(gone func(store.Key, Lock) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, held := range t.held {
+		var kept []Lock
+		for _, h := range held {
+			if !gone(k, h) {
+				kept = append(kept, h)
+			}
+		}
+		if len(kept) != len(held) {
+			t.store(k, kept, true)
+		}
+	}
+}
+
+// store makes held the locks of k and, if released says a lock was
+// given up or weakened, wakes those waiting on k. t.mu must be held.
+func (t *Locks) store(k store.Key, held []Lock, released bool) {
+	if t.held == nil {
+		t.held = map[store.Key][]Lock{}
+	}
+	if len(held) == 0 {
+		delete(t.held, k)
+	} else {
+		t.held[k] = held
+	}
+	if ch, ok := t.changed[k]; ok && released {
+		close(ch)
+		delete(t.changed, k)
+	}
+}
+
+// changedLocked returns the channel closed at the next release of a lock
+// of k. t.mu must be held.
+func (t *Locks) changedLocked(k store.Key) <-chan struct{} {
+	if t.changed == nil {
+		t.changed = map[store.Key]chan struct{}{}
+	}
+	ch, ok := t.changed[k]
+	if !ok {
+		ch = make(chan struct{})
+		t.changed[k] = ch
+	}
+	return ch
+}

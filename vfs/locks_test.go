@@ -1,0 +1,196 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+var lockedKey = store.Key{App: "app", Name: "counter"}
+
+func record(owner uint64, typ LockType, start, end uint64) Lock {
+	return Lock{Type: typ, Start: start, End: end, Owner: owner, Pid: uint32(owner), Open: owner * 10}
+}
+
+func whole(owner uint64, typ LockType) Lock { return record(owner, typ, 0, ToEnd) }
+
+func flockOf(open uint64, typ LockType) Lock {
+	return Lock{Type: typ, Start: 0, End: ToEnd, Owner: open, Flock: true, Pid: uint32(open), Open: open}
+}
+
+// A write lock excludes every other owner from the secret, whoever asks
+// and through whichever revision or writer's inode: the table is kept by
+// secret. F_GETLK names the holder.
+func TestAWriteLockExcludesOtherOwnersOfTheSecret(t *testing.T) {
+	var locks Locks
+	if err := locks.SetLock(lockedKey, whole(1, WriteLock)); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []LockType{ReadLock, WriteLock} {
+		if err := locks.SetLock(lockedKey, whole(2, typ)); !errors.Is(err, ErrLocked) || fault.KindOf(err) != fault.Locked {
+			t.Errorf("another owner's lock of type %d: %v, want ErrLocked", typ, err)
+		}
+	}
+	if got := locks.TestLock(lockedKey, whole(2, ReadLock)); got.Type != WriteLock || got.Pid != 1 {
+		t.Errorf("F_GETLK gives %+v, want owner 1's write lock", got)
+	}
+	if got := locks.TestLock(store.Key{App: "app", Name: "other"}, whole(2, WriteLock)); got.Type != Unlock {
+		t.Errorf("another secret is locked: %+v", got)
+	}
+	if err := locks.SetLock(lockedKey, whole(1, WriteLock)); err != nil {
+		t.Errorf("the owner locks again: %v", err)
+	}
+}
+
+// Read locks share; a write lock waits for every reader.
+func TestReadLocksShareAndAWriteLockIsRefusedWhileOneIsHeld(t *testing.T) {
+	var locks Locks
+	for _, owner := range []uint64{1, 2} {
+		if err := locks.SetLock(lockedKey, whole(owner, ReadLock)); err != nil {
+			t.Fatalf("owner %d's read lock: %v", owner, err)
+		}
+	}
+	if err := locks.SetLock(lockedKey, whole(3, WriteLock)); !errors.Is(err, ErrLocked) {
+		t.Errorf("a write lock while two read: %v", err)
+	}
+	if err := locks.SetLock(lockedKey, whole(1, WriteLock)); !errors.Is(err, ErrLocked) {
+		t.Errorf("a reader's upgrade while another reads: %v", err)
+	}
+}
+
+// Record locks span bytes: ranges that do not meet do not conflict, and
+// unlocking the middle of a range keeps both ends.
+func TestRecordLocksConflictOnlyWhereTheirRangesMeet(t *testing.T) {
+	var locks Locks
+	if err := locks.SetLock(lockedKey, record(1, WriteLock, 0, 99)); err != nil {
+		t.Fatal(err)
+	}
+	if err := locks.SetLock(lockedKey, record(2, WriteLock, 100, ToEnd)); err != nil {
+		t.Errorf("a range after: %v", err)
+	}
+	if err := locks.SetLock(lockedKey, record(1, Unlock, 10, 19)); err != nil {
+		t.Fatal(err)
+	}
+	if err := locks.SetLock(lockedKey, record(3, WriteLock, 10, 19)); err != nil {
+		t.Errorf("the range unlocked: %v", err)
+	}
+	for _, at := range []uint64{9, 20, 99} {
+		if err := locks.SetLock(lockedKey, record(4, ReadLock, at, at)); !errors.Is(err, ErrLocked) {
+			t.Errorf("byte %d, still locked by owner 1: %v", at, err)
+		}
+	}
+}
+
+// flock and record locks are two kinds that never conflict, as on Linux.
+func TestFlockAndRecordLocksDoNotConflict(t *testing.T) {
+	var locks Locks
+	if err := locks.SetLock(lockedKey, flockOf(7, WriteLock)); err != nil {
+		t.Fatal(err)
+	}
+	if err := locks.SetLock(lockedKey, whole(1, WriteLock)); err != nil {
+		t.Errorf("a record lock beside a flock lock: %v", err)
+	}
+	if err := locks.SetLock(lockedKey, flockOf(8, ReadLock)); !errors.Is(err, ErrLocked) {
+		t.Errorf("a second open file's flock: %v", err)
+	}
+}
+
+// A waiter gets the lock once the holder releases it, whichever way:
+// unlocking, closing a descriptor it wrote through (FLUSH), or its open
+// file's last close (RELEASE).
+func TestAWaiterGetsTheLockWhenTheHolderLetsGo(t *testing.T) {
+	for name, letGo := range map[string]func(*Locks){
+		"unlock":  func(l *Locks) { l.SetLock(lockedKey, whole(1, Unlock)) },
+		"flush":   func(l *Locks) { l.ReleaseOwner(10, 1) },
+		"release": func(l *Locks) { l.ReleaseOpen(10) },
+		"downgrade to a read lock": func(l *Locks) {
+			l.SetLock(lockedKey, whole(1, ReadLock))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var locks Locks
+			if err := locks.SetLock(lockedKey, whole(1, WriteLock)); err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan error)
+			go func() { got <- locks.WaitLock(context.Background(), lockedKey, whole(2, ReadLock)) }()
+			select {
+			case err := <-got:
+				t.Fatalf("the waiter got %v while the lock was held", err)
+			case <-time.After(50 * time.Millisecond): // waiting, as it must
+			}
+			letGo(&locks)
+			if err := <-got; err != nil {
+				t.Errorf("the waiter: %v", err)
+			}
+			if h := locks.TestLock(lockedKey, whole(3, WriteLock)); h.Owner != 2 && h.Owner != 1 {
+				t.Errorf("after the wait, %+v holds it; want the waiter's read lock", h)
+			}
+		})
+	}
+}
+
+// A signal to a waiting caller ends its wait with EINTR, and it holds
+// nothing.
+func TestAWaitForALockEndsWithEINTRWhenInterrupted(t *testing.T) {
+	var locks Locks
+	if err := locks.SetLock(lockedKey, whole(1, WriteLock)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, interrupt := context.WithCancel(context.Background())
+	got := make(chan error)
+	go func() { got <- locks.WaitLock(ctx, lockedKey, whole(2, WriteLock)) }()
+	interrupt()
+	if err := <-got; fault.KindOf(err) != fault.Interrupted || fault.KindOf(err).Errno().Error() != "interrupted system call" {
+		t.Errorf("the interrupted wait: %v (%v)", err, fault.KindOf(err))
+	}
+	locks.ReleaseOpen(10)
+	if h := locks.TestLock(lockedKey, whole(3, WriteLock)); h.Type != Unlock {
+		t.Errorf("after the holder let go, %+v holds the lock; the interrupted waiter must hold nothing", h)
+	}
+}
+
+// Closing a descriptor releases only the closer's record locks taken
+// through that open file; an open file's release, only what was locked
+// through it.
+func TestReleasesTakeOnlyWhatIsTheirs(t *testing.T) {
+	var locks Locks
+	other := store.Key{App: "app", Name: "other"}
+	locks.SetLock(lockedKey, record(1, WriteLock, 0, 9)) // through open file 10
+	locks.SetLock(other, record(1, WriteLock, 0, 9))
+	elsewhere := record(1, WriteLock, 30, 39)
+	elsewhere.Open = 11
+	locks.SetLock(lockedKey, elsewhere)
+	locks.SetLock(lockedKey, record(2, WriteLock, 10, 19))
+	locks.SetLock(lockedKey, flockOf(10, WriteLock)) // open file 10's flock, owned by it
+	locks.ReleaseOwner(10, 1)
+	for _, k := range []store.Key{lockedKey, other} {
+		if h := locks.TestLock(k, record(3, WriteLock, 0, 9)); h.Type != Unlock {
+			t.Errorf("%v: owner 1's record lock through open file 10 survives its close: %+v", k, h)
+		}
+	}
+	for _, c := range []struct {
+		l    Lock
+		want uint64
+	}{
+		{record(3, WriteLock, 30, 39), 1}, // through another open file
+		{record(3, WriteLock, 10, 19), 2}, // another owner's
+		{flockOf(9, WriteLock), 10},       // a flock lock: its open file's, until released
+	} {
+		if h := locks.TestLock(lockedKey, c.l); h.Owner != c.want {
+			t.Errorf("%+v: held by %+v, want owner %d's lock kept", c.l, h, c.want)
+		}
+	}
+	locks.ReleaseOpen(10)
+	if h := locks.TestLock(lockedKey, flockOf(9, WriteLock)); h.Type != Unlock {
+		t.Errorf("a flock lock survives the release of its open file: %+v", h)
+	}
+	locks.ReleaseOpen(20) // owner 2's open file
+	if h := locks.TestLock(lockedKey, record(3, WriteLock, 10, 19)); h.Type != Unlock {
+		t.Errorf("a lock survives the release of the open file it was taken through: %+v", h)
+	}
+}
