@@ -169,7 +169,7 @@ func (m *mount) opened(k store.Key, h *vfs.Handle, err error, keep uint32) (gofs
 	case h != nil:
 		return &writeHandle{m: m, h: h}, fuse.FOPEN_DIRECT_IO | keep, 0
 	}
-	return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return m.readerFile(), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 // Flush commits a writer's session. On a read-only mount it answers

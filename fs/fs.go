@@ -109,6 +109,7 @@ type mount struct {
 	ino *inonum.Numbers
 
 	signals *touch.Signaller // makes inotify events of changes (signal.go)
+	locks   vfs.Locks        // advisory locks, by secret (lock.go)
 
 	mu      sync.Mutex                     // guards the inode table below; see the package comment
 	files   map[uint64]*immutableNode      // inodes of revisions and renderings the kernel may hold, by number
@@ -158,6 +159,9 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 			// new descriptor, which goes to the writer's buffer, and the
 			// reply keeps the revision's size (see immutableNode.Setattr).
 			DisableXAttrs: true,
+			// Lock requests come here, to be kept by secret (lock.go),
+			// unless no OPEN does: nothing would release them then.
+			EnableLocks: !m.skipOpens(),
 		},
 	}
 	raw := gofs.NewNodeFS(m.root, options)
@@ -254,6 +258,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	vopts := opts.Options
 	vopts.Events, vopts.Errno = m.changed, errnoOf
 	m.vfs = vfs.New(cat, vopts)
+	m.requests.locks = &m.locks
 	m.signals = touch.New(m.log, m.signal)
 	m.root = &rootNode{dirNode{m: m}}
 	return m

@@ -177,7 +177,7 @@ func (w *writerNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	}
 	h, err := w.m.open(ctx, rev, flags)
 	if err == nil && h == nil {
-		return nil, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+		return w.m.readerFile(), fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 	}
 	return w.m.opened(rev.Key(), h, err, 0)
 }

@@ -628,3 +628,27 @@ func TestMknodMakesAnEmptyFileAndSpecialFilesAndLinksAreRefused(t *testing.T) {
 		}
 	})
 }
+
+// flock(1) makes a read-modify-write safe, as on a local file system:
+// four processes each add 1 to a counter ten times under `flock`, and
+// the counter ends at 40, every update kept. (The kernel kept locks per
+// inode, and each revision is one: a lock on the revision a process had
+// opened excluded nobody who opened the next, so updates were lost, 15 of
+// 40 in the trial, 7 of them with no error.)
+func TestReadModifyWritesUnderFlockLoseNoUpdate(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		m := mount(t, b)
+		m.mustSh("mkdir app && echo 0 > app/counter")
+		failed := m.mustSh(`for w in 1 2 3 4; do
+			(for i in 1 2 3 4 5 6 7 8 9 10; do
+				flock app/counter -c 'v=$(cat app/counter); echo $((v+1)) > app/counter' || echo "worker $w: update $i failed"
+			done) &
+		done; wait`)
+		if failed != "" {
+			t.Errorf("updates failed:\n%s", failed)
+		}
+		if got := strings.TrimSpace(m.mustSh("cat app/counter")); got != "40" {
+			t.Errorf("the counter is %s after 40 updates under flock, want 40", got)
+		}
+	})
+}

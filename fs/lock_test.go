@@ -1,0 +1,87 @@
+package fs_test
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// flock(2) excludes whoever opens the secret, even after it was
+// rewritten: every revision is an inode of its own, and the mount keeps
+// locks by secret. (Before, the kernel kept them per inode, and a second
+// flock on the new revision was granted while the first was held.)
+func TestAFlockExcludesOpenersOfTheSecretAfterItIsRewritten(t *testing.T) {
+	p := mountWithSecret(t, "1")
+	holder, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := unix.Flock(int(holder.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	later, err := os.Open(p) // the new revision
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Close()
+	if err := unix.Flock(int(later.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("a second flock while the first is held: %v, want EWOULDBLOCK", err)
+	}
+	for range 3 { // other readers come and go: their releases are theirs
+		if _, err := os.ReadFile(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Flock(int(later.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("a second flock after other readers closed: %v, want EWOULDBLOCK", err)
+	}
+	holder.Close() // its release lets go
+	if err := unix.Flock(int(later.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Errorf("a flock once the holder closed: %v", err)
+	}
+}
+
+// A record lock taken through a writer's descriptor (a writer has an
+// inode of its own) excludes a reader's of the revision, F_GETLK names it,
+// and the writer's close releases it.
+func TestARecordLockOfAWriterExcludesReadersUntilItCloses(t *testing.T) {
+	p := mountWithSecret(t, "1")
+	writer, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	whole := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+	if err := unix.FcntlFlock(writer.Fd(), unix.F_OFD_SETLK, &whole); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	read := unix.Flock_t{Type: unix.F_RDLCK}
+	if err := unix.FcntlFlock(reader.Fd(), unix.F_OFD_SETLK, &read); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("a read lock while a writer holds a write lock: %v, want EAGAIN", err)
+	}
+	probe := unix.Flock_t{Type: unix.F_RDLCK}
+	if err := unix.FcntlFlock(reader.Fd(), unix.F_OFD_GETLK, &probe); err != nil || probe.Type != unix.F_WRLCK {
+		t.Errorf("F_GETLK: %+v, %v; want the writer's write lock", probe, err)
+	}
+	if _, err := writer.Write([]byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	read = unix.Flock_t{Type: unix.F_RDLCK}
+	if err := unix.FcntlFlock(reader.Fd(), unix.F_OFD_SETLK, &read); err != nil {
+		t.Errorf("a read lock once the writer closed: %v", err)
+	}
+}
