@@ -199,6 +199,8 @@ func (m *mount) serve(dir string) (*fuse.Server, error) {
 	case opts.Watched != nil:
 		m.signals.Start(dir)
 		m.pollWatched()
+	case !opts.ReadOnly:
+		m.signals.Start(dir) // its own commits' (signal.go)
 	}
 	go func() {
 		server.Wait()
@@ -270,8 +272,11 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 // through it (one learned from the store, or a view's) is also signalled
 // to inotify watchers (signal.go).
 func (m *mount) changed(e vfs.Event) {
-	if e.Kind == vfs.Changed {
-		m.signals.Queue(e.Key)
+	switch {
+	case e.Kind == vfs.Changed && m.opts.Watched != nil:
+		m.signals.Queue(e.Key, touch.Changed)
+	case e.Kind == vfs.Committed:
+		m.signals.Queue(e.Key, touch.Replaced) // see signal.go
 	}
 	child := m.root.GetChild(e.Key.App)
 	if child == nil {

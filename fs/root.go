@@ -22,6 +22,7 @@ var (
 	_ gofs.NodeGetattrer = (*dirNode)(nil)
 	_ gofs.NodeSetattrer = (*dirNode)(nil)
 	_ gofs.NodeStatfser  = (*dirNode)(nil)
+	_ gofs.NodeFsyncer   = (*dirNode)(nil)
 )
 
 func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -40,6 +41,11 @@ func (d *dirNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetA
 }
 
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return statfs(out) }
+
+// Fsync of a directory succeeds: every change of a name is in the store
+// before its request returns. Programs that write a file atomically
+// fsync its directory after the rename (go-fuse would answer ENOTSUP).
+func (d *dirNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno { return 0 }
 
 // rootNode is "/": one directory per application.
 type rootNode struct{ dirNode }

@@ -36,19 +36,29 @@ import (
 // applications to watch (Options.Watched), which it lists once per TTL
 // (pollWatched) so that a change made elsewhere is learnt even when
 // nobody reads.
+//
+// A change written through the mount is seen by the kernel, which tells
+// the watchers of the name's directory, but through the writer's own
+// inode (writer.go): a program watching the file watches the revision it
+// replaced, and hears nothing. So every read-write mount signals its own
+// commits to the inodes of the revisions they replaced, and only to those
+// (touch.Replaced): the kernel holds one only while something holds it,
+// such as an inotify watch or an open descriptor.
 
-// signal makes the change signal of k, on a signalling thread, if the
-// kernel holds its application (else nothing can be watching it).
-func (m *mount) signal(k store.Key, t *touch.Tree) {
+// signal makes the change signal of k to scope, on a signalling thread,
+// if the kernel holds its application (else nothing can be watching it).
+func (m *mount) signal(k store.Key, scope touch.Scope, t *touch.Tree) {
 	app := m.root.GetChild(k.App)
 	if app == nil {
 		return
 	}
-	// The name first: the next open finds what the mount holds now. This
-	// goes to this mount's own connection whatever the mount point shows
-	// (the touches below check that: touch.Tree), and only makes the
-	// kernel forget a name of this mount.
-	app.NotifyEntry(k.Name)
+	if scope == touch.Changed {
+		// The name first: the next open finds what the mount holds now.
+		// This goes to this mount's own connection whatever the mount
+		// point shows (the touches below check that: touch.Tree), and
+		// only makes the kernel forget a name of this mount.
+		app.NotifyEntry(k.Name)
+	}
 	dirName := m.signals.DirName()
 	for _, ino := range m.heldInodes(k) {
 		name := strconv.FormatUint(ino, 16)
@@ -58,7 +68,9 @@ func (m *mount) signal(k store.Key, t *touch.Tree) {
 			d.NotifyEntry(name)
 		}
 	}
-	t.Touch(filepath.Join(k.App, k.Name))
+	if scope == touch.Changed {
+		t.Touch(filepath.Join(k.App, k.Name))
+	}
 }
 
 // isOwnSignal reports whether the request behind ctx comes from a

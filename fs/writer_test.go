@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/fs"
 )
@@ -315,5 +318,81 @@ func TestReadersOfASecretRewrittenOnTheSameMountReadWholeValues(t *testing.T) {
 	t.Logf("%d rewrites: %d reads whole, %d not, %d failed", rewrites, whole.Load(), torn.Load(), failed.Load())
 	if whole.Load() == 0 {
 		t.Error("no read was whole: the test shows nothing")
+	}
+}
+
+// A program watching a secret's file with inotify hears of a rewrite made
+// through the same mount: the writer works on an inode of its own, so the
+// mount touches the revision it replaced, which the watch holds. (Before,
+// the watch of the file heard nothing, ever: inotifywait waited on.)
+func TestAWatcherOfTheFileHearsARewriteThroughTheSameMount(t *testing.T) {
+	p := mountWithSecret(t, "v1")
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, p, unix.IN_MODIFY|unix.IN_CLOSE_WRITE|unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("v2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 10_000) // a bound on waiting, not a measure: the signal comes in milliseconds
+	if err != nil || n == 0 {
+		t.Fatalf("no inotify event for the watched file within 10 s of its rewrite (poll: %d, %v)", n, err)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "v2" {
+		t.Errorf("after the event the file reads %q, %v; want v2", got, err)
+	}
+}
+
+// A descriptor of a revision the mount replaced shows nlink 0 at its next
+// fstat, not once its attributes expire (a minute here): the change
+// signal's touch of the revision (signal.go) refreshes them.
+func TestADescriptorOfARevisionReplacedThroughTheMountShowsNlinkZero(t *testing.T) {
+	p := mountWithSecret(t, "v1")
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	nlink := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(held.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Nlink
+	}
+	if n := nlink(); n != 1 {
+		t.Fatalf("nlink %d before the rewrite, want 1", n)
+	}
+	if err := os.WriteFile(p, []byte("v2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 500 { // up to 10 s: a bound on waiting for the signal, not a measure
+		if nlink() == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("nlink %d 10 s after the rewrite, want 0", nlink())
+}
+
+// fsync(2) of a directory succeeds, the root's and an application's, as
+// on a local file system: atomic-write libraries fsync the directory
+// after their rename, and report a failure as a failed write.
+func TestFsyncOfADirectorySucceeds(t *testing.T) {
+	p := mountWithSecret(t, "v1")
+	for _, dir := range []string{filepath.Dir(p), filepath.Dir(filepath.Dir(p))} {
+		d, err := os.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Sync(); err != nil {
+			t.Errorf("fsync of %s: %v", dir, err)
+		}
+		d.Close()
 	}
 }

@@ -494,3 +494,22 @@ func TestAGoFsnotifyWatcherHearsAPut(t *testing.T) {
 		}
 	}
 }
+
+// A program watching a secret's file (not its directory) hears a rewrite
+// made through the same mount, on a mount without a watch list too, and
+// reads the new value: the writer works on an inode of its own, and the
+// mount touches the revision it replaced, which the watch holds. (The
+// trial: `inotifywait -e modify app/f` waited on after `echo v2 > app/f`.)
+func TestAWatcherOfAFileHearsARewriteThroughTheSameMount(t *testing.T) {
+	b := localBackend(t)
+	m := mount(t, b)
+	m.mustSh("mkdir app && echo v1 > app/f")
+	w := watch(t, "", m.path("app/f"))
+	m.mustSh("echo v2 > app/f")
+	eventually(t, 5*time.Second, "the file's watcher hears the rewrite", func() bool {
+		return w.count(m.path("app/f"), "MODIFY") > 0 || w.count(m.path("app/f"), "CLOSE_WRITE") > 0
+	})
+	if got := m.mustSh("cat app/f"); got != "v2\n" {
+		t.Errorf("after the event app/f reads %q, want v2", got)
+	}
+}

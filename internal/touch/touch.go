@@ -42,29 +42,43 @@ import (
 // Debounce is how long changes are gathered before they are signalled.
 const Debounce = 20 * time.Millisecond
 
+// Scope is what the signal of a change must reach.
+type Scope uint8
+
+const (
+	// Replaced is a change the kernel saw: a write through the mount,
+	// which told the watchers of the name and of its directory. Only
+	// the inodes of the revisions it replaced, which programs watching
+	// the file watch, have heard nothing.
+	Replaced Scope = iota + 1
+	// Changed is a change the mount learnt of by itself (from the store,
+	// or a view's input): nobody has heard of it.
+	Changed
+)
+
 // Signaller makes the change signals of one mount, once started.
 type Signaller struct {
 	log     logrus.FieldLogger
-	signal  func(k store.Key, t *Tree)
+	signal  func(k store.Key, scope Scope, t *Tree)
 	dirName string   // the marker directory's name, random: no application can be named so by chance
 	own     sync.Map // uint32 ids of the signalling threads
 
 	mu      sync.Mutex
 	dir     string // the mount point, once started
-	pending map[store.Key]struct{}
+	pending map[store.Key]Scope
 	wake    chan struct{}
 	done    chan struct{}
 }
 
 // New returns a Signaller that, for each change queued once it started,
 // calls signal on a signalling thread with the mount opened as t. signal
-// touches what the change's watchers may watch (Tree.Touch); it runs
-// holding no lock of this package.
-func New(log logrus.FieldLogger, signal func(k store.Key, t *Tree)) *Signaller {
+// touches what the watchers of the change's scope may watch
+// (Tree.Touch); it runs holding no lock of this package.
+func New(log logrus.FieldLogger, signal func(k store.Key, scope Scope, t *Tree)) *Signaller {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return &Signaller{log: log, signal: signal, dirName: ".secretfs-signal-" + hex.EncodeToString(b),
-		pending: map[store.Key]struct{}{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		pending: map[store.Key]Scope{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // DirName is the name of a directory at the mount's root that the mount
@@ -116,15 +130,16 @@ func (s *Signaller) Every(interval time.Duration, f func()) {
 	}()
 }
 
-// Queue asks for k's change to be signalled; nothing, if s has not
-// started.
-func (s *Signaller) Queue(k store.Key) {
+// Queue asks for k's change to be signalled to scope; nothing, if s has
+// not started. Changes of one name queued together are signalled once, to
+// the widest scope asked.
+func (s *Signaller) Queue(k store.Key, scope Scope) {
 	s.mu.Lock()
 	if s.dir == "" {
 		s.mu.Unlock()
 		return
 	}
-	s.pending[k] = struct{}{}
+	s.pending[k] = max(s.pending[k], scope)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -141,22 +156,19 @@ func (s *Signaller) run() {
 		}
 		time.Sleep(Debounce)
 		s.mu.Lock()
-		keys := make([]store.Key, 0, len(s.pending))
-		for k := range s.pending {
-			keys = append(keys, k)
-		}
-		clear(s.pending)
+		pending := s.pending
+		s.pending = map[store.Key]Scope{}
 		dir := s.dir
 		s.mu.Unlock()
-		for _, k := range keys {
-			s.signalOne(dir, k)
+		for k, scope := range pending {
+			s.signalOne(dir, k, scope)
 		}
 	}
 }
 
 // signalOne calls signal for k on a signalling thread: locked to this
 // goroutine and registered for as long as the call lasts.
-func (s *Signaller) signalOne(dir string, k store.Key) {
+func (s *Signaller) signalOne(dir string, k store.Key, scope Scope) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	tid := uint32(unix.Gettid())
@@ -164,7 +176,7 @@ func (s *Signaller) signalOne(dir string, k store.Key) {
 	defer s.own.Delete(tid)
 	t := &Tree{s: s, dir: dir, key: k, fd: -1}
 	defer t.close()
-	s.signal(k, t)
+	s.signal(k, scope, t)
 }
 
 // Tree is the mount, for the signal of one change: opened at its first

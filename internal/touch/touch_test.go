@@ -112,19 +112,21 @@ func TestTouchOfAMissingFileIsNoTouch(t *testing.T) {
 	}
 }
 
-// Changes queued together are signalled once each, on a thread Own
-// recognises while the signal runs and forgets after; nothing is
-// signalled before Start.
+// Changes queued together are signalled once each, to the widest scope
+// asked, on a thread Own recognises while the signal runs and forgets
+// after; nothing is signalled before Start.
 func TestQueuedChangesAreSignalledOnceOnAnOwnThread(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[store.Key]int{}
+	scopes := map[store.Key]Scope{}
 	var tids []uint32
 	signalled := make(chan struct{}, 10)
 	var s *Signaller
-	s = New(logrus.New(), func(k store.Key, tree *Tree) {
+	s = New(logrus.New(), func(k store.Key, scope Scope, tree *Tree) {
 		tid := uint32(unix.Gettid())
 		mu.Lock()
 		calls[k]++
+		scopes[k] = scope
 		if s.Own(tid) {
 			tids = append(tids, tid)
 		}
@@ -133,11 +135,11 @@ func TestQueuedChangesAreSignalledOnceOnAnOwnThread(t *testing.T) {
 	})
 	defer s.Stop()
 	a, b := store.Key{App: "app", Name: "a"}, store.Key{App: "app", Name: "b"}
-	s.Queue(a) // before Start: dropped
+	s.Queue(a, Changed) // before Start: dropped
 	s.Start(fakeMount(t, s, true))
-	s.Queue(a)
-	s.Queue(a)
-	s.Queue(b)
+	s.Queue(a, Replaced)
+	s.Queue(a, Changed)
+	s.Queue(b, Replaced)
 	for range 2 {
 		select {
 		case <-signalled:
@@ -154,6 +156,9 @@ func TestQueuedChangesAreSignalledOnceOnAnOwnThread(t *testing.T) {
 	defer mu.Unlock()
 	if calls[a] != 1 || calls[b] != 1 {
 		t.Errorf("signals %v, want one for each name", calls)
+	}
+	if scopes[a] != Changed || scopes[b] != Replaced {
+		t.Errorf("scopes %v, want the widest asked of each name: a Changed, b Replaced", scopes)
 	}
 	if len(tids) != 2 {
 		t.Fatalf("%d of 2 signals ran on a thread Own knew", len(tids))
