@@ -396,3 +396,32 @@ func TestFsyncOfADirectorySucceeds(t *testing.T) {
 		d.Close()
 	}
 }
+
+// An application's directory shows a later time once a secret in it was
+// rewritten through the mount, as a local directory does when a file in
+// it is replaced, rather than the mount's start for ever. (The kernel,
+// which keeps a directory's attributes for the TTL, a minute here, drops
+// them when the mount tells it to forget a name in it.)
+func TestADirectorysTimeFollowsARewriteOfASecretInIt(t *testing.T) {
+	p := mountWithSecret(t, "v1")
+	dir := filepath.Dir(p)
+	mtime := func() time.Time {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	before := mtime()
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(p, []byte("v2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 500 { // up to 10 s: a bound on waiting for the notification, not a measure
+		if mtime().After(before) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("the directory's time is %v after the rewrite, %v before", mtime(), before)
+}

@@ -91,14 +91,35 @@ func (o *owners) of(k store.Key) Owner {
 }
 
 // DirAttr is the attributes of the application app's directory, or of
-// the root for "": made when the mount was, owned as its owner rule says
-// (the root, as the mount options say).
+// the root for "", owned as its owner rule says (the root, as the mount
+// options say). Its time is when a name in it last changed as far as the
+// mount knows (a secret written, removed or renamed, through the mount
+// or learnt of from the store; an application made or removed, for the
+// root), as a local directory's is when an entry is added, removed or
+// replaced; the mount's start, before any.
 func (v *FS) DirAttr(app string) Attr {
 	uid, gid, mode := v.opts.UID, v.opts.GID, v.opts.DirMode
 	if app != "" {
 		uid, gid, mode = v.owner(store.Key{App: app}, v.opts.DirMode)
 	}
-	return Attr{Dir: true, Perm: mode, Nlink: 2, UID: uid, GID: gid, Modified: v.started}
+	v.mu.Lock()
+	modified, ok := v.dirTimes[app]
+	v.mu.Unlock()
+	if !ok {
+		modified = v.started
+	}
+	return Attr{Dir: true, Perm: mode, Nlink: 2, UID: uid, GID: gid, Modified: modified}
+}
+
+// dirChanged records that a name in dir (an application, or "" for the
+// root) changed now.
+func (v *FS) dirChanged(dir string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.dirTimes == nil {
+		v.dirTimes = map[string]time.Time{}
+	}
+	v.dirTimes[dir] = time.Now()
 }
 
 // fileAttr is the attributes of a secret of the given metadata, with

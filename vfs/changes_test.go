@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -115,4 +116,38 @@ func TestAStopRefusesOnlyWhatWouldHaveChangedTheStore(t *testing.T) {
 	ro.cat.Store(db, "v")
 	<-ro.fs.opts.Changes.Stop()
 	wantKind(t, "an unlink on a read-only mount during a stop", ro.fs.Unlink(ctx, other, db), fault.ReadOnly)
+}
+
+// A directory's time is when a name in it last changed as far as the
+// mount knows: a secret written or removed through the mount, or learnt
+// of from the store, for its application; an application made or
+// removed, for the root. Before any, the mount's start.
+func TestADirectorysTimeIsItsLastChange(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "v1")
+	started := f.fs.DirAttr("app").Modified
+	if root := f.fs.DirAttr("").Modified; !root.Equal(started) {
+		t.Fatalf("the root's time %v, the application's %v: want both the mount's start", root, started)
+	}
+	later := func(what, dir string, since time.Time) time.Time {
+		t.Helper()
+		got := f.fs.DirAttr(dir).Modified
+		if !got.After(since) {
+			t.Errorf("after %s, %q's time is %v, not after %v", what, dir, got, since)
+		}
+		return got
+	}
+	time.Sleep(2 * time.Millisecond)
+	h, _ := f.create(db2, shell, unix.O_WRONLY|unix.O_TRUNC)
+	f.replaceWith(h, shell, "new")
+	at := later("a secret created through the mount", "app", started)
+	time.Sleep(2 * time.Millisecond)
+	f.mustNot("unlink", f.fs.Unlink(ctx, other, db2))
+	at = later("an unlink", "app", at)
+	time.Sleep(2 * time.Millisecond)
+	f.mustNot("mkdir", f.fs.Mkdir(ctx, "other"))
+	later("a mkdir", "", started)
+	if got := f.fs.DirAttr("app").Modified; !got.Equal(at) {
+		t.Errorf("a mkdir at the root changed app's time to %v", got)
+	}
 }

@@ -477,6 +477,7 @@ func (v *FS) Mkdir(ctx context.Context, app string) error {
 	v.mu.Lock()
 	v.made[app] = true
 	v.mu.Unlock()
+	v.dirChanged("")
 	v.log.WithField("app", app).Info("application created")
 	return nil
 }
@@ -509,6 +510,7 @@ func (v *FS) Rmdir(ctx context.Context, app string) error {
 	v.mu.Lock()
 	delete(v.made, app)
 	v.mu.Unlock()
+	v.dirChanged("")
 	v.log.WithField("app", app).Info("application removed")
 	return nil
 }

@@ -130,6 +130,10 @@ type FS struct {
 	// rendering (adopt, ViewRevision.current).
 	currentViews map[store.Key]*viewState
 	renderings   map[*ViewRevision]struct{} // the renderings that hold their bytes, for Close
+	// dirTimes holds when a name of each directory ("" the root) last
+	// changed as far as this mount knows: its modification time
+	// (DirAttr).
+	dirTimes map[string]time.Time
 
 	views views // never changes
 	// hiddenTold holds the views (store.Key) that a listing found hiding
@@ -266,6 +270,12 @@ func (v *FS) emit(kind EventKind, k store.Key) {
 // anything is told (adopt), so that a view's watcher hears of its change
 // once, when an open reads it, and of nothing when its bytes are the same.
 func (v *FS) tell(e Event) {
+	if e.Kind != Settling {
+		v.dirChanged(e.Key.App)
+		if e.From.App != "" {
+			v.dirChanged(e.From.App)
+		}
+	}
 	readers := v.readersOf(e.Key)
 	if e.From != (store.Key{}) {
 		readers = append(readers, v.readersOf(e.From)...)
