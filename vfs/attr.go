@@ -189,10 +189,14 @@ func (v *FS) Setattr(ctx context.Context, c Caller, k store.Key, h *Handle, ch C
 	if c.Own || (h != nil && h.signal) {
 		return nil
 	}
-	if err := v.check(k.Path(), ch, v.fileAttr(store.Meta{Key: k}, 1)); err != nil {
+	shown, view := v.fileAttr(store.Meta{Key: k}, 1), v.viewAt(k) != nil
+	if view {
+		shown.Perm &^= viewWriteBits // as ViewRevision.Attr shows it
+	}
+	if err := v.check(k.Path(), ch, shown); err != nil {
 		return err
 	}
-	if ch.Size != nil && v.viewAt(k) != nil {
+	if ch.Size != nil && view {
 		return viewReadOnly(k)
 	}
 	switch {

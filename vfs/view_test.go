@@ -785,3 +785,18 @@ func TestAnAppViewSkipsAMemberRemovedBetweenItsListingAndItsLookup(t *testing.T)
 		t.Fatalf("the view reads %q, want the application without the removed api-token", got)
 	}
 }
+
+// chmod of a view to the mode it shows (its rule's or the mount's,
+// without write bits) is accepted, as for any file, and to the mode with
+// the write bits it never shows is refused: `cp -p`, `install -m` and
+// chmod to what `ls -l` shows work.
+func TestChmodOfAViewToTheModeItShowsIsAccepted(t *testing.T) {
+	f := viewFixture(t, Options{FileMode: 0o600})
+	shown := f.viewOf(dbUser).Attr().Perm
+	if shown != 0o400 {
+		t.Fatalf("the view shows mode %o, want 0400 (the mount's 0600 without write bits)", shown)
+	}
+	f.mustNot("chmod of the view to the mode it shows", f.fs.Setattr(ctx, shell, dbUser, nil, Change{Mode: &shown}))
+	withWrite := uint32(0o600)
+	wantKind(t, "chmod of the view to the mount's mode, which it never shows", f.fs.Setattr(ctx, shell, dbUser, nil, Change{Mode: &withWrite}), fault.NotPermitted)
+}
