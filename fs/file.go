@@ -150,10 +150,10 @@ func (m *mount) open(ctx context.Context, serves interface {
 }, flags uint32) (*vfs.Handle, error) {
 	c := m.caller(ctx, openFor(flags))
 	k := serves.Key()
-	c.Again = m.retrying(c.Thread, k)
+	c.Again = m.retries.Retrying(c.Thread, k)
 	h, err := serves.Open(ctx, c, flags)
 	if errors.Is(err, vfs.ErrLookUpAgain) && !c.Again {
-		m.sentAgain(c.Thread, k)
+		m.retries.SentAgain(c.Thread, k)
 	}
 	return h, err
 }

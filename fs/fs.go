@@ -30,7 +30,9 @@
 //   - kernel notifications, sent only from goroutines that hold no lock
 //     (notify.go), when vfs says a name changed;
 //   - who is calling: the request's facts go-fuse does not pass on, and
-//     package proc's (request.go), as a vfs.Caller.
+//     package proc's (request.go), as a vfs.Caller; and whether the
+//     calling thread's request is the kernel's retry of an open answered
+//     ESTALE, which package retry tells by thread (writer.go, mount.open).
 //
 // This package never logs a value.
 //
@@ -56,6 +58,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/internal/inonum"
+	"github.com/secretfs/secretfs/internal/retry"
 	"github.com/secretfs/secretfs/internal/touch"
 	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
@@ -115,12 +118,11 @@ type mount struct {
 	files   map[uint64]*immutableNode      // inodes of revisions and renderings the kernel may hold, by number
 	byName  map[store.Key][]*immutableNode // the same, by what they are: of each name, its revisions' (see register)
 	secrets map[*vfs.Secret]*createdNode   // the inodes of secrets being created here
-	// The opens answered ESTALE whose retry the mount waits for, by
-	// thread (writer.go). Every open consults them: they have a lock of
-	// their own, not the inode table's.
-	turnsMu     sync.Mutex
-	writerTurns map[uint32]*writerTurn // write opens bounced for a writer's inode
-	retries     map[uint32]sentOpen    // opens sent to look the name up again (see mount.open)
+	// The opens answered ESTALE whose retry the mount awaits, by thread:
+	// write opens bounced for a writer's inode (writer.go), and opens sent
+	// to look the name up again (mount.open). Every open consults it: it
+	// has a lock of its own, not the inode table's.
+	retries *retry.Table[store.Key, *vfs.Handle]
 }
 
 // Mount mounts cat at dir and serves it until the returned server is
@@ -256,7 +258,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
 		files: map[uint64]*immutableNode{}, byName: map[store.Key][]*immutableNode{},
-		secrets: map[*vfs.Secret]*createdNode{}, writerTurns: map[uint32]*writerTurn{}, retries: map[uint32]sentOpen{}, ino: inonum.New()}
+		secrets: map[*vfs.Secret]*createdNode{}, retries: retry.New[store.Key]((*vfs.Handle).Discard), ino: inonum.New()}
 	vopts := opts.Options
 	vopts.Events, vopts.Errno = m.changed, errnoOf
 	m.vfs = vfs.New(cat, vopts)

@@ -74,6 +74,15 @@ const (
 	closer  = withCommand | withProcess | withExit // a close of a writer's descriptor
 )
 
+// thread is the id of the thread that made the request behind ctx, or 0
+// when the kernel sent none.
+func thread(ctx context.Context) uint32 {
+	if fc, ok := ctx.(*fuse.Context); ok {
+		return fc.Caller.Pid
+	}
+	return 0
+}
+
 // caller tells who made the request behind ctx, with what need asks
 // for: the process from the thread (package proc), and for an exiting
 // thread the signal that kills it.

@@ -76,8 +76,8 @@ func (m *mount) signal(k store.Key, scope touch.Scope, t *touch.Tree) {
 // isOwnSignal reports whether the request behind ctx comes from a
 // signalling thread.
 func (m *mount) isOwnSignal(ctx context.Context) bool {
-	fc, ok := ctx.(*fuse.Context)
-	return ok && fc.Caller.Pid != 0 && m.signals.Own(fc.Caller.Pid)
+	tid := thread(ctx)
+	return tid != 0 && m.signals.Own(tid)
 }
 
 // signalDirFor returns the signal directory, for a lookup of name at the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"syscall"
-	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -26,94 +25,34 @@ import (
 // then answered ESTALE (bounceWriter), which the kernel retries once,
 // revalidating the name: that LOOKUP, from the same thread, is answered
 // with a writer's inode (writerInode), whose open takes the session
-// (takeTurn). Everyone else's lookup of the name still gives the revision:
-// the writer's entry is kept for no time. Should the retry land on the
-// revision's inode again (an open not by path), it takes the session
-// there, as before this file (immutableNode.Open: the writer is counted,
-// and readers that open meanwhile read past the page cache).
-
-// retryWindow is how long the mount waits for the kernel's retry of an
-// open it answered ESTALE (a bounced writer's, whose session waits to be
-// taken; a reader's sent to look the name up again): the kernel retries
-// at once, so this only bounds how long what a retry that never came (a
-// signal) left is kept. A bounced writer's session is then discarded,
-// committing nothing.
-const retryWindow = time.Second
-
-// writerTurn is a write open of key bounced for its thread to retry: the
-// session the open made, which the retry takes (takeTurn).
-type writerTurn struct {
-	key    store.Key
-	h      *vfs.Handle
-	expiry *time.Timer
-}
+// (takeTurn). Everyone else's lookup of the name still gives the
+// revision: the writer's entry is kept for no time. Should the retry land
+// on the revision's inode again (an open not by path), it takes the
+// session there, as before this file (immutableNode.Open: the writer is
+// counted, and readers that open meanwhile read past the page cache).
+// Which thread awaits which retry, and for how long, is package retry's
+// (mount.retries).
 
 // bounceWriter reports whether the write open of n that made h is to be
 // answered ESTALE, so that the kernel retries it on a writer's inode; h
-// then waits for that retry. The open was made (and checked, and
+// then waits for that retry (retry.Window at most: then it is discarded,
+// committing nothing). The open was made (and checked, and
 // audited) as any other: the retry only takes it.
 func (m *mount) bounceWriter(ctx context.Context, n *immutableNode, h *vfs.Handle) bool {
-	fc, ok := ctx.(*fuse.Context)
-	if !ok || fc.Caller.Pid == 0 || n.rev == nil || h == nil || m.isOwnSignal(ctx) {
+	if n.rev == nil || h == nil || m.isOwnSignal(ctx) {
 		return false
 	}
-	tid := fc.Caller.Pid
-	t := &writerTurn{key: n.rev.Key(), h: h}
-	m.turnsMu.Lock()
-	old := m.writerTurns[tid]
-	m.writerTurns[tid] = t
-	t.expiry = time.AfterFunc(retryWindow, func() { m.expireTurn(tid, t) })
-	m.turnsMu.Unlock()
-	if old != nil { // a thread has one open at a time: that retry never came
-		old.expiry.Stop()
-		old.h.Discard()
-	}
-	return true
-}
-
-// expireTurn discards the session of turn t of thread tid, if no retry
-// took it.
-func (m *mount) expireTurn(tid uint32, t *writerTurn) {
-	m.turnsMu.Lock()
-	mine := m.writerTurns[tid] == t
-	if mine {
-		delete(m.writerTurns, tid)
-	}
-	m.turnsMu.Unlock()
-	if mine {
-		t.h.Discard()
-	}
-}
-
-// hasTurn reports whether the thread behind ctx has a write open of k
-// bounced, waiting for its retry.
-func (m *mount) hasTurn(ctx context.Context, k store.Key) bool {
-	fc, ok := ctx.(*fuse.Context)
-	if !ok || fc.Caller.Pid == 0 {
-		return false
-	}
-	m.turnsMu.Lock()
-	defer m.turnsMu.Unlock()
-	t := m.writerTurns[fc.Caller.Pid]
-	return t != nil && t.key == k
+	return m.retries.Bounce(thread(ctx), n.rev.Key(), h)
 }
 
 // takeTurn returns the session of the write open of k that the thread
 // behind ctx had bounced, for its retry (flags: a write open), or nil.
 func (m *mount) takeTurn(ctx context.Context, k store.Key, flags uint32) *vfs.Handle {
-	fc, ok := ctx.(*fuse.Context)
-	if !ok || fc.Caller.Pid == 0 || !vfs.Writes(flags) {
+	if !vfs.Writes(flags) {
 		return nil
 	}
-	m.turnsMu.Lock()
-	defer m.turnsMu.Unlock()
-	t := m.writerTurns[fc.Caller.Pid]
-	if t == nil || t.key != k {
-		return nil
-	}
-	delete(m.writerTurns, fc.Caller.Pid)
-	t.expiry.Stop()
-	return t.h
+	h, _ := m.retries.Take(thread(ctx), k)
+	return h
 }
 
 // writerInode answers a LOOKUP in parent that found in, by a thread whose
@@ -124,10 +63,7 @@ func (m *mount) takeTurn(ctx context.Context, k store.Key, flags uint32) *vfs.Ha
 // its revalidation found before it looks the name up once more.
 func (m *mount) writerInode(ctx context.Context, parent *gofs.Inode, in *gofs.Inode, out *fuse.EntryOut) *gofs.Inode {
 	n, ok := in.Operations().(*immutableNode)
-	if !ok || n.rev == nil {
-		return nil
-	}
-	if !m.hasTurn(ctx, n.rev.Key()) {
+	if !ok || n.rev == nil || !m.retries.Bounced(thread(ctx), n.rev.Key()) {
 		return nil
 	}
 	return m.newWriterInode(ctx, parent, n, out)
@@ -209,35 +145,6 @@ func (w *writerNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Er
 	return statfs(out)
 }
 
-// sentAgain records that thread tid's open of k was sent to look the name
-// up again; retrying reports (once) whether an open is that retry.
-func (m *mount) sentAgain(tid uint32, k store.Key) {
-	if tid == 0 {
-		return
-	}
-	m.turnsMu.Lock()
-	defer m.turnsMu.Unlock()
-	if len(m.retries) >= 64 { // threads that ended leave their last one
-		for tid, r := range m.retries {
-			if time.Since(r.at) >= retryWindow {
-				delete(m.retries, tid)
-			}
-		}
-	}
-	m.retries[tid] = sentOpen{key: k, at: time.Now()}
-}
-
-func (m *mount) retrying(tid uint32, k store.Key) bool {
-	m.turnsMu.Lock()
-	defer m.turnsMu.Unlock()
-	r, ok := m.retries[tid]
-	if !ok {
-		return false
-	}
-	delete(m.retries, tid)
-	return r.key == k && time.Since(r.at) < retryWindow
-}
-
 // retryLookups bounds how many times the lookup before a retried open
 // looks the name up again because the revision it found was replaced
 // before its value was held: each time is a replacement that landed
@@ -255,7 +162,7 @@ const retryLookups = 4
 // looked up again. An error of the backend is left to the open to report.
 func (m *mount) heldForRetry(ctx context.Context, k store.Key, in *gofs.Inode) bool {
 	n, ok := in.Operations().(*immutableNode)
-	if !ok || n.rev == nil || !m.awaitsRetry(ctx, k) {
+	if !ok || n.rev == nil || !m.retries.Awaits(thread(ctx), k) {
 		return true
 	}
 	if err := n.rev.Hold(ctx); !errors.Is(err, vfs.ErrLookUpAgain) {
@@ -265,23 +172,4 @@ func (m *mount) heldForRetry(ctx context.Context, k store.Key, in *gofs.Inode) b
 		m.forgot(n) // a lookup that found it meanwhile revives it (mount.revive)
 	}
 	return false
-}
-
-// awaitsRetry reports whether the thread behind ctx had an open of k sent
-// to look the name up again, and has not retried it yet.
-func (m *mount) awaitsRetry(ctx context.Context, k store.Key) bool {
-	fc, ok := ctx.(*fuse.Context)
-	if !ok || fc.Caller.Pid == 0 {
-		return false
-	}
-	m.turnsMu.Lock()
-	defer m.turnsMu.Unlock()
-	r, ok := m.retries[fc.Caller.Pid]
-	return ok && r.key == k && time.Since(r.at) < retryWindow
-}
-
-// sentOpen is an open sent to look the name up again.
-type sentOpen struct {
-	key store.Key
-	at  time.Time
 }
