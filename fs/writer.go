@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/secretfs/secretfs/internal/retry"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
 )
@@ -165,7 +167,13 @@ func (m *mount) heldForRetry(ctx context.Context, k store.Key, in *gofs.Inode) b
 	if !ok || n.rev == nil || !m.retries.Awaits(thread(ctx), k) {
 		return true
 	}
-	if err := n.rev.Hold(ctx); !errors.Is(err, vfs.ErrLookUpAgain) {
+	release, err := n.rev.Hold(ctx)
+	if err == nil {
+		// The retry opens at once; the window only bounds how long a
+		// retry that never came (a signal) keeps the value.
+		time.AfterFunc(retry.Window, release)
+	}
+	if !errors.Is(err, vfs.ErrLookUpAgain) {
 		return true
 	}
 	if in.Forgotten() {

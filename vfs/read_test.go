@@ -350,8 +350,10 @@ func TestARetriedOpenOfARevisionReplacedAgainReadsWhatItReached(t *testing.T) {
 
 // The lookup before the kernel's retry of an open holds the value of the
 // revision it found (Hold): the retry then reads it whole, even though
-// the secret was replaced again before it opened and the catalog dropped
-// what nothing pinned (here: another reader of that revision closed). A
+// the secret was replaced again before it opened, the revision's own pin
+// was dropped (the kernel forgot the inode between its two lookups), and
+// the catalog dropped what nothing pinned (here: another reader of that
+// revision closed). A
 // revision replaced after its value was dropped cannot be held, so that
 // the lookup finds the name's newer one.
 func TestARevisionHeldForARetriedOpenIsReadAfterItIsReplaced(t *testing.T) {
@@ -359,9 +361,12 @@ func TestARevisionHeldForARetriedOpenIsReadAfterItIsReplaced(t *testing.T) {
 	f.cat.Store(db, "first")
 	f.cat.Store(db, "second")
 	found := f.revision(db) // what the retry's lookup finds
-	if err := found.Hold(ctx); err != nil {
+	release, err := found.Hold(ctx)
+	if err != nil {
 		t.Fatalf("holding the current revision: %v", err)
 	}
+	defer release()
+	found.Unpin() // the kernel forgot the inode its first lookup found, as it looked the name up again
 	readAndClose := func() {
 		other := f.revision(db)
 		if _, err := other.Read(ctx, make([]byte, 16), 0); err != nil {
@@ -384,7 +389,7 @@ func TestARevisionHeldForARetriedOpenIsReadAfterItIsReplaced(t *testing.T) {
 
 	readAndClose() // "third": nothing pins it now
 	f.cat.Store(db, "fourth")
-	if err := current.Hold(ctx); !errors.Is(err, ErrLookUpAgain) {
+	if _, err := current.Hold(ctx); !errors.Is(err, ErrLookUpAgain) {
 		t.Errorf("holding a revision replaced after its value was dropped: %v, want ErrLookUpAgain", err)
 	}
 }

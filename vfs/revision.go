@@ -265,22 +265,26 @@ func (r *Revision) Open(ctx context.Context, c Caller, flags uint32) (*Handle, e
 }
 
 // Hold binds the revision's value now, for the lookup that precedes the
-// kernel's retry of an open sent to look the name up again: the kernel
-// retries only once, and opens what that lookup returned, so a value
-// replaced again before the retry opened would otherwise be gone by then
-// (the catalog keeps only what is pinned of a replaced revision). It
-// returns ErrLookUpAgain, and holds nothing, if the revision was replaced
-// or removed before it could be bound.
-func (r *Revision) Hold(ctx context.Context) error {
-	err := r.snapshot().Bind(ctx)
-	if err == nil {
-		return nil
+// kernel's retry of an open sent to look the name up again, and keeps it
+// bound until release is called: the kernel retries only once, and opens
+// what that lookup returned, so a value replaced again before the retry
+// opened would otherwise be gone by then (the catalog keeps only what is
+// pinned of a replaced revision). The pin is the caller's own, apart from
+// the revision's, which the adapter drops when the kernel forgets the
+// inode: and the kernel forgets the inode its first lookup of a retry
+// found, when that differs from the one it had, just as it looks the
+// name up again. It returns ErrLookUpAgain, and holds nothing, if the
+// revision was replaced or removed before it could be bound.
+func (r *Revision) Hold(ctx context.Context) (release func(), err error) {
+	snap := r.v.cat.Snapshot(r.Key(), r.Meta())
+	if err := snap.Bind(ctx); err != nil {
+		snap.Release()
+		if secrets.AsSuperseded(err) != nil || fault.Is(fault.NotFound, err) {
+			return nil, lookUpAgain(r.Key().Path(), "replaced or removed before its value was held")
+		}
+		return nil, err
 	}
-	r.Unpin()
-	if secrets.AsSuperseded(err) != nil || fault.Is(fault.NotFound, err) {
-		return lookUpAgain(r.Key().Path(), "replaced or removed before its value was held")
-	}
-	return err
+	return sync.OnceFunc(snap.Release), nil
 }
 
 func (r *Revision) openReader(ctx context.Context, again bool) error {
