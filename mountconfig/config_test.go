@@ -273,9 +273,21 @@ func TestANilConfigMatchesNothing(t *testing.T) {
 	}
 }
 
-// The README's example configuration file parses: its first YAML block
-// after the heading of the configuration file.
+// The README's example configuration file parses.
 func TestTheREADMEsExampleParses(t *testing.T) {
+	c := parse(t, readmeExample(t))
+	if len(c.Owners) == 0 || len(c.Views) == 0 || len(c.Watch) == 0 {
+		t.Errorf("the README's example has %d owners, %d views, %d watches", len(c.Owners), len(c.Views), len(c.Watch))
+	}
+	if o, ok := c.OwnerOf("billing/tls.key"); !ok || *o.UID != 0 || *o.Mode != 0o440 {
+		t.Errorf("the README's example gives billing/tls.key %+v", o)
+	}
+}
+
+// readmeExample is the README's example configuration file: its first
+// YAML block after the heading of the configuration file.
+func readmeExample(t *testing.T) string {
+	t.Helper()
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -286,11 +298,5 @@ func TestTheREADMEsExampleParses(t *testing.T) {
 	if !ok || !ok2 || !ok3 {
 		t.Fatal("README.md has no YAML block under \"## Owners per path, views and change events\"")
 	}
-	c := parse(t, block)
-	if len(c.Owners) == 0 || len(c.Views) == 0 || len(c.Watch) == 0 {
-		t.Errorf("the README's example has %d owners, %d views, %d watches", len(c.Owners), len(c.Views), len(c.Watch))
-	}
-	if o, ok := c.OwnerOf("billing/tls.key"); !ok || *o.UID != 0 || *o.Mode != 0o440 {
-		t.Errorf("the README's example gives billing/tls.key %+v", o)
-	}
+	return block
 }

@@ -87,10 +87,30 @@ func (r reader) may(a attrs, perm uint32) bool {
 	return a.mode&perm != 0
 }
 
+// inGroupOf is r, and in the group of owner if r is owner's user (see
+// WiderViews).
+func (r reader) inGroupOf(owner attrs) reader {
+	if r.kind != 'u' || r.id != owner.uid || slices.Contains(r.groups, owner.gid) {
+		return r
+	}
+	r.groups = append(slices.Clip(r.groups), owner.gid) // Clip: the readers share no array
+	return r
+}
+
 // WiderViews describes each view that someone may read while they may
 // not read one of its inputs, the first such input and reader of each
 // view; none when every view is at most as readable as its inputs.
 // groups returns the groups of a uid (none when it is not known).
+//
+// The user a view's owner rule (or the flags) gives it to, uid U and gid
+// G, is taken to run with G as its group: the kernel checks the caller's
+// gid and groups, which no file says, and a rule that gives a file to
+// U:G describes the user who reads it and its group, as a service run
+// with User=U and Group=G (or `setpriv --reuid U --regid G`) is, whether
+// or not the host's user database puts U in G. So U reads, through the
+// group bits, an input of group G. If U's processes run without G after
+// all, the view shows them such an input, which they cannot read, and
+// this does not warn of it.
 func (c *Config) WiderViews(d Defaults, groups func(uid uint32) []uint32) []string {
 	if c == nil {
 		return nil
@@ -102,6 +122,7 @@ func (c *Config) WiderViews(d Defaults, groups func(uid uint32) []uint32) []stri
 		inputs := c.inputAttrs(v, d)
 	views:
 		for _, r := range readers {
+			r = r.inGroupOf(view[1])
 			if !r.may(view[0], 1) || !r.may(view[1], 4) {
 				continue
 			}

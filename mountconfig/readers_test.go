@@ -88,3 +88,58 @@ func TestWithTheFlagsAloneNoViewIsWider(t *testing.T) {
 		t.Errorf("warnings %q, want none", got)
 	}
 }
+
+// A view's owner rule names a user and its group (uid 1001, gid 1001):
+// that user reads an input of that group through the group bits, whether
+// or not the host's user database knows it. An input whose group bits
+// give nothing, or that is of another group, is still warned of.
+func TestTheUserOfAViewsRuleReadsThroughItsGroup(t *testing.T) {
+	const owners = `owners:
+  - match: billing
+    uid: 1001
+    gid: 1001
+    mode: "0500"
+  - match: billing/*
+    uid: 1001
+    gid: 1001
+    mode: "0400"
+`
+	const view = `views:
+  - path: billing/all.json
+    app: billing
+    format: json
+`
+	for _, tc := range []struct {
+		name, rule string
+		want       string // in the one warning; "" for none
+	}{
+		{"an input its group reads", "uid: 0\n    gid: 1001\n    mode: \"0440\"", ""},
+		{"an input of its group, group bits clear", "uid: 0\n    gid: 1001\n    mode: \"0400\"",
+			"the view billing/all.json is readable by uid 1001, who cannot read its input billing/tls.key (uid 0, gid 1001, mode 0400"},
+		{"an input of another user and group", "uid: 0\n    gid: 0\n    mode: \"0440\"",
+			"the view billing/all.json is readable by uid 1001, who cannot read its input billing/tls.key (uid 0, gid 0, mode 0440"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := parse(t, owners+"  - match: billing/tls.key\n    "+tc.rule+"\n"+view)
+			got := c.WiderViews(rootDefaults, noGroups)
+			switch {
+			case tc.want == "" && len(got) != 0:
+				t.Errorf("warnings %q, want none", got)
+			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+				t.Errorf("warnings %q, want one with %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// The README's example, mounted as the README mounts it (by root,
+// --dir-mode 0755, --allow-other), warns of no view: uid 1001 reads
+// billing/tls.key (gid 1001, 0440) through its group, on a host whose
+// user database does not know uid 1001 too.
+func TestTheREADMEsExampleHasNoViewWiderThanItsInputs(t *testing.T) {
+	c := parse(t, readmeExample(t))
+	d := mountconfig.Defaults{UID: 0, GID: 0, FileMode: 0o600, DirMode: 0o755}
+	if got := c.WiderViews(d, noGroups); len(got) != 0 {
+		t.Errorf("warnings %q, want none", got)
+	}
+}
