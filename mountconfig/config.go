@@ -40,7 +40,8 @@
 // views at one path, a view that hides a secret another view reads, and
 // a second YAML document in the file. Whether a view's path names a stored secret can only be
 // told against the store: CheckStore. An owner rule that an earlier
-// pattern takes some paths from is warned of, not refused: ShadowedOwners.
+// pattern takes some paths from is warned of, not refused: ShadowedOwners;
+// so is a view's path written as a pattern: ViewPathsLikePatterns.
 package mountconfig
 
 import (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/user"
+	"slices"
 	"strconv"
 
 	"github.com/sirupsen/logrus"
@@ -97,7 +98,7 @@ func withMountConfig(o fs.Options, cfg *mountconfig.Config) fs.Options {
 	for _, v := range cfg.Views {
 		o.Views = append(o.Views, v.View)
 	}
-	warnOfShadowedOwners(o.Log, cfg)
+	warnOfLikelyMistakes(o.Log, cfg)
 	warnOfWiderViews(o, cfg)
 	if flags := o.Watched; len(cfg.Watch) > 0 {
 		o.Watched = func(app string) bool { return cfg.Watched(app) || flags != nil && flags(app) }
@@ -105,14 +106,17 @@ func withMountConfig(o fs.Options, cfg *mountconfig.Config) fs.Options {
 	return o
 }
 
-// warnOfShadowedOwners logs, at warn level, each owner rule that an
-// earlier pattern takes paths from (mountconfig.ShadowedOwners): what
-// the rule was written for may not get its owner and mode.
-func warnOfShadowedOwners(log logrus.FieldLogger, cfg *mountconfig.Config) {
+// warnOfLikelyMistakes logs, at warn level, what the file says that its
+// writer likely did not mean, whoever may enter the mount: an owner rule
+// that an earlier pattern takes paths from (mountconfig.ShadowedOwners),
+// so that what it was written for may not get its owner and mode; a view
+// path written as a pattern (mountconfig.ViewPathsLikePatterns), which
+// makes one file of that very name.
+func warnOfLikelyMistakes(log logrus.FieldLogger, cfg *mountconfig.Config) {
 	if log == nil {
 		return
 	}
-	for _, w := range cfg.ShadowedOwners() {
+	for _, w := range slices.Concat(cfg.ShadowedOwners(), cfg.ViewPathsLikePatterns()) {
 		log.Warn(w)
 	}
 }

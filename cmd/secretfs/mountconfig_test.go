@@ -78,25 +78,10 @@ func writeEmptyConfig(t *testing.T) string {
 // may read while it may not read the view's input; one that lets nobody
 // else in does not.
 func TestAViewWiderThanItsInputIsWarnedOfOnAMountOthersMayEnter(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "config.yaml")
 	text := "owners:\n  - match: auth/*\n    uid: 1002\n    mode: \"0400\"\n  - match: billing/*\n    uid: 1001\n    mode: \"0400\"\n" +
 		"views:\n  - path: billing/peek\n    template: '{{ secret \"auth/secret\" }}'\n"
-	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := loadMountConfig(file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, allowOther := range []bool{true, false} {
-		log, hook := logtest.NewNullLogger()
-		withMountConfig(fs.Options{AllowOther: allowOther, Options: vfs.Options{DirMode: 0o755, FileMode: 0o600, Log: log}}, cfg)
-		var warned []string
-		for _, e := range hook.AllEntries() {
-			if e.Level == logrus.WarnLevel {
-				warned = append(warned, e.Message)
-			}
-		}
+		warned := warningsAtStart(t, text, fs.Options{AllowOther: allowOther, Options: vfs.Options{DirMode: 0o755, FileMode: 0o600}})
 		want := 0
 		if allowOther {
 			want = 1
@@ -111,8 +96,31 @@ func TestAViewWiderThanItsInputIsWarnedOfOnAMountOthersMayEnter(t *testing.T) {
 // start, naming the file and the lines of both rules, whether or not
 // other users may enter the mount.
 func TestAnOwnerRuleShadowedByAnEarlierOneIsWarnedOf(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "config.yaml")
 	text := "owners:\n  - match: \"*/*\"\n    mode: \"0440\"\n  - match: billing/*\n    uid: 1001\n    mode: \"0400\"\n"
+	warned := warningsAtStart(t, text, fs.Options{Options: vfs.Options{DirMode: 0o700, FileMode: 0o600}})
+	if len(warned) != 1 || !strings.Contains(warned[0], `config.yaml:4: the owner rule for "billing/*" does not apply to billing/x, nor to the other paths the rule for "*/*" at line 2 also matches`) {
+		t.Errorf("warnings %q, want one naming billing/* at line 4 and */* at line 2", warned)
+	}
+}
+
+// A view whose path is written as a pattern (billing/*.json) is warned
+// of at start, naming the file's line, whether or not other users may
+// enter the mount; the view is kept, under that very name.
+func TestAViewPathWrittenAsAPatternIsWarnedOfAtStart(t *testing.T) {
+	text := "views:\n  - path: billing/*.json\n    app: billing\n    format: json\n"
+	o := fs.Options{Options: vfs.Options{DirMode: 0o700, FileMode: 0o600}}
+	warned := warningsAtStart(t, text, o)
+	if len(warned) != 1 || !strings.Contains(warned[0], `/config.yaml:2: the view path "billing/*.json" is a literal file name, not a pattern`) {
+		t.Errorf("warnings %q, want one naming line 2 and billing/*.json", warned)
+	}
+}
+
+// warningsAtStart are the messages withMountConfig logs at warn level
+// for a configuration file of text, read as a mount reads it, on a
+// mount of options o.
+func warningsAtStart(t *testing.T, text string, o fs.Options) []string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -121,16 +129,15 @@ func TestAnOwnerRuleShadowedByAnEarlierOneIsWarnedOf(t *testing.T) {
 		t.Fatal(err)
 	}
 	log, hook := logtest.NewNullLogger()
-	withMountConfig(fs.Options{Options: vfs.Options{DirMode: 0o700, FileMode: 0o600, Log: log}}, cfg)
+	o.Log = log
+	withMountConfig(o, cfg)
 	var warned []string
 	for _, e := range hook.AllEntries() {
 		if e.Level == logrus.WarnLevel {
 			warned = append(warned, e.Message)
 		}
 	}
-	if len(warned) != 1 || !strings.Contains(warned[0], `config.yaml:4: the owner rule for "billing/*" does not apply to billing/x, nor to the other paths the rule for "*/*" at line 2 also matches`) {
-		t.Errorf("warnings %q, want one naming billing/* at line 4 and */* at line 2", warned)
-	}
+	return warned
 }
 
 // A view of every secret of an application that holds none (a mistyped
