@@ -50,6 +50,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"regexp"
@@ -59,6 +60,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/store"
 )
@@ -112,6 +114,10 @@ func (e *Error) Error() string {
 func Load(file string) (*Config, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the Error names the file, once
+		}
 		return nil, &Error{File: file, Msg: err.Error()}
 	}
 	return Parse(file, data)
@@ -369,10 +375,25 @@ func (c *Config) addView(p *parser, n *yaml.Node) error {
 	}
 	v, err := render.Compile(s)
 	if err != nil {
-		return p.errorAt(n, "%v", err)
+		return p.errorAt(n, "%s", compileProblem(err))
 	}
 	c.Views = append(c.Views, View{Spec: s, View: v, Line: n.Line})
 	return nil
+}
+
+// compileProblem is what render.Compile found wrong with a view, as the
+// file's reader should read it: the view's path once, then what is wrong,
+// without render's operation and kind, which are for logs. An error
+// without a path is about the path, which its message quotes.
+func compileProblem(err error) string {
+	var fe *fault.Error
+	switch {
+	case !errors.As(err, &fe) || fe.Msg == "":
+		return fault.Message(err)
+	case fe.Path == "":
+		return fe.Msg
+	}
+	return "the view " + string(fe.Path) + ": " + fe.Msg
 }
 
 func (c *Config) addWatch(p *parser, n *yaml.Node) error {
@@ -415,7 +436,7 @@ func (c *Config) CheckStore(ctx context.Context, exists func(context.Context, st
 	for _, v := range c.Views {
 		ok, err := exists(ctx, v.View.Path())
 		if err != nil {
-			return &Error{File: c.File, Line: v.Line, Msg: "cannot tell whether the store holds a secret at the view's path " + v.View.Path().String() + ": " + err.Error()}
+			return &Error{File: c.File, Line: v.Line, Msg: "cannot tell whether the store holds a secret at the view's path " + v.View.Path().String() + ": " + fault.Message(err)}
 		}
 		if ok {
 			return &Error{File: c.File, Line: v.Line, Msg: "the view " + v.View.Path().String() + " names a secret the store holds: remove the secret (secretfs rm) or give the view another path"}

@@ -374,9 +374,9 @@ func TestCompileRefusesABadSpec(t *testing.T) {
 		{"format with field", render.Spec{Path: "a/v", Secret: "a/b", Field: "k", Format: "json"}, "format goes with app"},
 		{"secret with template", render.Spec{Path: "a/v", Secret: "a/b", Template: "x"}, "do not go with it"},
 		{"bad format", render.Spec{Path: "a/v", App: "a", Format: "toml"}, `format "toml": want json, dotenv, yaml or properties`},
-		{"bad app", render.Spec{Path: "a/v", App: "a/b", Format: "json"}, "app: "},
-		{"bad path", render.Spec{Path: "noslash", Template: "x"}, "path: "},
-		{"bad secret", render.Spec{Path: "a/v", Secret: "b", Field: "k"}, "secret: "},
+		{"bad app", render.Spec{Path: "a/v", App: "a/b", Format: "json"}, `app "a/b": name contains '/' or NUL`},
+		{"bad path", render.Spec{Path: "noslash", Template: "x"}, `view path "noslash": want application/name`},
+		{"bad secret", render.Spec{Path: "a/v", Secret: "b", Field: "k"}, `secret "b": want application/name`},
 		{"bad field", render.Spec{Path: "a/v", Secret: "a/b", Field: "[?"}, "not a JMESPath expression"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -77,20 +77,26 @@ type fieldRef struct {
 
 // Compile checks spec and prepares it for rendering. The error (Invalid)
 // names the view and what is wrong; it quotes the spec, never a value.
+// Its message is written for the config file's reader: what is wrong,
+// each part of the spec named by its key (`format "xml": want ...`),
+// without the operations of the checks that found it. Its Path is the
+// view's; when the path itself is wrong, it has none, and the message,
+// which then starts "view path", quotes it.
 func Compile(spec Spec) (*View, error) {
 	const op fault.Op = "render.Compile"
-	v, err := compile(spec)
+	path, err := parseKey(spec.Path)
+	if err != nil {
+		return nil, fault.E(op, fault.Invalid, "view path "+err.Error())
+	}
+	v, err := compile(path, spec)
 	if err != nil {
 		return nil, fault.E(op, fault.Path(spec.Path), fault.Invalid, err.Error())
 	}
 	return v, nil
 }
 
-func compile(spec Spec) (*View, error) {
-	path, err := parseKey(spec.Path)
-	if err != nil {
-		return nil, errors.New("path: " + err.Error())
-	}
+func compile(path store.Key, spec Spec) (*View, error) {
+	var err error
 	v := &View{path: path}
 	set := 0
 	for _, s := range []string{spec.Field, spec.Template, spec.App} {
@@ -142,7 +148,7 @@ func (v *View) compileAppView(spec Spec) error {
 		return errors.New("secret goes with field, not app")
 	}
 	if err := store.ValidName(spec.App); err != nil {
-		return errors.New("app: " + err.Error())
+		return errors.New("app " + strconv.Quote(spec.App) + ": " + nameProblem(err))
 	}
 	f, ok := formats[spec.Format]
 	if !ok {
@@ -161,15 +167,28 @@ func parseKey(s string) (store.Key, error) {
 	}
 	k := store.Key{App: app, Name: name}
 	if err := k.Validate(); err != nil {
-		return store.Key{}, errors.New(strconv.Quote(s) + ": " + err.Error())
+		return store.Key{}, errors.New(strconv.Quote(s) + ": " + nameProblem(err))
 	}
 	return k, nil
+}
+
+// nameProblem is what the store's check of a name found wrong with it,
+// alone: the innermost message, without the op, the path and the kind
+// around it, which are for logs; the caller quotes the name before it.
+func nameProblem(err error) string {
+	msg := err.Error()
+	for ; err != nil; err = errors.Unwrap(err) {
+		if fe, ok := err.(*fault.Error); ok && fe.Msg != "" {
+			msg = fe.Msg
+		}
+	}
+	return msg
 }
 
 func compileField(secret, expr string) (fieldRef, error) {
 	key, err := parseKey(secret)
 	if err != nil {
-		return fieldRef{}, errors.New("secret: " + err.Error())
+		return fieldRef{}, errors.New("secret " + err.Error())
 	}
 	jp, err := compileJMESPath(expr)
 	if err != nil {
