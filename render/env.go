@@ -3,6 +3,8 @@ package render
 import (
 	"bytes"
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,9 +51,10 @@ type Variable struct {
 }
 
 // Variables names each entry of values by EnvName and returns them in
-// the order of their names. Two entries that become the same name are an
-// error naming both (the first two in key order): a variable is never
-// silently overwritten. The values are not copied.
+// the order of their names. Entries that become the same name are an
+// error naming every one of them, in key order, for each such name, in
+// name order: a variable is never silently overwritten, and one fix to
+// the names clears the error. The values are not copied.
 func Variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
 	const op fault.Op = "render.Variables"
 	vars, err := variables(values)
@@ -68,17 +71,35 @@ func variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
 	}
 	sortKeys(keys)
 	vars := make([]Variable, 0, len(keys))
-	byName := make(map[string]store.Key, len(keys))
+	byName := make(map[string][]store.Key, len(keys)) // each in key order
 	for _, k := range keys {
 		name := EnvName(k.Name)
-		if first, ok := byName[name]; ok {
-			return nil, errors.New(first.String() + " and " + k.String() + " both become the environment variable " + name)
-		}
-		byName[name] = k
+		byName[name] = append(byName[name], k)
 		vars = append(vars, Variable{Name: name, From: k, Value: values[k]})
+	}
+	var collisions []string
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		if from := byName[name]; len(from) > 1 {
+			collisions = append(collisions, collision(from, name))
+		}
+	}
+	if collisions != nil {
+		return nil, errors.New(strings.Join(collisions, "; "))
 	}
 	sort.Slice(vars, func(i, j int) bool { return vars[i].Name < vars[j].Name })
 	return vars, nil
+}
+
+// collision says that the secrets from become the variable name.
+func collision(from []store.Key, name string) string {
+	names := make([]string, len(from))
+	for i, k := range from {
+		names[i] = k.String()
+	}
+	if len(names) == 2 {
+		return names[0] + " and " + names[1] + " both become the environment variable " + name
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + " all become the environment variable " + name
 }
 
 // sortKeys sorts keys by application, then name.

@@ -58,7 +58,9 @@ func TestVariablesAreSortedByName(t *testing.T) {
 	}
 }
 
-func TestVariablesThatCollideAreAnErrorNamingBothSecrets(t *testing.T) {
+// Secrets that become one variable are an error naming every one of
+// them, in key order, and every such variable, in name order.
+func TestVariablesThatCollideAreAnErrorNamingEverySecret(t *testing.T) {
 	for _, c := range []struct {
 		in   map[string]string
 		want string
@@ -66,10 +68,14 @@ func TestVariablesThatCollideAreAnErrorNamingBothSecrets(t *testing.T) {
 		{map[string]string{"billing/db-password": "VALUE-A", "billing/DB_PASSWORD": "VALUE-B"}, "billing/DB_PASSWORD and billing/db-password both become the environment variable DB_PASSWORD"},
 		// across applications (secretfs exec --app a --app b)
 		{map[string]string{"auth/token": "VALUE-A", "billing/TOKEN": "VALUE-B"}, "auth/token and billing/TOKEN both become the environment variable TOKEN"},
+		{map[string]string{"billing/db-password": "VALUE-A", "billing/db_password": "VALUE-B", "billing/DB-PASSWORD": "VALUE-C", "billing/other": "VALUE-D"},
+			"billing/DB-PASSWORD, billing/db-password and billing/db_password all become the environment variable DB_PASSWORD"},
+		{map[string]string{"b/x-y": "VALUE-A", "a/X_Y": "VALUE-B", "b/a.b": "VALUE-C", "b/A-B": "VALUE-D", "b/a_b": "VALUE-E"},
+			"b/A-B, b/a.b and b/a_b all become the environment variable A_B; a/X_Y and b/x-y both become the environment variable X_Y"},
 	} {
 		_, err := render.Variables(values(t, c.in))
-		if err == nil || !strings.Contains(err.Error(), c.want) || !fault.Is(fault.Invalid, err) {
-			t.Fatalf("Variables: %v, want Invalid saying %q", err, c.want)
+		if err == nil || !strings.HasSuffix(err.Error(), ": "+c.want) || !fault.Is(fault.Invalid, err) {
+			t.Fatalf("Variables: %v, want Invalid ending %q", err, c.want)
 		}
 		if strings.Contains(err.Error(), "VALUE") {
 			t.Fatalf("error %q holds a value", err)

@@ -14,8 +14,9 @@ import (
 // byte, under its name made an environment variable's name by EnvName
 // (db-password is DB_PASSWORD), in the order of those names: one rule for
 // every format, so that a program reads the same keys whichever format
-// it is given. Two secrets whose names become the same name are an error
-// naming both, in every format, never one value silently dropped.
+// it is given. Secrets whose names become the same name are an error
+// naming every one of them, in every format, never one value silently
+// dropped.
 const (
 	// FormatJSON is one JSON object, one member a line:
 	//	{
@@ -65,7 +66,7 @@ type memberError struct {
 func (e *memberError) Error() string { return e.key.String() + ": " + e.err.Error() }
 
 // named names every member by EnvName, in the order of those names: the
-// keys of every format. A collision is an error naming both secrets.
+// keys of every format. A collision is an error naming every secret in it.
 func named(members []member) ([]Variable, error) {
 	values := make(map[store.Key]crypto.Plaintext, len(members))
 	for _, m := range members {

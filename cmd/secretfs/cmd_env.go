@@ -24,8 +24,8 @@ NAME="value" line each, in the order of the names.
 A secret's name becomes the variable's name by one rule (the same as
 secretfs exec and format: dotenv views): ASCII letters upper case, every
 other byte that is not a digit or '_' becomes '_', and a leading digit gets
-a '_' before it: db-password is DB_PASSWORD. Two secrets that become the
-same name are an error naming both, and nothing is printed.
+a '_' before it: db-password is DB_PASSWORD. Secrets that become the
+same name are an error naming every one of them, and nothing is printed.
 
 Values are double-quoted, with a backslash before \ " $ and the
 backquote only; newlines are kept. A POSIX shell (set -a; . FILE) and

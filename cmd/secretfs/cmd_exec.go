@@ -35,12 +35,12 @@ it, and set as one variable named after the view's name by the same rule
 (app.env is APP_ENV).
 
 A secret's name becomes the variable's name by the rule of secretfs env
-(db-password is DB_PASSWORD). Two secrets that become the same name are an
-error naming both, and nothing is run. A secret that sets a variable the
-environment already has replaces it, with a warning. COMMAND is looked up
-in secretfs's PATH before any secret is read. A COMMAND that is not found
-ends secretfs with status 127, one that cannot be executed with 126, as
-the shell and env(1) do; secretfs's own errors are status 1.
+(db-password is DB_PASSWORD). Secrets that become the same name are an
+error naming every one of them, and nothing is run. A secret that sets a
+variable the environment already has replaces it, with a warning. COMMAND
+is looked up in secretfs's PATH before any secret is read. A COMMAND that
+is not found ends secretfs with status 127, one that cannot be executed
+with 126, as the shell and env(1) do; secretfs's own errors are status 1.
 
 Flags end at the first argument that is not one: secretfs exec --app
 billing env -0 runs env -0.`,

@@ -50,10 +50,10 @@ func TestExecExitStatusIsTheCommands(t *testing.T) {
 
 func TestExecCollisionIsAnErrorAndRunsNothing(t *testing.T) {
 	dataDir := newStore(t)
-	putAll(t, dataDir, map[string]string{"billing/db-password": "VALUE1", "billing/db_password": "VALUE2"})
+	putAll(t, dataDir, map[string]string{"billing/db-password": "VALUE1", "billing/db_password": "VALUE2", "billing/DB-PASSWORD": "VALUE3"})
 	ran := filepath.Join(t.TempDir(), "ran")
 	_, stderr, status := runMain(t, nil, execArgs(dataDir, []string{"--app", "billing"}, "touch", ran)...)
-	want := "billing/db-password and billing/db_password both become the environment variable DB_PASSWORD"
+	want := "billing/DB-PASSWORD, billing/db-password and billing/db_password all become the environment variable DB_PASSWORD"
 	if status != 1 || !strings.Contains(string(stderr), want) {
 		t.Fatalf("exec: status %d, stderr %q; want 1 and %q", status, stderr, want)
 	}
