@@ -94,33 +94,24 @@ func TestWithTheFlagsAloneNoViewIsWider(t *testing.T) {
 // or not the host's user database knows it. An input whose group bits
 // give nothing, or that is of another group, is still warned of.
 func TestTheUserOfAViewsRuleReadsThroughItsGroup(t *testing.T) {
-	const owners = `owners:
-  - match: billing
-    uid: 1001
-    gid: 1001
-    mode: "0500"
-  - match: billing/*
-    uid: 1001
-    gid: 1001
-    mode: "0400"
-`
-	const view = `views:
-  - path: billing/all.json
-    app: billing
-    format: json
-`
 	for _, tc := range []struct {
-		name, rule string
-		want       string // in the one warning; "" for none
+		name, key string // billing/tls.key's rule
+		want      string // in the one warning; "" for none
 	}{
-		{"an input its group reads", "uid: 0\n    gid: 1001\n    mode: \"0440\"", ""},
-		{"an input of its group, group bits clear", "uid: 0\n    gid: 1001\n    mode: \"0400\"",
+		{"an input its group reads", `uid: 0, gid: 1001, mode: "0440"`, ""},
+		{"an input of its group, group bits clear", `uid: 0, gid: 1001, mode: "0400"`,
 			"the view billing/all.json is readable by uid 1001, who cannot read its input billing/tls.key (uid 0, gid 1001, mode 0400"},
-		{"an input of another user and group", "uid: 0\n    gid: 0\n    mode: \"0440\"",
+		{"an input of another user and group", `uid: 0, gid: 0, mode: "0440"`,
 			"the view billing/all.json is readable by uid 1001, who cannot read its input billing/tls.key (uid 0, gid 0, mode 0440"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := parse(t, owners+"  - match: billing/tls.key\n    "+tc.rule+"\n"+view)
+			c := parse(t, `owners:
+  - {match: billing, uid: 1001, gid: 1001, mode: "0500"}
+  - {match: billing/*, uid: 1001, gid: 1001, mode: "0400"}
+  - {match: billing/tls.key, `+tc.key+`}
+views:
+  - {path: billing/all.json, app: billing, format: json}
+`)
 			got := c.WiderViews(rootDefaults, noGroups)
 			switch {
 			case tc.want == "" && len(got) != 0:
