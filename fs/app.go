@@ -72,9 +72,9 @@ func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		}
 		return nil, nil, 0, errno
 	case e.Created != nil:
-		return inode, &writeHandle{m: a.m, h: h}, fuse.FOPEN_DIRECT_IO, 0
+		return inode, a.m.writeHandle(h), fuse.FOPEN_DIRECT_IO, 0
 	}
-	w := &writeHandle{m: a.m, h: h}
+	w := a.m.writeHandle(h)
 	if n, ok := inode.Operations().(*immutableNode); ok && n.rev != nil {
 		// The writer's own inode, not the revision's (see writer.go).
 		return a.m.newWriterInode(ctx, &a.Inode, n, out), w, fuse.FOPEN_DIRECT_IO, 0

@@ -167,7 +167,7 @@ func (m *mount) opened(k store.Key, h *vfs.Handle, err error, keep uint32) (gofs
 	case err != nil:
 		return nil, 0, m.errno("open", k.Path(), err)
 	case h != nil:
-		return &writeHandle{m: m, h: h}, fuse.FOPEN_DIRECT_IO | keep, 0
+		return m.writeHandle(h), fuse.FOPEN_DIRECT_IO | keep, 0
 	}
 	return m.readerFile(), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
@@ -324,8 +324,9 @@ func (d *createdNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.E
 
 // writeHandle is one open descriptor of a writer: a vfs.Handle.
 type writeHandle struct {
-	m *mount
-	h *vfs.Handle
+	m    *mount
+	h    *vfs.Handle
+	open uint64 // its number, for the locks taken through it (lock.go)
 	// writers is the count of writers of the revision's inode it was
 	// opened on (nil on a secret being created), which Release
 	// decrements.
@@ -369,8 +370,18 @@ func (w *writeHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 }
 
 // Flush runs on every close(2) of a descriptor of this handle.
+// writeHandle is a new writer's handle of h.
+func (m *mount) writeHandle(h *vfs.Handle) *writeHandle {
+	return &writeHandle{m: m, h: h, open: m.opens.Add(1)}
+}
+
+// Flush commits, then releases the record locks the closing process
+// took through this open file (POSIX: a close releases the closer's
+// locks), once what they guarded is committed.
 func (w *writeHandle) Flush(ctx context.Context) syscall.Errno {
-	return w.m.errno("close", w.path().Path(), w.h.Flush(ctx, w.m.caller(ctx, closer)))
+	errno := w.m.errno("close", w.path().Path(), w.h.Flush(ctx, w.m.caller(ctx, closer)))
+	w.m.locks.ReleaseOwner(w.open, w.m.requests.owner(ctx))
+	return errno
 }
 
 func (w *writeHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
@@ -390,6 +401,7 @@ func (w *writeHandle) Release(ctx context.Context) syscall.Errno {
 	if w.writers != nil {
 		w.writers.Add(-1)
 	}
+	w.m.locks.ReleaseOpen(w.open) // after the commit it may owe
 	return 0
 }
 

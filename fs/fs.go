@@ -113,6 +113,7 @@ type mount struct {
 
 	signals *touch.Signaller // makes inotify events of changes (signal.go)
 	locks   vfs.Locks        // advisory locks, by secret (lock.go)
+	opens   atomic.Uint64    // counts out the open files' numbers (lock.go)
 
 	mu      sync.Mutex                     // guards the inode table below; see the package comment
 	files   map[uint64]*immutableNode      // inodes of revisions and renderings the kernel may hold, by number
@@ -262,7 +263,6 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 	vopts := opts.Options
 	vopts.Events, vopts.Errno = m.changed, errnoOf
 	m.vfs = vfs.New(cat, vopts)
-	m.requests.locks = &m.locks
 	m.signals = touch.New(m.log, m.signal)
 	m.root = &rootNode{dirNode{m: m}}
 	return m

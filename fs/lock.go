@@ -12,22 +12,31 @@ import (
 )
 
 // Advisory locks: the kernel sends every fcntl, lockf and flock request
-// here (fuse.MountOptions.EnableLocks), and the mount keeps the locks by
-// secret in a vfs.Locks (vfs/locks.go says why: each revision and each
-// writer is an inode of its own). Every node a program can open takes
-// them: a revision's, a writer's, a secret being created, a directory.
+// on a file here (fuse.MountOptions.EnableLocks), and the mount keeps the
+// locks by secret in a vfs.Locks (vfs/locks.go says why: each revision
+// and each writer is an inode of its own). A directory's locks the kernel
+// keeps itself: FUSE sends none.
 //
-// A lock is released at the owner's FLUSH of the open file it was taken
-// through, and at that open file's RELEASE (requests.Flush, Release); a
-// reader's close sends no FLUSH (FOPEN_NOFLUSH). A mount that answers no
-// OPEN (skipOpens) gets no RELEASE either, and so leaves locks to the
-// kernel, per inode, as before: nothing can write through it.
+// A lock goes with the open file it was taken through, known by the
+// number its handle got when it opened (mount.opens): a writer's
+// (writeHandle) releases the closing process's record locks when it
+// closes, once its close committed (FLUSH), and every lock taken through
+// it at its release, once the commit it may owe is made; a reader's
+// (readHandle) at its release, the kernel's RELEASE, which comes once
+// close(2) returned (a reader's close sends no FLUSH: FOPEN_NOFLUSH). A
+// mount that answers no OPEN (skipOpens) gets no RELEASE either, and so
+// leaves locks to the kernel, per inode, as before: nothing can write
+// through it.
 
-// readHandle is a reader's open file. It holds nothing: a reader reads
-// its node's revision. But go-fuse numbers only the open files that have
-// a handle, and a lock goes with the open file it was taken through, so
-// where locks come here a reader gets one (readerFile).
-type readHandle struct{}
+// readHandle is a reader's open file. It holds nothing to read: a reader
+// reads its node's revision. But a lock goes with the open file it was
+// taken through, and is released with it.
+type readHandle struct {
+	m    *mount
+	open uint64 // its number (mount.opens)
+}
+
+var _ gofs.FileReleaser = (*readHandle)(nil)
 
 // readerFile is the handle of a reader's open file: none where the
 // kernel keeps the locks (see above).
@@ -35,7 +44,23 @@ func (m *mount) readerFile() gofs.FileHandle {
 	if m.skipOpens() {
 		return nil
 	}
-	return readHandle{}
+	return &readHandle{m: m, open: m.opens.Add(1)}
+}
+
+func (r *readHandle) Release(ctx context.Context) syscall.Errno {
+	r.m.locks.ReleaseOpen(r.open)
+	return 0
+}
+
+// openOf is the number of the open file f, or 0 for none.
+func openOf(f gofs.FileHandle) uint64 {
+	switch f := f.(type) {
+	case *readHandle:
+		return f.open
+	case *writeHandle:
+		return f.open
+	}
+	return 0
 }
 
 var (
@@ -48,63 +73,48 @@ var (
 	_ gofs.NodeGetlker  = (*createdNode)(nil)
 	_ gofs.NodeSetlker  = (*createdNode)(nil)
 	_ gofs.NodeSetlkwer = (*createdNode)(nil)
-	_ gofs.NodeGetlker  = (*dirNode)(nil)
-	_ gofs.NodeSetlker  = (*dirNode)(nil)
-	_ gofs.NodeSetlkwer = (*dirNode)(nil)
 )
 
-func (n *immutableNode) Getlk(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	return n.m.getlk(ctx, n.serves.Key(), owner, lk, flags, out)
+func (n *immutableNode) Getlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	return n.m.getlk(n.serves.Key(), f, owner, lk, flags, out)
 }
 
-func (n *immutableNode) Setlk(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return n.m.setlk(ctx, n.serves.Key(), owner, lk, flags, false)
+func (n *immutableNode) Setlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return n.m.setlk(ctx, n.serves.Key(), f, owner, lk, flags, false)
 }
 
-func (n *immutableNode) Setlkw(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return n.m.setlk(ctx, n.serves.Key(), owner, lk, flags, true)
+func (n *immutableNode) Setlkw(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return n.m.setlk(ctx, n.serves.Key(), f, owner, lk, flags, true)
 }
 
-func (w *writerNode) Getlk(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	return w.m.getlk(ctx, w.rev.Key(), owner, lk, flags, out)
+func (w *writerNode) Getlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	return w.m.getlk(w.rev.Key(), f, owner, lk, flags, out)
 }
 
-func (w *writerNode) Setlk(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return w.m.setlk(ctx, w.rev.Key(), owner, lk, flags, false)
+func (w *writerNode) Setlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return w.m.setlk(ctx, w.rev.Key(), f, owner, lk, flags, false)
 }
 
-func (w *writerNode) Setlkw(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return w.m.setlk(ctx, w.rev.Key(), owner, lk, flags, true)
+func (w *writerNode) Setlkw(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return w.m.setlk(ctx, w.rev.Key(), f, owner, lk, flags, true)
 }
 
-func (d *createdNode) Getlk(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	return d.m.getlk(ctx, d.s.Key(), owner, lk, flags, out)
+func (d *createdNode) Getlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	return d.m.getlk(d.s.Key(), f, owner, lk, flags, out)
 }
 
-func (d *createdNode) Setlk(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return d.m.setlk(ctx, d.s.Key(), owner, lk, flags, false)
+func (d *createdNode) Setlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return d.m.setlk(ctx, d.s.Key(), f, owner, lk, flags, false)
 }
 
-func (d *createdNode) Setlkw(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return d.m.setlk(ctx, d.s.Key(), owner, lk, flags, true)
-}
-
-func (d *dirNode) Getlk(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	return d.m.getlk(ctx, store.Key{App: d.app}, owner, lk, flags, out)
-}
-
-func (d *dirNode) Setlk(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return d.m.setlk(ctx, store.Key{App: d.app}, owner, lk, flags, false)
-}
-
-func (d *dirNode) Setlkw(ctx context.Context, _ gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return d.m.setlk(ctx, store.Key{App: d.app}, owner, lk, flags, true)
+func (d *createdNode) Setlkw(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return d.m.setlk(ctx, d.s.Key(), f, owner, lk, flags, true)
 }
 
 // getlk answers F_GETLK on k: the lock that keeps lk from being taken,
 // or F_UNLCK.
-func (m *mount) getlk(ctx context.Context, k store.Key, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	held := m.locks.TestLock(k, m.lockOf(ctx, owner, lk, flags))
+func (m *mount) getlk(k store.Key, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	held := m.locks.TestLock(k, lockOf(f, owner, lk, flags))
 	*out = fuse.FileLock{Start: held.Start, End: held.End, Typ: fcntlType[held.Type], Pid: held.Pid}
 	if held.Type == vfs.Unlock {
 		*out = fuse.FileLock{Typ: syscall.F_UNLCK}
@@ -112,10 +122,11 @@ func (m *mount) getlk(ctx context.Context, k store.Key, owner uint64, lk *fuse.F
 	return 0
 }
 
-// setlk takes or releases lk on k; wait says whether to wait for a lock
-// another holds (F_SETLKW, flock without LOCK_NB).
-func (m *mount) setlk(ctx context.Context, k store.Key, owner uint64, lk *fuse.FileLock, flags uint32, wait bool) syscall.Errno {
-	l := m.lockOf(ctx, owner, lk, flags)
+// setlk takes or releases lk on k, through the open file f; wait says
+// whether to wait for a lock another holds (F_SETLKW, flock without
+// LOCK_NB).
+func (m *mount) setlk(ctx context.Context, k store.Key, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, wait bool) syscall.Errno {
+	l := lockOf(f, owner, lk, flags)
 	var err error
 	if wait {
 		err = m.locks.WaitLock(ctx, k, l)
@@ -126,10 +137,10 @@ func (m *mount) setlk(ctx context.Context, k store.Key, owner uint64, lk *fuse.F
 }
 
 // lockOf is the lock a request asks for: lk, from owner, through the
-// open file the request names (requests.open).
-func (m *mount) lockOf(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) vfs.Lock {
+// open file f.
+func lockOf(f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) vfs.Lock {
 	l := vfs.Lock{Start: lk.Start, End: lk.End, Owner: owner, Pid: lk.Pid,
-		Flock: flags&fuse.FUSE_LK_FLOCK != 0, Open: m.requests.of(ctx).open}
+		Flock: flags&fuse.FUSE_LK_FLOCK != 0, Open: openOf(f)}
 	switch lk.Typ {
 	case syscall.F_RDLCK:
 		l.Type = vfs.ReadLock

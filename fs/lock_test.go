@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,10 +42,10 @@ func TestAFlockExcludesOpenersOfTheSecretAfterItIsRewritten(t *testing.T) {
 	if err := unix.Flock(int(later.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
 		t.Fatalf("a second flock after other readers closed: %v, want EWOULDBLOCK", err)
 	}
-	holder.Close() // its release lets go
-	if err := unix.Flock(int(later.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Errorf("a flock once the holder closed: %v", err)
-	}
+	holder.Close() // its release lets go, once the kernel sends it
+	untilNoError(t, "a flock once the holder closed", func() error {
+		return unix.Flock(int(later.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	})
 }
 
 // A record lock taken through a writer's descriptor (a writer has an
@@ -80,8 +81,23 @@ func TestARecordLockOfAWriterExcludesReadersUntilItCloses(t *testing.T) {
 	if err := writer.Close(); err != nil {
 		t.Fatal(err)
 	}
-	read = unix.Flock_t{Type: unix.F_RDLCK}
-	if err := unix.FcntlFlock(reader.Fd(), unix.F_OFD_SETLK, &read); err != nil {
-		t.Errorf("a read lock once the writer closed: %v", err)
+	untilNoError(t, "a read lock once the writer closed", func() error {
+		read := unix.Flock_t{Type: unix.F_RDLCK}
+		return unix.FcntlFlock(reader.Fd(), unix.F_OFD_SETLK, &read)
+	})
+}
+
+// untilNoError calls try until it succeeds, for up to 10 s: a lock
+// released by a last close is free once the kernel's RELEASE, which it
+// sends after close(2) returned, has come.
+func untilNoError(t *testing.T, what string, try func() error) {
+	t.Helper()
+	var err error
+	for range 500 { // a bound on waiting, not a measure
+		if err = try(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	t.Errorf("%s: %v", what, err)
 }

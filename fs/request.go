@@ -28,21 +28,14 @@ import (
 // Each request's cancel channel is unique while the request is in flight
 // and reaches the node API unchanged as fuse.Context.Cancel, so it keys
 // the facts for the duration of the call.
-//
-// The open file a lock request came through (its handle number), which
-// go-fuse passes to a node as the file handle the node gave, none for a
-// reader's: a lock goes with it (fs/lock.go). And the FLUSH and RELEASE
-// that end an open file release the locks taken through it (locks).
 type requests struct {
 	fuse.RawFileSystem
-	facts sync.Map   // <-chan struct{} -> requestFacts
-	locks *vfs.Locks // the mount's
+	facts sync.Map // <-chan struct{} -> requestFacts
 }
 
 type requestFacts struct {
 	owner     uint64 // lock owner, or vfs.AnyOwner
 	viaHandle bool   // GETATTR through a descriptor
-	open      uint64 // the open file a lock request came through
 }
 
 func (r *requests) note(cancel <-chan struct{}, f requestFacts) func() {
@@ -143,40 +136,9 @@ func (r *requests) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byt
 	return r.RawFileSystem.Writev(cancel, in, data)
 }
 
-// Flush is a close(2) by the lock owner, which releases the record locks
-// it took through that open file (POSIX: a close releases the closer's
-// locks of the file).
 func (r *requests) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	defer r.note(cancel, requestFacts{owner: in.LockOwner})()
-	r.locks.ReleaseOwner(in.Fh, in.LockOwner)
 	return r.RawFileSystem.Flush(cancel, in)
-}
-
-// Release ends an open file: the locks taken through it go first, before
-// go-fuse gives its number to the next open.
-func (r *requests) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
-	r.locks.ReleaseOpen(in.Fh)
-	r.RawFileSystem.Release(cancel, in)
-}
-
-func (r *requests) ReleaseDir(in *fuse.ReleaseIn) {
-	r.locks.ReleaseOpen(in.Fh)
-	r.RawFileSystem.ReleaseDir(in)
-}
-
-func (r *requests) GetLk(cancel <-chan struct{}, in *fuse.LkIn, out *fuse.LkOut) fuse.Status {
-	defer r.note(cancel, requestFacts{open: in.Fh})()
-	return r.RawFileSystem.GetLk(cancel, in, out)
-}
-
-func (r *requests) SetLk(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
-	defer r.note(cancel, requestFacts{open: in.Fh})()
-	return r.RawFileSystem.SetLk(cancel, in)
-}
-
-func (r *requests) SetLkw(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
-	defer r.note(cancel, requestFacts{open: in.Fh})()
-	return r.RawFileSystem.SetLkw(cancel, in)
 }
 
 func (r *requests) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {

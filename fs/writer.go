@@ -177,7 +177,11 @@ func (m *mount) heldForRetry(ctx context.Context, k store.Key, in *gofs.Inode) b
 		return true
 	}
 	if in.Forgotten() {
-		m.forgot(n) // a lookup that found it meanwhile revives it (mount.revive)
+		// As OnForget would, had the kernel seen it: its lookup may have
+		// pinned the revision (Verify). A lookup that found it meanwhile
+		// revives it (mount.revive), and pins it again at its next use.
+		n.serves.Unpin()
+		m.forgot(n)
 	}
 	return false
 }

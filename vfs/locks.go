@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/secretfs/secretfs/fault"
@@ -20,20 +21,29 @@ import (
 // keeps the locks by secret (Locks).
 //
 // A record lock belongs to an owner, the kernel's id of a process's file
-// table, and spans bytes; a flock lock belongs to an open file
-// description and spans the file. The two kinds never conflict with each
-// other, as on Linux. A record lock is released by its owner, when the
-// owner closes a descriptor of the open file it was taken through and the
-// kernel tells the mount so (a FLUSH: a writer's descriptor; ReleaseOwner),
-// and when that open file is released, by its last descriptor's close or
-// its process's end (ReleaseOpen). The kernel tells nothing of the close
-// of a reader's descriptor, which it sends no FLUSH for, to keep hot reads
-// off the mount; and it names the open file a close was of, not the
-// secret. So a process that locked through one descriptor and closes
-// another of the same secret keeps its lock until it closes the first, or
-// exits, as with an open file description lock (F_OFD_SETLK), rather
-// than losing it as POSIX says.
-// No deadlock between two waiting owners is detected (EDEADLK).
+// table; an open file description lock (F_OFD_SETLK) and a flock lock
+// belong to their open file. Record locks span bytes, flock locks the
+// file; the two kinds never conflict with each other, as on Linux. A
+// record lock is released by its owner, when the owner closes a
+// descriptor of the open file it was taken through and the kernel tells
+// the mount so (a FLUSH: a writer's descriptor; ReleaseOwner), and when
+// that open file is released, by its last descriptor's close or its
+// process's end (ReleaseOpen). The kernel tells nothing of the close of a
+// reader's descriptor, which it sends no FLUSH for, to keep hot reads off
+// the mount; and it names the open file a close was of, not the secret.
+// So a process that locked through one descriptor and closes another of
+// the same secret keeps its lock until it closes the first, or exits, as
+// with an open file description lock, rather than losing it as POSIX
+// says; and a record lock taken through a reader's descriptor that a
+// child inherited lasts until the child closes it too. The kernel sends
+// a release once close(2) has returned: a lock released by a last close
+// is free a moment later, so a non-blocking attempt (flock -n, F_SETLK)
+// made at once may still fail; a blocking one waits for it.
+//
+// Locks are kept by name: they stay with the name across a rename or an
+// unlink of the secret, and each mount (a replaced one and its successor
+// too) keeps its own. No deadlock between two waiting owners of record
+// locks is detected (EDEADLK).
 
 // LockType is what a lock lets others do.
 type LockType uint8
@@ -133,6 +143,16 @@ func (t *Locks) WaitLock(ctx context.Context, k store.Key, l Lock) error {
 // of k. t.mu must be held.
 func (t *Locks) setLocked(k store.Key, l Lock) (wait <-chan struct{}, err error) {
 	held := t.held[k]
+	if l.Flock && l.Type != Unlock {
+		// flock(2) converts a lock by removing it first: two holders of
+		// a shared lock that both ask for it exclusive do not wait for
+		// each other for ever; one gets it.
+		kept := slices.DeleteFunc(slices.Clone(held), func(h Lock) bool { return h.Flock && h.Owner == l.Owner })
+		if len(kept) != len(held) {
+			t.store(k, kept, true)
+			held = kept
+		}
+	}
 	if l.Type != Unlock {
 		for _, h := range held {
 			if l.conflicts(h) {
@@ -187,7 +207,7 @@ func (t *Locks) ReleaseOpen(open uint64) {
 func (t *Locks) release(gone func(store.Key, Lock) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k, held := range t.held {
+	for k, held := range t.held { // most often none: every reader's release comes here
 		var kept []Lock
 		for _, h := range held {
 			if !gone(k, h) {

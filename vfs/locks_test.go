@@ -194,3 +194,29 @@ func TestReleasesTakeOnlyWhatIsTheirs(t *testing.T) {
 		t.Errorf("a lock survives the release of the open file it was taken through: %+v", h)
 	}
 }
+
+// flock(2) converts a lock by removing it first: of two holders of a
+// shared lock that both ask for it exclusive, one gets it at once and the
+// other once the first lets go, rather than both waiting for ever.
+func TestTwoSharedFlocksUpgradedAtOnceDoNotWaitForEachOther(t *testing.T) {
+	var locks Locks
+	for _, open := range []uint64{1, 2} {
+		if err := locks.SetLock(lockedKey, flockOf(open, ReadLock)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := make(chan error)
+	go func() { first <- locks.WaitLock(context.Background(), lockedKey, flockOf(1, WriteLock)) }()
+	select {
+	case err := <-first:
+		t.Fatalf("the first upgrade got %v while the other shared lock was held", err)
+	case <-time.After(50 * time.Millisecond): // waiting, as it must
+	}
+	if err := locks.SetLock(lockedKey, flockOf(2, WriteLock)); err != nil {
+		t.Fatalf("the second upgrade, once the first dropped its shared lock to wait: %v", err)
+	}
+	locks.SetLock(lockedKey, flockOf(2, Unlock))
+	if err := <-first; err != nil {
+		t.Errorf("the first upgrade, once the second let go: %v", err)
+	}
+}
