@@ -526,6 +526,36 @@ func TestAStopEndsTheMountThoughACopyInAnotherNamespaceHoldsIt(t *testing.T) {
 	}
 }
 
+// A mount unmounted from its path (umount) while a copy of it in another
+// mount namespace still holds it lives on, serving that copy, and says
+// so in its log, naming the holder, within seconds: before, nothing told
+// why the process did not end. A SIGTERM then ends it.
+func TestAnUnmountedMountThatACopyStillHoldsSaysSo(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	m := mount(t, b)
+	m.mustSh("mkdir app && echo v > app/s")
+	holder, line := copyHolder(t, "cat "+m.path("app/s"))
+	if line != "v\n" {
+		t.Fatalf("reading through the copy: %q", line)
+	}
+	if out, err := exec.Command("umount", m.dir).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v: %s", err, out)
+	}
+	eventually(t, 15*time.Second, "the log says the mount point no longer shows the mount and names the holder", func() bool {
+		log := m.log()
+		return strings.Contains(log, "the mount point does not show this mount any longer (unmounted here)") &&
+			strings.Contains(log, `"pid":`+strconv.Itoa(holder))
+	})
+	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(holder), "-m", "cat", m.path("app/s")).CombinedOutput(); err != nil || string(out) != "v\n" {
+		t.Errorf("reading through the copy after the umount: %q, %v; want it still served", out, err)
+	}
+	if err := m.stop(); err != nil {
+		t.Errorf("SIGTERM after the umount: %v\n%s", err, m.log())
+	}
+}
+
 // A stop that comes while a commit is in flight (the one at the release
 // of a truncation nobody wrote after, which close(2) does not wait for)
 // lets it land, and be logged, before the process ends, however long the

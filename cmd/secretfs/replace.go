@@ -541,29 +541,39 @@ func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan s
 	if s.notifySocket != "" {
 		go s.speakOnceMain()
 	}
-	select {
-	case <-served:
-		if s.detaching.Load() { // and released at once
-			<-s.steppedDown
+	check := time.NewTicker(unseenCheck)
+	defer check.Stop()
+	var sig os.Signal
+wait:
+	for {
+		select {
+		case <-served:
+			if s.detaching.Load() { // and released at once
+				<-s.steppedDown
+				return s.drain(served, stop, nil)
+			}
+			log.WithField("mountpoint", dir).Info("unmounted from outside")
+			return nil
+		case <-s.steppedDown:
 			return s.drain(served, stop, nil)
+		case <-check.C:
+			if s.unseen(dir) {
+				check.Stop()
+			}
+		case sig = <-stop:
+			break wait
 		}
-		log.WithField("mountpoint", dir).Info("unmounted from outside")
-		return nil
-	case <-s.steppedDown:
-		return s.drain(served, stop, nil)
-	case sig := <-stop:
-		log.WithField("signal", sig.String()).Info("unmounting")
-		// A successor asking from now on is too late; one whose
-		// step-down is under way finishes it first (closeControl waits
-		// for it).
-		s.closeControl()
-		if s.detaching.Load() {
-			// The mount was detached for a successor while the signal
-			// came: the path shows the successor's mount, which an
-			// unmount by path would take away.
-			<-s.steppedDown
-			return s.drain(served, stop, sig)
-		}
+	}
+	log.WithField("signal", sig.String()).Info("unmounting")
+	// A successor asking from now on is too late; one whose step-down is
+	// under way finishes it first (closeControl waits for it).
+	s.closeControl()
+	if s.detaching.Load() {
+		// The mount was detached for a successor while the signal came:
+		// the path shows the successor's mount, which an unmount by path
+		// would take away.
+		<-s.steppedDown
+		return s.drain(served, stop, sig)
 	}
 	notify(log, daemon.SdNotifyStopping+"\nSTATUS=unmounting "+dir)
 	if s.dev != 0 && !s.onTop() {
@@ -574,6 +584,29 @@ func (s *succession) waitForEnd(server *fuse.Server, dir string, served <-chan s
 		return nil
 	}
 	return unmount(s.dir, s.dev, server, served, stop, log)
+}
+
+// unseenCheck is how often a mount checks that its mount point still
+// shows it (unseen).
+const unseenCheck = 5 * time.Second
+
+// unseen logs, once, that the mount point no longer shows this mount,
+// which no successor took over, and what still holds it: it was unmounted
+// (umount, fusermount3 -u), but a copy of it in another mount namespace,
+// made by a container or unshare while it was mounted, keeps the file
+// system, and this process, alive, serving that copy until it is
+// released or a signal comes; without this line nothing would tell why
+// the process lives on. It reports whether it logged.
+func (s *succession) unseen(dir string) bool {
+	if s.dev == 0 || s.detaching.Load() || s.onTop() {
+		return false
+	}
+	entry := s.log.WithField("mountpoint", dir)
+	for _, h := range handover.Holders(s.dev) {
+		entry.WithFields(logrus.Fields{"pid": h.PID, "command": h.Command, "holds": h.What}).Warn("holds this mount's file system")
+	}
+	entry.Warn("the mount point does not show this mount any longer (unmounted here), but the file system is still held, by a copy of the mount in another mount namespace or a bind mount: serving it until it is released, or SIGTERM")
+	return true
 }
 
 // speakOnceMain gives a --daemon child that replaced the service's main
