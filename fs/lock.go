@@ -133,6 +133,13 @@ func (m *mount) setlk(ctx context.Context, k store.Key, f gofs.FileHandle, owner
 	} else {
 		err = m.locks.SetLock(k, l)
 	}
+	if w, ok := f.(*writeHandle); ok && err == nil && l.Type != vfs.Unlock {
+		// The lock is granted whatever this says: the writer then meets
+		// a change made before it as a conflict at its commit.
+		if err := w.h.Locked(ctx); err != nil {
+			m.log.WithField("secret", k.String()).WithError(err).Warn("a writer granted a lock could not learn what is stored now: its commit expects what was stored at its open")
+		}
+	}
 	return m.errno("lock", k.Path(), err)
 }
 

@@ -652,3 +652,20 @@ func TestReadModifyWritesUnderFlockLoseNoUpdate(t *testing.T) {
 		}
 	})
 }
+
+// touch, or an open for reading and writing, of a secret another process
+// is still creating changes nothing: the creator's value is stored. (The
+// second open committed an empty value at its release, and the
+// creator's commit was discarded as a conflict, with exit status 0.)
+func TestTouchOfASecretBeingCreatedLeavesTheCreatorsValue(t *testing.T) {
+	b := localBackend(t)
+	m := mount(t, b)
+	m.mu.Lock()
+	m.holdsCreations = true // the creator holds app/c 4 s: touch waits for it, then goes on
+	m.mu.Unlock()
+	m.mustSh("mkdir app")
+	got := m.mustSh(`( sleep 4; echo real-value ) > app/c & sleep 0.3; touch app/c; exec 9<>app/c; exec 9>&-; wait; cat app/c`)
+	if got != "real-value\n" {
+		t.Errorf("app/c holds %q, want the creator's real-value", got)
+	}
+}

@@ -120,6 +120,42 @@ func newSession(k store.Key, meta store.Meta, load loadFunc, appendTo bool, open
 	return s
 }
 
+// joinCreation makes a session opened on a secret another session of
+// the mount is creating clean: it commits only what is written to it,
+// or a truncation, not the empty value a creation commits at its release.
+func (s *session) joinCreation() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state = sessionClean
+}
+
+// rebase makes the session expect meta, the revision stored now, if it
+// has written nothing since its open or last commit (a truncation to
+// nothing is not such a write: its value never depended on what it
+// replaced), and forget a value it loaded, which load reads again when
+// something needs it (see Handle.Locked). It reports whether the value
+// must be loaded now: an appending session's writes need it.
+func (s *session) rebase(meta store.Meta, load loadFunc) (reload bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.expected.Equal(meta.Revision()):
+		return false
+	case s.state == sessionClean:
+		s.buf.Wipe()
+		s.buf, s.spans, s.loaded = nil, nil, false
+	case s.state == sessionPending && len(s.buf) == 0 && len(s.spans) == 0:
+		// Truncated to nothing: it stays empty, and pending.
+	default:
+		return false
+	}
+	s.meta, s.expected, s.load = meta, meta.Revision(), load
+	if s.state == sessionPending {
+		s.meta.Size = 0
+	}
+	return s.appendTo && !s.loaded
+}
+
 // justOpenedBy reports whether thread tid opened the session and nothing
 // has happened to it since. The kernel sends the truncation of an open
 // with O_TRUNC right after the OPEN, from the same thread, but without the

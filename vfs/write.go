@@ -140,10 +140,11 @@ func (v *FS) Mknod(ctx context.Context, c Caller, k store.Key, mode uint32) erro
 func (v *FS) openWriter(ctx context.Context, c Caller, s *Secret, flags uint32, meta store.Meta, verr error) (*Handle, error) {
 	k := s.Key()
 	var load loadFunc
+	joining := false
 	switch {
 	case fault.Is(fault.NotFound, verr):
 		if cm, ok := s.creating(); ok {
-			meta = cm // another descriptor of this mount is creating it: race it
+			meta, joining = cm, true // another descriptor of this mount is creating it: race it
 		} else if flags&syscall.O_CREAT != 0 {
 			meta = store.Meta{Key: k, Version: store.Absent, Modified: time.Now()}
 		} else {
@@ -155,6 +156,13 @@ func (v *FS) openWriter(ctx context.Context, c Caller, s *Secret, flags uint32, 
 		load = v.load
 	}
 	ss := newSession(k, meta, load, flags&syscall.O_APPEND != 0, c.Process, c.Thread, s.wake)
+	if joining {
+		// It found the name another is creating: it commits only what
+		// it writes (or a truncation), never an empty value of its own
+		// that would win the race against the creator's (touch, or
+		// `exec 9<>f`, while `cmd > f` runs).
+		ss.joinCreation()
+	}
 	if load != nil && flags&syscall.O_TRUNC != 0 {
 		if err := ss.truncate(ctx, 0, v.cat.MaxValueSize()); err != nil {
 			return nil, err
@@ -191,6 +199,32 @@ func (v *FS) load(ctx context.Context, k store.Key, meta store.Meta) (crypto.Pla
 		return nil, fault.E(k.Path(), fault.Conflict, "replaced or removed by another writer before what was written here could be laid over it", err)
 	}
 	return val, err
+}
+
+// Locked tells h that its opener was just granted a lock of its secret
+// (flock, fcntl): a descriptor opened before the lock then edits what the
+// lock's last holder committed, not what was stored at its open (the
+// usual pattern: open, lock, read, write, close). A session that has
+// written nothing since its open or last commit (a truncation to nothing
+// is not a write) moves the revision its commit expects to the one
+// stored now, and forgets a value it loaded; an appending one loads the
+// new one. One that wrote keeps the revision it wrote over, and meets a
+// change made meanwhile as a conflict at its commit, as before.
+func (h *Handle) Locked(ctx context.Context) error {
+	if h.signal || h.ss == nil {
+		return nil
+	}
+	meta, err := h.v.cat.Verify(ctx, h.ss.metadata().Key)
+	if fault.Is(fault.NotFound, err) {
+		return nil // removed: a commit creates it again, or conflicts
+	}
+	if err != nil {
+		return err
+	}
+	if h.ss.rebase(meta, h.v.load) {
+		return h.ss.ensure(ctx)
+	}
+	return nil
 }
 
 // Secret returns the secret the handle writes, or nil for the change

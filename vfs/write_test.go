@@ -507,3 +507,56 @@ func TestMknodOfARegularFileCreatesItEmpty(t *testing.T) {
 		t.Errorf("%d puts, want only the first mknod's", f.puts())
 	}
 }
+
+// An open for writing of a secret another descriptor is creating (touch,
+// or `exec 9<>f`, while `cmd > f` runs) commits nothing if nothing is
+// written through it: the creator's value is stored. (It committed an
+// empty value at its release, and the creator's commit then met it as a
+// conflict and was discarded.)
+func TestAnOpenThatFindsACreationUnderWayCommitsNothingUnwritten(t *testing.T) {
+	f := newFixture(t, Options{})
+	creator, e := f.create(db, shell, wronly|syscall.O_CREAT)
+	f.write(creator, shell, "real-value\n", 0)
+	toucher, err := e.Created.Open(ctx, other, wronly|syscall.O_CREAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mustNot("the toucher's close", toucher.Flush(ctx, other))
+	f.mustNot("the toucher's release", toucher.Release(ctx))
+	if got := f.value(db); got != "<none>" {
+		t.Errorf("after the toucher let go the store holds %q, want nothing yet", got)
+	}
+	f.mustNot("the creator's close", creator.Flush(ctx, shell))
+	creator.Release(ctx)
+	if got := f.value(db); got != "real-value\n" {
+		t.Errorf("the store holds %q, want the creator's value", got)
+	}
+}
+
+// A descriptor opened for writing before its opener was granted a lock
+// edits what the lock's last holder committed (open, lock, read, write,
+// close: the usual read-modify-write), not what was stored at its open,
+// which would make its commit a conflict; one that wrote before the lock
+// keeps what it wrote over.
+func TestAWriterGrantedALockEditsWhatTheLastHolderCommitted(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "1")
+	h := f.open(db, shell, syscall.O_RDWR)
+	f.cat.Store(db, "2") // the lock's last holder, elsewhere
+	f.mustNot("locked", h.Locked(ctx))
+	buf := make([]byte, 8)
+	if n, err := h.Read(ctx, buf, 0); err != nil || string(buf[:n]) != "2" {
+		t.Fatalf("read under the lock: %q, %v; want 2", buf[:n], err)
+	}
+	f.replaceWith(h, shell, "3")
+	if got := f.value(db); got != "3" {
+		t.Errorf("the store holds %q, want 3", got)
+	}
+
+	early := f.open(db, other, syscall.O_RDWR)
+	f.write(early, other, "x", 0)
+	f.cat.Store(db, "4")
+	f.mustNot("locked", early.Locked(ctx))
+	wantKind(t, "the close of a writer that wrote before the lock, over a value replaced since", early.Flush(ctx, other), fault.Conflict)
+	early.Release(ctx)
+}
