@@ -39,11 +39,14 @@ import (
 //
 // A change written through the mount is seen by the kernel, which tells
 // the watchers of the name's directory, but through the writer's own
-// inode (writer.go): a program watching the file watches the revision it
-// replaced, and hears nothing. So every read-write mount signals its own
-// commits to the inodes of the revisions they replaced, and only to those
-// (touch.Replaced): the kernel holds one only while something holds it,
-// such as an inotify watch or an open descriptor.
+// inode (writer.go), and before its close commits it: a program watching
+// the file watches the revision it replaced, and hears nothing; one that
+// reads the file at each IN_MODIFY of the directory (Go's fsnotify
+// Write) reads the old value every time. So every read-write mount
+// signals its own commits too (touch.Replaced): to the inodes of the
+// revisions they replaced (the kernel holds one only while something
+// holds it, such as an inotify watch or an open descriptor), and to the
+// name, once the new revision is what an open reads.
 
 // signal makes the change signal of k to scope, on a signalling thread,
 // if the kernel holds its application (else nothing can be watching it).
@@ -68,9 +71,7 @@ func (m *mount) signal(k store.Key, scope touch.Scope, t *touch.Tree) {
 			d.NotifyEntry(name)
 		}
 	}
-	if scope == touch.Changed {
-		t.Touch(filepath.Join(k.App, k.Name))
-	}
+	t.Touch(filepath.Join(k.App, k.Name))
 }
 
 // isOwnSignal reports whether the request behind ctx comes from a

@@ -425,3 +425,36 @@ func TestADirectorysTimeFollowsARewriteOfASecretInIt(t *testing.T) {
 	}
 	t.Errorf("the directory's time is %v after the rewrite, %v before", mtime(), before)
 }
+
+// A program watching a secret's directory hears of a rewrite through the
+// mount once more after the rewrite is committed, so that one that reads
+// the file at each IN_MODIFY (Go's fsnotify Write) reads the new value at
+// the last: the kernel's own events come from the writer's inode, before
+// its close commits. (Every IN_MODIFY came before the commit.)
+func TestADirectoryWatcherHearsARewriteAfterItIsCommitted(t *testing.T) {
+	p := mountWithSecret(t, "v1")
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, filepath.Dir(p), unix.IN_MODIFY); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("v2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for { // the kernel's events of the write, queued before it returned
+		if n, _ := unix.Read(fd, buf); n <= 0 {
+			break
+		}
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(fds, 10_000); err != nil || n == 0 { // a bound on waiting, not a measure
+		t.Fatalf("no IN_MODIFY of the directory after the rewrite was committed (poll: %d, %v)", n, err)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "v2" {
+		t.Errorf("at the event the file reads %q, %v; want v2", got, err)
+	}
+}

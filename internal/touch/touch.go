@@ -47,9 +47,10 @@ type Scope uint8
 
 const (
 	// Replaced is a change the kernel saw: a write through the mount,
-	// which told the watchers of the name and of its directory. Only
-	// the inodes of the revisions it replaced, which programs watching
-	// the file watch, have heard nothing.
+	// which it told the watchers of the name's directory of, but before
+	// the change was committed; the inodes of the revisions it replaced,
+	// which programs watching the file watch, have heard nothing. The
+	// kernel has already forgotten the name.
 	Replaced Scope = iota + 1
 	// Changed is a change the mount learnt of by itself (from the store,
 	// or a view's input): nobody has heard of it.
