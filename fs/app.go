@@ -167,13 +167,21 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	return h.a.m.entry(ctx, &h.a.Inode, h.a.key(name), e, err, listing, out)
 }
 
-// Seekdir supports rewinding (offset 0), which is all that readdir(3)
-// users such as ls do; go-fuse itself replays interrupted reads.
+// Seekdir moves to off, a position Readdirent's entries were given
+// (go-fuse numbers them 1, 2, ... from the start, "." and ".." first; 0
+// is the start): the listing starts again and the off entries before it
+// are passed over, as telldir(3) and seekdir(3) expect. go-fuse replays
+// an interrupted read itself, without asking.
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if off != 0 {
-		return h.a.m.errno("seekdir", fault.Path(h.a.app), fault.E(fault.Path(h.a.app), fault.NotSupported, "seeking a listing other than to its start"))
-	}
 	h.list.Rewind()
 	h.dots = 0
+	for ; off > 0 && h.dots < 2; off-- {
+		h.dots++
+	}
+	for ; off > 0; off-- {
+		if _, ok, err := h.list.Next(ctx); err != nil || !ok {
+			return h.a.m.errno("seekdir", fault.Path(h.a.app), err)
+		}
+	}
 	return 0
 }

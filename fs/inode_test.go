@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -208,6 +209,76 @@ func dirInodes(t *testing.T, dir string) map[string]uint64 {
 			if s := string(name); s != "." && s != ".." {
 				inos[s] = binary.LittleEndian.Uint64(b[0:8])
 			}
+			b = b[reclen:]
+		}
+	}
+}
+
+// seekdir(3) to a position telldir(3) gave in an application's directory
+// goes on with the entry after it (lseek to an entry's d_off, as glibc's
+// seekdir does), not EOPNOTSUPP, which every position but the start got.
+func TestSeekdirGoesOnAfterTheEntryItWasGiven(t *testing.T) {
+	envelope, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := secrets.NewKeeper(memory.New(), envelope, secrets.Options{})
+	for i := range 40 {
+		k := store.Key{App: "app", Name: fmt.Sprintf("s%02d", i)}
+		if _, err := keeper.Put(context.Background(), k, []byte("v"), store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
+		Log: quietMount().log, TTL: time.Minute,
+		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+	}})
+	dir := filepath.Join(mountWith(t, m), "app")
+	all := dirEntries(t, dir, 0, 1<<16) // names and d_off, from the start
+	if len(all) < 20 {
+		t.Fatalf("%d entries listed", len(all))
+	}
+	for _, at := range []int{0, 1, 2, 10, len(all) - 2} {
+		got := dirEntries(t, dir, all[at].off, 1<<16)
+		if len(got) == 0 || got[0].name != all[at+1].name {
+			t.Errorf("after a seek to the d_off of entry %d (%s), the listing goes on with %v, want %s", at, all[at].name, got[:min(1, len(got))], all[at+1].name)
+		}
+	}
+}
+
+type dirEntry struct {
+	name string
+	off  int64
+}
+
+// dirEntries opens dir, seeks to off (0: the start) and lists the rest
+// with getdents64 into buffers of size bytes.
+func dirEntries(t *testing.T, dir string, off int64, size int) []dirEntry {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if off != 0 {
+		if _, err := syscall.Seek(int(f.Fd()), off, 0); err != nil {
+			t.Fatalf("seek to %d: %v", off, err)
+		}
+	}
+	var out []dirEntry
+	buf := make([]byte, size)
+	for {
+		n, err := syscall.ReadDirent(int(f.Fd()), buf)
+		if err != nil {
+			t.Fatalf("getdents after a seek to %d: %v", off, err)
+		}
+		if n == 0 {
+			return out
+		}
+		for b := buf[:n]; len(b) > 0; {
+			reclen := int(binary.LittleEndian.Uint16(b[16:18]))
+			name, _, _ := bytes.Cut(b[19:reclen], []byte{0})
+			out = append(out, dirEntry{name: string(name), off: int64(binary.LittleEndian.Uint64(b[8:16]))})
 			b = b[reclen:]
 		}
 	}
