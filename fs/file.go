@@ -380,7 +380,9 @@ func (m *mount) writeHandle(h *vfs.Handle) *writeHandle {
 // locks), once what they guarded is committed.
 func (w *writeHandle) Flush(ctx context.Context) syscall.Errno {
 	errno := w.m.errno("close", w.path().Path(), w.h.Flush(ctx, w.m.caller(ctx, closer)))
-	w.m.locks.ReleaseOwner(w.open, w.m.requests.owner(ctx))
+	if !w.h.Closing() { // else its release owes the commit, and releases them after it
+		w.m.locks.ReleaseOwner(w.open, w.m.requests.owner(ctx))
+	}
 	return errno
 }
 

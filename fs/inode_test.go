@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -281,5 +282,69 @@ func dirEntries(t *testing.T, dir string, off int64, size int) []dirEntry {
 			out = append(out, dirEntry{name: string(name), off: int64(binary.LittleEndian.Uint64(b[8:16]))})
 			b = b[reclen:]
 		}
+	}
+}
+
+// A seek on one descriptor to a position it gave goes on after the name
+// given there, though a name before it was removed since: a seek that
+// counted entries from the start skipped one. (The listing spans many
+// replies, so that the seek reaches the mount rather than go-fuse's
+// replay of its last reply.)
+func TestSeekdirAfterAnEarlierNameWasRemovedGoesOnAfterTheSameName(t *testing.T) {
+	envelope, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := secrets.NewKeeper(memory.New(), envelope, secrets.Options{})
+	name := func(i int) string { return fmt.Sprintf("s%03d-%s", i, strings.Repeat("x", 120)) }
+	for i := range 300 {
+		if _, err := keeper.Put(context.Background(), store.Key{App: "app", Name: name(i)}, []byte("v"), store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
+		Log: quietMount().log, TTL: time.Minute,
+		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+	}})
+	dir := filepath.Join(mountWith(t, m), "app")
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	var at int64 // the d_off of entry 8
+	for {
+		n, err := syscall.ReadDirent(int(f.Fd()), buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		for b := buf[:n]; len(b) > 0; {
+			reclen := int(binary.LittleEndian.Uint16(b[16:18]))
+			if got, _, _ := bytes.Cut(b[19:reclen], []byte{0}); string(got) == name(8) {
+				at = int64(binary.LittleEndian.Uint64(b[8:16]))
+			}
+			b = b[reclen:]
+		}
+	}
+	if at == 0 {
+		t.Fatal("entry 8 not listed")
+	}
+	if err := os.Remove(filepath.Join(dir, name(0))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := syscall.Seek(int(f.Fd()), at, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := syscall.ReadDirent(int(f.Fd()), buf)
+	if err != nil || n == 0 {
+		t.Fatalf("getdents after the seek: %d, %v", n, err)
+	}
+	reclen := int(binary.LittleEndian.Uint16(buf[16:18]))
+	if got, _, _ := bytes.Cut(buf[19:reclen], []byte{0}); string(got) != name(9) {
+		t.Errorf("after a seek to entry 8's position the listing goes on with %.4s..., want %.4s...", got, name(9))
 	}
 }

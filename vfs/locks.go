@@ -153,17 +153,18 @@ func (t *Locks) setLocked(k store.Key, l Lock) (wait <-chan struct{}, err error)
 			held = kept
 		}
 	}
-	if l.Type != Unlock {
-		for _, h := range held {
-			if l.conflicts(h) {
-				return t.changedLocked(k), ErrLocked
-			}
-		}
+	if l.Type != Unlock && slices.ContainsFunc(held, l.conflicts) {
+		return t.changedLocked(k), ErrLocked
 	}
-	// The owner's locks of the range are replaced by l (released, for
-	// Unlock): what lies outside the range is kept, split if need be.
-	var kept []Lock
-	released := false
+	kept, released := replaceRange(held, l)
+	t.store(k, kept, released)
+	return nil, nil
+}
+
+// replaceRange returns held with l's owner's locks of l's range replaced
+// by l (released, for Unlock): what lies outside the range is kept, split
+// if need be. released says whether a lock was given up or weakened.
+func replaceRange(held []Lock, l Lock) (kept []Lock, released bool) {
 	for _, h := range held {
 		if h.Owner != l.Owner || h.Flock != l.Flock || !h.overlaps(l) {
 			kept = append(kept, h)
@@ -184,8 +185,7 @@ func (t *Locks) setLocked(k store.Key, l Lock) (wait <-chan struct{}, err error)
 	if l.Type != Unlock {
 		kept = append(kept, l)
 	}
-	t.store(k, kept, released)
-	return nil, nil
+	return kept, released
 }
 
 // ReleaseOwner releases the record locks owner took through the open

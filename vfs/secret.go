@@ -169,6 +169,20 @@ func (s *Secret) creating() (store.Meta, bool) {
 	return store.Meta{}, false
 }
 
+// creatingBesides reports whether a session of s other than own is
+// creating it.
+func (s *Secret) creatingBesides(own *session) bool {
+	for _, ss := range s.all() {
+		if ss == own {
+			continue
+		}
+		if m := ss.metadata(); m.Version == store.Absent && ss.current() != sessionOrphaned && ss.current() != sessionFailed && ss.current() != sessionReleased {
+			return true
+		}
+	}
+	return false
+}
+
 // closingMetadata describes what a closing session is about to commit:
 // the answer to a stat by path while it does.
 func (s *Secret) closingMetadata() (store.Meta, bool) {

@@ -86,6 +86,7 @@ type session struct {
 	written   uint64           // writes and truncations so far, to tell those made during a commit
 	idle      chan struct{}    // closed when a commit in flight ends
 	releasing bool             // the release owes a commit: the closer has returned, others wait (see busy)
+	joined    bool             // opened on a secret another session was creating (joinCreation)
 	onChange  func()           // told when busy changes; called with mu held, so it may take only leaf locks
 }
 
@@ -122,38 +123,74 @@ func newSession(k store.Key, meta store.Meta, load loadFunc, appendTo bool, open
 
 // joinCreation makes a session opened on a secret another session of
 // the mount is creating clean: it commits only what is written to it,
-// or a truncation, not the empty value a creation commits at its release.
+// or a truncation, not the empty value a creation commits at its release
+// (see Handle.Release for when it does, as the last one).
 func (s *session) joinCreation() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.state = sessionClean
+	s.state, s.joined = sessionClean, true
 }
 
-// rebase makes the session expect meta, the revision stored now, if it
-// has written nothing since its open or last commit (a truncation to
-// nothing is not such a write: its value never depended on what it
-// replaced), and forget a value it loaded, which load reads again when
-// something needs it (see Handle.Locked). It reports whether the value
-// must be loaded now: an appending session's writes need it.
-func (s *session) rebase(meta store.Meta, load loadFunc) (reload bool) {
+// createAlone makes a joined session that is still clean commit the
+// empty value a creation commits at its release: its creator is gone
+// without committing (see Handle.Release).
+func (s *session) createAlone() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.expected.Equal(meta.Revision()):
+	if s.joined && s.state == sessionClean && s.expected.Version == store.Absent {
+		s.setState(sessionPending)
+	}
+}
+
+// rebasable reports whether a lock granted now should move the session
+// to meta (see rebase). s.mu must be held.
+func (s *session) rebasableLocked(meta store.Meta) bool {
+	if meta.Version <= s.expected.Version {
+		return false // not newer: the session's own commit may have landed after meta was read
+	}
+	switch s.state {
+	case sessionClean:
+		return true
+	case sessionPending, sessionClosing:
+		return len(s.buf) == 0 && len(s.spans) == 0 // truncated to nothing
+	}
+	return false
+}
+
+// rebasable reports whether rebase(meta) would move the session, and
+// whether it would need meta's value (an appending session's writes do).
+func (s *session) rebasable(meta store.Meta) (ok, needsValue bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok = s.rebasableLocked(meta)
+	return ok, ok && s.appendTo && s.state == sessionClean
+}
+
+// rebase makes the session expect meta, a revision newer than the one it
+// expects, if it has written nothing since its open or last commit (a
+// truncation to nothing is not such a write: its value never depended on
+// what it replaced), and forget a value it loaded, which load reads again
+// when something needs it (see Handle.Locked); value, if not nil, is
+// meta's, loaded already (an appending session needs it). It reports
+// whether it took value; else the caller wipes it.
+func (s *session) rebase(meta store.Meta, load loadFunc, value crypto.Plaintext) (took bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.rebasableLocked(meta) {
 		return false
-	case s.state == sessionClean:
+	}
+	if s.state == sessionClean {
 		s.buf.Wipe()
 		s.buf, s.spans, s.loaded = nil, nil, false
-	case s.state == sessionPending && len(s.buf) == 0 && len(s.spans) == 0:
-		// Truncated to nothing: it stays empty, and pending.
-	default:
-		return false
+		if value != nil {
+			s.buf, s.loaded, took = value, true, true
+		}
 	}
-	s.meta, s.expected, s.load = meta, meta.Revision(), load
-	if s.state == sessionPending {
+	s.meta, s.expected, s.load, s.joined = meta, meta.Revision(), load, false
+	if s.state != sessionClean {
 		s.meta.Size = 0
 	}
-	return s.appendTo && !s.loaded
+	return took
 }
 
 // justOpenedBy reports whether thread tid opened the session and nothing

@@ -214,18 +214,33 @@ func (h *Handle) Locked(ctx context.Context) error {
 	if h.signal || h.ss == nil {
 		return nil
 	}
-	meta, err := h.v.cat.Verify(ctx, h.ss.metadata().Key)
-	if fault.Is(fault.NotFound, err) {
-		return nil // removed: a commit creates it again, or conflicts
+	k := h.ss.metadata().Key
+	// What the catalog knows, without asking the store: locks are this
+	// mount's, so the last holder's commit went through its catalog.
+	meta, ok := h.v.cat.Known(k)
+	if !ok {
+		return nil
 	}
-	if err != nil {
-		return err
+	rebase, needsValue := h.ss.rebasable(meta)
+	if !rebase {
+		return nil
 	}
-	if h.ss.rebase(meta, h.v.load) {
-		return h.ss.ensure(ctx)
+	var value crypto.Plaintext
+	if needsValue {
+		var err error
+		if value, err = h.v.load(ctx, k, meta); err != nil {
+			return err // the session keeps the revision and value it had
+		}
+	}
+	if !h.ss.rebase(meta, h.v.load, value) {
+		value.Wipe()
 	}
 	return nil
 }
+
+// Closing reports whether the handle's session is closing: its opener
+// closed a descriptor, and its release owes a commit.
+func (h *Handle) Closing() bool { return !h.signal && h.ss.current() == sessionClosing }
 
 // Secret returns the secret the handle writes, or nil for the change
 // signal's handle.
@@ -319,6 +334,14 @@ func (h *Handle) Fsync(ctx context.Context, c Caller) error {
 func (h *Handle) Release(ctx context.Context) error {
 	if h.signal {
 		return nil
+	}
+	if !h.s.creatingBesides(h.ss) {
+		if _, stored := h.v.cat.Known(h.ss.metadata().Key); !stored {
+			// It joined a creation whose creator is gone without
+			// committing: it creates the secret, as its opener (touch)
+			// meant.
+			h.ss.createAlone()
+		}
 	}
 	var err error
 	if h.ss.releaseNeeded() {

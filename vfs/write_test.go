@@ -542,7 +542,7 @@ func TestAWriterGrantedALockEditsWhatTheLastHolderCommitted(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.cat.Store(db, "1")
 	h := f.open(db, shell, syscall.O_RDWR)
-	f.cat.Store(db, "2") // the lock's last holder, elsewhere
+	f.replaceWith(f.open(db, other, trunc), other, "2") // the lock's last holder, through the mount
 	f.mustNot("locked", h.Locked(ctx))
 	buf := make([]byte, 8)
 	if n, err := h.Read(ctx, buf, 0); err != nil || string(buf[:n]) != "2" {
@@ -555,8 +555,73 @@ func TestAWriterGrantedALockEditsWhatTheLastHolderCommitted(t *testing.T) {
 
 	early := f.open(db, other, syscall.O_RDWR)
 	f.write(early, other, "x", 0)
-	f.cat.Store(db, "4")
+	f.replaceWith(f.open(db, shell, trunc), shell, "4")
 	f.mustNot("locked", early.Locked(ctx))
 	wantKind(t, "the close of a writer that wrote before the lock, over a value replaced since", early.Flush(ctx, other), fault.Conflict)
 	early.Release(ctx)
+}
+
+// A writer whose opener closed a descriptor without writing (`cmd > f`
+// once the shell closed its copy) is moved by a lock granted to the
+// command as any writer that wrote nothing is; an appending writer whose
+// new value cannot be loaded keeps the one it had, and can still append;
+// and a lock never moves a writer back to a revision older than the one
+// it expects (its own commit may land after the catalog was read).
+func TestALockMovesWritersOnlyForwardAndKeepsWhatItCannotReplace(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "1")
+	closing := f.open(db, shell, trunc)
+	f.mustNot("the O_TRUNC truncation", closing.Truncate(ctx, 0))
+	f.mustNot("the shell's close", closing.Flush(ctx, shell))
+	f.replaceWith(f.open(db, other, trunc), other, "2")
+	f.mustNot("locked", closing.Locked(ctx))
+	f.write(closing, command, "3", 0)
+	f.mustNot("the command's close", closing.Flush(ctx, command))
+	closing.Release(ctx)
+	if got := f.value(db); got != "3" {
+		t.Errorf("the store holds %q after the closing writer's commit, want 3", got)
+	}
+
+	appender := f.open(db, shell, syscall.O_WRONLY|syscall.O_APPEND)
+	f.replaceWith(f.open(db, other, trunc), other, "4")
+	f.cat.FailValues(fault.E(db.Path(), fault.Unavailable, "keys down"))
+	if err := appender.Locked(ctx); err == nil {
+		t.Error("locked with the new value unreadable: no error")
+	}
+	f.cat.FailValues(nil)
+	if _, err := appender.Write(shell, []byte("+"), 0); err != nil {
+		t.Errorf("an append after a failed reload: %v", err)
+	}
+	appender.Release(ctx)
+
+	h := f.open(db, shell, syscall.O_RDWR)
+	f.write(h, shell, "5", 0)
+	f.mustNot("fsync", h.Fsync(ctx, shell))
+	before, _ := f.cat.Stored(db)
+	stale := before
+	stale.Version--
+	if h.ss.rebase(stale, f.fs.load, nil) {
+		t.Error("rebase took a value it was not given")
+	}
+	if !h.ss.expected.Equal(before.Revision()) {
+		t.Errorf("a lock moved the writer back to version %d from %d", h.ss.expected.Version, before.Version)
+	}
+	h.Release(ctx)
+}
+
+// touch of a secret whose creator then goes without committing (killed)
+// leaves the empty file touch meant, not nothing.
+func TestATouchOfACreationWhoseCreatorGoesCreatesItEmpty(t *testing.T) {
+	f := newFixture(t, Options{})
+	creator, e := f.create(db, shell, wronly|syscall.O_CREAT)
+	toucher, err := e.Created.Open(ctx, other, wronly|syscall.O_CREAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creator.Discard() // killed: nothing committed
+	f.mustNot("the toucher's close", toucher.Flush(ctx, other))
+	f.mustNot("the toucher's release", toucher.Release(ctx))
+	if got := f.value(db); got != "" {
+		t.Errorf("the store holds %q, want the empty value touch made", got)
+	}
 }
