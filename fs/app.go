@@ -138,7 +138,7 @@ type dirHandle struct {
 	// them from 1, as it gives them), the name given at each position
 	// past the dots, and an entry a seek read past, which comes next.
 	pos   uint64
-	names map[uint64]string
+	names []string // of positions 3 on
 	next  *store.Meta
 }
 
@@ -160,10 +160,11 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		return nil, h.a.m.errno("readdir", fault.Path(h.a.app), err)
 	}
 	h.pos++
-	if h.names == nil {
-		h.names = map[uint64]string{}
+	i := int(h.pos - 3)
+	for len(h.names) <= i {
+		h.names = append(h.names, "") // "": a position never given (a seek past the names known)
 	}
-	h.names[h.pos] = meta.Name
+	h.names[i] = meta.Name
 	h.ent = fuse.DirEntry{Name: meta.Name, Mode: syscall.S_IFREG, Ino: h.a.m.listedIno(meta)}
 	return &h.ent, 0
 }
@@ -200,7 +201,11 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	h.list.Rewind()
 	h.dots, h.pos, h.next = int(min(off, 2)), off, nil
-	name, named := h.names[off]
+	var name string
+	if off > 2 && off-3 < uint64(len(h.names)) {
+		name = h.names[off-3]
+	}
+	named := name != ""
 	for skip := off - min(off, 2); named || skip > 0; skip-- {
 		meta, ok, err := h.list.Next(ctx)
 		switch {

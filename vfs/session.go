@@ -131,6 +131,15 @@ func (s *session) joinCreation() {
 	s.state, s.joined = sessionClean, true
 }
 
+// joinedUnwritten reports whether the session joined a creation
+// (joinCreation) and is still clean, expecting nothing stored: only such
+// a session may have to create the secret at its release (createAlone).
+func (s *session) joinedUnwritten() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joined && s.state == sessionClean && s.expected.Version == store.Absent
+}
+
 // createAlone makes a joined session that is still clean commit the
 // empty value a creation commits at its release: its creator is gone
 // without committing (see Handle.Release).

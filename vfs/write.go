@@ -335,7 +335,7 @@ func (h *Handle) Release(ctx context.Context) error {
 	if h.signal {
 		return nil
 	}
-	if !h.s.creatingBesides(h.ss) {
+	if h.ss.joinedUnwritten() && !h.s.creatingBesides(h.ss) {
 		if _, stored := h.v.cat.Known(h.ss.metadata().Key); !stored {
 			// It joined a creation whose creator is gone without
 			// committing: it creates the secret, as its opener (touch)
