@@ -151,3 +151,63 @@ func TestADirectorysTimeIsItsLastChange(t *testing.T) {
 		t.Errorf("a mkdir at the root changed app's time to %v", got)
 	}
 }
+
+// Every handle open for writing holds WritersReleased open until the
+// kernel releases it; one whose release owes a commit (`: > file`) lets
+// go once that commit is counted in flight, so that a stop that waited
+// for the writers then waits for the commit (Stop), whatever the store
+// takes.
+func TestWritersReleasedWaitsForEveryReleaseAndTheCommitItOwes(t *testing.T) {
+	f := newFixture(t, Options{Changes: &Changes{}})
+	changes := f.fs.opts.Changes
+	f.cat.Store(db, "old")
+	f.cat.Store(db2, "old2")
+	if !isClosed(changes.WritersReleased()) {
+		t.Fatal("WritersReleased is open with no file open for writing")
+	}
+	truncated := f.open(db, shell, trunc) // commits the empty value at its release
+	written := f.open(db2, shell, trunc)
+	f.write(written, shell, "new2", 0)
+	f.mustNot("the writer's close", written.Flush(ctx, shell))
+	f.mustNot("the writer's release", written.Release(ctx))
+	if isClosed(changes.WritersReleased()) {
+		t.Fatal("WritersReleased is closed while a file the kernel has not released owes a commit")
+	}
+
+	inPut, thaw := make(chan struct{}), make(chan struct{})
+	f.cat.BeforePut(func(store.Key) {
+		close(inPut)
+		<-thaw
+	})
+	released := make(chan error)
+	go func() { released <- truncated.Release(ctx) }()
+	<-inPut
+	select {
+	case <-changes.WritersReleased():
+	case <-time.After(10 * time.Second):
+		t.Fatal("WritersReleased stays open while the only release's commit is in flight")
+	}
+	idle := changes.Stop()
+	if isClosed(idle) {
+		t.Fatal("the stop says nothing is in flight while the release's commit is")
+	}
+	f.cat.BeforePut(nil)
+	close(thaw)
+	if err := <-released; err != nil {
+		t.Fatalf("the release's commit: %v", err)
+	}
+	<-idle
+	if got := f.value(db); got != "" {
+		t.Errorf("db holds %q after the truncation committed at its release", got)
+	}
+}
+
+// isClosed reports whether c is closed, without waiting.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}

@@ -27,6 +27,9 @@ type Handle struct {
 	signal bool
 	key    store.Key // of a signal handle
 	opener Caller    // who opened it, to whom a commit at the release is due
+	// released records, in Options.Changes, that the kernel released
+	// the handle (see Changes.WritersReleased).
+	released func()
 }
 
 // signalHandle is the handle an open for writing by the mount's own
@@ -179,7 +182,7 @@ func (v *FS) openWriter(ctx context.Context, c Caller, s *Secret, flags uint32, 
 		}
 	}
 	s.add(ss)
-	return &Handle{v: v, s: s, ss: ss, opener: c}, nil
+	return &Handle{v: v, s: s, ss: ss, opener: c, released: v.opts.Changes.opened()}, nil
 }
 
 // load reads the value a session edits (see loadFunc), when something
@@ -300,7 +303,7 @@ func (h *Handle) Flush(ctx context.Context, c Caller) error {
 	case flushReport:
 		return err
 	case flushCommit:
-		return h.commit(ctx, c, "close")
+		return h.commit(ctx, c, "close", nil)
 	}
 	if h.ss.current() == sessionClosing && h.v.opts.Events != nil {
 		// Views read nothing new yet: told the cache alone (not tell).
@@ -320,7 +323,7 @@ func (h *Handle) Fsync(ctx context.Context, c Caller) error {
 	case err != nil:
 		return err
 	case need:
-		return h.commit(ctx, c, "fsync")
+		return h.commit(ctx, c, "fsync", nil)
 	}
 	return nil
 }
@@ -345,7 +348,7 @@ func (h *Handle) Release(ctx context.Context) error {
 	}
 	var err error
 	if h.ss.releaseNeeded() {
-		err = h.commit(ctx, h.opener, "release")
+		err = h.commit(ctx, h.opener, "release", h.released)
 	}
 	h.Discard()
 	return err
@@ -359,14 +362,17 @@ func (h *Handle) Discard() {
 	}
 	h.ss.release()
 	h.s.remove(h.ss)
+	h.released()
 }
 
 // commit commits the session and points the name at the new revision
 // before it returns (Committed), so that the writer's next command reads
 // what it wrote. Once begun it is not interrupted: the store decides it
 // whole or not at all, within the backend's deadline, and the caller
-// learns which. when names the request ("close", "fsync", "release").
-func (h *Handle) commit(ctx context.Context, c Caller, when string) error {
+// learns which. when names the request ("close", "fsync", "release");
+// begun, if not nil, is called once the change is counted in flight
+// (Changes.begin).
+func (h *Handle) commit(ctx context.Context, c Caller, when string, begun func()) error {
 	v := h.v
 	// The change ends once recorded: the audit log and the log hear of it
 	// before a stop lets the process end. A change the stop refuses fails
@@ -380,6 +386,9 @@ func (h *Handle) commit(ctx context.Context, c Caller, when string) error {
 			return store.Meta{}, err
 		}
 		end = began
+		if begun != nil {
+			begun()
+		}
 		meta, err := v.cat.Put(context.WithoutCancel(ctx), k, value, expected)
 		if fault.Is(fault.Exist, err) {
 			// Created meanwhile by another writer, who won, as any

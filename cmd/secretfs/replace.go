@@ -24,6 +24,7 @@ import (
 	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/internal/handover"
 	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // Upgrading without a gap: `mount --replace` takes over a mount point a
@@ -132,6 +133,8 @@ type succession struct {
 	// what any other process says.
 	notifySocket string
 	parent       int // the --daemon parent, whose exit tells that it has
+
+	changes *vfs.Changes // the mount's, whose writers a stop or a step-down waits for (awaitWriters)
 }
 
 // beneathSupported is handover.BeneathSupported; a test makes it fail,
@@ -260,6 +263,7 @@ func (s *succession) closeMetrics() {
 // cannot mount beneath, once it stepped down; else as usual; and listens
 // on the control socket, so that a successor can replace it.
 func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) (*fuse.Server, error) {
+	s.changes = opts.Changes
 	if s.pred != nil && s.noBeneath == nil {
 		return s.mountBeneath(dir, catalog, opts)
 	}
@@ -474,6 +478,7 @@ func (s *succession) healthy() bool {
 // The mount goes on serving what still holds it (waitForEnd drains).
 func (s *succession) stepDown() error {
 	holdStepDown(s.log)
+	s.awaitWriters(nil)
 	s.detaching.Store(true)
 	// As root directly, else through fusermount3, which may detach the
 	// mount of the user that made it.
@@ -583,7 +588,33 @@ wait:
 		log.WithField("mountpoint", dir).Warn("the mount point does not show this mount any longer: not unmounting it; what still holds this mount loses it as the process ends")
 		return nil
 	}
+	s.awaitWriters(stop)
 	return unmount(s.dir, s.dev, server, served, stop, log)
+}
+
+// writersGrace bounds how long a stop or a step-down waits, before it
+// unmounts or detaches the mount, for the kernel to release the files
+// open for writing (vfs.Changes.WritersReleased). The RELEASE of a last
+// close, which may owe a commit (`: > file`), comes after close(2) has
+// returned, and one the mount has not read yet when the file system goes
+// is cancelled, with that commit: a stop at once after such a close
+// would lose it. It comes within milliseconds; only a file a process
+// still holds open makes the wait last this long (such a file keeps a
+// detached file system alive, and loses what it has not committed when
+// the process stops, wait or not).
+const writersGrace = 500 * time.Millisecond
+
+// awaitWriters waits, at most writersGrace or until a signal from stop,
+// until the kernel has released every file of the mount open for
+// writing.
+func (s *succession) awaitWriters(stop <-chan os.Signal) {
+	select {
+	case <-s.changes.WritersReleased():
+		return
+	case <-stop:
+	case <-time.After(writersGrace):
+	}
+	s.log.WithField("mountpoint", s.dir).Info("a file of the mount is still open for writing: going on without waiting for its release")
 }
 
 // unseenCheck is how often a mount checks that its mount point still
