@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/internal/sorted"
 	"github.com/secretfs/secretfs/store"
 )
 
@@ -193,13 +194,7 @@ func (c *Catalog) noteApp(app string, exists bool) {
 	if r.listedAt.IsZero() {
 		return
 	}
-	i, found := slices.BinarySearch(r.names, app)
-	switch {
-	case exists && !found:
-		r.names = slices.Insert(r.names, i, app)
-	case !exists && found:
-		r.names = slices.Delete(r.names, i, i+1)
-	}
+	r.names = sorted.Set(r.names, app, exists)
 }
 
 // noteListed records what a complete listing of app at started told of

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -209,5 +210,50 @@ func isClosed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// The root's time moves when a listing of it learns from the store of an
+// application that appeared or went elsewhere, once; not when a listing
+// finds what it found before, nor for an application made or removed
+// here (mkdir, rmdir), whose own change moved it already.
+func TestTheRootsTimeMovesForAnApplicationLearntOfFromTheStore(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.cat.Store(db, "v")
+	listed := func(what string) time.Time {
+		t.Helper()
+		if _, err := f.fs.Apps(ctx); err != nil {
+			t.Fatalf("listing the root %s: %v", what, err)
+		}
+		return f.fs.DirAttr("").Modified
+	}
+	started := listed("first")
+	time.Sleep(2 * time.Millisecond)
+	if got := listed("again, unchanged"); !got.Equal(started) {
+		t.Errorf("a listing that found the same applications moved the root's time to %v", got)
+	}
+	elsewhere := store.Key{App: "billing", Name: "token"}
+	f.cat.Store(elsewhere, "t")
+	appeared := listed("after billing appeared in the store")
+	if !appeared.After(started) {
+		t.Errorf("the root's time %v did not move for an application that appeared in the store", appeared)
+	}
+	var here time.Time
+	for _, op := range []struct {
+		name string
+		do   func(context.Context, string) error
+	}{{"mkdir", f.fs.Mkdir}, {"rmdir", f.fs.Rmdir}} {
+		time.Sleep(2 * time.Millisecond)
+		f.mustNot(op.name, op.do(ctx, "made"))
+		here = f.fs.DirAttr("").Modified
+		time.Sleep(2 * time.Millisecond)
+		if got := listed("after " + op.name); !got.Equal(here) {
+			t.Errorf("the listing after %s moved the root's time from its %v to %v", op.name, here, got)
+		}
+	}
+	time.Sleep(2 * time.Millisecond)
+	f.cat.Remove(elsewhere)
+	if got := listed("after billing went from the store"); !got.After(here) {
+		t.Errorf("the root's time %v did not move for an application that went from the store", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/internal/sorted"
 	"github.com/secretfs/secretfs/store"
 )
 
@@ -449,7 +450,26 @@ func (v *FS) Apps(ctx context.Context) ([]string, error) {
 		}
 	}
 	sort.Strings(names)
+	v.mu.Lock()
+	learnt := v.shownApps != nil && !slices.Equal(v.shownApps, names)
+	v.shownApps = slices.Clone(names)
+	v.mu.Unlock()
+	if learnt {
+		v.dirChanged("")
+	}
 	return names, nil
+}
+
+// appShown records that app was made (shown) or removed (not shown)
+// here, so that the next listing of the root does not take it for a
+// change it learnt of from the store.
+func (v *FS) appShown(app string, shown bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.shownApps == nil {
+		return
+	}
+	v.shownApps = sorted.Set(v.shownApps, app, shown)
 }
 
 // Mkdir makes a new, empty application. The store has no empty
@@ -477,6 +497,7 @@ func (v *FS) Mkdir(ctx context.Context, app string) error {
 	v.mu.Lock()
 	v.made[app] = true
 	v.mu.Unlock()
+	v.appShown(app, true)
 	v.dirChanged("")
 	v.log.WithField("app", app).Info("application created")
 	return nil
@@ -510,6 +531,7 @@ func (v *FS) Rmdir(ctx context.Context, app string) error {
 	v.mu.Lock()
 	delete(v.made, app)
 	v.mu.Unlock()
+	v.appShown(app, false)
 	v.dirChanged("")
 	v.log.WithField("app", app).Info("application removed")
 	return nil

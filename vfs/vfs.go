@@ -134,6 +134,11 @@ type FS struct {
 	// changed as far as this mount knows: its modification time
 	// (DirAttr).
 	dirTimes map[string]time.Time
+	// shownApps is the root's names as the last listing of it gave them
+	// (Apps), with those made or removed here since: a listing that
+	// finds another set learnt of a change from the store, and moves
+	// the root's time. nil before the first listing.
+	shownApps []string
 
 	views views // never changes
 	// hiddenTold holds the views (store.Key) that a listing found hiding
