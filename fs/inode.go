@@ -116,7 +116,12 @@ func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key,
 // then that one is returned, and n, which the kernel never saw, is not
 // (mine is false).
 func (m *mount) add(ctx context.Context, parent *gofs.Inode, n *immutableNode, id revisionID) (held *immutableNode, mine bool) {
-	parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino})
+	made := n
+	if lost := lostByTheTable(parent, n.ino, id); lost != nil {
+		n = lost
+	} else {
+		parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino})
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if held := m.files[n.ino]; held != nil {
@@ -124,7 +129,28 @@ func (m *mount) add(ctx context.Context, parent *gofs.Inode, n *immutableNode, i
 	}
 	m.files[n.ino] = n
 	m.register(n, id)
-	return n, true
+	return n, n == made
+}
+
+// lostByTheTable returns the node that the kernel holds as id, number
+// ino, under id's name in parent, if there is one: the table does not
+// have it (add is asked to make one), because its OnForget ran while a
+// lookup that had found it handed it back to the kernel, which go-fuse's
+// bridge then registered again. A new node of that number would never
+// be registered (the bridge keeps the one it holds) and would take the
+// kernel's node's place in the table; this one is entered again instead
+// (and pins again at its next use). go-fuse's OnForget contract asks the
+// file system to keep such a lookup from reviving an inode; mount.revive
+// and this undo it instead.
+func lostByTheTable(parent *gofs.Inode, ino uint64, id revisionID) *immutableNode {
+	c := parent.GetChild(id.key.Name)
+	if c == nil || c.StableAttr().Ino != ino || c.Forgotten() {
+		return nil
+	}
+	if n, ok := c.Operations().(*immutableNode); ok && n.id() == id {
+		return n
+	}
+	return nil
 }
 
 // register makes n the inode of id, unless a node that is still id (in

@@ -42,6 +42,27 @@ func mountWith(t *testing.T, m *mount) string {
 	return dir
 }
 
+// memoryMount makes a mount (not yet mounted: see mountWith) over st,
+// which it first fills with values, written through a keeper (the v2
+// format, a test key); audit, if not nil, hears the audit records.
+func memoryMount(t *testing.T, st store.Store, values map[store.Key]string, audit func(audit.Entry)) *mount {
+	t.Helper()
+	envelope, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := secrets.NewKeeper(st, envelope, secrets.Options{})
+	for k, v := range values {
+		if _, err := keeper.Put(context.Background(), k, []byte(v), store.NoItem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
+		Log: quietMount().log, Audit: audit, TTL: time.Minute,
+		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+	}})
+}
+
 // audits collects what the mount tells Options.Audit.
 type audits struct {
 	mu  sync.Mutex
@@ -82,22 +103,9 @@ func inoOf(t *testing.T, p string) uint64 {
 // its own value, never the other's; the audit log names what was opened.
 // The first secret keeps its inode.
 func TestARevisionWhoseInodeNumberIsTakenGetsItsOwnInode(t *testing.T) {
-	envelope, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keeper := secrets.NewKeeper(memory.New(), envelope, secrets.Options{})
 	db, config := store.Key{App: "app", Name: "db"}, store.Key{App: "app", Name: "config"}
-	for k, v := range map[store.Key]string{db: "value of db", config: "value of config"} {
-		if _, err := keeper.Put(context.Background(), k, []byte(v), store.NoItem); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var seen audits
-	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
-		Log: quietMount().log, Audit: seen.record, TTL: time.Minute,
-		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-	}})
+	m := memoryMount(t, memory.New(), map[store.Key]string{db: "value of db", config: "value of config"}, seen.record)
 	const taken = 4242
 	var hashed sync.Map // attempts asked for, per secret
 	m.ino = inonum.WithVersionHash(func(k store.Key, rev store.Revision, attempt int) uint64 {
@@ -154,20 +162,11 @@ func TestARevisionWhoseInodeNumberIsTakenGetsItsOwnInode(t *testing.T) {
 // the kernel has not looked up yet (the first listing, whose READDIRPLUS
 // looks each up only after it lists it) and for those it holds.
 func TestAListingGivesTheInodeNumbersStatGives(t *testing.T) {
-	envelope, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keeper := secrets.NewKeeper(memory.New(), envelope, secrets.Options{})
+	values := map[store.Key]string{}
 	for _, name := range []string{"db", "config", "token"} {
-		if _, err := keeper.Put(context.Background(), store.Key{App: "app", Name: name}, []byte("value of "+name), store.NoItem); err != nil {
-			t.Fatal(err)
-		}
+		values[store.Key{App: "app", Name: name}] = "value of " + name
 	}
-	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
-		Log: quietMount().log, TTL: time.Minute,
-		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-	}})
+	m := memoryMount(t, memory.New(), values, nil)
 	dir := mountWith(t, m)
 	app := filepath.Join(dir, "app")
 	for _, d := range []string{app, dir, app, dir} { // the second time, the kernel holds every inode
@@ -346,5 +345,48 @@ func TestSeekdirAfterAnEarlierNameWasRemovedGoesOnAfterTheSameName(t *testing.T)
 	reclen := int(binary.LittleEndian.Uint16(buf[16:18]))
 	if got, _, _ := bytes.Cut(buf[19:reclen], []byte{0}); string(got) != name(9) {
 		t.Errorf("after a seek to entry 8's position the listing goes on with %.4s..., want %.4s...", got, name(9))
+	}
+}
+
+// A lookup racing the kernel's FORGET of the same inode can hand the
+// node back to the kernel after OnForget dropped it from the table
+// (go-fuse's bridge registers it again once OnForget was called). The
+// next lookup of that revision must find the node the kernel holds, not
+// make a second node of the same number, which the bridge would never
+// register (it keeps the one it holds), and which would stay in the table
+// in its place, pinned for ever. The race is made here by calling
+// OnForget while the kernel holds the inode.
+func TestALookupAfterAForgetRacedByALookupFindsTheInodeTheKernelHolds(t *testing.T) {
+	m := memoryMount(t, memory.New(), map[store.Key]string{{App: "app", Name: "db"}: "value of db"}, nil)
+	dir := mountWith(t, m)
+	p := filepath.Join(dir, "app/db")
+	f, err := os.Open(p) // the kernel holds the inode while it is open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ino := inoOf(t, p)
+	held := m.file(ino)
+	if held == nil || held.Inode.Forgotten() {
+		t.Fatalf("the table holds %v for inode %d, want the node the kernel holds", held, ino)
+	}
+	held.OnForget() // as when it ran before the racing lookup's registration
+	// The kernel forgets its entry (not the inode, which f holds), so the
+	// next stat looks the name up.
+	_, parent := held.Inode.Parent()
+	if errno := parent.NotifyEntry("db"); errno != 0 {
+		t.Fatalf("invalidating the entry: %v", errno)
+	}
+	if got := inoOf(t, p); got != ino {
+		t.Fatalf("app/db's inode moved from %d to %d", ino, got)
+	}
+	switch now := m.file(ino); {
+	case now == nil:
+		t.Errorf("after the lookup, the table holds no node for inode %d", ino)
+	case now != held:
+		t.Errorf("after the lookup, the table holds another node for inode %d (forgotten by the kernel: %v), not the one the kernel holds", ino, now.Inode.Forgotten())
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "value of db" {
+		t.Errorf("app/db then reads %q, %v", got, err)
 	}
 }

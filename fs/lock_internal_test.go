@@ -9,13 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/secretfs/secretfs/cache"
-	"github.com/secretfs/secretfs/crypto"
-	"github.com/secretfs/secretfs/crypto/cryptotest"
-	"github.com/secretfs/secretfs/secrets"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/store/memory"
-	"github.com/secretfs/secretfs/vfs"
 )
 
 // slowPuts is a store whose writes take delay.
@@ -35,19 +30,7 @@ func (s slowPuts) Put(ctx context.Context, it *store.Item, expected store.Revisi
 // released before the commit, and a waiter on a store taking 500 ms read
 // the old value.)
 func TestTheNextLockHolderReadsWhatTheLastOneCommitted(t *testing.T) {
-	envelope, err := crypto.NewEnvelope(cryptotest.New(), crypto.FormatV2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keeper := secrets.NewKeeper(slowPuts{memory.New(), 300 * time.Millisecond}, envelope, secrets.Options{})
-	k := store.Key{App: "app", Name: "counter"}
-	if _, err := keeper.Put(context.Background(), k, []byte("1"), store.NoItem); err != nil {
-		t.Fatal(err)
-	}
-	m := newMount(cache.New(keeper, cache.Options{TTL: time.Minute}), Options{Options: vfs.Options{
-		Log: quietMount().log, TTL: time.Minute,
-		FileMode: 0o600, DirMode: 0o700, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-	}})
+	m := memoryMount(t, slowPuts{memory.New(), 300 * time.Millisecond}, map[store.Key]string{{App: "app", Name: "counter"}: "1"}, nil)
 	p := filepath.Join(mountWith(t, m), "app", "counter")
 
 	writer, err := os.OpenFile(p, os.O_RDWR, 0)
