@@ -30,8 +30,9 @@ type Entry struct {
 	Errno   syscall.Errno `json:"-"`
 	UID     uint32        `json:"uid"`
 	GID     uint32        `json:"gid"`
-	PID     uint32        `json:"pid"`
-	Command string        `json:"command"` // /proc/PID/comm when it happened; "" if the process was gone
+	PID     uint32        `json:"pid"`     // the calling process; 0 if it was gone
+	TID     uint32        `json:"tid"`     // the calling thread, which the kernel names (a single-threaded process's pid)
+	Command string        `json:"command"` // /proc/TID/comm when it happened; "" if the process was gone
 }
 
 // line is the JSON form of an Entry: the errno by name ("OK" for 0).

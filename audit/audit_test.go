@@ -18,7 +18,7 @@ func TestEntriesAreJSONLinesWithTheResultByName(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	l.Record(Entry{Time: at, Op: "open", App: "billing", Secret: "db-password", Version: 3, UID: 1000, GID: 1000, PID: 42, Command: "cat"})
+	l.Record(Entry{Time: at, Op: "open", App: "billing", Secret: "db-password", Version: 3, UID: 1000, GID: 1000, PID: 42, TID: 43, Command: "cat"})
 	l.Record(Entry{Time: at, Op: "rename", App: "billing", Secret: "a", ToApp: "billing", To: "b", Version: 1, Errno: syscall.ESTALE})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func TestEntriesAreJSONLinesWithTheResultByName(t *testing.T) {
 		t.Fatalf("%d lines, want 2", len(lines))
 	}
 	want := map[string]any{"time": "2026-12-02T12:00:00Z", "op": "open", "app": "billing", "secret": "db-password",
-		"version": 3.0, "result": "OK", "uid": 1000.0, "gid": 1000.0, "pid": 42.0, "command": "cat"}
+		"version": 3.0, "result": "OK", "uid": 1000.0, "gid": 1000.0, "pid": 42.0, "tid": 43.0, "command": "cat"}
 	for k, v := range want {
 		if lines[0][k] != v {
 			t.Errorf("%s = %v, want %v", k, lines[0][k], v)

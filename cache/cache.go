@@ -32,10 +32,13 @@
 // catalog), residency.go (plaintext held, and the sweeper) and
 // snapshot.go (one revision's content).
 //
-// Lock order: Catalog.mu, then a snapshot's vmu; never the other way
-// round. Catalog.mu guards the index and the bookkeeping fields of every
-// snapshot (pins, item, listeners, failures); vmu guards only a
-// snapshot's value, so that reads copy it out without Catalog.mu. No lock
+// Lock order: Catalog.mu, then the residency LRU's own lock (golang-lru,
+// taken inside its calls, which the catalog makes only with Catalog.mu
+// held), then a snapshot's vmu (taken by the LRU's eviction callback,
+// which wipes the value); never the other way round. Catalog.mu guards
+// the index and the bookkeeping fields of every snapshot (pins, item,
+// listeners, failures); vmu guards only a snapshot's value, so that reads
+// copy it out without Catalog.mu. No lock
 // is held while the catalog calls the origin or an observer, or runs a
 // wipe listener (which notifies the kernel). Methods documented "c.mu
 // must be held" are called with it.

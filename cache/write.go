@@ -40,6 +40,8 @@ func (c *Catalog) Verify(ctx context.Context, k store.Key) (store.Meta, error) {
 // answers from memory again.
 func (c *Catalog) Put(ctx context.Context, k store.Key, value []byte, expected store.Revision) (store.Meta, error) {
 	item, err := c.origin.Write(context.WithoutCancel(ctx), k, value, expected)
+	var wiped []func()
+	defer func() { tell(wiped) }() // deferred first: runs once the lock is released
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a := c.app(k.App)
@@ -62,7 +64,7 @@ func (c *Catalog) Put(ctx context.Context, k store.Key, value []byte, expected s
 	if !c.opts.WriteOnly {
 		// The value just sealed is this revision's plaintext: reading it
 		// back needs no unwrap. The caller keeps its own slice.
-		defer tell(c.fill(ks.snap, crypto.Plaintext(value).Clone()))
+		wiped = c.fill(ks.snap, crypto.Plaintext(value).Clone())
 		c.dropPrev(ks) // the new value is held: nothing to fall back on is needed
 	}
 	return item.Meta, nil

@@ -17,10 +17,11 @@ import (
 // "close") and what it was about (p) once each: p is added only when err
 // does not already name it.
 //
-// There is no EINTR: only a fatal signal interrupts a request, as on a
-// local file system, and then nobody is left to read the answer. Backend
-// calls run without the request's cancellation and end at their own
-// deadline.
+// Only a lock's wait answers EINTR (a signal interrupts fcntl(F_SETLKW)
+// and flock(2) on a local file system too). Nothing else does: only a
+// fatal signal interrupts a request, as on a local file system, and then
+// nobody is left to read the answer. Backend calls run without the
+// request's cancellation and end at their own deadline.
 func (m *mount) errno(op string, p fault.Path, err error) syscall.Errno {
 	if err == nil {
 		return 0

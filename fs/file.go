@@ -369,7 +369,6 @@ func (w *writeHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 	return uint32(n), 0
 }
 
-// Flush runs on every close(2) of a descriptor of this handle.
 // writeHandle is a new writer's handle of h.
 func (m *mount) writeHandle(h *vfs.Handle) *writeHandle {
 	return &writeHandle{m: m, h: h, open: m.opens.Add(1)}

@@ -7,19 +7,22 @@
 //
 //   - the inodes (inode.go): one per committed revision of a secret and
 //     one per rendering of a view (view.go), both immutable
-//     (immutableNode), and one per secret being created here
-//     (createdNode), each under a number package inonum gives (a
-//     revision's, a keyed hash that nobody outside the mount can aim at),
-//     and what to do when a number is held by another; the pins of the
-//     revisions and renderings the kernel may read, and the guard
-//     go-fuse's OnForget contract asks for (mount.revive);
+//     (immutableNode), one per secret being created here (createdNode),
+//     and a writer's own (writerNode, writer.go: an open for writing of a
+//     committed revision, bounced with ESTALE and looked up again), each
+//     under a number package inonum gives (a revision's, a keyed hash
+//     that nobody outside the mount can aim at), and what to do when a
+//     number is held by another; the pins of the revisions and renderings
+//     the kernel may read, and the guards go-fuse's OnForget contract asks
+//     for (mount.revive, lostByTheTable);
 //   - how the kernel may cache: a revision never changes, so the kernel
 //     keeps its pages and attributes; on a read-only mount Open answers
 //     ENOSYS, after which the kernel sends no OPEN or FLUSH and serves hot
 //     reads itself; a writer's descriptor bypasses the page cache;
-//   - change signals (signal.go), when Options.Watched is set: inotify
-//     watchers hear of a change the mount learns of from the store,
-//     because the mount makes a change (a truncation to the same size;
+//   - change signals (signal.go): on every read-write mount, of its own
+//     commits; with Options.Watched, also of every change the mount learns
+//     of from the store. inotify watchers hear of them because the mount
+//     makes a change (a truncation to the same size;
 //     package touch) through a private clone of its mount, from a thread
 //     the requests it causes are told apart by (vfs.Caller.Own). So a read-only mount
 //     that signals is read-only per mount (MOUNT_ATTR_RDONLY), not per
@@ -85,9 +88,10 @@ type Options struct {
 	// mounted already (internal/handover makes one with the kernel's
 	// mount API): Mount serves it, and mounts nothing at dir.
 	Mounted string
-	// Watched, if set, turns change signals on (signal.go): inotify
-	// watchers hear of every change the mount learns of from the store,
-	// and of views' changes. It says which applications the mount lists
+	// Watched, if set, turns change signals of changes made elsewhere on
+	// (signal.go; a read-write mount signals its own commits anyway):
+	// inotify watchers hear of every change the mount learns of from the
+	// store, and of views' changes. It says which applications the mount lists
 	// once per TTL while the kernel holds them, even when nobody reads
 	// them, so that a change made elsewhere is learnt within the TTL;
 	// others are revalidated only when read, as always. With it, a

@@ -58,7 +58,7 @@ func (r *requests) of(ctx context.Context) requestFacts {
 type need uint8
 
 const (
-	withCommand need = 1 << iota // the command name, for the audit log (read only when there is one)
+	withCommand need = 1 << iota // the command name and the process, for the audit log (read only when there is one)
 	withProcess                  // the thread's process, from /proc/<tid>/status
 	withExit                     // whether the process is exiting, and on which signal
 
@@ -101,6 +101,9 @@ func (m *mount) caller(ctx context.Context, need need) vfs.Caller {
 	}
 	if need&withCommand != 0 && m.opts.Audit != nil {
 		c.Command, _ = proc.Command(c.Thread)
+		if c.Process == 0 {
+			c.Process, _, _ = proc.Status(c.Thread) // the audit log's pid: the kernel gives the thread
+		}
 	}
 	return c
 }

@@ -32,10 +32,11 @@ import (
 // watches; and then the name itself, which tells the watchers of the
 // application's directory, once.
 //
-// A mount makes change signals only when its configuration file lists
-// applications to watch (Options.Watched), which it lists once per TTL
-// (pollWatched) so that a change made elsewhere is learnt even when
-// nobody reads.
+// A mount signals changes made elsewhere only when --watch or its
+// configuration file lists applications to watch (Options.Watched), which
+// it lists once per TTL (pollWatched) so that such a change is learnt even
+// when nobody reads; it signals its own commits whenever it is read-write
+// (below).
 //
 // A change written through the mount is seen by the kernel, which tells
 // the watchers of the name's directory, but through the writer's own

@@ -9,12 +9,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Running as a service: systemd's notifications, --daemon, mount(8) and
@@ -260,7 +263,9 @@ func TestAuditLogRecordsWhoOpenedCommittedRemovedAndRenamed(t *testing.T) {
 	}
 
 	rw := mount(t, b, "--audit-log", auditFile)
-	rw.mustSh("echo new > app/s && mv app/s app/t && rm app/t")
+	rw.mustSh("echo new > app/s")
+	tid := readFromAnotherThread(t, rw.path("app/s"))
+	rw.mustSh("mv app/s app/t && rm app/t")
 	rw.stop()
 
 	f, err := os.Open(auditFile)
@@ -271,7 +276,7 @@ func TestAuditLogRecordsWhoOpenedCommittedRemovedAndRenamed(t *testing.T) {
 	type entry struct {
 		Op, App, Secret, To, Result, Command string
 		Version                              int64
-		UID, GID, PID                        uint32
+		UID, GID, PID, TID                   uint32
 	}
 	var entries []entry
 	s := bufio.NewScanner(f)
@@ -307,6 +312,47 @@ func TestAuditLogRecordsWhoOpenedCommittedRemovedAndRenamed(t *testing.T) {
 	if e := find("rename", "s", 0); e != nil && e.To != "t" {
 		t.Errorf("the rename records its target as %q", e.To)
 	}
+	// The kernel names the calling thread; the record gives its process
+	// too (it gave the thread as the pid).
+	var threaded *entry
+	for i := range entries {
+		if e := &entries[i]; e.Op == "open" && e.Secret == "s" && e.TID == uint32(tid) {
+			threaded = e
+		}
+	}
+	if threaded == nil {
+		t.Errorf("no open of app/s by thread %d in %+v", tid, entries)
+	} else if threaded.PID != uint32(os.Getpid()) {
+		t.Errorf("the open by thread %d of process %d records pid %d", tid, os.Getpid(), threaded.PID)
+	}
+}
+
+// readFromAnotherThread reads path from a thread of this process that is
+// not its main thread (whose id is the process's), and returns that
+// thread's id.
+func readFromAnotherThread(t *testing.T, path string) int {
+	t.Helper()
+	type result struct {
+		tid int
+		err error
+	}
+	done := make(chan result)
+	var try func()
+	try = func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if tid := unix.Gettid(); tid == os.Getpid() {
+			go try() // the main thread: ask again from another
+		} else {
+			_, err := os.ReadFile(path)
+			done <- result{tid, err}
+		}
+	}
+	go try()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("reading %s from thread %d: %v", path, r.tid, r.err)
+	}
+	return r.tid
 }
 
 // A commit made at the release (touch, : > f: a creation or truncation

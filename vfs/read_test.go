@@ -256,7 +256,9 @@ func TestEveryAuditedOperationIsRecordedOnceWithItsCaller(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.cat.Store(db, "v")
 	r := f.revision(db)
-	r.Open(ctx, command, syscall.O_RDONLY)
+	thread := command // another thread of the command's process
+	thread.Thread = command.Process + 1
+	r.Open(ctx, thread, syscall.O_RDONLY)
 	h := f.open(db, shell, trunc)
 	f.write(h, shell, "w", 0)
 	h.Flush(ctx, shell)
@@ -269,24 +271,24 @@ func TestEveryAuditedOperationIsRecordedOnceWithItsCaller(t *testing.T) {
 		op, secret, to string
 		version        int64
 		errno          syscall.Errno
-		pid            uint32
+		pid, tid       uint32
 		command        string
 	}
 	want := []rec{
-		{"open", "db", "", 1, 0, command.Thread, "cat"},
-		{"open", "db", "", 1, 0, shell.Thread, "sh"},
-		{"commit", "db", "", 2, 0, shell.Thread, "sh"},
-		{"open", "db", "", 1, syscall.ESTALE, command.Thread, "cat"},
-		{"rename", "db", "db2", 1, 0, other.Thread, "vi"},
-		{"unlink", "db2", "", 1, 0, other.Thread, "vi"},
-		{"unlink", "db2", "", 0, syscall.ENOENT, other.Thread, "vi"},
+		{"open", "db", "", 1, 0, command.Process, thread.Thread, "cat"},
+		{"open", "db", "", 1, 0, shell.Process, shell.Thread, "sh"},
+		{"commit", "db", "", 2, 0, shell.Process, shell.Thread, "sh"},
+		{"open", "db", "", 1, syscall.ESTALE, command.Process, command.Thread, "cat"},
+		{"rename", "db", "db2", 1, 0, other.Process, other.Thread, "vi"},
+		{"unlink", "db2", "", 1, 0, other.Process, other.Thread, "vi"},
+		{"unlink", "db2", "", 0, syscall.ENOENT, other.Process, other.Thread, "vi"},
 	}
 	got := f.recorded()
 	if len(got) != len(want) {
 		t.Fatalf("%d records, want %d: %+v", len(got), len(want), got)
 	}
 	for i, e := range got {
-		if g := (rec{e.Op, e.Secret, e.To, e.Version, e.Errno, e.PID, e.Command}); g != want[i] || e.App != "app" || e.Time.IsZero() {
+		if g := (rec{e.Op, e.Secret, e.To, e.Version, e.Errno, e.PID, e.TID, e.Command}); g != want[i] || e.App != "app" || e.Time.IsZero() {
 			t.Errorf("record %d: %+v, want %+v", i, g, want[i])
 		}
 	}

@@ -87,7 +87,7 @@ type session struct {
 	idle      chan struct{}    // closed when a commit in flight ends
 	releasing bool             // the release owes a commit: the closer has returned, others wait (see busy)
 	joined    bool             // opened on a secret another session was creating (joinCreation)
-	onChange  func()           // told when busy changes; called with mu held, so it may take only leaf locks
+	onChange  func()           // told when busy changes; called with mu held, so it takes no lock (Secret.wake)
 }
 
 // span is a range of a value, [start, end).

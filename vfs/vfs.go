@@ -29,19 +29,23 @@
 //
 // # Lock order
 //
-// vfs has four kinds of lock, and never takes one while it holds another,
+// vfs has six kinds of lock, and never takes one while it holds another,
 // but for the one exception below:
 //
 //   - FS.mu guards the mount's bookkeeping: the applications made here,
 //     the secrets that have writers (FS.secrets), and the fields of every
 //     Secret (its key, sessions, opens under way and holds), the views'
-//     current renderings and those held (FS.renderings);
+//     current renderings and those held (FS.renderings), the directories'
+//     times (FS.dirTimes) and the root's names last shown (FS.shownApps);
 //   - session.mu guards one write session;
 //   - Revision.mu guards one revision's metadata, snapshot pin and the
 //     Reads in flight that keep a replaced pin (Revision.use);
 //   - ViewRevision.mu guards one rendering of a view. It is the
 //     exception: FS.mu may be taken while it is held (to record a held
-//     rendering, FS.held), never the other way round.
+//     rendering, FS.held), never the other way round;
+//   - Locks.mu guards the advisory locks (locks.go), and Changes.mu the
+//     count of changes in flight and of handles open for writing
+//     (changes.go): each taken alone.
 //
 // None is held across a call into the catalog (whose locks are package
 // cache's), a load or a commit, or a callback of Options (Events, Audit,
@@ -329,7 +333,7 @@ func (v *FS) audit(c Caller, op string, k, to store.Key, version store.Version, 
 	}
 	v.opts.Audit(audit.Entry{Time: time.Now(), Op: op, App: k.App, Secret: k.Name, ToApp: to.App, To: to.Name,
 		Version: int64(max(version, 0)), Errno: v.opts.Errno(err),
-		UID: c.UID, GID: c.GID, PID: c.Thread, Command: c.Command})
+		UID: c.UID, GID: c.GID, PID: c.Process, TID: c.Thread, Command: c.Command})
 }
 
 // writable refuses changes on a read-only mount. The kernel refuses most

@@ -245,10 +245,6 @@ func (h *Handle) Locked(ctx context.Context) error {
 // closed a descriptor, and its release owes a commit.
 func (h *Handle) Closing() bool { return !h.signal && h.ss.current() == sessionClosing }
 
-// Secret returns the secret the handle writes, or nil for the change
-// signal's handle.
-func (h *Handle) Secret() *Secret { return h.s }
-
 // Meta describes what the descriptor sees: its buffer (see
 // session.metadata).
 func (h *Handle) Meta() store.Meta {

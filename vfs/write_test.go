@@ -353,7 +353,7 @@ func commitsBy(entries []audit.Entry) []uint32 {
 	var threads []uint32
 	for _, e := range entries {
 		if e.Op == "commit" {
-			threads = append(threads, e.PID)
+			threads = append(threads, e.TID)
 		}
 	}
 	return threads
