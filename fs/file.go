@@ -37,6 +37,7 @@ type immutable interface {
 // makes a new revision, a new inode.
 type immutableNode struct {
 	gofs.Inode
+	fileOps
 	m      *mount
 	ino    uint64
 	serves immutable         // rev or view
@@ -58,7 +59,6 @@ var (
 	_ gofs.NodeWriter      = (*immutableNode)(nil)
 	_ gofs.NodeFlusher     = (*immutableNode)(nil)
 	_ gofs.NodeFsyncer     = (*immutableNode)(nil)
-	_ gofs.NodeStatfser    = (*immutableNode)(nil)
 	_ gofs.NodeOnForgetter = (*immutableNode)(nil)
 )
 
@@ -247,10 +247,6 @@ func (m *mount) setattr(ctx context.Context, k store.Key, fh gofs.FileHandle, in
 	return m.errno("setattr", k.Path(), m.vfs.Setattr(ctx, m.caller(ctx, need), k, handleOf(fh), change(in)))
 }
 
-func (n *immutableNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	return statfs(out)
-}
-
 // createdNode is the inode of a secret created through this mount
 // (vfs.Secret): what the name points at from create(2) until its first
 // commit, when the name is pointed at the committed revision. The creator
@@ -259,6 +255,7 @@ func (n *immutableNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall
 // reading it finds nothing.
 type createdNode struct {
 	gofs.Inode
+	fileOps
 	m *mount
 	s *vfs.Secret
 }
@@ -267,7 +264,6 @@ var (
 	_ gofs.NodeGetattrer   = (*createdNode)(nil)
 	_ gofs.NodeSetattrer   = (*createdNode)(nil)
 	_ gofs.NodeOpener      = (*createdNode)(nil)
-	_ gofs.NodeStatfser    = (*createdNode)(nil)
 	_ gofs.NodeOnForgetter = (*createdNode)(nil)
 )
 
@@ -316,10 +312,6 @@ func (d *createdNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.
 	}
 	_, truncated := in.GetSize()
 	return d.attr(fh, truncated, out)
-}
-
-func (d *createdNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	return statfs(out)
 }
 
 // writeHandle is one open descriptor of a writer: a vfs.Handle.

@@ -107,6 +107,7 @@ func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key,
 	n := &immutableNode{m: m, ino: ino}
 	n.rev = m.vfs.NewRevision(k, meta, func() { m.revive(n) }, func() { notifyContent(&n.Inode) })
 	n.serves = n.rev
+	n.fileOps = fileOps{m, n.rev}
 	held, _ := m.add(ctx, parent, n, idOf(k, meta.Revision()))
 	return held
 }
@@ -285,7 +286,7 @@ func (m *mount) createdInode(ctx context.Context, parent *gofs.Inode, s *vfs.Sec
 		s.Unhold()
 		return d
 	}
-	fresh := &createdNode{m: m, s: s}
+	fresh := &createdNode{fileOps: fileOps{m, s}, m: m, s: s}
 	parent.NewInode(ctx, fresh, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: m.ino.Created()})
 	m.mu.Lock()
 	if d = m.secrets[s]; d == nil {

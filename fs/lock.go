@@ -63,53 +63,40 @@ func openOf(f gofs.FileHandle) uint64 {
 	return 0
 }
 
+// fileOps answers what every kind of file node answers alike: the lock
+// requests (on the secret, or view, of), and statfs.
+type fileOps struct {
+	mnt *mount
+	of  interface{ Key() store.Key }
+}
+
+// fileNode is what fileOps gives each file node.
+type fileNode interface {
+	gofs.NodeGetlker
+	gofs.NodeSetlker
+	gofs.NodeSetlkwer
+	gofs.NodeStatfser
+}
+
 var (
-	_ gofs.NodeGetlker  = (*immutableNode)(nil)
-	_ gofs.NodeSetlker  = (*immutableNode)(nil)
-	_ gofs.NodeSetlkwer = (*immutableNode)(nil)
-	_ gofs.NodeGetlker  = (*writerNode)(nil)
-	_ gofs.NodeSetlker  = (*writerNode)(nil)
-	_ gofs.NodeSetlkwer = (*writerNode)(nil)
-	_ gofs.NodeGetlker  = (*createdNode)(nil)
-	_ gofs.NodeSetlker  = (*createdNode)(nil)
-	_ gofs.NodeSetlkwer = (*createdNode)(nil)
+	_ fileNode = (*immutableNode)(nil)
+	_ fileNode = (*writerNode)(nil)
+	_ fileNode = (*createdNode)(nil)
 )
 
-func (n *immutableNode) Getlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	return n.m.getlk(n.serves.Key(), f, owner, lk, flags, out)
+func (o fileOps) Getlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	return o.mnt.getlk(o.of.Key(), f, owner, lk, flags, out)
 }
 
-func (n *immutableNode) Setlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return n.m.setlk(ctx, n.serves.Key(), f, owner, lk, flags, false)
+func (o fileOps) Setlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return o.mnt.setlk(ctx, o.of.Key(), f, owner, lk, flags, false)
 }
 
-func (n *immutableNode) Setlkw(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return n.m.setlk(ctx, n.serves.Key(), f, owner, lk, flags, true)
+func (o fileOps) Setlkw(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return o.mnt.setlk(ctx, o.of.Key(), f, owner, lk, flags, true)
 }
 
-func (w *writerNode) Getlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	return w.m.getlk(w.rev.Key(), f, owner, lk, flags, out)
-}
-
-func (w *writerNode) Setlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return w.m.setlk(ctx, w.rev.Key(), f, owner, lk, flags, false)
-}
-
-func (w *writerNode) Setlkw(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return w.m.setlk(ctx, w.rev.Key(), f, owner, lk, flags, true)
-}
-
-func (d *createdNode) Getlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	return d.m.getlk(d.s.Key(), f, owner, lk, flags, out)
-}
-
-func (d *createdNode) Setlk(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return d.m.setlk(ctx, d.s.Key(), f, owner, lk, flags, false)
-}
-
-func (d *createdNode) Setlkw(ctx context.Context, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return d.m.setlk(ctx, d.s.Key(), f, owner, lk, flags, true)
-}
+func (fileOps) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return statfs(out) }
 
 // getlk answers F_GETLK on k: the lock that keeps lk from being taken,
 // or F_UNLCK.

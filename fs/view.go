@@ -45,6 +45,7 @@ func (m *mount) addView(ctx context.Context, parent *gofs.Inode, in *vfs.ViewInp
 	n := &immutableNode{m: m, ino: ino}
 	n.view = m.vfs.NewViewRevision(in, func() { m.revive(n) }, func() { notifyContent(&n.Inode) })
 	n.serves = n.view
+	n.fileOps = fileOps{m, n.view}
 	if err := n.view.Prepare(ctx); err != nil {
 		n.view.Unpin()
 		return nil, err

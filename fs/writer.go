@@ -81,7 +81,7 @@ func (m *mount) writerInode(ctx context.Context, parent *gofs.Inode, in *gofs.In
 // generation, a number counted out for each.
 func (m *mount) newWriterInode(ctx context.Context, parent *gofs.Inode, n *immutableNode, out *fuse.EntryOut) *gofs.Inode {
 	rev := n.rev
-	w := &writerNode{m: m, rev: rev}
+	w := &writerNode{fileOps: fileOps{m, rev}, m: m, rev: rev}
 	parent.NewInode(ctx, w, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino, Gen: m.ino.Created()})
 	fill(&out.Attr, rev.Attr()) // the owner and mode the open is checked against
 	out.SetEntryTimeout(0)      // the next look by anyone finds the revision again
@@ -96,6 +96,7 @@ func (m *mount) newWriterInode(ctx context.Context, parent *gofs.Inode, n *immut
 // cache.
 type writerNode struct {
 	gofs.Inode
+	fileOps
 	m   *mount
 	rev *vfs.Revision
 }
@@ -105,7 +106,6 @@ var (
 	_ gofs.NodeSetattrer = (*writerNode)(nil)
 	_ gofs.NodeOpener    = (*writerNode)(nil)
 	_ gofs.NodeReader    = (*writerNode)(nil)
-	_ gofs.NodeStatfser  = (*writerNode)(nil)
 )
 
 func (w *writerNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -141,10 +141,6 @@ func (w *writerNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.S
 		return errno
 	}
 	return w.Getattr(ctx, fh, out)
-}
-
-func (w *writerNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	return statfs(out)
 }
 
 // retryLookups bounds how many times the lookup before a retried open
