@@ -334,7 +334,7 @@ func (by entryFor) op() string { return [...]string{"lookup", "readdirplus", "cr
 // all.
 func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vfs.Entry, err error, by entryFor, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if err != nil {
-		return nil, m.errno(by.op(), k.Path(), err)
+		return nil, m.entryErrno(ctx, by, k, err)
 	}
 	if e.Created != nil {
 		d := m.createdInode(ctx, parent, e.Created)
@@ -353,7 +353,7 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 		err = n.rev.Verify(ctx)
 	}
 	if err != nil {
-		return nil, m.errno(by.op(), k.Path(), err)
+		return nil, m.entryErrno(ctx, by, k, err)
 	}
 	if by == lookup && m.noOpen.Load() {
 		n.serves.Touch()
@@ -362,4 +362,16 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 	out.SetEntryTimeout(kernelTime(e.Fresh))
 	out.SetAttrTimeout(kernelTime(m.opts.TTL))
 	return &n.Inode, 0
+}
+
+// entryErrno is the errno of a failed look at k, logged as any request's
+// failure, but for the mount's own change signal's: it looks at every
+// name it signals, a view that cannot be rendered any more among them,
+// and no reader asked.
+func (m *mount) entryErrno(ctx context.Context, by entryFor, k store.Key, err error) syscall.Errno {
+	if m.isOwnSignal(ctx) {
+		m.log.WithFields(logrus.Fields{"op": by.op(), "path": k.String()}).WithError(err).Debug("the change signal's look at a name failed")
+		return errnoOf(err)
+	}
+	return m.errno(by.op(), k.Path(), err)
 }

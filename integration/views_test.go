@@ -401,3 +401,31 @@ func TestARotationTellsNothingOfAViewWhoseBytesDidNotChange(t *testing.T) {
 		t.Errorf("cat billing/app.env: %q", got)
 	}
 }
+
+// A view that cannot be rendered any more, on a mount that watches its
+// application, logs nothing at error level until a reader asks for it:
+// the mount's own change signal, which looks at the view's name, is not
+// a reader (it logged "the view cannot be rendered ... op=lookup" at
+// error level for every change, which no reader had caused).
+func TestAViewBrokenElsewhereLogsNoErrorUntilAReaderAsks(t *testing.T) {
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	putViewInputs(t, b, unique("pw"))
+	m := mount(t, b, "--read-only", "--ttl", "1s", "--config", writeConfig(t, viewsConfig+"watch:\n  - billing\n"))
+	if got := m.mustSh("cat billing/db-user"); got != "billing-svc" {
+		t.Fatalf("cat billing/db-user: %q", got)
+	}
+	b.cli(t, []byte(unique("notjson")), "put", "billing/db-credentials")
+	eventually(t, 10*time.Second, "the change signal looks at the broken view", func() bool {
+		return strings.Contains(m.log(), "the change signal's look at a name failed")
+	})
+	for _, line := range strings.Split(m.log(), "\n") {
+		if strings.Contains(line, `"level":"error"`) {
+			t.Errorf("an error was logged with no reader asking: %s", line)
+		}
+	}
+	m.failSh("cat billing/db-user", "Input/output error")
+	if !strings.Contains(m.log(), `"level":"error"`) {
+		t.Errorf("the reader's failed read logged no error:\n%s", m.log())
+	}
+}

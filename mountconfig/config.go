@@ -110,9 +110,10 @@ func (e *Error) Error() string {
 	return e.File + ": " + e.Msg
 }
 
-// Load reads and checks the configuration file at file.
+// Load reads and checks the configuration file at file. A file every
+// user may write is refused: it says who may read which secret.
 func Load(file string) (*Config, error) {
-	data, err := os.ReadFile(file)
+	data, err := readOwned(file)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -121,6 +122,23 @@ func Load(file string) (*Config, error) {
 		return nil, &Error{File: file, Msg: err.Error()}
 	}
 	return Parse(file, data)
+}
+
+// readOwned reads file, unless every user may write it.
+func readOwned(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat() // of the file read, not of whatever the path names later
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o002 != 0 {
+		return nil, fmt.Errorf("every user may write it (mode %#o), and it says who may read which secret: chmod o-w it", perm)
+	}
+	return io.ReadAll(f)
 }
 
 // Parse checks data, the content of the configuration file named file.

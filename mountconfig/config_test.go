@@ -300,3 +300,28 @@ func readmeExample(t *testing.T) string {
 	}
 	return block
 }
+
+// A configuration file that every user may write is refused, naming the
+// file and saying why: it says who may read which secret. One its owner
+// and group may write is read.
+func TestAConfigFileEveryUserMayWriteIsRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "secretfs.yaml")
+	if err := os.WriteFile(p, []byte("watch:\n  - billing\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o666, 0o602} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := mountconfig.Load(p)
+		if err == nil || !strings.HasPrefix(err.Error(), p+": every user may write it") {
+			t.Errorf("Load of a file of mode %#o: %v, want it refused", mode, err)
+		}
+	}
+	if err := os.Chmod(p, 0o664); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := mountconfig.Load(p); err != nil || len(cfg.Watch) != 1 {
+		t.Errorf("Load of a file of mode 0664: %+v, %v", cfg, err)
+	}
+}

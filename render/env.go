@@ -58,10 +58,29 @@ type Variable struct {
 func Variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
 	const op fault.Op = "render.Variables"
 	vars, err := variables(values)
+	if err == nil {
+		err = refuseCodeVariables(vars)
+	}
 	if err != nil {
 		return nil, fault.E(op, fault.Invalid, err.Error())
 	}
 	return vars, nil
+}
+
+// refuseCodeVariables refuses variables that would run code (runsCode),
+// naming each secret: for an environment (Variables, a dotenv view), not
+// for the keys of a JSON, YAML or properties file.
+func refuseCodeVariables(vars []Variable) error {
+	var refused []string
+	for _, v := range vars {
+		if runsCode(v.Name) {
+			refused = append(refused, v.From.String()+" would set "+v.Name+", which makes a loader, a shell or an interpreter run code of its choosing: refused (rename the secret)")
+		}
+	}
+	if refused != nil {
+		return errors.New(strings.Join(refused, "; "))
+	}
+	return nil
 }
 
 func variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
@@ -89,6 +108,31 @@ func variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
 	sort.Slice(vars, func(i, j int) bool { return vars[i].Name < vars[j].Name })
 	return vars, nil
 }
+
+// codeVariables are the variables, besides every LD_* one (the dynamic
+// loader's: LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT), that make glibc, a
+// shell or a common interpreter load or run code from where they say:
+// glibc's list of those it ignores in setuid programs, the shells'
+// startup files and PATH, and Python's, Perl's, Ruby's, Node's and Java's
+// own. A secret never becomes one: whoever may write an application's
+// secrets (a host holding only the RSA public key, say) would otherwise
+// choose code that runs in the program secretfs exec starts, or that
+// reads a dotenv view. A list, not a guarantee: docs/SECURITY.md.
+var codeVariables = map[string]bool{
+	"GCONV_PATH": true, "GETCONF_DIR": true, "HOSTALIASES": true, "LOCALDOMAIN": true, "LOCPATH": true,
+	"MALLOC_TRACE": true, "NIS_PATH": true, "NLSPATH": true, "RESOLV_HOST_CONF": true, "RES_OPTIONS": true,
+	"TMPDIR": true, "TZDIR": true,
+	"PATH": true, "IFS": true, "ENV": true, "BASH_ENV": true, "SHELLOPTS": true, "BASHOPTS": true, "PS4": true,
+	"PROMPT_COMMAND": true,
+	"PYTHONPATH":     true, "PYTHONHOME": true, "PYTHONSTARTUP": true, "PYTHONINSPECT": true,
+	"PERL5LIB": true, "PERLLIB": true, "PERL5OPT": true,
+	"RUBYLIB": true, "RUBYOPT": true,
+	"NODE_OPTIONS": true, "NODE_PATH": true,
+	"JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true, "JDK_JAVA_OPTIONS": true, "CLASSPATH": true,
+}
+
+// runsCode reports whether a variable name is one of codeVariables.
+func runsCode(name string) bool { return strings.HasPrefix(name, "LD_") || codeVariables[name] }
 
 // collision says that the secrets from become the variable name.
 func collision(from []store.Key, name string) string {

@@ -83,6 +83,30 @@ func TestVariablesThatCollideAreAnErrorNamingEverySecret(t *testing.T) {
 	}
 }
 
+// A secret never becomes a variable that makes the dynamic loader, a
+// shell or an interpreter run code of its choosing (LD_PRELOAD from a
+// secret named ld-preload, say): whoever may write an application's
+// secrets would otherwise choose code that runs in the program that gets
+// them. The error names each such secret and its variable, and no value.
+func TestVariablesThatWouldRunCodeAreRefusedNamingTheSecret(t *testing.T) {
+	for _, name := range []string{"ld-preload", "LD_LIBRARY_PATH", "ld.audit", "path", "bash-env", "ENV", "node-options", "pythonpath", "java-tool-options"} {
+		in := map[string]string{"app/" + name: "VALUE-A", "app/db-password": "VALUE-B"}
+		_, err := render.Variables(values(t, in))
+		want := "app/" + name + " would set " + render.EnvName(name) + ", which makes a loader, a shell or an interpreter run code"
+		if err == nil || !strings.Contains(err.Error(), want) || !fault.Is(fault.Invalid, err) {
+			t.Errorf("Variables with %s: %v, want Invalid saying %q", name, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "VALUE") {
+			t.Errorf("error %q holds a value", err)
+		}
+	}
+	for _, name := range []string{"db-password", "lda", "path-prefix", "environment", "pathname"} {
+		if _, err := render.Variables(values(t, map[string]string{"app/" + name: "v"})); err != nil {
+			t.Errorf("Variables refused %s: %v", name, err)
+		}
+	}
+}
+
 // tricky are values that every quoting must carry byte for byte.
 var tricky = map[string]string{
 	"t/plain":     "s3cr3t",

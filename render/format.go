@@ -42,7 +42,9 @@ const (
 	FormatProperties = "properties"
 )
 
-// formats is every format an application view may name.
+// formats is every format an application view may name. Only dotenv, an
+// environment's file, refuses the names that would make a loader, a shell
+// or an interpreter run code (see Variables).
 var formats = map[string]func(w *buffer, vars []Variable) error{
 	FormatJSON:       appendJSONFormat,
 	FormatDotenv:     appendDotenvFormat,
@@ -114,6 +116,9 @@ func appendYAMLFormat(w *buffer, vars []Variable) error {
 }
 
 func appendDotenvFormat(w *buffer, vars []Variable) error {
+	if err := refuseCodeVariables(vars); err != nil {
+		return err // an environment file: as Variables
+	}
 	for _, v := range vars {
 		_, _ = w.WriteString(v.Name)
 		_ = w.WriteByte('=')

@@ -70,6 +70,11 @@ func renderFails(t *testing.T, spec render.Spec, values map[string]string, want 
 	if !strings.Contains(msg, spec.Path) || !strings.Contains(msg, want) {
 		t.Fatalf("error %q does not name the view %s and say %q", msg, spec.Path, want)
 	}
+	// One shape for every failure of a view, the mount's too: the view,
+	// then why (no package's name).
+	if prefix := spec.Path + ": the view cannot be rendered: "; !strings.HasPrefix(msg, prefix) {
+		t.Fatalf("error %q does not begin %q", msg, prefix)
+	}
 	if k := fault.KindOf(err); k != fault.Other {
 		t.Fatalf("error kind %v, want Other (EIO)", k)
 	}
@@ -124,7 +129,7 @@ func TestFieldViewFailsWithoutAValueInTheError(t *testing.T) {
 		renderFails(t, spec("nothing"), map[string]string{"billing/db": `{"nothing": null}`}, "is missing (or null)")
 	})
 	t.Run("missing input", func(t *testing.T) {
-		renderFails(t, spec("password"), map[string]string{"billing/other": value}, "the input billing/db is missing")
+		renderFails(t, spec("password"), map[string]string{"billing/other": value}, "billing/db: the input is missing")
 	})
 	t.Run("not JSON", func(t *testing.T) {
 		// encoding/json's message would quote the character 'Q'.
@@ -243,7 +248,7 @@ func TestTemplateFailsWithoutAValueInTheError(t *testing.T) {
 		})
 	}
 	t.Run("an input missing", func(t *testing.T) {
-		renderFails(t, render.Spec{Path: "a/v", Template: `{{ if false }}{{ secret "a/gone" }}{{ end }}`}, in, "the input a/gone is missing")
+		renderFails(t, render.Spec{Path: "a/v", Template: `{{ if false }}{{ secret "a/gone" }}{{ end }}`}, in, "the view cannot be rendered: a/gone: the input is missing")
 	})
 }
 
@@ -566,4 +571,15 @@ func TestARenderingOverItsLimitFailsNamingTheView(t *testing.T) {
 		t.Fatalf("a rendering of exactly the limit: %d bytes, %v", len(got), err)
 	}
 	got.Wipe()
+}
+
+// A dotenv view, an environment's file, refuses a secret that would set a
+// variable that runs code (as secretfs exec and env do); a JSON view of
+// the same application, whose keys set nothing, renders it.
+func TestADotenvViewRefusesAVariableThatRunsCodeAndJSONDoesNot(t *testing.T) {
+	in := map[string]string{"billing/ld-preload": "/tmp/x.so", "billing/token": "TOKEN-VALUE"}
+	renderFails(t, render.Spec{Path: "billing/app.env", App: "billing", Format: "dotenv"}, in,
+		"billing/ld-preload would set LD_PRELOAD, which makes a loader, a shell or an interpreter run code")
+	renderOK(t, render.Spec{Path: "billing/all.json", App: "billing", Format: "json"}, in,
+		"{\n  \"LD_PRELOAD\": \"/tmp/x.so\",\n  \"TOKEN\": \"TOKEN-VALUE\"\n}\n")
 }

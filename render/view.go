@@ -218,10 +218,12 @@ func (v *View) Inputs() Inputs { return v.inputs }
 // Render fills is wiped before it returns, except the copies Go keeps out
 // of reach: decodeJSON and template.go say which.
 func (v *View) Render(in map[store.Key]crypto.Plaintext) (crypto.Plaintext, error) {
-	const op fault.Op = "render.Render"
+	// The error reads as the mount's other failures of a view do
+	// (vfs.viewFailure): the view, then why.
+	const failed = "the view cannot be rendered: "
 	for _, k := range v.inputs.Secrets {
 		if _, ok := in[k]; !ok {
-			return nil, fault.E(op, v.path.Path(), "the input "+k.String()+" is missing")
+			return nil, fault.E(v.path.Path(), failed+k.String()+": the input is missing")
 		}
 	}
 	var out buffer
@@ -231,7 +233,7 @@ func (v *View) Render(in map[store.Key]crypto.Plaintext) (crypto.Plaintext, erro
 	}
 	if err != nil {
 		out.wipe()
-		return nil, fault.E(op, v.path.Path(), err.Error())
+		return nil, fault.E(v.path.Path(), failed+err.Error())
 	}
 	return out.bytes(), nil
 }

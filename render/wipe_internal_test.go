@@ -85,7 +85,7 @@ func TestAJMESPathPanicIsARenderingError(t *testing.T) {
 	}
 	v.field.jp = panickingJMESPath{}
 	_, err = v.Render(map[store.Key]crypto.Plaintext{{App: "a", Name: "db"}: crypto.Plaintext(`{"password": "SECRET"}`)})
-	if err == nil || !strings.Contains(err.Error(), "a/v: the rendering panicked") || strings.Contains(err.Error(), "SECRET") {
+	if err == nil || !strings.Contains(err.Error(), "a/v: the view cannot be rendered: the rendering panicked") || strings.Contains(err.Error(), "SECRET") {
 		t.Fatalf("Render with a panicking library: %v", err)
 	}
 }
