@@ -95,8 +95,12 @@ func (b *Breaker) admit(ctx context.Context, op fault.Op) (probe bool, err error
 		b.probing = true
 		return true, nil
 	}
-	return false, fault.E(op, fault.Unavailable, fmt.Sprintf("%s %s %s ago, and is not asked again before %s have passed",
-		b.name(), b.silence, b.now().Sub(b.openAt).Round(time.Millisecond), b.retryAfter()), b.cause)
+	next := "is not asked again before " + b.retryAfter().String() + " have passed"
+	if b.probing {
+		next = "is being asked again now" // past retryAfter: one call, the probe, is on its way
+	}
+	return false, fault.E(op, fault.Unavailable, fmt.Sprintf("%s %s %s ago, and %s",
+		b.name(), b.silence, b.now().Sub(b.openAt).Round(time.Millisecond), next), b.cause)
 }
 
 // judge records the outcome of a call that went through, which had

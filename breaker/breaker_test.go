@@ -102,6 +102,11 @@ func TestOneProbeAtATime(t *testing.T) {
 	if reached || !fault.Is(fault.Unavailable, err) {
 		t.Errorf("a call during the probe: reached %v, %v; want refused at once", reached, err)
 	}
+	// Past RetryAfter, the refusal says the backend is being asked, not
+	// that it will not be before RetryAfter has passed.
+	if msg := err.Error(); !strings.Contains(msg, "is being asked again now") || strings.Contains(msg, "not asked again") {
+		t.Errorf("a call during the probe is refused with %q", msg)
+	}
 }
 
 func TestACallerThatGaveUpSaysNothingOfTheBackend(t *testing.T) {

@@ -1201,3 +1201,41 @@ func TestASecretAppearingElsewhereIsToldAfterTheTTL(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// A revision whose item failed authentication is read again a TTL on,
+// and decrypted again only if the store then holds other bytes under it
+// (an item repaired in place, restored from a backup): then it reads.
+// While the bytes are the same it is not unwrapped again.
+func TestATamperedRevisionRepairedInPlaceReadsATTLOn(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{})
+	e := lookup(t, c, key("a"))
+	s := c.Snapshot(key("a"), e.Meta)
+	defer s.Release()
+	f.failNext("Open", fault.E(fault.Integrity, "tampered"))
+	if _, err := s.Value(bg); !fault.Is(fault.Integrity, err) {
+		t.Fatalf("Value: %v, want Integrity", err)
+	}
+	clk.advance(ttl)
+	if _, err := s.Value(bg); !fault.Is(fault.Integrity, err) {
+		t.Fatalf("a TTL on, the same bytes: Value: %v, want Integrity", err)
+	}
+	if n := f.count("Open"); n != 1 {
+		t.Fatalf("the same tampered bytes were unwrapped %d times, want once", n)
+	}
+	f.mu.Lock()
+	f.items[key("a")].ProtectedDocumentKey = []byte("restored") // the same revision, other bytes
+	f.mu.Unlock()
+	if _, err := s.Value(bg); !fault.Is(fault.Integrity, err) {
+		t.Fatalf("within the TTL of the last look: Value: %v, want Integrity", err)
+	}
+	clk.advance(ttl)
+	got, err := s.Value(bg)
+	if err != nil || string(got) != "alpha" {
+		t.Fatalf("a TTL after the repair: Value: %q, %v; want alpha", got, err)
+	}
+	if n := f.count("Open"); n != 2 {
+		t.Errorf("%d unwraps, want 2 (the tampered bytes, the repaired ones)", n)
+	}
+}

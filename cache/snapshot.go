@@ -1,10 +1,12 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -41,7 +43,8 @@ type snapshot struct {
 	pins      int         // the index (while current) and every caller of Snapshot
 	opening   *flight     // a decryption in flight
 	failed    *failure    // the last decryption got no answer
-	broken    error       // the item failed authentication: it always will (it never changes)
+	broken    error       // the item failed authentication (at brokenAt): it will until the store holds other bytes under its revision
+	brokenAt  time.Time
 	listeners map[int]func()
 	nextID    int
 
@@ -227,11 +230,16 @@ func (s *snapshot) decrypt(ctx context.Context) error {
 				return f.err
 			}
 			continue
-		case s.broken != nil:
+		case s.broken != nil && c.now().Before(s.brokenAt.Add(c.opts.TTL)):
 			// A tampered item is not unwrapped again: that would cost a
 			// KMS call per read, and count again against the v1 limit.
 			c.mu.Unlock()
 			return s.broken
+		case s.broken != nil:
+			if err := s.repaired(ctx); err != nil {
+				return err
+			}
+			continue
 		case s.item == nil:
 			c.mu.Unlock()
 			if err := s.Bind(ctx); err != nil {
@@ -247,9 +255,9 @@ func (s *snapshot) decrypt(ctx context.Context) error {
 			// the file's: no value may be served under a size it does
 			// not have. Decided on clear metadata alone, before any
 			// unwrap, so it tells nothing of a v1 item's padding.
-			s.broken = fault.E(fault.Op("cache.Read"), s.id.key.Path(), fault.Integrity,
+			s.broken, s.brokenAt = fault.E(fault.Op("cache.Read"), s.id.key.Path(), fault.Integrity,
 				"the store gave two sizes for one revision, "+strconv.FormatInt(s.meta.Size, 10)+" bytes when listed and "+
-					strconv.FormatInt(s.item.Size, 10)+" when read: the item was modified")
+					strconv.FormatInt(s.item.Size, 10)+" when read: the item was modified"), c.now()
 			c.mu.Unlock()
 			return s.broken
 		}
@@ -276,7 +284,7 @@ func (s *snapshot) open(ctx context.Context, item *store.Item, f *flight) error 
 	case err != nil && !fault.Answered(err):
 		s.failed = &failure{at: c.now(), err: err}
 	case fault.Is(fault.Integrity, err) && !secrets.IsV1Refused(err):
-		s.broken = err
+		s.broken, s.brokenAt = err, c.now()
 	case err == nil && s.pins > 0:
 		if s.meta.Size < 0 {
 			s.meta.Size = secret.Size // a legacy item: now its size is known
@@ -290,6 +298,41 @@ func (s *snapshot) open(ctx context.Context, item *store.Item, f *flight) error 
 	f.err = err
 	close(f.done)
 	return err
+}
+
+// repaired reads the item of a broken revision again, a TTL after it
+// failed (c.mu held, and released): an operator may have repaired it in
+// place, under the same revision (restored from a backup). It reports
+// nil if the store now holds other bytes under it, which are then
+// decrypted as a new item; else the failure, and the same bytes stay
+// broken for another TTL, unwrapped no more (each unwrap would count
+// again against the v1 limit).
+func (s *snapshot) repaired(ctx context.Context) error {
+	c := s.c
+	was := s.item
+	s.item, s.brokenAt = nil, c.now() // meanwhile, other readers get s.broken
+	c.mu.Unlock()
+	err := s.Bind(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err != nil || s.item == nil:
+		if s.item == nil {
+			s.item = was
+		}
+		return s.broken
+	case sameBytes(s.item, was):
+		return s.broken
+	}
+	s.broken = nil
+	return nil
+}
+
+// sameBytes reports whether two items of one revision hold the same
+// protected bytes and the clear fields decryption reads.
+func sameBytes(a, b *store.Item) bool {
+	return a.MasterKeyID == b.MasterKeyID && a.Format == b.Format && a.Size == b.Size &&
+		bytes.Equal(a.ProtectedDocumentKey, b.ProtectedDocumentKey) && bytes.Equal(a.ProtectedSecretValue, b.ProtectedSecretValue)
 }
 
 // noAnswer records that s could not be read for want of an answer (its

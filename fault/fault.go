@@ -56,6 +56,7 @@ const (
 	NoSpace                  // the store's disk is full: the write that did not fit was not made
 	Locked                   // an advisory lock another owner holds
 	Interrupted              // a signal ended a wait (for a lock), as the kernel asked
+	StoreGone                // the store's file is no longer at its path (removed, moved, replaced): a write is refused, never made
 )
 
 // Op names the operation that failed, as "package.Method", e.g. "sqlite.Put".
@@ -126,17 +127,17 @@ func Message(err error) string {
 // text is e printed, with its ops or without.
 func (e *Error) text(ops bool) string {
 	var b strings.Builder
-	e.print(&b, "", "", ops)
+	e.print(&b, "", "", Other, ops)
 	if b.Len() == 0 {
 		return Other.String()
 	}
 	return b.String()
 }
 
-// print appends e to b. saidOp and saidPath are the op and path the
-// enclosing Errors already printed, which e leaves out (see the package
-// comment); ops says whether ops are printed at all.
-func (e *Error) print(b *strings.Builder, saidOp Op, saidPath Path, ops bool) {
+// print appends e to b. saidOp, saidPath and saidKind are the op, path
+// and kind the enclosing Errors already printed, which e leaves out (see
+// the package comment); ops says whether ops are printed at all.
+func (e *Error) print(b *strings.Builder, saidOp Op, saidPath Path, saidKind Kind, ops bool) {
 	add := func(s string) {
 		if s == "" {
 			return
@@ -158,15 +159,30 @@ func (e *Error) print(b *strings.Builder, saidOp Op, saidPath Path, ops bool) {
 	if e.Path != "" {
 		saidPath = e.Path
 	}
-	if e.Kind != Other && kindSaidBy(e.Err) != e.Kind {
+	if e.Kind != Other && e.Kind != saidKind && kindSaidBy(e.Err) != e.Kind {
 		add(e.Kind.String())
+		saidKind = e.Kind
 	}
 	add(e.Msg)
 	if inner, ok := e.Err.(*Error); ok {
-		inner.print(b, saidOp, saidPath, ops)
+		inner.print(b, saidOp, saidPath, saidKind, ops)
 	} else if e.Err != nil {
-		add(e.Err.Error())
+		add(withoutRepeats(e.Err, saidOp, saidPath, saidKind, ops))
 	}
+}
+
+// withoutRepeats is err, which is no *Error, printed with the first
+// *Error in its chain (behind fmt's wrapping: "%w (%w)") printed as
+// print prints a wrapped one, without the op and path said already.
+func withoutRepeats(err error, saidOp Op, saidPath Path, saidKind Kind, ops bool) string {
+	s := err.Error()
+	var inner *Error
+	if !errors.As(err, &inner) {
+		return s
+	}
+	var b strings.Builder
+	inner.print(&b, saidOp, saidPath, saidKind, ops)
+	return strings.Replace(s, inner.Error(), b.String(), 1)
 }
 
 // kindSaidBy is the Kind that err's message states: that of the

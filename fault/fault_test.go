@@ -117,6 +117,21 @@ func TestWrappedErrorDoesNotRepeatTheOp(t *testing.T) {
 	}
 }
 
+// An Error behind fmt's wrapping ("%w (%w)", as a write whose outcome is
+// unknown says why) does not repeat the op and path said further out.
+func TestFmtWrappedErrorDoesNotRepeatThePathOrTheOp(t *testing.T) {
+	sentinel := errors.New("the outcome is unknown")
+	inner := E(Op("secrets.Put"), Path("app/db"), Unavailable, "no answer within 1s")
+	err := E(Op("secrets.Put"), Path("app/db"), Unavailable, fmt.Errorf("%w (%w)", sentinel, inner))
+	want := "secrets.Put: app/db: backend unavailable: the outcome is unknown (no answer within 1s)"
+	if got := err.Error(); got != want {
+		t.Fatalf("Error() =\n %q\nwant\n %q", got, want)
+	}
+	if !errors.Is(err, sentinel) || !errors.Is(err, inner) {
+		t.Fatal("the chain lost what it wraps")
+	}
+}
+
 // An Error between two that name the same path, naming none itself, does
 // not let the path through twice.
 func TestPathSaidFurtherOutIsNotRepeated(t *testing.T) {
@@ -162,7 +177,7 @@ func TestLastArgumentOfATypeWins(t *testing.T) {
 }
 
 func TestEveryKindHasAName(t *testing.T) {
-	for k := Other; k <= NoSpace; k++ {
+	for k := Other; int(k) < len(kinds); k++ {
 		if k.String() == Kind(255).String() {
 			t.Errorf("Kind %d has no name", k)
 		}
@@ -172,7 +187,7 @@ func TestEveryKindHasAName(t *testing.T) {
 // Every Kind has one whole row in the table: a name, an errno, a label.
 func TestEveryKindHasANameAnErrnoAndALabel(t *testing.T) {
 	labels := map[string]Kind{}
-	for k := Other; k <= NoSpace; k++ {
+	for k := Other; int(k) < len(kinds); k++ {
 		if k.String() == "unknown error kind" || k.Errno() == 0 || k.Label() == "" {
 			t.Errorf("kind %d: name %q, errno %d, label %q", k, k.String(), k.Errno(), k.Label())
 		}

@@ -811,3 +811,33 @@ func TestListAllStopsBetweenPagesWhenTheCallerGivesUp(t *testing.T) {
 		t.Fatalf("asked for %d pages after the caller gave up during the first", st.pages)
 	}
 }
+
+// goneStore refuses every Put as a local store whose file was removed
+// or replaced does, and counts the Puts and Gets.
+type goneStore struct {
+	countingStore
+	puts int
+}
+
+func (s *goneStore) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
+	s.puts++
+	return fault.E(fault.Op("gone.Put"), item.Path(), fault.StoreGone, "the store file was removed while open: writes are refused")
+}
+
+// A write the store refused outright (its file gone from its path) is
+// that refusal: no look to settle it, no second copy, and not "the
+// outcome is unknown", which it is not; nor an outage.
+func TestAWriteRefusedByAStoreWhoseFileIsGoneIsNotSettled(t *testing.T) {
+	s := &goneStore{countingStore: countingStore{Store: memory.New()}}
+	kp, _ := newKeeper(t, s, Options{})
+	_, err := kp.Write(context.Background(), store.Key{App: "app", Name: "s"}, []byte("v"), store.NoItem)
+	if !fault.Is(fault.StoreGone, err) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("Write: %v, want the store's refusal", err)
+	}
+	if s.puts != 1 || s.gets != 0 {
+		t.Errorf("%d Puts and %d Gets, want the one Put", s.puts, s.gets)
+	}
+	if !fault.Answered(err) {
+		t.Error("the refusal counts as the store's silence")
+	}
+}

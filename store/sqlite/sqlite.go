@@ -32,6 +32,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -99,6 +100,9 @@ type Store struct {
 	// scans counts the scans inTx made to learn whether the table holds
 	// an oversized row; tests read it.
 	scans atomic.Int64
+
+	log          logrus.FieldLogger
+	replacedTold sync.Once // the replaced file is logged once (readable)
 }
 
 // searcher is a connection, the statements prepared on it, and what it
@@ -186,7 +190,7 @@ func open(ctx context.Context, path string, busy time.Duration, log logrus.Field
 		f.Close()
 		return nil, fault.E(op, err)
 	}
-	s := &Store{db: db, busy: busy, path: path, file: f,
+	s := &Store{db: db, busy: busy, path: path, file: f, log: log,
 		reader: make(chan *searcher, 1), writer: make(chan *searcher, 1)}
 	// Both connections are opened now, while path names the file: one
 	// opened later would fail if it had moved.
@@ -249,7 +253,9 @@ func tighten(log logrus.FieldLogger, path string, stat func() (fs.FileInfo, erro
 // checkFile reports an error unless the store's path still names the file
 // this Store opened, and that file is still linked: a write to a file
 // removed, moved or replaced under the Store would be acknowledged but
-// never found at the path again. It costs an fstat and a stat.
+// never found at the path again. Those three are fault.StoreGone, an
+// answer (nothing was written, and asking again changes nothing), not an
+// outage. It costs an fstat and a stat.
 func (s *Store) checkFile() error {
 	open, err := s.file.Stat()
 	if err != nil {
@@ -259,15 +265,42 @@ func (s *Store) checkFile() error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if st, ok := open.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
-			return fmt.Errorf("the store file %s was removed while open: writes are refused, since nothing written to a removed file is kept; restore the file or restart the mount", s.path)
+			return fault.E(fault.StoreGone, "the store file "+s.path+" was removed while open: writes are refused, since nothing written to a removed file is kept; restore the file or restart the mount")
 		}
-		return fmt.Errorf("the store file %s was moved away while open: writes are refused, since they would not reach the store at that path; move it back or restart the mount", s.path)
+		return fault.E(fault.StoreGone, "the store file "+s.path+" was moved away while open: writes are refused, since they would not reach the store at that path; move it back or restart the mount")
 	case err != nil:
 		return fmt.Errorf("the store file %s cannot be checked: %w", s.path, err)
 	case !os.SameFile(open, named):
-		return fmt.Errorf("the store file %s was replaced by another file while open: writes are refused, since they would go to the file it replaced; restart the mount to use the new file", s.path)
+		return fault.E(fault.StoreGone, "the store file "+s.path+" was replaced by another file while open: writes are refused, since they would go to the file it replaced; restart the mount to use the new file")
 	}
 	return nil
+}
+
+// replaced reports whether the store's path names another file than the
+// one this Store opened.
+func (s *Store) replaced() bool {
+	open, err := s.file.Stat()
+	if err != nil {
+		return false
+	}
+	named, err := os.Stat(s.path)
+	return err == nil && !os.SameFile(open, named)
+}
+
+// readable refuses a read once the store's path names another file than
+// the one this Store opened: its connections read the file they opened,
+// but the -wal and -shm beside it, which SQLite opens by name, may be the
+// new file's, and a read would mix the two (a file removed or moved away
+// is still read whole, from what is open). The refusal is an outage
+// (fault.Unavailable): the catalog serves what it read before, within
+// --stale-if-error. Logged once, at error level.
+func (s *Store) readable(op fault.Op, p fault.Path) error {
+	if !s.replaced() {
+		return nil
+	}
+	const why = "was replaced by another file while open: reads are refused, since they could mix the two files; restart the mount to use the new file"
+	s.replacedTold.Do(func() { s.log.WithField("path", s.path).Error("the store file " + why) })
+	return fault.E(op, p, fault.Unavailable, "the store file "+s.path+" "+why)
 }
 
 // migrate creates the schema in a new file, in one write transaction, so
@@ -629,6 +662,9 @@ func (s *Store) Apps(ctx context.Context, cursor string, limit int) ([]string, s
 	const op fault.Op = "sqlite.Apps"
 	if limit <= 0 || limit > pageSize {
 		limit = pageSize
+	}
+	if err := s.readable(op, ""); err != nil {
+		return nil, "", err
 	}
 	cond, read := "ApplicationName > ?", limit
 	if cursor == "" {
@@ -1065,6 +1101,8 @@ func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bo
 	c := s.reader
 	if write {
 		c = s.writer
+	} else if err := s.readable(op, path); err != nil {
+		return err
 	}
 	var r *searcher
 	select {
