@@ -334,7 +334,7 @@ func (by entryFor) op() string { return [...]string{"lookup", "readdirplus", "cr
 // all.
 func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vfs.Entry, err error, by entryFor, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if err != nil {
-		return nil, m.entryErrno(ctx, by, k, err)
+		return m.entryFailed(ctx, parent, k, err, by, out)
 	}
 	if e.Created != nil {
 		d := m.createdInode(ctx, parent, e.Created)
@@ -353,7 +353,7 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 		err = n.rev.Verify(ctx)
 	}
 	if err != nil {
-		return nil, m.entryErrno(ctx, by, k, err)
+		return m.entryFailed(ctx, parent, k, err, by, out)
 	}
 	if by == lookup && m.noOpen.Load() {
 		n.serves.Touch()
@@ -364,14 +364,19 @@ func (m *mount) entry(ctx context.Context, parent *gofs.Inode, k store.Key, e vf
 	return &n.Inode, 0
 }
 
-// entryErrno is the errno of a failed look at k, logged as any request's
-// failure, but for the mount's own change signal's: it looks at every
-// name it signals, a view that cannot be rendered any more among them,
-// and no reader asked.
-func (m *mount) entryErrno(ctx context.Context, by entryFor, k store.Key, err error) syscall.Errno {
-	if m.isOwnSignal(ctx) {
-		m.log.WithFields(logrus.Fields{"op": by.op(), "path": k.String()}).WithError(err).Debug("the change signal's look at a name failed")
-		return errnoOf(err)
+// entryFailed answers a failed look at k: its errno, logged as any
+// request's failure; but the mount's own change signal looks at every
+// name it signals, and no reader asked: its failure is logged for
+// debugging only, and for a view that cannot be rendered any more its
+// look finds an unrenderedNode, through which its touch tells the
+// watchers of the view's directory.
+func (m *mount) entryFailed(ctx context.Context, parent *gofs.Inode, k store.Key, err error, by entryFor, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if !m.isOwnSignal(ctx) {
+		return nil, m.errno(by.op(), k.Path(), err)
 	}
-	return m.errno(by.op(), k.Path(), err)
+	m.log.WithFields(logrus.Fields{"op": by.op(), "path": k.String()}).WithError(err).Debug("the change signal's look at a name failed")
+	if by == lookup && m.vfs.IsView(k) {
+		return m.unrendered(ctx, parent, out), 0
+	}
+	return nil, errnoOf(err)
 }

@@ -513,3 +513,27 @@ func TestAWatcherOfAFileHearsARewriteThroughTheSameMount(t *testing.T) {
 		t.Errorf("after the event app/f reads %q, want v2", got)
 	}
 }
+
+// A watcher of an application's directory hears that a view in it
+// changed when it can no longer be rendered (its input changed elsewhere
+// into something it cannot read), and a reader woken by the event gets
+// EIO: the change signal's look at the view's name finds a file of no
+// bytes that only it reaches, and its touch goes through that.
+func TestADirectoryWatcherHearsAViewThatCannotBeRenderedAnyMore(t *testing.T) {
+	b, m := watchedViews(t)
+	dir := watch(t, m.path("billing/db-user"), m.path("billing"))
+	b.cli(t, []byte(unique("notjson")), "put", "billing/db-credentials")
+	view := m.path("billing") + "/db-user"
+	eventually(t, 10*time.Second, "the directory's watcher hears of billing/db-user", func() bool {
+		return dir.count(view, "CLOSE_WRITE") > 0
+	})
+	for _, e := range dir.seen() {
+		if e.path == view && e.readErr == nil {
+			t.Errorf("a read after the event %s got %q, want EIO", e.names, e.read)
+		}
+	}
+	m.failSh("cat billing/db-user", "Input/output error")
+	if out, _, err := m.sh("echo x > billing/db-user"); err == nil {
+		t.Errorf("a write to the broken view succeeded: %q", out)
+	}
+}

@@ -408,13 +408,7 @@ func TestARotationTellsNothingOfAViewWhoseBytesDidNotChange(t *testing.T) {
 // a reader (it logged "the view cannot be rendered ... op=lookup" at
 // error level for every change, which no reader had caused).
 func TestAViewBrokenElsewhereLogsNoErrorUntilAReaderAsks(t *testing.T) {
-	b := localBackend(t)
-	b.cli(t, nil, "init")
-	putViewInputs(t, b, unique("pw"))
-	m := mount(t, b, "--read-only", "--ttl", "1s", "--config", writeConfig(t, viewsConfig+"watch:\n  - billing\n"))
-	if got := m.mustSh("cat billing/db-user"); got != "billing-svc" {
-		t.Fatalf("cat billing/db-user: %q", got)
-	}
+	b, m := watchedViews(t)
 	b.cli(t, []byte(unique("notjson")), "put", "billing/db-credentials")
 	eventually(t, 10*time.Second, "the change signal looks at the broken view", func() bool {
 		return strings.Contains(m.log(), "the change signal's look at a name failed")
@@ -428,4 +422,18 @@ func TestAViewBrokenElsewhereLogsNoErrorUntilAReaderAsks(t *testing.T) {
 	if !strings.Contains(m.log(), `"level":"error"`) {
 		t.Errorf("the reader's failed read logged no error:\n%s", m.log())
 	}
+}
+
+// watchedViews mounts viewsConfig read-only, watching billing, with its
+// inputs stored, and reads billing/db-user once (the kernel holds it).
+func watchedViews(t *testing.T) (*backend, *mounted) {
+	t.Helper()
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	putViewInputs(t, b, unique("pw"))
+	m := mount(t, b, "--read-only", "--ttl", "1s", "--config", writeConfig(t, viewsConfig+"watch:\n  - billing\n"))
+	if got := m.mustSh("cat billing/db-user"); got != "billing-svc" {
+		t.Fatalf("cat billing/db-user: %q", got)
+	}
+	return b, m
 }
