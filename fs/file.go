@@ -316,9 +316,8 @@ func (d *createdNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.
 
 // writeHandle is one open descriptor of a writer: a vfs.Handle.
 type writeHandle struct {
-	m    *mount
-	h    *vfs.Handle
-	open uint64 // its number, for the locks taken through it (lock.go)
+	m *mount
+	h *vfs.Handle // also the open file its locks go with (lock.go)
 	// writers is the count of writers of the revision's inode it was
 	// opened on (nil on a secret being created), which Release
 	// decrements.
@@ -363,18 +362,12 @@ func (w *writeHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 
 // writeHandle is a new writer's handle of h.
 func (m *mount) writeHandle(h *vfs.Handle) *writeHandle {
-	return &writeHandle{m: m, h: h, open: m.opens.Add(1)}
+	return &writeHandle{m: m, h: h}
 }
 
-// Flush commits, then releases the record locks the closing process
-// took through this open file (POSIX: a close releases the closer's
-// locks), once what they guarded is committed.
+// Flush commits, then releases the closer's record locks (vfs.Handle.Flush).
 func (w *writeHandle) Flush(ctx context.Context) syscall.Errno {
-	errno := w.m.errno("close", w.path().Path(), w.h.Flush(ctx, w.m.caller(ctx, closer)))
-	if !w.h.Closing() { // else its release owes the commit, and releases them after it
-		w.m.locks.ReleaseOwner(w.open, w.m.requests.owner(ctx))
-	}
-	return errno
+	return w.m.errno("close", w.path().Path(), w.h.Flush(ctx, w.m.caller(ctx, closer)))
 }
 
 func (w *writeHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
@@ -387,14 +380,13 @@ func (w *writeHandle) countOn(n *immutableNode) {
 	w.writers = &n.writers
 }
 
-// Release commits what no close committed; its failure can only be
-// logged.
+// Release commits what no close committed, then releases the open file's
+// locks (vfs.Handle.Release); its failure can only be logged.
 func (w *writeHandle) Release(ctx context.Context) syscall.Errno {
 	w.m.errno("release", w.path().Path(), w.h.Release(ctx))
 	if w.writers != nil {
 		w.writers.Add(-1)
 	}
-	w.m.locks.ReleaseOpen(w.open) // after the commit it may owe
 	return 0
 }
 

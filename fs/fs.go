@@ -116,8 +116,6 @@ type mount struct {
 	ino *inonum.Numbers
 
 	signals *touch.Signaller // makes inotify events of changes (signal.go)
-	locks   vfs.Locks        // advisory locks, by secret (lock.go)
-	opens   atomic.Uint64    // counts out the open files' numbers (lock.go)
 
 	mu      sync.Mutex                     // guards the inode table below; see the package comment
 	files   map[uint64]*immutableNode      // inodes of revisions and renderings the kernel may hold, by number

@@ -12,29 +12,20 @@ import (
 )
 
 // Advisory locks: the kernel sends every fcntl, lockf and flock request
-// on a file here (fuse.MountOptions.EnableLocks), and the mount keeps the
-// locks by secret in a vfs.Locks (vfs/locks.go says why: each revision
-// and each writer is an inode of its own). A directory's locks the kernel
-// keeps itself: FUSE sends none.
-//
-// A lock goes with the open file it was taken through, known by the
-// number its handle got when it opened (mount.opens): a writer's
-// (writeHandle) releases the closing process's record locks when it
-// closes, once its close committed (FLUSH), and every lock taken through
-// it at its release, once the commit it may owe is made; a reader's
-// (readHandle) at its release, the kernel's RELEASE, which comes once
-// close(2) returned (a reader's close sends no FLUSH: FOPEN_NOFLUSH). A
-// mount that answers no OPEN (skipOpens) gets no RELEASE either, and so
-// leaves locks to the kernel, per inode, as before: nothing can write
-// through it.
+// on a file here (fuse.MountOptions.EnableLocks), and vfs keeps them, by
+// secret, with the open file each was taken through (vfs/lockfs.go: a
+// writer's vfs.Handle, a reader's vfs.ReaderOpen, which release them
+// after the commit their close or release makes). This file translates:
+// the kernel's lock to a vfs.Lock and back, and a handle to its open file.
+// A directory's locks the kernel keeps itself: FUSE sends none. A mount
+// that answers no OPEN (skipOpens) gets no RELEASE either, and so leaves
+// locks to the kernel, per inode, as before: nothing can write through
+// it.
 
 // readHandle is a reader's open file. It holds nothing to read: a reader
 // reads its node's revision. But a lock goes with the open file it was
 // taken through, and is released with it.
-type readHandle struct {
-	m    *mount
-	open uint64 // its number (mount.opens)
-}
+type readHandle struct{ open *vfs.ReaderOpen }
 
 var _ gofs.FileReleaser = (*readHandle)(nil)
 
@@ -44,23 +35,23 @@ func (m *mount) readerFile() gofs.FileHandle {
 	if m.skipOpens() {
 		return nil
 	}
-	return &readHandle{m: m, open: m.opens.Add(1)}
+	return &readHandle{open: m.vfs.OpenReader()}
 }
 
 func (r *readHandle) Release(ctx context.Context) syscall.Errno {
-	r.m.locks.ReleaseOpen(r.open)
+	r.open.Release()
 	return 0
 }
 
-// openOf is the number of the open file f, or 0 for none.
-func openOf(f gofs.FileHandle) uint64 {
+// openOf is the open file of f, or nil for none.
+func openOf(f gofs.FileHandle) vfs.OpenFile {
 	switch f := f.(type) {
 	case *readHandle:
 		return f.open
 	case *writeHandle:
-		return f.open
+		return f.h
 	}
-	return 0
+	return nil
 }
 
 // fileOps answers what every kind of file node answers alike: the lock
@@ -101,7 +92,7 @@ func (fileOps) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { 
 // getlk answers F_GETLK on k: the lock that keeps lk from being taken,
 // or F_UNLCK.
 func (m *mount) getlk(k store.Key, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	held := m.locks.TestLock(k, lockOf(f, owner, lk, flags))
+	held := m.vfs.TestLock(k, lockOf(owner, lk, flags), openOf(f))
 	*out = fuse.FileLock{Start: held.Start, End: held.End, Typ: fcntlType[held.Type], Pid: held.Pid}
 	if held.Type == vfs.Unlock {
 		*out = fuse.FileLock{Typ: syscall.F_UNLCK}
@@ -113,28 +104,17 @@ func (m *mount) getlk(k store.Key, f gofs.FileHandle, owner uint64, lk *fuse.Fil
 // whether to wait for a lock another holds (F_SETLKW, flock without
 // LOCK_NB).
 func (m *mount) setlk(ctx context.Context, k store.Key, f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, wait bool) syscall.Errno {
-	l := lockOf(f, owner, lk, flags)
-	var err error
+	set := m.vfs.SetLock
 	if wait {
-		err = m.locks.WaitLock(ctx, k, l)
-	} else {
-		err = m.locks.SetLock(k, l)
+		set = m.vfs.WaitLock
 	}
-	if w, ok := f.(*writeHandle); ok && err == nil && l.Type != vfs.Unlock {
-		// The lock is granted whatever this says: the writer then meets
-		// a change made before it as a conflict at its commit.
-		if err := w.h.Locked(ctx); err != nil {
-			m.log.WithField("secret", k.String()).WithError(err).Warn("a writer granted a lock could not learn what is stored now: its commit expects what was stored at its open")
-		}
-	}
-	return m.errno("lock", k.Path(), err)
+	return m.errno("lock", k.Path(), set(ctx, k, lockOf(owner, lk, flags), openOf(f)))
 }
 
-// lockOf is the lock a request asks for: lk, from owner, through the
-// open file f.
-func lockOf(f gofs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) vfs.Lock {
+// lockOf is the lock a request asks for: lk, from owner.
+func lockOf(owner uint64, lk *fuse.FileLock, flags uint32) vfs.Lock {
 	l := vfs.Lock{Start: lk.Start, End: lk.End, Owner: owner, Pid: lk.Pid,
-		Flock: flags&fuse.FUSE_LK_FLOCK != 0, Open: openOf(f)}
+		Flock: flags&fuse.FUSE_LK_FLOCK != 0}
 	switch lk.Typ {
 	case syscall.F_RDLCK:
 		l.Type = vfs.ReadLock

@@ -43,7 +43,7 @@
 //   - ViewRevision.mu guards one rendering of a view. It is the
 //     exception: FS.mu may be taken while it is held (to record a held
 //     rendering, FS.held), never the other way round;
-//   - Locks.mu guards the advisory locks (locks.go), and Changes.mu the
+//   - Locks.mu guards the advisory locks (FS.locks, locks.go), and Changes.mu the
 //     count of changes in flight and of handles open for writing
 //     (changes.go): each taken alone.
 //
@@ -60,6 +60,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -150,6 +151,9 @@ type FS struct {
 	hiddenTold sync.Map
 	macKey     []byte  // keys viewMAC: random, this file system's own
 	owners     *owners // Options.OwnerOf's answers; nil without it
+
+	locks Locks         // the advisory locks, by secret (lockfs.go)
+	opens atomic.Uint64 // counts out the open files' numbers, which the locks go with
 }
 
 // New returns the file system of cat.

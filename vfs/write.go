@@ -30,11 +30,14 @@ type Handle struct {
 	// released records, in Options.Changes, that the kernel released
 	// the handle (see Changes.WritersReleased).
 	released func()
+	open     uint64 // the open file's number, which its locks go with (lockfs.go)
 }
 
 // signalHandle is the handle an open for writing by the mount's own
 // change signal gets, for k.
-func (v *FS) signalHandle(k store.Key) *Handle { return &Handle{v: v, signal: true, key: k} }
+func (v *FS) signalHandle(k store.Key) *Handle {
+	return &Handle{v: v, signal: true, key: k, open: v.opens.Add(1)}
+}
 
 // errSignalHandle refuses what the change signal never does through its
 // descriptor: reading or writing bytes.
@@ -182,7 +185,7 @@ func (v *FS) openWriter(ctx context.Context, c Caller, s *Secret, flags uint32, 
 		}
 	}
 	s.add(ss)
-	return &Handle{v: v, s: s, ss: ss, opener: c, released: v.opts.Changes.opened()}, nil
+	return &Handle{v: v, s: s, ss: ss, opener: c, released: v.opts.Changes.opened(), open: v.opens.Add(1)}, nil
 }
 
 // load reads the value a session edits (see loadFunc), when something
@@ -290,7 +293,21 @@ func (h *Handle) Truncate(ctx context.Context, size int64) error {
 // commits; a child closing an inherited copy, a shell closing its copy of
 // a redirection, or a process killed by a signal commits nothing (see
 // session.flush). An error means nothing of the buffer is ever committed.
+//
+// Then it releases the record locks c.Owner took through this open file
+// (POSIX: a close releases the closer's locks), once what they guarded is
+// committed; unless the session is closing, whose release owes the
+// commit and releases them after it.
 func (h *Handle) Flush(ctx context.Context, c Caller) error {
+	err := h.flush(ctx, c)
+	if !h.Closing() {
+		h.v.locks.ReleaseOwner(h.open, c.Owner)
+	}
+	return err
+}
+
+// flush is Flush but for the locks.
+func (h *Handle) flush(ctx context.Context, c Caller) error {
 	if h.signal {
 		return nil
 	}
@@ -327,7 +344,8 @@ func (h *Handle) Fsync(ctx context.Context, c Caller) error {
 // Release is the last close: it commits what no close committed (a
 // creation or truncation nobody wrote to, `: > file`, touch), whose
 // failure it returns for the caller to log (nobody else will hear of it),
-// then wipes the buffer. The kernel's RELEASE names no caller (it may
+// then wipes the buffer and releases every lock taken through the open
+// file (Discard), after that commit. The kernel's RELEASE names no caller (it may
 // come after the writer exited): the commit is the opener's, and is
 // audited as theirs.
 func (h *Handle) Release(ctx context.Context) error {
@@ -350,9 +368,11 @@ func (h *Handle) Release(ctx context.Context) error {
 	return err
 }
 
-// Discard releases the handle without committing anything: for a handle
-// the caller could not hand on.
+// Discard releases the handle, and every lock taken through it, without
+// committing anything: for a handle the caller could not hand on, and the
+// end of Release.
 func (h *Handle) Discard() {
+	defer h.v.locks.ReleaseOpen(h.open) // after the commit Release may have made
 	if h.signal {
 		return
 	}
