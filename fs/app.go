@@ -134,12 +134,6 @@ type dirHandle struct {
 	list *vfs.Listing
 	dots int           // "." and ".." emitted
 	ent  fuse.DirEntry // what Readdirent returns
-	// For Seekdir: the position of the last entry given (go-fuse numbers
-	// them from 1, as it gives them), the name given at each position
-	// past the dots, and an entry a seek read past, which comes next.
-	pos   uint64
-	names []string // of positions 3 on
-	next  *store.Meta
 }
 
 var (
@@ -151,32 +145,15 @@ var (
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	if h.dots < 2 {
 		h.dots++
-		h.pos++
 		h.ent = fuse.DirEntry{Name: ".."[:h.dots], Mode: syscall.S_IFDIR}
 		return &h.ent, 0
 	}
-	meta, ok, err := h.nextEntry(ctx)
+	meta, ok, err := h.list.Next(ctx)
 	if err != nil || !ok {
 		return nil, h.a.m.errno("readdir", fault.Path(h.a.app), err)
 	}
-	h.pos++
-	i := int(h.pos - 3)
-	for len(h.names) <= i {
-		h.names = append(h.names, "") // "": a position never given (a seek past the names known)
-	}
-	h.names[i] = meta.Name
 	h.ent = fuse.DirEntry{Name: meta.Name, Mode: syscall.S_IFREG, Ino: h.a.m.listedIno(meta)}
 	return &h.ent, 0
-}
-
-// nextEntry is the listing's next entry, or the one a seek read past.
-func (h *dirHandle) nextEntry(ctx context.Context) (store.Meta, bool, error) {
-	if h.next != nil {
-		meta := *h.next
-		h.next = nil
-		return meta, true, nil
-	}
-	return h.list.Next(ctx)
 }
 
 // Lookup answers READDIRPLUS's lookup of the name just listed from the
@@ -192,31 +169,10 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 
 // Seekdir moves to off, a position Readdirent's entries were given
 // (go-fuse numbers them 1, 2, ... as it gives them, "." and ".." first; 0
-// is the start), as telldir(3) and seekdir(3) expect: the listing starts
-// again and goes on after the name given at off, so that a name added or
-// removed before it since moves nothing (the listing is in name order).
-// A position this handle never gave (another descriptor's) is counted
-// from the start instead. go-fuse replays an interrupted read itself,
-// without asking.
+// is the start): past the dots, the listing's own position (see
+// vfs.Listing.Seek). go-fuse replays an interrupted read itself, without
+// asking.
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	h.list.Rewind()
-	h.dots, h.pos, h.next = int(min(off, 2)), off, nil
-	var name string
-	if off > 2 && off-3 < uint64(len(h.names)) {
-		name = h.names[off-3]
-	}
-	named := name != ""
-	for skip := off - min(off, 2); named || skip > 0; skip-- {
-		meta, ok, err := h.list.Next(ctx)
-		switch {
-		case err != nil:
-			return h.a.m.errno("seekdir", fault.Path(h.a.app), err)
-		case !ok:
-			return 0 // past the end: the next read finds nothing
-		case named && meta.Name > name:
-			h.next = &meta
-			return 0
-		}
-	}
-	return 0
+	h.dots = int(min(off, 2))
+	return h.a.m.errno("seekdir", fault.Path(h.a.app), h.list.Seek(ctx, off-min(off, 2)))
 }

@@ -46,7 +46,7 @@ func TestWithAppsANameOutsideTheListIsRefusedAtTheRoot(t *testing.T) {
 	if meta, ok, err := l.Next(ctx); ok || err != nil {
 		t.Errorf("a listing of auth gave %v, %v, %v", meta.Key, ok, err)
 	}
-	l.Rewind()
+	f.mustNot("seek", l.Seek(ctx, 0))
 	if meta, ok, err := l.Next(ctx); ok || err != nil {
 		t.Errorf("a rewound listing of auth gave %v, %v, %v", meta.Key, ok, err)
 	}

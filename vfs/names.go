@@ -605,6 +605,9 @@ func (v *FS) MkdirInApp(app, name string) error {
 // `ls -l` costs its pages and nothing per secret. The application's
 // views come in it too, in name order among the secrets; a secret stored
 // under a view's path is not listed (the view hides it).
+//
+// It remembers the name it gave at each position, so that a Seek to a
+// position (seekdir(3)) goes on after that name.
 type Listing struct {
 	v     *FS
 	app   string
@@ -616,6 +619,14 @@ type Listing struct {
 	// last is what Next gave last, while listed is set (see Lookup).
 	last   store.Meta
 	listed bool
+	// pos is the number of entries given since the start (or the
+	// position Seek moved to); given the name given at each position
+	// (given[p-1] at position p; "" at one never given: a seek past the
+	// names known); ahead an entry Seek read past, which Next gives
+	// next.
+	pos   uint64
+	given []string
+	ahead *store.Meta
 }
 
 // List starts a listing of app, once its closing writers are done: a
@@ -635,9 +646,60 @@ func (v *FS) listing(app string) Listing {
 // Next returns the metadata of the next secret or view (a view's is its
 // path alone: see IsView), or false at the end.
 func (l *Listing) Next(ctx context.Context) (store.Meta, bool, error) {
+	var meta store.Meta
+	var ok bool
+	var err error
+	if l.ahead != nil {
+		meta, ok, l.ahead = *l.ahead, true, nil // recorded as last when Seek read it
+	} else {
+		meta, ok, err = l.step(ctx)
+	}
+	if ok {
+		l.pos++
+		for uint64(len(l.given)) < l.pos {
+			l.given = append(l.given, "")
+		}
+		l.given[l.pos-1] = meta.Name
+	}
+	return meta, ok, err
+}
+
+// step is the store's (or the views') next entry, recorded as the last
+// one given for Lookup.
+func (l *Listing) step(ctx context.Context) (store.Meta, bool, error) {
 	meta, ok, err := l.advance(ctx)
 	l.last, l.listed = meta, ok
 	return meta, ok, err
+}
+
+// Seek moves to pos, the number of entries Next had given at a position
+// of this listing (0 is the start), as telldir(3) and seekdir(3) expect:
+// the listing starts again and goes on after the name it gave at pos, so
+// that a name added or removed before it since moves nothing (the listing
+// is in name order). A position this listing never gave (another
+// descriptor's) is counted from the start instead.
+func (l *Listing) Seek(ctx context.Context, pos uint64) error {
+	given := l.given
+	*l = l.v.listing(l.app)
+	l.pos, l.given = pos, given
+	var name string
+	if pos > 0 && pos <= uint64(len(given)) {
+		name = given[pos-1]
+	}
+	named := name != ""
+	for skip := pos; named || skip > 0; skip-- {
+		meta, ok, err := l.step(ctx)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			return nil // past the end: the next Next finds nothing
+		case named && meta.Name > name:
+			l.ahead = &meta
+			return nil
+		}
+	}
+	return nil
 }
 
 // Lookup answers the lookup of name from the listing (LookupListed) if
@@ -699,6 +761,3 @@ func (l *Listing) peek(ctx context.Context) (store.Meta, bool, error) {
 	}
 	return l.page[l.i], true, nil
 }
-
-// Rewind starts the listing again, at its first page.
-func (l *Listing) Rewind() { *l = l.v.listing(l.app) }
