@@ -43,29 +43,46 @@ func idOf(k store.Key, rev store.Revision) revisionID {
 // parent. The inode the kernel already has for it is found by what it is
 // (mount.byName), whatever its number: a renamed secret's inode holds the
 // new name's revision under the number of the old name's (see
-// renamedInPlace). A new one gets a number from mount.ino (Version); a
-// number held by another revision (a collision of the hash) is passed over
-// for the next attempt's, the same way every time; after
-// inonum.MaxAttempts the lookup fails rather than loop or share an inode. A node is one
-// application, name and revision, never matched by its number alone.
+// renamedInPlace). A new one gets a number from mount.ino (Version), one
+// held by another passed over (numbered). A node is one application, name
+// and revision, never matched by its number alone.
 func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta) (*immutableNode, error) {
 	rev := meta.Revision()
 	if n := m.versionOf(k, rev); n != nil && n.rev.Is(k, rev) {
 		return n, nil
 	}
+	return m.numbered(k, "revision",
+		func(attempt int) uint64 { return m.ino.Version(k, rev, attempt) },
+		func(n *immutableNode) bool { return n.rev != nil && n.rev.Is(k, rev) },
+		func(ino uint64) (*immutableNode, error) { return m.addVersion(ctx, parent, k, meta, ino), nil })
+}
+
+// numbered returns the inode of one immutable thing, what (a "revision",
+// a "rendering") of k: the one at the first of its numbers (number(0),
+// number(1), ...) that is either free, where add makes it and enters it in
+// the table, or whose inode is that thing already (is). A number whose
+// inode is another's (a collision of the hash) is passed over, the same
+// way every time; after inonum.MaxAttempts numbers it fails rather than
+// loop or share an inode. add returns the inode the table holds at ino
+// then, its own or one another request entered first, or why it made
+// none.
+func (m *mount) numbered(k store.Key, what string, number func(attempt int) uint64, is func(*immutableNode) bool, add func(ino uint64) (*immutableNode, error)) (*immutableNode, error) {
 	for attempt := range inonum.MaxAttempts {
-		ino := m.ino.Version(k, rev, attempt)
+		ino := number(attempt)
 		n := m.file(ino)
 		if n == nil {
-			n = m.addVersion(ctx, parent, k, meta, ino)
+			var err error
+			if n, err = add(ino); err != nil {
+				return nil, err
+			}
 		}
-		if n.rev != nil && n.rev.Is(k, rev) {
+		if is(n) {
 			return n, nil
 		}
 		m.log.WithFields(logrus.Fields{"secret": k.String(), "holder": n.serves.Key().String(), "attempt": attempt}).
-			Warn("the inode number of a revision is held by another; it gets the next")
+			Warn("the inode number of a " + what + " is held by another; it gets the next")
 	}
-	return nil, fault.E(k.Path(), "no free inode number for this revision after "+strconv.Itoa(inonum.MaxAttempts)+" tries")
+	return nil, fault.E(k.Path(), "no free inode number for this "+what+" after "+strconv.Itoa(inonum.MaxAttempts)+" tries")
 }
 
 // file returns the node of a revision or rendering numbered ino, or nil.

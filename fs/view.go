@@ -2,12 +2,9 @@ package fs
 
 import (
 	"context"
-	"strconv"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
-	"github.com/secretfs/secretfs/fault"
-	"github.com/secretfs/secretfs/internal/inonum"
 	"github.com/secretfs/secretfs/vfs"
 )
 
@@ -23,19 +20,20 @@ import (
 // is known and a view that cannot be rendered makes no inode.
 func (m *mount) viewInode(ctx context.Context, parent *gofs.Inode, in *vfs.ViewInputs) (*immutableNode, error) {
 	k, digest := in.Key(), in.Digest()
-	for attempt := range inonum.MaxAttempts {
-		ino := m.ino.View(k, digest, attempt)
-		n := m.file(ino)
-		if n == nil {
+	// addView takes in over, whatever comes of it: what it returns is the
+	// answer, never passed over for another attempt that would need in.
+	added := false
+	n, err := m.numbered(k, "rendering",
+		func(attempt int) uint64 { return m.ino.View(k, digest, attempt) },
+		func(n *immutableNode) bool { return added || n.view != nil && n.view.Is(k, digest) },
+		func(ino uint64) (*immutableNode, error) {
+			added = true
 			return m.addView(ctx, parent, in, ino)
-		}
-		if n.view != nil && n.view.Is(k, digest) {
-			in.Release()
-			return n, nil
-		}
+		})
+	if !added {
+		in.Release()
 	}
-	in.Release()
-	return nil, fault.E(k.Path(), "no free inode number for this rendering after "+strconv.Itoa(inonum.MaxAttempts)+" tries")
+	return n, err
 }
 
 // addView makes the inode of the rendering in, number ino, renders it,
