@@ -887,7 +887,7 @@ func TestReplaceRefusedAfterMountingBeneathChangesNothing(t *testing.T) {
 	}
 	var askedToStepDown atomic.Int64
 	control, err := handover.Listen(handover.SocketPath(dir), handover.Server{Mountpoint: dir, FSType: "fuse.secretfs", Dev: top.Dev, Release: "test", Owner: os.Geteuid(),
-		StepDown: func() error {
+		StepDown: func(func() error) error {
 			askedToStepDown.Add(1)
 			return errors.New("this predecessor refuses to step down, for a test")
 		}})

@@ -476,9 +476,16 @@ func (s *succession) healthy() bool {
 // stepDown detaches this mount for a successor whose mount lies beneath
 // it, and stops serving the metrics address, which the successor takes.
 // The mount goes on serving what still holds it (waitForEnd drains).
-func (s *succession) stepDown() error {
+// Right before it detaches, it checks again that the successor's mount
+// is beneath (stillBeneath): a successor that gave up waiting for the
+// reply withdrew it, and detaching then would leave the path with
+// nothing.
+func (s *succession) stepDown(stillBeneath func() error) error {
 	holdStepDown(s.log)
 	s.awaitWriters(nil)
+	if err := stillBeneath(); err != nil {
+		return fmt.Errorf("the successor's mount is no longer beneath this one (did it give up?): %w", err)
+	}
 	s.detaching.Store(true)
 	// As root directly, else through fusermount3, which may detach the
 	// mount of the user that made it.

@@ -105,10 +105,10 @@ func mountOldForReplacement(t *testing.T, dir string, flags replaceFlags) *oldMo
 	}
 	o.succ.dev = top.Dev
 	c, err := handover.Listen(handover.SocketPath(dir), handover.Server{Mountpoint: dir, FSType: mountType, Dev: top.Dev, Owner: os.Geteuid(), Log: log,
-		StepDown: func() error {
+		StepDown: func(stillBeneath func() error) error {
 			close(o.entered)
 			<-o.release
-			return o.succ.stepDown()
+			return o.succ.stepDown(stillBeneath)
 		},
 		SteppedDown: o.succ.steppedDownAndTold})
 	if err != nil {
@@ -178,15 +178,7 @@ func TestASignalDuringAStepDownLeavesTheSuccessorsMount(t *testing.T) {
 	ended := make(chan error, 1)
 	go func() { ended <- old.succ.waitForEnd(old.server, dir, old.served, stop) }()
 
-	p, err := handover.Find(dir, mountType)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	m := newMountBeneath(t, dir, "new")
-	asked := make(chan error, 1)
-	go func() { asked <- p.StepDown(m) }()
-	<-old.entered
+	_, asked := askToStepDown(t, dir, old)
 	unmounting := old.log.when("unmounting")
 	stop <- syscall.SIGTERM
 	<-unmounting // the signal is taken while the step-down is under way
@@ -268,4 +260,55 @@ func mountsAtDir(all []handover.MountInfo, dir string) []handover.MountInfo {
 		}
 	}
 	return at
+}
+
+// askToStepDown attaches a new hello mount beneath old's and asks old
+// to step down for it, and returns once old's step-down began, with the
+// new mount and where the reply comes.
+func askToStepDown(t *testing.T, dir string, old *oldMount) (*handover.Mount, <-chan error) {
+	t.Helper()
+	p, err := handover.Find(dir, mountType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	m := newMountBeneath(t, dir, "new")
+	asked := make(chan error, 1)
+	go func() { asked <- p.StepDown(m) }()
+	<-old.entered
+	return m, asked
+}
+
+// A step-down that finishes after its successor gave up waiting for the
+// reply, and withdrew its mount from beneath, does not detach the live
+// mount: right before it detaches, it looks again, finds nothing of the
+// successor's beneath it, and refuses; the path goes on showing the live
+// mount (before, the detach left the plain directory there).
+func TestAStepDownWhoseSuccessorWithdrewMeanwhileKeepsTheMount(t *testing.T) {
+	dir := fuseMountpoint(t)
+	old := mountOldForReplacement(t, dir, replaceFlags{})
+	m, asked := askToStepDown(t, dir, old)
+	// The successor gives up: its mount leaves from beneath the live one.
+	if err := m.Withdraw(dir, old.succ.dev); err != nil {
+		t.Fatal(err)
+	}
+	close(old.release)
+	select {
+	case err := <-asked:
+		if err == nil || !strings.Contains(err.Error(), "no longer beneath") {
+			t.Errorf("the step-down, its successor gone from beneath: %v; want a refusal saying so", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no reply to the step-down within 20s")
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "hello"))
+	if err != nil || string(got) != "old" {
+		t.Errorf("the path after the refused step-down read %q, %v; want the live mount's hello", got, err)
+	}
+	if all, err := handover.ReadMountInfo("/proc/self/mountinfo"); err != nil || len(mountsAtDir(all, dir)) != 1 {
+		t.Errorf("mounts at %s: %+v (%v), want the live one alone", dir, mountsAtDir(all, dir), err)
+	}
+	if old.succ.detaching.Load() {
+		t.Error("the live mount counts itself as detached")
+	}
 }

@@ -24,7 +24,7 @@ func TestCloseDuringAStepDownStillAnswersTheSuccessor(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var steppedDown, toldSteppedDown atomic.Int64
 	c, err := Listen(SocketPath(dir), Server{Mountpoint: dir, Release: "old", Owner: os.Geteuid(), Log: quietLog(t),
-		StepDown: func() error {
+		StepDown: func(func() error) error {
 			close(entered)
 			<-release
 			steppedDown.Add(1)

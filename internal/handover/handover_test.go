@@ -88,7 +88,7 @@ func mountOld(t *testing.T, dir, text string) (*served, *Control) {
 	s.dev = top.Dev
 	c, err := Listen(SocketPath(dir), Server{Mountpoint: dir, FSType: fsType, Dev: s.dev, Release: "old", Owner: os.Geteuid(),
 		Log:      quietLog(t),
-		StepDown: func() error { return unix.Unmount(dir, unix.MNT_DETACH) }})
+		StepDown: func(func() error) error { return unix.Unmount(dir, unix.MNT_DETACH) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +468,7 @@ func TestTheControlSocketAnswersOnlyItsOwner(t *testing.T) {
 	defer server.Unmount()
 	stepped := false
 	c, err := Listen(SocketPath(dir), Server{Mountpoint: dir, FSType: fsType, Owner: 4242, Log: quietLog(t),
-		StepDown: func() error { stepped = true; return nil }})
+		StepDown: func(func() error) error { stepped = true; return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

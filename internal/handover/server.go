@@ -33,10 +33,15 @@ type Server struct {
 	// (true), and when it goes away without having asked to step down
 	// (false).
 	Successor func(present bool)
-	// StepDown detaches the mount. It is called at most once, after the
-	// successor's mount was seen beneath this one. Once it returned nil
-	// the socket stops listening: the successor puts its own in place.
-	StepDown func() error
+	// StepDown detaches the mount. It is called after the successor's
+	// mount was seen beneath this one, and is given a check that it
+	// still is, to call right before it detaches: the step-down may
+	// take a while (writers to wait for), and a successor that gave up
+	// meanwhile withdrew its mount, which a detach would leave the path
+	// without (the check never fails for a step-down with a gap). Once
+	// it returned nil the socket stops listening: the successor puts its
+	// own in place.
+	StepDown func(stillBeneath func() error) error
 	// SteppedDown, if set, is called once the successor was told that
 	// this process stepped down: only then may the process end, or the
 	// successor would not hear it.
@@ -359,7 +364,11 @@ func (c *Control) stepDown(conn *net.UnixConn, gap bool, files []*os.File) Reply
 			return c.refusal(err.Error())
 		}
 	}
-	if err := c.s.StepDown(); err != nil {
+	stillBeneath := func() error { return nil }
+	if !gap {
+		stillBeneath = func() error { return c.checkBeneath(files[0]) }
+	}
+	if err := c.s.StepDown(stillBeneath); err != nil {
 		c.s.Log.WithError(err).Error("could not step down")
 		return c.refusal("could not step down: " + err.Error())
 	}
