@@ -243,6 +243,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	err = withStderrCaught(ready != nil, log, func() (err error) {
 		opts := fsOptions(c, b.writeOnly, readOnly, meter, auditLog)
 		opts.Changes = changes
+		succ.stop = stop
 		server, err = succ.mount(dir, catalog, withMountConfig(opts, file))
 		return err
 	})

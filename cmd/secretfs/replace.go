@@ -135,6 +135,13 @@ type succession struct {
 	parent       int // the --daemon parent, whose exit tells that it has
 
 	changes *vfs.Changes // the mount's, whose writers a stop or a step-down waits for (awaitWriters)
+
+	// stop is where the signals that stop the process come (mount's):
+	// until this process asks its predecessor to step down, one ends the
+	// replacement, which changes nothing (interrupted); once it asked,
+	// there is no way back, and one that came meanwhile is not taken as
+	// a stop (switched).
+	stop <-chan os.Signal
 }
 
 // beneathSupported is handover.BeneathSupported; a test makes it fail,
@@ -202,6 +209,9 @@ func (s *succession) prepare(dir string) error {
 // against it: a mount that cannot start fails with the predecessor still
 // serving. It serves the metrics at the address the predecessor closed.
 func (s *succession) stepDownFirst(dir string) error {
+	if err := s.interrupted(); err != nil {
+		return err
+	}
 	pred := s.pred
 	s.pred = nil
 	defer pred.Close()
@@ -267,7 +277,8 @@ func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) 
 	if s.pred != nil && s.noBeneath == nil {
 		return s.mountBeneath(dir, catalog, opts)
 	}
-	if s.pred != nil {
+	replacing := s.pred != nil
+	if replacing {
 		if err := s.stepDownFirst(dir); err != nil {
 			return nil, err
 		}
@@ -275,6 +286,9 @@ func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) 
 	server, err := mountFS(dir, catalog, opts)
 	if err != nil {
 		return nil, err
+	}
+	if replacing {
+		s.switched()
 	}
 	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
 	if top, ok := handover.TopAt(all, s.dir); err == nil && ok && top.FSType == mountType {
@@ -319,15 +333,23 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 	if err := answersThrough(m.Root(), 2*s.timeout+time.Second); err != nil {
 		return nil, fmt.Errorf("--replace: %w; the live mount goes on serving, unchanged", err)
 	}
+	if err := s.interrupted(); err != nil {
+		return nil, err
+	}
 	// Listening before the switch: the path is never without a
 	// secretfs that a later successor can ask.
 	s.listen(fmt.Sprintf("%s.%d", handover.SocketPath(s.dir), os.Getpid()))
 	if err := m.AttachBeneath(s.dir); err != nil {
 		return nil, fmt.Errorf("--replace: %w", err)
 	}
+	holdAt(holdTakeOverEnv, s.log)
+	if err := s.interrupted(); err != nil {
+		return nil, s.withdraw(m, err)
+	}
 	if err := s.takeOver(m); err != nil {
 		return nil, err
 	}
+	s.switched()
 	s.pred.Close()
 	s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID}).
 		Info("--replace: the predecessor stepped down: its mount is detached, and this one serves the mount point")
@@ -356,10 +378,44 @@ func (s *succession) takeOver(m *handover.Mount) error {
 	if err == nil || s.onTop() || (errors.Is(err, handover.ErrNoReply) && afterLostStepDown(s, lostStepDownLimit)) {
 		return nil
 	}
+	return s.withdraw(m, err)
+}
+
+// withdraw takes m from beneath the live mount, which goes on serving,
+// and returns err, the reason, saying so.
+func (s *succession) withdraw(m *handover.Mount, err error) error {
 	if undo := m.Withdraw(s.dir, s.pred.Mount.Dev); undo != nil {
 		return fmt.Errorf("--replace: %w; and this mount could not be taken from beneath the live one (%v): it is left dead there when this process exits, and the next mount after the live one stops recovers it", err, undo)
 	}
 	return fmt.Errorf("--replace: %w; the live mount goes on serving, unchanged", err)
+}
+
+// interrupted returns an error if a signal to stop came before this
+// process asked its predecessor to step down: the replacement ends
+// there, and the predecessor serves on, never asked.
+func (s *succession) interrupted() error {
+	select {
+	case sig := <-s.stop:
+		return fmt.Errorf("interrupted (%s) before the switch: this process changed nothing", sig)
+	default:
+		return nil
+	}
+}
+
+// switched takes the signals that came while the predecessor stepped
+// down, once this process asked it to: there was no way back, and the
+// switch is done, so they are not taken as a stop, which would unmount
+// the path and leave nothing serving it. The next signal stops the
+// process as usual.
+func (s *succession) switched() {
+	for {
+		select {
+		case sig := <-s.stop:
+			s.log.WithField("signal", sig.String()).Warn("--replace: a signal came during the switch, once the predecessor had been asked to step down: not taken as a stop; this process serves the mount point (a second signal stops it)")
+		default:
+			return
+		}
+	}
 }
 
 // lostStepDownLimit bounds the wait of afterLostStepDown: a predecessor
@@ -510,16 +566,27 @@ func (s *succession) stepDown(stillBeneath func() error) error {
 // step-down.
 const holdStepDownEnv = "SECRETFS_TEST_HOLD_STEPDOWN"
 
+// holdTakeOverEnv is a test hook like holdStepDownEnv, and nothing else
+// sets it: a --replace holds at its FIFO once its mount is attached
+// beneath the live one, before it asks the predecessor to step down, so
+// that a test signals it there (integration:
+// TestASignalBeforeTheSwitchWithdrawsTheNewMount).
+const holdTakeOverEnv = "SECRETFS_TEST_HOLD_TAKEOVER"
+
 // holdStepDown waits at holdStepDownEnv's FIFO, if it is set.
-func holdStepDown(log logrus.FieldLogger) {
-	fifo := os.Getenv(holdStepDownEnv)
+func holdStepDown(log logrus.FieldLogger) { holdAt(holdStepDownEnv, log) }
+
+// holdAt waits at the FIFO the variable env names, if it is set, until
+// it is opened for writing and closed again.
+func holdAt(env string, log logrus.FieldLogger) {
+	fifo := os.Getenv(env)
 	if fifo == "" {
 		return
 	}
-	log.WithField("fifo", fifo).Warn(holdStepDownEnv + " is set: the step-down waits until the FIFO is opened and closed again")
+	log.WithField("fifo", fifo).Warn(env + " is set: waiting until the FIFO is opened and closed again")
 	f, err := os.Open(fifo)
 	if err != nil {
-		log.WithError(err).Warn(holdStepDownEnv + ": not held")
+		log.WithError(err).Warn(env + ": not held")
 		return
 	}
 	defer f.Close()

@@ -9,6 +9,7 @@ import (
 	"log/syslog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -60,26 +61,13 @@ func daemonize(stderr io.Writer, replacing bool) error {
 		return err
 	}
 	defer r.Close()
-	args := make([]string, 0, len(invocation))
-	for _, a := range invocation {
-		if a != "--daemon" && !strings.HasPrefix(a, "--daemon=") {
-			args = append(args, a)
-		}
-	}
-	self, err := os.Executable()
+	cmd, err := daemonCommand(w, replacing)
 	if err != nil {
+		w.Close()
 		return err
 	}
-	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), "SECRETFS_DAEMON=false", readyFDEnv+"=3")
-	if replacing {
-		cmd.Env = holdNotifySocket(cmd.Env)
-	}
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if cmd.Stdin, err = os.Open(os.DevNull); err != nil {
-		return err
-	}
+	sigs, release := catchStopSignals(replacing)
+	defer release()
 	// The daemon inherits nothing of this process but its ready pipe.
 	closeOnExec()
 	if err := cmd.Start(); err != nil {
@@ -87,6 +75,7 @@ func daemonize(stderr io.Writer, replacing bool) error {
 		return fmt.Errorf("start the daemon: %w", err)
 	}
 	w.Close()
+	defer passSignalsOn(sigs, cmd.Process, stderr)()
 	lines := bufio.NewReader(r)
 	for {
 		line, readErr := lines.ReadString('\n')
@@ -112,6 +101,79 @@ func daemonize(stderr io.Writer, replacing bool) error {
 	}
 	err = cmd.Wait()
 	return fmt.Errorf("the mount exited before it answered (%v); its log says why", err)
+}
+
+// daemonCommand is the command that runs the mount in the background:
+// this command line without --daemon, in a session of its own, telling
+// how its start went on ready.
+func daemonCommand(ready *os.File, replacing bool) (*exec.Cmd, error) {
+	args := make([]string, 0, len(invocation))
+	for _, a := range invocation {
+		if a != "--daemon" && !strings.HasPrefix(a, "--daemon=") {
+			args = append(args, a)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), "SECRETFS_DAEMON=false", readyFDEnv+"=3")
+	if replacing {
+		cmd.Env = holdNotifySocket(cmd.Env)
+	}
+	cmd.ExtraFiles = []*os.File{ready}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.Stdin, err = os.Open(os.DevNull); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// passSignalsOn passes the signals that would end this --daemon parent
+// (SIGINT, SIGTERM, SIGHUP: a terminal's ^C or hang-up, a stop) on to
+// its child as SIGTERM while the child replaces a mount, and returns the
+// function that stops. The parent then waits for the child's word as
+// before and exits with it: a child that had not yet asked its
+// predecessor to step down withdraws and says it was interrupted, one
+// that had finishes the switch; the parent never ends on its own while
+// the child takes over anyway. (The child takes SIGHUP as a reopening of
+// its log files, hence SIGTERM.)
+// sigs is what catchStopSignals caught, nil for nothing to pass on.
+func passSignalsOn(sigs <-chan os.Signal, child *os.Process, stderr io.Writer) (stop func()) {
+	if sigs == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	passed := make(chan struct{})
+	go func() {
+		defer close(passed)
+		for {
+			select {
+			case sig := <-sigs:
+				fmt.Fprintf(stderr, "secretfs: %s: passed on to the replacing process %d, which withdraws unless it already asked the running secretfs to step down\n", sig, child.Pid)
+				_ = child.Signal(syscall.SIGTERM)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-passed
+	}
+}
+
+// catchStopSignals catches, when replacing, the signals passSignalsOn
+// passes on, from before the child starts, and returns them (nil when
+// not replacing) with the function that lets them go.
+func catchStopSignals(replacing bool) (<-chan os.Signal, func()) {
+	if !replacing {
+		return nil, func() {}
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	return sigs, func() { signal.Stop(sigs) }
 }
 
 // awsFileVariables name files the AWS SDK reads, which a daemon resolves

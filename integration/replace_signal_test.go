@@ -1,0 +1,304 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A signal to `secretfs mount --replace --daemon` (the replacing child,
+// or its --daemon parent) while it replaces a mount: before the child
+// asks the predecessor to step down, the replacement is withdrawn and
+// changes nothing; once it asked, the switch completes and the signal
+// does not unmount the path. Each moment is reached by a FIFO the
+// process holds at (SECRETFS_TEST_HOLD_TAKEOVER in the successor,
+// SECRETFS_TEST_HOLD_STEPDOWN in the predecessor), never by timing.
+
+// replacing is a `secretfs mount --replace --daemon` running in the
+// background: its --daemon parent, and what the parent said.
+type replacing struct {
+	cmd    *exec.Cmd
+	stderr lockedBuffer
+	done   chan struct{}
+	err    error
+}
+
+// startReplacing starts `secretfs mount dir --replace --daemon`, logging
+// to logPath, with env added to b's.
+func startReplacing(t *testing.T, b *backend, dir, logPath string, env ...string) *replacing {
+	t.Helper()
+	args := append([]string{"mount", dir, "--replace", "--daemon", "--log-format", "json", "--log-file", logPath}, b.flags...)
+	r := &replacing{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	r.cmd.Env = append(append(os.Environ(), b.env...), env...)
+	r.cmd.Stderr = &r.stderr
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.err = r.cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+		case <-time.After(time.Minute):
+			r.cmd.Process.Kill()
+			<-r.done
+		}
+	})
+	return r
+}
+
+// wait waits for the parent to return, and returns its error and what
+// it said.
+func (r *replacing) wait(t *testing.T) (string, error) {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("mount --replace --daemon did not return within 90s: %s", r.stderr.String())
+	}
+	return r.stderr.String(), r.err
+}
+
+// signalled is a signal sent to the replacing process, or to its
+// --daemon parent.
+type signalled struct {
+	name   string
+	parent bool
+	sig    syscall.Signal
+}
+
+var toTheChild = signalled{"SIGTERM to the replacing process", false, syscall.SIGTERM}
+
+// replacedSecret is the backend of a test of a replacement, with one
+// secret, app/s, whose value it returns.
+func replacedSecret(t *testing.T, prefix string) (*backend, string) {
+	t.Helper()
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	value := unique(prefix)
+	b.cli(t, []byte(value), "put", "app/s")
+	return b, value
+}
+
+// replacedDir is a mount point, and the log of the process that will
+// replace the mount there: whatever runs with it is killed when the test
+// ends, and the mount point unmounted.
+func replacedDir(t *testing.T) (dir, logPath string) {
+	t.Helper()
+	dir = mountpoint(t)
+	logPath = filepath.Join(t.TempDir(), "new.log")
+	killAllRunningWith(t, logPath, dir)
+	return dir, logPath
+}
+
+// send sends c's signal to the replacing child, or to the parent; then
+// it waits until the parent says it passed the signal on to its child,
+// or has ended, so that the child has it before it is let go.
+func (r *replacing) send(t *testing.T, c signalled, child int) {
+	t.Helper()
+	target := child
+	if c.parent {
+		target = r.cmd.Process.Pid
+	}
+	if err := syscall.Kill(target, c.sig); err != nil {
+		t.Fatal(err)
+	}
+	if !c.parent {
+		return
+	}
+	eventually(t, 30*time.Second, "the parent passes the signal on, or ends", func() bool {
+		select {
+		case <-r.done:
+			return true
+		default:
+			return strings.Contains(r.stderr.String(), "passed on to the replacing process")
+		}
+	})
+}
+
+// childOf returns the process whose parent is pid, waiting for it.
+func childOf(t *testing.T, pid int) int {
+	t.Helper()
+	var child int
+	eventually(t, 30*time.Second, "the --daemon parent's child", func() bool {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid ...: comm may hold spaces.
+			rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+			if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				child, _ = strconv.Atoi(e.Name())
+				return true
+			}
+		}
+		return false
+	})
+	return child
+}
+
+// holdFIFO makes a FIFO for a hold hook, and returns its path and a
+// function that waits until a process holds at it and returns the write
+// end, to close to let it go. Whatever happens, nothing is left waiting
+// at it when the test ends.
+func holdFIFO(t *testing.T) (string, func(what string) *os.File) {
+	t.Helper()
+	hold := filepath.Join(t.TempDir(), "hold")
+	if err := syscall.Mkfifo(hold, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if w, err := os.OpenFile(hold, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+	})
+	return hold, func(what string) *os.File {
+		var w *os.File
+		eventually(t, 60*time.Second, what, func() bool {
+			f, err := os.OpenFile(hold, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+			if err != nil {
+				return false
+			}
+			w = f
+			return true
+		})
+		t.Cleanup(func() { w.Close() })
+		return w
+	}
+}
+
+// A signal that reaches the replacing process (or its --daemon parent,
+// which passes it on) once its mount lies beneath the live one, but
+// before it asked the live one to step down, ends the replacement: the
+// new mount is withdrawn, the command exits non-zero saying it was
+// interrupted and changed nothing, and the live secretfs serves on, alone
+// at the path, never asked to step down. (It took over, said "mounted",
+// then took the signal as a stop and unmounted the path, which served
+// nothing; the parent, signalled, died at once with no word.)
+func TestASignalBeforeTheSwitchWithdrawsTheNewMount(t *testing.T) {
+	b, value := replacedSecret(t, "before")
+	for _, tc := range []signalled{toTheChild, {"SIGINT to the --daemon parent", true, syscall.SIGINT}, {"SIGHUP to the --daemon parent", true, syscall.SIGHUP}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, logPath := replacedDir(t)
+			old := mountAt(t, b, dir)
+			old.secret(value)
+			oldDev := topDev(t, dir)
+			sockets := controlSockets(t, dir)
+			hold, held := holdFIFO(t)
+
+			r := startReplacing(t, b, dir, logPath, "SECRETFS_TEST_HOLD_TAKEOVER="+hold)
+			child := childOf(t, r.cmd.Process.Pid)
+			w := held("the new process holds before asking the old one to step down")
+			r.send(t, tc, child)
+			w.Close()
+			errOut, err := r.wait(t)
+			t.Logf("mount --replace --daemon, signalled before the switch: %v, %s", err, strings.TrimSpace(errOut))
+			var exit *exec.ExitError
+			if err == nil {
+				t.Errorf("mount --replace --daemon, signalled before the switch, succeeded: %s", errOut)
+			} else if errors.As(err, &exit) && exit.ExitCode() < 0 {
+				t.Errorf("the --daemon parent was killed by the signal (%v) rather than report the child's outcome: %q", err, errOut)
+			}
+			if !strings.Contains(errOut, "interrupted") || !strings.Contains(errOut, "changed nothing") || !strings.Contains(errOut, "the live mount goes on serving, unchanged") {
+				t.Errorf("mount --replace said %q; want that it was interrupted and changed nothing", errOut)
+			}
+			newLog, _ := os.ReadFile(logPath)
+			if bytes.Contains(newLog, []byte("stepped down")) || bytes.Contains(newLog, []byte(`"msg":"mounted"`)) {
+				t.Errorf("the interrupted replacement's log speaks of a switch:\n%s", newLog)
+			}
+			eventually(t, 30*time.Second, "the interrupted replacement exits", func() bool { return !alive(child) })
+
+			// Nothing changed: the old process serves the path, alone.
+			if got := old.mustSh("cat app/s"); got != value {
+				t.Errorf("cat app/s after the interrupted replacement: %q", got)
+			}
+			if at := mountsAt(t, os.Getpid(), dir); len(at) != 1 || topDev(t, dir) != oldDev {
+				t.Errorf("mounts at %s: %+v, want the old one (device %d:%d) alone", dir, at, oldDev>>8, oldDev&0xff)
+			}
+			if st := statusOf(t, dir); st.SeenPID != old.cmd.Process.Pid || !st.Serving {
+				t.Errorf("secretfs status: process %d, serving %v; want the old process %d, serving", st.SeenPID, st.Serving, old.cmd.Process.Pid)
+			}
+			eventually(t, 30*time.Second, "the old process hears that the would-be successor went away", func() bool {
+				return strings.Contains(old.log(), "the process that announced itself as a successor went away; still serving")
+			})
+			if strings.Contains(old.log(), "stepping down") || strings.Contains(old.log(), "stepped down") {
+				t.Errorf("the old process's log speaks of stepping down:\n%s", old.log())
+			}
+			if now := controlSockets(t, dir); strings.Join(now, " ") != strings.Join(sockets, " ") {
+				t.Errorf("control sockets beside %s: %q, before: %q", dir, now, sockets)
+			}
+		})
+	}
+}
+
+// A signal that reaches the replacing process (or its --daemon parent)
+// once it asked the live secretfs to step down, while the step-down is
+// under way, does not stop it: the switch completes, the command returns
+// 0 naming the new process, whose log says that a signal came during the
+// switch and was not taken as a stop, and which serves the path on; a
+// second signal stops it as usual. (It said "mounted", then took the
+// signal as a stop and unmounted the path: readers got ENOENT.)
+func TestASignalDuringTheSwitchDoesNotUnmountThePath(t *testing.T) {
+	b, value := replacedSecret(t, "during")
+	for _, tc := range []signalled{toTheChild, {"SIGINT to the --daemon parent", true, syscall.SIGINT}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, logPath := replacedDir(t)
+			hold, held := holdFIFO(t)
+			holding := *b
+			holding.env = append(append([]string(nil), b.env...), "SECRETFS_TEST_HOLD_STEPDOWN="+hold)
+			old := mountAt(t, &holding, dir)
+			old.secret(value)
+
+			r := startReplacing(t, b, dir, logPath)
+			child := childOf(t, r.cmd.Process.Pid)
+			w := held("the old process begins its step-down")
+			r.send(t, tc, child)
+			w.Close()
+			errOut, err := r.wait(t)
+			if err != nil {
+				newLog, _ := os.ReadFile(logPath)
+				t.Fatalf("mount --replace --daemon, signalled during the switch: %v\n%s\nits log:\n%s", err, errOut, newLog)
+			}
+			pid := daemonPID(t, errOut)
+			t.Cleanup(func() { stopDaemon(t, pid, dir) })
+			if pid != child {
+				t.Errorf("the command names process %d, want the child %d", pid, child)
+			}
+			newLog, _ := os.ReadFile(logPath)
+			if !bytes.Contains(newLog, []byte("a signal came during the switch")) {
+				t.Errorf("the new process's log does not say a signal came during the switch:\n%s", newLog)
+			}
+			if bytes.Contains(newLog, []byte(`"msg":"unmounting"`)) || bytes.Contains(newLog, []byte(`"msg":"unmounted"`)) {
+				t.Errorf("the new process took the signal as a stop:\n%s", newLog)
+			}
+			// By the time the command returned, the new process had
+			// taken the signal: the path is its own, and stays served.
+			if got, err := os.ReadFile(filepath.Join(dir, "app", "s")); err != nil || string(got) != value {
+				t.Errorf("cat app/s after the switch: %q, %v", got, err)
+			}
+			if st := statusOf(t, dir); st.SeenPID != pid || !st.Serving {
+				t.Errorf("secretfs status: process %d, serving %v; want the new process %d, serving", st.SeenPID, st.Serving, pid)
+			}
+			if at := mountsAt(t, os.Getpid(), dir); len(at) != 1 {
+				t.Errorf("mounts at %s: %+v, want the new one alone", dir, at)
+			}
+			select {
+			case <-old.exited:
+			case <-time.After(30 * time.Second):
+				t.Errorf("the old process did not exit within 30s of its step-down:\n%s", old.log())
+			}
+			// A second signal stops the new process as usual (stopDaemon
+			// checks that it unmounts and exits).
+		})
+	}
+}
