@@ -701,7 +701,11 @@ const unseenCheck = 5 * time.Second
 // made by a container or unshare while it was mounted, keeps the file
 // system, and this process, alive, serving that copy until it is
 // released or a signal comes; without this line nothing would tell why
-// the process lives on. It reports whether it logged.
+// the process lives on. It reports whether it logged. A mount no longer
+// at the mount point at all (not merely covered by another mount there)
+// closes its control socket, and removes it while it is its own: the
+// socket beside the mount point is for the secretfs that serves it, which
+// `secretfs status` asks, and which a new mount there listens as.
 func (s *succession) unseen(dir string) bool {
 	if s.dev == 0 || s.detaching.Load() || s.onTop() {
 		return false
@@ -711,7 +715,26 @@ func (s *succession) unseen(dir string) bool {
 		entry.WithFields(logrus.Fields{"pid": h.PID, "command": h.Command, "holds": h.What}).Warn("holds this mount's file system")
 	}
 	entry.Warn("the mount point does not show this mount any longer (unmounted here), but the file system is still held, by a copy of the mount in another mount namespace or a bind mount: serving it until it is released, or SIGTERM")
+	if !s.atMountpoint() {
+		entry.Warn("closing the control socket: this process no longer serves the mount point, and cannot be asked for it or replaced there")
+		s.closeControl()
+	}
 	return true
+}
+
+// atMountpoint reports whether this mount is at the mount point in this
+// process's mount table, on top or beneath another.
+func (s *succession) atMountpoint() bool {
+	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return true
+	}
+	for _, m := range all {
+		if m.Point == s.dir && m.Dev == s.dev {
+			return true
+		}
+	}
+	return false
 }
 
 // speakOnceMain gives a --daemon child that replaced the service's main

@@ -88,8 +88,12 @@ func identify(path string) (fileIdent, error) {
 const successorIdle = 2 * time.Minute
 
 // Listen makes the control socket at path (mode 0600) and answers it
-// until Close. A socket left at path by a process that died is replaced;
-// a live one, or anything else there, is an error.
+// until Close. A socket left at path by a process that died is replaced,
+// and so is one whose secretfs does not serve the file system the mount
+// point shows (one unmounted there that a copy in another mount
+// namespace keeps alive): nobody can reach it through the path any
+// longer. A live one that serves the mount point, or anything else
+// there, is an error.
 func Listen(path string, s Server) (*Control, error) {
 	if s.Log == nil {
 		s.Log = logrus.StandardLogger()
@@ -97,7 +101,7 @@ func Listen(path string, s Server) (*Control, error) {
 	if s.MountInfo == "" {
 		s.MountInfo = "/proc/self/mountinfo"
 	}
-	if err := removeStale(path); err != nil {
+	if err := removeStale(path, s); err != nil {
 		return nil, err
 	}
 	addr, done, err := socketAddr(path)
@@ -128,8 +132,9 @@ func Listen(path string, s Server) (*Control, error) {
 	return c, nil
 }
 
-// removeStale removes a socket at path that nobody listens on.
-func removeStale(path string) error {
+// removeStale removes a socket at path that nobody listens on, or whose
+// secretfs does not serve s.Mountpoint (notServing).
+func removeStale(path string, s Server) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -142,13 +147,47 @@ func removeStale(path string) error {
 	}
 	conn, err := dialSocket(path)
 	if err == nil {
+		why := notServing(conn, s)
 		conn.Close()
-		return fmt.Errorf("another process listens at %s", path)
+		if why == "" {
+			return fmt.Errorf("another process listens at %s", path)
+		}
+		s.Log.WithField("socket", path).Warn(why + ": taking its control socket over")
+		return os.Remove(path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return os.Remove(path)
+}
+
+// staleAnswerLimit bounds the wait for the answer of a process found
+// listening at the socket's path: one that does not answer keeps it.
+const staleAnswerLimit = 2 * time.Second
+
+// notServing asks the secretfs at the other end of conn which file
+// system it serves, and says why it does not serve s.Mountpoint: the
+// top mount there is another file system. It says nothing ("") when it
+// does, or when it cannot tell (no answer, a refusal, no mount table).
+func notServing(conn *net.UnixConn, s Server) string {
+	if err := send(conn, request{V: Version, Op: OpStatus}); err != nil {
+		return ""
+	}
+	var r Reply
+	files, err := receive(conn, &r, time.Now().Add(staleAnswerLimit))
+	closeAll(files)
+	if err != nil || r.Program != Program || r.Error != "" {
+		return ""
+	}
+	all, err := ReadMountInfo(s.MountInfo)
+	if err != nil {
+		return ""
+	}
+	top, ok := TopAt(all, s.Mountpoint)
+	if ok && top.DevString() == r.Dev {
+		return ""
+	}
+	return fmt.Sprintf("the secretfs listening there (process %d, version %s) serves the file system %s, not the one the mount point %s shows (%s)", r.PID, r.Release, r.Dev, s.Mountpoint, top.DevString())
 }
 
 // Path returns where the socket is.

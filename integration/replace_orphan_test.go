@@ -1,0 +1,71 @@
+package integration
+
+import (
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A mount unmounted from its path while a copy of it in another mount
+// namespace still holds it no longer answers for the path: it closes its
+// control socket, and removes it, once it sees the path no longer shows
+// it (within seconds), so `secretfs status` fails for the empty mount
+// point; a new mount there listens at the socket, answers `secretfs
+// status`, keeps its socket once the old process is gone, and can be
+// replaced. (The old one kept the socket: status named it with exit 0, a
+// new mount there had no socket and could never be replaced.)
+func TestAnUnmountedMountGivesUpItsControlSocketToTheNextMount(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	dir := mountpoint(t)
+	orphan := mountAt(t, b, dir)
+	orphan.mustSh("mkdir app && echo v > app/s")
+	holderPID, line := copyHolder(t, "cat "+orphan.path("app/s"))
+	if line != "v\n" {
+		t.Fatalf("reading through the copy: %q", line)
+	}
+	if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+		t.Fatalf("umount -l: %v: %s", err, out)
+	}
+	eventually(t, 30*time.Second, "the unmounted mount closes its control socket", func() bool {
+		return len(controlSockets(t, dir)) == 0
+	})
+	if !strings.Contains(orphan.log(), "closing the control socket") {
+		t.Errorf("the unmounted mount's log does not say it closed its control socket:\n%s", orphan.log())
+	}
+	if out, err := exec.Command(binary, "status", dir).CombinedOutput(); err == nil {
+		t.Errorf("secretfs status of the empty mount point succeeded: %s", out)
+	}
+
+	next := mountAt(t, b, dir)
+	if strings.Contains(next.log(), "no control socket") {
+		t.Errorf("the new mount has no control socket:\n%s", next.log())
+	}
+	if st := statusOf(t, dir); st.SeenPID != next.cmd.Process.Pid || !st.Serving {
+		t.Errorf("secretfs status names process %d (serving %v), want the new mount's %d", st.SeenPID, st.Serving, next.cmd.Process.Pid)
+	}
+	// The copy ends, and the old process with it: the new mount keeps
+	// its socket.
+	if err := syscall.Kill(holderPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-orphan.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the unmounted mount did not exit within 30s of its copy's release:\n%s", orphan.log())
+	}
+	if st := statusOf(t, dir); st.SeenPID != next.cmd.Process.Pid || !st.Serving {
+		t.Errorf("once the old process exited, secretfs status names process %d (serving %v), want the new mount's %d", st.SeenPID, st.Serving, next.cmd.Process.Pid)
+	}
+	replacement := mountAt(t, b, dir, "--replace")
+	if !strings.Contains(replacement.log(), "the predecessor stepped down") {
+		t.Errorf("the new mount could not be replaced:\n%s", replacement.log())
+	}
+	if st := statusOf(t, dir); st.SeenPID != replacement.cmd.Process.Pid {
+		t.Errorf("after the replacement, secretfs status names process %d, want %d", st.SeenPID, replacement.cmd.Process.Pid)
+	}
+}
