@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,4 +69,30 @@ func TestAnUnmountedMountGivesUpItsControlSocketToTheNextMount(t *testing.T) {
 	if st := statusOf(t, dir); st.SeenPID != replacement.cmd.Process.Pid {
 		t.Errorf("after the replacement, secretfs status names process %d, want %d", st.SeenPID, replacement.cmd.Process.Pid)
 	}
+}
+
+// `secretfs status` fails for a path that, in the caller's mount
+// namespace, does not show the file system of the secretfs answering the
+// control socket beside it: here a namespace where the mount was
+// unmounted, which the socket file, in the directory above, still
+// reaches. (It said "served by" and exited 0.)
+func TestStatusFailsWhereThePathDoesNotShowTheSecretfsThatAnswers(t *testing.T) {
+	requireRoot(t)
+	requireFUSE(t)
+	b := localBackend(t)
+	dir := mountpoint(t)
+	m := mountAt(t, b, dir)
+	if out, err := exec.Command(binary, "status", dir).CombinedOutput(); err != nil {
+		t.Fatalf("secretfs status of the mount: %v: %s", err, out)
+	}
+	script := "umount -l " + dir + " && exec " + binary + " status " + dir
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script).CombinedOutput()
+	t.Logf("secretfs status where the path shows nothing: %v: %s", err, out)
+	if err == nil {
+		t.Errorf("secretfs status in a mount namespace where %s shows an empty directory succeeded: %s", dir, out)
+	}
+	if !strings.Contains(string(out), "nothing is mounted there in this mount namespace") || !strings.Contains(string(out), "process "+strconv.Itoa(m.cmd.Process.Pid)) {
+		t.Errorf("secretfs status said %q; want that the path shows nothing here, naming process %d", out, m.cmd.Process.Pid)
+	}
+	m.mustSh("ls >/dev/null")
 }

@@ -12,7 +12,8 @@ import (
 
 // newStatusCommand is `secretfs status MOUNTPOINT`: it asks the secretfs
 // serving MOUNTPOINT, through its control socket, how it fares. It exits
-// 0 only when that secretfs serves the mount point, its backend answers,
+// 0 only when that secretfs serves the mount point (the path shows its
+// file system, in this mount namespace), its backend answers,
 // and it runs where this command can see it (this PID namespace or one
 // below): in a container, the mount point is then served by this
 // container's secretfs and not by another's it replaced or that replaced
@@ -55,6 +56,9 @@ func newStatusCommand() *cobra.Command {
 			if p.PID == 0 {
 				where = fmt.Sprintf("a process of another PID namespace (its own pid %d)", r.PID)
 			}
+			if err := shows(dir, r.Dev, where); err != nil {
+				return err
+			}
 			health := "its backend answers"
 			if !r.Healthy {
 				health = "its backend does not answer"
@@ -76,4 +80,24 @@ func newStatusCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the secretfs's reply as JSON: its version, process id, health, and its open descriptors and goroutines (counted by the function that started them)")
 	return cmd
+}
+
+// shows checks that the path dir shows, in this process's mount
+// namespace, the file system dev ("major:minor") that the secretfs
+// answering its control socket (where) serves: a socket beside a path
+// is no proof that the path is served (an unmounted mount that another
+// namespace keeps alive, or a mount namespace the mount never reached).
+func shows(dir, dev, where string) error {
+	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	top, ok := handover.TopAt(all, dir)
+	switch {
+	case !ok:
+		return fmt.Errorf("%s: nothing is mounted there in this mount namespace; the secretfs answering its control socket (%s) serves the file system %s elsewhere", dir, where, dev)
+	case top.DevString() != dev:
+		return fmt.Errorf("%s: not served by the secretfs answering its control socket (%s): the path shows the file system %s (%s) in this mount namespace, and that secretfs serves %s", dir, where, top.DevString(), top.FSType, dev)
+	}
+	return nil
 }
