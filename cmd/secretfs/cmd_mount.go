@@ -200,6 +200,9 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	}
 	defer logs.Close()
 	defer succ.Close() // before the log closes: what it stops may log
+	// From here on the mount point as the mount table names it: a
+	// symlink to it is followed, as the kernel follows it.
+	dir = succ.dir
 	status(log, "opening the store")
 	// Listen before mounting: a signal in between must not leave a mount
 	// behind.
@@ -634,11 +637,38 @@ func prepareMountpoint(dir string, log *logrus.Logger) error {
 	return nil
 }
 
-// resolve returns dir as the mount table names it: absolute, with the
-// symlinks of its parent resolved, as far as the parent exists (a missing
-// mount point is made with its parents). The last element is not
-// followed: a dead mount cannot be stat'ed.
+// resolve returns dir as the mount table names it: absolute, with its
+// symlinks resolved, as far as it exists (a missing mount point is made
+// with its parents). The last element, when it is a symlink, is followed
+// as the kernel follows it to mount there (to its target, made if
+// missing); a mount point in the mount table is not looked at, since a
+// dead mount cannot be stat'ed.
 func resolve(dir string) (string, error) {
+	abs, err := resolveParent(dir)
+	for range 40 { // as the kernel's limit of symlinks in one lookup
+		if err != nil || isMountpoint(abs) {
+			return abs, err
+		}
+		fi, lerr := os.Lstat(abs)
+		if lerr != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return abs, nil
+		}
+		target, lerr := os.Readlink(abs)
+		if lerr != nil {
+			return "", lerr
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(abs), target)
+		}
+		abs, err = resolveParent(target)
+	}
+	return "", fmt.Errorf("%s: %w", dir, syscall.ELOOP)
+}
+
+// resolveParent returns dir absolute, with the symlinks of its parent
+// resolved, as far as the parent exists; the last element is left as it
+// is.
+func resolveParent(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err

@@ -55,3 +55,50 @@ func TestAMountThatFailsAfterMount2IsDetached(t *testing.T) {
 		t.Errorf("the failed mount left a mount on %s", file)
 	}
 }
+
+// A mount point given as a symlink is the symlink's target, as the
+// kernel follows it to mount there: what the mount table names, and what
+// --replace and a plain mount look for there. A symlink whose target is
+// missing gives the target (made at the mount); a chain of them is
+// followed to its end, relative ones from their own directory.
+func TestAMountPointThatIsASymlinkIsItsTarget(t *testing.T) {
+	top, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(top, "mnt")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	links := filepath.Join(top, "links")
+	if err := os.Mkdir(links, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []struct{ name, to string }{
+		{"abs", target},
+		{"rel", "../mnt"},
+		{"chain", "rel"},
+		{"dangling", "../missing/mnt"},
+	} {
+		if err := os.Symlink(l.to, filepath.Join(links, l.name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]string{
+		"abs":      target,
+		"rel":      target,
+		"chain":    target,
+		"dangling": filepath.Join(top, "missing", "mnt"),
+		"plain":    filepath.Join(links, "plain"),
+	} {
+		if got, err := resolve(filepath.Join(links, name)); err != nil || got != want {
+			t.Errorf("resolve(%s): %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if err := os.Symlink("loop", filepath.Join(links, "loop")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := resolve(filepath.Join(links, "loop")); err == nil {
+		t.Errorf("resolve of a symlink to itself: %q, want an error", got)
+	}
+}
