@@ -96,3 +96,49 @@ func TestStatusFailsWhereThePathDoesNotShowTheSecretfsThatAnswers(t *testing.T) 
 	}
 	m.mustSh("ls >/dev/null")
 }
+
+// A replaced secretfs whose drain a copy of its mount in another mount
+// namespace holds names that holder in its log a few seconds into the
+// drain, with no signal or --drain-timeout to end it: the copy may hold
+// it for as long as that namespace lives, and nothing else would tell
+// why the process lives on. (It named the holders only as a signal or
+// --drain-timeout ended the drain.)
+func TestADrainStillHeldNamesItsHoldersWithinSeconds(t *testing.T) {
+	b, value := replacedSecret(t, "drain")
+	dir := mountpoint(t)
+	old := mountAt(t, b, dir)
+	old.secret(value)
+	holderPID, line := copyHolder(t, "cat "+old.path("app/s")+" && echo")
+	if line != value+"\n" {
+		t.Fatalf("reading through the copy: %q", line)
+	}
+	next := mountAt(t, b, dir, "--replace")
+	next.secret(value)
+	eventually(t, 30*time.Second, "the replaced secretfs names the copy that holds its drain", func() bool {
+		log := old.log()
+		return strings.Contains(log, "still holds the detached mount") && strings.Contains(log, `"pid":`+strconv.Itoa(holderPID))
+	})
+	select {
+	case <-old.exited:
+		t.Errorf("the replaced secretfs exited while a copy held its mount:\n%s", old.log())
+	default:
+	}
+	if strings.Contains(old.log(), "drain ended") {
+		t.Errorf("the drain ended while the copy held the mount:\n%s", old.log())
+	}
+	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(holderPID), "-m", "cat", old.path("app/s")).CombinedOutput(); err != nil || string(out) != value {
+		t.Errorf("reading through the copy during the drain: %q, %v; want it served", out, err)
+	}
+	// The copy ends: the drain with it.
+	if err := syscall.Kill(holderPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-old.exited:
+		if old.waitErr != nil {
+			t.Errorf("the replaced secretfs exited with %v", old.waitErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("the replaced secretfs did not exit within 30s of its copy's release:\n%s", old.log())
+	}
+}

@@ -772,11 +772,11 @@ func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal, signal
 		defer timer.Stop()
 		timeout = timer.C
 	}
+	stillHeld := time.NewTimer(unseenCheck)
+	defer stillHeld.Stop()
 	sig := signalled
+	s.drainingOn(log, sig)
 	for sig == nil || !s.endsDrain(sig) {
-		if sig != nil {
-			log.WithField("signal", sig.String()).Info("draining on through SIGTERM (--drain-through-sigterm): this process ends once the detached mount is released, or --drain-timeout runs out")
-		}
 		select {
 		case <-served:
 			log.Info("the last reference to the detached mount is gone")
@@ -786,7 +786,9 @@ func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal, signal
 			}
 			return nil
 		case sig = <-stop:
-			continue
+			s.drainingOn(log, sig)
+		case <-stillHeld.C:
+			s.stillHeld(log)
 		case <-timeout:
 			log.WithField("drain_timeout", s.flags.drainTimeout.String()).Warn("--drain-timeout ran out: what still holds the detached mount loses it")
 			return s.drainEnded(log)
@@ -794,6 +796,28 @@ func (s *succession) drain(served <-chan struct{}, stop <-chan os.Signal, signal
 	}
 	log.WithField("signal", sig.String()).Warn("ending the drain on a signal: what still holds the detached mount loses it")
 	return s.drainEnded(log)
+}
+
+// drainingOn logs that sig, if any, does not end the drain.
+func (s *succession) drainingOn(log logrus.FieldLogger, sig os.Signal) {
+	if sig != nil && !s.endsDrain(sig) {
+		log.WithField("signal", sig.String()).Info("draining on through SIGTERM (--drain-through-sigterm): this process ends once the detached mount is released, or --drain-timeout runs out")
+	}
+}
+
+// stillHeld logs, once a drain has lasted unseenCheck, what still holds
+// the detached mount: a descriptor, a working directory, a bind mount,
+// or a copy of the mount in another mount namespace, which a private
+// namespace (unshare, a container on a host whose / is private) made
+// while the mount was attached, and which may hold it for as long as
+// that namespace lives; without this line, nothing would tell why the
+// process lives on.
+func (s *succession) stillHeld(log logrus.FieldLogger) {
+	holders := handover.Holders(s.dev)
+	for _, h := range holders {
+		log.WithFields(logrus.Fields{"pid": h.PID, "command": h.Command, "holds": h.What}).Warn("still holds the detached mount")
+	}
+	log.WithField("holders", len(holders)).Info("the detached mount is still held (the holders are named above): serving it until it is released, --drain-timeout runs out or a signal ends the drain")
 }
 
 // endsDrain reports whether sig ends a drain: every signal that stops
