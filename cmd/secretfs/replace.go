@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime/debug"
@@ -239,12 +240,49 @@ func (s *succession) serveMetrics(addr string) (*metrics.Registry, func(), error
 	info, _ := debug.ReadBuildInfo()
 	s.meter = metrics.New(buildVersion(version, info), metrics.Options{FailingFor: s.timeout})
 	s.metricsAddr = addr
-	if addr != "" && s.pred == nil {
+	if addr != "" && (s.pred == nil || !s.predecessorServesMetricsAt(addr)) {
 		if err := s.listenMetrics(); err != nil {
-			return nil, nil, err
+			return nil, nil, s.metricsAddrTaken(err)
 		}
 	}
 	return s.meter, s.closeMetrics, nil
+}
+
+// predecessorServesMetricsAt reports whether the predecessor serves its
+// metrics at addr, which it closes as it steps down: this mount then
+// serves them there. A predecessor that does not say (it predates
+// Reply.MetricsAddr) is taken to. Any other address is served at once,
+// or refused before the switch if it cannot be: it would not come free.
+func (s *succession) predecessorServesMetricsAt(addr string) bool {
+	theirs := s.pred.Hello.MetricsAddr
+	if theirs == "" {
+		return true
+	}
+	if theirs == handover.NoMetrics {
+		return false
+	}
+	a, aErr := net.ResolveTCPAddr("tcp", addr)
+	b, bErr := net.ResolveTCPAddr("tcp", theirs)
+	if aErr != nil || bErr != nil {
+		return addr == theirs
+	}
+	return a.Port == b.Port && (a.IP.Equal(b.IP) || (unspecified(a.IP) && unspecified(b.IP)))
+}
+
+// unspecified reports whether ip is every address (":9090").
+func unspecified(ip net.IP) bool { return ip == nil || ip.IsUnspecified() }
+
+// metricsAddrTaken says why this mount refuses an address for its
+// metrics that another process holds.
+func (s *succession) metricsAddrTaken(err error) error {
+	if s.pred == nil {
+		return err
+	}
+	served := "serves no metrics"
+	if a := s.pred.Hello.MetricsAddr; a != handover.NoMetrics {
+		served = "serves its metrics at " + a
+	}
+	return fmt.Errorf("--replace: %w: the secretfs being replaced %s, so this address would not come free; the live mount goes on serving, unchanged", err, served)
 }
 
 func (s *succession) listenMetrics() error {
@@ -492,7 +530,10 @@ func (s *succession) onTop() bool { return servedBy(s.dir, s.dev) }
 // predecessor closed as it stepped down; it retries for a while in the
 // background if the address is not free yet.
 func (s *succession) listenMetricsOnceFree() {
-	if s.listenMetrics() == nil {
+	s.mu.Lock()
+	listening := s.listener != nil
+	s.mu.Unlock()
+	if listening || s.listenMetrics() == nil {
 		return
 	}
 	go func() {
@@ -513,7 +554,7 @@ func (s *succession) listen(path string) {
 	info, _ := debug.ReadBuildInfo()
 	interval, _ := daemon.SdWatchdogEnabled(false)
 	c, err := handover.Listen(path, handover.Server{Mountpoint: s.dir, FSType: mountType, Dev: s.dev, Watchdog: interval,
-		Release: buildVersion(version, info), Owner: os.Geteuid(), Healthy: s.healthy, StepDown: s.stepDown, SteppedDown: s.steppedDownAndTold, Log: s.log})
+		Release: buildVersion(version, info), Owner: os.Geteuid(), MetricsAddr: s.metricsAddr, Healthy: s.healthy, StepDown: s.stepDown, SteppedDown: s.steppedDownAndTold, Log: s.log})
 	if err != nil {
 		s.log.WithError(err).Warn("no control socket: this mount cannot be replaced with --replace")
 		return

@@ -73,7 +73,15 @@ type Reply struct {
 	// that becomes the service's main process must keep it up in its
 	// place, and systemd tells it only to the process it started.
 	WatchdogUSec int64 `json:"watchdog_usec,omitempty"`
+	// MetricsAddr is the address the server serves its metrics at
+	// (--metrics-addr), or NoMetrics; empty from a server that predates
+	// it. A successor may take that address, and no other that is
+	// taken.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 }
+
+// NoMetrics is Reply.MetricsAddr of a server that serves no metrics.
+const NoMetrics = "none"
 
 // maxMessage bounds one packet of the protocol.
 const maxMessage = 64 << 10

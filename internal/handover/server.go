@@ -27,6 +27,9 @@ type Server struct {
 	// Watchdog is the interval of systemd's watchdog this process keeps
 	// up, 0 for none (Reply.WatchdogUSec).
 	Watchdog time.Duration
+	// MetricsAddr is the address the metrics are served at, "" for
+	// none (Reply.MetricsAddr).
+	MetricsAddr string
 	// Healthy reports whether the mount's backend answers; nil: always.
 	Healthy func() bool
 	// Successor, if set, is told when a successor announces itself
@@ -447,7 +450,11 @@ func (c *Control) status() Reply {
 	serving := !c.steppedDown
 	c.mu.Unlock()
 	healthy := serving && (c.s.Healthy == nil || c.s.Healthy())
-	return Reply{V: Version, Program: Program, Release: c.s.Release, PID: os.Getpid(),
+	metricsAddr := c.s.MetricsAddr
+	if metricsAddr == "" {
+		metricsAddr = NoMetrics
+	}
+	return Reply{MetricsAddr: metricsAddr, V: Version, Program: Program, Release: c.s.Release, PID: os.Getpid(),
 		Mountpoint: c.s.Mountpoint, Dev: devString(c.s.Dev), Serving: serving, Healthy: healthy,
 		Goroutines: runtime.NumGoroutine(), Descriptors: openDescriptors(), WatchdogUSec: c.s.Watchdog.Microseconds(),
 		GoroutinesByCreator: goroutinesByCreator()}
