@@ -18,17 +18,8 @@ import (
 // replaced. (The old one kept the socket: status named it with exit 0, a
 // new mount there had no socket and could never be replaced.)
 func TestAnUnmountedMountGivesUpItsControlSocketToTheNextMount(t *testing.T) {
-	requireRoot(t)
-	requireFUSE(t)
-	b := localBackend(t)
-	b.cli(t, nil, "init")
-	dir := mountpoint(t)
-	orphan := mountAt(t, b, dir)
-	orphan.mustSh("mkdir app && echo v > app/s")
-	holderPID, line := copyHolder(t, "cat "+orphan.path("app/s"))
-	if line != "v\n" {
-		t.Fatalf("reading through the copy: %q", line)
-	}
+	b, orphan, _, holderPID := mountedWithACopy(t, "orphan")
+	dir := orphan.dir
 	if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
 		t.Fatalf("umount -l: %v: %s", err, out)
 	}
@@ -104,14 +95,8 @@ func TestStatusFailsWhereThePathDoesNotShowTheSecretfsThatAnswers(t *testing.T) 
 // why the process lives on. (It named the holders only as a signal or
 // --drain-timeout ended the drain.)
 func TestADrainStillHeldNamesItsHoldersWithinSeconds(t *testing.T) {
-	b, value := replacedSecret(t, "drain")
-	dir := mountpoint(t)
-	old := mountAt(t, b, dir)
-	old.secret(value)
-	holderPID, line := copyHolder(t, "cat "+old.path("app/s")+" && echo")
-	if line != value+"\n" {
-		t.Fatalf("reading through the copy: %q", line)
-	}
+	b, old, value, holderPID := mountedWithACopy(t, "drain")
+	dir := old.dir
 	next := mountAt(t, b, dir, "--replace")
 	next.secret(value)
 	eventually(t, 30*time.Second, "the replaced secretfs names the copy that holds its drain", func() bool {
@@ -141,4 +126,21 @@ func TestADrainStillHeldNamesItsHoldersWithinSeconds(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Errorf("the replaced secretfs did not exit within 30s of its copy's release:\n%s", old.log())
 	}
+}
+
+// mountedWithACopy mounts a backend holding app/s (replacedSecret) at a
+// new mount point, and starts a process in a mount namespace of its own,
+// private, holding a copy of that mount until the test ends
+// (copyHolder), once it read app/s through it. It returns the backend,
+// the mount, the value of app/s and the holder's pid.
+func mountedWithACopy(t *testing.T, prefix string) (*backend, *mounted, string, int) {
+	t.Helper()
+	b, value := replacedSecret(t, prefix)
+	m := mountAt(t, b, mountpoint(t))
+	m.secret(value)
+	pid, line := copyHolder(t, "cat "+m.path("app/s")+" && echo")
+	if line != value+"\n" {
+		t.Fatalf("reading through the copy: %q", line)
+	}
+	return b, m, value, pid
 }
