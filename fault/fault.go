@@ -56,7 +56,9 @@ const (
 	NoSpace                  // the store's disk is full: the write that did not fit was not made
 	Locked                   // an advisory lock another owner holds
 	Interrupted              // a signal ended a wait (for a lock), as the kernel asked
-	StoreGone                // the store's file is no longer at its path (removed, moved, replaced): a write is refused, never made
+	StoreGone                // the store's file is no longer at its path (removed, moved, replaced): a write is refused, or is in the file that went, not at the path
+
+	kindCount // not a Kind: the number of Kinds, for the tests that visit each
 )
 
 // Op names the operation that failed, as "package.Method", e.g. "sqlite.Put".

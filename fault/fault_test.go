@@ -177,7 +177,7 @@ func TestLastArgumentOfATypeWins(t *testing.T) {
 }
 
 func TestEveryKindHasAName(t *testing.T) {
-	for k := Other; int(k) < len(kinds); k++ {
+	for k := Other; k < kindCount; k++ {
 		if k.String() == Kind(255).String() {
 			t.Errorf("Kind %d has no name", k)
 		}
@@ -187,7 +187,7 @@ func TestEveryKindHasAName(t *testing.T) {
 // Every Kind has one whole row in the table: a name, an errno, a label.
 func TestEveryKindHasANameAnErrnoAndALabel(t *testing.T) {
 	labels := map[string]Kind{}
-	for k := Other; int(k) < len(kinds); k++ {
+	for k := Other; k < kindCount; k++ {
 		if k.String() == "unknown error kind" || k.Errno() == 0 || k.Label() == "" {
 			t.Errorf("kind %d: name %q, errno %d, label %q", k, k.String(), k.Errno(), k.Label())
 		}

@@ -38,7 +38,7 @@ var kinds = [...]kindInfo{
 	NoSpace:      {"no space left on the store's disk", syscall.ENOSPC, logrus.ErrorLevel, "no_space"},     // the write that did not fit; what was stored is intact
 	Locked:       {"locked", syscall.EAGAIN, logrus.DebugLevel, "locked"},                                  // F_SETLK, flock -n: the caller tries again or waits
 	Interrupted:  {"interrupted", syscall.EINTR, logrus.DebugLevel, "interrupted"},                         // only a wait for a lock is interrupted; SA_RESTART retries it
-	StoreGone:    {"the store's file is gone from its path", syscall.EIO, logrus.ErrorLevel, "store_gone"}, // an answer: nothing was written, and asking again changes nothing
+	StoreGone:    {"the store's file is gone from its path", syscall.EIO, logrus.ErrorLevel, "store_gone"}, // an answer: the store at the path does not hold the write, and asking again changes nothing
 }
 
 // info returns k's row, or Other's for a Kind the table lacks.

@@ -10,7 +10,7 @@ import (
 
 // unrenderedNode is what the change signal's look at a view finds when
 // the view cannot be rendered any more (an input changed elsewhere into
-// something it cannot read): a file of no bytes, which the kernel keeps
+// something it cannot read): a file of one byte, which the kernel keeps
 // for no time, so that the signal's touch reaches the view's name and
 // the watchers of its directory hear that it changed. A reader's look
 // asks the mount again, and gets EIO; but the kernel keeps an entry for at

@@ -517,8 +517,9 @@ func TestAWatcherOfAFileHearsARewriteThroughTheSameMount(t *testing.T) {
 // A watcher of an application's directory hears that a view in it
 // changed when it can no longer be rendered (its input changed elsewhere
 // into something it cannot read), and a reader woken by the event gets
-// EIO: the change signal's look at the view's name finds a file of no
-// bytes that only it reaches, and its touch goes through that.
+// EIO: the change signal's look at the view's name finds a file of one
+// byte that only it reaches (and that reads EIO), and its touch goes
+// through that.
 func TestADirectoryWatcherHearsAViewThatCannotBeRenderedAnyMore(t *testing.T) {
 	b, m := watchedViews(t)
 	dir := watch(t, m.path("billing/db-user"), m.path("billing"))

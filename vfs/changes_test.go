@@ -203,6 +203,39 @@ func TestWritersReleasedWaitsForEveryReleaseAndTheCommitItOwes(t *testing.T) {
 	}
 }
 
+// The root's time moves when the first application appears in a store
+// that held none at the root's first listing, and when the last one goes
+// and another then appears (an empty root's names are none, as before
+// any listing).
+func TestTheRootsTimeMovesForTheFirstApplicationOfAnEmptyStore(t *testing.T) {
+	f := newFixture(t, Options{})
+	listed := func() time.Time {
+		t.Helper()
+		if _, err := f.fs.Apps(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return f.fs.DirAttr("").Modified
+	}
+	empty := listed()
+	time.Sleep(2 * time.Millisecond)
+	f.cat.Store(db, "v")
+	first := listed()
+	if !first.After(empty) {
+		t.Errorf("the root's time %v did not move for the first application of an empty store", first)
+	}
+	time.Sleep(2 * time.Millisecond)
+	f.cat.Remove(db)
+	gone := listed()
+	if !gone.After(first) {
+		t.Errorf("the root's time %v did not move when the last application went", gone)
+	}
+	time.Sleep(2 * time.Millisecond)
+	f.cat.Store(db2, "v")
+	if again := listed(); !again.After(gone) {
+		t.Errorf("the root's time %v did not move for an application of a store emptied before", again)
+	}
+}
+
 // isClosed reports whether c is closed, without waiting.
 func isClosed(c <-chan struct{}) bool {
 	select {

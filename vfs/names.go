@@ -436,23 +436,24 @@ func (v *FS) Apps(ctx context.Context) ([]string, error) {
 	for _, n := range names {
 		seen[n] = true
 	}
-	v.mu.Lock()
-	for a := range v.made {
+	for a := range v.views.apps {
 		if !seen[a] {
 			names = append(names, a)
 			seen[a] = true
 		}
 	}
-	v.mu.Unlock()
-	for a := range v.views.apps {
+	// The applications made here, and what the root showed, in one hold
+	// of the lock: a mkdir between the two would be taken for a change
+	// learnt from the store.
+	v.mu.Lock()
+	for a := range v.made {
 		if !seen[a] {
 			names = append(names, a)
 		}
 	}
 	sort.Strings(names)
-	v.mu.Lock()
-	learnt := v.shownApps != nil && !slices.Equal(v.shownApps, names)
-	v.shownApps = slices.Clone(names)
+	learnt := v.rootListed && !slices.Equal(v.shownApps, names)
+	v.shownApps, v.rootListed = slices.Clone(names), true
 	v.mu.Unlock()
 	if learnt {
 		v.dirChanged("")
@@ -460,16 +461,14 @@ func (v *FS) Apps(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// appShown records that app was made (shown) or removed (not shown)
-// here, so that the next listing of the root does not take it for a
-// change it learnt of from the store.
-func (v *FS) appShown(app string, shown bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.shownApps == nil {
-		return
+// appShownLocked records that app was made (shown) or removed (not
+// shown) here, so that the next listing of the root does not take it for
+// a change it learnt of from the store. v.mu must be held, in the same
+// hold that changes v.made.
+func (v *FS) appShownLocked(app string, shown bool) {
+	if v.rootListed {
+		v.shownApps = sorted.Set(v.shownApps, app, shown)
 	}
-	v.shownApps = sorted.Set(v.shownApps, app, shown)
 }
 
 // Mkdir makes a new, empty application. The store has no empty
@@ -496,8 +495,8 @@ func (v *FS) Mkdir(ctx context.Context, app string) error {
 	}
 	v.mu.Lock()
 	v.made[app] = true
+	v.appShownLocked(app, true)
 	v.mu.Unlock()
-	v.appShown(app, true)
 	v.dirChanged("")
 	v.log.WithField("app", app).Info("application created")
 	return nil
@@ -530,8 +529,8 @@ func (v *FS) Rmdir(ctx context.Context, app string) error {
 	}
 	v.mu.Lock()
 	delete(v.made, app)
+	v.appShownLocked(app, false)
 	v.mu.Unlock()
-	v.appShown(app, false)
 	v.dirChanged("")
 	v.log.WithField("app", app).Info("application removed")
 	return nil

@@ -142,8 +142,10 @@ type FS struct {
 	// shownApps is the root's names as the last listing of it gave them
 	// (Apps), with those made or removed here since: a listing that
 	// finds another set learnt of a change from the store, and moves
-	// the root's time. nil before the first listing.
-	shownApps []string
+	// the root's time. rootListed says whether there was a listing (an
+	// empty root's names are none, too).
+	shownApps  []string
+	rootListed bool
 
 	views views // never changes
 	// hiddenTold holds the views (store.Key) that a listing found hiding

@@ -579,7 +579,7 @@ func (s *succession) healthy() bool {
 // nothing.
 func (s *succession) stepDown(stillBeneath func() error) error {
 	holdStepDown(s.log)
-	s.awaitWriters(nil)
+	s.awaitWriters()
 	if err := stillBeneath(); err != nil {
 		return fmt.Errorf("the successor's mount is no longer beneath this one (did it give up?): %w", err)
 	}
@@ -703,7 +703,7 @@ wait:
 		log.WithField("mountpoint", dir).Warn("the mount point does not show this mount any longer: not unmounting it; what still holds this mount loses it as the process ends")
 		return nil
 	}
-	s.awaitWriters(stop)
+	s.awaitWriters()
 	return unmount(s.dir, s.dev, server, served, stop, log)
 }
 
@@ -719,14 +719,14 @@ wait:
 // the process stops, wait or not).
 const writersGrace = 500 * time.Millisecond
 
-// awaitWriters waits, at most writersGrace or until a signal from stop,
-// until the kernel has released every file of the mount open for
-// writing.
-func (s *succession) awaitWriters(stop <-chan os.Signal) {
+// awaitWriters waits, at most writersGrace, until the kernel has
+// released every file of the mount open for writing. A second signal
+// during the wait is left for the unmount (released), which it tells
+// not to wait for the kernel.
+func (s *succession) awaitWriters() {
 	select {
 	case <-s.changes.WritersReleased():
 		return
-	case <-stop:
 	case <-time.After(writersGrace):
 	}
 	s.log.WithField("mountpoint", s.dir).Info("a file of the mount is still open for writing: going on without waiting for its release")

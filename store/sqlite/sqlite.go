@@ -254,8 +254,8 @@ func tighten(log logrus.FieldLogger, path string, stat func() (fs.FileInfo, erro
 // this Store opened, and that file is still linked: a write to a file
 // removed, moved or replaced under the Store would be acknowledged but
 // never found at the path again. Those three are fault.StoreGone, an
-// answer (nothing was written, and asking again changes nothing), not an
-// outage. It costs an fstat and a stat.
+// answer (the store at the path does not hold the write, and asking
+// again changes nothing), not an outage. It costs an fstat and a stat.
 func (s *Store) checkFile() error {
 	open, err := s.file.Stat()
 	if err != nil {
@@ -564,9 +564,11 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 		return err
 	}
 	// The file may have gone between the first check and the commit; then
-	// the write went where nobody will find it, and is not acknowledged.
+	// the write went where nobody will find it at the path, and is not
+	// acknowledged: it is in the file that went (moved back, the store
+	// holds it).
 	if err := s.checkFile(); err != nil {
-		return fault.E(op, k.Path(), err)
+		return fault.E(op, k.Path(), "committed to the file the path named when the write began, which it names no longer", err)
 	}
 	return nil
 }
