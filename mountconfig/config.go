@@ -53,10 +53,12 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 
@@ -110,8 +112,11 @@ func (e *Error) Error() string {
 	return e.File + ": " + e.Msg
 }
 
-// Load reads and checks the configuration file at file. A file every
-// user may write is refused: it says who may read which secret.
+// Load reads and checks the configuration file at file. It says who may
+// read which secret, so a file that someone other than root or this
+// process's user could write or put in its place is refused: one every
+// user may write, one another user owns, or one in a directory every
+// user may write without the sticky bit (see readOwned).
 func Load(file string) (*Config, error) {
 	data, err := readOwned(file)
 	if err != nil {
@@ -124,7 +129,8 @@ func Load(file string) (*Config, error) {
 	return Parse(file, data)
 }
 
-// readOwned reads file, unless every user may write it.
+// readOwned reads file, unless someone other than root or this process's
+// user could have written it or put it in its place (see Load).
 func readOwned(file string) ([]byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -135,10 +141,41 @@ func readOwned(file string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	const says = "it says who may read which secret"
 	if perm := fi.Mode().Perm(); perm&0o002 != 0 {
-		return nil, fmt.Errorf("every user may write it (mode %#o), and it says who may read which secret: chmod o-w it", perm)
+		return nil, fmt.Errorf("every user may write it (mode %#o), and %s: chmod o-w it", perm, says)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("user %d owns it, and %s: only root or the mount's user may", st.Uid, says)
+	}
+	if dir, err := openDirectory(file); err != nil {
+		return nil, err
+	} else if dir != "" {
+		return nil, fmt.Errorf("every user may replace it (%s may be written by every user and is not sticky), and %s", dir, says)
 	}
 	return io.ReadAll(f)
+}
+
+// openDirectory returns the first directory above file, up to the root,
+// that every user may write and that has no sticky bit (in which anyone
+// may rename another's file), or "" if there is none.
+func openDirectory(file string) (string, error) {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return "", err
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return "", err
+		}
+		if m := fi.Mode(); m.Perm()&0o002 != 0 && m&os.ModeSticky == 0 {
+			return dir, nil
+		}
+		if dir == filepath.Dir(dir) {
+			return "", nil
+		}
+	}
 }
 
 // Parse checks data, the content of the configuration file named file.

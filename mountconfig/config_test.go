@@ -325,3 +325,38 @@ func TestAConfigFileEveryUserMayWriteIsRefused(t *testing.T) {
 		t.Errorf("Load of a file of mode 0664: %+v, %v", cfg, err)
 	}
 }
+
+// A configuration file that another user could have put in place is
+// refused: one in a directory every user may write without the sticky
+// bit, or one another user owns. One in a sticky directory (/tmp's
+// kind) is read.
+func TestAConfigFileAnotherUserCouldReplaceIsRefused(t *testing.T) {
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	p := filepath.Join(open, "secretfs.yaml")
+	if err := os.WriteFile(p, []byte("watch:\n  - billing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mountconfig.Load(p); err == nil || !strings.Contains(err.Error(), "every user may replace it ("+open+" may be written by every user") {
+		t.Errorf("Load of a file in a directory of mode 0777: %v, want it refused", err)
+	}
+	if err := os.Chmod(open, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mountconfig.Load(p); err != nil {
+		t.Errorf("Load of a file in a sticky directory: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(p, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mountconfig.Load(p); err == nil || !strings.Contains(err.Error(), "user 4242 owns it") {
+			t.Errorf("Load of a file another user owns: %v, want it refused", err)
+		}
+	}
+}

@@ -109,8 +109,8 @@ func variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
 	return vars, nil
 }
 
-// codeVariables are the variables, besides every LD_* one (the dynamic
-// loader's: LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT), that make glibc, a
+// codeVariables are the variables, besides the families of codePrefixes
+// (every LD_* one, the dynamic loader's), that make glibc, a
 // shell or a common interpreter load or run code from where they say:
 // glibc's list of those it ignores in setuid programs, the shells'
 // startup files and PATH, and Python's, Perl's, Ruby's, Node's and Java's
@@ -125,14 +125,29 @@ var codeVariables = map[string]bool{
 	"PATH": true, "IFS": true, "ENV": true, "BASH_ENV": true, "SHELLOPTS": true, "BASHOPTS": true, "PS4": true,
 	"PROMPT_COMMAND": true,
 	"PYTHONPATH":     true, "PYTHONHOME": true, "PYTHONSTARTUP": true, "PYTHONINSPECT": true,
+	"PYTHONWARNINGS": true, "PYTHONBREAKPOINT": true, // each imports a module it names
 	"PERL5LIB": true, "PERLLIB": true, "PERL5OPT": true,
 	"RUBYLIB": true, "RUBYOPT": true,
 	"NODE_OPTIONS": true, "NODE_PATH": true,
 	"JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true, "JDK_JAVA_OPTIONS": true, "CLASSPATH": true,
 }
 
-// runsCode reports whether a variable name is one of codeVariables.
-func runsCode(name string) bool { return strings.HasPrefix(name, "LD_") || codeVariables[name] }
+// runsCode reports whether a variable name is one of codeVariables, or
+// of a family codePrefixes names.
+func runsCode(name string) bool {
+	for _, p := range codePrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return codeVariables[name]
+}
+
+// codePrefixes name families of such variables: the dynamic loader's
+// (LD_PRELOAD, LD_AUDIT...), Lua's LUA_INIT (and LUA_INIT_5_4...), which
+// Lua runs, and git's GIT_CONFIG_* (GIT_CONFIG_KEY_0...: any setting,
+// such as a command to run).
+var codePrefixes = []string{"LD_", "LUA_INIT", "GIT_CONFIG"}
 
 // collision says that the secrets from become the variable name.
 func collision(from []store.Key, name string) string {

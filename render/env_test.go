@@ -89,7 +89,8 @@ func TestVariablesThatCollideAreAnErrorNamingEverySecret(t *testing.T) {
 // secrets would otherwise choose code that runs in the program that gets
 // them. The error names each such secret and its variable, and no value.
 func TestVariablesThatWouldRunCodeAreRefusedNamingTheSecret(t *testing.T) {
-	for _, name := range []string{"ld-preload", "LD_LIBRARY_PATH", "ld.audit", "path", "bash-env", "ENV", "node-options", "pythonpath", "java-tool-options"} {
+	for _, name := range []string{"ld-preload", "LD_LIBRARY_PATH", "ld.audit", "path", "bash-env", "ENV", "node-options", "pythonpath", "java-tool-options",
+		"pythonwarnings", "lua-init", "lua_init_5_4", "git-config-count", "git_config_key_0"} {
 		in := map[string]string{"app/" + name: "VALUE-A", "app/db-password": "VALUE-B"}
 		_, err := render.Variables(values(t, in))
 		want := "app/" + name + " would set " + render.EnvName(name) + ", which makes a loader, a shell or an interpreter run code"
