@@ -252,12 +252,7 @@ func TestASignalDuringTheSwitchDoesNotUnmountThePath(t *testing.T) {
 	b, value := replacedSecret(t, "during")
 	for _, tc := range []signalled{toTheChild, {"SIGINT to the --daemon parent", true, syscall.SIGINT}} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir, logPath := replacedDir(t)
-			hold, held := holdFIFO(t)
-			holding := *b
-			holding.env = append(append([]string(nil), b.env...), "SECRETFS_TEST_HOLD_STEPDOWN="+hold)
-			old := mountAt(t, &holding, dir)
-			old.secret(value)
+			dir, logPath, old, held := heldAtStepDown(t, b, value)
 
 			r := startReplacing(t, b, dir, logPath)
 			child := childOf(t, r.cmd.Process.Pid)
@@ -301,4 +296,57 @@ func TestASignalDuringTheSwitchDoesNotUnmountThePath(t *testing.T) {
 			// checks that it unmounts and exits).
 		})
 	}
+}
+
+// A successor killed after it asked the live secretfs to step down (an
+// OOM kill, or systemd's SIGKILL when a reload times out) leaves its
+// mount beneath, dead: the live secretfs refuses to step down and serves
+// on. (It detached, and the path answered ENOTCONN until a new mount.)
+func TestAStepDownWhoseSuccessorWasKilledKeepsTheMount(t *testing.T) {
+	b, value := replacedSecret(t, "killed")
+	dir, logPath, old, held := heldAtStepDown(t, b, value)
+
+	succ := exec.Command(binary, append([]string{"mount", dir, "--replace", "--log-format", "json", "--log-file", logPath}, b.flags...)...)
+	succ.Env = append(os.Environ(), b.env...)
+	succ.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := succ.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = succ.Process.Kill()
+		_ = succ.Wait()
+	})
+	w := held("the live secretfs begins its step-down")
+	_ = succ.Process.Kill()
+	_ = succ.Wait()
+	w.Close()
+
+	eventually(t, 30*time.Second, "the live secretfs refuses to step down", func() bool {
+		return strings.Contains(old.log(), "could not step down")
+	})
+	if got, err := os.ReadFile(filepath.Join(dir, "app", "s")); err != nil || string(got) != value {
+		t.Errorf("the path after the successor was killed mid-step-down: %q, %v; want the live secretfs's value\n%s", got, err, old.log())
+	}
+	// The killed successor's dead mount is left beneath (as after any
+	// crash, the next mount there detaches it); once the live one stops,
+	// it is on top, and the test takes it away.
+	if err := old.stop(); err != nil {
+		t.Errorf("stopping the live secretfs: %v", err)
+	}
+	_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+}
+
+// heldAtStepDown mounts b at a new mount point, as a secretfs whose
+// step-down holds at a FIFO (SECRETFS_TEST_HOLD_STEPDOWN), serving value;
+// it returns the mount point, the log of the process that will replace
+// it, the mount, and the function that waits for the hold.
+func heldAtStepDown(t *testing.T, b *backend, value string) (dir, logPath string, old *mounted, held func(what string) *os.File) {
+	t.Helper()
+	dir, logPath = replacedDir(t)
+	hold, held := holdFIFO(t)
+	holding := *b
+	holding.env = append(append([]string(nil), b.env...), "SECRETFS_TEST_HOLD_STEPDOWN="+hold)
+	old = mountAt(t, &holding, dir)
+	old.secret(value)
+	return dir, logPath, old, held
 }

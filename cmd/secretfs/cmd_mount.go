@@ -256,6 +256,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	defer serving(meter)()
 	served := whenServed(server)
 	announceReady(c, dir, b.about, readOnly, ready)
+	succ.announced()
 
 	stopWatchdog := make(chan struct{})
 	defer close(stopWatchdog)

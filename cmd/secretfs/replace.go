@@ -136,6 +136,9 @@ type succession struct {
 	parent       int // the --daemon parent, whose exit tells that it has
 
 	changes *vfs.Changes // the mount's, whose writers a stop or a step-down waits for (awaitWriters)
+	// replaced is set once this mount took its predecessor's place: the
+	// switch ends when it announces that it serves (ready).
+	replaced bool
 
 	// stop is where the signals that stop the process come (mount's):
 	// until this process asks its predecessor to step down, one ends the
@@ -266,7 +269,10 @@ func (s *succession) predecessorServesMetricsAt(addr string) bool {
 	if aErr != nil || bErr != nil {
 		return addr == theirs
 	}
-	return a.Port == b.Port && (a.IP.Equal(b.IP) || (unspecified(a.IP) && unspecified(b.IP)))
+	// Its port on every address holds this one's on any (":9090" and
+	// "127.0.0.1:9090"), and the other way round: either comes free as
+	// it steps down.
+	return a.Port == b.Port && (a.IP.Equal(b.IP) || unspecified(a.IP) || unspecified(b.IP))
 }
 
 // unspecified reports whether ip is every address (":9090").
@@ -388,6 +394,7 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 		return nil, err
 	}
 	s.switched()
+	s.replaced = true
 	s.pred.Close()
 	s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID}).
 		Info("--replace: the predecessor stepped down: its mount is detached, and this one serves the mount point")
@@ -437,6 +444,16 @@ func (s *succession) interrupted() error {
 		return fmt.Errorf("interrupted (%s) before the switch: this process changed nothing", sig)
 	default:
 		return nil
+	}
+}
+
+// announced ends a switch once the mount said it serves: a signal that
+// came between the step-down and then (a --daemon parent passes one on
+// until it hears that the mount serves) is part of the switch, and not
+// taken as a stop either.
+func (s *succession) announced() {
+	if s.replaced {
+		s.switched()
 	}
 }
 
@@ -632,7 +649,16 @@ func holdAt(env string, log logrus.FieldLogger) {
 	}
 	defer f.Close()
 	_, _ = io.Copy(io.Discard, f)
+	// A signal sent before the FIFO was released reaches the code held
+	// here through a goroutine of Go's runtime, not at once: let it
+	// arrive, so that what a test did before the release happened before
+	// the code goes on (the hook's whole point).
+	time.Sleep(holdSettle)
 }
+
+// holdSettle is how long holdAt lets a signal sent during the hold reach
+// the process's signal channel.
+const holdSettle = 200 * time.Millisecond
 
 // steppedDownAndTold lets waitForEnd drain, once the successor heard
 // that this mount stepped down.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // Server describes the serving process to its control socket, and what
@@ -423,8 +424,11 @@ func (c *Control) stepDown(conn *net.UnixConn, gap bool, files []*os.File) Reply
 }
 
 // checkBeneath checks that this process's mount is the top one at its
-// mount point, and that the mount directly beneath it is the asker's:
-// its file system is root's device and of this one's type.
+// mount point, that the mount directly beneath it is the asker's (its
+// file system is root's device and of this one's type), and that the
+// asker's file system still answers: a successor killed after it asked
+// leaves its mount there, dead (ENOTCONN), and detaching this one would
+// leave the path to it.
 func (c *Control) checkBeneath(root *os.File) error {
 	dev, err := fileDev(int(root.Fd()))
 	if err != nil {
@@ -441,6 +445,10 @@ func (c *Control) checkBeneath(root *os.File) error {
 	beneath, ok := Beneath(all, top)
 	if !ok || beneath.Dev != dev || beneath.FSType != c.s.FSType {
 		return fmt.Errorf("the asker's mount (%s) is not directly beneath this secretfs's mount at %s: detaching would leave the path without a secretfs", devString(dev), c.s.Mountpoint)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(root.Fd()), &st); err != nil {
+		return fmt.Errorf("the asker's mount (%s) does not answer (%w): its secretfs is gone, and detaching would leave the path to a dead mount", devString(dev), err)
 	}
 	return nil
 }
