@@ -393,7 +393,7 @@ func (m *mount) entryFailed(ctx context.Context, parent *gofs.Inode, k store.Key
 	}
 	m.log.WithFields(logrus.Fields{"op": by.op(), "path": k.String()}).WithError(err).Debug("the change signal's look at a name failed")
 	if by == lookup && m.vfs.IsView(k) {
-		return m.unrendered(ctx, parent, out), 0
+		return m.unrendered(ctx, parent, k, err, out), 0
 	}
 	return nil, errnoOf(err)
 }

@@ -6,6 +6,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/secretfs/secretfs/store"
 )
 
 // unrenderedNode is what the change signal's look at a view finds when
@@ -15,12 +16,15 @@ import (
 // the watchers of its directory hear that it changed. A reader's look
 // asks the mount again, and gets EIO; but the kernel keeps an entry for at
 // least a tick of its clock, so a reader woken by the event may find this
-// node: it has one byte, which every read answers with EIO (of no bytes,
-// the kernel would read nothing and not ask), and every other request but
-// the signal's is EIO too.
+// node: it has one byte, which every read answers with the view's
+// failure, EIO, logged as a reader's failed look would be (of no bytes,
+// the kernel would read nothing and not ask), and every other request
+// but the signal's is that failure too.
 type unrenderedNode struct {
 	gofs.Inode
-	m *mount
+	m   *mount
+	k   store.Key
+	err error // why the view cannot be rendered
 }
 
 var (
@@ -32,8 +36,8 @@ var (
 
 // unrendered makes an unrenderedNode in parent, for the signal's look,
 // under a number counted out for it.
-func (m *mount) unrendered(ctx context.Context, parent *gofs.Inode, out *fuse.EntryOut) *gofs.Inode {
-	n := &unrenderedNode{m: m}
+func (m *mount) unrendered(ctx context.Context, parent *gofs.Inode, k store.Key, err error, out *fuse.EntryOut) *gofs.Inode {
+	n := &unrenderedNode{m: m, k: k, err: err}
 	in := parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: m.ino.Created()})
 	n.attr(&out.Attr)
 	out.SetEntryTimeout(kernelTime(0))
@@ -59,21 +63,24 @@ func (n *unrenderedNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *f
 // Open lets the signal's open through, changing nothing.
 func (n *unrenderedNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if !n.m.isOwnSignal(ctx) {
-		return nil, 0, syscall.EIO
+		return nil, 0, n.failed("open")
 	}
 	return nil, fuse.FOPEN_DIRECT_IO, 0
 }
 
-// Read is EIO: the view cannot be rendered.
+// Read is the view's failure: it cannot be rendered.
 func (n *unrenderedNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return nil, syscall.EIO
+	return nil, n.failed("read")
 }
+
+// failed is the errno of the view's failure, logged for the request op.
+func (n *unrenderedNode) failed(op string) syscall.Errno { return n.m.errno(op, n.k.Path(), n.err) }
 
 // Setattr takes the signal's truncation to the size it has, changing
 // nothing.
 func (n *unrenderedNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if !n.m.isOwnSignal(ctx) {
-		return syscall.EIO
+		return n.failed("setattr")
 	}
 	n.attr(&out.Attr)
 	out.SetTimeout(kernelTime(0))
