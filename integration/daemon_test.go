@@ -337,18 +337,25 @@ func readFromAnotherThread(t *testing.T, path string) int {
 		err error
 	}
 	done := make(chan result)
+	read := make(chan struct{}) // closed once the read is done
 	var try func()
 	try = func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		// Unlocked before the goroutine ends: a thread a locked goroutine
+		// leaves is terminated, and a child this process started from it
+		// (the test servers, with Pdeathsig) would be killed with it.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		if tid := unix.Gettid(); tid == os.Getpid() {
-			go try() // the main thread: ask again from another
-		} else {
-			_, err := os.ReadFile(path)
-			done <- result{tid, err}
+			go try() // the main thread: ask again, from another
+			<-read   // holding this one meanwhile
+			return
 		}
+		_, err := os.ReadFile(path)
+		done <- result{unix.Gettid(), err}
 	}
 	go try()
 	r := <-done
+	close(read)
 	if r.err != nil {
 		t.Fatalf("reading %s from thread %d: %v", path, r.tid, r.err)
 	}
