@@ -206,7 +206,7 @@ func TestTemplateThatNamesASecretWithoutAStringLiteralIsRefusedAtCompile(t *test
 		{"too few", `{{ field "a/b" }}`, "takes 2 string literal"},
 		{"as an argument", `{{ print secret }}`, "must be called with its secret's name as a string literal"},
 		{"in a define", `{{ define "x" }}{{ secret .N }}{{ end }}`, "every argument must be a string literal"},
-		{"in an if", `{{ if true }}{{ with 1 }}{{ range $i := .L }}{{ secret $i }}{{ end }}{{ end }}{{ end }}`, "every argument must be a string literal"},
+		{"in an if", `{{ if true }}{{ with 1 }}{{ range $i := 3 }}{{ secret $i }}{{ end }}{{ end }}{{ end }}`, "every argument must be a string literal"},
 		{"not app/name", `{{ secret "nokey" }}`, `"nokey": want application/name`},
 		{"bad name", `{{ secret "a/.." }}`, "reserved"},
 		{"bad expression", `{{ field "a/b" "k[" }}`, "not a JMESPath expression"},
@@ -222,6 +222,37 @@ func TestTemplateThatNamesASecretWithoutAStringLiteralIsRefusedAtCompile(t *test
 				t.Fatalf("Compile: kind %v, want Invalid", fault.KindOf(err))
 			}
 		})
+	}
+}
+
+// A mistake that would fail every rendering is refused at start, not at
+// the first read.
+func TestTemplateThatWouldFailEveryRenderingIsRefusedAtCompile(t *testing.T) {
+	for _, c := range []struct{ name, tmpl, want string }{
+		{"undefined template", `{{ template "nosuch" }}`, `no template "nosuch" is defined`},
+		{"undefined template in a define", `{{ define "t" }}{{ template "u" }}{{ end }}{{ template "t" }}`, `no template "u" is defined`},
+		{"field of dot", `{{ .Password }}`, ".Password names nothing"},
+		{"field of dot in print", `{{ print .Password }}`, ".Password names nothing"},
+		{"field of the root", `{{ $.Password }}`, ".Password names nothing"},
+		{"field of a variable", `{{ $s := secret "a/b" }}{{ $s.Len }}`, ".Len names nothing"},
+		{"field of a value", `{{ (secret "a/b").Len }}`, ".Len names nothing"},
+		{"field of dot in a with", `{{ with secret "a/b" }}{{ .User }}{{ end }}`, ".User names nothing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := render.Compile(render.Spec{Path: "a/v", Template: c.tmpl})
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "a/v") {
+				t.Fatalf("Compile: %v, want an error naming a/v that says %q", err, c.want)
+			}
+		})
+	}
+	for _, ok := range []string{
+		`{{ define "t" }}x{{ end }}{{ template "t" }}`,
+		`{{ block "b" . }}{{ . }}{{ end }}`,
+		`{{ with secret "a/b" }}{{ . }}{{ end }}{{ $ }}{{ $x := 1 }}{{ $x }}`,
+	} {
+		if _, err := render.Compile(render.Spec{Path: "a/v", Template: ok}); err != nil {
+			t.Errorf("Compile(%q): %v, want it compiled", ok, err)
+		}
 	}
 }
 

@@ -38,9 +38,9 @@ var standIns = template.FuncMap{
 }
 
 func (v *View) compileTemplate(text string) error {
-	// A template is executed with no data: with missingkey=error a field
-	// of dot ({{ .Password }}) fails the rendering instead of printing
-	// "<no value>" into the view.
+	// A template is executed with no data. The walk refuses a field of
+	// dot ({{ .Password }}); missingkey=error is the second guard, so
+	// that no rendering prints "<no value>" into the view.
 	t, err := template.New(templateName).Option("missingkey=error").Funcs(standIns).Parse(text)
 	if err != nil {
 		// A parse error quotes the template: the config, not a value.
@@ -48,7 +48,10 @@ func (v *View) compileTemplate(text string) error {
 	}
 	inputs := map[store.Key]bool{}
 	v.tmplRefs = map[fieldRef]jmespath.JMESPath{}
-	walk := &templateWalk{view: v, inputs: inputs}
+	walk := &templateWalk{view: v, inputs: inputs, defined: map[string]bool{}}
+	for _, tt := range t.Templates() {
+		walk.defined[tt.Name()] = tt.Tree != nil && tt.Tree.Root != nil
+	}
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil || tt.Tree.Root == nil {
 			continue
@@ -69,12 +72,17 @@ func (v *View) compileTemplate(text string) error {
 
 // templateWalk visits every node of a parsed template, to find the
 // secrets it reads and refuse any way of naming one that is not a string
-// literal: a variable, a field of dot, a pipeline's value.
+// literal: a variable, a field of dot, a pipeline's value. It also refuses
+// what would fail every rendering, so that the mistake is found at start,
+// not at the first read: a field of anything (a template runs without
+// data, and every value it makes is a string) and a call of a template
+// that is not defined.
 type templateWalk struct {
-	view   *View
-	tree   *parse.Tree // the one being walked, to locate nodes in
-	inputs map[store.Key]bool
-	err    error
+	view    *View
+	tree    *parse.Tree // the one being walked, to locate nodes in
+	defined map[string]bool
+	inputs  map[store.Key]bool
+	err     error
 }
 
 func (w *templateWalk) fail(n parse.Node, msg string) {
@@ -108,13 +116,30 @@ func (w *templateWalk) node(n parse.Node) {
 	case *parse.WithNode:
 		w.branch(&n.BranchNode)
 	case *parse.TemplateNode:
+		if !w.defined[n.Name] {
+			w.fail(n, "no template "+strconv.Quote(n.Name)+" is defined")
+		}
 		w.pipe(n.Pipe)
 	case *parse.PipeNode:
 		w.pipe(n)
 	case *parse.ChainNode:
 		w.node(n.Node)
+		w.fields(n, n.Field)
+	case *parse.FieldNode:
+		w.fields(n, n.Ident)
+	case *parse.VariableNode:
+		w.fields(n, n.Ident[1:])
 	case *parse.IdentifierNode:
 		w.identifier(n)
+	}
+}
+
+// fields refuses a field (.Name) of anything: a template runs without
+// data, and secret, field and every other function give a string, so a
+// field names nothing and would fail every rendering.
+func (w *templateWalk) fields(n parse.Node, names []string) {
+	if len(names) > 0 {
+		w.fail(n, "."+names[0]+" names nothing: a view's template has no data; read a secret with secret or field")
 	}
 }
 
