@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -84,6 +85,18 @@ func TestStatusFailsWhereThePathDoesNotShowTheSecretfsThatAnswers(t *testing.T) 
 	}
 	if !strings.Contains(string(out), "nothing is mounted there in this mount namespace") || !strings.Contains(string(out), "process "+strconv.Itoa(m.cmd.Process.Pid)) {
 		t.Errorf("secretfs status said %q; want that the path shows nothing here, naming process %d", out, m.cmd.Process.Pid)
+	}
+	// --json says so too: "serving" is the process's own word, "ready"
+	// the verdict for the path as seen from there.
+	script = "umount -l " + dir + " && exec " + binary + " status --json " + dir
+	out, err = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script).Output()
+	var r struct {
+		Serving  bool   `json:"serving"`
+		Ready    bool   `json:"ready"`
+		NotReady string `json:"not_ready"`
+	}
+	if jerr := json.Unmarshal(out, &r); err == nil || jerr != nil || r.Ready || !r.Serving || !strings.Contains(r.NotReady, "nothing is mounted there") {
+		t.Errorf("secretfs status --json where the path shows nothing: %v, %s; want exit 1 and ready false, serving true, not_ready saying why", err, out)
 	}
 	m.mustSh("ls >/dev/null")
 }

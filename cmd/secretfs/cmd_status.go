@@ -39,47 +39,65 @@ func newStatusCommand() *cobra.Command {
 			}
 			defer p.Close()
 			r := p.Hello
+			where := fmt.Sprintf("process %d", p.PID)
+			if p.PID == 0 {
+				where = fmt.Sprintf("a process of another PID namespace (its own pid %d)", r.PID)
+			}
+			shown := shows(dir, r.Dev, where)
+			notReady := shown
+			if shown == nil {
+				notReady = readiness(dir, r, p.PID)
+			}
 			if asJSON {
 				// The reply as the secretfs gave it, with the process id
-				// as this namespace sees it.
+				// as this namespace sees it, and this command's verdict:
+				// "serving" is that process's own word, "ready" whether
+				// it serves this path as seen from here.
 				out := struct {
 					handover.Reply
-					SeenPID int `json:"seen_pid"`
-				}{r, p.PID}
+					SeenPID  int    `json:"seen_pid"`
+					Ready    bool   `json:"ready"`
+					NotReady string `json:"not_ready,omitempty"`
+				}{Reply: r, SeenPID: p.PID, Ready: notReady == nil}
+				if notReady != nil {
+					out.NotReady = notReady.Error()
+				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(out); err != nil {
 					return err
 				}
+				return notReady
 			}
-			where := fmt.Sprintf("process %d", p.PID)
-			if p.PID == 0 {
-				where = fmt.Sprintf("a process of another PID namespace (its own pid %d)", r.PID)
-			}
-			if err := shows(dir, r.Dev, where); err != nil {
-				return err
+			if shown != nil {
+				return shown
 			}
 			health := "its backend answers"
 			if !r.Healthy {
 				health = "its backend does not answer"
 			}
-			if !asJSON {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: served by secretfs %s, %s; %s; %d goroutines, %d open descriptors\n",
-					dir, r.Release, where, health, r.Goroutines, r.Descriptors)
-			}
-			switch {
-			case !r.Serving:
-				return fmt.Errorf("%s: that secretfs has stepped down", dir)
-			case p.PID == 0:
-				return fmt.Errorf("%s: served by a secretfs in another PID namespace (another container), not this one's", dir)
-			case !r.Healthy:
-				return fmt.Errorf("%s: its backend does not answer", dir)
-			}
-			return nil
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: served by secretfs %s, %s; %s; %d goroutines, %d open descriptors\n",
+				dir, r.Release, where, health, r.Goroutines, r.Descriptors)
+			return notReady
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the secretfs's reply as JSON: its version, process id, health, and its open descriptors and goroutines (counted by the function that started them)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the secretfs's reply as JSON: its version, process id, health, and its open descriptors and goroutines (counted by the function that started them), and whether it is ready to serve MOUNTPOINT as seen from here (\"ready\"; \"not_ready\" says why not)")
 	return cmd
+}
+
+// readiness says why the secretfs that answered, r (seen here as
+// process seenPID), though the path shows its file system, is not ready
+// to serve dir, or nil.
+func readiness(dir string, r handover.Reply, seenPID int) error {
+	switch {
+	case !r.Serving:
+		return fmt.Errorf("%s: that secretfs has stepped down", dir)
+	case seenPID == 0:
+		return fmt.Errorf("%s: served by a secretfs in another PID namespace (another container), not this one's", dir)
+	case !r.Healthy:
+		return fmt.Errorf("%s: its backend does not answer", dir)
+	}
+	return nil
 }
 
 // shows checks that the path dir shows, in this process's mount
