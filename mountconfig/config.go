@@ -156,26 +156,68 @@ func readOwned(file string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// openDirectory returns the first directory above file, up to the root,
-// that every user may write and that has no sticky bit (in which anyone
-// may rename another's file), or "" if there is none.
+// openDirectory returns the first directory, above file or above any
+// path its symbolic links lead through to the file opened, that every
+// user may write and that has no sticky bit (in which anyone may rename
+// another's file or link), or "" if there is none.
 func openDirectory(file string) (string, error) {
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return "", err
 	}
-	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return "", err
-		}
-		if m := fi.Mode(); m.Perm()&0o002 != 0 && m&os.ModeSticky == 0 {
-			return dir, nil
-		}
-		if dir == filepath.Dir(dir) {
-			return "", nil
+	ways, err := linkedPaths(abs)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range ways {
+		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+			fi, err := os.Stat(dir)
+			if err != nil {
+				return "", err
+			}
+			if m := fi.Mode(); m.Perm()&0o002 != 0 && m&os.ModeSticky == 0 {
+				return dir, nil
+			}
+			if dir == filepath.Dir(dir) {
+				break
+			}
 		}
 	}
+	return "", nil
+}
+
+// maxLinks bounds how many symbolic links linkedPaths follows, as the
+// kernel does (ELOOP after 40).
+const maxLinks = 40
+
+// linkedPaths returns abs, every path its chain of symbolic links names
+// on the way, and the path with every link resolved (a link to a
+// directory among them): each is a place someone could swap.
+func linkedPaths(abs string) ([]string, error) {
+	ways := []string{abs}
+	for p := abs; len(ways) <= maxLinks; {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			break
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return nil, err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		ways = append(ways, target)
+		p = target
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, err
+	}
+	return append(ways, real), nil
 }
 
 // Parse checks data, the content of the configuration file named file.

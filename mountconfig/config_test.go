@@ -331,13 +331,7 @@ func TestAConfigFileEveryUserMayWriteIsRefused(t *testing.T) {
 // bit, or one another user owns. One in a sticky directory (/tmp's
 // kind) is read.
 func TestAConfigFileAnotherUserCouldReplaceIsRefused(t *testing.T) {
-	open := filepath.Join(t.TempDir(), "open")
-	if err := os.Mkdir(open, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, 0o777); err != nil { // past the umask
-		t.Fatal(err)
-	}
+	open := everyUsersDir(t, t.TempDir())
 	p := filepath.Join(open, "secretfs.yaml")
 	if err := os.WriteFile(p, []byte("watch:\n  - billing\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -359,4 +353,63 @@ func TestAConfigFileAnotherUserCouldReplaceIsRefused(t *testing.T) {
 			t.Errorf("Load of a file another user owns: %v, want it refused", err)
 		}
 	}
+}
+
+// A configuration file reached through a symbolic link is refused when
+// anyone may swap the file the link leads to: the link's directory is
+// safe, the target's is every user's without the sticky bit. (It was
+// read: only the directories above the link were checked.)
+func TestAConfigFileThroughALinkIntoADirectoryAnotherUserMayWriteIsRefused(t *testing.T) {
+	root := t.TempDir()
+	open := everyUsersDir(t, root)
+	target := filepath.Join(open, "secretfs.yaml")
+	if err := os.WriteFile(target, []byte("watch:\n  - billing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	safe := filepath.Join(root, "safe")
+	if err := os.Mkdir(safe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	viaFile := filepath.Join(safe, "secretfs.yaml")
+	viaHop := filepath.Join(safe, "hop.yaml")
+	viaDir := filepath.Join(safe, "dir")
+	for _, link := range [][2]string{
+		{target, viaFile},
+		{filepath.Join(open, "hop.yaml"), viaHop}, // safe/hop.yaml -> open/hop.yaml -> safe/secretfs.yaml
+		{viaFile, filepath.Join(open, "hop.yaml")},
+		{open, viaDir},
+	} {
+		if err := os.Symlink(link[0], link[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{viaFile, viaHop, filepath.Join(viaDir, "secretfs.yaml")} {
+		// The link to the directory is named as the directory it shows.
+		if _, err := mountconfig.Load(p); err == nil || !strings.Contains(err.Error(), "every user may replace it (") ||
+			!strings.Contains(err.Error(), " may be written by every user and is not sticky") {
+			t.Errorf("Load(%s): %v, want it refused naming %s", p, err, open)
+		}
+	}
+	if err := os.Chmod(open, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{viaFile, viaHop, filepath.Join(viaDir, "secretfs.yaml")} {
+		if cfg, err := mountconfig.Load(p); err != nil || len(cfg.Watch) != 1 {
+			t.Errorf("Load(%s) with the directory sticky: %+v, %v", p, cfg, err)
+		}
+	}
+}
+
+// everyUsersDir makes parent/open, a directory every user may write,
+// without the sticky bit.
+func everyUsersDir(t *testing.T, parent string) string {
+	t.Helper()
+	open := filepath.Join(parent, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	return open
 }
