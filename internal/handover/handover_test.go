@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,11 +42,13 @@ func requireRootAndFUSE(t *testing.T) {
 }
 
 // helloFS is a file system with one file, hello, holding text.
-func helloFS(text string) fuse.RawFileSystem {
-	root := &gofs.Inode{}
+func helloFS(text string) fuse.RawFileSystem { return helloFSOn(&gofs.Inode{}, text) }
+
+// helloFSOn is helloFS with root as its root node.
+func helloFSOn(root gofs.InodeEmbedder, text string) fuse.RawFileSystem {
 	return gofs.NewNodeFS(root, &gofs.Options{OnAdd: func(ctx context.Context) {
-		file := root.NewPersistentInode(ctx, &gofs.MemRegularFile{Data: []byte(text), Attr: fuse.Attr{Mode: 0o644}}, gofs.StableAttr{})
-		root.AddChild("hello", file, false)
+		file := root.EmbeddedInode().NewPersistentInode(ctx, &gofs.MemRegularFile{Data: []byte(text), Attr: fuse.Attr{Mode: 0o644}}, gofs.StableAttr{})
+		root.EmbeddedInode().AddChild("hello", file, false)
 	}})
 }
 
@@ -101,12 +104,18 @@ func mountOld(t *testing.T, dir, text string) (*served, *Control) {
 // it is attached anywhere.
 func mountNew(t *testing.T, text string) (*Mount, *served) {
 	t.Helper()
+	return mountNewOf(t, text, helloFS(text))
+}
+
+// mountNewOf is mountNew serving fs, a hello file system saying text.
+func mountNewOf(t *testing.T, text string, fs fuse.RawFileSystem) (*Mount, *served) {
+	t.Helper()
 	m, err := Open(Options{Source: "secretfs", Subtype: "secretfs", UserID: uint32(os.Geteuid()), GroupID: uint32(os.Getegid()), DefaultPermissions: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	server, err := fuse.NewServer(helloFS(text), m.DevicePath(), &fuse.MountOptions{FsName: "secretfs", Name: "secretfs"})
+	server, err := fuse.NewServer(fs, m.DevicePath(), &fuse.MountOptions{FsName: "secretfs", Name: "secretfs"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,6 +542,48 @@ func TestOneSuccessorAtATimeAndOnlyWithItsMountBeneath(t *testing.T) {
 	}
 	if at := mountsAt(t, dir); len(at) != 1 || at[0].Dev != old.dev {
 		t.Errorf("after the refused requests: %+v at %s, want the old mount alone", at, dir)
+	}
+}
+
+// stuckRoot is a root node whose statfs waits until release is closed:
+// the file system of a successor stopped or stuck after it asked.
+type stuckRoot struct {
+	gofs.Inode
+	release chan struct{}
+}
+
+func (r *stuckRoot) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	<-r.release
+	return 0
+}
+
+// A successor whose file system stops answering after it asked to step
+// down (stopped, stuck) is refused within askerAnswerLimit, and the old
+// mount stays at the path. (The step-down's statfs had no deadline: the
+// old process waited for ever, and its close with it.)
+func TestAStepDownWhoseSuccessorDoesNotAnswerIsRefused(t *testing.T) {
+	dir := mountpoint(t)
+	old, _ := mountOld(t, dir, "old")
+	root := &stuckRoot{release: make(chan struct{})}
+	m, _ := mountNewOf(t, "stuck", helloFSOn(root, "stuck"))
+	defer close(root.release) // before the cleanups unmount it
+	if err := m.AttachBeneath(dir); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Find(dir, fsType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.StepDown(m); err == nil || !strings.Contains(err.Error(), "does not answer (no answer to statfs within") {
+		t.Errorf("step-down with a successor that does not answer: %v, want it refused as not answering", err)
+	}
+	if top, _ := TopAt(mustMountInfo(t), dir); len(mountsAt(t, dir)) != 2 || top.Dev != old.dev {
+		at := mountsAt(t, dir)
+		t.Errorf("after the refused step-down: %+v at %s, want the old mount on top of the successor's", at, dir)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "hello")); err != nil || string(got) != "old" {
+		t.Errorf("after the refused step-down the path reads %q, %v", got, err)
 	}
 }
 

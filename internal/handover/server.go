@@ -446,11 +446,38 @@ func (c *Control) checkBeneath(root *os.File) error {
 	if !ok || beneath.Dev != dev || beneath.FSType != c.s.FSType {
 		return fmt.Errorf("the asker's mount (%s) is not directly beneath this secretfs's mount at %s: detaching would leave the path without a secretfs", devString(dev), c.s.Mountpoint)
 	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(root.Fd()), &st); err != nil {
-		return fmt.Errorf("the asker's mount (%s) does not answer (%w): its secretfs is gone, and detaching would leave the path to a dead mount", devString(dev), err)
+	if err := answers(root, askerAnswerLimit); err != nil {
+		return fmt.Errorf("the asker's mount (%s) does not answer (%w): its secretfs is gone or stuck, and detaching would leave the path to a dead mount", devString(dev), err)
 	}
 	return nil
+}
+
+// askerAnswerLimit bounds the wait for the asker's file system to answer
+// a statfs: a successor stopped (SIGSTOP) or stuck after it asked would
+// otherwise hold the step-down, and with it this process's end, for ever.
+const askerAnswerLimit = 2 * time.Second
+
+// answers asks the file system of root for its statfs, and gives up
+// after within. A FUSE request cannot be withdrawn: the call given up on
+// goes on, on a duplicate of root's descriptor, until the file system
+// answers or its connection ends.
+func answers(root *os.File, within time.Duration) error {
+	fd, err := unix.Dup(int(root.Fd()))
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer unix.Close(fd)
+		var st unix.Statfs_t
+		done <- unix.Fstatfs(fd, &st)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		return fmt.Errorf("no answer to statfs within %v", within)
+	}
 }
 
 func (c *Control) status() Reply {
