@@ -246,8 +246,10 @@ func TestASignalBeforeTheSwitchWithdrawsTheNewMount(t *testing.T) {
 // under way, does not stop it: the switch completes, the command returns
 // 0 naming the new process, whose log says that a signal came during the
 // switch and was not taken as a stop, and which serves the path on; a
-// second signal stops it as usual. (It said "mounted", then took the
-// signal as a stop and unmounted the path: readers got ENOENT.)
+// second signal stops it as usual; what the parent passes on, reaching
+// the new process after the switch, is not a stop. (It said "mounted",
+// then took the signal as a stop and unmounted the path: readers got
+// ENOENT.)
 func TestASignalDuringTheSwitchDoesNotUnmountThePath(t *testing.T) {
 	b, value := replacedSecret(t, "during")
 	for _, tc := range []signalled{toTheChild, {"SIGINT to the --daemon parent", true, syscall.SIGINT}} {
@@ -291,6 +293,20 @@ func TestASignalDuringTheSwitchDoesNotUnmountThePath(t *testing.T) {
 			case <-old.exited:
 			case <-time.After(30 * time.Second):
 				t.Errorf("the old process did not exit within 30s of its step-down:\n%s", old.log())
+			}
+			// The --daemon parent passes a stop signal on until it has
+			// read that the mount serves, a moment after the child said
+			// so: what it passes (SIGUSR1) reaching the child after the
+			// switch is not a stop. (It passed SIGTERM, which then
+			// unmounted the path.)
+			if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			if st := statusOf(t, dir); st.SeenPID != pid || !st.Serving {
+				t.Errorf("after the parent's signal reached it late, secretfs status: process %d, serving %v; want the new process %d, serving", st.SeenPID, st.Serving, pid)
+			}
+			if got, err := os.ReadFile(filepath.Join(dir, "app", "s")); err != nil || string(got) != value || !alive(pid) {
+				t.Errorf("after the parent's signal reached it late: cat app/s %q, %v; process %d alive: %v", got, err, pid, alive(pid))
 			}
 			// A second signal stops the new process as usual (stopDaemon
 			// checks that it unmounts and exits).

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,4 +88,44 @@ func TestCloseOnExecEachMarksADescriptorOpenedWithoutIt(t *testing.T) {
 	if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
 		t.Errorf("after: descriptor flags %#x, %v; want FD_CLOEXEC", flags, err)
 	}
+}
+
+// A --daemon parent passes a stop signal it caught on to its replacing
+// child as withdrawSignal, never as SIGTERM: it passes one on until it
+// has read that the child serves, which may be after the child's switch
+// ended, and a SIGTERM then would unmount the path the child took over.
+func TestADaemonParentPassesAStopOnAsAWithdrawal(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "heard")
+	child := exec.Command("sh", "-c", `trap 'echo USR1 > "$0"; exit 0' USR1; trap 'echo TERM > "$0"; exit 0' TERM; echo ready > "$0"; while :; do sleep 0.05; done`, out)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	waitForFile(t, out, "ready")
+	sigs := make(chan os.Signal, 1)
+	var said bytes.Buffer
+	stop := passSignalsOn(sigs, child.Process, &said)
+	sigs <- unix.SIGINT
+	if err := child.Wait(); err != nil {
+		t.Fatalf("the child: %v", err)
+	}
+	stop()
+	if got, _ := os.ReadFile(out); string(got) != "USR1\n" {
+		t.Errorf("the child heard %q, want USR1 (withdrawSignal)", got)
+	}
+	if !bytes.Contains(said.Bytes(), []byte("passed on to the replacing process")) {
+		t.Errorf("the parent said %q", said.String())
+	}
+}
+
+// waitForFile waits until the file at path holds want and a newline.
+func waitForFile(t *testing.T, path, want string) {
+	t.Helper()
+	for range 600 {
+		if got, _ := os.ReadFile(path); string(got) == want+"\n" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never held %q", path, want)
 }

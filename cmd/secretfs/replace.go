@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -146,7 +147,19 @@ type succession struct {
 	// there is no way back, and one that came meanwhile is not taken as
 	// a stop (switched).
 	stop <-chan os.Signal
+	// parentStop is where the --daemon parent's withdrawSignal comes: a
+	// stop signal it caught, passed on. Until this process asks its
+	// predecessor to step down, it ends the replacement as a stop does;
+	// after, it means nothing, whenever it comes: the parent passes one
+	// on until it has read that the mount serves, which may be after
+	// the switch ended (see switched).
+	parentStop <-chan os.Signal
 }
+
+// withdrawSignal is what a --daemon parent sends its replacing child for
+// a stop signal it caught (passSignalsOn): unlike SIGTERM, it never
+// stops a process that took over.
+const withdrawSignal = syscall.SIGUSR1
 
 // beneathSupported is handover.BeneathSupported; a test makes it fail,
 // to replace a mount as on a kernel before Linux 6.5.
@@ -166,6 +179,9 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 	if r.mode != replaceOff && daemonChild {
 		s.notifySocket, s.parent = os.Getenv(heldNotifySocketEnv), os.Getppid()
 		os.Unsetenv(heldNotifySocketEnv)
+		withdraw := make(chan os.Signal, 1)
+		signal.Notify(withdraw, withdrawSignal)
+		s.parentStop = withdraw
 	}
 	abs, err := resolve(dir)
 	if err != nil {
@@ -442,6 +458,8 @@ func (s *succession) interrupted() error {
 	select {
 	case sig := <-s.stop:
 		return fmt.Errorf("interrupted (%s) before the switch: this process changed nothing", sig)
+	case <-s.parentStop:
+		return errors.New("interrupted (a stop signal to the --daemon parent, passed on) before the switch: this process changed nothing")
 	default:
 		return nil
 	}
@@ -467,6 +485,8 @@ func (s *succession) switched() {
 		select {
 		case sig := <-s.stop:
 			s.log.WithField("signal", sig.String()).Warn("--replace: a signal came during the switch, once the predecessor had been asked to step down: not taken as a stop; this process serves the mount point (a second signal stops it)")
+		case <-s.parentStop:
+			s.log.Warn("--replace: a signal came during the switch (to the --daemon parent, which passed it on), once the predecessor had been asked to step down: not taken as a stop; this process serves the mount point")
 		default:
 			return
 		}

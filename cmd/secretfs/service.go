@@ -132,13 +132,16 @@ func daemonCommand(ready *os.File, replacing bool) (*exec.Cmd, error) {
 
 // passSignalsOn passes the signals that would end this --daemon parent
 // (SIGINT, SIGTERM, SIGHUP: a terminal's ^C or hang-up, a stop) on to
-// its child as SIGTERM while the child replaces a mount, and returns the
+// its child while the child replaces a mount, and returns the
 // function that stops. The parent then waits for the child's word as
 // before and exits with it: a child that had not yet asked its
 // predecessor to step down withdraws and says it was interrupted, one
 // that had finishes the switch; the parent never ends on its own while
-// the child takes over anyway. (The child takes SIGHUP as a reopening of
-// its log files, hence SIGTERM.)
+// the child takes over anyway. It passes withdrawSignal, not the signal
+// it caught: one passed on after the child's switch (the parent reads
+// that the mount serves a moment after the child said so) must not stop
+// the child, as a SIGTERM would, and the child takes SIGHUP as a
+// reopening of its log files.
 // sigs is what catchStopSignals caught, nil for nothing to pass on.
 func passSignalsOn(sigs <-chan os.Signal, child *os.Process, stderr io.Writer) (stop func()) {
 	if sigs == nil {
@@ -152,7 +155,7 @@ func passSignalsOn(sigs <-chan os.Signal, child *os.Process, stderr io.Writer) (
 			select {
 			case sig := <-sigs:
 				fmt.Fprintf(stderr, "secretfs: %s: passed on to the replacing process %d, which withdraws unless it already asked the running secretfs to step down\n", sig, child.Pid)
-				_ = child.Signal(syscall.SIGTERM)
+				_ = child.Signal(withdrawSignal)
 			case <-done:
 				return
 			}
