@@ -220,3 +220,49 @@ func (c *Config) inputAttrs(v View, d Defaults) []input {
 	}
 	return out
 }
+
+// UnreachableOwners describes each user and group an owner rule names
+// that cannot reach what the rule gives them, the first rule of each:
+// without --allow-other (allowOther false), FUSE lets no one but the user
+// who mounts (mounter) and root in; with it, one who may not search the
+// mount's root, which the flags own (--uid, --gid, --dir-mode), can
+// reach nothing beneath it. groups returns the groups of a uid.
+func (c *Config) UnreachableOwners(d Defaults, allowOther bool, mounter uint32, groups func(uid uint32) []uint32) []string {
+	if c == nil {
+		return nil
+	}
+	root := d.resolve(Owner{}, false, true)
+	type who struct {
+		kind byte
+		id   uint32
+	}
+	told := map[who]bool{}
+	var out []string
+	for _, o := range c.Owners {
+		var named []reader
+		if o.UID != nil && *o.UID != 0 && *o.UID != mounter {
+			named = append(named, reader{kind: 'u', id: *o.UID})
+		}
+		if o.GID != nil && allowOther {
+			named = append(named, reader{kind: 'g', id: *o.GID})
+		}
+		for _, r := range named {
+			key := who{r.kind, r.id}
+			if told[key] {
+				continue
+			}
+			if r.kind == 'u' {
+				r.groups = groups(r.id)
+			}
+			switch {
+			case !allowOther:
+				told[key] = true
+				out = append(out, fmt.Sprintf("%s:%d: the owner rule %q gives %s what it matches, but without --allow-other no user but the one who mounts (uid %d) and root may enter the mount", c.File, o.Line, o.Match, r, mounter))
+			case !r.may(root, 1):
+				told[key] = true
+				out = append(out, fmt.Sprintf("%s:%d: the owner rule %q gives %s what it matches, but they may not enter the mount's root (%s: --uid, --gid, --dir-mode): give it --dir-mode 0711 or 0755", c.File, o.Line, o.Match, r, root))
+			}
+		}
+	}
+	return out
+}

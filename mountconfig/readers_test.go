@@ -134,3 +134,59 @@ func TestTheREADMEsExampleHasNoViewWiderThanItsInputs(t *testing.T) {
 		t.Errorf("warnings %q, want none", got)
 	}
 }
+
+// A user or group an owner rule names, who cannot enter the mount's
+// root, is named once, with the rule's line: without --allow-other no
+// one but the user who mounts and root may; with it, the root's mode
+// (the flags) must let them search it. Root and the user who mounts are
+// never named, nor anyone the root lets in.
+func TestAnOwnerTheMountsRootKeepsOutIsNamed(t *testing.T) {
+	c := parse(t, `owners:
+  - match: billing
+    uid: 1001
+    gid: 1001
+    mode: "0500"
+  - match: billing/*
+    uid: 1001
+    mode: "0400"
+  - match: auth/*
+    uid: 0
+    gid: 1002
+    mode: "0440"
+`)
+	for _, tc := range []struct {
+		name       string
+		d          mountconfig.Defaults
+		allowOther bool
+		groups     func(uint32) []uint32
+		want       []string // one warning each, in order
+	}{
+		{"root's mode keeps them out", rootDefaults, true, noGroups, []string{
+			`secretfs.yaml:2: the owner rule "billing" gives uid 1001 what it matches, but they may not enter the mount's root (uid 0, gid 0, mode 0700: --uid, --gid, --dir-mode)`,
+			`secretfs.yaml:2: the owner rule "billing" gives members of gid 1001`,
+			`secretfs.yaml:9: the owner rule "auth/*" gives members of gid 1002`,
+		}},
+		{"a root every user may search", mountconfig.Defaults{FileMode: 0o600, DirMode: 0o711}, true, noGroups, nil},
+		{"a root of their group", mountconfig.Defaults{GID: 1001, FileMode: 0o600, DirMode: 0o710}, true, func(uint32) []uint32 { return []uint32{1001} }, []string{
+			`secretfs.yaml:9: the owner rule "auth/*" gives members of gid 1002`,
+		}},
+		{"without --allow-other", mountconfig.Defaults{FileMode: 0o600, DirMode: 0o755}, false, noGroups, []string{
+			`secretfs.yaml:2: the owner rule "billing" gives uid 1001 what it matches, but without --allow-other no user but the one who mounts (uid 0) and root may enter the mount`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := c.UnreachableOwners(tc.d, tc.allowOther, 0, tc.groups)
+			if len(got) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("warning %d: %q, want it to begin %q", i, got[i], w)
+				}
+			}
+		})
+	}
+	if got := c.UnreachableOwners(rootDefaults, false, 1001, noGroups); len(got) != 0 {
+		t.Errorf("mounted by uid 1001, without --allow-other: warnings %q, want none", got)
+	}
+}

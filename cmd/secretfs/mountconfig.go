@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/user"
 	"slices"
 	"strconv"
@@ -99,7 +100,7 @@ func withMountConfig(o fs.Options, cfg *mountconfig.Config) fs.Options {
 		o.Views = append(o.Views, v.View)
 	}
 	warnOfLikelyMistakes(o.Log, cfg)
-	warnOfWiderViews(o, cfg)
+	warnOfReaders(o, cfg)
 	if flags := o.Watched; len(cfg.Watch) > 0 {
 		o.Watched = func(app string) bool { return cfg.Watched(app) || flags != nil && flags(app) }
 	}
@@ -121,16 +122,22 @@ func warnOfLikelyMistakes(log logrus.FieldLogger, cfg *mountconfig.Config) {
 	}
 }
 
-// warnOfWiderViews logs, at warn level, each view that a user may read
-// while it may not read one of its inputs (mountconfig.WiderViews). Only
-// a mount with --allow-other lets other users in: without it, the user
-// who mounts is the only one the owner rules can apply to.
-func warnOfWiderViews(o fs.Options, cfg *mountconfig.Config) {
-	if !o.AllowOther || o.Log == nil {
+// warnOfReaders logs, at warn level, each user or group an owner rule
+// names who cannot enter the mount (mountconfig.UnreachableOwners), and
+// each view that a user may read while it may not read one of its inputs
+// (mountconfig.WiderViews). Only a mount with --allow-other lets other
+// users in: without it, the user who mounts is the only one the owner
+// rules can apply to, and no view is read by anyone else.
+func warnOfReaders(o fs.Options, cfg *mountconfig.Config) {
+	if o.Log == nil {
 		return
 	}
 	d := mountconfig.Defaults{UID: o.UID, GID: o.GID, FileMode: o.FileMode, DirMode: o.DirMode}
-	for _, w := range cfg.WiderViews(d, groupsOf) {
+	warnings := cfg.UnreachableOwners(d, o.AllowOther, uint32(os.Geteuid()), groupsOf)
+	if o.AllowOther {
+		warnings = append(warnings, cfg.WiderViews(d, groupsOf)...)
+	}
+	for _, w := range warnings {
 		o.Log.Warn(w)
 	}
 }
