@@ -399,7 +399,8 @@ func TestLogNeverHoldsPlaintext(t *testing.T) {
 }
 
 // A mount whose process was killed leaves "transport endpoint is not
-// connected" behind; the next mount on that path recovers it.
+// connected" behind, which `secretfs status` says in words; the next
+// mount on that path recovers it.
 func TestStaleMountIsRecovered(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
 		m := mount(t, b)
@@ -411,6 +412,9 @@ func TestStaleMountIsRecovered(t *testing.T) {
 		var st syscall.Statfs_t
 		if err := syscall.Statfs(m.dir, &st); !errors.Is(err, syscall.ENOTCONN) {
 			t.Fatalf("after SIGKILL, statfs of the mountpoint gave %v, want ENOTCONN", err)
+		}
+		if _, stderr, err := b.run(nil, "status", m.dir); err == nil || !strings.Contains(stderr, "the secretfs that served it is gone, and its mount is dead") {
+			t.Errorf("secretfs status of the dead mount: %v, %q; want it to say the mount is dead", err, stderr)
 		}
 		m2 := mountAt(t, b, m.dir)
 		if got := m2.mustSh("cat app/s"); got != "kept\n" {

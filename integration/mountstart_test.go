@@ -397,3 +397,31 @@ func TestADaemonSaysWhyFusermountRefusedTheMount(t *testing.T) {
 		t.Errorf("the daemon's log does not say what fusermount3 said:\n%s", log)
 	}
 }
+
+// A mount on a path a live file system serves is refused before anything
+// is made: with --daemon, not even its log file. (The log file was made
+// first.) A mount point that holds files is mounted
+// over, as mount(8) does, with a warning in the log that they are hidden.
+func TestAMountOnALiveMountMakesNothingAndOneOnFilesWarns(t *testing.T) {
+	requireRoot(t)
+	b := localBackend(t)
+	dir := mountpoint(t)
+	if err := os.WriteFile(filepath.Join(dir, "left-here"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := mountAt(t, b, dir)
+	if !strings.Contains(m.log(), "the mount point is not empty: what it holds is hidden while the mount is there") {
+		t.Errorf("a mount over files does not warn of them:\n%s", m.log())
+	}
+	logFile := filepath.Join(t.TempDir(), "second.log")
+	if _, stderr, err := b.run(nil, "mount", dir, "--daemon", "--log-file", logFile); err == nil || !strings.Contains(stderr, "already a mountpoint") {
+		t.Errorf("a second mount on a live one: %v, %q; want it refused: already a mountpoint", err, stderr)
+	}
+	if at := mountsAt(t, os.Getpid(), dir); len(at) != 1 {
+		t.Errorf("mounts at %s after the refused mount: %+v, want the live one alone", dir, at)
+	}
+	if _, err := os.Stat(logFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused mount made its log file: %v", err)
+	}
+	m.mustSh("ls >/dev/null")
+}

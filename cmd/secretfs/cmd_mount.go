@@ -180,6 +180,13 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	if err := checkMountpoint(dir); err != nil {
 		return err
 	}
+	if c.mount.replace.mode == replaceOff {
+		if abs, err := resolve(dir); err != nil {
+			return err
+		} else if _, err := deadMountAt(abs); err != nil {
+			return err
+		}
+	}
 	how := opening{firstUse: true, readOnly: c.mount.readOnly}
 	if err := c.checkStore(how); err != nil {
 		return err
@@ -612,20 +619,14 @@ func prepareMountpoint(dir string, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	if isMountpoint(abs) {
-		// statfs always reaches the daemon; stat may be answered from
-		// the kernel's attribute cache even when the daemon is gone.
-		var st unix.Statfs_t
-		switch err := unix.Statfs(abs, &st); {
-		case errors.Is(err, syscall.ENOTCONN):
-			log.WithField("mountpoint", abs).Warn("found a stale mount left by a process that died; recovering it")
-			if err := detach(abs); err != nil {
-				return fmt.Errorf("recover stale mount %s: %w", abs, err)
-			}
-		case err == nil:
-			return fmt.Errorf("%s is already a mountpoint (is another secretfs serving it?)", abs)
-		default:
-			return fmt.Errorf("%s: %w", abs, err)
+	dead, err := deadMountAt(abs)
+	if err != nil {
+		return err
+	}
+	if dead {
+		log.WithField("mountpoint", abs).Warn("found a stale mount left by a process that died; recovering it")
+		if err := detach(abs); err != nil {
+			return fmt.Errorf("recover stale mount %s: %w", abs, err)
 		}
 	}
 	// What was recovered may be no directory: a dead mount on a file.
@@ -635,7 +636,35 @@ func prepareMountpoint(dir string, log *logrus.Logger) error {
 	if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
 		return os.MkdirAll(abs, 0o755)
 	}
+	if d, err := os.Open(abs); err == nil {
+		names, _ := d.Readdirnames(1)
+		d.Close()
+		if len(names) > 0 {
+			log.WithField("mountpoint", abs).Warn("the mount point is not empty: what it holds is hidden while the mount is there")
+		}
+	}
 	return nil
+}
+
+// deadMountAt reports whether abs holds a dead mount, left by a process
+// that died ("transport endpoint is not connected"), which a mount there
+// recovers. A live mount there is an error: two daemons must not stack
+// on one path.
+func deadMountAt(abs string) (bool, error) {
+	if !isMountpoint(abs) {
+		return false, nil
+	}
+	// statfs always reaches the daemon; stat may be answered from the
+	// kernel's attribute cache even when the daemon is gone.
+	var st unix.Statfs_t
+	switch err := unix.Statfs(abs, &st); {
+	case errors.Is(err, syscall.ENOTCONN):
+		return true, nil
+	case err == nil:
+		return false, fmt.Errorf("%s is already a mountpoint (is another secretfs serving it?)", abs)
+	default:
+		return false, fmt.Errorf("%s: %w", abs, err)
+	}
 }
 
 // resolve returns dir as the mount table names it: absolute, with its

@@ -30,6 +30,9 @@ func newStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if dead, _ := deadMountAt(dir); dead {
+				return fmt.Errorf("%s: the secretfs that served it is gone, and its mount is dead (transport endpoint is not connected); a new mount there recovers it", dir)
+			}
 			if _, err := os.Stat(dir); err != nil {
 				return err // "no such file or directory", said of the path given
 			}
