@@ -14,8 +14,8 @@ import (
 // Advisory locks: the kernel sends every fcntl, lockf and flock request
 // on a file here (fuse.MountOptions.EnableLocks), and vfs keeps them, by
 // secret, with the open file each was taken through (vfs/lockfs.go: a
-// writer's vfs.Handle, a reader's vfs.ReaderOpen, which release them
-// after the commit their close or release makes). This file translates:
+// writer's vfs.Handle, which releases them after the commit its close
+// or release makes, a reader's vfs.ReaderOpen, at its release). This file translates:
 // the kernel's lock to a vfs.Lock and back, and a handle to its open file.
 // A directory's locks the kernel keeps itself: FUSE sends none. A mount
 // that answers no OPEN (skipOpens) gets no RELEASE either, and so leaves

@@ -66,25 +66,33 @@ func (v *FS) TestLock(k store.Key, l Lock, f OpenFile) Lock {
 // Locks.SetLock). A writer granted a lock edits what the lock's last
 // holder committed (Handle.Locked).
 func (v *FS) SetLock(ctx context.Context, k store.Key, l Lock, f OpenFile) error {
-	l = through(l, f)
-	err := v.locks.SetLock(k, l)
-	v.granted(ctx, k, l, f, err)
-	return err
+	return v.setLock(ctx, k, l, f, false)
 }
 
 // WaitLock is SetLock that waits while another owner's lock conflicts
 // (see Locks.WaitLock).
 func (v *FS) WaitLock(ctx context.Context, k store.Key, l Lock, f OpenFile) error {
+	return v.setLock(ctx, k, l, f, true)
+}
+
+func (v *FS) setLock(ctx context.Context, k store.Key, l Lock, f OpenFile, wait bool) error {
 	l = through(l, f)
-	err := v.locks.WaitLock(ctx, k, l)
-	v.granted(ctx, k, l, f, err)
+	var err error
+	if wait {
+		err = v.locks.WaitLock(ctx, k, l)
+	} else {
+		err = v.locks.SetLock(k, l)
+	}
+	if err == nil {
+		v.granted(ctx, k, l, f)
+	}
 	return err
 }
 
-// granted rebases a writer f that was just granted l (err nil).
-func (v *FS) granted(ctx context.Context, k store.Key, l Lock, f OpenFile, err error) {
+// granted rebases a writer f that was just granted l.
+func (v *FS) granted(ctx context.Context, k store.Key, l Lock, f OpenFile) {
 	h, ok := f.(*Handle)
-	if !ok || err != nil || l.Type == Unlock {
+	if !ok || l.Type == Unlock {
 		return
 	}
 	// The lock is granted whatever this says: the writer then meets a
