@@ -188,10 +188,14 @@ func notServing(conn *net.UnixConn, s Server) string {
 		return ""
 	}
 	top, ok := TopAt(all, s.Mountpoint)
-	if ok && top.DevString() == r.Dev {
+	shown := "nothing is mounted there"
+	switch {
+	case ok && top.DevString() == r.Dev:
 		return ""
+	case ok:
+		shown = "it shows " + top.DevString()
 	}
-	return fmt.Sprintf("the secretfs listening there (process %d, version %s) serves the file system %s, not the one the mount point %s shows (%s)", r.PID, r.Release, r.Dev, s.Mountpoint, top.DevString())
+	return fmt.Sprintf("the secretfs listening there (process %d, version %s) serves the file system %s, not what the mount point %s shows (%s)", r.PID, r.Release, r.Dev, s.Mountpoint, shown)
 }
 
 // Path returns where the socket is.
