@@ -24,6 +24,8 @@ func TestAMetricsAddressOverlappingThePredecessorsIsItsToTakeOver(t *testing.T) 
 		{":19312", ":19313", false},
 		{handover.NoMetrics, ":19312", false},
 		{"", ":19312", true}, // a predecessor that does not say is taken to
+		{"localhost:19312", "127.0.0.1:19312", true},
+		{"localhost:19312", "127.0.0.2:19312", false},
 	} {
 		s := &succession{pred: &handover.Predecessor{Hello: handover.Reply{MetricsAddr: c.theirs}}}
 		if got := s.predecessorServesMetricsAt(c.ours); got != c.want {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -280,8 +282,10 @@ func (s *succession) predecessorServesMetricsAt(addr string) bool {
 	if theirs == handover.NoMetrics {
 		return false
 	}
-	a, aErr := net.ResolveTCPAddr("tcp", addr)
-	b, bErr := net.ResolveTCPAddr("tcp", theirs)
+	ctx, cancel := context.WithTimeout(context.Background(), max(s.timeout, time.Second))
+	defer cancel()
+	a, aErr := resolveTCP(ctx, addr)
+	b, bErr := resolveTCP(ctx, theirs)
 	if aErr != nil || bErr != nil {
 		return addr == theirs
 	}
@@ -289,6 +293,35 @@ func (s *succession) predecessorServesMetricsAt(addr string) bool {
 	// "127.0.0.1:9090"), and the other way round: either comes free as
 	// it steps down.
 	return a.Port == b.Port && (a.IP.Equal(b.IP) || unspecified(a.IP) || unspecified(b.IP))
+}
+
+// resolveTCP is net.ResolveTCPAddr within ctx: a host name's lookup
+// (DNS, for a --metrics-addr such as "metrics.internal:9090") has the
+// deadline every call to another server has.
+func resolveTCP(ctx context.Context, addr string) (*net.TCPAddr, error) {
+	host, service, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := net.DefaultResolver.LookupPort(ctx, "tcp", service)
+	if err != nil {
+		return nil, err
+	}
+	if host == "" {
+		return &net.TCPAddr{Port: port}, nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return &net.TCPAddr{IP: ip, Port: port}, nil
+	}
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	ip := ips[0] // as ResolveTCPAddr: an IPv4 address first
+	if i := slices.IndexFunc(ips, func(ip net.IP) bool { return ip.To4() != nil }); i >= 0 {
+		ip = ips[i]
+	}
+	return &net.TCPAddr{IP: ip, Port: port}, nil
 }
 
 // unspecified reports whether ip is every address (":9090").
