@@ -25,9 +25,7 @@ func TestReplaceRefusesAMetricsAddressHeldByAnotherProcess(t *testing.T) {
 	heldAddr := held.Addr().String()
 
 	t.Run("the predecessor serves no metrics", func(t *testing.T) {
-		dir, logPath := replacedDir(t)
-		old := mountAt(t, b, dir)
-		old.secret(value)
+		dir, logPath, old := liveAt(t, b, value)
 		_, errOut, err := b.run(nil, "mount", dir, "--replace", "--daemon", "--metrics-addr", heldAddr, "--log-file", logPath)
 		t.Logf("--replace --metrics-addr %s (held by the test): %v, %s", heldAddr, err, strings.TrimSpace(errOut))
 		if err == nil {
@@ -45,10 +43,8 @@ func TestReplaceRefusesAMetricsAddressHeldByAnotherProcess(t *testing.T) {
 	})
 
 	t.Run("the predecessor serves them at another address", func(t *testing.T) {
-		dir, logPath := replacedDir(t)
 		own := "127.0.0.1:" + strconv.Itoa(freePort(t))
-		old := mountAt(t, b, dir, "--metrics-addr", own)
-		old.secret(value)
+		dir, logPath, old := liveAt(t, b, value, "--metrics-addr", own)
 		_, errOut, err := b.run(nil, "mount", dir, "--replace", "--daemon", "--metrics-addr", heldAddr, "--log-file", logPath)
 		if err == nil || !strings.Contains(errOut, "serves its metrics at "+own) {
 			t.Errorf("--replace with a metrics address another process holds: %v, %q; want a refusal naming the predecessor's address", err, errOut)
@@ -59,10 +55,8 @@ func TestReplaceRefusesAMetricsAddressHeldByAnotherProcess(t *testing.T) {
 	})
 
 	t.Run("the predecessor's own address is taken over", func(t *testing.T) {
-		dir, logPath := replacedDir(t)
 		own := "127.0.0.1:" + strconv.Itoa(freePort(t))
-		old := mountAt(t, b, dir, "--metrics-addr", own)
-		old.secret(value)
+		dir, logPath, _ := liveAt(t, b, value, "--metrics-addr", own)
 		_, errOut, err := b.run(nil, "mount", dir, "--replace", "--daemon", "--metrics-addr", own, "--log-format", "json", "--log-file", logPath)
 		if err != nil {
 			t.Fatalf("--replace at the predecessor's metrics address: %v, %s", err, errOut)

@@ -41,13 +41,9 @@ func TestReplaceRefusesANewMountThatCannotListAndChangesNothing(t *testing.T) {
 	b, _ := ownDynamo(t, false)
 	value := unique("kept")
 	b.cli(t, []byte(value), "put", "app/s")
-	dir := mountpoint(t)
-	logPath := filepath.Join(t.TempDir(), "new.log")
-	killAllRunningWith(t, logPath, dir)
 	// --ttl 0: every read below asks the old process's backend, which
 	// must keep answering.
-	old := mountAt(t, b, dir, "--ttl", "0")
-	old.secret(value)
+	dir, logPath, old := liveAt(t, b, value, "--ttl", "0")
 	if got := old.mustSh("cat app/s"); got != value {
 		t.Fatalf("cat app/s on the old mount: %q", got)
 	}
@@ -131,24 +127,14 @@ func TestReplaceRefusesANewMountThatCannotListAndChangesNothing(t *testing.T) {
 // step-down opens and reads to its end before it detaches, so that the
 // signal lands there every time, not by timing.
 func TestReplaceSignalledMidStepDownLeavesThePathServedByTheNewProcess(t *testing.T) {
-	requireRoot(t)
-	requireFUSE(t)
-	b := localBackend(t)
-	b.cli(t, nil, "init")
-	value := unique("midway")
-	b.cli(t, []byte(value), "put", "app/s")
-	dir := mountpoint(t)
-	logPath := filepath.Join(t.TempDir(), "new.log")
-	killAllRunningWith(t, logPath, dir)
-
+	b, value := replacedSecret(t, "midway")
 	hold := filepath.Join(t.TempDir(), "hold-step-down")
 	if err := syscall.Mkfifo(hold, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	holding := *b
 	holding.env = append(append([]string(nil), b.env...), "SECRETFS_TEST_HOLD_STEPDOWN="+hold)
-	old := mountAt(t, &holding, dir)
-	old.secret(value)
+	dir, logPath, old := liveAt(t, &holding, value)
 	oldDev := topDev(t, dir)
 	var released sync.Once
 	release := func(w *os.File) {

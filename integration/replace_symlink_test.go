@@ -15,9 +15,7 @@ import (
 // secretfs on top of the live one.)
 func TestASymlinkToAMountPointIsTheMountPoint(t *testing.T) {
 	b, value := replacedSecret(t, "symlink")
-	dir, logPath := replacedDir(t)
-	old := mountAt(t, b, dir)
-	old.secret(value)
+	dir, logPath, old := liveAt(t, b, value)
 	link := filepath.Join(t.TempDir(), "link")
 	if err := os.Symlink(dir, link); err != nil {
 		t.Fatal(err)
