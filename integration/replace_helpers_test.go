@@ -14,3 +14,13 @@ func liveAt(t *testing.T, b *backend, value string, flags ...string) (dir, logPa
 	live.secret(value)
 	return dir, logPath, live
 }
+
+// wantServedBy checks that `secretfs status --json dir` names process
+// pid, serving; what names that process for the failure (the old
+// process, the new one, and when).
+func wantServedBy(t *testing.T, dir string, pid int, what string) {
+	t.Helper()
+	if st := statusOf(t, dir); st.SeenPID != pid || !st.Serving {
+		t.Errorf("secretfs status: process %d, serving %v; want %s, %d, serving", st.SeenPID, st.Serving, what, pid)
+	}
+}

@@ -34,9 +34,7 @@ func TestReplaceRefusesAMetricsAddressHeldByAnotherProcess(t *testing.T) {
 		if !strings.Contains(errOut, "--metrics-addr "+heldAddr) || !strings.Contains(errOut, "serves no metrics") || !strings.Contains(errOut, "the live mount goes on serving, unchanged") {
 			t.Errorf("--replace said %q; want that the address is taken and not the predecessor's", errOut)
 		}
-		if st := statusOf(t, dir); st.SeenPID != old.cmd.Process.Pid || !st.Serving {
-			t.Errorf("secretfs status: process %d, serving %v; want the old process %d", st.SeenPID, st.Serving, old.cmd.Process.Pid)
-		}
+		wantServedBy(t, dir, old.cmd.Process.Pid, "the old process")
 		if strings.Contains(old.log(), "stepped down") {
 			t.Errorf("the old process stepped down:\n%s", old.log())
 		}
@@ -49,9 +47,7 @@ func TestReplaceRefusesAMetricsAddressHeldByAnotherProcess(t *testing.T) {
 		if err == nil || !strings.Contains(errOut, "serves its metrics at "+own) {
 			t.Errorf("--replace with a metrics address another process holds: %v, %q; want a refusal naming the predecessor's address", err, errOut)
 		}
-		if st := statusOf(t, dir); st.SeenPID != old.cmd.Process.Pid || !st.Serving {
-			t.Errorf("secretfs status: process %d, serving %v; want the old process %d", st.SeenPID, st.Serving, old.cmd.Process.Pid)
-		}
+		wantServedBy(t, dir, old.cmd.Process.Pid, "the old process")
 	})
 
 	t.Run("the predecessor's own address is taken over", func(t *testing.T) {

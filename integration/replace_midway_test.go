@@ -94,9 +94,7 @@ func TestReplaceRefusesANewMountThatCannotListAndChangesNothing(t *testing.T) {
 	if dev := topDev(t, dir); dev != devBefore {
 		t.Errorf("the path shows the file system %d:%d, before the refusal %d:%d", dev>>8, dev&0xff, devBefore>>8, devBefore&0xff)
 	}
-	if st := statusOf(t, dir); st.SeenPID != old.cmd.Process.Pid || !st.Serving {
-		t.Errorf("secretfs status after the refusal: process %d, serving %v; want the old process %d, serving", st.SeenPID, st.Serving, old.cmd.Process.Pid)
-	}
+	wantServedBy(t, dir, old.cmd.Process.Pid, "after the refusal, the old process")
 	select {
 	case <-old.exited:
 		t.Fatalf("the old process exited after the refused replacement: %v", old.waitErr)
@@ -232,9 +230,7 @@ func TestReplaceSignalledMidStepDownLeavesThePathServedByTheNewProcess(t *testin
 	if got, err := os.ReadFile(filepath.Join(dir, "app", "s")); err != nil || string(got) != value {
 		t.Errorf("cat app/s after the replacement: %q, %v", got, err)
 	}
-	if st := statusOf(t, dir); st.SeenPID != pid || !st.Serving {
-		t.Errorf("secretfs status: process %d, serving %v; want the new process %d, serving", st.SeenPID, st.Serving, pid)
-	}
+	wantServedBy(t, dir, pid, "the new process")
 	at := mountsAt(t, os.Getpid(), dir)
 	if len(at) != 1 || at[0].fstype != "fuse.secretfs" {
 		t.Errorf("mounts at %s: %+v, want one secretfs mount", dir, at)

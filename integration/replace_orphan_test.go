@@ -38,9 +38,7 @@ func TestAnUnmountedMountGivesUpItsControlSocketToTheNextMount(t *testing.T) {
 	if strings.Contains(next.log(), "no control socket") {
 		t.Errorf("the new mount has no control socket:\n%s", next.log())
 	}
-	if st := statusOf(t, dir); st.SeenPID != next.cmd.Process.Pid || !st.Serving {
-		t.Errorf("secretfs status names process %d (serving %v), want the new mount's %d", st.SeenPID, st.Serving, next.cmd.Process.Pid)
-	}
+	wantServedBy(t, dir, next.cmd.Process.Pid, "the new mount's process")
 	// The copy ends, and the old process with it: the new mount keeps
 	// its socket.
 	if err := syscall.Kill(holderPID, syscall.SIGKILL); err != nil {
@@ -51,16 +49,12 @@ func TestAnUnmountedMountGivesUpItsControlSocketToTheNextMount(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the unmounted mount did not exit within 30s of its copy's release:\n%s", orphan.log())
 	}
-	if st := statusOf(t, dir); st.SeenPID != next.cmd.Process.Pid || !st.Serving {
-		t.Errorf("once the old process exited, secretfs status names process %d (serving %v), want the new mount's %d", st.SeenPID, st.Serving, next.cmd.Process.Pid)
-	}
+	wantServedBy(t, dir, next.cmd.Process.Pid, "once the old process exited, the new mount's process")
 	replacement := mountAt(t, b, dir, "--replace")
 	if !strings.Contains(replacement.log(), "the predecessor stepped down") {
 		t.Errorf("the new mount could not be replaced:\n%s", replacement.log())
 	}
-	if st := statusOf(t, dir); st.SeenPID != replacement.cmd.Process.Pid {
-		t.Errorf("after the replacement, secretfs status names process %d, want %d", st.SeenPID, replacement.cmd.Process.Pid)
-	}
+	wantServedBy(t, dir, replacement.cmd.Process.Pid, "after the replacement, the replacing process")
 }
 
 // `secretfs status` fails for a path that, in the caller's mount

@@ -40,9 +40,7 @@ func TestASymlinkToAMountPointIsTheMountPoint(t *testing.T) {
 	if at := mountsAt(t, os.Getpid(), dir); len(at) != 1 {
 		t.Errorf("mounts at %s after --replace through a symlink: %+v, want one", dir, at)
 	}
-	if st := statusOf(t, dir); st.SeenPID != pid || !st.Serving {
-		t.Errorf("secretfs status: process %d, serving %v; want the new process %d", st.SeenPID, st.Serving, pid)
-	}
+	wantServedBy(t, dir, pid, "the new process")
 	if got, err := os.ReadFile(filepath.Join(link, "app", "s")); err != nil || string(got) != value {
 		t.Errorf("cat LINK/app/s: %q, %v", got, err)
 	}
