@@ -1,6 +1,9 @@
 package integration
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // liveAt mounts b, with flags, at a new mount point (replacedDir), the
 // live secretfs a test of a replacement replaces, with value (app/s's)
@@ -22,5 +25,16 @@ func wantServedBy(t *testing.T, dir string, pid int, what string) {
 	t.Helper()
 	if st := statusOf(t, dir); st.SeenPID != pid || !st.Serving {
 		t.Errorf("secretfs status: process %d, serving %v; want %s, %d, serving", st.SeenPID, st.Serving, what, pid)
+	}
+}
+
+// waitExited waits up to 30 s for m's process to exit; else it fails
+// the test at once with why and m's log.
+func waitExited(t *testing.T, m *mounted, why string) {
+	t.Helper()
+	select {
+	case <-m.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s\n%s", why, m.log())
 	}
 }

@@ -200,13 +200,9 @@ func TestReplaceSignalledMidStepDownLeavesThePathServedByTheNewProcess(t *testin
 	}
 	pid := daemonPID(t, r.stderr)
 	t.Cleanup(func() { stopDaemon(t, pid, dir) })
-	select {
-	case <-old.exited:
-		if old.waitErr != nil {
-			t.Errorf("the old process exited with %v", old.waitErr)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the old process did not exit within 30s of its step-down, signalled\n%s", old.log())
+	waitExited(t, old, "the old process did not exit within 30s of its step-down, signalled")
+	if old.waitErr != nil {
+		t.Errorf("the old process exited with %v", old.waitErr)
 	}
 	// Reads by path go on a while once the old process is gone.
 	n := readers.reads.Load()

@@ -44,11 +44,7 @@ func TestAnUnmountedMountGivesUpItsControlSocketToTheNextMount(t *testing.T) {
 	if err := syscall.Kill(holderPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-orphan.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the unmounted mount did not exit within 30s of its copy's release:\n%s", orphan.log())
-	}
+	waitExited(t, orphan, "the unmounted mount did not exit within 30s of its copy's release:")
 	wantServedBy(t, dir, next.cmd.Process.Pid, "once the old process exited, the new mount's process")
 	replacement := mountAt(t, b, dir, "--replace")
 	if !strings.Contains(replacement.log(), "the predecessor stepped down") {

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A mount point given as a symlink is its target, as the kernel follows
@@ -44,11 +43,7 @@ func TestASymlinkToAMountPointIsTheMountPoint(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(link, "app", "s")); err != nil || string(got) != value {
 		t.Errorf("cat LINK/app/s: %q, %v", got, err)
 	}
-	select {
-	case <-old.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the replaced secretfs did not exit:\n%s", old.log())
-	}
+	waitExited(t, old, "the replaced secretfs did not exit:")
 	if !strings.Contains(old.log(), "stepped down for a successor") {
 		t.Errorf("the replaced secretfs does not say it stepped down:\n%s", old.log())
 	}

@@ -430,13 +430,9 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 		// Once nothing holds its mount, the replaced process exits by
 		// itself (the first one is held by the bind until the end).
 		if previous != first {
-			select {
-			case <-previous.exited:
-				if previous.waitErr != nil {
-					t.Errorf("round %d: the replaced secretfs exited with %v", round, previous.waitErr)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatalf("round %d: the replaced secretfs did not exit within 30s of its mount's last reference going\n%s", round, previous.log())
+			waitExited(t, previous, fmt.Sprintf("round %d: the replaced secretfs did not exit within 30s of its mount's last reference going", round))
+			if previous.waitErr != nil {
+				t.Errorf("round %d: the replaced secretfs exited with %v", round, previous.waitErr)
 			}
 		}
 	}
@@ -509,11 +505,7 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	if err := syscall.Unmount(bind, 0); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-first.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the first secretfs did not exit within 30s of the bind being unmounted\n%s", first.log())
-	}
+	waitExited(t, first, "the first secretfs did not exit within 30s of the bind being unmounted")
 	for i, m := range mounts[:len(mounts)-1] {
 		select {
 		case <-m.exited:
@@ -536,11 +528,7 @@ func TestTwentyReplacementsWhileReadersHoldersBindsAndAWriterCarryOn(t *testing.
 	// And one more replacement, once quiet, holds the same open
 	// descriptors and no more goroutines than the first secretfs did.
 	quietNext := mountAt(t, b, dir, append([]string{"--replace"}, flags...)...)
-	select {
-	case <-last.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the last replaced secretfs did not exit\n%s", last.log())
-	}
+	waitExited(t, last, "the last replaced secretfs did not exit")
 	now := settledLike(t, dir, quiet, "a secretfs that took over when quiet")
 	if now.pid != quietNext.cmd.Process.Pid {
 		t.Errorf("secretfs status names process %d, want the last one, %d", now.pid, quietNext.cmd.Process.Pid)
@@ -826,11 +814,7 @@ func TestADrainEndsOnItsTimeoutOrASignalAndNamesWhatStillHeldTheMount(t *testing
 				}
 				old.cmd.Process.Signal(syscall.SIGTERM)
 			}
-			select {
-			case <-old.exited:
-			case <-time.After(30 * time.Second):
-				t.Fatalf("the replaced secretfs did not end its drain (%s)\n%s", end, old.log())
-			}
+			waitExited(t, old, fmt.Sprintf("the replaced secretfs did not end its drain (%s)", end))
 			if old.waitErr != nil {
 				t.Errorf("the replaced secretfs exited with %v", old.waitErr)
 			}
