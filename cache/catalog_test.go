@@ -1074,16 +1074,29 @@ func TestZeroTTLAsksOnceAboutAnAbsentApplication(t *testing.T) {
 	}
 }
 
-// A revision whose item fails authentication always will: it is not
-// unwrapped again at every read.
-func TestATamperedRevisionIsNotUnwrappedAgain(t *testing.T) {
+// tamperedRevision returns a fake store holding a ("alpha", revision
+// 1), the clock of a catalog over it, and a snapshot of that revision,
+// released when the test ends, whose next unwrap fails authentication
+// (fault.Integrity), as a tampered item's does.
+func tamperedRevision(t *testing.T) (*fakeOrigin, *clock, secrets.Snapshot) {
+	t.Helper()
 	f := newFake()
 	f.set(key("a"), "alpha", 1)
-	c, _, _ := newCatalog(t, f, Options{})
+	c, clk, _ := newCatalog(t, f, Options{})
 	e := lookup(t, c, key("a"))
 	s := c.Snapshot(key("a"), e.Meta)
-	defer s.Release()
+	t.Cleanup(s.Release)
 	f.failNext("Open", fault.E(fault.Integrity, "tampered"))
+	return f, clk, s
+}
+
+// A revision whose item fails authentication is not unwrapped again at
+// every read: within a TTL, every read answers the same failure, from
+// one unwrap. (A TTL on, its item is read again, and decrypted again
+// only if the store then holds other bytes under it:
+// TestATamperedRevisionRepairedInPlaceReadsATTLOn.)
+func TestATamperedRevisionIsNotUnwrappedAgain(t *testing.T) {
+	f, _, s := tamperedRevision(t)
 	for range 3 {
 		if _, err := s.Value(bg); !fault.Is(fault.Integrity, err) {
 			t.Fatalf("Value: %v, want Integrity", err)
@@ -1207,13 +1220,7 @@ func TestASecretAppearingElsewhereIsToldAfterTheTTL(t *testing.T) {
 // (an item repaired in place, restored from a backup): then it reads.
 // While the bytes are the same it is not unwrapped again.
 func TestATamperedRevisionRepairedInPlaceReadsATTLOn(t *testing.T) {
-	f := newFake()
-	f.set(key("a"), "alpha", 1)
-	c, clk, _ := newCatalog(t, f, Options{})
-	e := lookup(t, c, key("a"))
-	s := c.Snapshot(key("a"), e.Meta)
-	defer s.Release()
-	f.failNext("Open", fault.E(fault.Integrity, "tampered"))
+	f, clk, s := tamperedRevision(t)
 	if _, err := s.Value(bg); !fault.Is(fault.Integrity, err) {
 		t.Fatalf("Value: %v, want Integrity", err)
 	}
