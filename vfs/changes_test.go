@@ -166,10 +166,16 @@ func TestWritersReleasedWaitsForEveryReleaseAndTheCommitItOwes(t *testing.T) {
 	if !isClosed(changes.WritersReleased()) {
 		t.Fatal("WritersReleased is open with no file open for writing")
 	}
-	truncated := f.open(db, shell, trunc) // commits the empty value at its release
+	// Each handle, the only one open for writing, holds it: first one
+	// whose commit was made at its close, owing none at its release;
+	// then one that owes a commit at its release.
 	written := f.open(db2, shell, trunc)
 	f.write(written, shell, "new2", 0)
 	f.mustNot("the writer's close", written.Flush(ctx, shell))
+	if isClosed(changes.WritersReleased()) {
+		t.Fatal("WritersReleased is closed while a file the kernel has not released, its commit made at its close, is open")
+	}
+	truncated := f.open(db, shell, trunc) // commits the empty value at its release
 	f.mustNot("the writer's release", written.Release(ctx))
 	if isClosed(changes.WritersReleased()) {
 		t.Fatal("WritersReleased is closed while a file the kernel has not released owes a commit")
