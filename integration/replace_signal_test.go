@@ -200,6 +200,11 @@ func TestASignalBeforeTheSwitchWithdrawsTheNewMount(t *testing.T) {
 			child := childOf(t, r.cmd.Process.Pid)
 			w := held("the new process holds before asking the old one to step down")
 			r.send(t, tc, child)
+			// The hold goes on once the signal reached the process
+			// (SECRETFS_TEST_HOLD_TAKEOVER, cmd/secretfs/replace.go).
+			if _, err := w.WriteString("signalled\n"); err != nil {
+				t.Fatal(err)
+			}
 			w.Close()
 			errOut, err := r.wait(t)
 			t.Logf("mount --replace --daemon, signalled before the switch: %v, %s", err, strings.TrimSpace(errOut))

@@ -435,7 +435,7 @@ func (s *succession) mountBeneath(dir string, catalog *cache.Catalog, opts fs.Op
 	if err := m.AttachBeneath(s.dir); err != nil {
 		return nil, fmt.Errorf("--replace: %w", err)
 	}
-	holdAt(holdTakeOverEnv, s.log)
+	holdAt(holdTakeOverEnv, s.log, s.signalPending)
 	if err := s.interrupted(); err != nil {
 		return nil, s.withdraw(m, err)
 	}
@@ -648,7 +648,7 @@ func (s *succession) healthy() bool {
 // reply withdrew it, and detaching then would leave the path with
 // nothing.
 func (s *succession) stepDown(stillBeneath func() error) error {
-	holdStepDown(s.log)
+	holdAt(holdStepDownEnv, s.log, s.signalPending)
 	s.awaitWriters()
 	if err := stillBeneath(); err != nil {
 		return fmt.Errorf("the successor's mount is no longer beneath this one (did it give up?): %w", err)
@@ -684,12 +684,14 @@ const holdStepDownEnv = "SECRETFS_TEST_HOLD_STEPDOWN"
 // TestASignalBeforeTheSwitchWithdrawsTheNewMount).
 const holdTakeOverEnv = "SECRETFS_TEST_HOLD_TAKEOVER"
 
-// holdStepDown waits at holdStepDownEnv's FIFO, if it is set.
-func holdStepDown(log logrus.FieldLogger) { holdAt(holdStepDownEnv, log) }
-
 // holdAt waits at the FIFO the variable env names, if it is set, until
-// it is opened for writing and closed again.
-func holdAt(env string, log logrus.FieldLogger) {
+// it is opened for writing and closed again. A test that signalled this
+// process during the hold writes holdSignalled before it closes: a
+// signal reaches the process's signal channels through a goroutine of
+// Go's runtime, not at once, so holdAt then waits (at most
+// holdSignalWait) until signalled reports one, and the code held goes on
+// only once what the test did happened (the hook's whole point).
+func holdAt(env string, log logrus.FieldLogger, signalled func() bool) {
 	fifo := os.Getenv(env)
 	if fifo == "" {
 		return
@@ -701,17 +703,25 @@ func holdAt(env string, log logrus.FieldLogger) {
 		return
 	}
 	defer f.Close()
-	_, _ = io.Copy(io.Discard, f)
-	// A signal sent before the FIFO was released reaches the code held
-	// here through a goroutine of Go's runtime, not at once: let it
-	// arrive, so that what a test did before the release happened before
-	// the code goes on (the hook's whole point).
-	time.Sleep(holdSettle)
+	said, _ := io.ReadAll(f)
+	if strings.TrimSpace(string(said)) != holdSignalled {
+		return
+	}
+	for deadline := time.Now().Add(holdSignalWait); !signalled() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 }
 
-// holdSettle is how long holdAt lets a signal sent during the hold reach
-// the process's signal channel.
-const holdSettle = 200 * time.Millisecond
+// holdSignalled is what a test writes to a hold's FIFO once it signalled
+// the process held (see holdAt).
+const holdSignalled = "signalled"
+
+// holdSignalWait bounds holdAt's wait for a signal a test says it sent.
+const holdSignalWait = 10 * time.Second
+
+// signalPending reports whether a signal to stop (this process's own, or
+// one its --daemon parent passed on) waits in its channel, unread.
+func (s *succession) signalPending() bool { return len(s.stop)+len(s.parentStop) > 0 }
 
 // steppedDownAndTold lets waitForEnd drain, once the successor heard
 // that this mount stepped down.
