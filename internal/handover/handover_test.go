@@ -717,3 +717,42 @@ func TestAControlSocketBesideALongPathAnswers(t *testing.T) {
 		t.Errorf("status through a long path: %+v", p.Hello)
 	}
 }
+
+// A control socket a successor killed mid-replacement left beside the
+// mount point's (.NAME.secretfs.sock.PID), which nobody listens on, is
+// removed by the next Listen at that mount point; one still listened on
+// (a replacement under way), or that is no socket, is left alone. (They
+// stayed for ever.)
+func TestListenRemovesTheSocketsOfSuccessorsThatDied(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mnt")
+	main := SocketPath(dir)
+	dead, live, other := main+".4194999", main+".4194998", main+".7"
+	for _, p := range []string{dead, live} {
+		l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: p, Net: "unixpacket"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.SetUnlinkOnClose(false)
+		if p == dead {
+			l.Close() // as a killed process leaves it
+		} else {
+			t.Cleanup(func() { l.Close(); os.Remove(p) })
+		}
+	}
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Listen(main, Server{Mountpoint: dir, Log: quietLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := os.Lstat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dead successor's socket: %v, want it removed", err)
+	}
+	for _, p := range []string{live, other} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: %v, want it left", p, err)
+		}
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,6 +110,9 @@ func Listen(path string, s Server) (*Control, error) {
 	if err := removeStale(path, s); err != nil {
 		return nil, err
 	}
+	if s.Mountpoint != "" {
+		removeDeadSuccessors(SocketPath(s.Mountpoint), path, s.Log)
+	}
 	addr, done, err := socketAddr(path)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -163,6 +168,34 @@ func removeStale(path string, s Server) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return os.Remove(path)
+}
+
+// removeDeadSuccessors removes the sockets beside main (main.PID) that a
+// successor listened at until it took main over, and that nobody listens
+// on: each was left by a successor killed mid-replacement (a listener
+// ends with its process). One still listened on is a replacement under
+// way, and mine is the caller's own.
+func removeDeadSuccessors(main, mine string, log logrus.FieldLogger) {
+	found, _ := filepath.Glob(main + ".*")
+	for _, p := range found {
+		if p == mine {
+			continue
+		}
+		if _, err := strconv.Atoi(strings.TrimPrefix(p, main+".")); err != nil {
+			continue
+		}
+		if fi, err := os.Lstat(p); err != nil || fi.Mode()&os.ModeSocket == 0 {
+			continue
+		}
+		conn, err := dialSocket(p)
+		if err == nil {
+			conn.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) && os.Remove(p) == nil {
+			log.WithField("socket", p).Info("removed the control socket of a successor that died mid-replacement")
+		}
+	}
 }
 
 // staleAnswerLimit bounds the wait for the answer of a process found
