@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -327,19 +328,9 @@ func TestAStepDownWhoseSuccessorWasKilledKeepsTheMount(t *testing.T) {
 	b, value := replacedSecret(t, "killed")
 	dir, logPath, old, held := heldAtStepDown(t, b, value)
 
-	succ := exec.Command(binary, append([]string{"mount", dir, "--replace", "--log-format", "json", "--log-file", logPath}, b.flags...)...)
-	succ.Env = append(os.Environ(), b.env...)
-	succ.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := succ.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = succ.Process.Kill()
-		_ = succ.Wait()
-	})
+	kill := startSuccessor(t, b, dir, logPath)
 	w := held("the live secretfs begins its step-down")
-	_ = succ.Process.Kill()
-	_ = succ.Wait()
+	kill()
 	w.Close()
 
 	eventually(t, 30*time.Second, "the live secretfs refuses to step down", func() bool {
@@ -370,4 +361,62 @@ func heldAtStepDown(t *testing.T, b *backend, value string) (dir, logPath string
 	old = mountAt(t, &holding, dir)
 	old.secret(value)
 	return dir, logPath, old, held
+}
+
+// A successor killed after it mounted beneath the live secretfs and
+// before it asked it to step down leaves its dead mount beneath; when the
+// live one stops, it detaches that dead mount too, and the path is the
+// plain directory again. (It showed the dead mount, ENOTCONN, until the
+// next mount there recovered it.)
+func TestAStopDetachesTheDeadMountOfASuccessorKilledBeforeItAsked(t *testing.T) {
+	b, value := replacedSecret(t, "killedearly")
+	dir, logPath, old := liveAt(t, b, value)
+	hold, held := holdFIFO(t)
+	kill := startSuccessor(t, b, dir, logPath, "SECRETFS_TEST_HOLD_TAKEOVER="+hold)
+	w := held("the successor holds, its mount beneath the live one")
+	kill()
+	w.Close()
+	if at := mountsAt(t, os.Getpid(), dir); len(at) != 2 {
+		t.Fatalf("mounts at %s once the successor was killed: %+v, want the live one and the dead one beneath", dir, at)
+	}
+	if got := old.mustSh("cat app/s"); got != value {
+		t.Errorf("cat app/s with a dead successor beneath: %q", got)
+	}
+	if err := old.stop(); err != nil {
+		t.Errorf("stopping the live secretfs: %v", err)
+	}
+	at := mountsAt(t, os.Getpid(), dir)
+	if len(at) != 0 {
+		t.Errorf("mounts at %s after the live secretfs stopped: %+v, want none", dir, at)
+		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+	}
+	if _, err := os.ReadDir(dir); err != nil {
+		t.Errorf("the mount point after the stop: %v, want the plain directory", err)
+	}
+	if !strings.Contains(old.log(), "detached the dead secretfs mount that lay beneath") {
+		t.Errorf("the stopped secretfs does not say it detached the dead mount:\n%s", old.log())
+	}
+}
+
+// startSuccessor starts `secretfs mount --replace` of dir in the
+// foreground, logging to logPath, with b's flags and environment and
+// env, and returns the function that kills it (SIGKILL, as a crash);
+// it is killed when the test ends, or with the test process.
+func startSuccessor(t *testing.T, b *backend, dir, logPath string, env ...string) (kill func()) {
+	t.Helper()
+	succ := exec.Command(binary, append([]string{"mount", dir, "--replace", "--log-format", "json", "--log-file", logPath}, b.flags...)...)
+	succ.Env = append(append(os.Environ(), b.env...), env...)
+	succ.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := succ.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	kill = func() {
+		once.Do(func() {
+			_ = succ.Process.Kill()
+			_ = succ.Wait()
+		})
+	}
+	t.Cleanup(kill)
+	return kill
 }

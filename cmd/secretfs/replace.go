@@ -793,7 +793,34 @@ wait:
 		return nil
 	}
 	s.awaitWriters()
-	return unmount(s.dir, s.dev, server, served, stop, log)
+	err := unmount(s.dir, s.dev, server, served, stop, log)
+	removeDeadBeneath(s.dir, log)
+	return err
+}
+
+// removeDeadBeneath detaches the dead secretfs mounts that this one's
+// unmount uncovered at dir: each left by a successor killed after it
+// mounted beneath this one and before it asked it to step down. They
+// would answer ENOTCONN at the path until the next mount recovered them.
+// A live mount there (a replacement under way) is left alone.
+func removeDeadBeneath(dir string, log logrus.FieldLogger) {
+	for range 8 {
+		all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+		if err != nil {
+			return
+		}
+		if top, ok := handover.TopAt(all, dir); !ok || top.FSType != mountType {
+			return
+		}
+		if dead, _ := deadMountAt(dir); !dead {
+			return
+		}
+		if err := detach(dir); err != nil {
+			log.WithError(err).Warn("a dead secretfs mount lies beneath this one's (a successor killed before it took over), and could not be detached: the next mount at the path recovers it")
+			return
+		}
+		log.WithField("mountpoint", dir).Warn("detached the dead secretfs mount that lay beneath this one's (a successor killed before it took over)")
+	}
 }
 
 // writersGrace bounds how long a stop or a step-down waits, before it
