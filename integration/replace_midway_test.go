@@ -334,3 +334,30 @@ func killAllRunningWith(t *testing.T, arg, dir string) {
 		}
 	})
 }
+
+// A --replace of a live secretfs with a --data-dir that holds no store
+// (a mistyped path) is refused, making nothing, and the live one serves
+// on: the secretfs it replaces serves a store that exists. (It made a
+// new, empty store there, and served it in the live one's place.) With
+// nothing to replace, --replace makes a store on first use, as any mount.
+func TestReplaceWithADataDirThatHoldsNoStoreIsRefused(t *testing.T) {
+	b, value := replacedSecret(t, "mistyped")
+	dir, _, old := liveAt(t, b, value)
+	mistyped := filepath.Join(t.TempDir(), "dta")
+	cmd := exec.Command(binary, "mount", dir, "--replace", "--daemon", "--log-file", filepath.Join(t.TempDir(), "new.log"), "--data-dir", mistyped)
+	cmd.Env = append(os.Environ(), b.env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	errOut := stderr.String()
+	if err == nil || !strings.Contains(errOut, "no secret store at "+mistyped) || !strings.Contains(errOut, "a --replace makes none") {
+		t.Errorf("mount --replace --data-dir MISTYPED: %v, %q; want it refused: no store there, and a --replace makes none", err, errOut)
+	}
+	if _, err := os.Stat(mistyped); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused replacement made %s: %v", mistyped, err)
+	}
+	if got := old.mustSh("cat app/s"); got != value {
+		t.Errorf("cat app/s after the refused replacement: %q", got)
+	}
+	wantServedBy(t, dir, old.cmd.Process.Pid, "the live secretfs")
+}

@@ -61,6 +61,10 @@ type opening struct {
 	// readOnly: a --read-only mount, which makes nothing even on first
 	// use: the local store must exist.
 	readOnly bool
+	// replacing: a --replace of a live secretfs, which makes nothing
+	// either: the store that secretfs serves exists, and a new, empty
+	// one would mean a mistyped --data-dir.
+	replacing bool
 	// notices is where notices of what was made go; warnings go to the
 	// log, in --log-format.
 	notices io.Writer
@@ -71,7 +75,7 @@ type opening struct {
 
 // makes reports whether a missing local store is made: the data dir, the
 // key pair and the store file.
-func (o opening) makes() bool { return o.firstUse && !o.readOnly }
+func (o opening) makes() bool { return o.firstUse && !o.readOnly && !o.replacing }
 
 // open opens the backend c names (c has been validated).
 func (c *config) open(ctx context.Context, o opening) (*backend, error) {

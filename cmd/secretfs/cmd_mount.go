@@ -187,7 +187,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 			return err
 		}
 	}
-	how := opening{firstUse: true, readOnly: c.mount.readOnly}
+	how := opening{firstUse: true, readOnly: c.mount.readOnly, replacing: c.replacesALiveSecretfs(dir)}
 	if err := c.checkStore(how); err != nil {
 		return err
 	}
@@ -644,6 +644,32 @@ func prepareMountpoint(dir string, log *logrus.Logger) error {
 		}
 	}
 	return nil
+}
+
+// replacesALiveSecretfs reports whether this mount is a --replace of a
+// live secretfs of this user at dir, as far as it can tell without
+// asking it (beginMount asks).
+func (c *config) replacesALiveSecretfs(dir string) bool {
+	return c.mount.replace.mode != replaceOff && liveSecretfsAt(dir)
+}
+
+// liveSecretfsAt reports whether dir shows a live secretfs mount of this
+// user (one a --replace takes over).
+func liveSecretfsAt(dir string) bool {
+	abs, err := resolve(dir)
+	if err != nil {
+		return false
+	}
+	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	top, ok := handover.TopAt(all, abs)
+	if !ok || top.FSType != mountType || !strings.Contains(","+top.SuperOptions+",", ",user_id="+strconv.Itoa(os.Geteuid())+",") {
+		return false
+	}
+	dead, _ := deadMountAt(abs)
+	return !dead
 }
 
 // deadMountAt reports whether abs holds a dead mount, left by a process

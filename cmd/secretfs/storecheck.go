@@ -48,8 +48,11 @@ func (c *config) checkLocal(o opening) error {
 		}
 		if !o.makes() {
 			var ro string
-			if o.readOnly {
+			switch {
+			case o.readOnly:
 				ro = "; a --read-only mount makes none"
+			case o.replacing:
+				ro = "; a --replace makes none: the secretfs it replaces serves a store that exists"
 			}
 			return fmt.Errorf("no secret store at %s: run `secretfs init` first (or point --data-dir at it)%s", dbPath, ro)
 		}
