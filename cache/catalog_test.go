@@ -1246,3 +1246,37 @@ func TestATamperedRevisionRepairedInPlaceReadsATTLOn(t *testing.T) {
 		t.Errorf("%d unwraps, want 2 (the tampered bytes, the repaired ones)", n)
 	}
 }
+
+// An application that a listing of the applications younger than the
+// TTL names holds secrets without a listing of its own: the kernel looks
+// up every name `ls` of the root gives, and each cost a Query on top of
+// the Scan. A TTL on, it is asked again.
+func TestAnApplicationInAFreshRootListingNeedsNoListingOfItsOwn(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	f.set(store.Key{App: "billing", Name: "db"}, "x", 1)
+	c, clk, _ := newCatalog(t, f, Options{})
+	if apps, err := c.Apps(bg); err != nil || len(apps) != 2 {
+		t.Fatalf("Apps: %v, %v", apps, err)
+	}
+	lists := f.count("List")
+	for _, app := range []string{"app", "billing"} {
+		if ok, err := c.HasSecrets(bg, app); !ok || err != nil {
+			t.Errorf("HasSecrets(%s): %v, %v", app, ok, err)
+		}
+	}
+	if n := f.count("List") - lists; n != 0 {
+		t.Errorf("HasSecrets of the applications the root listing named cost %d listings, want 0", n)
+	}
+	if ok, err := c.HasSecrets(bg, "other"); ok || err != nil {
+		t.Errorf("HasSecrets(other): %v, %v", ok, err)
+	}
+	clk.advance(ttl)
+	lists = f.count("List")
+	if ok, err := c.HasSecrets(bg, "billing"); !ok || err != nil {
+		t.Errorf("HasSecrets(billing) a TTL on: %v, %v", ok, err)
+	}
+	if n := f.count("List") - lists; n != 1 {
+		t.Errorf("HasSecrets a TTL after the root listing cost %d listings, want 1", n)
+	}
+}

@@ -335,7 +335,14 @@ func (f *fakeOrigin) Apps(ctx context.Context) ([]string, error) {
 	if err := f.enter(ctx, "Apps"); err != nil {
 		return nil, err
 	}
-	return []string{"app"}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var apps []string
+	for k := range f.items {
+		apps = append(apps, k.App)
+	}
+	slices.Sort(apps)
+	return slices.Compact(apps), nil
 }
 
 func (f *fakeOrigin) MaxValueSize() int64 { return 400 << 10 }

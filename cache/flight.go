@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	"github.com/secretfs/secretfs/fault"
@@ -168,6 +169,7 @@ func (c *Catalog) runApps(f *flight) {
 	switch {
 	case err == nil:
 		r.names, r.listedAt, r.failed = names, f.started, nil
+		maps.DeleteFunc(r.emptied, func(_ string, at time.Time) bool { return at.Before(f.started) })
 		for _, n := range names {
 			c.absent.Remove(n)
 		}

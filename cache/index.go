@@ -41,6 +41,11 @@ type appIndex struct {
 type rootIndex struct {
 	listingState
 	names []string // sorted
+	// emptied are the applications that a removal through the catalog
+	// may have emptied since the listing (until a listing of the
+	// application says): the listing no longer vouches that they hold
+	// secrets (see inFreshRootListing).
+	emptied map[string]time.Time // when
 }
 
 // keyStatus is what the store said of a secret, as the catalog last
@@ -202,6 +207,7 @@ func (c *Catalog) noteApp(app string, exists bool) {
 // forgotten (its index dropped) and remembered as absent for the TTL.
 // c.mu must be held.
 func (c *Catalog) noteListed(app string, a *appIndex, started time.Time) {
+	delete(c.root.emptied, app)
 	if len(a.keys) == 0 {
 		if c.apps[app] == a {
 			delete(c.apps, app)

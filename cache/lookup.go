@@ -231,6 +231,9 @@ func (c *Catalog) HasSecrets(ctx context.Context, app string) (bool, error) {
 			return true, nil
 		}
 	}
+	if c.inFreshRootListing(app) {
+		return true, nil
+	}
 	absent, err := c.listed(app)
 	if err != nil {
 		return false, fault.E(op, fault.Path(app), err)
@@ -245,6 +248,27 @@ func (c *Catalog) HasSecrets(ctx context.Context, app string) (bool, error) {
 	}
 	c.noteApp(app, false) // its last secret was removed through the catalog
 	return false, nil
+}
+
+// inFreshRootListing reports whether a listing of the applications no
+// older than the TTL names app (with what the catalog learned since): it
+// then holds secrets as far as the TTL lets the mount know, and needs no
+// listing of its own. The kernel looks up every name `ls` of the root
+// gives, and each would cost a listing of the application otherwise
+// (one Query per application per TTL, on top of the Scan).
+func (c *Catalog) inFreshRootListing(app string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if a := c.apps[app]; a != nil && a.fresh(c.opts.TTL, now, time.Time{}) {
+		return false // its own listing answers, and knows what the catalog did since
+	}
+	r := &c.root
+	if !r.fresh(c.opts.TTL, now, time.Time{}) || !r.emptied[app].IsZero() {
+		return false
+	}
+	_, found := slices.BinarySearch(r.names, app)
+	return found
 }
 
 // listPage is how many names a page of List holds when the caller lets

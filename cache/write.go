@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"time"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
@@ -75,6 +76,12 @@ func (c *Catalog) Delete(ctx context.Context, k store.Key, expected store.Revisi
 	err := c.origin.Delete(context.WithoutCancel(ctx), k, expected)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err == nil {
+		if c.root.emptied == nil {
+			c.root.emptied = map[string]time.Time{}
+		}
+		c.root.emptied[k.App] = c.now()
+	}
 	a := c.apps[k.App]
 	if a == nil || a.keys[k.Name] == nil {
 		return err

@@ -45,6 +45,25 @@ func TestDynamoTenListingsOfTheRootWithinTheTTLCostOneScanAtMost(t *testing.T) {
 	}
 }
 
+// The applications a listing of the root names need no listing of their
+// own while it is fresh: the kernel looks up each name `ls` of the root
+// gives (a mount's own start lists the root, to check that it answers),
+// and each cost a Query on top of the Scan.
+func TestDynamoListingTheRootCostsOneScanAndNoQuery(t *testing.T) {
+	b := dynamoBackend(t)
+	for _, app := range []string{"a", "b", "c"} {
+		b.cli(t, []byte("value of "+app), "put", app+"/s")
+	}
+	dynalite.ResetCalls()
+	m := mount(t, b, "--ttl", "1m")
+	if got := m.mustSh("ls -l | wc -l"); got != "4\n" {
+		t.Fatalf("ls -l of the root shows %q lines, want a total and 3 applications", got)
+	}
+	if scans, queries := dynalite.Calls("Scan"), dynalite.Calls("Query"); scans != 1 || queries != 0 {
+		t.Errorf("a mount's start and ls -l of its root cost %d Scans and %d Queries, want 1 and 0", scans, queries)
+	}
+}
+
 // rss returns the resident set size of process pid, in bytes.
 func rss(t *testing.T, pid int) int64 {
 	t.Helper()
