@@ -138,6 +138,15 @@ type Observer interface {
 	Recovered(k store.Key)
 }
 
+// CrowdObserver is implemented by an Observer that wants to hear when
+// the count bound (Options.Size, --cache-size) wiped a plaintext to make
+// room for another: more secrets are read than it holds, and reading the
+// one wiped again costs a key unwrap (a KMS Decrypt), so key unwraps
+// then grow with the read rate. Called once per plaintext so wiped.
+type CrowdObserver interface {
+	Crowded(size int)
+}
+
 // RollbackObserver is implemented by an Observer that wants to hear of
 // a secret whose Version went down while the catalog watched it: an old
 // item restored whole by someone who can write the store (which the

@@ -72,6 +72,13 @@ type recorder struct {
 	stale      []bool // first, per stale answer
 	recovered  []store.Key
 	rollbacks  [][2]store.Version
+	crowded    []int // the size, per plaintext the count bound wiped
+}
+
+func (r *recorder) Crowded(size int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.crowded = append(r.crowded, size)
 }
 
 func (r *recorder) Looked(hit bool) {
@@ -1278,5 +1285,38 @@ func TestAnApplicationInAFreshRootListingNeedsNoListingOfItsOwn(t *testing.T) {
 	}
 	if n := f.count("List") - lists; n != 1 {
 		t.Errorf("HasSecrets a TTL after the root listing cost %d listings, want 1", n)
+	}
+}
+
+// A plaintext wiped by the count bound to hold another is told of, once
+// per plaintext so wiped, with the bound: reading it again costs a key
+// unwrap. Plaintexts within the bound, and those wiped for idleness or
+// removal, are not.
+func TestAPlaintextWipedByTheCountBoundIsToldOf(t *testing.T) {
+	f := newFake()
+	for _, n := range []string{"a", "b", "c", "d"} {
+		f.set(key(n), "value of "+n, 1)
+	}
+	c, _, rec := newCatalog(t, f, Options{Size: 2})
+	count := func() int {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.crowded)
+	}
+	read(t, c, key("a"))
+	read(t, c, key("b"))
+	if err := c.Delete(bg, key("a"), lookup(t, c, key("a")).Revision()); err != nil {
+		t.Fatal(err)
+	}
+	read(t, c, key("c"))
+	if n := count(); n != 0 {
+		t.Fatalf("within the bound (a removed): told %d times, want 0", n)
+	}
+	read(t, c, key("d")) // wipes b, the least recently read
+	eventually(t, "the wipe is told of", func() bool { return count() == 1 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.crowded[0] != 2 {
+		t.Errorf("told of the bound %d, want 2", rec.crowded[0])
 	}
 }

@@ -36,11 +36,11 @@ func newResidency(size int) *residency {
 // hold makes s hold value, which it owns from then on, and wipes the
 // least recently read plaintexts beyond the bound. It returns the
 // listeners of the snapshots wiped.
-func (r *residency) hold(s *snapshot, value crypto.Plaintext, now time.Time) []func() {
+func (r *residency) hold(s *snapshot, value crypto.Plaintext, now time.Time) (told []func(), crowded bool) {
 	s.setValue(value)
 	s.touch(now.UnixNano())
-	r.held.Add(s, struct{}{})
-	return r.collect()
+	crowded = r.held.Add(s, struct{}{})
+	return r.collect(), crowded
 }
 
 // remove wipes s's plaintext, if it holds one, and returns its listeners.
@@ -83,7 +83,11 @@ func (r *residency) collect() []func() {
 // the listeners of the plaintexts the bound wiped are returned, to be
 // told once it is released.
 func (c *Catalog) fill(s *snapshot, value crypto.Plaintext) []func() {
-	return c.resident.hold(s, value, c.now())
+	told, crowded := c.resident.hold(s, value, c.now())
+	if o, ok := c.obs.(CrowdObserver); ok && crowded {
+		go o.Crowded(c.opts.Size)
+	}
+	return told
 }
 
 // tell runs the listeners of wiped plaintexts, each in its own goroutine:

@@ -78,6 +78,7 @@ type Registry struct {
 	revalidations       prometheus.Counter
 	revalidationChanges prometheus.Counter
 	staleAnswers        prometheus.Counter
+	crowded             prometheus.Counter
 	backendRequests     *prometheus.CounterVec
 	backendDuration     *prometheus.HistogramVec
 	commits             *prometheus.CounterVec
@@ -131,6 +132,10 @@ func New(version string, opts Options) *Registry {
 		Name: "secretfs_stale_answers_total",
 		Help: "Answers given past their TTL because the store could not be asked (stale-if-error).",
 	})
+	r.crowded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "secretfs_cache_crowded_total",
+		Help: "Plaintexts wiped to hold others within --cache-size: reading one again costs a key unwrap (a KMS Decrypt).",
+	})
 	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "secretfs_secrets_decrypted",
 		Help: "Secrets whose plaintext the mount holds in memory.",
@@ -173,7 +178,7 @@ func New(version string, opts Options) *Registry {
 
 	r.reg.MustRegister(
 		build, r.fuseRequests, r.fuseDuration, r.lookups, r.revalidations,
-		r.revalidationChanges, r.staleAnswers, held, r.backendRequests,
+		r.revalidationChanges, r.staleAnswers, r.crowded, held, r.backendRequests,
 		r.backendDuration, r.commits, healthy,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

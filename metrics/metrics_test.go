@@ -205,6 +205,7 @@ func TestScrape(t *testing.T) {
 	obs.Stale(leakKey, fault.E(fault.Unavailable, fault.Path(leakKey.String()), "no answer"), true)
 	obs.Stale(leakKey, fault.E(fault.Unavailable, fault.Path(leakKey.String()), "no answer"), false)
 	obs.Recovered(leakKey)
+	obs.Crowded(1024)
 	r.Decrypted(func() int { return 4 })
 
 	r.Committed(nil)
@@ -229,6 +230,7 @@ func TestScrape(t *testing.T) {
 		{"secretfs_cache_revalidations_total", nil, 2},
 		{"secretfs_cache_revalidation_changes_total", nil, 3},
 		{"secretfs_stale_answers_total", nil, 2},
+		{"secretfs_cache_crowded_total", nil, 1},
 		{"secretfs_secrets_decrypted", nil, 4},
 
 		{"secretfs_backend_requests_total", backend("dynamodb", "PutItem", "ok"), 1},

@@ -58,6 +58,10 @@ func (o CacheObserver) Revalidated(_ string, changed int) {
 // Stale counts an answer given past its TTL.
 func (o CacheObserver) Stale(store.Key, error, bool) { o.r.staleAnswers.Inc() }
 
+// Crowded counts a plaintext the count bound (--cache-size) wiped to
+// hold another.
+func (o CacheObserver) Crowded(int) { o.r.crowded.Inc() }
+
 // Recovered counts nothing: the backend's recovery shows in
 // secretfs_backend_requests_total and /healthz.
 func (o CacheObserver) Recovered(store.Key) {}

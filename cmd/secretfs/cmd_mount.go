@@ -347,7 +347,7 @@ func readOnlyMount(asked bool, b *backend, log logrus.FieldLogger) bool {
 // newCatalog returns the cache the mount serves: b's secrets, held and
 // refreshed as mc says, observed by the stale log and by meter, if any.
 func newCatalog(b *backend, mc mountConfig, meter *metrics.Registry, log logrus.FieldLogger) *cache.Catalog {
-	observe := observers{staleLog{log: log, window: mc.staleIfError}}
+	observe := observers{staleLog{log: log, window: mc.staleIfError, crowd: &crowdWarning{}}}
 	if meter != nil {
 		observe = append(observe, meter.Observer())
 	}

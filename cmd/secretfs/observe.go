@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -16,6 +17,26 @@ import (
 type staleLog struct {
 	log    logrus.FieldLogger
 	window time.Duration
+	crowd  *crowdWarning
+}
+
+// crowdWarning is when the log last said that more secrets are read
+// than --cache-size holds (see staleLog.Crowded).
+type crowdWarning struct{ last atomic.Int64 }
+
+// crowdWarningEvery is how often, at most, the log says it.
+const crowdWarningEvery = time.Hour
+
+// Crowded warns, at most once per crowdWarningEvery, that the count
+// bound wiped a plaintext to hold another: every read of it again costs
+// a key unwrap, and so, while this lasts, key unwraps grow with the read
+// rate (secretfs_cache_crowded_total counts each).
+func (l staleLog) Crowded(size int) {
+	now := time.Now().UnixNano()
+	if last := l.crowd.last.Load(); last != 0 && now-last < int64(crowdWarningEvery) || !l.crowd.last.CompareAndSwap(last, now) {
+		return
+	}
+	l.log.WithField("cache_size", size).Warn("more secrets are read than --cache-size holds: the least recently read plaintext was wiped, and reading it again costs a key unwrap (a KMS Decrypt); raise --cache-size to hold every secret this host reads (said at most once an hour)")
 }
 
 var _ cache.Observer = staleLog{}
@@ -48,6 +69,9 @@ type observers []cache.Observer
 
 var (
 	_ cache.RollbackObserver = staleLog{}
+	_ cache.CrowdObserver    = staleLog{}
+	_ cache.CrowdObserver    = observers{}
+	_ cache.CrowdObserver    = metrics.CacheObserver{}
 	_ cache.RollbackObserver = observers{}
 	_ cache.Observer         = observers{}
 	_ cache.Observer         = metrics.CacheObserver{}
@@ -75,6 +99,14 @@ func (o observers) RolledBack(k store.Key, from, to store.Version) {
 	for _, x := range o {
 		if rb, ok := x.(cache.RollbackObserver); ok {
 			rb.RolledBack(k, from, to)
+		}
+	}
+}
+
+func (o observers) Crowded(size int) {
+	for _, x := range o {
+		if c, ok := x.(cache.CrowdObserver); ok {
+			c.Crowded(size)
 		}
 	}
 }
