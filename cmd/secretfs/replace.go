@@ -376,6 +376,14 @@ func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) 
 			return nil, err
 		}
 	}
+	select {
+	case <-s.parentStop:
+		// A --replace with nothing to replace: its --daemon parent was
+		// stopped before the mount was made. Once it is, as after a
+		// switch, a stop passed on means nothing.
+		return nil, errors.New("interrupted (a stop signal to the --daemon parent, passed on) before mounting: nothing was mounted")
+	default:
+	}
 	server, err := mountFS(dir, catalog, opts)
 	if err != nil {
 		return nil, err

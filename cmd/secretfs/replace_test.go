@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/secretfs/secretfs/fs"
 	"github.com/secretfs/secretfs/internal/handover"
 )
 
@@ -310,5 +311,18 @@ func TestAStepDownWhoseSuccessorWithdrewMeanwhileKeepsTheMount(t *testing.T) {
 	}
 	if old.succ.detaching.Load() {
 		t.Error("the live mount counts itself as detached")
+	}
+}
+
+// A --replace --daemon with nothing to replace whose parent passed a
+// stop on before the mount was made mounts nothing and says so; it was
+// ignored (the parent said the child would withdraw, and it mounted).
+func TestAStopPassedOnBeforeAPlainMountOfAReplaceMountsNothing(t *testing.T) {
+	parentStop := make(chan os.Signal, 1)
+	parentStop <- withdrawSignal
+	s := &succession{dir: t.TempDir(), log: logrus.New(), steppedDown: make(chan struct{}), parentStop: parentStop}
+	server, err := s.mount(s.dir, nil, fs.Options{})
+	if err == nil || server != nil || !strings.Contains(err.Error(), "before mounting: nothing was mounted") {
+		t.Errorf("mount with a stop passed on: %v, %v; want nothing mounted, saying so", server, err)
 	}
 }
