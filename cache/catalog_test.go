@@ -1320,3 +1320,34 @@ func TestAPlaintextWipedByTheCountBoundIsToldOf(t *testing.T) {
 		t.Errorf("told of the bound %d, want 2", rec.crowded[0])
 	}
 }
+
+// An application known to hold secrets only from a listing of the
+// applications and the fetch of a secret of it (never listed on its own)
+// still holds them, within the stale window, while the store cannot
+// answer: it has no listing of its own to fall back on. (A read past the
+// TTL during an outage failed with EIO.)
+func TestAnApplicationNeverListedOnItsOwnIsServedStaleWhileTheStoreIsDown(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	if _, err := c.Apps(bg); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.HasSecrets(bg, "app"); !ok || err != nil {
+		t.Fatalf("HasSecrets: %v, %v", ok, err)
+	}
+	read(t, c, key("a"))
+	clk.advance(ttl)
+	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
+	if ok, err := c.HasSecrets(bg, "app"); !ok || err != nil {
+		t.Errorf("HasSecrets with the store down, past the TTL: %v, %v; want true from what it knew", ok, err)
+	}
+	if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
+		t.Errorf("Lookup with the store down, past the TTL: %+v, %v; want a stale answer", e, err)
+	}
+	clk.advance(ttl + time.Hour + time.Second)
+	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
+	if _, err := c.HasSecrets(bg, "app"); !fault.Is(fault.Unavailable, err) {
+		t.Errorf("past the stale window: %v, want Unavailable", err)
+	}
+}

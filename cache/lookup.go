@@ -235,6 +235,9 @@ func (c *Catalog) HasSecrets(ctx context.Context, app string) (bool, error) {
 		return true, nil
 	}
 	absent, err := c.listed(app)
+	if err != nil && !fault.Answered(err) && c.heldSecretsWithinStale(app) {
+		return true, nil
+	}
 	if err != nil {
 		return false, fault.E(op, fault.Path(app), err)
 	}
@@ -269,6 +272,27 @@ func (c *Catalog) inFreshRootListing(app string) bool {
 	}
 	_, found := slices.BinarySearch(r.names, app)
 	return found
+}
+
+// heldSecretsWithinStale reports whether, by an answer of the store
+// still within the stale window, app holds secrets: a secret of it the
+// catalog fetched, or a listing of the applications. An application
+// known only so (never listed on its own, see inFreshRootListing) has no
+// listing of its own to fall back on while the store cannot answer.
+func (c *Catalog) heldSecretsWithinStale(app string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if a := c.apps[app]; a != nil {
+		for _, ks := range a.keys {
+			if ks.holds() && c.withinStale(ks.verified, now) {
+				return true
+			}
+		}
+	}
+	r := &c.root
+	_, named := slices.BinarySearch(r.names, app)
+	return named && r.emptied[app].IsZero() && c.withinStale(r.listedAt, now)
 }
 
 // listPage is how many names a page of List holds when the caller lets
