@@ -89,7 +89,9 @@ func fileSHA256(t *testing.T, path string) string {
 // active/running or reloading, and the replaced process exits. Twice in
 // a row. Then: with move_mount made to fail as a kernel before 6.5 fails
 // it, a reload says so and changes nothing, and one with --replace=gap
-// stops and mounts; `systemctl restart` is a stop and a start; and the
+// stops and mounts; a stop right after a reload (which made a process
+// systemd did not start the main one) unmounts and exits cleanly (it was
+// SIGKILLed at once); `systemctl restart` is a stop and a start; and the
 // gap a crash (SIGKILL) leaves until Restart=on-failure serves again is
 // measured.
 func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
@@ -218,6 +220,25 @@ func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
 		t.Errorf("systemd refused a notification:\n%s", j)
 	}
 
+	// A stop right after a reload: the main process is one systemd did
+	// not start, and it must still get the SIGTERM, unmount and exit
+	// cleanly. (systemd, not waiting for a main process that is not its
+	// child, SIGKILLed it at once: a dead mount, Result=signal.)
+	journalBefore := len(m.journal(S))
+	m.must("systemctl", "stop", S)
+	if j := m.journal(S)[journalBefore:]; !strings.Contains(j, "level=info msg=unmounted") || strings.Contains(j, "with signal SIGKILL") {
+		t.Errorf("systemctl stop after a reload did not unmount cleanly (or SIGKILLed a process):\n%s", j)
+	}
+	if result := m.show(S, "Result"); result != "success" {
+		t.Errorf("systemctl stop after a reload: Result=%s, want success", result)
+	}
+	if out, err := m.run("findmnt", "/run/secrets"); err == nil {
+		t.Errorf("a mount is left at /run/secrets after a stop that followed a reload:\n%s", out)
+	}
+	m.must("systemctl", "start", S)
+	restarted := time.Now()
+	eventually(t, 30*time.Second, "the reader reads after the stop and start", func() bool { return okAfter(restarted) >= 3 })
+
 	// A kernel without MOVE_MOUNT_BENEATH, played with a system call
 	// filter that fails move_mount as such a kernel does (EINVAL).
 	dropIn := "/run/systemd/system/" + S + ".d/old-kernel.conf"
@@ -256,12 +277,16 @@ func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
 	writeIn(dropIn, "[Service]\nWatchdogSec=4s\n")
 	m.must("systemctl", "daemon-reload")
 	mainBefore = m.show(S, "MainPID")
+	journalBefore = len(m.journal(S))
 	m.must("systemctl", "restart", S)
 	if main := m.show(S, "MainPID"); main == mainBefore || state() != "active/running" {
 		t.Errorf("after systemctl restart: MainPID %s (was %s), %s", main, mainBefore, state())
 	}
-	if j := m.journal(S); !strings.Contains(j, "level=info msg=unmounting") {
-		t.Errorf("systemctl restart did not stop the running secretfs (no unmounting in the journal)")
+	// The stop of this restart comes after a reload: the main process
+	// is not systemd's child, and it must still unmount and exit on the
+	// SIGTERM, not be SIGKILLed at once (which left a dead mount).
+	if j := m.journal(S)[journalBefore:]; !strings.Contains(j, "level=info msg=unmounted") || strings.Contains(j, "with signal SIGKILL") {
+		t.Errorf("the stop of systemctl restart after a reload did not unmount cleanly (or SIGKILLed a process):\n%s", j)
 	}
 	restartsBefore := m.show(S, "NRestarts")
 	m.must("systemctl", "reload", S)

@@ -262,6 +262,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	}
 	defer serving(meter)()
 	served := whenServed(server)
+	succ.aboutToBeMain()
 	announceReady(c, dir, b.about, readOnly, ready)
 	succ.announced()
 

@@ -506,6 +506,16 @@ func (s *succession) interrupted() error {
 	}
 }
 
+// aboutToBeMain starts, for a replacement its --daemon parent will make
+// the service's main process (systemd's ExecReload=), the sentinel that
+// makes systemd wait for it at a stop (sentinel.go): before the parent
+// tells systemd, so that no stop finds the new main process alone.
+func (s *succession) aboutToBeMain() {
+	if s.replaced && s.notifySocket != "" {
+		startSentinel(s.log)
+	}
+}
+
 // announced ends a switch once the mount said it serves: a signal that
 // came between the step-down and then (a --daemon parent passes one on
 // until it hears that the mount serves) is part of the switch, and not

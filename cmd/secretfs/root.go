@@ -106,6 +106,7 @@ generated RSA key pair: no cloud account needed.`,
 		newEnvCommand(c),
 		newVersionCommand(),
 		newStatusCommand(),
+		newSentinelCommand(),
 	)
 	return root
 }
