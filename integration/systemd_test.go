@@ -118,3 +118,45 @@ func TestSystemdEnvironmentExampleNamesRealFlagsAndMountsAsItSays(t *testing.T) 
 	}
 	m.failSh("echo new > app/s", "Read-only file system")
 }
+
+// The unit as shipped starts with the environment file as shipped (the
+// README's install steps: the example copied unchanged, `secretfs init`
+// run once), under a real systemd: active/running, and uid 1000 reads a
+// secret it owns. (The unit's root, bounded to CAP_SYS_ADMIN, was kept out
+// of its own mount by --uid 1000 --dir-mode 0500: "mount /run/secrets:
+// permission denied", restarted every 2 s for ever.) A misspelled
+// variable is warned of in the journal.
+func TestSystemdUnitStartsWithTheShippedEnvironmentExample(t *testing.T) {
+	example, err := os.ReadFile(envExample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	b := &backend{name: "local", flags: []string{"--data-dir", data}}
+	value := unique("shipped")
+	b.cli(t, nil, "init")
+	b.cli(t, []byte(value), "put", "billing/db-password")
+	m := bootMachine(t, binary, readUnit(t), string(example)+"SECRETFS_APP=billing\n", data)
+	const S = "secretfs@run-secrets.service"
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("journal of %s:\n%s", S, m.journal(S))
+		}
+	})
+	if out, err := m.run("systemctl", "start", S); err != nil {
+		t.Fatalf("systemctl start with the shipped environment file: %v\n%s", err, out)
+	}
+	if s := m.show(S, "ActiveState") + "/" + m.show(S, "SubState"); s != "active/running" {
+		t.Fatalf("after start: %s", s)
+	}
+	if got := m.must("setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "cat", "/run/secrets/billing/db-password"); got != value {
+		t.Errorf("uid 1000 reads %q", got)
+	}
+	if j := m.journal(S); !strings.Contains(j, "variable=SECRETFS_APP") || !strings.Contains(j, "names no flag of secretfs mount") {
+		t.Errorf("the journal does not warn of the misspelled SECRETFS_APP")
+	}
+	if j := m.journal(S); strings.Contains(j, "first listing failed") {
+		t.Errorf("the mount's own check could not list it")
+	}
+	m.must("systemctl", "stop", S)
+}
