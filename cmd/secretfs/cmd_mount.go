@@ -32,6 +32,10 @@ import (
 
 // mountConfig holds mount's own flags (config.mount).
 type mountConfig struct {
+	// strayVariables are the SECRETFS_* variables set that name no flag
+	// (strayVariables), warned of once the log is open.
+	strayVariables []string
+
 	ttl          time.Duration
 	cacheIdle    time.Duration
 	staleIfError time.Duration
@@ -59,6 +63,7 @@ func newMountCommand(c *config) *cobra.Command {
 		Short: "Mount the secrets at MOUNTPOINT, in the foreground (or with --daemon in the background); SIGINT, SIGTERM or umount unmounts; SIGHUP reopens the log files",
 		Args:  argCount(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			mc.strayVariables = strayVariables(cmd)
 			ready := openReadyPipe()
 			if mc.daemon && ready == nil {
 				return daemonize(cmd.ErrOrStderr(), mc.replace.mode != replaceOff)
@@ -207,6 +212,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	}
 	defer logs.Close()
 	defer succ.Close() // before the log closes: what it stops may log
+	warnOfStrayVariables(log, c.mount.strayVariables)
 	// From here on the mount point as the mount table names it: a
 	// symlink to it is followed, as the kernel follows it.
 	dir = succ.dir

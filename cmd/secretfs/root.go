@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -165,6 +166,42 @@ func (c *config) validate() error {
 	}
 	c.writeFormat = format
 	return c.mount.validate()
+}
+
+// internalVariables are the SECRETFS_* variables secretfs sets for its
+// own children, and the test hooks: no flag has them.
+var internalVariables = map[string]bool{
+	readyFDEnv: true, listProbeEnv: true, heldNotifySocketEnv: true,
+	holdStepDownEnv: true, holdTakeOverEnv: true,
+}
+
+// strayVariables returns the SECRETFS_* variables of the environment that
+// set no flag of cmd: a misspelling in a unit's environment file
+// (SECRETFS_APP for mount's SECRETFS_APPS) would otherwise be ignored
+// without a word, and the mount would show what it was meant not to.
+func strayVariables(cmd *cobra.Command) []string {
+	known := map[string]bool{}
+	note := func(f *pflag.Flag) {
+		known[envPrefix+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = true
+	}
+	cmd.Flags().VisitAll(note)
+	cmd.InheritedFlags().VisitAll(note)
+	var stray []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) && !known[name] && !internalVariables[name] {
+			stray = append(stray, name)
+		}
+	}
+	slices.Sort(stray)
+	return stray
+}
+
+// warnOfStrayVariables logs each of stray (see strayVariables).
+func warnOfStrayVariables(log logrus.FieldLogger, stray []string) {
+	for _, name := range stray {
+		log.WithField("variable", name).Warn("this variable names no flag of secretfs mount, and is ignored: is it misspelled? (every flag --some-flag is SECRETFS_SOME_FLAG)")
+	}
 }
 
 // applyEnv sets every flag not given on the command line from its
