@@ -214,8 +214,11 @@ func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.L
 // a live secretfs, prepares dir for mounting (prepareMountpoint).
 func (s *succession) prepare(dir string) error {
 	if s.pred != nil {
-		s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID, "predecessor_version": s.pred.Hello.Release}).
-			Info("--replace: taking over from the secretfs serving the mount point")
+		entry := s.log.WithFields(logrus.Fields{"mountpoint": s.dir, "pid": s.pred.PID, "predecessor_version": s.pred.Hello.Release})
+		if s.pred.PID == 0 { // another PID namespace (another container): its own number there
+			entry = entry.WithFields(logrus.Fields{"pid": s.pred.Hello.PID, "pid_namespace": "its own"})
+		}
+		entry.Info("--replace: taking over from the secretfs serving the mount point")
 		return nil
 	}
 	if s.nothingToReplace != nil {
@@ -991,6 +994,12 @@ func (s *succession) stillHeld(log logrus.FieldLogger) {
 	holders := handover.Holders(s.dev)
 	for _, h := range holders {
 		log.WithFields(logrus.Fields{"pid": h.PID, "command": h.Command, "holds": h.What}).Warn("still holds the detached mount")
+	}
+	if len(holders) == 0 {
+		// In a container, or from a PID namespace that sees none of
+		// them: the kernel still holds the mount for someone.
+		log.Info("the detached mount is still held, by processes this one cannot see (another PID namespace, a container's consumers): serving it until it is released, --drain-timeout runs out or a signal ends the drain")
+		return
 	}
 	log.WithField("holders", len(holders)).Info("the detached mount is still held (the holders are named above): serving it until it is released, --drain-timeout runs out or a signal ends the drain")
 }

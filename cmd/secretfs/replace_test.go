@@ -13,6 +13,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/fs"
@@ -324,5 +325,17 @@ func TestAStopPassedOnBeforeAPlainMountOfAReplaceMountsNothing(t *testing.T) {
 	server, err := s.mount(s.dir, nil, fs.Options{})
 	if err == nil || server != nil || !strings.Contains(err.Error(), "before mounting: nothing was mounted") {
 		t.Errorf("mount with a stop passed on: %v, %v; want nothing mounted, saying so", server, err)
+	}
+}
+
+// A drain held by processes this one cannot see (another PID namespace:
+// a container's consumers) says so, rather than "the holders are named
+// above" with none named.
+func TestADrainHeldByProcessesItCannotSeeSaysSo(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	s := &succession{dev: 1<<20 | 4095} // a device no mount has
+	s.stillHeld(log)
+	if e := hook.LastEntry(); e == nil || !strings.Contains(e.Message, "by processes this one cannot see") {
+		t.Errorf("the drain's word with no holder in sight: %v", e)
 	}
 }
