@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/secretfs/secretfs/fault"
@@ -168,6 +169,12 @@ func (c *Catalog) runApps(f *flight) {
 	r.listing = nil
 	switch {
 	case err == nil:
+		// An application a listing of its own found empty after this
+		// one began stays absent: what began later stands.
+		names = slices.DeleteFunc(names, func(n string) bool {
+			at, ok := c.absent.Peek(n)
+			return ok && !at.Before(f.started)
+		})
 		r.names, r.listedAt, r.failed = names, f.started, nil
 		maps.DeleteFunc(r.emptied, func(_ string, at time.Time) bool { return at.Before(f.started) })
 		for _, n := range names {

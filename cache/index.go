@@ -207,7 +207,9 @@ func (c *Catalog) noteApp(app string, exists bool) {
 // forgotten (its index dropped) and remembered as absent for the TTL.
 // c.mu must be held.
 func (c *Catalog) noteListed(app string, a *appIndex, started time.Time) {
-	delete(c.root.emptied, app)
+	if at, ok := c.root.emptied[app]; ok && at.Before(started) {
+		delete(c.root.emptied, app) // this listing began after the removal: it knows
+	}
 	if len(a.keys) == 0 {
 		if c.apps[app] == a {
 			delete(c.apps, app)
