@@ -156,21 +156,22 @@ func readOwned(file string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// openDirectory returns the first directory, above file or above any
-// path its symbolic links lead through to the file opened, that every
-// user may write and that has no sticky bit (in which anyone may rename
-// another's file or link), or "" if there is none.
+// openDirectory returns the first directory, on the way the kernel walks
+// from / to file, that every user may write and that has no sticky bit
+// (in which anyone may rename another's file or link), or "" if there is
+// none: each directory above the file it opens, and each directory
+// holding a symbolic link met on the way (and each above those).
 func openDirectory(file string) (string, error) {
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return "", err
 	}
-	ways, err := linkedPaths(abs)
+	holders, real, err := walk(abs)
 	if err != nil {
 		return "", err
 	}
-	for _, p := range ways {
-		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+	for _, p := range append(holders, filepath.Dir(real)) {
+		for dir := p; ; dir = filepath.Dir(dir) {
 			fi, err := os.Stat(dir)
 			if err != nil {
 				return "", err
@@ -186,38 +187,46 @@ func openDirectory(file string) (string, error) {
 	return "", nil
 }
 
-// maxLinks bounds how many symbolic links linkedPaths follows, as the
-// kernel does (ELOOP after 40).
+// maxLinks bounds how many symbolic links walk follows, as the kernel
+// does (ELOOP after 40).
 const maxLinks = 40
 
-// linkedPaths returns abs, every path its chain of symbolic links names
-// on the way, and the path with every link resolved (a link to a
-// directory among them): each is a place someone could swap.
-func linkedPaths(abs string) ([]string, error) {
-	ways := []string{abs}
-	for p := abs; len(ways) <= maxLinks; {
-		fi, err := os.Lstat(p)
+// walk resolves abs as the kernel does, a name at a time from /: a link's
+// target replaces it, read from the directory the link is in (itself
+// resolved). It returns the directories that held a link on the way, and
+// the path with every link resolved.
+func walk(abs string) (holders []string, real string, err error) {
+	todo := strings.Split(strings.TrimPrefix(abs, "/"), "/")
+	real = "/"
+	for links := 0; len(todo) > 0; {
+		name := todo[0]
+		todo = todo[1:]
+		if name == "" || name == "." {
+			continue
+		}
+		next := filepath.Join(real, name) // real is resolved: ".." is its parent
+		fi, err := os.Lstat(next)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if fi.Mode()&os.ModeSymlink == 0 {
-			break
+			real = next
+			continue
 		}
-		target, err := os.Readlink(p)
+		if links++; links > maxLinks {
+			return nil, "", &fs.PathError{Op: "open", Path: abs, Err: syscall.ELOOP}
+		}
+		target, err := os.Readlink(next)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(filepath.Dir(p), target)
+		holders = append(holders, real)
+		if filepath.IsAbs(target) {
+			real = "/"
 		}
-		ways = append(ways, target)
-		p = target
+		todo = append(strings.Split(strings.TrimPrefix(target, "/"), "/"), todo...)
 	}
-	real, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return nil, err
-	}
-	return append(ways, real), nil
+	return holders, real, nil
 }
 
 // Parse checks data, the content of the configuration file named file.

@@ -1,0 +1,58 @@
+package mountconfig
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A relative link whose directory is itself reached through a link is
+// resolved from the real directory, as the kernel does. (The check
+// joined it to the path as written, and refused a valid file: "no such
+// file or directory"; found by a review.)
+func TestAConfigFileThroughARelativeLinkInALinkedDirectoryIsRead(t *testing.T) {
+	base := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(base, "opt/x/etc"), 0o755))
+	must(os.MkdirAll(filepath.Join(base, "opt/x/shared"), 0o755))
+	must(os.WriteFile(filepath.Join(base, "opt/x/shared/c.conf"), []byte(""), 0o600))
+	must(os.Symlink("../shared/c.conf", filepath.Join(base, "opt/x/etc/c.conf")))
+	must(os.Symlink(filepath.Join(base, "opt/x/etc"), filepath.Join(base, "etc")))
+	p := filepath.Join(base, "etc/c.conf")
+	if _, err := os.ReadFile(p); err != nil {
+		t.Fatalf("kernel cannot open: %v", err)
+	}
+	if _, err := readOwned(p); err != nil {
+		t.Errorf("valid file refused: %v", err)
+	}
+}
+
+// A link in a directory component, inside a directory every user may
+// write, is found: anyone could swap it. (Only the file's own links were
+// followed; found by a review.)
+func TestAConfigFileThroughALinkInADirectoryEveryUserMayWriteIsFound(t *testing.T) {
+	base := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(base, "real"), 0o755))
+	must(os.WriteFile(filepath.Join(base, "real/c.conf"), []byte(""), 0o600))
+	must(os.MkdirAll(filepath.Join(base, "open"), 0o755))
+	must(os.Chmod(filepath.Join(base, "open"), 0o777))
+	must(os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "open/dirlink")))
+	must(os.Symlink(filepath.Join(base, "open/dirlink"), filepath.Join(base, "a")))
+	p := filepath.Join(base, "a/c.conf")
+	dir, err := openDirectory(p)
+	t.Logf("openDirectory=%q err=%v", dir, err)
+	if dir == "" && err == nil {
+		t.Errorf("%s reached through a link in world-writable %s, not found", p, filepath.Join(base, "open"))
+	}
+}
