@@ -224,20 +224,24 @@ func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
 	// not start, and it must still get the SIGTERM, unmount and exit
 	// cleanly. (systemd, not waiting for a main process that is not its
 	// child, SIGKILLed it at once: a dead mount, Result=signal.)
-	journalBefore := len(m.journal(S))
-	m.must("systemctl", "stop", S)
-	if j := m.journal(S)[journalBefore:]; !strings.Contains(j, "level=info msg=unmounted") || strings.Contains(j, "with signal SIGKILL") {
-		t.Errorf("systemctl stop after a reload did not unmount cleanly (or SIGKILLed a process):\n%s", j)
+	stopAndStart := func(after string) {
+		t.Helper()
+		journalBefore := len(m.journal(S))
+		m.must("systemctl", "stop", S)
+		if j := m.journal(S)[journalBefore:]; !strings.Contains(j, "level=info msg=unmounted") || strings.Contains(j, "with signal SIGKILL") {
+			t.Errorf("systemctl stop after %s did not unmount cleanly (or SIGKILLed a process):\n%s", after, j)
+		}
+		if result := m.show(S, "Result"); result != "success" {
+			t.Errorf("systemctl stop after %s: Result=%s, want success", after, result)
+		}
+		if out, err := m.run("findmnt", "/run/secrets"); err == nil {
+			t.Errorf("a mount is left at /run/secrets after a stop that followed %s:\n%s", after, out)
+		}
+		m.must("systemctl", "start", S)
+		restarted := time.Now()
+		eventually(t, 30*time.Second, "the reader reads after the stop and start", func() bool { return okAfter(restarted) >= 3 })
 	}
-	if result := m.show(S, "Result"); result != "success" {
-		t.Errorf("systemctl stop after a reload: Result=%s, want success", result)
-	}
-	if out, err := m.run("findmnt", "/run/secrets"); err == nil {
-		t.Errorf("a mount is left at /run/secrets after a stop that followed a reload:\n%s", out)
-	}
-	m.must("systemctl", "start", S)
-	restarted := time.Now()
-	eventually(t, 30*time.Second, "the reader reads after the stop and start", func() bool { return okAfter(restarted) >= 3 })
+	stopAndStart("a reload")
 
 	// A kernel without MOVE_MOUNT_BENEATH, played with a system call
 	// filter that fails move_mount as such a kernel does (EINVAL).
@@ -270,6 +274,7 @@ func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
 	eventually(t, 30*time.Second, "the reader reads after the reload with a gap", func() bool { return okAfter(gapTo) >= 3 })
 	_, gapFailed := readsBetween(timedReads(t, readerOut), value, gapFrom, gapTo)
 	t.Logf("--replace=gap on a kernel that cannot mount beneath: %d reads failed during the reload", len(gapFailed))
+	stopAndStart("a reload with --replace=gap")
 	m.must("systemctl", "daemon-reload")
 
 	// restart keeps its meaning: a stop and a start. With WatchdogSec=,
@@ -277,7 +282,7 @@ func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
 	writeIn(dropIn, "[Service]\nWatchdogSec=4s\n")
 	m.must("systemctl", "daemon-reload")
 	mainBefore = m.show(S, "MainPID")
-	journalBefore = len(m.journal(S))
+	journalBefore := len(m.journal(S))
 	m.must("systemctl", "restart", S)
 	if main := m.show(S, "MainPID"); main == mainBefore || state() != "active/running" {
 		t.Errorf("after systemctl restart: MainPID %s (was %s), %s", main, mainBefore, state())

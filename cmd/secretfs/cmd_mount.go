@@ -35,6 +35,9 @@ type mountConfig struct {
 	// strayVariables are the SECRETFS_* variables set that name no flag
 	// (strayVariables), warned of once the log is open.
 	strayVariables []string
+	// parentStop: for a --daemon child that replaces a mount, where its
+	// parent's withdrawSignal comes (parentStops); nil otherwise.
+	parentStop <-chan os.Signal
 
 	ttl          time.Duration
 	cacheIdle    time.Duration
@@ -65,6 +68,9 @@ func newMountCommand(c *config) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mc.strayVariables = strayVariables(cmd)
 			ready := openReadyPipe()
+			if ready != nil && mc.replace.mode != replaceOff {
+				mc.parentStop = parentStops()
+			}
 			if mc.daemon && ready == nil {
 				return daemonize(cmd.ErrOrStderr(), mc.replace.mode != replaceOff)
 			}
@@ -200,7 +206,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	if err != nil {
 		return err
 	}
-	succ, err := beginMount(c.mount.replace, dir, c.timeout, log, ready != nil)
+	succ, err := beginMount(c.mount.replace, dir, c.timeout, log, c.mount.parentStop)
 	if err != nil {
 		return err
 	}
@@ -675,9 +681,24 @@ func liveSecretfsAt(dir string) bool {
 	if !ok || top.FSType != mountType || !strings.Contains(","+top.SuperOptions+",", ",user_id="+strconv.Itoa(os.Geteuid())+",") {
 		return false
 	}
-	dead, _ := deadMountAt(abs)
-	return !dead
+	// statfs reaches the secretfs there, which may be stuck (a
+	// --replace is how one replaces it): one that does not answer in
+	// time is live, as far as this says.
+	dead := make(chan bool, 1)
+	go func() {
+		d, _ := deadMountAt(abs)
+		dead <- d
+	}()
+	select {
+	case d := <-dead:
+		return !d
+	case <-time.After(liveCheckLimit):
+		return true
+	}
 }
+
+// liveCheckLimit bounds liveSecretfsAt's statfs of the mount it asks about.
+const liveCheckLimit = 2 * time.Second
 
 // deadMountAt reports whether abs holds a dead mount, left by a process
 // that died ("transport endpoint is not connected"), which a mount there

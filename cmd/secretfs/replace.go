@@ -158,6 +158,15 @@ type succession struct {
 	parentStop <-chan os.Signal
 }
 
+// parentStops returns the channel where a --daemon parent's
+// withdrawSignal comes, for a replacing child (see succession.parentStop):
+// subscribed first thing, since Go ignores a SIGUSR1 nobody listens for.
+func parentStops() <-chan os.Signal {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, withdrawSignal)
+	return c
+}
+
 // withdrawSignal is what a --daemon parent sends its replacing child for
 // a stop signal it caught (passSignalsOn): unlike SIGTERM, it never
 // stops a process that took over.
@@ -176,14 +185,11 @@ var beneathSupported = handover.BeneathSupported
 // (logTo): once the log is open, prepare says what was found and
 // prepares dir. --replace=gap on a kernel that cannot mount beneath
 // stops the live secretfs only as this one mounts (stepDownFirst).
-func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.Logger, daemonChild bool) (*succession, error) {
-	s := &succession{flags: r, timeout: timeout, log: log, steppedDown: make(chan struct{})}
-	if r.mode != replaceOff && daemonChild {
+func beginMount(r replaceFlags, dir string, timeout time.Duration, log *logrus.Logger, parentStop <-chan os.Signal) (*succession, error) {
+	s := &succession{flags: r, timeout: timeout, log: log, steppedDown: make(chan struct{}), parentStop: parentStop}
+	if parentStop != nil {
 		s.notifySocket, s.parent = os.Getenv(heldNotifySocketEnv), os.Getppid()
 		os.Unsetenv(heldNotifySocketEnv)
-		withdraw := make(chan os.Signal, 1)
-		signal.Notify(withdraw, withdrawSignal)
-		s.parentStop = withdraw
 	}
 	abs, err := resolve(dir)
 	if err != nil {
@@ -379,13 +385,15 @@ func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) 
 			return nil, err
 		}
 	}
-	select {
-	case <-s.parentStop:
-		// A --replace with nothing to replace: its --daemon parent was
-		// stopped before the mount was made. Once it is, as after a
-		// switch, a stop passed on means nothing.
-		return nil, errors.New("interrupted (a stop signal to the --daemon parent, passed on) before mounting: nothing was mounted")
-	default:
+	if !replacing {
+		select {
+		case <-s.parentStop:
+			// A --replace with nothing to replace: its --daemon parent
+			// was stopped before the mount was made. Once it is, as
+			// after a switch, a stop passed on means nothing.
+			return nil, errors.New("interrupted (a stop signal to the --daemon parent, passed on) before mounting: nothing was mounted")
+		default:
+		}
 	}
 	server, err := mountFS(dir, catalog, opts)
 	if err != nil {
@@ -393,6 +401,7 @@ func (s *succession) mount(dir string, catalog *cache.Catalog, opts fs.Options) 
 	}
 	if replacing {
 		s.switched()
+		s.replaced = true // the --daemon parent makes this process the service's main one, as after a switch beneath
 	}
 	all, err := handover.ReadMountInfo("/proc/self/mountinfo")
 	if top, ok := handover.TopAt(all, s.dir); err == nil && ok && top.FSType == mountType {

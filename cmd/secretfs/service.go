@@ -537,11 +537,13 @@ func init() {
 			_, err = f.Readdirnames(-1)
 			f.Close()
 		}
-		if errors.Is(err, fs.ErrPermission) {
+		if errors.Is(err, fs.ErrPermission) && unix.Access(dir, unix.R_OK|unix.X_OK) != nil {
 			// A root whose owner and mode keep this process out (root
 			// bounded to CAP_SYS_ADMIN, --uid 1000 --dir-mode 0500):
-			// the mount answers if it answers a statfs, which the
-			// kernel always asks it.
+			// the kernel refused from the attributes, as access(2)
+			// does, and the mount answers if it answers a statfs,
+			// which the kernel always asks it. (An EACCES access(2)
+			// does not give came from the mount: the store refused.)
 			var st unix.Statfs_t
 			err = unix.Statfs(dir, &st)
 		}

@@ -499,7 +499,7 @@ const askerAnswerLimit = 2 * time.Second
 // goes on, on a duplicate of root's descriptor, until the file system
 // answers or its connection ends.
 func answers(root *os.File, within time.Duration) error {
-	fd, err := unix.Dup(int(root.Fd()))
+	fd, err := unix.FcntlInt(root.Fd(), unix.F_DUPFD_CLOEXEC, 0) // a child started meanwhile must not hold the asker's mount
 	if err != nil {
 		return err
 	}
