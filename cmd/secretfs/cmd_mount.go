@@ -276,7 +276,7 @@ func mount(ctx context.Context, c *config, dir string, stderr io.Writer, ready *
 	served := whenServed(server)
 	succ.aboutToBeMain()
 	announceReady(c, dir, b.about, readOnly, ready)
-	succ.announced()
+	succ.announced(stop)
 
 	stopWatchdog := make(chan struct{})
 	defer close(stopWatchdog)

@@ -156,6 +156,9 @@ type succession struct {
 	// on until it has read that the mount serves, which may be after
 	// the switch ended (see switched).
 	parentStop <-chan os.Signal
+	// stopAfterSwitch is a stop signal that came during a switch under
+	// systemd, taken once the switch is done (see switched).
+	stopAfterSwitch os.Signal
 }
 
 // parentStops returns the channel where a --daemon parent's
@@ -531,10 +534,19 @@ func (s *succession) aboutToBeMain() {
 // announced ends a switch once the mount said it serves: a signal that
 // came between the step-down and then (a --daemon parent passes one on
 // until it hears that the mount serves) is part of the switch, and not
-// taken as a stop either.
-func (s *succession) announced() {
-	if s.replaced {
-		s.switched()
+// taken as a stop either; but systemd's stop, which came during a
+// reload's switch (stopAfterSwitch), is passed to stop now that the
+// switch is done.
+func (s *succession) announced(stop chan<- os.Signal) {
+	if !s.replaced {
+		return
+	}
+	s.switched()
+	if s.stopAfterSwitch != nil {
+		select {
+		case stop <- s.stopAfterSwitch:
+		default: // a newer signal is there already
+		}
 	}
 }
 
@@ -542,11 +554,20 @@ func (s *succession) announced() {
 // down, once this process asked it to: there was no way back, and the
 // switch is done, so they are not taken as a stop, which would unmount
 // the path and leave nothing serving it. The next signal stops the
-// process as usual.
+// process as usual. Under systemd (a reload's child), a stop signal
+// during the switch is systemd's stop of the unit, which reaches every
+// process of it (KillMode=control-group) once: it is kept, and taken
+// once the switch is done (announced); without it, systemd would wait
+// for TimeoutStopSec and SIGKILL the mount dead.
 func (s *succession) switched() {
 	for {
 		select {
 		case sig := <-s.stop:
+			if s.notifySocket != "" {
+				s.stopAfterSwitch = sig
+				s.log.WithField("signal", sig.String()).Warn("--replace: a stop signal came during the switch, under systemd: the switch completes, then this process stops")
+				continue
+			}
 			s.log.WithField("signal", sig.String()).Warn("--replace: a signal came during the switch, once the predecessor had been asked to step down: not taken as a stop; this process serves the mount point (a second signal stops it)")
 		case <-s.parentStop:
 			s.log.Warn("--replace: a signal came during the switch (to the --daemon parent, which passed it on), once the predecessor had been asked to step down: not taken as a stop; this process serves the mount point")

@@ -339,3 +339,30 @@ func TestADrainHeldByProcessesItCannotSeeSaysSo(t *testing.T) {
 		t.Errorf("the drain's word with no holder in sight: %v", e)
 	}
 }
+
+// A stop signal during a reload's switch under systemd is systemd's stop
+// of the unit, sent once: taken once the switch is done. Outside
+// systemd, one during the switch is not a stop (a second signal is).
+// (Under systemd it was dropped, and the stop waited for TimeoutStopSec,
+// then SIGKILLed the mount dead; found by a review.)
+func TestAStopDuringASwitchUnderSystemdIsTakenOnceTheSwitchIsDone(t *testing.T) {
+	for _, tc := range []struct {
+		notifySocket string
+		want         os.Signal
+	}{{"/run/systemd/notify", syscall.SIGTERM}, {"", nil}} {
+		signals := make(chan os.Signal, 2)
+		signals <- syscall.SIGTERM
+		s := &succession{log: logrus.New(), notifySocket: tc.notifySocket, stop: signals, replaced: true}
+		s.switched() // the signal came while the predecessor stepped down
+		stop := make(chan os.Signal, 2)
+		s.announced(stop)
+		var got os.Signal
+		select {
+		case got = <-stop:
+		default:
+		}
+		if got != tc.want {
+			t.Errorf("notify socket %q: after the switch, the stop channel holds %v, want %v", tc.notifySocket, got, tc.want)
+		}
+	}
+}
