@@ -48,6 +48,14 @@ type rootIndex struct {
 	emptied map[string]time.Time // when
 }
 
+// vouchesFor reports whether the last listing of the applications names
+// app, and no removal through the catalog may have emptied it since.
+// c.mu must be held.
+func (r *rootIndex) vouchesFor(app string) bool {
+	_, named := slices.BinarySearch(r.names, app)
+	return named && r.emptied[app].IsZero()
+}
+
 // keyStatus is what the store said of a secret, as the catalog last
 // heard it.
 type keyStatus uint8

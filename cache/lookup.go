@@ -266,12 +266,7 @@ func (c *Catalog) inFreshRootListing(app string) bool {
 	if a := c.apps[app]; a != nil && a.fresh(c.opts.TTL, now, time.Time{}) {
 		return false // its own listing answers, and knows what the catalog did since
 	}
-	r := &c.root
-	if !r.fresh(c.opts.TTL, now, time.Time{}) || !r.emptied[app].IsZero() {
-		return false
-	}
-	_, found := slices.BinarySearch(r.names, app)
-	return found
+	return c.root.fresh(c.opts.TTL, now, time.Time{}) && c.root.vouchesFor(app)
 }
 
 // heldSecretsWithinStale reports whether, by an answer of the store
@@ -290,9 +285,7 @@ func (c *Catalog) heldSecretsWithinStale(app string) bool {
 			}
 		}
 	}
-	r := &c.root
-	_, named := slices.BinarySearch(r.names, app)
-	return named && r.emptied[app].IsZero() && c.withinStale(r.listedAt, now)
+	return c.root.vouchesFor(app) && c.withinStale(c.root.listedAt, now)
 }
 
 // listPage is how many names a page of List holds when the caller lets

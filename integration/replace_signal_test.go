@@ -303,8 +303,9 @@ func TestASignalDuringTheSwitchDoesNotUnmountThePath(t *testing.T) {
 			// The --daemon parent passes a stop signal on until it has
 			// read that the mount serves, a moment after the child said
 			// so: what it passes (SIGUSR1) reaching the child after the
-			// switch is not a stop. (It passed SIGTERM, which then
-			// unmounted the path.)
+			// switch is not a stop. This is the child's side; that the
+			// parent passes SIGUSR1 and not SIGTERM (which unmounted
+			// the path) is TestADaemonParentPassesAStopOnAsAWithdrawal's.
 			if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 				t.Fatal(err)
 			}

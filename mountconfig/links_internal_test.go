@@ -12,12 +12,7 @@ import (
 // file or directory"; found by a review.)
 func TestAConfigFileThroughARelativeLinkInALinkedDirectoryIsRead(t *testing.T) {
 	base := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := fatalOn(t)
 	must(os.MkdirAll(filepath.Join(base, "opt/x/etc"), 0o755))
 	must(os.MkdirAll(filepath.Join(base, "opt/x/shared"), 0o755))
 	must(os.WriteFile(filepath.Join(base, "opt/x/shared/c.conf"), []byte(""), 0o600))
@@ -37,12 +32,7 @@ func TestAConfigFileThroughARelativeLinkInALinkedDirectoryIsRead(t *testing.T) {
 // followed; found by a review.)
 func TestAConfigFileThroughALinkInADirectoryEveryUserMayWriteIsFound(t *testing.T) {
 	base := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := fatalOn(t)
 	must(os.MkdirAll(filepath.Join(base, "real"), 0o755))
 	must(os.WriteFile(filepath.Join(base, "real/c.conf"), []byte(""), 0o600))
 	must(os.MkdirAll(filepath.Join(base, "open"), 0o755))
@@ -54,5 +44,15 @@ func TestAConfigFileThroughALinkInADirectoryEveryUserMayWriteIsFound(t *testing.
 	t.Logf("openDirectory=%q err=%v", dir, err)
 	if dir == "" && err == nil {
 		t.Errorf("%s reached through a link in world-writable %s, not found", p, filepath.Join(base, "open"))
+	}
+}
+
+// fatalOn returns a function that fails t at once on an error.
+func fatalOn(t *testing.T) func(error) {
+	return func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
