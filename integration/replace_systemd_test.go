@@ -121,6 +121,10 @@ func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
 	if s := state(); s != "active/running" {
 		t.Fatalf("after start: %s", s)
 	}
+	serving := m.show(S, "StatusText")
+	if !strings.HasPrefix(serving, "serving /run/secrets (") {
+		t.Fatalf("after start: StatusText=%q, want it to name the mount point and the backend", serving)
+	}
 
 	// The reader, in the container.
 	readerOut := filepath.Join(t.TempDir(), "reader.out")
@@ -192,6 +196,9 @@ func TestSystemdReloadReplacesTheMountWithNoGap(t *testing.T) {
 		}
 		if s := state(); s != "active/running" {
 			t.Errorf("after the reload: %s", s)
+		}
+		if got, want := m.show(S, "StatusText"), serving+", took over as process "+newMain; got != want {
+			t.Errorf("after the reload: StatusText=%q, want %q", got, want)
 		}
 		eventually(t, 30*time.Second, "the replaced process exits", func() bool {
 			_, err := m.run("test", "-e", "/proc/"+oldMain)

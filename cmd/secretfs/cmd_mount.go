@@ -475,7 +475,9 @@ func announceReady(c *config, dir, about string, readOnly bool, ready *readyPipe
 	mc := c.mount
 	log.WithFields(logrus.Fields{"mountpoint": dir, "backend": about, "read_only": readOnly, "ttl": mc.ttl.String(),
 		"cache_idle": mc.cacheIdle.String(), "stale_if_error": mc.staleIfError.String()}).Info("mounted")
-	notify(log, daemon.SdNotifyReady+"\nSTATUS=serving "+dir+" ("+about+")")
+	serving := "serving " + dir + " (" + about + ")"
+	notify(log, daemon.SdNotifyReady+"\nSTATUS="+serving)
+	ready.status(serving)
 	ready.done(nil)
 }
 

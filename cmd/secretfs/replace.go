@@ -1117,12 +1117,12 @@ func holdNotifySocket(env []string) []string {
 // ExecReload= tells systemd once its child took the mount over: the child
 // is the service's main process now, ready, and alive for the watchdog
 // (NotifyAccess=exec accepts this from the reload's own process, and not
-// yet from the child).
-func relayMainPID(pid int) {
+// yet from the child). serving is the child's own status.
+func relayMainPID(pid int, serving string) {
 	if os.Getenv("NOTIFY_SOCKET") == "" {
 		return
 	}
-	state := fmt.Sprintf("MAINPID=%d\n%s\n%s\nSTATUS=serving (took over as process %d)", pid, daemon.SdNotifyReady, daemon.SdNotifyWatchdog, pid)
+	state := fmt.Sprintf("MAINPID=%d\n%s\n%s\nSTATUS=%s, took over as process %d", pid, daemon.SdNotifyReady, daemon.SdNotifyWatchdog, serving, pid)
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		fmt.Fprintln(os.Stderr, "secretfs: could not tell systemd the new main process:", err)
 	}

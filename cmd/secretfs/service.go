@@ -78,6 +78,7 @@ func daemonize(stderr io.Writer, replacing bool) error {
 	w.Close()
 	defer passSignalsOn(sigs, cmd.Process, stderr)()
 	lines := bufio.NewReader(r)
+	serving := "serving"
 	for {
 		line, readErr := lines.ReadString('\n')
 		line = strings.TrimSpace(line)
@@ -85,9 +86,12 @@ func daemonize(stderr io.Writer, replacing bool) error {
 		case strings.HasPrefix(line, "note: "):
 			fmt.Fprintln(stderr, "secretfs:", strings.TrimPrefix(line, "note: "))
 			continue
+		case strings.HasPrefix(line, "status: "):
+			serving = strings.TrimPrefix(line, "status: ")
+			continue
 		case line == "ready":
 			if replacing {
-				relayMainPID(cmd.Process.Pid)
+				relayMainPID(cmd.Process.Pid, serving)
 			}
 			fmt.Fprintf(stderr, "secretfs: mounted, serving as process %d\n", cmd.Process.Pid)
 			cmd.Process.Release()
@@ -307,6 +311,16 @@ func (p *readyPipe) note(text string) {
 		return
 	}
 	fmt.Fprintln(p.f, "note: "+strings.ReplaceAll(text, "\n", " "))
+}
+
+// status tells the parent what the daemon says to systemd once ready
+// (STATUS=), for a parent that speaks to systemd on its behalf
+// (relayMainPID).
+func (p *readyPipe) status(text string) {
+	if p == nil || p.f == nil {
+		return
+	}
+	fmt.Fprintln(p.f, "status: "+strings.ReplaceAll(text, "\n", " "))
 }
 
 // done tells the parent how starting ended, once.
