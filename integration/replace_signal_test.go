@@ -247,6 +247,48 @@ func TestASignalBeforeTheSwitchWithdrawsTheNewMount(t *testing.T) {
 	}
 }
 
+// A replacement held beneath a live secretfs that is stopped meanwhile
+// (its mount unmounted, so the path shows the replacement's), then
+// signalled before it asked anything: both were told to stop, and the
+// path is left with no mount, not a dead one. (The replacement tried to
+// withdraw from beneath a mount no longer there, failed, and exited with
+// its mount at the path: "Transport endpoint is not connected".)
+func TestAReplacementSignalledAfterTheLiveMountStoppedLeavesNoMount(t *testing.T) {
+	b, value := replacedSecret(t, "both")
+	dir, logPath := replacedDir(t)
+	old := mountAt(t, b, dir)
+	old.secret(value)
+	hold, held := holdFIFO(t)
+
+	r := startReplacing(t, b, dir, logPath, "SECRETFS_TEST_HOLD_TAKEOVER="+hold)
+	child := childOf(t, r.cmd.Process.Pid)
+	w := held("the new process holds before asking the old one to step down")
+	if err := old.stop(); err != nil {
+		t.Errorf("stopping the live secretfs while a replacement is held beneath it: %v\n%s", err, old.log())
+	}
+	if strings.Contains(old.log(), "still serving") {
+		t.Errorf("the stopped secretfs's log says it is still serving:\n%s", old.log())
+	}
+	r.send(t, toTheChild, child)
+	if _, err := w.WriteString("signalled\n"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	errOut, err := r.wait(t)
+	t.Logf("mount --replace --daemon, signalled after the live mount stopped: %v, %s", err, strings.TrimSpace(errOut))
+	if err == nil {
+		t.Errorf("mount --replace --daemon, signalled before it asked, succeeded: %s", errOut)
+	}
+	eventually(t, 30*time.Second, "the signalled replacement exits", func() bool { return !alive(child) })
+	if at := mountsAt(t, os.Getpid(), dir); len(at) != 0 {
+		newLog, _ := os.ReadFile(logPath)
+		t.Errorf("mounts at %s once both were stopped: %+v, want none\nthe replacement's log:\n%s", dir, at, newLog)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("ls %s once both were stopped: %d entries, %v; want the empty directory beneath", dir, len(entries), err)
+	}
+}
+
 // A signal that reaches the replacing process (or its --daemon parent)
 // once it asked the live secretfs to step down, while the step-down is
 // under way, does not stop it: the switch completes, the command returns

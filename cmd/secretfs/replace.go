@@ -499,8 +499,17 @@ func (s *succession) takeOver(m *handover.Mount) error {
 }
 
 // withdraw takes m from beneath the live mount, which goes on serving,
-// and returns err, the reason, saying so.
+// and returns err, the reason, saying so. If the live mount was
+// unmounted meanwhile (its process stopped), m is what the path shows,
+// never switched to: it is unmounted too, rather than left there dead
+// once this process exits.
 func (s *succession) withdraw(m *handover.Mount, err error) error {
+	if s.onTop() {
+		if undo := unix.Unmount(s.dir, unix.MNT_DETACH); undo != nil {
+			return fmt.Errorf("--replace: %w; the live mount stopped meanwhile, and this one, on top now, could not be unmounted (%v): it is left dead there when this process exits", err, undo)
+		}
+		return fmt.Errorf("--replace: %w; the live mount stopped meanwhile, and this one is unmounted too: nothing serves the path", err)
+	}
 	if undo := m.Withdraw(s.dir, s.pred.Mount.Dev); undo != nil {
 		return fmt.Errorf("--replace: %w; and this mount could not be taken from beneath the live one (%v): it is left dead there when this process exits, and the next mount after the live one stops recovers it", err, undo)
 	}

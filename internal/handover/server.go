@@ -375,9 +375,15 @@ func (c *Control) forget(conn *net.UnixConn) {
 	if left {
 		c.successor = nil
 	}
+	closed := c.closed
 	c.mu.Unlock()
 	if left {
-		c.s.Log.Info("the process that announced itself as a successor went away; still serving")
+		if closed {
+			// Closing ended the connection: this mount is stopping.
+			c.s.Log.Info("stopping while a successor that announced itself has not asked this mount to step down")
+		} else {
+			c.s.Log.Info("the process that announced itself as a successor went away; still serving")
+		}
 		if c.s.Successor != nil {
 			c.s.Successor(false)
 		}
