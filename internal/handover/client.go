@@ -101,10 +101,37 @@ func Status(mountpoint string) (*Predecessor, error) {
 	return p, nil
 }
 
+// refusedWindow bounds how long dial tries again a control socket that
+// refuses connections: during a replacement the predecessor closes its
+// socket a moment before the successor moves its own over the same path,
+// and a status or a replacement asked in that moment must not fail. A
+// socket a killed process left refuses for good, and costs this long.
+const refusedWindow = 2 * time.Second
+
+// refusedPause is the pause between two tries of a refusing socket.
+const refusedPause = 20 * time.Millisecond
+
+// refused is called each time the control socket refused a connection,
+// before dial tries again: a test moves a socket into place there.
+var refused = func() {}
+
 // dial connects to the control socket of mountpoint, which must be a
 // socket of this user that only this user may use, answered by a process
-// of this user.
+// of this user. A socket that refuses is tried again, and checked again,
+// for refusedWindow.
 func dial(mountpoint string) (*Predecessor, error) {
+	give := time.Now().Add(refusedWindow)
+	for {
+		p, err := dialOnce(mountpoint)
+		if !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(give) {
+			return p, err
+		}
+		refused()
+		time.Sleep(refusedPause)
+	}
+}
+
+func dialOnce(mountpoint string) (*Predecessor, error) {
 	path := SocketPath(mountpoint)
 	euid := os.Geteuid()
 	fi, err := os.Lstat(path)

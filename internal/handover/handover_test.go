@@ -655,6 +655,57 @@ func TestAPredecessorLeavesItsSuccessorsSocket(t *testing.T) {
 	}
 }
 
+// A status asked after the predecessor closed its control socket and
+// before the successor moved its own over the path (the socket file is
+// there, nothing listens) reaches the successor: it failed with
+// "connection refused" for that moment of every replacement.
+func TestStatusBetweenThePredecessorsCloseAndTheSuccessorsMoveReachesTheSuccessor(t *testing.T) {
+	dir := mountpoint(t)
+	_, oldControl := mountOld(t, dir, "old")
+	p, err := Find(dir, fsType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	m, s := mountNew(t, "new")
+	t.Cleanup(func() { detachAll(dir); waitDone(t, s, "new server") })
+	if err := m.AttachBeneath(dir); err != nil {
+		t.Fatal(err)
+	}
+	newControl, err := Listen(SocketPath(dir)+".new", Server{Mountpoint: dir, FSType: fsType, Dev: s.dev, Release: "new", Owner: os.Geteuid(), Log: quietLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newControl.Close()
+	if err := p.StepDown(m); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	// The predecessor's socket file stays once it stepped down (see
+	// Close): a closed listener, refusing, as between the two.
+	oldControl.Close()
+	if _, err := os.Lstat(SocketPath(dir)); err != nil {
+		t.Fatalf("the predecessor's socket file after its Close: %v", err)
+	}
+	refusals := 0
+	refused = func() {
+		if refusals++; refusals == 1 {
+			if err := newControl.MoveTo(SocketPath(dir)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { refused = func() {} })
+	st, err := Status(dir)
+	if err != nil {
+		t.Fatalf("status between the predecessor's close and the successor's move: %v", err)
+	}
+	defer st.Close()
+	if st.Hello.Release != "new" || refusals != 1 {
+		t.Errorf("status answered by %q after %d refusals; want the successor, after 1", st.Hello.Release, refusals)
+	}
+}
+
 // The readiness listing secretfs makes runs in a child process, never in
 // the server's own: a child lists the unattached mount through the root
 // descriptor it inherits, as /proc/self/fd/3.
