@@ -617,11 +617,13 @@ func TestListenReplacesAStaleSocketOnly(t *testing.T) {
 	}
 }
 
-// A socket moved into place over a predecessor's: the predecessor's Close
-// leaves it there.
-func TestAPredecessorLeavesItsSuccessorsSocket(t *testing.T) {
-	dir := mountpoint(t)
-	_, oldControl := mountOld(t, dir, "old")
+// steppedDown mounts "old" at a mount point, and "new" beneath it, which
+// asks old to step down; it returns the mount point, both control
+// sockets (new's still beside it under another name) and new's server.
+func steppedDown(t *testing.T) (dir string, oldControl, newControl *Control, s *served) {
+	t.Helper()
+	dir = mountpoint(t)
+	_, oldControl = mountOld(t, dir, "old")
 	p, err := Find(dir, fsType)
 	if err != nil {
 		t.Fatal(err)
@@ -632,15 +634,22 @@ func TestAPredecessorLeavesItsSuccessorsSocket(t *testing.T) {
 	if err := m.AttachBeneath(dir); err != nil {
 		t.Fatal(err)
 	}
-	newControl, err := Listen(SocketPath(dir)+".new", Server{Mountpoint: dir, FSType: fsType, Dev: s.dev, Release: "new", Owner: os.Geteuid(), Log: quietLog(t)})
+	newControl, err = Listen(SocketPath(dir)+".new", Server{Mountpoint: dir, FSType: fsType, Dev: s.dev, Release: "new", Owner: os.Geteuid(), Log: quietLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer newControl.Close()
+	t.Cleanup(func() { newControl.Close() })
 	if err := p.StepDown(m); err != nil {
 		t.Fatal(err)
 	}
 	m.Close()
+	return dir, oldControl, newControl, s
+}
+
+// A socket moved into place over a predecessor's: the predecessor's Close
+// leaves it there.
+func TestAPredecessorLeavesItsSuccessorsSocket(t *testing.T) {
+	dir, oldControl, newControl, s := steppedDown(t)
 	if err := newControl.MoveTo(SocketPath(dir)); err != nil {
 		t.Fatal(err)
 	}
@@ -660,27 +669,7 @@ func TestAPredecessorLeavesItsSuccessorsSocket(t *testing.T) {
 // there, nothing listens) reaches the successor: it failed with
 // "connection refused" for that moment of every replacement.
 func TestStatusBetweenThePredecessorsCloseAndTheSuccessorsMoveReachesTheSuccessor(t *testing.T) {
-	dir := mountpoint(t)
-	_, oldControl := mountOld(t, dir, "old")
-	p, err := Find(dir, fsType)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	m, s := mountNew(t, "new")
-	t.Cleanup(func() { detachAll(dir); waitDone(t, s, "new server") })
-	if err := m.AttachBeneath(dir); err != nil {
-		t.Fatal(err)
-	}
-	newControl, err := Listen(SocketPath(dir)+".new", Server{Mountpoint: dir, FSType: fsType, Dev: s.dev, Release: "new", Owner: os.Geteuid(), Log: quietLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer newControl.Close()
-	if err := p.StepDown(m); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
+	dir, oldControl, newControl, _ := steppedDown(t)
 	// The predecessor's socket file stays once it stepped down (see
 	// Close): a closed listener, refusing, as between the two.
 	oldControl.Close()
