@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,6 +189,44 @@ func (m *machine) must(name string, args ...string) string {
 // command returns a command that runs in the container.
 func (m *machine) command(name string, args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{"-t", strconv.Itoa(m.init), "-a", name}, args...)...)
+}
+
+// inotifywait starts `inotifywait -e event path` in the container and
+// returns once its watch is established; the function it returns waits
+// (20 s at most) for the one event and returns what it printed.
+func (m *machine) inotifywait(t *testing.T, event, path string) (heard func() string) {
+	t.Helper()
+	cmd := m.command("inotifywait", "-e", event, "-t", "20", path)
+	var out lockedBuffer
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stderr)
+	var said string
+	for !strings.Contains(said, "Watches established") {
+		line, err := r.ReadString('\n')
+		said += line
+		if err != nil {
+			break
+		}
+	}
+	drained := make(chan struct{})
+	go func() { io.Copy(io.Discard, r); close(drained) }()
+	heard = func() string {
+		<-drained
+		cmd.Wait()
+		return out.String()
+	}
+	if !strings.Contains(said, "Watches established") {
+		heard()
+		t.Fatalf("inotifywait -e %s %s in the container: %q", event, path, said)
+	}
+	return heard
 }
 
 // show returns a property of a unit.

@@ -15,8 +15,29 @@ import (
 // watches both the file (the revision it found, which the mount signals
 // through its inode) and its directory (which hears of the name): one
 // rotation is one event in each, so the service runs once, or twice when
-// the first run ended before the second event came, never more.
+// the first run ended before the second event came, never more. An
+// inotify watcher of a view of that secret hears IN_MODIFY too.
+//
+// The same holds with the owner and modes of the unit's environment
+// example (uid 1000, files 0400, directories 0500): the mount's change
+// signal opens each changed file for writing, which the kernel allows
+// root only with CAP_DAC_OVERRIDE (default_permissions), views having
+// no write bits at all. (With CAP_SYS_ADMIN alone in the unit's
+// bounding set, every signal was refused, and logged at debug level.)
 func TestASystemdPathUnitWithPathChangedHearsAPut(t *testing.T) {
+	for _, tc := range []struct{ name, env string }{
+		{"root's files", ""},
+		{"the environment example's owner and modes", "SECRETFS_ALLOW_OTHER=true\nSECRETFS_UID=1000\nSECRETFS_GID=1000\nSECRETFS_FILE_MODE=0400\nSECRETFS_DIR_MODE=0500\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { pathUnitHearsAPut(t, tc.env) })
+	}
+}
+
+// pathUnitViewConfig watches every application and shows billing/pw-copy,
+// a view of billing/db-password.
+const pathUnitViewConfig = watchAll + "views:\n  - path: billing/pw-copy\n    template: '{{ secret \"billing/db-password\" }}'\n"
+
+func pathUnitHearsAPut(t *testing.T, extraEnv string) {
 	unit := readUnit(t)
 	data := filepath.Join(t.TempDir(), "data")
 	b := &backend{name: "local", flags: []string{"--data-dir", data}}
@@ -24,9 +45,9 @@ func TestASystemdPathUnitWithPathChangedHearsAPut(t *testing.T) {
 	b.cli(t, nil, "init")
 	b.cli(t, []byte(old), "put", "billing/db-password")
 	const ttl = 2 * time.Second
-	env := fmt.Sprintf("SECRETFS_BACKEND=local\nSECRETFS_READ_ONLY=true\nSECRETFS_TTL=%s\nSECRETFS_CONFIG=/etc/secretfs/run-secrets.yaml\nSECRETFS_LOG_LEVEL=info\n", ttl)
+	env := fmt.Sprintf("SECRETFS_BACKEND=local\nSECRETFS_READ_ONLY=true\nSECRETFS_TTL=%s\nSECRETFS_CONFIG=/etc/secretfs/run-secrets.yaml\nSECRETFS_LOG_LEVEL=info\n%s", ttl, extraEnv)
 	m := bootMachine(t, binary, unit, env, data)
-	mustWrite(t, filepath.Join(m.work, "etc-secretfs", "run-secrets.yaml"), watchAll, 0o600)
+	mustWrite(t, filepath.Join(m.work, "etc-secretfs", "run-secrets.yaml"), pathUnitViewConfig, 0o600)
 	const S = "secretfs@run-secrets.service"
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -47,8 +68,16 @@ func TestASystemdPathUnitWithPathChangedHearsAPut(t *testing.T) {
 	m.must("systemctl", "daemon-reload")
 	m.must("systemctl", "start", "rotated.path")
 
+	if got := m.must("cat", "/run/secrets/billing/pw-copy"); got != old {
+		t.Fatalf("cat of the view in the container: %q", got)
+	}
+	viewWatcher := m.inotifywait(t, "modify", "/run/secrets/billing/pw-copy")
+
 	fresh := unique("fresh")
 	b.cli(t, []byte(fresh), "put", "billing/db-password")
+	if heard := viewWatcher(); !strings.Contains(heard, "MODIFY") {
+		t.Errorf("inotifywait -e modify on the view heard %q, want MODIFY", heard)
+	}
 	// The mount learns of the put within the TTL and signals it at once;
 	// systemd then starts the service, which takes a moment of its own.
 	eventually(t, ttl+5*time.Second, "rotated.service runs and reads the new value", func() bool {

@@ -553,7 +553,7 @@ func init() {
 		}
 		if errors.Is(err, fs.ErrPermission) && unix.Access(dir, unix.R_OK|unix.X_OK) != nil {
 			// A root whose owner and mode keep this process out (root
-			// bounded to CAP_SYS_ADMIN, --uid 1000 --dir-mode 0500):
+			// without CAP_DAC_OVERRIDE, --uid 1000 --dir-mode 0500):
 			// the kernel refused from the attributes, as access(2)
 			// does, and the mount answers if it answers a statfs,
 			// which the kernel always asks it. (An EACCES access(2)

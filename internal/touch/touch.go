@@ -64,6 +64,8 @@ type Signaller struct {
 	dirName string   // the marker directory's name, random: no application can be named so by chance
 	own     sync.Map // uint32 ids of the signalling threads
 
+	refusedOnce sync.Once // the warning that signals are refused
+
 	mu      sync.Mutex
 	dir     string // the mount point, once started
 	pending map[store.Key]Scope
@@ -221,6 +223,9 @@ func (t *Tree) open() bool {
 	var st unix.Stat_t
 	if err := unix.Fstatat(fd, t.s.dirName, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		unix.Close(fd)
+		if t.s.refused(err, log) {
+			return false
+		}
 		log.WithError(err).Debug("the mount point shows another mount: no change signal")
 		return false
 	}
@@ -232,6 +237,22 @@ func (t *Tree) open() bool {
 		}
 	}
 	t.fd, t.failed = fd, false
+	return true
+}
+
+// refused reports whether err is the kernel refusing this process the
+// mount's modes (default_permissions applies them to root too: root
+// without CAP_DAC_OVERRIDE may not open a file shown as 0400 for writing,
+// nor any view, nor search a root shown as 0500 owned by another user),
+// and warns of it once per mount: no watcher hears of any change then,
+// which an operator must learn of, but not once per change.
+func (s *Signaller) refused(err error, log logrus.FieldLogger) bool {
+	if err != unix.EACCES && err != unix.EPERM {
+		return false
+	}
+	s.refusedOnce.Do(func() {
+		log.WithError(err).Warn("the kernel refuses this process the mount's file modes, so change signals cannot be made and watchers hear nothing: run it as root with CAP_DAC_OVERRIDE (the unit keeps it), or without --uid, --gid and modes that keep root out")
+	})
 	return true
 }
 
@@ -251,9 +272,9 @@ func (t *Tree) Touch(rel string) bool {
 	log := t.s.log.WithField("secret", t.key.String())
 	fd, err := unix.Openat(t.fd, rel, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
-		// Gone (ENOENT), or this process may not write it (EACCES: the
-		// mount runs as a user without write permission on the file).
-		log.WithError(err).Debug("no change signal")
+		if !t.s.refused(err, log) {
+			log.WithError(err).Debug("no change signal") // gone
+		}
 		return false
 	}
 	defer unix.Close(fd)

@@ -3,12 +3,14 @@ package touch
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/store"
@@ -184,5 +186,66 @@ func TestStopEndsEvery(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if n := len(ticks); n != 0 {
 		t.Errorf("%d ticks after Stop", n)
+	}
+}
+
+// withoutDACOverride runs f on a thread whose effective capabilities lack
+// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, as the unit's root bounded to
+// CAP_SYS_ADMIN alone was: the kernel then applies file modes to it.
+func withoutDACOverride(t *testing.T, f func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	saved := data
+	data[0].Effective &^= 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_READ_SEARCH
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Capset(&hdr, &saved[0]); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	f()
+}
+
+// A file the kernel will not let this process open for writing (a mount
+// showing 0400, or a view, to a root without CAP_DAC_OVERRIDE) is no
+// touch, and the first refusal, not every one, is a warning: nobody
+// watching the mount hears of any change then.
+func TestARefusedTouchIsWarnedOfOncePerMount(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	s := New(log, nil)
+	dir := fakeMount(t, s, true)
+	if err := os.Chmod(filepath.Join(dir, "app", "name"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	withoutDACOverride(t, func() {
+		for range 3 {
+			tree := &Tree{s: s, dir: dir, fd: -1}
+			if tree.Touch("app/name") {
+				t.Error("Touch of a file this process may not write reported a touch")
+			}
+			tree.close()
+		}
+	})
+	var warnings int
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			warnings++
+		}
+	}
+	if warnings != 1 {
+		t.Errorf("%d warnings of refused touches, want 1", warnings)
+	}
+	tree := &Tree{s: s, dir: dir, fd: -1}
+	defer tree.close()
+	if tree.Touch("app/gone") || len(hook.AllEntries()) != 1 {
+		t.Errorf("after a touch of a missing file, %d log entries, want only the one warning", len(hook.AllEntries()))
 	}
 }
