@@ -131,7 +131,7 @@ func TestPathsNoRuleMatchesKeepTheFlags(t *testing.T) {
 	}
 }
 
-// A secret moved to a path another owner rule matches shows, and is
+// A secret moved (by root) to a path another owner rule matches shows, and is
 // checked with, the owner and mode of its new path at once: the inode
 // the kernel moved answers for the new name. (It kept the old path's
 // owner and mode for seconds, for as long as the kernel kept the moved
@@ -165,5 +165,65 @@ func TestASecretMovedToAnotherOwnersPathTakesItsOwnerAtOnce(t *testing.T) {
 		if out, err := as("1001", "cat "+m.path("priv/"+name)); err == nil {
 			t.Errorf("uid 1001 reads priv/%s, which is 1002's 0400: %q", name, out)
 		}
+	}
+}
+
+// A user who may write an application's directory may not give a secret
+// another owner by choosing its path, since the path decides who owns
+// it: moving root's 0400 tls.key to a name of their own (which they
+// could then read), or making a file at a name shown as root's (a value
+// of theirs that programs would take for root's). Both are "Operation
+// not permitted", and change nothing stored; moving and making their
+// own secrets works as before. (Both were allowed: `mv tls.key mine &&
+// cat mine` printed root's key.)
+func TestAUserCannotGiveASecretAnotherOwnerByItsPath(t *testing.T) {
+	requireRoot(t)
+	b := localBackend(t)
+	b.cli(t, nil, "init")
+	key := unique("root-only")
+	b.cli(t, []byte(key), "put", "billing/tls.key")
+	b.cli(t, []byte("token"), "put", "billing/api-token")
+	dir := traversableDir(t)
+	m := mountAt(t, b, dir, "--allow-other", "--dir-mode", "0755", "--config", writeConfig(t, `owners:
+  - match: billing
+    uid: 1001
+    gid: 1001
+    mode: "0700"
+  - match: billing/tls.key
+    uid: 0
+    gid: 0
+    mode: "0400"
+  - match: billing/admin-*
+    uid: 0
+    gid: 0
+    mode: "0444"
+  - match: billing/*
+    uid: 1001
+    gid: 1001
+    mode: "0400"
+`))
+	m.secret(key)
+	in := "cd " + m.path("billing") + " && "
+	for _, c := range []struct{ what, script string }{
+		{"moving root's tls.key to a name of 1001's", "mv tls.key mine"},
+		{"moving 1001's api-token to a name shown as root's", "mv api-token admin-token"},
+		{"making a file at a name shown as root's", "printf forged > admin-new"},
+	} {
+		if out, err := as("1001", in+c.script); err == nil || !strings.Contains(out, "Operation not permitted") {
+			t.Errorf("uid 1001, %s (%s): %q, %v; want Operation not permitted", c.what, c.script, out, err)
+		}
+	}
+	if got := m.mustSh("ls billing"); got != "api-token\ntls.key\n" {
+		t.Errorf("after the refusals billing lists %q", got)
+	}
+	if got := b.cli(t, nil, "get", "billing/tls.key"); got != key {
+		t.Errorf("billing/tls.key holds %q after the refusals, want root's value", got)
+	}
+	if out, err := as("1001", in+"mv api-token mine && printf own > made && cat mine made"); err != nil || out != "tokenown" {
+		t.Errorf("uid 1001 moves and makes its own secrets: %q, %v", out, err)
+	}
+	m.mustSh("mv billing/tls.key billing/admin-key") // root may
+	if got := m.mustSh("stat -c '%a %u' billing/admin-key"); got != "444 0\n" {
+		t.Errorf("moved by root, billing/admin-key shows %q", got)
 	}
 }

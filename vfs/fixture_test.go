@@ -74,6 +74,11 @@ func newFixture(t testing.TB, opts Options) *fixture {
 	if opts.FileMode == 0 {
 		opts.FileMode, opts.DirMode = 0o600, 0o700
 	}
+	if opts.UID == 0 && opts.GID == 0 {
+		// The shell's files, as a mount of --uid 1000 shows them: the
+		// tests' callers make and move them (ownership.go).
+		opts.UID, opts.GID = shell.UID, shell.GID
+	}
 	opts.Events = func(e Event) {
 		f.mu.Lock()
 		defer f.mu.Unlock()

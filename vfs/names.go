@@ -220,7 +220,7 @@ func (v *FS) unlink(ctx context.Context, k store.Key) (store.Version, error) {
 // not interrupted. Open writers follow the file (Renamed); a writer that
 // had read an older revision fails as it would have in place.
 func (v *FS) Rename(ctx context.Context, c Caller, from, to store.Key, flags uint32) error {
-	return v.change(c, "rename", from, to, func() error { return v.checkRename(from, to, flags) },
+	return v.change(c, "rename", from, to, func() error { return v.checkRename(c, from, to, flags) },
 		func() (store.Version, error) { return v.rename(ctx, from, to, flags) })
 }
 
@@ -266,9 +266,10 @@ func (v *FS) rename(ctx context.Context, from, to store.Key, flags uint32) (stor
 }
 
 // checkRename refuses what no rename of a secret may do. A view cannot
-// move, no secret may take a view's path, and none may move into or out
-// of an application --apps leaves out.
-func (v *FS) checkRename(from, to store.Key, flags uint32) error {
+// move, no secret may take a view's path, none may move into or out of
+// an application --apps leaves out, and c may not change its owner by
+// moving it (checkMove).
+func (v *FS) checkRename(c Caller, from, to store.Key, flags uint32) error {
 	if err := v.writable(from.Path()); err != nil {
 		return err
 	}
@@ -287,7 +288,10 @@ func (v *FS) checkRename(from, to store.Key, flags uint32) error {
 	if to.App == "" {
 		return fault.E(from.Path(), fault.NotPermitted, "a secret can only move into an application directory")
 	}
-	return to.Validate()
+	if err := to.Validate(); err != nil {
+		return err
+	}
+	return v.checkMove(c, from, to)
 }
 
 // renameFlags refuses the flags of renameat2 a rename here cannot honour:

@@ -58,6 +58,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -153,6 +154,7 @@ type FS struct {
 	hiddenTold sync.Map
 	macKey     []byte  // keys viewMAC: random, this file system's own
 	owners     *owners // Options.OwnerOf's answers; nil without it
+	self       uint32  // this process's user, who may write the store itself
 
 	locks Locks         // the advisory locks, by secret (lockfs.go)
 	opens atomic.Uint64 // counts out the open files' numbers, which the locks go with
@@ -181,7 +183,7 @@ func New(cat secrets.Catalog, opts Options) *FS {
 	return &FS{cat: cat, opts: opts, log: opts.Log, started: time.Now(), macKey: macKey,
 		made: map[string]bool{}, secrets: map[store.Key]*Secret{},
 		currentViews: map[store.Key]*viewState{}, renderings: map[*ViewRevision]struct{}{},
-		views: newViews(opts.Views), owners: newOwners(opts.OwnerOf)}
+		views: newViews(opts.Views), owners: newOwners(opts.OwnerOf), self: uint32(os.Geteuid())}
 }
 
 // defaultIdle is Options.Idle when none is given: the catalog's default.

@@ -437,11 +437,11 @@ func TestOwnersAndModesComeFromTheFirstMatchingRule(t *testing.T) {
 	check("auth/pw", f.revision(store.Key{App: "auth", Name: "pw"}).Attr(), 7, 8, 0o640)
 	check("the view billing/db-user", f.viewOf(dbUser).Attr(), 1001, 1001, 0o400)
 	check("the view billing/db-user on the mount's mode 0640", viewFixture(t, Options{UID: 7, GID: 8, FileMode: 0o640}).viewOf(dbUser).Attr(), 7, 8, 0o440)
-	h, e := f.create(store.Key{App: "billing", Name: "new"}, shell, wronly)
+	h, e := f.create(store.Key{App: "billing", Name: "new"}, other, wronly) // uid 1001, billing's
 	check("a secret created in billing", e.Created.Attr(), 1001, 1001, 0o400)
 	check("its descriptor", h.Attr(), 1001, 1001, 0o400)
-	f.write(h, shell, "x", 0)
-	f.mustNot("close", h.Flush(ctx, shell))
+	f.write(h, other, "x", 0)
+	f.mustNot("close", h.Flush(ctx, other))
 	check("it, committed", f.revision(store.Key{App: "billing", Name: "new"}).Attr(), 1001, 1001, 0o400)
 
 	same, other, owner := uint32(0o400), uint32(0o600), uint32(1001)

@@ -102,6 +102,9 @@ func (v *FS) create(ctx context.Context, c Caller, k store.Key, flags uint32) (*
 	if err == nil && flags&syscall.O_EXCL != 0 {
 		return nil, Entry{}, fault.E(k.Path(), fault.Exist)
 	}
+	if cerr := v.checkCreator(c, k, flags, err); cerr != nil {
+		return nil, Entry{}, cerr
+	}
 	if err == nil && needsValue(flags) {
 		if rerr := v.readable(k.Path()); rerr != nil {
 			return nil, Entry{}, rerr

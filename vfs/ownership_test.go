@@ -1,0 +1,139 @@
+package vfs
+
+import (
+	"path"
+	"syscall"
+	"testing"
+
+	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
+)
+
+// root is a caller the kernel knows as root.
+var root = Caller{Thread: 50, Process: 50, Owner: 5, UID: 0, GID: 0, Command: "mv"}
+
+// rule is an owner rule: the paths match matches belong to uid:gid with
+// mode.
+type rule struct {
+	match          string
+	uid, gid, mode uint32
+}
+
+// rulesOf returns owner rules, the first match winning, as the
+// configuration file's.
+func rulesOf(rules ...rule) func(string) Owner {
+	return func(p string) Owner {
+		for _, r := range rules {
+			if ok, _ := path.Match(r.match, p); ok {
+				return Owner{UID: &r.uid, GID: &r.gid, Mode: &r.mode}
+			}
+		}
+		return Owner{}
+	}
+}
+
+// billingRules give billing to uid 1001 (other), but billing/tls.key to
+// root alone, and billing/public to 1001 for everyone to read.
+var billingRules = rulesOf(
+	rule{"billing/tls.key", 0, 0, 0o400},
+	rule{"billing/public", 1001, 1001, 0o444},
+	rule{"billing/*", 1001, 1001, 0o400},
+)
+
+var (
+	tlsKey   = store.Key{App: "billing", Name: "tls.key"}
+	apiToken = store.Key{App: "billing", Name: "api-token"}
+	mine     = store.Key{App: "billing", Name: "mine"}
+	public   = store.Key{App: "billing", Name: "public"}
+)
+
+// A secret made here is shown as its path's owner's, so only that user
+// (or root) may make it: else a user who may write the directory could
+// remove root's secret and make one of that name, shown as root's,
+// holding a value of their own. Nothing is stored for a refusal.
+func TestAUserMayMakeOnlyASecretShownAsTheirs(t *testing.T) {
+	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: billingRules})
+	_, _, err := f.fs.Create(ctx, other, tlsKey, wronly|syscall.O_CREAT)
+	wantKind(t, "uid 1001 makes billing/tls.key, shown as root's", err, fault.NotPermitted)
+	_, _, err = f.fs.Create(ctx, shell, mine, wronly|syscall.O_CREAT)
+	wantKind(t, "uid 1000 makes billing/mine, shown as 1001's", err, fault.NotPermitted)
+	wantKind(t, "uid 1000 mknods billing/mine", f.fs.Mknod(ctx, shell, mine, syscall.S_IFREG|0o600), fault.NotPermitted)
+	if n := f.puts(); n != 0 {
+		t.Errorf("%d writes stored for refused creations", n)
+	}
+
+	h, _ := f.create(mine, other, wronly)
+	f.replaceWith(h, other, "1001's")
+	h, _ = f.create(tlsKey, root, wronly)
+	f.replaceWith(h, root, "root's")
+	if got := f.value(mine) + " " + f.value(tlsKey); got != "1001's root's" {
+		t.Errorf("the owners made %q, want \"1001's root's\"", got)
+	}
+}
+
+// A move gives a secret its new path's owner and mode, so a user may move
+// one only where it keeps its owner and group, and changes its mode only
+// if they own it: else a user who may write billing could read root's
+// tls.key by moving it to a path of theirs. Root moves anything. A
+// refused move leaves both names as they were.
+func TestAMoveThatWouldChangeASecretsOwnerIsRefused(t *testing.T) {
+	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: billingRules})
+	f.cat.Store(tlsKey, "key")
+	f.cat.Store(apiToken, "token")
+
+	wantKind(t, "uid 1001 moves root's tls.key to its own billing/mine", f.fs.Rename(ctx, other, tlsKey, mine, 0), fault.NotPermitted)
+	wantKind(t, "uid 1001 moves its api-token over root's tls.key", f.fs.Rename(ctx, other, apiToken, tlsKey, 0), fault.NotPermitted)
+	wantKind(t, "uid 1000 moves 1001's 0400 api-token to 1001's 0444 public", f.fs.Rename(ctx, shell, apiToken, public, 0), fault.NotPermitted)
+	if got := f.value(tlsKey) + " " + f.value(apiToken) + " " + f.value(mine) + " " + f.value(public); got != "key token <none> <none>" {
+		t.Errorf("after refused moves the store holds %q", got)
+	}
+
+	f.mustNot("uid 1001 moves its api-token to its billing/mine", f.fs.Rename(ctx, other, apiToken, mine, 0))
+	f.mustNot("uid 1001 moves its billing/mine to its 0444 public", f.fs.Rename(ctx, other, mine, public, 0))
+	f.mustNot("root moves tls.key to billing/mine", f.fs.Rename(ctx, root, tlsKey, mine, 0))
+	if got := f.value(public) + " " + f.value(mine); got != "token key" {
+		t.Errorf("after the allowed moves public and mine hold %q, want \"token key\"", got)
+	}
+}
+
+// A creation that finds the secret stored after all (made elsewhere since
+// the kernel last looked, and the kernel checked only the directory)
+// opens it only as its mode lets the caller: owner's bits, else group's
+// (the request's own group: supplementary groups are not sent), else
+// other's.
+func TestACreationThatFindsASecretMadeElsewhereOpensItOnlyAsItsModeAllows(t *testing.T) {
+	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: rulesOf(
+		rule{"app/owner-reads", 1000, 1000, 0o400},
+		rule{"app/group-reads", 1001, 1000, 0o640},
+		rule{"app/group-writes", 1001, 1000, 0o620},
+		rule{"app/*", 1000, 1000, 0o600},
+	)})
+	for _, name := range []string{"owner-reads", "group-reads", "group-writes", "mine"} {
+		f.cat.Store(store.Key{App: "app", Name: name}, "stored")
+	}
+	for _, c := range []struct {
+		name  string
+		flags uint32
+		ok    bool
+	}{
+		{"owner-reads", wronly | syscall.O_TRUNC, false},
+		{"group-reads", wronly | syscall.O_TRUNC, false},
+		{"group-writes", wronly | syscall.O_TRUNC, true},
+		{"group-writes", syscall.O_RDWR, false},
+		{"mine", syscall.O_RDWR, true},
+	} {
+		k := store.Key{App: "app", Name: c.name}
+		h, _, err := f.fs.Create(ctx, shell, k, c.flags|syscall.O_CREAT)
+		if c.ok {
+			f.mustNot("uid 1000 opens "+c.name, err)
+			h.Release(ctx)
+			continue
+		}
+		wantKind(t, "uid 1000 opens "+c.name, err, fault.NotPermitted)
+	}
+	for _, name := range []string{"owner-reads", "group-reads"} {
+		if got := f.value(store.Key{App: "app", Name: name}); got != "stored" {
+			t.Errorf("app/%s, refused, holds %q", name, got)
+		}
+	}
+}
