@@ -115,8 +115,10 @@ func (e *Error) Error() string {
 // Load reads and checks the configuration file at file. It says who may
 // read which secret, so a file that someone other than root or this
 // process's user could write or put in its place is refused: one every
-// user may write, one another user owns, or one in a directory every
-// user may write without the sticky bit (see readOwned).
+// user may write, one another user owns, one a group other than root's
+// may write, or one in a directory that another user owns, or that every
+// user or a group other than root's may write without the sticky bit
+// (see readOwned).
 func Load(file string) (*Config, error) {
 	data, err := readOwned(file)
 	if err != nil {
@@ -128,6 +130,10 @@ func Load(file string) (*Config, error) {
 	}
 	return Parse(file, data)
 }
+
+// says is why a configuration file that someone else could write is
+// refused.
+const says = "it says who may read which secret"
 
 // readOwned reads file, unless someone other than root or this process's
 // user could have written it or put it in its place (see Load).
@@ -141,50 +147,105 @@ func readOwned(file string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	const says = "it says who may read which secret"
-	if perm := fi.Mode().Perm(); perm&0o002 != 0 {
-		return nil, fmt.Errorf("every user may write it (mode %#o), and %s: chmod o-w it", perm, says)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return nil, fmt.Errorf("user %d owns it, and %s: only root or the mount's user may", st.Uid, says)
-	}
-	if dir, err := openDirectory(file); err != nil {
+	if err := othersMayWrite(fi); err != nil {
 		return nil, err
-	} else if dir != "" {
-		return nil, fmt.Errorf("every user may replace it (%s may be written by every user and is not sticky), and %s", dir, says)
+	}
+	if err := othersMayReplace(file); err != nil {
+		return nil, err
 	}
 	return io.ReadAll(f)
 }
 
-// openDirectory returns the first directory, on the way the kernel walks
-// from / to file, that every user may write and that has no sticky bit
-// (in which anyone may rename another's file or link), or "" if there is
-// none: each directory above the file it opens, and each directory
-// holding a symbolic link met on the way (and each above those).
-func openDirectory(file string) (string, error) {
+// othersMayWrite says who other than root and this process's user may
+// write the file fi describes, or nil if nobody may: every user, its
+// owner, or the members of its group. Root's group is excepted, as it
+// holds root alone by convention; the process's own group is not: other
+// users may be in it.
+func othersMayWrite(fi fs.FileInfo) error {
+	perm := fi.Mode().Perm()
+	if perm&0o002 != 0 {
+		return fmt.Errorf("every user may write it (mode %#o), and %s: chmod o-w it", perm, says)
+	}
+	if who := anotherOwner(fi); who != "" {
+		return fmt.Errorf("%s owns it, and %s: only root or the mount's user may", who, says)
+	}
+	if gid, ok := writingGroup(fi); ok {
+		return fmt.Errorf("members of group %d may write it (mode %#o), and %s: chmod g-w it", gid, perm, says)
+	}
+	return nil
+}
+
+// othersMayReplace says who other than root and this process's user may
+// put another file in file's place, or nil if nobody may: anyone who may
+// rename or remove an entry of a directory on the way the kernel walks
+// from / to file: each directory above the file it opens, and each
+// directory holding a symbolic link met on the way (and each above
+// those).
+func othersMayReplace(file string) error {
 	abs, err := filepath.Abs(file)
 	if err != nil {
-		return "", err
+		return err
 	}
 	holders, real, err := walk(abs)
 	if err != nil {
-		return "", err
+		return err
 	}
 	for _, p := range append(holders, filepath.Dir(real)) {
 		for dir := p; ; dir = filepath.Dir(dir) {
 			fi, err := os.Stat(dir)
 			if err != nil {
-				return "", err
+				return err
 			}
-			if m := fi.Mode(); m.Perm()&0o002 != 0 && m&os.ModeSticky == 0 {
-				return dir, nil
+			if err := replacers(dir, fi); err != nil {
+				return err
 			}
 			if dir == filepath.Dir(dir) {
 				break
 			}
 		}
 	}
-	return "", nil
+	return nil
+}
+
+// replacers says who other than root and this process's user may rename
+// or remove another's entry of the directory dir, which fi describes, or
+// nil if nobody may: its owner, and, unless it is sticky (where only an
+// entry's owner or the directory's may), every user or the members of
+// its group (root's group excepted) if they may write it.
+func replacers(dir string, fi fs.FileInfo) error {
+	if who := anotherOwner(fi); who != "" {
+		return fmt.Errorf("%s may replace it (%s owns %s), and %s: move the file to a directory root or the mount's user owns", who, who, dir, says)
+	}
+	m := fi.Mode()
+	if m&os.ModeSticky != 0 {
+		return nil
+	}
+	if m.Perm()&0o002 != 0 {
+		return fmt.Errorf("every user may replace it (%s may be written by every user and is not sticky), and %s: chmod o-w or +t %s, or move the file", dir, says, dir)
+	}
+	if gid, ok := writingGroup(fi); ok {
+		return fmt.Errorf("members of group %d may replace it (%s may be written by its group and is not sticky), and %s: chmod g-w or +t %s, or move the file", gid, dir, says, dir)
+	}
+	return nil
+}
+
+// anotherOwner is "user N" if a user other than root and this process's
+// user owns what fi describes, else "".
+func anotherOwner(fi fs.FileInfo) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return "user " + strconv.FormatUint(uint64(st.Uid), 10)
+	}
+	return ""
+}
+
+// writingGroup is the group of what fi describes, and whether that group
+// may write it and is not root's (see othersMayWrite).
+func writingGroup(fi fs.FileInfo) (uint32, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Gid, fi.Mode().Perm()&0o020 != 0 && st.Gid != 0
 }
 
 // maxLinks bounds how many symbolic links walk follows, as the kernel

@@ -302,8 +302,9 @@ func readmeExample(t *testing.T) string {
 }
 
 // A configuration file that every user may write is refused, naming the
-// file and saying why: it says who may read which secret. One its owner
-// and group may write is read.
+// file and saying why: it says who may read which secret. One only its
+// owner may write is read (one its group may write:
+// TestAGroupWritableConfigFileIsRefused).
 func TestAConfigFileEveryUserMayWriteIsRefused(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "secretfs.yaml")
 	if err := os.WriteFile(p, []byte("watch:\n  - billing\n"), 0o600); err != nil {
@@ -318,11 +319,11 @@ func TestAConfigFileEveryUserMayWriteIsRefused(t *testing.T) {
 			t.Errorf("Load of a file of mode %#o: %v, want it refused", mode, err)
 		}
 	}
-	if err := os.Chmod(p, 0o664); err != nil {
+	if err := os.Chmod(p, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if cfg, err := mountconfig.Load(p); err != nil || len(cfg.Watch) != 1 {
-		t.Errorf("Load of a file of mode 0664: %+v, %v", cfg, err)
+		t.Errorf("Load of a file of mode 0644: %+v, %v", cfg, err)
 	}
 }
 

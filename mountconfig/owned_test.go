@@ -1,0 +1,182 @@
+package mountconfig_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/secretfs/secretfs/mountconfig"
+)
+
+// otherGID is a group that neither root nor the tests' user is in.
+const otherGID = 4242
+
+// otherUID is a user other than root and the tests' user.
+const otherUID = 1000
+
+// inOtherGroup gives p (made by this process) to a group other than
+// root's, and returns it: otherGID as root, else this process's own
+// group, which is the file's already; it skips t where that is root's.
+func inOtherGroup(t *testing.T, p string) int {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getegid() == 0 {
+			t.Skip("this process's group is root's, and it cannot give a file another")
+		}
+		return os.Getegid()
+	}
+	if err := os.Chown(p, -1, otherGID); err != nil {
+		t.Fatal(err)
+	}
+	return otherGID
+}
+
+// requireRoot skips t unless it runs as root, which alone may give a
+// file to another user.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give a file to another user")
+	}
+}
+
+// writeConfig writes a configuration file of one watched application at
+// dir/secretfs.yaml, mode 0644, and returns its path.
+func writeConfig(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "secretfs.yaml")
+	if err := os.WriteFile(p, []byte("watch:\n  - billing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// mustRead fails t unless Load reads p whole.
+func mustRead(t *testing.T, p, what string) {
+	t.Helper()
+	if cfg, err := mountconfig.Load(p); err != nil || len(cfg.Watch) != 1 {
+		t.Errorf("Load of %s: %+v, %v; want it read", what, cfg, err)
+	}
+}
+
+// mustRefuse fails t unless Load refuses p with a message that holds
+// want.
+func mustRefuse(t *testing.T, p, what, want string) {
+	t.Helper()
+	if _, err := mountconfig.Load(p); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Load of %s: %v; want it refused: %q", what, err, want)
+	}
+}
+
+// A configuration file that a group other than root's may write is
+// refused, naming the group and the fix: any member of the group could
+// rewrite who may read which secret. One root's group may write is read.
+func TestAGroupWritableConfigFileIsRefused(t *testing.T) {
+	p := writeConfig(t, t.TempDir())
+	if err := os.Chmod(p, 0o664); err != nil {
+		t.Fatal(err)
+	}
+	gid := inOtherGroup(t, p)
+	if _, err := mountconfig.Load(p); err == nil ||
+		err.Error() != p+": members of group "+strconv.Itoa(gid)+" may write it (mode 0664), and it says who may read which secret: chmod g-w it" {
+		t.Errorf("Load of a file of mode 0664, group %d: %v; want it refused", gid, err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, p, "the file of mode 0644")
+	if os.Geteuid() == 0 {
+		if err := os.Chmod(p, 0o664); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, -1, 0); err != nil {
+			t.Fatal(err)
+		}
+		mustRead(t, p, "a file of mode 0664, root's group")
+	}
+}
+
+// A configuration file in a directory another user owns, or reached
+// through one, is refused, naming the directory: its owner may rename
+// the file and put another in its place, sticky bit or not. So is one
+// reached through a symbolic link held in such a directory. Once root
+// owns the directory, the file is read.
+func TestAConfigFileInAnotherUsersDirectoryIsRefused(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	theirs := filepath.Join(root, "theirs")
+	below := filepath.Join(theirs, "below")
+	if err := os.MkdirAll(below, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in, deeper := writeConfig(t, theirs), writeConfig(t, below)
+	safe := filepath.Join(root, "safe")
+	if err := os.Mkdir(safe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	viaLink := filepath.Join(safe, "secretfs.yaml")
+	if err := os.Symlink(filepath.Join(theirs, "link.yaml"), viaLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(writeConfig(t, root), filepath.Join(theirs, "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, otherUID, otherUID); err != nil {
+		t.Fatal(err)
+	}
+	want := "user 1000 may replace it (user 1000 owns " + theirs + "), and it says who may read which secret"
+	for _, mode := range []os.FileMode{0o755, 0o755 | os.ModeSticky} {
+		if err := os.Chmod(theirs, mode); err != nil {
+			t.Fatal(err)
+		}
+		mustRefuse(t, in, "a file in a directory of mode "+mode.String()+" another user owns", want)
+		mustRefuse(t, deeper, "a file below a directory another user owns", want)
+		mustRefuse(t, viaLink, "a file through a link in a directory another user owns", want)
+	}
+	if err := os.Chown(theirs, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{in, deeper, viaLink} {
+		mustRead(t, p, p+" with root's directory")
+	}
+}
+
+// A configuration file in a directory that a group other than root's may
+// write without the sticky bit, or reached through one, is refused,
+// naming the group and the directory: any member may rename the file
+// and put another in its place. With the sticky bit, or with root's
+// group, the file is read.
+func TestAConfigFileInADirectoryAGroupMayWriteIsRefused(t *testing.T) {
+	root := t.TempDir()
+	shared := filepath.Join(root, "shared")
+	if err := os.Mkdir(shared, 0o775); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o775); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	in := writeConfig(t, shared)
+	viaLink := filepath.Join(root, "secretfs.yaml")
+	if err := os.Symlink(in, viaLink); err != nil {
+		t.Fatal(err)
+	}
+	gid := inOtherGroup(t, shared)
+	want := "members of group " + strconv.Itoa(gid) + " may replace it (" + shared + " may be written by its group and is not sticky)"
+	mustRefuse(t, in, "a file in a directory of mode 0775", want)
+	mustRefuse(t, viaLink, "a file through a link into a directory of mode 0775", want)
+	if err := os.Chmod(shared, 0o775|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, in, "a file in a sticky directory of mode 01775")
+	if os.Geteuid() == 0 {
+		if err := os.Chmod(shared, 0o775); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(shared, -1, 0); err != nil {
+			t.Fatal(err)
+		}
+		mustRead(t, in, "a file in a directory of mode 0775, root's group")
+	}
+}
