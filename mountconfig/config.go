@@ -178,19 +178,23 @@ func othersMayWrite(fi fs.FileInfo) error {
 // othersMayReplace says who other than root and this process's user may
 // put another file in file's place, or nil if nobody may: anyone who may
 // rename or remove an entry of a directory on the way the kernel walks
-// from / to file: each directory above the file it opens, and each
-// directory holding a symbolic link met on the way (and each above
-// those).
+// from / to file (each directory above the file it opens, and each
+// directory holding a symbolic link met on the way, and each above
+// those), or who owns such a link in a sticky directory.
 func othersMayReplace(file string) error {
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return err
 	}
-	holders, real, err := walk(abs)
+	links, real, err := walk(abs)
 	if err != nil {
 		return err
 	}
-	for _, p := range append(holders, filepath.Dir(real)) {
+	var dirs []string
+	for _, l := range links {
+		dirs = append(dirs, l.dir)
+	}
+	for _, p := range append(dirs, filepath.Dir(real)) {
 		for dir := p; ; dir = filepath.Dir(dir) {
 			fi, err := os.Stat(dir)
 			if err != nil {
@@ -202,6 +206,11 @@ func othersMayReplace(file string) error {
 			if dir == filepath.Dir(dir) {
 				break
 			}
+		}
+	}
+	for _, l := range links {
+		if err := linkReplacer(l); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -229,6 +238,27 @@ func replacers(dir string, fi fs.FileInfo) error {
 	return nil
 }
 
+// linkReplacer says who other than root and this process's user may
+// replace the symbolic link l, whose directory replacers found nobody
+// else may write without the sticky bit, or nil if nobody may: its
+// owner, if another user's, where the directory is sticky (as /tmp is),
+// who may remove it and make another that leads elsewhere.
+func linkReplacer(l link) error {
+	who := anotherOwner(l.info)
+	if who == "" {
+		return nil
+	}
+	fi, err := os.Stat(l.dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSticky == 0 {
+		return nil
+	}
+	path := filepath.Join(l.dir, l.info.Name())
+	return fmt.Errorf("%s may replace it (%s owns the symbolic link %s on the way to it, in sticky %s), and %s: name the file the link leads to", who, who, path, l.dir, says)
+}
+
 // anotherOwner is "user N" if a user other than root and this process's
 // user owns what fi describes, else "".
 func anotherOwner(fi fs.FileInfo) string {
@@ -252,14 +282,21 @@ func writingGroup(fi fs.FileInfo) (uint32, bool) {
 // does (ELOOP after 40).
 const maxLinks = 40
 
+// link is a symbolic link walk met: the directory that holds it
+// (resolved), and what Lstat says of it.
+type link struct {
+	dir  string
+	info fs.FileInfo
+}
+
 // walk resolves abs as the kernel does, a name at a time from /: a link's
 // target replaces it, read from the directory the link is in (itself
-// resolved). It returns the directories that held a link on the way, and
-// the path with every link resolved.
-func walk(abs string) (holders []string, real string, err error) {
+// resolved). It returns the links met on the way, and the path with
+// every link resolved.
+func walk(abs string) (links []link, real string, err error) {
 	todo := strings.Split(strings.TrimPrefix(abs, "/"), "/")
 	real = "/"
-	for links := 0; len(todo) > 0; {
+	for len(todo) > 0 {
 		name := todo[0]
 		todo = todo[1:]
 		if name == "" || name == "." {
@@ -274,20 +311,20 @@ func walk(abs string) (holders []string, real string, err error) {
 			real = next
 			continue
 		}
-		if links++; links > maxLinks {
+		if len(links) == maxLinks {
 			return nil, "", &fs.PathError{Op: "open", Path: abs, Err: syscall.ELOOP}
 		}
 		target, err := os.Readlink(next)
 		if err != nil {
 			return nil, "", err
 		}
-		holders = append(holders, real)
+		links = append(links, link{dir: real, info: fi})
 		if filepath.IsAbs(target) {
 			real = "/"
 		}
 		todo = append(strings.Split(strings.TrimPrefix(target, "/"), "/"), todo...)
 	}
-	return holders, real, nil
+	return links, real, nil
 }
 
 // Parse checks data, the content of the configuration file named file.

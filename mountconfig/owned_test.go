@@ -180,3 +180,35 @@ func TestAConfigFileInADirectoryAGroupMayWriteIsRefused(t *testing.T) {
 		mustRead(t, in, "a file in a directory of mode 0775, root's group")
 	}
 }
+
+// A configuration file reached through a symbolic link that another user
+// owns, in a sticky directory, is refused, naming the link: the sticky
+// bit lets them remove it and make another that leads elsewhere. One
+// root's own link there leads to is read.
+func TestAConfigFileThroughAnotherUsersLinkInAStickyDirectoryIsRefused(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	target := writeConfig(t, root)
+	for _, mode := range []os.FileMode{0o777, 0o775} { // /tmp's kind, and a group's
+		sticky := filepath.Join(root, "sticky"+strconv.FormatUint(uint64(mode), 8))
+		if err := os.Mkdir(sticky, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(sticky, mode|os.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(sticky, "secretfs.yaml")
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		mustRead(t, link, "a file through root's link in sticky "+sticky)
+		if err := os.Lchown(link, otherUID, otherUID); err != nil {
+			t.Fatal(err)
+		}
+		want := "user 1000 may replace it (user 1000 owns the symbolic link " + link + " on the way to it, in sticky " + sticky + ")"
+		if mode == 0o777 {
+			want = "" // with fs.protected_symlinks, the kernel refuses to follow it (EACCES) before the check
+		}
+		mustRefuse(t, link, "a file through another user's link in sticky "+sticky, want)
+	}
+}
