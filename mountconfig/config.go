@@ -61,6 +61,7 @@ import (
 	"syscall"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/render"
@@ -147,7 +148,7 @@ func readOwned(file string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := othersMayWrite(fi); err != nil {
+	if err := othersMayWrite(f, fi); err != nil {
 		return nil, err
 	}
 	if err := othersMayReplace(file); err != nil {
@@ -157,11 +158,9 @@ func readOwned(file string) ([]byte, error) {
 }
 
 // othersMayWrite says who other than root and this process's user may
-// write the file fi describes, or nil if nobody may: every user, its
-// owner, or the members of its group. Root's group is excepted, as it
-// holds root alone by convention; the process's own group is not: other
-// users may be in it.
-func othersMayWrite(fi fs.FileInfo) error {
+// write f, which fi describes, or nil if nobody may: every user, its
+// owner, or those its group bits let write it (see groupWriters).
+func othersMayWrite(f *os.File, fi fs.FileInfo) error {
 	perm := fi.Mode().Perm()
 	if perm&0o002 != 0 {
 		return fmt.Errorf("every user may write it (mode %#o), and %s: chmod o-w it", perm, says)
@@ -169,8 +168,8 @@ func othersMayWrite(fi fs.FileInfo) error {
 	if who := anotherOwner(fi); who != "" {
 		return fmt.Errorf("%s owns it, and %s: only root or the mount's user may", who, says)
 	}
-	if gid, ok := writingGroup(fi); ok {
-		return fmt.Errorf("members of group %d may write it (mode %#o), and %s: chmod g-w it", gid, perm, says)
+	if who := groupWriters(fi, fhasACL(f), "its"); who != "" {
+		return fmt.Errorf("%s may write it (mode %#o), and %s: chmod g-w it", who, perm, says)
 	}
 	return nil
 }
@@ -219,8 +218,8 @@ func othersMayReplace(file string) error {
 // replacers says who other than root and this process's user may rename
 // or remove another's entry of the directory dir, which fi describes, or
 // nil if nobody may: its owner, and, unless it is sticky (where only an
-// entry's owner or the directory's may), every user or the members of
-// its group (root's group excepted) if they may write it.
+// entry's owner or the directory's may), every user or those its group
+// bits let write it (see groupWriters) if they may write it.
 func replacers(dir string, fi fs.FileInfo) error {
 	if who := anotherOwner(fi); who != "" {
 		return fmt.Errorf("%s may replace it (%s owns %s), and %s: move the file to a directory root or the mount's user owns", who, who, dir, says)
@@ -232,8 +231,8 @@ func replacers(dir string, fi fs.FileInfo) error {
 	if m.Perm()&0o002 != 0 {
 		return fmt.Errorf("every user may replace it (%s may be written by every user and is not sticky), and %s: chmod o-w or +t %s, or move the file", dir, says, dir)
 	}
-	if gid, ok := writingGroup(fi); ok {
-		return fmt.Errorf("members of group %d may replace it (%s may be written by its group and is not sticky), and %s: chmod g-w or +t %s, or move the file", gid, dir, says, dir)
+	if who := groupWriters(fi, hasACL(dir), dir+"'s"); who != "" {
+		return fmt.Errorf("%s may replace it (they may write %s, which is not sticky), and %s: chmod g-w or +t %s, or move the file", who, dir, says, dir)
 	}
 	return nil
 }
@@ -268,14 +267,41 @@ func anotherOwner(fi fs.FileInfo) string {
 	return ""
 }
 
-// writingGroup is the group of what fi describes, and whether that group
-// may write it and is not root's (see othersMayWrite).
-func writingGroup(fi fs.FileInfo) (uint32, bool) {
+// groupWriters says who other than root and this process's user may
+// write what fi describes through its group bits, or "" if nobody may:
+// where it has an access control list (acl), whose mask the group bits
+// then are, the users and groups the list names (whose says whose list
+// it is, in the answer); else the members of its group, unless that is
+// root's group, which holds root alone by convention (the process's own
+// group is not excepted: other users may be in it).
+func groupWriters(fi fs.FileInfo, acl bool, whose string) string {
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
+	switch {
+	case !ok || fi.Mode().Perm()&0o020 == 0:
+		return ""
+	case acl:
+		return "the users and groups " + whose + " access control list names (getfacl)"
+	case st.Gid != 0:
+		return "members of group " + strconv.FormatUint(uint64(st.Gid), 10)
 	}
-	return st.Gid, fi.Mode().Perm()&0o020 != 0 && st.Gid != 0
+	return ""
+}
+
+// aclName is the extended attribute that holds a file's POSIX access
+// control list, if it has one beyond its mode bits.
+const aclName = "system.posix_acl_access"
+
+// hasACL says whether path has an access control list; an error (one
+// the file system has no lists on, ENOTSUP, among them) says it has none.
+func hasACL(path string) bool {
+	_, err := unix.Getxattr(path, aclName, nil)
+	return err == nil
+}
+
+// fhasACL is hasACL of an open file.
+func fhasACL(f *os.File) bool {
+	_, err := unix.Fgetxattr(int(f.Fd()), aclName, nil)
+	return err == nil
 }
 
 // maxLinks bounds how many symbolic links walk follows, as the kernel

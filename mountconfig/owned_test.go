@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/secretfs/secretfs/mountconfig"
 )
 
@@ -163,7 +165,7 @@ func TestAConfigFileInADirectoryAGroupMayWriteIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	gid := inOtherGroup(t, shared)
-	want := "members of group " + strconv.Itoa(gid) + " may replace it (" + shared + " may be written by its group and is not sticky)"
+	want := "members of group " + strconv.Itoa(gid) + " may replace it (they may write " + shared + ", which is not sticky)"
 	mustRefuse(t, in, "a file in a directory of mode 0775", want)
 	mustRefuse(t, viaLink, "a file through a link into a directory of mode 0775", want)
 	if err := os.Chmod(shared, 0o775|os.ModeSticky); err != nil {
@@ -210,5 +212,56 @@ func TestAConfigFileThroughAnotherUsersLinkInAStickyDirectoryIsRefused(t *testin
 			want = "" // with fs.protected_symlinks, the kernel refuses to follow it (EACCES) before the check
 		}
 		mustRefuse(t, link, "a file through another user's link in sticky "+sticky, want)
+	}
+}
+
+// A configuration file, or a directory on the way to it, whose access
+// control list lets another user write it is refused, though root's group
+// owns it: the group bits are then the list's mask. Once the mask lets
+// nobody write (chmod g-w), or the directory is sticky, the file is read.
+func TestAConfigFileAnAccessControlListLetsAnotherUserWriteIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "listed")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := writeConfig(t, dir)
+	letWrite(t, p, otherUID)
+	mustRefuse(t, p, "a file whose list lets user 1000 write it",
+		p+": the users and groups its access control list names (getfacl) may write it (mode 0664), and it says who may read which secret: chmod g-w it")
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, p, "the file, its list's mask without write")
+	letWrite(t, dir, otherUID)
+	mustRefuse(t, p, "a file in a directory whose list lets user 1000 write it",
+		"the users and groups "+dir+"'s access control list names (getfacl) may replace it (they may write "+dir+", which is not sticky)")
+	if err := os.Chmod(dir, 0o775|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, p, "the file, its directory sticky")
+}
+
+// letWrite gives p an access control list that lets uid read and write
+// it (and search it, if a directory), as setfacl -m u:UID:rw (rwx) would.
+func letWrite(t *testing.T, p string, uid uint32) {
+	t.Helper()
+	const (
+		userObj, user, groupObj, mask, other = 0x01, 0x02, 0x04, 0x10, 0x20
+		noID                                 = 0xffffffff
+	)
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x uint32 // search, for a directory
+	if fi.IsDir() {
+		x = 1
+	}
+	acl := []byte{2, 0, 0, 0} // version 2, then (tag, perm, id), little-endian, in the order of tags
+	for _, e := range [][3]uint32{{userObj, 6 | x, noID}, {user, 6 | x, uid}, {groupObj, 4 | x, noID}, {mask, 6 | x, noID}, {other, 4 | x, noID}} {
+		acl = append(acl, byte(e[0]), byte(e[0]>>8), byte(e[1]), byte(e[1]>>8), byte(e[2]), byte(e[2]>>8), byte(e[2]>>16), byte(e[2]>>24))
+	}
+	if err := unix.Setxattr(p, "system.posix_acl_access", acl, 0); err != nil {
+		t.Fatalf("setting an access control list on %s: %v", p, err)
 	}
 }
