@@ -361,7 +361,8 @@ func checkSchema(ctx context.Context, q queryer) error {
 // tableDefects says how the table secrets differs from the one schema
 // makes, or is empty: its columns (generated ones included) and their
 // declared types, its primary key (ApplicationName, SecretName), STRICT
-// and WITHOUT ROWID, and no index or trigger on it. A column added,
+// and WITHOUT ROWID, no collation but BINARY (otherCollations), and no
+// index or trigger on it. A column added,
 // retyped (ANY) or generated, or a table no longer STRICT, can hold a
 // long value that oversizedRow does not measure; an index's entries can
 // be long whatever the row holds; a trigger runs on this Store's own
@@ -378,6 +379,13 @@ func tableDefects(ctx context.Context, q queryer) ([]string, error) {
 	wrong, err := columnDefects(ctx, q)
 	if err != nil {
 		return nil, err
+	}
+	others, err := otherCollations(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(others) > 0 {
+		wrong = append(wrong, "its columns or primary key compare with "+strings.Join(others, " and ")+", not BINARY")
 	}
 	if wr != 1 || strict != 1 {
 		wrong = append(wrong, "it is not a STRICT, WITHOUT ROWID table")
@@ -435,6 +443,69 @@ func columnDefects(ctx context.Context, q queryer) ([]string, error) {
 		wrong = append(wrong, "its primary key is not (ApplicationName, SecretName)")
 	}
 	return wrong, nil
+}
+
+// otherCollations are the collations other than BINARY that the table
+// secrets compares a column with, upper-cased, or none. Under NOCASE or
+// RTRIM, "App" and "app", or "db" and "db ", are one name to the primary
+// key, to a search, to DISTINCT and to ORDER BY: a row could be served,
+// overwritten or listed for another name, or a name hidden from a
+// listing; a MasterKeyId under NOCASE could hide a key still in use from
+// MasterKeyIDs. The primary key's index says what it compares its
+// columns with (pragma_index_xinfo: the PRIMARY KEY clause's COLLATE, or
+// else the column's), but no pragma gives a column's own collation, which
+// a search, DISTINCT and ORDER BY use; so every COLLATE in the table's
+// CREATE statement, the text SQLite builds the table from, must name
+// BINARY (statementCollations).
+func otherCollations(ctx context.Context, q queryer) ([]string, error) {
+	var stmt, indexed string
+	if err := q.QueryRowContext(ctx, `SELECT
+		ifnull((SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'secrets' COLLATE NOCASE), ''),
+		ifnull((SELECT group_concat(x.coll, ' ') FROM pragma_index_list('secrets') l, pragma_index_xinfo(l.name) x
+			WHERE l.origin = 'pk'), '')`).Scan(&stmt, &indexed); err != nil {
+		return nil, err
+	}
+	var others []string
+	for _, c := range append(strings.Fields(asciiUpper(indexed)), statementCollations(stmt)...) {
+		if c != "BINARY" && !slices.Contains(others, c) {
+			others = append(others, c)
+		}
+	}
+	return others, nil
+}
+
+// statementCollations are the words that follow each COLLATE in a
+// CREATE statement, upper-cased as SQLite compares them (ASCII only),
+// each up to a space, a comma or a closing parenthesis. A name quoted, or
+// written after a comment, is not BINARY here, whatever it is to SQLite;
+// and a COLLATE in a comment, a string or an identifier counts as well:
+// schema has neither.
+func statementCollations(stmt string) []string {
+	var words []string
+	rest := asciiUpper(stmt)
+	for {
+		_, after, found := strings.Cut(rest, "COLLATE")
+		if !found {
+			return words
+		}
+		rest = strings.TrimLeft(after, " \t\n\f\r")
+		end := strings.IndexAny(rest, " \t\n\f\r,)")
+		if end < 0 {
+			end = len(rest)
+		}
+		words = append(words, rest[:end])
+	}
+}
+
+// asciiUpper is s with its ASCII letters upper-cased: SQLite folds the
+// case of keywords and collation names in ASCII only.
+func asciiUpper(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		return r
+	}, s)
 }
 
 // MaxValueSize implements store.Sizer.

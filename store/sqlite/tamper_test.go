@@ -134,8 +134,15 @@ func alterTable(t *testing.T, db *sql.DB, noKey bool) {
 	if noKey {
 		key, without = "", ""
 	}
+	replaceTable(t, db, "CREATE TABLE secrets ("+cols+key+")"+without)
+}
+
+// replaceTable makes the table secrets anew with create, holding the
+// rows it held.
+func replaceTable(t *testing.T, db *sql.DB, create string) {
+	t.Helper()
 	execSQL(t, db, "ALTER TABLE secrets RENAME TO old")
-	execSQL(t, db, "CREATE TABLE secrets ("+cols+key+")"+without)
+	execSQL(t, db, create)
 	execSQL(t, db, "INSERT INTO secrets SELECT * FROM old")
 	execSQL(t, db, "DROP TABLE old")
 }
@@ -440,6 +447,58 @@ func TestOpenRefusesATableWithUntypedColumnsATriggerAnIndexOrAGeneratedColumn(t 
 			}
 			if !strings.Contains(err.Error(), "is not the one secretfs creates") {
 				t.Fatalf("Open: %v; want it to say the table is not the one secretfs creates", err)
+			}
+		})
+	}
+}
+
+// A table that compares a column with NOCASE or RTRIM, so that "App/DB"
+// and "app/db", or "db" and "db ", are one row, one search, one listed
+// name, is refused: by Open, and by a Store that had the file open, whose
+// writes are refused. The collation may be the column's own or the
+// primary key's; a column's own is refused even behind a primary key
+// that names BINARY, since a search, DISTINCT and ORDER BY use it.
+func TestATableWhoseColumnsIgnoreCaseOrTrailingSpacesIsRefused(t *testing.T) {
+	for name, tc := range map[string]struct {
+		collate map[string]string // a column's COLLATE clause
+		key     string
+		want    string
+	}{
+		"ApplicationName NOCASE":             {map[string]string{"ApplicationName": "COLLATE NOCASE"}, "ApplicationName, SecretName", "NOCASE"},
+		"SecretName rtrim":                   {map[string]string{"SecretName": "collate rtrim"}, "ApplicationName, SecretName", "RTRIM"},
+		"MasterKeyId NOCASE":                 {map[string]string{"MasterKeyId": "COLLATE NOCASE"}, "ApplicationName, SecretName", "NOCASE"},
+		"a primary key on SecretName NOCASE": {nil, "ApplicationName, SecretName COLLATE NOCASE", "NOCASE"},
+		"ApplicationName NOCASE behind a primary key that names BINARY": {
+			map[string]string{"ApplicationName": "COLLATE NOCASE"}, "ApplicationName COLLATE BINARY, SecretName", "NOCASE"},
+		"ApplicationName NOCASE, quoted after a comment, behind a primary key that names BINARY": {
+			map[string]string{"ApplicationName": `COLLATE /* BINARY */ "nocase"`}, "ApplicationName COLLATE BINARY, SecretName", "compare with /*,"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, db, path := tamperedStore(t)
+			a, err := s.Get(t.Context(), store.Key{App: "app", Name: "a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cols []string
+			for i, c := range tableColumns {
+				cols = append(cols, c+" "+tableTypes[i]+" "+tc.collate[c])
+			}
+			replaceTable(t, db, "CREATE TABLE secrets ("+strings.Join(cols, ", ")+", PRIMARY KEY ("+tc.key+")) STRICT, WITHOUT ROWID")
+
+			n := *a
+			n.Version, n.InitialisationVector = 2, []byte("iv-a2")
+			err = s.Put(t.Context(), &n, a.Revision())
+			if !fault.Is(fault.Integrity, err) || !strings.Contains(err.Error(), "writes are refused") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Put after the table was altered: %v; want it refused as an integrity failure naming %s", err, tc.want)
+			}
+			closeT(t, s)
+			s2, err := Open(t.Context(), path)
+			if err == nil {
+				s2.Close()
+				t.Fatalf("Open accepted a table with %s", name)
+			}
+			if !strings.Contains(err.Error(), "is not the one secretfs creates") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open: %v; want it to say the table is not the one secretfs creates, naming %s", err, tc.want)
 			}
 		})
 	}
