@@ -74,7 +74,7 @@ func refuseCodeVariables(vars []Variable) error {
 	var refused []string
 	for _, v := range vars {
 		if runsCode(v.Name) {
-			refused = append(refused, v.From.String()+" would set "+v.Name+", which makes a loader, a shell or an interpreter run code of its choosing: refused (rename the secret)")
+			refused = append(refused, v.From.String()+" would set "+v.Name+", which makes a loader, a shell, an interpreter or a common tool run code of its choosing: refused (rename the secret)")
 		}
 	}
 	if refused != nil {
@@ -110,26 +110,37 @@ func variables(values map[store.Key]crypto.Plaintext) ([]Variable, error) {
 }
 
 // codeVariables are the variables, besides the families of codePrefixes
-// (every LD_* one, the dynamic loader's), that make glibc, a
-// shell or a common interpreter load or run code from where they say:
+// (every LD_* one, the dynamic loader's), that make glibc, a shell, a
+// common interpreter or tool load or run code from where they say:
 // glibc's list of those it ignores in setuid programs, the shells'
-// startup files and PATH, and Python's, Perl's, Ruby's, Node's and Java's
-// own. A secret never becomes one: whoever may write an application's
-// secrets (a host holding only the RSA public key, say) would otherwise
-// choose code that runs in the program secretfs exec starts, or that
-// reads a dotenv view. A list, not a guarantee: docs/SECURITY.md.
+// startup files and PATH; Python's, Perl's, Ruby's, Node's and Java's
+// own; the programs git and ssh run to reach a remote or ask for a
+// password, those git runs to edit, page or compare, and the templates
+// whose hooks a clone runs; the configuration and modules OpenSSL loads
+// (a configuration loads engines and providers); and the editor and
+// pager that programs in general start, with less's input filters. A
+// secret never becomes one: whoever may write an application's secrets
+// (a host holding only the RSA public key, say) would otherwise choose
+// code that runs in the program secretfs exec starts, or that reads a
+// dotenv view. A list, not a guarantee: docs/SECURITY.md.
 var codeVariables = map[string]bool{
-	"GCONV_PATH": true, "GETCONF_DIR": true, "HOSTALIASES": true, "LOCALDOMAIN": true, "LOCPATH": true,
-	"MALLOC_TRACE": true, "NIS_PATH": true, "NLSPATH": true, "RESOLV_HOST_CONF": true, "RES_OPTIONS": true,
-	"TMPDIR": true, "TZDIR": true,
+	"GCONV_PATH": true, "GETCONF_DIR": true, "GLIBC_TUNABLES": true, "HOSTALIASES": true, "LOCALDOMAIN": true,
+	"LOCPATH": true, "MALLOC_TRACE": true, "NIS_PATH": true, "NLSPATH": true, "RESOLV_HOST_CONF": true,
+	"RES_OPTIONS": true, "TMPDIR": true, "TZDIR": true,
 	"PATH": true, "IFS": true, "ENV": true, "BASH_ENV": true, "SHELLOPTS": true, "BASHOPTS": true, "PS4": true,
-	"PROMPT_COMMAND": true,
-	"PYTHONPATH":     true, "PYTHONHOME": true, "PYTHONSTARTUP": true, "PYTHONINSPECT": true,
+	"PROMPT_COMMAND": true, "ZDOTDIR": true,
+	"PYTHONPATH": true, "PYTHONHOME": true, "PYTHONSTARTUP": true, "PYTHONINSPECT": true, "PYTHONUSERBASE": true,
+	"PYTHONPLATLIBDIR": true, "PYTHONPYCACHEPREFIX": true,
 	"PYTHONWARNINGS": true, "PYTHONBREAKPOINT": true, // each imports a module it names
-	"PERL5LIB": true, "PERLLIB": true, "PERL5OPT": true,
-	"RUBYLIB": true, "RUBYOPT": true,
+	"PERL5LIB": true, "PERLLIB": true, "PERL5OPT": true, "PERL5DB": true,
+	"RUBYLIB": true, "RUBYOPT": true, "GEM_HOME": true, "GEM_PATH": true,
 	"NODE_OPTIONS": true, "NODE_PATH": true,
 	"JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true, "JDK_JAVA_OPTIONS": true, "CLASSPATH": true,
+	"GIT_SSH": true, "GIT_SSH_COMMAND": true, "GIT_PROXY_COMMAND": true, "GIT_ASKPASS": true, "GIT_EXEC_PATH": true,
+	"GIT_EDITOR": true, "GIT_SEQUENCE_EDITOR": true, "GIT_PAGER": true, "GIT_EXTERNAL_DIFF": true,
+	"GIT_TEMPLATE_DIR": true, "SSH_ASKPASS": true,
+	"OPENSSL_CONF": true, "OPENSSL_ENGINES": true, "OPENSSL_MODULES": true,
+	"EDITOR": true, "VISUAL": true, "PAGER": true, "LESSOPEN": true, "LESSCLOSE": true,
 }
 
 // runsCode reports whether a variable name is one of codeVariables, or
@@ -145,8 +156,9 @@ func runsCode(name string) bool {
 
 // codePrefixes name families of such variables: the dynamic loader's
 // (LD_PRELOAD, LD_AUDIT...), Lua's LUA_INIT (and LUA_INIT_5_4...), which
-// Lua runs, and git's GIT_CONFIG_* (GIT_CONFIG_KEY_0...: any setting,
-// such as a command to run).
+// Lua runs, and git's GIT_CONFIG* (GIT_CONFIG_KEY_0..., GIT_CONFIG_GLOBAL,
+// GIT_CONFIG_PARAMETERS: any setting, such as core.sshCommand, or a
+// file of them).
 var codePrefixes = []string{"LD_", "LUA_INIT", "GIT_CONFIG"}
 
 // collision says that the secrets from become the variable name.

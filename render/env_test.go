@@ -84,16 +84,21 @@ func TestVariablesThatCollideAreAnErrorNamingEverySecret(t *testing.T) {
 }
 
 // A secret never becomes a variable that makes the dynamic loader, a
-// shell or an interpreter run code of its choosing (LD_PRELOAD from a
-// secret named ld-preload, say): whoever may write an application's
+// shell, an interpreter or a common tool run code of its choosing
+// (LD_PRELOAD from a secret named ld-preload, GIT_SSH_COMMAND from
+// git-ssh-command, say): whoever may write an application's
 // secrets would otherwise choose code that runs in the program that gets
 // them. The error names each such secret and its variable, and no value.
 func TestVariablesThatWouldRunCodeAreRefusedNamingTheSecret(t *testing.T) {
 	for _, name := range []string{"ld-preload", "LD_LIBRARY_PATH", "ld.audit", "path", "bash-env", "ENV", "node-options", "pythonpath", "java-tool-options",
-		"pythonwarnings", "lua-init", "lua_init_5_4", "git-config-count", "git_config_key_0"} {
+		"pythonwarnings", "lua-init", "lua_init_5_4", "git-config-count", "git_config_key_0", "git-config-global", "git-config-parameters",
+		"glibc-tunables", "zdotdir", "pythonhome", "pythonuserbase", "pythonplatlibdir", "pythonpycacheprefix", "perl5db", "gem-home", "gem-path",
+		"git-ssh", "git-ssh-command", "git-proxy-command", "git-askpass", "git-exec-path", "git-editor", "git-sequence-editor", "git-pager",
+		"git-external-diff", "git-template-dir", "ssh-askpass", "openssl-conf", "openssl-engines", "openssl-modules",
+		"editor", "visual", "pager", "lessopen", "lessclose"} {
 		in := map[string]string{"app/" + name: "VALUE-A", "app/db-password": "VALUE-B"}
 		_, err := render.Variables(values(t, in))
-		want := "app/" + name + " would set " + render.EnvName(name) + ", which makes a loader, a shell or an interpreter run code"
+		want := "app/" + name + " would set " + render.EnvName(name) + ", which makes a loader, a shell, an interpreter or a common tool run code"
 		if err == nil || !strings.Contains(err.Error(), want) || !fault.Is(fault.Invalid, err) {
 			t.Errorf("Variables with %s: %v, want Invalid saying %q", name, err, want)
 		}
@@ -101,7 +106,7 @@ func TestVariablesThatWouldRunCodeAreRefusedNamingTheSecret(t *testing.T) {
 			t.Errorf("error %q holds a value", err)
 		}
 	}
-	for _, name := range []string{"db-password", "lda", "path-prefix", "environment", "pathname"} {
+	for _, name := range []string{"db-password", "lda", "path-prefix", "environment", "pathname", "git-token", "ssh-key", "openssl-password", "editors"} {
 		if _, err := render.Variables(values(t, map[string]string{"app/" + name: "v"})); err != nil {
 			t.Errorf("Variables refused %s: %v", name, err)
 		}

@@ -43,8 +43,8 @@ const (
 )
 
 // formats is every format an application view may name. Only dotenv, an
-// environment's file, refuses the names that would make a loader, a shell
-// or an interpreter run code (see Variables).
+// environment's file, refuses the names that would make a loader, a
+// shell, an interpreter or a common tool run code (see Variables).
 var formats = map[string]func(w *buffer, vars []Variable) error{
 	FormatJSON:       appendJSONFormat,
 	FormatDotenv:     appendDotenvFormat,

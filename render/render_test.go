@@ -610,7 +610,7 @@ func TestARenderingOverItsLimitFailsNamingTheView(t *testing.T) {
 func TestADotenvViewRefusesAVariableThatRunsCodeAndJSONDoesNot(t *testing.T) {
 	in := map[string]string{"billing/ld-preload": "/tmp/x.so", "billing/token": "TOKEN-VALUE"}
 	renderFails(t, render.Spec{Path: "billing/app.env", App: "billing", Format: "dotenv"}, in,
-		"billing/ld-preload would set LD_PRELOAD, which makes a loader, a shell or an interpreter run code")
+		"billing/ld-preload would set LD_PRELOAD, which makes a loader, a shell, an interpreter or a common tool run code")
 	renderOK(t, render.Spec{Path: "billing/all.json", App: "billing", Format: "json"}, in,
 		"{\n  \"LD_PRELOAD\": \"/tmp/x.so\",\n  \"TOKEN\": \"TOKEN-VALUE\"\n}\n")
 }
