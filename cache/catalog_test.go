@@ -1142,6 +1142,56 @@ func TestARevisionReadWithAnotherSizeThanListedIsAnIntegrityFailure(t *testing.T
 	}
 }
 
+// A revision whose listed Size was forged before anything read it fails
+// its read (the listing and the read give two sizes). Once the store
+// holds its true Size again, repaired in place under the same Version
+// and IV, the next listing a TTL on lists it as another file, told to
+// the watchers, whose snapshot reads the value: not EIO until a restart.
+// The failed snapshot stays failed for whoever holds it.
+func TestARevisionListedWithAForgedSizeReadsOnceTheStoreIsRepaired(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	f.setSize(key("a"), 3)
+	c, clk, _ := newCatalog(t, f, Options{})
+	told := make(chan store.Key, 4)
+	c.OnChange(func(k store.Key) { told <- k })
+	page, _, err := c.List(bg, "app", "", 0)
+	if err != nil || len(page) != 1 || page[0].Size != 3 {
+		t.Fatalf("listing: %+v, %v; want a with the forged size 3", page, err)
+	}
+	f.setSize(key("a"), 5) // repaired: the read finds the true size
+	forged := c.Snapshot(key("a"), page[0])
+	defer forged.Release()
+	if _, err := forged.Value(bg); !fault.Is(fault.Integrity, err) {
+		t.Fatalf("listed 3, read 5: Value: %v, want Integrity", err)
+	}
+
+	clk.advance(ttl)
+	page, _, err = c.List(bg, "app", "", 0)
+	if err != nil || len(page) != 1 || page[0].Size != 5 || page[0].Version != 1 {
+		t.Fatalf("listing a TTL on: %+v, %v; want a, version 1, 5 bytes", page, err)
+	}
+	select {
+	case k := <-told:
+		if k != key("a") {
+			t.Errorf("told of %s, want a", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the revision relisted with its true size was not told")
+	}
+	if e := lookup(t, c, key("a")); e.Size != 5 {
+		t.Errorf("a lookup answers %d bytes, want 5", e.Size)
+	}
+	repaired := c.Snapshot(key("a"), page[0])
+	defer repaired.Release()
+	if v, err := repaired.Value(bg); err != nil || string(v) != "alpha" {
+		t.Errorf("relisted with its true size: Value: %q, %v; want alpha", v, err)
+	}
+	if _, err := forged.Value(bg); !fault.Is(fault.Integrity, err) {
+		t.Errorf("the snapshot listed with the forged size: Value: %v, want Integrity still", err)
+	}
+}
+
 // Two revisions in a row that the keys cannot decrypt: the last value
 // read is still served (the first new one, never read, replaced by the
 // second, does not take its place).

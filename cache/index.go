@@ -273,7 +273,7 @@ func (c *Catalog) applyListing(a *appIndex, app string, metas []store.Meta, star
 // current one the catalog knew. c.mu must be held.
 func (c *Catalog) setCurrent(k store.Key, ks *keyState, meta store.Meta, item *store.Item, at time.Time) bool {
 	c.answeredAt(k, ks, at)
-	if ks.holds() && ks.snap.meta.Revision().Equal(meta.Revision()) {
+	if ks.holds() && ks.snap.meta.Revision().Equal(meta.Revision()) && !ks.snap.relisted(meta) {
 		if item != nil {
 			c.attach(item)
 		}

@@ -39,6 +39,7 @@ type snapshot struct {
 
 	// Guarded by c.mu.
 	meta      store.Meta  // Size is learned on the first decryption of a legacy item
+	listed    int64       // meta's Size when pinned: the size the kernel was told
 	item      *store.Item // nil until bound
 	pins      int         // the index (while current) and every caller of Snapshot
 	opening   *flight     // a decryption in flight
@@ -69,13 +70,28 @@ func (c *Catalog) Snapshot(k store.Key, meta store.Meta) secrets.Snapshot {
 func (c *Catalog) pin(k store.Key, meta store.Meta) *snapshot {
 	id := keyOf(k, meta)
 	s := c.snaps[id]
-	if s == nil {
-		s = &snapshot{c: c, id: id, meta: meta}
+	if s == nil || s.relisted(meta) {
+		// A relisted snapshot stays with those that pin it, and is
+		// forgotten by its last unpin: c.snaps names this one.
+		s = &snapshot{c: c, id: id, meta: meta, listed: meta.Size}
 		s.meta.Key = k
 		c.snaps[id] = s
 	}
 	s.pins++
 	return s
+}
+
+// relisted reports whether meta lists s's revision with another size
+// than s was pinned with, after s failed authentication: a Size forged
+// before the revision was first read (the read then failed: the listing
+// and the read gave two sizes, or the value has not the size listed) and
+// repaired in place since, under the same Version and IV. The kernel
+// keeps the size it was told for the inode of s, so the revision so
+// relisted is another file (vfs.Revision.Shows), read from a snapshot of
+// its own; else it would stay EIO until a restart. A store writer gains
+// nothing by it that a new IV would not give them. c.mu must be held.
+func (s *snapshot) relisted(meta store.Meta) bool {
+	return s.broken != nil && meta.Size >= 0 && meta.Size != s.listed
 }
 
 // unpin takes one pin away; the last one wipes and forgets the snapshot.

@@ -45,15 +45,21 @@ func idOf(k store.Key, rev store.Revision) revisionID {
 // new name's revision under the number of the old name's (see
 // renamedInPlace). A new one gets a number from mount.ino (Version), one
 // held by another passed over (numbered). A node is one application, name
-// and revision, never matched by its number alone.
+// and revision, as the kernel was told it (its size too: see
+// vfs.Revision.Shows), never matched by its number alone.
 func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta) (*immutableNode, error) {
 	rev := meta.Revision()
-	if n := m.versionOf(k, rev); n != nil && n.rev.Is(k, rev) {
-		return n, nil
+	if n := m.versionOf(k, rev); n != nil {
+		if n.rev.Shows(k, meta) {
+			return n, nil
+		}
+		// Relisted with another size (vfs.Revision.Shows): the kernel
+		// keeps n's, so n is no longer what a lookup of rev finds.
+		m.unregisterNode(n)
 	}
 	return m.numbered(k, "revision",
 		func(attempt int) uint64 { return m.ino.Version(k, rev, attempt) },
-		func(n *immutableNode) bool { return n.rev != nil && n.rev.Is(k, rev) },
+		func(n *immutableNode) bool { return n.rev != nil && n.rev.Shows(k, meta) },
 		func(ino uint64) (*immutableNode, error) { return m.addVersion(ctx, parent, k, meta, ino), nil })
 }
 
@@ -204,6 +210,13 @@ func (m *mount) registeredAs(id revisionID) *immutableNode {
 		}
 	}
 	return nil
+}
+
+// unregisterNode is unregister, with m.mu not held.
+func (m *mount) unregisterNode(n *immutableNode) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.unregister(n)
 }
 
 // unregister takes n out of mount.byName, where it is under the name it

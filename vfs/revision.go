@@ -147,6 +147,20 @@ func (r *Revision) Is(k store.Key, rev store.Revision) bool {
 	return r.key == k && r.meta.Revision().Equal(rev)
 }
 
+// Shows reports whether r is the revision meta lists of k, as the
+// kernel was told it: Is, and the same size where both are known. A
+// revision whose Size was forged before its first read and repaired in
+// place since, with the same Version and IV, is listed with another size
+// than the kernel holds for r's inode: it is another file (see the
+// catalog's relisted), which would otherwise be read from r, failed, for
+// as long as the kernel kept r.
+func (r *Revision) Shows(k store.Key, meta store.Meta) bool {
+	r.mu.Lock()
+	size := r.meta.Size
+	r.mu.Unlock()
+	return r.Is(k, meta.Revision()) && (size < 0 || meta.Size < 0 || size == meta.Size)
+}
+
 // Attr is the revision's attributes: nlink is 1 while the name still
 // points at this revision as far as the catalog knows, 0 once it was
 // replaced or removed.
