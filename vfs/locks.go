@@ -163,7 +163,8 @@ func (t *Locks) setLocked(k store.Key, l Lock) (wait <-chan struct{}, err error)
 
 // replaceRange returns held with l's owner's locks of l's range replaced
 // by l (released, for Unlock): what lies outside the range is kept, split
-// if need be. released says whether a lock was given up or weakened.
+// if need be, and a lock l meets (joins) becomes one with it. released
+// says whether a lock was given up or weakened.
 func replaceRange(held []Lock, l Lock) (kept []Lock, released bool) {
 	for _, h := range held {
 		if h.Owner != l.Owner || h.Flock != l.Flock || !h.overlaps(l) {
@@ -183,9 +184,27 @@ func replaceRange(held []Lock, l Lock) (kept []Lock, released bool) {
 		}
 	}
 	if l.Type != Unlock {
+		kept = slices.DeleteFunc(kept, func(h Lock) bool {
+			if !l.joins(h) {
+				return false
+			}
+			l.Start, l.End = min(l.Start, h.Start), max(l.End, h.End)
+			return true
+		})
 		kept = append(kept, l)
 	}
 	return kept, released
+}
+
+// joins reports whether l and h, which do not overlap, are one lock, as
+// Linux joins a process's record locks: of one owner, kind and type, and
+// one ending where the other starts. Those taken through other open files
+// stay apart, as a close releases them apart (ReleaseOwner). So a program
+// that locks a file's records one after the other holds one lock, not one
+// a record.
+func (l Lock) joins(h Lock) bool {
+	return h.Owner == l.Owner && h.Flock == l.Flock && h.Type == l.Type && h.Open == l.Open &&
+		(h.End < l.Start && h.End+1 == l.Start || l.End < h.Start && l.End+1 == h.Start)
 }
 
 // ReleaseOwner releases the record locks owner took through the open

@@ -220,3 +220,39 @@ func TestTwoSharedFlocksUpgradedAtOnceDoNotWaitForEachOther(t *testing.T) {
 		t.Errorf("the first upgrade, once the second let go: %v", err)
 	}
 }
+
+// An owner's locks of one type that meet, through one open file, are one
+// lock, as on Linux: F_GETLK names the whole range, and the table holds
+// one lock, not one a record. Through another open file, or of another
+// type, they stay apart.
+func TestAnOwnersLocksThatMeetAreJoined(t *testing.T) {
+	var locks Locks
+	for at := uint64(0); at < 100; at += 10 {
+		if err := locks.SetLock(lockedKey, record(1, WriteLock, at, at+9)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := locks.SetLock(lockedKey, record(1, WriteLock, 95, 119)); err != nil { // overlapping the last
+		t.Fatal(err)
+	}
+	if h := locks.TestLock(lockedKey, record(2, ReadLock, 50, 50)); h.Start != 0 || h.End != 119 {
+		t.Errorf("F_GETLK names %+v, want owner 1's lock of bytes 0 to 119", h)
+	}
+	elsewhere := record(1, WriteLock, 120, 129)
+	elsewhere.Open = 11
+	for _, l := range []Lock{elsewhere, record(1, ReadLock, 130, 139)} {
+		if err := locks.SetLock(lockedKey, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(locks.held[lockedKey]); n != 3 {
+		t.Errorf("the table holds %d locks: %+v; want 3, those that meet joined", n, locks.held[lockedKey])
+	}
+	locks.ReleaseOwner(11, 1)
+	if h := locks.TestLock(lockedKey, record(2, ReadLock, 120, 129)); h.Type != Unlock {
+		t.Errorf("the lock through open file 11 survives its close: %+v", h)
+	}
+	if h := locks.TestLock(lockedKey, record(2, WriteLock, 119, 119)); h.Type != WriteLock {
+		t.Errorf("byte 119, locked through open file 10, is free after the close of open file 11: %+v", h)
+	}
+}
