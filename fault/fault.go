@@ -57,6 +57,7 @@ const (
 	Locked                   // an advisory lock another owner holds
 	Interrupted              // a signal ended a wait (for a lock), as the kernel asked
 	StoreGone                // the store's file is no longer at its path (removed, moved, replaced): a write is refused, or is in the file that went, not at the path
+	NoLocks                  // a secret holds as many advisory locks as it may: the request for another changed nothing
 
 	kindCount // not a Kind: the number of Kinds, for the tests that visit each
 )

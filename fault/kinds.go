@@ -39,6 +39,7 @@ var kinds = [...]kindInfo{
 	Locked:       {"locked", syscall.EAGAIN, logrus.DebugLevel, "locked"},                                  // F_SETLK, flock -n: the caller tries again or waits
 	Interrupted:  {"interrupted", syscall.EINTR, logrus.DebugLevel, "interrupted"},                         // only a wait for a lock is interrupted; SA_RESTART retries it
 	StoreGone:    {"the store's file is gone from its path", syscall.EIO, logrus.ErrorLevel, "store_gone"}, // an answer: the store at the path does not hold the write, and asking again changes nothing
+	NoLocks:      {"no locks available", syscall.ENOLCK, logrus.WarnLevel, "no_locks"},                     // a program that locks without end, or one that fills the table on purpose
 }
 
 // info returns k's row, or Other's for a Kind the table lacks.

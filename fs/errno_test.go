@@ -40,6 +40,7 @@ func TestErrnoMapsEveryKind(t *testing.T) {
 		fault.NotSupported: syscall.ENOTSUP,
 		fault.NotPermitted: syscall.EPERM,
 		fault.CrossDevice:  syscall.EXDEV,
+		fault.NoLocks:      syscall.ENOLCK,
 	}
 	for kind, errno := range want {
 		err := fmt.Errorf("wrapped: %w", fault.E(fault.Op("test"), kind))

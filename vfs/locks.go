@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -82,6 +83,37 @@ func (l Lock) conflicts(held Lock) bool {
 		(l.Type == WriteLock || held.Type == WriteLock)
 }
 
+// MaxLocks bounds the locks a secret holds, of every owner and kind
+// together. A request that would add to a table already holding MaxLocks
+// is refused with fault.NoLocks (ENOLCK, as Linux answers a lock it
+// cannot allocate) and changes nothing. Real programs hold a handful (a
+// flock lock; SQLite a few bytes of a file): the bound is there for a
+// local user who may open a secret and takes a lock on every other byte
+// of it, which grew the mount's memory, and the time of every request
+// (each scans the secret's locks), without end. At 1024 locks of 48
+// bytes a secret's table stays small, and its scan quick.
+//
+// An unlock of the middle of a lock splits it in two, and so may add to a
+// full table too; Linux may refuse it so (ENOLCK). Here an owner holding
+// fewer than fewLocks locks of the secret is never refused an unlock:
+// whoever filled the table, a program holding a handful releases what it
+// asks, and no lock it believes released stays held. Such unlocks are
+// bounded too: while the table is full no owner takes its first lock, so
+// the owners that may split are the at most MaxLocks that held one when
+// it filled, and each grows to fewLocks at the most: the table never
+// holds more than MaxLocks*fewLocks (16384, 768 KiB).
+//
+// The bound is by secret, not by owner: an owner is cheap to make (an
+// open(2) for flock and open file description locks, a fork for record
+// locks), so a bound by owner would stop nobody this one does not. A
+// full table keeps others from locking the secret, as one lock of the
+// whole file nearly does already: whoever may read it may take a read
+// lock, which keeps every writer's lock out.
+const (
+	MaxLocks = 1024
+	fewLocks = 16
+)
+
 // ErrLocked is in the chain of SetLock's error when another owner's lock
 // conflicts (EAGAIN).
 var ErrLocked = fault.E(fault.Locked, "held by another")
@@ -143,6 +175,7 @@ func (t *Locks) WaitLock(ctx context.Context, k store.Key, l Lock) error {
 // of k. t.mu must be held.
 func (t *Locks) setLocked(k store.Key, l Lock) (wait <-chan struct{}, err error) {
 	held := t.held[k]
+	before := len(held)
 	if l.Flock && l.Type != Unlock {
 		// flock(2) converts a lock by removing it first: two holders of
 		// a shared lock that both ask for it exclusive do not wait for
@@ -157,8 +190,28 @@ func (t *Locks) setLocked(k store.Key, l Lock) (wait <-chan struct{}, err error)
 		return t.changedLocked(k), ErrLocked
 	}
 	kept, released := replaceRange(held, l)
+	if len(kept) > MaxLocks && len(kept) > before && !mayExceed(held, l) {
+		// A flock conversion, which dropped the lock held first, adds
+		// nothing: it is never refused here, and so never loses its lock.
+		return nil, fault.E(k.Path(), fault.NoLocks, fmt.Sprintf("the secret holds %d locks, and may hold %d", before, MaxLocks))
+	}
 	t.store(k, kept, released)
 	return nil, nil
+}
+
+// mayExceed reports whether l may add to a full table held: an unlock by
+// an owner that holds fewer than fewLocks locks (see MaxLocks).
+func mayExceed(held []Lock, l Lock) bool {
+	if l.Type != Unlock {
+		return false
+	}
+	owned := 0
+	for _, h := range held {
+		if h.Owner == l.Owner && h.Flock == l.Flock {
+			owned++
+		}
+	}
+	return owned < fewLocks
 }
 
 // replaceRange returns held with l's owner's locks of l's range replaced

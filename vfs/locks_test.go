@@ -3,6 +3,8 @@ package vfs
 import (
 	"context"
 	"errors"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -254,5 +256,124 @@ func TestAnOwnersLocksThatMeetAreJoined(t *testing.T) {
 	}
 	if h := locks.TestLock(lockedKey, record(2, WriteLock, 119, 119)); h.Type != WriteLock {
 		t.Errorf("byte 119, locked through open file 10, is free after the close of open file 11: %+v", h)
+	}
+}
+
+// fill has owner take a lock of every other byte from start on until k
+// holds MaxLocks locks.
+func fill(t *testing.T, locks *Locks, k store.Key, owner, start uint64) {
+	t.Helper()
+	for at := start; len(locks.held[k]) < MaxLocks; at += 2 {
+		if err := locks.SetLock(k, record(owner, ReadLock, at, at)); err != nil {
+			t.Fatalf("lock %d of the secret: %v", len(locks.held[k])+1, err)
+		}
+	}
+}
+
+// isENOLCK reports whether err is the refusal of a lock beyond the bound.
+func isENOLCK(err error) bool {
+	return fault.KindOf(err) == fault.NoLocks && fault.KindOf(err).Errno() == syscall.ENOLCK
+}
+
+// A secret holds at most MaxLocks locks: a request for one more, of the
+// owner that filled it or another, waiting or not, record lock or flock,
+// is refused with ENOLCK at once, and the table is as it was. Requests
+// that add nothing are granted still; other secrets are not full.
+func TestLocksBeyondTheBoundAreENOLCKAndChangeNothing(t *testing.T) {
+	var locks Locks
+	wide := record(1, ReadLock, 1<<30, 1<<30+2)
+	if err := locks.SetLock(lockedKey, wide); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, &locks, lockedKey, 1, 0)
+	was := slices.Clone(locks.held[lockedKey])
+	for name, set := range map[string]func() error{
+		"another byte":    func() error { return locks.SetLock(lockedKey, record(1, ReadLock, 1<<20, 1<<20)) },
+		"another owner's": func() error { return locks.SetLock(lockedKey, record(2, ReadLock, 1<<21, 1<<21)) },
+		"a wait": func() error { // for nobody: nothing else asks for the byte
+			return locks.WaitLock(context.Background(), lockedKey, record(4, WriteLock, 1<<22, 1<<22))
+		},
+		"a flock": func() error { return locks.SetLock(lockedKey, flockOf(3, WriteLock)) },
+		"a write lock of the middle of a read lock": func() error {
+			return locks.SetLock(lockedKey, record(1, WriteLock, 1<<30+1, 1<<30+1))
+		},
+	} {
+		if err := set(); !isENOLCK(err) {
+			t.Errorf("%s: %v, want ENOLCK", name, err)
+		}
+		if got := locks.held[lockedKey]; !slices.Equal(got, was) {
+			t.Errorf("%s: the refusal changed the table: %d locks", name, len(got))
+		}
+	}
+	if err := locks.SetLock(lockedKey, record(1, WriteLock, 0, 0)); err != nil {
+		t.Errorf("a lock in place of one held: %v", err)
+	}
+	if err := locks.SetLock(lockedKey, record(1, ReadLock, 3, 3)); err != nil {
+		t.Errorf("a lock that joins two held (bytes 2 and 4): %v", err)
+	}
+	if err := locks.SetLock(lockedKey, record(2, ReadLock, 1<<20, 1<<20)); err != nil {
+		t.Errorf("a lock once the join left room: %v", err)
+	}
+	if err := locks.SetLock(store.Key{App: "app", Name: "other"}, whole(1, WriteLock)); err != nil {
+		t.Errorf("a lock of another secret: %v", err)
+	}
+	locks.ReleaseOpen(10)
+	if err := locks.SetLock(lockedKey, record(3, WriteLock, 0, 1<<19)); err != nil {
+		t.Errorf("a lock once the filler's open file was released: %v", err)
+	}
+}
+
+// An unlock of the middle of a lock splits it, and so adds a lock: at the
+// bound, it is granted to an owner holding a few locks, whoever filled
+// the table, and never leaves held what it released; an owner holding
+// many is refused it with ENOLCK, and keeps what it held. An owner splits
+// its locks no further than fewLocks so.
+func TestAnUnlockBeyondTheBoundIsRefusedOnlyToAnOwnerHoldingMany(t *testing.T) {
+	var locks Locks
+	const base = 1 << 40
+	if err := locks.SetLock(lockedKey, record(2, WriteLock, base, base+99)); err != nil {
+		t.Fatal(err)
+	}
+	wide := record(1, ReadLock, 1<<30, 1<<30+2)
+	if err := locks.SetLock(lockedKey, wide); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, &locks, lockedKey, 1, 0)
+
+	if err := locks.SetLock(lockedKey, record(2, Unlock, base+10, base+19)); err != nil {
+		t.Fatalf("the few-locks owner's unlock of the middle of its lock: %v", err)
+	}
+	if h := locks.TestLock(lockedKey, record(3, WriteLock, base+10, base+19)); h.Type != Unlock {
+		t.Errorf("the range unlocked is held: %+v", h)
+	}
+	for _, at := range []uint64{base + 9, base + 20} {
+		if h := locks.TestLock(lockedKey, record(3, ReadLock, at, at)); h.Owner != 2 {
+			t.Errorf("byte %d, kept by the unlock of the middle, is held by %+v", at-base, h)
+		}
+	}
+
+	was := slices.Clone(locks.held[lockedKey])
+	if err := locks.SetLock(lockedKey, record(1, Unlock, 1<<30+1, 1<<30+1)); !isENOLCK(err) {
+		t.Errorf("the filler's unlock of the middle of its lock: %v, want ENOLCK", err)
+	}
+	if got := locks.held[lockedKey]; !slices.Equal(got, was) {
+		t.Errorf("the refused unlock changed the table")
+	}
+	if err := locks.SetLock(lockedKey, record(1, Unlock, 1<<30, 1<<30+2)); err != nil {
+		t.Errorf("the filler's unlock of a whole lock, which adds nothing: %v", err)
+	}
+
+	for at := uint64(base + 21); ; at += 2 {
+		owned := len(slices.DeleteFunc(slices.Clone(locks.held[lockedKey]), func(h Lock) bool { return h.Owner != 2 }))
+		err := locks.SetLock(lockedKey, record(2, Unlock, at, at))
+		if owned < fewLocks && err != nil {
+			t.Fatalf("the unlock of byte %d while holding %d locks: %v", at-base, owned, err)
+		}
+		if owned >= fewLocks {
+			if !isENOLCK(err) {
+				t.Errorf("the unlock of byte %d while holding %d locks: %v, want ENOLCK", at-base, owned, err)
+			}
+			break
+		}
 	}
 }
