@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/vfs"
 )
 
 // flock(2) excludes whoever opens the secret, even after it was
@@ -157,4 +159,62 @@ func incrementUnderLock(p string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// A process that takes a record lock of every other byte of a secret
+// (F_SETLK) is refused the one past vfs.MaxLocks with ENOLCK, at once and
+// waiting alike (not EIO, not a hang), and the mount answers on: F_GETLK
+// names the holder, the secret reads, and once the process unlocks it
+// takes a lock again.
+func TestRecordLocksBeyondTheBoundAreENOLCKThroughTheKernel(t *testing.T) {
+	p := mountWithSecret(t, "1")
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lockByte := func(cmd int, at int64) error {
+		lk := unix.Flock_t{Type: unix.F_RDLCK, Start: at, Len: 1}
+		return unix.FcntlFlock(f.Fd(), cmd, &lk)
+	}
+	taken := 0
+	for ; taken <= 2*vfs.MaxLocks; taken++ { // a bound on trying, past the table's
+		if err = lockByte(unix.F_SETLK, int64(2*taken)); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, unix.ENOLCK) || taken != vfs.MaxLocks {
+		t.Fatalf("after %d record locks: %v, want ENOLCK after %d", taken, err, vfs.MaxLocks)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- lockByte(unix.F_SETLKW, int64(2*taken)) }()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, unix.ENOLCK) {
+			t.Errorf("F_SETLKW past the bound: %v, want ENOLCK", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("F_SETLKW past the bound waits")
+	}
+
+	other, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	probe := unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 1}
+	if err := unix.FcntlFlock(other.Fd(), unix.F_OFD_GETLK, &probe); err != nil || probe.Type != unix.F_RDLCK {
+		t.Errorf("F_GETLK of byte 0: %+v, %v; want the read lock held", probe, err)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "1" {
+		t.Errorf("the secret reads %q, %v", got, err)
+	}
+	all := unix.Flock_t{Type: unix.F_UNLCK}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &all); err != nil {
+		t.Fatalf("the unlock of every lock: %v", err)
+	}
+	whole := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(other.Fd(), unix.F_OFD_SETLK, &whole); err != nil {
+		t.Errorf("a lock of the whole secret once they were released: %v", err)
+	}
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // eachBackend runs test once per backend, each on a fresh one.
@@ -655,6 +657,51 @@ func TestReadModifyWritesUnderFlockLoseNoUpdate(t *testing.T) {
 			t.Errorf("the counter is %s after 40 updates under flock, want 40", got)
 		}
 	})
+}
+
+// A process that takes a record lock of every other byte of a secret is
+// refused the 1025th (vfs.MaxLocks) with ENOLCK, not EIO and not a hang,
+// and the mount answers on: the files read, and once the process lets go
+// of its locks, another open file takes the whole secret, and the log
+// tells of the refusal. (Nothing bounded the
+// locks: they grew the mount's memory for as long as the process asked.)
+func TestRecordLocksPastTheBoundAreENOLCKAndTheMountAnswersOn(t *testing.T) {
+	m := mount(t, localBackend(t))
+	m.mustSh("mkdir app && echo v > app/s && echo w > app/t")
+	f, err := os.Open(m.path("app/s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	taken := 0
+	for ; taken < 4096; taken++ { // a bound on trying, past the mount's
+		lk := unix.Flock_t{Type: unix.F_RDLCK, Start: int64(2 * taken), Len: 1}
+		if err = unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, unix.ENOLCK) || taken != 1024 {
+		t.Fatalf("after %d record locks: %v, want ENOLCK after 1024", taken, err)
+	}
+	if got := m.mustSh("cat app/s app/t"); got != "v\nw\n" {
+		t.Errorf("the files read %q", got)
+	}
+	all := unix.Flock_t{Type: unix.F_UNLCK}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &all); err != nil {
+		t.Fatalf("the unlock of every lock: %v", err)
+	}
+	other, err := os.OpenFile(m.path("app/s"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	whole := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(other.Fd(), unix.F_OFD_SETLK, &whole); err != nil {
+		t.Errorf("a write lock of the whole secret once the locks were let go: %v", err)
+	}
+	if !strings.Contains(m.log(), "no locks available") {
+		t.Errorf("the log does not tell of the refusal:\n%s", m.log())
+	}
 }
 
 // touch, or an open for reading and writing, of a secret another process
