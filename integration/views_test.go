@@ -120,8 +120,15 @@ const twiceConfig = `views:
 // read is whole and made from one revision; a file kept open keeps
 // reading the rendering it opened.
 func TestAViewOfA64KiBInputRotatedTenTimesIsAlwaysReadWhole(t *testing.T) {
-	b := localBackend(t)
-	b.cli(t, nil, "init")
+	eachBackend(t, func(t *testing.T, b *backend) {
+		initLocal(t, b)
+		rotateAViewsInputWhileReadersLoop(t, b)
+	})
+}
+
+// rotateAViewsInputWhileReadersLoop is the test above on backend b,
+// ready to write.
+func rotateAViewsInputWhileReadersLoop(t *testing.T, b *backend) {
 	b.cli(t, version64K(0), "put", "app/big")
 	m := mount(t, b, "--ttl", "1s", "--config", writeConfig(t, twiceConfig))
 	rendering := func(i int) []byte { return bytes.Join([][]byte{version64K(i), version64K(i)}, []byte("|")) }
