@@ -21,7 +21,13 @@
 // message is one JSON object in one packet, carrying the protocol's
 // version; the step-down request carries the asker's mount as a
 // descriptor (SCM_RIGHTS). Only a peer of the same user (SO_PEERCRED) is
-// answered at all.
+// answered at all, and a client asks nothing of a socket that is not its
+// user's and 0600, or whose listener is of another user (SO_PEERCRED).
+// The socket is made only where nobody but root and the serving user may
+// put another in its place (every directory from / to it: theirs, and
+// writable by others only if sticky), and what another user put at its
+// path is neither asked anything nor removed: the mount then serves
+// without one, and cannot be replaced.
 //
 // This package never reads or logs a secret: it sees mounts, descriptors
 // and process ids. It does not import go-fuse; the caller serves the

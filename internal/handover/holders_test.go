@@ -1,7 +1,6 @@
 package handover
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"strings"
@@ -21,30 +20,7 @@ func TestACopyOfTheOldMountOutsideAContainersRootHoldsItAndIsNamed(t *testing.T)
 
 	container := exec.Command("unshare", "--mount", "--propagation", "private", os.Args[0])
 	container.Env = append(os.Environ(), chrootedEnv+"="+t.TempDir())
-	stdin, err := container.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := container.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	container.Stderr = os.Stderr
-	if err := container.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ended := false
-	end := func() {
-		if !ended {
-			ended = true
-			stdin.Close()
-			container.Wait()
-		}
-	}
-	t.Cleanup(end)
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("the container's process said %q, %v", line, err)
-	}
+	end := startChild(t, container)
 
 	replace(t, dir, "new")
 	holders := Holders(old.dev)
