@@ -262,7 +262,7 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	err = k.call(ctx, op, key.Path(), func(ctx context.Context) error {
 		return k.store.Put(ctx, item, expected)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotWritten) {
 		switch fault.KindOf(err) {
 		case fault.Unavailable, fault.Other, fault.Conflict, fault.Exist:
 			err = k.confirm(ctx, op, item, expected, err)
@@ -288,7 +288,8 @@ var ErrOutcomeUnknown = errors.New("the outcome is unknown: the store took the w
 // more deadline, even while the store's breaker is open: this question
 // decides what close(2) reports. The write landed if the store holds its
 // IV, which is fresh on every write. This is the one place that decides
-// whether a write landed.
+// whether a write landed; a write the store says it did not make
+// (store.ErrNotWritten) is not brought here.
 //
 // A look that finds the revision the write expected proves nothing: the
 // write may still be on its way (a server that took it and has not

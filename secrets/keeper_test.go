@@ -812,32 +812,53 @@ func TestListAllStopsBetweenPagesWhenTheCallerGivesUp(t *testing.T) {
 	}
 }
 
-// goneStore refuses every Put as a local store whose file was removed
-// or replaced does, and counts the Puts and Gets.
-type goneStore struct {
+// refusingStore fails every Put with refusal, and counts the Puts and
+// Gets.
+type refusingStore struct {
 	countingStore
-	puts int
+	refusal error
+	puts    int
 }
 
-func (s *goneStore) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
+func (s *refusingStore) Put(ctx context.Context, item *store.Item, expected store.Revision) error {
 	s.puts++
-	return fault.E(fault.Op("gone.Put"), item.Path(), fault.StoreGone, "the store file was removed while open: writes are refused")
+	return s.refusal
+}
+
+// writeRefused writes through a Keeper to a store that fails every Put
+// with refusal, checks that the Keeper neither looked to settle it nor
+// sent it again, nor called its outcome unknown, and returns its error.
+func writeRefused(t *testing.T, refusal error) error {
+	t.Helper()
+	s := &refusingStore{countingStore: countingStore{Store: memory.New()}, refusal: refusal}
+	kp, _ := newKeeper(t, s, Options{})
+	_, err := kp.Write(context.Background(), store.Key{App: "app", Name: "s"}, []byte("v"), store.NoItem)
+	if !errors.Is(err, refusal) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Errorf("Write: %v, want the store's error", err)
+	}
+	if s.puts != 1 || s.gets != 0 {
+		t.Errorf("%d Puts and %d Gets, want the one Put", s.puts, s.gets)
+	}
+	return err
 }
 
 // A write the store refused outright (its file gone from its path) is
 // that refusal: no look to settle it, no second copy, and not "the
 // outcome is unknown", which it is not; nor an outage.
 func TestAWriteRefusedByAStoreWhoseFileIsGoneIsNotSettled(t *testing.T) {
-	s := &goneStore{countingStore: countingStore{Store: memory.New()}}
-	kp, _ := newKeeper(t, s, Options{})
-	_, err := kp.Write(context.Background(), store.Key{App: "app", Name: "s"}, []byte("v"), store.NoItem)
-	if !fault.Is(fault.StoreGone, err) || errors.Is(err, ErrOutcomeUnknown) {
-		t.Fatalf("Write: %v, want the store's refusal", err)
-	}
-	if s.puts != 1 || s.gets != 0 {
-		t.Errorf("%d Puts and %d Gets, want the one Put", s.puts, s.gets)
-	}
+	err := writeRefused(t, fault.E(fault.Op("gone.Put"), fault.Path("app/s"), fault.StoreGone, "the store file was removed while open: writes are refused"))
 	if !fault.Answered(err) {
 		t.Error("the refusal counts as the store's silence")
+	}
+}
+
+// A write that failed as an outage, but that the store says it did not
+// make (store.ErrNotWritten: its database stayed locked by another
+// process), is not settled either: it did not land, and is an outage.
+func TestAWriteTheStoreSaysItDidNotMakeIsNotSettled(t *testing.T) {
+	err := writeRefused(t, fault.E(fault.Op("locked.Put"), fault.Path("app/s"), fault.Unavailable,
+		fmt.Errorf("%w: the database stayed locked by another connection or process", store.ErrNotWritten)))
+	if !fault.Is(fault.Unavailable, err) {
+		t.Errorf("Write: %v (kind %q), want Unavailable", err, fault.KindOf(err))
 	}
 }

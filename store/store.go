@@ -11,6 +11,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -149,6 +150,13 @@ type Item struct {
 	ProtectedSecretValue []byte // the encrypted value
 }
 
+// ErrNotWritten is in the chain of a failed Put or Delete that the store
+// knows it did not make, although the failure is an outage
+// (fault.Unavailable) or unclassified (fault.Other): the store's database
+// stayed locked by another process, say, and the write never began. A
+// caller need not ask the store whether it landed: it did not.
+var ErrNotWritten = errors.New("not written")
+
 // Store is the persistence boundary. Every method honours ctx's deadline
 // and cancellation, returns *fault.Error values with Kinds documented
 // below, and is safe for concurrent use. Returned items and slices belong
@@ -169,7 +177,9 @@ type Store interface {
 	// when NoItem was expected and fault.Conflict otherwise; an item over
 	// the store's size limit is fault.TooLarge. Argument errors
 	// (store.CheckPut) come first, before any condition is checked. A
-	// failed Put changes nothing.
+	// failed Put changes nothing, but one that is fault.Unavailable or
+	// fault.Other may have been made all the same (its answer was lost)
+	// unless ErrNotWritten is in its chain.
 	Put(ctx context.Context, item *Item, expected Revision) error
 
 	// Delete removes the item at k if it is the expected Revision. A

@@ -16,7 +16,10 @@
 // again, so every write checks first, and again after it commits, that
 // the path still names the open file. A full disk fails the write that
 // did not fit as fault.NoSpace; its transaction rolls back, leaving what
-// was stored intact.
+// was stored intact. A write kept out by another process's write
+// transaction, for the busy timeout or until its deadline, says that the
+// database was locked and that it was not written (store.ErrNotWritten),
+// as does any write that failed before its COMMIT.
 package sqlite
 
 import (
@@ -52,9 +55,10 @@ const MaxValueSize = store.DefaultMaxValueSize
 const pageSize = 1000
 
 // busyTimeout is how long a statement waits for a lock held by another
-// connection or process before failing with fault.Unavailable. Writes
-// hold the lock for one statement, so a longer wait means something is
-// wrong; a caller's shorter deadline ends the wait sooner.
+// connection or process before failing with fault.Unavailable (a write,
+// as not written). Writes hold the lock for one statement, so a longer
+// wait means something is wrong; a caller's shorter deadline ends the
+// wait sooner.
 const busyTimeout = 5 * time.Second
 
 // schemaVersion is kept in PRAGMA user_version. Version 0 is a new, empty
@@ -611,11 +615,11 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 		}
 		res, err := change(tx)
 		if err != nil {
-			return s.wrap(ctx, op, k.Path(), err)
+			return s.notWritten(ctx, op, k.Path(), err)
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return s.wrap(ctx, op, k.Path(), err)
+			return s.notWritten(ctx, op, k.Path(), err)
 		}
 		if n == 0 {
 			stored, err := getItem(ctx, tx, k, metaSelection, true)
@@ -623,13 +627,20 @@ func (s *Store) write(ctx context.Context, op fault.Op, k store.Key,
 			case errors.Is(err, errMalformed):
 				return fault.E(op, k.Path(), fault.Integrity, err)
 			case err != nil && !errors.Is(err, sql.ErrNoRows):
-				return s.wrap(ctx, op, k.Path(), err)
+				return s.notWritten(ctx, op, k.Path(), err)
 			case err != nil:
 				return failed(store.Revision{}, false)
 			}
 			return failed(stored.Revision(), true)
 		}
-		return s.wrap(ctx, op, k.Path(), tx.commit(ctx))
+		// A COMMIT that fails as busy leaves the transaction to roll
+		// back; any other failure of it may come after it wrote.
+		if err := tx.commit(ctx); busy(err) {
+			return s.notWritten(ctx, op, k.Path(), err)
+		} else if err != nil {
+			return s.wrap(ctx, op, k.Path(), err)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -822,38 +833,73 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// wrap classifies a database error. A lock that stayed busy past the busy
-// timeout and an expired or cancelled context are fault.Unavailable: the
-// backend did not answer in time, and trying later may work. A full disk
-// (SQLITE_FULL, which SQLite also reports for its page limit, or ENOSPC)
-// is fault.NoSpace: the statement's transaction rolled back.
+// wrap classifies a database error (see classify).
 func (s *Store) wrap(ctx context.Context, op fault.Op, path fault.Path, err error) error {
 	if err == nil {
 		return nil
 	}
+	kind, cause := s.classify(ctx, err)
+	return fault.E(op, path, kind, cause)
+}
+
+// notWritten is wrap for the error of a write that changed nothing: one
+// that failed before its COMMIT, whose transaction then rolls back, or
+// whose COMMIT was busy (busy). Such an outage (the write lock stayed
+// with another connection or process for the busy timeout, or until ctx
+// ended) or unclassified error carries store.ErrNotWritten: nobody need
+// ask the store whether it landed.
+func (s *Store) notWritten(ctx context.Context, op fault.Op, path fault.Path, err error) error {
+	if err == nil {
+		return nil
+	}
+	kind, cause := s.classify(ctx, err)
+	if kind == fault.Unavailable || kind == fault.Other {
+		cause = fmt.Errorf("%w: %w", store.ErrNotWritten, cause)
+	}
+	return fault.E(op, path, kind, cause)
+}
+
+// classify says what kind of failure a database error is, and words its
+// cause. A lock that stayed busy past the busy timeout and an expired or
+// cancelled context are fault.Unavailable: the backend did not answer in
+// time, and trying later may work. A full disk (SQLITE_FULL, which SQLite
+// also reports for its page limit, or ENOSPC) is fault.NoSpace: the
+// statement's transaction rolled back.
+func (s *Store) classify(ctx context.Context, err error) (fault.Kind, error) {
 	// database/sql may report a call cut short by ctx as, say, ErrTxDone.
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		err = fmt.Errorf("%w (%w)", cerr, err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fault.E(op, path, fault.Unavailable, fmt.Errorf("gave up waiting for the database: %w", err))
+		return fault.Unavailable, fmt.Errorf("gave up waiting for the database: %w", err)
 	}
+	switch {
+	case busy(err):
+		return fault.Unavailable, fmt.Errorf("the database stayed locked by another connection or process for the busy timeout (%v): %w", s.busy, err)
+	case primaryCode(err) == sqlite3.SQLITE_INTERRUPT:
+		return fault.Unavailable, err
+	case primaryCode(err) == sqlite3.SQLITE_FULL, errors.Is(err, syscall.ENOSPC):
+		return fault.NoSpace, err
+	}
+	return fault.Other, err
+}
+
+// busy says whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED: a lock
+// another connection or process held past the busy timeout. The
+// statement failed, and changed nothing.
+func busy(err error) bool {
+	code := primaryCode(err)
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
+}
+
+// primaryCode is the primary result code of SQLite's error in err's
+// chain, or -1 if there is none.
+func primaryCode(err error) int {
 	var e *msqlite.Error
-	if errors.As(err, &e) {
-		switch e.Code() & 0xff { // the primary result code
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return fault.E(op, path, fault.Unavailable,
-				fmt.Errorf("the database stayed locked by another connection or process for the busy timeout (%v): %w", s.busy, err))
-		case sqlite3.SQLITE_INTERRUPT:
-			return fault.E(op, path, fault.Unavailable, err)
-		case sqlite3.SQLITE_FULL:
-			return fault.E(op, path, fault.NoSpace, err)
-		}
+	if !errors.As(err, &e) {
+		return -1
 	}
-	if errors.Is(err, syscall.ENOSPC) {
-		return fault.E(op, path, fault.NoSpace, err)
-	}
-	return fault.E(op, path, fault.Other, err)
+	return e.Code() & 0xff
 }
 
 // Reading what a store writer may have made.
@@ -1171,9 +1217,10 @@ func oversizedRow(ctx context.Context, q queryer) (string, error) {
 // it. A failure of inTx's own is wrapped for op and path; fn's
 // errors are returned as they are.
 func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bool, fn func(tx *txn, refusal string) error) error {
-	c := s.reader
+	c, wrap := s.reader, s.wrap
 	if write {
-		c = s.writer
+		// Whatever fails here fails before the write begins.
+		c, wrap = s.writer, s.notWritten
 	} else if err := s.readable(op, path); err != nil {
 		return err
 	}
@@ -1181,16 +1228,16 @@ func (s *Store) inTx(ctx context.Context, op fault.Op, path fault.Path, write bo
 	select {
 	case r = <-c:
 	case <-ctx.Done():
-		return s.wrap(ctx, op, path, ctx.Err())
+		return wrap(ctx, op, path, ctx.Err())
 	}
 	defer func() { c <- r }()
 	tx, err := r.begin(ctx, write)
 	if err != nil {
-		return s.wrap(ctx, op, path, err)
+		return wrap(ctx, op, path, err)
 	}
 	defer tx.end(ctx)
 	if err := r.learn(ctx, tx, &s.scans); err != nil {
-		return s.wrap(ctx, op, path, err)
+		return wrap(ctx, op, path, err)
 	}
 	return fn(tx, r.refusal)
 }
@@ -1216,6 +1263,7 @@ func (r *searcher) begin(ctx context.Context, write bool) (*txn, error) {
 	if write {
 		begin = "BEGIN IMMEDIATE"
 	}
+	live := ctx.Err() == nil
 	if _, err := r.conn.ExecContext(ctx, begin); err != nil {
 		if errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) {
 			r.drop()
@@ -1225,6 +1273,10 @@ func (r *searcher) begin(ctx context.Context, write bool) (*txn, error) {
 		// error: end the transaction it may have begun, or the next
 		// BEGIN on this connection would fail, and every one after it.
 		(&txn{r: r}).end(ctx)
+		if write && live && ctx.Err() != nil {
+			// ctx ended BEGIN IMMEDIATE's wait for the write lock.
+			err = fmt.Errorf("%w (another connection or process held its write lock)", err)
+		}
 		return nil, err
 	}
 	return &txn{r: r}, nil
