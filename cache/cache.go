@@ -88,7 +88,6 @@ const (
 	DefaultSize       = 1024
 	DefaultIdle       = 5 * time.Minute
 	DefaultRetryAfter = time.Second
-	DefaultIdleItems  = 1 << 20
 )
 
 // Options configures a Catalog.
@@ -105,10 +104,6 @@ type Options struct {
 	Idle time.Duration
 	// Size is the most plaintexts kept at once; DefaultSize if <= 0.
 	Size int
-	// IdleItems bounds the bytes of protected items kept for current
-	// revisions whose plaintext was wiped (see Catalog.shedItems);
-	// DefaultIdleItems if <= 0.
-	IdleItems int
 	// RetryAfter is how long a stale answer stands, and how often an
 	// application whose revalidation got no answer is listed again in the
 	// background. DefaultRetryAfter if <= 0.
@@ -195,9 +190,6 @@ func New(origin Origin, opts Options) *Catalog {
 	}
 	if opts.Idle <= 0 {
 		opts.Idle = DefaultIdle
-	}
-	if opts.IdleItems <= 0 {
-		opts.IdleItems = DefaultIdleItems
 	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = DefaultRetryAfter

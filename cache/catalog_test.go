@@ -1401,39 +1401,3 @@ func TestAnApplicationNeverListedOnItsOwnIsServedStaleWhileTheStoreIsDown(t *tes
 		t.Errorf("past the stale window: %v, want Unavailable", err)
 	}
 }
-
-// Once their plaintexts are wiped, the protected items current revisions
-// keep are bounded (Options.IdleItems), the least recently read shed
-// first: the kernel holds the inode of every secret read, and so its
-// snapshot, for as long as it likes (5,000 secrets of 4 KB kept about
-// 30 MB of items). A revision whose item was shed is read again from the
-// store at its next read; one whose item was kept needs the key alone.
-func TestIdleItemsBeyondTheirBoundAreShedLeastRecentlyReadFirst(t *testing.T) {
-	f := newFake()
-	value := strings.Repeat("v", 1000)
-	names := []string{"a", "b", "c", "d"}
-	for _, n := range names {
-		f.set(key(n), value, 1)
-	}
-	// Room for the items of two of them (about 1,300 bytes each).
-	c, clk, _ := newCatalog(t, f, Options{Idle: 50 * time.Millisecond, IdleItems: 2700})
-	for _, n := range names {
-		read(t, c, key(n))
-		clk.advance(time.Millisecond)
-	}
-	clk.advance(time.Second)
-	eventually(t, "idle plaintext is wiped", func() bool { return c.Held() == 0 })
-	for _, n := range []string{"d", "c", "b", "a"} {
-		fetches := f.count("Fetch")
-		if got := read(t, c, key(n)); got != value {
-			t.Fatalf("%s reads %q after the wipe", n, got)
-		}
-		want := 0 // kept: the key alone
-		if n == "a" || n == "b" {
-			want = 1 // shed: the store again
-		}
-		if fetched := f.count("Fetch") - fetches; fetched != want {
-			t.Errorf("reading %s again after the wipe fetched %d items, want %d", n, fetched, want)
-		}
-	}
-}

@@ -1,15 +1,12 @@
 package cache
 
 import (
-	"cmp"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/secretfs/secretfs/crypto"
-	"github.com/secretfs/secretfs/store"
 )
 
 // residency is the set of snapshots holding plaintext, bounded by count:
@@ -118,15 +115,13 @@ func (c *Catalog) sweep() {
 		now := c.now()
 		told := c.resident.idle(now.Add(-c.opts.Idle).UnixNano())
 		c.forgetUnused(now)
-		shed := c.shedItems()
 		emptied := len(told) > 0 && c.resident.len() == 0
 		c.mu.Unlock()
 		tell(told)
-		if emptied || shed {
-			// The wiped plaintexts' and shed items' memory goes back to
-			// the system now, not when the runtime next scavenges: a
-			// mount that served a burst of secrets and went idle holds
-			// little.
+		if emptied {
+			// The wiped plaintexts' memory goes back to the system now,
+			// not when the runtime next scavenges: a mount that served a
+			// burst of secrets and went idle holds little.
 			debug.FreeOSMemory()
 		}
 	}
@@ -151,51 +146,4 @@ func (c *Catalog) forgetUnused(now time.Time) {
 			delete(c.apps, app)
 		}
 	}
-}
-
-// shedItems drops the protected items of current revisions whose
-// plaintext is not held, least recently read first, until those kept
-// take at most Options.IdleItems bytes, and reports whether it dropped
-// any. c.mu must be held.
-//
-// A snapshot keeps its item once read, so that a read after the wipe
-// needs the key alone, not the store (an outage of the store then costs
-// nothing). But the kernel holds the inode of every secret read, and so
-// its snapshot, for as long as it likes: 5,000 secrets of 4 KB read once
-// would keep about 30 MB of items after every plaintext was wiped. Past
-// the bound, a current revision's item is read again from the store at
-// its next read (one more GetItem, besides the unwrap the wipe costs
-// anyway), which finds it as long as it is current. Revisions no longer
-// current, held by open files, keep theirs: the store may not hold them
-// any more. Neither does a snapshot being decrypted, or a broken one,
-// whose item its repair compares with the store's.
-func (c *Catalog) shedItems() bool {
-	var idle []*snapshot
-	kept := 0
-	for _, a := range c.apps {
-		for _, ks := range a.keys {
-			if s := ks.snap; s != nil && s.item != nil && s.opening == nil && s.broken == nil && !c.resident.holds(s) {
-				idle = append(idle, s)
-				kept += itemBytes(s.item)
-			}
-		}
-	}
-	if kept <= c.opts.IdleItems {
-		return false
-	}
-	slices.SortFunc(idle, func(a, b *snapshot) int { return cmp.Compare(a.read.Load(), b.read.Load()) })
-	for _, s := range idle {
-		if kept <= c.opts.IdleItems {
-			break
-		}
-		kept -= itemBytes(s.item)
-		s.item = nil
-	}
-	return true
-}
-
-// itemBytes is about what item keeps in memory.
-func itemBytes(item *store.Item) int {
-	const fields = 300 // the key, the metadata, the Item itself
-	return len(item.ProtectedSecretValue) + len(item.ProtectedDocumentKey) + len(item.InitialisationVector) + fields
 }
