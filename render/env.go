@@ -141,6 +141,11 @@ var codeVariables = map[string]bool{
 	"GIT_TEMPLATE_DIR": true, "SSH_ASKPASS": true,
 	"OPENSSL_CONF": true, "OPENSSL_ENGINES": true, "OPENSSL_MODULES": true,
 	"EDITOR": true, "VISUAL": true, "PAGER": true, "LESSOPEN": true, "LESSCLOSE": true,
+	"GIT_DIR": true, "GIT_WORK_TREE": true, // a repository of their choosing: its hooks and fsmonitor run
+	"HOME": true, "XDG_CONFIG_HOME": true, // where git, ssh and shells read configuration that runs commands
+	"DOTNET_STARTUP_HOOKS": true, "DOTNET_ADDITIONAL_DEPS": true, "CORECLR_ENABLE_PROFILING": true, // .NET loads what they name
+	"PHPRC": true, "PHP_INI_SCAN_DIR": true, // php.ini's auto_prepend_file runs a script
+	"BROWSER": true,
 }
 
 // runsCode reports whether a variable name is one of codeVariables, or
@@ -156,10 +161,11 @@ func runsCode(name string) bool {
 
 // codePrefixes name families of such variables: the dynamic loader's
 // (LD_PRELOAD, LD_AUDIT...), Lua's LUA_INIT (and LUA_INIT_5_4...), which
-// Lua runs, and git's GIT_CONFIG* (GIT_CONFIG_KEY_0..., GIT_CONFIG_GLOBAL,
+// Lua runs, git's GIT_CONFIG* (GIT_CONFIG_KEY_0..., GIT_CONFIG_GLOBAL,
 // GIT_CONFIG_PARAMETERS: any setting, such as core.sshCommand, or a
-// file of them).
-var codePrefixes = []string{"LD_", "LUA_INIT", "GIT_CONFIG"}
+// file of them), .NET's CORECLR_PROFILER* (the profiler it loads), and
+// npm's NPM_CONFIG_* (script-shell, node-options...).
+var codePrefixes = []string{"LD_", "LUA_INIT", "GIT_CONFIG", "CORECLR_PROFILER", "NPM_CONFIG_"}
 
 // collision says that the secrets from become the variable name.
 func collision(from []store.Key, name string) string {

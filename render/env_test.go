@@ -95,7 +95,9 @@ func TestVariablesThatWouldRunCodeAreRefusedNamingTheSecret(t *testing.T) {
 		"glibc-tunables", "zdotdir", "pythonhome", "pythonuserbase", "pythonplatlibdir", "pythonpycacheprefix", "perl5db", "gem-home", "gem-path",
 		"git-ssh", "git-ssh-command", "git-proxy-command", "git-askpass", "git-exec-path", "git-editor", "git-sequence-editor", "git-pager",
 		"git-external-diff", "git-template-dir", "ssh-askpass", "openssl-conf", "openssl-engines", "openssl-modules",
-		"editor", "visual", "pager", "lessopen", "lessclose"} {
+		"editor", "visual", "pager", "lessopen", "lessclose", "git-dir", "git-work-tree", "home", "xdg-config-home",
+		"dotnet-startup-hooks", "dotnet-additional-deps", "coreclr-enable-profiling", "coreclr-profiler-path", "coreclr_profiler",
+		"phprc", "php-ini-scan-dir", "npm-config-script-shell", "npm_config_node_options", "browser"} {
 		in := map[string]string{"app/" + name: "VALUE-A", "app/db-password": "VALUE-B"}
 		_, err := render.Variables(values(t, in))
 		want := "app/" + name + " would set " + render.EnvName(name) + ", which makes a loader, a shell, an interpreter or a common tool run code"
@@ -106,7 +108,8 @@ func TestVariablesThatWouldRunCodeAreRefusedNamingTheSecret(t *testing.T) {
 			t.Errorf("error %q holds a value", err)
 		}
 	}
-	for _, name := range []string{"db-password", "lda", "path-prefix", "environment", "pathname", "git-token", "ssh-key", "openssl-password", "editors"} {
+	for _, name := range []string{"db-password", "lda", "path-prefix", "environment", "pathname", "git-token", "ssh-key", "openssl-password", "editors",
+		"home-page", "npm-token", "php-password"} {
 		if _, err := render.Variables(values(t, map[string]string{"app/" + name: "v"})); err != nil {
 			t.Errorf("Variables refused %s: %v", name, err)
 		}
