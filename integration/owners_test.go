@@ -174,8 +174,9 @@ func TestASecretMovedToAnotherOwnersPathTakesItsOwnerAtOnce(t *testing.T) {
 // could then read), or making a file at a name shown as root's (a value
 // of theirs that programs would take for root's). Both are "Operation
 // not permitted", and change nothing stored; moving and making their
-// own secrets works as before. (Both were allowed: `mv tls.key mine &&
-// cat mine` printed root's key.)
+// own secrets works as before, and so do making and editing by rename a
+// file their group may write. (Both attacks were allowed: `mv tls.key
+// mine && cat mine` printed root's key.)
 func TestAUserCannotGiveASecretAnotherOwnerByItsPath(t *testing.T) {
 	requireRoot(t)
 	b := localBackend(t)
@@ -197,6 +198,10 @@ func TestAUserCannotGiveASecretAnotherOwnerByItsPath(t *testing.T) {
     uid: 0
     gid: 0
     mode: "0444"
+  - match: billing/team
+    uid: 0
+    gid: 1001
+    mode: "0660"
   - match: billing/*
     uid: 1001
     gid: 1001
@@ -221,6 +226,14 @@ func TestAUserCannotGiveASecretAnotherOwnerByItsPath(t *testing.T) {
 	}
 	if out, err := as("1001", in+"mv api-token mine && printf own > made && cat mine made"); err != nil || out != "tokenown" {
 		t.Errorf("uid 1001 moves and makes its own secrets: %q, %v", out, err)
+	}
+	// What the group may write, it may make, and move a file it may read
+	// over (an editor's temporary file renamed over the file it edits).
+	if out, err := as("1001", in+"printf first > team && printf edited > team.tmp && mv team.tmp team && cat team"); err != nil || out != "edited" {
+		t.Errorf("uid 1001 makes and edits billing/team (root:1001 0660): %q, %v", out, err)
+	}
+	if got := m.mustSh("stat -c '%a %u %g' billing/team"); got != "660 0 1001\n" {
+		t.Errorf("billing/team shows %q, want its rule's 660 0 1001", got)
 	}
 	m.mustSh("mv billing/tls.key billing/admin-key") // root may
 	if got := m.mustSh("stat -c '%a %u' billing/admin-key"); got != "444 0\n" {

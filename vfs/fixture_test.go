@@ -96,6 +96,7 @@ func newFixture(t testing.TB, opts Options) *fixture {
 	}
 	opts.Errno = testErrno
 	f.fs = New(f.cat, opts)
+	f.fs.self = 0 // the mount runs as root, whoever runs the tests: shell and other are other users
 	return f
 }
 

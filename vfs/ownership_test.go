@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"fmt"
 	"path"
 	"syscall"
 	"testing"
@@ -36,6 +37,8 @@ func rulesOf(rules ...rule) func(string) Owner {
 // root alone, and billing/public to 1001 for everyone to read.
 var billingRules = rulesOf(
 	rule{"billing/tls.key", 0, 0, 0o400},
+	rule{"billing/team", 0, 1000, 0o660},
+	rule{"billing/other-group", 1001, 50, 0o600},
 	rule{"billing/public", 1001, 1001, 0o444},
 	rule{"billing/*", 1001, 1001, 0o400},
 )
@@ -45,13 +48,16 @@ var (
 	apiToken = store.Key{App: "billing", Name: "api-token"}
 	mine     = store.Key{App: "billing", Name: "mine"}
 	public   = store.Key{App: "billing", Name: "public"}
+	teamFile = store.Key{App: "billing", Name: "team"}
+	ofGroup  = store.Key{App: "billing", Name: "other-group"}
 )
 
-// A secret made here is shown as its path's owner's, so only that user
-// (or root) may make it: else a user who may write the directory could
+// A secret made here is shown as its path's owner's, so only a user who
+// could write it as shown (its owner, or one its mode lets write) or
+// root may make it: else a user who may write the directory could
 // remove root's secret and make one of that name, shown as root's,
 // holding a value of their own. Nothing is stored for a refusal.
-func TestAUserMayMakeOnlyASecretShownAsTheirs(t *testing.T) {
+func TestAUserMayMakeOnlyASecretTheyCouldWrite(t *testing.T) {
 	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: billingRules})
 	_, _, err := f.fs.Create(ctx, other, tlsKey, wronly|syscall.O_CREAT)
 	wantKind(t, "uid 1001 makes billing/tls.key, shown as root's", err, fault.NotPermitted)
@@ -69,13 +75,19 @@ func TestAUserMayMakeOnlyASecretShownAsTheirs(t *testing.T) {
 	if got := f.value(mine) + " " + f.value(tlsKey); got != "1001's root's" {
 		t.Errorf("the owners made %q, want \"1001's root's\"", got)
 	}
+	h, _ = f.create(teamFile, shell, wronly) // root:1000 0660: the group may write it
+	f.replaceWith(h, shell, "the team's")
+	if got := f.value(teamFile); got != "the team's" {
+		t.Errorf("a member of the group made %q", got)
+	}
 }
 
 // A move gives a secret its new path's owner and mode, so a user may move
-// one only where it keeps its owner and group, and changes its mode only
-// if they own it: else a user who may write billing could read root's
-// tls.key by moving it to a path of theirs. Root moves anything. A
-// refused move leaves both names as they were.
+// one where that changes them only if they may read it where it is and
+// make it where it goes (as `cat old > new; rm old` would): else a user
+// who may write billing could read root's tls.key by moving it to a path
+// of theirs. A move that changes nothing of them is a plain rename. Root
+// moves anything. A refused move leaves both names as they were.
 func TestAMoveThatWouldChangeASecretsOwnerIsRefused(t *testing.T) {
 	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: billingRules})
 	f.cat.Store(tlsKey, "key")
@@ -94,13 +106,17 @@ func TestAMoveThatWouldChangeASecretsOwnerIsRefused(t *testing.T) {
 	if got := f.value(public) + " " + f.value(mine); got != "token key" {
 		t.Errorf("after the allowed moves public and mine hold %q, want \"token key\"", got)
 	}
+	// An editor's temporary file renamed over the file it edits, under
+	// a rule that gives the file another group: its owner may.
+	f.mustNot("uid 1001 moves its billing/mine over its billing/other-group (gid 50)", f.fs.Rename(ctx, other, mine, ofGroup, 0))
 }
 
 // A creation that finds the secret stored after all (made elsewhere since
 // the kernel last looked, and the kernel checked only the directory)
-// opens it only as its mode lets the caller: owner's bits, else group's
-// (the request's own group: supplementary groups are not sent), else
-// other's.
+// opens it only as its mode lets the caller (owner's bits, else group's,
+// the request's own group: supplementary groups are not sent, else
+// other's), for reading, writing or both as its flags ask, and is
+// refused as the kernel would refuse it, EACCES.
 func TestACreationThatFindsASecretMadeElsewhereOpensItOnlyAsItsModeAllows(t *testing.T) {
 	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: rulesOf(
 		rule{"app/owner-reads", 1000, 1000, 0o400},
@@ -116,20 +132,25 @@ func TestACreationThatFindsASecretMadeElsewhereOpensItOnlyAsItsModeAllows(t *tes
 		flags uint32
 		ok    bool
 	}{
+		{"owner-reads", syscall.O_RDONLY, true},
 		{"owner-reads", wronly | syscall.O_TRUNC, false},
-		{"group-reads", wronly | syscall.O_TRUNC, false},
-		{"group-writes", wronly | syscall.O_TRUNC, true},
+		{"group-reads", syscall.O_RDONLY, true},
+		{"group-reads", wronly, false},
+		{"group-reads", syscall.O_RDONLY | syscall.O_TRUNC, false},
+		{"group-writes", syscall.O_RDONLY, false},
 		{"group-writes", syscall.O_RDWR, false},
+		{"group-writes", wronly | syscall.O_TRUNC, true},
 		{"mine", syscall.O_RDWR, true},
 	} {
 		k := store.Key{App: "app", Name: c.name}
+		what := fmt.Sprintf("uid 1000 opens %s with flags %#o", c.name, c.flags)
 		h, _, err := f.fs.Create(ctx, shell, k, c.flags|syscall.O_CREAT)
 		if c.ok {
-			f.mustNot("uid 1000 opens "+c.name, err)
+			f.mustNot(what, err)
 			h.Release(ctx)
 			continue
 		}
-		wantKind(t, "uid 1000 opens "+c.name, err, fault.NotPermitted)
+		wantKind(t, what, err, fault.Permission)
 	}
 	for _, name := range []string{"owner-reads", "group-reads"} {
 		if got := f.value(store.Key{App: "app", Name: name}); got != "stored" {
