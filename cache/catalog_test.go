@@ -1160,7 +1160,8 @@ func TestARevisionListedWithAForgedSizeReadsOnceTheStoreIsRepaired(t *testing.T)
 		t.Fatalf("listing: %+v, %v; want a with the forged size 3", page, err)
 	}
 	f.setSize(key("a"), 5) // repaired: the read finds the true size
-	forged := c.Snapshot(key("a"), page[0])
+	forgedMeta := page[0]
+	forged := c.Snapshot(key("a"), forgedMeta)
 	defer forged.Release()
 	if _, err := forged.Value(bg); !fault.Is(fault.Integrity, err) {
 		t.Fatalf("listed 3, read 5: Value: %v, want Integrity", err)
@@ -1189,6 +1190,13 @@ func TestARevisionListedWithAForgedSizeReadsOnceTheStoreIsRepaired(t *testing.T)
 	}
 	if _, err := forged.Value(bg); !fault.Is(fault.Integrity, err) {
 		t.Errorf("the snapshot listed with the forged size: Value: %v, want Integrity still", err)
+	}
+	// The inode of the forged size, pinned again (its snapshot dropped
+	// and revived), must not read the value cut to 3 bytes.
+	again := c.Snapshot(key("a"), forgedMeta)
+	defer again.Release()
+	if v, err := again.Value(bg); !fault.Is(fault.Integrity, err) {
+		t.Errorf("pinned again with the forged size after the repair: Value: %q, %v; want Integrity", v, err)
 	}
 }
 

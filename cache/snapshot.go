@@ -70,14 +70,28 @@ func (c *Catalog) Snapshot(k store.Key, meta store.Meta) secrets.Snapshot {
 func (c *Catalog) pin(k store.Key, meta store.Meta) *snapshot {
 	id := keyOf(k, meta)
 	s := c.snaps[id]
-	if s == nil || s.relisted(meta) {
+	switch {
+	case s == nil || s.relisted(meta):
 		// A relisted snapshot stays with those that pin it, and is
 		// forgotten by its last unpin: c.snaps names this one.
-		s = &snapshot{c: c, id: id, meta: meta, listed: meta.Size}
-		s.meta.Key = k
+		s = c.newSnapshot(k, id, meta)
 		c.snaps[id] = s
+	case meta.Size >= 0 && s.listed >= 0 && meta.Size != s.listed:
+		// The revision as another listing gave it, with another size:
+		// an inode the kernel holds with the size that listing gave
+		// (the one before a repair of a forged Size). It must never
+		// read the other's value under its size, which would cut it
+		// short: it gets a snapshot of its own, which c.snaps does not
+		// name, and which fails its read as its listing's did.
+		s = c.newSnapshot(k, id, meta)
 	}
 	s.pins++
+	return s
+}
+
+func (c *Catalog) newSnapshot(k store.Key, id snapKey, meta store.Meta) *snapshot {
+	s := &snapshot{c: c, id: id, meta: meta, listed: meta.Size}
+	s.meta.Key = k
 	return s
 }
 
@@ -110,11 +124,20 @@ func (c *Catalog) unpin(s *snapshot) {
 // attach gives item to the snapshot of its revision, if one is pinned
 // and has none yet. c.mu must be held.
 func (c *Catalog) attach(item *store.Item) {
-	if s := c.snaps[keyOf(item.Key, item.Meta)]; s != nil && s.item == nil {
-		s.item = item
-		if s.meta.Size < 0 && item.Size >= 0 && item.Size <= c.origin.MaxValueSize() {
-			s.meta.Size = item.Size
-		}
+	if s := c.snaps[keyOf(item.Key, item.Meta)]; s != nil {
+		s.take(item)
+	}
+}
+
+// take gives item to s, if it is s's revision and s has none yet. c.mu
+// must be held.
+func (s *snapshot) take(item *store.Item) {
+	if s.item != nil || keyOf(item.Key, item.Meta) != s.id {
+		return
+	}
+	s.item = item
+	if s.meta.Size < 0 && item.Size >= 0 && item.Size <= s.c.origin.MaxValueSize() {
+		s.meta.Size = item.Size
 	}
 }
 
@@ -197,6 +220,9 @@ func (s *snapshot) Bind(ctx context.Context) error {
 		c.mu.Unlock()
 		<-f.done
 		c.mu.Lock()
+		if f.item != nil {
+			s.take(f.item) // a snapshot c.snaps does not name (pin) is bound by no one else
+		}
 		bound := s.item != nil
 		var now store.Meta
 		ks := c.app(k.App).keys[k.Name]
