@@ -307,7 +307,7 @@ func (k *Keeper) confirm(ctx context.Context, op fault.Op, item *store.Item, exp
 			return nil // the second copy landed; the first, if it comes, fails its condition
 		}
 		if refused = fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr); !refused {
-			return fault.E(op, item.Path(), fault.Unavailable, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, putErr))
+			return fault.E(op, item.Path(), fault.Unavailable, unknownOutcome(putErr))
 		}
 		stored, err = k.look(ctx, op, item.Key)
 	}
@@ -327,7 +327,15 @@ func (k *Keeper) confirm(ctx context.Context, op fault.Op, item *store.Item, exp
 	}
 	// No answer to the look: a refusal may have been the SDK's resend of
 	// this very write, and a write without an answer may have landed.
-	return fault.E(op, item.Path(), fault.Unavailable, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, putErr))
+	return fault.E(op, item.Path(), fault.Unavailable, unknownOutcome(putErr))
+}
+
+// unknownOutcome is the error of a write that may or may not have
+// landed, after putErr: it names putErr but does not wrap it, so that a
+// marker putErr holds (store.ErrNotWritten, of a copy sent to settle the
+// outcome) does not say that of the write.
+func unknownOutcome(putErr error) error {
+	return fmt.Errorf("%w (%v)", ErrOutcomeUnknown, putErr)
 }
 
 // look reads the item at key for confirm, within one more deadline, even

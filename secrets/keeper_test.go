@@ -427,6 +427,7 @@ type unsureStore struct {
 	store.Store
 	first                         string
 	getHangs, fenceHangs, retried bool
+	fenceNotWritten               bool // a fence the store says it did not make (its database locked)
 	puts                          int
 	sent                          []byte // the IV of the write
 	pending                       func() // the first copy, still on its way
@@ -439,6 +440,9 @@ func (s *unsureStore) Put(ctx context.Context, item *store.Item, expected store.
 		if s.fenceHangs {
 			<-ctx.Done()
 			return fault.E(fault.Op("unsure.Put"), item.Path(), ctx.Err())
+		}
+		if s.fenceNotWritten {
+			return fault.E(fault.Op("unsure.Put"), item.Path(), fault.Unavailable, fmt.Errorf("%w: the database stayed locked", store.ErrNotWritten))
 		}
 		return s.Store.Put(ctx, item, expected)
 	}
@@ -489,6 +493,7 @@ func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
 		name                                   string
 		first                                  string
 		getHangs, fenceHangs, retried, another bool
+		fenceNotWritten                        bool
 		want                                   string // "committed", "not committed", "unknown"
 		puts                                   int
 	}{
@@ -499,6 +504,7 @@ func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
 		{name: "another writer won", first: "late", another: true, want: "not committed", puts: 1},
 		{name: "no answer to the look", first: "late", getHangs: true, want: "unknown", puts: 1},
 		{name: "no answer to the fence", first: "late", fenceHangs: true, want: "unknown", puts: 2},
+		{name: "the fence not written: the first may land yet", first: "late", fenceNotWritten: true, want: "unknown", puts: 2},
 		{name: "a retry of a landed write", first: "landed", retried: true, want: "committed", puts: 1},
 		{name: "refused, and no answer to the look", first: "landed", retried: true, getHangs: true, want: "unknown", puts: 1},
 	} {
@@ -514,7 +520,7 @@ func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			s := &unsureStore{Store: inner, first: tc.first, getHangs: tc.getHangs, fenceHangs: tc.fenceHangs, retried: tc.retried}
+			s := &unsureStore{Store: inner, first: tc.first, getHangs: tc.getHangs, fenceHangs: tc.fenceHangs, retried: tc.retried, fenceNotWritten: tc.fenceNotWritten}
 			e, err := crypto.NewEnvelope(w, crypto.FormatV2)
 			if err != nil {
 				t.Fatal(err)
@@ -525,6 +531,9 @@ func TestAWriteWithoutAnAnswerIsSettledByAskingTheStore(t *testing.T) {
 			switch {
 			case errors.Is(err, ErrOutcomeUnknown):
 				got = "unknown"
+				if errors.Is(err, store.ErrNotWritten) {
+					t.Errorf("Write: %v: of unknown outcome, and says it was not written", err)
+				}
 			case err != nil:
 				got = "not committed"
 				if !fault.Is(fault.Unavailable, err) {
