@@ -63,7 +63,7 @@ func (a *appNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 // own (writer.go). Its descriptor bypasses the page cache.
 func (a *appNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	k := a.key(name)
-	h, e, err := a.m.vfs.Create(ctx, a.m.caller(ctx, opener), k, flags)
+	h, e, err := a.m.vfs.Create(ctx, a.m.caller(ctx, maker), k, flags)
 	inode, errno := a.m.entry(ctx, &a.Inode, k, e, err, creation, out)
 	switch {
 	case errno != 0:
@@ -94,7 +94,7 @@ func (a *appNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 	if dst, ok := newParent.(*appNode); ok {
 		to.App = dst.app
 	}
-	return a.m.errno("rename", a.key(name).Path(), a.m.vfs.Rename(ctx, a.m.caller(ctx, audited), a.key(name), to, flags))
+	return a.m.errno("rename", a.key(name).Path(), a.m.vfs.Rename(ctx, a.m.caller(ctx, mover), a.key(name), to, flags))
 }
 
 // Mkdir refuses: applications hold secrets, not directories.
@@ -107,7 +107,7 @@ func (a *appNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 // hold: refused, with EROFS on a read-only mount (see vfs.FS.NotOffered).
 func (a *appNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	k := a.key(name)
-	if err := a.m.vfs.Mknod(ctx, a.m.caller(ctx, opener), k, mode); err != nil {
+	if err := a.m.vfs.Mknod(ctx, a.m.caller(ctx, maker), k, mode); err != nil {
 		return nil, a.m.errno("mknod", k.Path(), err)
 	}
 	e, err := a.m.vfs.Lookup(ctx, k)

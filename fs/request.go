@@ -61,10 +61,13 @@ const (
 	withCommand need = 1 << iota // the command name and the process, for the audit log (read only when there is one)
 	withProcess                  // the thread's process, from /proc/<tid>/status
 	withExit                     // whether the process is exiting, and on which signal
+	withGroups                   // the supplementary groups, for the modes vfs checks itself
 
 	audited = withCommand                          // a request the audit log records
 	opener  = withCommand | withProcess            // an open for writing, which records who opened it
 	closer  = withCommand | withProcess | withExit // a close of a writer's descriptor
+	maker   = opener | withGroups                  // a creation, whose caller vfs checks against the new file's mode
+	mover   = audited | withGroups                 // a rename, likewise
 )
 
 // thread is the id of the thread that made the request behind ctx, or 0
@@ -98,6 +101,9 @@ func (m *mount) caller(ctx context.Context, need need) vfs.Caller {
 		if need&withExit != 0 && exiting {
 			c.KilledBy = proc.KilledBy(c.Thread)
 		}
+	}
+	if need&withGroups != 0 {
+		c.Groups, _ = proc.Groups(c.Thread) // nil when /proc does not show the thread: unknown
 	}
 	if need&withCommand != 0 && m.opts.Audit != nil {
 		c.Command, _ = proc.Command(c.Thread)

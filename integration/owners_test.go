@@ -175,7 +175,7 @@ func TestASecretMovedToAnotherOwnersPathTakesItsOwnerAtOnce(t *testing.T) {
 // of theirs that programs would take for root's). Both are "Operation
 // not permitted", and change nothing stored; moving and making their
 // own secrets works as before, and so do making and editing by rename a
-// file their group may write. (Both attacks were allowed: `mv tls.key
+// file their group (primary or supplementary) may write. (Both attacks were allowed: `mv tls.key
 // mine && cat mine` printed root's key.)
 func TestAUserCannotGiveASecretAnotherOwnerByItsPath(t *testing.T) {
 	requireRoot(t)
@@ -201,6 +201,10 @@ func TestAUserCannotGiveASecretAnotherOwnerByItsPath(t *testing.T) {
   - match: billing/team
     uid: 0
     gid: 1001
+    mode: "0660"
+  - match: billing/crew
+    uid: 0
+    gid: 4242
     mode: "0660"
   - match: billing/*
     uid: 1001
@@ -234,6 +238,16 @@ func TestAUserCannotGiveASecretAnotherOwnerByItsPath(t *testing.T) {
 	}
 	if got := m.mustSh("stat -c '%a %u %g' billing/team"); got != "660 0 1001\n" {
 		t.Errorf("billing/team shows %q, want its rule's 660 0 1001", got)
+	}
+	// So may a member of the group by a supplementary group, which the
+	// request does not carry (the mount reads it from /proc).
+	crew := exec.Command("setpriv", "--reuid=1001", "--regid=1001", "--groups=4242", "sh", "-c",
+		in+"printf first > crew && printf edited > crew.tmp && mv crew.tmp crew && cat crew")
+	if out, err := crew.CombinedOutput(); err != nil || string(out) != "edited" {
+		t.Errorf("uid 1001, in group 4242, makes and edits billing/crew (root:4242 0660): %q, %v", out, err)
+	}
+	if out, err := as("1001", in+"printf x > crew"); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("uid 1001 in no group 4242 writes billing/crew: %q, %v; want Permission denied", out, err)
 	}
 	m.mustSh("mv billing/tls.key billing/admin-key") // root may
 	if got := m.mustSh("stat -c '%a %u' billing/admin-key"); got != "444 0\n" {

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"fmt"
+	"slices"
 	"syscall"
 
 	"github.com/secretfs/secretfs/fault"
@@ -36,9 +37,11 @@ func (v *FS) privileged(c Caller) bool { return c.UID == 0 || c.UID == v.self }
 
 // permits reports whether the owner and mode shown for k let c do want
 // (mayRead, mayWrite, or both), as the kernel's check would: the owner's
-// bits, else the group's, else the others'. A request does not carry the
-// caller's supplementary groups: one the group's bits let in only
-// through one is refused.
+// bits, else the group's for a member (its gid, or one of its
+// supplementary groups), else the others'. A caller whose supplementary
+// groups are not known may or may not be a member: it gets only what
+// both the group's and the others' bits give (a mode such as 0604, which
+// keeps a group out, keeps it out too).
 func (v *FS) permits(c Caller, k store.Key, want uint32) bool {
 	if c.UID == 0 {
 		return true
@@ -47,8 +50,10 @@ func (v *FS) permits(c Caller, k store.Key, want uint32) bool {
 	switch {
 	case c.UID == uid:
 		mode >>= 6
-	case c.GID == gid:
+	case c.GID == gid || slices.Contains(c.Groups, gid):
 		mode >>= 3
+	case c.Groups == nil:
+		mode &= mode >> 3
 	}
 	return mode&want == want
 }

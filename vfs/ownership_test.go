@@ -158,3 +158,59 @@ func TestACreationThatFindsASecretMadeElsewhereOpensItOnlyAsItsModeAllows(t *tes
 		}
 	}
 }
+
+// The group's bits apply to a member by a supplementary group too, as
+// the kernel applies them: a mode that keeps a group out (0604) keeps
+// such a member out of moving the secret where they could read it and of
+// opening one made elsewhere, and so it does a caller whose groups are
+// not known; a user in no such group reads by the others' bits.
+func TestAGroupTheModeKeepsOutIsKeptOutOfMovesAndOpens(t *testing.T) {
+	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: rulesOf(
+		rule{"billing/kept-from-50", 0, 50, 0o604},
+		rule{"billing/*", 1001, 1001, 0o600},
+	)})
+	kept := store.Key{App: "billing", Name: "kept-from-50"}
+	f.cat.Store(kept, "value")
+	member := Caller{Thread: 60, Process: 60, Owner: 6, UID: 1001, GID: 1001, Groups: []uint32{50}}
+	unknown := member
+	unknown.Groups = nil
+	stranger := Caller{Thread: 70, Process: 70, Owner: 7, UID: 1002, GID: 1002, Groups: []uint32{}}
+	for _, c := range []struct {
+		what string
+		c    Caller
+	}{{"a member of group 50 by a supplementary group", member}, {"a caller whose groups are not known", unknown}} {
+		wantKind(t, c.what+" moves billing/kept-from-50 to its own billing/mine", f.fs.Rename(ctx, c.c, kept, mine, 0), fault.NotPermitted)
+		_, _, err := f.fs.Create(ctx, c.c, kept, syscall.O_RDONLY|syscall.O_CREAT)
+		wantKind(t, c.what+" opens billing/kept-from-50, made elsewhere", err, fault.Permission)
+	}
+	h, _, err := f.fs.Create(ctx, stranger, kept, syscall.O_RDONLY|syscall.O_CREAT)
+	f.mustNot("a user in no group opens billing/kept-from-50, which others may read", err)
+	h.Release(ctx)
+	if got := f.value(kept) + " " + f.value(mine); got != "value <none>" {
+		t.Errorf("the store holds %q", got)
+	}
+}
+
+// A member of a file's group by a supplementary group makes and edits by
+// rename what the group may write (root:60 0660), as one whose primary
+// group it is; a caller whose groups are not known may not.
+func TestASupplementaryMemberMakesAndEditsWhatItsGroupMayWrite(t *testing.T) {
+	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: rulesOf(
+		rule{"billing/team", 0, 60, 0o660},
+		rule{"billing/*", 1001, 1001, 0o600},
+	)})
+	member := Caller{Thread: 60, Process: 60, Owner: 6, UID: 1001, GID: 1001, Groups: []uint32{60}}
+	unknown := member
+	unknown.Groups = nil
+	_, _, err := f.fs.Create(ctx, unknown, teamFile, wronly|syscall.O_CREAT)
+	wantKind(t, "a caller whose groups are not known makes billing/team", err, fault.NotPermitted)
+	h, _ := f.create(teamFile, member, wronly)
+	f.replaceWith(h, member, "first")
+	tmp := store.Key{App: "billing", Name: "team.tmp"}
+	h, _ = f.create(tmp, member, wronly)
+	f.replaceWith(h, member, "edited")
+	f.mustNot("the member moves its billing/team.tmp over billing/team", f.fs.Rename(ctx, member, tmp, teamFile, 0))
+	if got := f.value(teamFile); got != "edited" {
+		t.Errorf("billing/team holds %q, want edited", got)
+	}
+}

@@ -212,8 +212,13 @@ type Caller struct {
 	Process  uint32         // its process (thread group), or 0 when it cannot be told
 	Owner    uint64         // the request's lock owner (the calling process's file table), or AnyOwner
 	KilledBy syscall.Signal // the signal killing the process as it closes a descriptor, or 0
-	UID, GID uint32         // for the audit log
-	Command  string         // the process's command name, for the audit log; "" when not known
+	UID, GID uint32         // for the audit log, and the modes it checks itself (ownership.go)
+	// Groups are the caller's supplementary groups, which the request
+	// does not carry (the adapter reads them from /proc), for the modes
+	// the file system checks itself where the kernel did not (making and
+	// moving a secret, ownership.go); nil when not known.
+	Groups  []uint32
+	Command string // the process's command name, for the audit log; "" when not known
 	// Own says the request is the mount's own change signal: a change
 	// the mount makes through its own mount point, from a thread of its
 	// own, so that the kernel tells inotify watchers (package fs makes

@@ -34,6 +34,35 @@ func Status(tid uint32) (process uint32, exiting bool, err error) {
 	return process, exiting, nil
 }
 
+// Groups reads the thread's supplementary groups from /proc/<tid>/status,
+// which a FUSE request does not carry (only the uid and gid): a mount
+// that checks a file's mode itself, where the kernel did not, needs them
+// to apply the group's bits as the kernel would. When /proc does not
+// show the thread, the error says so and the groups are nil (unknown);
+// a thread with none has an empty, non-nil list.
+func Groups(tid uint32) ([]uint32, error) {
+	status, err := read(tid, "status")
+	if err != nil {
+		return nil, err
+	}
+	return parseGroups(status), nil
+}
+
+// parseGroups reads the Groups line of a /proc/<tid>/status: never nil.
+func parseGroups(status []byte) []uint32 {
+	groups := []uint32{}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Groups:"); ok {
+			for _, f := range strings.Fields(v) {
+				if g, err := strconv.ParseUint(f, 10, 32); err == nil {
+					groups = append(groups, uint32(g))
+				}
+			}
+		}
+	}
+	return groups
+}
+
 // KilledBy returns the signal that is killing the exiting thread tid, or
 // 0 when it exits with a status. A process that a signal kills (kill -9,
 // a timeout, a crash) has its descriptors closed by the kernel as it

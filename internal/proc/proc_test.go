@@ -2,6 +2,7 @@ package proc
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,5 +78,33 @@ func TestParsersReadThisProcess(t *testing.T) {
 	}
 	if comm, err := Command(pid); err != nil || comm == "" || strings.ContainsAny(comm, "\n") {
 		t.Errorf("Command of this process: %q, %v", comm, err)
+	}
+	want, err := os.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Groups(pid)
+	if err != nil || got == nil || len(got) != len(want) {
+		t.Fatalf("Groups of this process: %v, %v; want %v", got, err, want)
+	}
+	for _, g := range want {
+		if !slices.Contains(got, uint32(g)) {
+			t.Errorf("Groups of this process: %v, want %v", got, want)
+		}
+	}
+}
+
+func TestParseGroupsReadsTheSupplementaryGroups(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		want   []uint32
+	}{
+		{"Name:\tsh\nGid:\t1000\t1000\t1000\t1000\nGroups:\t27 50 1000 \nVmSize:\t1 kB\n", []uint32{27, 50, 1000}},
+		{"Name:\tsh\nGroups:\t\n", []uint32{}},
+		{"Name:\tsh\n", []uint32{}},
+	} {
+		if got := parseGroups([]byte(tc.status)); got == nil || !slices.Equal(got, tc.want) {
+			t.Errorf("parseGroups(%q) = %v, want %v", tc.status, got, tc.want)
+		}
 	}
 }
