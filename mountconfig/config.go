@@ -53,17 +53,15 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/internal/owned"
 	"github.com/secretfs/secretfs/render"
 	"github.com/secretfs/secretfs/store"
 )
@@ -119,7 +117,7 @@ func (e *Error) Error() string {
 // user may write, one another user owns, one a group other than root's
 // may write, or one in a directory that another user owns, or that every
 // user or a group other than root's may write without the sticky bit
-// (see readOwned).
+// (see owned.Check).
 func Load(file string) (*Config, error) {
 	data, err := readOwned(file)
 	if err != nil {
@@ -144,213 +142,10 @@ func readOwned(file string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat() // of the file read, not of whatever the path names later
-	if err != nil {
-		return nil, err
-	}
-	if err := othersMayWrite(f, fi); err != nil {
-		return nil, err
-	}
-	if err := othersMayReplace(file); err != nil {
+	if err := owned.Check(f, file, says); err != nil {
 		return nil, err
 	}
 	return io.ReadAll(f)
-}
-
-// othersMayWrite says who other than root and this process's user may
-// write f, which fi describes, or nil if nobody may: every user, its
-// owner, or those its group bits let write it (see groupWriters).
-func othersMayWrite(f *os.File, fi fs.FileInfo) error {
-	perm := fi.Mode().Perm()
-	if perm&0o002 != 0 {
-		return fmt.Errorf("every user may write it (mode %#o), and %s: chmod o-w it", perm, says)
-	}
-	if who := anotherOwner(fi); who != "" {
-		return fmt.Errorf("%s owns it, and %s: only root or the mount's user may", who, says)
-	}
-	if who := groupWriters(fi, fhasACL(f), "its"); who != "" {
-		return fmt.Errorf("%s may write it (mode %#o), and %s: chmod g-w it", who, perm, says)
-	}
-	return nil
-}
-
-// othersMayReplace says who other than root and this process's user may
-// put another file in file's place, or nil if nobody may: anyone who may
-// rename or remove an entry of a directory on the way the kernel walks
-// from / to file (each directory above the file it opens, and each
-// directory holding a symbolic link met on the way, and each above
-// those), or who owns such a link in a sticky directory.
-func othersMayReplace(file string) error {
-	abs, err := filepath.Abs(file)
-	if err != nil {
-		return err
-	}
-	links, real, err := walk(abs)
-	if err != nil {
-		return err
-	}
-	var dirs []string
-	for _, l := range links {
-		dirs = append(dirs, l.dir)
-	}
-	for _, p := range append(dirs, filepath.Dir(real)) {
-		for dir := p; ; dir = filepath.Dir(dir) {
-			fi, err := os.Stat(dir)
-			if err != nil {
-				return err
-			}
-			if err := replacers(dir, fi); err != nil {
-				return err
-			}
-			if dir == filepath.Dir(dir) {
-				break
-			}
-		}
-	}
-	for _, l := range links {
-		if err := linkReplacer(l); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// replacers says who other than root and this process's user may rename
-// or remove another's entry of the directory dir, which fi describes, or
-// nil if nobody may: its owner, and, unless it is sticky (where only an
-// entry's owner or the directory's may), every user or those its group
-// bits let write it (see groupWriters) if they may write it.
-func replacers(dir string, fi fs.FileInfo) error {
-	if who := anotherOwner(fi); who != "" {
-		return fmt.Errorf("%s may replace it (%s owns %s), and %s: move the file to a directory root or the mount's user owns", who, who, dir, says)
-	}
-	m := fi.Mode()
-	if m&os.ModeSticky != 0 {
-		return nil
-	}
-	if m.Perm()&0o002 != 0 {
-		return fmt.Errorf("every user may replace it (%s may be written by every user and is not sticky), and %s: chmod o-w or +t %s, or move the file", dir, says, dir)
-	}
-	if who := groupWriters(fi, hasACL(dir), dir+"'s"); who != "" {
-		return fmt.Errorf("%s may replace it (they may write %s, which is not sticky), and %s: chmod g-w or +t %s, or move the file", who, dir, says, dir)
-	}
-	return nil
-}
-
-// linkReplacer says who other than root and this process's user may
-// replace the symbolic link l, whose directory replacers found nobody
-// else may write without the sticky bit, or nil if nobody may: its
-// owner, if another user's, where the directory is sticky (as /tmp is),
-// who may remove it and make another that leads elsewhere.
-func linkReplacer(l link) error {
-	who := anotherOwner(l.info)
-	if who == "" {
-		return nil
-	}
-	fi, err := os.Stat(l.dir)
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&os.ModeSticky == 0 {
-		return nil
-	}
-	path := filepath.Join(l.dir, l.info.Name())
-	return fmt.Errorf("%s may replace it (%s owns the symbolic link %s on the way to it, in sticky %s), and %s: name the file the link leads to", who, who, path, l.dir, says)
-}
-
-// anotherOwner is "user N" if a user other than root and this process's
-// user owns what fi describes, else "".
-func anotherOwner(fi fs.FileInfo) string {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return "user " + strconv.FormatUint(uint64(st.Uid), 10)
-	}
-	return ""
-}
-
-// groupWriters says who other than root and this process's user may
-// write what fi describes through its group bits, or "" if nobody may:
-// where it has an access control list (acl), whose mask the group bits
-// then are, the users and groups the list names (whose says whose list
-// it is, in the answer); else the members of its group, unless that is
-// root's group, which holds root alone by convention (the process's own
-// group is not excepted: other users may be in it).
-func groupWriters(fi fs.FileInfo, acl bool, whose string) string {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !ok || fi.Mode().Perm()&0o020 == 0:
-		return ""
-	case acl:
-		return "the users and groups " + whose + " access control list names (getfacl)"
-	case st.Gid != 0:
-		return "members of group " + strconv.FormatUint(uint64(st.Gid), 10)
-	}
-	return ""
-}
-
-// aclName is the extended attribute that holds a file's POSIX access
-// control list, if it has one beyond its mode bits.
-const aclName = "system.posix_acl_access"
-
-// hasACL says whether path has an access control list; an error (one
-// the file system has no lists on, ENOTSUP, among them) says it has none.
-func hasACL(path string) bool {
-	_, err := unix.Getxattr(path, aclName, nil)
-	return err == nil
-}
-
-// fhasACL is hasACL of an open file.
-func fhasACL(f *os.File) bool {
-	_, err := unix.Fgetxattr(int(f.Fd()), aclName, nil)
-	return err == nil
-}
-
-// maxLinks bounds how many symbolic links walk follows, as the kernel
-// does (ELOOP after 40).
-const maxLinks = 40
-
-// link is a symbolic link walk met: the directory that holds it
-// (resolved), and what Lstat says of it.
-type link struct {
-	dir  string
-	info fs.FileInfo
-}
-
-// walk resolves abs as the kernel does, a name at a time from /: a link's
-// target replaces it, read from the directory the link is in (itself
-// resolved). It returns the links met on the way, and the path with
-// every link resolved.
-func walk(abs string) (links []link, real string, err error) {
-	todo := strings.Split(strings.TrimPrefix(abs, "/"), "/")
-	real = "/"
-	for len(todo) > 0 {
-		name := todo[0]
-		todo = todo[1:]
-		if name == "" || name == "." {
-			continue
-		}
-		next := filepath.Join(real, name) // real is resolved: ".." is its parent
-		fi, err := os.Lstat(next)
-		if err != nil {
-			return nil, "", err
-		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			real = next
-			continue
-		}
-		if len(links) == maxLinks {
-			return nil, "", &fs.PathError{Op: "open", Path: abs, Err: syscall.ELOOP}
-		}
-		target, err := os.Readlink(next)
-		if err != nil {
-			return nil, "", err
-		}
-		links = append(links, link{dir: real, info: fi})
-		if filepath.IsAbs(target) {
-			real = "/"
-		}
-		todo = append(strings.Split(strings.TrimPrefix(target, "/"), "/"), todo...)
-	}
-	return links, real, nil
 }
 
 // Parse checks data, the content of the configuration file named file.

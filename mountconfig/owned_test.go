@@ -7,42 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/secretfs/secretfs/internal/owned/ownedtest"
 	"github.com/secretfs/secretfs/mountconfig"
 )
-
-// otherGID is a group that neither root nor the tests' user is in.
-const otherGID = 4242
-
-// otherUID is a user other than root and the tests' user.
-const otherUID = 1000
-
-// inOtherGroup gives p (made by this process) to a group other than
-// root's, and returns it: otherGID as root, else this process's own
-// group, which is the file's already; it skips t where that is root's.
-func inOtherGroup(t *testing.T, p string) int {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getegid() == 0 {
-			t.Skip("this process's group is root's, and it cannot give a file another")
-		}
-		return os.Getegid()
-	}
-	if err := os.Chown(p, -1, otherGID); err != nil {
-		t.Fatal(err)
-	}
-	return otherGID
-}
-
-// requireRoot skips t unless it runs as root, which alone may give a
-// file to another user.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to give a file to another user")
-	}
-}
 
 // writeConfig writes a configuration file of one watched application at
 // dir/secretfs.yaml, mode 0644, and returns its path.
@@ -80,7 +47,7 @@ func TestAGroupWritableConfigFileIsRefused(t *testing.T) {
 	if err := os.Chmod(p, 0o664); err != nil {
 		t.Fatal(err)
 	}
-	gid := inOtherGroup(t, p)
+	gid := ownedtest.InOtherGroup(t, p)
 	if _, err := mountconfig.Load(p); err == nil ||
 		err.Error() != p+": members of group "+strconv.Itoa(gid)+" may write it (mode 0664), and it says who may read which secret: chmod g-w it" {
 		t.Errorf("Load of a file of mode 0664, group %d: %v; want it refused", gid, err)
@@ -106,7 +73,7 @@ func TestAGroupWritableConfigFileIsRefused(t *testing.T) {
 // reached through a symbolic link held in such a directory. Once root
 // owns the directory, the file is read.
 func TestAConfigFileInAnotherUsersDirectoryIsRefused(t *testing.T) {
-	requireRoot(t)
+	ownedtest.RequireRoot(t)
 	root := t.TempDir()
 	theirs := filepath.Join(root, "theirs")
 	below := filepath.Join(theirs, "below")
@@ -125,7 +92,7 @@ func TestAConfigFileInAnotherUsersDirectoryIsRefused(t *testing.T) {
 	if err := os.Symlink(writeConfig(t, root), filepath.Join(theirs, "link.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(theirs, otherUID, otherUID); err != nil {
+	if err := os.Chown(theirs, ownedtest.OtherUID, ownedtest.OtherUID); err != nil {
 		t.Fatal(err)
 	}
 	want := "user 1000 may replace it (user 1000 owns " + theirs + "), and it says who may read which secret"
@@ -164,7 +131,7 @@ func TestAConfigFileInADirectoryAGroupMayWriteIsRefused(t *testing.T) {
 	if err := os.Symlink(in, viaLink); err != nil {
 		t.Fatal(err)
 	}
-	gid := inOtherGroup(t, shared)
+	gid := ownedtest.InOtherGroup(t, shared)
 	want := "members of group " + strconv.Itoa(gid) + " may replace it (they may write " + shared + ", which is not sticky)"
 	mustRefuse(t, in, "a file in a directory of mode 0775", want)
 	mustRefuse(t, viaLink, "a file through a link into a directory of mode 0775", want)
@@ -188,7 +155,7 @@ func TestAConfigFileInADirectoryAGroupMayWriteIsRefused(t *testing.T) {
 // bit lets them remove it and make another that leads elsewhere. One
 // root's own link there leads to is read.
 func TestAConfigFileThroughAnotherUsersLinkInAStickyDirectoryIsRefused(t *testing.T) {
-	requireRoot(t)
+	ownedtest.RequireRoot(t)
 	root := t.TempDir()
 	target := writeConfig(t, root)
 	for _, mode := range []os.FileMode{0o777, 0o775} { // /tmp's kind, and a group's
@@ -204,7 +171,7 @@ func TestAConfigFileThroughAnotherUsersLinkInAStickyDirectoryIsRefused(t *testin
 			t.Fatal(err)
 		}
 		mustRead(t, link, "a file through root's link in sticky "+sticky)
-		if err := os.Lchown(link, otherUID, otherUID); err != nil {
+		if err := os.Lchown(link, ownedtest.OtherUID, ownedtest.OtherUID); err != nil {
 			t.Fatal(err)
 		}
 		want := "user 1000 may replace it (user 1000 owns the symbolic link " + link + " on the way to it, in sticky " + sticky + ")"
@@ -225,43 +192,18 @@ func TestAConfigFileAnAccessControlListLetsAnotherUserWriteIsRefused(t *testing.
 		t.Fatal(err)
 	}
 	p := writeConfig(t, dir)
-	letWrite(t, p, otherUID)
+	ownedtest.LetWrite(t, p, ownedtest.OtherUID)
 	mustRefuse(t, p, "a file whose list lets user 1000 write it",
 		p+": the users and groups its access control list names (getfacl) may write it (mode 0664), and it says who may read which secret: chmod g-w it")
 	if err := os.Chmod(p, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mustRead(t, p, "the file, its list's mask without write")
-	letWrite(t, dir, otherUID)
+	ownedtest.LetWrite(t, dir, ownedtest.OtherUID)
 	mustRefuse(t, p, "a file in a directory whose list lets user 1000 write it",
 		"the users and groups "+dir+"'s access control list names (getfacl) may replace it (they may write "+dir+", which is not sticky)")
 	if err := os.Chmod(dir, 0o775|os.ModeSticky); err != nil {
 		t.Fatal(err)
 	}
 	mustRead(t, p, "the file, its directory sticky")
-}
-
-// letWrite gives p an access control list that lets uid read and write
-// it (and search it, if a directory), as setfacl -m u:UID:rw (rwx) would.
-func letWrite(t *testing.T, p string, uid uint32) {
-	t.Helper()
-	const (
-		userObj, user, groupObj, mask, other = 0x01, 0x02, 0x04, 0x10, 0x20
-		noID                                 = 0xffffffff
-	)
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var x uint32 // search, for a directory
-	if fi.IsDir() {
-		x = 1
-	}
-	acl := []byte{2, 0, 0, 0} // version 2, then (tag, perm, id), little-endian, in the order of tags
-	for _, e := range [][3]uint32{{userObj, 6 | x, noID}, {user, 6 | x, uid}, {groupObj, 4 | x, noID}, {mask, 6 | x, noID}, {other, 4 | x, noID}} {
-		acl = append(acl, byte(e[0]), byte(e[0]>>8), byte(e[1]), byte(e[1]>>8), byte(e[2]), byte(e[2]>>8), byte(e[2]>>16), byte(e[2]>>24))
-	}
-	if err := unix.Setxattr(p, "system.posix_acl_access", acl, 0); err != nil {
-		t.Fatalf("setting an access control list on %s: %v", p, err)
-	}
 }

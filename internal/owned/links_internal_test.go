@@ -1,4 +1,4 @@
-package mountconfig
+package owned
 
 import (
 	"os"
@@ -11,7 +11,7 @@ import (
 // resolved from the real directory, as the kernel does. (The check
 // joined it to the path as written, and refused a valid file: "no such
 // file or directory"; found by a review.)
-func TestAConfigFileThroughARelativeLinkInALinkedDirectoryIsRead(t *testing.T) {
+func TestAFileThroughARelativeLinkInALinkedDirectoryIsAccepted(t *testing.T) {
 	base := t.TempDir()
 	must := fatalOn(t)
 	must(os.MkdirAll(filepath.Join(base, "opt/x/etc"), 0o755))
@@ -23,7 +23,12 @@ func TestAConfigFileThroughARelativeLinkInALinkedDirectoryIsRead(t *testing.T) {
 	if _, err := os.ReadFile(p); err != nil {
 		t.Fatalf("kernel cannot open: %v", err)
 	}
-	if _, err := readOwned(p); err != nil {
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := Check(f, p, "it matters"); err != nil {
 		t.Errorf("valid file refused: %v", err)
 	}
 }
@@ -31,7 +36,7 @@ func TestAConfigFileThroughARelativeLinkInALinkedDirectoryIsRead(t *testing.T) {
 // A link in a directory component, inside a directory every user may
 // write, is found: anyone could swap it. (Only the file's own links were
 // followed; found by a review.)
-func TestAConfigFileThroughALinkInADirectoryEveryUserMayWriteIsFound(t *testing.T) {
+func TestAFileThroughALinkInADirectoryEveryUserMayWriteIsFound(t *testing.T) {
 	base := t.TempDir()
 	must := fatalOn(t)
 	must(os.MkdirAll(filepath.Join(base, "real"), 0o755))
@@ -41,7 +46,7 @@ func TestAConfigFileThroughALinkInADirectoryEveryUserMayWriteIsFound(t *testing.
 	must(os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "open/dirlink")))
 	must(os.Symlink(filepath.Join(base, "open/dirlink"), filepath.Join(base, "a")))
 	p := filepath.Join(base, "a/c.conf")
-	if err := othersMayReplace(p); err == nil || !strings.Contains(err.Error(), filepath.Join(base, "open")+" may be written by every user") {
+	if err := othersMayReplace(p, "it matters"); err == nil || !strings.Contains(err.Error(), filepath.Join(base, "open")+" may be written by every user") {
 		t.Errorf("%s reached through a link in world-writable %s: %v, want it named", p, filepath.Join(base, "open"), err)
 	}
 }
