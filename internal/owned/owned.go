@@ -1,13 +1,15 @@
 // Package owned checks a file whose content decides who may read which
 // secret (a mount's configuration file, an RSA key) before it is
 // trusted: Check refuses one that someone other than root or this
-// process's user could have written or put in its place. It only looks:
-// it reads no content, and changes, creates and removes nothing.
+// process's user could have written or put in its place, and
+// CheckPrivate, for a file that is a secret itself (a private key), also
+// one that anyone else may read. It only looks: it reads no content, and
+// changes, creates and removes nothing.
 //
 // A refusal says who could (user N, members of group N, every user, the
 // users and groups an access control list names), how (owning the file,
-// writing it, a directory or a symbolic link on the way), why that
-// matters (the caller's reason, such as "it says who may read which
+// writing or reading it, a directory or a symbolic link on the way), why
+// that matters (the caller's reason, such as "it says who may read which
 // secret") and the fix, and nothing of what the file holds. It does not
 // name the file itself: its caller does, once.
 package owned
@@ -36,7 +38,16 @@ import (
 // The file is the one opened (f), not whatever path names by now; the
 // directories are those path leads through now. An error of stat(2) or
 // readlink(2) is returned as it is (an *fs.PathError).
-func Check(f *os.File, path, why string) error {
+func Check(f *os.File, path, why string) error { return check(f, path, why, false) }
+
+// CheckPrivate is Check for a file that is a secret itself (a private
+// key): it also says who other than root and this process's user may
+// read f, or returns nil if nobody may: every user, the members of its
+// group, whatever the group (as ssh refuses an "unprotected private key
+// file"), or the users and groups its access control list names.
+func CheckPrivate(f *os.File, path, why string) error { return check(f, path, why, true) }
+
+func check(f *os.File, path, why string, private bool) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -44,7 +55,29 @@ func Check(f *os.File, path, why string) error {
 	if err := othersMayWrite(f, fi, why); err != nil {
 		return err
 	}
+	if private {
+		if err := othersMayRead(f, fi, why); err != nil {
+			return err
+		}
+	}
 	return othersMayReplace(path, why)
+}
+
+// othersMayRead says who other than root and this process's user may
+// read f, which fi describes, or nil if nobody may (see CheckPrivate).
+// It does not ask who owns f: othersMayWrite refused another owner.
+func othersMayRead(f *os.File, fi fs.FileInfo, why string) error {
+	perm := fi.Mode().Perm()
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case perm&0o004 != 0:
+		return fmt.Errorf("every user may read it (mode %#o), and %s: chmod go-r it", perm, why)
+	case !ok || perm&0o040 == 0:
+		return nil
+	case fhasACL(f):
+		return fmt.Errorf("the users and groups its access control list names (getfacl) may read it (mode %#o), and %s: chmod g-r it", perm, why)
+	}
+	return fmt.Errorf("members of group %d may read it (mode %#o), and %s: chmod g-r it", st.Gid, perm, why)
 }
 
 // othersMayWrite says who other than root and this process's user may
