@@ -153,7 +153,7 @@ func (c *config) openLocal(ctx context.Context, o opening) (*backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	wrapper, err := loadRSAKey(keyPath, c.log)
+	wrapper, err := rsakey.Load(keyPath)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (c *config) openDynamoDB(ctx context.Context, o opening) (*backend, error) 
 	keyDesc := "no key for new writes"
 	writeOnly := false
 	if c.rsaKey != "" {
-		rsa, err := loadRSAKey(c.rsaKey, c.log)
+		rsa, err := rsakey.Load(c.rsaKey)
 		if err != nil {
 			return nil, err
 		}
@@ -382,19 +382,6 @@ type sdkLog struct{ log logrus.FieldLogger }
 
 func (l sdkLog) Logf(_ logging.Classification, format string, v ...any) {
 	l.log.WithField("from", "aws-sdk").Debugf(format, v...)
-}
-
-// loadRSAKey loads an RSA key and warns when a private key file can be
-// read by others, as ssh does.
-func loadRSAKey(path string, log logrus.FieldLogger) (*rsakey.Wrapper, error) {
-	w, err := rsakey.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi, err := os.Stat(path); err == nil && w.CanUnwrap() && fi.Mode().Perm()&0o077 != 0 {
-		log.WithField("path", path).Warnf("the private key has mode %#o; anyone who can read it can read every secret: chmod 600 it", fi.Mode().Perm())
-	}
-	return w, nil
 }
 
 // ensurePrivateDir makes dir with mode 0700 if it is missing, and warns if

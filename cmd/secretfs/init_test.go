@@ -28,9 +28,13 @@ func initOutput(t *testing.T, dataDir string) (stdout, key string) {
 }
 
 func TestInitCreatesDataDir0700AndKeyPair0600AndSaysWhere(t *testing.T) {
-	// With no umask, only the code's own modes keep these private.
+	// With no umask, only the code's own modes keep these private. The
+	// test's own directory is made first: t.TempDir leaves its mode to
+	// the umask, and one every user may write would be refused as a
+	// place for the key.
+	base := t.TempDir()
 	defer unix.Umask(unix.Umask(0))
-	dataDir := filepath.Join(t.TempDir(), "nested", "data")
+	dataDir := filepath.Join(base, "nested", "data")
 	stdout, _ := initOutput(t, dataDir)
 	private, public := filepath.Join(dataDir, privateKey), filepath.Join(dataDir, publicKey)
 	for path, want := range map[string]os.FileMode{

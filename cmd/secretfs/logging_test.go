@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,20 +22,20 @@ import (
 	"github.com/secretfs/secretfs/crypto"
 )
 
-// withReadableKey makes a store whose private key others can read, which
-// every verb warns about.
-func withReadableKey(t *testing.T) (dataDir []string, keyPath string) {
+// withReadableStore makes a store whose file others can read, which
+// every verb tightens to 0600 with a warning.
+func withReadableStore(t *testing.T) (dataDir []string, dbPath string) {
 	t.Helper()
 	dataDir = newStore(t)
-	keyPath = filepath.Join(dataDir[1], privateKey)
-	if err := os.Chmod(keyPath, 0o644); err != nil {
+	dbPath = filepath.Join(dataDir[1], storeFile)
+	if err := os.Chmod(dbPath, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return dataDir, keyPath
+	return dataDir, dbPath
 }
 
 func TestWarningIsOneJSONObjectPerLineWithLogFormatJSON(t *testing.T) {
-	dataDir, keyPath := withReadableKey(t)
+	dataDir, dbPath := withReadableStore(t)
 	_, stderr, err := run(t, nil, append([]string{"ls", "--log-format", "json"}, dataDir...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -45,12 +46,12 @@ func TestWarningIsOneJSONObjectPerLineWithLogFormatJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &entry); err != nil {
 			t.Fatalf("stderr line %q is not JSON: %v", line, err)
 		}
-		if entry["level"] == "warning" && entry["path"] == keyPath && strings.Contains(entry["msg"].(string), "mode 0644") {
+		if entry["level"] == "warning" && strings.Contains(entry["msg"].(string), "tightened") && strings.Contains(fmt.Sprint(entry["files"]), dbPath+" (was 0644)") {
 			warned = true
 		}
 	}
 	if !warned {
-		t.Errorf("no JSON warning about the key's mode in stderr:\n%s", stderr)
+		t.Errorf("no JSON warning about the store's mode in stderr:\n%s", stderr)
 	}
 }
 
@@ -81,7 +82,7 @@ func parseLogfmt(t *testing.T, line string) map[string]string {
 }
 
 func TestWarningIsOneKeyValueLineWithLogFormatText(t *testing.T) {
-	dataDir, keyPath := withReadableKey(t)
+	dataDir, dbPath := withReadableStore(t)
 	_, stderr, err := run(t, nil, append([]string{"ls", "--log-format", "text"}, dataDir...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -92,12 +93,12 @@ func TestWarningIsOneKeyValueLineWithLogFormatText(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339, f["time"]); err != nil {
 			t.Errorf("stderr line %q: time: %v", line, err)
 		}
-		if f["level"] == "warning" && f["path"] == keyPath && strings.Contains(f["msg"], "mode 0644") {
+		if f["level"] == "warning" && strings.Contains(f["msg"], "tightened") && strings.Contains(f["files"], dbPath+" (was 0644)") {
 			warned = true
 		}
 	}
 	if !warned {
-		t.Errorf("no text warning about the key's mode in stderr:\n%s", stderr)
+		t.Errorf("no text warning about the store's mode in stderr:\n%s", stderr)
 	}
 }
 

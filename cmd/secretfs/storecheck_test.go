@@ -155,3 +155,31 @@ func TestEveryVerbRefusesAStoreWhoseKeyIsMissingWithTheAdvice(t *testing.T) {
 		t.Errorf("a verb made a new %s beside the store", privateKey)
 	}
 }
+
+// A private key every user may read is refused by every verb that loads
+// it, naming the file, who may read it and the fix, and
+// nothing of the key; a public key of mode 0644 (as init makes it) is
+// loaded, to write with.
+func TestEveryVerbRefusesAPrivateKeyOthersMayRead(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	initOutput(t, dataDir)
+	putT(t, dataDir, "app/s", "value")
+	private, public := filepath.Join(dataDir, privateKey), filepath.Join(dataDir, publicKey)
+	if err := os.Chmod(private, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "key file " + private + ": every user may read it (mode 0644), and it decrypts every secret: chmod go-r it"
+	// mount is TestAMountOfAPrivateKeyOthersMayReadIsRefused's, through
+	// the binary: here one let through would serve until the test timed out.
+	for _, verb := range [][]string{{"ls"}, {"get", "app/s"}, {"env", "app"}, {"migrate", "--dry-run"}, {"put", "app/s"}, {"rm", "app/s"},
+		{"exec", "--app", "app", "--", "true"}, {"init"}} {
+		args := append([]string{verb[0], "--data-dir", dataDir}, verb[1:]...)
+		_, _, err := run(t, strings.NewReader("new"), args...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s with %s of mode 0644: error %v, want %q", verb, privateKey, err, want)
+		}
+	}
+	if _, stderr, err := run(t, strings.NewReader("new"), "put", "app/s", "--data-dir", dataDir, "--rsa-key", public); err != nil {
+		t.Errorf("put with the public key of mode 0644: %v\n%s", err, stderr)
+	}
+}

@@ -24,12 +24,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
 
 	"github.com/secretfs/secretfs/crypto"
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/internal/owned"
 )
 
 const (
@@ -71,18 +73,64 @@ var (
 // that can only wrap. The first PEM block of one of these types is used.
 // Keys that are not RSA, encrypted, or under MinBits are fault.Invalid; a
 // missing file is fault.NotFound and an unreadable one fault.Permission.
+//
+// Whoever could replace the key could have every secret written later
+// encrypted to a key of theirs, and whoever may read a private key reads
+// every secret: so a key file that someone other than root or this
+// process's user could have written or put in its place (owned.Check),
+// or, if it holds a private key (any block of a "PRIVATE KEY" type), may
+// read (owned.CheckPrivate), is fault.Invalid, saying who and how to fix
+// it. A public key every user may read (0644, as Generate makes it) is
+// as it should be.
 func Load(path string) (*Wrapper, error) {
 	const op fault.Op = "rsakey.Load"
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fault.E(op, fileKind(err), "cannot read the key file", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
 	defer crypto.Zero(data)
 	if err != nil {
 		return nil, fault.E(op, fileKind(err), "cannot read the key file", err)
+	}
+	if err := checkOwned(f, path, data); err != nil {
+		return nil, fault.E(op, fault.Invalid, "key file "+path+": "+err.Error())
 	}
 	w, err := parsePEM(data)
 	if err != nil {
 		return nil, fault.E(op, fault.Invalid, "key file "+path+": "+err.Error())
 	}
 	return w, nil
+}
+
+// checkOwned refuses the key file f, opened from path, which holds data,
+// if someone other than root or this process's user could have written
+// it or put another in its place, or, if it holds a private key, may read
+// it (see Load).
+func checkOwned(f *os.File, path string, data []byte) error {
+	if holdsPrivateKey(data) {
+		return owned.CheckPrivate(f, path, "it decrypts every secret")
+	}
+	return owned.Check(f, path, "every secret written is encrypted to it")
+}
+
+// holdsPrivateKey reports whether any PEM block in data is a private key,
+// of whatever algorithm and encrypted or not: a file that holds one is a
+// private key file, whichever block Load uses.
+func holdsPrivateKey(data []byte) bool {
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return false
+		}
+		private := strings.HasSuffix(block.Type, "PRIVATE KEY") || block.Headers["Proc-Type"] != ""
+		crypto.Zero(block.Bytes)
+		if private {
+			return true
+		}
+	}
 }
 
 // parsePEM finds the first key block in data. Its errors say what is

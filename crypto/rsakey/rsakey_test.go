@@ -58,16 +58,25 @@ func wantID(k *rsa.PublicKey) string {
 	return "rsa:sha256:" + hex.EncodeToString(sum[:])
 }
 
-func TestLoadFormats(t *testing.T) {
+// testKeyDER is testKey's private key in PKCS#8 and its public key in
+// PKIX, as DER.
+func testKeyDER(t *testing.T) (pkcs8, pkix []byte) {
+	t.Helper()
 	k := testKey()
 	pkcs8, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkix, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	pkix, err = x509.MarshalPKIXPublicKey(&k.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pkcs8, pkix
+}
+
+func TestLoadFormats(t *testing.T) {
+	k := testKey()
+	pkcs8, pkix := testKeyDER(t)
 	cases := []struct {
 		typ       string
 		der       []byte
