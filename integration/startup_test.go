@@ -81,6 +81,26 @@ func TestMountAndVerbsRefuseAKeyThatWrappedNoneOfTheSecretsNamingBothKeys(t *tes
 	}
 }
 
+// A mount whose private key every user may read (key.pem chmod 0644) is
+// refused at start, in one line naming the file, who may read it and the
+// fix, and nothing is mounted; once it is 0600 again, it mounts.
+func TestAMountOfAPrivateKeyOthersMayReadIsRefused(t *testing.T) {
+	b := localBackend(t)
+	initKey(t, b)
+	key := filepath.Join(b.dataDir(), "key.pem")
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "secretfs: invalid argument: key file " + key + ": every user may read it (mode 0644), and it decrypts every secret: chmod go-r it\n"
+	if got := mountRefused(t, b); got != want {
+		t.Errorf("a mount with key.pem of mode 0644 says:\n%s\nwant:\n%s", got, want)
+	}
+	if err := os.Chmod(key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mount(t, b).mustSh("ls")
+}
+
 func TestMountAndVerbsRefuseAnEmptyStoreFileBesideItsKeyPair(t *testing.T) {
 	b := localBackend(t)
 	initKey(t, b)
