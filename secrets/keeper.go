@@ -331,11 +331,15 @@ func (k *Keeper) confirm(ctx context.Context, op fault.Op, item *store.Item, exp
 }
 
 // unknownOutcome is the error of a write that may or may not have
-// landed, after putErr: it names putErr but does not wrap it, so that a
-// marker putErr holds (store.ErrNotWritten, of a copy sent to settle the
-// outcome) does not say that of the write.
+// landed, after putErr, which it wraps (a deadline stays a deadline)
+// unless putErr says it was not written (store.ErrNotWritten, of a copy
+// sent to settle the outcome): that is not true of the write, so it is
+// named, not wrapped.
 func unknownOutcome(putErr error) error {
-	return fmt.Errorf("%w (%v)", ErrOutcomeUnknown, putErr)
+	if errors.Is(putErr, store.ErrNotWritten) {
+		return fmt.Errorf("%w (%v)", ErrOutcomeUnknown, putErr)
+	}
+	return fmt.Errorf("%w (%w)", ErrOutcomeUnknown, putErr)
 }
 
 // look reads the item at key for confirm, within one more deadline, even
