@@ -15,6 +15,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/internal/owned"
 )
 
 // Server describes the serving process to its control socket, and what
@@ -102,7 +104,7 @@ const successorIdle = 2 * time.Minute
 // there, is an error.
 //
 // The socket is made only where nobody but root and this process's user
-// may put another in its place (othersMayReplace): beside a mount point
+// may put another in its place (owned.Dir): beside a mount point
 // in a directory others may change, they could take the path before the
 // mount makes its socket, or after. Whatever another user put at path is
 // neither asked anything nor removed: it is an error.
@@ -118,8 +120,8 @@ func Listen(path string, s Server) (*Control, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	path = filepath.Join(dir, filepath.Base(path))
-	if err := othersMayReplace(dir); err != nil {
-		return nil, fmt.Errorf("control socket: none made at %s: %w, and so may put another socket in its place; mount where only root and uid %d may change the directories on the way", path, err, os.Geteuid())
+	if err := owned.Dir(dir, "secretfs status and --replace would ask the socket they put in its place"); err != nil {
+		return nil, fmt.Errorf("control socket: none made at %s: %w", path, err)
 	}
 	if err := removeStale(path, s); err != nil {
 		return nil, err
@@ -185,47 +187,6 @@ func removeStale(path string, s Server) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return os.Remove(path)
-}
-
-// othersMayReplace says who other than root and this process's user may
-// remove or rename an entry of dir, or of a directory above it, and so
-// put a socket or a link of theirs where the control socket is, or nil if
-// nobody may: a directory's owner; and, unless it is sticky (where only
-// an entry's owner or the directory's may), every user, the users and
-// groups an access control list names, or the members of a group other
-// than root's, if its mode lets them write it. dir holds no symbolic link.
-func othersMayReplace(dir string) error {
-	for d := dir; ; d = filepath.Dir(d) {
-		fi, err := os.Lstat(d)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		perm := fi.Mode().Perm()
-		switch {
-		case st.Uid != 0 && int(st.Uid) != os.Geteuid():
-			return fmt.Errorf("uid %d owns %s", st.Uid, d)
-		case fi.Mode()&os.ModeSticky != 0:
-		case perm&0o002 != 0:
-			return fmt.Errorf("every user may write %s (mode %#o), which is not sticky", d, perm)
-		case perm&0o020 == 0:
-		case hasACL(d):
-			return fmt.Errorf("the users and groups the access control list of %s names (getfacl) may write it (mode %#o), which is not sticky", d, perm)
-		case st.Gid != 0:
-			return fmt.Errorf("the members of group %d may write %s (mode %#o), which is not sticky", st.Gid, d, perm)
-		}
-		if d == filepath.Dir(d) {
-			return nil
-		}
-	}
-}
-
-// hasACL says whether path has a POSIX access control list beyond its
-// mode bits, whose group bits are then the list's mask; an error (a file
-// system without lists among them) says it has none.
-func hasACL(path string) bool {
-	_, err := unix.Getxattr(path, "system.posix_acl_access", nil)
-	return err == nil
 }
 
 // removeDeadSuccessors removes the sockets beside main (main.PID) that a

@@ -71,12 +71,12 @@ func TestListenRefusesADirectoryWhereOthersMayReplaceItsSocket(t *testing.T) {
 		above    bool   // the directory above the socket's is the one
 		refused  string // "" when the socket is made
 	}{
-		{name: "every user may write it", mode: 0o777, refused: "every user may write"},
-		{name: "another user owns it", mode: 0o755, uid: 1000, refused: "uid 1000 owns"},
-		{name: "a group other than root's may write it", mode: 0o775, gid: 1000, refused: "the members of group 1000 may write"},
-		{name: "an access control list lets another user write it", mode: 0o755, acl: true, refused: "the users and groups the access control list of"},
-		{name: "every user may write the directory above", mode: 0o777, above: true, refused: "every user may write"},
-		{name: "another user owns the directory above", mode: 0o755, uid: 1000, above: true, refused: "uid 1000 owns"},
+		{name: "every user may write it", mode: 0o777, refused: "every user may replace it"},
+		{name: "another user owns it", mode: 0o755, uid: 1000, refused: "user 1000 owns"},
+		{name: "a group other than root's may write it", mode: 0o775, gid: 1000, refused: "members of group 1000 may replace it"},
+		{name: "an access control list lets another user write it", mode: 0o755, acl: true, refused: "access control list names (getfacl) may replace it"},
+		{name: "every user may write the directory above", mode: 0o777, above: true, refused: "every user may replace it"},
+		{name: "another user owns the directory above", mode: 0o755, uid: 1000, above: true, refused: "user 1000 owns"},
 		{name: "it is sticky, as /tmp is", mode: os.ModeSticky | 0o777},
 		{name: "only root's group may write it", mode: 0o775},
 	} {
@@ -116,7 +116,7 @@ func TestListenRefusesADirectoryWhereOthersMayReplaceItsSocket(t *testing.T) {
 				ctl.Close()
 				t.Fatalf("Listen made its socket at %s", path)
 			}
-			if !strings.Contains(err.Error(), c.refused+" "+named) || !strings.Contains(err.Error(), "may put another socket in its place") {
+			if !strings.Contains(err.Error(), c.refused) || !strings.Contains(err.Error(), named) || !strings.Contains(err.Error(), "would ask the socket they put in its place") {
 				t.Errorf("Listen: %v; want it to say %q of %s, and why that matters", err, c.refused, named)
 			}
 			if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {

@@ -117,17 +117,8 @@ func othersMayReplace(file, why string) error {
 		dirs = append(dirs, l.dir)
 	}
 	for _, p := range append(dirs, filepath.Dir(real)) {
-		for dir := p; ; dir = filepath.Dir(dir) {
-			fi, err := os.Stat(dir)
-			if err != nil {
-				return err
-			}
-			if err := replacers(dir, fi, why); err != nil {
-				return err
-			}
-			if dir == filepath.Dir(dir) {
-				break
-			}
+		if err := Dir(p, why); err != nil {
+			return err
 		}
 	}
 	for _, l := range links {
@@ -136,6 +127,26 @@ func othersMayReplace(file, why string) error {
 		}
 	}
 	return nil
+}
+
+// Dir says who other than root and this process's user could rename or
+// remove another's entry of dir or of a directory above it, and so put a
+// file of theirs in the place of one made in dir, or nil if nobody
+// could (see replacers); why says what such a file is, for the refusal.
+// dir holds no symbolic link on the way.
+func Dir(dir, why string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if err := replacers(d, fi, why); err != nil {
+			return err
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 // replacers says who other than root and this process's user may rename
