@@ -70,29 +70,32 @@ func (c *Catalog) Snapshot(k store.Key, meta store.Meta) secrets.Snapshot {
 func (c *Catalog) pin(k store.Key, meta store.Meta) *snapshot {
 	id := keyOf(k, meta)
 	s := c.snaps[id]
-	switch {
-	case s == nil || s.relisted(meta):
-		// A relisted snapshot stays with those that pin it, and is
-		// forgotten by its last unpin: c.snaps names this one.
-		s = c.newSnapshot(k, id, meta)
-		c.snaps[id] = s
-	case meta.Size >= 0 && s.listed >= 0 && meta.Size != s.listed:
-		// The revision as another listing gave it, with another size:
-		// an inode the kernel holds with the size that listing gave
-		// (the one before a repair of a forged Size). It must never
+	if s == nil || s.sizeDiffers(meta) {
+		fresh := &snapshot{c: c, id: id, meta: meta, listed: meta.Size}
+		fresh.meta.Key = k
+		if s == nil || s.broken != nil {
+			// New, or relisted (see relisted): c.snaps names this one
+			// from now on, and the other stays with those that pin it.
+			c.snaps[id] = fresh
+		}
+		// Else the revision as another listing gave it, with another
+		// size: an inode the kernel holds with the size that listing
+		// gave (the one before a repair of a forged Size). It must never
 		// read the other's value under its size, which would cut it
-		// short: it gets a snapshot of its own, which c.snaps does not
-		// name, and which fails its read as its listing's did.
-		s = c.newSnapshot(k, id, meta)
+		// short: its snapshot is its own, which c.snaps does not name
+		// (it binds its item itself: Bind), and fails as its listing's
+		// did.
+		s = fresh
 	}
 	s.pins++
 	return s
 }
 
-func (c *Catalog) newSnapshot(k store.Key, id snapKey, meta store.Meta) *snapshot {
-	s := &snapshot{c: c, id: id, meta: meta, listed: meta.Size}
-	s.meta.Key = k
-	return s
+// sizeDiffers reports whether meta lists s's revision with another size
+// than s was pinned with, both known (a legacy item lists none). c.mu
+// must be held.
+func (s *snapshot) sizeDiffers(meta store.Meta) bool {
+	return meta.Size >= 0 && s.listed >= 0 && meta.Size != s.listed
 }
 
 // relisted reports whether meta lists s's revision with another size
@@ -105,7 +108,7 @@ func (c *Catalog) newSnapshot(k store.Key, id snapKey, meta store.Meta) *snapsho
 // its own; else it would stay EIO until a restart. A store writer gains
 // nothing by it that a new IV would not give them. c.mu must be held.
 func (s *snapshot) relisted(meta store.Meta) bool {
-	return s.broken != nil && meta.Size >= 0 && meta.Size != s.listed
+	return s.broken != nil && s.sizeDiffers(meta)
 }
 
 // unpin takes one pin away; the last one wipes and forgets the snapshot.
