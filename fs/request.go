@@ -102,7 +102,7 @@ func (m *mount) caller(ctx context.Context, need need) vfs.Caller {
 			c.KilledBy = proc.KilledBy(c.Thread)
 		}
 	}
-	if need&withGroups != 0 {
+	if need&withGroups != 0 && c.UID != 0 { // root's groups decide nothing: every mode lets it
 		c.Groups, _ = proc.Groups(c.Thread) // nil when /proc does not show the thread: unknown
 	}
 	if need&withCommand != 0 && m.opts.Audit != nil {

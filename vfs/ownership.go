@@ -35,19 +35,17 @@ const (
 // privileged reports whether c may give a secret any owner and mode.
 func (v *FS) privileged(c Caller) bool { return c.UID == 0 || c.UID == v.self }
 
-// permits reports whether the owner and mode shown for k let c do want
-// (mayRead, mayWrite, or both), as the kernel's check would: the owner's
-// bits, else the group's for a member (its gid, or one of its
+// permits reports whether a file shown as uid:gid with mode lets c do
+// want (mayRead, mayWrite, or both), as the kernel's check would: the
+// owner's bits, else the group's for a member (its gid, or one of its
 // supplementary groups), else the others'. A caller whose supplementary
 // groups are not known may or may not be a member: it gets only what
 // both the group's and the others' bits give (a mode such as 0604, which
 // keeps a group out, keeps it out too).
-func (v *FS) permits(c Caller, k store.Key, want uint32) bool {
-	if c.UID == 0 {
-		return true
-	}
-	uid, gid, mode := v.owner(k, v.opts.FileMode)
+func permits(c Caller, uid, gid, mode, want uint32) bool {
 	switch {
+	case c.UID == 0:
+		return true
 	case c.UID == uid:
 		mode >>= 6
 	case c.GID == gid || slices.Contains(c.Groups, gid):
@@ -75,7 +73,7 @@ func (v *FS) checkCreator(c Caller, k store.Key, flags uint32, verr error) error
 // privileged).
 func (v *FS) checkMaker(c Caller, k store.Key) error {
 	uid, gid, mode := v.owner(k, v.opts.FileMode)
-	if v.privileged(c) || uid == c.UID || v.permits(c, k, mayWrite) {
+	if v.privileged(c) || uid == c.UID || permits(c, uid, gid, mode, mayWrite) {
 		return nil // root, its owner (who could chmod it), or one who may write it
 	}
 	return fault.E(k.Path(), fault.NotPermitted, fmt.Sprintf("a secret made at this path is shown as %d:%d, mode %#o, which user %d could not write: only root may make another user's file", uid, gid, mode, c.UID))
@@ -93,7 +91,7 @@ func (v *FS) checkMove(c Caller, from, to store.Key) error {
 	if fromUID == toUID && fromGID == toGID && fromMode == toMode {
 		return nil
 	}
-	if v.permits(c, from, mayRead) && v.checkMaker(c, to) == nil {
+	if permits(c, fromUID, fromGID, fromMode, mayRead) && v.checkMaker(c, to) == nil {
 		return nil
 	}
 	return fault.E(from.Path(), fault.NotPermitted, fmt.Sprintf("moved to %s it would be shown as %d:%d, mode %#o, not %d:%d, mode %#o, and user %d may not both read it here and make it there",
@@ -121,7 +119,7 @@ func (v *FS) checkOpenFound(c Caller, k store.Key, flags uint32) error {
 	if flags&syscall.O_TRUNC != 0 {
 		want |= mayWrite
 	}
-	if v.permits(c, k, want) {
+	if uid, gid, mode := v.owner(k, v.opts.FileMode); permits(c, uid, gid, mode, want) {
 		return nil
 	}
 	return fault.E(k.Path(), fault.Permission, "made elsewhere since the kernel looked, and its mode does not let this user open it so")
