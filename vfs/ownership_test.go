@@ -45,7 +45,6 @@ var billingRules = rulesOf(
 
 var (
 	tlsKey   = store.Key{App: "billing", Name: "tls.key"}
-	apiToken = store.Key{App: "billing", Name: "api-token"}
 	mine     = store.Key{App: "billing", Name: "mine"}
 	public   = store.Key{App: "billing", Name: "public"}
 	teamFile = store.Key{App: "billing", Name: "team"}
@@ -91,16 +90,16 @@ func TestAUserMayMakeOnlyASecretTheyCouldWrite(t *testing.T) {
 func TestAMoveThatWouldChangeASecretsOwnerIsRefused(t *testing.T) {
 	f := newFixture(t, Options{UID: 7, GID: 7, OwnerOf: billingRules})
 	f.cat.Store(tlsKey, "key")
-	f.cat.Store(apiToken, "token")
+	f.cat.Store(token, "token")
 
 	wantKind(t, "uid 1001 moves root's tls.key to its own billing/mine", f.fs.Rename(ctx, other, tlsKey, mine, 0), fault.NotPermitted)
-	wantKind(t, "uid 1001 moves its api-token over root's tls.key", f.fs.Rename(ctx, other, apiToken, tlsKey, 0), fault.NotPermitted)
-	wantKind(t, "uid 1000 moves 1001's 0400 api-token to 1001's 0444 public", f.fs.Rename(ctx, shell, apiToken, public, 0), fault.NotPermitted)
-	if got := f.value(tlsKey) + " " + f.value(apiToken) + " " + f.value(mine) + " " + f.value(public); got != "key token <none> <none>" {
+	wantKind(t, "uid 1001 moves its api-token over root's tls.key", f.fs.Rename(ctx, other, token, tlsKey, 0), fault.NotPermitted)
+	wantKind(t, "uid 1000 moves 1001's 0400 api-token to 1001's 0444 public", f.fs.Rename(ctx, shell, token, public, 0), fault.NotPermitted)
+	if got := f.value(tlsKey) + " " + f.value(token) + " " + f.value(mine) + " " + f.value(public); got != "key token <none> <none>" {
 		t.Errorf("after refused moves the store holds %q", got)
 	}
 
-	f.mustNot("uid 1001 moves its api-token to its billing/mine", f.fs.Rename(ctx, other, apiToken, mine, 0))
+	f.mustNot("uid 1001 moves its api-token to its billing/mine", f.fs.Rename(ctx, other, token, mine, 0))
 	f.mustNot("uid 1001 moves its billing/mine to its 0444 public", f.fs.Rename(ctx, other, mine, public, 0))
 	f.mustNot("root moves tls.key to billing/mine", f.fs.Rename(ctx, root, tlsKey, mine, 0))
 	if got := f.value(public) + " " + f.value(mine); got != "token key" {
