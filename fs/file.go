@@ -10,6 +10,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/secretfs/secretfs/internal/inotable"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
 )
@@ -38,14 +39,11 @@ type immutable interface {
 type immutableNode struct {
 	gofs.Inode
 	fileOps
-	m      *mount
-	ino    uint64
-	serves immutable         // rev or view
-	rev    *vfs.Revision     // the revision served, or nil
-	view   *vfs.ViewRevision // the rendering served, or nil
-	// registered is what this node is in mount.byName as (guarded by
-	// mount.mu): what it was made for, or renamed to.
-	registered revisionID
+	inotable.Entry // its number, and what mount.table has it as
+	m              *mount
+	serves         immutable         // rev or view
+	rev            *vfs.Revision     // the revision served, or nil
+	view           *vfs.ViewRevision // the rendering served, or nil
 	// writers counts the writers' descriptors open on this inode (see
 	// attrTimeout).
 	writers atomic.Int32
@@ -64,11 +62,11 @@ var (
 
 // id is what the node is now: the revision it serves (which a rename can
 // change: see mount.renamedInPlace), or its rendering.
-func (n *immutableNode) id() revisionID {
+func (n *immutableNode) id() inotable.ID {
 	if n.view != nil {
-		return revisionID{key: n.view.Key(), iv: n.view.Digest()}
+		return inotable.ID{Key: n.view.Key(), IV: n.view.Digest()}
 	}
-	return idOf(n.rev.Key(), n.rev.Meta().Revision())
+	return inotable.Of(n.rev.Key(), n.rev.Meta().Revision())
 }
 
 // OnForget unpins (a rendering is wiped): the kernel holds no reference,
@@ -233,7 +231,7 @@ func (n *immutableNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fus
 	}
 	fill(&out.Attr, n.serves.Attr())
 	out.SetTimeout(n.attrTimeout())
-	out.Ino = n.ino // go-fuse fills it in a GETATTR's reply, not a SETATTR's
+	out.Ino = n.Ino // go-fuse fills it in a GETATTR's reply, not a SETATTR's
 	return 0
 }
 

@@ -41,10 +41,11 @@
 //
 // # Lock order
 //
-// mount.mu guards the inode table (mount.files, mount.byName,
-// mount.secrets) and nothing else; no other lock is taken
-// while it is held, and it is never held across a call into go-fuse or
-// vfs, nor across the change signal's touches (package touch).
+// mount.mu guards the inodes of secrets being created (mount.secrets),
+// and the table's own lock (package inotable) the inodes of revisions and
+// renderings; both are leaves: no other lock is taken while either is
+// held, and neither is held across a call into go-fuse or vfs, nor
+// across the change signal's touches (package touch).
 package fs
 
 import (
@@ -61,6 +62,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/internal/inonum"
+	"github.com/secretfs/secretfs/internal/inotable"
 	"github.com/secretfs/secretfs/internal/retry"
 	"github.com/secretfs/secretfs/internal/touch"
 	"github.com/secretfs/secretfs/secrets"
@@ -117,10 +119,9 @@ type mount struct {
 
 	signals *touch.Signaller // makes inotify events of changes (signal.go)
 
-	mu      sync.Mutex                     // guards the inode table below; see the package comment
-	files   map[uint64]*immutableNode      // inodes of revisions and renderings the kernel may hold, by number
-	byName  map[store.Key][]*immutableNode // the same, by what they are: of each name, its revisions' (see register)
-	secrets map[*vfs.Secret]*createdNode   // the inodes of secrets being created here
+	table   *inotable.Table[*immutableNode] // inodes of revisions and renderings the kernel may hold
+	mu      sync.Mutex                      // guards secrets; see the package comment
+	secrets map[*vfs.Secret]*createdNode    // the inodes of secrets being created here
 	// The opens answered ESTALE whose retry the mount awaits, by thread:
 	// write opens bounced for a writer's inode (writer.go), and opens sent
 	// to look the name up again (mount.open). Every open consults it: it
@@ -260,8 +261,7 @@ func newMount(cat secrets.Catalog, opts Options) *mount {
 		opts.Log = logrus.StandardLogger()
 	}
 	m := &mount{opts: opts, log: opts.Log, requests: &requests{},
-		files: map[uint64]*immutableNode{}, byName: map[store.Key][]*immutableNode{},
-		secrets: map[*vfs.Secret]*createdNode{}, retries: retry.New[store.Key]((*vfs.Handle).Discard), ino: inonum.New()}
+		table: inotable.New[*immutableNode](), secrets: map[*vfs.Secret]*createdNode{}, retries: retry.New[store.Key]((*vfs.Handle).Discard), ino: inonum.New()}
 	vopts := opts.Options
 	vopts.Events, vopts.Errno = m.changed, errnoOf
 	m.vfs = vfs.New(cat, vopts)

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"slices"
 	"strconv"
 	"syscall"
 
@@ -12,13 +11,15 @@ import (
 
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/internal/inonum"
+	"github.com/secretfs/secretfs/internal/inotable"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
 )
 
 // The inode table: which inode the kernel holds for each revision of a
-// secret and each rendering of a view (mount.files, and by what it is:
-// mount.byName), and for each secret being created here (mount.secrets).
+// secret and each rendering of a view (mount.table, by number and by what
+// it is: package inotable), and for each secret being created here
+// (mount.secrets).
 //
 // Inode numbers come from package inonum (mount.ino), in ranges that
 // never meet: a revision's (inonum.Numbers.Version), a view rendering's
@@ -27,21 +28,9 @@ import (
 // Numbers.Created; the signal directory, inonum.SignalDir). This package
 // keeps which node holds each number.
 
-// revisionID is what an immutable inode is: one revision of one secret,
-// or one rendering of a view (version 0, iv its digest).
-type revisionID struct {
-	key     store.Key
-	version store.Version
-	iv      string
-}
-
-func idOf(k store.Key, rev store.Revision) revisionID {
-	return revisionID{key: k, version: rev.Version, iv: string(rev.IV)}
-}
-
 // versionInode returns the inode of the revision meta describes, in
 // parent. The inode the kernel already has for it is found by what it is
-// (mount.byName), whatever its number: a renamed secret's inode holds the
+// (inotable.Table.Find), whatever its number: a renamed secret's inode holds the
 // new name's revision under the number of the old name's (see
 // renamedInPlace). A new one gets a number from mount.ino (Version), one
 // held by another passed over (numbered). A node is one application, name
@@ -55,7 +44,7 @@ func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Ke
 		}
 		// Relisted with another size (vfs.Revision.Shows): the kernel
 		// keeps n's, so n is no longer what a lookup of rev finds.
-		m.unregisterNode(n)
+		m.table.Unregister(n)
 	}
 	return m.numbered(k, "revision",
 		func(attempt int) uint64 { return m.ino.Version(k, rev, attempt) },
@@ -75,7 +64,7 @@ func (m *mount) versionInode(ctx context.Context, parent *gofs.Inode, k store.Ke
 func (m *mount) numbered(k store.Key, what string, number func(attempt int) uint64, is func(*immutableNode) bool, add func(ino uint64) (*immutableNode, error)) (*immutableNode, error) {
 	for attempt := range inonum.MaxAttempts {
 		ino := number(attempt)
-		n := m.file(ino)
+		n := m.table.Get(ino)
 		if n == nil {
 			var err error
 			if n, err = add(ino); err != nil {
@@ -91,13 +80,6 @@ func (m *mount) numbered(k store.Key, what string, number func(attempt int) uint
 	return nil, fault.E(k.Path(), "no free inode number for this "+what+" after "+strconv.Itoa(inonum.MaxAttempts)+" tries")
 }
 
-// file returns the node of a revision or rendering numbered ino, or nil.
-func (m *mount) file(ino uint64) *immutableNode {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.files[ino]
-}
-
 // listedIno is the inode number a listing gives a secret it lists (the
 // d_ino of getdents, which os.scandir and fts read) from its metadata: the
 // number of the inode the kernel holds for that revision, else the one a
@@ -111,49 +93,41 @@ func (m *mount) listedIno(meta store.Meta) uint64 {
 		return 0
 	}
 	if n := m.versionOf(meta.Key, rev); n != nil {
-		return n.ino
+		return n.Ino
 	}
 	return m.ino.Version(meta.Key, rev, 0)
 }
 
-// versionOf returns the node registered as revision rev of k, or nil.
+// versionOf returns the node of revision rev of k, or nil.
 func (m *mount) versionOf(k store.Key, rev store.Revision) *immutableNode {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.registeredAs(idOf(k, rev))
+	return m.table.Find(inotable.Of(k, rev))
 }
 
 // addVersion makes the inode of revision meta of k, number ino, and
 // registers it, unless another request registered one for ino first: then
 // that one is returned, and this one, which the kernel never saw, dropped.
 func (m *mount) addVersion(ctx context.Context, parent *gofs.Inode, k store.Key, meta store.Meta, ino uint64) *immutableNode {
-	n := &immutableNode{m: m, ino: ino}
+	n := &immutableNode{m: m, Entry: inotable.Entry{Ino: ino}}
 	n.rev = m.vfs.NewRevision(k, meta, func() { m.revive(n) }, func() { notifyContent(&n.Inode) })
 	n.serves = n.rev
 	n.fileOps = fileOps{m, n.rev}
-	held, _ := m.add(ctx, parent, n, idOf(k, meta.Revision()))
+	held, _ := m.add(ctx, parent, n, inotable.Of(k, meta.Revision()))
 	return held
 }
 
 // add gives n, made for id, its inode in parent and enters it in the
-// table, unless another request entered a node numbered n.ino first:
+// table, unless another request entered a node numbered n.Ino first:
 // then that one is returned, and n, which the kernel never saw, is not
 // (mine is false).
-func (m *mount) add(ctx context.Context, parent *gofs.Inode, n *immutableNode, id revisionID) (held *immutableNode, mine bool) {
+func (m *mount) add(ctx context.Context, parent *gofs.Inode, n *immutableNode, id inotable.ID) (held *immutableNode, mine bool) {
 	made := n
-	if lost := lostByTheTable(parent, n.ino, id); lost != nil {
+	if lost := lostByTheTable(parent, n.Ino, id); lost != nil {
 		n = lost
 	} else {
-		parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino})
+		parent.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.Ino})
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if held := m.files[n.ino]; held != nil {
-		return held, false
-	}
-	m.files[n.ino] = n
-	m.register(n, id)
-	return n, n == made
+	held, entered := m.table.Add(n, id)
+	return held, entered && held == made
 }
 
 // lostByTheTable returns the node that the kernel holds as id, number
@@ -166,8 +140,8 @@ func (m *mount) add(ctx context.Context, parent *gofs.Inode, n *immutableNode, i
 // (and pins again at its next use). go-fuse's OnForget contract asks the
 // file system to keep such a lookup from reviving an inode; mount.revive
 // and this undo it instead.
-func lostByTheTable(parent *gofs.Inode, ino uint64, id revisionID) *immutableNode {
-	c := parent.GetChild(id.key.Name)
+func lostByTheTable(parent *gofs.Inode, ino uint64, id inotable.ID) *immutableNode {
+	c := parent.GetChild(id.Key.Name)
 	if c == nil || c.StableAttr().Ino != ino || c.Forgotten() {
 		return nil
 	}
@@ -177,89 +151,14 @@ func lostByTheTable(parent *gofs.Inode, ino uint64, id revisionID) *immutableNod
 	return nil
 }
 
-// register makes n the inode of id, unless a node that is still id (in
-// mount.files) holds it. m.mu must be held.
-//
-// The nodes are kept by name (mount.byName), each registered as one
-// revision of its name (or rendering of its view), in a list that most
-// often holds one: `ls -l` asks for every name again, and a map keyed by
-// the name alone, whose strings are most often the very ones the listing
-// gives, costs less than one keyed by a revisionID, whose IV is copied,
-// hashed and compared.
-func (m *mount) register(n *immutableNode, id revisionID) {
-	held := m.registeredAs(id)
-	if held != nil && held != n && m.files[held.ino] == held {
-		return
-	}
-	if held != nil {
-		m.unregister(held)
-	}
-	if held != n && n.registered != (revisionID{}) {
-		m.unregister(n) // as what it was before; a new node never was
-	}
-	n.registered = id
-	m.byName[id.key] = append(m.byName[id.key], n)
-}
-
-// registeredAs returns the node registered as id, or nil. m.mu must be
-// held.
-func (m *mount) registeredAs(id revisionID) *immutableNode {
-	for _, n := range m.byName[id.key] {
-		if n.registered == id {
-			return n
-		}
-	}
-	return nil
-}
-
-// unregisterNode is unregister, with m.mu not held.
-func (m *mount) unregisterNode(n *immutableNode) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.unregister(n)
-}
-
-// unregister takes n out of mount.byName, where it is under the name it
-// was registered as. m.mu must be held.
-func (m *mount) unregister(n *immutableNode) {
-	k := n.registered.key
-	if rest := slices.DeleteFunc(m.byName[k], func(p *immutableNode) bool { return p == n }); len(rest) > 0 {
-		m.byName[k] = rest
-	} else {
-		delete(m.byName, k)
-	}
-}
-
 // revive enters n in the table again if OnForget dropped it while a
-// request still held it. go-fuse's OnForget contract (fs/api.go) says the
-// implementer must make sure "the inode cannot be revived concurrently by
-// a LOOKUP": a lookup that found n in the table just before the kernel's
-// FORGET returns it to the kernel, which then holds an inode the table no
-// longer names, and whose snapshot (or rendering's inputs) OnForget
-// unpinned. Its next use pins them again (vfs.Revision and
-// vfs.ViewRevision call this then), and this puts it back in the table,
-// so that the next lookup of that revision finds it instead of making a
-// second inode of one number. A number another node took meanwhile stays
-// that node's.
-func (m *mount) revive(n *immutableNode) {
-	id := n.id()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.files[n.ino] == nil {
-		m.files[n.ino] = n
-		m.register(n, id)
-	}
-}
+// request still held it (see inotable.Table.Revive): its next use pins
+// again what OnForget unpinned (vfs.Revision and vfs.ViewRevision call
+// this then).
+func (m *mount) revive(n *immutableNode) { m.table.Revive(n, n.id()) }
 
 // forgot drops n from the table: the kernel forgot it.
-func (m *mount) forgot(n *immutableNode) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.files[n.ino] == n {
-		delete(m.files, n.ino)
-	}
-	m.unregister(n)
-}
+func (m *mount) forgot(n *immutableNode) { m.table.Forgot(n) }
 
 // renamedInPlace keeps the inode a RENAME moved: the kernel moves its
 // entry of the old name to the new name, pointing at the inode of the
@@ -289,14 +188,9 @@ func (m *mount) renamedInPlace(e vfs.Event) bool {
 	if !ok || n.rev == nil || !n.rev.Is(e.From, e.Was) {
 		return false
 	}
-	now := idOf(e.Key, e.Now.Revision())
-	m.mu.Lock()
-	if m.registeredAs(now) != nil || m.files[n.ino] != n {
-		m.mu.Unlock()
+	if !m.table.Rename(n, inotable.Of(e.Key, e.Now.Revision())) {
 		return false
 	}
-	m.register(n, now)
-	m.mu.Unlock()
 	n.rev.Rekey(e.Key, e.Now)
 	// The kernel keeps the attributes it has for the moved inode, which
 	// are the old path's: a new path may have another owner and mode.

@@ -366,7 +366,7 @@ func TestALookupAfterAForgetRacedByALookupFindsTheInodeTheKernelHolds(t *testing
 	}
 	defer f.Close()
 	ino := inoOf(t, p)
-	held := m.file(ino)
+	held := m.table.Get(ino)
 	if held == nil || held.Inode.Forgotten() {
 		t.Fatalf("the table holds %v for inode %d, want the node the kernel holds", held, ino)
 	}
@@ -380,7 +380,7 @@ func TestALookupAfterAForgetRacedByALookupFindsTheInodeTheKernelHolds(t *testing
 	if got := inoOf(t, p); got != ino {
 		t.Fatalf("app/db's inode moved from %d to %d", ino, got)
 	}
-	switch now := m.file(ino); {
+	switch now := m.table.Get(ino); {
 	case now == nil:
 		t.Errorf("after the lookup, the table holds no node for inode %d", ino)
 	case now != held:

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/internal/inonum"
+	"github.com/secretfs/secretfs/internal/inotable"
 	"github.com/secretfs/secretfs/internal/touch"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
@@ -110,7 +111,7 @@ func (d *signalDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err != nil || !d.m.isOwnSignal(ctx) {
 		return nil, syscall.ENOENT
 	}
-	n := d.m.file(ino)
+	n := d.m.table.Get(ino)
 	if n == nil {
 		return nil, syscall.ENOENT
 	}
@@ -125,16 +126,7 @@ func (d *signalDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // points at now: those a program watching the file may watch.
 func (m *mount) heldInodes(k store.Key) []uint64 {
 	current, _ := m.vfs.Current(k) // none for a view: every rendering is held
-	now := idOf(k, current.Revision())
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []uint64
-	for ino, n := range m.files {
-		if n.registered.key == k && n.registered != now {
-			out = append(out, ino)
-		}
-	}
-	return out
+	return m.table.Held(k, inotable.Of(k, current.Revision()))
 }
 
 // pollWatched revalidates each watched application the kernel holds as

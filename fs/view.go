@@ -5,6 +5,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
+	"github.com/secretfs/secretfs/internal/inotable"
 	"github.com/secretfs/secretfs/vfs"
 )
 
@@ -40,7 +41,7 @@ func (m *mount) viewInode(ctx context.Context, parent *gofs.Inode, in *vfs.ViewI
 // and enters it in the table, unless another request entered one for ino
 // first: then that one is returned.
 func (m *mount) addView(ctx context.Context, parent *gofs.Inode, in *vfs.ViewInputs, ino uint64) (*immutableNode, error) {
-	n := &immutableNode{m: m, ino: ino}
+	n := &immutableNode{m: m, Entry: inotable.Entry{Ino: ino}}
 	n.view = m.vfs.NewViewRevision(in, func() { m.revive(n) }, func() { notifyContent(&n.Inode) })
 	n.serves = n.view
 	n.fileOps = fileOps{m, n.view}

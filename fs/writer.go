@@ -82,7 +82,7 @@ func (m *mount) writerInode(ctx context.Context, parent *gofs.Inode, in *gofs.In
 func (m *mount) newWriterInode(ctx context.Context, parent *gofs.Inode, n *immutableNode, out *fuse.EntryOut) *gofs.Inode {
 	rev := n.rev
 	w := &writerNode{fileOps: fileOps{m, rev}, m: m, rev: rev}
-	parent.NewInode(ctx, w, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.ino, Gen: m.ino.Created()})
+	parent.NewInode(ctx, w, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: n.Ino, Gen: m.ino.Created()})
 	fill(&out.Attr, rev.Attr()) // the owner and mode the open is checked against
 	out.SetEntryTimeout(0)      // the next look by anyone finds the revision again
 	out.SetAttrTimeout(noAttrCache)
