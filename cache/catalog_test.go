@@ -162,6 +162,23 @@ func read(t *testing.T, c *Catalog, k store.Key) string {
 	return string(v)
 }
 
+// inAnOutage returns a catalog over a store holding app/a, which was
+// read, and whose revalidation a TTL later got no answer: the lookup
+// that asked was given the stale answer (checked).
+func inAnOutage(t *testing.T) (*fakeOrigin, *Catalog, *clock, *recorder) {
+	t.Helper()
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, rec := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	read(t, c, key("a"))
+	clk.advance(ttl)
+	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
+	if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
+		t.Fatalf("with the store down: %+v, %v; want a stale answer", e, err)
+	}
+	return f, c, clk, rec
+}
+
 func TestColdReadCostsOneFetchAndOneOpenAndHotReadsNothing(t *testing.T) {
 	f := newFake()
 	f.set(key("a"), "alpha", 1)
@@ -312,16 +329,7 @@ func TestASnapshotKeepsItsRevisionAfterWipeAndReplacement(t *testing.T) {
 }
 
 func TestStaleIfErrorServesTheLastAnswerAtOnceAndSaysSoOncePerOutage(t *testing.T) {
-	f := newFake()
-	f.set(key("a"), "alpha", 1)
-	c, clk, rec := newCatalog(t, f, Options{StaleIfError: time.Hour})
-	read(t, c, key("a"))
-	clk.advance(ttl)
-	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
-	e, err := c.Lookup(bg, key("a"))
-	if err != nil || !e.Stale {
-		t.Fatalf("with the store down: %+v, %v; want a stale answer", e, err)
-	}
+	f, c, clk, rec := inAnOutage(t)
 	lists := f.count("List")
 	for range 5 {
 		if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
@@ -850,15 +858,7 @@ func TestAbsentApplicationsAreRememberedForTheTTLInBoundedMemory(t *testing.T) {
 }
 
 func TestAListingThatGetsNoAnswerIsRetriedInTheBackground(t *testing.T) {
-	f := newFake()
-	f.set(key("a"), "old", 1)
-	c, clk, rec := newCatalog(t, f, Options{StaleIfError: time.Hour})
-	read(t, c, key("a"))
-	clk.advance(ttl)
-	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
-	if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
-		t.Fatalf("during the outage: %+v, %v", e, err)
-	}
+	f, c, clk, rec := inAnOutage(t)
 	// The store answers again, and the secret changes there. Nobody
 	// reads; the retry finds out.
 	f.set(key("a"), "new", 2)
