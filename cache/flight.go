@@ -142,10 +142,20 @@ func (c *Catalog) runListing(app string, f *flight) {
 			appeared = nil // the first listing finds everything: nothing appeared
 		}
 		c.noteListed(app, a, f.started)
-	case fault.Is(fault.Permission, err):
-		a.listedAt = time.Time{} // nothing it listed stands
-		for name := range a.keys {
-			told = append(told, c.refuse(a, name)...)
+	case fault.Answered(err):
+		// An answer, not an outage, as runApps and runFetch take one
+		// (a tampered page, a request the store rejects, a refusal):
+		// every caller gets it until a listing succeeds. The listing
+		// before it is no longer the store's last answer about the
+		// application, so it is not served stale (await), and nothing
+		// is asked again in the background (retryListing), which would
+		// only be answered the same.
+		a.listedAt, a.failed = time.Time{}, nil // nothing it listed stands
+		if fault.Is(fault.Permission, err) {
+			// A host that lost access stops serving what it held.
+			for name := range a.keys {
+				told = append(told, c.refuse(a, name)...)
+			}
 		}
 	default:
 		a.failed = &failure{at: c.now(), err: err}

@@ -110,3 +110,68 @@ func TestKnownAgreesWithTheLastValueServedUntilTheNewerRevisionIsDecrypted(t *te
 		t.Errorf("Known once decrypted: version %d, %v; want version 2", m.Version, ok)
 	}
 }
+
+// A listing the store answers with a failure (a tampered page, a request
+// it rejects: fault.Answered) is that answer, to every caller, until a
+// listing succeeds: the names listed before are not served as stale, as
+// they would be while the store cannot answer (nor during an outage that
+// follows), and the store is not asked again in the background as for an
+// outage.
+func TestAListingTheStoreAnswersWithAFailureIsNotServedStaleNorRetried(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	if _, _, err := c.List(bg, "app", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(ttl)
+	for i := range 2 {
+		f.failNext("List", fault.E(fault.Integrity, "malformed item in the listing"))
+		if page, _, err := c.List(bg, "app", "", 0); !fault.Is(fault.Integrity, err) {
+			t.Fatalf("listing %d answered Integrity: %d names, %v; want Integrity, not the names listed before", i+1, len(page), err)
+		}
+	}
+	lists := f.count("List")
+	if lists != 3 {
+		t.Errorf("%d listings, want 3: each List after the answered failure asks the store", lists)
+	}
+	clk.advance(10 * retryDue)
+	if n := f.count("List"); n != lists {
+		t.Errorf("%d listings in the background after an answered failure, want none", n-lists)
+	}
+	// Nor while the store then cannot answer: its last answer about the
+	// listing was the failure.
+	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
+	if page, _, err := c.List(bg, "app", "", 0); !fault.Is(fault.Unavailable, err) {
+		t.Errorf("an outage after the answered failure: %d names, %v; want Unavailable", len(page), err)
+	}
+	clk.advance(retryDue)
+	if page, _, err := c.List(bg, "app", "", 0); err != nil || len(page) != 1 {
+		t.Errorf("the store answering again: %d names, %v; want 1", len(page), err)
+	}
+}
+
+// An answered failure of a listing ends an outage: the last answer of the
+// store is that failure, not silence, so a lookup that follows is not
+// given the stale answer at once; it asks, and is fresh once the store
+// lists again. The retries in the background stop.
+func TestAnAnsweredListingFailureEndsAnOutage(t *testing.T) {
+	f, c, clk, _ := inAnOutage(t)
+	lists := f.count("List")
+	f.failNext("List", fault.E(fault.Integrity, "malformed item in the listing"))
+	clk.advance(retryDue) // the retry gets the answered failure
+	if n := f.count("List"); n != lists+1 {
+		t.Fatalf("RetryAfter after the outage: %d listings, want one more", n-lists)
+	}
+	if e, err := c.Lookup(bg, key("a")); err != nil || e.Stale || e.Version != 1 {
+		t.Errorf("after the answered failure: version %d, stale %v, %v; want version 1, fresh", e.Version, e.Stale, err)
+	}
+	lists = f.count("List")
+	if lists != 3 {
+		t.Errorf("%d listings, want 3: the lookup after the answered failure asks the store", lists)
+	}
+	clk.advance(10 * retryDue)
+	if n := f.count("List"); n != lists {
+		t.Errorf("retries went on after the store answered: %d more listings", n-lists)
+	}
+}
