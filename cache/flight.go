@@ -101,6 +101,11 @@ func (c *Catalog) runFetch(k store.Key, f *flight) {
 		told = c.refuse(a, k.Name)
 	case !fault.Answered(err):
 		ks.failed = &failure{at: c.now(), err: err}
+	default:
+		// Answered with a failure (a malformed item): the caller gets
+		// it. An answer ends an outage, as a listing's does (runListing):
+		// the next lookup asks rather than answer stale at once.
+		ks.failed = nil
 	}
 	c.mu.Unlock()
 	tell(told)

@@ -175,3 +175,37 @@ func TestAnAnsweredListingFailureEndsAnOutage(t *testing.T) {
 		t.Errorf("retries went on after the store answered: %d more listings", n-lists)
 	}
 }
+
+// An answered failure of a fetch ends an outage as a listing's does (see
+// TestAnAnsweredListingFailureEndsAnOutage): with a TTL of zero a known
+// secret is revalidated with a fetch of its item, and once a fetch is
+// answered, even with a failure, the next lookup asks the store rather
+// than give the stale answer at once.
+func TestAnAnsweredFetchFailureEndsAnOutage(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	clk := newClock()
+	c := New(f, Options{TTL: 0, StaleIfError: time.Hour, Now: clk.Now})
+	c.after = clk.afterFunc
+	defer c.Close()
+	read(t, c, key("a"))
+	f.failNext("Fetch", fault.E(fault.Unavailable, "frozen"))
+	if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
+		t.Fatalf("with the store down: %+v, %v; want a stale answer", e, err)
+	}
+	// The lookup during the outage answers stale at once; the fetch it
+	// starts is answered with a failure.
+	f.failNext("Fetch", fault.E(fault.Integrity, "malformed item"))
+	fetches := f.count("Fetch")
+	if e, err := c.Lookup(bg, key("a")); err != nil || !e.Stale {
+		t.Fatalf("again within the outage: %+v, %v; want a stale answer", e, err)
+	}
+	eventually(t, "the fetch is answered", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return f.count("Fetch") == fetches+1 && c.apps["app"].keys["a"].fetch == nil
+	})
+	if e, err := c.Lookup(bg, key("a")); err != nil || e.Stale || e.Version != 1 {
+		t.Errorf("after the answered failure: version %d, stale %v, %v; want version 1, fresh", e.Version, e.Stale, err)
+	}
+}
