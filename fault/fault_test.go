@@ -220,6 +220,24 @@ func TestAnswerOrSilence(t *testing.T) {
 	}
 }
 
+// A conditional write's condition failed for exactly two Kinds, whatever
+// wraps them: the store holds another revision (Conflict) or an item
+// where none was expected (Exist).
+func TestConditionFailedIsConflictOrExist(t *testing.T) {
+	for k := Other; k < kindCount; k++ {
+		want := k == Conflict || k == Exist
+		if got := ConditionFailed(E(Op("store.Put"), Path("app/db"), k)); got != want {
+			t.Errorf("ConditionFailed(%v) = %v, want %v", k, got, want)
+		}
+	}
+	if !ConditionFailed(fmt.Errorf("commit: %w", E(Exist))) {
+		t.Error("an Exist behind fmt's wrapping: the condition did not fail")
+	}
+	if ConditionFailed(nil) {
+		t.Error("no error: the condition failed")
+	}
+}
+
 // Message, what the CLI prints, says the path, kind, message and cause,
 // and no op at any depth; a plain error prints as itself.
 func TestMessageLeavesOutEveryOp(t *testing.T) {

@@ -78,3 +78,16 @@ func Answered(err error) bool {
 	}
 	return true
 }
+
+// ConditionFailed reports whether err is the store's refusal of a
+// conditional write: it holds another revision than the write expected
+// (Conflict), or an item where the write expected none (Exist). Another
+// writer won, unless the refusal was of the write's own resend, its first
+// answer lost: secrets.Keeper asks the store which before it reports one.
+func ConditionFailed(err error) bool {
+	switch KindOf(err) {
+	case Conflict, Exist:
+		return true
+	}
+	return false
+}
