@@ -211,14 +211,14 @@ const (
 )
 
 // Committed counts one commit of a write (a flush or fsync of a written
-// file, a create, a rename) by its outcome: nil is ok; fault.Conflict and
-// fault.Exist (another writer won the conditional write) are conflict;
-// any other error is failed.
+// file, a create, a rename) by its outcome: nil is ok; a failed condition
+// (fault.ConditionFailed: another writer won) is conflict; any other
+// error is failed.
 func (r *Registry) Committed(err error) {
 	result := commitOK
-	switch kind := fault.KindOf(err); {
+	switch {
 	case err == nil:
-	case kind == fault.Conflict || kind == fault.Exist:
+	case fault.ConditionFailed(err):
 		result = commitConflict
 	default:
 		result = commitFailed
