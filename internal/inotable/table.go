@@ -156,14 +156,18 @@ func (t *Table[N]) Rename(n N, id ID) bool {
 }
 
 // Held returns the numbers of the nodes the table holds of k other than
-// now: the revisions of a name, or the renderings of a view, that are
-// not what its name points at.
+// the one Find(now) gives: the revisions of a name, or the renderings of
+// a view, that are not what its name points at. That includes a node
+// that was now too, before it was unregistered (a revision relisted with
+// another size than the kernel keeps for its node): the kernel may still
+// hold it, and watch it.
 func (t *Table[N]) Held(k store.Key, now ID) []uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	current := t.find(now)
 	var out []uint64
 	for ino, n := range t.byIno {
-		if r := n.TableEntry().registered; r.Key == k && r != now {
+		if n != current && n.TableEntry().registered.Key == k {
 			out = append(out, ino)
 		}
 	}

@@ -143,25 +143,27 @@ func TestRenameIsRefusedForATakenIDOrAForgottenNode(t *testing.T) {
 }
 
 // Held gives the numbers of a name's nodes other than its current
-// revision's, including one taken out of what a lookup finds
-// (Unregister: relisted with another size) that the kernel still holds,
-// and not one the kernel forgot.
+// revision's, including the node of that very revision taken out of what
+// a lookup finds (Unregister: relisted with another size than the kernel
+// keeps for it) that the kernel still holds, and not one the kernel
+// forgot.
 func TestHeldGivesANamesOtherNodesTheKernelHolds(t *testing.T) {
 	tab := New[*node]()
+	current := id(k, 3, "c")
 	old, relisted, now, elsewhere := made("old", 1), made("relisted", 2), made("now", 3), made("elsewhere", 4)
 	tab.Add(old, id(k, 1, "a"))
-	tab.Add(relisted, id(k, 2, "b"))
-	tab.Add(now, id(k, 3, "c"))
-	tab.Add(elsewhere, id(to, 1, "d"))
+	tab.Add(relisted, current)
 	tab.Unregister(relisted)
-	wantFind(t, tab, "an unregistered node's revision", id(k, 2, "b"), nil)
-	got := tab.Held(k, id(k, 3, "c"))
+	tab.Add(now, current)
+	tab.Add(elsewhere, id(to, 1, "d"))
+	wantFind(t, tab, "the current revision, relisted", current, now)
+	got := tab.Held(k, current)
 	slices.Sort(got)
 	if !slices.Equal(got, []uint64{1, 2}) {
-		t.Errorf("Held = %v, want [1 2]", got)
+		t.Errorf("Held = %v, want [1 2]: the old revision's and the relisted one's", got)
 	}
 	tab.Forgot(old)
-	if got := tab.Held(k, id(k, 3, "c")); !slices.Equal(got, []uint64{2}) {
+	if got := tab.Held(k, current); !slices.Equal(got, []uint64{2}) {
 		t.Errorf("Held after the kernel forgot the old node = %v, want [2]", got)
 	}
 }
