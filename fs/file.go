@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/secretfs/secretfs/internal/inotable"
+	"github.com/secretfs/secretfs/internal/proc"
 	"github.com/secretfs/secretfs/store"
 	"github.com/secretfs/secretfs/vfs"
 )
@@ -238,7 +239,7 @@ func (n *immutableNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fus
 // setattr asks vfs for the change a SETATTR of k through fh asks for. A
 // size may commit (truncate(2) by path), which the audit log records.
 func (m *mount) setattr(ctx context.Context, k store.Key, fh gofs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
-	need := need(0)
+	need := proc.Want(0)
 	if _, ok := in.GetSize(); ok {
 		need = audited
 	}

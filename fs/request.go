@@ -52,22 +52,16 @@ func (r *requests) of(ctx context.Context) requestFacts {
 	return requestFacts{}
 }
 
-// need says what a request's vfs.Caller must tell beyond what the
-// request itself does (the thread, uid, gid and lock owner): each costs a
-// read of /proc, made only for the requests that need it.
-type need uint8
-
+// What a request's vfs.Caller must tell beyond what the request itself
+// does (the thread, uid, gid and lock owner), read from /proc (package
+// proc) only for the requests that need it. The command is read only when
+// there is an audit log, and groups only for a caller other than root.
 const (
-	withCommand need = 1 << iota // the command name and the process, for the audit log (read only when there is one)
-	withProcess                  // the thread's process, from /proc/<tid>/status
-	withExit                     // whether the process is exiting, and on which signal
-	withGroups                   // the supplementary groups, for the modes vfs checks itself
-
-	audited = withCommand                          // a request the audit log records
-	opener  = withCommand | withProcess            // an open for writing, which records who opened it
-	closer  = withCommand | withProcess | withExit // a close of a writer's descriptor
-	maker   = opener | withGroups                  // a creation, whose caller vfs checks against the new file's mode
-	mover   = audited | withGroups                 // a rename, likewise
+	audited = proc.WantCommand           // a request the audit log records
+	opener  = audited | proc.WantProcess // an open for writing, which records who opened it
+	closer  = opener | proc.WantExit     // a close of a writer's descriptor: was its process killed?
+	maker   = opener | proc.WantGroups   // a creation, whose caller vfs checks against the new file's mode
+	mover   = audited | proc.WantGroups  // a rename, likewise
 )
 
 // thread is the id of the thread that made the request behind ctx, or 0
@@ -80,9 +74,8 @@ func thread(ctx context.Context) uint32 {
 }
 
 // caller tells who made the request behind ctx, with what need asks
-// for: the process from the thread (package proc), and for an exiting
-// thread the signal that kills it.
-func (m *mount) caller(ctx context.Context, need need) vfs.Caller {
+// for (audited, opener, ...).
+func (m *mount) caller(ctx context.Context, need proc.Want) vfs.Caller {
 	fc, ok := ctx.(*fuse.Context)
 	if !ok {
 		return vfs.Caller{}
@@ -95,28 +88,20 @@ func (m *mount) caller(ctx context.Context, need need) vfs.Caller {
 		c.Own = true // the mount's own change signal: nothing more is needed
 		return c
 	}
-	if need&withProcess != 0 {
-		var exiting bool
-		c.Process, exiting, _ = proc.Status(c.Thread)
-		if need&withExit != 0 && exiting {
-			c.KilledBy = proc.KilledBy(c.Thread)
-		}
+	if m.opts.Audit == nil {
+		need &^= proc.WantCommand
 	}
-	if need&withGroups != 0 && c.UID != 0 { // root's groups decide nothing: every mode lets it
-		c.Groups, _ = proc.Groups(c.Thread) // nil when /proc does not show the thread: unknown
+	if c.UID == 0 {
+		need &^= proc.WantGroups // root's groups decide nothing: every mode lets it
 	}
-	if need&withCommand != 0 && m.opts.Audit != nil {
-		c.Command, _ = proc.Command(c.Thread)
-		if c.Process == 0 {
-			c.Process, _, _ = proc.Status(c.Thread) // the audit log's pid: the kernel gives the thread
-		}
-	}
+	f := proc.Describe(c.Thread, need)
+	c.Process, c.KilledBy, c.Groups, c.Command = f.Process, f.KilledBy, f.Groups, f.Command
 	return c
 }
 
 // openFor is what an open with flags needs to know of its caller: who
 // opens for writing, which the session records.
-func openFor(flags uint32) need {
+func openFor(flags uint32) proc.Want {
 	if vfs.Writes(flags) {
 		return opener
 	}

@@ -18,34 +18,60 @@ import (
 	"syscall"
 )
 
-// Status reads /proc/<tid>/status: the thread's process (its thread
-// group; a multi-threaded program opens and closes on any of its
-// threads) and whether the thread is exiting. An exiting thread has no
-// memory map any more (do_exit releases it before it closes files), so
-// its status shows no VmSize. When /proc does not show the thread (gone,
-// another pid namespace), the error says so and the thread id is the best
-// guess at its process.
-func Status(tid uint32) (process uint32, exiting bool, err error) {
-	status, err := read(tid, "status")
-	if err != nil {
-		return tid, false, err
-	}
-	process, exiting = parseStatus(status, tid)
-	return process, exiting, nil
+// Want says which facts about a thread Describe reads: each costs a read
+// of /proc, made only for the requests that need it.
+type Want uint8
+
+const (
+	WantProcess Want = 1 << iota // the thread's process (status)
+	WantExit                     // with WantProcess: whether it is exiting, and on which signal (stat, then)
+	WantGroups                   // its supplementary groups (status)
+	WantCommand                  // its command name (comm), and its process
+)
+
+// Facts are what /proc told of a thread: what Describe was asked for,
+// zero where /proc does not tell (a thread gone, or in another pid
+// namespace: then the process is the thread id, the best guess).
+type Facts struct {
+	Process  uint32
+	KilledBy syscall.Signal // the signal killing an exiting thread, or 0
+	Groups   []uint32       // nil when not known; a thread with none has an empty list
+	Command  string
 }
 
-// Groups reads the thread's supplementary groups from /proc/<tid>/status,
-// which a FUSE request does not carry (only the uid and gid): a mount
-// that checks a file's mode itself, where the kernel did not, needs them
-// to apply the group's bits as the kernel would. When /proc does not
-// show the thread, the error says so and the groups are nil (unknown);
-// a thread with none has an empty, non-nil list.
-func Groups(tid uint32) ([]uint32, error) {
-	status, err := read(tid, "status")
-	if err != nil {
-		return nil, err
+// Describe reads what want asks of thread tid, reading its status once
+// for the process, whether it is exiting and its groups.
+//
+// The process is the thread group: a multi-threaded program opens and
+// closes on any of its threads. An exiting thread has no memory map any
+// more (do_exit releases it before it closes files), so its status shows
+// no VmSize. The groups are what a FUSE request does not carry (only the
+// uid and gid): a mount that checks a file's mode itself, where the
+// kernel did not, needs them to apply the group's bits as the kernel
+// would.
+func Describe(tid uint32, want Want) Facts {
+	var f Facts
+	if want == 0 {
+		return f
 	}
-	return parseGroups(status), nil
+	status, err := read(tid, "status")
+	if want&(WantProcess|WantCommand) != 0 {
+		f.Process = tid
+		if err == nil {
+			var exiting bool
+			f.Process, exiting = parseStatus(status, tid)
+			if want&WantExit != 0 && exiting {
+				f.KilledBy = KilledBy(tid)
+			}
+		}
+	}
+	if want&WantGroups != 0 && err == nil {
+		f.Groups = parseGroups(status)
+	}
+	if want&WantCommand != 0 {
+		f.Command, _ = Command(tid)
+	}
+	return f
 }
 
 // parseGroups reads the Groups line of a /proc/<tid>/status: never nil.
@@ -70,7 +96,7 @@ func parseGroups(status []byte) []uint32 {
 // exit code then holds the signal (proc(5): /proc/<tid>/stat field 52;
 // do_exit sets it before it closes files). A program that exits normally
 // without closing its descriptors exits with a status, not a signal.
-// Call it only for a thread Status found exiting: it reads stat, and an
+// Call it only for a thread found exiting (Describe): it reads stat, and an
 // exiting thread cannot be in execve (see the package comment). When
 // /proc does not tell, the answer is 0.
 func KilledBy(tid uint32) syscall.Signal {

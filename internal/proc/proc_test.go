@@ -73,19 +73,20 @@ func TestParsersReadThisProcess(t *testing.T) {
 	if sig := exitSignal(stat); sig != 0 {
 		t.Errorf("this live process has exit signal %v", sig)
 	}
-	if p, ex, err := Status(pid); err != nil || p != pid || ex {
-		t.Errorf("Status of this process: %d, exiting %v, %v; want %d, false, nil", p, ex, err, pid)
+	f := Describe(pid, WantProcess|WantExit|WantGroups|WantCommand)
+	if f.Process != pid || f.KilledBy != 0 {
+		t.Errorf("Describe of this process: process %d, killed by %v; want %d, 0", f.Process, f.KilledBy, pid)
 	}
-	if comm, err := Command(pid); err != nil || comm == "" || strings.ContainsAny(comm, "\n") {
-		t.Errorf("Command of this process: %q, %v", comm, err)
+	if f.Command == "" || strings.ContainsAny(f.Command, "\n") {
+		t.Errorf("Describe of this process: command %q", f.Command)
 	}
 	want, err := os.Getgroups()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Groups(pid)
-	if err != nil || got == nil || len(got) != len(want) {
-		t.Fatalf("Groups of this process: %v, %v; want %v", got, err, want)
+	got := f.Groups
+	if got == nil || len(got) != len(want) {
+		t.Fatalf("Describe of this process: groups %v; want %v", got, want)
 	}
 	for _, g := range want {
 		if !slices.Contains(got, uint32(g)) {
@@ -106,5 +107,25 @@ func TestParseGroupsReadsTheSupplementaryGroups(t *testing.T) {
 		if got := parseGroups([]byte(tc.status)); got == nil || !slices.Equal(got, tc.want) {
 			t.Errorf("parseGroups(%q) = %v, want %v", tc.status, got, tc.want)
 		}
+	}
+}
+
+// Describe reads only what it is asked for: a thread's process and
+// command need no groups, and nothing asked reads nothing; a thread /proc
+// does not show is its own best-guess process, with nothing else known.
+func TestDescribeReadsWhatItIsAskedFor(t *testing.T) {
+	pid := uint32(os.Getpid())
+	if f := Describe(pid, 0); f.Process != 0 || f.Groups != nil || f.Command != "" {
+		t.Errorf("Describe(pid, 0) = %+v, want nothing", f)
+	}
+	if f := Describe(pid, WantCommand); f.Process != pid || f.Command == "" || f.Groups != nil {
+		t.Errorf("Describe(pid, WantCommand) = %+v, want the process and command, no groups", f)
+	}
+	if f := Describe(pid, WantGroups); f.Process != 0 || f.Groups == nil {
+		t.Errorf("Describe(pid, WantGroups) = %+v, want the groups alone", f)
+	}
+	const gone = 1<<22 + 7 // above pid_max's ceiling: no such thread
+	if f := Describe(gone, WantProcess|WantExit|WantGroups|WantCommand); f.Process != gone || f.Groups != nil || f.Command != "" || f.KilledBy != 0 {
+		t.Errorf("Describe of a thread /proc does not show = %+v, want process %d and nothing known", f, gone)
 	}
 }
