@@ -287,7 +287,7 @@ func (m *mount) changed(e vfs.Event) {
 		return // the kernel holds nothing of that application
 	}
 	switch e.Kind {
-	case vfs.Committed, vfs.Settling:
+	case vfs.Committed, vfs.CommitAtRelease:
 		// The writer's next command, once this request returns, must
 		// look the name up again and read what it wrote (or what its
 		// release commits).

@@ -168,7 +168,7 @@ type mounted struct {
 	mu      sync.Mutex
 	secrets [][]byte // values that must never appear in the log
 	// holdsCreations says the test holds a creation open on purpose,
-	// so that a request may wait the full settle timeout for it.
+	// so that a request may wait the full bound of the wait for a closing writer (one second).
 	holdsCreations bool
 }
 
@@ -303,7 +303,7 @@ func (m *mounted) cleanup() {
 	holds := m.holdsCreations
 	m.mu.Unlock()
 	if strings.Contains(log, "stopped waiting for a writer") && !holds {
-		t.Errorf("a request waited the full settle timeout for a closing writer")
+		t.Errorf("a request waited the full bound of the wait for a closing writer")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

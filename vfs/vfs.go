@@ -259,14 +259,14 @@ const (
 	// Changed: the catalog learned from the store that the name
 	// changed or went, or a reader found its revision replaced.
 	Changed
-	// Settling: the process that created or truncated the name closed a
-	// descriptor without writing (`touch f`, `: > f`, GNU truncate); its
+	// CommitAtRelease: the process that created or truncated the name
+	// closed a descriptor without writing (`touch f`, `: > f`, GNU truncate); its
 	// release, which the kernel sends after close returned, commits.
 	// Whoever caches the name must forget it before the close returns,
 	// so that the next command looks it up, which waits for that commit
 	// (see Secret.awaitClosingWriters), instead of describing what it
 	// replaces.
-	Settling
+	CommitAtRelease
 )
 
 // Event is one change of a name.
@@ -292,11 +292,9 @@ func (v *FS) emit(kind EventKind, k store.Key) {
 // anything is told (adopt), so that a view's watcher hears of its change
 // once, when an open reads it, and of nothing when its bytes are the same.
 func (v *FS) tell(e Event) {
-	if e.Kind != Settling {
-		v.dirChanged(e.Key.App)
-		if e.From.App != "" {
-			v.dirChanged(e.From.App)
-		}
+	v.dirChanged(e.Key.App)
+	if e.From.App != "" {
+		v.dirChanged(e.From.App)
 	}
 	readers := v.readersOf(e.Key)
 	if e.From != (store.Key{}) {

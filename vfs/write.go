@@ -323,7 +323,7 @@ func (h *Handle) flush(ctx context.Context, c Caller) error {
 	}
 	if h.ss.current() == sessionClosing && h.v.opts.Events != nil {
 		// Views read nothing new yet: told the cache alone (not tell).
-		h.v.opts.Events(Event{Kind: Settling, Key: h.Meta().Key})
+		h.v.opts.Events(Event{Kind: CommitAtRelease, Key: h.Meta().Key})
 	}
 	return nil
 }
