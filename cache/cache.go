@@ -32,10 +32,11 @@
 // catalog), residency.go (plaintext held, and the sweeper) and
 // snapshot.go (one revision's content).
 //
-// Lock order: Catalog.mu, then the residency LRU's own lock (golang-lru,
-// taken inside its calls, which the catalog makes only with Catalog.mu
-// held), then a snapshot's vmu (taken by the LRU's eviction callback,
-// which wipes the value); never the other way round. Catalog.mu guards
+// Lock order: Catalog.mu, then a snapshot's vmu (taken by the residency
+// LRU's eviction callback, which wipes the value, and which golang-lru
+// runs after it released its own lock, within calls the catalog makes
+// only with Catalog.mu held); never the other way round. golang-lru's own
+// lock is a leaf, taken inside its calls. Catalog.mu guards
 // the index and the bookkeeping fields of every snapshot (pins, item,
 // listeners, failures); vmu guards only a snapshot's value, so that reads
 // copy it out without Catalog.mu. No lock
