@@ -262,11 +262,10 @@ func (k *Keeper) Write(ctx context.Context, key store.Key, value []byte, expecte
 	err = k.call(ctx, op, key.Path(), func(ctx context.Context) error {
 		return k.store.Put(ctx, item, expected)
 	})
-	if err != nil && !errors.Is(err, store.ErrNotWritten) {
-		switch fault.KindOf(err) {
-		case fault.Unavailable, fault.Other, fault.Conflict, fault.Exist:
-			err = k.confirm(ctx, op, item, expected, err)
-		}
+	// No answer, or a refusal that may be of the SDK's resend of this
+	// very write: confirm asks the store which.
+	if err != nil && !errors.Is(err, store.ErrNotWritten) && (!fault.Answered(err) || fault.ConditionFailed(err)) {
+		err = k.confirm(ctx, op, item, expected, err)
 	}
 	if err != nil {
 		return nil, err
@@ -299,14 +298,14 @@ var ErrOutcomeUnknown = errors.New("the outcome is unknown: the store took the w
 // and the answer to the second one decides. Only a store that no longer
 // holds the expected revision makes the first copy harmless.
 func (k *Keeper) confirm(ctx context.Context, op fault.Op, item *store.Item, expected store.Revision, putErr error) error {
-	refused := fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr)
+	refused := fault.ConditionFailed(putErr)
 	stored, err := k.look(ctx, op, item.Key)
 	if !refused && holds(stored, err, expected) {
 		putErr = k.fence(ctx, op, item, expected)
 		if putErr == nil {
 			return nil // the second copy landed; the first, if it comes, fails its condition
 		}
-		if refused = fault.Is(fault.Conflict, putErr) || fault.Is(fault.Exist, putErr); !refused {
+		if refused = fault.ConditionFailed(putErr); !refused {
 			return fault.E(op, item.Path(), fault.Unavailable, unknownOutcome(putErr))
 		}
 		stored, err = k.look(ctx, op, item.Key)

@@ -197,7 +197,7 @@ func migrateOne(ctx context.Context, src migrator, k store.Key) error {
 	}
 	defer secret.Value.Wipe()
 	_, err = src.Write(ctx, k, secret.Value, item.Revision())
-	if fault.Is(fault.Conflict, err) || fault.Is(fault.Exist, err) {
+	if fault.ConditionFailed(err) {
 		return errChanged{"it changed since it was read (at version " + item.Version.String() + ")"}
 	}
 	return err
