@@ -210,12 +210,29 @@ func (c *Catalog) OnChange(f func(store.Key)) {
 func (c *Catalog) learn(k store.Key) (store.Meta, error) {
 	meta, ok := c.stored[k]
 	if !ok {
+		c.dropReplaced(k, store.NoItem)
 		delete(c.known, k)
 		return store.Meta{}, fault.E(k.Path(), fault.NotFound)
 	}
+	c.dropReplaced(k, meta.Revision())
 	c.known[k] = meta
 	c.bound[revKey(k, meta.Revision())] = true
 	return meta, nil
+}
+
+// dropReplaced lets go of the item of the revision the catalog held for
+// k's current, now that it learned that now is (store.NoItem: nothing),
+// unless a snapshot pins it: the real catalog keeps only what is pinned
+// of a replaced revision, so a later Bind of it reads the store, and is
+// Superseded. c.mu must be held.
+func (c *Catalog) dropReplaced(k store.Key, now store.Revision) {
+	old, ok := c.known[k]
+	if !ok || old.Revision().Equal(now) {
+		return
+	}
+	if rev := revKey(k, old.Revision()); c.pinsOf[rev] == 0 {
+		delete(c.bound, rev)
+	}
 }
 
 // Lookup implements secrets.Catalog: always what the store holds.
@@ -287,22 +304,22 @@ func (c *Catalog) List(ctx context.Context, app, after string, limit int) ([]sto
 		all, next = all[:limit], all[limit-1].Name
 	}
 	for _, meta := range all {
+		c.dropReplaced(meta.Key, meta.Revision())
 		c.known[meta.Key] = meta
 	}
 	return all, next, nil
 }
 
-// Apps implements secrets.Catalog.
+// Apps implements secrets.Catalog: sorted, each name once, as
+// secrets.Source.Apps.
 func (c *Catalog) Apps(ctx context.Context) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var apps []string
+	apps := make([]string, 0, len(c.stored))
 	for k := range c.stored {
-		if !slices.Contains(apps, k.App) {
-			apps = append(apps, k.App)
-		}
+		apps = append(apps, k.App)
 	}
-	return apps, nil
+	return store.SortApps(apps), nil
 }
 
 // Put implements secrets.Catalog, with the store's conditions: NoItem
@@ -334,6 +351,7 @@ func (c *Catalog) Put(ctx context.Context, k store.Key, value []byte, expected s
 		return store.Meta{}, fault.E(k.Path(), fault.Conflict, "the stored revision is not the one expected")
 	}
 	meta := c.storeLocked(k, value)
+	c.dropReplaced(k, meta.Revision())
 	c.known[k] = meta
 	c.bound[revKey(k, meta.Revision())] = true
 	return meta, nil
@@ -353,6 +371,7 @@ func (c *Catalog) Delete(ctx context.Context, k store.Key, expected store.Revisi
 		return fault.E(k.Path(), fault.Conflict, "the stored revision is not the one expected")
 	}
 	delete(c.stored, k)
+	c.dropReplaced(k, store.NoItem)
 	delete(c.known, k)
 	return nil
 }
@@ -381,10 +400,10 @@ func (s *snapshot) rev() string { return revKey(s.key, s.meta.Revision()) }
 
 func (s *snapshot) Meta() store.Meta { return s.meta }
 
-// Bind succeeds for a revision whose item the catalog holds (it was
-// stored, looked up or listed as current, and has not lost its last pin
-// since) or that the store holds now; else the error says what the store
-// holds instead.
+// Bind succeeds for a revision whose item the catalog holds (it was put,
+// looked up or bound, and has not since lost its last pin, nor been
+// replaced while nothing pinned it: see dropReplaced) or that the store
+// holds now; else the error says what the store holds instead.
 func (s *snapshot) Bind(ctx context.Context) error {
 	s.c.mu.Lock()
 	hook := s.c.bindHook
@@ -406,7 +425,9 @@ func (s *snapshot) bindLocked() error {
 	case !ok:
 		return fault.E(s.key.Path(), fault.NotFound)
 	case !now.Revision().Equal(s.meta.Revision()):
-		return &secrets.Superseded{Key: s.key, Now: now}
+		// A *fault.Error, as every error of a catalog: the store's
+		// answer that another revision is stored (as the real one).
+		return fault.E(s.key.Path(), fault.Conflict, &secrets.Superseded{Key: s.key, Now: now})
 	}
 	s.c.bound[s.rev()] = true
 	return nil
