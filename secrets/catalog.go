@@ -93,10 +93,14 @@ type Snapshot interface {
 	Size(ctx context.Context) (int64, error)
 
 	// Bind makes sure the protected item of this revision is in memory,
-	// reading it from the store if need be. If the store holds another
-	// revision now, the one asked for can no longer be read: the error
-	// is a *Superseded naming what is stored instead (or fault.NotFound
-	// if nothing is).
+	// reading it from the store if need be. If it must be read and the
+	// store holds another revision now, the one asked for can no longer
+	// be read: the error is a *Superseded naming what is stored instead
+	// (or fault.NotFound if nothing is). An item the catalog still holds
+	// binds without the store: a pinned revision's, and cache.Catalog's
+	// last value read of a secret since replaced, which it keeps for
+	// stale-if-error while its plaintext is held; so a replaced revision
+	// is not always Superseded.
 	Bind(ctx context.Context) error
 
 	// ReadAt copies the plaintext at off into p, as io.ReaderAt without
