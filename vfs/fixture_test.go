@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
@@ -192,6 +194,41 @@ func wantKind(t *testing.T, what string, err error, kind fault.Kind) {
 	t.Helper()
 	if !fault.Is(kind, err) {
 		t.Errorf("%s: %v, want %v", what, err, kind)
+	}
+}
+
+// hangBound is how long a test waits for what must happen before it
+// calls it a hang and fails: it turns a regression that would hang the
+// test into a failure that says what never came. It measures nothing: no
+// test asserts how long anything took.
+const hangBound = 10 * time.Second
+
+// await returns what ch gives, failing t if it gave nothing within
+// hangBound: what says what was awaited ("the lookup to return").
+func await[T any](t testing.TB, what string, ch <-chan T) T {
+	t.Helper()
+	bound := time.NewTimer(hangBound)
+	defer bound.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-bound.C:
+	}
+	t.Fatalf("waited %v for %s: it never came", hangBound, what)
+	var zero T
+	return zero
+}
+
+// until yields until cond holds, failing t if it did not within
+// hangBound: what says what was awaited.
+func until(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangBound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s: it never came", hangBound, what)
+		}
+		runtime.Gosched()
 	}
 }
 

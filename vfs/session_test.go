@@ -511,15 +511,23 @@ func TestALoadFailureFailsTheCommitNotTheWrite(t *testing.T) {
 // returns at once, and is laid over the value with the others.
 func TestAWriteDuringTheCommitsLoadDoesNotWaitForIt(t *testing.T) {
 	l := &loader{value: "abcdef", hold: make(chan struct{}), entered: make(chan struct{}, 1)}
+	thaw := sync.OnceFunc(func() { close(l.hold) })
+	t.Cleanup(thaw) // a failure below must not leave the load held
 	s := editSession(l)
 	mustWrite(t, s, writer, "XY", 2)
 	c := &committed{}
 	done := make(chan error, 1)
 	go func() { _, _, err := s.commit(ctx0, c.put); done <- err }()
-	<-l.entered
-	mustWrite(t, s, writer, "Q", 0) // would deadlock the test if it waited for the load
-	close(l.hold)
-	if err := <-done; err != nil {
+	await(t, "the commit's load to begin", l.entered)
+	wrote := make(chan error, 1)
+	go func() { _, err := s.write(writer, []byte("Q"), 0, limit); wrote <- err }()
+	// A write that waited for the load would wait for ever: the load is
+	// held until the write returns.
+	if err := await(t, "the write during the load to return", wrote); err != nil {
+		t.Fatalf("the write during the load: %v", err)
+	}
+	thaw()
+	if err := await(t, "the commit to return", done); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.all(); len(got) != 1 || got[0] != "QbXYef" {

@@ -1,21 +1,32 @@
 package vfs
 
 import (
-	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/secretfs/secretfs/store"
 )
 
-// waiting reports whether a request waits for s's closing writers: it
-// made the channel that wake closes.
+// waiting reports whether a request waits, or waited, for s's closing
+// writers: it made the channel that wake closes (and drops).
 func waiting(s *Secret) bool { return s.changed.Load() != nil }
 
-// untilWaiting yields until a request waits for s's closing writers.
-func untilWaiting(s *Secret) {
-	for !waiting(s) {
-		runtime.Gosched()
+// noneWaiting fails t if a request waits, or waited since the last wake,
+// for s's closing writers: before the request under test, so that
+// untilWaiting and waiting tell of that one.
+func noneWaiting(t testing.TB, s *Secret) {
+	t.Helper()
+	if waiting(s) {
+		t.Fatalf("a request waits for the closing writer of %v before the one under test", s.Key())
 	}
+}
+
+// untilWaiting yields until a request waits for s's closing writers,
+// failing t if none did within hangBound: the request under test did not
+// wait.
+func untilWaiting(t testing.TB, s *Secret) {
+	t.Helper()
+	until(t, "a request to wait for the closing writer of "+s.Key().String(), func() bool { return waiting(s) })
 }
 
 // `: > f && cat f`: the opener's close of a creation commits nothing; its
@@ -25,6 +36,7 @@ func TestALookupWaitsForTheReleaseOfAWriterThatClosedWithoutWriting(t *testing.T
 	f := newFixture(t, Options{})
 	h, e := f.create(db, shell, trunc)
 	f.mustNot("the opener's close", h.Flush(ctx, shell))
+	noneWaiting(t, e.Created)
 	found := make(chan Entry, 1)
 	go func() {
 		got, err := f.fs.Lookup(ctx, db)
@@ -33,14 +45,14 @@ func TestALookupWaitsForTheReleaseOfAWriterThatClosedWithoutWriting(t *testing.T
 		}
 		found <- got
 	}()
-	untilWaiting(e.Created)
+	untilWaiting(t, e.Created)
 	select {
 	case got := <-found:
 		t.Fatalf("the lookup answered %+v before the release", got)
 	default:
 	}
 	f.mustNot("release", h.Release(ctx))
-	got := <-found
+	got := await(t, "the lookup to return after the release", found)
 	if got.Created != nil || got.Meta.Version != 1 || got.Meta.Size != 0 {
 		t.Errorf("the lookup found %+v; want the empty value the release committed", got)
 	}
@@ -69,16 +81,17 @@ func TestUnlinkRenameOpenAndListWaitForAClosingWriter(t *testing.T) {
 			f := newFixture(t, Options{})
 			h, e := f.create(db, shell, trunc)
 			f.mustNot("the opener's close", h.Flush(ctx, shell))
+			noneWaiting(t, e.Created)
 			done := make(chan error, 1)
 			go func() { done <- c.do(f) }()
-			untilWaiting(e.Created)
+			untilWaiting(t, e.Created)
 			select {
 			case err := <-done:
 				t.Fatalf("%s returned (%v) before the release", c.name, err)
 			default:
 			}
 			f.mustNot("release", h.Release(ctx))
-			f.mustNot(c.name, <-done)
+			f.mustNot(c.name, await(t, c.name+" to return after the release", done))
 			if got := f.value(db); got != c.want {
 				t.Errorf("afterwards the store holds %q at %v, want %q", got, db, c.want)
 			}
@@ -94,38 +107,66 @@ func TestACommitOnCloseIsNotWaitedFor(t *testing.T) {
 	h := f.open(db, shell, trunc)
 	f.write(h, shell, "new", 0)
 	entered, hold := make(chan struct{}), make(chan struct{})
+	thaw := sync.OnceFunc(func() { close(hold) })
+	t.Cleanup(thaw) // a failure below must not leave the commit held
 	f.cat.BeforePut(func(store.Key) { close(entered); <-hold })
 	closed := make(chan error, 1)
 	go func() { closed <- h.Flush(ctx, shell) }()
-	<-entered
-	got, err := f.fs.Lookup(ctx, db) // would never return if it waited
-	if err != nil || !got.Meta.Revision().Equal(old.Revision()) {
-		t.Errorf("lookup during the commit: %+v, %v; want the old revision at once", got, err)
+	await(t, "the close's commit to reach the store", entered)
+	looked := make(chan error, 1)
+	var got Entry
+	go func() {
+		var err error
+		got, err = f.fs.Lookup(ctx, db)
+		looked <- err
+	}()
+	// A lookup that waited for the commit would wait until the commit's
+	// deadline, which the held Put never meets.
+	if err := await(t, "the lookup during the commit to return", looked); err != nil || !got.Meta.Revision().Equal(old.Revision()) {
+		t.Errorf("lookup during the commit: %+v, %v; want the old revision", got, err)
 	}
 	if m := h.Meta(); m.Size != 3 {
 		t.Errorf("fstat of the writer during its commit: %+v", m)
 	}
-	close(hold)
-	f.mustNot("close", <-closed)
+	thaw()
+	f.mustNot("close", await(t, "the close to return", closed))
 }
 
 // A writer that closed without writing and never releases (it holds
-// another descriptor) is waited for a second at most; then the request
-// goes on, and says so in the log.
-func TestTheWaitForAClosingWriterEndsAfterASecond(t *testing.T) {
+// another descriptor) is not waited for until it does: the request waits
+// (closingWriterWait bounds it; a constant, which no test shortens), then
+// gives up and goes on, the writer still closing, and says so in the log.
+// The log line is the wait's bound at work: it is written only where the
+// wait runs out, never where a writer's release ends it.
+func TestAWaitForAClosingWriterThatNeverReleasesIsGivenUpAndLogged(t *testing.T) {
 	f := newFixture(t, Options{})
-	h, _ := f.create(db, shell, trunc)
+	h, e := f.create(db, shell, trunc)
 	f.mustNot("the opener's close", h.Flush(ctx, shell))
-	got, err := f.fs.Lookup(ctx, db)
-	if err != nil || got.Created == nil {
+	noneWaiting(t, e.Created)
+	looked := make(chan error, 1)
+	var got Entry
+	go func() {
+		var err error
+		got, err = f.fs.Lookup(ctx, db)
+		looked <- err
+	}()
+	if err := await(t, "the lookup to return, the writer still closing", looked); err != nil || got.Created != e.Created {
 		t.Fatalf("lookup: %+v, %v; want the secret still being created", got, err)
 	}
 	got.Created.Unhold()
-	said := false
-	for _, e := range f.log.AllEntries() {
-		said = said || e.Message == "stopped waiting for a writer that closed a descriptor without writing"
+	if !waiting(e.Created) {
+		t.Error("the lookup did not wait for the closing writer")
 	}
-	if !said {
-		t.Error("the log does not say the wait was given up")
+	if !h.Closing() {
+		t.Fatal("the writer is no longer closing: its wait did not end without its release")
+	}
+	said := 0
+	for _, e := range f.log.AllEntries() {
+		if e.Message == "stopped waiting for a writer that closed a descriptor without writing" {
+			said++
+		}
+	}
+	if said != 1 {
+		t.Errorf("the log says %d times that the wait was given up, want once", said)
 	}
 }
