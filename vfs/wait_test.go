@@ -21,6 +21,23 @@ func noneWaiting(t testing.TB, s *Secret) {
 	}
 }
 
+// lookupWithin looks k up, failing t if the lookup did not return
+// within hangBound: what says what was awaited.
+func (f *fixture) lookupWithin(t testing.TB, what string, k store.Key) (Entry, error) {
+	t.Helper()
+	type answer struct {
+		e   Entry
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		e, err := f.fs.Lookup(ctx, k)
+		answered <- answer{e, err}
+	}()
+	a := await(t, what, answered)
+	return a.e, a.err
+}
+
 // untilWaiting yields until a request waits for s's closing writers,
 // failing t if none did within hangBound: the request under test did not
 // wait.
@@ -113,16 +130,9 @@ func TestACommitOnCloseIsNotWaitedFor(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- h.Flush(ctx, shell) }()
 	await(t, "the close's commit to reach the store", entered)
-	looked := make(chan error, 1)
-	var got Entry
-	go func() {
-		var err error
-		got, err = f.fs.Lookup(ctx, db)
-		looked <- err
-	}()
 	// A lookup that waited for the commit would wait until the commit's
 	// deadline, which the held Put never meets.
-	if err := await(t, "the lookup during the commit to return", looked); err != nil || !got.Meta.Revision().Equal(old.Revision()) {
+	if got, err := f.lookupWithin(t, "the lookup during the commit to return", db); err != nil || !got.Meta.Revision().Equal(old.Revision()) {
 		t.Errorf("lookup during the commit: %+v, %v; want the old revision", got, err)
 	}
 	if m := h.Meta(); m.Size != 3 {
@@ -143,14 +153,8 @@ func TestAWaitForAClosingWriterThatNeverReleasesIsGivenUpAndLogged(t *testing.T)
 	h, e := f.create(db, shell, trunc)
 	f.mustNot("the opener's close", h.Flush(ctx, shell))
 	noneWaiting(t, e.Created)
-	looked := make(chan error, 1)
-	var got Entry
-	go func() {
-		var err error
-		got, err = f.fs.Lookup(ctx, db)
-		looked <- err
-	}()
-	if err := await(t, "the lookup to return, the writer still closing", looked); err != nil || got.Created != e.Created {
+	got, err := f.lookupWithin(t, "the lookup to return, the writer still closing", db)
+	if err != nil || got.Created != e.Created {
 		t.Fatalf("lookup: %+v, %v; want the secret still being created", got, err)
 	}
 	got.Created.Unhold()
