@@ -101,54 +101,84 @@ func TestFlockAndRecordLocksDoNotConflict(t *testing.T) {
 	}
 }
 
+// waited reports whether a request waits for a lock of k: it found
+// another's lock in its way and took the channel the next release of one
+// closes (Locks.changedLocked), which that release drops.
+func waited(l *Locks, k store.Key) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.changed[k]
+	return ok
+}
+
+// untilLockWaited yields until a request waits for a lock of k, failing t
+// if none did within hangBound.
+func untilLockWaited(t *testing.T, l *Locks, k store.Key) {
+	t.Helper()
+	until(t, "a request to wait for a lock of "+k.String(), func() bool { return waited(l, k) })
+}
+
 // A waiter gets the lock once the holder releases it, whichever way:
 // unlocking, closing a descriptor it wrote through (FLUSH), or its open
-// file's last close (RELEASE).
+// file's last close (RELEASE); or once the holder downgrades its write
+// lock to a read lock, which the waiter's read lock shares.
 func TestAWaiterGetsTheLockWhenTheHolderLetsGo(t *testing.T) {
-	for name, letGo := range map[string]func(*Locks){
-		"unlock":  func(l *Locks) { l.SetLock(lockedKey, whole(1, Unlock)) },
-		"flush":   func(l *Locks) { l.ReleaseOwner(10, 1) },
-		"release": func(l *Locks) { l.ReleaseOpen(10) },
-		"downgrade to a read lock": func(l *Locks) {
-			l.SetLock(lockedKey, whole(1, ReadLock))
-		},
+	for _, c := range []struct {
+		name  string
+		letGo func(*Locks)
+		keeps LockType // what the holder holds afterwards
+	}{
+		{"unlock", func(l *Locks) { l.SetLock(lockedKey, whole(1, Unlock)) }, Unlock},
+		{"flush", func(l *Locks) { l.ReleaseOwner(10, 1) }, Unlock},
+		{"release", func(l *Locks) { l.ReleaseOpen(10) }, Unlock},
+		{"downgrade to a read lock", func(l *Locks) { l.SetLock(lockedKey, whole(1, ReadLock)) }, ReadLock},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			var locks Locks
 			if err := locks.SetLock(lockedKey, whole(1, WriteLock)); err != nil {
 				t.Fatal(err)
 			}
-			got := make(chan error)
+			got := make(chan error, 1)
 			go func() { got <- locks.WaitLock(context.Background(), lockedKey, whole(2, ReadLock)) }()
+			untilLockWaited(t, &locks, lockedKey)
 			select {
 			case err := <-got:
 				t.Fatalf("the waiter got %v while the lock was held", err)
-			case <-time.After(50 * time.Millisecond): // waiting, as it must
+			default:
 			}
-			letGo(&locks)
-			if err := <-got; err != nil {
+			c.letGo(&locks)
+			if err := await(t, "the waiter to return once the holder let go", got); err != nil {
 				t.Errorf("the waiter: %v", err)
 			}
-			if h := locks.TestLock(lockedKey, whole(3, WriteLock)); h.Owner != 2 && h.Owner != 1 {
-				t.Errorf("after the wait, %+v holds it; want the waiter's read lock", h)
+			// What conflicts with a write lock of each owner is what the
+			// other holds.
+			if h := locks.TestLock(lockedKey, whole(1, WriteLock)); h.Owner != 2 || h.Type != ReadLock {
+				t.Errorf("after the wait, the holder meets %+v; want the waiter's read lock", h)
+			}
+			if h := locks.TestLock(lockedKey, whole(2, WriteLock)); h.Type != c.keeps || (c.keeps != Unlock && h.Owner != 1) {
+				t.Errorf("after the wait, the waiter meets %+v; want the holder's lock of type %d", h, c.keeps)
 			}
 		})
 	}
 }
 
 // A signal to a waiting caller ends its wait with EINTR, and it holds
-// nothing.
+// nothing. The signal comes once the caller waits: the lock was held when
+// it asked.
 func TestAWaitForALockEndsWithEINTRWhenInterrupted(t *testing.T) {
 	var locks Locks
 	if err := locks.SetLock(lockedKey, whole(1, WriteLock)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, interrupt := context.WithCancel(context.Background())
-	got := make(chan error)
+	defer interrupt()
+	got := make(chan error, 1)
 	go func() { got <- locks.WaitLock(ctx, lockedKey, whole(2, WriteLock)) }()
+	untilLockWaited(t, &locks, lockedKey)
 	interrupt()
-	if err := <-got; fault.KindOf(err) != fault.Interrupted || fault.KindOf(err).Errno().Error() != "interrupted system call" {
-		t.Errorf("the interrupted wait: %v (%v)", err, fault.KindOf(err))
+	err := await(t, "the interrupted wait to return", got)
+	if fault.KindOf(err) != fault.Interrupted || fault.KindOf(err).Errno() != syscall.EINTR {
+		t.Errorf("the interrupted wait: %v (%v), want EINTR", err, fault.KindOf(err))
 	}
 	locks.ReleaseOpen(10)
 	if h := locks.TestLock(lockedKey, whole(3, WriteLock)); h.Type != Unlock {
