@@ -61,6 +61,8 @@ func testErrno(err error) syscall.Errno {
 		return syscall.ESTALE
 	case fault.Is(fault.NotFound, err):
 		return syscall.ENOENT
+	case fault.Is(fault.ReadOnly, err):
+		return syscall.EROFS
 	}
 	return syscall.EIO
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/fault"
+	"github.com/secretfs/secretfs/store"
 )
 
 func read(t *testing.T, r *Revision) (string, error) {
@@ -251,10 +252,15 @@ func TestAWriteOnlyMountReadsNothing(t *testing.T) {
 }
 
 // Every audited operation is recorded once, from one place, with the
-// caller, the revision and how it ended.
+// caller, the secret, the revision and how it ended: the opens (of a
+// revision, to read and to write; a creation; an open of a secret being
+// created; a view's, to read and to write, which is refused), the commits
+// (at a close, an fsync and a release, which is the opener's, and a
+// truncation by path), the renames and the unlinks.
 func TestEveryAuditedOperationIsRecordedOnceWithItsCaller(t *testing.T) {
-	f := newFixture(t, Options{})
+	f := viewFixture(t, Options{})
 	f.cat.Store(db, "v")
+	moved := store.Key{App: "app", Name: "moved"}
 	r := f.revision(db)
 	thread := command // another thread of the command's process
 	thread.Thread = command.Process + 1
@@ -262,33 +268,50 @@ func TestEveryAuditedOperationIsRecordedOnceWithItsCaller(t *testing.T) {
 	h := f.open(db, shell, trunc)
 	f.write(h, shell, "w", 0)
 	h.Flush(ctx, shell)
-	h.Release(ctx)
+	f.write(h, shell, "x", 0)
+	h.Fsync(ctx, shell)
+	h.Release(ctx)                         // owes nothing: no record
 	r.Open(ctx, command, syscall.O_RDONLY) // replaced since: ESTALE
-	f.fs.Rename(ctx, other, db, db2, 0)
-	f.fs.Unlink(ctx, other, db2)
-	f.fs.Unlink(ctx, other, db2) // gone: ENOENT
+	f.fs.Setattr(ctx, command, db, nil, sizeTo(0))
+	created, e := f.create(db2, shell, trunc)
+	e.Created.Open(ctx, command, syscall.O_RDONLY) // nothing committed yet: ENOENT
+	created.Flush(ctx, shell)                      // the opener's close, without a write: no record
+	created.Release(ctx)                           // commits the empty value, as the opener
+	f.fs.Rename(ctx, other, db, moved, 0)
+	f.fs.Unlink(ctx, other, moved)
+	f.fs.Unlink(ctx, other, moved) // gone: ENOENT
+	view := f.viewOf(appEnv)
+	view.Open(ctx, command, syscall.O_RDONLY)
+	view.Open(ctx, command, wronly) // a view is read-only: EROFS
 	type rec struct {
-		op, secret, to string
-		version        int64
-		errno          syscall.Errno
-		pid, tid       uint32
-		command        string
+		op, app, secret, to string
+		version             int64
+		errno               syscall.Errno
+		pid, tid            uint32
+		command             string
 	}
 	want := []rec{
-		{"open", "db", "", 1, 0, command.Process, thread.Thread, "cat"},
-		{"open", "db", "", 1, 0, shell.Process, shell.Thread, "sh"},
-		{"commit", "db", "", 2, 0, shell.Process, shell.Thread, "sh"},
-		{"open", "db", "", 1, syscall.ESTALE, command.Process, command.Thread, "cat"},
-		{"rename", "db", "db2", 1, 0, other.Process, other.Thread, "vi"},
-		{"unlink", "db2", "", 1, 0, other.Process, other.Thread, "vi"},
-		{"unlink", "db2", "", 0, syscall.ENOENT, other.Process, other.Thread, "vi"},
+		{"open", "app", "db", "", 1, 0, command.Process, thread.Thread, "cat"},
+		{"open", "app", "db", "", 1, 0, shell.Process, shell.Thread, "sh"},
+		{"commit", "app", "db", "", 2, 0, shell.Process, shell.Thread, "sh"},
+		{"commit", "app", "db", "", 3, 0, shell.Process, shell.Thread, "sh"},
+		{"open", "app", "db", "", 1, syscall.ESTALE, command.Process, command.Thread, "cat"},
+		{"commit", "app", "db", "", 4, 0, command.Process, command.Thread, "cat"},
+		{"open", "app", "db2", "", 0, 0, shell.Process, shell.Thread, "sh"},
+		{"open", "app", "db2", "", 0, syscall.ENOENT, command.Process, command.Thread, "cat"},
+		{"commit", "app", "db2", "", 1, 0, shell.Process, shell.Thread, "sh"},
+		{"rename", "app", "db", "moved", 1, 0, other.Process, other.Thread, "vi"},
+		{"unlink", "app", "moved", "", 1, 0, other.Process, other.Thread, "vi"},
+		{"unlink", "app", "moved", "", 0, syscall.ENOENT, other.Process, other.Thread, "vi"},
+		{"open", appEnv.App, appEnv.Name, "", 0, 0, command.Process, command.Thread, "cat"},
+		{"open", appEnv.App, appEnv.Name, "", 0, syscall.EROFS, command.Process, command.Thread, "cat"},
 	}
 	got := f.recorded()
 	if len(got) != len(want) {
 		t.Fatalf("%d records, want %d: %+v", len(got), len(want), got)
 	}
 	for i, e := range got {
-		if g := (rec{e.Op, e.Secret, e.To, e.Version, e.Errno, e.PID, e.TID, e.Command}); g != want[i] || e.App != "app" || e.Time.IsZero() {
+		if g := (rec{e.Op, e.App, e.Secret, e.To, e.Version, e.Errno, e.PID, e.TID, e.Command}); g != want[i] || e.Time.IsZero() {
 			t.Errorf("record %d: %+v, want %+v", i, g, want[i])
 		}
 	}
