@@ -377,21 +377,39 @@ func TestOwnersAndModesCanOnlyBeSetToWhatTheOptionsSay(t *testing.T) {
 }
 
 // A read-only mount refuses every change, whatever the kernel lets
-// through.
+// through: each of the file system's requests that may change a name, a
+// value or an attribute, even one a read-write mount would accept without
+// changing anything (a chmod to the mode shown) or refuse for another
+// reason (ln, a special file, a rename of an application, a file at the
+// root, a directory in an application).
 func TestAReadOnlyMountRefusesEveryChange(t *testing.T) {
 	f := newFixture(t, Options{ReadOnly: true})
 	f.cat.Store(db, "v")
+	mode, dirMode := f.fs.opts.FileMode, f.fs.opts.DirMode
 	_, _, err := f.fs.Create(ctx, shell, db2, syscall.O_CREAT|syscall.O_WRONLY)
 	wantKind(t, "create", err, fault.ReadOnly)
 	_, err = f.revision(db).Open(ctx, shell, wronly)
 	wantKind(t, "open for writing", err, fault.ReadOnly)
 	wantKind(t, "truncate", f.fs.Setattr(ctx, shell, db, nil, sizeTo(0)), fault.ReadOnly)
+	wantKind(t, "chmod to the mode shown", f.fs.Setattr(ctx, shell, db, nil, Change{Mode: &mode}), fault.ReadOnly)
+	wantKind(t, "chmod of the application to the mode shown", f.fs.SetattrDir("app", Change{Mode: &dirMode}), fault.ReadOnly)
+	wantKind(t, "chmod of the root to the mode shown", f.fs.SetattrDir("", Change{Mode: &dirMode}), fault.ReadOnly)
+	wantKind(t, "mknod of a file", f.fs.Mknod(ctx, shell, db2, syscall.S_IFREG|0o600), fault.ReadOnly)
+	wantKind(t, "mknod of a fifo", f.fs.Mknod(ctx, shell, db2, syscall.S_IFIFO|0o600), fault.ReadOnly)
+	wantKind(t, "ln", f.fs.NotOffered(db2.Path(), "hard links"), fault.ReadOnly)
+	wantKind(t, "a write through a descriptor the kernel opened", f.fs.WriteWithoutOpen(db), fault.ReadOnly)
 	wantKind(t, "unlink", f.fs.Unlink(ctx, shell, db), fault.ReadOnly)
 	wantKind(t, "rename", f.fs.Rename(ctx, shell, db, db2, 0), fault.ReadOnly)
+	wantKind(t, "rename of the application", f.fs.RenameApp("app", "other", 0), fault.ReadOnly)
 	wantKind(t, "mkdir", f.fs.Mkdir(ctx, "new"), fault.ReadOnly)
 	wantKind(t, "rmdir", f.fs.Rmdir(ctx, "app"), fault.ReadOnly)
+	wantKind(t, "a file at the root", f.fs.CreateInRoot("file"), fault.ReadOnly)
+	wantKind(t, "a directory in the application", f.fs.MkdirInApp("app", "dir"), fault.ReadOnly)
 	if got := f.value(db); got != "v" || f.puts()+f.cat.Calls("Delete") != 0 {
 		t.Errorf("the store changed: %q", got)
+	}
+	if _, ok := f.cat.Stored(db2); ok {
+		t.Errorf("%v was made", db2)
 	}
 }
 
