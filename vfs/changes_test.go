@@ -120,11 +120,13 @@ func TestAStopRefusesOnlyWhatWouldHaveChangedTheStore(t *testing.T) {
 }
 
 // A directory's time is when a name in it last changed as far as the
-// mount knows: a secret written or removed through the mount, or learnt
-// of from the store, for its application; an application made or
-// removed, for the root. Before any, the mount's start.
+// mount knows: a secret written, removed or renamed through the mount, or
+// a change learnt of from the store, for its application (a rename, for
+// both); an application made or removed, for the root. Before any, the
+// mount's start.
 func TestADirectorysTimeIsItsLastChange(t *testing.T) {
 	f := newFixture(t, Options{})
+	f.fs.Watch()
 	f.cat.Store(db, "v1")
 	started := f.fs.DirAttr("app").Modified
 	if root := f.fs.DirAttr("").Modified; !root.Equal(started) {
@@ -146,11 +148,22 @@ func TestADirectorysTimeIsItsLastChange(t *testing.T) {
 	f.mustNot("unlink", f.fs.Unlink(ctx, other, db2))
 	at = later("an unlink", "app", at)
 	time.Sleep(2 * time.Millisecond)
+	f.cat.Store(db, "v2") // by another host
+	f.cat.Change(db)      // which the catalog learns of
+	at = later("a change learnt of from the store", "app", at)
+	time.Sleep(2 * time.Millisecond)
 	f.mustNot("mkdir", f.fs.Mkdir(ctx, "other"))
-	later("a mkdir", "", started)
+	root := later("a mkdir", "", started)
 	if got := f.fs.DirAttr("app").Modified; !got.Equal(at) {
 		t.Errorf("a mkdir at the root changed app's time to %v", got)
 	}
+	time.Sleep(2 * time.Millisecond)
+	f.mustNot("rename", f.fs.Rename(ctx, shell, db, store.Key{App: "other", Name: "db"}, 0))
+	later("a rename out of it", "app", at)
+	later("a rename into it", "other", started)
+	time.Sleep(2 * time.Millisecond)
+	f.mustNot("rmdir", f.fs.Rmdir(ctx, "app"))
+	later("an rmdir", "", root)
 }
 
 // Every handle open for writing holds WritersReleased open until the
