@@ -103,9 +103,9 @@ func (c *Catalog) runFetch(k store.Key, f *flight) {
 		ks.failed = &failure{at: c.now(), err: err}
 	default:
 		// Answered with a failure (a malformed item): the caller gets
-		// it. An answer ends an outage, as a listing's does (runListing):
-		// the next lookup asks rather than answer stale at once.
-		ks.failed = nil
+		// it. An answer about the secret ends its outage: the next lookup
+		// asks rather than answer stale at once.
+		c.endOutage(k, ks)
 	}
 	c.mu.Unlock()
 	tell(told)
@@ -147,22 +147,21 @@ func (c *Catalog) runListing(app string, f *flight) {
 			appeared = nil // the first listing finds everything: nothing appeared
 		}
 		c.noteListed(app, a, f.started)
-	case fault.Answered(err):
-		// An answer, not an outage, as runApps and runFetch take one
-		// (a tampered page, a request the store rejects, a refusal):
-		// every caller gets it until a listing succeeds. The listing
-		// before it is no longer the store's last answer about the
-		// application, so it is not served stale (await), and nothing
-		// is asked again in the background (retryListing), which would
-		// only be answered the same.
-		a.listedAt, a.failed = time.Time{}, nil // nothing it listed stands
-		if fault.Is(fault.Permission, err) {
-			// A host that lost access stops serving what it held.
-			for name := range a.keys {
-				told = append(told, c.refuse(a, name)...)
-			}
+	case fault.Is(fault.Permission, err):
+		a.listedAt = time.Time{} // nothing it listed stands
+		for name := range a.keys {
+			told = append(told, c.refuse(a, name)...)
 		}
 	default:
+		// Silence, or an answer that is a failure of the listing as a
+		// whole (a malformed item fails only its own name: checkMeta):
+		// either way the store said nothing about any one name, so the
+		// last listing stands within the stale window, as each name's
+		// own last answer does, and is asked again in the background. An
+		// answer taken as the end of the listing would make every intact
+		// name of the application fail once its TTL is past, and the
+		// next listing count as a first one, whose new names nobody is
+		// told of.
 		a.failed = &failure{at: c.now(), err: err}
 		c.scheduleRetry(app, a)
 	}
@@ -209,7 +208,8 @@ func (c *Catalog) runApps(f *flight) {
 // true: nothing needs listing) is no older than the TTL: from memory,
 // else from a new listing started with run (which every caller at the
 // time shares), else, while the store cannot answer, the last one if it
-// is within the stale window: at once if the last listing got no answer,
+// is within the stale window: at once if the last listing got no answer
+// (or none about any one name: runListing),
 // while a new one asks in the background. Like every call of the catalog
 // to its origin, it runs without the caller's cancellation: a mount's
 // request is cancelled when the process that made it catches a signal,
@@ -234,10 +234,20 @@ func (c *Catalog) await(state func(now, asOf time.Time) (l *listingState, done b
 		<-f.done
 		asOf = f.started
 		if f.err != nil {
-			if stale && !fault.Answered(f.err) {
+			if c.servesStale(l) {
 				return nil
 			}
 			return f.err
 		}
 	}
+}
+
+// servesStale says whether the last listing l holds is the answer after
+// its flight failed: the run took the failure for an outage (l.failed;
+// runListing, runApps decide which failures are), and the listing is
+// within the stale window.
+func (c *Catalog) servesStale(l *listingState) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return l.failed != nil && c.withinStale(l.listedAt, c.now())
 }

@@ -16,7 +16,7 @@ import (
 type listingState struct {
 	listedAt time.Time // when the last complete listing began; zero if none
 	listing  *flight   // a listing in flight
-	failed   *failure  // the last listing got no answer (an outage)
+	failed   *failure  // the last listing got no answer, or none about any one name (an outage)
 }
 
 // fresh reports whether the listing is younger than the TTL, or no older
@@ -309,10 +309,18 @@ func (c *Catalog) setAbsent(ks *keyState, at time.Time) {
 // answeredAt records that the store answered about k at at. c.mu must be
 // held.
 func (c *Catalog) answeredAt(k store.Key, ks *keyState, at time.Time) {
-	ks.verified, ks.failed = at, nil
+	ks.verified = at
 	if !at.Before(ks.recheck) {
 		ks.recheck = time.Time{}
 	}
+	c.endOutage(k, ks)
+}
+
+// endOutage forgets an outage of k: the store answered about it. The
+// observer hears of the recovery if it heard of the outage. c.mu must be
+// held.
+func (c *Catalog) endOutage(k store.Key, ks *keyState) {
+	ks.failed = nil
 	if ks.warned {
 		ks.warned = false
 		go c.obs.Recovered(k)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/secretfs/secretfs/fault"
 	"github.com/secretfs/secretfs/secrets"
+	"github.com/secretfs/secretfs/store"
 )
 
 // The chaos soak's one EIO on a secret read before, step by step (TTL and
@@ -111,81 +112,16 @@ func TestKnownAgreesWithTheLastValueServedUntilTheNewerRevisionIsDecrypted(t *te
 	}
 }
 
-// A listing the store answers with a failure (a tampered page, a request
-// it rejects: fault.Answered) is that answer, to every caller, until a
-// listing succeeds: the names listed before are not served as stale, as
-// they would be while the store cannot answer (nor during an outage that
-// follows), and the store is not asked again in the background as for an
-// outage.
-func TestAListingTheStoreAnswersWithAFailureIsNotServedStaleNorRetried(t *testing.T) {
-	f := newFake()
-	f.set(key("a"), "alpha", 1)
-	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
-	if _, _, err := c.List(bg, "app", "", 0); err != nil {
-		t.Fatal(err)
-	}
-	clk.advance(ttl)
-	for i := range 2 {
-		f.failNext("List", fault.E(fault.Integrity, "malformed item in the listing"))
-		if page, _, err := c.List(bg, "app", "", 0); !fault.Is(fault.Integrity, err) {
-			t.Fatalf("listing %d answered Integrity: %d names, %v; want Integrity, not the names listed before", i+1, len(page), err)
-		}
-	}
-	lists := f.count("List")
-	if lists != 3 {
-		t.Errorf("%d listings, want 3: each List after the answered failure asks the store", lists)
-	}
-	clk.advance(10 * retryDue)
-	if n := f.count("List"); n != lists {
-		t.Errorf("%d listings in the background after an answered failure, want none", n-lists)
-	}
-	// Nor while the store then cannot answer: its last answer about the
-	// listing was the failure.
-	f.failNext("List", fault.E(fault.Unavailable, "frozen"))
-	if page, _, err := c.List(bg, "app", "", 0); !fault.Is(fault.Unavailable, err) {
-		t.Errorf("an outage after the answered failure: %d names, %v; want Unavailable", len(page), err)
-	}
-	clk.advance(retryDue)
-	if page, _, err := c.List(bg, "app", "", 0); err != nil || len(page) != 1 {
-		t.Errorf("the store answering again: %d names, %v; want 1", len(page), err)
-	}
-}
-
-// An answered failure of a listing ends an outage: the last answer of the
-// store is that failure, not silence, so a lookup that follows is not
-// given the stale answer at once; it asks, and is fresh once the store
-// lists again. The retries in the background stop.
-func TestAnAnsweredListingFailureEndsAnOutage(t *testing.T) {
-	f, c, clk, _ := inAnOutage(t)
-	lists := f.count("List")
-	f.failNext("List", fault.E(fault.Integrity, "malformed item in the listing"))
-	clk.advance(retryDue) // the retry gets the answered failure
-	if n := f.count("List"); n != lists+1 {
-		t.Fatalf("RetryAfter after the outage: %d listings, want one more", n-lists)
-	}
-	if e, err := c.Lookup(bg, key("a")); err != nil || e.Stale || e.Version != 1 {
-		t.Errorf("after the answered failure: version %d, stale %v, %v; want version 1, fresh", e.Version, e.Stale, err)
-	}
-	lists = f.count("List")
-	if lists != 3 {
-		t.Errorf("%d listings, want 3: the lookup after the answered failure asks the store", lists)
-	}
-	clk.advance(10 * retryDue)
-	if n := f.count("List"); n != lists {
-		t.Errorf("retries went on after the store answered: %d more listings", n-lists)
-	}
-}
-
-// An answered failure of a fetch ends an outage as a listing's does (see
-// TestAnAnsweredListingFailureEndsAnOutage): with a TTL of zero a known
-// secret is revalidated with a fetch of its item, and once a fetch is
-// answered, even with a failure, the next lookup asks the store rather
-// than give the stale answer at once.
+// An answered failure of a fetch ends an outage of its secret: with a
+// TTL of zero a known secret is revalidated with a fetch of its item, and
+// once a fetch is answered, even with a failure, the next lookup asks the
+// store rather than give the stale answer at once, and the recovery is
+// told.
 func TestAnAnsweredFetchFailureEndsAnOutage(t *testing.T) {
 	f := newFake()
 	f.set(key("a"), "alpha", 1)
-	clk := newClock()
-	c := New(f, Options{TTL: 0, StaleIfError: time.Hour, Now: clk.Now})
+	clk, rec := newClock(), &recorder{}
+	c := New(f, Options{TTL: 0, StaleIfError: time.Hour, Now: clk.Now, Observer: rec})
 	c.after = clk.afterFunc
 	defer c.Close()
 	read(t, c, key("a"))
@@ -205,7 +141,46 @@ func TestAnAnsweredFetchFailureEndsAnOutage(t *testing.T) {
 		defer c.mu.Unlock()
 		return f.count("Fetch") == fetches+1 && c.apps["app"].keys["a"].fetch == nil
 	})
+	eventually(t, "the recovery is told", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.recovered) == 1
+	})
 	if e, err := c.Lookup(bg, key("a")); err != nil || e.Stale || e.Version != 1 {
 		t.Errorf("after the answered failure: version %d, stale %v, %v; want version 1, fresh", e.Version, e.Stale, err)
+	}
+}
+
+// A listing the store answers with a failure of the whole (a request it
+// rejects) says nothing about any one name: the last listing stands
+// within the stale window, to List as to Lookup, and a secret that
+// appears meanwhile is told once a listing succeeds, as after any other
+// listing.
+func TestAListingFailedAsAWholeKeepsTheLastListingAndTellsWhatAppearsAfter(t *testing.T) {
+	f := newFake()
+	f.set(key("a"), "alpha", 1)
+	c, clk, _ := newCatalog(t, f, Options{StaleIfError: time.Hour})
+	told := make(chan store.Key, 4)
+	c.OnChange(func(k store.Key) { told <- k })
+	if _, _, err := c.List(bg, "app", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(ttl)
+	f.failNext("List", fault.E(fault.Invalid, "the request was rejected"))
+	if page, _, err := c.List(bg, "app", "", 0); err != nil || len(page) != 1 {
+		t.Fatalf("List after an answered failure: %d names, %v; want the last listing's 1", len(page), err)
+	}
+	if e, err := c.Lookup(bg, key("a")); err != nil || e.Version != 1 {
+		t.Fatalf("Lookup after an answered failure: %+v, %v; want version 1", e, err)
+	}
+	f.set(key("b"), "beta", 1)
+	clk.advance(retryDue) // the retry in the background lists again
+	select {
+	case k := <-told:
+		if k != key("b") {
+			t.Errorf("told of %s, want %s", k, key("b"))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the secret that appeared after the answered failure was not told")
 	}
 }
