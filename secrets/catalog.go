@@ -97,10 +97,10 @@ type Snapshot interface {
 	// store holds another revision now, the one asked for can no longer
 	// be read: the error is a *Superseded naming what is stored instead
 	// (or fault.NotFound if nothing is). An item the catalog still holds
-	// binds without the store: a pinned revision's, and cache.Catalog's
-	// last value read of a secret since replaced, which it keeps for
-	// stale-if-error while its plaintext is held; so a replaced revision
-	// is not always Superseded.
+	// binds without the store: a pinned revision's, and a catalog may keep
+	// the item of a replaced revision whose value it still holds (the
+	// last value read, for stale-if-error); so a replaced revision is not
+	// always Superseded.
 	Bind(ctx context.Context) error
 
 	// ReadAt copies the plaintext at off into p, as io.ReaderAt without
