@@ -27,7 +27,8 @@ type Secret struct {
 	changed atomic.Pointer[chan struct{}]
 }
 
-// closingWriterWait bounds how long a request waits for a closing writer:
+// closingWriterWait bounds how long a request waits for a closing writer
+// (New makes it FS.closingWriterWait):
 // a release follows the last close within moments, so only a process that
 // holds a truncated file open without writing makes others wait this
 // long, after which they see the committed value. A commit in flight for a
@@ -244,7 +245,7 @@ func (s *Secret) wake() {
 //
 //   - a session whose opener closed a descriptor without writing after
 //     a creation or a truncation (closing) is waited for until its
-//     release, at most closingWriterWait;
+//     release, at most FS.closingWriterWait;
 //   - the commit a release owes (its load of the value, if the writes
 //     were an overlay, then the commit) is waited for until it ends,
 //     which its backend calls' deadlines bound.
@@ -252,7 +253,7 @@ func (s *Secret) wake() {
 // It never waits for a commit made by a close or fsync still in progress:
 // nothing can depend on that yet.
 func (s *Secret) awaitClosingWriters() {
-	deadline := time.Now().Add(closingWriterWait)
+	deadline := time.Now().Add(s.v.closingWriterWait)
 	for {
 		changed := s.changes()
 		closing, committing := false, false

@@ -158,6 +158,16 @@ type FS struct {
 
 	locks Locks         // the advisory locks, by secret (lockfs.go)
 	opens atomic.Uint64 // counts out the open files' numbers, which the locks go with
+
+	// closingWriterWait bounds a request's wait for a closing writer
+	// (Secret.awaitClosingWriters). New sets it to the constant of that
+	// name, and nothing else in the product changes it. It is a field so
+	// that a test of a wait that its writer's release ends can make the
+	// bound the test's own hang bound: with the real second, a test
+	// goroutine descheduled for a second (-race on a loaded machine) sees
+	// the request give up before the release it is about. The test of the
+	// wait given up keeps the real constant.
+	closingWriterWait time.Duration
 }
 
 // New returns the file system of cat.
@@ -183,7 +193,8 @@ func New(cat secrets.Catalog, opts Options) *FS {
 	return &FS{cat: cat, opts: opts, log: opts.Log, started: time.Now(), macKey: macKey,
 		made: map[string]bool{}, secrets: map[store.Key]*Secret{},
 		currentViews: map[store.Key]*viewState{}, renderings: map[*ViewRevision]struct{}{},
-		views: newViews(opts.Views), owners: newOwners(opts.OwnerOf), self: uint32(os.Geteuid())}
+		views: newViews(opts.Views), owners: newOwners(opts.OwnerOf), self: uint32(os.Geteuid()),
+		closingWriterWait: closingWriterWait}
 }
 
 // defaultIdle is Options.Idle when none is given: the catalog's default.

@@ -38,6 +38,13 @@ func (f *fixture) lookupWithin(t testing.TB, what string, k store.Key) (Entry, e
 	return a.e, a.err
 }
 
+// waitClosingWritersUpToHangBound makes f's requests wait for a closing
+// writer up to hangBound instead of the real second
+// (FS.closingWriterWait), for a test whose writer's release ends the
+// wait: a test goroutine descheduled for a second between untilWaiting
+// and the release must not see the request give up first.
+func (f *fixture) waitClosingWritersUpToHangBound() { f.fs.closingWriterWait = hangBound }
+
 // untilWaiting yields until a request waits for s's closing writers,
 // failing t if none did within hangBound: the request under test did not
 // wait.
@@ -51,6 +58,7 @@ func untilWaiting(t testing.TB, s *Secret) {
 // the committed value, not a name with nothing behind it.
 func TestALookupWaitsForTheReleaseOfAWriterThatClosedWithoutWriting(t *testing.T) {
 	f := newFixture(t, Options{})
+	f.waitClosingWritersUpToHangBound()
 	h, e := f.create(db, shell, trunc)
 	f.mustNot("the opener's close", h.Flush(ctx, shell))
 	noneWaiting(t, e.Created)
@@ -96,6 +104,7 @@ func TestUnlinkRenameOpenAndListWaitForAClosingWriter(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t, Options{})
+			f.waitClosingWritersUpToHangBound()
 			h, e := f.create(db, shell, trunc)
 			f.mustNot("the opener's close", h.Flush(ctx, shell))
 			noneWaiting(t, e.Created)
@@ -144,12 +153,16 @@ func TestACommitOnCloseIsNotWaitedFor(t *testing.T) {
 
 // A writer that closed without writing and never releases (it holds
 // another descriptor) is not waited for until it does: the request waits
-// (closingWriterWait bounds it; a constant, which no test shortens), then
-// gives up and goes on, the writer still closing, and says so in the log.
-// The log line is the wait's bound at work: it is written only where the
-// wait runs out, never where a writer's release ends it.
+// (FS.closingWriterWait bounds it: here the product's, the constant New
+// sets, which no test shortens), then gives up and goes on, the writer
+// still closing, and says so in the log. The log line is the wait's bound
+// at work: it is written only where the wait runs out, never where a
+// writer's release ends it.
 func TestAWaitForAClosingWriterThatNeverReleasesIsGivenUpAndLogged(t *testing.T) {
 	f := newFixture(t, Options{})
+	if f.fs.closingWriterWait != closingWriterWait {
+		t.Fatalf("New bounds the wait for a closing writer by %v, want the constant, %v", f.fs.closingWriterWait, closingWriterWait)
+	}
 	h, e := f.create(db, shell, trunc)
 	f.mustNot("the opener's close", h.Flush(ctx, shell))
 	noneWaiting(t, e.Created)

@@ -445,6 +445,7 @@ func TestAWriterAfterAnEmptyCreationIsNotItsConflict(t *testing.T) {
 	for _, how := range []string{"open", "create"} {
 		t.Run(how, func(t *testing.T) {
 			f := newFixture(t, Options{})
+			f.waitClosingWritersUpToHangBound()
 			first, e := f.create(db, shell, trunc)
 			f.mustNot("the first close", first.Flush(ctx, shell))
 			opened := make(chan *Handle, 1)
