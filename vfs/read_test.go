@@ -377,10 +377,9 @@ func TestARetriedOpenOfARevisionReplacedAgainReadsWhatItReached(t *testing.T) {
 // revision it found (Hold): the retry then reads it whole, even though
 // the secret was replaced again before it opened, the revision's own pin
 // was dropped (the kernel forgot the inode between its two lookups), and
-// the catalog dropped what nothing pinned (here: another reader of that
-// revision closed). A
-// revision replaced after its value was dropped cannot be held, so that
-// the lookup finds the name's newer one.
+// another reader of that revision closed. A revision the catalog learnt
+// was replaced while nothing pinned it (its value is then dropped) cannot
+// be held, so that the lookup finds the name's newer one.
 func TestARevisionHeldForARetriedOpenIsReadAfterItIsReplaced(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.cat.Store(db, "first")
@@ -412,8 +411,9 @@ func TestARevisionHeldForARetriedOpenIsReadAfterItIsReplaced(t *testing.T) {
 		t.Errorf("the retried open reads %q, %v; want second", buf[:n], err)
 	}
 
-	readAndClose() // "third": nothing pins it now
+	readAndClose() // "third": only the catalog's holding it for current keeps its value now
 	f.cat.Store(db, "fourth")
+	f.revision(db) // another lookup learns of "fourth": the catalog drops the value of "third"
 	if _, err := current.Hold(ctx); !errors.Is(err, ErrLookUpAgain) {
 		t.Errorf("holding a revision replaced after its value was dropped: %v, want ErrLookUpAgain", err)
 	}

@@ -401,9 +401,10 @@ func (s *snapshot) rev() string { return revKey(s.key, s.meta.Revision()) }
 func (s *snapshot) Meta() store.Meta { return s.meta }
 
 // Bind succeeds for a revision whose item the catalog holds (it was put,
-// looked up or bound, and has not since lost its last pin, nor been
-// replaced while nothing pinned it: see dropReplaced) or that the store
-// holds now; else the error says what the store holds instead.
+// looked up or bound, and has not since lost its last pin while not the
+// current one, nor been replaced while nothing pinned it: see Release and
+// dropReplaced) or that the store holds now; else the error says what the
+// store holds instead.
 func (s *snapshot) Bind(ctx context.Context) error {
 	s.c.mu.Lock()
 	hook := s.c.bindHook
@@ -493,11 +494,16 @@ func (s *snapshot) Release() {
 		s.released = true
 		s.c.pins--
 		// As the real catalog does, the last pin of a revision drops its
-		// item: a later Bind reads the store again, and finds it only if
-		// the store still holds that revision.
+		// item, unless the catalog holds that revision for current (the
+		// real one's index pins it: see secrets.Catalog.Lookup; it is
+		// dropped when a replacement is learnt of, dropReplaced): a later
+		// Bind reads the store again, and finds it only if the store
+		// still holds that revision.
 		if s.c.pinsOf[s.rev()]--; s.c.pinsOf[s.rev()] == 0 {
 			delete(s.c.pinsOf, s.rev())
-			delete(s.c.bound, s.rev())
+			if known, ok := s.c.known[s.key]; !ok || !known.Revision().Equal(s.meta.Revision()) {
+				delete(s.c.bound, s.rev())
+			}
 		}
 	}
 }
