@@ -25,7 +25,9 @@ type Catalog interface {
 	// Lookup returns what k is now: the metadata of its current
 	// revision. A secret with no item is fault.NotFound. The returned
 	// revision's protected item is in memory when Lookup returns (a
-	// Snapshot of it needs no store read, only a key unwrap).
+	// Snapshot of it needs no store read, only a key unwrap); it stays
+	// there while the catalog holds that revision for current (Known),
+	// whatever snapshots of it are released meanwhile.
 	Lookup(ctx context.Context, k store.Key) (Entry, error)
 
 	// Known returns what the catalog last learned of k, without asking

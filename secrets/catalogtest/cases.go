@@ -411,6 +411,37 @@ func testVerifyOfAMissingSecretIsNotFound(t *testing.T, s Subject) {
 	wantKind(t, err, fault.NotFound, "Verify of a missing secret")
 }
 
+// Lookup: "The returned revision's protected item is in memory when
+// Lookup returns (a Snapshot of it needs no store read)". The store holds
+// another revision by the Bind, written elsewhere, which the catalog has
+// not learned of: a Bind that read the store would be Superseded.
+func testLookupLeavesTheItemInMemory(t *testing.T, s Subject) {
+	c, k := s.Catalog, key("a")
+	s.WriteElsewhere(k, []byte("one"))
+	v1 := mustLookup(t, c, k)
+	s.WriteElsewhere(k, []byte("two"))
+	wantBinds(t, c, k, v1, "Bind of the revision Lookup answered, after a write elsewhere")
+}
+
+// The same once a snapshot of the revision looked up was taken and
+// released: "it stays there while the catalog holds that revision for
+// current", so the last Release of a snapshot lets go of the snapshot's
+// pin, not of the item (a file opened, read and closed, then opened again
+// within the TTL).
+func testLookupLeavesTheItemInMemoryWhenASnapshotOfItIsReleased(t *testing.T, s Subject) {
+	c, k := s.Catalog, key("a")
+	s.WriteElsewhere(k, []byte("one"))
+	v1 := mustLookup(t, c, k)
+	snap := c.Snapshot(k, v1)
+	if err := snap.Bind(t.Context()); err != nil {
+		t.Fatalf("Bind of the revision Lookup answered: %v", err)
+	}
+	snap.Release()
+	s.WriteElsewhere(k, []byte("two"))
+	wantKnown(t, c, k, v1, "Known after the write elsewhere")
+	wantBinds(t, c, k, v1, "Bind of the revision Lookup answered, after a snapshot of it was released and a write elsewhere")
+}
+
 // Known: "false if it holds none (never looked up, or absent)", and it
 // asks no one: a secret only the store holds is unknown.
 func testKnownIsFalseForANameNeverAskedAbout(t *testing.T, s Subject) {
@@ -558,6 +589,16 @@ func wantSupersededBy(t *testing.T, c secrets.Catalog, k store.Key, was, now sto
 		t.Fatalf("Superseded names %s, want %s", sup.Key, k)
 	}
 	wantRevision(t, sup.Now, now, "Superseded.Now")
+}
+
+// wantBinds fails t unless a fresh snapshot of revision meta of k binds.
+func wantBinds(t *testing.T, c secrets.Catalog, k store.Key, meta store.Meta, what string) {
+	t.Helper()
+	snap := c.Snapshot(k, meta)
+	defer snap.Release()
+	if err := snap.Bind(t.Context()); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
 }
 
 // bindReplaced binds, through a fresh snapshot, the first of two

@@ -76,6 +76,8 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		{"VerifySeesAChangeMadeElsewhere", testVerifySeesAChangeMadeElsewhere},
 		{"VerifySeesARemovalMadeElsewhere", testVerifySeesARemovalMadeElsewhere},
 		{"VerifyOfAMissingSecretIsNotFound", testVerifyOfAMissingSecretIsNotFound},
+		{"LookupLeavesTheItemInMemory", testLookupLeavesTheItemInMemory},
+		{"LookupLeavesTheItemInMemoryWhenASnapshotOfItIsReleased", testLookupLeavesTheItemInMemoryWhenASnapshotOfItIsReleased},
 		{"KnownIsFalseForANameNeverAskedAbout", testKnownIsFalseForANameNeverAskedAbout},
 		{"KnownIsWhatLookupAnswered", testKnownIsWhatLookupAnswered},
 		{"KnownIsFalseAfterALookupFoundNothing", testKnownIsFalseAfterALookupFoundNothing},
