@@ -24,9 +24,12 @@ type Want uint8
 
 const (
 	WantProcess Want = 1 << iota // the thread's process (status)
-	WantExit                     // with WantProcess: whether it is exiting, and on which signal (stat, then)
-	WantGroups                   // its supplementary groups (status)
-	WantCommand                  // its command name (comm), and its process
+	// WantExit asks, with WantProcess, whether the thread is exiting,
+	// and on which signal (stat, then). Without WantProcess it asks
+	// nothing, even beside WantCommand, which gives the process too.
+	WantExit
+	WantGroups  // its supplementary groups (status)
+	WantCommand // its command name (comm), and its process
 )
 
 // Facts are what /proc told of a thread: what Describe was asked for,
@@ -60,7 +63,7 @@ func Describe(tid uint32, want Want) Facts {
 		if err == nil {
 			var exiting bool
 			f.Process, exiting = parseStatus(status, tid)
-			if want&WantExit != 0 && exiting {
+			if want&(WantProcess|WantExit) == WantProcess|WantExit && exiting {
 				f.KilledBy = KilledBy(tid)
 			}
 		}

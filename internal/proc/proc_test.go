@@ -2,11 +2,13 @@ package proc
 
 import (
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // statLine builds a /proc/<tid>/stat line for a command name and an exit
@@ -127,5 +129,46 @@ func TestDescribeReadsWhatItIsAskedFor(t *testing.T) {
 	const gone = 1<<22 + 7 // above pid_max's ceiling: no such thread
 	if f := Describe(gone, WantProcess|WantExit|WantGroups|WantCommand); f.Process != gone || f.Groups != nil || f.Command != "" || f.KilledBy != 0 {
 		t.Errorf("Describe of a thread /proc does not show = %+v, want process %d and nothing known", f, gone)
+	}
+}
+
+// killedChild starts a child, kills it with SIGKILL and leaves it
+// unreaped until t ends: a zombie, whose status shows no memory map (the
+// exiting thread Describe looks for) and whose stat holds the signal.
+func killedChild(t *testing.T) uint32 {
+	t.Helper()
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no child to kill: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Wait() })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	for tries := 0; ; tries++ {
+		if status, err := read(pid, "status"); err == nil && strings.Contains(string(status), "State:\tZ") {
+			return pid
+		}
+		if tries == 10000 {
+			t.Fatalf("the killed child %d never became a zombie", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// WantExit is read "with WantProcess": a thread found exiting is asked
+// which signal kills it. A request that wants only the command (and so
+// the process) did not ask, and its stat is not read.
+func TestDescribeTellsTheSignalOfAnExitingThreadOnlyWithWantProcess(t *testing.T) {
+	pid := killedChild(t)
+	if f := Describe(pid, WantProcess|WantExit); f.Process != pid || f.KilledBy != syscall.SIGKILL {
+		t.Errorf("Describe(WantProcess|WantExit) of a child killed by SIGKILL = %+v, want process %d killed by SIGKILL", f, pid)
+	}
+	if f := Describe(pid, WantProcess); f.KilledBy != 0 {
+		t.Errorf("Describe(WantProcess) of a killed child = %+v, want no signal: it was not asked for", f)
+	}
+	if f := Describe(pid, WantCommand|WantExit); f.Process != pid || f.KilledBy != 0 {
+		t.Errorf("Describe(WantCommand|WantExit) of a killed child = %+v, want process %d and no signal: WantExit counts only with WantProcess", f, pid)
 	}
 }
