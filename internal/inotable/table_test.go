@@ -61,6 +61,7 @@ func TestTheTableFindsEachRevisionByWhatItIs(t *testing.T) {
 	wantFind(t, tab, "revision 3, once revision 2 is forgotten", three, n4)
 	tab.Forgot(n4)
 	wantFind(t, tab, "revision 3, forgotten", three, nil)
+	wantFind(t, tab, "revision 1, once revision 3 is forgotten", one, n1)
 
 	if !tab.Rename(n1, renamed) {
 		t.Fatal("Rename of the node of revision 1 to a free ID was refused")
