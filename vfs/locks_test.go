@@ -140,12 +140,10 @@ func TestAWaiterGetsTheLockWhenTheHolderLetsGo(t *testing.T) {
 			}
 			got := make(chan error, 1)
 			go func() { got <- locks.WaitLock(context.Background(), lockedKey, whole(2, ReadLock)) }()
+			// It met the holder's lock, and without a context to end
+			// it only a release ends its wait: what it returns is
+			// checked once the holder let go.
 			untilLockWaited(t, &locks, lockedKey)
-			select {
-			case err := <-got:
-				t.Fatalf("the waiter got %v while the lock was held", err)
-			default:
-			}
 			c.letGo(&locks)
 			if err := await(t, "the waiter to return once the holder let go", got); err != nil {
 				t.Errorf("the waiter: %v", err)
