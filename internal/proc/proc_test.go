@@ -139,7 +139,7 @@ func killedChild(t *testing.T) uint32 {
 	t.Helper()
 	cmd := exec.Command("sleep", "1000")
 	if err := cmd.Start(); err != nil {
-		t.Skipf("no child to kill: %v", err)
+		t.Fatalf("no child to kill: %v", err)
 	}
 	t.Cleanup(func() { _ = cmd.Wait() })
 	if err := cmd.Process.Kill(); err != nil {
